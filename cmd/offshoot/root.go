@@ -1,0 +1,165 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// config is the server configuration. Precedence, lowest first: defaults,
+// the YAML file named by --config, OFFSHOOT_* environment variables, flags.
+type config struct {
+	// DataDir holds the store, the run directory and logs.
+	// Default: $OFFSHOOT_DATA_DIR, else ~/.local/share/offshoot.
+	DataDir string `yaml:"data_dir"`
+	// HTTPAddr is where the HTTP API, MCP and web UI listen. Default 127.0.0.1:8432.
+	HTTPAddr string `yaml:"http_addr"`
+	// ProxyAddr is where the pgwire proxy listens. Default 127.0.0.1:55432.
+	ProxyAddr string `yaml:"proxy_addr"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json. Default text.
+	LogFormat string `yaml:"log_format"`
+}
+
+func defaultConfig() config {
+	dir := os.Getenv("OFFSHOOT_DATA_DIR")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			home = "."
+		}
+		dir = filepath.Join(home, ".local", "share", "offshoot")
+	}
+	return config{
+		DataDir:   dir,
+		HTTPAddr:  "127.0.0.1:8432",
+		ProxyAddr: "127.0.0.1:55432",
+		LogLevel:  "info",
+		LogFormat: "text",
+	}
+}
+
+// exitError carries a process exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+// app is what every subcommand shares: the resolved configuration and logger.
+type app struct {
+	cfg        config
+	configFile string
+	log        *slog.Logger
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+func newRootCmd() *cobra.Command {
+	a := &app{cfg: defaultConfig(), stdout: os.Stdout, stderr: os.Stderr}
+	root := &cobra.Command{
+		Use:           "offshoot",
+		Short:         "Git-like branches of a real PostgreSQL + pgvector database",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.resolve(cmd)
+		},
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&a.cfg.DataDir, "data-dir", a.cfg.DataDir, "data directory (env OFFSHOOT_DATA_DIR)")
+	f.StringVar(&a.configFile, "config", os.Getenv("OFFSHOOT_CONFIG"), "optional YAML config file (env OFFSHOOT_CONFIG)")
+	f.StringVar(&a.cfg.LogLevel, "log-level", a.cfg.LogLevel, "log level: debug, info, warn, error (env OFFSHOOT_LOG_LEVEL)")
+	f.StringVar(&a.cfg.LogFormat, "log-format", a.cfg.LogFormat, "log format: text or json (env OFFSHOOT_LOG_FORMAT)")
+	for _, register := range subcommands {
+		root.AddCommand(register(a))
+	}
+	return root
+}
+
+// subcommands registers each verb; files in this package append to it from
+// init so verbs arrive with their own file.
+var subcommands []func(*app) *cobra.Command
+
+// resolve applies the config file and environment under explicitly set flags
+// and builds the logger.
+func (a *app) resolve(cmd *cobra.Command) error {
+	set := map[string]bool{}
+	cmd.Flags().Visit(func(fl *pflag.Flag) { set[fl.Name] = true })
+	if a.configFile != "" {
+		var fileCfg config
+		b, err := os.ReadFile(a.configFile)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&fileCfg); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("config %s: %w", a.configFile, err)
+		}
+		overlay(&a.cfg, fileCfg, set)
+	}
+	envCfg := config{
+		HTTPAddr:  os.Getenv("OFFSHOOT_HTTP_ADDR"),
+		ProxyAddr: os.Getenv("OFFSHOOT_PROXY_ADDR"),
+		LogLevel:  os.Getenv("OFFSHOOT_LOG_LEVEL"),
+		LogFormat: os.Getenv("OFFSHOOT_LOG_FORMAT"),
+	}
+	overlay(&a.cfg, envCfg, set)
+	log, err := newLogger(a.stderr, a.cfg.LogLevel, a.cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	a.log = log
+	return nil
+}
+
+// overlay copies the non-empty fields of src into dst unless the matching
+// flag was set explicitly.
+func overlay(dst *config, src config, flagSet map[string]bool) {
+	pick := func(d *string, s, flag string) {
+		if s != "" && !flagSet[flag] {
+			*d = s
+		}
+	}
+	pick(&dst.DataDir, src.DataDir, "data-dir")
+	pick(&dst.HTTPAddr, src.HTTPAddr, "http-addr")
+	pick(&dst.ProxyAddr, src.ProxyAddr, "proxy-addr")
+	pick(&dst.LogLevel, src.LogLevel, "log-level")
+	pick(&dst.LogFormat, src.LogFormat, "log-format")
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}
