@@ -1,0 +1,344 @@
+// Package pg runs PostgreSQL 15 server processes: it finds the binaries,
+// initializes clusters with initdb and starts and stops postmasters as the
+// `postgres` OS user. It is the mechanism under compute's endpoints, the
+// project initializer and the tests; it knows nothing of branches.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Errors returned by this package.
+var (
+	// ErrNoPostgres means the PostgreSQL 15 server binaries were not found.
+	ErrNoPostgres = errors.New("postgres 15 binaries not found (run scripts/setup, or set OFFSHOOT_PG_BIN)")
+	// ErrNoOSUser means the `postgres` OS user does not exist.
+	ErrNoOSUser = errors.New("OS user postgres not found (installing postgresql-15 creates it)")
+	// ErrExited means the postmaster exited before it became ready.
+	ErrExited = errors.New("postgres exited")
+)
+
+// BinDir is the directory of the PostgreSQL 15 binaries:
+// $OFFSHOOT_PG_BIN, default /usr/lib/postgresql/15/bin.
+func BinDir() string {
+	if d := os.Getenv("OFFSHOOT_PG_BIN"); d != "" {
+		return d
+	}
+	return "/usr/lib/postgresql/15/bin"
+}
+
+// Bin is the path of one PostgreSQL program, e.g. Bin("initdb").
+func Bin(name string) string { return filepath.Join(BinDir(), name) }
+
+// OSUser is the account server processes run as.
+type OSUser struct {
+	Name     string
+	UID, GID uint32
+}
+
+// PostgresUser looks up the `postgres` OS user.
+func PostgresUser() (OSUser, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return OSUser{}, ErrNoOSUser
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return OSUser{Name: u.Username, UID: uint32(uid), GID: uint32(gid)}, nil
+}
+
+// Chown gives path to the postgres user.
+func (u OSUser) Chown(path string) error { return os.Chown(path, int(u.UID), int(u.GID)) }
+
+// Command builds an exec.Cmd of a PostgreSQL program running as u. When the
+// current process is not root, it runs as the current user.
+func (u OSUser) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, Bin(name), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID}
+	}
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "TZ=UTC")
+	return cmd
+}
+
+// Version returns the output of `postgres --version`, e.g.
+// "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)".
+func Version(ctx context.Context) (string, error) {
+	if _, err := os.Stat(Bin("postgres")); err != nil {
+		return "", ErrNoPostgres
+	}
+	out, err := exec.CommandContext(ctx, Bin("postgres"), "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("postgres --version: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// InitOptions configure InitDB.
+type InitOptions struct {
+	// DataDir is the new cluster's directory; it must be empty or absent
+	// and its parent traversable by the postgres user.
+	DataDir string
+	// Superuser is the bootstrap superuser's name. Default "postgres".
+	Superuser string
+	// Password is the superuser's password. With a password, every
+	// connection (local and host) authenticates with SCRAM-SHA-256; without
+	// one, local connections are trusted (tests only).
+	Password string
+}
+
+// InitDB runs initdb as the postgres user with data checksums and UTF8.
+func InitDB(ctx context.Context, o InitOptions) error {
+	u, err := PostgresUser()
+	if err != nil {
+		return err
+	}
+	if o.Superuser == "" {
+		o.Superuser = "postgres"
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("initdb: %w", err)
+	}
+	if err := u.Chown(o.DataDir); err != nil {
+		return fmt.Errorf("initdb: %w", err)
+	}
+	args := []string{"-D", o.DataDir, "-U", o.Superuser, "--data-checksums", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"}
+	if o.Password != "" {
+		pw, err := os.CreateTemp("", "offshoot-pw-*")
+		if err != nil {
+			return fmt.Errorf("initdb: %w", err)
+		}
+		defer os.Remove(pw.Name())
+		if _, err := pw.WriteString(o.Password + "\n"); err != nil {
+			pw.Close()
+			return fmt.Errorf("initdb: %w", err)
+		}
+		pw.Close()
+		if err := u.Chown(pw.Name()); err != nil {
+			return fmt.Errorf("initdb: %w", err)
+		}
+		args = append(args, "--auth=scram-sha-256", "--pwfile="+pw.Name())
+	} else {
+		args = append(args, "--auth=trust")
+	}
+	out, err := u.Command(ctx, "initdb", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("initdb %s: %w: %s", o.DataDir, err, lastLines(string(out), 10))
+	}
+	return nil
+}
+
+// Options configure a postmaster. Settings that must not travel with a
+// branch's PGDATA are passed here, on the command line, never written into
+// the data directory.
+type Options struct {
+	// DataDir is PGDATA.
+	DataDir string
+	// SocketDir is the private Unix socket directory (required).
+	SocketDir string
+	// Port is the TCP port on 127.0.0.1, or 0 for Unix socket only. It also
+	// names the socket file (.s.PGSQL.<port>); with 0 that name uses 5432.
+	Port int
+	// Settings are extra -c name=value options (shared_buffers, ...).
+	Settings map[string]string
+	// LogFile receives the server's stderr; empty discards it.
+	LogFile string
+}
+
+// SocketPort is the port number in the socket file name.
+func (o Options) SocketPort() int {
+	if o.Port == 0 {
+		return 5432
+	}
+	return o.Port
+}
+
+// Postmaster is a running postgres server process.
+type Postmaster struct {
+	opts Options
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+// Start launches postgres as the postgres user and returns without waiting
+// for readiness; use WaitReady.
+func Start(ctx context.Context, o Options) (*Postmaster, error) {
+	u, err := PostgresUser()
+	if err != nil {
+		return nil, err
+	}
+	if o.SocketDir == "" {
+		return nil, errors.New("start postgres: SocketDir is required")
+	}
+	if err := os.MkdirAll(o.SocketDir, 0o700); err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	if err := u.Chown(o.SocketDir); err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	settings := map[string]string{
+		"unix_socket_directories": o.SocketDir,
+		"port":                    strconv.Itoa(o.SocketPort()),
+		"listen_addresses":        "",
+	}
+	if o.Port != 0 {
+		settings["listen_addresses"] = "127.0.0.1"
+	}
+	for k, v := range o.Settings {
+		settings[k] = v
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := []string{"-D", o.DataDir}
+	for _, k := range keys {
+		args = append(args, "-c", k+"="+settings[k])
+	}
+	// Not CommandContext: the postmaster outlives the start request.
+	cmd := u.Command(context.Background(), "postgres", args...)
+	if o.LogFile != "" {
+		f, err := os.OpenFile(o.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("start postgres: %w", err)
+		}
+		defer f.Close()
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	p := &Postmaster{opts: o, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the postmaster's process id.
+func (p *Postmaster) Pid() int { return p.cmd.Process.Pid }
+
+// Options returns the options the postmaster was started with.
+func (p *Postmaster) Options() Options { return p.opts }
+
+// Done is closed when the postmaster has exited.
+func (p *Postmaster) Done() <-chan struct{} { return p.done }
+
+// ExitErr is how the postmaster exited (nil while running or on a clean exit).
+func (p *Postmaster) ExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// ConnString is a keyword/value connection string for the Unix socket.
+func (p *Postmaster) ConnString(user, password, database string) string {
+	s := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", p.opts.SocketDir, p.opts.SocketPort(), user, database)
+	if password != "" {
+		s += " password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(password) + "'"
+	}
+	return s
+}
+
+// WaitReady returns once a real connection with connString answers a query,
+// or when ctx ends or the postmaster exits.
+func (p *Postmaster) WaitReady(ctx context.Context, connString string) error {
+	delay := 5 * time.Millisecond
+	for {
+		conn, err := pgx.Connect(ctx, connString)
+		if err == nil {
+			_, err = conn.Exec(ctx, "SELECT 1")
+			conn.Close(context.Background())
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%w: %v (last connection error: %v)", ErrExited, p.ExitErr(), err)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for postgres: %w (last connection error: %v)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// StopMode is a PostgreSQL shutdown mode.
+type StopMode int
+
+const (
+	// Fast disconnects clients and shuts down cleanly (SIGINT).
+	Fast StopMode = iota
+	// Immediate quits without a checkpoint; crash recovery runs on the next start (SIGQUIT).
+	Immediate
+	// Smart waits for clients to disconnect (SIGTERM).
+	Smart
+)
+
+// Stop signals the postmaster and waits for it to exit. If ctx ends first
+// it escalates to an immediate shutdown, then SIGKILL.
+func (p *Postmaster) Stop(ctx context.Context, mode StopMode) error {
+	sig := map[StopMode]syscall.Signal{Fast: syscall.SIGINT, Immediate: syscall.SIGQUIT, Smart: syscall.SIGTERM}[mode]
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+	return fmt.Errorf("stop postgres %d: %w", p.Pid(), ctx.Err())
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// LastLines returns the last n lines of a file (a server log), or "".
+func LastLines(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return lastLines(string(b), n)
+}
