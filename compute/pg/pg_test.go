@@ -85,5 +85,3 @@ func TestPgtestClusterHasVector(t *testing.T) {
 		t.Fatalf("distance %v, want 5", d)
 	}
 }
-
-
