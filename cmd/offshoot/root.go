@@ -74,8 +74,9 @@ type app struct {
 	stderr     io.Writer
 }
 
-func newRootCmd() *cobra.Command {
-	a := &app{cfg: defaultConfig(), stdout: os.Stdout, stderr: os.Stderr}
+// newRootCmd builds the command tree; commands write to stdout and stderr.
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	a := &app{cfg: defaultConfig(), stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "offshoot",
 		Short:         "Git-like branches of a real PostgreSQL + pgvector database",
@@ -93,7 +94,22 @@ func newRootCmd() *cobra.Command {
 	for _, register := range subcommands {
 		root.AddCommand(register(a))
 	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	return root
+}
+
+func init() {
+	subcommands = append(subcommands, func(a *app) *cobra.Command {
+		return &cobra.Command{
+			Use:   "config",
+			Short: "Print the resolved configuration (defaults < config file < OFFSHOOT_* env < flags) as YAML",
+			Args:  cobra.NoArgs,
+			RunE: func(*cobra.Command, []string) error {
+				return yaml.NewEncoder(a.stdout).Encode(a.cfg)
+			},
+		}
+	})
 }
 
 // subcommands registers each verb; files in this package append to it from
@@ -119,6 +135,7 @@ func (a *app) resolve(cmd *cobra.Command) error {
 		overlay(&a.cfg, fileCfg, set)
 	}
 	envCfg := config{
+		DataDir:   os.Getenv("OFFSHOOT_DATA_DIR"),
 		HTTPAddr:  os.Getenv("OFFSHOOT_HTTP_ADDR"),
 		ProxyAddr: os.Getenv("OFFSHOOT_PROXY_ADDR"),
 		LogLevel:  os.Getenv("OFFSHOOT_LOG_LEVEL"),

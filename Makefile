@@ -1,0 +1,42 @@
+# offshoot — see README.md. Every target that needs the machine set up runs
+# scripts/setup first; it is idempotent and takes about a second when
+# everything is installed.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+GO ?= go
+STATICCHECK_VERSION ?= v0.8.2
+# Packages whose tests also run under the race detector (the rest run
+# without it to keep `make test` inside CI's time; see docs/testing.md).
+RACE_PKGS ?= ./cmd/... ./evals/... ./compute/...
+BIN := bin/offshoot
+
+.PHONY: setup build run test bench lint fmt clean
+
+setup:
+	@./scripts/setup
+
+build:
+	$(GO) build -o $(BIN) ./cmd/offshoot
+
+run: setup build
+	./$(BIN) serve
+
+test: setup
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+
+bench: setup build
+	./scripts/bench
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	staticcheck ./...
+
+fmt:
+	gofmt -w .
+
+clean:
+	rm -rf bin
