@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/offshootdb/offshoot/compute/pg"
+)
+
+// A benchmark result as the project's ratio benchmarks report it through
+// testing.B.ReportMetric: "offshoot_<unit>" and "baseline_<unit>" values and
+// a "ratio" (offshoot / baseline, or the quantity the goal names).
+type benchRow struct {
+	name               string
+	offshoot, baseline float64
+	unit               string
+	ratio              float64
+	hasRatio           bool
+}
+
+// benchGoals are the targets from the issues, keyed by benchmark name
+// (without the Benchmark prefix and the -GOMAXPROCS suffix).
+var benchGoals = map[string]benchGoal{}
+
+// benchGoal is a bound on a ratio: max when lower is better.
+type benchGoal struct {
+	bound float64
+	max   bool
+}
+
+func (g benchGoal) String() string {
+	if g.max {
+		return "≤ " + strconv.FormatFloat(g.bound, 'g', -1, 64)
+	}
+	return "≥ " + strconv.FormatFloat(g.bound, 'g', -1, 64)
+}
+
+func (g benchGoal) met(r float64) bool {
+	if g.max {
+		return r <= g.bound
+	}
+	return r >= g.bound
+}
+
+// parseBench reads `go test -bench` output and returns the rows that report
+// a ratio, in input order.
+func parseBench(r io.Reader) ([]benchRow, error) {
+	var rows []benchRow
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if i := strings.LastIndex(name, "-"); i > 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i]
+			}
+		}
+		row := benchRow{name: name}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("benchmark %s: metric %q: %w", name, f[i], err)
+			}
+			unit := f[i+1]
+			switch {
+			case unit == "ratio":
+				row.ratio, row.hasRatio = v, true
+			case strings.HasPrefix(unit, "offshoot_"):
+				row.offshoot, row.unit = v, strings.TrimPrefix(unit, "offshoot_")
+			case strings.HasPrefix(unit, "baseline_"):
+				row.baseline = v
+			}
+		}
+		if row.hasRatio {
+			rows = append(rows, row)
+		}
+	}
+	return rows, sc.Err()
+}
+
+// writeBenchTable prints the side-by-side table as Markdown.
+func writeBenchTable(w io.Writer, rows []benchRow) {
+	fmt.Fprintln(w, "| benchmark | offshoot | baseline | ratio | goal | met |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|")
+	for _, r := range rows {
+		goal, met := "", ""
+		if g, ok := benchGoals[r.name]; ok {
+			goal = g.String()
+			met = "no"
+			if g.met(r.ratio) {
+				met = "yes"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s %s | %s %s | %.3f | %s | %s |\n", r.name,
+			fmtNum(r.offshoot), r.unit, fmtNum(r.baseline), r.unit, r.ratio, goal, met)
+	}
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+}
+
+// machineInfo describes where the numbers were measured.
+func machineInfo(ctx context.Context) string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb uint64
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		mem = humanBytes(kb << 10)
+	}
+	pgv, _ := pg.Version(ctx)
+	return fmt.Sprintf("%s, %d cores, %s RAM, %s, %s", cpu, runtime.NumCPU(), mem, runtime.Version(), pgv)
+}
+
+func init() {
+	subcommands = append(subcommands, func(a *app) *cobra.Command {
+		var out, command string
+		cmd := &cobra.Command{
+			Use:   "bench-report [go-test-bench-output ...]",
+			Short: "Turn `go test -bench` output of the ratio benchmarks into a table and docs/benchmarks.md",
+			RunE: func(cmd *cobra.Command, files []string) error {
+				var rows []benchRow
+				readers := []io.Reader{os.Stdin}
+				if len(files) > 0 {
+					readers = nil
+					for _, name := range files {
+						f, err := os.Open(name)
+						if err != nil {
+							return fmt.Errorf("bench report: %w", err)
+						}
+						defer f.Close()
+						readers = append(readers, f)
+					}
+				}
+				for _, r := range readers {
+					rs, err := parseBench(r)
+					if err != nil {
+						return fmt.Errorf("bench report: %w", err)
+					}
+					rows = append(rows, rs...)
+				}
+				if len(rows) == 0 {
+					return fmt.Errorf("bench report: no benchmark reported a ratio")
+				}
+				sort.SliceStable(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
+				writeBenchTable(a.stdout, rows)
+				if out == "" {
+					return nil
+				}
+				var b strings.Builder
+				fmt.Fprintf(&b, "# Benchmarks\n\nGenerated by `%s` on %s.\n\nMachine: %s.\n\n", command,
+					time.Now().UTC().Format("2006-01-02 15:04 MST"), machineInfo(cmd.Context()))
+				b.WriteString("Every row is measured against its baseline in the same run; ratio is offshoot / baseline unless the row's notes say otherwise.\n\n")
+				writeBenchTable(&b, rows)
+				if notes, err := os.ReadFile("docs/benchmarks-notes.md"); err == nil {
+					b.WriteString("\n")
+					b.Write(notes)
+				}
+				return os.WriteFile(out, []byte(b.String()), 0o644)
+			},
+		}
+		cmd.Flags().StringVar(&out, "out", "", "also write the Markdown report to this file")
+		cmd.Flags().StringVar(&command, "command", "make bench", "the command that reproduces the numbers, for the report")
+		return cmd
+	})
+}
