@@ -220,6 +220,16 @@ func Compare(a, b *Result, opt CompareOptions) (*Comparison, error) {
 	return c, nil
 }
 
+// Measure returns the comparison of the measure named name (e.g. "P_10").
+func (c *Comparison) Measure(name string) (MeasureComparison, bool) {
+	for _, m := range c.Measures {
+		if m.Measure == name {
+			return m, true
+		}
+	}
+	return MeasureComparison{}, false
+}
+
 // WriteJSON writes the comparison as indented JSON.
 func (c *Comparison) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
