@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -135,6 +136,12 @@ a given --seed.`,
 			if err != nil {
 				return err
 			}
+			if opt.Primary == "" && len(f.measures) > 0 {
+				// The first -m the user gave, not the first in print order.
+				if ms, err := evals.ParseMeasures(f.measures[0]); err == nil && len(ms) > 0 && !strings.HasPrefix(ms[0].Family, "num_") {
+					opt.Primary = ms[0].String()
+				}
+			}
 			c, err := evals.Compare(res[0], res[1], opt)
 			if err != nil {
 				return err
@@ -151,7 +158,7 @@ a given --seed.`,
 	fl.IntVar(&opt.Permutations, "permutations", evals.MinPermutations, "random sign flips of the randomization test (at least 10000)")
 	fl.IntVar(&opt.Resamples, "resamples", evals.DefaultResamples, "bootstrap resamples")
 	fl.Uint64Var(&opt.Seed, "seed", 0, "random seed for the test and the bootstrap")
-	fl.StringVar(&opt.Primary, "primary", "", "measure listed per query (default: the first non-count measure), e.g. ndcg_cut_10")
+	fl.StringVar(&opt.Primary, "primary", "", "measure listed per query, e.g. ndcg_cut_10 (default: the first -m given, else the first non-count measure)")
 	fl.IntVar(&limit, "limit", 20, "per-query lines in text output (0: all)")
 	fl.BoolVar(&asJSON, "json", false, "print the comparison as JSON (all queries)")
 	return cmd

@@ -139,6 +139,11 @@ func TestEvalCompare(t *testing.T) {
 	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "q2 ") {
 		t.Fatalf("worst-first order: last line %q, want q2 (the improved query) last", last)
 	}
+	// The first -m given is the per-query measure, whatever the print order.
+	swapped, err := runCLI(t, "eval", "compare", filepath.Join(dir, "a.run"), filepath.Join(dir, "b.run"), "--qrels", filepath.Join(dir, "qrels.txt"), "-m", "P.5", "-m", "recip_rank")
+	if err != nil || !strings.Contains(swapped, "per query P_5 (worst first)") {
+		t.Fatalf("primary from first -m: %v\n%s", err, swapped)
+	}
 	again, _ := runCLI(t, args...)
 	if again != out {
 		t.Fatal("compare output not deterministic")
