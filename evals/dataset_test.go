@@ -1,6 +1,8 @@
 package evals
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -253,5 +255,31 @@ func TestSyntheticDeterministicAndLoadable(t *testing.T) {
 	}
 	if _, err := Synthetic(SyntheticConfig{Docs: 3, RelevantPerQuery: 4}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("more relevant than docs: err = %v", err)
+	}
+}
+
+// TestSyntheticPinned pins the bytes of a small generated dataset, so a
+// change in generation (or in math/rand/v2's algorithms, which Go keeps
+// stable) cannot silently change every scale test's data.
+func TestSyntheticPinned(t *testing.T) {
+	ds, err := Synthetic(SyntheticConfig{Seed: 1, Docs: 50, Queries: 5, RelevantPerQuery: 3, Vocab: 100, DocWords: 10, QueryWords: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := WriteBEIR(dir, "test", ds); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	for _, f := range []string{"corpus.jsonl", "queries.jsonl", "qrels/test.tsv"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(b)
+	}
+	const want = "e03117c7a955be0dcbc898dd392ac97a969f96a7f36bcecb78473273e250e4d1"
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		t.Fatalf("synthetic dataset hash %s, want %s", got, want)
 	}
 }
