@@ -394,8 +394,10 @@ func checkDupDocs(ranked []ScoredDoc) error {
 	return nil
 }
 
-// isCount reports whether m is an integer-valued bookkeeping measure.
-func isCount(m Measure) bool {
+// IsCount reports whether m is an integer bookkeeping measure (num_q,
+// num_ret, num_rel, num_rel_ret): summed rather than averaged, printed as
+// an integer, and left out of comparisons.
+func (m Measure) IsCount() bool {
 	fi, ok := lookupFamily(m.Family)
 	return ok && families[fi].agg != aggMean
 }
@@ -407,7 +409,7 @@ func isCount(m Measure) bool {
 func (r *Result) WriteTREC(w io.Writer, perQuery bool) error {
 	line := func(m Measure, qid string, v float64) error {
 		var err error
-		if isCount(m) {
+		if m.IsCount() {
 			_, err = fmt.Fprintf(w, "%-22s\t%s\t%d\n", m.String(), qid, int64(math.Round(v)))
 		} else {
 			_, err = fmt.Fprintf(w, "%-22s\t%s\t%6.4f\n", m.String(), qid, v)

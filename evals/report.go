@@ -173,7 +173,7 @@ func Compare(a, b *Result, opt CompareOptions) (*Comparison, error) {
 		Permutations: opt.Permutations, Resamples: opt.Resamples, Seed: opt.Seed}
 	primary := -1
 	for i, m := range a.Measures {
-		if isCount(m) {
+		if m.IsCount() {
 			continue
 		}
 		if (opt.Primary == "" && primary < 0) || m.String() == opt.Primary {

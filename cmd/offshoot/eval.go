@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -138,7 +137,7 @@ a given --seed.`,
 			}
 			if opt.Primary == "" && len(f.measures) > 0 {
 				// The first -m the user gave, not the first in print order.
-				if ms, err := evals.ParseMeasures(f.measures[0]); err == nil && len(ms) > 0 && !strings.HasPrefix(ms[0].Family, "num_") {
+				if ms, err := evals.ParseMeasures(f.measures[0]); err == nil && len(ms) > 0 && !ms[0].IsCount() {
 					opt.Primary = ms[0].String()
 				}
 			}
