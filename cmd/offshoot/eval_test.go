@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -244,5 +245,29 @@ func TestEvalExitStatus(t *testing.T) {
 	_, stderr, code := run("eval", "score", "--qrels", filepath.Join(dir, "qrels.txt"), "--run", filepath.Join(dir, "bad.run"))
 	if code == 0 || !strings.Contains(stderr, "offshoot: read run: "+filepath.Join(dir, "bad.run")+":2:") {
 		t.Fatalf("bad run: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestEvalCompareSignificant: over 30 queries B ranks the relevant document
+// first where A ranks it fifth, so every paired recip_rank difference is
+// +0.8 and the randomization test must reject (p ≈ 1/10001 < alpha).
+func TestEvalCompareSignificant(t *testing.T) {
+	var qrels, a, b strings.Builder
+	for q := 1; q <= 30; q++ {
+		fmt.Fprintf(&qrels, "t%d 0 rel 1\n", q)
+		for i, d := range []string{"x1", "x2", "x3", "x4", "rel"} {
+			fmt.Fprintf(&a, "t%d Q0 %s %d %d A\n", q, d, i+1, 10-i)
+		}
+		for i, d := range []string{"rel", "x1", "x2", "x3", "x4"} {
+			fmt.Fprintf(&b, "t%d Q0 %s %d %d B\n", q, d, i+1, 10-i)
+		}
+	}
+	dir := writeFiles(t, map[string]string{"q": qrels.String(), "a": a.String(), "b": b.String()})
+	out, err := runCLI(t, "eval", "compare", filepath.Join(dir, "a"), filepath.Join(dir, "b"), "--qrels", filepath.Join(dir, "q"), "-m", "recip_rank", "--alpha", "0.01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "recip_rank  0.2000  1.0000  +0.8000  [+0.8000, +0.8000]  0.0001  *    30/0/0") {
+		t.Fatalf("want a significant +0.8:\n%s", out)
 	}
 }
