@@ -49,12 +49,11 @@ func TestRandomizationConstantShift(t *testing.T) {
 	}
 }
 
-// TestRandomizationExactSmall enumerates all 2^n sign assignments when that
-// is cheaper than sampling: d = (1, 1, 1, 1, -1). |sum| = 3 is reached by
-// the assignments with sum ±3 or ±5: flipping nothing or only the -1 and
-// its mirror images. Sums of ±d: choose signs s; count |Σ s_i d_i| >= 3.
-// The four +1s and one -1 behave like five ±1 terms: |Σ| >= 3 when at most
-// one sign disagrees with the majority: 2 * (1 + 5) = 12 of 32 → p = 0.375.
+// TestRandomizationExactSmall: with 5 pairs all 2^5 = 32 sign assignments
+// are enumerated (32 <= 10,000). The differences are (1, 1, 1, 1, -1), so
+// each assignment yields five terms of ±1 and |sum| >= 3 (the observed
+// |1+1+1+1-1|) exactly when at most one term disagrees with the rest:
+// 2 (all agree) + 2*5 (one disagrees) = 12 assignments, p = 12/32 = 0.375.
 func TestRandomizationExactSmall(t *testing.T) {
 	a := []float64{0, 0, 0, 0, 1}
 	b := []float64{1, 1, 1, 1, 0}
