@@ -16,9 +16,9 @@ import (
 // with the scores; grades -2..4; some queries judged but not retrieved,
 // some retrieved but not judged, some with no relevant document).
 //
-// How the .out files were made: the ranking, judging and measure code of
+// How the .ref files were made: the ranking, judging and measure code of
 // trec_eval (form_res_rels.c; m_P.c, m_recall.c, m_success.c,
-// m_recip_rank.c, m_recip_rank_cut.c, m_map_cut.c, m_ndcg_cut.c; and the
+// m_recip_rank.c, m_recip_rank_cut.c, m_map_cut.c, m_ndcg.c, m_ndcg_cut.c; and the
 // query loop and -c handling of trec_eval.c) was transcribed line by line
 // into a small C program, compiled locally with gcc, and run on each pair
 // with the flags in the file name (-l relevance level, -c complete),
@@ -26,13 +26,13 @@ import (
 // the same program agreed with Evaluate on 222,304 values over 300 random
 // cases and on Cranfield with a tied TF-IDF run. The files are data only.
 func TestTrecReference(t *testing.T) {
-	outs, err := filepath.Glob("testdata/trecref/case*-*.out")
+	outs, err := filepath.Glob("testdata/trecref/case*-*.ref")
 	if err != nil || len(outs) != 9 {
 		t.Fatalf("want 9 reference outputs, got %d (%v)", len(outs), err)
 	}
 	for _, out := range outs {
 		base := filepath.Base(out)
-		name, flags, _ := strings.Cut(strings.TrimSuffix(base, ".out"), "-")
+		name, flags, _ := strings.Cut(strings.TrimSuffix(base, ".ref"), "-")
 		opt := Options{Complete: strings.HasSuffix(flags, "-c")}
 		if strings.HasPrefix(flags, "l2") {
 			opt.RelevanceLevel = 2
