@@ -19,8 +19,8 @@ import (
 // How the .ref files were made: the ranking, judging and measure code of
 // trec_eval (form_res_rels.c; m_P.c, m_recall.c, m_success.c,
 // m_recip_rank.c, m_recip_rank_cut.c, m_map_cut.c, m_ndcg.c,
-// m_ndcg_cut.c; and the
-// query loop and -c handling of trec_eval.c) was transcribed line by line
+// m_ndcg_cut.c; and the query loop and -c handling of trec_eval.c) was
+// transcribed line by line
 // into a small C program, compiled locally with gcc, and run on each pair
 // with the flags in the file name (-l relevance level, -c complete),
 // printing 6 decimals. The transcription is not part of this repository;
