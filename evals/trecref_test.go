@@ -20,10 +20,9 @@ import (
 // trec_eval (form_res_rels.c; m_P.c, m_recall.c, m_success.c,
 // m_recip_rank.c, m_recip_rank_cut.c, m_map_cut.c, m_ndcg.c,
 // m_ndcg_cut.c; and the query loop and -c handling of trec_eval.c) was
-// transcribed line by line
-// into a small C program, compiled locally with gcc, and run on each pair
-// with the flags in the file name (-l relevance level, -c complete),
-// printing 6 decimals. The transcription is not part of this repository;
+// transcribed line by line into a small C program, compiled locally with
+// gcc, and run on each pair with the flags in the file name (-l relevance
+// level, -c complete), printing 6 decimals. The transcription is not part of this repository;
 // the same program agreed with Evaluate on 236,198 values over 300 random
 // cases and on Cranfield with a tied TF-IDF run. The files are data only.
 func TestTrecReference(t *testing.T) {
