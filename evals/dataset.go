@@ -1,0 +1,457 @@
+package evals
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Doc is one corpus document.
+type Doc struct {
+	ID    string `json:"_id"`
+	Title string `json:"title"`
+	Text  string `json:"text"`
+}
+
+// Query is one query (topic).
+type Query struct {
+	ID   string `json:"_id"`
+	Text string `json:"text"`
+}
+
+// Qrels are relevance judgments: query id → document id → relevance grade.
+// Following trec_eval, a grade >= 1 (by default) marks a relevant document,
+// 0 a judged non-relevant one, and a negative grade a document that is in
+// the pool but unjudged; documents not listed are unjudged. Graded values
+// are the gains of nDCG.
+type Qrels map[string]map[string]int
+
+// Dataset is a test collection in memory: corpus, queries and judgments of
+// one split. Corpus and Queries keep file order.
+type Dataset struct {
+	Name    string
+	Corpus  []Doc
+	Queries []Query
+	Qrels   Qrels
+}
+
+// NumJudgments returns the number of (query, document) judgments.
+func (q Qrels) NumJudgments() int {
+	n := 0
+	for _, docs := range q {
+		n += len(docs)
+	}
+	return n
+}
+
+// QueryIDs returns the judged query ids in trec_eval order (byte-wise
+// ascending).
+func (q Qrels) QueryIDs() []string {
+	ids := make([]string, 0, len(q))
+	for id := range q {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// maxLine bounds one input line (corpus documents can be long).
+const maxLine = 64 << 20
+
+// eachLine calls fn for each line of r with its 1-based number, skipping
+// lines that are empty or only white space.
+func eachLine(r io.Reader, fn func(n int, line string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if err := fn(n, line); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// jsonRecord decodes one JSONL line holding an object whose "_id" is a
+// non-empty string and whose named string fields, if present, are strings.
+func jsonRecord(file string, n int, line string, required []string, optional []string) (map[string]string, error) {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(strings.NewReader(line))
+	if err := dec.Decode(&raw); err != nil {
+		return nil, lineErr(file, n, ErrFormat, "invalid JSON object: %v", err)
+	}
+	if raw == nil {
+		return nil, lineErr(file, n, ErrFormat, "want a JSON object")
+	}
+	if dec.More() {
+		return nil, lineErr(file, n, ErrFormat, "trailing data after JSON object")
+	}
+	out := make(map[string]string, len(required)+len(optional))
+	get := func(key string, must bool) error {
+		v, ok := raw[key]
+		if !ok {
+			if must {
+				return lineErr(file, n, ErrFormat, "missing field %q", key)
+			}
+			return nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return lineErr(file, n, ErrFormat, "field %q must be a string", key)
+		}
+		out[key] = s
+		return nil
+	}
+	for _, k := range required {
+		if err := get(k, true); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range optional {
+		if err := get(k, false); err != nil {
+			return nil, err
+		}
+	}
+	if out["_id"] == "" {
+		return nil, lineErr(file, n, ErrFormat, "empty _id")
+	}
+	if strings.ContainsAny(out["_id"], " \t\r\n") {
+		return nil, lineErr(file, n, ErrFormat, "_id %q contains white space", out["_id"])
+	}
+	return out, nil
+}
+
+// ReadCorpus reads a BEIR corpus.jsonl: one JSON object per line with a
+// string "_id" (non-empty, no white space, unique), an optional string
+// "title" and a string "text". Other fields are ignored. name labels errors.
+func ReadCorpus(r io.Reader, name string) ([]Doc, error) {
+	var docs []Doc
+	seen := map[string]int{}
+	err := eachLine(r, func(n int, line string) error {
+		rec, err := jsonRecord(name, n, line, []string{"_id", "text"}, []string{"title"})
+		if err != nil {
+			return err
+		}
+		if prev, ok := seen[rec["_id"]]; ok {
+			return lineErr(name, n, ErrDuplicate, "document %q already on line %d", rec["_id"], prev)
+		}
+		seen[rec["_id"]] = n
+		docs = append(docs, Doc{ID: rec["_id"], Title: rec["title"], Text: rec["text"]})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read corpus: %w", err)
+	}
+	return docs, nil
+}
+
+// ReadQueries reads a BEIR queries.jsonl: one JSON object per line with a
+// unique string "_id" and a string "text". name labels errors.
+func ReadQueries(r io.Reader, name string) ([]Query, error) {
+	var qs []Query
+	seen := map[string]int{}
+	err := eachLine(r, func(n int, line string) error {
+		rec, err := jsonRecord(name, n, line, []string{"_id", "text"}, nil)
+		if err != nil {
+			return err
+		}
+		if prev, ok := seen[rec["_id"]]; ok {
+			return lineErr(name, n, ErrDuplicate, "query %q already on line %d", rec["_id"], prev)
+		}
+		seen[rec["_id"]] = n
+		qs = append(qs, Query{ID: rec["_id"], Text: rec["text"]})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read queries: %w", err)
+	}
+	return qs, nil
+}
+
+// beirHeader is the first line of a BEIR qrels file.
+var beirHeader = []string{"query-id", "corpus-id", "score"}
+
+// ReadBEIRQrels reads a BEIR qrels tsv: the header line
+// "query-id<TAB>corpus-id<TAB>score", then one judgment per line with an
+// integer score. A (query, document) pair may occur once. name labels errors.
+func ReadBEIRQrels(r io.Reader, name string) (Qrels, error) {
+	q, err := readQrels(r, name, true, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read qrels: %w", err)
+	}
+	return q, nil
+}
+
+// ReadTRECQrels reads TREC qrels: lines "qid iter docno rel" separated by
+// white space, iter ignored, rel an integer; lines starting with '#' are
+// comments. A (query, document) pair may occur once. name labels errors.
+func ReadTRECQrels(r io.Reader, name string) (Qrels, error) {
+	q, err := readQrels(r, name, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read qrels: %w", err)
+	}
+	return q, nil
+}
+
+// ReadQrels reads qrels in either format, deciding from the first non-blank
+// line: the BEIR header or three fields mean BEIR tsv (header optional),
+// four fields mean TREC.
+func ReadQrels(r io.Reader, name string) (Qrels, error) {
+	br := bufio.NewReader(r)
+	var head []byte
+	for {
+		line, err := br.ReadBytes('\n')
+		head = append(head, line...)
+		t := strings.TrimSpace(string(line))
+		if t != "" && !strings.HasPrefix(t, "#") {
+			switch len(strings.Fields(t)) {
+			case 3:
+				return ReadBEIRQrels(io.MultiReader(bytes.NewReader(head), br), name)
+			case 4:
+				return ReadTRECQrels(io.MultiReader(bytes.NewReader(head), br), name)
+			default:
+				n := bytes.Count(head, []byte("\n"))
+				if !bytes.HasSuffix(head, []byte("\n")) {
+					n++
+				}
+				return nil, fmt.Errorf("read qrels: %w", lineErr(name, n, ErrFormat,
+					"want 4 fields (TREC: qid iter docno rel) or 3 (BEIR: query-id corpus-id score), got %d", len(strings.Fields(t))))
+			}
+		}
+		if err == io.EOF {
+			return nil, fmt.Errorf("read qrels: %s: no judgments: %w", name, ErrFormat)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read qrels: %w", err)
+		}
+	}
+}
+
+// readQrels parses qrels; check, if not nil, vets each judgment's ids and
+// returns the sentinel-wrapped complaint.
+func readQrels(r io.Reader, name string, beir bool, check func(qid, did string) error) (Qrels, error) {
+	q := Qrels{}
+	seen := map[[2]string]int{}
+	first := true
+	err := eachLine(r, func(n int, line string) error {
+		var f []string
+		if beir {
+			f = strings.Split(line, "\t")
+			if len(f) == 1 {
+				f = strings.Fields(line)
+			}
+			for i := range f {
+				f[i] = strings.TrimSpace(f[i])
+			}
+			if first {
+				first = false
+				if len(f) == 3 && f[0] == beirHeader[0] && f[1] == beirHeader[1] && f[2] == beirHeader[2] {
+					return nil
+				}
+			}
+			if len(f) != 3 {
+				return lineErr(name, n, ErrFormat, "want 3 tab-separated fields (query-id corpus-id score), got %d", len(f))
+			}
+		} else {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				return nil
+			}
+			f = strings.Fields(line)
+			if len(f) != 4 {
+				return lineErr(name, n, ErrFormat, "want 4 fields (qid iter docno rel), got %d", len(f))
+			}
+			f = []string{f[0], f[2], f[3]}
+		}
+		qid, did := f[0], f[1]
+		if qid == "" || did == "" {
+			return lineErr(name, n, ErrFormat, "empty query or document id")
+		}
+		rel, err := strconv.Atoi(f[2])
+		if err != nil {
+			return lineErr(name, n, ErrFormat, "relevance %q is not an integer", f[2])
+		}
+		if check != nil {
+			if err := check(qid, did); err != nil {
+				return &LineError{File: name, Line: n, Err: err}
+			}
+		}
+		key := [2]string{qid, did}
+		if prev, ok := seen[key]; ok {
+			return lineErr(name, n, ErrDuplicate, "judgment of query %q document %q already on line %d", qid, did, prev)
+		}
+		seen[key] = n
+		if q[qid] == nil {
+			q[qid] = map[string]int{}
+		}
+		q[qid][did] = rel
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(q) == 0 {
+		return nil, fmt.Errorf("%s: no judgments: %w", name, ErrFormat)
+	}
+	return q, nil
+}
+
+// ReadQrelsFile opens path and reads it with ReadQrels.
+func ReadQrelsFile(path string) (Qrels, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read qrels: %w", err)
+	}
+	defer f.Close()
+	return ReadQrels(f, path)
+}
+
+// LoadBEIR loads a BEIR-layout dataset from dir: corpus.jsonl,
+// queries.jsonl and qrels/<split>.tsv. Every record is validated; a
+// judgment naming a query or document that is not in the dataset is an
+// error (ErrUnknownID) naming the qrels file and line. The dataset is named
+// after dir's base name.
+func LoadBEIR(dir, split string) (*Dataset, error) {
+	ds := &Dataset{Name: filepath.Base(filepath.Clean(dir))}
+	read := func(file string, fn func(io.Reader, string) error) error {
+		path := filepath.Join(dir, file)
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("load dataset: %w", err)
+		}
+		defer f.Close()
+		if err := fn(f, path); err != nil {
+			return fmt.Errorf("load dataset: %w", err)
+		}
+		return nil
+	}
+	if err := read("corpus.jsonl", func(r io.Reader, name string) (err error) {
+		ds.Corpus, err = ReadCorpus(r, name)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := read("queries.jsonl", func(r io.Reader, name string) (err error) {
+		ds.Queries, err = ReadQueries(r, name)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	docs := make(map[string]bool, len(ds.Corpus))
+	for _, d := range ds.Corpus {
+		docs[d.ID] = true
+	}
+	queries := make(map[string]bool, len(ds.Queries))
+	for _, q := range ds.Queries {
+		queries[q.ID] = true
+	}
+	if err := read(filepath.Join("qrels", split+".tsv"), func(r io.Reader, name string) error {
+		var err error
+		ds.Qrels, err = readQrelsChecked(r, name, queries, docs)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return ds, nil
+}
+
+// readQrelsChecked reads BEIR qrels and checks every id against the dataset.
+func readQrelsChecked(r io.Reader, name string, queries, docs map[string]bool) (Qrels, error) {
+	q, err := readQrels(r, name, true, func(qid, did string) error {
+		if !queries[qid] {
+			return fmt.Errorf("query %q is not in queries.jsonl: %w", qid, ErrUnknownID)
+		}
+		if !docs[did] {
+			return fmt.Errorf("document %q is not in corpus.jsonl: %w", did, ErrUnknownID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read qrels: %w", err)
+	}
+	return q, nil
+}
+
+// WriteBEIR writes ds to dir in BEIR layout (corpus.jsonl, queries.jsonl,
+// qrels/<split>.tsv), creating directories as needed. Judgments are written
+// sorted by query then document id, so the output is deterministic.
+func WriteBEIR(dir, split string, ds *Dataset) error {
+	if err := os.MkdirAll(filepath.Join(dir, "qrels"), 0o755); err != nil {
+		return fmt.Errorf("write dataset: %w", err)
+	}
+	write := func(file string, fn func(w *bufio.Writer) error) error {
+		f, err := os.Create(filepath.Join(dir, file))
+		if err != nil {
+			return fmt.Errorf("write dataset: %w", err)
+		}
+		w := bufio.NewWriter(f)
+		err = fn(w)
+		if err == nil {
+			err = w.Flush()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write dataset: %w", err)
+		}
+		return nil
+	}
+	if err := write("corpus.jsonl", func(w *bufio.Writer) error {
+		enc := json.NewEncoder(w)
+		for _, d := range ds.Corpus {
+			if err := enc.Encode(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := write("queries.jsonl", func(w *bufio.Writer) error {
+		enc := json.NewEncoder(w)
+		for _, q := range ds.Queries {
+			if err := enc.Encode(q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return write(filepath.Join("qrels", split+".tsv"), func(w *bufio.Writer) error {
+		return WriteBEIRQrels(w, ds.Qrels)
+	})
+}
+
+// WriteBEIRQrels writes q as a BEIR qrels tsv with header, sorted by query
+// then document id.
+func WriteBEIRQrels(w io.Writer, q Qrels) error {
+	if _, err := fmt.Fprintln(w, strings.Join(beirHeader, "\t")); err != nil {
+		return err
+	}
+	for _, qid := range q.QueryIDs() {
+		dids := make([]string, 0, len(q[qid]))
+		for d := range q[qid] {
+			dids = append(dids, d)
+		}
+		sort.Strings(dids)
+		for _, d := range dids {
+			if _, err := fmt.Fprintf(w, "%s\t%s\t%d\n", qid, d, q[qid][d]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
