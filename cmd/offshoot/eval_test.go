@@ -62,10 +62,8 @@ func writeFiles(t *testing.T, files map[string]string) string {
 // error (whose exit code main would use).
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	root := newRootCmd()
 	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
+	root := newRootCmd(&out, &errb)
 	root.SetArgs(args)
 	err := root.Execute()
 	return out.String(), err
