@@ -493,8 +493,7 @@ func (s *Store) forkLocked(project, parent, name string, at At, opts BranchOptio
 	parentID := uint64(0)
 	if pb != nil {
 		parentID = pb.ID
-	} else if at.kind == atSnapshot {
-		sn, _ := s.snapshotLocked(p, at.snapshot)
+	} else if sn, _ := s.snapshotLocked(p, at.snapshot); s.cat.branches[sn.Branch] != nil {
 		parentID = sn.Branch
 	}
 	ids := [2]uint64{}
