@@ -219,4 +219,3 @@ func (s *Store) checkTree(what string, chain []link) error {
 	}
 	return walk(RootIno)
 }
-
