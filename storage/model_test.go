@@ -195,6 +195,7 @@ func (m *modelRun) step() string {
 		st, err := m.s.GC(context.Background())
 		ok(t, err)
 		m.verifyAll("gc")
+		m.t.Logf("gc: %+v", st)
 		return fmt.Sprintf("gc (%d deleted)", st.Deleted)
 	case r < 94:
 		m.reopen()
