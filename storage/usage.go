@@ -177,4 +177,3 @@ func (s *Store) TotalUsage() (StoreUsage, error) {
 	}
 	return su, nil
 }
-
