@@ -59,6 +59,7 @@ func TestForkPoints(t *testing.T) {
 	h := must[*Head](t)(s.OpenHead("p", "main"))
 	defer h.Close()
 	writeFile(t, h, "f", "v1")
+	ok(t, h.Flush())
 	s1 := h.Seq()
 	s.Tick()
 	t1 := c.Now()

@@ -55,6 +55,9 @@ type link struct{ tl, seq uint64 }
 // reader reads one (timeline, seq) through its ancestors. It is shared by
 // Head (seq = ∞) and View.
 type reader struct {
+	// wbuf, if set, holds blocks newer than anything in the store (the
+	// head's write-back buffer); guarded by the head's lock.
+	wbuf  *map[bkey][]byte
 	s     *Store
 	tl    uint64
 	chain []link
@@ -247,6 +250,12 @@ func (r *reader) readDir(dir uint64) ([]DirEntry, error) {
 
 // readBlock fills dst (BlockSize bytes) with block blk of inode ino.
 func (r *reader) readBlock(it *pebble.Iterator, key []byte, ino uint64, a *enc.Attr, blk uint64, dst []byte) ([]byte, error) {
+	if r.wbuf != nil {
+		if v, ok := (*r.wbuf)[bkey{ino, blk}]; ok {
+			copy(dst, v)
+			return key, nil
+		}
+	}
 	for _, l := range r.chain {
 		key = enc.BlockKey(key, l.tl, ino, blk, l.seq)
 		if it.SeekPrefixGE(key) {

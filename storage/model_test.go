@@ -83,7 +83,7 @@ func TestModel(t *testing.T) {
 	}()
 	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
 	m := &modelRun{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), dir: t.TempDir(), clk: clk,
-		opts:     &Options{GCInterval: -1, HistoryWindow: 30 * time.Second, HistoryTick: time.Hour, GCBatch: 50, Now: clk.Now},
+		opts:     &Options{GCInterval: -1, HistoryWindow: 30 * time.Second, HistoryTick: time.Hour, GCBatch: 50, HeadBufferBytes: 4 * BlockSize, Now: clk.Now},
 		branches: map[string]*mbranch{}, snaps: map[string]mstate{}}
 	var err error
 	m.s, err = Open(m.dir, m.opts)
@@ -105,8 +105,17 @@ func TestModel(t *testing.T) {
 	main.history = []mpoint{{seq: m.s.curSeq(), state: main.state}}
 	main.head = must[*Head](t)(m.s.OpenHead("p", "main"))
 	m.branches["main"] = main
+	var recent []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last operations:\n%s", strings.Join(recent, "\n"))
+		}
+	}()
 	for step := 0; step < steps && !t.Failed(); step++ {
 		op := m.step()
+		if recent = append(recent, op); len(recent) > 20 {
+			recent = recent[1:]
+		}
 		if t.Failed() {
 			t.Fatalf("step %d (%s) failed", step, op)
 		}
@@ -174,6 +183,7 @@ func (m *modelRun) step() string {
 		m.nextName++
 		must[Snapshot](t)(m.s.Snapshot("p", b.name, name, SnapshotOptions{}))
 		m.snaps[name] = b.state
+		m.record(b)
 		return "snapshot " + b.name + " " + name
 	case r < 74:
 		if len(m.snaps) > 0 {
@@ -189,7 +199,8 @@ func (m *modelRun) step() string {
 		return m.deleteBranch(b)
 	case r < 88:
 		m.clk.Add(time.Duration(1+m.rng.IntN(5)) * time.Second)
-		m.s.Tick()
+		m.s.Tick() // flushes every head
+		m.recordAll()
 		return "tick"
 	case r < 92:
 		st, err := m.s.GC(context.Background())
@@ -199,14 +210,14 @@ func (m *modelRun) step() string {
 		return fmt.Sprintf("gc (%d deleted)", st.Deleted)
 	case r < 94:
 		m.reopen()
+		m.recordAll()
 		m.verifyAll("reopen")
 		return "reopen"
 	case r < 96:
 		ok(t, b.head.Sync())
 		return "sync"
 	default:
-		m.verifyOld()
-		return "verify old"
+		return "verify old " + m.verifyOld()
 	}
 }
 
@@ -231,9 +242,27 @@ func (m *modelRun) parentIno(b *mbranch, p string, create bool) (uint64, bool) {
 	return a.Ino, true
 }
 
-// record appends the branch's current state to its history at the head's seq.
+// record appends the branch's current state to its history at the head's
+// seq. Buffered writes have no seq yet: they are flushed first or, at
+// random, left buffered and not recorded.
 func (m *modelRun) record(b *mbranch) {
+	b.head.mu.RLock()
+	pending := len(b.head.wbuf) + len(b.head.dirty)
+	b.head.mu.RUnlock()
+	if pending > 0 {
+		if m.rng.IntN(3) > 0 {
+			return
+		}
+		ok(m.t, b.head.Flush())
+	}
 	b.history = append(b.history, mpoint{seq: b.head.Seq(), state: b.state})
+}
+
+// recordAll records every branch's state; their heads must be flushed.
+func (m *modelRun) recordAll() {
+	for _, b := range m.branches {
+		m.record(b)
+	}
 }
 
 func (m *modelRun) mutable(b *mbranch) {
@@ -355,6 +384,7 @@ func (m *modelRun) fork(b *mbranch) string {
 	switch m.rng.IntN(3) {
 	case 0:
 		br := must[Branch](m.t)(m.s.Fork("p", b.name, name, AtHead(), BranchOptions{}))
+		m.record(b) // the fork flushed b's head
 		m.newBranch(name, b.name, br, b.state)
 		return "fork head " + b.name + " " + name
 	case 1:
@@ -362,10 +392,10 @@ func (m *modelRun) fork(b *mbranch) string {
 		br, err := m.s.Fork("p", b.name, name, AtSeq(pt.seq), BranchOptions{})
 		if errors.Is(err, ErrBeforeHorizon) {
 			m.s.mu.Lock()
-			h := m.s.horizonLocked()
+			_, retained := m.s.roundToTickLocked(pt.seq)
 			m.s.mu.Unlock()
-			if pt.seq >= h {
-				m.t.Fatalf("fork at seq %d >= horizon %d refused: %v", pt.seq, h, err)
+			if retained {
+				m.t.Fatalf("fork at retained seq %d refused: %v", pt.seq, err)
 			}
 			return "fork seq before horizon"
 		}
@@ -449,6 +479,7 @@ func (m *modelRun) deleteBranch(b *mbranch) string {
 func (m *modelRun) reopen() {
 	for _, b := range m.branches {
 		ok(m.t, b.head.Close())
+		m.record(b) // Close flushed; Store.Close records a tick at that state
 	}
 	ok(m.t, m.s.Close())
 	var err error
@@ -492,7 +523,11 @@ func (m *modelRun) verifyTree(r treeReader, want mstate, what string) {
 	got := mstate{files: map[string][]byte{}, dirs: map[string]bool{}}
 	var walk func(ino uint64, prefix string)
 	walk = func(ino uint64, prefix string) {
-		for _, e := range must[[]DirEntry](m.t)(r.ReadDir(ino)) {
+		ents, err := r.ReadDir(ino)
+		if err != nil {
+			m.t.Fatalf("%s: readdir %d: %v", what, ino, err)
+		}
+		for _, e := range ents {
 			p := path.Join(prefix, e.Name)
 			if e.Mode == ModeDir {
 				got.dirs[p] = true
@@ -530,12 +565,16 @@ func (m *modelRun) verifyAll(what string) {
 }
 
 // verifyOld reads a random past seq of a random branch.
-func (m *modelRun) verifyOld() {
+func (m *modelRun) verifyOld() string {
 	b := m.branches[m.pick(m.branchNames())]
 	pt := b.history[m.rng.IntN(len(b.history))]
 	v, err := m.s.OpenView("p", b.name, AtSeq(pt.seq))
 	if errors.Is(err, ErrBeforeHorizon) {
-		return
+		return "before horizon"
+	}
+	what := fmt.Sprintf("branch %s at seq %d (asked %d)", b.name, v.Seq(), pt.seq)
+	if m.t.Failed() {
+		return what
 	}
 	ok(m.t, err)
 	defer v.Close()
@@ -543,5 +582,6 @@ func (m *modelRun) verifyOld() {
 	if !found {
 		m.t.Fatalf("view at %d resolved to %d before branch start", pt.seq, v.Seq())
 	}
-	m.verifyTree(v, st, fmt.Sprintf("branch %s at seq %d (asked %d)", b.name, v.Seq(), pt.seq))
+	m.verifyTree(v, st, what)
+	return what
 }

@@ -39,8 +39,14 @@ type Options struct {
 	// GCBatch bounds the number of versions one GC batch deletes while
 	// holding the catalog lock. Default 10000.
 	GCBatch int
-	// CacheSize is the pebble block cache in bytes. Default 64 MiB.
+	// CacheSize is the pebble block cache in bytes. Default 256 MiB.
 	CacheSize int64
+	// Compress compresses sstable blocks (pebble's "fastest" profile).
+	// Default false: 8 KiB reads then cost a copy instead of a decompression.
+	Compress bool
+	// HeadBufferBytes bounds each Head's write-back buffer of 8 KiB blocks.
+	// Default 32 MiB.
+	HeadBufferBytes int
 	// Now returns the wall-clock time. Default time.Now. Tests replace it.
 	Now func() time.Time
 }
@@ -63,7 +69,10 @@ func (o *Options) withDefaults() Options {
 		r.GCBatch = 10000
 	}
 	if r.CacheSize <= 0 {
-		r.CacheSize = 64 << 20
+		r.CacheSize = 256 << 20
+	}
+	if r.HeadBufferBytes <= 0 {
+		r.HeadBufferBytes = 32 << 20
 	}
 	if r.Now == nil {
 		r.Now = time.Now
@@ -131,6 +140,17 @@ func Open(dir string, opts *Options) (*Store, error) {
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	// 8 KiB block values go to blob files that compactions do not rewrite:
+	// versions kept for the history window otherwise cost an LSM rewrite per level.
+	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 1024, MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge: 5 * time.Minute, TargetGarbageRatio: 0.3}
+	}
+	if o.Compress {
+		popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	} else {
+		popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	}
 	defer popts.Cache.Unref()
 	db, err := pebble.Open(dir, popts)
@@ -350,10 +370,22 @@ func (s *Store) background() {
 		case <-s.stop:
 			return
 		case <-tk.C:
+			s.flushHeads()
 			s.recordTick()
 		case <-gcC:
 			_, _ = s.GC(context.Background())
 		}
+	}
+}
+
+// flushHeads flushes every open head's write-back buffer.
+func (s *Store) flushHeads() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.heads {
+		h.mu.Lock()
+		_ = h.flushLocked()
+		h.mu.Unlock()
 	}
 }
 
@@ -373,9 +405,13 @@ func (s *Store) recordTick() {
 	s.ticks = append(s.ticks, tick{now, seq})
 }
 
-// Tick records a history tick now. The background loop calls it every
-// Options.HistoryTick; tests call it to make tick boundaries deterministic.
-func (s *Store) Tick() { s.recordTick() }
+// Tick flushes all heads and records a history tick now. The background
+// loop calls it every Options.HistoryTick; tests call it to make tick
+// boundaries deterministic.
+func (s *Store) Tick() {
+	s.flushHeads()
+	s.recordTick()
+}
 
 // horizonLocked returns the GC horizon: the seq of the newest tick at or
 // before now-HistoryWindow (0 if none). Reads at seqs below it are not
@@ -391,17 +427,21 @@ func (s *Store) horizonLocked() uint64 {
 
 // roundToTickLocked maps seq to the history tick boundary at or below it if
 // seq is older than the newest tick (GC keeps in-window history at tick
-// granularity); newer seqs are exact. s.mu held.
-func (s *Store) roundToTickLocked(seq uint64) uint64 {
+// granularity); newer seqs are exact. ok is false when seq is older than
+// the retained history: before the GC horizon or the oldest tick. s.mu held.
+func (s *Store) roundToTickLocked(seq uint64) (uint64, bool) {
 	n := len(s.ticks)
 	if n == 0 || seq >= s.ticks[n-1].seq {
-		return seq
+		return seq, true
+	}
+	if seq < s.horizonLocked() {
+		return 0, false
 	}
 	i := sort.Search(n, func(i int) bool { return s.ticks[i].seq > seq })
 	if i == 0 {
-		return seq
+		return 0, false
 	}
-	return s.ticks[i-1].seq
+	return s.ticks[i-1].seq, true
 }
 
 // SeqAt returns the seq of the store's state as of wall-clock time t: the
