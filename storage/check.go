@@ -217,5 +217,6 @@ func (s *Store) checkTree(what string, chain []link) error {
 		}
 		return nil
 	}
+	defer r.closeIters()
 	return walk(RootIno)
 }

@@ -102,6 +102,7 @@ func (h *Head) Close() error {
 		err = ferr
 	}
 	h.closed = true
+	h.closeIters()
 	h.mu.Unlock()
 	if serr := h.s.Sync(); err == nil {
 		err = serr
@@ -144,6 +145,7 @@ func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	h.gen.Add(1)
 	h.lastSeq = seq
 	return nil
 }
@@ -189,6 +191,7 @@ func (h *Head) flushLocked() error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
+	h.gen.Add(1)
 	for k, v := range h.wbuf {
 		h.free = append(h.free, v)
 		delete(h.wbuf, k)

@@ -137,6 +137,7 @@ func (s *Store) treeUsage(r *reader, u *BranchUsage) error {
 		}
 		return nil
 	}
+	defer r.closeIters()
 	return walk(RootIno)
 }
 
