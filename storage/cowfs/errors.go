@@ -1,0 +1,26 @@
+package cowfs
+
+import (
+	"errors"
+	"syscall"
+)
+
+// Errors returned by this package.
+var (
+	// ErrMounted means the mount point already holds a live mount.
+	ErrMounted = errors.New("already mounted")
+	// ErrForeignMount means the mount point holds a mount that is not offshoot's.
+	ErrForeignMount = errors.New("mount point holds a foreign mount")
+	// ErrBadMountInfo means /proc/self/mountinfo could not be parsed.
+	ErrBadMountInfo = errors.New("malformed mountinfo")
+)
+
+// maxNameLen is the longest file name (NAME_MAX).
+const maxNameLen = 255
+
+// errnoMap maps store errors to errno values, first match wins. Errors
+// that wrap a syscall.Errno (ENOSPC from a full disk) keep it.
+var errnoMap = []struct {
+	err   error
+	errno syscall.Errno
+}{}
