@@ -13,6 +13,10 @@ var (
 	ErrForeignMount = errors.New("mount point holds a foreign mount")
 	// ErrBadMountInfo means /proc/self/mountinfo could not be parsed.
 	ErrBadMountInfo = errors.New("malformed mountinfo")
+	// ErrNotEmpty means an export target directory is not empty.
+	ErrNotEmpty = errors.New("directory not empty")
+	// ErrFileType means a file is neither a directory nor a regular file.
+	ErrFileType = errors.New("unsupported file type")
 )
 
 // maxNameLen is the longest file name (NAME_MAX).

@@ -64,3 +64,42 @@ func TestMemPostgres(t *testing.T) {
 		t.Fatal(n, err)
 	}
 }
+
+func TestMemInitExport(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := pgtest.Dir(t)
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fs := newMemFS()
+	pw, err := InitProject(ctx, fs, mnt, InitOptions{LogFile: filepath.Join(dir, "initlog")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := filepath.Join(dir, "export")
+	if err := Export(ctx, fs, exp); err != nil {
+		t.Fatal(err)
+	}
+	opts := pg.Options{DataDir: exp, SocketDir: filepath.Join(dir, "sock"), LogFile: filepath.Join(dir, "log")}
+	p, err := pg.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(ctx, pg.Fast)
+	cs := p.ConnString("postgres", pw, "postgres")
+	if err := p.WaitReady(ctx, cs); err != nil {
+		t.Fatalf("%v\n%s", err, pg.LastLines(opts.LogFile, 30))
+	}
+	conn, err := pgx.Connect(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, "SELECT extversion FROM pg_extension WHERE extname='vector'").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("vector", v)
+}
