@@ -117,9 +117,12 @@ func (m *MountPoint) Done() <-chan struct{} { return m.served }
 // Unmount detaches the file system. When nothing uses it, it is unmounted
 // at once. When a process still holds a file or directory in it (EBUSY),
 // it is detached lazily: the path is free at once and the remaining users
-// keep being served until they let go, or until ctx ends, after which the
-// connection is aborted and their I/O fails. Unmount returns once the
-// server has stopped. Calling it again returns nil.
+// keep being served until they let go. If ctx ends first, the connection
+// is aborted (their I/O fails with ENOTCONN) when fusectl is mounted at
+// /sys/fs/fuse/connections; otherwise Unmount returns ctx's error and the
+// detached mount is served until its last user lets go (see Done).
+// Unmount returns nil once the server has stopped; calling it again
+// returns nil.
 func (m *MountPoint) Unmount(ctx context.Context) error {
 	select {
 	case <-m.served:
@@ -142,25 +145,27 @@ func (m *MountPoint) Unmount(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	if dev != 0 {
-		abortConn(dev)
+	if dev != 0 && abortConn(dev) {
+		select {
+		case <-m.served:
+			return nil
+		case <-time.After(5 * time.Second):
+		}
 	}
-	select {
-	case <-m.served:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("unmount %s: %w", m.dir, ctx.Err())
-	}
+	return fmt.Errorf("unmount %s: still in use: %w", m.dir, ctx.Err())
 }
 
-// abortConn aborts a FUSE connection through fusectl, if it is mounted.
-func abortConn(dev uint64) {
-	f, err := os.OpenFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", dev&0xff|(dev>>12)&0xfff00), os.O_WRONLY, 0)
+// abortConn aborts a FUSE connection through fusectl, if it is mounted
+// (at /sys/fs/fuse/connections), and reports whether it did.
+func abortConn(dev uint64) bool {
+	minor := dev&0xff | (dev>>12)&0xfff00
+	f, err := os.OpenFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", minor), os.O_WRONLY, 0)
 	if err != nil {
-		return
+		return false
 	}
-	_, _ = f.Write([]byte("1"))
-	f.Close()
+	defer f.Close()
+	_, err = f.Write([]byte("1"))
+	return err == nil
 }
 
 // mountInfo is one line of /proc/self/mountinfo.
