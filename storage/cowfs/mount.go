@@ -29,6 +29,10 @@ type MountOptions struct {
 	// Logger receives errors the store returns that have no errno of
 	// their own. Default slog.Default().
 	Logger *slog.Logger
+	// WritebackCache lets the kernel buffer writes in the page cache and
+	// send them later in larger batches (FUSE writeback cache); fsync
+	// still flushes them and commits the store. Default off.
+	WritebackCache bool
 	// Debug logs every FUSE request.
 	Debug bool
 }
@@ -75,7 +79,12 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 	if fs.rw == nil {
 		flags |= syscall.MS_RDONLY
 	}
+	var caps uint64
+	if o.WritebackCache && fs.rw != nil {
+		caps |= fuse.CAP_WRITEBACK_CACHE
+	}
 	srv, err := fuse.NewServer(fs, dir, &fuse.MountOptions{
+		ExtraCapabilities: caps,
 		DirectMountStrict: true,
 		DirectMountFlags:  flags,
 		AllowOther:        true,
