@@ -3,6 +3,8 @@ package cowfs
 import (
 	"errors"
 	"syscall"
+
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // Errors returned by this package.
@@ -15,7 +17,7 @@ var (
 	ErrBadMountInfo = errors.New("malformed mountinfo")
 	// ErrNotEmpty means an export target directory is not empty.
 	ErrNotEmpty = errors.New("directory not empty")
-	// ErrFileType means a file is neither a directory nor a regular file.
+	// ErrFileType means a file is neither a directory, a regular file nor a symlink.
 	ErrFileType = errors.New("unsupported file type")
 )
 
@@ -27,4 +29,14 @@ const maxNameLen = 255
 var errnoMap = []struct {
 	err   error
 	errno syscall.Errno
-}{}
+}{
+	{storage.ErrNotExist, syscall.ENOENT},
+	{storage.ErrExist, syscall.EEXIST},
+	{storage.ErrNotDir, syscall.ENOTDIR},
+	{storage.ErrIsDir, syscall.EISDIR},
+	{storage.ErrNotEmpty, syscall.ENOTEMPTY},
+	{storage.ErrInvalidFileName, syscall.EINVAL},
+	{storage.ErrRenameLoop, syscall.EINVAL},
+	{storage.ErrInvalidArgument, syscall.EINVAL},
+	{storage.ErrClosed, syscall.EIO},
+}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // exportSkip are files a copy must not carry: the lock file of the
@@ -17,7 +19,8 @@ var exportSkip = map[string]bool{"postmaster.pid": true}
 
 // Export writes the tree of files (normally a read-only view at a seq, so
 // that the copy is one consistent state) to dir as plain directories and
-// files, keeping modes, owners and modification times, and fsyncs it.
+// files (and symlinks), keeping modes, owners and modification times, and
+// fsyncs it.
 // dir must be absent or empty. A Postgres data directory exported from a
 // view is crash-consistent: plain Postgres starts on it with ordinary
 // crash recovery. Export reads through the Files API, not through a mount.
@@ -48,7 +51,7 @@ func Export(ctx context.Context, files Files, dir string) error {
 	return nil
 }
 
-func exportDir(ctx context.Context, files Files, a Attr, dir string, buf []byte) error {
+func exportDir(ctx context.Context, files Files, a storage.Attr, dir string, buf []byte) error {
 	ents, err := files.ReadDir(a.Ino)
 	if err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
@@ -77,6 +80,17 @@ func exportDir(ctx context.Context, files Files, a Attr, dir string, buf []byte)
 			if err := exportFile(files, ca, p, buf); err != nil {
 				return err
 			}
+		case syscall.S_IFLNK:
+			target, err := files.Readlink(ca.Ino)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if err := os.Symlink(target, p); err != nil {
+				return err
+			}
+			if err := finish(p, ca); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("%s: %w (mode %o)", p, ErrFileType, ca.Mode)
 		}
@@ -84,7 +98,7 @@ func exportDir(ctx context.Context, files Files, a Attr, dir string, buf []byte)
 	return finish(dir, a)
 }
 
-func exportFile(files Files, a Attr, p string, buf []byte) error {
+func exportFile(files Files, a storage.Attr, p string, buf []byte) error {
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -113,8 +127,11 @@ func exportFile(files Files, a Attr, p string, buf []byte) error {
 }
 
 // finish sets mode, owner and mtime, and fsyncs a directory.
-func finish(p string, a Attr) error {
-	if err := os.Chown(p, int(a.UID), int(a.GID)); err != nil {
+func finish(p string, a storage.Attr) error {
+	if a.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		return os.Lchown(p, int(a.Uid), int(a.Gid))
+	}
+	if err := os.Chown(p, int(a.Uid), int(a.Gid)); err != nil {
 		return err
 	}
 	if err := os.Chmod(p, os.FileMode(a.Mode&0o777)); err != nil {

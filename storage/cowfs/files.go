@@ -1,56 +1,39 @@
 package cowfs
 
-import "time"
+import "github.com/offshootdb/offshoot/storage"
 
-// RootIno is the inode number of a timeline's root directory.
-const RootIno = 1
-
-// Attr are the attributes of one inode.
-type Attr struct {
-	Ino   uint64
-	Mode  uint32 // file type bits (S_IFDIR, S_IFREG) and permissions
-	Size  uint64
-	Nlink uint32
-	UID   uint32
-	GID   uint32
-	Mtime time.Time
-	Ctime time.Time
-}
-
-// Entry is one directory entry.
-type Entry struct {
-	Name string
-	Ino  uint64
-	Mode uint32 // file type bits only are meaningful
-}
-
-// SetAttr says which attributes SetAttr changes: nil fields are kept.
-type SetAttr struct {
-	Mode  *uint32 // permission bits
-	UID   *uint32
-	GID   *uint32
-	Size  *uint64
-	Mtime *time.Time
-}
-
-// Files is the read side of an inode file system.
+// Files is what a read-only mount serves: a *storage.View (a branch at a
+// fixed seq). Its methods must be safe for concurrent use.
 type Files interface {
-	Lookup(dir uint64, name string) (Attr, error)
-	GetAttr(ino uint64) (Attr, error)
-	ReadDir(dir uint64) ([]Entry, error)
+	Lookup(parent uint64, name string) (storage.Attr, error)
+	GetAttr(ino uint64) (storage.Attr, error)
+	ReadDir(ino uint64) ([]storage.DirEntry, error)
 	ReadAt(ino uint64, p []byte, off int64) (int, error)
+	Readlink(ino uint64) (string, error)
+	StatFS() (storage.FSStats, error)
 }
 
-// WritableFiles is a read-write inode file system.
+// WritableFiles is what a read-write mount serves: a *storage.Head. Its
+// methods must be safe for concurrent use.
 type WritableFiles interface {
 	Files
-	SetAttr(ino uint64, s SetAttr) (Attr, error)
-	Create(dir uint64, name string, mode, uid, gid uint32) (Attr, error)
-	Mkdir(dir uint64, name string, mode, uid, gid uint32) (Attr, error)
-	Unlink(dir uint64, name string) error
-	Rmdir(dir uint64, name string) error
-	Rename(dir uint64, name string, newDir uint64, newName string) error
+	SetAttr(ino uint64, in storage.SetAttrIn) (storage.Attr, error)
+	Create(parent uint64, name string, mode, uid, gid uint32) (storage.Attr, error)
+	Mkdir(parent uint64, name string, mode, uid, gid uint32) (storage.Attr, error)
+	Symlink(parent uint64, name, target string, uid, gid uint32) (storage.Attr, error)
+	Link(ino, newParent uint64, newName string) (storage.Attr, error)
+	Unlink(parent uint64, name string) error
+	Rmdir(parent uint64, name string) error
+	Rename(oldParent uint64, oldName string, newParent uint64, newName string) error
 	WriteAt(ino uint64, p []byte, off int64) (int, error)
 	Fallocate(ino uint64, off, length int64) error
+	// Forget is called when the kernel has dropped its last reference to
+	// an inode, so an unlinked file can be freed.
+	Forget(ino uint64) error
 	Sync() error
 }
+
+var (
+	_ Files         = (*storage.View)(nil)
+	_ WritableFiles = (*storage.Head)(nil)
+)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // cacheTimeout is how long the kernel may trust entries, negative entries
@@ -18,28 +19,29 @@ import (
 const cacheTimeout = time.Hour
 
 // rawFS serves one Files as a FUSE file system. Kernel node ids are the
-// store's inode numbers, so there is no in-memory inode table: Forget is a
-// no-op and every request goes straight to the store.
+// store's inode numbers, so every request goes straight to the store; the
+// only inode state kept is the kernel's lookup count, so that an unlinked
+// file still open somewhere is freed (Forget) only once the kernel lets go.
 type rawFS struct {
 	fuse.RawFileSystem // ENOSYS for everything not implemented below
 
 	files Files
 	rw    WritableFiles // nil on a read-only view
 	log   *slog.Logger
-	statf func() (syscall.Statfs_t, error)
 
-	mu     sync.Mutex
-	nextFh uint64
-	dirs   map[uint64][]Entry // open directory streams by handle
+	mu      sync.Mutex
+	nextFh  uint64
+	dirs    map[uint64][]storage.DirEntry // open directory streams by handle
+	lookups map[uint64]uint64             // kernel references by inode (heads only)
 }
 
-func newRawFS(files Files, log *slog.Logger, statf func() (syscall.Statfs_t, error)) *rawFS {
+func newRawFS(files Files, log *slog.Logger) *rawFS {
 	fs := &rawFS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		files:         files,
 		log:           log,
-		statf:         statf,
-		dirs:          make(map[uint64][]Entry),
+		dirs:          make(map[uint64][]storage.DirEntry),
+		lookups:       make(map[uint64]uint64),
 	}
 	if rw, ok := files.(WritableFiles); ok {
 		fs.rw = rw
@@ -70,7 +72,7 @@ func (fs *rawFS) errno(op string, err error) fuse.Status {
 	return fuse.EIO
 }
 
-func fillAttr(out *fuse.Attr, a Attr) {
+func fillAttr(out *fuse.Attr, a storage.Attr) {
 	out.Ino = a.Ino
 	out.Size = a.Size
 	out.Blocks = (a.Size + 511) / 512
@@ -79,7 +81,7 @@ func fillAttr(out *fuse.Attr, a Attr) {
 	if out.Nlink == 0 {
 		out.Nlink = 1
 	}
-	out.Uid, out.Gid = a.UID, a.GID
+	out.Uid, out.Gid = a.Uid, a.Gid
 	out.Blksize = 8192
 	setTime := func(t time.Time, sec *uint64, nsec *uint32) {
 		if !t.IsZero() {
@@ -87,14 +89,17 @@ func fillAttr(out *fuse.Attr, a Attr) {
 		}
 	}
 	setTime(a.Mtime, &out.Mtime, &out.Mtimensec)
-	setTime(a.Mtime, &out.Atime, &out.Atimensec)
+	setTime(a.Atime, &out.Atime, &out.Atimensec)
 	setTime(a.Ctime, &out.Ctime, &out.Ctimensec)
-	if a.Ctime.IsZero() {
-		out.Ctime, out.Ctimensec = out.Mtime, out.Mtimensec
-	}
 }
 
-func fillEntry(out *fuse.EntryOut, a Attr) {
+// entry fills an entry reply for a, counting the kernel's new reference.
+func (fs *rawFS) entry(out *fuse.EntryOut, a storage.Attr) {
+	if fs.rw != nil {
+		fs.mu.Lock()
+		fs.lookups[a.Ino]++
+		fs.mu.Unlock()
+	}
 	out.NodeId = a.Ino
 	out.Generation = 1
 	fillAttr(&out.Attr, a)
@@ -118,8 +123,29 @@ func (fs *rawFS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *f
 		}
 		return st
 	}
-	fillEntry(out, a)
+	fs.entry(out, a)
 	return fuse.OK
+}
+
+// Forget drops n of the kernel's references to an inode; when none are
+// left, the store may free it if it has no links.
+func (fs *rawFS) Forget(ino, n uint64) {
+	if fs.rw == nil {
+		return
+	}
+	fs.mu.Lock()
+	c := fs.lookups[ino]
+	if c <= n {
+		delete(fs.lookups, ino)
+	} else {
+		fs.lookups[ino] = c - n
+	}
+	fs.mu.Unlock()
+	if c <= n {
+		if err := fs.rw.Forget(ino); err != nil && !errors.Is(err, storage.ErrClosed) {
+			fs.log.Error("cowfs: forget", "ino", ino, "err", err)
+		}
+	}
 }
 
 func (fs *rawFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
@@ -136,21 +162,30 @@ func (fs *rawFS) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOu
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
-	var s SetAttr
+	var s storage.SetAttrIn
 	if m, ok := in.GetMode(); ok {
-		s.Mode = &m
+		s.Valid |= storage.SetMode
+		s.Mode = m
 	}
 	if u, ok := in.GetUID(); ok {
-		s.UID = &u
+		s.Valid |= storage.SetUid
+		s.Uid = u
 	}
 	if g, ok := in.GetGID(); ok {
-		s.GID = &g
+		s.Valid |= storage.SetGid
+		s.Gid = g
 	}
 	if sz, ok := in.GetSize(); ok {
-		s.Size = &sz
+		s.Valid |= storage.SetSize
+		s.Size = sz
 	}
 	if t, ok := in.GetMTime(); ok {
-		s.Mtime = &t
+		s.Valid |= storage.SetMtime
+		s.Mtime = t.UnixNano()
+	}
+	if t, ok := in.GetATime(); ok {
+		s.Valid |= storage.SetAtime
+		s.Atime = t.UnixNano()
 	}
 	a, err := fs.rw.SetAttr(in.NodeId, s)
 	if err != nil {
@@ -168,7 +203,7 @@ func (fs *rawFS) create(dir uint64, name string, mode uint32, c fuse.Caller, out
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
-	var a Attr
+	var a storage.Attr
 	var err error
 	if mode&syscall.S_IFMT == syscall.S_IFDIR {
 		a, err = fs.rw.Mkdir(dir, name, mode&0o7777, c.Uid, c.Gid)
@@ -178,7 +213,7 @@ func (fs *rawFS) create(dir uint64, name string, mode uint32, c fuse.Caller, out
 	if err != nil {
 		return fs.errno("create", err)
 	}
-	fillEntry(out, a)
+	fs.entry(out, a)
 	return fuse.OK
 }
 
@@ -243,12 +278,42 @@ func (fs *rawFS) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName s
 	return fs.errno("rename", fs.rw.Rename(in.NodeId, oldName, in.Newdir, newName))
 }
 
-func (fs *rawFS) Link(<-chan struct{}, *fuse.LinkIn, string, *fuse.EntryOut) fuse.Status {
-	return fuse.EPERM
+func (fs *rawFS) Link(_ <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	if fs.rw == nil {
+		return fuse.EROFS
+	}
+	if len(name) > maxNameLen {
+		return fuse.Status(syscall.ENAMETOOLONG)
+	}
+	a, err := fs.rw.Link(in.Oldnodeid, in.NodeId, name)
+	if err != nil {
+		return fs.errno("link", err)
+	}
+	fs.entry(out, a)
+	return fuse.OK
 }
 
-func (fs *rawFS) Symlink(<-chan struct{}, *fuse.InHeader, string, string, *fuse.EntryOut) fuse.Status {
-	return fuse.EPERM
+func (fs *rawFS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
+	if fs.rw == nil {
+		return fuse.EROFS
+	}
+	if len(name) > maxNameLen {
+		return fuse.Status(syscall.ENAMETOOLONG)
+	}
+	a, err := fs.rw.Symlink(h.NodeId, name, target, h.Uid, h.Gid)
+	if err != nil {
+		return fs.errno("symlink", err)
+	}
+	fs.entry(out, a)
+	return fuse.OK
+}
+
+func (fs *rawFS) Readlink(_ <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	target, err := fs.files.Readlink(h.NodeId)
+	if err != nil {
+		return nil, fs.errno("readlink", err)
+	}
+	return []byte(target), fuse.OK
 }
 
 func (fs *rawFS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -348,14 +413,20 @@ func (fs *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
 	fs.mu.Unlock()
 }
 
+// StatFs reports the space of the file system under the store's data
+// directory: what all branches share.
 func (fs *rawFS) StatFs(_ <-chan struct{}, _ *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
-	st, err := fs.statf()
+	st, err := fs.files.StatFS()
 	if err != nil {
 		return fs.errno("statfs", err)
 	}
-	out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
-	out.Files, out.Ffree = st.Files, st.Ffree
-	out.Bsize, out.Frsize = uint32(st.Bsize), uint32(st.Frsize)
+	bs := uint64(st.BlockSize)
+	if bs == 0 {
+		bs = storage.BlockSize
+	}
+	out.Bsize, out.Frsize = uint32(bs), uint32(bs)
+	out.Blocks, out.Bfree, out.Bavail = st.TotalBytes/bs, st.FreeBytes/bs, st.AvailBytes/bs
+	out.Files, out.Ffree = 1<<32, 1<<32 // inodes are not a limited resource
 	out.NameLen = maxNameLen
 	return fuse.OK
 }

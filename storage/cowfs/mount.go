@@ -22,10 +22,6 @@ const FSType = "fuse.offshoot"
 
 // MountOptions configure Mount. The zero value is the default.
 type MountOptions struct {
-	// StatfsDir is the directory whose file system statfs(2) on the mount
-	// reports (the store's data directory, so that `df` shows the space
-	// left for the store). Default: the mount point's parent.
-	StatfsDir string
 	// Logger receives errors the store returns that have no errno of
 	// their own. Default slog.Default().
 	Logger *slog.Logger
@@ -59,9 +55,6 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.StatfsDir == "" {
-		o.StatfsDir = filepath.Dir(dir)
-	}
 	if mounted, err := isMounted(dir); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	} else if mounted {
@@ -69,12 +62,7 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 			return nil, fmt.Errorf("mount %s: %w: detach stale mount: %v", dir, ErrMounted, err)
 		}
 	}
-	statfsDir := o.StatfsDir
-	fs := newRawFS(files, o.Logger, func() (syscall.Statfs_t, error) {
-		var st syscall.Statfs_t
-		err := syscall.Statfs(statfsDir, &st)
-		return st, err
-	})
+	fs := newRawFS(files, o.Logger)
 	flags := uintptr(syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOATIME)
 	if fs.rw == nil {
 		flags |= syscall.MS_RDONLY
