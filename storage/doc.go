@@ -1,4 +1,95 @@
 // Package storage is offshoot's copy-on-write branch storage: a catalog of
 // projects, branches (timelines) and snapshots, and a versioned store of
 // 8 KiB file blocks on pebble from which branches fork in O(1).
+//
+// # Model
+//
+// All state lives in one pebble database under the data directory, tagged
+// with a format-version key (Open refuses unknown versions with ErrFormat).
+//
+// A project is one Postgres cluster. Its main branch owns the project's root
+// timeline. A timeline is the storage of one branch: the versions written
+// on it plus a read-only view of its parent timeline at ParentSeq. Fork
+// creates a child timeline and writes only catalog records, so its cost does
+// not depend on the data size. A branch points at one timeline; Reset points
+// it at a fresh child of its parent branch's head (keeping the old timeline
+// as a snapshot unless discarded). Timelines outlive their branch (detached)
+// while a snapshot or a child timeline reads them.
+//
+// Every mutation takes the next store-wide sequence number (seq) and commits
+// as one pebble batch. Versioned records are keyed by timeline and seq, with
+// the seq inverted so the newest version sorts first:
+//
+//	D<tl><dir><name>\0<^seq>   directory entry -> (inode, type) or tombstone
+//	I<tl><ino><^seq>           inode attributes (mode, uid, gid, nlink, size,
+//	                           times, parent dir, truncation records) or tombstone
+//	B<tl><ino><blk><^seq>      one 8 KiB block, trailing zeros trimmed
+//
+// Files are addressed by inode, so rename rewrites two directory entries and
+// never copies data; Postgres recycles 16 MiB WAL segments that way.
+// Inode numbers are store-wide unique and inherited by forks; RootIno (1) is
+// every timeline's root directory.
+//
+// # Reads through ancestors
+//
+// Reading key k of timeline T at seq S finds the newest version of k in T
+// with seq <= S; if T has none it continues in T's parent at
+// min(S, ParentSeq), and so on up to the root. Unlink, rmdir and rename
+// write tombstones, so they shadow ancestors. Truncation is recorded in the
+// inode: a shrink to size z at seq t cuts every block at or past ceil(z/8K)
+// whose version is older than t (the partial last block is rewritten with
+// its tail zeroed), so truncate-then-extend reads zeros, never resurrected
+// ancestor data. Blocks never written read as zeros (sparse files).
+//
+// # API for the file system layer
+//
+// Store.OpenHead(project, branch) returns the single writable Head of a
+// branch (a second one gets ErrBusy); Store.OpenView(project, branch, at)
+// returns a read-only View at AtHead, AtSnapshot, AtSeq or AtTime. Both
+// offer Lookup(parent, name), GetAttr(ino), ReadDir(ino), ReadAt(ino, p,
+// off), Readlink(ino) and StatFS(); Head adds Create, Mkdir, Symlink, Link,
+// Unlink, Rmdir, Rename (replacing an existing target), SetAttr (mode, uid,
+// gid, size, atime, mtime), WriteAt, Fallocate, Forget and Sync. Errors map
+// onto errno: ErrNotExist ENOENT, ErrExist EEXIST, ErrNotDir ENOTDIR,
+// ErrIsDir EISDIR, ErrNotEmpty ENOTEMPTY, ErrInvalidFileName and
+// ErrRenameLoop and ErrInvalidArgument EINVAL, ErrClosed EIO.
+//
+// A Head caches inode attributes (it is the only writer of its timeline),
+// writes each operation as one pebble batch without fsync and defers
+// time-only attribute updates (mtime of an in-place write) until Sync. An
+// unlinked file stays readable by inode number until Forget or Close.
+//
+// # Durability and crashes
+//
+// Head.Sync (what fsync and fdatasync map to) is a durable pebble WAL
+// commit; concurrent Syncs of all heads share one fsync (group commit).
+// Because every mutation is one batch appended to pebble's WAL in order,
+// the store recovers after a crash to a prefix of the mutation order that
+// contains every mutation acknowledged before a completed Sync. Postgres
+// writes and fsyncs WAL before the data pages it covers, so any such prefix
+// is a state it can recover from; that is also why forking a running branch
+// needs no pause.
+//
+// # History, forks in time and GC
+//
+// Every HistoryTick (default 1 s) the store records (wall time, seq); SeqAt
+// maps a time to the seq of the last tick at or before it. Fork, Snapshot
+// and OpenView resolve their point and record it under the catalog lock,
+// which GC batches also hold, so a resolved seq cannot be collected before
+// it is pinned by the new branch point, snapshot or view.
+//
+// GC keeps a version while some read point needs it, i.e. some read point
+// r has version <= r < next newer version (or truncation/deletion of the
+// inode). Read points of a timeline are: its head (if a branch owns it),
+// every snapshot, every child's ParentSeq, every open View, every history
+// tick inside HistoryWindow (default 24 h), and every seq after the newest
+// tick. Inside the window history is therefore kept at tick granularity
+// (forks at older seqs round down to a tick), outside it only at the
+// explicit points. Deleting a branch drops its timeline with range
+// deletions once nothing else reads it.
+//
+// # Concurrency
+//
+// Store, Head and View methods are safe for concurrent use. A Head
+// serializes its mutations; reads run in parallel.
 package storage

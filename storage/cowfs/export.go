@@ -40,7 +40,7 @@ func Export(ctx context.Context, files Files, dir string) error {
 	if len(names) > 0 {
 		return fmt.Errorf("export to %s: %w", dir, ErrNotEmpty)
 	}
-	root, err := files.GetAttr(RootIno)
+	root, err := files.GetAttr(storage.RootIno)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
@@ -60,7 +60,7 @@ func exportDir(ctx context.Context, files Files, a storage.Attr, dir string, buf
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if exportSkip[e.Name] && a.Ino == RootIno {
+		if exportSkip[e.Name] && a.Ino == storage.RootIno {
 			continue
 		}
 		ca, err := files.GetAttr(e.Ino)

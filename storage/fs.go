@@ -1,0 +1,466 @@
+package storage
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/offshootdb/offshoot/storage/internal/enc"
+)
+
+// File type bits of Attr.Mode (as in stat(2)).
+const (
+	ModeType    = 0o170000
+	ModeDir     = 0o040000
+	ModeRegular = 0o100000
+	ModeSymlink = 0o120000
+	ModePerm    = 0o7777
+)
+
+// Attr are an inode's attributes as GetAttr returns them.
+type Attr struct {
+	Ino   uint64
+	Mode  uint32 // type bits (ModeDir, ModeRegular, ModeSymlink) | permission bits
+	Uid   uint32
+	Gid   uint32
+	Nlink uint32
+	Size  uint64
+	Atime time.Time
+	Mtime time.Time
+	Ctime time.Time
+}
+
+// IsDir reports whether the inode is a directory.
+func (a Attr) IsDir() bool { return a.Mode&ModeType == ModeDir }
+
+func toAttr(ino uint64, a *enc.Attr) Attr {
+	return Attr{Ino: ino, Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Nlink: a.Nlink, Size: a.Size,
+		Atime: time.Unix(0, a.Atime), Mtime: time.Unix(0, a.Mtime), Ctime: time.Unix(0, a.Ctime)}
+}
+
+// DirEntry is one entry of ReadDir.
+type DirEntry struct {
+	Name string
+	Ino  uint64
+	Mode uint32 // type bits only
+}
+
+type link struct{ tl, seq uint64 }
+
+// reader reads one (timeline, seq) through its ancestors. It is shared by
+// Head (seq = ∞) and View.
+type reader struct {
+	s     *Store
+	tl    uint64
+	chain []link
+	cmu   sync.Mutex
+	cache map[uint64]*enc.Attr // immutable values; nil value caches "does not exist"
+}
+
+const maxCached = 1 << 16
+
+func (r *reader) newIter() (*pebble.Iterator, error) {
+	it, err := r.s.db.NewIter(nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return it, nil
+}
+
+func (r *reader) cached(ino uint64) (*enc.Attr, bool) {
+	r.cmu.Lock()
+	a, ok := r.cache[ino]
+	r.cmu.Unlock()
+	return a, ok
+}
+
+func (r *reader) setCached(ino uint64, a *enc.Attr) {
+	r.cmu.Lock()
+	if len(r.cache) >= maxCached {
+		clear(r.cache)
+	}
+	r.cache[ino] = a
+	r.cmu.Unlock()
+}
+
+// attr returns ino's attributes, ErrNotExist if it has none. it may be nil.
+func (r *reader) attr(it *pebble.Iterator, ino uint64) (*enc.Attr, error) {
+	if a, ok := r.cached(ino); ok {
+		if a == nil {
+			return nil, fmt.Errorf("inode %d: %w", ino, ErrNotExist)
+		}
+		return a, nil
+	}
+	if it == nil {
+		var err error
+		if it, err = r.newIter(); err != nil {
+			return nil, err
+		}
+		defer it.Close()
+	}
+	var key []byte
+	var found *enc.Attr
+	for _, l := range r.chain {
+		key = enc.InodeKey(key, l.tl, ino, l.seq)
+		if it.SeekPrefixGE(key) {
+			a, ok, err := enc.DecodeAttr(it.Value())
+			if err != nil {
+				return nil, fmt.Errorf("%w: inode %d: %w", ErrCorrupt, ino, err)
+			}
+			if ok {
+				found = &a
+			}
+			break
+		}
+		if err := it.Error(); err != nil {
+			return nil, err
+		}
+	}
+	r.setCached(ino, found)
+	if found == nil {
+		return nil, fmt.Errorf("inode %d: %w", ino, ErrNotExist)
+	}
+	return found, nil
+}
+
+func checkFileName(name string) error {
+	if name == "" || name == "." || name == ".." || len(name) > enc.MaxNameLen {
+		return fmt.Errorf("%q: %w", name, ErrInvalidFileName)
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' || name[i] == 0 {
+			return fmt.Errorf("%q: %w", name, ErrInvalidFileName)
+		}
+	}
+	return nil
+}
+
+// dirent looks up name in directory dir (ok false if absent).
+func (r *reader) dirent(it *pebble.Iterator, dir uint64, name string) (enc.Dirent, bool, error) {
+	var key []byte
+	for _, l := range r.chain {
+		key = enc.DirentKey(key, l.tl, dir, name, l.seq)
+		if it.SeekPrefixGE(key) {
+			d, ok, err := enc.DecodeDirent(it.Value())
+			if err != nil {
+				return d, false, fmt.Errorf("%w: dirent %d/%q: %w", ErrCorrupt, dir, name, err)
+			}
+			return d, ok, nil
+		}
+		if err := it.Error(); err != nil {
+			return enc.Dirent{}, false, err
+		}
+	}
+	return enc.Dirent{}, false, nil
+}
+
+func (r *reader) dirAttr(it *pebble.Iterator, dir uint64) (*enc.Attr, error) {
+	a, err := r.attr(it, dir)
+	if err != nil {
+		return nil, err
+	}
+	if a.Mode&ModeType != ModeDir {
+		return nil, fmt.Errorf("inode %d: %w", dir, ErrNotDir)
+	}
+	return a, nil
+}
+
+func (r *reader) lookup(dir uint64, name string) (Attr, error) {
+	if err := checkFileName(name); err != nil {
+		return Attr{}, err
+	}
+	it, err := r.newIter()
+	if err != nil {
+		return Attr{}, err
+	}
+	defer it.Close()
+	if _, err := r.dirAttr(it, dir); err != nil {
+		return Attr{}, err
+	}
+	d, ok, err := r.dirent(it, dir, name)
+	if err != nil {
+		return Attr{}, err
+	}
+	if !ok {
+		return Attr{}, fmt.Errorf("%q in inode %d: %w", name, dir, ErrNotExist)
+	}
+	a, err := r.attr(it, d.Ino)
+	if err != nil {
+		return Attr{}, fmt.Errorf("%w: entry %q points at missing inode %d: %w", ErrCorrupt, name, d.Ino, err)
+	}
+	return toAttr(d.Ino, a), nil
+}
+
+func (r *reader) getAttr(ino uint64) (Attr, error) {
+	a, err := r.attr(nil, ino)
+	if err != nil {
+		return Attr{}, err
+	}
+	return toAttr(ino, a), nil
+}
+
+func (r *reader) readDir(dir uint64) ([]DirEntry, error) {
+	it, err := r.newIter()
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	if _, err := r.dirAttr(it, dir); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []DirEntry
+	var lo, hi []byte
+	for _, l := range r.chain {
+		lo = enc.DirentPrefix(lo, l.tl, dir)
+		hi = enc.DirentPrefix(hi, l.tl, dir+1)
+		it.SetBounds(lo, hi)
+		for it.First(); it.Valid(); it.Next() {
+			_, _, name, seq, err := enc.DecodeDirentKey(it.Key())
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+			}
+			if seq > l.seq || seen[name] {
+				continue
+			}
+			seen[name] = true
+			d, ok, err := enc.DecodeDirent(it.Value())
+			if err != nil {
+				return nil, fmt.Errorf("%w: dirent %q: %w", ErrCorrupt, name, err)
+			}
+			if ok {
+				out = append(out, DirEntry{Name: name, Ino: d.Ino, Mode: d.Mode & ModeType})
+			}
+		}
+		if err := it.Error(); err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// readBlock fills dst (BlockSize bytes) with block blk of inode ino.
+func (r *reader) readBlock(it *pebble.Iterator, key []byte, ino uint64, a *enc.Attr, blk uint64, dst []byte) ([]byte, error) {
+	for _, l := range r.chain {
+		key = enc.BlockKey(key, l.tl, ino, blk, l.seq)
+		if it.SeekPrefixGE(key) {
+			v := it.Value()
+			_, _, _, seq, err := enc.DecodeBlockKey(it.Key())
+			if err != nil || len(v) > BlockSize {
+				return key, fmt.Errorf("%w: block %d of inode %d", ErrCorrupt, blk, ino)
+			}
+			if a.Shadowed(blk, seq) {
+				v = nil
+			}
+			n := copy(dst, v)
+			clear(dst[n:])
+			return key, nil
+		}
+		if err := it.Error(); err != nil {
+			return key, err
+		}
+	}
+	clear(dst)
+	return key, nil
+}
+
+func (r *reader) readAt(ino uint64, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read offset %d: %w", off, ErrInvalidArgument)
+	}
+	it, err := r.newIter()
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	a, err := r.attr(it, ino)
+	if err != nil {
+		return 0, err
+	}
+	if a.Mode&ModeType == ModeDir {
+		return 0, fmt.Errorf("read inode %d: %w", ino, ErrIsDir)
+	}
+	if uint64(off) >= a.Size {
+		return 0, io.EOF
+	}
+	n := len(p)
+	if rem := a.Size - uint64(off); uint64(n) > rem {
+		n = int(rem)
+	}
+	var key []byte
+	var tmp []byte
+	for done := 0; done < n; {
+		pos := uint64(off) + uint64(done)
+		blk, bo := pos/BlockSize, int(pos%BlockSize)
+		m := min(BlockSize-bo, n-done)
+		if bo == 0 && m == BlockSize {
+			key, err = r.readBlock(it, key, ino, a, blk, p[done:done+BlockSize])
+		} else {
+			if tmp == nil {
+				tmp = make([]byte, BlockSize)
+			}
+			key, err = r.readBlock(it, key, ino, a, blk, tmp)
+			copy(p[done:done+m], tmp[bo:])
+		}
+		if err != nil {
+			return done, err
+		}
+		done += m
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// FSStats are statfs-like usage numbers.
+type FSStats struct {
+	BlockSize  uint32 // BlockSize
+	TotalBytes uint64 // size of the file system holding the data directory
+	FreeBytes  uint64 // free bytes there
+	AvailBytes uint64 // bytes available to unprivileged users there
+	UsedBytes  uint64 // bytes the store's pebble files occupy
+}
+
+// StatFS returns usage numbers for the data directory.
+func (s *Store) StatFS() (FSStats, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return FSStats{}, fmt.Errorf("statfs: %w", err)
+	}
+	bs := uint64(st.Bsize)
+	return FSStats{BlockSize: BlockSize, TotalBytes: st.Blocks * bs, FreeBytes: st.Bfree * bs,
+		AvailBytes: st.Bavail * bs, UsedBytes: s.db.Metrics().DiskSpaceUsage()}, nil
+}
+
+// View is a read-only file system view of a timeline at a fixed seq. The
+// versions it reads are pinned against GC until Close. Methods are safe for
+// concurrent use.
+type View struct {
+	reader
+	seq    uint64
+	closed atomic.Bool
+}
+
+// OpenView opens a read-only view of branch at point at (AtHead is the
+// head's state now, fixed from then on). The caller must Close it.
+func (s *Store) OpenView(project, branch string, at At) (*View, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b *Branch
+	p, err := s.projectLocked(project)
+	if err != nil {
+		return nil, fmt.Errorf("open view: %w", err)
+	}
+	if branch != "" || at.kind != atSnapshot {
+		if _, b, err = s.branchLocked(project, branch); err != nil {
+			return nil, fmt.Errorf("open view: %w", err)
+		}
+	}
+	tl, seq, err := s.resolveLocked(p, b, at)
+	if err != nil {
+		return nil, fmt.Errorf("open view of %q at %s: %w", branch, at, err)
+	}
+	if s.pins[tl] == nil {
+		s.pins[tl] = map[uint64]int{}
+	}
+	s.pins[tl][seq]++
+	return &View{reader: reader{s: s, tl: tl, chain: s.chainLocked(tl, seq), cache: map[uint64]*enc.Attr{}}, seq: seq}, nil
+}
+
+// Close releases the view's pin.
+func (v *View) Close() error {
+	if v.closed.Swap(true) {
+		return ErrClosed
+	}
+	s := v.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.pins[v.tl]; m != nil {
+		if m[v.seq]--; m[v.seq] <= 0 {
+			delete(m, v.seq)
+		}
+		if len(m) == 0 {
+			delete(s.pins, v.tl)
+		}
+	}
+	return nil
+}
+
+func (v *View) check() error {
+	if v.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Seq is the seq the view reads at.
+func (v *View) Seq() uint64 { return v.seq }
+
+// Timeline is the id of the timeline the view reads.
+func (v *View) Timeline() uint64 { return v.tl }
+
+// Lookup returns the attributes of entry name in directory parent.
+func (v *View) Lookup(parent uint64, name string) (Attr, error) {
+	if err := v.check(); err != nil {
+		return Attr{}, err
+	}
+	return v.lookup(parent, name)
+}
+
+// GetAttr returns an inode's attributes.
+func (v *View) GetAttr(ino uint64) (Attr, error) {
+	if err := v.check(); err != nil {
+		return Attr{}, err
+	}
+	return v.getAttr(ino)
+}
+
+// ReadDir lists a directory sorted by name (without "." and "..").
+func (v *View) ReadDir(ino uint64) ([]DirEntry, error) {
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	return v.readDir(ino)
+}
+
+// ReadAt reads len(p) bytes at off as io.ReaderAt does: n < len(p) only
+// with an error, io.EOF at the end of the file. Holes read as zeros.
+func (v *View) ReadAt(ino uint64, p []byte, off int64) (int, error) {
+	if err := v.check(); err != nil {
+		return 0, err
+	}
+	return v.readAt(ino, p, off)
+}
+
+// Readlink returns a symlink's target.
+func (v *View) Readlink(ino uint64) (string, error) {
+	if err := v.check(); err != nil {
+		return "", err
+	}
+	return v.readlink(ino)
+}
+
+func (r *reader) readlink(ino uint64) (string, error) {
+	a, err := r.attr(nil, ino)
+	if err != nil {
+		return "", err
+	}
+	if a.Mode&ModeType != ModeSymlink {
+		return "", fmt.Errorf("readlink inode %d: %w", ino, ErrInvalidArgument)
+	}
+	buf := make([]byte, a.Size)
+	if _, err := r.readAt(ino, buf, 0); err != nil && err != io.EOF {
+		return "", err
+	}
+	return string(buf), nil
+}
+
+// StatFS returns usage numbers (see Store.StatFS).
+func (v *View) StatFS() (FSStats, error) { return v.s.StatFS() }

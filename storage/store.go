@@ -1,0 +1,442 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/offshootdb/offshoot/storage/internal/enc"
+)
+
+// FormatVersion is the on-disk format this package reads and writes. Open
+// refuses a data directory with any other version (ErrFormat).
+const FormatVersion = 1
+
+// BlockSize is the unit of copy-on-write sharing: Postgres' page size.
+const BlockSize = 8192
+
+// RootIno is the inode number of every timeline's root directory.
+const RootIno = 1
+
+// Options configure a Store. The zero value is usable: every field states its default.
+type Options struct {
+	// HistoryWindow is how far back point-in-time forks reach. Default 24h.
+	HistoryWindow time.Duration
+	// HistoryTick is the granularity of history inside the window: of the
+	// versions of one block written within one tick only the last survives GC,
+	// and the seq↔time index records one entry per tick. Default 1s.
+	HistoryTick time.Duration
+	// GCInterval is the period of the background GC pass. Default 1m;
+	// negative disables background GC (call Store.GC instead).
+	GCInterval time.Duration
+	// GCBatch bounds the number of versions one GC batch deletes while
+	// holding the catalog lock. Default 10000.
+	GCBatch int
+	// CacheSize is the pebble block cache in bytes. Default 64 MiB.
+	CacheSize int64
+	// Now returns the wall-clock time. Default time.Now. Tests replace it.
+	Now func() time.Time
+}
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.HistoryWindow <= 0 {
+		r.HistoryWindow = 24 * time.Hour
+	}
+	if r.HistoryTick <= 0 {
+		r.HistoryTick = time.Second
+	}
+	if r.GCInterval == 0 {
+		r.GCInterval = time.Minute
+	}
+	if r.GCBatch <= 0 {
+		r.GCBatch = 10000
+	}
+	if r.CacheSize <= 0 {
+		r.CacheSize = 64 << 20
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return r
+}
+
+// Store is the copy-on-write branch store under one data directory. All
+// methods are safe for concurrent use. A data directory is used by one Store
+// at a time (pebble holds a lock file).
+type Store struct {
+	db   *pebble.DB
+	dir  string
+	opts Options
+
+	// seqMu guards seq allocation.
+	seqMu   sync.Mutex
+	seq     uint64 // last allocated seq
+	seqCeil uint64 // persisted reservation: no seq >= seqCeil was handed out
+	idMu    sync.Mutex
+	id      uint64
+	idCeil  uint64
+
+	// mu guards the catalog, heads, pins, ticks and closed.
+	mu     sync.Mutex
+	cat    catalog
+	heads  map[uint64]*Head // by timeline
+	pins   map[uint64]map[uint64]int
+	ticks  []tick // ascending
+	closed bool
+
+	sync syncer
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type tick struct {
+	t   int64 // unix nanos
+	seq uint64
+}
+
+const reserve = 1 << 16
+
+var pebbleComparer = func() *pebble.Comparer {
+	c := *pebble.DefaultComparer
+	c.Split = enc.Split
+	c.Name = "offshoot.storage.v1"
+	return &c
+}()
+
+// Open opens (creating if needed) the store in dir. A directory written with
+// a different FormatVersion is refused with ErrFormat. The caller must Close it.
+func Open(dir string, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	popts := &pebble.Options{
+		Comparer:           pebbleComparer,
+		Cache:              pebble.NewCache(o.CacheSize),
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       32 << 20,
+		Logger:             quietLogger{},
+	}
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	defer popts.Cache.Unref()
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{db: db, dir: dir, opts: o,
+		heads: map[uint64]*Head{}, pins: map[uint64]map[uint64]int{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	s.sync.db = db
+	if err := s.load(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	go s.background()
+	return s, nil
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+func (s *Store) load() error {
+	v, closer, err := s.db.Get(enc.FormatKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		// A fresh store, or one whose first commit never finished: any
+		// other key present means the latter; both are safe to initialize.
+		b := s.db.NewBatch()
+		_ = b.Set(enc.FormatKey, binary.BigEndian.AppendUint32(nil, FormatVersion), nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		ok := len(v) == 4 && binary.BigEndian.Uint32(v) == FormatVersion
+		got := fmt.Sprintf("%x", v)
+		_ = closer.Close()
+		if !ok {
+			return fmt.Errorf("%w: found %s, want %d", ErrFormat, got, FormatVersion)
+		}
+	}
+	if s.seqCeil, err = s.getU64(enc.MetaKey("seqceil")); err != nil {
+		return err
+	}
+	s.seq = s.seqCeil
+	if s.idCeil, err = s.getU64(enc.MetaKey("idceil")); err != nil {
+		return err
+	}
+	if s.idCeil < RootIno+1 {
+		s.idCeil = RootIno + 1
+	}
+	s.id = s.idCeil
+	if err := s.cat.load(s.db); err != nil {
+		return err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{enc.KindTick}, UpperBound: []byte{enc.KindTick + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		t, err := enc.DecodeTickKey(it.Key())
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		seq, err := enc.DecodeU64(it.Value())
+		if err != nil {
+			return fmt.Errorf("%w: tick: %w", ErrCorrupt, err)
+		}
+		s.ticks = append(s.ticks, tick{t, seq})
+	}
+	return it.Error()
+}
+
+func (s *Store) getU64(k []byte) (uint64, error) {
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	n, err := enc.DecodeU64(v)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %w", ErrCorrupt, k, err)
+	}
+	return n, nil
+}
+
+// Close stops background work, closes open heads and views' store, and
+// closes pebble. Unsynced writes are flushed to the WAL but not fsynced.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	heads := make([]*Head, 0, len(s.heads))
+	for _, h := range s.heads {
+		heads = append(heads, h)
+	}
+	s.mu.Unlock()
+	for _, h := range heads {
+		_ = h.Close()
+	}
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.recordTick()
+	return s.db.Close()
+}
+
+// nextSeq allocates the next seq. The reservation that covers it is durable
+// before it is handed out, so a seq is never reused after a crash.
+func (s *Store) nextSeq() (uint64, error) {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	if s.seq+1 >= s.seqCeil {
+		ceil := s.seq + 1 + reserve
+		if err := s.db.Set(enc.MetaKey("seqceil"), enc.U64(ceil), pebble.Sync); err != nil {
+			return 0, fmt.Errorf("reserve seq: %w", err)
+		}
+		s.seqCeil = ceil
+	}
+	s.seq++
+	return s.seq, nil
+}
+
+// curSeq is the last allocated seq.
+func (s *Store) curSeq() uint64 {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	return s.seq
+}
+
+// nextID allocates a store-wide unique id for inodes and catalog records.
+func (s *Store) nextID() (uint64, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.id+1 >= s.idCeil {
+		ceil := s.id + 1 + reserve
+		if err := s.db.Set(enc.MetaKey("idceil"), enc.U64(ceil), pebble.Sync); err != nil {
+			return 0, fmt.Errorf("reserve id: %w", err)
+		}
+		s.idCeil = ceil
+	}
+	s.id++
+	return s.id, nil
+}
+
+// syncer makes concurrent Sync calls share pebble WAL fsyncs: a caller waits
+// for one fsync that started after it called.
+type syncer struct {
+	db      *pebble.DB
+	mu      sync.Mutex
+	cond    *sync.Cond
+	started uint64
+	done    uint64
+	running bool
+	err     error
+}
+
+func (y *syncer) sync() error {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if y.cond == nil {
+		y.cond = sync.NewCond(&y.mu)
+	}
+	want := y.started + 1
+	for y.done < want {
+		if y.running {
+			y.cond.Wait()
+			continue
+		}
+		y.running = true
+		y.started++
+		my := y.started
+		y.mu.Unlock()
+		err := y.db.LogData(nil, pebble.Sync)
+		y.mu.Lock()
+		y.running = false
+		y.done = my
+		y.err = err
+		y.cond.Broadcast()
+	}
+	if y.err != nil {
+		return fmt.Errorf("sync: %w", y.err)
+	}
+	return nil
+}
+
+// Sync makes every write acknowledged so far durable. Concurrent calls share
+// one fsync (group commit).
+func (s *Store) Sync() error { return s.sync.sync() }
+
+func (s *Store) background() {
+	defer close(s.done)
+	tk := time.NewTicker(s.opts.HistoryTick)
+	defer tk.Stop()
+	var gcC <-chan time.Time
+	if s.opts.GCInterval > 0 {
+		gt := time.NewTicker(s.opts.GCInterval)
+		defer gt.Stop()
+		gcC = gt.C
+	}
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tk.C:
+			s.recordTick()
+		case <-gcC:
+			_, _ = s.GC(context.Background())
+		}
+	}
+}
+
+// recordTick appends a (time, seq) entry to the history index if anything
+// was written since the last one.
+func (s *Store) recordTick() {
+	seq := s.curSeq()
+	now := s.opts.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.ticks); n > 0 && (s.ticks[n-1].seq == seq || s.ticks[n-1].t >= now) {
+		return
+	}
+	if err := s.db.Set(enc.TickKey(now), enc.U64(seq), pebble.NoSync); err != nil {
+		return
+	}
+	s.ticks = append(s.ticks, tick{now, seq})
+}
+
+// Tick records a history tick now. The background loop calls it every
+// Options.HistoryTick; tests call it to make tick boundaries deterministic.
+func (s *Store) Tick() { s.recordTick() }
+
+// horizonLocked returns the GC horizon: the seq of the newest tick at or
+// before now-HistoryWindow (0 if none). Reads at seqs below it are not
+// guaranteed unless pinned by a branch point, snapshot or view. s.mu held.
+func (s *Store) horizonLocked() uint64 {
+	cut := s.opts.Now().Add(-s.opts.HistoryWindow).UnixNano()
+	i := sort.Search(len(s.ticks), func(i int) bool { return s.ticks[i].t > cut })
+	if i == 0 {
+		return 0
+	}
+	return s.ticks[i-1].seq
+}
+
+// roundToTickLocked maps seq to the history tick boundary at or below it if
+// seq is older than the newest tick (GC keeps in-window history at tick
+// granularity); newer seqs are exact. s.mu held.
+func (s *Store) roundToTickLocked(seq uint64) uint64 {
+	n := len(s.ticks)
+	if n == 0 || seq >= s.ticks[n-1].seq {
+		return seq
+	}
+	i := sort.Search(n, func(i int) bool { return s.ticks[i].seq > seq })
+	if i == 0 {
+		return seq
+	}
+	return s.ticks[i-1].seq
+}
+
+// SeqAt returns the seq of the store's state as of wall-clock time t: the
+// seq of the newest history tick at or before t. ErrFuture if t is after now,
+// ErrBeforeHorizon if t is before the history window.
+func (s *Store) SeqAt(t time.Time) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seqAtLocked(t)
+}
+
+func (s *Store) seqAtLocked(t time.Time) (uint64, error) {
+	now := s.opts.Now()
+	if t.After(now) {
+		return 0, fmt.Errorf("%w: %s is after now", ErrFuture, t.Format(time.RFC3339Nano))
+	}
+	if t.Before(now.Add(-s.opts.HistoryWindow)) {
+		return 0, fmt.Errorf("%w: %s is before the %s history window", ErrBeforeHorizon, t.Format(time.RFC3339Nano), s.opts.HistoryWindow)
+	}
+	tn := t.UnixNano()
+	i := sort.Search(len(s.ticks), func(i int) bool { return s.ticks[i].t > tn })
+	if i == 0 {
+		return 0, fmt.Errorf("%w: no history recorded at or before %s", ErrBeforeHorizon, t.Format(time.RFC3339Nano))
+	}
+	return s.ticks[i-1].seq, nil
+}
+
+// TimeOf returns the wall-clock time of the newest history tick at or below
+// seq (zero if none): the time a seq is known to have been reached by.
+func (s *Store) TimeOf(seq uint64) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := sort.Search(len(s.ticks), func(i int) bool { return s.ticks[i].seq > seq })
+	if i == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.ticks[i-1].t)
+}
