@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"syscall"
 	"testing"
 
+	"github.com/offshootdb/offshoot/storage"
 	"golang.org/x/sys/unix"
 )
 
@@ -144,7 +146,24 @@ func testPOSIX(t *testing.T, files WritableFiles) string {
 	wantErrno(t, "file as dir", os.WriteFile(p("a", "x"), nil, 0o600), syscall.ENOTDIR)
 	long := string(bytes.Repeat([]byte("n"), 256))
 	wantErrno(t, "long name", os.WriteFile(p(long), nil, 0o600), syscall.ENAMETOOLONG)
-	wantErrno(t, "hard link", os.Link(p("a"), p("b")), syscall.EPERM)
+	if err := os.Link(p("a"), p("hl")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(p("hl"), &sst); err != nil || sst.Nlink != 2 {
+		t.Errorf("hard link: nlink %d %v", sst.Nlink, err)
+	}
+	if err := os.Remove(p("hl")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a", p("sl")); err != nil {
+		t.Fatal(err)
+	}
+	if target, err := os.Readlink(p("sl")); err != nil || target != "a" {
+		t.Errorf("readlink: %q %v", target, err)
+	}
+	if b, err := os.ReadFile(p("sl")); err != nil || string(b[:4]) != "head" {
+		t.Errorf("read through symlink: %v", err)
+	}
 
 	// rename: to a new name, over an existing file, NOREPLACE, across dirs
 	if err := os.WriteFile(p("w1"), []byte("one"), 0o600); err != nil {
@@ -207,9 +226,20 @@ func testPOSIX(t *testing.T, files WritableFiles) string {
 	}
 	// unlink of an open file: Postgres drops relations other backends
 	// still hold open
+	if err := os.WriteFile(p("big", names[0]), []byte("still here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	of, err := os.Open(p("big", names[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(p("big", names[0])); err != nil {
 		t.Fatal(err)
 	}
+	if b, err := io.ReadAll(of); err != nil || string(b) != "still here" {
+		t.Errorf("read of an unlinked open file: %q %v", b, err)
+	}
+	of.Close()
 	if err := os.RemoveAll(p("big")); err != nil {
 		t.Fatal(err)
 	}
@@ -240,11 +270,11 @@ func testReadOnly(t *testing.T, files Files) {
 	wantErrno(t, "chmod", os.Chmod(p("a"), 0o644), syscall.EROFS)
 }
 
-// readOnly hides the write methods of a Files.
-type readOnly struct{ Files }
-
-func TestPOSIXMem(t *testing.T) {
-	fs := newMemFS()
-	testPOSIX(t, fs)
-	testReadOnly(t, readOnly{fs})
+func TestPOSIX(t *testing.T) {
+	f := newFixture(t, nil)
+	if _, _, err := f.s.CreateProject("p"); err != nil {
+		t.Fatal(err)
+	}
+	testPOSIX(t, f.head("p", "main"))
+	testReadOnly(t, f.view("p", "main", storage.AtHead()))
 }

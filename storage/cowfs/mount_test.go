@@ -3,6 +3,7 @@ package cowfs
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,12 +13,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // serveEnv makes the test binary, re-executed by startServer, serve a
-// mount until it is killed instead of running tests. Its value is
-// "mem:<mountpoint>" or "store:<storedir>:<project>:<branch>:<mountpoint>".
+// branch head until it is killed instead of running tests. Its value is a
+// JSON serveSpec.
 const serveEnv = "COWFS_TEST_SERVE"
+
+type serveSpec struct {
+	Store, Project, Branch, Mount string
+}
 
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(serveEnv); spec != "" {
@@ -32,31 +39,25 @@ func TestMain(m *testing.M) {
 
 // serveChild mounts what spec names, prints "ready" and serves until killed.
 func serveChild(spec string) error {
-	kind, rest, _ := strings.Cut(spec, ":")
-	var files Files
-	var mnt string
-	switch kind {
-	case "mem":
-		files, mnt = newMemFS(), rest
-	default:
-		f, dir, err := openChildFiles(kind, rest)
-		if err != nil {
-			return err
-		}
-		files, mnt = f, dir
+	var sp serveSpec
+	if err := json.Unmarshal([]byte(spec), &sp); err != nil {
+		return err
 	}
-	m, err := Mount(mnt, files, MountOptions{})
+	s, err := storage.Open(sp.Store, nil)
+	if err != nil {
+		return err
+	}
+	h, err := s.OpenHead(sp.Project, sp.Branch)
+	if err != nil {
+		return err
+	}
+	m, err := Mount(sp.Mount, h, MountOptions{})
 	if err != nil {
 		return err
 	}
 	fmt.Println("ready")
 	<-m.Done()
 	return nil
-}
-
-// openChildFiles is replaced once the store can be opened by a child.
-var openChildFiles = func(kind, rest string) (Files, string, error) {
-	return nil, "", fmt.Errorf("unknown serve spec %q", kind)
 }
 
 // child is a FUSE server running in another process.
@@ -66,10 +67,14 @@ type child struct {
 
 // startServer re-executes the test binary to serve spec and waits until
 // its mount is up.
-func startServer(t *testing.T, spec string) *child {
+func startServer(t *testing.T, sp serveSpec) *child {
 	t.Helper()
+	spec, err := json.Marshal(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serveEnv+"="+spec)
+	cmd.Env = append(os.Environ(), serveEnv+"="+string(spec))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -109,9 +114,19 @@ func mountedAt(t *testing.T, dir string) bool {
 	return false
 }
 
+// newHead creates project "p" and opens its main head.
+func newHead(t *testing.T) (*fixture, *storage.Head) {
+	f := newFixture(t, nil)
+	if _, _, err := f.s.CreateProject("p"); err != nil {
+		t.Fatal(err)
+	}
+	return f, f.head("p", "main")
+}
+
 func TestUnmountBusyIsLazy(t *testing.T) {
+	_, h := newHead(t)
 	mnt := t.TempDir()
-	m, err := Mount(mnt, newMemFS(), MountOptions{})
+	m, err := Mount(mnt, h, MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,8 +165,9 @@ func TestUnmountBusyIsLazy(t *testing.T) {
 }
 
 func TestUnmountAbortsAfterContext(t *testing.T) {
+	_, h := newHead(t)
 	mnt := t.TempDir()
-	m, err := Mount(mnt, newMemFS(), MountOptions{})
+	m, err := Mount(mnt, h, MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,22 +192,36 @@ func TestUnmountAbortsAfterContext(t *testing.T) {
 }
 
 func TestCleanStaleAfterCrash(t *testing.T) {
+	f, _ := newHead(t)
+	f.s.Close()
 	run := t.TempDir()
 	mnt := filepath.Join(run, "ep", "data")
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	c := startServer(t, "mem:"+mnt)
-	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("x"), 0o600); err != nil {
+	c := startServer(t, serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt})
+	wf, err := os.Create(filepath.Join(mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wf.WriteString("x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Sync(); err != nil {
 		t.Fatal(err)
 	}
 	c.kill()
+	wf.Close()
 	var st syscall.Stat_t
 	if err := syscall.Stat(mnt, &st); !errors.Is(err, syscall.ENOTCONN) {
 		t.Fatalf("stat of crashed mount: %v, want ENOTCONN", err)
 	}
+	f.open()
+	if _, _, err := f.s.CreateProject("q"); err != nil {
+		t.Fatal(err)
+	}
 	other := t.TempDir() // not under run: left alone
-	om, err := Mount(other, newMemFS(), MountOptions{})
+	om, err := Mount(other, f.head("q", "main"), MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,10 +240,14 @@ func TestCleanStaleAfterCrash(t *testing.T) {
 	if !mountedAt(t, other) {
 		t.Fatal("CleanStale detached a mount outside the run dir")
 	}
-	// The mount point is usable again.
-	m, err := Mount(mnt, newMemFS(), MountOptions{})
+	// The mount point is usable again, and what was written before the
+	// crash and synced is there.
+	m, err := Mount(mnt, f.head("p", "main"), MountOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(b) != "x" {
+		t.Errorf("after remount: %q %v", b, err)
 	}
 	if err := m.Unmount(context.Background()); err != nil {
 		t.Fatal(err)
@@ -221,10 +255,13 @@ func TestCleanStaleAfterCrash(t *testing.T) {
 }
 
 func TestMountDetachesStale(t *testing.T) {
+	f, _ := newHead(t)
+	f.s.Close()
 	mnt := t.TempDir()
-	c := startServer(t, "mem:"+mnt)
+	c := startServer(t, serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt})
 	c.kill()
-	m, err := Mount(mnt, newMemFS(), MountOptions{})
+	f.open()
+	m, err := Mount(mnt, f.head("p", "main"), MountOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
