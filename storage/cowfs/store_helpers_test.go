@@ -66,7 +66,10 @@ func (f *fixture) view(project, branch string, at storage.At) *storage.View {
 func (f *fixture) mountDir(name string) string {
 	f.t.Helper()
 	mnt := filepath.Join(f.dir, name)
-	if err := os.MkdirAll(mnt, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(mnt), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.Mkdir(mnt, 0o700); err != nil && !os.IsExist(err) {
 		f.t.Fatal(err)
 	}
 	return mnt
