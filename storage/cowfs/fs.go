@@ -28,6 +28,7 @@ type rawFS struct {
 	files Files
 	rw    WritableFiles // nil on a read-only view
 	log   *slog.Logger
+	space spaceGuard
 
 	mu      sync.Mutex
 	nextFh  uint64
@@ -35,11 +36,12 @@ type rawFS struct {
 	lookups map[uint64]uint64             // kernel references by inode (heads only)
 }
 
-func newRawFS(files Files, log *slog.Logger) *rawFS {
+func newRawFS(files Files, log *slog.Logger, minFree uint64) *rawFS {
 	fs := &rawFS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		files:         files,
 		log:           log,
+		space:         spaceGuard{stat: files.StatFS, min: minFree},
 		dirs:          make(map[uint64][]storage.DirEntry),
 		lookups:       make(map[uint64]uint64),
 	}
@@ -203,6 +205,9 @@ func (fs *rawFS) create(dir uint64, name string, mode uint32, c fuse.Caller, out
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
+	if !fs.space.admit(0) {
+		return fuse.Status(syscall.ENOSPC)
+	}
 	var a storage.Attr
 	var err error
 	if mode&syscall.S_IFMT == syscall.S_IFDIR {
@@ -300,6 +305,9 @@ func (fs *rawFS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name strin
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
+	if !fs.space.admit(len(target)) {
+		return fuse.Status(syscall.ENOSPC)
+	}
 	a, err := fs.rw.Symlink(h.NodeId, name, target, h.Uid, h.Gid)
 	if err != nil {
 		return fs.errno("symlink", err)
@@ -338,6 +346,9 @@ func (fs *rawFS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32
 	if fs.rw == nil {
 		return 0, fuse.EROFS
 	}
+	if !fs.space.admit(len(data)) {
+		return 0, fuse.Status(syscall.ENOSPC)
+	}
 	n, err := fs.rw.WriteAt(in.NodeId, data, int64(in.Offset))
 	if err != nil {
 		return uint32(n), fs.errno("write", err)
@@ -368,6 +379,9 @@ func (fs *rawFS) Fallocate(_ <-chan struct{}, in *fuse.FallocateIn) fuse.Status 
 	}
 	switch in.Mode {
 	case 0:
+		if !fs.space.admit(0) {
+			return fuse.Status(syscall.ENOSPC)
+		}
 		return fs.errno("fallocate", fs.rw.Fallocate(in.NodeId, int64(in.Offset), int64(in.Length)))
 	case fallocKeepSize:
 		return fuse.OK // blocks are allocated when written

@@ -25,6 +25,12 @@ type MountOptions struct {
 	// Logger receives errors the store returns that have no errno of
 	// their own. Default slog.Default().
 	Logger *slog.Logger
+	// MinFree is the space (bytes) kept free on the file system under the
+	// store's data directory: below it, writes that grow the store (write,
+	// create, mkdir, fallocate) fail with ENOSPC, while removals keep
+	// working. Default DefaultMinFree (128 MiB); negative disables the
+	// check. The store's engine cannot survive a completely full disk.
+	MinFree int64
 	// WritebackCache lets the kernel buffer writes in the page cache and
 	// send them later in larger batches (FUSE writeback cache); fsync
 	// still flushes them and commits the store. Default off.
@@ -62,7 +68,14 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 			return nil, fmt.Errorf("mount %s: %w: detach stale mount: %v", dir, ErrMounted, err)
 		}
 	}
-	fs := newRawFS(files, o.Logger)
+	minFree := uint64(DefaultMinFree)
+	switch {
+	case o.MinFree < 0:
+		minFree = 0
+	case o.MinFree > 0:
+		minFree = uint64(o.MinFree)
+	}
+	fs := newRawFS(files, o.Logger, minFree)
 	flags := uintptr(syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOATIME)
 	if fs.rw == nil {
 		flags |= syscall.MS_RDONLY
