@@ -177,3 +177,8 @@ func (s *server) checkPgbenchInvariant(ctx context.Context) {
 	}
 	s.t.Logf("pgbench invariant holds: sum = %d over %d history rows", h, s.queryInt(ctx, "SELECT count(*) FROM pgbench_history"))
 }
+
+// pgxConnect connects to database db as the superuser.
+func pgxConnect(ctx context.Context, s *server, db string) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, s.p.ConnString("postgres", s.password, db))
+}
