@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +30,10 @@ type rawFS struct {
 	rw    WritableFiles // nil on a read-only view
 	log   *slog.Logger
 	space spaceGuard
+
+	// mutations counts changes made through this mount; synced is the
+	// count the last completed store Sync covered.
+	mutations, synced atomic.Uint64
 
 	mu      sync.Mutex
 	nextFh  uint64
@@ -164,6 +169,7 @@ func (fs *rawFS) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOu
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	defer fs.changed()
 	var s storage.SetAttrIn
 	if m, ok := in.GetMode(); ok {
 		s.Valid |= storage.SetMode
@@ -202,6 +208,7 @@ func (fs *rawFS) create(dir uint64, name string, mode uint32, c fuse.Caller, out
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	defer fs.changed()
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
@@ -245,6 +252,7 @@ func (fs *rawFS) Unlink(_ <-chan struct{}, h *fuse.InHeader, name string) fuse.S
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	defer fs.changed()
 	return fs.errno("unlink", fs.rw.Unlink(h.NodeId, name))
 }
 
@@ -252,6 +260,7 @@ func (fs *rawFS) Rmdir(_ <-chan struct{}, h *fuse.InHeader, name string) fuse.St
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	defer fs.changed()
 	return fs.errno("rmdir", fs.rw.Rmdir(h.NodeId, name))
 }
 
@@ -264,6 +273,7 @@ func (fs *rawFS) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName s
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	defer fs.changed()
 	if len(newName) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
@@ -287,6 +297,7 @@ func (fs *rawFS) Link(_ <-chan struct{}, in *fuse.LinkIn, name string, out *fuse
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	defer fs.changed()
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
@@ -302,6 +313,7 @@ func (fs *rawFS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name strin
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	defer fs.changed()
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
@@ -346,6 +358,7 @@ func (fs *rawFS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32
 	if fs.rw == nil {
 		return 0, fuse.EROFS
 	}
+	defer fs.changed()
 	if !fs.space.admit(len(data)) {
 		return 0, fuse.Status(syscall.ENOSPC)
 	}
@@ -360,13 +373,32 @@ func (fs *rawFS) Flush(<-chan struct{}, *fuse.FlushIn) fuse.Status { return fuse
 
 func (fs *rawFS) Release(<-chan struct{}, *fuse.ReleaseIn) {}
 
+// changed records a change made through this mount; handlers defer it,
+// so it counts the change once the store has it.
+func (fs *rawFS) changed() { fs.mutations.Add(1) }
+
 // Fsync and fdatasync (of files and directories) make everything written
-// through this mount durable: the store commits in one pebble sync.
+// through this mount durable: the store commits in one pebble sync shared
+// by concurrent callers. When nothing was changed through the mount since
+// the last sync there is nothing to do (Postgres fsyncs every file of
+// PGDATA when it starts after a crash; Mount syncs once up front).
 func (fs *rawFS) Fsync(<-chan struct{}, *fuse.FsyncIn) fuse.Status {
 	if fs.rw == nil {
 		return fuse.OK
 	}
-	return fs.errno("fsync", fs.rw.Sync())
+	m := fs.mutations.Load()
+	if fs.synced.Load() >= m {
+		return fuse.OK
+	}
+	if err := fs.rw.Sync(); err != nil {
+		return fs.errno("fsync", err)
+	}
+	for {
+		s := fs.synced.Load()
+		if s >= m || fs.synced.CompareAndSwap(s, m) {
+			return fuse.OK
+		}
+	}
 }
 
 func (fs *rawFS) FsyncDir(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status { return fs.Fsync(c, in) }
@@ -377,6 +409,7 @@ func (fs *rawFS) Fallocate(_ <-chan struct{}, in *fuse.FallocateIn) fuse.Status 
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	defer fs.changed()
 	switch in.Mode {
 	case 0:
 		if !fs.space.admit(0) {

@@ -76,6 +76,14 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 		minFree = uint64(o.MinFree)
 	}
 	fs := newRawFS(files, o.Logger, minFree)
+	if fs.rw != nil {
+		// Make whatever the store holds durable (a crashed server may have
+		// left unsynced writes behind), so that fsyncs may skip syncing
+		// until something changes through this mount.
+		if err := fs.rw.Sync(); err != nil {
+			return nil, fmt.Errorf("mount %s: %w", dir, err)
+		}
+	}
 	flags := uintptr(syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOATIME)
 	if fs.rw == nil {
 		flags |= syscall.MS_RDONLY

@@ -51,7 +51,7 @@ func serveChild(spec string) error {
 	if err != nil {
 		return err
 	}
-	m, err := Mount(sp.Mount, h, MountOptions{})
+	m, err := Mount(sp.Mount, h, MountOptions{WritebackCache: testWriteback})
 	if err != nil {
 		return err
 	}

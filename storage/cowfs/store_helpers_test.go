@@ -11,6 +11,10 @@ import (
 	"github.com/offshootdb/offshoot/storage"
 )
 
+// testWriteback runs the tests with the FUSE writeback cache on
+// (COWFS_TEST_WRITEBACK=1).
+var testWriteback = os.Getenv("COWFS_TEST_WRITEBACK") != ""
+
 // fixture is a store in a directory the postgres user can traverse, with
 // mount points below it.
 type fixture struct {
@@ -78,6 +82,9 @@ func (f *fixture) mountDir(name string) string {
 // mount serves files at a new mount point named name until the test ends.
 func (f *fixture) mount(name string, files Files, o MountOptions) *MountPoint {
 	f.t.Helper()
+	if testWriteback {
+		o.WritebackCache = true
+	}
 	m, err := Mount(f.mountDir(name), files, o)
 	if err != nil {
 		f.t.Fatal(err)
