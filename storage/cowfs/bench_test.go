@@ -1,0 +1,199 @@
+package cowfs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/storage"
+)
+
+// Benchmarks compare Postgres on a branch mount with the same Postgres on
+// plain local disk, in the same run, and report ratios (branch/native):
+//
+//	go test ./storage/cowfs -run '^$' -bench . -benchtime 1x -timeout 30m
+//
+// Knobs (environment): COWFS_BENCH_SCALE (pgbench scale, default 10),
+// COWFS_BENCH_SECONDS (per pgbench run, default 20), COWFS_BENCH_CLIENTS
+// (default 4), COWFS_BENCH_FORK_SCALE (database size for the fork
+// benchmark, default 16, about 250 MB; 68 is about 1 GiB).
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// benchSettings are the same for native and branch clusters.
+var benchSettings = map[string]string{
+	"shared_buffers":  "128MB",
+	"max_wal_size":    "1GB",
+	"max_connections": "30",
+}
+
+// benchCluster is a Postgres cluster for a benchmark: native (data on
+// local disk) or on a branch mount.
+type benchCluster struct {
+	name string
+	s    *server
+}
+
+func nativeCluster(b *testing.B, dir string) *benchCluster {
+	ctx := context.Background()
+	data := filepath.Join(dir, "native")
+	if err := pg.InitDB(ctx, pg.InitOptions{DataDir: data}); err != nil {
+		b.Fatal(err)
+	}
+	return &benchCluster{name: "native", s: startPG(b, data, dir, "", benchSettings)}
+}
+
+func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *benchCluster {
+	ctx := context.Background()
+	if _, _, err := f.s.CreateProject(project); err != nil {
+		b.Fatal(err)
+	}
+	h := f.head(project, "main")
+	m := f.mount(project, h, o)
+	if err := pg.InitDB(ctx, pg.InitOptions{DataDir: m.Dir()}); err != nil {
+		b.Fatal(err)
+	}
+	return &benchCluster{name: project, s: startPG(b, m.Dir(), f.dir, "", benchSettings)}
+}
+
+// BenchmarkPgbench: pgbench initialization (bulk COPY, index build,
+// vacuum), TPC-B and select-only, native vs branch, and branch with the
+// FUSE writeback cache vs without.
+func BenchmarkPgbench(b *testing.B) {
+	ctx := context.Background()
+	scale := envInt("COWFS_BENCH_SCALE", 10)
+	secs := envInt("COWFS_BENCH_SECONDS", 20)
+	clients := envInt("COWFS_BENCH_CLIENTS", 4)
+	dir := pgtest.Dir(b)
+	f := newFixture(b, nil)
+	clusters := []*benchCluster{
+		nativeCluster(b, dir),
+		branchCluster(b, f, "branch", MountOptions{}),
+		branchCluster(b, f, "branch-wb", MountOptions{WritebackCache: true}),
+	}
+	initTime := map[string]time.Duration{}
+	for _, c := range clusters {
+		start := time.Now()
+		c.s.pgbench(ctx, "-i", "-q", "-s", strconv.Itoa(scale))
+		c.s.exec(ctx, "CHECKPOINT")
+		initTime[c.name] = time.Since(start)
+		b.Logf("%s: pgbench -i -s %d: %v", c.name, scale, initTime[c.name])
+	}
+	b.ReportMetric(initTime["branch"].Seconds()/initTime["native"].Seconds(), "init-time-ratio")
+	b.ReportMetric(initTime["branch-wb"].Seconds()/initTime["branch"].Seconds(), "init-time-wb/nowb")
+
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{
+		{"tpcb", nil},
+		{"select-only", []string{"-S"}},
+	} {
+		// Two rounds, interleaved, so that noise from other work on the
+		// machine hits every cluster alike.
+		tps := map[string]float64{}
+		for round := range 2 {
+			for _, c := range clusters {
+				args := append([]string{"-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(secs / 2)}, mode.args...)
+				t := c.s.pgbench(ctx, args...)
+				b.Logf("%s %s round %d: %.0f tps", c.name, mode.name, round, t)
+				tps[c.name] += t / 2
+			}
+		}
+		b.ReportMetric(tps["native"], mode.name+"-native-tps")
+		b.ReportMetric(tps["branch"], mode.name+"-branch-tps")
+		b.ReportMetric(tps["branch"]/tps["native"], mode.name+"-ratio")
+		b.ReportMetric(tps["branch-wb"]/tps["branch"], mode.name+"-wb/nowb")
+	}
+}
+
+// forkSettings start Postgres on a fork as compute should: a mount has
+// synced the store when it came up, so the fsync of every file of PGDATA
+// that crash recovery starts with (recovery_init_sync_method=fsync) is
+// redundant; syncfs skips it (370 ms of 600 ms for a fresh cluster).
+var forkSettings = map[string]string{
+	"shared_buffers":            "128MB",
+	"max_wal_size":              "1GB",
+	"max_connections":           "30",
+	"recovery_init_sync_method": "syncfs",
+}
+
+// BenchmarkFork: fork a running branch holding a pgbench database and
+// answer a first query on the fork (fork, mount, start Postgres with crash
+// recovery, connect, query) vs CREATE DATABASE ... TEMPLATE of the same
+// database on native disk and a first query on the copy.
+func BenchmarkFork(b *testing.B) {
+	ctx := context.Background()
+	scale := envInt("COWFS_BENCH_FORK_SCALE", 16)
+	dir := pgtest.Dir(b)
+	f := newFixture(b, nil)
+	native := nativeCluster(b, dir)
+	branch := branchCluster(b, f, "p", MountOptions{})
+	for _, c := range []*benchCluster{native, branch} {
+		c.s.exec(ctx, "CREATE DATABASE bench")
+		if _, err := c.s.client(ctx, "pgbench", "-i", "-q", "-s", strconv.Itoa(scale), "bench"); err != nil {
+			b.Fatal(err)
+		}
+		c.s.exec(ctx, "CHECKPOINT")
+	}
+	size := native.s.queryInt(ctx, "SELECT pg_database_size('bench')")
+	b.Logf("database size %d MB", size>>20)
+
+	firstQuery := func(s *server, db string) {
+		conn, err := pgxConnect(ctx, s, db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var n int64
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pgbench_branches").Scan(&n); err != nil || n != int64(scale) {
+			b.Fatalf("first query: %d %v", n, err)
+		}
+	}
+
+	var forkTime, templateTime, fileCopyTime time.Duration
+	for i := range b.N {
+		name := fmt.Sprintf("fork%d", i)
+		start := time.Now()
+		if _, err := f.s.Fork("p", "main", name, storage.AtHead(), storage.BranchOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		forked := time.Since(start)
+		m := f.mount(name, f.head("p", name), MountOptions{})
+		mounted := time.Since(start)
+		removePidFile(b, m.Dir())
+		s := startPG(b, m.Dir(), f.dir, "", forkSettings)
+		ready := time.Since(start)
+		firstQuery(s, "bench")
+		forkTime += time.Since(start)
+		b.Logf("fork %v, mounted %v, postgres ready %v, first query answered %v", forked, mounted, ready, time.Since(start))
+		s.stop(pg.Immediate)
+
+		start = time.Now()
+		native.s.exec(ctx, fmt.Sprintf("CREATE DATABASE copy%d TEMPLATE bench", i))
+		firstQuery(native.s, fmt.Sprintf("copy%d", i))
+		templateTime += time.Since(start)
+
+		start = time.Now()
+		native.s.exec(ctx, fmt.Sprintf("CREATE DATABASE fcopy%d TEMPLATE bench STRATEGY FILE_COPY", i))
+		firstQuery(native.s, fmt.Sprintf("fcopy%d", i))
+		fileCopyTime += time.Since(start)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(size>>20), "db-MB")
+	b.ReportMetric(forkTime.Seconds()/n, "fork+query-s")
+	b.ReportMetric(templateTime.Seconds()/n, "template-s")
+	b.ReportMetric(fileCopyTime.Seconds()/n, "template-file-copy-s")
+	b.ReportMetric(forkTime.Seconds()/min(templateTime, fileCopyTime).Seconds(), "fork/template-ratio")
+}

@@ -1,0 +1,296 @@
+package cowfs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// FSType is the file system type of offshoot's mounts in /proc/mounts.
+const FSType = "fuse.offshoot"
+
+// MountOptions configure Mount. The zero value is the default.
+type MountOptions struct {
+	// Logger receives errors the store returns that have no errno of
+	// their own. Default slog.Default().
+	Logger *slog.Logger
+	// MinFree is the space (bytes) kept free on the file system under the
+	// store's data directory: below it, writes that grow the store (write,
+	// create, mkdir, fallocate) fail with ENOSPC, while removals keep
+	// working. Default DefaultMinFree (128 MiB); negative disables the
+	// check. The store's engine cannot survive a completely full disk.
+	MinFree int64
+	// WritebackCache lets the kernel buffer writes in the page cache and
+	// send them later in larger batches (FUSE writeback cache); fsync
+	// still flushes them and commits the store. Default off.
+	WritebackCache bool
+	// Debug logs every FUSE request.
+	Debug bool
+}
+
+// MountPoint is one mounted file system. Its methods are safe for concurrent use.
+type MountPoint struct {
+	dir      string
+	readOnly bool
+	srv      *fuse.Server
+	served   chan struct{}
+}
+
+// Mount serves files at dir, an existing empty directory, until Unmount.
+// A WritableFiles (a branch head) is mounted read-write, any other Files
+// (a view) read-only. The mount is a direct kernel mount (root only) with
+// allow_other and default_permissions, so the `postgres` OS user can use it
+// and the kernel checks permission bits. If dir holds a stale offshoot
+// mount left by a crashed process, it is detached first.
+func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mount: %w", err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if mounted, err := isMounted(dir); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	} else if mounted {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			return nil, fmt.Errorf("mount %s: %w: detach stale mount: %v", dir, ErrMounted, err)
+		}
+	}
+	minFree := uint64(DefaultMinFree)
+	switch {
+	case o.MinFree < 0:
+		minFree = 0
+	case o.MinFree > 0:
+		minFree = uint64(o.MinFree)
+	}
+	fs := newRawFS(files, o.Logger, minFree)
+	if fs.rw != nil {
+		// Make whatever the store holds durable (a crashed server may have
+		// left unsynced writes behind), so that fsyncs may skip syncing
+		// until something changes through this mount.
+		if err := fs.rw.Sync(); err != nil {
+			return nil, fmt.Errorf("mount %s: %w", dir, err)
+		}
+	}
+	flags := uintptr(syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOATIME)
+	if fs.rw == nil {
+		flags |= syscall.MS_RDONLY
+	}
+	var caps uint64
+	if o.WritebackCache && fs.rw != nil {
+		caps |= fuse.CAP_WRITEBACK_CACHE
+	}
+	srv, err := fuse.NewServer(fs, dir, &fuse.MountOptions{
+		ExtraCapabilities: caps,
+		DirectMountStrict: true,
+		DirectMountFlags:  flags,
+		AllowOther:        true,
+		Options:           []string{"default_permissions"},
+		FsName:            "offshoot",
+		Name:              "offshoot",
+		MaxWrite:          1 << 20,
+		MaxBackground:     64,
+		// Postgres only needs names when it lists a directory.
+		DisableReadDirPlus: true,
+		DisableXAttrs:      true,
+		Debug:              o.Debug,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	m := &MountPoint{dir: dir, readOnly: fs.rw == nil, srv: srv, served: make(chan struct{})}
+	go func() {
+		srv.Serve()
+		close(m.served)
+	}()
+	if err := srv.WaitMount(); err != nil {
+		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// Dir is the mount point.
+func (m *MountPoint) Dir() string { return m.dir }
+
+// ReadOnly reports whether the mount serves a read-only view.
+func (m *MountPoint) ReadOnly() bool { return m.readOnly }
+
+// Done is closed when the kernel has released the mount and its last
+// request has been served.
+func (m *MountPoint) Done() <-chan struct{} { return m.served }
+
+// Unmount detaches the file system. When nothing uses it, it is unmounted
+// at once. When a process still holds a file or directory in it (EBUSY),
+// it is detached lazily: the path is free at once and the remaining users
+// keep being served until they let go. If ctx ends first, the connection
+// is aborted (their I/O fails with ENOTCONN) when fusectl is mounted at
+// /sys/fs/fuse/connections; otherwise Unmount returns ctx's error and the
+// detached mount is served until its last user lets go (see Done).
+// Unmount returns nil once the server has stopped; calling it again
+// returns nil.
+func (m *MountPoint) Unmount(ctx context.Context) error {
+	select {
+	case <-m.served:
+		return nil
+	default:
+	}
+	var dev uint64
+	var st syscall.Stat_t
+	if err := syscall.Stat(m.dir, &st); err == nil {
+		dev = st.Dev
+	}
+	err := syscall.Unmount(m.dir, 0)
+	if err != nil && !errors.Is(err, syscall.EINVAL) {
+		if err := syscall.Unmount(m.dir, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("unmount %s: %w", m.dir, err)
+		}
+	}
+	select {
+	case <-m.served:
+		return nil
+	case <-ctx.Done():
+	}
+	if dev != 0 && abortConn(dev) {
+		select {
+		case <-m.served:
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return fmt.Errorf("unmount %s: still in use: %w", m.dir, ctx.Err())
+}
+
+// abortConn aborts a FUSE connection through fusectl, if it is mounted
+// (at /sys/fs/fuse/connections), and reports whether it did.
+func abortConn(dev uint64) bool {
+	minor := dev&0xff | (dev>>12)&0xfff00
+	f, err := os.OpenFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", minor), os.O_WRONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = f.Write([]byte("1"))
+	return err == nil
+}
+
+// mountInfo is one line of /proc/self/mountinfo.
+type mountInfo struct {
+	dir    string
+	fstype string
+}
+
+func readMountInfo() ([]mountInfo, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseMountInfo(f)
+}
+
+// parseMountInfo parses the format of proc(5) /proc/pid/mountinfo:
+// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue".
+func parseMountInfo(r io.Reader) ([]mountInfo, error) {
+	var out []mountInfo
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" && i >= 6 {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+1 >= len(fields) {
+			return nil, fmt.Errorf("mountinfo line %q: %w", sc.Text(), ErrBadMountInfo)
+		}
+		out = append(out, mountInfo{dir: unescapeOctal(fields[4]), fstype: fields[sep+1]})
+	}
+	return out, sc.Err()
+}
+
+// unescapeOctal undoes the \ooo escapes (space, tab, newline, backslash)
+// of paths in mountinfo.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isMounted(dir string) (bool, error) {
+	ms, err := readMountInfo()
+	if err != nil {
+		return false, err
+	}
+	for _, m := range ms {
+		if m.dir == dir {
+			if m.fstype != FSType {
+				return false, fmt.Errorf("%w (%s)", ErrForeignMount, m.fstype)
+			}
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// CleanStale lazily detaches every offshoot FUSE mount at or below runDir,
+// deepest first, and returns the mount points it detached. Call it at
+// start-up, before anything is mounted, to clear what a crashed process
+// left behind (their mount points fail with ENOTCONN). It must not run
+// while another live process serves mounts under runDir.
+func CleanStale(runDir string) ([]string, error) {
+	runDir, err := filepath.Abs(runDir)
+	if err != nil {
+		return nil, fmt.Errorf("clean stale mounts: %w", err)
+	}
+	ms, err := readMountInfo()
+	if err != nil {
+		return nil, fmt.Errorf("clean stale mounts: %w", err)
+	}
+	var dirs []string
+	for _, m := range ms {
+		if m.fstype == FSType && (m.dir == runDir || strings.HasPrefix(m.dir, runDir+"/")) {
+			dirs = append(dirs, m.dir)
+		}
+	}
+	var done []string
+	var errs []error
+	for i := len(dirs) - 1; i >= 0; i-- { // mountinfo lists parents first
+		if err := syscall.Unmount(dirs[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			errs = append(errs, fmt.Errorf("detach %s: %w", dirs[i], err))
+			continue
+		}
+		done = append(done, dirs[i])
+	}
+	if err := errors.Join(errs...); err != nil {
+		return done, fmt.Errorf("clean stale mounts: %w", err)
+	}
+	return done, nil
+}
