@@ -193,6 +193,7 @@ type endpoint struct {
 	lastErr    string
 	upSince    time.Time
 	upAcc      time.Duration
+	deadGroup  int // process group of a crashed postmaster, waited for on start
 }
 
 // New checks cfg and returns a Manager; call Open before use.
@@ -424,6 +425,12 @@ func (m *Manager) Acquire(ctx context.Context, project, branch string) (*Lease, 
 		}
 		switch ep.state {
 		case Running, Idle:
+			if p := ep.proc; p != nil && !p.stopping && !alive(p.pm.Pid()) {
+				// Died and not yet noticed by supervise: restart now.
+				m.crashedLocked(ep, p)
+				m.mu.Unlock()
+				continue
+			}
 			if ep.state == Idle {
 				m.setState(ep, Running, "connection")
 			}
@@ -626,6 +633,15 @@ func (m *Manager) start(ep *endpoint) error {
 	if err := os.MkdirAll(ep.dir, 0o755); err != nil {
 		return err
 	}
+	m.mu.Lock()
+	dead := ep.deadGroup
+	ep.deadGroup = 0
+	m.mu.Unlock()
+	if dead != 0 {
+		if err := waitGroupGone(ctx, dead); err != nil {
+			return err
+		}
+	}
 	if err := clearStaleLock(ep.vol.Dir()); err != nil {
 		return err
 	}
@@ -702,11 +718,19 @@ func (m *Manager) supervise(ep *endpoint, p *proc) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.crashedLocked(ep, p)
+}
+
+// crashedLocked handles the unrequested death of p, ep's postmaster. m.mu
+// held.
+func (m *Manager) crashedLocked(ep *endpoint, p *proc) {
 	if p.stopping || ep.proc != p {
 		return
 	}
-	// Backends of a dead postmaster exit on their own; make sure.
+	// Backends of a dead postmaster exit on their own; make sure, and have
+	// the next start wait for them (they hold its shared memory).
 	_ = syscall.Kill(-p.pm.Pid(), syscall.SIGKILL)
+	ep.deadGroup = p.pm.Pid()
 	os.Remove(m.pidFile(ep))
 	ep.proc = nil
 	if time.Since(p.started) > time.Minute {
@@ -717,6 +741,39 @@ func (m *Manager) supervise(ep *endpoint, p *proc) {
 	}
 	m.failLocked(ep, fmt.Errorf("postmaster %d died: %v; last log lines:\n%s", p.pm.Pid(), p.pm.ExitErr(), pg.LastLines(m.logFile(ep), 10)))
 	m.broadcast(ep)
+}
+
+// waitGroupGone waits until no live process is left in process group pgid.
+func waitGroupGone(ctx context.Context, pgid int) error {
+	for {
+		left := false
+		dirs, _ := os.ReadDir("/proc")
+		for _, d := range dirs {
+			pid, err := strconv.Atoi(d.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			s := string(b)
+			i := strings.LastIndexByte(s, ')')
+			f := strings.Fields(s[i+1:]) // state ppid pgrp ...
+			if len(f) > 2 && f[0] != "Z" && f[0] != "X" && f[2] == strconv.Itoa(pgid) {
+				left = true
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if !left {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for processes of dead postmaster %d: %w", pgid, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // beginSuspendLocked marks ep (running or idle, not busy) as being

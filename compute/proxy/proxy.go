@@ -145,7 +145,10 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.cancel()
-	err := s.ln.Close()
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
 	for c := range s.conns {
 		c.Close()
 	}
@@ -462,7 +465,7 @@ func errorResponse(err error) (string, *pgproto3.ErrorResponse) {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "wake_timeout", e("57P03", "offshoot proxy: the endpoint did not answer in time: "+err.Error(),
 			"retry; if it persists, look at the endpoint's status and log")
-	case errors.Is(err, compute.ErrClosed), errors.Is(err, ErrClosed):
+	case errors.Is(err, compute.ErrClosed), errors.Is(err, ErrClosed), errors.Is(err, context.Canceled):
 		return "shutdown", e("57P01", "offshoot proxy: the server is shutting down", "reconnect once offshoot is back")
 	case errors.Is(err, errBackend):
 		return "backend", e("57P03", "offshoot proxy: "+err.Error(), "retry; the endpoint may have just crashed and restarts on the next connection")
