@@ -193,7 +193,6 @@ type endpoint struct {
 	lastErr    string
 	upSince    time.Time
 	upAcc      time.Duration
-	deadGroup  int // process group of a crashed postmaster, waited for on start
 }
 
 // New checks cfg and returns a Manager; call Open before use.
@@ -633,16 +632,7 @@ func (m *Manager) start(ep *endpoint) error {
 	if err := os.MkdirAll(ep.dir, 0o755); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	dead := ep.deadGroup
-	ep.deadGroup = 0
-	m.mu.Unlock()
-	if dead != 0 {
-		if err := waitGroupGone(ctx, dead); err != nil {
-			return err
-		}
-	}
-	if err := clearStaleLock(ep.vol.Dir()); err != nil {
+	if err := clearStaleLock(ctx, ep.vol.Dir()); err != nil {
 		return err
 	}
 	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100"}
@@ -727,10 +717,8 @@ func (m *Manager) crashedLocked(ep *endpoint, p *proc) {
 	if p.stopping || ep.proc != p {
 		return
 	}
-	// Backends of a dead postmaster exit on their own; make sure, and have
-	// the next start wait for them (they hold its shared memory).
-	_ = syscall.Kill(-p.pm.Pid(), syscall.SIGKILL)
-	ep.deadGroup = p.pm.Pid()
+	// Backends of a dead postmaster exit on their own; the next start
+	// makes sure (clearStaleLock).
 	os.Remove(m.pidFile(ep))
 	ep.proc = nil
 	if time.Since(p.started) > time.Minute {
@@ -743,34 +731,31 @@ func (m *Manager) crashedLocked(ep *endpoint, p *proc) {
 	m.broadcast(ep)
 }
 
-// waitGroupGone waits until no live process is left in process group pgid.
-func waitGroupGone(ctx context.Context, pgid int) error {
+// killCluster kills every process left of a dead postmaster's cluster
+// (backends call setsid, so its process group does not reach them; their
+// working directory is PGDATA) and waits until they are gone: they hold
+// the shared memory a new postmaster needs.
+func killCluster(ctx context.Context, dataDir string) error {
 	for {
 		left := false
 		dirs, _ := os.ReadDir("/proc")
 		for _, d := range dirs {
 			pid, err := strconv.Atoi(d.Name())
-			if err != nil {
+			if err != nil || pid == os.Getpid() {
 				continue
 			}
-			b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
-			if err != nil {
+			if cwd, err := os.Readlink("/proc/" + d.Name() + "/cwd"); err != nil || cwd != dataDir || !alive(pid) {
 				continue
 			}
-			s := string(b)
-			i := strings.LastIndexByte(s, ')')
-			f := strings.Fields(s[i+1:]) // state ppid pgrp ...
-			if len(f) > 2 && f[0] != "Z" && f[0] != "X" && f[2] == strconv.Itoa(pgid) {
-				left = true
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+			left = true
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		if !left {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for processes of dead postmaster %d: %w", pgid, ctx.Err())
+			return fmt.Errorf("wait for processes of a dead postmaster in %s: %w", dataDir, ctx.Err())
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -1083,10 +1068,12 @@ func isPostmaster(pid int, dataDir string) bool {
 	return false
 }
 
-// clearStaleLock removes PGDATA/postmaster.pid when the process it names
-// is gone (or a zombie, which Postgres itself would take for alive), and
-// refuses to start when another postmaster still serves the directory.
-func clearStaleLock(dataDir string) error {
+// clearStaleLock prepares dataDir for a start after a crash: when
+// postmaster.pid names a live postmaster serving it, that is an error;
+// otherwise the leftover processes of the dead one are killed and the lock
+// file removed (a zombie pid in it would pass Postgres' own liveness
+// check).
+func clearStaleLock(ctx context.Context, dataDir string) error {
 	f := filepath.Join(dataDir, "postmaster.pid")
 	b, err := os.ReadFile(f)
 	if os.IsNotExist(err) {
@@ -1096,15 +1083,11 @@ func clearStaleLock(dataDir string) error {
 		return err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return nil // Postgres handles a garbled lock file itself
-	}
-	if isPostmaster(pid, dataDir) {
+	if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && isPostmaster(pid, dataDir) {
 		return fmt.Errorf("another postmaster (pid %d) serves %s", pid, dataDir)
 	}
-	if !alive(pid) {
-		return os.Remove(f)
+	if err := killCluster(ctx, dataDir); err != nil {
+		return err
 	}
-	return nil
+	return os.Remove(f)
 }

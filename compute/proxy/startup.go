@@ -63,10 +63,14 @@ func ParseStartup(body []byte) (pgproto3.FrontendMessage, error) {
 		Decode([]byte) error
 	}
 	switch code {
-	case sslRequestCode:
+	case sslRequestCode, gssEncRequestCode:
+		if len(body) != 4 {
+			return nil, fmt.Errorf("%w: request %d with %d bytes of payload", ErrMalformed, code, len(body)-4)
+		}
 		msg = &pgproto3.SSLRequest{}
-	case gssEncRequestCode:
-		msg = &pgproto3.GSSEncRequest{}
+		if code == gssEncRequestCode {
+			msg = &pgproto3.GSSEncRequest{}
+		}
 	case cancelRequestCode:
 		msg = &pgproto3.CancelRequest{}
 	default:
