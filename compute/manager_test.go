@@ -140,6 +140,7 @@ func TestAcquireUnknownAndInvalid(t *testing.T) {
 // TestCrashLoopBackoff starts a branch whose pg_control is gone: the start
 // fails with the log lines, and the third attempt in a row backs off.
 func TestCrashLoopBackoff(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{CrashBackoff: time.Hour})
 	e.branch(t, "p", "broken")
 	dir, _ := e.vols.Path("p", "broken")
@@ -166,6 +167,7 @@ func TestCrashLoopBackoff(t *testing.T) {
 // TestKill9Postmaster: the next Acquire after a kill -9 gets a working
 // endpoint with the committed data.
 func TestKill9Postmaster(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{})
 	e.branch(t, "p", "main")
 	l := acquire(t, e.m, "p", "main")
@@ -193,6 +195,7 @@ func TestKill9Postmaster(t *testing.T) {
 // suspends the least recently used idle one; with every endpoint in use
 // the wake fails with ErrCapacity.
 func TestCapacityLRU(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{MaxRunning: 2})
 	for _, b := range []string{"a", "b", "c"} {
 		e.branch(t, "p", b)
@@ -227,6 +230,7 @@ func TestCapacityLRU(t *testing.T) {
 // TestTimersAndMetrics walks one branch through every state on its own
 // timers, with per-branch overrides, and checks the metrics.
 func TestTimersAndMetrics(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{Timers: &compute.Timers{}}) // never, by default
 	e.branch(t, "p", "main")
 	l := acquire(t, e.m, "p", "main")
@@ -316,6 +320,7 @@ func child() {
 // TestOrphanCleanup kills -9 a process running an endpoint; a new Manager
 // on the same run dir stops the orphaned postmaster and serves the branch.
 func TestOrphanCleanup(t *testing.T) {
+	t.Parallel()
 	dir := pgtest.Dir(t)
 	e := &env{dir: dir, vols: compute.DirVolumes{Root: filepath.Join(dir, "branches")}}
 	e.branch(t, "p", "main")

@@ -43,7 +43,13 @@ type env struct {
 	port int
 }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+// quiet discards logs unless OFFSHOOT_TEST_LOG is set.
+var quiet = func() *slog.Logger {
+	if os.Getenv("OFFSHOOT_TEST_LOG") != "" {
+		return slog.Default()
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}()
 
 // newEnv runs a Manager (timers never, unless cfg says otherwise) and a
 // proxy on an ephemeral port with default project "p", with the given
@@ -138,6 +144,7 @@ func waitState(t *testing.T, m *compute.Manager, branch string, s compute.State)
 // own, and a connection through the proxy wakes it from each state with
 // its data. An open connection, idle in transaction, keeps it running.
 func TestAutosuspendAndWake(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{}, proxy.Config{}, "main")
 	ctx := context.Background()
 	conn := e.connect(t, "endpoint=main")
@@ -194,6 +201,7 @@ func TestAutosuspendAndWake(t *testing.T) {
 // TestTwoBranches: two branches at once through one proxy each see only
 // their own writes.
 func TestTwoBranches(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{}, proxy.Config{}, "main", "feature")
 	ctx := context.Background()
 	a := e.connect(t, "endpoint=main")
@@ -217,6 +225,7 @@ func TestTwoBranches(t *testing.T) {
 // TestCancel: a pgx context cancel (a CancelRequest through the proxy) and
 // pg_cancel_backend both cancel a running pg_sleep(60).
 func TestCancel(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{}, proxy.Config{}, "main")
 	cfg, err := pgx.ParseConfig(e.dsn("endpoint=main"))
 	if err != nil {
@@ -275,6 +284,7 @@ func TestCancel(t *testing.T) {
 // suspends the least recently used idle one; with both in use, the client
 // gets the capacity ErrorResponse.
 func TestCapacity(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{MaxRunning: 2}, proxy.Config{}, "a", "b", "c")
 	ctx := context.Background()
 	e.connect(t, "endpoint=a").Close(ctx)
@@ -296,6 +306,7 @@ func TestCapacity(t *testing.T) {
 // TestKill9 through the proxy: the next connection restarts the endpoint
 // and sees the committed data.
 func TestKill9(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{}, proxy.Config{}, "main")
 	ctx := context.Background()
 	conn := e.connect(t, "endpoint=main")
@@ -313,6 +324,7 @@ func TestKill9(t *testing.T) {
 }
 
 func TestErrorResponses(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{}, proxy.Config{}, "main")
 	ctx := context.Background()
 	for _, tc := range []struct{ options, code, msg string }{
@@ -370,6 +382,7 @@ func readError(t *testing.T, c net.Conn) *pgproto3.ErrorResponse {
 // the proxy, many at once; each gets an ErrorResponse or a close, never a
 // hang, and the proxy then still serves.
 func TestGarbage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{}, proxy.Config{StartupTimeout: 300 * time.Millisecond}, "main")
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
@@ -443,6 +456,7 @@ func TestGarbage(t *testing.T) {
 
 // TestTLS: with a certificate configured, SSLRequest gets TLS.
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, compute.Config{}, proxy.Config{TLS: selfSigned(t)}, "main")
 	conn, err := pgx.Connect(context.Background(), strings.Replace(e.dsn("endpoint=main"), "sslmode=disable", "sslmode=require", 1))
 	if err != nil {
