@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/offshootdb/offshoot/compute/pg"
 )
@@ -669,16 +668,17 @@ func (m *Manager) start(ep *endpoint) error {
 }
 
 // waitAccepting returns when Postgres accepts connections: a real
-// connection answers SELECT 1, or fails with anything but "starting up"
-// (like pg_isready, a failed authentication proves a working server).
+// connection completes its startup (ReadyForQuery), or fails with anything
+// but "starting up" (like pg_isready: a failed authentication proves a
+// working server). It polls every 2 ms: a refused dial costs microseconds,
+// and a wake should not wait for a backoff.
 func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) error {
 	cs := pm.ConnString(m.cfg.User, m.cfg.Password, "postgres")
-	delay := 2 * time.Millisecond
+	const delay = 2 * time.Millisecond
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := pgx.Connect(cctx, cs)
+		conn, err := pgconn.Connect(cctx, cs)
 		if err == nil {
-			_, err = conn.Exec(cctx, "SELECT 1")
 			conn.Close(context.Background())
 		}
 		cancel()
@@ -693,7 +693,6 @@ func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) error {
 			return fmt.Errorf("wait for postgres: %w (last error: %v)", ctx.Err(), err)
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 50*time.Millisecond)
 	}
 }
 

@@ -122,7 +122,7 @@ func scalar(t testing.TB, conn *pgx.Conn, sql string) string {
 	return s
 }
 
-func exec(t testing.TB, conn *pgx.Conn, sql string) {
+func execSQL(t testing.TB, conn *pgx.Conn, sql string) {
 	t.Helper()
 	if _, err := conn.Exec(context.Background(), sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -148,8 +148,8 @@ func TestAutosuspendAndWake(t *testing.T) {
 	e := newEnv(t, compute.Config{}, proxy.Config{}, "main")
 	ctx := context.Background()
 	conn := e.connect(t, "endpoint=main")
-	exec(t, conn, "CREATE TABLE t AS SELECT 'v1'::text AS v")
-	exec(t, conn, "BEGIN")
+	execSQL(t, conn, "CREATE TABLE t AS SELECT 'v1'::text AS v")
+	execSQL(t, conn, "BEGIN")
 	if n := e.m.Status("p", "main").Connections; n != 1 {
 		t.Fatalf("connections %d, want 1", n)
 	}
@@ -158,7 +158,7 @@ func TestAutosuspendAndWake(t *testing.T) {
 	if s := e.m.Status("p", "main").State; s != compute.Running {
 		t.Fatalf("idle in transaction for 200ms with IdleAfter 20ms: %s, want running", s)
 	}
-	exec(t, conn, "COMMIT")
+	execSQL(t, conn, "COMMIT")
 	conn.Close(ctx)
 
 	check := func(from compute.State) {
@@ -208,8 +208,8 @@ func TestTwoBranches(t *testing.T) {
 	defer a.Close(ctx)
 	b := e.connect(t, "endpoint=feature -c application_name=feat")
 	defer b.Close(ctx)
-	exec(t, a, "CREATE TABLE t(v text); INSERT INTO t VALUES ('main')")
-	exec(t, b, "CREATE TABLE t(v text); INSERT INTO t VALUES ('feature')")
+	execSQL(t, a, "CREATE TABLE t(v text); INSERT INTO t VALUES ('main')")
+	execSQL(t, b, "CREATE TABLE t(v text); INSERT INTO t VALUES ('feature')")
 	if got := scalar(t, a, "SELECT string_agg(v, ',') FROM t"); got != "main" {
 		t.Fatalf("main sees %q", got)
 	}
@@ -310,7 +310,7 @@ func TestKill9(t *testing.T) {
 	e := newEnv(t, compute.Config{}, proxy.Config{}, "main")
 	ctx := context.Background()
 	conn := e.connect(t, "endpoint=main")
-	exec(t, conn, "CREATE TABLE t AS SELECT 'committed'::text AS v")
+	execSQL(t, conn, "CREATE TABLE t AS SELECT 'committed'::text AS v")
 	conn.Close(ctx)
 	pid := e.m.Status("p", "main").Pid
 	if err := killAndWait(pid); err != nil {

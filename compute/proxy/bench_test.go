@@ -1,0 +1,222 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/compute/proxy"
+)
+
+func pct(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkWake measures a wake through the proxy (connect with
+// endpoint=main, SELECT 1) from suspended and from stopped against the
+// baseline a user would otherwise have: starting postgres natively on the
+// same data directory, polling its socket every 2 ms until it answers, and
+// running SELECT 1. Both run alternately in one loop; it reports p50/p95 of
+// each and their ratios. Run with -benchtime=20x or more.
+func BenchmarkWake(b *testing.B) {
+	for _, from := range []compute.State{compute.Suspended, compute.Stopped} {
+		b.Run("from="+string(from), func(b *testing.B) {
+			e := newEnv(b, compute.Config{}, proxy.Config{}, "main")
+			dataDir, _ := e.vols.Path("p", "main")
+			sockDir := filepath.Join(filepath.Dir(filepath.Dir(dataDir)), "native-sock")
+			ctx := context.Background()
+			wakeOnce := func() time.Duration {
+				t0 := time.Now()
+				conn, err := pgx.Connect(ctx, e.dsn("endpoint=main"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+					b.Fatal(err)
+				}
+				d := time.Since(t0)
+				conn.Close(ctx)
+				return d
+			}
+			nativeOnce := func() time.Duration {
+				t0 := time.Now()
+				pm, err := pg.Start(ctx, pg.Options{DataDir: dataDir, SocketDir: sockDir, LogFile: sockDir + ".log",
+					Settings: map[string]string{"shared_buffers": "128MB", "max_connections": "100"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				cs := pm.ConnString("postgres", "", "postgres")
+				var conn *pgx.Conn
+				for {
+					conn, err = pgx.Connect(ctx, cs)
+					if err == nil {
+						break
+					}
+					select {
+					case <-pm.Done():
+						b.Fatalf("%v\n%s", err, pg.LastLines(sockDir+".log", 10))
+					case <-time.After(2 * time.Millisecond):
+					}
+				}
+				if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+					b.Fatal(err)
+				}
+				d := time.Since(t0)
+				conn.Close(ctx)
+				if err := pm.Stop(ctx, pg.Fast); err != nil {
+					b.Fatal(err)
+				}
+				return d
+			}
+			park := func() {
+				var err error
+				if from == compute.Stopped {
+					err = e.m.Stop(ctx, "p", "main")
+				} else {
+					err = e.m.Suspend(ctx, "p", "main")
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if s := e.m.Status("p", "main").State; s != from {
+					b.Fatalf("endpoint is %s, want %s", s, from)
+				}
+			}
+			wakeOnce() // warm up: first start, page cache
+			park()
+			nativeOnce()
+			var wake, native []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				// Alternate the order; the endpoint is parked at the top.
+				if i%2 == 0 {
+					native = append(native, nativeOnce())
+					wake = append(wake, wakeOnce())
+					park()
+				} else {
+					wake = append(wake, wakeOnce())
+					park()
+					native = append(native, nativeOnce())
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(ms(pct(wake, .5)), "wake-p50-ms")
+			b.ReportMetric(ms(pct(wake, .95)), "wake-p95-ms")
+			b.ReportMetric(ms(pct(native, .5)), "native-p50-ms")
+			b.ReportMetric(ms(pct(native, .95)), "native-p95-ms")
+			b.ReportMetric(float64(pct(wake, .5))/float64(pct(native, .5)), "ratio-p50")
+			b.ReportMetric(float64(pct(wake, .95))/float64(pct(native, .95)), "ratio-p95")
+		})
+	}
+}
+
+// BenchmarkSelect1 measures SELECT 1 round trips through the proxy (TCP)
+// against a direct connection to the endpoint's Unix socket, alternately in
+// one loop, and reports the latency ratio.
+func BenchmarkSelect1(b *testing.B) {
+	e := newEnv(b, compute.Config{}, proxy.Config{}, "main")
+	ctx := context.Background()
+	viaProxy, err := pgx.Connect(ctx, e.dsn("endpoint=main"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer viaProxy.Close(ctx)
+	l, err := e.m.Acquire(ctx, "p", "main")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Release()
+	direct, err := pgx.Connect(ctx, l.ConnString("postgres", "", "postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	one := func(c *pgx.Conn) time.Duration {
+		t0 := time.Now()
+		var n int
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	for range 100 { // warm up
+		one(viaProxy)
+		one(direct)
+	}
+	var p, d time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p += one(viaProxy)
+		d += one(direct)
+	}
+	b.StopTimer()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(p.Microseconds())/float64(b.N), "proxy-us/query")
+	b.ReportMetric(float64(d.Microseconds())/float64(b.N), "direct-us/query")
+	b.ReportMetric(float64(p)/float64(d), "latency-ratio")
+}
+
+var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+// BenchmarkPgbenchSelectOnly runs pgbench -S (4 clients, 2 threads, 5 s)
+// through the proxy and directly on the endpoint's socket, and reports the
+// TPS ratio. Run with -benchtime=1x.
+func BenchmarkPgbenchSelectOnly(b *testing.B) {
+	bin := filepath.Join(pg.BinDir(), "pgbench")
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("pgbench not installed")
+	}
+	e := newEnv(b, compute.Config{}, proxy.Config{}, "main")
+	ctx := context.Background()
+	l, err := e.m.Acquire(ctx, "p", "main")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Release()
+	run := func(args ...string) string {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "PGOPTIONS=endpoint=main", "PGSSLMODE=disable")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("pgbench %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	direct := []string{"-h", l.SocketDir, "-p", strconv.Itoa(l.Port), "-U", "postgres"}
+	viaProxy := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", "postgres"}
+	run(append(direct, "-i", "-q", "-s", "2", "postgres")...)
+	tps := func(target []string) float64 {
+		out := run(append(target, "-S", "-c", "4", "-j", "2", "-T", "5", "postgres")...)
+		m := tpsRE.FindStringSubmatch(out)
+		if m == nil {
+			b.Fatalf("no tps in pgbench output:\n%s", out)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	var pt, dt float64
+	for i := 0; i < b.N; i++ {
+		dt += tps(direct)
+		pt += tps(viaProxy)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(pt/float64(b.N), "proxy-tps")
+	b.ReportMetric(dt/float64(b.N), "direct-tps")
+	b.ReportMetric(pt/dt, "tps-ratio")
+	fmt.Fprintln(os.Stderr) // keep pgbench noise off the result line
+}
