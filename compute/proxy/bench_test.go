@@ -190,7 +190,10 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	defer l.Release()
 	run := func(args ...string) string {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "PGOPTIONS=endpoint=main", "PGSSLMODE=disable")
+		cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
+		if args[0] == "-h" && args[1] == "127.0.0.1" {
+			cmd.Env = append(cmd.Env, "PGOPTIONS=endpoint=main")
+		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("pgbench %v: %v\n%s", args, err, out)
