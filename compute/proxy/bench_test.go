@@ -223,3 +223,85 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	b.ReportMetric(pt/dt, "tps-ratio")
 	fmt.Fprintln(os.Stderr) // keep pgbench noise off the result line
 }
+
+// BenchmarkWakeMany wakes 20 suspended branches at once through the proxy
+// (one connection + SELECT 1 each) and compares the time until all have
+// answered with 20 native postgres starts (poll every 2 ms, SELECT 1) on
+// the same data directories in parallel. Run with -benchtime=3x.
+func BenchmarkWakeMany(b *testing.B) {
+	const n = 20
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("b%02d", i)
+	}
+	settings := map[string]string{"shared_buffers": "32MB", "max_connections": "20"}
+	e := newEnv(b, compute.Config{MaxRunning: n, Settings: settings}, proxy.Config{}, names...)
+	ctx := context.Background()
+	all := func(f func(i int) error) time.Duration {
+		t0 := time.Now()
+		errs := make(chan error, n)
+		for i := range n {
+			go func() { errs <- f(i) }()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(t0)
+	}
+	wake := func(i int) error {
+		conn, err := pgx.Connect(ctx, e.dsn("endpoint="+names[i]))
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "SELECT 1")
+		return err
+	}
+	pms := make([]*pg.Postmaster, n)
+	native := func(i int) error {
+		dataDir, _ := e.vols.Path("p", names[i])
+		pm, err := pg.Start(ctx, pg.Options{DataDir: dataDir, SocketDir: dataDir + "-native-sock", Settings: settings})
+		if err != nil {
+			return err
+		}
+		pms[i] = pm
+		for {
+			conn, err := pgx.Connect(ctx, pm.ConnString("postgres", "", "postgres"))
+			if err == nil {
+				defer conn.Close(ctx)
+				_, err = conn.Exec(ctx, "SELECT 1")
+				return err
+			}
+			select {
+			case <-pm.Done():
+				return err
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}
+	stopNative := func() {
+		all(func(i int) error { return pms[i].Stop(ctx, pg.Fast) })
+	}
+	park := func() {
+		all(func(i int) error { return e.m.Suspend(ctx, "p", names[i]) })
+	}
+	all(wake) // first start of each
+	park()
+	var tw, tn time.Duration
+	b.ResetTimer()
+	for range b.N {
+		tn += all(native)
+		b.StopTimer()
+		stopNative()
+		b.StartTimer()
+		tw += all(wake)
+		park()
+	}
+	b.StopTimer()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(tw)/float64(b.N), "wake-all-ms")
+	b.ReportMetric(ms(tn)/float64(b.N), "native-all-ms")
+	b.ReportMetric(float64(tw)/float64(tn), "ratio")
+}
