@@ -221,7 +221,6 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	b.ReportMetric(pt/float64(b.N), "proxy-tps")
 	b.ReportMetric(dt/float64(b.N), "direct-tps")
 	b.ReportMetric(pt/dt, "tps-ratio")
-	fmt.Fprintln(os.Stderr) // keep pgbench noise off the result line
 }
 
 // BenchmarkWakeMany wakes 20 suspended branches at once through the proxy

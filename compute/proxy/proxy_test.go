@@ -32,6 +32,8 @@ import (
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/compute/proxy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -358,6 +360,20 @@ func TestErrorResponses(t *testing.T) {
 	c.Write(binary.BigEndian.AppendUint32(nil, 20000))
 	if er := readError(t, c); er.Code != "08P01" || !strings.Contains(er.Message, "oversized") {
 		t.Fatalf("oversized: %+v", er)
+	}
+
+	// Every refusal is counted by kind.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e.srv.Collector())
+	want := `
+# HELP offshoot_proxy_errors_total Connections refused or dropped before the splice, by kind.
+# TYPE offshoot_proxy_errors_total counter
+offshoot_proxy_errors_total{kind="no_route"} 3
+offshoot_proxy_errors_total{kind="oversized"} 1
+offshoot_proxy_errors_total{kind="unknown_branch"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "offshoot_proxy_errors_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 
