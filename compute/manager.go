@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -104,6 +105,10 @@ type Config struct {
 	// shared_buffers=128MB and max_connections=100. Port, socket and
 	// listen settings are the Manager's own and cannot be overridden.
 	Settings map[string]string
+	// TCP makes every endpoint also listen on a free loopback port
+	// (127.0.0.1), reported in Status.Port and Lease.Port, for clients that
+	// cannot use the Unix socket. Default false: Unix socket only.
+	TCP bool
 	// User and Password are used for the readiness probe. A probe that
 	// reaches authentication counts as ready, so a wrong password only
 	// loses the final SELECT 1. Default user "postgres".
@@ -142,6 +147,9 @@ type Status struct {
 	Pid int
 	// Socket is the path of the endpoint's Unix socket file.
 	Socket string
+	// Port is the loopback TCP port while Postgres runs with Config.TCP,
+	// else 0.
+	Port int
 	// LastError describes the last failure, with log lines; "" if none.
 	LastError string
 }
@@ -192,6 +200,7 @@ type endpoint struct {
 	lastErr    string
 	upSince    time.Time
 	upAcc      time.Duration
+	port       int // names the socket file; the TCP port with Config.TCP
 }
 
 // New checks cfg and returns a Manager; call Open before use.
@@ -345,7 +354,9 @@ func (m *Manager) timersOf(k key) Timers {
 // neither idled, suspended nor evicted (idle-in-transaction included).
 type Lease struct {
 	Project, Branch string
-	// SocketDir and Port locate the endpoint's Unix socket.
+	// SocketDir and Port locate the endpoint's Unix socket
+	// (.s.PGSQL.<Port>); with Config.TCP, Postgres also listens on
+	// 127.0.0.1:Port.
 	SocketDir string
 	Port      int
 	m         *Manager
@@ -495,7 +506,7 @@ func (m *Manager) Acquire(ctx context.Context, project, branch string) (*Lease, 
 func (m *Manager) leaseLocked(ep *endpoint) *Lease {
 	ep.conns++
 	ep.lastActive = time.Now()
-	return &Lease{Project: ep.project, Branch: ep.branch, SocketDir: m.socketDir(ep), Port: 5432, m: m, ep: ep}
+	return &Lease{Project: ep.project, Branch: ep.branch, SocketDir: m.socketDir(ep), Port: ep.port, m: m, ep: ep}
 }
 
 // endpoint returns the endpoint of k, creating it stopped. m.mu held.
@@ -505,7 +516,7 @@ func (m *Manager) endpoint(k key) *endpoint {
 		sum := sha256.Sum256([]byte(k.project + "\x00" + k.branch))
 		now := time.Now()
 		ep = &endpoint{key: k, dir: filepath.Join(m.cfg.RunDir, hex.EncodeToString(sum[:8])),
-			state: Stopped, since: now, lastActive: now, changed: make(chan struct{})}
+			state: Stopped, since: now, lastActive: now, changed: make(chan struct{}), port: 5432}
 		m.endpoints[k] = ep
 	}
 	return ep
@@ -639,6 +650,16 @@ func (m *Manager) start(ep *endpoint) error {
 		settings[k] = v
 	}
 	opts := pg.Options{DataDir: ep.vol.Dir(), SocketDir: m.socketDir(ep), Settings: settings, LogFile: m.logFile(ep)}
+	if m.cfg.TCP {
+		port, err := freePort()
+		if err != nil {
+			return fmt.Errorf("pick a loopback port: %w", err)
+		}
+		opts.Port = port
+	}
+	m.mu.Lock()
+	ep.port = opts.SocketPort()
+	m.mu.Unlock()
 	pm, err := pg.Start(ctx, opts)
 	if err != nil {
 		return err
@@ -930,7 +951,10 @@ func (m *Manager) statusLocked(ep *endpoint) Status {
 	}
 	s := Status{Project: ep.project, Branch: ep.branch, State: ep.state, Since: ep.since, LastActive: ep.lastActive,
 		Connections: ep.conns, Wakes: ep.wakes, Crashes: ep.crashes, ComputeSeconds: up.Seconds(),
-		Socket: filepath.Join(m.socketDir(ep), ".s.PGSQL.5432"), LastError: ep.lastErr}
+		Socket: filepath.Join(m.socketDir(ep), ".s.PGSQL."+strconv.Itoa(ep.port)), LastError: ep.lastErr}
+	if m.cfg.TCP && ep.proc != nil {
+		s.Port = ep.port
+	}
 	if ep.proc != nil {
 		s.Pid = ep.proc.pm.Pid()
 	}
@@ -1109,4 +1133,16 @@ func clearStaleLock(ctx context.Context, dataDir string) error {
 		return err
 	}
 	return os.Remove(f)
+}
+
+// freePort finds a free loopback TCP port. Another process may take it
+// before Postgres binds it; the start then fails and the next Acquire picks
+// again.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -369,3 +369,29 @@ func TestOrphanCleanup(t *testing.T) {
 		t.Fatalf("after Close: %+v", st)
 	}
 }
+
+// TestTCP: with Config.TCP the endpoint also answers on a loopback port.
+func TestTCP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, compute.Config{TCP: true})
+	e.branch(t, "p", "main")
+	l := acquire(t, e.m, "p", "main")
+	defer l.Release()
+	st := e.m.Status("p", "main")
+	if st.Port == 0 || st.Port != l.Port || !strings.HasSuffix(st.Socket, strconv.Itoa(st.Port)) {
+		t.Fatalf("status %+v, lease port %d", st, l.Port)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", st.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var addr string
+	if err := conn.QueryRow(ctx, "SELECT host(inet_server_addr())").Scan(&addr); err != nil || addr != "127.0.0.1" {
+		t.Fatalf("server addr %q %v", addr, err)
+	}
+	if got := query(t, l, "SELECT 'unix too'"); got != "unix too" {
+		t.Fatal(got)
+	}
+}

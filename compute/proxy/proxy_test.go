@@ -519,3 +519,30 @@ func killAndWait(pid int) error {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestCloseWithOpenClients: closing the proxy and the manager while a
+// client sits in a transaction disconnects it and stops Postgres.
+func TestCloseWithOpenClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, compute.Config{StopTimeout: 10 * time.Second}, proxy.Config{}, "main")
+	ctx := context.Background()
+	conn := e.connect(t, "endpoint=main")
+	defer conn.Close(ctx)
+	execSQL(t, conn, "BEGIN; CREATE TABLE t(v int)")
+	pid := e.m.Status("p", "main").Pid
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("client still served after Close")
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z") {
+		t.Fatalf("postmaster %d still running after Close", pid)
+	}
+	if _, err := net.Dial("tcp", e.srv.Addr().String()); err == nil {
+		t.Fatal("proxy still accepts after Close")
+	}
+}
