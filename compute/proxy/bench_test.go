@@ -140,10 +140,12 @@ func BenchmarkWake(b *testing.B) {
 }
 
 // BenchmarkSelect1 measures SELECT 1 round trips through the proxy (TCP)
-// against a direct connection to the endpoint's Unix socket, alternately in
-// one loop, and reports the latency ratio.
+// against direct connections to the endpoint's Unix socket (the baseline)
+// and to its loopback TCP port (which shows how much of the difference is
+// TCP rather than the proxy), alternately in one loop, and reports the
+// latency ratios.
 func BenchmarkSelect1(b *testing.B) {
-	e := newEnv(b, compute.Config{}, proxy.Config{}, "main")
+	e := newEnv(b, compute.Config{TCP: true}, proxy.Config{}, "main")
 	ctx := context.Background()
 	viaProxy, err := pgx.Connect(ctx, e.dsn("endpoint=main"))
 	if err != nil {
@@ -160,6 +162,11 @@ func BenchmarkSelect1(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer direct.Close(ctx)
+	directTCP, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", l.Port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer directTCP.Close(ctx)
 	one := func(c *pgx.Conn) time.Duration {
 		t0 := time.Now()
 		var n int
@@ -171,31 +178,36 @@ func BenchmarkSelect1(b *testing.B) {
 	for range 100 { // warm up
 		one(viaProxy)
 		one(direct)
+		one(directTCP)
 	}
-	var p, d time.Duration
+	var p, d, dt time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p += one(viaProxy)
 		d += one(direct)
+		dt += one(directTCP)
 	}
 	b.StopTimer()
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(float64(p.Microseconds())/float64(b.N), "proxy-us/query")
-	b.ReportMetric(float64(d.Microseconds())/float64(b.N), "direct-us/query")
-	b.ReportMetric(float64(p)/float64(d), "latency-ratio")
+	b.ReportMetric(float64(d.Microseconds())/float64(b.N), "unix-us/query")
+	b.ReportMetric(float64(dt.Microseconds())/float64(b.N), "tcp-us/query")
+	b.ReportMetric(float64(p)/float64(d), "ratio-vs-unix")
+	b.ReportMetric(float64(p)/float64(dt), "ratio-vs-tcp")
 }
 
 var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 
 // BenchmarkPgbenchSelectOnly runs pgbench -S (4 clients, 2 threads, 5 s)
-// through the proxy and directly on the endpoint's socket, and reports the
-// TPS ratio. Run with -benchtime=1x.
+// through the proxy, directly on the endpoint's Unix socket (the baseline)
+// and on its loopback TCP port, and reports the TPS ratios. Run with
+// -benchtime=1x or more.
 func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	bin := filepath.Join(pg.BinDir(), "pgbench")
 	if _, err := os.Stat(bin); err != nil {
 		b.Skip("pgbench not installed")
 	}
-	e := newEnv(b, compute.Config{}, proxy.Config{}, "main")
+	e := newEnv(b, compute.Config{TCP: true}, proxy.Config{}, "main")
 	ctx := context.Background()
 	l, err := e.m.Acquire(ctx, "p", "main")
 	if err != nil {
@@ -205,7 +217,7 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	run := func(args ...string) string {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
-		if args[0] == "-h" && args[1] == "127.0.0.1" {
+		if args[0] == "-h" && args[1] == "127.0.0.1" && args[3] == strconv.Itoa(e.port) {
 			cmd.Env = append(cmd.Env, "PGOPTIONS=endpoint=main")
 		}
 		out, err := cmd.CombinedOutput()
@@ -216,6 +228,7 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	}
 	direct := []string{"-h", l.SocketDir, "-p", strconv.Itoa(l.Port), "-U", "postgres"}
 	viaProxy := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", "postgres"}
+	directTCP := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(l.Port), "-U", "postgres"}
 	run(append(direct, "-i", "-q", "-s", "2", "postgres")...)
 	tps := func(target []string) float64 {
 		out := run(append(target, "-S", "-c", "4", "-j", "2", "-T", "5", "postgres")...)
@@ -226,15 +239,18 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 		v, _ := strconv.ParseFloat(m[1], 64)
 		return v
 	}
-	var pt, dt float64
+	var pt, dt, tt float64
 	for i := 0; i < b.N; i++ {
 		dt += tps(direct)
 		pt += tps(viaProxy)
+		tt += tps(directTCP)
 	}
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(pt/float64(b.N), "proxy-tps")
-	b.ReportMetric(dt/float64(b.N), "direct-tps")
-	b.ReportMetric(pt/dt, "tps-ratio")
+	b.ReportMetric(dt/float64(b.N), "unix-tps")
+	b.ReportMetric(tt/float64(b.N), "tcp-tps")
+	b.ReportMetric(pt/dt, "ratio-vs-unix")
+	b.ReportMetric(pt/tt, "ratio-vs-tcp")
 }
 
 // BenchmarkWakeMany wakes 20 suspended branches at once through the proxy
