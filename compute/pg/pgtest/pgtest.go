@@ -5,7 +5,9 @@ package pgtest
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,4 +81,55 @@ func (c *Cluster) Connect(t testing.TB) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+var template struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// Main runs the tests of a package that uses CopyTemplate and removes the
+// shared template cluster afterwards. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	if template.dir != "" {
+		os.RemoveAll(template.dir)
+	}
+	os.Exit(code)
+}
+
+// CopyTemplate makes dst an initdb'd cluster (superuser "postgres", trust
+// auth, stopped) by copying a template that is initialized once per test
+// binary; initdb takes seconds, a copy milliseconds. dst must not exist and
+// its parent must be traversable by the postgres user. Safe for concurrent
+// use. Packages using it should call Main from TestMain so the template is
+// removed.
+func CopyTemplate(t testing.TB, dst string) {
+	t.Helper()
+	template.once.Do(func() {
+		d, err := os.MkdirTemp("", "offshoot-template-")
+		if err == nil {
+			err = os.Chmod(d, 0o755)
+		}
+		if err != nil {
+			template.err = err
+			return
+		}
+		template.dir = d
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		template.err = pg.InitDB(ctx, pg.InitOptions{DataDir: filepath.Join(d, "data")})
+	})
+	if template.err != nil {
+		t.Fatalf("template cluster: %v", template.err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(template.dir, "data"), dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy template: %v: %s", err, out)
+	}
 }

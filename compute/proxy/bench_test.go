@@ -1,0 +1,333 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/compute/proxy"
+)
+
+func pct(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// waitPidFileReady is the native baseline's readiness wait: what pg_ctl -w
+// does (watch the status line of postmaster.pid), but every 2 ms instead of
+// pg_ctl's 100 ms.
+func waitPidFileReady(pm *pg.Postmaster) error {
+	f := filepath.Join(pm.Options().DataDir, "postmaster.pid")
+	for {
+		if b, err := os.ReadFile(f); err == nil {
+			if l := strings.Split(string(b), "\n"); len(l) > 7 && strings.TrimSpace(l[7]) == "ready" {
+				return nil
+			}
+		}
+		select {
+		case <-pm.Done():
+			return fmt.Errorf("postgres exited: %v", pm.ExitErr())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkWake measures a wake through the proxy (connect with
+// endpoint=main, SELECT 1) from suspended and from stopped against the
+// baseline a user would otherwise have: starting postgres natively on the
+// same data directory, waiting like pg_ctl -w (postmaster.pid status
+// "ready", polled every 2 ms), connecting and running SELECT 1. Both run alternately in one loop; it reports p50/p95 of
+// each and their ratios. Run with -benchtime=20x or more.
+func BenchmarkWake(b *testing.B) {
+	for _, from := range []compute.State{compute.Suspended, compute.Stopped} {
+		b.Run("from="+string(from), func(b *testing.B) {
+			e := newEnv(b, compute.Config{}, proxy.Config{}, "main")
+			dataDir, _ := e.vols.Path("p", "main")
+			sockDir := filepath.Join(filepath.Dir(filepath.Dir(dataDir)), "native-sock")
+			ctx := context.Background()
+			wakeOnce := func() time.Duration {
+				t0 := time.Now()
+				conn, err := pgx.Connect(ctx, e.dsn("endpoint=main"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+					b.Fatal(err)
+				}
+				d := time.Since(t0)
+				conn.Close(ctx)
+				return d
+			}
+			nativeOnce := func() time.Duration {
+				t0 := time.Now()
+				pm, err := pg.Start(ctx, pg.Options{DataDir: dataDir, SocketDir: sockDir, LogFile: sockDir + ".log",
+					Settings: map[string]string{"shared_buffers": "128MB", "max_connections": "100"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := waitPidFileReady(pm); err != nil {
+					b.Fatalf("%v\n%s", err, pg.LastLines(sockDir+".log", 10))
+				}
+				conn, err := pgx.Connect(ctx, pm.ConnString("postgres", "", "postgres"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+					b.Fatal(err)
+				}
+				d := time.Since(t0)
+				conn.Close(ctx)
+				if err := pm.Stop(ctx, pg.Fast); err != nil {
+					b.Fatal(err)
+				}
+				return d
+			}
+			park := func() {
+				var err error
+				if from == compute.Stopped {
+					err = e.m.Stop(ctx, "p", "main")
+				} else {
+					err = e.m.Suspend(ctx, "p", "main")
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if s := e.m.Status("p", "main").State; s != from {
+					b.Fatalf("endpoint is %s, want %s", s, from)
+				}
+			}
+			wakeOnce() // warm up: first start, page cache
+			park()
+			nativeOnce()
+			var wake, native []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				// Alternate the order; the endpoint is parked at the top.
+				if i%2 == 0 {
+					native = append(native, nativeOnce())
+					wake = append(wake, wakeOnce())
+					park()
+				} else {
+					wake = append(wake, wakeOnce())
+					park()
+					native = append(native, nativeOnce())
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(ms(pct(wake, .5)), "wake-p50-ms")
+			b.ReportMetric(ms(pct(wake, .95)), "wake-p95-ms")
+			b.ReportMetric(ms(pct(native, .5)), "native-p50-ms")
+			b.ReportMetric(ms(pct(native, .95)), "native-p95-ms")
+			b.ReportMetric(float64(pct(wake, .5))/float64(pct(native, .5)), "ratio-p50")
+			b.ReportMetric(float64(pct(wake, .95))/float64(pct(native, .95)), "ratio-p95")
+		})
+	}
+}
+
+// BenchmarkSelect1 measures SELECT 1 round trips through the proxy (TCP)
+// against direct connections to the endpoint's Unix socket (the baseline)
+// and to its loopback TCP port (which shows how much of the difference is
+// TCP rather than the proxy), alternately in one loop, and reports the
+// latency ratios.
+func BenchmarkSelect1(b *testing.B) {
+	e := newEnv(b, compute.Config{TCP: true}, proxy.Config{}, "main")
+	ctx := context.Background()
+	viaProxy, err := pgx.Connect(ctx, e.dsn("endpoint=main"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer viaProxy.Close(ctx)
+	l, err := e.m.Acquire(ctx, "p", "main")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Release()
+	direct, err := pgx.Connect(ctx, l.ConnString("postgres", "", "postgres"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	directTCP, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", l.Port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer directTCP.Close(ctx)
+	one := func(c *pgx.Conn) time.Duration {
+		t0 := time.Now()
+		var n int
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	for range 100 { // warm up
+		one(viaProxy)
+		one(direct)
+		one(directTCP)
+	}
+	var p, d, dt time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p += one(viaProxy)
+		d += one(direct)
+		dt += one(directTCP)
+	}
+	b.StopTimer()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(p.Microseconds())/float64(b.N), "proxy-us/query")
+	b.ReportMetric(float64(d.Microseconds())/float64(b.N), "unix-us/query")
+	b.ReportMetric(float64(dt.Microseconds())/float64(b.N), "tcp-us/query")
+	b.ReportMetric(float64(p)/float64(d), "ratio-vs-unix")
+	b.ReportMetric(float64(p)/float64(dt), "ratio-vs-tcp")
+}
+
+var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+// BenchmarkPgbenchSelectOnly runs pgbench -S (4 clients, 2 threads, 5 s)
+// through the proxy, directly on the endpoint's Unix socket (the baseline)
+// and on its loopback TCP port, and reports the TPS ratios. Run with
+// -benchtime=1x or more.
+func BenchmarkPgbenchSelectOnly(b *testing.B) {
+	bin := filepath.Join(pg.BinDir(), "pgbench")
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("pgbench not installed")
+	}
+	e := newEnv(b, compute.Config{TCP: true}, proxy.Config{}, "main")
+	ctx := context.Background()
+	l, err := e.m.Acquire(ctx, "p", "main")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Release()
+	run := func(args ...string) string {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
+		if args[0] == "-h" && args[1] == "127.0.0.1" && args[3] == strconv.Itoa(e.port) {
+			cmd.Env = append(cmd.Env, "PGOPTIONS=endpoint=main")
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("pgbench %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	direct := []string{"-h", l.SocketDir, "-p", strconv.Itoa(l.Port), "-U", "postgres"}
+	viaProxy := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", "postgres"}
+	directTCP := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(l.Port), "-U", "postgres"}
+	run(append(direct, "-i", "-q", "-s", "2", "postgres")...)
+	tps := func(target []string) float64 {
+		out := run(append(target, "-S", "-c", "4", "-j", "2", "-T", "5", "postgres")...)
+		m := tpsRE.FindStringSubmatch(out)
+		if m == nil {
+			b.Fatalf("no tps in pgbench output:\n%s", out)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	var pt, dt, tt float64
+	for i := 0; i < b.N; i++ {
+		dt += tps(direct)
+		pt += tps(viaProxy)
+		tt += tps(directTCP)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(pt/float64(b.N), "proxy-tps")
+	b.ReportMetric(dt/float64(b.N), "unix-tps")
+	b.ReportMetric(tt/float64(b.N), "tcp-tps")
+	b.ReportMetric(pt/dt, "ratio-vs-unix")
+	b.ReportMetric(pt/tt, "ratio-vs-tcp")
+}
+
+// BenchmarkWakeMany wakes 20 suspended branches at once through the proxy
+// (one connection + SELECT 1 each) and compares the time until all have
+// answered with 20 native postgres starts (waiting like pg_ctl -w, then
+// SELECT 1) on the same data directories in parallel. Run with -benchtime=3x.
+func BenchmarkWakeMany(b *testing.B) {
+	const n = 20
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("b%02d", i)
+	}
+	settings := map[string]string{"shared_buffers": "32MB", "max_connections": "20"}
+	e := newEnv(b, compute.Config{MaxRunning: n, Settings: settings}, proxy.Config{}, names...)
+	ctx := context.Background()
+	all := func(f func(i int) error) time.Duration {
+		t0 := time.Now()
+		errs := make(chan error, n)
+		for i := range n {
+			go func() { errs <- f(i) }()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(t0)
+	}
+	wake := func(i int) error {
+		conn, err := pgx.Connect(ctx, e.dsn("endpoint="+names[i]))
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "SELECT 1")
+		return err
+	}
+	pms := make([]*pg.Postmaster, n)
+	native := func(i int) error {
+		dataDir, _ := e.vols.Path("p", names[i])
+		pm, err := pg.Start(ctx, pg.Options{DataDir: dataDir, SocketDir: dataDir + "-native-sock", Settings: settings})
+		if err != nil {
+			return err
+		}
+		pms[i] = pm
+		if err := waitPidFileReady(pm); err != nil {
+			return err
+		}
+		conn, err := pgx.Connect(ctx, pm.ConnString("postgres", "", "postgres"))
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "SELECT 1")
+		return err
+	}
+	stopNative := func() {
+		all(func(i int) error { return pms[i].Stop(ctx, pg.Fast) })
+	}
+	park := func() {
+		all(func(i int) error { return e.m.Suspend(ctx, "p", names[i]) })
+	}
+	all(wake) // first start of each
+	park()
+	var tw, tn time.Duration
+	b.ResetTimer()
+	for range b.N {
+		tn += all(native)
+		b.StopTimer()
+		stopNative()
+		b.StartTimer()
+		tw += all(wake)
+		park()
+	}
+	b.StopTimer()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(tw)/float64(b.N), "wake-all-ms")
+	b.ReportMetric(ms(tn)/float64(b.N), "native-all-ms")
+	b.ReportMetric(float64(tw)/float64(tn), "ratio")
+}

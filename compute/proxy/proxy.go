@@ -1,0 +1,492 @@
+// Package proxy is offshoot's pgwire proxy: one listener for every branch.
+// It reads a client's startup packet, picks the branch from the `options`
+// parameter (`endpoint=<branch>` or `branch=<branch>`, optionally
+// `project=<project>`), wakes the branch's endpoint through the
+// compute.Manager, connects to the endpoint's Unix socket and splices bytes
+// both ways. Authentication is Postgres' own (SCRAM), so branches inherit
+// roles and passwords.
+//
+// A connection holds a compute.Lease for as long as it is open, so an open
+// connection (idle in transaction or not) keeps its endpoint active.
+// CancelRequests are routed by the backend key data the proxy saw on the
+// way through. Every failure before the splice is answered with a Postgres
+// ErrorResponse that names the cause and the fix.
+//
+// Connection strings:
+//
+//	psql "host=127.0.0.1 port=55432 user=postgres options='endpoint=main project=demo'"
+//	PGOPTIONS='branch=main' pgbench -h 127.0.0.1 -p 55432 ...
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/offshootdb/offshoot/compute"
+)
+
+// Errors returned by this package.
+var (
+	// ErrMalformed means a startup packet that does not decode.
+	ErrMalformed = errors.New("malformed startup packet")
+	// ErrOversized means a startup packet longer than the limit.
+	ErrOversized = errors.New("oversized startup packet")
+	// ErrUnsupported means a protocol version or request the proxy does
+	// not speak.
+	ErrUnsupported = errors.New("unsupported frontend protocol")
+	// ErrNoRoute means the startup packet names no branch (or names two).
+	ErrNoRoute = errors.New("no branch to route to")
+	// ErrClosed means the proxy is closed.
+	ErrClosed = errors.New("proxy closed")
+)
+
+// DefaultAddr is the default listen address.
+const DefaultAddr = "127.0.0.1:55432"
+
+// Config configures a Server. Zero fields take the defaults named.
+type Config struct {
+	// Addr is the TCP listen address. Default DefaultAddr; use
+	// "127.0.0.1:0" for an ephemeral port (see Server.Addr).
+	Addr string
+	// Manager wakes endpoints (required).
+	Manager *compute.Manager
+	// DefaultProject is the project of connections whose options carry no
+	// project= token. Empty means such connections are refused.
+	DefaultProject string
+	// TLS, when set, is offered to clients that send SSLRequest; without
+	// it they are told 'N' (no TLS) and may continue in plain text.
+	TLS *tls.Config
+	// StartupTimeout bounds reading the startup packet (and the TLS
+	// handshake). Default 10 s.
+	StartupTimeout time.Duration
+	// WakeTimeout bounds waiting for the endpoint to answer. Default 2 min.
+	WakeTimeout time.Duration
+	// MaxStartupPacket is the largest startup packet accepted, in bytes.
+	// Default MaxStartupPacket (10000, as Postgres).
+	MaxStartupPacket int
+	// Logger receives connection failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a running proxy. Its methods are safe for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	ln      net.Listener
+	wg      sync.WaitGroup
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	conns   map[net.Conn]struct{}
+	cancels map[string]string // backend pid+key → endpoint socket
+}
+
+// New checks cfg and returns a Server; Open starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Manager == nil {
+		return nil, errors.New("proxy: Config.Manager is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.StartupTimeout <= 0 {
+		cfg.StartupTimeout = 10 * time.Second
+	}
+	if cfg.WakeTimeout <= 0 {
+		cfg.WakeTimeout = 2 * time.Minute
+	}
+	if cfg.MaxStartupPacket <= 0 {
+		cfg.MaxStartupPacket = MaxStartupPacket
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, log: cfg.Logger.With("component", "proxy"), metrics: newMetrics(),
+		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, cancels: map[string]string{}}, nil
+}
+
+// Open listens on Config.Addr and serves until Close.
+func (s *Server) Open(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("proxy listen: %w", err)
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.serve()
+	return nil
+}
+
+// Addr is the address the proxy listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops listening, closes every client connection and waits for
+// their goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.cancel()
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	delay := 5 * time.Millisecond
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			s.log.Warn("accept", "err", err)
+			time.Sleep(delay)
+			delay = min(delay*2, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.handle(c)
+	}
+}
+
+func (s *Server) handle(c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		c.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	s.metrics.accepted.Inc()
+	_ = c.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
+	conn, msg, err := s.startup(c)
+	if err != nil {
+		s.fail(conn, err)
+		return
+	}
+	switch m := msg.(type) {
+	case *pgproto3.CancelRequest:
+		s.forwardCancel(m)
+		return
+	case *pgproto3.StartupMessage:
+		s.serveStartup(c, conn, m)
+	}
+}
+
+// startup reads startup packets until a StartupMessage or CancelRequest,
+// answering SSLRequest and GSSEncRequest on the way. conn is the
+// connection to speak on (TLS after a handshake).
+func (s *Server) startup(c net.Conn) (conn net.Conn, msg pgproto3.FrontendMessage, err error) {
+	conn = c
+	var ssl, gss bool
+	for {
+		msg, err := ReadStartup(conn, s.cfg.MaxStartupPacket)
+		if err != nil {
+			return conn, nil, err
+		}
+		switch msg.(type) {
+		case *pgproto3.SSLRequest:
+			if ssl || conn != c {
+				return conn, nil, fmt.Errorf("%w: a second SSLRequest", ErrMalformed)
+			}
+			ssl = true
+			if s.cfg.TLS == nil {
+				if _, err := conn.Write([]byte{'N'}); err != nil {
+					return conn, nil, err
+				}
+				continue
+			}
+			if _, err := conn.Write([]byte{'S'}); err != nil {
+				return conn, nil, err
+			}
+			tc := tls.Server(conn, s.cfg.TLS)
+			if err := tc.Handshake(); err != nil {
+				return c, nil, fmt.Errorf("%w: %w", errTLS, err)
+			}
+			conn = tc
+		case *pgproto3.GSSEncRequest:
+			if gss {
+				return conn, nil, fmt.Errorf("%w: a second GSSEncRequest", ErrMalformed)
+			}
+			gss = true
+			if _, err := conn.Write([]byte{'N'}); err != nil {
+				return conn, nil, err
+			}
+		default:
+			return conn, msg, nil
+		}
+	}
+}
+
+var errTLS = errors.New("TLS handshake failed")
+
+func (s *Server) serveStartup(raw, conn net.Conn, m *pgproto3.StartupMessage) {
+	route, params, err := ParseRoute(m.Parameters, s.cfg.DefaultProject)
+	if err != nil {
+		s.fail(conn, err)
+		return
+	}
+	wctx, cancel := context.WithTimeout(s.ctx, s.cfg.WakeTimeout)
+	lease, err := s.cfg.Manager.Acquire(wctx, route.Project, route.Branch)
+	cancel()
+	if err != nil {
+		s.fail(conn, err)
+		return
+	}
+	defer lease.Release()
+	backend, err := net.DialTimeout("unix", lease.Socket(), 10*time.Second)
+	if err != nil {
+		s.fail(conn, fmt.Errorf("%w: %w", errBackend, err))
+		return
+	}
+	defer backend.Close()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.fail(conn, ErrClosed)
+		return
+	}
+	s.conns[backend] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, backend)
+		s.mu.Unlock()
+	}()
+	pkt, err := (&pgproto3.StartupMessage{ProtocolVersion: m.ProtocolVersion, Parameters: params}).Encode(nil)
+	if err == nil {
+		_, err = backend.Write(pkt)
+	}
+	if err != nil {
+		s.fail(conn, fmt.Errorf("%w: %w", errBackend, err))
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	s.metrics.active.Inc()
+	defer s.metrics.active.Dec()
+
+	// Client to server: plain copy from the start (passwords, queries).
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pipe(backend, conn)
+		backend.Close()
+	}()
+	// Server to client: read messages until ReadyForQuery to learn the
+	// backend key data, then copy.
+	br := bufio.NewReaderSize(backend, 32<<10)
+	bw := bufio.NewWriterSize(conn, 8<<10)
+	var cancelKey string
+	for {
+		typ, msg, err := readMessage(br)
+		if err == nil {
+			_, err = bw.Write(msg)
+		}
+		if err == nil && br.Buffered() == 0 {
+			err = bw.Flush()
+		}
+		if err != nil {
+			break
+		}
+		if typ == 'K' {
+			var kd pgproto3.BackendKeyData
+			if kd.Decode(msg[5:]) == nil {
+				cancelKey = keyOf(kd.ProcessID, kd.SecretKey)
+				s.mu.Lock()
+				s.cancels[cancelKey] = lease.Socket()
+				s.mu.Unlock()
+			}
+		}
+		if typ == 'Z' {
+			if bw.Flush() == nil {
+				pipe(conn, br)
+			}
+			break
+		}
+	}
+	conn.Close()
+	backend.Close()
+	<-done
+	if cancelKey != "" {
+		s.mu.Lock()
+		delete(s.cancels, cancelKey)
+		s.mu.Unlock()
+	}
+}
+
+var errBackend = errors.New("cannot reach the endpoint")
+
+// pipe copies src to dst with a plain read/write loop until either fails.
+// (io.Copy would splice(2) between the sockets through a pipe, which costs
+// more than it saves for the small messages of a query protocol.)
+func pipe(dst io.Writer, src io.Reader) {
+	_, _ = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 32<<10))
+}
+
+// readMessage reads one typed protocol message and returns it whole.
+func readMessage(r *bufio.Reader) (byte, []byte, error) {
+	hdr, err := r.Peek(5)
+	if err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[1:]))
+	if n < 4 || n > 1<<26 {
+		return 0, nil, fmt.Errorf("server message of %d bytes", n)
+	}
+	msg := make([]byte, 1+n)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return 0, nil, err
+	}
+	return msg[0], msg, nil
+}
+
+func keyOf(pid uint32, secret []byte) string {
+	b := binary.BigEndian.AppendUint32(nil, pid)
+	return string(append(b, secret...))
+}
+
+// forwardCancel passes a CancelRequest to the endpoint whose backend
+// issued the key. Unknown keys are dropped silently, as Postgres does.
+func (s *Server) forwardCancel(m *pgproto3.CancelRequest) {
+	s.mu.Lock()
+	sock, ok := s.cancels[keyOf(m.ProcessID, m.SecretKey)]
+	s.mu.Unlock()
+	if !ok {
+		s.metrics.errors.WithLabelValues("unknown_cancel_key").Inc()
+		return
+	}
+	s.metrics.cancels.Inc()
+	c, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		s.metrics.errors.WithLabelValues("backend").Inc()
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	pkt, err := m.Encode(nil)
+	if err != nil {
+		return
+	}
+	if _, err := c.Write(pkt); err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, c) // Postgres closes once it has acted
+}
+
+// fail answers a failed connection attempt with an ErrorResponse (unless
+// the client is gone) and counts it.
+func (s *Server) fail(conn net.Conn, err error) {
+	kind, resp := errorResponse(err)
+	s.metrics.errors.WithLabelValues(kind).Inc()
+	if kind == "disconnect" {
+		return
+	}
+	s.log.Info("connection refused", "remote", conn.RemoteAddr().String(), "kind", kind, "err", err)
+	if resp == nil {
+		return
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if b, err := resp.Encode(nil); err == nil {
+		_, _ = conn.Write(b)
+	}
+}
+
+// errorResponse maps an error to a metric kind and the ErrorResponse the
+// client gets (nil when it gets nothing). It is the one place where
+// errors become SQLSTATEs.
+func errorResponse(err error) (string, *pgproto3.ErrorResponse) {
+	e := func(code, msg, hint string) *pgproto3.ErrorResponse {
+		return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg, Hint: hint}
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return "disconnect", nil
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout", e("08P01", "offshoot proxy: timed out waiting for the startup packet",
+			"send the startup packet right after connecting; use a Postgres client (psql, pgx, libpq)")
+	case errors.Is(err, errTLS):
+		return "tls", nil // the client speaks TLS and cannot read a plain ErrorResponse
+	case errors.Is(err, ErrOversized):
+		return "oversized", e("08P01", "offshoot proxy: "+err.Error(),
+			"shorten the startup parameters (options, application_name) or connect with a Postgres client")
+	case errors.Is(err, ErrMalformed):
+		return "malformed", e("08P01", "offshoot proxy: "+err.Error(),
+			"connect with a Postgres client (psql, pgx, libpq); this port speaks the Postgres protocol")
+	case errors.Is(err, ErrUnsupported):
+		return "unsupported", e("0A000", "offshoot proxy: "+err.Error(), "use a client that speaks protocol 3")
+	case errors.Is(err, ErrNoRoute):
+		return "no_route", e("08004", "offshoot proxy: "+err.Error(),
+			"name the branch in the options parameter, e.g. options='endpoint=main project=myproject' in the connection string or PGOPTIONS='branch=main'")
+	case errors.Is(err, compute.ErrBranchNotFound), errors.Is(err, compute.ErrInvalidName):
+		return "unknown_branch", e("3D000", "offshoot proxy: "+err.Error(),
+			"check the branch and project names (offshoot branch list); the branch must exist before you connect")
+	case errors.Is(err, compute.ErrCapacity):
+		return "capacity", e("53300", "offshoot proxy: "+err.Error(),
+			"close idle connections to other branches so their endpoints can be suspended, or raise the maximum of running endpoints")
+	case errors.Is(err, compute.ErrCrashLoop), errors.Is(err, compute.ErrStartFailed):
+		msg, detail := splitLog(err.Error())
+		r := e("57P03", "offshoot proxy: "+msg, "look at the Postgres log of the branch (detail has its last lines); the data directory may be damaged")
+		r.Detail = detail
+		return "wake_failed", r
+	case errors.Is(err, context.DeadlineExceeded):
+		return "wake_timeout", e("57P03", "offshoot proxy: the endpoint did not answer in time: "+err.Error(),
+			"retry; if it persists, look at the endpoint's status and log")
+	case errors.Is(err, compute.ErrClosed), errors.Is(err, ErrClosed), errors.Is(err, context.Canceled):
+		return "shutdown", e("57P01", "offshoot proxy: the server is shutting down", "reconnect once offshoot is back")
+	case errors.Is(err, errBackend):
+		return "backend", e("57P03", "offshoot proxy: "+err.Error(), "retry; the endpoint may have just crashed and restarts on the next connection")
+	default:
+		return "internal", e("XX000", "offshoot proxy: "+err.Error(), "retry; report a bug if it persists")
+	}
+}
+
+// splitLog separates "...; last log lines:\n..." into message and detail.
+func splitLog(s string) (string, string) {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '\n' {
+			return s[:i], s[i+1:]
+		}
+	}
+	return s, ""
+}
