@@ -81,6 +81,11 @@ func ReadIDF(data []byte) (*IDF, error) {
 	if f.N < 0 {
 		return nil, fmt.Errorf("read idf: negative n: %w", ErrFitMismatch)
 	}
+	for feat, df := range f.DF {
+		if df < 1 || df > f.N {
+			return nil, fmt.Errorf("read idf: df of %q is %d, not in 1..%d: %w", feat, df, f.N, ErrFitMismatch)
+		}
+	}
 	return &f, nil
 }
 

@@ -119,6 +119,9 @@ func TestOfflineIDFRoundTrip(t *testing.T) {
 	if _, err := ReadIDF([]byte(`{"features":"bytes","n":1}`)); !errors.Is(err, ErrFitMismatch) {
 		t.Errorf("bad features: %v", err)
 	}
+	if _, err := ReadIDF([]byte(`{"features":"words","n":1,"df":{"a":2}}`)); !errors.Is(err, ErrFitMismatch) {
+		t.Errorf("df > n: %v", err)
+	}
 	if _, err := ReadIDF([]byte(`{`)); err == nil {
 		t.Error("truncated JSON accepted")
 	}
