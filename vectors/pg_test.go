@@ -293,8 +293,6 @@ func testSettings(t *testing.T, conn *pgx.Conn) {
 			t.Fatalf("filter %+v: %d hits", q.Filter, len(res.Hits))
 		}
 		for i, h := range res.Hits {
-			var idx int
-			fmt.Sscan(h.ID, &idx)
 			pos := indexOf(c.docIDs, h.ID)
 			if pos%2 != 1 {
 				t.Errorf("filtered hit %s is not odd", h.ID)
