@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -45,12 +46,22 @@ type Hit struct {
 	Distance float64
 }
 
-// Result is a search's hits, closest first (ties by id), and its latency:
+// Result is a search's hits, closest first (ties by id, NaN distances
+// last), and its latency:
 // the wall time of the SELECT including reading every row, excluding the
 // transaction and settings around it.
 type Result struct {
 	Hits    []Hit
 	Latency time.Duration
+}
+
+// sortKey orders NaN (cosine distance of a zero vector) last, as
+// Postgres does.
+func sortKey(d float64) float64 {
+	if math.IsNaN(d) {
+		return math.Inf(1)
+	}
+	return d
 }
 
 // Search runs q against t in its own transaction (settings are SET LOCAL,
@@ -127,11 +138,11 @@ func Search(ctx context.Context, db DB, t Table, q Query) (Result, error) {
 		return Result{}, fmt.Errorf("search %s: %w", t.Name, err)
 	}
 	sort.SliceStable(res.Hits, func(i, j int) bool {
-		a, b := res.Hits[i], res.Hits[j]
-		if a.Distance != b.Distance {
-			return a.Distance < b.Distance
+		a, b := sortKey(res.Hits[i].Distance), sortKey(res.Hits[j].Distance)
+		if a != b {
+			return a < b
 		}
-		return a.ID < b.ID
+		return res.Hits[i].ID < res.Hits[j].ID
 	})
 	return res, nil
 }
