@@ -24,11 +24,23 @@ type Cache struct {
 
 // OpenCache opens or creates the cache in dir.
 func OpenCache(dir string) (*Cache, error) {
-	db, err := pebble.Open(dir, &pebble.Options{})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		return nil, fmt.Errorf("open embedding cache: %w", err)
 	}
 	return &Cache{db: db}, nil
+}
+
+// quietLogger drops pebble's informational messages (WAL recovery notes on
+// every open) and keeps errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	pebble.DefaultLogger.Errorf(format, args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	pebble.DefaultLogger.Fatalf(format, args...)
 }
 
 // Close flushes and closes the cache; later use returns ErrCacheClosed.

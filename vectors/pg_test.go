@@ -22,6 +22,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("Cranfield", func(t *testing.T) { testCranfield(t, c.Connect(t)) })
 	t.Run("Settings", func(t *testing.T) { testSettings(t, c.Connect(t)) })
 	t.Run("LoadErrors", func(t *testing.T) { testLoadErrors(t, c.Connect(t)) })
+	t.Run("Ingest", func(t *testing.T) { testIngest(t, c.Connect(t)) })
 }
 
 type corpusRun struct {
@@ -403,5 +404,76 @@ func testLoadErrors(t *testing.T, conn *pgx.Conn) {
 	}
 	if err := DropTable(ctx, conn, tbl); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testIngest chunks Cranfield, embeds through a cache and loads; a second
+// ingest into another table embeds nothing and stores identical rows.
+func testIngest(t *testing.T, conn *pgx.Conn) {
+	ctx := context.Background()
+	c := loadCranfield(t)
+	docs := make([]Document, 300)
+	for i := range docs {
+		docs[i] = Document{ID: c.docIDs[i], Text: c.docs[i], Metadata: map[string]any{"src": "cranfield"}}
+	}
+	cache := must(OpenCache(t.TempDir()))
+	defer cache.Close()
+	ch := &Chunker{Size: 300, Overlap: 50}
+	var chunks int
+	for _, d := range docs {
+		chunks += len(must(ch.Split(d.ID, d.Text)))
+	}
+	var embedded []int
+	run := func(name string) (int64, int64) {
+		inner := &counting{Embedder: must(NewOffline(ModelHashRP, 64, 1, nil))}
+		tbl := Table{Name: name, Dims: 64}
+		if err := CreateTable(ctx, conn, tbl); err != nil {
+			t.Fatal(err)
+		}
+		n, err := Ingest(ctx, conn, tbl, cache.Wrap(inner), docs, IngestOptions{Chunker: ch, EmbedBatch: 500,
+			Embedded: func(done, total int) { embedded = append(embedded, done) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, inner.texts.Load()
+	}
+	n1, e1 := run("ingest_a")
+	if n1 != int64(chunks) || e1 == 0 || e1 > n1 || embedded[len(embedded)-1] != chunks {
+		t.Fatalf("first ingest: %d rows of %d chunks, %d embedded, progress %v", n1, chunks, e1, embedded)
+	}
+	n2, e2 := run("ingest_b")
+	if n2 != n1 || e2 != 0 {
+		t.Fatalf("second ingest: %d rows, %d embedded, want %d and 0", n2, e2, n1)
+	}
+	var diff int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM ingest_a a FULL JOIN ingest_b b USING (id)
+		WHERE a.embedding IS DISTINCT FROM b.embedding OR a.content IS DISTINCT FROM b.content
+		OR a.chunk_start IS DISTINCT FROM b.chunk_start OR a.metadata IS DISTINCT FROM b.metadata`).Scan(&diff); err != nil || diff != 0 {
+		t.Fatalf("tables differ in %d rows (%v)", diff, err)
+	}
+	// Stored offsets point at the stored content.
+	rows, err := conn.Query(ctx, "SELECT doc_id, chunk_start, chunk_end, char_start, char_end, content FROM ingest_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := map[string]string{}
+	for _, d := range docs {
+		text[d.ID] = d.Text
+	}
+	for rows.Next() {
+		var doc, content string
+		var s, e, cs, ce int
+		if err := rows.Scan(&doc, &s, &e, &cs, &ce, &content); err != nil {
+			t.Fatal(err)
+		}
+		if text[doc][s:e] != content || string([]rune(text[doc])[cs:ce]) != content {
+			t.Fatalf("doc %s [%d:%d] does not match stored content", doc, s, e)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ingest(ctx, conn, Table{Name: "ingest_a", Dims: 32}, must(NewOffline(ModelHashRP, 64, 1, nil)), docs, IngestOptions{}); !errors.Is(err, ErrDimsMismatch) {
+		t.Errorf("dims mismatch: %v", err)
 	}
 }
