@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -137,6 +138,25 @@ func testCranfield(t *testing.T, conn *pgx.Conn) {
 		if got, want := ids(exact[i]), bruteForce(q, r.docs, c.docIDs, 10); !reflect.DeepEqual(got, want) {
 			t.Fatalf("query %s: exact %v, brute force %v", c.qIDs[i], got, want)
 		}
+	}
+
+	// Empty documents embed to zero vectors: cosine distance NaN, last.
+	full, err := Search(ctx, conn, r.table, Query{Vector: r.qs[0], K: len(c.docs), Exact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nan []string
+	for i, h := range full.Hits {
+		if math.IsNaN(h.Distance) {
+			nan = append(nan, h.ID)
+			if i < len(full.Hits)-2 {
+				t.Errorf("NaN distance at rank %d of %d", i, len(full.Hits))
+			}
+		}
+	}
+	t.Logf("documents with NaN cosine distance (empty text): %v", nan)
+	if len(full.Hits) != len(c.docs) || len(nan) != 2 {
+		t.Errorf("%d hits, NaN for %v", len(full.Hits), nan)
 	}
 
 	info, err := CreateIndex(ctx, conn, r.table, Index{Method: HNSW, Metric: Cosine})
