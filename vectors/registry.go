@@ -1,6 +1,7 @@
 package vectors
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -170,4 +171,22 @@ func (r *Registry) New(spec Spec, fit *IDF) (Embedder, error) {
 		return nil, fmt.Errorf("new embedder %q: %w", spec.Model, err)
 	}
 	return e, nil
+}
+
+// NewFitted builds the embedder a spec describes, first fitting IDF on
+// corpus if the model uses one (the returned IDF, nil otherwise, is what to
+// save to rebuild the same model later with New).
+func (r *Registry) NewFitted(spec Spec, corpus []string) (Embedder, *IDF, error) {
+	fit, err := FitIDF(spec, corpus)
+	if errors.Is(err, ErrNotFittable) {
+		fit, err = nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := r.New(spec, fit)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, fit, nil
 }

@@ -92,6 +92,13 @@ func TestRegistryNew(t *testing.T) {
 			t.Errorf("New(%+v): %v, want %v", bad.spec, err, bad.err)
 		}
 	}
+	fitted, fit, err := r.NewFitted(Spec{Model: "hash-char", Dims: 32}, goldenTexts)
+	if err != nil || fit == nil || fit.Features != "char3-5" || fitted.ModelID() != must(NewOffline(ModelHashChar, 32, 0, fit)).ModelID() {
+		t.Errorf("NewFitted offline: %v %v", fitted, err)
+	}
+	if p, fit, err := r.NewFitted(Spec{Model: "ollama", Name: "m", Dims: 8}, goldenTexts); err != nil || fit != nil || p.ModelID() != "ollama/m" {
+		t.Errorf("NewFitted provider: %v %v %v", p, fit, err)
+	}
 	r.Register("custom", func(spec Spec, fit *IDF) (Embedder, error) { return NewOffline(ModelHashBOW, 4, 0, fit) })
 	if _, err := r.New(Spec{Model: "custom"}, nil); err != nil {
 		t.Errorf("custom: %v", err)
