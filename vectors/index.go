@@ -1,0 +1,217 @@
+package vectors
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Metric is the distance an index and a search use.
+type Metric string
+
+// Distance metrics and their pgvector operators.
+const (
+	// Cosine is cosine distance, 1 − cos (operator <=>).
+	Cosine Metric = "cosine"
+	// L2 is Euclidean distance (operator <->).
+	L2 Metric = "l2"
+	// InnerProduct is the negative inner product (operator <#>), so that
+	// smaller is closer like the other metrics.
+	InnerProduct Metric = "ip"
+)
+
+func (m Metric) operator() (string, error) {
+	switch m {
+	case Cosine:
+		return "<=>", nil
+	case L2:
+		return "<->", nil
+	case InnerProduct:
+		return "<#>", nil
+	}
+	return "", fmt.Errorf("metric %q: %w", m, ErrBadQuery)
+}
+
+func (m Metric) opsSuffix() string {
+	switch m {
+	case L2:
+		return "l2_ops"
+	case InnerProduct:
+		return "ip_ops"
+	}
+	return "cosine_ops"
+}
+
+// Method is an approximate index method.
+type Method string
+
+// Index methods.
+const (
+	HNSW    Method = "hnsw"
+	IVFFlat Method = "ivfflat"
+)
+
+// Index describes an ANN index on a table's embedding column. Zero
+// parameters mean pgvector's defaults: M 16, EfConstruction 64, Lists 100.
+type Index struct {
+	Method Method
+	Metric Metric
+	// M is the HNSW maximum number of connections per layer (2..100).
+	M int
+	// EfConstruction is the HNSW build candidate list size (4..1000, ≥ 2·M).
+	EfConstruction int
+	// Lists is the number of IVFFlat lists (1..32768). Build IVFFlat after
+	// loading: its centroids come from the rows present at build time.
+	Lists int
+	// MaintenanceWorkMem, if set (e.g. "256MB"), is used for the build.
+	MaintenanceWorkMem string
+}
+
+// IndexInfo reports a built index.
+type IndexInfo struct {
+	Name      string
+	BuildTime time.Duration // wall time of CREATE INDEX
+	SizeBytes int64         // pg_relation_size of the index
+}
+
+// IndexName is the name CreateIndex gives ix on t:
+// "<table>_<method>_<metric>_idx" (in the table's schema).
+func (t Table) IndexName(ix Index) string {
+	id := t.ident()
+	return fmt.Sprintf("%s_%s_%s_idx", id[len(id)-1], ix.Method, ix.Metric)
+}
+
+func (t Table) indexIdent(ix Index) pgx.Identifier {
+	id := t.ident()
+	out := append(pgx.Identifier{}, id[:len(id)-1]...)
+	return append(out, t.IndexName(ix))
+}
+
+func (ix Index) with() (string, error) {
+	if _, err := ix.Metric.operator(); err != nil {
+		return "", fmt.Errorf("index: %w", ErrBadIndex)
+	}
+	switch ix.Method {
+	case HNSW:
+		if ix.Lists != 0 {
+			return "", fmt.Errorf("hnsw index takes no lists: %w", ErrBadIndex)
+		}
+		m, ef := ix.M, ix.EfConstruction
+		if m == 0 {
+			m = 16
+		}
+		if ef == 0 {
+			ef = 64
+		}
+		if m < 2 || m > 100 || ef < 4 || ef > 1000 || ef < 2*m {
+			return "", fmt.Errorf("hnsw m %d ef_construction %d: %w", m, ef, ErrBadIndex)
+		}
+		return fmt.Sprintf("(m = %d, ef_construction = %d)", m, ef), nil
+	case IVFFlat:
+		if ix.M != 0 || ix.EfConstruction != 0 {
+			return "", fmt.Errorf("ivfflat index takes no m or ef_construction: %w", ErrBadIndex)
+		}
+		lists := ix.Lists
+		if lists == 0 {
+			lists = 100
+		}
+		if lists < 1 || lists > 32768 {
+			return "", fmt.Errorf("ivfflat lists %d: %w", lists, ErrBadIndex)
+		}
+		return fmt.Sprintf("(lists = %d)", lists), nil
+	}
+	return "", fmt.Errorf("index method %q: %w", ix.Method, ErrBadIndex)
+}
+
+// CreateIndex builds ix on t's embedding column in one transaction and
+// reports its build time and size. It fails if the index exists.
+func CreateIndex(ctx context.Context, db DB, t Table, ix Index) (IndexInfo, error) {
+	if err := t.validate(); err != nil {
+		return IndexInfo{}, err
+	}
+	with, err := ix.with()
+	if err != nil {
+		return IndexInfo{}, err
+	}
+	info := IndexInfo{Name: t.IndexName(ix)}
+	sql := fmt.Sprintf("CREATE INDEX %s ON %s USING %s (embedding %s_%s) WITH %s",
+		pgx.Identifier{info.Name}.Sanitize(), t.ident().Sanitize(), ix.Method, t.vtype(), ix.Metric.opsSuffix(), with)
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		if ix.MaintenanceWorkMem != "" {
+			if _, err := tx.Exec(ctx, "SELECT set_config('maintenance_work_mem', $1, true)", ix.MaintenanceWorkMem); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return err
+		}
+		info.BuildTime = time.Since(start)
+		return tx.QueryRow(ctx, "SELECT pg_relation_size($1::regclass)", t.indexIdent(ix).Sanitize()).Scan(&info.SizeBytes)
+	})
+	if err != nil {
+		return IndexInfo{}, fmt.Errorf("create index %s: %w", info.Name, err)
+	}
+	return info, nil
+}
+
+// DropIndex drops ix on t if it exists.
+func DropIndex(ctx context.Context, db DB, t Table, ix Index) error {
+	if err := t.validate(); err != nil {
+		return err
+	}
+	if _, err := ix.with(); err != nil {
+		return err
+	}
+	if _, err := db.Exec(ctx, "DROP INDEX IF EXISTS "+t.indexIdent(ix).Sanitize()); err != nil {
+		return fmt.Errorf("drop index %s: %w", t.IndexName(ix), err)
+	}
+	return nil
+}
+
+// IterativeScan is pgvector 0.8's iterative index scan mode.
+type IterativeScan string
+
+// Iterative scan modes; the empty value leaves the server setting (off).
+const (
+	ScanOff     IterativeScan = "off"
+	ScanStrict  IterativeScan = "strict_order"  // HNSW only
+	ScanRelaxed IterativeScan = "relaxed_order" // HNSW and IVFFlat
+)
+
+// settings are the SET LOCAL statements for a query.
+func (q Query) settings() ([]string, error) {
+	var out []string
+	if q.Exact {
+		if q.EfSearch != 0 || q.Probes != 0 || q.IterativeScan != "" {
+			return nil, fmt.Errorf("exact search takes no index settings: %w", ErrBadQuery)
+		}
+		return []string{"SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off"}, nil
+	}
+	if q.EfSearch != 0 {
+		if q.EfSearch < 1 || q.EfSearch > 1000 {
+			return nil, fmt.Errorf("ef_search %d not in 1..1000: %w", q.EfSearch, ErrBadQuery)
+		}
+		out = append(out, "SET LOCAL hnsw.ef_search = "+strconv.Itoa(q.EfSearch))
+	}
+	if q.Probes != 0 {
+		if q.Probes < 1 || q.Probes > 32768 {
+			return nil, fmt.Errorf("probes %d not in 1..32768: %w", q.Probes, ErrBadQuery)
+		}
+		out = append(out, "SET LOCAL ivfflat.probes = "+strconv.Itoa(q.Probes))
+	}
+	switch q.IterativeScan {
+	case "":
+	case ScanOff, ScanRelaxed:
+		out = append(out, "SET LOCAL hnsw.iterative_scan = "+string(q.IterativeScan),
+			"SET LOCAL ivfflat.iterative_scan = "+string(q.IterativeScan))
+	case ScanStrict:
+		out = append(out, "SET LOCAL hnsw.iterative_scan = strict_order")
+	default:
+		return nil, fmt.Errorf("iterative scan %q: %w", q.IterativeScan, ErrBadQuery)
+	}
+	return out, nil
+}

@@ -1,0 +1,148 @@
+package vectors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+)
+
+// Query is one top-k search.
+type Query struct {
+	Vector []float32
+	// K is the number of hits wanted (1..10000).
+	K int
+	// Metric is the distance; empty means Cosine. An index is only used
+	// if one exists for the metric.
+	Metric Metric
+	// Filter, if non-empty, keeps rows whose metadata contains it (jsonb
+	// @>): {"lang": "en"} is equality on a key, nested objects and arrays
+	// follow jsonb containment. With an ANN index the filter applies after
+	// the index scan, so fewer than K hits may come back unless
+	// IterativeScan is on.
+	Filter map[string]any
+	// Exact disables index scans (SET LOCAL enable_indexscan = off): a
+	// sequential scan that is the ground truth for ANN recall.
+	Exact bool
+	// EfSearch sets hnsw.ef_search (1..1000); 0 keeps the server's (40).
+	EfSearch int
+	// Probes sets ivfflat.probes; 0 keeps the server's (1).
+	Probes int
+	// IterativeScan sets pgvector 0.8 iterative scans; empty keeps the
+	// server's (off).
+	IterativeScan IterativeScan
+}
+
+// Hit is one search result. Distance is the metric's operator value (for
+// InnerProduct, the negative inner product).
+type Hit struct {
+	ID       string
+	DocID    string
+	Distance float64
+}
+
+// Result is a search's hits, closest first (ties by id, NaN distances
+// last), and its latency:
+// the wall time of the SELECT including reading every row, excluding the
+// transaction and settings around it.
+type Result struct {
+	Hits    []Hit
+	Latency time.Duration
+}
+
+// sortKey orders NaN (cosine distance of a zero vector) last, as
+// Postgres does.
+func sortKey(d float64) float64 {
+	if math.IsNaN(d) {
+		return math.Inf(1)
+	}
+	return d
+}
+
+// Search runs q against t in its own transaction (settings are SET LOCAL,
+// so they never leak into db's session). Exact searches order ties by id in
+// SQL; index scans return hits in index order, and ties among the returned
+// hits are then ordered by id, so equal inputs give equal results.
+func Search(ctx context.Context, db DB, t Table, q Query) (Result, error) {
+	if err := t.validate(); err != nil {
+		return Result{}, err
+	}
+	if len(q.Vector) != t.Dims {
+		return Result{}, fmt.Errorf("search %s: query has %d dims, table %d: %w", t.Name, len(q.Vector), t.Dims, ErrDimsMismatch)
+	}
+	if q.K < 1 || q.K > 10000 {
+		return Result{}, fmt.Errorf("search %s: k %d not in 1..10000: %w", t.Name, q.K, ErrBadQuery)
+	}
+	metric := q.Metric
+	if metric == "" {
+		metric = Cosine
+	}
+	op, err := metric.operator()
+	if err != nil {
+		return Result{}, fmt.Errorf("search %s: %w", t.Name, err)
+	}
+	sets, err := q.settings()
+	if err != nil {
+		return Result{}, fmt.Errorf("search %s: %w", t.Name, err)
+	}
+	if err := ensureTypes(ctx, db); err != nil {
+		return Result{}, err
+	}
+	var vec any = pgvector.NewVector(q.Vector)
+	if t.vtype() == HalfVec {
+		vec = pgvector.NewHalfVector(q.Vector)
+	}
+	args := []any{vec, q.K}
+	where := ""
+	if len(q.Filter) > 0 {
+		f, err := json.Marshal(q.Filter)
+		if err != nil {
+			return Result{}, fmt.Errorf("search %s: filter: %w: %w", t.Name, ErrBadQuery, err)
+		}
+		args = append(args, f)
+		where = "WHERE metadata @> $3::jsonb "
+	}
+	order := "embedding " + op + " $1"
+	if q.Exact {
+		order += ", id"
+	}
+	sql := fmt.Sprintf("SELECT id, doc_id, embedding %s $1 FROM %s %sORDER BY %s LIMIT $2",
+		op, t.ident().Sanitize(), where, order)
+
+	var res Result
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		for _, s := range sets {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		res.Hits, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hit, error) {
+			var h Hit
+			err := r.Scan(&h.ID, &h.DocID, &h.Distance)
+			return h, err
+		})
+		res.Latency = time.Since(start)
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("search %s: %w", t.Name, err)
+	}
+	sort.SliceStable(res.Hits, func(i, j int) bool {
+		a, b := sortKey(res.Hits[i].Distance), sortKey(res.Hits[j].Distance)
+		if a != b {
+			return a < b
+		}
+		return res.Hits[i].ID < res.Hits[j].ID
+	})
+	return res, nil
+}
