@@ -354,8 +354,9 @@ type keyedRow struct {
 func rowStream(ctx context.Context, conn *pgx.Conn, t table, cols []string) (pgx.Rows, error) {
 	var sel, order []string
 	for i, k := range t.pk {
-		id := pgx.Identifier{k}.Sanitize()
-		sel = append(sel, id+"::text")
+		// Qualified, so ORDER BY sees the column, not the text output.
+		id := "t." + pgx.Identifier{k}.Sanitize()
+		sel = append(sel, fmt.Sprintf("%s::text AS k%d", id, i))
 		if isIntType(t.pkTypes[i]) {
 			order = append(order, id)
 		} else {
@@ -364,9 +365,9 @@ func rowStream(ctx context.Context, conn *pgx.Conn, t table, cols []string) (pgx
 	}
 	var row []string
 	for _, c := range cols {
-		row = append(row, pgx.Identifier{c}.Sanitize())
+		row = append(row, "t."+pgx.Identifier{c}.Sanitize())
 	}
-	q := fmt.Sprintf("SELECT %s, md5(ROW(%s)::text) FROM ONLY %s ORDER BY %s",
+	q := fmt.Sprintf("SELECT %s, md5(ROW(%s)::text) FROM ONLY %s AS t ORDER BY %s",
 		strings.Join(sel, ", "), strings.Join(row, ", "), t.ident, strings.Join(order, ", "))
 	return conn.Query(ctx, q, pgx.QueryExecModeSimpleProtocol)
 }
