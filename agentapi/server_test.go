@@ -96,6 +96,12 @@ func must[T any](v T, err error) T {
 // call sends a request and decodes the JSON answer into out (if not nil).
 func (e *env) call(t *testing.T, method, path, token string, body any, out any) (int, http.Header) {
 	t.Helper()
+	return e.callAuth(t, method, path, token, false, body, out)
+}
+
+// callAuth is call with, when basic, a Basic authorization header.
+func (e *env) callAuth(t *testing.T, method, path, token string, basic bool, body any, out any) (int, http.Header) {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		if s, ok := body.(string); ok {
@@ -110,6 +116,9 @@ func (e *env) call(t *testing.T, method, path, token string, body any, out any) 
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if basic {
+		req.SetBasicAuth("postgres", "secret")
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
