@@ -11,6 +11,7 @@ import (
 )
 
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	e := start(t, cluster(t), "", Config{})
 	since := time.Now().UTC().Add(-time.Second).Format(time.RFC3339Nano)
 
@@ -150,6 +151,7 @@ func who(id string, keys ...experiments.NewKey) string {
 
 // A server on a non-loopback address demands a key even before any exists.
 func TestKeysRequiredOffLoopback(t *testing.T) {
+	t.Parallel()
 	e := start(t, nil, "0.0.0.0:0", Config{})
 	var p Problem
 	code, _ := e.call(t, "GET", "/v1/keys", "", nil, &p)

@@ -148,6 +148,7 @@ func queryPath(branch string) string {
 }
 
 func TestQueryAndDiffOverHTTP(t *testing.T) {
+	t.Parallel()
 	e := start(t, cluster(t), "", Config{BodyLimit: 4096})
 
 	var res experiments.QueryResult
@@ -255,6 +256,7 @@ func TestQueryAndDiffOverHTTP(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
 	e := start(t, nil, "", Config{})
 	for _, path := range []string{"/healthz", "/readyz", "/v1/openapi.json"} {
 		if code, _ := e.call(t, "GET", path, "", nil, nil); code != 200 {
