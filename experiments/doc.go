@@ -26,7 +26,7 @@
 // SQLSTATE, message, detail, hint and position. Diff compares two branches:
 // normalized DDL as a unified diff, and per table with a primary key the
 // rows added, removed and changed, found by merging both sides' key-ordered
-// streams of (key, md5 of the row's text).
+// streams of (key, 64-bit hash of the row's text).
 //
 // # Callers, scopes and audit
 //
