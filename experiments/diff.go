@@ -108,12 +108,12 @@ func (s *Service) Diff(ctx context.Context, req DiffRequest) (*Diff, error) {
 			return nil, err
 		}
 	}
-	base, releaseBase, err := s.connect(ctx, req.Project, req.Against)
+	base, releaseBase, err := s.connect(ctx, req.Project, req.Against, ReadOnly)
 	if err != nil {
 		return nil, err
 	}
 	defer releaseBase()
-	head, releaseHead, err := s.connect(ctx, req.Project, req.Branch)
+	head, releaseHead, err := s.connect(ctx, req.Project, req.Branch, ReadOnly)
 	if err != nil {
 		return nil, err
 	}

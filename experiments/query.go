@@ -155,7 +155,11 @@ func (s *Service) Query(ctx context.Context, req QueryRequest) (*QueryResult, er
 		if err := s.authorize(ctx, need, req.Project, req.Branch); err != nil {
 			return err
 		}
-		conn, release, err := s.connect(ctx, req.Project, req.Branch)
+		access := ReadWrite
+		if req.ReadOnly {
+			access = ReadOnly
+		}
+		conn, release, err := s.connect(ctx, req.Project, req.Branch, access)
 		if err != nil {
 			return err
 		}
@@ -173,11 +177,11 @@ func clip(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func (s *Service) connect(ctx context.Context, project, branch string) (*pgx.Conn, func(), error) {
+func (s *Service) connect(ctx context.Context, project, branch string, access Access) (*pgx.Conn, func(), error) {
 	if s.cfg.Connector == nil {
 		return nil, nil, fmt.Errorf("connect %s/%s: no compute is configured: %w", project, branch, ErrUnavailable)
 	}
-	conn, release, err := s.cfg.Connector.Conn(ctx, project, branch)
+	conn, release, err := s.cfg.Connector.Conn(ctx, project, branch, access)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s/%s: %w", project, branch, err)
 	}
@@ -198,6 +202,11 @@ func runQuery(ctx context.Context, conn *pgx.Conn, stmts []Statement, readOnly b
 		mode = "READ ONLY"
 	}
 	begin := fmt.Sprintf("BEGIN ISOLATION LEVEL READ COMMITTED %s; SET LOCAL statement_timeout = %d", mode, timeout.Milliseconds())
+	if readOnly {
+		// Take a snapshot now: once one is taken, SET TRANSACTION READ WRITE
+		// and friends fail, so the statements cannot lift READ ONLY.
+		begin += "; SELECT 1"
+	}
 	if err := pc.Exec(ctx, begin).Close(); err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}

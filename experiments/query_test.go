@@ -159,6 +159,12 @@ func TestQuery(t *testing.T) {
 		if !errors.Is(err, experiments.ErrInvalid) {
 			t.Fatalf("COMMIT inside a read-only query: err = %v, want ErrInvalid", err)
 		}
+		for _, escape := range []string{"SET TRANSACTION READ WRITE", "SET transaction_read_only = off", "SELECT set_config('transaction_read_only', 'off', true)"} {
+			_, err = q(experiments.QueryRequest{Statements: []experiments.Statement{{SQL: escape}, {SQL: "CREATE TABLE ro (a int)"}}, ReadOnly: true})
+			if !errors.As(err, &qe) {
+				t.Fatalf("%s in a read-only query: err = %v, want a QueryError", escape, err)
+			}
+		}
 		res, err := q(experiments.QueryRequest{SQL: "SELECT count(*) FROM pg_class WHERE relname = 'ro'", ReadOnly: true})
 		if err != nil || mustJSON(t, res.Results[0].Rows) != "[[0]]" {
 			t.Fatalf("table ro exists after read-only queries: %v %v", err, res)

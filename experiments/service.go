@@ -18,23 +18,39 @@ import (
 // implements it (waking the branch's endpoint); tests implement it over
 // throwaway clusters.
 type Connector interface {
-	// Conn returns a connection to branch of project that the caller uses
-	// alone until it calls release, exactly once. Errors wrap ErrNotFound
-	// for an unknown project or branch, ErrCapacity when no endpoint can be
-	// started now and ErrUnavailable when compute failed. Implementations
-	// must be safe for concurrent use. The facade leaves no transaction
-	// open on a released connection, but session settings a query changes
-	// (SET without LOCAL) stay; a pooling connector should reset them.
-	Conn(ctx context.Context, project, branch string) (conn *pgx.Conn, release func(), err error)
+	// Conn returns a connection to branch of project, for access, that the
+	// caller uses alone until it calls release, exactly once. Errors wrap
+	// ErrNotFound for an unknown project or branch, ErrCapacity when no
+	// endpoint can be started now and ErrUnavailable when compute failed.
+	// Implementations must be safe for concurrent use. The facade leaves no
+	// transaction open on a released connection, but session settings a
+	// query changes (SET without LOCAL) stay; a pooling connector should
+	// reset them.
+	Conn(ctx context.Context, project, branch string, access Access) (conn *pgx.Conn, release func(), err error)
 }
+
+// Access is what a connection will be used for.
+type Access int
+
+const (
+	// ReadWrite connections run any statement.
+	ReadWrite Access = iota
+	// ReadOnly connections serve READ ONLY queries and diffs. The facade
+	// runs them in READ ONLY transactions, which a superuser can still step
+	// around (COPY ... TO PROGRAM, writing server files). A connector that
+	// must make read scope a hard boundary connects as a role without
+	// superuser or server-file privileges, e.g. a member of pg_read_all_data.
+	ReadOnly
+)
 
 // StaticConnector connects to fixed connection strings, keyed by
 // "project/branch". It opens a new connection per call and closes it on
-// release. It serves tests and setups whose branches are existing servers.
+// release, and uses the same role for both kinds of Access. It serves tests
+// and setups whose branches are existing servers.
 type StaticConnector map[string]string
 
 // Conn implements Connector.
-func (m StaticConnector) Conn(ctx context.Context, project, branch string) (*pgx.Conn, func(), error) {
+func (m StaticConnector) Conn(ctx context.Context, project, branch string, _ Access) (*pgx.Conn, func(), error) {
 	dsn, ok := m[project+"/"+branch]
 	if !ok {
 		return nil, nil, fmt.Errorf("branch %s of project %s: %w", branch, project, ErrNotFound)
