@@ -86,10 +86,11 @@ const (
 
 // Diff compares two branches of a project: normalized schema DDL as a
 // unified diff, and rows of every table with a primary key, streamed from
-// both sides in key order and merged on a hash of each row's text, so the
-// work is one ordered scan per side and memory stays bounded. Each side
-// is read in one REPEATABLE READ snapshot. Needs read access to both
-// branches. Safe for concurrent use.
+// both sides in key order and merged on a 64-bit hash of each row's text
+// (over the columns both sides have; added or dropped columns show in the
+// schema diff), so the work is one ordered scan per side and memory stays
+// bounded. Each side is read in one REPEATABLE READ snapshot. Needs read
+// access to both branches. Safe for concurrent use.
 func (s *Service) Diff(ctx context.Context, req DiffRequest) (*Diff, error) {
 	for _, f := range []struct{ field, v string }{{"project", req.Project}, {"branch", req.Branch}, {"against", req.Against}} {
 		if err := validName(f.field, f.v); err != nil {
