@@ -149,7 +149,15 @@ func queryPath(branch string) string {
 
 func TestQueryAndDiffOverHTTP(t *testing.T) {
 	t.Parallel()
-	e := start(t, cluster(t), "", Config{BodyLimit: 4096})
+	conn := cluster(t)
+	e := start(t, conn, "", Config{BodyLimit: 4096})
+
+	// A request that outlives the server's request timeout gets 504.
+	short := start(t, conn, "", Config{RequestTimeout: 300 * time.Millisecond})
+	var tp Problem
+	if code, _ := short.call(t, "POST", queryPath("main"), "", map[string]any{"sql": "SELECT pg_sleep(20)", "timeout_ms": 60000}, &tp); code != 504 || tp.Code != "timeout" {
+		t.Errorf("request timeout: %d %+v", code, tp)
+	}
 
 	var res experiments.QueryResult
 	code, hdr := e.call(t, "POST", queryPath("main"), "", map[string]any{

@@ -67,6 +67,7 @@ func apiServer(t *testing.T) string {
 }
 
 func TestQueryAndDiffCLI(t *testing.T) {
+	t.Parallel()
 	srv := apiServer(t)
 	ctx := context.Background()
 	cli := func(args ...string) (string, string, int) {
@@ -143,6 +144,7 @@ func TestQueryAndDiffCLI(t *testing.T) {
 
 // The key and audit verbs against `offshoot serve` itself.
 func TestServeKeysAndAuditCLI(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr := freeAddr(t)
