@@ -1,6 +1,7 @@
 package agentapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -121,7 +122,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 			h.Set(echo.HeaderAllow, allow)
 		}
 	}
-	b, merr := json.Marshal(p)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // details quote commands like <token>
+	merr := enc.Encode(p)
+	b := buf.Bytes()
 	if merr != nil {
 		b = []byte(fmt.Sprintf(`{"type":%q,"title":"Internal Server Error","status":500,"code":"internal"}`, problemTypeBase+"internal"))
 		p.Status = http.StatusInternalServerError
