@@ -2,24 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-)
 
-// shutdownTimeout bounds how long serve waits for in-flight work on exit.
-const shutdownTimeout = 30 * time.Second
+	"github.com/offshootdb/offshoot/agentapi"
+	"github.com/offshootdb/offshoot/experiments"
+)
 
 func init() {
 	subcommands = append(subcommands, func(a *app) *cobra.Command {
@@ -67,35 +63,32 @@ func (a *app) serve(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	svc, err := experiments.New(experiments.Config{ControlDir: filepath.Join(a.cfg.DataDir, "control"), Logger: a.log})
+	if err != nil {
+		return err
+	}
+	if err := svc.Open(ctx); err != nil {
+		return err
+	}
+	defer svc.Close()
+	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: a.log, Registry: reg})
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- api.Serve(ctx, ln) }()
 
 	a.log.Info("offshoot serving", "http", "http://"+ln.Addr().String(), "data_dir", a.cfg.DataDir)
-	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (/healthz, /metrics)\n", version, a.cfg.DataDir, ln.Addr())
-	fmt.Fprintln(a.stdout, "  not yet available: branch storage, computes and the pgwire proxy, the HTTP API, MCP, experiments, web UI")
+	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (/v1 API, /v1/openapi.json, /healthz, /readyz, /metrics)\n", version, a.cfg.DataDir, ln.Addr())
+	fmt.Fprintln(a.stdout, "  not yet available: branch storage, computes and the pgwire proxy (queries and diffs answer 503 until they land), MCP, experiments, web UI")
 
-	select {
-	case <-ctx.Done():
-		a.log.Info("shutting down")
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+	if err := <-errc; err != nil {
+		return err
 	}
 	a.log.Info("stopped")
 	return nil

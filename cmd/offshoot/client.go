@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the client verbs (query, diff, key, audit).
+const (
+	exitFailure     = 1 // anything else, including internal server errors
+	exitBadInput    = 2 // the server refused the input (400)
+	exitNoServer    = 3 // no server reachable, or it is unavailable (503)
+	exitAuth        = 4 // no, wrong or insufficient API key (401, 403)
+	exitNotFound    = 5 // project, branch or key not found (404)
+	exitConflict    = 6 // conflicts with current state (409)
+	exitQueryFailed = 7 // Postgres rejected a statement (422)
+	exitCapacity    = 8 // over a quota or capacity; retry later (429)
+)
+
+// defaultServer is the API address when neither --server nor
+// OFFSHOOT_SERVER is set.
+const defaultServer = "http://127.0.0.1:8432"
+
+// client talks to a running server's HTTP API.
+type client struct {
+	server string
+	token  string
+	json   bool
+	http   *http.Client
+}
+
+// addClientFlags adds --server, --token and --json to a client verb.
+func addClientFlags(cmd *cobra.Command, c *client) {
+	server := os.Getenv("OFFSHOOT_SERVER")
+	if server == "" {
+		server = defaultServer
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.server, "server", server, "offshoot server URL (env OFFSHOOT_SERVER)")
+	f.StringVar(&c.token, "token", os.Getenv("OFFSHOOT_TOKEN"), "API key token (env OFFSHOOT_TOKEN)")
+	f.BoolVar(&c.json, "json", false, "print the server's JSON answer, for scripts")
+}
+
+// problem is the RFC 9457 body the server sends with every error.
+type problem struct {
+	Status   int    `json:"status"`
+	Title    string `json:"title"`
+	Detail   string `json:"detail"`
+	Code     string `json:"code"`
+	Field    string `json:"field"`
+	Postgres *struct {
+		Statement int    `json:"statement"`
+		SQLState  string `json:"sqlstate"`
+		Message   string `json:"message"`
+		Detail    string `json:"detail"`
+		Hint      string `json:"hint"`
+		Position  int    `json:"position"`
+	} `json:"postgres"`
+	RequestID string `json:"request_id"`
+}
+
+// do sends a request and decodes a 2xx JSON answer into out (and returns
+// its raw bytes). Errors are *exitError with a message that says what to do.
+func (c *client) do(ctx context.Context, method, path string, body, out any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	base := strings.TrimRight(c.server, "/")
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+	if err != nil {
+		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--server %q: %w", c.server, err)}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := c.http
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Minute}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return nil, &exitError{code: exitNoServer, err: fmt.Errorf("no offshoot server is running at %s: start one with `make run` or `offshoot serve`, or point --server (OFFSHOOT_SERVER) at a running server", base)}
+		}
+		return nil, &exitError{code: exitNoServer, err: fmt.Errorf("cannot reach the offshoot server at %s: %w", base, err)}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read answer from %s: %w", base, err)
+	}
+	if resp.StatusCode >= 400 {
+		return b, c.problemError(resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return b, fmt.Errorf("decode answer from %s: %w", base, err)
+		}
+	}
+	return b, nil
+}
+
+// problemError turns an error answer into an exitError with a message.
+func (c *client) problemError(status int, b []byte) error {
+	var p problem
+	if err := json.Unmarshal(b, &p); err != nil || p.Status == 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("server answered %d: %s", status, strings.TrimSpace(string(b)))}
+	}
+	msg := p.Detail
+	if msg == "" {
+		msg = p.Title
+	}
+	code := exitFailure
+	switch status {
+	case http.StatusBadRequest:
+		code = exitBadInput
+		if p.Field != "" && !strings.HasPrefix(msg, p.Field) {
+			msg = p.Field + ": " + msg
+		}
+	case http.StatusUnauthorized:
+		code = exitAuth
+		if c.token == "" {
+			msg += " (pass --token or set OFFSHOOT_TOKEN)"
+		}
+	case http.StatusForbidden:
+		code = exitAuth
+	case http.StatusNotFound:
+		code = exitNotFound
+	case http.StatusConflict:
+		code = exitConflict
+	case http.StatusUnprocessableEntity:
+		code = exitQueryFailed
+	case http.StatusTooManyRequests:
+		code = exitCapacity
+	case http.StatusServiceUnavailable:
+		code = exitNoServer
+	}
+	if p.Postgres != nil {
+		msg = fmt.Sprintf("ERROR:  %s (SQLSTATE %s)", p.Postgres.Message, p.Postgres.SQLState)
+	}
+	if status >= 500 && p.RequestID != "" {
+		msg += " (request id " + p.RequestID + ")"
+	}
+	return &exitError{code: code, err: &problemErr{msg: msg, p: p}}
+}
+
+// problemErr keeps the problem for callers that show more of it.
+type problemErr struct {
+	msg string
+	p   problem
+}
+
+func (e *problemErr) Error() string { return e.msg }
+
+// printJSON writes raw JSON indented.
+func printJSON(w io.Writer, raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		_, err = w.Write(raw)
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := buf.WriteTo(w)
+	return err
+}

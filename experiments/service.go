@@ -1,0 +1,190 @@
+package experiments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+)
+
+// Connector opens connections to the database of a branch. compute
+// implements it (waking the branch's endpoint); tests implement it over
+// throwaway clusters.
+type Connector interface {
+	// Conn returns a connection to branch of project, for access, that the
+	// caller uses alone until it calls release, exactly once. Errors wrap
+	// ErrNotFound for an unknown project or branch, ErrCapacity when no
+	// endpoint can be started now and ErrUnavailable when compute failed.
+	// Implementations must be safe for concurrent use. The facade leaves no
+	// transaction open on a released connection, but session settings a
+	// query changes (SET without LOCAL) stay; a pooling connector should
+	// reset them.
+	Conn(ctx context.Context, project, branch string, access Access) (conn *pgx.Conn, release func(), err error)
+}
+
+// Access is what a connection will be used for.
+type Access int
+
+const (
+	// ReadWrite connections run any statement.
+	ReadWrite Access = iota
+	// ReadOnly connections serve READ ONLY queries and diffs. The facade
+	// runs them in READ ONLY transactions, which a superuser can still step
+	// around (COPY ... TO PROGRAM, writing server files). A connector that
+	// must make read scope a hard boundary connects as a role without
+	// superuser or server-file privileges, e.g. a member of pg_read_all_data.
+	ReadOnly
+)
+
+// StaticConnector connects to fixed connection strings, keyed by
+// "project/branch". It opens a new connection per call and closes it on
+// release, and uses the same role for both kinds of Access. It serves tests
+// and setups whose branches are existing servers.
+type StaticConnector map[string]string
+
+// Conn implements Connector.
+func (m StaticConnector) Conn(ctx context.Context, project, branch string, _ Access) (*pgx.Conn, func(), error) {
+	dsn, ok := m[project+"/"+branch]
+	if !ok {
+		return nil, nil, fmt.Errorf("branch %s of project %s: %w", branch, project, ErrNotFound)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return conn, func() { conn.Close(context.Background()) }, nil
+}
+
+// Config configures a Service. Only ControlDir is required.
+type Config struct {
+	// ControlDir is the directory of the control database (API keys and
+	// the audit log), conventionally <data-dir>/control. Required.
+	ControlDir string
+	// Connector reaches branches. Nil (the default until compute is
+	// wired): Query and Diff fail with ErrUnavailable.
+	Connector Connector
+	// Logger receives audit lines and internal messages. Default slog.Default().
+	Logger *slog.Logger
+	// MaxQueryTimeout caps QueryRequest.TimeoutMS. Default 5 minutes.
+	MaxQueryTimeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Service is the facade. Create it with New, start it with Open, stop it
+// with Close. All methods are safe for concurrent use. Calls that need
+// authority read the caller from the context (WithCaller); a context
+// without one is refused with ErrUnauthenticated.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.RWMutex // guards db and keys; held shared while db is used
+	db     *controldb.DB
+	keys   map[string]storedKey
+	lastAu auditClock
+}
+
+// New validates cfg and returns an unopened Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.ControlDir == "" {
+		return nil, fmt.Errorf("config: control dir: %w", invalid("control_dir", "is required"))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxQueryTimeout == 0 {
+		cfg.MaxQueryTimeout = 5 * time.Minute
+	}
+	if cfg.MaxQueryTimeout < 0 {
+		return nil, fmt.Errorf("config: %w", invalid("max_query_timeout", "must be positive"))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Open opens the control database and loads the API keys.
+func (s *Service) Open(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil {
+		return errors.New("open: already open")
+	}
+	db, err := controldb.Open(s.cfg.ControlDir, s.log)
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	keys, err := loadKeys(db)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("open: %w", err)
+	}
+	s.db, s.keys = db, keys
+	return nil
+}
+
+// Close closes the control database; calls made afterwards fail with
+// ErrUnavailable. It waits for calls that are using the database.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// Ready reports whether the service can serve calls: nil once Open
+// succeeded and until Close.
+func (s *Service) Ready() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return fmt.Errorf("control db not open: %w", ErrUnavailable)
+	}
+	return nil
+}
+
+// withDB runs fn with the open database under the shared lock.
+func (s *Service) withDB(fn func(db *controldb.DB) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return fmt.Errorf("control db closed: %w", ErrUnavailable)
+	}
+	return fn(s.db)
+}
+
+// validName checks a project or branch name: non-empty, at most 255
+// bytes, printable, no leading or trailing slash.
+func validName(field, name string) error {
+	if name == "" {
+		return invalid(field, "is required")
+	}
+	if len(name) > 255 {
+		return invalid(field, "longer than 255 bytes")
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return invalid(field, "contains a control character")
+		}
+	}
+	if name[0] == '/' || name[len(name)-1] == '/' {
+		return invalid(field, "must not start or end with /")
+	}
+	if u, err := url.PathUnescape(name); err != nil || u != name {
+		return invalid(field, "must not contain %%-escapes")
+	}
+	return nil
+}
