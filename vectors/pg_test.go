@@ -198,6 +198,9 @@ func testCranfield(t *testing.T, conn *pgx.Conn) {
 	}
 	ann2 := searchAll(t, conn, r2, 0, Query{K: 10})
 	t.Logf("HNSW rebuilt on an identical table: recall@10 %.4f, result lists identical: %v", meanRecall(ann2, exact, 10), sameHits(ann, ann2))
+	if rec := meanRecall(ann2, exact, 10); rec < 0.95 {
+		t.Errorf("rebuilt HNSW recall@10 %.4f < 0.95", rec)
+	}
 
 	// IVFFlat probing every list is exact.
 	ivf := Index{Method: IVFFlat, Metric: Cosine, Lists: 20}
