@@ -16,8 +16,8 @@ func init() {
 	subcommands = append(subcommands, func(a *app) *cobra.Command {
 		var (
 			branches, project, certFile, keyFile, socketDir string
-			maxRunning                           int
-			timers                               = compute.DefaultTimers
+			maxRunning                                      int
+			timers                                          = compute.DefaultTimers
 		)
 		cmd := &cobra.Command{
 			Use:   "proxy",
