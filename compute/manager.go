@@ -693,8 +693,8 @@ func (m *Manager) start(ep *endpoint) error {
 // but "starting up" (like pg_isready: a failed authentication proves a
 // working server). Probing is cheap but each probe makes the postmaster
 // fork, which slows a start on a busy machine; so it probes only once the
-// postmaster.pid status line says "ready" (checked every 2 ms), and every
-// 100 ms regardless.
+// postmaster.pid status line says "ready" (checked every 2 ms), and once a
+// second regardless.
 func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) error {
 	cs := pm.ConnString(m.cfg.User, m.cfg.Password, "postgres")
 	pidFile := filepath.Join(pm.Options().DataDir, "postmaster.pid")
@@ -702,7 +702,7 @@ func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) error {
 	var err error
 	lastProbe := time.Time{}
 	for {
-		if pidFileReady(pidFile) || time.Since(lastProbe) >= 100*time.Millisecond {
+		if pidFileReady(pidFile) || time.Since(lastProbe) >= time.Second {
 			lastProbe = time.Now()
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			var conn *pgconn.PgConn
