@@ -647,7 +647,12 @@ func (m *Manager) start(ep *endpoint) error {
 	}
 	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100"}
 	for k, v := range m.cfg.Settings {
-		settings[k] = v
+		switch k {
+		case "port", "unix_socket_directories", "listen_addresses":
+			// the Manager's own: the proxy must find the endpoint
+		default:
+			settings[k] = v
+		}
 	}
 	opts := pg.Options{DataDir: ep.vol.Dir(), SocketDir: m.socketDir(ep), Settings: settings, LogFile: m.logFile(ep)}
 	if m.cfg.TCP {
