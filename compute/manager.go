@@ -102,7 +102,8 @@ type Config struct {
 	// bytes. Default 256 MiB.
 	EndpointMemory int64
 	// Settings are -c options for every postmaster, on top of the defaults
-	// shared_buffers=128MB and max_connections=100. Port, socket and
+	// shared_buffers=128MB, max_connections=100, logging_collector=off and
+	// log_destination=stderr (the log is RunDir/<endpoint>/postgres.log). Port, socket and
 	// listen settings are the Manager's own and cannot be overridden.
 	Settings map[string]string
 	// TCP makes every endpoint also listen on a free loopback port
@@ -645,7 +646,9 @@ func (m *Manager) start(ep *endpoint) error {
 	if err := clearStaleLock(ctx, ep.vol.Dir()); err != nil {
 		return err
 	}
-	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100"}
+	// Logs go to the endpoint's log file under RunDir, not into PGDATA.
+	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100",
+		"logging_collector": "off", "log_destination": "stderr"}
 	for k, v := range m.cfg.Settings {
 		switch k {
 		case "port", "unix_socket_directories", "listen_addresses":
