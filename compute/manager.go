@@ -102,7 +102,8 @@ type Config struct {
 	// bytes. Default 256 MiB.
 	EndpointMemory int64
 	// Settings are -c options for every postmaster, on top of the defaults
-	// shared_buffers=128MB and max_connections=100. Port, socket and
+	// shared_buffers=128MB, max_connections=100, logging_collector=off and
+	// log_destination=stderr (the log is RunDir/<endpoint>/postgres.log). Port, socket and
 	// listen settings are the Manager's own and cannot be overridden.
 	Settings map[string]string
 	// TCP makes every endpoint also listen on a free loopback port
@@ -645,9 +646,16 @@ func (m *Manager) start(ep *endpoint) error {
 	if err := clearStaleLock(ctx, ep.vol.Dir()); err != nil {
 		return err
 	}
-	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100"}
+	// Logs go to the endpoint's log file under RunDir, not into PGDATA.
+	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100",
+		"logging_collector": "off", "log_destination": "stderr"}
 	for k, v := range m.cfg.Settings {
-		settings[k] = v
+		switch k {
+		case "port", "unix_socket_directories", "listen_addresses":
+			// the Manager's own: the proxy must find the endpoint
+		default:
+			settings[k] = v
+		}
 	}
 	opts := pg.Options{DataDir: ep.vol.Dir(), SocketDir: m.socketDir(ep), Settings: settings, LogFile: m.logFile(ep)}
 	if m.cfg.TCP {
@@ -693,8 +701,8 @@ func (m *Manager) start(ep *endpoint) error {
 // but "starting up" (like pg_isready: a failed authentication proves a
 // working server). Probing is cheap but each probe makes the postmaster
 // fork, which slows a start on a busy machine; so it probes only once the
-// postmaster.pid status line says "ready" (checked every 2 ms), and every
-// 100 ms regardless.
+// postmaster.pid status line says "ready" (checked every 2 ms), and once a
+// second regardless.
 func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) error {
 	cs := pm.ConnString(m.cfg.User, m.cfg.Password, "postgres")
 	pidFile := filepath.Join(pm.Options().DataDir, "postmaster.pid")
@@ -702,7 +710,7 @@ func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) error {
 	var err error
 	lastProbe := time.Time{}
 	for {
-		if pidFileReady(pidFile) || time.Since(lastProbe) >= 100*time.Millisecond {
+		if pidFileReady(pidFile) || time.Since(lastProbe) >= time.Second {
 			lastProbe = time.Now()
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			var conn *pgconn.PgConn

@@ -15,9 +15,9 @@ import (
 func init() {
 	subcommands = append(subcommands, func(a *app) *cobra.Command {
 		var (
-			branches, project, certFile, keyFile string
-			maxRunning                           int
-			timers                               = compute.DefaultTimers
+			branches, project, certFile, keyFile, socketDir string
+			maxRunning                                      int
+			timers                                          = compute.DefaultTimers
 		)
 		cmd := &cobra.Command{
 			Use:   "proxy",
@@ -46,7 +46,7 @@ Endpoints start on the first connection, idle, suspend and stop on their own.`,
 					return err
 				}
 				defer m.Close()
-				pcfg := proxy.Config{Addr: a.cfg.ProxyAddr, Manager: m, DefaultProject: project, Logger: a.log}
+				pcfg := proxy.Config{Addr: a.cfg.ProxyAddr, SocketDir: socketDir, Manager: m, DefaultProject: project, Logger: a.log}
 				if certFile != "" {
 					cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 					if err != nil {
@@ -62,7 +62,7 @@ Endpoints start on the first connection, idle, suspend and stop on their own.`,
 					return err
 				}
 				defer srv.Close()
-				a.log.Info("proxy listening", "addr", srv.Addr().String(), "branches", branches, "default_project", project)
+				a.log.Info("proxy listening", "addr", srv.Addr().String(), "socket", srv.SocketPath(), "branches", branches, "default_project", project)
 				<-ctx.Done()
 				a.log.Info("shutting down")
 				return nil
@@ -72,6 +72,7 @@ Endpoints start on the first connection, idle, suspend and stop on their own.`,
 		f.StringVar(&branches, "branches", "", "root of the branch directories (default <data-dir>/branches)")
 		f.StringVar(&project, "project", "default", "project of connections that name none")
 		f.StringVar(&a.cfg.ProxyAddr, "proxy-addr", a.cfg.ProxyAddr, "listen address (env OFFSHOOT_PROXY_ADDR)")
+		f.StringVar(&socketDir, "socket-dir", "", "also listen on a Unix socket in this directory (clients use host=<dir>)")
 		f.StringVar(&certFile, "tls-cert", "", "TLS certificate (PEM) offered on SSLRequest")
 		f.StringVar(&keyFile, "tls-key", "", "TLS key (PEM)")
 		f.IntVar(&maxRunning, "max-endpoints", 16, "maximum running endpoints")

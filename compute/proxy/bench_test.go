@@ -139,11 +139,11 @@ func BenchmarkWake(b *testing.B) {
 	}
 }
 
-// BenchmarkSelect1 measures SELECT 1 round trips through the proxy (TCP)
-// against direct connections to the endpoint's Unix socket (the baseline)
-// and to its loopback TCP port (which shows how much of the difference is
-// TCP rather than the proxy), alternately in one loop, and reports the
-// latency ratios.
+// BenchmarkSelect1 measures SELECT 1 round trips through the proxy (its TCP
+// port and its Unix socket) against direct connections to the endpoint's
+// Unix socket (the baseline) and to its loopback TCP port (which shows how
+// much of the difference is TCP rather than the proxy), alternately in one
+// loop, and reports the latency ratios.
 func BenchmarkSelect1(b *testing.B) {
 	e := newEnv(b, compute.Config{TCP: true}, proxy.Config{}, "main")
 	ctx := context.Background()
@@ -167,6 +167,11 @@ func BenchmarkSelect1(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer directTCP.Close(ctx)
+	proxyUnix, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres options=endpoint=main", filepath.Dir(e.srv.SocketPath()), e.port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer proxyUnix.Close(ctx)
 	one := func(c *pgx.Conn) time.Duration {
 		t0 := time.Now()
 		var n int
@@ -179,13 +184,15 @@ func BenchmarkSelect1(b *testing.B) {
 		one(viaProxy)
 		one(direct)
 		one(directTCP)
+		one(proxyUnix)
 	}
-	var p, d, dt time.Duration
+	var p, d, dt, pu time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p += one(viaProxy)
 		d += one(direct)
 		dt += one(directTCP)
+		pu += one(proxyUnix)
 	}
 	b.StopTimer()
 	b.ReportMetric(0, "ns/op")
@@ -194,13 +201,16 @@ func BenchmarkSelect1(b *testing.B) {
 	b.ReportMetric(float64(dt.Microseconds())/float64(b.N), "tcp-us/query")
 	b.ReportMetric(float64(p)/float64(d), "ratio-vs-unix")
 	b.ReportMetric(float64(p)/float64(dt), "ratio-vs-tcp")
+	b.ReportMetric(float64(pu.Microseconds())/float64(b.N), "proxy-unix-us/query")
+	b.ReportMetric(float64(pu)/float64(d), "unix-ratio-vs-unix")
 }
 
 var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 
 // BenchmarkPgbenchSelectOnly runs pgbench -S (4 clients, 2 threads, 5 s)
-// through the proxy, directly on the endpoint's Unix socket (the baseline)
-// and on its loopback TCP port, and reports the TPS ratios. Run with
+// through the proxy (TCP and Unix socket), directly on the endpoint's Unix
+// socket (the baseline) and on its loopback TCP port, and reports the TPS
+// ratios. Run with
 // -benchtime=1x or more.
 func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	bin := filepath.Join(pg.BinDir(), "pgbench")
@@ -217,7 +227,7 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	run := func(args ...string) string {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
-		if args[0] == "-h" && args[1] == "127.0.0.1" && args[3] == strconv.Itoa(e.port) {
+		if args[3] == strconv.Itoa(e.port) { // through the proxy
 			cmd.Env = append(cmd.Env, "PGOPTIONS=endpoint=main")
 		}
 		out, err := cmd.CombinedOutput()
@@ -229,6 +239,7 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	direct := []string{"-h", l.SocketDir, "-p", strconv.Itoa(l.Port), "-U", "postgres"}
 	viaProxy := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", "postgres"}
 	directTCP := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(l.Port), "-U", "postgres"}
+	proxyUnix := []string{"-h", filepath.Dir(e.srv.SocketPath()), "-p", strconv.Itoa(e.port), "-U", "postgres"}
 	run(append(direct, "-i", "-q", "-s", "2", "postgres")...)
 	tps := func(target []string) float64 {
 		out := run(append(target, "-S", "-c", "4", "-j", "2", "-T", "5", "postgres")...)
@@ -239,11 +250,12 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 		v, _ := strconv.ParseFloat(m[1], 64)
 		return v
 	}
-	var pt, dt, tt float64
+	var pt, dt, tt, ut float64
 	for i := 0; i < b.N; i++ {
 		dt += tps(direct)
 		pt += tps(viaProxy)
 		tt += tps(directTCP)
+		ut += tps(proxyUnix)
 	}
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(pt/float64(b.N), "proxy-tps")
@@ -251,6 +263,8 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	b.ReportMetric(tt/float64(b.N), "tcp-tps")
 	b.ReportMetric(pt/dt, "ratio-vs-unix")
 	b.ReportMetric(pt/tt, "ratio-vs-tcp")
+	b.ReportMetric(ut/float64(b.N), "proxy-unix-tps")
+	b.ReportMetric(ut/dt, "unix-ratio-vs-unix")
 }
 
 // BenchmarkWakeMany wakes 20 suspended branches at once through the proxy

@@ -28,6 +28,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -58,6 +60,11 @@ type Config struct {
 	// Addr is the TCP listen address. Default DefaultAddr; use
 	// "127.0.0.1:0" for an ephemeral port (see Server.Addr).
 	Addr string
+	// SocketDir, when set, makes the proxy also listen on a Unix socket in
+	// that directory, named as libpq expects (.s.PGSQL.<port of Addr>), so
+	// local clients connect with host=<SocketDir> port=<port> and skip TCP.
+	// The directory must exist. Default "": TCP only.
+	SocketDir string
 	// Manager wakes endpoints (required).
 	Manager *compute.Manager
 	// DefaultProject is the project of connections whose options carry no
@@ -84,6 +91,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	ln      net.Listener
+	unixLn  net.Listener
 	wg      sync.WaitGroup
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -127,9 +135,34 @@ func (s *Server) Open(ctx context.Context) error {
 		return fmt.Errorf("proxy listen: %w", err)
 	}
 	s.ln = ln
+	if s.cfg.SocketDir != "" {
+		path := filepath.Join(s.cfg.SocketDir, fmt.Sprintf(".s.PGSQL.%d", ln.Addr().(*net.TCPAddr).Port))
+		_ = os.Remove(path) // a stale socket of a crashed run
+		uln, err := lc.Listen(ctx, "unix", path)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("proxy listen: %w", err)
+		}
+		if err := os.Chmod(path, 0o777); err != nil {
+			ln.Close()
+			uln.Close()
+			return fmt.Errorf("proxy listen: %w", err)
+		}
+		s.unixLn = uln
+		s.wg.Add(1)
+		go s.serve(uln)
+	}
 	s.wg.Add(1)
-	go s.serve()
+	go s.serve(ln)
 	return nil
+}
+
+// SocketPath is the proxy's Unix socket, or "" without Config.SocketDir.
+func (s *Server) SocketPath() string {
+	if s.unixLn == nil {
+		return ""
+	}
+	return s.unixLn.Addr().String()
 }
 
 // Addr is the address the proxy listens on.
@@ -149,6 +182,9 @@ func (s *Server) Close() error {
 	if s.ln != nil {
 		err = s.ln.Close()
 	}
+	if s.unixLn != nil {
+		err = errors.Join(err, s.unixLn.Close())
+	}
 	for c := range s.conns {
 		c.Close()
 	}
@@ -157,11 +193,11 @@ func (s *Server) Close() error {
 	return err
 }
 
-func (s *Server) serve() {
+func (s *Server) serve(ln net.Listener) {
 	defer s.wg.Done()
 	delay := 5 * time.Millisecond
 	for {
-		c, err := s.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
@@ -421,7 +457,11 @@ func (s *Server) fail(conn net.Conn, err error) {
 	if kind == "disconnect" {
 		return
 	}
-	s.log.Info("connection refused", "remote", conn.RemoteAddr().String(), "kind", kind, "err", err)
+	remote := "local"
+	if a := conn.RemoteAddr(); a != nil && a.String() != "" {
+		remote = a.String()
+	}
+	s.log.Info("connection refused", "remote", remote, "kind", kind, "err", err)
 	if resp == nil {
 		return
 	}

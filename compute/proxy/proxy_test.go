@@ -79,6 +79,7 @@ func newEnv(t testing.TB, cfg compute.Config, pcfg proxy.Config, branches ...str
 	}
 	t.Cleanup(func() { m.Close() })
 	pcfg.Addr = "127.0.0.1:0"
+	pcfg.SocketDir = dir
 	pcfg.Manager = m
 	pcfg.DefaultProject = "p"
 	pcfg.Logger = quiet
@@ -208,7 +209,12 @@ func TestTwoBranches(t *testing.T) {
 	ctx := context.Background()
 	a := e.connect(t, "endpoint=main")
 	defer a.Close(ctx)
-	b := e.connect(t, "endpoint=feature -c application_name=feat")
+	// The second client comes through the proxy's Unix socket.
+	b, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres options='endpoint=feature -c application_name=feat'",
+		filepath.Dir(e.srv.SocketPath()), e.port))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b.Close(ctx)
 	execSQL(t, a, "CREATE TABLE t(v text); INSERT INTO t VALUES ('main')")
 	execSQL(t, b, "CREATE TABLE t(v text); INSERT INTO t VALUES ('feature')")
