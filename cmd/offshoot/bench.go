@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -17,45 +16,77 @@ import (
 	"github.com/offshootdb/offshoot/compute/pg"
 )
 
-// A benchmark result as the project's ratio benchmarks report it through
-// testing.B.ReportMetric: "offshoot_<unit>" and "baseline_<unit>" values and
-// a "ratio" (offshoot / baseline, or the quantity the goal names).
+// benchRow is one line of the report: a measurement of offshoot, the
+// baseline it is compared with in the same run, and their ratio.
 type benchRow struct {
 	name               string
 	offshoot, baseline float64
 	unit               string
 	ratio              float64
-	hasRatio           bool
+	goal               *benchGoal
 }
 
-// benchGoals are the targets from the issues, keyed by benchmark name
-// (without the Benchmark prefix and the -GOMAXPROCS suffix).
-var benchGoals = map[string]benchGoal{}
-
-// benchGoal is a bound on a ratio: max when lower is better.
-type benchGoal struct {
-	bound float64
-	max   bool
+// benchResult is one benchmark's line of `go test -bench` output: its name
+// (without the Benchmark prefix and the -GOMAXPROCS suffix) and the metrics
+// it reported.
+type benchResult struct {
+	name    string
+	metrics map[string]float64
 }
 
-func (g benchGoal) String() string {
-	if g.max {
-		return "≤ " + strconv.FormatFloat(g.bound, 'g', -1, 64)
-	}
-	return "≥ " + strconv.FormatFloat(g.bound, 'g', -1, 64)
+// benchSpec says how a benchmark's metrics make a row. Benchmarks may also
+// follow the convention of reporting "offshoot_<unit>", "baseline_<unit>"
+// and "ratio" themselves, which needs no spec.
+type benchSpec struct {
+	bench, label string
+	// offshoot and baseline name metrics; baselineConst stands in for a
+	// baseline that is a published figure rather than a measurement.
+	offshoot, baseline string
+	baselineConst      float64
+	unit               string
+	// ratio names a metric; empty means offshoot / baseline.
+	ratio string
+	goal  *benchGoal
 }
 
-func (g benchGoal) met(r float64) bool {
-	if g.max {
-		return r <= g.bound
-	}
-	return r >= g.bound
+func atMost(v float64) *benchGoal  { return &benchGoal{bound: v, max: true} }
+func atLeast(v float64) *benchGoal { return &benchGoal{bound: v} }
+
+// benchSpecs turn the project's benchmarks into report rows, with the goals
+// their issues set.
+var benchSpecs = []benchSpec{
+	// storage
+	{bench: "ForkLatency", label: "storage: fork latency, 1 GiB vs 10 MiB parent", offshoot: "ns/fork-big-median", baseline: "ns/fork-small-median", unit: "ns", ratio: "big/small", goal: atMost(1.2)},
+	{bench: "ForkDiscard", label: "storage: fork+discard per second vs Neon's 12,000 branches/hour", offshoot: "forks/s", baselineConst: 12000.0 / 3600, unit: "/s", ratio: "x-neon-12k/h", goal: atLeast(100)},
+	{bench: "RewriteOnePercent", label: "storage: child rewriting 1% of the parent, % of parent bytes vs a full copy", offshoot: "child-%-of-parent", baselineConst: 100, unit: "%", goal: atMost(0.03)},
+	{bench: "SeqRead8K", label: "storage: sequential 8 KiB reads, throughput vs plain file", offshoot: "ns/op-store", baseline: "ns/op-plain", unit: "ns/op", ratio: "store/plain-throughput", goal: atLeast(0.5)},
+	{bench: "RandRead8K", label: "storage: random 8 KiB reads, throughput vs plain file", offshoot: "ns/op-store", baseline: "ns/op-plain", unit: "ns/op", ratio: "store/plain-throughput", goal: atLeast(0.5)},
+	{bench: "SeqWrite8K", label: "storage: sequential 8 KiB writes (no sync), throughput vs plain file", offshoot: "ns/op-store", baseline: "ns/op-plain", unit: "ns/op", ratio: "store/plain-throughput", goal: atLeast(0.3)},
+	{bench: "RandWrite8K", label: "storage: random 8 KiB writes (no sync), throughput vs plain file", offshoot: "ns/op-store", baseline: "ns/op-plain", unit: "ns/op", ratio: "store/plain-throughput", goal: atLeast(0.3)},
+	{bench: "Depth20vs1Read", label: "storage: read latency at branch depth 20 vs depth 1", offshoot: "ns/read-depth20", baseline: "ns/read-depth1", unit: "ns", ratio: "depth20/depth1", goal: atMost(2)},
+	// storage/cowfs: Postgres on a branch vs Postgres on local disk
+	{bench: "Pgbench", label: "cowfs: pgbench TPC-B TPS, branch vs native", offshoot: "tpcb-branch-tps", baseline: "tpcb-native-tps", unit: "tps", ratio: "tpcb-ratio", goal: atLeast(0.7)},
+	{bench: "Pgbench", label: "cowfs: pgbench select-only TPS, branch vs native", offshoot: "select-only-branch-tps", baseline: "select-only-native-tps", unit: "tps", ratio: "select-only-ratio", goal: atLeast(0.9)},
+	{bench: "Pgbench", label: "cowfs: pgbench -i bulk load (COPY, index, vacuum) time, branch vs native", ratio: "init-time-ratio", goal: atMost(1.5)},
+	{bench: "Fork", label: "cowfs: fork + first query vs CREATE DATABASE ... TEMPLATE", offshoot: "fork+query-s", baseline: "template-s", unit: "s", ratio: "fork/template-ratio", goal: atMost(0.05)},
+	// compute
+	{bench: "Wake/from=suspended", label: "compute: wake from suspended, p50, vs native start", offshoot: "wake-p50-ms", baseline: "native-p50-ms", unit: "ms", ratio: "ratio-p50", goal: atMost(1.3)},
+	{bench: "Wake/from=suspended", label: "compute: wake from suspended, p95, vs native start", offshoot: "wake-p95-ms", baseline: "native-p95-ms", unit: "ms", ratio: "ratio-p95", goal: atMost(1.3)},
+	{bench: "Wake/from=stopped", label: "compute: wake from stopped, p50, vs native start", offshoot: "wake-p50-ms", baseline: "native-p50-ms", unit: "ms", ratio: "ratio-p50", goal: atMost(2)},
+	{bench: "Wake/from=stopped", label: "compute: wake from stopped, p95, vs native start", offshoot: "wake-p95-ms", baseline: "native-p95-ms", unit: "ms", ratio: "ratio-p95", goal: atMost(2)},
+	{bench: "WakeMany", label: "compute: 20 suspended branches woken at once vs 20 native starts", offshoot: "wake-all-ms", baseline: "native-all-ms", unit: "ms", ratio: "ratio"},
+	{bench: "Select1", label: "proxy: SELECT 1 latency, proxy (TCP) vs direct Unix socket", offshoot: "proxy-us/query", baseline: "unix-us/query", unit: "µs", ratio: "ratio-vs-unix", goal: atMost(1.2)},
+	{bench: "Select1", label: "proxy: SELECT 1 latency, proxy (TCP) vs direct loopback TCP", offshoot: "proxy-us/query", baseline: "tcp-us/query", unit: "µs", ratio: "ratio-vs-tcp", goal: atMost(1.2)},
+	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct Unix socket", offshoot: "proxy-tps", baseline: "unix-tps", unit: "tps", ratio: "ratio-vs-unix", goal: atLeast(0.9)},
+	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct loopback TCP", offshoot: "proxy-tps", baseline: "tcp-tps", unit: "tps", ratio: "ratio-vs-tcp", goal: atLeast(0.9)},
+	// vectors
+	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (binary vectors)", offshoot: "copy_vec/s", baseline: "insert_vec/s", unit: "vec/s", ratio: "copy/insert", goal: atLeast(5)},
+	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (text vectors)", offshoot: "copy_vec/s", baseline: "insert_text_vec/s", unit: "vec/s", ratio: "copy/insert_text", goal: atLeast(5)},
 }
 
-// parseBench reads `go test -bench` output and returns the rows that report
-// a ratio, in input order.
-func parseBench(r io.Reader) ([]benchRow, error) {
-	var rows []benchRow
+// parseBench reads `go test -bench` output.
+func parseBench(r io.Reader) ([]benchResult, error) {
+	var results []benchResult
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -63,33 +94,72 @@ func parseBench(r io.Reader) ([]benchRow, error) {
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
 			continue
 		}
+		if _, err := strconv.Atoi(f[1]); err != nil {
+			continue // a log line that starts with a benchmark name
+		}
 		name := strings.TrimPrefix(f[0], "Benchmark")
 		if i := strings.LastIndex(name, "-"); i > 0 {
 			if _, err := strconv.Atoi(name[i+1:]); err == nil {
 				name = name[:i]
 			}
 		}
-		row := benchRow{name: name}
+		res := benchResult{name: name, metrics: map[string]float64{}}
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
 				return nil, fmt.Errorf("benchmark %s: metric %q: %w", name, f[i], err)
 			}
-			unit := f[i+1]
-			switch {
-			case unit == "ratio":
-				row.ratio, row.hasRatio = v, true
-			case strings.HasPrefix(unit, "offshoot_"):
-				row.offshoot, row.unit = v, strings.TrimPrefix(unit, "offshoot_")
-			case strings.HasPrefix(unit, "baseline_"):
+			res.metrics[f[i+1]] = v
+		}
+		results = append(results, res)
+	}
+	return results, sc.Err()
+}
+
+// benchRows turns results into report rows: by spec, or by the
+// offshoot_/baseline_/ratio convention.
+func benchRows(results []benchResult) []benchRow {
+	var rows []benchRow
+	for _, res := range results {
+		matched := false
+		for _, sp := range benchSpecs {
+			if sp.bench != res.name {
+				continue
+			}
+			matched = true
+			row := benchRow{name: sp.label, unit: sp.unit, goal: sp.goal,
+				offshoot: res.metrics[sp.offshoot], baseline: res.metrics[sp.baseline]}
+			if sp.baseline == "" {
+				row.baseline = sp.baselineConst
+			}
+			var ok bool
+			if sp.ratio != "" {
+				row.ratio, ok = res.metrics[sp.ratio]
+			} else if row.baseline != 0 {
+				row.ratio, ok = row.offshoot/row.baseline, true
+			}
+			if ok {
+				rows = append(rows, row)
+			}
+		}
+		if matched {
+			continue
+		}
+		row := benchRow{name: res.name}
+		ratio, ok := res.metrics["ratio"]
+		for m, v := range res.metrics {
+			if u, found := strings.CutPrefix(m, "offshoot_"); found {
+				row.offshoot, row.unit = v, u
+			} else if strings.HasPrefix(m, "baseline_") {
 				row.baseline = v
 			}
 		}
-		if row.hasRatio {
+		if ok {
+			row.ratio = ratio
 			rows = append(rows, row)
 		}
 	}
-	return rows, sc.Err()
+	return rows
 }
 
 // writeBenchTable prints the side-by-side table as Markdown.
@@ -98,15 +168,17 @@ func writeBenchTable(w io.Writer, rows []benchRow) {
 	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|")
 	for _, r := range rows {
 		goal, met := "", ""
-		if g, ok := benchGoals[r.name]; ok {
-			goal = g.String()
-			met = "no"
-			if g.met(r.ratio) {
+		if r.goal != nil {
+			goal, met = r.goal.String(), "no"
+			if r.goal.met(r.ratio) {
 				met = "yes"
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s %s | %s %s | %.3f | %s | %s |\n", r.name,
-			fmtNum(r.offshoot), r.unit, fmtNum(r.baseline), r.unit, r.ratio, goal, met)
+		off, base := "", ""
+		if r.offshoot != 0 || r.baseline != 0 {
+			off, base = fmtNum(r.offshoot)+" "+r.unit, fmtNum(r.baseline)+" "+r.unit
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.3f | %s | %s |\n", r.name, off, base, r.ratio, goal, met)
 	}
 }
 
@@ -151,7 +223,7 @@ func init() {
 			Use:   "bench-report [go-test-bench-output ...]",
 			Short: "Turn `go test -bench` output of the ratio benchmarks into a table and docs/benchmarks.md",
 			RunE: func(cmd *cobra.Command, files []string) error {
-				var rows []benchRow
+				var results []benchResult
 				readers := []io.Reader{os.Stdin}
 				if len(files) > 0 {
 					readers = nil
@@ -169,12 +241,12 @@ func init() {
 					if err != nil {
 						return fmt.Errorf("bench report: %w", err)
 					}
-					rows = append(rows, rs...)
+					results = append(results, rs...)
 				}
+				rows := benchRows(results)
 				if len(rows) == 0 {
 					return fmt.Errorf("bench report: no benchmark reported a ratio")
 				}
-				sort.SliceStable(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
 				writeBenchTable(a.stdout, rows)
 				if out == "" {
 					return nil
@@ -195,4 +267,24 @@ func init() {
 		cmd.Flags().StringVar(&command, "command", "make bench", "the command that reproduces the numbers, for the report")
 		return cmd
 	})
+}
+
+// benchGoal is a bound on a ratio: max when lower is better.
+type benchGoal struct {
+	bound float64
+	max   bool
+}
+
+func (g benchGoal) String() string {
+	if g.max {
+		return "≤ " + strconv.FormatFloat(g.bound, 'g', -1, 64)
+	}
+	return "≥ " + strconv.FormatFloat(g.bound, 'g', -1, 64)
+}
+
+func (g benchGoal) met(r float64) bool {
+	if g.max {
+		return r <= g.bound
+	}
+	return r >= g.bound
 }
