@@ -100,6 +100,7 @@ type Store struct {
 	mu     sync.Mutex
 	cat    catalog
 	heads  map[uint64]*Head // by timeline
+	views  map[*View]bool
 	pins   map[uint64]map[uint64]int
 	ticks  []tick // ascending
 	closed bool
@@ -158,7 +159,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{db: db, dir: dir, opts: o,
-		heads: map[uint64]*Head{}, pins: map[uint64]map[uint64]int{},
+		heads: map[uint64]*Head{}, views: map[*View]bool{}, pins: map[uint64]map[uint64]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.sync.db = db
 	if err := s.load(); err != nil {
@@ -247,8 +248,8 @@ func (s *Store) getU64(k []byte) (uint64, error) {
 	return n, nil
 }
 
-// Close stops background work, closes open heads and views' store, and
-// closes pebble. Unsynced writes are flushed to the WAL but not fsynced.
+// Close stops background work, closes open heads and views, and closes
+// pebble. Unsynced writes are flushed to the WAL but not fsynced.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -259,9 +260,16 @@ func (s *Store) Close() error {
 	for _, h := range s.heads {
 		heads = append(heads, h)
 	}
+	views := make([]*View, 0, len(s.views))
+	for v := range s.views {
+		views = append(views, v)
+	}
 	s.mu.Unlock()
 	for _, h := range heads {
 		_ = h.Close()
+	}
+	for _, v := range views {
+		_ = v.Close()
 	}
 	close(s.stop)
 	<-s.done
