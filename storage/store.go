@@ -365,6 +365,12 @@ func (s *Store) Sync() error { return s.sync.sync() }
 
 func (s *Store) background() {
 	defer close(s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
 	tk := time.NewTicker(s.opts.HistoryTick)
 	defer tk.Stop()
 	var gcC <-chan time.Time
@@ -381,7 +387,7 @@ func (s *Store) background() {
 			s.flushHeads()
 			s.recordTick()
 		case <-gcC:
-			_, _ = s.GC(context.Background())
+			_, _ = s.GC(ctx)
 		}
 	}
 }
