@@ -496,7 +496,9 @@ func (s *Store) OpenView(project, branch string, at At) (*View, error) {
 		s.pins[tl] = map[uint64]int{}
 	}
 	s.pins[tl][seq]++
-	return &View{reader: reader{s: s, tl: tl, chain: s.chainLocked(tl, seq), cache: map[uint64]*enc.Attr{}}, seq: seq}, nil
+	v := &View{reader: reader{s: s, tl: tl, chain: s.chainLocked(tl, seq), cache: map[uint64]*enc.Attr{}}, seq: seq}
+	s.views[v] = true
+	return v, nil
 }
 
 // Close releases the view's pin.
@@ -508,6 +510,7 @@ func (v *View) Close() error {
 	s := v.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.views, v)
 	if m := s.pins[v.tl]; m != nil {
 		if m[v.seq]--; m[v.seq] <= 0 {
 			delete(m, v.seq)

@@ -100,6 +100,7 @@ type Store struct {
 	mu     sync.Mutex
 	cat    catalog
 	heads  map[uint64]*Head // by timeline
+	views  map[*View]bool
 	pins   map[uint64]map[uint64]int
 	ticks  []tick // ascending
 	closed bool
@@ -158,7 +159,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{db: db, dir: dir, opts: o,
-		heads: map[uint64]*Head{}, pins: map[uint64]map[uint64]int{},
+		heads: map[uint64]*Head{}, views: map[*View]bool{}, pins: map[uint64]map[uint64]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.sync.db = db
 	if err := s.load(); err != nil {
@@ -247,8 +248,8 @@ func (s *Store) getU64(k []byte) (uint64, error) {
 	return n, nil
 }
 
-// Close stops background work, closes open heads and views' store, and
-// closes pebble. Unsynced writes are flushed to the WAL but not fsynced.
+// Close stops background work, closes open heads and views, and closes
+// pebble. Unsynced writes are flushed to the WAL but not fsynced.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -259,9 +260,16 @@ func (s *Store) Close() error {
 	for _, h := range s.heads {
 		heads = append(heads, h)
 	}
+	views := make([]*View, 0, len(s.views))
+	for v := range s.views {
+		views = append(views, v)
+	}
 	s.mu.Unlock()
 	for _, h := range heads {
 		_ = h.Close()
+	}
+	for _, v := range views {
+		_ = v.Close()
 	}
 	close(s.stop)
 	<-s.done
@@ -357,6 +365,12 @@ func (s *Store) Sync() error { return s.sync.sync() }
 
 func (s *Store) background() {
 	defer close(s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
 	tk := time.NewTicker(s.opts.HistoryTick)
 	defer tk.Stop()
 	var gcC <-chan time.Time
@@ -373,7 +387,7 @@ func (s *Store) background() {
 			s.flushHeads()
 			s.recordTick()
 		case <-gcC:
-			_, _ = s.GC(context.Background())
+			_, _ = s.GC(ctx)
 		}
 	}
 }
@@ -467,16 +481,4 @@ func (s *Store) seqAtLocked(t time.Time) (uint64, error) {
 		return 0, fmt.Errorf("%w: no history recorded at or before %s", ErrBeforeHorizon, t.Format(time.RFC3339Nano))
 	}
 	return s.ticks[i-1].seq, nil
-}
-
-// TimeOf returns the wall-clock time of the newest history tick at or below
-// seq (zero if none): the time a seq is known to have been reached by.
-func (s *Store) TimeOf(seq uint64) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i := sort.Search(len(s.ticks), func(i int) bool { return s.ticks[i].seq > seq })
-	if i == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, s.ticks[i-1].t)
 }
