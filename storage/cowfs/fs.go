@@ -72,9 +72,6 @@ func (fs *rawFS) errno(op string, err error) fuse.Status {
 			return fuse.Status(m.errno)
 		}
 	}
-	if errors.Is(err, io.EOF) {
-		return fuse.OK
-	}
 	fs.log.Error("cowfs: "+op, "err", err)
 	return fuse.EIO
 }
@@ -84,10 +81,7 @@ func fillAttr(out *fuse.Attr, a storage.Attr) {
 	out.Size = a.Size
 	out.Blocks = (a.Size + 511) / 512
 	out.Mode = a.Mode
-	out.Nlink = a.Nlink
-	if out.Nlink == 0 {
-		out.Nlink = 1
-	}
+	out.Nlink = a.Nlink // 0 for an unlinked file still open
 	out.Uid, out.Gid = a.Uid, a.Gid
 	out.Blksize = 8192
 	setTime := func(t time.Time, sec *uint64, nsec *uint32) {

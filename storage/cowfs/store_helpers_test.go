@@ -2,6 +2,7 @@ package cowfs
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,6 +43,13 @@ func (f *fixture) open() {
 	}
 	f.s = s
 	f.t.Cleanup(func() { _ = s.Close() })
+	// After everything else of the test is released: the store's
+	// invariants hold.
+	f.t.Cleanup(func() {
+		if err := s.Check(); err != nil && !errors.Is(err, storage.ErrClosed) {
+			f.t.Errorf("store check: %v", err)
+		}
+	})
 }
 
 // head opens a branch head, closed when the test ends.
