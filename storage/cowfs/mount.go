@@ -45,7 +45,11 @@ type MountPoint struct {
 	readOnly bool
 	srv      *fuse.Server
 	served   chan struct{}
+	fs       *rawFS
 }
+
+// Stats are the mount's request counters.
+func (m *MountPoint) Stats() *Stats { return &m.fs.stats }
 
 // Mount serves files at dir, an existing empty directory, until Unmount.
 // A WritableFiles (a branch head) is mounted read-write, any other Files
@@ -106,11 +110,16 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 		DisableReadDirPlus: true,
 		DisableXAttrs:      true,
 		Debug:              o.Debug,
+		// Only this mount changes the files, so the kernel must not drop
+		// a file's page cache when it sees a new mtime or size (which
+		// every write through this mount makes): without this, select-only
+		// pgbench re-read 133 MB through FUSE in 10 s, with it 0.
+		ExplicitDataCacheControl: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	m := &MountPoint{dir: dir, readOnly: fs.rw == nil, srv: srv, served: make(chan struct{})}
+	m := &MountPoint{dir: dir, readOnly: fs.rw == nil, srv: srv, served: make(chan struct{}), fs: fs}
 	go func() {
 		srv.Serve()
 		close(m.served)
