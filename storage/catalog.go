@@ -437,10 +437,11 @@ func (s *Store) resolveLocked(p *Project, b *Branch, at At) (tl, seq uint64, err
 	if seq < t.StartSeq {
 		return 0, 0, fmt.Errorf("%s: branch %q starts at seq %d: %w", at, b.Name, t.StartSeq, ErrBeforeHorizon)
 	}
-	if h := s.horizonLocked(); seq < h {
-		return 0, 0, fmt.Errorf("%s: GC horizon is seq %d: %w", at, h, ErrBeforeHorizon)
+	rounded, ok := s.roundToTickLocked(seq)
+	if !ok {
+		return 0, 0, fmt.Errorf("%s: older than the retained history: %w", at, ErrBeforeHorizon)
 	}
-	seq = s.roundToTickLocked(seq)
+	seq = rounded
 	if seq < t.StartSeq {
 		seq = t.StartSeq
 	}
@@ -493,8 +494,7 @@ func (s *Store) forkLocked(project, parent, name string, at At, opts BranchOptio
 	parentID := uint64(0)
 	if pb != nil {
 		parentID = pb.ID
-	} else if at.kind == atSnapshot {
-		sn, _ := s.snapshotLocked(p, at.snapshot)
+	} else if sn, _ := s.snapshotLocked(p, at.snapshot); s.cat.branches[sn.Branch] != nil {
 		parentID = sn.Branch
 	}
 	ids := [2]uint64{}

@@ -54,39 +54,68 @@
 // ErrIsDir EISDIR, ErrNotEmpty ENOTEMPTY, ErrInvalidFileName and
 // ErrRenameLoop and ErrInvalidArgument EINVAL, ErrClosed EIO.
 //
-// A Head caches inode attributes (it is the only writer of its timeline),
-// writes each operation as one pebble batch without fsync and defers
-// time-only attribute updates (mtime of an in-place write) until Sync. An
-// unlinked file stays readable by inode number until Forget or Close.
+// A Head caches inode attributes (it is the only writer of its timeline)
+// and buffers block writes (Options.HeadBufferBytes, default 32 MiB):
+// rewriting a block before the next flush replaces it in memory, which is
+// what Postgres does to its current WAL page on every commit. A flush
+// commits all buffered blocks and attribute changes as one pebble batch with
+// one seq, without fsync. Flushes happen on Sync, when the buffer is full,
+// at every history tick, before any other mutation (so metadata never
+// overtakes earlier data writes), before a fork, snapshot or view of the
+// head, and on Close. Other mutations commit one batch each. An unlinked
+// file stays readable by inode number until Forget or Close.
+//
+// Reads use pooled pebble iterators (refreshed after every commit of the
+// head and at least every second) and bloom filters on the key prefix. A
+// reader caches, per ancestor level and inode, the set of blocks that level
+// holds (when it holds at most 4096 of them), so a read on a deep chain of
+// small deltas seeks only the levels that can have the block.
 //
 // # Durability and crashes
 //
-// Head.Sync (what fsync and fdatasync map to) is a durable pebble WAL
-// commit; concurrent Syncs of all heads share one fsync (group commit).
-// Because every mutation is one batch appended to pebble's WAL in order,
-// the store recovers after a crash to a prefix of the mutation order that
-// contains every mutation acknowledged before a completed Sync. Postgres
-// writes and fsyncs WAL before the data pages it covers, so any such prefix
-// is a state it can recover from; that is also why forking a running branch
-// needs no pause.
+// Head.Sync (what fsync and fdatasync map to) flushes the head and makes a
+// durable pebble WAL commit; concurrent Syncs of all heads share one fsync
+// (group commit). Every batch is appended to pebble's WAL in commit order
+// and a head commits its batches in seq order, so after a crash the store
+// recovers to a prefix of each head's mutation order that contains every
+// mutation acknowledged before a completed Sync. Writes still in a head's
+// buffer are lost, exactly as unsynced writes are on a local disk.
+// Postgres writes and fsyncs WAL before the data pages it covers, so any
+// such prefix is a state it can recover from; that is also why forking a
+// running branch needs no pause.
+//
+// Seqs and inode numbers are reserved in durable chunks before they are
+// handed out, so neither is ever reused after a crash.
 //
 // # History, forks in time and GC
 //
-// Every HistoryTick (default 1 s) the store records (wall time, seq); SeqAt
-// maps a time to the seq of the last tick at or before it. Fork, Snapshot
-// and OpenView resolve their point and record it under the catalog lock,
-// which GC batches also hold, so a resolved seq cannot be collected before
-// it is pinned by the new branch point, snapshot or view.
+// Every HistoryTick (default 1 s) the store flushes all heads and records
+// (wall time, seq); SeqAt maps a time to the seq of the last tick at or
+// before it. History starts at the first tick. Fork, Snapshot and OpenView
+// resolve their point and record it under the catalog lock, which GC
+// batches also hold, so a resolved seq cannot be collected before it is
+// pinned by the new branch point, snapshot or open view. A point older
+// than the retained history is ErrBeforeHorizon, a point after the newest
+// state ErrFuture.
 //
-// GC keeps a version while some read point needs it, i.e. some read point
-// r has version <= r < next newer version (or truncation/deletion of the
-// inode). Read points of a timeline are: its head (if a branch owns it),
-// every snapshot, every child's ParentSeq, every open View, every history
-// tick inside HistoryWindow (default 24 h), and every seq after the newest
-// tick. Inside the window history is therefore kept at tick granularity
-// (forks at older seqs round down to a tick), outside it only at the
-// explicit points. Deleting a branch drops its timeline with range
-// deletions once nothing else reads it.
+// GC keeps a version while some read point r has version <= r < end, where
+// end is the next newer version of the same key or, for a block, the seq at
+// which its inode's own attributes truncate or delete it. Read points of a
+// timeline are: its head (if a branch owns it), every snapshot, every
+// child's ParentSeq, every open View, every history tick inside
+// HistoryWindow (default 24 h), and every seq after the newest tick. Inside
+// the window history is therefore kept at tick granularity (a fork at an
+// older seq rounds down to its tick), outside it only at the explicit
+// points. GC runs in the background every GCInterval (default 1 min) in
+// batches of GCBatch deletions, each under the catalog lock; it also deletes
+// branches and snapshots whose ExpiresAt passed (never protected branches
+// or branches with children). Deleting a branch drops its timeline with
+// range deletions once nothing else reads it.
+//
+// Storage layout choices: sstable blocks are not compressed (an 8 KiB read
+// costs a copy, not a decompression; Options.Compress turns snappy-class
+// compression on), and values of 1 KiB or more are separated into pebble
+// blob files so compactions do not rewrite block data.
 //
 // # Concurrency
 //

@@ -55,11 +55,124 @@ type link struct{ tl, seq uint64 }
 // reader reads one (timeline, seq) through its ancestors. It is shared by
 // Head (seq = ∞) and View.
 type reader struct {
+	// wbuf, if set, holds blocks newer than anything in the store (the
+	// head's write-back buffer); guarded by the head's lock.
+	wbuf  *map[bkey][]byte
 	s     *Store
 	tl    uint64
 	chain []link
 	cmu   sync.Mutex
 	cache map[uint64]*enc.Attr // immutable values; nil value caches "does not exist"
+	sets  map[[2]uint64]*blkSet
+	iters []pooledIter
+	gen   atomic.Uint64 // bumped by the head after each commit; pooled iterators of older generations are stale
+}
+
+// pooledIter is an unbounded pebble iterator kept for reuse while its view
+// of the store is current (same generation) and young.
+type pooledIter struct {
+	it   *pebble.Iterator
+	gen  uint64
+	born time.Time
+}
+
+const iterMaxAge = time.Second
+
+// getIter returns a pooled or fresh unbounded iterator; return it with putIter.
+func (r *reader) getIter() (pooledIter, error) {
+	gen := r.gen.Load()
+	r.cmu.Lock()
+	for len(r.iters) > 0 {
+		p := r.iters[len(r.iters)-1]
+		r.iters = r.iters[:len(r.iters)-1]
+		if p.gen == gen && time.Since(p.born) < iterMaxAge {
+			r.cmu.Unlock()
+			return p, nil
+		}
+		_ = p.it.Close()
+	}
+	r.cmu.Unlock()
+	it, err := r.newIter()
+	return pooledIter{it: it, gen: gen, born: time.Now()}, err
+}
+
+func (r *reader) putIter(p pooledIter) {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	if len(r.iters) < 4 && p.gen == r.gen.Load() && p.it.Error() == nil {
+		r.iters = append(r.iters, p)
+		return
+	}
+	_ = p.it.Close()
+}
+
+// closeIters closes pooled iterators; the reader may still be used after.
+func (r *reader) closeIters() {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	for _, p := range r.iters {
+		_ = p.it.Close()
+	}
+	r.iters = nil
+}
+
+// blkSet is the set of blocks of one inode that one level of a read chain
+// holds versions of (at or below the level's seq); dense sets are not
+// materialized.
+type blkSet struct {
+	dense bool
+	blks  map[uint64]struct{}
+}
+
+const maxSparseBlocks = 4096
+
+// levelMayHave reports whether chain level li may hold a version of block
+// blk of ino. Levels other than a head's own are immutable at their seq
+// (later writes get larger seqs), so their block sets are cached.
+func (r *reader) levelMayHave(li int, l link, ino, blk uint64) bool {
+	if li == 0 && r.wbuf != nil {
+		return true
+	}
+	k := [2]uint64{uint64(li), ino}
+	r.cmu.Lock()
+	set := r.sets[k]
+	r.cmu.Unlock()
+	if set == nil {
+		set = r.loadSet(l, ino)
+		r.cmu.Lock()
+		if r.sets == nil || len(r.sets) > 1<<14 {
+			r.sets = map[[2]uint64]*blkSet{}
+		}
+		r.sets[k] = set
+		r.cmu.Unlock()
+	}
+	if set.dense {
+		return true
+	}
+	_, ok := set.blks[blk]
+	return ok
+}
+
+func (r *reader) loadSet(l link, ino uint64) *blkSet {
+	it, err := r.s.db.NewIter(&pebble.IterOptions{LowerBound: enc.BlockPrefix(nil, l.tl, ino), UpperBound: enc.BlockPrefix(nil, l.tl, ino+1)})
+	if err != nil {
+		return &blkSet{dense: true}
+	}
+	defer it.Close()
+	set := &blkSet{blks: map[uint64]struct{}{}}
+	for it.First(); it.Valid(); it.Next() {
+		_, _, blk, seq, err := enc.DecodeBlockKey(it.Key())
+		if err != nil || len(set.blks) >= maxSparseBlocks {
+			return &blkSet{dense: true}
+		}
+		if seq <= l.seq {
+			set.blks[blk] = struct{}{}
+		}
+	}
+	if it.Error() != nil {
+		return &blkSet{dense: true}
+	}
+	return set
 }
 
 const maxCached = 1 << 16
@@ -97,11 +210,12 @@ func (r *reader) attr(it *pebble.Iterator, ino uint64) (*enc.Attr, error) {
 		return a, nil
 	}
 	if it == nil {
-		var err error
-		if it, err = r.newIter(); err != nil {
+		p, err := r.getIter()
+		if err != nil {
 			return nil, err
 		}
-		defer it.Close()
+		defer r.putIter(p)
+		it = p.it
 	}
 	var key []byte
 	var found *enc.Attr
@@ -174,11 +288,12 @@ func (r *reader) lookup(dir uint64, name string) (Attr, error) {
 	if err := checkFileName(name); err != nil {
 		return Attr{}, err
 	}
-	it, err := r.newIter()
+	p, err := r.getIter()
 	if err != nil {
 		return Attr{}, err
 	}
-	defer it.Close()
+	defer r.putIter(p)
+	it := p.it
 	if _, err := r.dirAttr(it, dir); err != nil {
 		return Attr{}, err
 	}
@@ -247,7 +362,16 @@ func (r *reader) readDir(dir uint64) ([]DirEntry, error) {
 
 // readBlock fills dst (BlockSize bytes) with block blk of inode ino.
 func (r *reader) readBlock(it *pebble.Iterator, key []byte, ino uint64, a *enc.Attr, blk uint64, dst []byte) ([]byte, error) {
-	for _, l := range r.chain {
+	if r.wbuf != nil {
+		if v, ok := (*r.wbuf)[bkey{ino, blk}]; ok {
+			copy(dst, v)
+			return key, nil
+		}
+	}
+	for li, l := range r.chain {
+		if !r.levelMayHave(li, l, ino, blk) {
+			continue
+		}
 		key = enc.BlockKey(key, l.tl, ino, blk, l.seq)
 		if it.SeekPrefixGE(key) {
 			v := it.Value()
@@ -274,11 +398,12 @@ func (r *reader) readAt(ino uint64, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read offset %d: %w", off, ErrInvalidArgument)
 	}
-	it, err := r.newIter()
+	pi, err := r.getIter()
 	if err != nil {
 		return 0, err
 	}
-	defer it.Close()
+	defer r.putIter(pi)
+	it := pi.it
 	a, err := r.attr(it, ino)
 	if err != nil {
 		return 0, err
@@ -371,7 +496,9 @@ func (s *Store) OpenView(project, branch string, at At) (*View, error) {
 		s.pins[tl] = map[uint64]int{}
 	}
 	s.pins[tl][seq]++
-	return &View{reader: reader{s: s, tl: tl, chain: s.chainLocked(tl, seq), cache: map[uint64]*enc.Attr{}}, seq: seq}, nil
+	v := &View{reader: reader{s: s, tl: tl, chain: s.chainLocked(tl, seq), cache: map[uint64]*enc.Attr{}}, seq: seq}
+	s.views[v] = true
+	return v, nil
 }
 
 // Close releases the view's pin.
@@ -379,9 +506,11 @@ func (v *View) Close() error {
 	if v.closed.Swap(true) {
 		return ErrClosed
 	}
+	v.closeIters()
 	s := v.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.views, v)
 	if m := s.pins[v.tl]; m != nil {
 		if m[v.seq]--; m[v.seq] <= 0 {
 			delete(m, v.seq)

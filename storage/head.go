@@ -13,20 +13,31 @@ import (
 // one to one onto FUSE operations on inodes; all are safe for concurrent
 // use (writes are serialized, reads run in parallel with each other).
 //
-// Every mutation is one atomic pebble batch with its own seq, committed
-// without fsync: after a crash the store holds a prefix of the mutations in
-// order. Sync makes all mutations so far durable.
+// WriteAt is write-back buffered in the head (up to
+// Options.HeadBufferBytes): rewrites of a block before the next flush
+// replace each other in memory. A flush commits all buffered blocks and
+// attribute changes as one atomic pebble batch with one seq; it happens on
+// Sync, when the buffer is full, at every history tick, before every other
+// mutation (so metadata never overtakes earlier writes), before a fork,
+// snapshot or view of the head, and on Close. Every other mutation is one
+// atomic batch with its own seq. Batches are committed in order without
+// fsync, so after a crash the store holds a prefix of the mutations in
+// order; Sync makes everything so far durable.
 //
 // Inode numbers are stable across forks: a child reads its parent's inodes
 // under the same numbers, and new inodes get store-wide unique numbers.
 // RootIno (1) is every timeline's root directory.
+type bkey struct{ ino, blk uint64 }
+
 type Head struct {
 	reader
 	mu      sync.RWMutex
 	branch  Branch
 	batch   *pebble.Batch
-	dirty   map[uint64]bool // inodes whose cached attrs changed only in times
+	dirty   map[uint64]bool // inodes whose cached attrs are newer than the store's
 	orphans map[uint64]bool // inodes with nlink 0 awaiting Forget
+	wbuf    map[bkey][]byte // buffered block writes (BlockSize each), newest content
+	free    [][]byte        // recycled wbuf blocks
 	lastSeq uint64
 	closed  bool
 	buf     []byte
@@ -47,8 +58,10 @@ func (s *Store) OpenHead(project, branch string) (*Head, error) {
 	h := &Head{
 		reader: reader{s: s, tl: b.Timeline, chain: s.chainLocked(b.Timeline, math.MaxUint64), cache: map[uint64]*enc.Attr{}},
 		branch: copyBranch(b), batch: s.db.NewBatch(), dirty: map[uint64]bool{}, orphans: map[uint64]bool{},
+		wbuf:    map[bkey][]byte{},
 		lastSeq: s.curSeq(), buf: make([]byte, BlockSize),
 	}
+	h.reader.wbuf = &h.wbuf
 	s.heads[b.Timeline] = h
 	return h, nil
 }
@@ -59,8 +72,9 @@ func (h *Head) Branch() Branch { return h.branch }
 // Timeline is the id of the head's timeline.
 func (h *Head) Timeline() uint64 { return h.tl }
 
-// Seq is the seq of the newest state of the head: every mutation it made
-// has a seq at or below it.
+// Seq is the seq of the newest flushed state of the head: every flushed
+// mutation has a seq at or below it (buffered writes get theirs when
+// flushed; see Flush).
 func (h *Head) Seq() uint64 {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -88,6 +102,7 @@ func (h *Head) Close() error {
 		err = ferr
 	}
 	h.closed = true
+	h.closeIters()
 	h.mu.Unlock()
 	if serr := h.s.Sync(); err == nil {
 		err = serr
@@ -112,6 +127,9 @@ func (h *Head) now() int64 { return h.s.opts.Now().UnixNano() }
 // mutate runs f with a fresh seq and an empty batch and commits the batch
 // without fsync. h.mu held for writing.
 func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
+	if err := h.flushLocked(); err != nil {
+		return err
+	}
 	seq, err := h.s.nextSeq()
 	if err != nil {
 		return err
@@ -127,6 +145,7 @@ func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	h.gen.Add(1)
 	h.lastSeq = seq
 	return nil
 }
@@ -146,21 +165,54 @@ func (h *Head) delAttr(b *pebble.Batch, seq, ino uint64) {
 	delete(h.orphans, ino)
 }
 
-// flushLocked writes attributes whose only change were times. h.mu held.
+// flushLocked commits buffered block writes and attribute changes as one
+// batch with one seq (without fsync). h.mu held for writing.
 func (h *Head) flushLocked() error {
-	if len(h.dirty) == 0 || h.closed {
+	if (len(h.dirty) == 0 && len(h.wbuf) == 0) || h.closed {
 		return nil
 	}
-	return h.mutate(func(seq uint64, b *pebble.Batch) error {
-		for ino := range h.dirty {
-			if a, ok := h.cached(ino); ok && a != nil {
-				h.buf = enc.AppendAttr(h.buf[:0], a)
-				_ = b.Set(enc.InodeKey(nil, h.tl, ino, seq), h.buf, nil)
-			}
+	seq, err := h.s.nextSeq()
+	if err != nil {
+		return err
+	}
+	b := h.batch
+	b.Reset()
+	var key []byte
+	for k, v := range h.wbuf {
+		key = enc.BlockKey(key, h.tl, k.ino, k.blk, seq)
+		_ = b.Set(key, trimZeros(v), nil)
+	}
+	for ino := range h.dirty {
+		if a, ok := h.cached(ino); ok && a != nil {
+			h.buf = enc.AppendAttr(h.buf[:0], a)
+			_ = b.Set(enc.InodeKey(key, h.tl, ino, seq), h.buf, nil)
 		}
-		clear(h.dirty)
-		return nil
-	})
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	h.gen.Add(1)
+	for k, v := range h.wbuf {
+		h.free = append(h.free, v)
+		delete(h.wbuf, k)
+	}
+	clear(h.dirty)
+	h.lastSeq = seq
+	if b.Len() > 4<<20 {
+		// Do not keep a huge batch buffer around.
+		h.batch = h.s.db.NewBatch()
+	}
+	return nil
+}
+
+// Flush commits buffered writes without fsync, giving them a seq.
+func (h *Head) Flush() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.checkLocked(); err != nil {
+		return err
+	}
+	return h.flushLocked()
 }
 
 // Sync makes every mutation of this head (and of every other head) so far
@@ -256,7 +308,8 @@ func (h *Head) fileAttr(it *pebble.Iterator, ino uint64) (*enc.Attr, error) {
 }
 
 // WriteAt writes p at off, extending the file as needed; a gap before off
-// reads as zeros. Only the touched blocks are stored (copy-on-write).
+// reads as zeros. Only the touched blocks are stored (copy-on-write). The
+// write is buffered in the head until the next flush (see Head).
 func (h *Head) WriteAt(ino uint64, p []byte, off int64) (int, error) {
 	if off < 0 || uint64(off)+uint64(len(p)) > math.MaxInt64 {
 		return 0, fmt.Errorf("write offset %d: %w", off, ErrInvalidArgument)
@@ -280,49 +333,50 @@ func (h *Head) WriteAt(ino uint64, p []byte, off int64) (int, error) {
 		}
 	}()
 	var key []byte
-	err = h.mutate(func(seq uint64, b *pebble.Batch) error {
-		for done := 0; done < len(p); {
-			pos := uint64(off) + uint64(done)
-			blk, bo := pos/BlockSize, int(pos%BlockSize)
-			m := min(BlockSize-bo, len(p)-done)
-			var v []byte
-			if bo == 0 && m == BlockSize {
-				v = p[done : done+BlockSize]
+	for done := 0; done < len(p); {
+		pos := uint64(off) + uint64(done)
+		blk, bo := pos/BlockSize, int(pos%BlockSize)
+		m := min(BlockSize-bo, len(p)-done)
+		k := bkey{ino, blk}
+		v, ok := h.wbuf[k]
+		if !ok {
+			if n := len(h.free); n > 0 {
+				v, h.free = h.free[n-1], h.free[:n-1]
 			} else {
-				if it == nil {
-					if it, err = h.newIter(); err != nil {
-						return err
-					}
-				}
-				tmp := h.buf[:BlockSize]
+				v = make([]byte, BlockSize)
+			}
+			if m < BlockSize {
 				if blk*BlockSize < a.Size {
-					if key, err = h.readBlock(it, key, ino, a, blk, tmp); err != nil {
-						return err
+					if it == nil {
+						if it, err = h.newIter(); err != nil {
+							return 0, fmt.Errorf("write: %w", err)
+						}
+					}
+					if key, err = h.readBlock(it, key, ino, a, blk, v); err != nil {
+						h.free = append(h.free, v)
+						return 0, fmt.Errorf("write: %w", err)
 					}
 				} else {
-					clear(tmp)
+					clear(v)
 				}
-				copy(tmp[bo:], p[done:done+m])
-				v = tmp
 			}
-			key = enc.BlockKey(key, h.tl, ino, blk, seq)
-			_ = b.Set(key, trimZeros(v), nil)
-			done += m
+			h.wbuf[k] = v
 		}
-		na := *a
-		na.Mtime = h.now()
-		na.Ctime = na.Mtime
-		if end := uint64(off) + uint64(len(p)); end > na.Size {
-			na.Size = end
-			h.putAttr(b, seq, ino, &na)
-		} else {
-			h.setCached(ino, &na)
-			h.dirty[ino] = true
+		copy(v[bo:], p[done:done+m])
+		done += m
+	}
+	na := *a
+	na.Mtime = h.now()
+	na.Ctime = na.Mtime
+	if end := uint64(off) + uint64(len(p)); end > na.Size {
+		na.Size = end
+	}
+	h.setCached(ino, &na)
+	h.dirty[ino] = true
+	if len(h.wbuf)*BlockSize >= h.s.opts.HeadBufferBytes {
+		if err := h.flushLocked(); err != nil {
+			return 0, fmt.Errorf("write: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("write: %w", err)
 	}
 	return len(p), nil
 }

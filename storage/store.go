@@ -39,8 +39,14 @@ type Options struct {
 	// GCBatch bounds the number of versions one GC batch deletes while
 	// holding the catalog lock. Default 10000.
 	GCBatch int
-	// CacheSize is the pebble block cache in bytes. Default 64 MiB.
+	// CacheSize is the pebble block cache in bytes. Default 256 MiB.
 	CacheSize int64
+	// Compress compresses sstable blocks (pebble's "fastest" profile).
+	// Default false: 8 KiB reads then cost a copy instead of a decompression.
+	Compress bool
+	// HeadBufferBytes bounds each Head's write-back buffer of 8 KiB blocks.
+	// Default 32 MiB.
+	HeadBufferBytes int
 	// Now returns the wall-clock time. Default time.Now. Tests replace it.
 	Now func() time.Time
 }
@@ -63,7 +69,10 @@ func (o *Options) withDefaults() Options {
 		r.GCBatch = 10000
 	}
 	if r.CacheSize <= 0 {
-		r.CacheSize = 64 << 20
+		r.CacheSize = 256 << 20
+	}
+	if r.HeadBufferBytes <= 0 {
+		r.HeadBufferBytes = 32 << 20
 	}
 	if r.Now == nil {
 		r.Now = time.Now
@@ -91,6 +100,7 @@ type Store struct {
 	mu     sync.Mutex
 	cat    catalog
 	heads  map[uint64]*Head // by timeline
+	views  map[*View]bool
 	pins   map[uint64]map[uint64]int
 	ticks  []tick // ascending
 	closed bool
@@ -132,13 +142,24 @@ func Open(dir string, opts *Options) (*Store, error) {
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	// 8 KiB block values go to blob files that compactions do not rewrite:
+	// versions kept for the history window otherwise cost an LSM rewrite per level.
+	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 1024, MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge: 5 * time.Minute, TargetGarbageRatio: 0.3}
+	}
+	if o.Compress {
+		popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	} else {
+		popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
+	}
 	defer popts.Cache.Unref()
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{db: db, dir: dir, opts: o,
-		heads: map[uint64]*Head{}, pins: map[uint64]map[uint64]int{},
+		heads: map[uint64]*Head{}, views: map[*View]bool{}, pins: map[uint64]map[uint64]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.sync.db = db
 	if err := s.load(); err != nil {
@@ -227,8 +248,8 @@ func (s *Store) getU64(k []byte) (uint64, error) {
 	return n, nil
 }
 
-// Close stops background work, closes open heads and views' store, and
-// closes pebble. Unsynced writes are flushed to the WAL but not fsynced.
+// Close stops background work, closes open heads and views, and closes
+// pebble. Unsynced writes are flushed to the WAL but not fsynced.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -239,9 +260,16 @@ func (s *Store) Close() error {
 	for _, h := range s.heads {
 		heads = append(heads, h)
 	}
+	views := make([]*View, 0, len(s.views))
+	for v := range s.views {
+		views = append(views, v)
+	}
 	s.mu.Unlock()
 	for _, h := range heads {
 		_ = h.Close()
+	}
+	for _, v := range views {
+		_ = v.Close()
 	}
 	close(s.stop)
 	<-s.done
@@ -337,6 +365,12 @@ func (s *Store) Sync() error { return s.sync.sync() }
 
 func (s *Store) background() {
 	defer close(s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
 	tk := time.NewTicker(s.opts.HistoryTick)
 	defer tk.Stop()
 	var gcC <-chan time.Time
@@ -350,10 +384,22 @@ func (s *Store) background() {
 		case <-s.stop:
 			return
 		case <-tk.C:
+			s.flushHeads()
 			s.recordTick()
 		case <-gcC:
-			_, _ = s.GC(context.Background())
+			_, _ = s.GC(ctx)
 		}
+	}
+}
+
+// flushHeads flushes every open head's write-back buffer.
+func (s *Store) flushHeads() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.heads {
+		h.mu.Lock()
+		_ = h.flushLocked()
+		h.mu.Unlock()
 	}
 }
 
@@ -373,9 +419,13 @@ func (s *Store) recordTick() {
 	s.ticks = append(s.ticks, tick{now, seq})
 }
 
-// Tick records a history tick now. The background loop calls it every
-// Options.HistoryTick; tests call it to make tick boundaries deterministic.
-func (s *Store) Tick() { s.recordTick() }
+// Tick flushes all heads and records a history tick now. The background
+// loop calls it every Options.HistoryTick; tests call it to make tick
+// boundaries deterministic.
+func (s *Store) Tick() {
+	s.flushHeads()
+	s.recordTick()
+}
 
 // horizonLocked returns the GC horizon: the seq of the newest tick at or
 // before now-HistoryWindow (0 if none). Reads at seqs below it are not
@@ -391,17 +441,21 @@ func (s *Store) horizonLocked() uint64 {
 
 // roundToTickLocked maps seq to the history tick boundary at or below it if
 // seq is older than the newest tick (GC keeps in-window history at tick
-// granularity); newer seqs are exact. s.mu held.
-func (s *Store) roundToTickLocked(seq uint64) uint64 {
+// granularity); newer seqs are exact. ok is false when seq is older than
+// the retained history: before the GC horizon or the oldest tick. s.mu held.
+func (s *Store) roundToTickLocked(seq uint64) (uint64, bool) {
 	n := len(s.ticks)
 	if n == 0 || seq >= s.ticks[n-1].seq {
-		return seq
+		return seq, true
+	}
+	if seq < s.horizonLocked() {
+		return 0, false
 	}
 	i := sort.Search(n, func(i int) bool { return s.ticks[i].seq > seq })
 	if i == 0 {
-		return seq
+		return 0, false
 	}
-	return s.ticks[i-1].seq
+	return s.ticks[i-1].seq, true
 }
 
 // SeqAt returns the seq of the store's state as of wall-clock time t: the

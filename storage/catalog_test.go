@@ -1,0 +1,236 @@
+package storage
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is a settable time source for Options.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func writeFile(t testing.TB, h *Head, name, content string) uint64 {
+	t.Helper()
+	a, err := h.Lookup(RootIno, name)
+	if errors.Is(err, ErrNotExist) {
+		a, err = h.Create(RootIno, name, 0o644, 0, 0)
+	}
+	ok(t, err)
+	must[Attr](t)(h.SetAttr(a.Ino, SetAttrIn{Valid: SetSize, Size: 0}))
+	must[int](t)(h.WriteAt(a.Ino, []byte(content), 0))
+	return a.Ino
+}
+
+func readFile(t testing.TB, s *Store, branch string, at At, name string) string {
+	t.Helper()
+	v, err := s.OpenView("p", branch, at)
+	ok(t, err)
+	defer v.Close()
+	a, err := v.Lookup(RootIno, name)
+	if errors.Is(err, ErrNotExist) {
+		return "<none>"
+	}
+	ok(t, err)
+	return string(readAll(t, v, a.Ino))
+}
+
+func TestForkPoints(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)}
+	s := openTest(t, &Options{GCInterval: -1, HistoryWindow: time.Hour, HistoryTick: time.Hour, Now: c.Now})
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	writeFile(t, h, "f", "v1")
+	ok(t, h.Flush())
+	s1 := h.Seq()
+	s.Tick()
+	t1 := c.Now()
+	c.Add(10 * time.Second)
+	writeFile(t, h, "f", "v2")
+	must[Snapshot](t)(s.Snapshot("p", "main", "snap2", SnapshotOptions{}))
+	s.Tick()
+	c.Add(10 * time.Second)
+	writeFile(t, h, "f", "v3")
+
+	must[Branch](t)(s.Fork("p", "main", "at-time", AtTime(t1.Add(5*time.Second)), BranchOptions{}))
+	must[Branch](t)(s.Fork("p", "main", "at-seq", AtSeq(s1), BranchOptions{}))
+	must[Branch](t)(s.Fork("p", "", "at-snap", AtSnapshot("snap2"), BranchOptions{}))
+	must[Branch](t)(s.Fork("p", "main", "at-head", AtHead(), BranchOptions{}))
+	for _, tc := range []struct{ branch, want string }{
+		{"at-time", "v1"}, {"at-seq", "v1"}, {"at-snap", "v2"}, {"at-head", "v3"}, {"main", "v3"},
+	} {
+		if got := readFile(t, s, tc.branch, AtHead(), "f"); got != tc.want {
+			t.Errorf("%s reads %q, want %q", tc.branch, got, tc.want)
+		}
+	}
+	if got := readFile(t, s, "main", AtSnapshot("snap2"), "f"); got != "v2" {
+		t.Errorf("view at snapshot reads %q", got)
+	}
+	if b := must[Branch](t)(s.Branch("p", "at-snap")); b.Parent == 0 {
+		t.Errorf("fork at snapshot has no parent branch")
+	}
+
+	// Bad points.
+	if _, err := s.Fork("p", "main", "x", AtSeq(h.Seq()+1000), BranchOptions{}); !errors.Is(err, ErrFuture) {
+		t.Errorf("future seq: %v", err)
+	}
+	if _, err := s.Fork("p", "main", "x", AtTime(c.Now().Add(time.Minute)), BranchOptions{}); !errors.Is(err, ErrFuture) {
+		t.Errorf("future time: %v", err)
+	}
+	if _, err := s.Fork("p", "main", "x", AtTime(c.Now().Add(-2*time.Hour)), BranchOptions{}); !errors.Is(err, ErrBeforeHorizon) {
+		t.Errorf("time before window: %v", err)
+	}
+	if _, err := s.Fork("p", "at-head", "x", AtSeq(s1), BranchOptions{}); !errors.Is(err, ErrBeforeHorizon) {
+		t.Errorf("seq before branch start: %v", err)
+	}
+	c.Add(2 * time.Hour)
+	writeFile(t, h, "f", "v4")
+	s.Tick()
+	if _, err := s.Fork("p", "main", "x", AtSeq(s1), BranchOptions{}); !errors.Is(err, ErrBeforeHorizon) {
+		t.Errorf("seq before GC horizon: %v", err)
+	}
+	if _, err := s.Fork("p", "main", "x", AtSnapshot("nope"), BranchOptions{}); !errors.Is(err, ErrSnapshotNotFound) {
+		t.Errorf("unknown snapshot: %v", err)
+	}
+}
+
+func TestCatalogErrors(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	for _, name := range []string{"", "A", "-x", ".x", "a b", "a\x00", strings.Repeat("a", 64), "ü"} {
+		if _, err := s.Fork("p", "main", name, AtHead(), BranchOptions{}); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("branch name %q: %v", name, err)
+		}
+		if _, _, err := s.CreateProject(name); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("project name %q: %v", name, err)
+		}
+		if _, err := s.Snapshot("p", "main", name, SnapshotOptions{}); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("snapshot name %q: %v", name, err)
+		}
+	}
+	for _, name := range []string{"a", "0", "feature/x-1.2_", strings.Repeat("a", 63)} {
+		if !ValidName(name) {
+			t.Errorf("valid name %q refused", name)
+		}
+	}
+	if _, _, err := s.CreateProject("p"); !errors.Is(err, ErrProjectExists) {
+		t.Errorf("duplicate project: %v", err)
+	}
+	if _, err := s.Fork("nope", "main", "x", AtHead(), BranchOptions{}); !errors.Is(err, ErrProjectNotFound) {
+		t.Errorf("unknown project: %v", err)
+	}
+	if _, err := s.Fork("p", "nope", "x", AtHead(), BranchOptions{}); !errors.Is(err, ErrBranchNotFound) {
+		t.Errorf("unknown branch: %v", err)
+	}
+	must[Branch](t)(s.Fork("p", "main", "dev", AtHead(), BranchOptions{Protected: true, Labels: map[string]string{"k": "v"}}))
+	if _, err := s.Fork("p", "main", "dev", AtHead(), BranchOptions{}); !errors.Is(err, ErrBranchExists) {
+		t.Errorf("duplicate branch: %v", err)
+	}
+	if err := s.DeleteBranch("p", "dev", DeleteOptions{}); !errors.Is(err, ErrProtected) {
+		t.Errorf("delete protected: %v", err)
+	}
+	if _, err := s.Reset("p", "dev", ResetOptions{}); !errors.Is(err, ErrProtected) {
+		t.Errorf("reset protected: %v", err)
+	}
+	if _, err := s.Reset("p", "main", ResetOptions{}); !errors.Is(err, ErrNoParent) {
+		t.Errorf("reset root: %v", err)
+	}
+	if err := s.DeleteBranch("p", "main", DeleteOptions{}); !errors.Is(err, ErrProtected) {
+		t.Errorf("delete main: %v", err)
+	}
+	f := false
+	must[Branch](t)(s.UpdateBranch("p", "dev", BranchUpdate{Protected: &f}))
+	must[Branch](t)(s.Fork("p", "dev", "dev2", AtHead(), BranchOptions{}))
+	if err := s.DeleteBranch("p", "dev", DeleteOptions{}); !errors.Is(err, ErrHasChildren) {
+		t.Errorf("delete with children: %v", err)
+	}
+	h := must[*Head](t)(s.OpenHead("p", "dev2"))
+	if err := s.DeleteBranch("p", "dev", DeleteOptions{Cascade: true}); !errors.Is(err, ErrBusy) {
+		t.Errorf("delete with open head: %v", err)
+	}
+	ok(t, h.Close())
+	if _, err := h.GetAttr(RootIno); !errors.Is(err, ErrClosed) {
+		t.Errorf("closed head: %v", err)
+	}
+	ok(t, s.DeleteBranch("p", "dev", DeleteOptions{Cascade: true}))
+	if bs := must[[]Branch](t)(s.Branches("p")); len(bs) != 1 {
+		t.Errorf("branches after cascade: %+v", bs)
+	}
+	if _, err := s.OpenHead("p", "dev2"); !errors.Is(err, ErrBranchNotFound) {
+		t.Errorf("deleted branch: %v", err)
+	}
+	if err := s.DeleteSnapshot("p", "nope"); !errors.Is(err, ErrSnapshotNotFound) {
+		t.Errorf("unknown snapshot: %v", err)
+	}
+}
+
+func TestResetAndDelete(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	writeFile(t, h, "f", "main1")
+	must[Branch](t)(s.Fork("p", "main", "dev", AtHead(), BranchOptions{}))
+	c := must[*Head](t)(s.OpenHead("p", "dev"))
+	writeFile(t, c, "f", "dev1")
+	if _, err := s.Reset("p", "dev", ResetOptions{}); !errors.Is(err, ErrBusy) {
+		t.Errorf("reset with open head: %v", err)
+	}
+	ok(t, c.Close())
+	must[Branch](t)(s.Fork("p", "dev", "grandchild", AtHead(), BranchOptions{}))
+	writeFile(t, h, "f", "main2")
+	must[Branch](t)(s.Reset("p", "dev", ResetOptions{Snapshot: "before-reset"}))
+	if got := readFile(t, s, "dev", AtHead(), "f"); got != "main2" {
+		t.Errorf("dev after reset: %q", got)
+	}
+	if got := readFile(t, s, "", AtSnapshot("before-reset"), "f"); got != "dev1" {
+		t.Errorf("old head snapshot: %q", got)
+	}
+	if got := readFile(t, s, "grandchild", AtHead(), "f"); got != "dev1" {
+		t.Errorf("grandchild after parent reset: %q", got)
+	}
+	must[Branch](t)(s.Reset("p", "dev", ResetOptions{Discard: true}))
+	ok(t, s.DeleteSnapshot("p", "before-reset"))
+	if got := readFile(t, s, "grandchild", AtHead(), "f"); got != "dev1" {
+		t.Errorf("grandchild after snapshot delete: %q", got)
+	}
+	ok(t, s.DeleteBranch("p", "grandchild", DeleteOptions{}))
+	// Every timeline but main's and dev's current one is gone now.
+	s.mu.Lock()
+	n := len(s.cat.timelines)
+	s.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d timelines left, want 2", n)
+	}
+}
+
+func TestFormatVersion(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, &Options{GCInterval: -1})
+	ok(t, err)
+	ok(t, s.db.Set([]byte("\x00format"), []byte{0, 0, 0, 99}, nil))
+	ok(t, s.Close())
+	if _, err := Open(dir, nil); !errors.Is(err, ErrFormat) {
+		t.Fatalf("open with unknown format: %v", err)
+	}
+}
