@@ -193,7 +193,7 @@ func TestUnmountAbortsAfterContext(t *testing.T) {
 
 func TestCleanStaleAfterCrash(t *testing.T) {
 	f, _ := newHead(t)
-	f.s.Close()
+	f.close()
 	run := t.TempDir()
 	mnt := filepath.Join(run, "ep", "data")
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
@@ -256,7 +256,7 @@ func TestCleanStaleAfterCrash(t *testing.T) {
 
 func TestMountDetachesStale(t *testing.T) {
 	f, _ := newHead(t)
-	f.s.Close()
+	f.close()
 	mnt := t.TempDir()
 	c := startServer(t, serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt})
 	c.kill()

@@ -2,7 +2,6 @@ package cowfs
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,6 +23,7 @@ type fixture struct {
 	storeDir string
 	opts     *storage.Options
 	s        *storage.Store
+	closed   bool
 }
 
 func newFixture(t testing.TB, opts *storage.Options) *fixture {
@@ -46,10 +46,24 @@ func (f *fixture) open() {
 	// After everything else of the test is released: the store's
 	// invariants hold.
 	f.t.Cleanup(func() {
-		if err := s.Check(); err != nil && !errors.Is(err, storage.ErrClosed) {
+		if f.s != s || f.closed {
+			return // closed by the test
+		}
+		if err := s.Check(); err != nil {
 			f.t.Errorf("store check: %v", err)
 		}
 	})
+	f.closed = false
+}
+
+// close closes the store (as a crash would release it), for a test that
+// opens it again or hands it to another process.
+func (f *fixture) close() {
+	f.t.Helper()
+	if err := f.s.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.closed = true
 }
 
 // head opens a branch head, closed when the test ends.
