@@ -45,7 +45,7 @@
 // ever changed by the kernel itself, and a view never changes. Negative
 // entries matter to Postgres, which probes for absent relation forks
 // (_fsm, _vm) all the time; cached sizes make its lseek(SEEK_END) calls
-// free. See MountOptions.WritebackCache for the writeback cache.
+// free. See MountOptions.NoWritebackCache for the writeback cache.
 //
 // # Lifecycle
 //

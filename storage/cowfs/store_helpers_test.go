@@ -11,9 +11,9 @@ import (
 	"github.com/offshootdb/offshoot/storage"
 )
 
-// testWriteback runs the tests with the FUSE writeback cache on
-// (COWFS_TEST_WRITEBACK=1).
-var testWriteback = os.Getenv("COWFS_TEST_WRITEBACK") != ""
+// testNoWriteback runs the tests with the FUSE writeback cache off
+// (COWFS_TEST_NO_WRITEBACK=1).
+var testNoWriteback = os.Getenv("COWFS_TEST_NO_WRITEBACK") != ""
 
 // fixture is a store in a directory the postgres user can traverse, with
 // mount points below it.
@@ -104,8 +104,8 @@ func (f *fixture) mountDir(name string) string {
 // mount serves files at a new mount point named name until the test ends.
 func (f *fixture) mount(name string, files Files, o MountOptions) *MountPoint {
 	f.t.Helper()
-	if testWriteback {
-		o.WritebackCache = true
+	if testNoWriteback {
+		o.NoWritebackCache = true
 	}
 	m, err := Mount(f.mountDir(name), files, o)
 	if err != nil {
