@@ -90,3 +90,39 @@ func TestFileBadInput(t *testing.T) {
 		t.Errorf("closed view: %v", err)
 	}
 }
+
+// TestOrphansAfterCrash: an unlinked inode that was never forgotten (the
+// head ended without Close) is dropped when the next head opens.
+func TestOrphansAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, &Options{GCInterval: -1})
+	ok(t, err)
+	_, _, err = s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o600, 0, 0))
+	must[int](t)(h.WriteAt(f.Ino, []byte("data"), 0))
+	ok(t, h.Unlink(RootIno, "f"))
+	if a := must[Attr](t)(h.GetAttr(f.Ino)); a.Nlink != 0 || a.Size != 4 {
+		t.Fatalf("unlinked inode before forget: %+v", a)
+	}
+	ok(t, h.Sync())
+	// Simulate a crash of the head: it never runs Close.
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	s.mu.Lock()
+	delete(s.heads, h.tl)
+	s.mu.Unlock()
+	ok(t, s.Close())
+
+	s, err = Open(dir, &Options{GCInterval: -1})
+	ok(t, err)
+	defer s.Close()
+	h = must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	if _, err := h.GetAttr(f.Ino); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("orphan survived reopen: %v", err)
+	}
+	ok(t, s.Check())
+}

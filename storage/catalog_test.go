@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -232,5 +233,37 @@ func TestFormatVersion(t *testing.T) {
 	ok(t, s.Close())
 	if _, err := Open(dir, nil); !errors.Is(err, ErrFormat) {
 		t.Fatalf("open with unknown format: %v", err)
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)}
+	s := openTest(t, &Options{GCInterval: -1, Now: c.Now})
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	soon := c.Now().Add(time.Minute)
+	must[Branch](t)(s.Fork("p", "main", "tmp", AtHead(), BranchOptions{ExpiresAt: soon}))
+	must[Branch](t)(s.Fork("p", "main", "kept", AtHead(), BranchOptions{ExpiresAt: soon, Protected: true}))
+	must[Branch](t)(s.Fork("p", "main", "parent", AtHead(), BranchOptions{ExpiresAt: soon}))
+	must[Branch](t)(s.Fork("p", "parent", "child", AtHead(), BranchOptions{}))
+	must[Snapshot](t)(s.Snapshot("p", "main", "snap", SnapshotOptions{ExpiresAt: soon}))
+	st := must[GCStats](t)(s.GC(context.Background()))
+	if st.ExpiredBranches != 0 || st.ExpiredSnapshots != 0 {
+		t.Fatalf("expired too early: %+v", st)
+	}
+	c.Add(2 * time.Minute)
+	st = must[GCStats](t)(s.GC(context.Background()))
+	if st.ExpiredBranches != 1 || st.ExpiredSnapshots != 1 {
+		t.Fatalf("expiry: %+v", st)
+	}
+	var names []string
+	for _, b := range must[[]Branch](t)(s.Branches("p")) {
+		names = append(names, b.Name)
+	}
+	if strings.Join(names, ",") != "child,kept,main,parent" {
+		t.Fatalf("branches after expiry: %v", names)
+	}
+	if sn := must[[]Snapshot](t)(s.Snapshots("p")); len(sn) != 0 {
+		t.Fatalf("snapshots after expiry: %v", sn)
 	}
 }

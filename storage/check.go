@@ -81,6 +81,10 @@ func (s *Store) checkKeys() error {
 			if tl, _, _, err = enc.DecodeInodeKey(k); err == nil {
 				_, _, err = enc.DecodeAttr(v)
 			}
+		case enc.KindOrphan:
+			if tl, _, err = enc.DecodeOrphanKey(k); err == nil && len(v) != 0 {
+				err = errors.New("orphan value not empty")
+			}
 		case enc.KindBlock:
 			if tl, _, _, _, err = enc.DecodeBlockKey(k); err == nil && len(v) > BlockSize {
 				err = fmt.Errorf("block value of %d bytes", len(v))

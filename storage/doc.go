@@ -63,7 +63,10 @@
 // at every history tick, before any other mutation (so metadata never
 // overtakes earlier data writes), before a fork, snapshot or view of the
 // head, and on Close. Other mutations commit one batch each. An unlinked
-// file stays readable by inode number until Forget or Close.
+// file stays readable by inode number until Forget or Close (the FUSE layer
+// calls Forget when the kernel forgets the inode); such inodes are also
+// recorded in the store, and the next OpenHead drops any that a crashed
+// head left behind.
 //
 // Reads use pooled pebble iterators (refreshed after every commit of the
 // head and at least every second) and bloom filters on the key prefix. A

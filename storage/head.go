@@ -62,8 +62,42 @@ func (s *Store) OpenHead(project, branch string) (*Head, error) {
 		lastSeq: s.curSeq(), buf: make([]byte, BlockSize),
 	}
 	h.reader.wbuf = &h.wbuf
+	if err := h.dropOrphans(); err != nil {
+		return nil, fmt.Errorf("open head of %q: %w", branch, err)
+	}
 	s.heads[b.Timeline] = h
 	return h, nil
+}
+
+// dropOrphans deletes inodes left without links by an earlier head that
+// ended without Forget or Close (a crash): nobody can have them open now.
+func (h *Head) dropOrphans() error {
+	lo := enc.TimelinePrefix(enc.KindOrphan, h.tl)
+	hi := enc.TimelinePrefix(enc.KindOrphan, h.tl+1)
+	it, err := h.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	var inos []uint64
+	for it.First(); it.Valid(); it.Next() {
+		_, ino, err := enc.DecodeOrphanKey(it.Key())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		inos = append(inos, ino)
+	}
+	err = it.Error()
+	it.Close()
+	if err != nil || len(inos) == 0 {
+		return err
+	}
+	return h.mutate(func(seq uint64, b *pebble.Batch) error {
+		for _, ino := range inos {
+			h.delAttr(b, seq, ino)
+		}
+		return nil
+	})
 }
 
 // Branch returns the branch as it was when the head was opened.
@@ -93,7 +127,7 @@ func (h *Head) Close() error {
 	if len(h.orphans) > 0 {
 		err = h.mutate(func(seq uint64, b *pebble.Batch) error {
 			for ino := range h.orphans {
-				_ = b.Set(enc.InodeKey(nil, h.tl, ino, seq), nil, nil)
+				h.delAttr(b, seq, ino)
 			}
 			return nil
 		})
@@ -160,6 +194,7 @@ func (h *Head) putAttr(b *pebble.Batch, seq, ino uint64, a *enc.Attr) {
 
 func (h *Head) delAttr(b *pebble.Batch, seq, ino uint64) {
 	_ = b.Set(enc.InodeKey(nil, h.tl, ino, seq), nil, nil)
+	_ = b.Delete(enc.OrphanKey(h.tl, ino), nil)
 	h.setCached(ino, nil)
 	delete(h.dirty, ino)
 	delete(h.orphans, ino)
@@ -685,7 +720,10 @@ func (h *Head) Link(ino, newParent uint64, newName string) (Attr, error) {
 		np.Mtime, np.Ctime = now, now
 		h.putAttr(b, seq, ino, &na)
 		h.putAttr(b, seq, newParent, &np)
-		delete(h.orphans, ino)
+		if h.orphans[ino] {
+			delete(h.orphans, ino)
+			_ = b.Delete(enc.OrphanKey(h.tl, ino), nil)
+		}
 		_ = b.Set(enc.DirentKey(nil, h.tl, newParent, newName, seq), enc.AppendDirent(nil, enc.Dirent{Ino: ino, Mode: a.Mode & ModeType}), nil)
 		return nil
 	})
@@ -708,6 +746,7 @@ func (h *Head) dropLink(b *pebble.Batch, seq, child uint64, ca *enc.Attr, now in
 	h.putAttr(b, seq, child, &nc)
 	if nc.Nlink == 0 {
 		h.orphans[child] = true
+		_ = b.Set(enc.OrphanKey(h.tl, child), nil, nil)
 	}
 }
 

@@ -482,15 +482,3 @@ func (s *Store) seqAtLocked(t time.Time) (uint64, error) {
 	}
 	return s.ticks[i-1].seq, nil
 }
-
-// TimeOf returns the wall-clock time of the newest history tick at or below
-// seq (zero if none): the time a seq is known to have been reached by.
-func (s *Store) TimeOf(seq uint64) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i := sort.Search(len(s.ticks), func(i int) bool { return s.ticks[i].seq > seq })
-	if i == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, s.ticks[i-1].t)
-}

@@ -12,6 +12,7 @@
 //	D<tl><dir><name>\x00<^seq>          directory entry: child inode + type, or tombstone
 //	I<tl><ino><^seq>                    inode attributes, or tombstone
 //	B<tl><ino><blk><^seq>               8 KiB block (trailing zeros trimmed)
+//	O<tl><ino>                          inode without links awaiting Forget (empty value)
 //
 // For versioned keys (D, I, B) everything before the 8-byte seq is the
 // key's prefix (see Split); prefixes are prefix-free, so plain bytewise order
@@ -40,6 +41,7 @@ const (
 	KindDirent   = 'D'
 	KindInode    = 'I'
 	KindBlock    = 'B'
+	KindOrphan   = 'O'
 )
 
 // FormatKey is the key of the on-disk format version.
@@ -106,6 +108,17 @@ func DecodeInodeKey(k []byte) (tl, ino, seq uint64, err error) {
 	}
 	be := binary.BigEndian
 	return be.Uint64(k[1:]), be.Uint64(k[9:]), ^be.Uint64(k[17:]), nil
+}
+
+// OrphanKey is the key recording that inode ino of tl has no links left.
+func OrphanKey(tl, ino uint64) []byte { return put64(put64([]byte{KindOrphan}, tl), ino) }
+
+// DecodeOrphanKey decodes an orphan key.
+func DecodeOrphanKey(k []byte) (tl, ino uint64, err error) {
+	if len(k) != 17 || k[0] != KindOrphan {
+		return 0, 0, fmt.Errorf("orphan key: %w", ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), nil
 }
 
 // BlockKey is the key of the version at seq of block blk of inode ino in tl.

@@ -96,6 +96,9 @@ func FuzzDecodeKey(f *testing.F) {
 				t.Fatal("block key does not round trip")
 			}
 		}
+		if tl, ino, err := DecodeOrphanKey(k); err == nil && !bytes.Equal(OrphanKey(tl, ino), k) {
+			t.Fatal("orphan key does not round trip")
+		}
 		if ts, err := DecodeTickKey(k); err == nil && !bytes.Equal(TickKey(ts), k) {
 			t.Fatal("tick key does not round trip")
 		}
