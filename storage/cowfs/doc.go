@@ -8,7 +8,9 @@
 // storage.View (a fixed (branch, seq), read-only, mounted MS_RDONLY). The
 // kernel's FUSE node ids are the store's inode numbers (the root is inode
 // 1), so the file system keeps no inode table of its own: every request
-// maps to one store call, and Forget is a no-op. Mounts are direct kernel
+// maps to one store call. The only per-inode state is the kernel's lookup
+// count, so that an unlinked file still open is freed (Head.Forget) only
+// when the kernel forgets it. Mounts are direct kernel
 // mounts (the process must be root) with allow_other, so the `postgres` OS
 // user can use them, and default_permissions, so the kernel checks mode
 // bits against the owners the store records.
@@ -17,35 +19,57 @@
 // setattr (chmod, chown, utimens, truncate), create/open/release, read and
 // write at any offset, flush, fsync/fdatasync, fallocate (mode 0 and
 // KEEP_SIZE), mkdir, rmdir, unlink, rename (over an existing file, and
-// RENAME_NOREPLACE), readdir and statfs. Hard links, special files and
-// xattrs are refused (EPERM, ENOTSUP); symlinks are served.
+// RENAME_NOREPLACE), readdir, statfs, and hard links and symlinks.
+// Special files are refused (EPERM) and xattrs are not supported.
 //
 // # Errors
 //
 // Store errors become the errno a local file system would give: ENOENT,
 // EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL, ENAMETOOLONG; EROFS for
-// every change to a view; and an errno the store passes up (ENOSPC or
-// EDQUOT when the disk under the store's data directory is full) is kept.
-// Anything else is logged and returned as EIO.
+// every change to a view; an errno the store passes up is kept; ENOSPC
+// when the disk under the store's data directory is down to the reserve
+// (see Durability). Anything else is logged and returned as EIO.
 //
 // # Durability
 //
-// Every write reaches the store before write(2) returns (or, with the
-// writeback cache, before fsync returns), and fsync, fdatasync and
-// directory fsync commit the store durably (storage.Head.Sync, one pebble
-// WAL sync shared by concurrent callers). So an acknowledged Postgres
-// commit survives a crash of the offshoot process, and any state the store
-// holds is one Postgres recovers from.
+// Every write reaches the store before fsync returns (before write(2)
+// returns without the writeback cache), and fsync, fdatasync and directory
+// fsync commit the store durably (storage.Head.Sync, one pebble WAL sync
+// shared by concurrent callers; skipped when nothing changed through the
+// mount since the last one). So an acknowledged Postgres commit survives a
+// crash of the offshoot process, and any state the store holds is one
+// Postgres recovers from: a fork or view of a running head sees what a
+// crash would leave.
+//
+// The store's engine (pebble) cannot survive a full disk (a failed WAL
+// write panics with its commit lock held), so the mount keeps a reserve
+// (MountOptions.MinFree, default 128 MiB) and fails writes that grow the
+// store with ENOSPC below it; removals keep working, and writes work again
+// as soon as space is freed.
 //
 // # Caching
 //
 // The kernel may trust entries, negative entries and attributes for an
-// hour and keeps file pages across opens (FOPEN_KEEP_CACHE): all changes
-// to a head come through its one mount, so the kernel's caches are only
-// ever changed by the kernel itself, and a view never changes. Negative
-// entries matter to Postgres, which probes for absent relation forks
-// (_fsm, _vm) all the time; cached sizes make its lseek(SEEK_END) calls
-// free. See MountOptions.WritebackCache for the writeback cache.
+// hour and keeps file pages across opens (FOPEN_KEEP_CACHE) and across
+// attribute changes (explicit data cache control instead of
+// auto-invalidation on mtime changes): all changes to a head come through
+// its one mount, so the kernel's caches are only ever changed by the
+// kernel itself, and a view never changes. Negative entries matter to
+// Postgres, which probes for absent relation forks (_fsm, _vm) all the
+// time; cached sizes make its lseek(SEEK_END) calls free. With
+// auto-invalidation, pgbench select-only (scale 10, 10 s) re-read 133 MB
+// through FUSE at 2,827 tps; without it, 5 reads at 4,459 tps.
+//
+// The FUSE writeback cache is on by default (MountOptions.NoWritebackCache):
+// fsync still sends every dirty page and commits the store. Measured in
+// one run (pgbench scale 10, 4 clients, 2 x 10 s interleaved, this 2-core
+// machine): initialization 9.5 s with it vs 19.9 s without (native disk
+// 3.7 s); TPC-B 0.98x and select-only 1.13x the tps without it.
+//
+// Postgres on a fresh mount should run with
+// recovery_init_sync_method=syncfs: Mount syncs the store when it comes
+// up, so the fsync of every file that crash recovery starts with is
+// redundant (it cost 370 ms of a 600 ms start of a fork).
 //
 // # Lifecycle
 //

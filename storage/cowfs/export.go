@@ -152,3 +152,14 @@ func finish(p string, a storage.Attr) error {
 	}
 	return nil
 }
+
+// ExportBranch exports branch of project at point at (storage.AtHead for
+// its current state) to dir through a view it opens and closes; see Export.
+func ExportBranch(ctx context.Context, s *storage.Store, project, branch string, at storage.At, dir string) error {
+	v, err := s.OpenView(project, branch, at)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	defer v.Close()
+	return Export(ctx, v, dir)
+}

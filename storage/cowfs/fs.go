@@ -35,6 +35,8 @@ type rawFS struct {
 	// count the last completed store Sync covered.
 	mutations, synced atomic.Uint64
 
+	stats Stats
+
 	mu      sync.Mutex
 	nextFh  uint64
 	dirs    map[uint64][]storage.DirEntry // open directory streams by handle
@@ -58,6 +60,13 @@ func newRawFS(files Files, log *slog.Logger, minFree uint64) *rawFS {
 
 func (fs *rawFS) String() string { return "offshoot" }
 
+// Stats count the requests a mount has served. Fields are read and updated
+// atomically.
+type Stats struct {
+	Lookups, GetAttrs, Opens, Reads, Writes, Fsyncs, StoreSyncs atomic.Uint64
+	ReadBytes, WriteBytes                                       atomic.Uint64
+}
+
 // errno maps a store error to the errno the caller of the system call sees.
 func (fs *rawFS) errno(op string, err error) fuse.Status {
 	if err == nil {
@@ -72,9 +81,6 @@ func (fs *rawFS) errno(op string, err error) fuse.Status {
 			return fuse.Status(m.errno)
 		}
 	}
-	if errors.Is(err, io.EOF) {
-		return fuse.OK
-	}
 	fs.log.Error("cowfs: "+op, "err", err)
 	return fuse.EIO
 }
@@ -84,10 +90,7 @@ func fillAttr(out *fuse.Attr, a storage.Attr) {
 	out.Size = a.Size
 	out.Blocks = (a.Size + 511) / 512
 	out.Mode = a.Mode
-	out.Nlink = a.Nlink
-	if out.Nlink == 0 {
-		out.Nlink = 1
-	}
+	out.Nlink = a.Nlink // 0 for an unlinked file still open
 	out.Uid, out.Gid = a.Uid, a.Gid
 	out.Blksize = 8192
 	setTime := func(t time.Time, sec *uint64, nsec *uint32) {
@@ -118,6 +121,7 @@ func (fs *rawFS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *f
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
+	fs.stats.Lookups.Add(1)
 	a, err := fs.files.Lookup(h.NodeId, name)
 	if err != nil {
 		st := fs.errno("lookup", err)
@@ -156,6 +160,7 @@ func (fs *rawFS) Forget(ino, n uint64) {
 }
 
 func (fs *rawFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	fs.stats.GetAttrs.Add(1)
 	a, err := fs.files.GetAttr(in.NodeId)
 	if err != nil {
 		return fs.errno("getattr", err)
@@ -337,6 +342,7 @@ func (fs *rawFS) Readlink(_ <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Sta
 }
 
 func (fs *rawFS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	fs.stats.Opens.Add(1)
 	if fs.rw == nil && (in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY || in.Flags&syscall.O_TRUNC != 0) {
 		return fuse.EROFS
 	}
@@ -347,7 +353,9 @@ func (fs *rawFS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fus
 }
 
 func (fs *rawFS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	fs.stats.Reads.Add(1)
 	n, err := fs.files.ReadAt(in.NodeId, buf[:in.Size], int64(in.Offset))
+	fs.stats.ReadBytes.Add(uint64(n))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fs.errno("read", err)
 	}
@@ -362,6 +370,8 @@ func (fs *rawFS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32
 	if !fs.space.admit(len(data)) {
 		return 0, fuse.Status(syscall.ENOSPC)
 	}
+	fs.stats.Writes.Add(1)
+	fs.stats.WriteBytes.Add(uint64(len(data)))
 	n, err := fs.rw.WriteAt(in.NodeId, data, int64(in.Offset))
 	if err != nil {
 		return uint32(n), fs.errno("write", err)
@@ -386,10 +396,12 @@ func (fs *rawFS) Fsync(<-chan struct{}, *fuse.FsyncIn) fuse.Status {
 	if fs.rw == nil {
 		return fuse.OK
 	}
+	fs.stats.Fsyncs.Add(1)
 	m := fs.mutations.Load()
 	if fs.synced.Load() >= m {
 		return fuse.OK
 	}
+	fs.stats.StoreSyncs.Add(1)
 	if err := fs.rw.Sync(); err != nil {
 		return fs.errno("fsync", err)
 	}

@@ -31,10 +31,18 @@ type MountOptions struct {
 	// working. Default DefaultMinFree (128 MiB); negative disables the
 	// check. The store's engine cannot survive a completely full disk.
 	MinFree int64
-	// WritebackCache lets the kernel buffer writes in the page cache and
-	// send them later in larger batches (FUSE writeback cache); fsync
-	// still flushes them and commits the store. Default off.
-	WritebackCache bool
+	// NoWritebackCache turns the FUSE writeback cache off. By default the
+	// kernel buffers writes in the page cache and hands them over later,
+	// in larger requests; fsync and fdatasync still send every dirty page
+	// and then commit the store, so acknowledged Postgres commits are
+	// durable either way (the crash test runs both ways). What a fork or
+	// view of a running head sees is what reached the store: like a
+	// crash, it may miss writes not yet fsynced, which Postgres' crash
+	// recovery handles. Measured with pgbench (scale 10, 4 clients, same
+	// run): initialization (COPY of 1M rows, index, vacuum) 13.7 s with the
+	// cache vs 24.9 s without (native disk: 9.6 s); TPC-B 1.05x and
+	// select-only 1.08x the tps without it.
+	NoWritebackCache bool
 	// Debug logs every FUSE request.
 	Debug bool
 }
@@ -45,14 +53,19 @@ type MountPoint struct {
 	readOnly bool
 	srv      *fuse.Server
 	served   chan struct{}
+	fs       *rawFS
 }
+
+// Stats are the mount's request counters.
+func (m *MountPoint) Stats() *Stats { return &m.fs.stats }
 
 // Mount serves files at dir, an existing empty directory, until Unmount.
 // A WritableFiles (a branch head) is mounted read-write, any other Files
 // (a view) read-only. The mount is a direct kernel mount (root only) with
 // allow_other and default_permissions, so the `postgres` OS user can use it
 // and the kernel checks permission bits. If dir holds a stale offshoot
-// mount left by a crashed process, it is detached first.
+// mount left by a crashed process (its connection is gone: ENOTCONN), it
+// is detached first; a live mount there is refused with ErrMounted.
 func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -64,8 +77,14 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 	if mounted, err := isMounted(dir); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	} else if mounted {
+		// statfs always asks the server (stat may be answered from the
+		// kernel's cache): a dead server's mount fails with ENOTCONN.
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); !errors.Is(err, syscall.ENOTCONN) {
+			return nil, fmt.Errorf("mount %s: %w", dir, ErrMounted) // a live mount
+		}
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			return nil, fmt.Errorf("mount %s: %w: detach stale mount: %v", dir, ErrMounted, err)
+			return nil, fmt.Errorf("mount %s: detach stale mount: %w", dir, err)
 		}
 	}
 	minFree := uint64(DefaultMinFree)
@@ -89,7 +108,7 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 		flags |= syscall.MS_RDONLY
 	}
 	var caps uint64
-	if o.WritebackCache && fs.rw != nil {
+	if !o.NoWritebackCache && fs.rw != nil {
 		caps |= fuse.CAP_WRITEBACK_CACHE
 	}
 	srv, err := fuse.NewServer(fs, dir, &fuse.MountOptions{
@@ -106,11 +125,16 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 		DisableReadDirPlus: true,
 		DisableXAttrs:      true,
 		Debug:              o.Debug,
+		// Only this mount changes the files, so the kernel must not drop
+		// a file's page cache when it sees a new mtime or size (which
+		// every write through this mount makes): without this, select-only
+		// pgbench re-read 133 MB through FUSE in 10 s, with it 0.
+		ExplicitDataCacheControl: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	m := &MountPoint{dir: dir, readOnly: fs.rw == nil, srv: srv, served: make(chan struct{})}
+	m := &MountPoint{dir: dir, readOnly: fs.rw == nil, srv: srv, served: make(chan struct{}), fs: fs}
 	go func() {
 		srv.Serve()
 		close(m.served)

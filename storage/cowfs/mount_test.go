@@ -51,7 +51,7 @@ func serveChild(spec string) error {
 	if err != nil {
 		return err
 	}
-	m, err := Mount(sp.Mount, h, MountOptions{WritebackCache: testWriteback})
+	m, err := Mount(sp.Mount, h, MountOptions{NoWritebackCache: testNoWriteback})
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func TestUnmountAbortsAfterContext(t *testing.T) {
 
 func TestCleanStaleAfterCrash(t *testing.T) {
 	f, _ := newHead(t)
-	f.s.Close()
+	f.close()
 	run := t.TempDir()
 	mnt := filepath.Join(run, "ep", "data")
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
@@ -212,10 +212,11 @@ func TestCleanStaleAfterCrash(t *testing.T) {
 	}
 	c.kill()
 	wf.Close()
-	var st syscall.Stat_t
-	if err := syscall.Stat(mnt, &st); !errors.Is(err, syscall.ENOTCONN) {
-		t.Fatalf("stat of crashed mount: %v, want ENOTCONN", err)
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &sfs); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("statfs of crashed mount: %v, want ENOTCONN", err)
 	}
+	var st syscall.Stat_t
 	f.open()
 	if _, _, err := f.s.CreateProject("q"); err != nil {
 		t.Fatal(err)
@@ -256,7 +257,7 @@ func TestCleanStaleAfterCrash(t *testing.T) {
 
 func TestMountDetachesStale(t *testing.T) {
 	f, _ := newHead(t)
-	f.s.Close()
+	f.close()
 	mnt := t.TempDir()
 	c := startServer(t, serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt})
 	c.kill()
@@ -268,6 +269,9 @@ func TestMountDetachesStale(t *testing.T) {
 	defer m.Unmount(context.Background())
 	if _, err := os.ReadDir(mnt); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := Mount(mnt, f.view("p", "main", storage.AtHead()), MountOptions{}); !errors.Is(err, ErrMounted) {
+		t.Fatalf("mount over a live mount: %v, want ErrMounted", err)
 	}
 }
 

@@ -132,9 +132,7 @@ func TestCrashSafety(t *testing.T) {
 	defer cancel()
 	f := newFixture(t, nil)
 	pw := f.initProject("p")
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	f.close()
 	run := filepath.Join(f.dir, "run")
 	mnt := f.mountDir("run/data")
 	srv := startServer(t, serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt})

@@ -11,9 +11,9 @@ import (
 	"github.com/offshootdb/offshoot/storage"
 )
 
-// testWriteback runs the tests with the FUSE writeback cache on
-// (COWFS_TEST_WRITEBACK=1).
-var testWriteback = os.Getenv("COWFS_TEST_WRITEBACK") != ""
+// testNoWriteback runs the tests with the FUSE writeback cache off
+// (COWFS_TEST_NO_WRITEBACK=1).
+var testNoWriteback = os.Getenv("COWFS_TEST_NO_WRITEBACK") != ""
 
 // fixture is a store in a directory the postgres user can traverse, with
 // mount points below it.
@@ -23,6 +23,7 @@ type fixture struct {
 	storeDir string
 	opts     *storage.Options
 	s        *storage.Store
+	closed   bool
 }
 
 func newFixture(t testing.TB, opts *storage.Options) *fixture {
@@ -42,6 +43,27 @@ func (f *fixture) open() {
 	}
 	f.s = s
 	f.t.Cleanup(func() { _ = s.Close() })
+	// After everything else of the test is released: the store's
+	// invariants hold.
+	f.t.Cleanup(func() {
+		if f.s != s || f.closed {
+			return // closed by the test
+		}
+		if err := s.Check(); err != nil {
+			f.t.Errorf("store check: %v", err)
+		}
+	})
+	f.closed = false
+}
+
+// close closes the store (as a crash would release it), for a test that
+// opens it again or hands it to another process.
+func (f *fixture) close() {
+	f.t.Helper()
+	if err := f.s.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.closed = true
 }
 
 // head opens a branch head, closed when the test ends.
@@ -82,8 +104,8 @@ func (f *fixture) mountDir(name string) string {
 // mount serves files at a new mount point named name until the test ends.
 func (f *fixture) mount(name string, files Files, o MountOptions) *MountPoint {
 	f.t.Helper()
-	if testWriteback {
-		o.WritebackCache = true
+	if testNoWriteback {
+		o.NoWritebackCache = true
 	}
 	m, err := Mount(f.mountDir(name), files, o)
 	if err != nil {
