@@ -1,4 +1,4 @@
-package cowfs
+package compute
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/storage/cowfs"
 )
 
 // InitOptions configure InitProject.
@@ -29,7 +30,7 @@ type InitOptions struct {
 // superuser password, starts Postgres once to run CREATE EXTENSION vector
 // in database postgres (so every branch inherits pgvector), shuts it down
 // cleanly, syncs the store and unmounts. It returns the superuser password.
-func InitProject(ctx context.Context, head WritableFiles, mnt string, o InitOptions) (password string, err error) {
+func InitProject(ctx context.Context, head cowfs.WritableFiles, mnt string, o InitOptions) (password string, err error) {
 	if o.Superuser == "" {
 		o.Superuser = "postgres"
 	}
@@ -40,7 +41,7 @@ func InitProject(ctx context.Context, head WritableFiles, mnt string, o InitOpti
 		}
 		o.Password = base64.RawURLEncoding.EncodeToString(b)
 	}
-	m, err := Mount(mnt, head, MountOptions{})
+	m, err := cowfs.Mount(mnt, head, cowfs.MountOptions{})
 	if err != nil {
 		return "", fmt.Errorf("init project: %w", err)
 	}
