@@ -24,8 +24,8 @@ type InitOptions struct {
 }
 
 // InitProject makes a new Postgres cluster on head, the empty head of a
-// project's root timeline: it mounts head at mnt (an empty directory whose
-// parents the postgres OS user can traverse), runs initdb as the postgres
+// project's root timeline: it mounts head at mnt (an empty directory, created if missing,
+// whose parents the postgres OS user can traverse), runs initdb as the postgres
 // user with data checksums, UTF8 and SCRAM authentication for the
 // superuser password, starts Postgres once to run CREATE EXTENSION vector
 // in database postgres (so every branch inherits pgvector), shuts it down
@@ -40,6 +40,9 @@ func InitProject(ctx context.Context, head cowfs.WritableFiles, mnt string, o In
 			return "", fmt.Errorf("init project: %w", err)
 		}
 		o.Password = base64.RawURLEncoding.EncodeToString(b)
+	}
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return "", fmt.Errorf("init project: %w", err)
 	}
 	m, err := cowfs.Mount(mnt, head, cowfs.MountOptions{})
 	if err != nil {
