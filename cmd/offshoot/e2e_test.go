@@ -400,6 +400,40 @@ func TestE2E(t *testing.T) {
 // parent leave a clean catalog with no duplicates.
 func TestE2ETTLAndConcurrency(t *testing.T) {
 	s := newE2EServer(t)
+	cli := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, errOut, code := run(t, context.Background(), append(args, "--server", s.http)...)
+		if code != wantCode {
+			t.Fatalf("offshoot %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, wantCode, out, errOut)
+		}
+		return out
+	}
+	cli(0, "branch", "create", "cli/a", "--label", "k=v", "--ttl", "1h")
+	if out := cli(0, "branch", "list"); !strings.Contains(out, "  cli/a") || !strings.Contains(out, "k=v") {
+		t.Errorf("branch list:\n%s", out)
+	}
+	if out := cli(0, "branch", "show", "cli/a"); !strings.Contains(out, "endpoint") || !strings.Contains(out, "expires") {
+		t.Errorf("branch show:\n%s", out)
+	}
+	cli(0, "branch", "protect", "cli/a")
+	cli(exitConflict, "branch", "delete", "cli/a")
+	cli(0, "branch", "protect", "cli/a", "--off")
+	cli(0, "snapshot", "create", "cli/a", "cli-snap")
+	cli(0, "snapshot", "restore", "cli-snap", "cli/b")
+	if out := cli(0, "snapshot", "list"); !strings.Contains(out, "cli-snap") {
+		t.Errorf("snapshot list:\n%s", out)
+	}
+	cli(0, "branch", "rename", "cli/b", "cli/c")
+	cli(exitNotFound, "branch", "show", "cli/b")
+	if out := cli(0, "usage"); !strings.Contains(out, "cli/c") || !strings.Contains(out, "total") {
+		t.Errorf("usage:\n%s", out)
+	}
+	if out := cli(0, "project", "list"); !strings.Contains(out, "main") {
+		t.Errorf("project list:\n%s", out)
+	}
+	cli(0, "branch", "delete", "cli/a")
+	cli(0, "branch", "delete", "cli/c")
+	cli(0, "snapshot", "delete", "cli-snap")
 	s.must(201, "POST", "/v1/projects/main/branches", map[string]any{"name": "ttl-a", "ttl": "1s"}, nil)
 	s.must(201, "POST", "/v1/projects/main/branches", map[string]any{"name": "ttl-b", "ttl": "1s", "protected": true}, nil)
 	deadline := time.Now().Add(time.Minute)
@@ -481,5 +515,16 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 	defer st.Close()
 	if err := st.Check(); err != nil {
 		t.Error(err)
+		bs, _ := st.Branches("main")
+		for _, b := range bs {
+			t.Logf("branch %+v", b)
+		}
+		for id := uint64(1); id < 2000; id++ {
+			if tl, ok := st.Timeline(id); ok {
+				t.Logf("timeline %+v", tl)
+			}
+		}
+		sns, _ := st.Snapshots("main")
+		t.Logf("snapshots %+v", sns)
 	}
 }
