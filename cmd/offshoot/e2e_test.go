@@ -425,14 +425,18 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 	}
 	cli(0, "branch", "rename", "cli/b", "cli/c")
 	cli(exitNotFound, "branch", "show", "cli/b")
+	if out := cli(0, "branch", "list"); !strings.Contains(out, "\n    cli/c") {
+		t.Errorf("renamed branch is not a child of cli/a (its snapshot's branch):\n%s", out)
+	}
+	cli(0, "snapshot", "restore", "cli-snap", "--onto", "cli/c")
 	if out := cli(0, "usage"); !strings.Contains(out, "cli/c") || !strings.Contains(out, "total") {
 		t.Errorf("usage:\n%s", out)
 	}
 	if out := cli(0, "project", "list"); !strings.Contains(out, "main") {
 		t.Errorf("project list:\n%s", out)
 	}
-	cli(0, "branch", "delete", "cli/a")
-	cli(0, "branch", "delete", "cli/c")
+	cli(exitConflict, "branch", "delete", "cli/a")
+	cli(0, "branch", "delete", "cli/a", "--cascade")
 	cli(0, "snapshot", "delete", "cli-snap")
 	s.must(201, "POST", "/v1/projects/main/branches", map[string]any{"name": "ttl-a", "ttl": "1s"}, nil)
 	s.must(201, "POST", "/v1/projects/main/branches", map[string]any{"name": "ttl-b", "ttl": "1s", "protected": true}, nil)
