@@ -647,6 +647,14 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 		if err != nil {
 			return err
 		}
+		if _, err := st.Branch(req.Project, req.Name); err == nil {
+			return fmt.Errorf("branch %s already exists: %w", req.Name, ErrConflict)
+		}
+		if parent != "" {
+			if _, err := st.Branch(req.Project, parent); err != nil {
+				return storeErr(err)
+			}
+		}
 		if s.cfg.MaxBranches > 0 {
 			bs, err := st.Branches(req.Project)
 			if err != nil {
