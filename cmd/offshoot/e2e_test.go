@@ -336,6 +336,13 @@ func TestE2E(t *testing.T) {
 		t.Errorf("describe: %+v", desc)
 	}
 
+	code, metrics := s.api("GET", "/metrics", nil)
+	for _, m := range []string{"offshoot_compute_endpoints", "offshoot_proxy_connections_total", "offshoot_http_request_duration_seconds"} {
+		if code != 200 || !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics (%d) lacks %s", code, m)
+		}
+	}
+
 	s.must(200, "POST", branchPath("feature/x")+"/reset", map[string]any{"snapshot": "before-reset"}, nil)
 	if got := s.ids("feature/x"); got != "1" {
 		t.Errorf("after reset to main feature/x has ids %q, want 1", got)
