@@ -518,6 +518,22 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 	if len(page.Branches) != 2 {
 		t.Errorf("branches left: %+v, want main and ttl-b", page.Branches)
 	}
+
+	// kill -9 with an endpoint running and a client connected: the restart
+	// stops the orphaned postmaster, detaches the stale mount, and the
+	// committed row is there.
+	s.exec("main", "CREATE TABLE crash (id int)", "INSERT INTO crash VALUES (7)")
+	_ = s.conn("main")
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+	s.stderr.Close()
+	s.start()
+	var got int
+	if err := s.conn("main").QueryRow(context.Background(), "SELECT id FROM crash").Scan(&got); err != nil || got != 7 {
+		t.Errorf("after kill -9 and restart: %d %v\n%s", got, err, s.log())
+	}
 	s.stop()
 	st, err := storage.Open(filepath.Join(s.dataDir, "store"), &storage.Options{GCInterval: -1})
 	if err != nil {
