@@ -10,10 +10,13 @@ STATICCHECK_VERSION ?= v0.8.2
 RACE_PKGS ?= ./cmd/... ./evals/... ./compute/...
 BIN := bin/offshoot
 
-.PHONY: setup build run test bench lint fmt clean
+.PHONY: setup setup-test build run test bench lint fmt clean
 
 setup:
 	@./scripts/setup
+
+setup-test:
+	@./scripts/setup --test
 
 build:
 	$(GO) build -o $(BIN) ./cmd/offshoot
@@ -21,12 +24,12 @@ build:
 run: setup build
 	./$(BIN) serve
 
-test: setup
+test: setup-test
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 
-bench: setup build
+bench: setup-test build
 	./scripts/bench
 
 lint:
