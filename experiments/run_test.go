@@ -360,12 +360,15 @@ func TestRuns(t *testing.T) {
 		if len(pts) != 2 || !pts[len(pts)-1].Pareto {
 			t.Errorf("sweep points %+v", pts)
 		}
-		// Kept branches: the two succeeded forks and the failed one stay.
-		if f := e.br.forks(t); len(f) != 3 {
-			t.Errorf("%d forks kept, want 3: %v", len(f), f)
+		// The ef_search points share one fork; it and the failed one are kept.
+		if byName["hnsw-ef10"].Branch != byName["hnsw-ef80"].Branch || byName["hnsw-ef10"].Branch == byName["bad"].Branch {
+			t.Errorf("branches %q %q %q", byName["hnsw-ef10"].Branch, byName["hnsw-ef80"].Branch, byName["bad"].Branch)
 		}
-		for _, v := range r.Variants {
-			if err := e.br.Discard(e.ctx, "p", v.Branch); err != nil {
+		if f := e.br.forks(t); len(f) != 2 {
+			t.Errorf("%d forks kept, want 2: %v", len(f), f)
+		}
+		for _, n := range []string{"hnsw-ef10", "bad"} {
+			if err := e.br.Discard(e.ctx, "p", byName[n].Branch); err != nil {
 				t.Error(err)
 			}
 		}
@@ -458,11 +461,21 @@ func TestRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Verdict == nil || r.Verdict.Baseline != baseline || r.Verdict.Accepted || len(r.Verdict.Variants) != 1 || r.Verdict.Variants[0].Delta >= 0 {
+		if r.Verdict == nil || r.Verdict.Baseline == "" || r.Verdict.Accepted || len(r.Verdict.Variants) != 1 || r.Verdict.Variants[0].Delta >= 0 {
 			t.Fatalf("verdict %+v", r.Verdict)
 		}
 		t.Logf("regression: %+v", r.Verdict.Variants[0])
-		if s, _ := e.svc.GetSchedule(e.ctx, sc.ID); s.BaselineRun != baseline {
+		// The baseline is a run of the good embedder (runs fired before the
+		// update may have replaced the first baseline), the regressed run
+		// used the worse one, and it did not become the baseline.
+		br, err := e.svc.GetRun(e.ctx, r.Verdict.Baseline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if br.Spec.Variants[0].Embedder != bow.Embedder || r.Spec.Variants[0].Embedder != "hash-bow?dims=8" || r.ID <= baseline {
+			t.Errorf("baseline %s used %s, regressed %s used %s", br.ID, br.Spec.Variants[0].Embedder, r.ID, r.Spec.Variants[0].Embedder)
+		}
+		if s, _ := e.svc.GetSchedule(e.ctx, sc.ID); s.BaselineRun == regressed {
 			t.Errorf("regressed run became the baseline")
 		}
 		select {
