@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -114,23 +116,47 @@ func newRunCmd(a *app) *cobra.Command {
 	list.Flags().StringVar(&experiment, "experiment", "", "only this experiment")
 
 	var sc client
+	var plot string
 	show := &cobra.Command{
-		Use:   "show RUN",
-		Short: "Show a run: status, per-variant timings and metrics",
-		Args:  cobra.ExactArgs(1),
+		Use:     "show RUN",
+		Short:   "Show a run: status, per-variant timings and metrics, recall–QPS points",
+		Example: "  offshoot run show 20261127-142601-a3f2c1 --plot sweep.svg",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r experiments.Run
+			var r struct {
+				experiments.Run
+				Sweep []experiments.SweepPoint `json:"sweep"`
+			}
 			raw, err := sc.do(cmd.Context(), "GET", "/v1/runs/"+url.PathEscape(args[0])+"?results=false", nil, &r)
 			if err != nil {
 				return err
 			}
+			if plot != "" {
+				if err := os.WriteFile(plot, []byte(sweepSVG(r.ID, r.Sweep)), 0o644); err != nil {
+					return err
+				}
+			}
 			if sc.json {
 				return printJSON(a.stdout, raw)
 			}
-			return printRun(a.stdout, &r)
+			if err := printRun(a.stdout, &r.Run); err != nil {
+				return err
+			}
+			if len(r.Sweep) > 1 {
+				fmt.Fprintln(a.stdout, "recall–QPS (* Pareto-optimal):")
+				for _, p := range r.Sweep {
+					mark := " "
+					if p.Pareto {
+						mark = "*"
+					}
+					fmt.Fprintf(a.stdout, "  %s %-30s recall %.4f  qps %.1f\n", mark, p.Variant, p.Recall, p.QPS)
+				}
+			}
+			return nil
 		},
 	}
 	addClientFlags(show, &sc)
+	show.Flags().StringVar(&plot, "plot", "", "write the recall–QPS plot of the run's variants to this SVG file")
 
 	var cc client
 	cancel := &cobra.Command{
@@ -366,4 +392,54 @@ func newScheduleCmd(a *app) *cobra.Command {
 	})
 	cmd.AddCommand(create, update, list, show, del, history, accept)
 	return cmd
+}
+
+// sweepSVG plots recall (x) against QPS (y, log scale), Pareto points
+// filled and joined, the ann-benchmarks view of a sweep.
+func sweepSVG(title string, pts []experiments.SweepPoint) string {
+	const w, h, m = 640.0, 420.0, 60.0
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", w, h)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="%.0f" y="20" font-size="14">%s: recall vs QPS</text>`+"\n", m, html.EscapeString(title))
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/><line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n",
+		m, h-m, w-m/2, h-m, m, h-m, m, m/2)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">recall</text><text x="10" y="%.0f">QPS (log)</text>`+"\n", w/2, h-m/3, m/2+10)
+	if len(pts) == 0 {
+		b.WriteString("</svg>\n")
+		return b.String()
+	}
+	minR, maxR, minQ, maxQ := 1.0, 0.0, math.Inf(1), 0.0
+	for _, p := range pts {
+		minR, maxR = math.Min(minR, p.Recall), math.Max(maxR, p.Recall)
+		q := math.Max(p.QPS, 1e-3)
+		minQ, maxQ = math.Min(minQ, q), math.Max(maxQ, q)
+	}
+	if maxR-minR < 1e-9 {
+		minR, maxR = minR-0.05, maxR+0.05
+	}
+	if maxQ/minQ < 1.01 {
+		minQ, maxQ = minQ/1.5, maxQ*1.5
+	}
+	x := func(r float64) float64 { return m + (r-minR)/(maxR-minR)*(w-1.5*m) }
+	y := func(q float64) float64 {
+		return h - m - (math.Log(math.Max(q, 1e-3))-math.Log(minQ))/(math.Log(maxQ)-math.Log(minQ))*(h-1.5*m)
+	}
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">%.3f</text><text x="%.0f" y="%.0f" text-anchor="end">%.3f</text>`+"\n", m, h-m+15, minR, w-m/2, h-m+15, maxR)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">%.0f</text><text x="%.0f" y="%.0f" text-anchor="end">%.0f</text>`+"\n", m-4, h-m, minQ, m-4, m/2+8, maxQ)
+	var front []string
+	for _, p := range pts {
+		fill := "white"
+		if p.Pareto {
+			fill = "steelblue"
+			front = append(front, fmt.Sprintf("%.1f,%.1f", x(p.Recall), y(p.QPS)))
+		}
+		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s" stroke="steelblue"><title>%s recall %.4f qps %.1f</title></circle>`+"\n",
+			x(p.Recall), y(p.QPS), fill, html.EscapeString(p.Variant), p.Recall, p.QPS)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="9">%s</text>`+"\n", x(p.Recall)+6, y(p.QPS)-6, html.EscapeString(p.Variant))
+	}
+	if len(front) > 1 {
+		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="steelblue"/>`+"\n", strings.Join(front, " "))
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
 }

@@ -120,3 +120,15 @@ func indent(s string) string {
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
+
+func TestSweepSVG(t *testing.T) {
+	svg := sweepSVG("r1", []experiments.SweepPoint{
+		{Variant: "ef10", Recall: 0.65, QPS: 800, Pareto: true},
+		{Variant: "ef40", Recall: 0.9, QPS: 900, Pareto: true},
+		{Variant: "ef<80>", Recall: 0.8, QPS: 100},
+	})
+	if strings.Count(svg, "<circle") != 3 || strings.Count(svg, `fill="steelblue"`) != 2 || !strings.Contains(svg, "<polyline") ||
+		!strings.Contains(svg, "ef&lt;80&gt;") || !strings.HasSuffix(svg, "</svg>\n") {
+		t.Errorf("svg:\n%s", svg)
+	}
+}
