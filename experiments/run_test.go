@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/vectors"
 )
 
@@ -506,6 +507,51 @@ func TestRuns(t *testing.T) {
 		}
 		if _, err := e.svc.GetSchedule(e.ctx, sc.ID); !errors.Is(err, ErrNotFound) {
 			t.Errorf("deleted schedule: %v", err)
+		}
+	})
+
+	t.Run("sql dataset", func(t *testing.T) {
+		// Production-like data in the base branch: the corpus, queries and
+		// judgments come from SQL on it.
+		ds, err := evals.LoadBEIR(e.dir, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc, release, err := e.br.Conn(e.ctx, "p", "main", ReadWrite)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mc.Exec(e.ctx, "CREATE TABLE docs(id text, body text); CREATE TABLE qs(id text, q text); CREATE TABLE judged(q text, d text, g int)"); err != nil {
+			t.Fatal(err)
+		}
+		var docs, qs, judged [][]any
+		for _, d := range ds.Corpus {
+			docs = append(docs, []any{d.ID, d.Text})
+		}
+		for _, q := range ds.Queries {
+			qs = append(qs, []any{q.ID, q.Text})
+		}
+		for q, m := range ds.Qrels {
+			for d, g := range m {
+				judged = append(judged, []any{q, d, g})
+			}
+		}
+		for name, rows := range map[string][][]any{"docs": docs, "qs": qs, "judged": judged} {
+			cols := map[string][]string{"docs": {"id", "body"}, "qs": {"id", "q"}, "judged": {"q", "d", "g"}}[name]
+			if _, err := mc.CopyFrom(e.ctx, pgx.Identifier{name}, cols, pgx.CopyFromRows(rows)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		release()
+		sp := e.spec(VariantSpec{Name: "bow", Embedder: "hash-bow?dims=64"})
+		sp.Dataset = DatasetSpec{CorpusSQL: "SELECT id, body FROM docs", QueriesSQL: "SELECT id, q FROM qs", QrelsSQL: "SELECT q, d, g FROM judged"}
+		r := e.run(t, sp)
+		if r.Status != StatusSucceeded || r.Docs != 1400 || r.Queries != 225 || len(r.Variants[0].Results) != 225 || r.Variants[0].Metrics["ndcg_cut_10"] <= 0.1 {
+			t.Errorf("sql dataset run: %s %q docs %d queries %d metrics %v", r.Status, r.Error, r.Docs, r.Queries, r.Variants[0].Metrics)
+		}
+		sp.Dataset.QrelsSQL = "SELECT q, d FROM judged"
+		if r := e.run(t, sp); r.Status != StatusFailed || !strings.Contains(r.Error, "qrels_sql") {
+			t.Errorf("bad qrels sql: %s %q", r.Status, r.Error)
 		}
 	})
 }
