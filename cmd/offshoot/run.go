@@ -245,12 +245,15 @@ func printRun(w io.Writer, r *experiments.Run) error {
 	if r.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", r.Error)
 	}
+	seen := map[string]bool{}
 	var names []string
 	for _, v := range r.Variants {
 		for m := range v.Metrics {
-			names = append(names, m)
+			if !seen[m] {
+				seen[m] = true
+				names = append(names, m)
+			}
 		}
-		break
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
