@@ -303,6 +303,10 @@ func TestRuns(t *testing.T) {
 				t.Errorf("regressed query %+v", q)
 			}
 		}
+		var page strings.Builder
+		if err := cmp.WriteHTML(&page); err != nil || !strings.Contains(page.String(), "<td>ndcg_cut_10</td>") || !strings.Contains(page.String(), cmp.Verdict) {
+			t.Errorf("html report (%v):\n%s", err, page.String())
+		}
 		t.Logf("char vs bow: %s delta %.4f p %.4g [%.4f, %.4f] w/t/l %d/%d/%d", cmp.Verdict, m.Delta, m.P, m.CILow, m.CIHigh, m.Wins, m.Ties, m.Losses)
 
 		// The same spec again gives identical numbers, from the cache.

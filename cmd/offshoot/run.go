@@ -174,7 +174,7 @@ func newRunCmd(a *app) *cobra.Command {
 	addClientFlags(cancel, &cc)
 
 	var mc client
-	var metric string
+	var metric, htmlOut string
 	var alpha float64
 	compare := &cobra.Command{
 		Use:     "compare A B",
@@ -194,6 +194,15 @@ func newRunCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if htmlOut != "" {
+				var b strings.Builder
+				if err := rc.WriteHTML(&b); err != nil {
+					return err
+				}
+				if err := os.WriteFile(htmlOut, []byte(b.String()), 0o644); err != nil {
+					return err
+				}
+			}
 			if mc.json {
 				return printJSON(a.stdout, raw)
 			}
@@ -203,6 +212,7 @@ func newRunCmd(a *app) *cobra.Command {
 	addClientFlags(compare, &mc)
 	compare.Flags().StringVar(&metric, "metric", "", "primary measure, e.g. ndcg_cut_10")
 	compare.Flags().Float64Var(&alpha, "alpha", 0, "significance level (default 0.05)")
+	compare.Flags().StringVar(&htmlOut, "html", "", "also write an HTML report to this file")
 
 	cmd.AddCommand(start, list, show, cancel, compare)
 	return cmd
