@@ -51,6 +51,8 @@ func newRunCmd(a *app) *cobra.Command {
 
 	var c client
 	var wait bool
+	var baseline string
+	var gate baselineGate
 	start := &cobra.Command{
 		Use:     "start SPEC.yaml",
 		Short:   "Start an experiment run; prints its id (--wait: waits and prints the results)",
@@ -60,6 +62,9 @@ func newRunCmd(a *app) *cobra.Command {
 			sp, err := readSpec(args[0])
 			if err != nil {
 				return err
+			}
+			if baseline != "" && !wait {
+				return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline needs --wait")}
 			}
 			var r experiments.Run
 			raw, err := c.do(cmd.Context(), "POST", "/v1/runs", sp, &r)
@@ -73,11 +78,21 @@ func newRunCmd(a *app) *cobra.Command {
 				fmt.Fprintln(a.stdout, r.ID)
 				return nil
 			}
-			return waitRun(cmd.Context(), a.stdout, &c, r.ID)
+			if err := waitRun(cmd.Context(), a.stdout, &c, r.ID); err != nil {
+				return err
+			}
+			if baseline == "" {
+				return nil
+			}
+			return checkBaseline(cmd.Context(), a.stdout, &c, baseline, r.ID, sp, gate)
 		},
 	}
 	addClientFlags(start, &c)
 	start.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish and print its results")
+	start.Flags().StringVar(&baseline, "baseline", "", "with --wait: compare each variant with the same-named variant of this run and exit 1 on a regression (for CI)")
+	start.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "with --baseline: the measure that must not drop")
+	start.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "with --baseline: significance level of a drop")
+	start.Flags().Float64Var(&gate.Threshold, "threshold", 0, "with --baseline: also a regression when the mean drops by more than this")
 
 	var lc client
 	var project, experiment string
@@ -455,4 +470,38 @@ func sweepSVG(title string, pts []experiments.SweepPoint) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// baselineGate is what run start --baseline checks.
+type baselineGate struct {
+	Metric           string
+	Alpha, Threshold float64
+}
+
+// checkBaseline compares every variant of run with the same-named variant
+// of baseline and fails on a significant drop of the gate's metric or a
+// drop beyond its threshold.
+func checkBaseline(ctx context.Context, w io.Writer, c *client, baseline, run string, sp *experiments.ExperimentSpec, gate baselineGate) error {
+	var regressed []string
+	for _, v := range sp.Concrete() {
+		q := url.Values{"a": {baseline + ":" + v.Name}, "b": {run + ":" + v.Name}, "metric": {gate.Metric}, "alpha": {fmt.Sprint(gate.Alpha)}}
+		var rc experiments.RunComparison
+		if _, err := c.do(ctx, "GET", "/v1/runs/compare?"+q.Encode(), nil, &rc); err != nil {
+			return err
+		}
+		m, ok := rc.Comparison.Measure(gate.Metric)
+		if !ok {
+			return &exitError{code: exitBadInput, err: fmt.Errorf("--metric %s was not measured", gate.Metric)}
+		}
+		status := "ok"
+		if (m.Delta < 0 && m.Significant) || (gate.Threshold > 0 && -m.Delta > gate.Threshold) {
+			status = "REGRESSION"
+			regressed = append(regressed, v.Name)
+		}
+		fmt.Fprintf(w, "%s: %s %.4f -> %.4f (%+.4f, p=%.4g) %s\n", v.Name, gate.Metric, m.MeanA, m.MeanB, m.Delta, m.P, status)
+	}
+	if len(regressed) > 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("regression against %s in %s", baseline, strings.Join(regressed, ", "))}
+	}
+	return nil
 }
