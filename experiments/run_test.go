@@ -673,3 +673,33 @@ func TestRunAndScheduleScopes(t *testing.T) {
 		t.Errorf("reader deletes schedule: %v", err)
 	}
 }
+
+func TestInterruptedRunsFailOnOpen(t *testing.T) {
+	dir := t.TempDir()
+	svc, err := New(Config{ControlDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.putRun(&Run{ID: "r1", Project: "p", Status: StatusRunning, Variants: []VariantRun{{Name: "a", Status: StatusRunning}, {Name: "b", Status: StatusSucceeded}}}); err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
+	svc, err = New(Config{ControlDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	r, err := svc.GetRun(WithCaller(context.Background(), LocalCaller), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != StatusFailed || !strings.Contains(r.Error, "interrupted") || r.Variants[0].Status != StatusFailed || r.Variants[1].Status != StatusSucceeded {
+		t.Errorf("after restart: %s %q %+v", r.Status, r.Error, r.Variants)
+	}
+}
