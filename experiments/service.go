@@ -16,6 +16,7 @@ import (
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 	"github.com/offshootdb/offshoot/storage"
+	"github.com/offshootdb/offshoot/vectors"
 )
 
 // Connector opens connections to the database of a branch. compute
@@ -107,6 +108,14 @@ type Config struct {
 	SweepInterval time.Duration
 	// SweepBatch bounds the branches one sweep deletes. Default 100.
 	SweepBatch int
+	// Branches forks and discards the branches of experiment runs.
+	// Default: the Service's own branches when Store is set; otherwise
+	// StartRun fails with ErrUnavailable.
+	Branches RunBranches
+	// Embedders builds the embedders runs use. Default vectors.NewRegistry().
+	Embedders *vectors.Registry
+	// EmbedCache, if set, caches every embedding runs compute.
+	EmbedCache *vectors.Cache
 }
 
 // Service is the facade. Create it with New, start it with Open, stop it
@@ -123,6 +132,7 @@ type Service struct {
 	lastAu auditClock
 
 	sweepStop, sweepDone chan struct{} // TTL sweeper; nil when not running
+	rn                   *runner       // experiment runs and schedules; stopped by Close
 }
 
 // New validates cfg and returns an unopened Service.
@@ -163,9 +173,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.SweepBatch <= 0 {
 		cfg.SweepBatch = 100
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger}
+	s := &Service{cfg: cfg, log: cfg.Logger, rn: newRunner()}
 	if cfg.Connector == nil && cfg.Compute != nil {
 		s.cfg.Connector = connectorFunc(s.computeConn)
+	}
+	if cfg.Branches == nil && cfg.Store != nil {
+		s.cfg.Branches = storeBranches{s}
 	}
 	return s, nil
 }
@@ -191,12 +204,19 @@ func (s *Service) Open(ctx context.Context) error {
 		s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
 		go s.sweeper(s.sweepStop, s.sweepDone)
 	}
+	if err := markInterrupted(db, s.cfg.Now()); err != nil {
+		s.log.Error("open: mark interrupted runs", slog.String("err", err.Error()))
+	}
+	s.startScheduler()
 	return nil
 }
 
-// Close closes the control database; calls made afterwards fail with
-// ErrUnavailable. It waits for calls that are using the database.
+// Close cancels runs in flight and waits for them (their forks are
+// discarded), stops the scheduler and closes the control database; calls
+// made afterwards fail with ErrUnavailable. It waits for calls that are
+// using the database. A closed Service cannot start runs again.
 func (s *Service) Close() error {
+	s.rn.shutdown()
 	s.mu.Lock()
 	stop, done := s.sweepStop, s.sweepDone
 	s.sweepStop, s.sweepDone = nil, nil

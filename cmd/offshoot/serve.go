@@ -22,6 +22,7 @@ import (
 	"github.com/offshootdb/offshoot/compute/proxy"
 	"github.com/offshootdb/offshoot/experiments"
 	"github.com/offshootdb/offshoot/storage"
+	"github.com/offshootdb/offshoot/vectors"
 )
 
 // serveOptions are the serve flags beyond the shared configuration.
@@ -177,10 +178,16 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Collector(), px.Collector())
+	// One embedding cache for every run: a second run of a model embeds nothing.
+	cache, err := vectors.OpenCache(filepath.Join(a.cfg.DataDir, "embeddings"))
+	if err != nil {
+		return fmt.Errorf("embedding cache: %w", err)
+	}
+	defer cache.Close()
 	svc, err := experiments.New(experiments.Config{
 		ControlDir: filepath.Join(a.cfg.DataDir, "control"), Logger: a.log,
 		Store: st, Compute: m, InitDir: initDir, ProxyAddr: px.Addr().String(), DefaultProject: defaultProject,
-		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval,
+		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval, EmbedCache: cache,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,511 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/offshootdb/offshoot/experiments"
+)
+
+func init() {
+	subcommands = append(subcommands, newRunCmd, newScheduleCmd)
+}
+
+// readSpec reads and validates an experiment spec (YAML or JSON); a
+// relative BEIR directory is made absolute from the working directory.
+func readSpec(path string) (*experiments.ExperimentSpec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &exitError{code: exitBadInput, err: err}
+	}
+	sp, err := experiments.ParseSpec(b)
+	if err != nil {
+		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("%s: %w", path, err)}
+	}
+	if sp.Dataset.BEIR != "" && !filepath.IsAbs(sp.Dataset.BEIR) {
+		abs, err := filepath.Abs(sp.Dataset.BEIR)
+		if err != nil {
+			return nil, err
+		}
+		sp.Dataset.BEIR = abs
+	}
+	return sp, nil
+}
+
+func newRunCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "run", Short: "Start, list, show, cancel and compare experiment runs"}
+
+	var c client
+	var wait bool
+	var baseline string
+	var gate baselineGate
+	start := &cobra.Command{
+		Use:     "start SPEC.yaml",
+		Short:   "Start an experiment run; prints its id (--wait: waits and prints the results)",
+		Example: "  offshoot run start ab.yaml --wait",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sp, err := readSpec(args[0])
+			if err != nil {
+				return err
+			}
+			if baseline != "" && !wait {
+				return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline needs --wait")}
+			}
+			var r experiments.Run
+			raw, err := c.do(cmd.Context(), "POST", "/v1/runs", sp, &r)
+			if err != nil {
+				return err
+			}
+			if !wait {
+				if c.json {
+					return printJSON(a.stdout, raw)
+				}
+				fmt.Fprintln(a.stdout, r.ID)
+				return nil
+			}
+			if err := waitRun(cmd.Context(), a.stdout, &c, r.ID); err != nil {
+				return err
+			}
+			if baseline == "" {
+				return nil
+			}
+			return checkBaseline(cmd.Context(), a.stdout, &c, baseline, r.ID, sp, gate)
+		},
+	}
+	addClientFlags(start, &c)
+	start.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish and print its results")
+	start.Flags().StringVar(&baseline, "baseline", "", "with --wait: compare each variant with the same-named variant of this run and exit 1 on a regression (for CI)")
+	start.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "with --baseline: the measure that must not drop")
+	start.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "with --baseline: significance level of a drop")
+	start.Flags().Float64Var(&gate.Threshold, "threshold", 0, "with --baseline: also a regression when the mean drops by more than this")
+
+	var lc client
+	var project, experiment string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List runs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			if project != "" {
+				q.Set("project", project)
+			}
+			if experiment != "" {
+				q.Set("experiment", experiment)
+			}
+			var out struct {
+				Runs []experiments.Run `json:"runs"`
+			}
+			raw, err := lc.do(cmd.Context(), "GET", "/v1/runs?"+q.Encode(), nil, &out)
+			if err != nil {
+				return err
+			}
+			if lc.json {
+				return printJSON(a.stdout, raw)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tEXPERIMENT\tPROJECT\tSTATUS\tVARIANTS\tCREATED")
+			for _, r := range out.Runs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Experiment, r.Project, r.Status, len(r.Variants), r.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	addClientFlags(list, &lc)
+	list.Flags().StringVar(&project, "project", "", "only this project")
+	list.Flags().StringVar(&experiment, "experiment", "", "only this experiment")
+
+	var sc client
+	var plot string
+	show := &cobra.Command{
+		Use:     "show RUN",
+		Short:   "Show a run: status, per-variant timings and metrics, recall–QPS points",
+		Example: "  offshoot run show 20261127-142601-a3f2c1 --plot sweep.svg",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r struct {
+				experiments.Run
+				Sweep []experiments.SweepPoint `json:"sweep"`
+			}
+			raw, err := sc.do(cmd.Context(), "GET", "/v1/runs/"+url.PathEscape(args[0])+"?results=false", nil, &r)
+			if err != nil {
+				return err
+			}
+			if plot != "" {
+				if err := os.WriteFile(plot, []byte(sweepSVG(r.ID, r.Sweep)), 0o644); err != nil {
+					return err
+				}
+			}
+			if sc.json {
+				return printJSON(a.stdout, raw)
+			}
+			if err := printRun(a.stdout, &r.Run); err != nil {
+				return err
+			}
+			if len(r.Sweep) > 1 {
+				fmt.Fprintln(a.stdout, "recall–QPS (* Pareto-optimal):")
+				for _, p := range r.Sweep {
+					mark := " "
+					if p.Pareto {
+						mark = "*"
+					}
+					fmt.Fprintf(a.stdout, "  %s %-30s recall %.4f  qps %.1f\n", mark, p.Variant, p.Recall, p.QPS)
+				}
+			}
+			return nil
+		},
+	}
+	addClientFlags(show, &sc)
+	show.Flags().StringVar(&plot, "plot", "", "write the recall–QPS plot of the run's variants to this SVG file")
+
+	var cc client
+	cancel := &cobra.Command{
+		Use:   "cancel RUN",
+		Short: "Cancel a queued or running run",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := cc.do(cmd.Context(), "POST", "/v1/runs/"+url.PathEscape(args[0])+"/cancel", nil, nil)
+			if err == nil {
+				fmt.Fprintf(a.stdout, "cancelling %s\n", args[0])
+			}
+			return err
+		},
+	}
+	addClientFlags(cancel, &cc)
+
+	var mc client
+	var metric, htmlOut string
+	var alpha float64
+	compare := &cobra.Command{
+		Use:     "compare A B",
+		Short:   "Compare run (variant) B against A: deltas, CIs, p-values, regressed queries",
+		Example: "  offshoot run compare 20261127-142601-a3f2c1:bow 20261127-142601-a3f2c1:char --metric ndcg_cut_10",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{"a": {args[0]}, "b": {args[1]}}
+			if metric != "" {
+				q.Set("metric", metric)
+			}
+			if alpha != 0 {
+				q.Set("alpha", fmt.Sprint(alpha))
+			}
+			var rc experiments.RunComparison
+			raw, err := mc.do(cmd.Context(), "GET", "/v1/runs/compare?"+q.Encode(), nil, &rc)
+			if err != nil {
+				return err
+			}
+			if htmlOut != "" {
+				var b strings.Builder
+				if err := rc.WriteHTML(&b); err != nil {
+					return err
+				}
+				if err := os.WriteFile(htmlOut, []byte(b.String()), 0o644); err != nil {
+					return err
+				}
+			}
+			if mc.json {
+				return printJSON(a.stdout, raw)
+			}
+			return printComparison(a.stdout, &rc)
+		},
+	}
+	addClientFlags(compare, &mc)
+	compare.Flags().StringVar(&metric, "metric", "", "primary measure, e.g. ndcg_cut_10")
+	compare.Flags().Float64Var(&alpha, "alpha", 0, "significance level (default 0.05)")
+	compare.Flags().StringVar(&htmlOut, "html", "", "also write an HTML report to this file")
+
+	cmd.AddCommand(start, list, show, cancel, compare)
+	return cmd
+}
+
+func waitRun(ctx context.Context, w io.Writer, c *client, id string) error {
+	last := ""
+	for {
+		var r experiments.Run
+		if _, err := c.do(ctx, "GET", "/v1/runs/"+url.PathEscape(id)+"?results=false", nil, &r); err != nil {
+			return err
+		}
+		var parts []string
+		for _, v := range r.Variants {
+			st := string(v.Status)
+			if v.Phase != "" {
+				st += "/" + v.Phase
+			}
+			parts = append(parts, v.Name+"="+st)
+		}
+		if line := string(r.Status) + " " + strings.Join(parts, " "); line != last {
+			fmt.Fprintf(w, "%s %s\n", id, line)
+			last = line
+		}
+		if r.Status != experiments.StatusQueued && r.Status != experiments.StatusRunning {
+			if err := printRun(w, &r); err != nil {
+				return err
+			}
+			if r.Status != experiments.StatusSucceeded {
+				return &exitError{code: exitFailure, err: fmt.Errorf("run %s %s: %s", id, r.Status, r.Error)}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func printRun(w io.Writer, r *experiments.Run) error {
+	fmt.Fprintf(w, "run %s  experiment %s  project %s  base %s@%d  status %s\n", r.ID, r.Experiment, r.Project, r.Base.Branch, r.Base.Seq, r.Status)
+	if r.Error != "" {
+		fmt.Fprintf(w, "error: %s\n", r.Error)
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, v := range r.Variants {
+		for m := range v.Metrics {
+			if !seen[m] {
+				seen[m] = true
+				names = append(names, m)
+			}
+		}
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "VARIANT\tSTATUS\tFORK_MS\tEMBED_MS\tLOAD_MS\tINDEX_MS\tEVAL_MS\tP50\tQPS\t%s\n", strings.ToUpper(strings.Join(names, "\t")))
+	for _, v := range r.Variants {
+		vals := make([]string, len(names))
+		for i, n := range names {
+			vals[i] = fmt.Sprintf("%.4f", v.Metrics[n])
+		}
+		t := v.Timings
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%v\t%.0f\t%s\n", v.Name, v.Status, t.Fork, t.Embed, t.Load, t.Index, t.Eval,
+			v.Latency.P50.Round(time.Microsecond), v.Latency.QPS, strings.Join(vals, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, v := range r.Variants {
+		if v.Error != "" {
+			fmt.Fprintf(w, "%s: %s\n", v.Name, v.Error)
+		}
+	}
+	if r.Verdict != nil {
+		fmt.Fprintf(w, "verdict vs baseline %s: regression=%v accepted=%v\n", r.Verdict.Baseline, r.Verdict.Regression, r.Verdict.Accepted)
+	}
+	return nil
+}
+
+func printComparison(w io.Writer, rc *experiments.RunComparison) error {
+	fmt.Fprintf(w, "%s vs %s: %s on %s\n", rc.B, rc.A, rc.Verdict, rc.Comparison.Primary)
+	if err := rc.Comparison.WriteText(w, 0); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "cost (B-A): p50 latency %+dus, qps %+.1f, index build %+.0fms, index size %+d bytes, embed %+.0fms\n",
+		rc.LatencyP50DeltaUS, rc.QPSDelta, rc.IndexBuildDeltaMS, rc.IndexBytesDelta, rc.EmbedDeltaMS)
+	if len(rc.Regressed) > 0 {
+		fmt.Fprintln(w, "most regressed queries:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "QUERY\tA\tB\tDELTA\tOVERLAP\tENTERED\tLEFT")
+		for _, q := range rc.Regressed {
+			fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%+.4f\t%.2f\t%s\t%s\n", q.Query, q.A, q.B, q.Delta, q.Overlap, strings.Join(q.Entered, ","), strings.Join(q.Left, ","))
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+// scheduleFile is a schedule in YAML or JSON, its spec inline.
+func readSchedule(path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &exitError{code: exitBadInput, err: err}
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("%s: not valid YAML or JSON: %w", path, err)}
+	}
+	if spec, ok := m["spec"].(map[string]any); ok {
+		if ds, ok := spec["dataset"].(map[string]any); ok {
+			if dir, ok := ds["beir"].(string); ok && !filepath.IsAbs(dir) {
+				if abs, err := filepath.Abs(dir); err == nil {
+					ds["beir"] = abs
+				}
+			}
+		}
+	}
+	return m, nil
+}
+
+func newScheduleCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "schedule", Short: "Manage scheduled (nightly) evaluation suites"}
+	simple := func(use, short string, nargs int, run func(cmd *cobra.Command, c *client, args []string) ([]byte, error)) *cobra.Command {
+		var c client
+		sub := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(nargs), RunE: func(cmd *cobra.Command, args []string) error {
+			raw, err := run(cmd, &c, args)
+			if err != nil || raw == nil {
+				return err
+			}
+			return printJSON(a.stdout, raw)
+		}}
+		addClientFlags(sub, &c)
+		return sub
+	}
+	create := simple("create SCHEDULE.yaml", "Create a schedule (name, cron, metric, spec, alpha, threshold, auto_accept, webhook)", 1,
+		func(cmd *cobra.Command, c *client, args []string) ([]byte, error) {
+			m, err := readSchedule(args[0])
+			if err != nil {
+				return nil, err
+			}
+			return c.do(cmd.Context(), "POST", "/v1/schedules", m, nil)
+		})
+	update := simple("update ID SCHEDULE.yaml", "Replace a schedule's definition", 2,
+		func(cmd *cobra.Command, c *client, args []string) ([]byte, error) {
+			m, err := readSchedule(args[1])
+			if err != nil {
+				return nil, err
+			}
+			return c.do(cmd.Context(), "PUT", "/v1/schedules/"+url.PathEscape(args[0]), m, nil)
+		})
+	list := simple("list", "List schedules", 0, func(cmd *cobra.Command, c *client, _ []string) ([]byte, error) {
+		var out struct {
+			Schedules []experiments.Schedule `json:"schedules"`
+		}
+		raw, err := c.do(cmd.Context(), "GET", "/v1/schedules", nil, &out)
+		if err != nil || c.json {
+			return raw, err
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tCRON\tMETRIC\tBASELINE\tLAST_RUN\tPAUSED")
+		for _, s := range out.Schedules {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", s.ID, s.Name, s.Cron, s.Metric, s.BaselineRun, s.LastRun, s.Paused)
+		}
+		return nil, tw.Flush()
+	})
+	show := simple("show ID", "Show a schedule", 1, func(cmd *cobra.Command, c *client, args []string) ([]byte, error) {
+		return c.do(cmd.Context(), "GET", "/v1/schedules/"+url.PathEscape(args[0]), nil, nil)
+	})
+	del := simple("delete ID", "Delete a schedule (its runs stay)", 1, func(cmd *cobra.Command, c *client, args []string) ([]byte, error) {
+		_, err := c.do(cmd.Context(), "DELETE", "/v1/schedules/"+url.PathEscape(args[0]), nil, nil)
+		return nil, err
+	})
+	history := simple("history ID", "A schedule's runs with each variant's metrics, oldest first", 1, func(cmd *cobra.Command, c *client, args []string) ([]byte, error) {
+		var out struct {
+			History []experiments.HistoryPoint `json:"history"`
+		}
+		raw, err := c.do(cmd.Context(), "GET", "/v1/schedules/"+url.PathEscape(args[0])+"/history", nil, &out)
+		if err != nil || c.json {
+			return raw, err
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "RUN\tTIME\tSTATUS\tBASELINE\tREGRESSION\tMETRICS")
+		for _, p := range out.History {
+			b, _ := json.Marshal(p.Metrics)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%s\n", p.Run, p.Time.Format(time.RFC3339), p.Status, p.Baseline, p.Regression, b)
+		}
+		return nil, tw.Flush()
+	})
+	accept := simple("accept ID RUN", "Accept a run of the schedule as its baseline", 2, func(cmd *cobra.Command, c *client, args []string) ([]byte, error) {
+		return c.do(cmd.Context(), "POST", "/v1/schedules/"+url.PathEscape(args[0])+"/accept", map[string]string{"run_id": args[1]}, nil)
+	})
+	cmd.AddCommand(create, update, list, show, del, history, accept)
+	return cmd
+}
+
+// sweepSVG plots recall (x) against QPS (y, log scale), Pareto points
+// filled and joined, the ann-benchmarks view of a sweep.
+func sweepSVG(title string, pts []experiments.SweepPoint) string {
+	const w, h, m = 640.0, 420.0, 60.0
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", w, h)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="%.0f" y="20" font-size="14">%s: recall vs QPS</text>`+"\n", m, html.EscapeString(title))
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/><line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n",
+		m, h-m, w-m/2, h-m, m, h-m, m, m/2)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">recall</text><text x="10" y="%.0f">QPS (log)</text>`+"\n", w/2, h-m/3, m/2+10)
+	if len(pts) == 0 {
+		b.WriteString("</svg>\n")
+		return b.String()
+	}
+	minR, maxR, minQ, maxQ := 1.0, 0.0, math.Inf(1), 0.0
+	for _, p := range pts {
+		minR, maxR = math.Min(minR, p.Recall), math.Max(maxR, p.Recall)
+		q := math.Max(p.QPS, 1e-3)
+		minQ, maxQ = math.Min(minQ, q), math.Max(maxQ, q)
+	}
+	if maxR-minR < 1e-9 {
+		minR, maxR = minR-0.05, maxR+0.05
+	}
+	if maxQ/minQ < 1.01 {
+		minQ, maxQ = minQ/1.5, maxQ*1.5
+	}
+	x := func(r float64) float64 { return m + (r-minR)/(maxR-minR)*(w-1.5*m) }
+	y := func(q float64) float64 {
+		return h - m - (math.Log(math.Max(q, 1e-3))-math.Log(minQ))/(math.Log(maxQ)-math.Log(minQ))*(h-1.5*m)
+	}
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">%.3f</text><text x="%.0f" y="%.0f" text-anchor="end">%.3f</text>`+"\n", m, h-m+15, minR, w-m/2, h-m+15, maxR)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">%.0f</text><text x="%.0f" y="%.0f" text-anchor="end">%.0f</text>`+"\n", m-4, h-m, minQ, m-4, m/2+8, maxQ)
+	var front []string
+	for _, p := range pts {
+		fill := "white"
+		if p.Pareto {
+			fill = "steelblue"
+			front = append(front, fmt.Sprintf("%.1f,%.1f", x(p.Recall), y(p.QPS)))
+		}
+		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s" stroke="steelblue"><title>%s recall %.4f qps %.1f</title></circle>`+"\n",
+			x(p.Recall), y(p.QPS), fill, html.EscapeString(p.Variant), p.Recall, p.QPS)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="9">%s</text>`+"\n", x(p.Recall)+6, y(p.QPS)-6, html.EscapeString(p.Variant))
+	}
+	if len(front) > 1 {
+		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="steelblue"/>`+"\n", strings.Join(front, " "))
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// baselineGate is what run start --baseline checks.
+type baselineGate struct {
+	Metric           string
+	Alpha, Threshold float64
+}
+
+// checkBaseline compares every variant of run with the same-named variant
+// of baseline and fails on a significant drop of the gate's metric or a
+// drop beyond its threshold.
+func checkBaseline(ctx context.Context, w io.Writer, c *client, baseline, run string, sp *experiments.ExperimentSpec, gate baselineGate) error {
+	var regressed []string
+	for _, v := range sp.Concrete() {
+		q := url.Values{"a": {baseline + ":" + v.Name}, "b": {run + ":" + v.Name}, "metric": {gate.Metric}, "alpha": {fmt.Sprint(gate.Alpha)}}
+		var rc experiments.RunComparison
+		if _, err := c.do(ctx, "GET", "/v1/runs/compare?"+q.Encode(), nil, &rc); err != nil {
+			return err
+		}
+		m, ok := rc.Comparison.Measure(gate.Metric)
+		if !ok {
+			return &exitError{code: exitBadInput, err: fmt.Errorf("--metric %s was not measured", gate.Metric)}
+		}
+		status := "ok"
+		if (m.Delta < 0 && m.Significant) || (gate.Threshold > 0 && -m.Delta > gate.Threshold) {
+			status = "REGRESSION"
+			regressed = append(regressed, v.Name)
+		}
+		fmt.Fprintf(w, "%s: %s %.4f -> %.4f (%+.4f, p=%.4g) %s\n", v.Name, gate.Metric, m.MeanA, m.MeanB, m.Delta, m.P, status)
+	}
+	if len(regressed) > 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("regression against %s in %s", baseline, strings.Join(regressed, ", "))}
+	}
+	return nil
+}
