@@ -1,10 +1,13 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
 
 func TestFileBadInput(t *testing.T) {
@@ -125,4 +128,51 @@ func TestOrphansAfterCrash(t *testing.T) {
 		t.Fatalf("orphan survived reopen: %v", err)
 	}
 	ok(t, s.Check())
+}
+
+// TestManyTruncations drives an inode past MaxTruncs truncation records
+// (the store then writes explicit tombstones) in a child of a parent with
+// data, and compares with the expected bytes after every step.
+func TestManyTruncations(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o600, 0, 0))
+	want := make([]byte, 40*BlockSize)
+	for i := range want {
+		want[i] = byte(i%251) + 1
+	}
+	must[int](t)(h.WriteAt(f.Ino, want, 0))
+	ok(t, h.Close())
+	must[Branch](t)(s.Fork("p", "main", "dev", AtHead(), BranchOptions{}))
+	c := must[*Head](t)(s.OpenHead("p", "dev"))
+	defer c.Close()
+	for i := range 24 {
+		size := (i+1)*BlockSize - 10 // growing sizes: each adds a record
+		must[Attr](t)(c.SetAttr(f.Ino, SetAttrIn{Valid: SetSize, Size: uint64(size)}))
+		want = want[:size]
+		// Extend again and write a little past the old end.
+		must[Attr](t)(c.SetAttr(f.Ino, SetAttrIn{Valid: SetSize, Size: 40 * BlockSize}))
+		want = append(want, make([]byte, 40*BlockSize-size)...)
+		off := size + 100
+		must[int](t)(c.WriteAt(f.Ino, []byte{0xEE, byte(i)}, int64(off)))
+		want[off], want[off+1] = 0xEE, byte(i)
+		// Data near the end, written after every truncation record so far:
+		// the next truncation must cut it (by record or by tombstone).
+		must[int](t)(c.WriteAt(f.Ino, []byte{0xDD, byte(i)}, int64(38*BlockSize+2*i)))
+		want[38*BlockSize+2*i], want[38*BlockSize+2*i+1] = 0xDD, byte(i)
+		if got := readAll(t, c, f.Ino); !bytes.Equal(got, want) {
+			t.Fatalf("step %d: content differs at %d", i, firstDiff(got, want))
+		}
+	}
+	a, err := c.attr(nil, f.Ino)
+	ok(t, err)
+	if len(a.Truncs) != enc.MaxTruncs {
+		t.Fatalf("%d truncation records, want the list full (fallback used)", len(a.Truncs))
+	}
+	ok(t, c.Close())
+	if got := readFile(t, s, "dev", AtHead(), "f"); !bytes.Equal([]byte(got), want) {
+		t.Fatal("content differs after reopen of the head")
+	}
 }
