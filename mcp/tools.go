@@ -1,0 +1,223 @@
+package mcp
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/offshootdb/offshoot/experiments"
+)
+
+// Defaults of the tools, smaller than the HTTP API's: a model reads every
+// row it gets.
+const (
+	// defaultToolRows is max_rows when the agent gives none.
+	defaultToolRows = 50
+	// textRows caps the rows of each result in the text rendering.
+	textRows = 50
+	// textCell caps one cell in the text rendering, in bytes.
+	textCell = 200
+)
+
+// annotations sets all four hints of a tool, so none is left to mcp-go's
+// defaults (which are "destructive, open world").
+func annotations(readOnly, destructive, idempotent bool) mcpgo.ToolOption {
+	return mcpgo.WithToolAnnotation(mcpgo.ToolAnnotation{
+		ReadOnlyHint:    mcpgo.ToBoolPtr(readOnly),
+		DestructiveHint: mcpgo.ToBoolPtr(destructive),
+		IdempotentHint:  mcpgo.ToBoolPtr(idempotent),
+		// Tools act on this server's databases only.
+		OpenWorldHint: mcpgo.ToBoolPtr(false),
+	})
+}
+
+// Common arguments.
+func projectArg() mcpgo.ToolOption {
+	return mcpgo.WithString("project", mcpgo.Description("Project (one Postgres cluster with its tree of branches). Default: the server's default project, usually \"main\"; list_projects shows them."))
+}
+
+func branchArg(desc string) mcpgo.ToolOption {
+	return mcpgo.WithString("branch", mcpgo.Required(), mcpgo.Description(desc))
+}
+
+// toolTable lists every tool. Order is the order of tools/list after
+// mcp-go sorts by name.
+func (s *Server) toolTable() []*tool {
+	return []*tool{
+		s.runSQLTool(),
+		s.runSQLTransactionTool(),
+		s.diffBranchesTool(),
+	}
+}
+
+type runSQLArgs struct {
+	Project   string `json:"project"`
+	Branch    string `json:"branch"`
+	SQL       string `json:"sql"`
+	Params    []any  `json:"params"`
+	ReadOnly  *bool  `json:"read_only"`
+	MaxRows   int    `json:"max_rows"`
+	TimeoutMS int    `json:"timeout_ms"`
+}
+
+func sqlLimitsArgs() []mcpgo.ToolOption {
+	return []mcpgo.ToolOption{
+		mcpgo.WithNumber("max_rows", mcpgo.Description(fmt.Sprintf("Most rows returned per statement; more are dropped and the result says truncated. Default %d, at most 100000. Keep it small: you read every row.", defaultToolRows)), mcpgo.Min(1), mcpgo.Max(100000)),
+		mcpgo.WithNumber("timeout_ms", mcpgo.Description("Statement timeout in milliseconds. Default 30000 (30 s); at most the server's limit (5 min by default). A statement that runs longer is cancelled and reported as SQLSTATE 57014."), mcpgo.Min(1)),
+	}
+}
+
+func (s *Server) runSQLTool() *tool {
+	const desc = "Run SQL on a branch in one transaction and return the rows. " +
+		"Use it to read data (read_only true, the safe default when you only look) or to change a branch, ideally a fork made with fork_branch so the parent stays untouched. " +
+		"Without params the text may hold several statements separated by semicolons; with params it is one statement using $1, $2, .... " +
+		"A failing statement rolls the whole transaction back. Do not send BEGIN/COMMIT. " +
+		"Cost: wakes the branch's compute if it is suspended (a second or two), then as much as the SQL costs. " +
+		"Returns per statement the command tag, columns with Postgres types and rows as JSON values (truncated at max_rows, marked). " +
+		"Unless read_only is true this CHANGES DATA on the branch."
+	opts := append([]mcpgo.ToolOption{
+		mcpgo.WithDescription(desc),
+		annotations(false, true, false),
+		projectArg(),
+		branchArg("Branch to run on, e.g. \"main\" or a fork's name; list_branches shows them."),
+		mcpgo.WithString("sql", mcpgo.Required(), mcpgo.Description("SQL text. Several statements separated by ; only without params.")),
+		mcpgo.WithArray("params", mcpgo.Description("Values of $1, $2, ... in order: numbers, strings, booleans, null; an array of numbers is a pgvector literal; an object is JSON text.")),
+		mcpgo.WithBoolean("read_only", mcpgo.Description("Run the transaction READ ONLY: nothing can change. Default false; keys with read scope only always run read-only.")),
+	}, sqlLimitsArgs()...)
+	def := mcpgo.NewTool("run_sql", opts...)
+	ro := mcpgo.NewTool("run_sql", append([]mcpgo.ToolOption{
+		mcpgo.WithDescription("Run read-only SQL on a branch (this key has read scope only, so every query runs in a READ ONLY transaction and cannot change data). " +
+			"Without params the text may hold several statements separated by semicolons; with params it is one statement using $1, $2, .... " +
+			"Cost: wakes the branch's compute if it is suspended, then as much as the SQL costs. " +
+			"Returns per statement the command tag, columns with Postgres types and rows as JSON values (truncated at max_rows, marked)."),
+		annotations(true, false, true),
+		projectArg(),
+		branchArg("Branch to run on, e.g. \"main\"; list_branches shows them."),
+		mcpgo.WithString("sql", mcpgo.Required(), mcpgo.Description("SQL text (read-only statements).")),
+		mcpgo.WithArray("params", mcpgo.Description("Values of $1, $2, ... in order: numbers, strings, booleans, null; an array of numbers is a pgvector literal; an object is JSON text.")),
+		mcpgo.WithBoolean("read_only", mcpgo.Description("Always true for this key; false is refused.")),
+	}, sqlLimitsArgs()...)...)
+	return &tool{def: def, readOnlyDef: &ro, access: mixedTool,
+		run: func(ctx context.Context, c call) (any, string, error) {
+			var a runSQLArgs
+			if err := c.bind(&a); err != nil {
+				return nil, "", err
+			}
+			req := experiments.QueryRequest{Project: c.projectOr(a.Project), Branch: a.Branch, SQL: a.SQL, Params: a.Params,
+				ReadOnly: c.readOnly || (a.ReadOnly != nil && *a.ReadOnly), MaxRows: a.MaxRows, TimeoutMS: a.TimeoutMS}
+			if c.readOnly && a.ReadOnly != nil && !*a.ReadOnly {
+				return nil, "", &experiments.FieldError{Field: "read_only", Reason: "this key has read scope only, so queries run read-only; leave read_only out or pass true"}
+			}
+			if req.MaxRows == 0 {
+				req.MaxRows = defaultToolRows
+			}
+			res, err := s.svc.Query(ctx, req)
+			if err != nil {
+				return nil, "", err
+			}
+			return res, renderQuery(res, req.MaxRows), nil
+		}}
+}
+
+type runSQLTransactionArgs struct {
+	Project    string                  `json:"project"`
+	Branch     string                  `json:"branch"`
+	Statements []experiments.Statement `json:"statements"`
+	MaxRows    int                     `json:"max_rows"`
+	TimeoutMS  int                     `json:"timeout_ms"`
+}
+
+func (s *Server) runSQLTransactionTool() *tool {
+	opts := append([]mcpgo.ToolOption{
+		mcpgo.WithDescription("Run a list of statements on a branch in ONE transaction, all or nothing: if any statement fails, none of them takes effect. " +
+			"Use it for a change that must not be left half done (a migration with its data backfill, moving rows between tables). " +
+			"Each statement has its own params. The timeout applies to each statement. " +
+			"Cost: wakes the branch's compute if suspended, then what the SQL costs. " +
+			"Returns one result per statement (command tag, columns, rows truncated at max_rows). " +
+			"This CHANGES DATA on the branch; try it on a fork (fork_branch) first."),
+		annotations(false, true, false),
+		projectArg(),
+		branchArg("Branch to run on; list_branches shows them."),
+		mcpgo.WithArray("statements", mcpgo.Required(), mcpgo.MinItems(1),
+			mcpgo.Description("Statements in order, each {\"sql\": \"...\", \"params\": [...]} (params optional)."),
+			mcpgo.Items(map[string]any{
+				"type":     "object",
+				"required": []string{"sql"},
+				"properties": map[string]any{
+					"sql":    map[string]any{"type": "string", "description": "One SQL statement, using $1, $2, ... for params."},
+					"params": map[string]any{"type": "array", "description": "Values of $1, $2, ...: numbers, strings, booleans, null; an array of numbers is a pgvector literal."},
+				},
+				"additionalProperties": false,
+			})),
+	}, sqlLimitsArgs()...)
+	return &tool{def: mcpgo.NewTool("run_sql_transaction", opts...), access: writeTool,
+		run: func(ctx context.Context, c call) (any, string, error) {
+			var a runSQLTransactionArgs
+			if err := c.bind(&a); err != nil {
+				return nil, "", err
+			}
+			if len(a.Statements) == 0 {
+				return nil, "", &experiments.FieldError{Field: "statements", Reason: "give at least one statement"}
+			}
+			req := experiments.QueryRequest{Project: c.projectOr(a.Project), Branch: a.Branch, Statements: a.Statements, MaxRows: a.MaxRows, TimeoutMS: a.TimeoutMS}
+			if req.MaxRows == 0 {
+				req.MaxRows = defaultToolRows
+			}
+			res, err := s.svc.Query(ctx, req)
+			if err != nil {
+				return nil, "", err
+			}
+			return res, renderQuery(res, req.MaxRows), nil
+		}}
+}
+
+type diffArgs struct {
+	Project    string `json:"project"`
+	Branch     string `json:"branch"`
+	Against    string `json:"against"`
+	SampleRows int    `json:"sample_rows"`
+}
+
+func (s *Server) diffBranchesTool() *tool {
+	def := mcpgo.NewTool("diff_branches",
+		mcpgo.WithDescription("Compare two branches of a project: the schema as a unified diff of normalized DDL, and per table the rows added, removed and changed (tables with a primary key), with a few sample rows. "+
+			"Use it after changing a fork to see exactly what you changed relative to its parent before you keep, merge by hand or discard it. "+
+			"Cost: one ordered scan of every table on both sides; seconds for large tables. Read-only. "+
+			"Returns schema.changed, schema.unified and one entry per differing table."),
+		annotations(true, false, true),
+		projectArg(),
+		branchArg("The changed side (\"+\" in the diff), e.g. your fork."),
+		mcpgo.WithString("against", mcpgo.Required(), mcpgo.Description("The base side (\"-\" in the diff), usually the fork's parent, e.g. \"main\".")),
+		mcpgo.WithNumber("sample_rows", mcpgo.Description("Sample rows per table and kind of change. Default 10, at most 100."), mcpgo.Min(0), mcpgo.Max(100)),
+	)
+	return &tool{def: def, access: readTool,
+		run: func(ctx context.Context, c call) (any, string, error) {
+			var a diffArgs
+			if err := c.bind(&a); err != nil {
+				return nil, "", err
+			}
+			d, err := s.svc.Diff(ctx, experiments.DiffRequest{Project: c.projectOr(a.Project), Branch: a.Branch, Against: a.Against, SampleRows: a.SampleRows})
+			if err != nil {
+				return nil, "", err
+			}
+			return d, renderDiff(d), nil
+		}}
+}
+
+// clipText shortens s to at most n bytes on a rune boundary, marking the cut.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && (s[n]&0xC0) == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// oneLine makes s fit in a table cell.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`, "\t", `\t`, "|", `\|`).Replace(s)
+}
