@@ -129,6 +129,7 @@ func (s *Server) routes() {
 	e.POST("/v1/keys", s.createKey, s.auth("key.create"))
 	e.DELETE("/v1/keys/:id", s.revokeKey, s.auth("key.revoke"))
 	e.GET("/v1/audit", s.auditLog, s.auth("audit.list"))
+	s.branchRoutes()
 	if s.cfg.MCP != nil {
 		e.Any("/mcp", echo.WrapHandler(s.cfg.MCP), s.auth("mcp"))
 	}
