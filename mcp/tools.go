@@ -42,14 +42,13 @@ func branchArg(desc string) mcpgo.ToolOption {
 	return mcpgo.WithString("branch", mcpgo.Required(), mcpgo.Description(desc))
 }
 
-// toolTable lists every tool. Order is the order of tools/list after
-// mcp-go sorts by name.
+// toolTable lists every tool (tools/list sorts them by name).
 func (s *Server) toolTable() []*tool {
-	return []*tool{
+	return append(s.branchTools(),
 		s.runSQLTool(),
 		s.runSQLTransactionTool(),
 		s.diffBranchesTool(),
-	}
+	)
 }
 
 type runSQLArgs struct {
