@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,8 @@ func TestMain(m *testing.M) {
 
 // spawnMCP runs `offshoot mcp` on dataDir over stdio and returns an
 // initialized client; its stderr goes to dataDir/mcp.log, shown when the
-// test fails.
+// test fails. When the test ends it closes stdin, as a client does, and
+// waits for the process to stop its server and exit.
 func spawnMCP(t *testing.T, dataDir string) *client.Client {
 	t.Helper()
 	logPath := filepath.Join(dataDir, "mcp.log")
@@ -70,19 +72,44 @@ func spawnMCP(t *testing.T, dataDir string) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.NewStdioMCPClientWithOptions(offshootBin(t), nil,
-		[]string{"mcp", "--data-dir", dataDir, "--proxy-addr", "127.0.0.1:0"}, transport.WithCommandStderrWriter(logf))
+	cmd := exec.Command(offshootBin(t), "mcp", "--data-dir", dataDir, "--proxy-addr", "127.0.0.1:0")
+	cmd.Stderr = logf
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	c := client.NewClient(transport.NewIO(stdout, stdin, io.NopCloser(strings.NewReader(""))))
 	t.Cleanup(func() {
-		c.Close() // closes stdin: the process stops its in-process server and exits
+		c.Close()
+		stdin.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("offshoot mcp exited: %v", err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Error("offshoot mcp did not exit after stdin closed")
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-done
+		}
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("offshoot mcp stderr:\n%s", b)
 		}
 	})
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	req := mcpgo.InitializeRequest{}
 	req.Params.ProtocolVersion = mcpgo.LATEST_PROTOCOL_VERSION
 	req.Params.ClientInfo = mcpgo.Implementation{Name: "offshoot-test", Version: "0"}

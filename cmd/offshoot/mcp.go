@@ -36,6 +36,10 @@ process, on a loopback HTTP port of its own, and stops it when stdin ends.`,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
+				// Clients close our stderr when they are done; without this a
+				// log line written then would kill the process (SIGPIPE)
+				// before the in-process server has stopped its endpoints.
+				signal.Ignore(syscall.SIGPIPE)
 				return a.mcpStdio(ctx, token, os.Stdin, a.stdout)
 			},
 		}
