@@ -336,6 +336,13 @@ func TestE2E(t *testing.T) {
 		t.Errorf("describe: %+v", desc)
 	}
 
+	code, metrics := s.api("GET", "/metrics", nil)
+	for _, m := range []string{"offshoot_compute_endpoints", "offshoot_proxy_connections_total", "offshoot_http_request_duration_seconds"} {
+		if code != 200 || !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics (%d) lacks %s", code, m)
+		}
+	}
+
 	s.must(200, "POST", branchPath("feature/x")+"/reset", map[string]any{"snapshot": "before-reset"}, nil)
 	if got := s.ids("feature/x"); got != "1" {
 		t.Errorf("after reset to main feature/x has ids %q, want 1", got)
@@ -400,6 +407,44 @@ func TestE2E(t *testing.T) {
 // parent leave a clean catalog with no duplicates.
 func TestE2ETTLAndConcurrency(t *testing.T) {
 	s := newE2EServer(t)
+	cli := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, errOut, code := run(t, context.Background(), append(args, "--server", s.http)...)
+		if code != wantCode {
+			t.Fatalf("offshoot %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, wantCode, out, errOut)
+		}
+		return out
+	}
+	cli(0, "branch", "create", "cli/a", "--label", "k=v", "--ttl", "1h")
+	if out := cli(0, "branch", "list"); !strings.Contains(out, "  cli/a") || !strings.Contains(out, "k=v") {
+		t.Errorf("branch list:\n%s", out)
+	}
+	if out := cli(0, "branch", "show", "cli/a"); !strings.Contains(out, "endpoint") || !strings.Contains(out, "expires") {
+		t.Errorf("branch show:\n%s", out)
+	}
+	cli(0, "branch", "protect", "cli/a")
+	cli(exitConflict, "branch", "delete", "cli/a")
+	cli(0, "branch", "protect", "cli/a", "--off")
+	cli(0, "snapshot", "create", "cli/a", "cli-snap")
+	cli(0, "snapshot", "restore", "cli-snap", "cli/b")
+	if out := cli(0, "snapshot", "list"); !strings.Contains(out, "cli-snap") {
+		t.Errorf("snapshot list:\n%s", out)
+	}
+	cli(0, "branch", "rename", "cli/b", "cli/c")
+	cli(exitNotFound, "branch", "show", "cli/b")
+	if out := cli(0, "branch", "list"); !strings.Contains(out, "\n    cli/c") {
+		t.Errorf("renamed branch is not a child of cli/a (its snapshot's branch):\n%s", out)
+	}
+	cli(0, "snapshot", "restore", "cli-snap", "--onto", "cli/c")
+	if out := cli(0, "usage"); !strings.Contains(out, "cli/c") || !strings.Contains(out, "total") {
+		t.Errorf("usage:\n%s", out)
+	}
+	if out := cli(0, "project", "list"); !strings.Contains(out, "main") {
+		t.Errorf("project list:\n%s", out)
+	}
+	cli(exitConflict, "branch", "delete", "cli/a")
+	cli(0, "branch", "delete", "cli/a", "--cascade")
+	cli(0, "snapshot", "delete", "cli-snap")
 	s.must(201, "POST", "/v1/projects/main/branches", map[string]any{"name": "ttl-a", "ttl": "1s"}, nil)
 	s.must(201, "POST", "/v1/projects/main/branches", map[string]any{"name": "ttl-b", "ttl": "1s", "protected": true}, nil)
 	deadline := time.Now().Add(time.Minute)
@@ -473,6 +518,22 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 	if len(page.Branches) != 2 {
 		t.Errorf("branches left: %+v, want main and ttl-b", page.Branches)
 	}
+
+	// kill -9 with an endpoint running and a client connected: the restart
+	// stops the orphaned postmaster, detaches the stale mount, and the
+	// committed row is there.
+	s.exec("main", "CREATE TABLE crash (id int)", "INSERT INTO crash VALUES (7)")
+	_ = s.conn("main")
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+	s.stderr.Close()
+	s.start()
+	var got int
+	if err := s.conn("main").QueryRow(context.Background(), "SELECT id FROM crash").Scan(&got); err != nil || got != 7 {
+		t.Errorf("after kill -9 and restart: %d %v\n%s", got, err, s.log())
+	}
 	s.stop()
 	st, err := storage.Open(filepath.Join(s.dataDir, "store"), &storage.Options{GCInterval: -1})
 	if err != nil {
@@ -481,5 +542,16 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 	defer st.Close()
 	if err := st.Check(); err != nil {
 		t.Error(err)
+		bs, _ := st.Branches("main")
+		for _, b := range bs {
+			t.Logf("branch %+v", b)
+		}
+		for id := uint64(1); id < 2000; id++ {
+			if tl, ok := st.Timeline(id); ok {
+				t.Logf("timeline %+v", tl)
+			}
+		}
+		sns, _ := st.Snapshots("main")
+		t.Logf("snapshots %+v", sns)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"os"
 	"os/signal"
@@ -55,7 +56,7 @@ and the store is closed.`,
 		}
 		addAddrFlags(cmd, a)
 		f := cmd.Flags()
-		f.StringVar(&o.runDir, "run-dir", "", "mount points, sockets and logs of endpoints (default <data-dir>/run); the postgres OS user must be able to traverse it")
+		f.StringVar(&o.runDir, "run-dir", "", "mount points, sockets and logs of endpoints; the postgres OS user must be able to traverse it (default <data-dir>/run, or $TMPDIR/offshoot-run-<hash> when it cannot)")
 		f.StringVar(&o.addrFile, "addr-file", "", "write the bound addresses as JSON {\"http\":...,\"proxy\":...} to this file once ready (for scripts using port 0)")
 		f.IntVar(&o.maxBranches, "max-branches", 1000, "maximum branches per project (negative: no limit)")
 		f.IntVar(&o.maxEndpoints, "max-endpoints", 16, "maximum running endpoints")
@@ -120,6 +121,14 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	defer lock.Close()
 	if o.runDir == "" {
 		o.runDir = filepath.Join(a.cfg.DataDir, "run")
+		if checkTraversable(o.runDir) != nil {
+			// e.g. a data dir under /root: mounts and sockets go to a
+			// directory of their own, fixed per data dir so that a restart
+			// finds what a crashed run left.
+			abs, _ := filepath.Abs(a.cfg.DataDir)
+			o.runDir = filepath.Join(os.TempDir(), fmt.Sprintf("offshoot-run-%08x", crc32.ChecksumIEEE([]byte(abs))))
+			a.log.Info("data dir is not reachable by the postgres OS user; using a separate run dir", "run_dir", o.runDir)
+		}
 	}
 	if err := checkTraversable(o.runDir); err != nil {
 		return err
