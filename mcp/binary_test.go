@@ -128,7 +128,7 @@ func spawnMCP(t *testing.T, dataDir string) *client.Client {
 func branchFlow(t *testing.T, c *client.Client) {
 	tools := listTools(t, c)
 	for _, name := range []string{"list_projects", "list_branches", "describe_branch", "fork_branch", "discard_branch", "reset_branch",
-		"run_sql", "run_sql_transaction", "diff_branches", "get_connection_string", "create_snapshot", "list_snapshots", "restore_snapshot"} {
+		"run_sql", "run_sql_transaction", "diff_branches", "explain_sql", "get_connection_string", "create_snapshot", "list_snapshots", "restore_snapshot"} {
 		if _, found := tools[name]; !found {
 			t.Errorf("tool %s not listed", name)
 		}
@@ -161,6 +161,14 @@ func branchFlow(t *testing.T, c *client.Client) {
 	ok(t, c, "diff_branches", map[string]any{"branch": "agent/try", "against": "main"}, &d)
 	if len(d.Tables) != 1 || d.Tables[0].Added != 1 || d.Tables[0].Removed != 1 {
 		t.Errorf("diff: %+v", d)
+	}
+	var ex experiments.Explain
+	text = ok(t, c, "explain_sql", map[string]any{"branch": "agent/try", "sql": "DELETE FROM items WHERE id > $1", "params": []any{0}}, &ex)
+	if !strings.Contains(ex.Plan, "Delete on items") || !strings.Contains(ex.Plan, "actual time") || !strings.Contains(text, "Delete on items") {
+		t.Errorf("explain plan:\n%s", ex.Plan)
+	}
+	if got := names("agent/try"); got != "two,three" {
+		t.Errorf("explain changed the branch: reads %q", got)
 	}
 	var page experiments.BranchPage
 	ok(t, c, "list_branches", map[string]any{}, &page)

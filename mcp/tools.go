@@ -48,6 +48,7 @@ func (s *Server) toolTable() []*tool {
 		s.runSQLTool(),
 		s.runSQLTransactionTool(),
 		s.diffBranchesTool(),
+		s.explainSQLTool(),
 	)
 }
 
@@ -203,6 +204,35 @@ func (s *Server) diffBranchesTool() *tool {
 			}
 			return d, renderDiff(d), nil
 		}}
+}
+
+func (s *Server) explainSQLTool() *tool {
+	def := mcpgo.NewTool("explain_sql",
+		mcpgo.WithDescription("Show how Postgres executes one statement: EXPLAIN (ANALYZE, BUFFERS) with real row counts, timings and buffer use. "+
+			"The statement really runs, but on a throwaway fork of the branch that is discarded afterwards, so even an UPDATE or DELETE leaves the branch untouched. "+
+			"Use it to find why a query is slow or to check that an index is used. "+
+			"Cost: a fork (instant) plus starting its compute (a second or two) plus the statement itself. Needs write scope (it creates the temporary fork). "+
+			"Returns the plan as text."),
+		annotations(false, false, true),
+		projectArg(),
+		branchArg("Branch whose data and schema the statement runs against (it is not changed)."),
+		mcpgo.WithString("sql", mcpgo.Required(), mcpgo.Description("One statement to explain, e.g. a SELECT; $1, $2, ... with params.")),
+		mcpgo.WithArray("params", mcpgo.Description("Values of $1, $2, ...: numbers, strings, booleans, null; an array of numbers is a pgvector literal.")),
+		mcpgo.WithNumber("timeout_ms", mcpgo.Description("Statement timeout in milliseconds. Default 30000."), mcpgo.Min(1)),
+	)
+	return newTool(def, writeTool, "", func(ctx context.Context, c call, a struct {
+		Project   string `json:"project"`
+		Branch    string `json:"branch"`
+		SQL       string `json:"sql"`
+		Params    []any  `json:"params"`
+		TimeoutMS int    `json:"timeout_ms"`
+	}) (any, string, error) {
+		ex, err := s.svc.Explain(ctx, experiments.ExplainRequest{Project: c.projectOr(a.Project), Branch: a.Branch, SQL: a.SQL, Params: a.Params, TimeoutMS: a.TimeoutMS})
+		if err != nil {
+			return nil, "", err
+		}
+		return ex, clipText(ex.Plan, 16000) + "\n", nil
+	})
 }
 
 // clipText shortens s to at most n bytes on a rune boundary, marking the cut.
