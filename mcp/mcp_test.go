@@ -275,6 +275,17 @@ func flow(t *testing.T, c *client.Client) {
 	if got := count("main"); got != "one,two" {
 		t.Errorf("parent changed: reads %q", got)
 	}
+	text = ok(t, c, "list_tables", map[string]any{"branch": "scratch"}, nil)
+	if !strings.Contains(text, "public.items (table)") {
+		t.Errorf("list_tables:\n%s", text)
+	}
+	var desc experiments.TableDescription
+	ok(t, c, "describe_table", map[string]any{"branch": "scratch", "table": "items"}, &desc)
+	if len(desc.Columns) != 2 || desc.Columns[0].Name != "id" || desc.Columns[0].Type != "integer" || !desc.Columns[1].NotNull ||
+		len(desc.Constraints) != 1 || !strings.Contains(desc.Constraints[0], "PRIMARY KEY (id)") || len(desc.Indexes) != 1 {
+		t.Errorf("describe_table: %+v", desc)
+	}
+	toolErr(t, c, "describe_table", map[string]any{"branch": "scratch", "table": "nope"}, "nope", "not found", "list_tables")
 	var d experiments.Diff
 	text = ok(t, c, "diff_branches", map[string]any{"branch": "scratch", "against": "main"}, &d)
 	if d.Schema.Changed || len(d.Tables) != 1 || d.Tables[0].Table != "public.items" || d.Tables[0].Added != 1 || d.Tables[0].Changed != 1 {

@@ -49,6 +49,8 @@ func (s *Server) toolTable() []*tool {
 		s.runSQLTransactionTool(),
 		s.diffBranchesTool(),
 		s.explainSQLTool(),
+		s.listTablesTool(),
+		s.describeTableTool(),
 	)
 }
 
@@ -232,6 +234,69 @@ func (s *Server) explainSQLTool() *tool {
 			return nil, "", err
 		}
 		return ex, clipText(ex.Plan, 16000) + "\n", nil
+	})
+}
+
+func (s *Server) listTablesTool() *tool {
+	def := mcpgo.NewTool("list_tables",
+		mcpgo.WithDescription("List the tables, views and materialized views of a branch's database with their estimated row counts and sizes. "+
+			"Use it to orient yourself in an unfamiliar database before writing SQL. Cheap: reads the catalog (wakes the branch's compute if suspended). "+
+			"Returns schema, name, kind, estimated_rows and total_bytes per relation."),
+		annotations(true, false, true),
+		projectArg(),
+		branchArg("Branch whose database to look at, e.g. \"main\"."),
+	)
+	return newTool(def, readTool, "", func(ctx context.Context, c call, a branchRef) (any, string, error) {
+		ts, err := s.svc.ListTables(ctx, c.projectOr(a.Project), a.Branch)
+		if err != nil {
+			return nil, "", err
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d relation(s)\n", len(ts))
+		for _, t := range ts {
+			fmt.Fprintf(&b, "%s.%s (%s): ~%d rows, %d bytes\n", t.Schema, t.Name, t.Kind, t.EstimatedRows, t.TotalBytes)
+		}
+		return map[string]any{"tables": ts}, b.String(), nil
+	})
+}
+
+func (s *Server) describeTableTool() *tool {
+	def := mcpgo.NewTool("describe_table",
+		mcpgo.WithDescription("Describe one table or view of a branch: columns with types, NOT NULL and defaults, constraints (primary key, foreign keys, checks) and indexes. "+
+			"Use it before writing SQL against a table you have not seen. Cheap: reads the catalog. Returns the description as JSON."),
+		annotations(true, false, true),
+		projectArg(),
+		branchArg("Branch whose database to look at."),
+		mcpgo.WithString("table", mcpgo.Required(), mcpgo.Description("Table name, \"name\" (search path) or \"schema.name\"; list_tables shows them.")),
+	)
+	return newTool(def, readTool, "list_tables shows the tables of the branch, list_branches the branches", func(ctx context.Context, c call, a struct {
+		Project string `json:"project"`
+		Branch  string `json:"branch"`
+		Table   string `json:"table"`
+	}) (any, string, error) {
+		d, err := s.svc.DescribeTable(ctx, c.projectOr(a.Project), a.Branch, a.Table)
+		if err != nil {
+			return nil, "", err
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s.%s (%s, ~%d rows)\n", d.Schema, d.Name, d.Kind, d.EstimatedRows)
+		for _, col := range d.Columns {
+			fmt.Fprintf(&b, "  %s %s", col.Name, col.Type)
+			if col.NotNull {
+				b.WriteString(" NOT NULL")
+			}
+			if col.Default != "" {
+				fmt.Fprintf(&b, " DEFAULT %s", col.Default)
+			}
+			b.WriteString("\n")
+		}
+		for _, x := range d.Constraints {
+			fmt.Fprintf(&b, "constraint %s\n", x)
+		}
+		for _, x := range d.Indexes {
+			fmt.Fprintf(&b, "%s\n", x)
+		}
+		return d, b.String(), nil
 	})
 }
 
