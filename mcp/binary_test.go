@@ -128,7 +128,7 @@ func spawnMCP(t *testing.T, dataDir string) *client.Client {
 func branchFlow(t *testing.T, c *client.Client) {
 	tools := listTools(t, c)
 	for _, name := range []string{"list_projects", "list_branches", "describe_branch", "fork_branch", "discard_branch", "reset_branch",
-		"run_sql", "run_sql_transaction", "diff_branches", "explain_sql", "get_connection_string", "create_snapshot", "list_snapshots", "restore_snapshot"} {
+		"run_sql", "run_sql_transaction", "diff_branches", "explain_sql", "list_tables", "describe_table", "prepare_migration", "complete_migration", "get_connection_string", "create_snapshot", "list_snapshots", "restore_snapshot"} {
 		if _, found := tools[name]; !found {
 			t.Errorf("tool %s not listed", name)
 		}
@@ -179,6 +179,25 @@ func branchFlow(t *testing.T, c *client.Client) {
 	toolErr(t, c, "describe_branch", map[string]any{"branch": "agent/try"}, "agent/try", "not found", "list_branches")
 	toolErr(t, c, "run_sql", map[string]any{"branch": "agent/try", "sql": "SELECT 1"}, "not found", "list_branches")
 	toolErr(t, c, "discard_branch", map[string]any{"branch": "main"}, "main")
+
+	var mig experiments.Migration
+	ok(t, c, "prepare_migration", map[string]any{"branch": "main", "sql": "ALTER TABLE items ADD COLUMN note text"}, &mig)
+	if !mig.Schema.Changed || !strings.Contains(mig.Schema.Unified, "note") {
+		t.Errorf("prepared migration: %+v", mig)
+	}
+	var desc experiments.TableDescription
+	ok(t, c, "describe_table", map[string]any{"branch": "main", "table": "items"}, &desc)
+	if len(desc.Columns) != 2 {
+		t.Errorf("prepare_migration changed main: %+v", desc.Columns)
+	}
+	ok(t, c, "complete_migration", map[string]any{"id": mig.ID}, nil)
+	ok(t, c, "describe_table", map[string]any{"branch": "main", "table": "items"}, &desc)
+	if len(desc.Columns) != 3 || desc.Columns[2].Name != "note" {
+		t.Errorf("complete_migration did not apply: %+v", desc.Columns)
+	}
+	toolErr(t, c, "describe_branch", map[string]any{"branch": mig.Fork}, "not found")
+	toolErr(t, c, "complete_migration", map[string]any{"id": mig.ID}, "completed", "conflict")
+	toolErr(t, c, "complete_migration", map[string]any{"id": "nope"}, "not found", "prepare_migration")
 
 	res, err := c.ReadResource(context.Background(), mcpgo.ReadResourceRequest{Params: mcpgo.ReadResourceParams{URI: "offshoot://main/branches"}})
 	if err != nil {

@@ -51,6 +51,8 @@ func (s *Server) toolTable() []*tool {
 		s.explainSQLTool(),
 		s.listTablesTool(),
 		s.describeTableTool(),
+		s.prepareMigrationTool(),
+		s.completeMigrationTool(),
 	)
 }
 
@@ -297,6 +299,58 @@ func (s *Server) describeTableTool() *tool {
 			fmt.Fprintf(&b, "%s\n", x)
 		}
 		return d, b.String(), nil
+	})
+}
+
+func (s *Server) prepareMigrationTool() *tool {
+	def := mcpgo.NewTool("prepare_migration",
+		mcpgo.WithDescription("Try a schema migration safely: fork the branch, run the migration SQL on the fork (one transaction), and report the resulting schema diff and how long it took. The branch itself is not touched. "+
+			"Use it for every schema change to a branch others rely on; check the diff (and the fork with run_sql if you like), then call complete_migration with the returned id to apply it for real. "+
+			"Cost: a fork plus starting its compute plus the migration on the fork. A migration that fails returns the Postgres error and leaves nothing behind. "+
+			"Returns id, fork, schema.unified and duration_ms."),
+		annotations(false, false, false),
+		projectArg(),
+		branchArg("Branch the migration is for, e.g. \"main\"; it stays unchanged until complete_migration."),
+		mcpgo.WithString("sql", mcpgo.Required(), mcpgo.Description("The migration: DDL (and any data changes that go with it), several statements separated by ; are fine.")),
+		mcpgo.WithNumber("timeout_ms", mcpgo.Description("Statement timeout in milliseconds, on the fork and later on the branch. Default 30000."), mcpgo.Min(1)),
+	)
+	return newTool(def, writeTool, "", func(ctx context.Context, c call, a struct {
+		Project   string `json:"project"`
+		Branch    string `json:"branch"`
+		SQL       string `json:"sql"`
+		TimeoutMS int    `json:"timeout_ms"`
+	}) (any, string, error) {
+		m, err := s.svc.PrepareMigration(ctx, experiments.MigrationRequest{Project: c.projectOr(a.Project), Branch: a.Branch, SQL: a.SQL, TimeoutMS: a.TimeoutMS})
+		if err != nil {
+			return nil, "", err
+		}
+		schema := "schema unchanged\n"
+		if m.Schema.Changed {
+			schema = clipText(m.Schema.Unified, 8000)
+		}
+		return m, fmt.Sprintf("migration %s tried on fork %s in %.1f ms; branch %s unchanged\n%s\nnext: complete_migration with id %q applies it to %s\n",
+			m.ID, m.Fork, m.DurationMS, m.Branch, schema, m.ID, m.Branch), nil
+	})
+}
+
+func (s *Server) completeMigrationTool() *tool {
+	def := mcpgo.NewTool("complete_migration",
+		mcpgo.WithDescription("Apply a migration prepared with prepare_migration to its branch for real, in one transaction, then discard the fork it was tried on. This CHANGES DATA (the schema) of the branch. "+
+			"Use it only after checking what prepare_migration reported. If the branch changed meanwhile and the SQL fails, nothing changes and the fork stays. "+
+			"Cost: the migration on the branch. Returns the migration with completed_at."),
+		annotations(false, true, false),
+		projectArg(),
+		mcpgo.WithString("id", mcpgo.Required(), mcpgo.Description("The id prepare_migration returned.")),
+	)
+	return newTool(def, writeTool, "prepare_migration returns the id to pass here", func(ctx context.Context, c call, a struct {
+		Project string `json:"project"`
+		ID      string `json:"id"`
+	}) (any, string, error) {
+		m, err := s.svc.CompleteMigration(ctx, c.projectOr(a.Project), a.ID)
+		if err != nil {
+			return nil, "", err
+		}
+		return m, fmt.Sprintf("migration %s applied to branch %s; fork %s discarded\n", m.ID, m.Branch, m.Fork), nil
 	})
 }
 
