@@ -11,7 +11,7 @@
 // reset_branch, run_sql, run_sql_transaction, explain_sql (on a throwaway
 // fork), list_tables, describe_table, diff_branches,
 // get_connection_string, create_snapshot, list_snapshots,
-// restore_snapshot, and prepare_migration / complete_migration (try the
+// restore_snapshot, vector_search, and prepare_migration / complete_migration (try the
 // DDL on a fork, then apply it to the parent). Every tool sets all four annotations (readOnlyHint,
 // destructiveHint, idempotentHint, openWorldHint); destructive ones say
 // CHANGES DATA or DELETES in their description. Results carry the facade's

@@ -45,7 +45,10 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	_, err = conn.Exec(ctx, `CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
-		INSERT INTO items VALUES (1, 'one'), (2, 'two')`)
+		INSERT INTO items VALUES (1, 'one'), (2, 'two');
+		CREATE EXTENSION vector;
+		CREATE TABLE docs (id int PRIMARY KEY, kind text, emb vector(2));
+		INSERT INTO docs VALUES (1, 'a', '[1,0]'), (2, 'a', '[0,1]'), (3, 'b', '[1,0.1]'), (4, 'a', '[0.9,0.2]')`)
 	conn.Close(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -286,6 +289,13 @@ func flow(t *testing.T, c *client.Client) {
 		t.Errorf("describe_table: %+v", desc)
 	}
 	toolErr(t, c, "describe_table", map[string]any{"branch": "scratch", "table": "nope"}, "nope", "not found", "list_tables")
+	var vs queryResult
+	ok(t, c, "vector_search", map[string]any{"branch": "main", "table": "docs", "column": "emb", "vector": []any{1, 0}, "k": 2,
+		"distance": "cosine", "filters": map[string]any{"kind": "a"}}, &vs)
+	if len(vs.Results) != 1 || len(vs.Results[0].Rows) != 2 || vs.Results[0].Rows[0][0] != float64(1) || vs.Results[0].Rows[1][0] != float64(4) {
+		t.Errorf("vector_search: %+v", vs)
+	}
+	toolErr(t, c, "vector_search", map[string]any{"branch": "main", "table": "docs", "column": "emb", "vector": []any{1, 0, 0}}, "dimensions")
 	var d experiments.Diff
 	text = ok(t, c, "diff_branches", map[string]any{"branch": "scratch", "against": "main"}, &d)
 	if d.Schema.Changed || len(d.Tables) != 1 || d.Tables[0].Table != "public.items" || d.Tables[0].Added != 1 || d.Tables[0].Changed != 1 {

@@ -53,6 +53,7 @@ func (s *Server) toolTable() []*tool {
 		s.describeTableTool(),
 		s.prepareMigrationTool(),
 		s.completeMigrationTool(),
+		s.vectorSearchTool(),
 	)
 }
 
@@ -351,6 +352,43 @@ func (s *Server) completeMigrationTool() *tool {
 			return nil, "", err
 		}
 		return m, fmt.Sprintf("migration %s applied to branch %s; fork %s discarded\n", m.ID, m.Branch, m.Fork), nil
+	})
+}
+
+func (s *Server) vectorSearchTool() *tool {
+	def := mcpgo.NewTool("vector_search",
+		mcpgo.WithDescription("Find the k rows of a table whose pgvector column is nearest to a query vector (nearest first), optionally only rows whose columns equal given values. "+
+			"Use it to check retrieval quality on a branch, e.g. after loading embeddings or building an index on a fork. Read-only. "+
+			"Cost: one query; uses an HNSW/IVFFlat index matching the distance if there is one, else an exact scan of the table. "+
+			"Returns every column of each row plus distance. The query must be a vector of numbers (embed text yourself)."),
+		annotations(true, false, true),
+		projectArg(),
+		branchArg("Branch to search."),
+		mcpgo.WithString("table", mcpgo.Required(), mcpgo.Description("Table, \"name\" or \"schema.name\"; list_tables shows them.")),
+		mcpgo.WithString("column", mcpgo.Required(), mcpgo.Description("The vector column to search; describe_table shows the columns and their types.")),
+		mcpgo.WithArray("vector", mcpgo.Required(), mcpgo.WithNumberItems(), mcpgo.Description("Query embedding, e.g. [0.1, -0.3, ...]; same dimension as the column.")),
+		mcpgo.WithNumber("k", mcpgo.Description("How many rows. Default 10, at most 1000."), mcpgo.Min(1), mcpgo.Max(1000)),
+		mcpgo.WithString("distance", mcpgo.Enum("l2", "cosine", "inner"), mcpgo.Description("Distance: l2 (default, <->), cosine (<=>) or inner (negative inner product, <#>). Match the index's operator class to use it.")),
+		mcpgo.WithObject("filters", mcpgo.Description("Keep only rows whose column equals the value, e.g. {\"lang\": \"en\"}; all must match.")),
+		mcpgo.WithNumber("timeout_ms", mcpgo.Description("Statement timeout in milliseconds. Default 30000."), mcpgo.Min(1)),
+	)
+	return newTool(def, readTool, "list_tables and describe_table show the tables and columns", func(ctx context.Context, c call, a struct {
+		Project   string         `json:"project"`
+		Branch    string         `json:"branch"`
+		Table     string         `json:"table"`
+		Column    string         `json:"column"`
+		Vector    []float64      `json:"vector"`
+		K         int            `json:"k"`
+		Distance  string         `json:"distance"`
+		Filters   map[string]any `json:"filters"`
+		TimeoutMS int            `json:"timeout_ms"`
+	}) (any, string, error) {
+		res, err := s.svc.VectorSearch(ctx, experiments.VectorSearchRequest{Project: c.projectOr(a.Project), Branch: a.Branch, Table: a.Table, Column: a.Column,
+			Vector: a.Vector, K: a.K, Distance: a.Distance, Filters: a.Filters, TimeoutMS: a.TimeoutMS})
+		if err != nil {
+			return nil, "", err
+		}
+		return res, renderQuery(res, a.K), nil
 	})
 }
 
