@@ -361,6 +361,29 @@ func TestErrors(t *testing.T) {
 			t.Errorf("first statement of a failed transaction took effect: %v", n)
 		}
 	})
+	t.Run("progress", func(t *testing.T) {
+		got := make(chan mcpgo.JSONRPCNotification, 10)
+		c.OnNotification(func(n mcpgo.JSONRPCNotification) {
+			if n.Method == "notifications/progress" {
+				got <- n
+			}
+		})
+		req := mcpgo.CallToolRequest{}
+		req.Params.Name = "run_sql"
+		req.Params.Arguments = map[string]any{"branch": "main", "sql": "SELECT pg_sleep(0.1)", "read_only": true}
+		req.Params.Meta = &mcpgo.Meta{ProgressToken: "p1"}
+		if _, err := c.CallTool(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case n := <-got:
+			if n.Params.AdditionalFields["progressToken"] != "p1" || n.Params.AdditionalFields["progress"] != float64(0) {
+				t.Errorf("progress notification %+v", n.Params.AdditionalFields)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no progress notification")
+		}
+	})
 	t.Run("truncation", func(t *testing.T) {
 		var r queryResult
 		text := ok(t, c, "run_sql", map[string]any{"branch": "main", "sql": "SELECT g FROM generate_series(1, 500) g", "read_only": true}, &r)

@@ -221,6 +221,23 @@ func (s *Server) filterListed(ctx context.Context, _ any, _ *mcpgo.ListToolsRequ
 	res.Tools = out
 }
 
+// progress tells a client that asked for progress (a progressToken in
+// _meta) that the call started. The facade reports no finer steps yet, so
+// a long call (waking a compute, a long query) shows as started until its
+// result arrives; no end notification is sent, since mcp-go may deliver
+// it after the result on streamable HTTP.
+func (s *Server) progress(ctx context.Context, req mcpgo.CallToolRequest, name string) {
+	ms := server.ServerFromContext(ctx)
+	if req.Params.Meta == nil || req.Params.Meta.ProgressToken == nil || ms == nil {
+		return
+	}
+	if err := ms.SendNotificationToClient(ctx, "notifications/progress", map[string]any{
+		"progressToken": req.Params.Meta.ProgressToken, "progress": 0, "total": 1,
+		"message": name + " started (a suspended branch compute wakes first)"}); err != nil {
+		s.log.Debug("mcp progress", "tool", name, "err", err)
+	}
+}
+
 // handler adapts a tool to mcp-go: it never returns a Go error (which
 // would be a protocol failure); every failure, panics included, becomes a
 // tool result with isError set.
@@ -247,6 +264,7 @@ func (s *Server) handler(t *tool) server.ToolHandlerFunc {
 			}
 			args = b
 		}
+		s.progress(ctx, req, t.def.Name)
 		structured, text, err := t.run(ctx, call{args: args, readOnly: ro, project: s.cfg.DefaultProject})
 		if err != nil {
 			return s.toolError(t, err), nil
