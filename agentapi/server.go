@@ -45,6 +45,10 @@ type Config struct {
 	// before any key exists. By default a key is required once a live key
 	// exists or when the listener is not a loopback address.
 	RequireKeys bool
+	// MCP, when set, is served at /mcp (every method) behind the same API
+	// key authentication as /v1, with the caller in the request context.
+	// The mcp package builds it; nil: no /mcp route.
+	MCP http.Handler
 }
 
 // Server is the HTTP API. Create it with New and run it with Serve; the
@@ -127,6 +131,9 @@ func (s *Server) routes() {
 	e.GET("/v1/audit", s.auditLog, s.auth("audit.list"))
 	s.branchRoutes()
 	s.runRoutes()
+	if s.cfg.MCP != nil {
+		e.Any("/mcp", echo.WrapHandler(s.cfg.MCP), s.auth("mcp"))
+	}
 }
 
 // Handler returns the HTTP handler. Callers that serve it themselves

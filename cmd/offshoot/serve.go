@@ -21,6 +21,7 @@ import (
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/compute/proxy"
 	"github.com/offshootdb/offshoot/experiments"
+	"github.com/offshootdb/offshoot/mcp"
 	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/vectors"
 )
@@ -203,7 +204,11 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if created {
 		a.log.Info("created default project", "project", defaultProject)
 	}
-	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: a.log, Registry: reg})
+	mcpSrv, err := mcp.New(mcp.Config{Service: svc, Logger: a.log, DefaultProject: defaultProject, Version: version})
+	if err != nil {
+		return err
+	}
+	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: a.log, Registry: reg, MCP: mcpSrv.Handler()})
 	if err != nil {
 		return err
 	}
@@ -211,17 +216,21 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
+	if err := writeServerInfo(a.cfg.DataDir, ln.Addr().String()); err != nil {
+		return err
+	}
+	defer os.Remove(serverInfoPath(a.cfg.DataDir))
 	errc := make(chan error, 1)
 	go func() { errc <- api.Serve(ctx, ln) }()
 
 	a.log.Info("offshoot serving", "http", "http://"+ln.Addr().String(), "proxy", px.Addr().String(), "data_dir", a.cfg.DataDir)
-	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (/v1 API, /v1/openapi.json, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
+	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (/v1 API, /v1/openapi.json, /mcp, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
 		version, a.cfg.DataDir, ln.Addr(), px.Addr())
 	ctxLocal := experiments.WithCaller(ctx, experiments.LocalCaller)
 	if c, err := svc.Connection(ctxLocal, experiments.ConnectionRequest{Project: defaultProject, Branch: "main", Password: true}); err == nil {
 		fmt.Fprintf(a.stdout, "  connect   psql '%s'\n", c.URI)
 	}
-	fmt.Fprintln(a.stdout, "  not yet available: MCP, experiment runs over the API, web UI")
+	fmt.Fprintln(a.stdout, "  not yet available: experiment runs over the API, web UI")
 	if o.addrFile != "" {
 		b, _ := json.Marshal(map[string]string{"http": ln.Addr().String(), "proxy": px.Addr().String()})
 		tmp := o.addrFile + ".tmp"
