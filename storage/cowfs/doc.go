@@ -51,6 +51,7 @@
 //
 // Mount, MountPoint.Unmount (clean, or lazy while something still holds
 // the mount), and CleanStale for mounts left by a crashed process.
-// InitProject creates a project's cluster (initdb and pgvector) on a
-// mount; Export copies a view to a plain directory.
+// Export copies a view to a plain directory. Creating a project's cluster
+// (initdb and pgvector on a mount) is compute.InitProject: storage knows
+// nothing of Postgres processes.
 package cowfs

@@ -113,7 +113,7 @@ func (f *fixture) initProject(project string) string {
 		f.t.Fatal(err)
 	}
 	defer h.Close()
-	pw, err := InitProject(ctx, h, f.mountDir("init-"+project), InitOptions{LogFile: filepath.Join(f.dir, "init-"+project+".log")})
+	pw, err := initCluster(ctx, h, f.mountDir("init-"+project), filepath.Join(f.dir, "init-"+project+".log"))
 	if err != nil {
 		f.t.Fatalf("%v\n%s", err, tail(filepath.Join(f.dir, "init-"+project+".log")))
 	}

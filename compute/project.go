@@ -1,4 +1,4 @@
-package cowfs
+package compute
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/storage/cowfs"
 )
 
 // InitOptions configure InitProject.
@@ -23,13 +24,13 @@ type InitOptions struct {
 }
 
 // InitProject makes a new Postgres cluster on head, the empty head of a
-// project's root timeline: it mounts head at mnt (an empty directory whose
-// parents the postgres OS user can traverse), runs initdb as the postgres
+// project's root timeline: it mounts head at mnt (an empty directory, created if missing,
+// whose parents the postgres OS user can traverse), runs initdb as the postgres
 // user with data checksums, UTF8 and SCRAM authentication for the
 // superuser password, starts Postgres once to run CREATE EXTENSION vector
 // in database postgres (so every branch inherits pgvector), shuts it down
 // cleanly, syncs the store and unmounts. It returns the superuser password.
-func InitProject(ctx context.Context, head WritableFiles, mnt string, o InitOptions) (password string, err error) {
+func InitProject(ctx context.Context, head cowfs.WritableFiles, mnt string, o InitOptions) (password string, err error) {
 	if o.Superuser == "" {
 		o.Superuser = "postgres"
 	}
@@ -40,7 +41,10 @@ func InitProject(ctx context.Context, head WritableFiles, mnt string, o InitOpti
 		}
 		o.Password = base64.RawURLEncoding.EncodeToString(b)
 	}
-	m, err := Mount(mnt, head, MountOptions{})
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return "", fmt.Errorf("init project: %w", err)
+	}
+	m, err := cowfs.Mount(mnt, head, cowfs.MountOptions{})
 	if err != nil {
 		return "", fmt.Errorf("init project: %w", err)
 	}

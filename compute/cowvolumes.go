@@ -1,0 +1,114 @@
+package compute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/offshootdb/offshoot/storage"
+	"github.com/offshootdb/offshoot/storage/cowfs"
+)
+
+// StoreVolumes serves branches of the copy-on-write store: Mount opens the
+// branch's writable storage.Head and mounts it with cowfs at
+// MountDir/<project>/<branch> (both path-escaped), one mount point per
+// endpoint; Release unmounts it and closes the head. Recover detaches the
+// stale mounts a crashed process left under MountDir (cowfs.CleanStale), so
+// a Manager's Open cleans them before anything is mounted.
+//
+// MountDir and every directory above it must be traversable by the postgres
+// OS user; the Manager's run directory is the natural place. A branch is
+// mounted at most once at a time (the store refuses a second head with
+// storage.ErrBusy). StoreVolumes is safe for concurrent use; Store and
+// MountDir are required.
+type StoreVolumes struct {
+	Store    *storage.Store
+	MountDir string
+	// Options are the cowfs options of every mount.
+	Options cowfs.MountOptions
+}
+
+// Exists implements Volumes.
+func (v StoreVolumes) Exists(_ context.Context, project, branch string) (bool, error) {
+	_, err := v.Store.Branch(project, branch)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, storage.ErrBranchNotFound), errors.Is(err, storage.ErrProjectNotFound), errors.Is(err, storage.ErrInvalidName):
+		return false, nil
+	}
+	return false, fmt.Errorf("branch %s/%s: %w", project, branch, err)
+}
+
+// MountPoint is where the branch is mounted while its endpoint runs.
+func (v StoreVolumes) MountPoint(project, branch string) string {
+	return filepath.Join(v.MountDir, url.PathEscape(project), url.PathEscape(branch))
+}
+
+// Mount implements Volumes. A postmaster.pid found on a fresh mount is
+// removed: no Postgres runs on the branch while it is unmounted, so the file
+// is stale (a fork of a running branch inherits its parent's).
+func (v StoreVolumes) Mount(ctx context.Context, project, branch string) (Volume, error) {
+	if err := checkName(project); err != nil {
+		return nil, err
+	}
+	if err := checkName(branch); err != nil {
+		return nil, err
+	}
+	h, err := v.Store.OpenHead(project, branch)
+	if errors.Is(err, storage.ErrBranchNotFound) || errors.Is(err, storage.ErrProjectNotFound) {
+		return nil, fmt.Errorf("%w: %s/%s", ErrBranchNotFound, project, branch)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
+	}
+	dir := v.MountPoint(project, branch)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
+	}
+	m, err := cowfs.Mount(dir, h, v.Options)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
+	}
+	if err := os.Remove(filepath.Join(m.Dir(), "postmaster.pid")); err != nil && !os.IsNotExist(err) {
+		_ = m.Unmount(ctx)
+		h.Close()
+		return nil, fmt.Errorf("mount %s/%s: remove stale postmaster.pid: %w", project, branch, err)
+	}
+	return &storeVolume{m: m, h: h}, nil
+}
+
+// Recover implements Recoverer.
+func (v StoreVolumes) Recover(context.Context) error {
+	if err := os.MkdirAll(v.MountDir, 0o755); err != nil {
+		return fmt.Errorf("recover mounts: %w", err)
+	}
+	if _, err := cowfs.CleanStale(v.MountDir); err != nil {
+		return fmt.Errorf("recover mounts: %w", err)
+	}
+	return nil
+}
+
+type storeVolume struct {
+	m *cowfs.MountPoint
+	h *storage.Head
+}
+
+func (s *storeVolume) Dir() string { return s.m.Dir() }
+
+func (s *storeVolume) Release(ctx context.Context) error {
+	uerr := s.m.Unmount(ctx)
+	cerr := s.h.Close()
+	if uerr != nil {
+		return fmt.Errorf("release: %w", uerr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("release: %w", cerr)
+	}
+	return nil
+}
