@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+	"github.com/offshootdb/offshoot/vectors"
 )
 
 // Connector opens connections to the database of a branch. compute
@@ -76,6 +77,13 @@ type Config struct {
 	MaxQueryTimeout time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Branches forks and discards the branches of experiment runs. Nil:
+	// StartRun fails with ErrUnavailable.
+	Branches RunBranches
+	// Embedders builds the embedders runs use. Default vectors.NewRegistry().
+	Embedders *vectors.Registry
+	// EmbedCache, if set, caches every embedding runs compute.
+	EmbedCache *vectors.Cache
 }
 
 // Service is the facade. Create it with New, start it with Open, stop it
@@ -90,6 +98,8 @@ type Service struct {
 	db     *controldb.DB
 	keys   map[string]storedKey
 	lastAu auditClock
+
+	rn *runner // experiment runs and schedules; stopped by Close
 }
 
 // New validates cfg and returns an unopened Service.
@@ -109,7 +119,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, log: cfg.Logger}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, rn: newRunner()}, nil
 }
 
 // Open opens the control database and loads the API keys.
@@ -129,12 +139,19 @@ func (s *Service) Open(ctx context.Context) error {
 		return fmt.Errorf("open: %w", err)
 	}
 	s.db, s.keys = db, keys
+	if err := markInterrupted(db, s.cfg.Now()); err != nil {
+		s.log.Error("open: mark interrupted runs", slog.String("err", err.Error()))
+	}
+	s.startScheduler()
 	return nil
 }
 
-// Close closes the control database; calls made afterwards fail with
-// ErrUnavailable. It waits for calls that are using the database.
+// Close cancels runs in flight and waits for them (their forks are
+// discarded), stops the scheduler and closes the control database; calls
+// made afterwards fail with ErrUnavailable. It waits for calls that are
+// using the database. A closed Service cannot start runs again.
 func (s *Service) Close() error {
+	s.rn.shutdown()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {

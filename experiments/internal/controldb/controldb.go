@@ -107,3 +107,11 @@ func (l logger) Fatalf(format string, args ...any) {
 	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
 	os.Exit(1)
 }
+
+// Delete removes the record under key, durably; a missing key is no error.
+func (d *DB) Delete(key []byte) error {
+	if err := d.db.Delete(key, pebble.Sync); err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	return nil
+}

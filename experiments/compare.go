@@ -1,0 +1,263 @@
+package experiments
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/offshootdb/offshoot/evals"
+)
+
+// CompareRequest names two run variants, as "RUN" (a run with one
+// succeeded variant) or "RUN:VARIANT". B is compared against A.
+type CompareRequest struct {
+	A string `json:"a"`
+	B string `json:"b"`
+	// Metric is the primary measure for per-query deltas and the
+	// regressed-queries list (trec_eval name, e.g. "ndcg_cut_10").
+	// Default: the first non-count measure.
+	Metric string `json:"metric,omitempty"`
+	// Alpha is the significance level. Default 0.05.
+	Alpha float64 `json:"alpha,omitempty"`
+	// Regressed caps the regressed queries listed with their top-k
+	// changes. Default 10.
+	Regressed int `json:"regressed,omitempty"`
+	// Seed seeds the randomization test and bootstrap. Default 0.
+	Seed uint64 `json:"seed,omitempty"`
+}
+
+// RunComparison is B against A: evals.Compare over the paired per-query
+// measures, plus top-k changes of the queries that regressed most and
+// cost deltas.
+type RunComparison struct {
+	A          string            `json:"a"`
+	B          string            `json:"b"`
+	Comparison *evals.Comparison `json:"comparison"`
+	// Verdict is "better", "worse" or "no significant difference" on the
+	// primary measure.
+	Verdict   string        `json:"verdict"`
+	Regressed []QueryChange `json:"regressed"`
+	// Cost deltas, B minus A.
+	LatencyP50DeltaUS int64   `json:"latency_p50_delta_us"`
+	QPSDelta          float64 `json:"qps_delta"`
+	IndexBuildDeltaMS float64 `json:"index_build_delta_ms"`
+	IndexBytesDelta   int64   `json:"index_bytes_delta"`
+	EmbedDeltaMS      float64 `json:"embed_delta_ms"`
+}
+
+// QueryChange is how one query's top-k changed from A to B.
+type QueryChange struct {
+	Query string  `json:"query"`
+	A     float64 `json:"a"`
+	B     float64 `json:"b"`
+	Delta float64 `json:"delta"`
+	// Overlap is |topA ∩ topB| / k.
+	Overlap float64 `json:"overlap"`
+	// Entered are documents in B's top-k but not A's; Left the reverse.
+	Entered []string `json:"entered"`
+	Left    []string `json:"left"`
+	// Moved are documents in both whose rank changed (1-based ranks).
+	Moved []RankMove `json:"moved"`
+}
+
+// RankMove is a document's rank in A and in B.
+type RankMove struct {
+	Doc  string `json:"doc"`
+	From int    `json:"from"`
+	To   int    `json:"to"`
+}
+
+// CompareRuns compares two run variants (read scope on both projects).
+func (s *Service) CompareRuns(ctx context.Context, req CompareRequest) (*RunComparison, error) {
+	va, err := s.resolveVariant(ctx, "a", req.A)
+	if err != nil {
+		return nil, err
+	}
+	vb, err := s.resolveVariant(ctx, "b", req.B)
+	if err != nil {
+		return nil, err
+	}
+	return compareVariants(req, va, vb)
+}
+
+func compareVariants(req CompareRequest, va, vb *VariantRun) (*RunComparison, error) {
+	ra, err := variantResult(va)
+	if err != nil {
+		return nil, invalid("a", "%v", err)
+	}
+	rb, err := variantResult(vb)
+	if err != nil {
+		return nil, invalid("b", "%v", err)
+	}
+	if req.Regressed == 0 {
+		req.Regressed = 10
+	}
+	c, err := evals.Compare(ra, rb, evals.CompareOptions{Alpha: req.Alpha, Primary: req.Metric, Seed: req.Seed})
+	if err != nil {
+		return nil, invalid("metric", "%v", err)
+	}
+	out := &RunComparison{A: req.A, B: req.B, Comparison: c, Verdict: "no significant difference",
+		LatencyP50DeltaUS: (vb.Latency.P50 - va.Latency.P50).Microseconds(), QPSDelta: vb.Latency.QPS - va.Latency.QPS,
+		IndexBuildDeltaMS: vb.Timings.Index - va.Timings.Index, IndexBytesDelta: vb.IndexBytes - va.IndexBytes,
+		EmbedDeltaMS: vb.Timings.Embed - va.Timings.Embed}
+	if m, ok := c.Measure(c.Primary); ok && m.Significant {
+		out.Verdict = "better"
+		if m.Delta < 0 {
+			out.Verdict = "worse"
+		}
+	}
+	hitsA, hitsB := hitsByQuery(va), hitsByQuery(vb)
+	for _, qd := range c.PerQuery {
+		if qd.Delta >= 0 || len(out.Regressed) == req.Regressed {
+			break
+		}
+		out.Regressed = append(out.Regressed, topKChange(qd, hitsA[qd.Query], hitsB[qd.Query]))
+	}
+	return out, nil
+}
+
+func hitsByQuery(v *VariantRun) map[string][]string {
+	out := make(map[string][]string, len(v.Results))
+	for _, q := range v.Results {
+		ids := make([]string, len(q.Hits))
+		for i, h := range q.Hits {
+			ids[i] = h.Doc
+		}
+		out[q.Query] = ids
+	}
+	return out
+}
+
+func topKChange(qd evals.QueryDelta, a, b []string) QueryChange {
+	ch := QueryChange{Query: qd.Query, A: qd.A, B: qd.B, Delta: qd.Delta, Entered: []string{}, Left: []string{}, Moved: []RankMove{}}
+	rankA, rankB := map[string]int{}, map[string]int{}
+	for i, d := range a {
+		rankA[d] = i + 1
+	}
+	for i, d := range b {
+		rankB[d] = i + 1
+	}
+	common := 0
+	for _, d := range b {
+		if ra, ok := rankA[d]; !ok {
+			ch.Entered = append(ch.Entered, d)
+		} else {
+			common++
+			if ra != rankB[d] {
+				ch.Moved = append(ch.Moved, RankMove{Doc: d, From: ra, To: rankB[d]})
+			}
+		}
+	}
+	for _, d := range a {
+		if _, ok := rankB[d]; !ok {
+			ch.Left = append(ch.Left, d)
+		}
+	}
+	if k := max(len(a), len(b)); k > 0 {
+		ch.Overlap = float64(common) / float64(k)
+	}
+	return ch
+}
+
+// variantResult rebuilds the evals.Result of a recorded variant.
+func variantResult(v *VariantRun) (*evals.Result, error) {
+	if v.Status != StatusSucceeded {
+		return nil, fmt.Errorf("variant %s is %s", v.Name, v.Status)
+	}
+	ms, err := evals.ParseMeasures(v.Measures...)
+	if err != nil || len(ms) != len(v.Measures) {
+		return nil, fmt.Errorf("variant %s: recorded measures %v unreadable", v.Name, v.Measures)
+	}
+	for i := range ms {
+		if ms[i].String() != v.Measures[i] {
+			return nil, fmt.Errorf("variant %s: recorded measures %v unreadable", v.Name, v.Measures)
+		}
+	}
+	r := &evals.Result{Run: v.Name, Measures: ms, PerQuery: map[string][]float64{}, All: make([]float64, len(ms))}
+	for _, q := range v.Results {
+		if q.Values != nil {
+			r.Queries = append(r.Queries, q.Query)
+			r.PerQuery[q.Query] = q.Values
+		}
+	}
+	sort.Strings(r.Queries)
+	for i, m := range v.Measures {
+		r.All[i] = v.Metrics[m]
+	}
+	return r, nil
+}
+
+// resolveVariant finds "RUN" or "RUN:VARIANT".
+func (s *Service) resolveVariant(ctx context.Context, field, ref string) (*VariantRun, error) {
+	if ref == "" {
+		return nil, invalid(field, "is required: RUN or RUN:VARIANT")
+	}
+	id, name, _ := strings.Cut(ref, ":")
+	r, err := s.GetRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		var ok []int
+		for i, v := range r.Variants {
+			if v.Status == StatusSucceeded {
+				ok = append(ok, i)
+			}
+		}
+		if len(ok) != 1 {
+			return nil, invalid(field, "run %s has %d succeeded variants; name one as %s:VARIANT", id, len(ok), id)
+		}
+		return &r.Variants[ok[0]], nil
+	}
+	for i := range r.Variants {
+		if r.Variants[i].Name == name {
+			return &r.Variants[i], nil
+		}
+	}
+	return nil, fmt.Errorf("variant %q of run %s: %w", name, id, ErrNotFound)
+}
+
+// SweepPoint is one variant on the recall–QPS plane.
+type SweepPoint struct {
+	Variant string  `json:"variant"`
+	Recall  float64 `json:"recall"`
+	QPS     float64 `json:"qps"`
+	// Pareto is true when no other point has both higher recall and
+	// higher QPS (and is strictly better in one).
+	Pareto bool `json:"pareto"`
+}
+
+// SweepPoints returns a run's succeeded variants as recall–QPS points,
+// by recall ascending: recall is the ANN recall against exact search when
+// the variant has an index, else 1 (exact search).
+func SweepPoints(r *Run) []SweepPoint {
+	var pts []SweepPoint
+	for _, v := range r.Variants {
+		if v.Status != StatusSucceeded {
+			continue
+		}
+		rec := 1.0
+		if v.ANNRecall != nil {
+			rec = *v.ANNRecall
+		}
+		pts = append(pts, SweepPoint{Variant: v.Name, Recall: rec, QPS: v.Latency.QPS})
+	}
+	for i := range pts {
+		pts[i].Pareto = true
+		for j := range pts {
+			if i != j && pts[j].Recall >= pts[i].Recall && pts[j].QPS >= pts[i].QPS &&
+				(pts[j].Recall > pts[i].Recall || pts[j].QPS > pts[i].QPS) {
+				pts[i].Pareto = false
+				break
+			}
+		}
+	}
+	sort.SliceStable(pts, func(i, j int) bool {
+		if pts[i].Recall != pts[j].Recall {
+			return pts[i].Recall < pts[j].Recall
+		}
+		return pts[i].QPS > pts[j].QPS
+	})
+	return pts
+}

@@ -1,0 +1,808 @@
+package experiments
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/offshootdb/offshoot/evals"
+	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+	"github.com/offshootdb/offshoot/vectors"
+)
+
+// RunBranches is what experiment runs need from branch management: pin a
+// branch point, fork it under a new name, discard a fork. The facade's
+// branch store implements it; tests implement it over Postgres databases
+// created from a template. Implementations must be safe for concurrent
+// use; errors should wrap ErrNotFound for an unknown project or branch.
+type RunBranches interface {
+	// Resolve pins at to an exact point (Branch and Seq set) so that the
+	// data can be forked again later at that point.
+	Resolve(ctx context.Context, project string, at BranchPoint) (BranchPoint, error)
+	// Fork creates branch name from the pinned point from.
+	Fork(ctx context.Context, project string, from BranchPoint, name string) (ForkInfo, error)
+	// Discard deletes a fork created by Fork.
+	Discard(ctx context.Context, project, branch string) error
+}
+
+// BranchUsage is optionally implemented by a RunBranches to report a
+// branch's storage, from which runs record the storage delta of a fork.
+type BranchUsage interface {
+	UsageBytes(ctx context.Context, project, branch string) (int64, error)
+}
+
+// ForkInfo describes a fork.
+type ForkInfo struct {
+	Branch string `json:"branch"`
+	// Seq is the fork's sequence number at creation.
+	Seq uint64 `json:"seq"`
+}
+
+// RunStatus is the state of a run or of one of its variants.
+type RunStatus string
+
+// Run and variant states. A run is "partial" when some variants failed
+// and others succeeded.
+const (
+	StatusQueued    RunStatus = "queued"
+	StatusRunning   RunStatus = "running"
+	StatusSucceeded RunStatus = "succeeded"
+	StatusPartial   RunStatus = "partial"
+	StatusFailed    RunStatus = "failed"
+	StatusCancelled RunStatus = "cancelled"
+)
+
+func (st RunStatus) done() bool {
+	return st != StatusQueued && st != StatusRunning
+}
+
+// Run is the durable record of an experiment run.
+type Run struct {
+	ID         string         `json:"id"`
+	Experiment string         `json:"experiment"`
+	Project    string         `json:"project"`
+	Spec       ExperimentSpec `json:"spec"`
+	// Base is the resolved branch point every variant forked from.
+	Base       BranchPoint `json:"base"`
+	Status     RunStatus   `json:"status"`
+	Error      string      `json:"error,omitempty"`
+	ScheduleID string      `json:"schedule_id,omitempty"`
+	CreatedBy  string      `json:"created_by"`
+	CreatedAt  time.Time   `json:"created_at"`
+	FinishedAt *time.Time  `json:"finished_at,omitempty"`
+	// Dataset counts.
+	Docs     int          `json:"docs"`
+	Queries  int          `json:"queries"`
+	Judged   int          `json:"judged_queries"`
+	Variants []VariantRun `json:"variants"`
+	// Verdict is set for scheduled runs compared with their baseline.
+	Verdict *Verdict `json:"verdict,omitempty"`
+}
+
+// VariantRun is the record of one variant of a run.
+type VariantRun struct {
+	Name   string      `json:"name"`
+	Spec   VariantSpec `json:"spec"`
+	Status RunStatus   `json:"status"`
+	Error  string      `json:"error,omitempty"`
+	Branch string      `json:"branch,omitempty"`
+	// ForkSeq is the fork's sequence number.
+	ForkSeq uint64 `json:"fork_seq,omitempty"`
+	// Kept is true when the branch was kept after the run.
+	Kept    bool    `json:"kept"`
+	ModelID string  `json:"model_id,omitempty"`
+	Timings Timings `json:"timings_ms"`
+	Rows    int64   `json:"rows"`
+	// CacheHits and CacheMisses count embedding cache lookups.
+	CacheHits   int64  `json:"cache_hits"`
+	CacheMisses int64  `json:"cache_misses"`
+	IndexName   string `json:"index_name,omitempty"`
+	IndexBytes  int64  `json:"index_bytes"`
+	// StorageDelta is the fork's growth in bytes, when the branch
+	// manager reports usage.
+	StorageDelta *int64             `json:"storage_delta_bytes,omitempty"`
+	Latency      evals.LatencyStats `json:"latency"`
+	// ANNRecall is the mean recall@K of the index against exact search
+	// (absent without an index).
+	ANNRecall *float64 `json:"ann_recall,omitempty"`
+	// Metrics are the aggregate measures by trec_eval name.
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// Measures names the per-query Values, in order.
+	Measures []string       `json:"measures,omitempty"`
+	Results  []QueryRanking `json:"results,omitempty"`
+}
+
+// Timings are phase durations in milliseconds.
+type Timings struct {
+	Fork  float64 `json:"fork"`
+	Embed float64 `json:"embed"`
+	Load  float64 `json:"load"`
+	Index float64 `json:"index"`
+	Eval  float64 `json:"eval"`
+}
+
+// QueryRanking is one query's ranking, latency and measures.
+type QueryRanking struct {
+	Query     string      `json:"query"`
+	Hits      []RankedDoc `json:"hits"`
+	LatencyUS int64       `json:"latency_us"`
+	// Values are the query's measures (VariantRun.Measures order);
+	// absent for queries without judgments.
+	Values []float64 `json:"values,omitempty"`
+}
+
+// RankedDoc is a retrieved document and its distance.
+type RankedDoc struct {
+	Doc      string  `json:"doc"`
+	Distance float64 `json:"distance"`
+}
+
+// runTable is the table each fork's chunks are loaded into.
+const runTable = "offshoot_exp_chunks"
+
+// runner holds the in-memory state of runs and schedules.
+type runner struct {
+	mu     sync.Mutex
+	active map[string]context.CancelFunc // run id → cancel
+	recMu  sync.Mutex                    // serializes read-modify-write of run records
+	ctx    context.Context               // cancelled by Close
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	wake   chan struct{} // schedule changes
+}
+
+func newRunner() *runner {
+	ctx, stop := context.WithCancel(context.Background())
+	return &runner{active: map[string]context.CancelFunc{}, ctx: ctx, stop: stop, wake: make(chan struct{}, 1)}
+}
+
+func runKey(id string) []byte { return []byte("run/" + id) }
+
+func newRunID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// StartRun validates spec, records a queued run and starts it in the
+// background; it returns the run at once. The caller needs write scope on
+// the whole project (runs create branches). Runs stop when cancelled
+// (CancelRun) or when the service closes.
+func (s *Service) StartRun(ctx context.Context, spec ExperimentSpec) (*Run, error) {
+	var run *Run
+	err := func() error {
+		if err := spec.Validate(); err != nil {
+			return err
+		}
+		if err := s.authorize(ctx, RoleWrite, spec.Project, ""); err != nil {
+			return err
+		}
+		r, err := s.startRun(ctx, spec, "")
+		run = r
+		return err
+	}()
+	s.record(ctx, "run.start", spec.Project+"/"+spec.Name, idOf(run), err)
+	return run, err
+}
+
+func idOf(r *Run) string {
+	if r == nil {
+		return ""
+	}
+	return r.ID
+}
+
+func (s *Service) startRun(ctx context.Context, spec ExperimentSpec, scheduleID string) (*Run, error) {
+	if s.cfg.Branches == nil || s.cfg.Connector == nil {
+		return nil, fmt.Errorf("experiment runs need branches and compute: %w", ErrUnavailable)
+	}
+	caller, _ := CallerFrom(ctx)
+	now := s.cfg.Now()
+	run := &Run{ID: newRunID(now), Experiment: spec.Name, Project: spec.Project, Spec: spec, Base: spec.Base,
+		Status: StatusQueued, ScheduleID: scheduleID, CreatedBy: caller.KeyID, CreatedAt: now}
+	for _, v := range spec.Concrete() {
+		run.Variants = append(run.Variants, VariantRun{Name: v.Name, Spec: v, Status: StatusQueued})
+	}
+	rn := s.rn
+	rn.mu.Lock()
+	if rn.ctx.Err() != nil {
+		rn.mu.Unlock()
+		return nil, fmt.Errorf("service closing: %w", ErrUnavailable)
+	}
+	rctx, cancel := context.WithCancel(WithCaller(rn.ctx, caller))
+	rn.active[run.ID] = cancel
+	rn.wg.Add(1)
+	rn.mu.Unlock()
+	if err := s.putRun(run); err != nil {
+		rn.mu.Lock()
+		delete(rn.active, run.ID)
+		rn.mu.Unlock()
+		cancel()
+		rn.wg.Done()
+		return nil, err
+	}
+	cp := *run
+	go func() {
+		defer rn.wg.Done()
+		defer cancel()
+		s.execute(rctx, run)
+		rn.mu.Lock()
+		delete(rn.active, run.ID)
+		rn.mu.Unlock()
+		if run.ScheduleID != "" {
+			s.afterScheduledRun(run.ScheduleID, run.ID)
+		}
+	}()
+	return &cp, nil
+}
+
+func (s *Service) putRun(r *Run) error {
+	s.rn.recMu.Lock()
+	defer s.rn.recMu.Unlock()
+	return s.withDB(func(db *controldb.DB) error { return db.Put(runKey(r.ID), r) })
+}
+
+// updateRun applies fn to the stored record of run id and stores it.
+func (s *Service) updateRun(id string, fn func(r *Run)) error {
+	s.rn.recMu.Lock()
+	defer s.rn.recMu.Unlock()
+	return s.withDB(func(db *controldb.DB) error {
+		var r Run
+		if err := db.Get(runKey(id), &r); err != nil {
+			return err
+		}
+		fn(&r)
+		return db.Put(runKey(id), &r)
+	})
+}
+
+func (s *Service) getRun(id string) (*Run, error) {
+	var r Run
+	err := s.withDB(func(db *controldb.DB) error { return db.Get(runKey(id), &r) })
+	if errors.Is(err, controldb.ErrNotFound) {
+		return nil, fmt.Errorf("run %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// GetRun returns a run's full record (read scope on its project).
+func (s *Service) GetRun(ctx context.Context, id string) (*Run, error) {
+	r, err := s.getRun(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, RoleRead, r.Project, ""); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// RunFilter selects runs for ListRuns; empty fields match everything.
+type RunFilter struct {
+	Project    string
+	Experiment string
+	ScheduleID string
+	// Limit caps the runs returned, newest first. Default 100.
+	Limit int
+}
+
+// ListRuns lists runs newest first, without per-query results, that the
+// caller may read.
+func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+	caller, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	var out []Run
+	err := s.withDB(func(db *controldb.DB) error {
+		return db.Scan([]byte("run/"), []byte("run0"), func(_, v []byte) (bool, error) {
+			var r Run
+			if err := decodeJSON(v, &r); err != nil {
+				return false, err
+			}
+			if (f.Project != "" && r.Project != f.Project) || (f.Experiment != "" && r.Experiment != f.Experiment) ||
+				(f.ScheduleID != "" && r.ScheduleID != f.ScheduleID) || !caller.Allows(RoleRead, r.Project, "") {
+				return true, nil
+			}
+			for i := range r.Variants {
+				r.Variants[i].Results = nil
+			}
+			out = append(out, r)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+// CancelRun cancels a queued or running run; variants in flight stop and
+// their forks are discarded. Cancelling a finished run is ErrConflict.
+func (s *Service) CancelRun(ctx context.Context, id string) error {
+	return s.audited(ctx, "run.cancel", "run/"+id, "", func() error {
+		r, err := s.getRun(id)
+		if err != nil {
+			return err
+		}
+		if err := s.authorize(ctx, RoleWrite, r.Project, ""); err != nil {
+			return err
+		}
+		s.rn.mu.Lock()
+		cancel, ok := s.rn.active[id]
+		s.rn.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("run %s is %s: %w", id, r.Status, ErrConflict)
+		}
+		cancel()
+		return nil
+	})
+}
+
+// WaitRun waits until run id has finished or ctx is done, and returns its
+// record.
+func (s *Service) WaitRun(ctx context.Context, id string) (*Run, error) {
+	for {
+		r, err := s.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if r.Status.done() {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// execute runs every variant and records the outcome.
+func (s *Service) execute(ctx context.Context, run *Run) {
+	fail := func(status RunStatus, err error) {
+		now := s.cfg.Now()
+		if uerr := s.updateRun(run.ID, func(r *Run) {
+			r.Status, r.Error, r.FinishedAt = status, err.Error(), &now
+			for i := range r.Variants {
+				if !r.Variants[i].Status.done() {
+					r.Variants[i].Status = status
+				}
+			}
+		}); uerr != nil {
+			s.log.Error("run: record failure", slog.String("run", run.ID), slog.String("err", uerr.Error()))
+		}
+	}
+	_ = s.updateRun(run.ID, func(r *Run) { r.Status = StatusRunning })
+	ds, err := s.loadDataset(ctx, run.Spec)
+	if err != nil {
+		fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
+		return
+	}
+	base, err := s.cfg.Branches.Resolve(ctx, run.Project, run.Spec.Base)
+	if err != nil {
+		fail(statusOf(ctx, StatusFailed), fmt.Errorf("resolve base %s: %w", run.Spec.Base.Branch, err))
+		return
+	}
+	_ = s.updateRun(run.ID, func(r *Run) {
+		r.Base, r.Docs, r.Queries, r.Judged = base, len(ds.Corpus), len(ds.Queries), len(ds.Qrels)
+	})
+	sem := make(chan struct{}, run.Spec.Concurrency)
+	var wg sync.WaitGroup
+	for i := range run.Variants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				s.finishVariant(run.ID, i, VariantRun{Status: StatusCancelled, Error: "cancelled before start"})
+				return
+			}
+			defer func() { <-sem }()
+			vr := s.runVariant(ctx, run, base, run.Variants[i].Spec, ds)
+			s.finishVariant(run.ID, i, vr)
+		}()
+	}
+	wg.Wait()
+	now := s.cfg.Now()
+	_ = s.updateRun(run.ID, func(r *Run) {
+		ok, bad := 0, 0
+		for _, v := range r.Variants {
+			if v.Status == StatusSucceeded {
+				ok++
+			} else {
+				bad++
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+			r.Status, r.Error = StatusCancelled, "cancelled"
+		case bad == 0:
+			r.Status = StatusSucceeded
+		case ok == 0:
+			r.Status, r.Error = StatusFailed, "every variant failed"
+		default:
+			r.Status = StatusPartial
+		}
+		r.FinishedAt = &now
+	})
+}
+
+func statusOf(ctx context.Context, otherwise RunStatus) RunStatus {
+	if ctx.Err() != nil {
+		return StatusCancelled
+	}
+	return otherwise
+}
+
+func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
+	err := s.updateRun(runID, func(r *Run) {
+		vr.Name, vr.Spec = r.Variants[i].Name, r.Variants[i].Spec
+		r.Variants[i] = vr
+	})
+	if err != nil {
+		s.log.Error("run: record variant", slog.String("run", runID), slog.String("err", err.Error()))
+	}
+}
+
+// runVariant forks, embeds, loads, indexes and evaluates one variant.
+func (s *Service) runVariant(ctx context.Context, run *Run, base BranchPoint, v VariantSpec, ds *evals.Dataset) (vr VariantRun) {
+	vr.Status = StatusRunning
+	fail := func(phase string, err error) VariantRun {
+		vr.Status = statusOf(ctx, StatusFailed)
+		vr.Error = phase + ": " + err.Error()
+		vr.Results = nil
+		return vr
+	}
+	name := fmt.Sprintf("exp/%s/%s/%s", run.Spec.Name, run.ID, v.Name)
+	t := time.Now()
+	fi, err := s.cfg.Branches.Fork(ctx, run.Project, base, name)
+	vr.Timings.Fork = ms(time.Since(t))
+	if err != nil {
+		return fail("fork", err)
+	}
+	vr.Branch, vr.ForkSeq = name, fi.Seq
+	defer func() {
+		if run.Spec.KeepBranches {
+			vr.Kept = true
+			return
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := s.cfg.Branches.Discard(dctx, run.Project, name); err != nil {
+			vr.Kept = true
+			if vr.Error == "" {
+				vr.Error = "discard: " + err.Error()
+			}
+		}
+	}()
+	usage, _ := s.cfg.Branches.(BranchUsage)
+	var before int64
+	if usage != nil {
+		before, err = usage.UsageBytes(ctx, run.Project, name)
+		if err != nil {
+			usage = nil
+		}
+	}
+	conn, release, err := s.connect(ctx, run.Project, name, ReadWrite)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer release()
+
+	spec, err := vectors.ParseSpec(v.Embedder)
+	if err != nil {
+		return fail("embedder", err)
+	}
+	texts := make([]string, len(ds.Corpus))
+	docs := make([]vectors.Document, len(ds.Corpus))
+	for i, d := range ds.Corpus {
+		texts[i] = docText(d)
+		docs[i] = vectors.Document{ID: d.ID, Text: texts[i]}
+	}
+	emb, _, err := s.embedders().NewFitted(spec, texts)
+	if err != nil {
+		return fail("embedder", err)
+	}
+	vr.ModelID = emb.ModelID()
+	var cached *vectors.Cached
+	if s.cfg.EmbedCache != nil {
+		cached = s.cfg.EmbedCache.Wrap(emb)
+		emb = cached
+	}
+	metric := vectors.Metric(v.Distance)
+	if metric == "" {
+		metric = vectors.Cosine
+	}
+	tbl := vectors.Table{Name: runTable, Dims: emb.Dims()}
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
+		return fail("load", err)
+	}
+	if err := vectors.RegisterTypes(ctx, conn); err != nil {
+		return fail("load", err)
+	}
+	if err := vectors.CreateTable(ctx, conn, tbl); err != nil {
+		return fail("load", err)
+	}
+	opt := vectors.IngestOptions{}
+	if v.Chunking != nil {
+		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
+	}
+	t = time.Now()
+	var embedDone time.Time
+	opt.Embedded = func(done, total int) {
+		if done == total {
+			embedDone = time.Now()
+		}
+	}
+	vr.Rows, err = vectors.Ingest(ctx, conn, tbl, emb, docs, opt)
+	if embedDone.IsZero() {
+		embedDone = time.Now()
+	}
+	vr.Timings.Embed = ms(embedDone.Sub(t))
+	vr.Timings.Load = ms(time.Since(embedDone))
+	if err != nil {
+		return fail("ingest", err)
+	}
+	indexed := v.Index != nil && v.Index.Type != "none"
+	if indexed {
+		ix := vectors.Index{Method: vectors.Method(v.Index.Type), Metric: metric, M: v.Index.M,
+			EfConstruction: v.Index.EfConstruction, Lists: v.Index.Lists}
+		t = time.Now()
+		info, err := vectors.CreateIndex(ctx, conn, tbl, ix)
+		vr.Timings.Index = ms(time.Since(t))
+		if err != nil {
+			return fail("index", err)
+		}
+		vr.IndexName, vr.IndexBytes = info.Name, info.SizeBytes
+	}
+	if usage != nil {
+		if after, err := usage.UsageBytes(ctx, run.Project, name); err == nil {
+			d := after - before
+			vr.StorageDelta = &d
+		}
+	}
+
+	// Evaluate every query, in id order.
+	t = time.Now()
+	queries := append([]evals.Query(nil), ds.Queries...)
+	sort.Slice(queries, func(i, j int) bool { return queries[i].ID < queries[j].ID })
+	k := run.Spec.K
+	fetch := k
+	if opt.Chunker != nil {
+		fetch = min(k*4, 10000) // several chunks of one document collapse to one hit
+	}
+	rankings := map[string][]string{}
+	exactIDs, annIDs := map[string][]string{}, map[string][]string{}
+	var durs []time.Duration
+	var total time.Duration
+	for _, q := range queries {
+		qv, err := emb.EmbedQuery(ctx, q.Text)
+		if err != nil {
+			return fail("eval", fmt.Errorf("embed query %s: %w", q.ID, err))
+		}
+		res, err := vectors.Search(ctx, conn, tbl, vectors.Query{Vector: qv, K: fetch, Metric: metric,
+			EfSearch: v.Search.EfSearch, Probes: v.Search.Probes})
+		if err != nil {
+			return fail("eval", fmt.Errorf("query %s: %w", q.ID, err))
+		}
+		durs = append(durs, res.Latency)
+		total += res.Latency
+		qr := QueryRanking{Query: q.ID, LatencyUS: res.Latency.Microseconds()}
+		seen := map[string]bool{}
+		var ids []string
+		for _, h := range res.Hits {
+			if seen[h.DocID] || len(qr.Hits) == k {
+				continue
+			}
+			seen[h.DocID] = true
+			qr.Hits = append(qr.Hits, RankedDoc{Doc: h.DocID, Distance: h.Distance})
+			ids = append(ids, h.DocID)
+		}
+		rankings[q.ID] = ids
+		if indexed {
+			ex, err := vectors.Search(ctx, conn, tbl, vectors.Query{Vector: qv, K: k, Metric: metric, Exact: true})
+			if err != nil {
+				return fail("eval", fmt.Errorf("exact query %s: %w", q.ID, err))
+			}
+			for i, h := range res.Hits {
+				if i < k {
+					annIDs[q.ID] = append(annIDs[q.ID], h.ID)
+				}
+			}
+			for _, h := range ex.Hits {
+				exactIDs[q.ID] = append(exactIDs[q.ID], h.ID)
+			}
+		}
+		vr.Results = append(vr.Results, qr)
+	}
+	vr.Timings.Eval = ms(time.Since(t))
+	if len(durs) > 0 && total > 0 {
+		vr.Latency, _ = evals.SummarizeLatency(durs, total, 1)
+	}
+	if indexed {
+		rec, _, err := evals.MeanANNRecall(exactIDs, annIDs, k)
+		if err != nil {
+			return fail("eval", err)
+		}
+		vr.ANNRecall = &rec
+	}
+	erun, err := evals.RunFromRankings(run.ID+"/"+v.Name, rankings)
+	if err != nil {
+		return fail("eval", err)
+	}
+	measures, err := evals.ParseMeasures(run.Spec.Metrics...)
+	if err != nil {
+		return fail("eval", err)
+	}
+	er, err := evals.Evaluate(ds.Qrels, erun, measures, evals.Options{Complete: true})
+	if err != nil {
+		return fail("eval", err)
+	}
+	vr.Metrics = map[string]float64{}
+	for i, m := range er.Measures {
+		vr.Measures = append(vr.Measures, m.String())
+		vr.Metrics[m.String()] = er.All[i]
+	}
+	for i := range vr.Results {
+		vr.Results[i].Values = er.PerQuery[vr.Results[i].Query]
+	}
+	if cached != nil {
+		vr.CacheHits, vr.CacheMisses = cached.Stats()
+	}
+	if ctx.Err() != nil {
+		return fail("eval", ctx.Err())
+	}
+	vr.Status = StatusSucceeded
+	return vr
+}
+
+func docText(d evals.Doc) string {
+	if d.Title == "" {
+		return d.Text
+	}
+	return strings.TrimSpace(d.Title + "\n\n" + d.Text)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (s *Service) embedders() *vectors.Registry {
+	if s.cfg.Embedders != nil {
+		return s.cfg.Embedders
+	}
+	return defaultRegistry
+}
+
+var defaultRegistry = vectors.NewRegistry()
+
+// loadDataset reads the spec's BEIR directory, or runs its SQL on the base
+// branch.
+func (s *Service) loadDataset(ctx context.Context, spec ExperimentSpec) (*evals.Dataset, error) {
+	d := spec.Dataset
+	if d.BEIR != "" {
+		return evals.LoadBEIR(d.BEIR, d.Split)
+	}
+	conn, release, err := s.connect(ctx, spec.Project, spec.Base.Branch, ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	ds := &evals.Dataset{Name: spec.Name, Qrels: evals.Qrels{}}
+	pairs := func(field, sql string, fn func(a, b string)) error {
+		rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				return fmt.Errorf("%s: %w", field, err)
+			}
+			if len(vals) < 2 {
+				return fmt.Errorf("%s: want 2 columns, got %d", field, len(vals))
+			}
+			fn(fmt.Sprint(vals[0]), fmt.Sprint(vals[1]))
+		}
+		return rows.Err()
+	}
+	if err := pairs("corpus_sql", d.CorpusSQL, func(id, text string) {
+		ds.Corpus = append(ds.Corpus, evals.Doc{ID: id, Text: text})
+	}); err != nil {
+		return nil, err
+	}
+	if err := pairs("queries_sql", d.QueriesSQL, func(id, text string) {
+		ds.Queries = append(ds.Queries, evals.Query{ID: id, Text: text})
+	}); err != nil {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, d.QrelsSQL, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("qrels_sql: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var q, doc string
+		var g int
+		if err := rows.Scan(&q, &doc, &g); err != nil {
+			return nil, fmt.Errorf("qrels_sql: want (text, text, int): %w", err)
+		}
+		if ds.Qrels[q] == nil {
+			ds.Qrels[q] = map[string]int{}
+		}
+		ds.Qrels[q][doc] = g
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("qrels_sql: %w", err)
+	}
+	if len(ds.Corpus) == 0 || len(ds.Queries) == 0 || len(ds.Qrels) == 0 {
+		return nil, fmt.Errorf("dataset from sql: %d docs, %d queries, %d judged queries: need some of each", len(ds.Corpus), len(ds.Queries), len(ds.Qrels))
+	}
+	return ds, nil
+}
+
+func decodeJSON(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode record: %w", err)
+	}
+	return nil
+}
+
+// shutdown cancels every run and the scheduler and waits for them.
+func (rn *runner) shutdown() {
+	rn.mu.Lock()
+	rn.stop()
+	rn.mu.Unlock()
+	rn.wg.Wait()
+}
+
+// markInterrupted fails the runs a previous process left unfinished.
+func markInterrupted(db *controldb.DB, now time.Time) error {
+	var stale []Run
+	err := db.Scan([]byte("run/"), []byte("run0"), func(_, v []byte) (bool, error) {
+		var r Run
+		if err := decodeJSON(v, &r); err != nil {
+			return false, err
+		}
+		if !r.Status.done() {
+			stale = append(stale, r)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range stale {
+		r.Status, r.Error, r.FinishedAt = StatusFailed, "interrupted: the server stopped during the run", &now
+		for i := range r.Variants {
+			if !r.Variants[i].Status.done() {
+				r.Variants[i].Status = StatusFailed
+			}
+		}
+		if err := db.Put(runKey(r.ID), &r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,339 @@
+package experiments
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/offshootdb/offshoot/evals"
+	"github.com/offshootdb/offshoot/vectors"
+)
+
+// ExperimentSpec describes an experiment: where its data comes from, the
+// variants to compare and how to score them. It is read from YAML or JSON
+// by ParseSpec and checked by Validate; errors are *FieldError naming the
+// field by its JSON path, e.g. "variants[1].index.m".
+type ExperimentSpec struct {
+	// Name names the experiment; it is part of every fork's branch name.
+	// Lowercase letters, digits, '-' and '_', at most 40 bytes.
+	Name    string `json:"name"`
+	Project string `json:"project"`
+	// Base is the branch point the variants fork from.
+	Base BranchPoint `json:"base"`
+	// Dataset is the test collection.
+	Dataset DatasetSpec `json:"dataset"`
+	// Variants are the systems compared; each runs on its own fork.
+	Variants []VariantSpec `json:"variants"`
+	// Metrics are trec_eval measure names, optionally with cutoffs
+	// ("ndcg_cut.10", "recall.10,100", "recip_rank"). Default
+	// ndcg_cut.10, recall.10,100, P.10, recip_rank.
+	Metrics []string `json:"metrics,omitempty"`
+	// K is the number of documents retrieved per query. Default the
+	// largest metric cutoff, at least 10.
+	K int `json:"k,omitempty"`
+	// KeepBranches keeps the forks after the run; by default they are
+	// discarded (also when a variant fails).
+	KeepBranches bool `json:"keep_branches,omitempty"`
+	// Concurrency is the number of variants run at once. Default 1.
+	Concurrency int `json:"concurrency,omitempty"`
+}
+
+// BranchPoint names data to fork: a branch's head, or the branch at a
+// recorded sequence number (Seq > 0), or a named snapshot.
+type BranchPoint struct {
+	Branch   string `json:"branch"`
+	Seq      uint64 `json:"seq,omitempty"`
+	Snapshot string `json:"snapshot,omitempty"`
+}
+
+// DatasetSpec is a BEIR directory, or SQL run on the base branch.
+type DatasetSpec struct {
+	// BEIR is a directory in the BEIR layout (corpus.jsonl, queries.jsonl,
+	// qrels/<split>.tsv).
+	BEIR string `json:"beir,omitempty"`
+	// Split is the qrels split. Default "test".
+	Split string `json:"split,omitempty"`
+	// CorpusSQL yields (id text, text text) rows of the corpus.
+	CorpusSQL string `json:"corpus_sql,omitempty"`
+	// QueriesSQL yields (id text, text text) rows of the queries.
+	QueriesSQL string `json:"queries_sql,omitempty"`
+	// QrelsSQL yields (query_id text, doc_id text, grade int) rows.
+	QrelsSQL string `json:"qrels_sql,omitempty"`
+}
+
+// VariantSpec is one system under test. Sweep lists expand it into one
+// concrete variant per grid point (see Expand).
+type VariantSpec struct {
+	// Name is unique in the experiment; same character rules as the
+	// experiment name.
+	Name string `json:"name"`
+	// Embedder is a vectors.Spec string, e.g. "hash-bow?dims=256".
+	Embedder string `json:"embedder"`
+	// Chunking splits documents; absent: one chunk per document.
+	Chunking *ChunkSpec `json:"chunking,omitempty"`
+	// Distance is "cosine" (default), "l2" or "ip".
+	Distance string `json:"distance,omitempty"`
+	// Index is the ANN index; absent or type "none": exact search.
+	Index *IndexSpec `json:"index,omitempty"`
+	// Search holds per-query search parameters.
+	Search SearchSpec `json:"search,omitempty"`
+	// Sweep lists values to grid over; each combination becomes a
+	// variant named "<name>-m16-ef40" and so on.
+	Sweep *SweepSpec `json:"sweep,omitempty"`
+}
+
+// ChunkSpec configures vectors.Chunker (sizes in runes).
+type ChunkSpec struct {
+	Size    int `json:"size"`
+	Overlap int `json:"overlap,omitempty"`
+}
+
+// IndexSpec configures vectors.Index. Zero parameters take pgvector's
+// defaults.
+type IndexSpec struct {
+	Type           string `json:"type"` // "hnsw", "ivfflat" or "none"
+	M              int    `json:"m,omitempty"`
+	EfConstruction int    `json:"ef_construction,omitempty"`
+	Lists          int    `json:"lists,omitempty"`
+}
+
+// SearchSpec holds search-time parameters.
+type SearchSpec struct {
+	EfSearch int `json:"ef_search,omitempty"`
+	Probes   int `json:"probes,omitempty"`
+}
+
+// SweepSpec is a parameter grid.
+type SweepSpec struct {
+	EfSearch []int `json:"ef_search,omitempty"`
+	Probes   []int `json:"probes,omitempty"`
+	M        []int `json:"m,omitempty"`
+	Lists    []int `json:"lists,omitempty"`
+}
+
+var identRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+
+// ParseSpec reads a spec from YAML or JSON (JSON is YAML). Unknown fields
+// are errors naming the field.
+func ParseSpec(data []byte) (*ExperimentSpec, error) {
+	var generic any
+	if err := yaml.Unmarshal(data, &generic); err != nil {
+		return nil, invalid("spec", "not valid YAML or JSON: %v", err)
+	}
+	j, err := json.Marshal(generic)
+	if err != nil {
+		return nil, invalid("spec", "not representable as JSON: %v", err)
+	}
+	return DecodeSpec(j)
+}
+
+// DecodeSpec reads a spec from JSON, refusing unknown fields, and
+// validates it.
+func DecodeSpec(j []byte) (*ExperimentSpec, error) {
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	var sp ExperimentSpec
+	if err := dec.Decode(&sp); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te):
+			return nil, invalid(te.Field, "want %s, got %s", te.Type, te.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return nil, invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
+		}
+		return nil, invalid("spec", "%v", err)
+	}
+	if err := sp.Validate(); err != nil {
+		return nil, err
+	}
+	return &sp, nil
+}
+
+// Validate checks the spec and fills defaults (Metrics, K, Concurrency,
+// Dataset.Split). Errors are *FieldError.
+func (sp *ExperimentSpec) Validate() error {
+	if !identRE.MatchString(sp.Name) {
+		return invalid("name", "must be 1-40 of a-z, 0-9, '-', '_', starting with a letter or digit")
+	}
+	if err := validName("project", sp.Project); err != nil {
+		return err
+	}
+	if err := validName("base.branch", sp.Base.Branch); err != nil {
+		return err
+	}
+	if sp.Base.Seq > 0 && sp.Base.Snapshot != "" {
+		return invalid("base.snapshot", "give seq or snapshot, not both")
+	}
+	d := &sp.Dataset
+	if d.Split == "" {
+		d.Split = "test"
+	}
+	switch {
+	case d.BEIR != "" && (d.CorpusSQL != "" || d.QueriesSQL != "" || d.QrelsSQL != ""):
+		return invalid("dataset", "give beir or the *_sql queries, not both")
+	case d.BEIR == "" && d.CorpusSQL == "":
+		return invalid("dataset", "give beir (a directory) or corpus_sql, queries_sql and qrels_sql")
+	case d.BEIR == "" && d.QueriesSQL == "":
+		return invalid("dataset.queries_sql", "is required with corpus_sql")
+	case d.BEIR == "" && d.QrelsSQL == "":
+		return invalid("dataset.qrels_sql", "is required with corpus_sql")
+	}
+	if len(sp.Metrics) == 0 {
+		sp.Metrics = []string{"ndcg_cut.10", "recall.10,100", "P.10", "recip_rank"}
+	}
+	ms, err := evals.ParseMeasures(sp.Metrics...)
+	if err != nil {
+		return invalid("metrics", "%v", err)
+	}
+	maxCut := 10
+	for _, m := range ms {
+		maxCut = max(maxCut, m.Cutoff)
+	}
+	if sp.K == 0 {
+		sp.K = maxCut
+	}
+	if sp.K < 1 || sp.K > 1000 {
+		return invalid("k", "must be in 1..1000")
+	}
+	if sp.Concurrency == 0 {
+		sp.Concurrency = 1
+	}
+	if sp.Concurrency < 1 || sp.Concurrency > 16 {
+		return invalid("concurrency", "must be in 1..16")
+	}
+	if len(sp.Variants) == 0 {
+		return invalid("variants", "at least one variant is required")
+	}
+	seen := map[string]bool{}
+	for i, v := range sp.Variants {
+		f := fmt.Sprintf("variants[%d]", i)
+		if err := v.validate(f); err != nil {
+			return err
+		}
+		for _, x := range v.Expand() {
+			if seen[x.Name] {
+				return invalid(f+".name", "variant %q appears twice", x.Name)
+			}
+			seen[x.Name] = true
+		}
+	}
+	if len(seen) > 64 {
+		return invalid("variants", "%d variants after sweeps; at most 64", len(seen))
+	}
+	return nil
+}
+
+func (v *VariantSpec) validate(f string) error {
+	if !identRE.MatchString(v.Name) {
+		return invalid(f+".name", "must be 1-40 of a-z, 0-9, '-', '_'")
+	}
+	es, err := vectors.ParseSpec(v.Embedder)
+	if err != nil {
+		return invalid(f+".embedder", "%v", err)
+	}
+	if es.APIKey != "" {
+		return invalid(f+".embedder", "must not carry an API key")
+	}
+	if c := v.Chunking; c != nil && (c.Size < 1 || c.Overlap < 0 || c.Overlap >= c.Size) {
+		return invalid(f+".chunking", "need size ≥ 1 and 0 ≤ overlap < size")
+	}
+	switch vectors.Metric(v.Distance) {
+	case "", vectors.Cosine, vectors.L2, vectors.InnerProduct:
+	default:
+		return invalid(f+".distance", "must be cosine, l2 or ip")
+	}
+	if ix := v.Index; ix != nil {
+		switch ix.Type {
+		case "none", "hnsw", "ivfflat":
+		default:
+			return invalid(f+".index.type", "must be hnsw, ivfflat or none")
+		}
+		if ix.M < 0 || ix.EfConstruction < 0 || ix.Lists < 0 {
+			return invalid(f+".index", "parameters must not be negative")
+		}
+	}
+	if v.Search.EfSearch < 0 || v.Search.EfSearch > 1000 {
+		return invalid(f+".search.ef_search", "must be in 0..1000")
+	}
+	if v.Search.Probes < 0 {
+		return invalid(f+".search.probes", "must not be negative")
+	}
+	if s := v.Sweep; s != nil {
+		for name, xs := range map[string][]int{"ef_search": s.EfSearch, "probes": s.Probes, "m": s.M, "lists": s.Lists} {
+			for j, x := range xs {
+				if x < 1 {
+					return invalid(fmt.Sprintf("%s.sweep.%s[%d]", f, name, j), "must be positive")
+				}
+			}
+		}
+		if (len(s.M) > 0 || len(s.Lists) > 0) && v.Index == nil {
+			return invalid(f+".sweep", "m and lists sweeps need an index")
+		}
+	}
+	return nil
+}
+
+// Expand returns the concrete variants of v: v itself without a sweep, or
+// one per grid point of its sweep, named "<name>-m<M>-lists<L>-ef<E>-probes<P>"
+// for the swept fields, in grid order (index parameters outermost).
+func (v VariantSpec) Expand() []VariantSpec {
+	if v.Sweep == nil {
+		return []VariantSpec{v}
+	}
+	axis := func(xs []int) []int {
+		if len(xs) == 0 {
+			return []int{0}
+		}
+		return xs
+	}
+	var out []VariantSpec
+	for _, m := range axis(v.Sweep.M) {
+		for _, l := range axis(v.Sweep.Lists) {
+			for _, ef := range axis(v.Sweep.EfSearch) {
+				for _, p := range axis(v.Sweep.Probes) {
+					x := v
+					x.Sweep = nil
+					name := v.Name
+					if v.Index != nil {
+						ix := *v.Index
+						if m > 0 {
+							ix.M = m
+							name += "-m" + strconv.Itoa(m)
+						}
+						if l > 0 {
+							ix.Lists = l
+							name += "-lists" + strconv.Itoa(l)
+						}
+						x.Index = &ix
+					}
+					if ef > 0 {
+						x.Search.EfSearch = ef
+						name += "-ef" + strconv.Itoa(ef)
+					}
+					if p > 0 {
+						x.Search.Probes = p
+						name += "-probes" + strconv.Itoa(p)
+					}
+					x.Name = name
+					out = append(out, x)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Concrete returns every concrete variant of the spec, in order.
+func (sp *ExperimentSpec) Concrete() []VariantSpec {
+	var out []VariantSpec
+	for _, v := range sp.Variants {
+		out = append(out, v.Expand()...)
+	}
+	return out
+}
