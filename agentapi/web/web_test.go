@@ -120,6 +120,9 @@ func testPages(t *testing.T, e *env, ab, sweep *experiments.Run, sc *experiments
 }
 
 func clip(s string) string {
+	if i := strings.Index(s, `id="page-error">`); i >= 0 {
+		s = s[i:]
+	}
 	if len(s) > 600 {
 		return s[:600] + "…"
 	}
