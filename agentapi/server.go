@@ -137,6 +137,7 @@ func (s *Server) routes() {
 	e.POST("/v1/keys", s.createKey, s.auth("key.create"))
 	e.DELETE("/v1/keys/:id", s.revokeKey, s.auth("key.revoke"))
 	e.GET("/v1/audit", s.auditLog, s.auth("audit.list"))
+	s.runRoutes()
 }
 
 // Handler returns the HTTP handler. Callers that serve it themselves

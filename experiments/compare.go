@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/offshootdb/offshoot/evals"
@@ -165,14 +166,9 @@ func variantResult(v *VariantRun) (*evals.Result, error) {
 	if v.Status != StatusSucceeded {
 		return nil, fmt.Errorf("variant %s is %s", v.Name, v.Status)
 	}
-	ms, err := evals.ParseMeasures(v.Measures...)
-	if err != nil || len(ms) != len(v.Measures) {
-		return nil, fmt.Errorf("variant %s: recorded measures %v unreadable", v.Name, v.Measures)
-	}
-	for i := range ms {
-		if ms[i].String() != v.Measures[i] {
-			return nil, fmt.Errorf("variant %s: recorded measures %v unreadable", v.Name, v.Measures)
-		}
+	ms := make([]evals.Measure, len(v.Measures))
+	for i, name := range v.Measures {
+		ms[i] = measureOf(name)
 	}
 	r := &evals.Result{Run: v.Name, Measures: ms, PerQuery: map[string][]float64{}, All: make([]float64, len(ms))}
 	for _, q := range v.Results {
@@ -186,6 +182,16 @@ func variantResult(v *VariantRun) (*evals.Result, error) {
 		r.All[i] = v.Metrics[m]
 	}
 	return r, nil
+}
+
+// measureOf inverts evals.Measure.String: "ndcg_cut_10" → {ndcg_cut, 10}.
+func measureOf(name string) evals.Measure {
+	if i := strings.LastIndexByte(name, '_'); i > 0 {
+		if k, err := strconv.Atoi(name[i+1:]); err == nil && k > 0 {
+			return evals.Measure{Family: name[:i], Cutoff: k}
+		}
+	}
+	return evals.Measure{Family: name}
 }
 
 // resolveVariant finds "RUN" or "RUN:VARIANT".

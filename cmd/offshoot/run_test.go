@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/offshootdb/offshoot/agentapi"
+	"github.com/offshootdb/offshoot/experiments"
+)
+
+// bareServer serves the API without compute: runs cannot start (503),
+// everything else works.
+func bareServer(t *testing.T) string {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		svc.Close()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func TestRunAndScheduleCLI(t *testing.T) {
+	t.Parallel()
+	srv := bareServer(t)
+	ctx := context.Background()
+	cli := func(args ...string) (string, string, int) {
+		t.Helper()
+		return run(t, ctx, append(args, "--server", srv)...)
+	}
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	spec := "name: ab\nproject: p\nbase: {branch: main}\ndataset: {beir: data/cranfield}\nvariants:\n  - {name: a, embedder: \"hash-bow?dims=64\"}\n"
+	good := write("good.yaml", spec)
+	bad := write("bad.yaml", strings.Replace(spec, "hash-bow?dims=64", "", 1))
+
+	if _, errOut, code := cli("run", "start", bad); code != exitBadInput || !strings.Contains(errOut, "variants[0].embedder") {
+		t.Errorf("bad spec: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := cli("run", "start", good); code != exitNoServer || !strings.Contains(errOut, "unavailable") {
+		t.Errorf("run without compute: exit %d %s", code, errOut)
+	}
+	if out, errOut, code := cli("run", "list"); code != 0 || !strings.HasPrefix(out, "ID") {
+		t.Errorf("list: exit %d %s %s", code, out, errOut)
+	}
+	if _, _, code := cli("run", "show", "nope"); code != exitNotFound {
+		t.Errorf("show missing: exit %d", code)
+	}
+	if _, errOut, code := cli("run", "compare", "nope", "nada"); code != exitNotFound {
+		t.Errorf("compare missing: exit %d %s", code, errOut)
+	}
+
+	sched := write("sched.yaml", "name: nightly\ncron: \"0 0 2 * * *\"\nmetric: ndcg_cut_10\nspec:\n"+indent(spec))
+	out, errOut, code := cli("schedule", "create", sched)
+	var sc struct {
+		ID   string `json:"id"`
+		Spec struct {
+			Dataset struct {
+				BEIR string `json:"beir"`
+			} `json:"dataset"`
+		} `json:"spec"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &sc) != nil || sc.ID == "" || !filepath.IsAbs(sc.Spec.Dataset.BEIR) {
+		t.Fatalf("schedule create: exit %d %s %s", code, out, errOut)
+	}
+	if out, _, code := cli("schedule", "list"); code != 0 || !strings.Contains(out, sc.ID) {
+		t.Errorf("schedule list: exit %d %s", code, out)
+	}
+	if out, _, code := cli("schedule", "history", sc.ID); code != 0 || !strings.HasPrefix(out, "RUN") {
+		t.Errorf("schedule history: exit %d %s", code, out)
+	}
+	if _, _, code := cli("schedule", "accept", sc.ID, "nope"); code != exitNotFound {
+		t.Errorf("accept missing run: exit %d", code)
+	}
+	if _, errOut, code := cli("schedule", "delete", sc.ID); code != 0 {
+		t.Errorf("schedule delete: exit %d %s", code, errOut)
+	}
+	if _, _, code := cli("schedule", "show", sc.ID); code != exitNotFound {
+		t.Errorf("show deleted schedule: exit %d", code)
+	}
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := range lines {
+		lines[i] = "  " + lines[i]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

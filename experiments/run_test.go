@@ -1,0 +1,569 @@
+package experiments
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/vectors"
+)
+
+// pgBranches implements RunBranches and Connector over one Postgres
+// cluster: a branch is a database, a fork is CREATE DATABASE ... TEMPLATE
+// of the base's database, discard is DROP DATABASE.
+type pgBranches struct {
+	c  *pgtest.Cluster
+	mu sync.Mutex // CREATE DATABASE from a template one at a time
+}
+
+func dbName(branch string) string {
+	if branch == "main" {
+		return "main"
+	}
+	h := sha1.Sum([]byte(branch))
+	return "b_" + hex.EncodeToString(h[:10])
+}
+
+func (b *pgBranches) admin(ctx context.Context) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, b.c.ConnString)
+}
+
+func (b *pgBranches) exists(ctx context.Context, branch string) error {
+	conn, err := b.admin(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", dbName(branch)).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("branch %s: %w", branch, ErrNotFound)
+	}
+	return nil
+}
+
+func (b *pgBranches) Resolve(ctx context.Context, _ string, at BranchPoint) (BranchPoint, error) {
+	if err := b.exists(ctx, at.Branch); err != nil {
+		return BranchPoint{}, err
+	}
+	conn, err := b.admin(ctx)
+	if err != nil {
+		return BranchPoint{}, err
+	}
+	defer conn.Close(ctx)
+	var lsn int64
+	if err := conn.QueryRow(ctx, "SELECT (pg_current_wal_lsn() - '0/0')::bigint").Scan(&lsn); err != nil {
+		return BranchPoint{}, err
+	}
+	return BranchPoint{Branch: at.Branch, Seq: uint64(lsn)}, nil
+}
+
+func (b *pgBranches) Fork(ctx context.Context, _ string, from BranchPoint, name string) (ForkInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	conn, err := b.admin(ctx)
+	if err != nil {
+		return ForkInfo{}, err
+	}
+	defer conn.Close(ctx)
+	sql := fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", pgx.Identifier{dbName(name)}.Sanitize(), pgx.Identifier{dbName(from.Branch)}.Sanitize())
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return ForkInfo{}, err
+	}
+	var lsn int64
+	if err := conn.QueryRow(ctx, "SELECT (pg_current_wal_lsn() - '0/0')::bigint").Scan(&lsn); err != nil {
+		return ForkInfo{}, err
+	}
+	return ForkInfo{Branch: name, Seq: uint64(lsn)}, nil
+}
+
+func (b *pgBranches) Discard(ctx context.Context, _ string, branch string) error {
+	conn, err := b.admin(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{dbName(branch)}.Sanitize()+" WITH (FORCE)")
+	return err
+}
+
+func (b *pgBranches) UsageBytes(ctx context.Context, _ string, branch string) (int64, error) {
+	conn, err := b.admin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int64
+	err = conn.QueryRow(ctx, "SELECT pg_database_size($1)", dbName(branch)).Scan(&n)
+	return n, err
+}
+
+func (b *pgBranches) Conn(ctx context.Context, _ string, branch string, _ Access) (*pgx.Conn, func(), error) {
+	conn, err := pgx.Connect(ctx, b.c.Postmaster.ConnString("postgres", "", dbName(branch)))
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "3D000" {
+			return nil, nil, fmt.Errorf("branch %s: %w", branch, ErrNotFound)
+		}
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return conn, func() { conn.Close(context.Background()) }, nil
+}
+
+// forks lists the databases that are forks (not main or the system ones).
+func (b *pgBranches) forks(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := b.admin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'b\\_%' ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func cranfieldDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found")
+		}
+		dir = parent
+	}
+	d := filepath.Join(dir, "..", "shared", "datasets", "cranfield")
+	if _, err := os.Stat(filepath.Join(d, "corpus.jsonl")); err != nil {
+		t.Fatalf("cranfield dataset: %v", err)
+	}
+	return d
+}
+
+type runEnv struct {
+	svc *Service
+	br  *pgBranches
+	ctx context.Context
+	dir string
+}
+
+func newRunEnv(t *testing.T) *runEnv {
+	t.Helper()
+	c := pgtest.New(t, nil)
+	br := &pgBranches{c: c}
+	ctx := context.Background()
+	admin := c.Connect(t)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE main"); err != nil {
+		t.Fatal(err)
+	}
+	mc, release, err := br.Conn(ctx, "p", "main", ReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.Exec(ctx, "CREATE EXTENSION vector; CREATE TABLE app_data(id int PRIMARY KEY); INSERT INTO app_data VALUES (1),(2)"); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	cache, err := vectors.OpenCache(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	svc, err := New(Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br, EmbedCache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	return &runEnv{svc: svc, br: br, ctx: WithCaller(ctx, LocalCaller), dir: cranfieldDir(t)}
+}
+
+func (e *runEnv) spec(variants ...VariantSpec) ExperimentSpec {
+	return ExperimentSpec{Name: "ab", Project: "p", Base: BranchPoint{Branch: "main"},
+		Dataset: DatasetSpec{BEIR: e.dir}, Variants: variants, Metrics: []string{"ndcg_cut.10", "recall.10", "recip_rank"},
+		Concurrency: 2}
+}
+
+func (e *runEnv) run(t *testing.T, sp ExperimentSpec) *Run {
+	t.Helper()
+	r, err := e.svc.StartRun(e.ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Minute)
+	defer cancel()
+	done, err := e.svc.WaitRun(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return done
+}
+
+// TestRuns runs experiments on Cranfield, each variant on its own
+// database fork of one throwaway cluster.
+func TestRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	bow := VariantSpec{Name: "bow", Embedder: "hash-bow?dims=256"}
+	char := VariantSpec{Name: "char", Embedder: "hash-char?dims=256"}
+
+	t.Run("ab", func(t *testing.T) {
+		r1 := e.run(t, e.spec(bow, char))
+		if r1.Status != StatusSucceeded {
+			t.Fatalf("status %s: %s %+v", r1.Status, r1.Error, r1.Variants)
+		}
+		if r1.Base.Branch != "main" || r1.Base.Seq == 0 {
+			t.Errorf("resolved base %+v", r1.Base)
+		}
+		if r1.Docs != 1400 || r1.Queries != 225 {
+			t.Errorf("dataset %d docs %d queries", r1.Docs, r1.Queries)
+		}
+		for _, v := range r1.Variants {
+			if v.Status != StatusSucceeded || len(v.Results) != 225 || v.Rows != 1400 || v.Kept {
+				t.Errorf("variant %s: %s %q, %d results, %d rows, kept %v", v.Name, v.Status, v.Error, len(v.Results), v.Rows, v.Kept)
+			}
+			if !strings.HasPrefix(v.Branch, "exp/ab/"+r1.ID+"/") || v.StorageDelta == nil || *v.StorageDelta <= 0 {
+				t.Errorf("variant %s: branch %q storage delta %v", v.Name, v.Branch, v.StorageDelta)
+			}
+			if len(v.Results[0].Hits) != 10 || v.Metrics["ndcg_cut_10"] <= 0.1 {
+				t.Errorf("variant %s: %d hits, metrics %v", v.Name, len(v.Results[0].Hits), v.Metrics)
+			}
+			t.Logf("%s: %v timings %+v latency %v", v.Name, v.Metrics, v.Timings, v.Latency)
+		}
+		if f := e.br.forks(t); len(f) != 0 {
+			t.Errorf("forks left behind: %v", f)
+		}
+		// The base is unchanged: no chunk table, same data.
+		mc, release, err := e.br.Conn(e.ctx, "p", "main", ReadOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := mc.QueryRow(e.ctx, "SELECT count(*) FROM pg_tables WHERE tablename = $1", runTable).Scan(&n); err != nil || n != 0 {
+			t.Errorf("base has %d chunk tables (%v)", n, err)
+		}
+		release()
+
+		cmp, err := e.svc.CompareRuns(e.ctx, CompareRequest{A: r1.ID + ":bow", B: r1.ID + ":char", Metric: "ndcg_cut_10"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, ok := cmp.Comparison.Measure("ndcg_cut_10")
+		if !ok || m.P <= 0 || m.P > 1 || m.Wins+m.Ties+m.Losses != 225 || m.CILow > m.Delta || m.CIHigh < m.Delta {
+			t.Errorf("comparison %+v", m)
+		}
+		wantVerdict := "no significant difference"
+		if m.Significant {
+			wantVerdict = map[bool]string{true: "better", false: "worse"}[m.Delta > 0]
+		}
+		if cmp.Verdict != wantVerdict {
+			t.Errorf("verdict %q, want %q", cmp.Verdict, wantVerdict)
+		}
+		if m.Losses > 0 && len(cmp.Regressed) == 0 {
+			t.Error("no regressed queries listed")
+		}
+		for _, q := range cmp.Regressed {
+			if q.Delta >= 0 || q.Overlap < 0 || q.Overlap > 1 || len(q.Entered) != len(q.Left) {
+				t.Errorf("regressed query %+v", q)
+			}
+		}
+		t.Logf("char vs bow: %s delta %.4f p %.4g [%.4f, %.4f] w/t/l %d/%d/%d", cmp.Verdict, m.Delta, m.P, m.CILow, m.CIHigh, m.Wins, m.Ties, m.Losses)
+
+		// The same spec again gives identical numbers, from the cache.
+		r2 := e.run(t, e.spec(bow, char))
+		for i, v := range r2.Variants {
+			a, _ := json.Marshal(r1.Variants[i].Metrics)
+			b, _ := json.Marshal(v.Metrics)
+			if string(a) != string(b) {
+				t.Errorf("variant %s: rerun metrics %s, first %s", v.Name, b, a)
+			}
+			if v.CacheMisses != 0 || v.CacheHits == 0 {
+				t.Errorf("variant %s rerun: %d cache hits, %d misses", v.Name, v.CacheHits, v.CacheMisses)
+			}
+		}
+		same, err := e.svc.CompareRuns(e.ctx, CompareRequest{A: r1.ID + ":bow", B: r2.ID + ":bow"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if same.Verdict != "no significant difference" || len(same.Regressed) != 0 {
+			t.Errorf("run vs its rerun: %s, %d regressed", same.Verdict, len(same.Regressed))
+		}
+		list, err := e.svc.ListRuns(e.ctx, RunFilter{Project: "p"})
+		if err != nil || len(list) < 2 || list[0].ID != r2.ID || list[0].Variants[0].Results != nil {
+			t.Errorf("list: %d runs, err %v", len(list), err)
+		}
+	})
+
+	t.Run("failing variant and sweep", func(t *testing.T) {
+		good := VariantSpec{Name: "hnsw", Embedder: "hash-bow?dims=128", Index: &IndexSpec{Type: "hnsw", M: 8, EfConstruction: 32},
+			Sweep: &SweepSpec{EfSearch: []int{10, 80}}}
+		bad := VariantSpec{Name: "bad", Embedder: "hash-bow?dims=128", Index: &IndexSpec{Type: "hnsw", M: 200}}
+		sp := e.spec(good, bad)
+		sp.KeepBranches = true
+		r := e.run(t, sp)
+		if r.Status != StatusPartial {
+			t.Fatalf("status %s, want partial", r.Status)
+		}
+		byName := map[string]VariantRun{}
+		for _, v := range r.Variants {
+			byName[v.Name] = v
+		}
+		if v := byName["bad"]; v.Status != StatusFailed || !strings.Contains(v.Error, "index") || !strings.Contains(v.Error, "m 200") {
+			t.Errorf("bad variant: %s %q", v.Status, v.Error)
+		}
+		for _, n := range []string{"hnsw-ef10", "hnsw-ef80"} {
+			v := byName[n]
+			if v.Status != StatusSucceeded || v.ANNRecall == nil || v.IndexBytes <= 0 || !v.Kept {
+				t.Fatalf("%s: %s %q recall %v index %d kept %v", n, v.Status, v.Error, v.ANNRecall, v.IndexBytes, v.Kept)
+			}
+			t.Logf("%s: ann recall %.3f qps %.0f ndcg@10 %.4f", n, *v.ANNRecall, v.Latency.QPS, v.Metrics["ndcg_cut_10"])
+		}
+		if *byName["hnsw-ef80"].ANNRecall < *byName["hnsw-ef10"].ANNRecall {
+			t.Errorf("recall fell with ef_search: %v < %v", *byName["hnsw-ef80"].ANNRecall, *byName["hnsw-ef10"].ANNRecall)
+		}
+		pts := SweepPoints(r)
+		if len(pts) != 2 || !pts[len(pts)-1].Pareto {
+			t.Errorf("sweep points %+v", pts)
+		}
+		// Kept branches: the two succeeded forks and the failed one stay.
+		if f := e.br.forks(t); len(f) != 3 {
+			t.Errorf("%d forks kept, want 3: %v", len(f), f)
+		}
+		for _, v := range r.Variants {
+			if err := e.br.Discard(e.ctx, "p", v.Branch); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		vs := []VariantSpec{bow, char, {Name: "rp", Embedder: "hash-rp?dims=256"}}
+		sp := e.spec(vs...)
+		sp.Concurrency = 1
+		r, err := e.svc.StartRun(e.ctx, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.CancelRun(e.ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+		done, err := e.svc.WaitRun(e.ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done.Status != StatusCancelled {
+			t.Errorf("status %s", done.Status)
+		}
+		for _, v := range done.Variants {
+			if v.Status != StatusCancelled {
+				t.Errorf("variant %s: %s %q", v.Name, v.Status, v.Error)
+			}
+		}
+		if f := e.br.forks(t); len(f) != 0 {
+			t.Errorf("forks left behind: %v", f)
+		}
+		if err := e.svc.CancelRun(e.ctx, r.ID); !errors.Is(err, ErrConflict) {
+			t.Errorf("cancel a finished run: %v", err)
+		}
+	})
+
+	t.Run("schedule regression", func(t *testing.T) {
+		hooks := make(chan []byte, 4)
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			hooks <- b
+		}))
+		defer hook.Close()
+		sp := e.spec(bow)
+		sp.Name = "nightly"
+		sc, err := e.svc.CreateSchedule(e.ctx, Schedule{Name: "nightly", Cron: "@every 1s", Spec: sp,
+			Metric: "ndcg_cut_10", AutoAccept: true, Webhook: hook.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor := func(what string, ok func(*Schedule, []HistoryPoint) bool) {
+			t.Helper()
+			deadline := time.Now().Add(90 * time.Second)
+			for time.Now().Before(deadline) {
+				cur, err := e.svc.GetSchedule(e.ctx, sc.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h, err := e.svc.ScheduleHistory(e.ctx, sc.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok(cur, h) {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		waitFor("a baseline", func(s *Schedule, _ []HistoryPoint) bool { return s.BaselineRun != "" })
+		cur, _ := e.svc.GetSchedule(e.ctx, sc.ID)
+		baseline := cur.BaselineRun
+		// Inject a regression: the same variant with a much worse embedder.
+		worse := *cur
+		worse.Spec.Variants = []VariantSpec{{Name: "bow", Embedder: "hash-bow?dims=8"}}
+		if _, err := e.svc.UpdateSchedule(e.ctx, sc.ID, worse); err != nil {
+			t.Fatal(err)
+		}
+		var regressed string
+		waitFor("a regression", func(_ *Schedule, h []HistoryPoint) bool {
+			for _, p := range h {
+				if p.Regression {
+					regressed = p.Run
+					return true
+				}
+			}
+			return false
+		})
+		r, err := e.svc.GetRun(e.ctx, regressed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Verdict == nil || r.Verdict.Baseline != baseline || r.Verdict.Accepted || len(r.Verdict.Variants) != 1 || r.Verdict.Variants[0].Delta >= 0 {
+			t.Fatalf("verdict %+v", r.Verdict)
+		}
+		t.Logf("regression: %+v", r.Verdict.Variants[0])
+		if s, _ := e.svc.GetSchedule(e.ctx, sc.ID); s.BaselineRun != baseline {
+			t.Errorf("regressed run became the baseline")
+		}
+		select {
+		case b := <-hooks:
+			if !strings.Contains(string(b), `"regression":true`) {
+				t.Errorf("webhook body %s", b)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("no webhook")
+		}
+		page, err := e.svc.AuditLog(e.ctx, AuditQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, en := range page.Entries {
+			found = found || (en.Action == "schedule.regression" && en.Detail == regressed)
+		}
+		if !found {
+			t.Error("no schedule.regression audit entry")
+		}
+		// Accepting the worse run explicitly makes it the baseline.
+		if _, err := e.svc.AcceptRun(e.ctx, sc.ID, regressed); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.DeleteSchedule(e.ctx, sc.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.GetSchedule(e.ctx, sc.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deleted schedule: %v", err)
+		}
+	})
+}
+
+func TestSpecValidation(t *testing.T) {
+	good := `
+name: ab
+project: p
+base: {branch: main}
+dataset: {beir: /data/cranfield}
+variants:
+  - {name: a, embedder: "hash-bow?dims=128"}
+  - name: b
+    embedder: hash-char?dims=128
+    index: {type: hnsw, m: 16}
+    sweep: {ef_search: [10, 20]}
+`
+	sp, err := ParseSpec([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(sp.Concrete()); got != 3 || sp.K != 100 || sp.Concurrency != 1 || sp.Dataset.Split != "test" {
+		t.Errorf("concrete %d k %d concurrency %d split %q", got, sp.K, sp.Concurrency, sp.Dataset.Split)
+	}
+	for _, tc := range []struct{ edit, field string }{
+		{`name: "Bad Name"`, "name"},
+		{`project: ""`, "project"},
+		{`base: {branch: ""}`, "base.branch"},
+		{`dataset: {}`, "dataset"},
+		{`dataset: {corpus_sql: "select 1"}`, "dataset.queries_sql"},
+		{`metrics: [nope]`, "metrics"},
+		{`k: 5000`, "k"},
+		{`concurrency: 99`, "concurrency"},
+		{`variants: []`, "variants"},
+		{`variants: [{name: a, embedder: ""}]`, "variants[0].embedder"},
+		{`variants: [{name: a, embedder: hash-bow, distance: manhattan}]`, "variants[0].distance"},
+		{`variants: [{name: a, embedder: hash-bow, index: {type: btree}}]`, "variants[0].index.type"},
+		{`variants: [{name: a, embedder: hash-bow, search: {ef_search: 5000}}]`, "variants[0].search.ef_search"},
+		{`variants: [{name: a, embedder: hash-bow}, {name: a, embedder: hash-char}]`, "variants[1].name"},
+		{`variants: [{name: a, embedder: hash-bow, index: {type: hnsw}, sweep: {m: [0]}}]`, "variants[0].sweep.m[0]"},
+		{`colour: blue`, "colour"},
+		{`k: ten`, "k"},
+	} {
+		doc := patchYAML(good, tc.edit)
+		_, err := ParseSpec([]byte(doc))
+		var fe *FieldError
+		if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) || fe.Field != tc.field {
+			t.Errorf("%s: error %v, want field %s", tc.edit, err, tc.field)
+		}
+	}
+}
+
+// patchYAML replaces the top-level key of edit in doc (or appends it).
+func patchYAML(doc, edit string) string {
+	key, _, _ := strings.Cut(edit, ":")
+	var out []string
+	skipping, replaced := false, false
+	for _, line := range strings.Split(doc, "\n") {
+		if skipping && (strings.HasPrefix(line, " ") || line == "") {
+			continue
+		}
+		skipping = false
+		if strings.HasPrefix(line, key+":") {
+			out = append(out, edit)
+			skipping, replaced = true, true
+			continue
+		}
+		out = append(out, line)
+	}
+	if !replaced {
+		out = append(out, edit)
+	}
+	return strings.Join(out, "\n")
+}
