@@ -138,6 +138,7 @@ func (s *Server) routes() {
 	e.DELETE("/v1/keys/:id", s.revokeKey, s.auth("key.revoke"))
 	e.GET("/v1/audit", s.auditLog, s.auth("audit.list"))
 	s.runRoutes()
+	s.branchRoutes()
 }
 
 // Handler returns the HTTP handler. Callers that serve it themselves

@@ -35,9 +35,9 @@ type RunBranches interface {
 	Discard(ctx context.Context, project, branch string) error
 }
 
-// BranchUsage is optionally implemented by a RunBranches to report a
+// ForkUsage is optionally implemented by a RunBranches to report a
 // branch's storage, from which runs record the storage delta of a fork.
-type BranchUsage interface {
+type ForkUsage interface {
 	UsageBytes(ctx context.Context, project, branch string) (int64, error)
 }
 
@@ -497,7 +497,7 @@ func (s *Service) runVariant(ctx context.Context, run *Run, base BranchPoint, v 
 			}
 		}
 	}()
-	usage, _ := s.cfg.Branches.(BranchUsage)
+	usage, _ := s.cfg.Branches.(ForkUsage)
 	var before int64
 	if usage != nil {
 		before, err = usage.UsageBytes(ctx, run.Project, name)

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 	"github.com/offshootdb/offshoot/vectors"
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // Connector opens connections to the database of a branch. compute
@@ -84,6 +88,33 @@ type Config struct {
 	Embedders *vectors.Registry
 	// EmbedCache, if set, caches every embedding runs compute.
 	EmbedCache *vectors.Cache
+
+	// Store is the branch store behind projects, branches and snapshots.
+	// Nil: those calls fail with ErrUnavailable.
+	Store *storage.Store
+	// Compute runs the branches' endpoints (state, start/suspend, usage).
+	// With Compute and no Connector, the Service connects to branches
+	// through compute: a lease on the endpoint and its Unix socket, as the
+	// project's superuser.
+	Compute *compute.Manager
+	// InitDir is where CreateProject mounts a new project's root timeline
+	// to run initdb; it must be traversable by the postgres OS user.
+	// Default os.TempDir().
+	InitDir string
+	// ProxyAddr is the host:port of the pgwire proxy that connection
+	// strings point at. Default 127.0.0.1:55432.
+	ProxyAddr string
+	// DefaultProject is the project the proxy assumes when a connection
+	// names none, and the one EnsureDefaultProject creates. Default "main".
+	DefaultProject string
+	// MaxBranches caps the branches of one project (main included); a
+	// fork past it fails with ErrCapacity. Default 1000; negative: no cap.
+	MaxBranches int
+	// SweepInterval is the period of the TTL sweeper, which deletes
+	// expired unprotected branches. Default 5 s; negative disables it.
+	SweepInterval time.Duration
+	// SweepBatch bounds the branches one sweep deletes. Default 100.
+	SweepBatch int
 }
 
 // Service is the facade. Create it with New, start it with Open, stop it
@@ -100,6 +131,7 @@ type Service struct {
 	lastAu auditClock
 
 	rn *runner // experiment runs and schedules; stopped by Close
+	sweepStop, sweepDone chan struct{} // TTL sweeper; nil when not running
 }
 
 // New validates cfg and returns an unopened Service.
@@ -119,7 +151,32 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, rn: newRunner()}, nil
+	if cfg.InitDir == "" {
+		cfg.InitDir = os.TempDir()
+	}
+	if cfg.ProxyAddr == "" {
+		cfg.ProxyAddr = "127.0.0.1:55432"
+	}
+	if _, _, err := net.SplitHostPort(cfg.ProxyAddr); err != nil {
+		return nil, fmt.Errorf("config: %w", invalid("proxy_addr", "want host:port: %v", err))
+	}
+	if cfg.DefaultProject == "" {
+		cfg.DefaultProject = "main"
+	}
+	if cfg.MaxBranches == 0 {
+		cfg.MaxBranches = 1000
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 5 * time.Second
+	}
+	if cfg.SweepBatch <= 0 {
+		cfg.SweepBatch = 100
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, rn: newRunner()}
+	if cfg.Connector == nil && cfg.Compute != nil {
+		s.cfg.Connector = connectorFunc(s.computeConn)
+	}
+	return s, nil
 }
 
 // Open opens the control database and loads the API keys.
@@ -143,6 +200,10 @@ func (s *Service) Open(ctx context.Context) error {
 		s.log.Error("open: mark interrupted runs", slog.String("err", err.Error()))
 	}
 	s.startScheduler()
+	if s.cfg.Store != nil && s.cfg.SweepInterval > 0 {
+		s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
+		go s.sweeper(s.sweepStop, s.sweepDone)
+	}
 	return nil
 }
 
@@ -152,6 +213,14 @@ func (s *Service) Open(ctx context.Context) error {
 // using the database. A closed Service cannot start runs again.
 func (s *Service) Close() error {
 	s.rn.shutdown()
+	s.mu.Lock()
+	stop, done := s.sweepStop, s.sweepDone
+	s.sweepStop, s.sweepDone = nil, nil
+	s.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {

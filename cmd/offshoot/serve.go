@@ -2,34 +2,68 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/offshootdb/offshoot/agentapi"
+	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/proxy"
 	"github.com/offshootdb/offshoot/experiments"
+	"github.com/offshootdb/offshoot/storage"
 )
+
+// serveOptions are the serve flags beyond the shared configuration.
+type serveOptions struct {
+	runDir        string
+	addrFile      string
+	maxBranches   int
+	maxEndpoints  int
+	sweepInterval time.Duration
+	timers        compute.Timers
+	stopTimeout   time.Duration
+}
 
 func init() {
 	subcommands = append(subcommands, func(a *app) *cobra.Command {
+		o := serveOptions{timers: compute.DefaultTimers}
 		cmd := &cobra.Command{
 			Use:   "serve",
 			Short: "Run the offshoot server (HTTP API, pgwire proxy, computes)",
-			Args:  cobra.NoArgs,
+			Long: `serve opens the branch store under the data dir, the endpoint manager with
+its copy-on-write FUSE volumes, the pgwire proxy and the HTTP API. On an empty
+data dir it first creates the project "main" (initdb + pgvector). SIGINT or
+SIGTERM stops it cleanly: endpoints get a fast shutdown, mounts are released
+and the store is closed.`,
+			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
-				return a.serve(ctx)
+				return a.serve(ctx, o)
 			},
 		}
 		addAddrFlags(cmd, a)
+		f := cmd.Flags()
+		f.StringVar(&o.runDir, "run-dir", "", "mount points, sockets and logs of endpoints; the postgres OS user must be able to traverse it (default <data-dir>/run, or $TMPDIR/offshoot-run-<hash> when it cannot)")
+		f.StringVar(&o.addrFile, "addr-file", "", "write the bound addresses as JSON {\"http\":...,\"proxy\":...} to this file once ready (for scripts using port 0)")
+		f.IntVar(&o.maxBranches, "max-branches", 1000, "maximum branches per project (negative: no limit)")
+		f.IntVar(&o.maxEndpoints, "max-endpoints", 16, "maximum running endpoints")
+		f.DurationVar(&o.sweepInterval, "ttl-sweep", 5*time.Second, "period of the sweeper deleting expired branches (negative disables)")
+		f.DurationVar(&o.timers.IdleAfter, "idle-after", o.timers.IdleAfter, "an endpoint is idle after no connection for this long (0 never)")
+		f.DurationVar(&o.timers.SuspendAfter, "suspend-after", o.timers.SuspendAfter, "suspend (stop Postgres) after no connection for this long (0 never)")
+		f.DurationVar(&o.timers.StopAfter, "stop-after", o.timers.StopAfter, "release the volume after no connection for this long (0 never)")
+		f.DurationVar(&o.stopTimeout, "stop-timeout", 15*time.Second, "fast shutdown of an endpoint escalates to immediate after this")
 		return cmd
 	})
 }
@@ -51,7 +85,31 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func (a *app) serve(ctx context.Context) error {
+// checkTraversable makes dir (created if needed) and fails when the
+// postgres OS user could not reach it: every ancestor needs o+x.
+func checkTraversable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("run dir: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("run dir: %w", err)
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("run dir: %w", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("run dir %s: the postgres OS user cannot traverse %s (mode %v): chmod o+x it, or pass --run-dir (or --data-dir) somewhere it can reach, e.g. /var/lib/offshoot", abs, d, fi.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if _, err := runChecks(ctx, a.stderr, a.doctorChecks()); err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("%w (see the fixes above; `offshoot doctor` repeats these checks)", err)}
 	}
@@ -60,10 +118,70 @@ func (a *app) serve(ctx context.Context) error {
 		return err
 	}
 	defer lock.Close()
+	if o.runDir == "" {
+		o.runDir = filepath.Join(a.cfg.DataDir, "run")
+		if checkTraversable(o.runDir) != nil {
+			// e.g. a data dir under /root: mounts and sockets go to a
+			// directory of their own, fixed per data dir so that a restart
+			// finds what a crashed run left.
+			abs, _ := filepath.Abs(a.cfg.DataDir)
+			o.runDir = filepath.Join(os.TempDir(), fmt.Sprintf("offshoot-run-%08x", crc32.ChecksumIEEE([]byte(abs))))
+			a.log.Info("data dir is not reachable by the postgres OS user; using a separate run dir", "run_dir", o.runDir)
+		}
+	}
+	if err := checkTraversable(o.runDir); err != nil {
+		return err
+	}
+	initDir := filepath.Join(o.runDir, "init")
+	if err := os.MkdirAll(initDir, 0o755); err != nil {
+		return err
+	}
+
+	st, err := storage.Open(filepath.Join(a.cfg.DataDir, "store"), nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	}()
+	m, err := compute.New(compute.Config{
+		Volumes: compute.StoreVolumes{Store: st, MountDir: filepath.Join(o.runDir, "mnt")},
+		RunDir:  filepath.Join(o.runDir, "compute"), Timers: &o.timers, MaxRunning: o.maxEndpoints,
+		StopTimeout: o.stopTimeout, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	// Open stops orphaned postmasters and detaches stale mounts of a
+	// crashed previous run before anything is mounted.
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := m.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close compute: %w", cerr)
+		}
+	}()
+	const defaultProject = "main"
+	px, err := proxy.New(proxy.Config{Addr: a.cfg.ProxyAddr, Manager: m, DefaultProject: defaultProject, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	if err := px.Open(ctx); err != nil {
+		return err
+	}
+	defer px.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := experiments.New(experiments.Config{ControlDir: filepath.Join(a.cfg.DataDir, "control"), Logger: a.log})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Collector(), px.Collector())
+	svc, err := experiments.New(experiments.Config{
+		ControlDir: filepath.Join(a.cfg.DataDir, "control"), Logger: a.log,
+		Store: st, Compute: m, InitDir: initDir, ProxyAddr: px.Addr().String(), DefaultProject: defaultProject,
+		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval,
+	})
 	if err != nil {
 		return err
 	}
@@ -71,11 +189,17 @@ func (a *app) serve(ctx context.Context) error {
 		return err
 	}
 	defer svc.Close()
+	created, err := svc.EnsureDefaultProject(ctx)
+	if err != nil {
+		return fmt.Errorf("create default project %q: %w", defaultProject, err)
+	}
+	if created {
+		a.log.Info("created default project", "project", defaultProject)
+	}
 	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: a.log, Registry: reg})
 	if err != nil {
 		return err
 	}
-
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
@@ -83,13 +207,28 @@ func (a *app) serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- api.Serve(ctx, ln) }()
 
-	a.log.Info("offshoot serving", "http", "http://"+ln.Addr().String(), "data_dir", a.cfg.DataDir)
-	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (/v1 API, /v1/openapi.json, /healthz, /readyz, /metrics)\n", version, a.cfg.DataDir, ln.Addr())
-	fmt.Fprintln(a.stdout, "  not yet available: branch storage, computes and the pgwire proxy (queries and diffs answer 503 until they land), MCP, experiments, web UI")
+	a.log.Info("offshoot serving", "http", "http://"+ln.Addr().String(), "proxy", px.Addr().String(), "data_dir", a.cfg.DataDir)
+	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (/v1 API, /v1/openapi.json, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
+		version, a.cfg.DataDir, ln.Addr(), px.Addr())
+	ctxLocal := experiments.WithCaller(ctx, experiments.LocalCaller)
+	if c, err := svc.Connection(ctxLocal, experiments.ConnectionRequest{Project: defaultProject, Branch: "main", Password: true}); err == nil {
+		fmt.Fprintf(a.stdout, "  connect   psql '%s'\n", c.URI)
+	}
+	fmt.Fprintln(a.stdout, "  not yet available: MCP, experiment runs over the API, web UI")
+	if o.addrFile != "" {
+		b, _ := json.Marshal(map[string]string{"http": ln.Addr().String(), "proxy": px.Addr().String()})
+		tmp := o.addrFile + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return fmt.Errorf("addr file: %w", err)
+		}
+		if err := os.Rename(tmp, o.addrFile); err != nil {
+			return fmt.Errorf("addr file: %w", err)
+		}
+	}
 
-	if err := <-errc; err != nil {
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	a.log.Info("stopped")
+	a.log.Info("shutting down: closing proxy, stopping endpoints, releasing mounts, closing store")
 	return nil
 }

@@ -1,0 +1,427 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Verbs over projects, branches, snapshots, usage and psql; all call the
+// running server's HTTP API like query and diff.
+
+type branchJSON struct {
+	Name            string            `json:"name"`
+	ParentID        string            `json:"parent_id"`
+	ParentLSN       uint64            `json:"parent_lsn"`
+	ParentTimestamp *time.Time        `json:"parent_timestamp"`
+	CreatedAt       time.Time         `json:"created_at"`
+	ExpiresAt       *time.Time        `json:"expires_at"`
+	Labels          map[string]string `json:"labels"`
+	Protected       bool              `json:"protected"`
+	Depth           int               `json:"depth"`
+	Endpoint        *struct {
+		State          string  `json:"state"`
+		Connections    int     `json:"connections"`
+		Wakes          int64   `json:"wakes"`
+		ComputeSeconds float64 `json:"compute_seconds"`
+		LastError      string  `json:"last_error"`
+	} `json:"endpoint"`
+	Usage *usageJSON `json:"usage"`
+}
+
+type usageJSON struct {
+	Branch         string  `json:"branch"`
+	LogicalBytes   uint64  `json:"logical_bytes"`
+	DeltaBytes     uint64  `json:"delta_bytes"`
+	SharedBytes    uint64  `json:"shared_bytes"`
+	ComputeSeconds float64 `json:"compute_seconds"`
+	Wakes          int64   `json:"wakes"`
+}
+
+func projectPath(p string) string { return "/v1/projects/" + url.PathEscape(p) }
+func branchURL(p, b string) string {
+	return projectPath(p) + "/branches/" + url.PathEscape(b)
+}
+
+// verb builds a client command: build returns the request; show prints a
+// successful answer for people (--json prints it raw).
+func verb(a *app, use, short string, args cobra.PositionalArgs, project *string,
+	build func(args []string) (method, path string, body any, err error), show func(w io.Writer, raw []byte) error) (*cobra.Command, *client) {
+	c := &client{}
+	cmd := &cobra.Command{
+		Use: use, Short: short, Args: args,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			method, path, body, err := build(args)
+			if err != nil {
+				return &exitError{code: exitBadInput, err: err}
+			}
+			raw, err := c.do(cmd.Context(), method, path, body, nil)
+			if err != nil {
+				return err
+			}
+			if c.json || show == nil {
+				if len(raw) == 0 {
+					return nil
+				}
+				return printJSON(a.stdout, raw)
+			}
+			return show(a.stdout, raw)
+		},
+	}
+	addClientFlags(cmd, c)
+	if project != nil {
+		cmd.Flags().StringVarP(project, "project", "p", "main", "project")
+	}
+	return cmd, c
+}
+
+func printed(msg string) func(io.Writer, []byte) error {
+	return func(w io.Writer, _ []byte) error {
+		_, err := fmt.Fprintln(w, msg)
+		return err
+	}
+}
+
+func showBranch(w io.Writer, raw []byte) error {
+	var b branchJSON
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "name\t%s\n", b.Name)
+	if b.ParentID != "" {
+		fmt.Fprintf(tw, "parent\t%s (lsn %d", b.ParentID, b.ParentLSN)
+		if b.ParentTimestamp != nil {
+			fmt.Fprintf(tw, ", %s", b.ParentTimestamp.Format(time.RFC3339))
+		}
+		fmt.Fprintln(tw, ")")
+	}
+	fmt.Fprintf(tw, "created\t%s\n", b.CreatedAt.Format(time.RFC3339))
+	if b.ExpiresAt != nil {
+		fmt.Fprintf(tw, "expires\t%s\n", b.ExpiresAt.Format(time.RFC3339))
+	}
+	fmt.Fprintf(tw, "protected\t%t\n", b.Protected)
+	if len(b.Labels) > 0 {
+		fmt.Fprintf(tw, "labels\t%s\n", labelString(b.Labels))
+	}
+	if e := b.Endpoint; e != nil {
+		fmt.Fprintf(tw, "endpoint\t%s, %d connections, %d wakes, %.1f compute s\n", e.State, e.Connections, e.Wakes, e.ComputeSeconds)
+		if e.LastError != "" {
+			fmt.Fprintf(tw, "last error\t%s\n", e.LastError)
+		}
+	}
+	if u := b.Usage; u != nil {
+		fmt.Fprintf(tw, "storage\tlogical %s, delta %s, shared %s\n", humanBytes(u.LogicalBytes), humanBytes(u.DeltaBytes), humanBytes(u.SharedBytes))
+	}
+	return tw.Flush()
+}
+
+func labelString(l map[string]string) string {
+	var kv []string
+	for k, v := range l {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
+}
+
+func init() {
+	subcommands = append(subcommands, projectCmd, branchCmd, snapshotCmd, usageCmd, psqlCmd)
+}
+
+func projectCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "project", Short: "Create, list and delete projects (one Postgres cluster each)"}
+	create, _ := verb(a, "create NAME", "Create a project (initdb + pgvector on a new root timeline)", cobra.ExactArgs(1), nil,
+		func(args []string) (string, string, any, error) {
+			return "POST", "/v1/projects", map[string]any{"name": args[0]}, nil
+		}, func(w io.Writer, raw []byte) error {
+			var p struct{ Name string }
+			_ = json.Unmarshal(raw, &p)
+			_, err := fmt.Fprintf(w, "created project %s with branch main\n", p.Name)
+			return err
+		})
+	list, _ := verb(a, "list", "List projects", cobra.NoArgs, nil,
+		func([]string) (string, string, any, error) { return "GET", "/v1/projects", nil, nil },
+		func(w io.Writer, raw []byte) error {
+			var out struct {
+				Projects []struct {
+					Name      string    `json:"name"`
+					Branches  int       `json:"branches"`
+					Default   bool      `json:"default"`
+					CreatedAt time.Time `json:"created_at"`
+				}
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tBRANCHES\tDEFAULT\tCREATED")
+			for _, p := range out.Projects {
+				fmt.Fprintf(tw, "%s\t%d\t%t\t%s\n", p.Name, p.Branches, p.Default, p.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		})
+	del, _ := verb(a, "delete NAME", "Delete a project", cobra.ExactArgs(1), nil,
+		func(args []string) (string, string, any, error) { return "DELETE", projectPath(args[0]), nil, nil },
+		printed("deleted"))
+	cmd.AddCommand(create, list, del)
+	return cmd
+}
+
+func branchCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "branch", Short: "Fork, list, show, reset, rename, protect and delete branches"}
+	var project string
+
+	var parent, snapshot, at, ttl string
+	var labels []string
+	var protect bool
+	create, _ := verb(a, "create NAME", "Fork a branch (from the parent's head, a snapshot, or a time)", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) {
+			body := map[string]any{"name": args[0]}
+			if parent != "" {
+				body["parent_id"] = parent
+			}
+			if snapshot != "" {
+				body["snapshot"] = snapshot
+			}
+			if at != "" {
+				t, err := time.Parse(time.RFC3339Nano, at)
+				if err != nil {
+					return "", "", nil, fmt.Errorf("--at %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", at)
+				}
+				body["parent_timestamp"] = t
+			}
+			if ttl != "" {
+				body["ttl"] = ttl
+			}
+			if protect {
+				body["protected"] = true
+			}
+			if len(labels) > 0 {
+				l, err := parseLabels(labels)
+				if err != nil {
+					return "", "", nil, err
+				}
+				body["labels"] = l
+			}
+			return "POST", projectPath(project) + "/branches", body, nil
+		}, showBranch)
+	f := create.Flags()
+	f.StringVar(&parent, "parent", "", "parent branch (default main)")
+	f.StringVar(&snapshot, "snapshot", "", "fork from this snapshot")
+	f.StringVar(&at, "at", "", "fork the parent as of this RFC 3339 time")
+	f.StringVar(&ttl, "ttl", "", "expire after this Go duration (e.g. 1h)")
+	f.StringArrayVar(&labels, "label", nil, "key=value label (repeatable)")
+	f.BoolVar(&protect, "protect", false, "protect against delete and reset")
+
+	var prefix, cursor string
+	var filter []string
+	var limit int
+	list, _ := verb(a, "list", "List branches as a tree", cobra.NoArgs, &project,
+		func([]string) (string, string, any, error) {
+			q := url.Values{}
+			if prefix != "" {
+				q.Set("prefix", prefix)
+			}
+			for _, l := range filter {
+				q.Add("label", l)
+			}
+			if limit > 0 {
+				q.Set("limit", fmt.Sprint(limit))
+			}
+			if cursor != "" {
+				q.Set("cursor", cursor)
+			}
+			return "GET", projectPath(project) + "/branches?" + q.Encode(), nil, nil
+		}, func(w io.Writer, raw []byte) error {
+			var page struct {
+				Branches []branchJSON
+				Next     string
+			}
+			if err := json.Unmarshal(raw, &page); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BRANCH\tPROTECTED\tEXPIRES\tLABELS")
+			for _, b := range page.Branches {
+				exp := "-"
+				if b.ExpiresAt != nil {
+					exp = b.ExpiresAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s%s\t%t\t%s\t%s\n", strings.Repeat("  ", b.Depth), b.Name, b.Protected, exp, labelString(b.Labels))
+			}
+			if page.Next != "" {
+				fmt.Fprintf(tw, "(more: --cursor %s)\n", page.Next)
+			}
+			return tw.Flush()
+		})
+	lf := list.Flags()
+	lf.StringVar(&prefix, "prefix", "", "only names starting with this")
+	lf.StringArrayVar(&filter, "label", nil, "only branches with this key=value label (repeatable)")
+	lf.IntVar(&limit, "limit", 0, "page size (default 100)")
+	lf.StringVar(&cursor, "cursor", "", "continue a previous page")
+
+	show, _ := verb(a, "show BRANCH", "Describe a branch: parent, endpoint, storage", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) { return "GET", branchURL(project, args[0]), nil, nil }, showBranch)
+
+	var cascade bool
+	del, _ := verb(a, "delete BRANCH", "Delete (discard) a branch", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) {
+			return "DELETE", branchURL(project, args[0]) + fmt.Sprintf("?cascade=%t", cascade), nil, nil
+		}, printed("deleted"))
+	del.Flags().BoolVar(&cascade, "cascade", false, "delete child branches too")
+
+	var keepAs string
+	var discard bool
+	reset, _ := verb(a, "reset BRANCH", "Reset a branch to its parent's head (old head kept as a snapshot)", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) {
+			return "POST", branchURL(project, args[0]) + "/reset", map[string]any{"snapshot": keepAs, "discard": discard}, nil
+		}, printed("reset"))
+	reset.Flags().StringVar(&keepAs, "snapshot", "", "name of the snapshot keeping the old head (default auto)")
+	reset.Flags().BoolVar(&discard, "discard", false, "do not keep the old head")
+
+	rename, _ := verb(a, "rename BRANCH NEW-NAME", "Rename a branch", cobra.ExactArgs(2), &project,
+		func(args []string) (string, string, any, error) {
+			return "PATCH", branchURL(project, args[0]), map[string]any{"name": args[1]}, nil
+		}, showBranch)
+
+	var off bool
+	protectCmd, _ := verb(a, "protect BRANCH", "Protect a branch against delete and reset (--off to unprotect)", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) {
+			return "PATCH", branchURL(project, args[0]), map[string]any{"protected": !off}, nil
+		}, showBranch)
+	protectCmd.Flags().BoolVar(&off, "off", false, "unprotect")
+
+	ttlCmd, _ := verb(a, "ttl BRANCH DURATION", "Make a branch expire after DURATION from now (0s clears)", cobra.ExactArgs(2), &project,
+		func(args []string) (string, string, any, error) {
+			return "PATCH", branchURL(project, args[0]), map[string]any{"ttl": args[1]}, nil
+		}, showBranch)
+
+	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd)
+	return cmd
+}
+
+func parseLabels(ls []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, l := range ls {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--label %q: want key=value", l)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func snapshotCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "snapshot", Short: "Create, list, delete and restore snapshots"}
+	var project string
+	create, _ := verb(a, "create BRANCH NAME", "Snapshot a branch's head", cobra.ExactArgs(2), &project,
+		func(args []string) (string, string, any, error) {
+			return "POST", branchURL(project, args[0]) + "/snapshots", map[string]any{"name": args[1]}, nil
+		}, printed("created"))
+	list, _ := verb(a, "list", "List a project's snapshots", cobra.NoArgs, &project,
+		func([]string) (string, string, any, error) {
+			return "GET", projectPath(project) + "/snapshots", nil, nil
+		},
+		func(w io.Writer, raw []byte) error {
+			var out struct {
+				Snapshots []struct {
+					Name      string    `json:"name"`
+					Branch    string    `json:"branch"`
+					LSN       uint64    `json:"lsn"`
+					CreatedAt time.Time `json:"created_at"`
+				}
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SNAPSHOT\tBRANCH\tLSN\tCREATED")
+			for _, s := range out.Snapshots {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Name, s.Branch, s.LSN, s.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		})
+	del, _ := verb(a, "delete NAME", "Delete a snapshot", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) {
+			return "DELETE", projectPath(project) + "/snapshots/" + url.PathEscape(args[0]), nil, nil
+		}, printed("deleted"))
+	var onto string
+	restore, _ := verb(a, "restore NAME [NEW-BRANCH]", "Restore a snapshot into a new branch, or --onto an existing one", cobra.RangeArgs(1, 2), &project,
+		func(args []string) (string, string, any, error) {
+			body := map[string]any{}
+			switch {
+			case onto != "" && len(args) == 1:
+				body["branch"] = onto
+			case onto == "" && len(args) == 2:
+				body["new_branch"] = args[1]
+			default:
+				return "", "", nil, fmt.Errorf("give NEW-BRANCH or --onto BRANCH, exactly one")
+			}
+			return "POST", projectPath(project) + "/snapshots/" + url.PathEscape(args[0]) + "/restore", body, nil
+		}, showBranch)
+	restore.Flags().StringVar(&onto, "onto", "", "reset this existing branch onto the snapshot")
+	cmd.AddCommand(create, list, del, restore)
+	return cmd
+}
+
+func usageCmd(a *app) *cobra.Command {
+	var project string
+	cmd, _ := verb(a, "usage", "Storage and compute use per branch", cobra.NoArgs, &project,
+		func([]string) (string, string, any, error) { return "GET", projectPath(project) + "/usage", nil, nil },
+		func(w io.Writer, raw []byte) error {
+			var u struct {
+				Branches       []usageJSON `json:"branches"`
+				LogicalBytes   uint64      `json:"logical_bytes"`
+				DeltaBytes     uint64      `json:"delta_bytes"`
+				ComputeSeconds float64     `json:"compute_seconds"`
+				Wakes          int64       `json:"wakes"`
+			}
+			if err := json.Unmarshal(raw, &u); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "BRANCH\tLOGICAL\tDELTA\tSHARED\tCOMPUTE S\tWAKES\t")
+			for _, b := range u.Branches {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%d\t\n", b.Branch, humanBytes(b.LogicalBytes), humanBytes(b.DeltaBytes), humanBytes(b.SharedBytes), b.ComputeSeconds, b.Wakes)
+			}
+			fmt.Fprintf(tw, "total\t%s\t%s\t\t%.1f\t%d\t\n", humanBytes(u.LogicalBytes), humanBytes(u.DeltaBytes), u.ComputeSeconds, u.Wakes)
+			return tw.Flush()
+		})
+	return cmd
+}
+
+// psqlExec replaces the process with psql.
+var psqlExec = func(path string, argv, env []string) error { return syscall.Exec(path, argv, env) }
+
+func psqlCmd(a *app) *cobra.Command {
+	var project string
+	var c *client
+	var cmd *cobra.Command
+	cmd, c = verb(a, "psql BRANCH [-- PSQL-ARGS...]", "Open psql on a branch through the proxy", cobra.MinimumNArgs(1), &project, nil, nil)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var conn struct {
+			URI string `json:"uri"`
+		}
+		if _, err := c.do(cmd.Context(), "GET", branchURL(project, args[0])+"/connection?password=true", nil, &conn); err != nil {
+			return err
+		}
+		bin, err := exec.LookPath("psql")
+		if err != nil {
+			return &exitError{code: exitFailure, err: fmt.Errorf("psql not found in PATH (install postgresql-client); connect with: %s", conn.URI)}
+		}
+		return psqlExec(bin, append([]string{"psql", conn.URI}, args[1:]...), os.Environ())
+	}
+	return cmd
+}

@@ -1,0 +1,1029 @@
+package experiments
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+	"github.com/offshootdb/offshoot/storage"
+)
+
+// superuser is the role every project's cluster is created with.
+const superuser = "postgres"
+
+// Project is a project as listed and described.
+type Project struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// Branches is the number of branches (main included).
+	Branches int `json:"branches"`
+	// Default is true for the project the proxy assumes when a connection
+	// names none.
+	Default bool `json:"default"`
+}
+
+// projectRecord is what the control DB keeps per project: the superuser
+// password, which the storage catalog has no field for.
+type projectRecord struct {
+	Password  string    `json:"password"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func projectKey(name string) []byte { return []byte("project/" + name) }
+
+// Branch is a branch as listed and described. Endpoint and Usage are set
+// by GetBranch only.
+type Branch struct {
+	Name    string `json:"name"`
+	Project string `json:"project"`
+	// ParentID is the parent branch's name, "" for the main branch.
+	ParentID string `json:"parent_id,omitempty"`
+	// ParentLSN is the store seq the branch forked at; ParentTimestamp the
+	// wall-clock time the store knows that seq was reached by.
+	ParentLSN       uint64            `json:"parent_lsn,omitempty"`
+	ParentTimestamp *time.Time        `json:"parent_timestamp,omitempty"`
+	CreatedAt       time.Time         `json:"created_at"`
+	ExpiresAt       *time.Time        `json:"expires_at,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Protected       bool              `json:"protected"`
+	// Depth is the distance from the main branch (0) in ListBranches' tree order.
+	Depth    int             `json:"depth"`
+	Endpoint *EndpointStatus `json:"endpoint,omitempty"`
+	Usage    *BranchUsage    `json:"usage,omitempty"`
+}
+
+// EndpointStatus is the state of a branch's compute endpoint.
+type EndpointStatus struct {
+	State          string     `json:"state"`
+	Since          *time.Time `json:"since,omitempty"`
+	LastActive     *time.Time `json:"last_active,omitempty"`
+	Connections    int        `json:"connections"`
+	Wakes          int64      `json:"wakes"`
+	Crashes        int64      `json:"crashes"`
+	ComputeSeconds float64    `json:"compute_seconds"`
+	LastError      string     `json:"last_error,omitempty"`
+}
+
+// BranchUsage is a branch's storage accounting and compute use.
+type BranchUsage struct {
+	Branch string `json:"branch"`
+	// LogicalBytes is what a full copy of the branch would occupy.
+	LogicalBytes uint64 `json:"logical_bytes"`
+	// DeltaBytes is what the branch's own timeline stores (its
+	// copy-on-write delta, history included).
+	DeltaBytes uint64 `json:"delta_bytes"`
+	// SharedBytes is the part of LogicalBytes read from ancestors.
+	SharedBytes    uint64  `json:"shared_bytes"`
+	ComputeSeconds float64 `json:"compute_seconds"`
+	Wakes          int64   `json:"wakes"`
+}
+
+// Usage is a project's usage: per branch and totals.
+type Usage struct {
+	Project        string        `json:"project"`
+	Branches       []BranchUsage `json:"branches"`
+	LogicalBytes   uint64        `json:"logical_bytes"`
+	DeltaBytes     uint64        `json:"delta_bytes"`
+	ComputeSeconds float64       `json:"compute_seconds"`
+	Wakes          int64         `json:"wakes"`
+}
+
+// Snapshot is a named, fixed point of a branch.
+type Snapshot struct {
+	Name      string     `json:"name"`
+	Project   string     `json:"project"`
+	Branch    string     `json:"branch,omitempty"` // "" once the branch is gone
+	LSN       uint64     `json:"lsn"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// CreateBranchRequest forks a branch. At most one of Snapshot, LSN and
+// Timestamp picks the fork point; none means the parent's head.
+type CreateBranchRequest struct {
+	Project string `json:"-"`
+	Name    string `json:"name"`
+	// ParentID is the parent branch. Default the project's main branch;
+	// with Snapshot, the snapshot's branch.
+	ParentID  string            `json:"parent_id,omitempty"`
+	Snapshot  string            `json:"snapshot,omitempty"`
+	LSN       uint64            `json:"parent_lsn,omitempty"`
+	Timestamp *time.Time        `json:"parent_timestamp,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Protected bool              `json:"protected,omitempty"`
+	// ExpiresAt or TTL (a Go duration such as "1h" or "30s") makes the
+	// branch expire; the TTL sweeper deletes it then.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	TTL       string     `json:"ttl,omitempty"`
+}
+
+// UpdateBranchRequest changes a branch; nil fields stay as they are.
+type UpdateBranchRequest struct {
+	Project string `json:"-"`
+	Branch  string `json:"-"`
+	// Name renames the branch (see RenameBranch for the limits).
+	Name      *string           `json:"name,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Protected *bool             `json:"protected,omitempty"`
+	// ExpiresAt sets the expiry (a zero time clears it); TTL sets it to now
+	// plus a Go duration ("0s" clears it).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	TTL       *string    `json:"ttl,omitempty"`
+}
+
+// ListBranchesRequest selects branches. The result is in tree order
+// (depth-first from main, children by name).
+type ListBranchesRequest struct {
+	Project string
+	// Prefix keeps branches whose name starts with it.
+	Prefix string
+	// Labels keeps branches carrying every given label with that value.
+	Labels map[string]string
+	// Limit caps the page (default 100, at most 1000); Cursor continues
+	// from the Next of a previous page.
+	Limit  int
+	Cursor string
+}
+
+// BranchPage is a page of branches.
+type BranchPage struct {
+	Branches []Branch `json:"branches"`
+	Next     string   `json:"next,omitempty"`
+}
+
+// ConnectionRequest asks for a branch's connection string.
+type ConnectionRequest struct {
+	Project, Branch string
+	// Password includes the superuser password; it needs write scope on the branch.
+	Password bool
+}
+
+// Connection is how to reach a branch through the proxy.
+type Connection struct {
+	URI      string `json:"uri"`
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	User     string `json:"user"`
+	Database string `json:"database"`
+	Options  string `json:"options"`
+}
+
+func (s *Service) storeOr() (*storage.Store, error) {
+	if s.cfg.Store == nil {
+		return nil, fmt.Errorf("no branch store is configured: %w", ErrUnavailable)
+	}
+	return s.cfg.Store, nil
+}
+
+// storeErr maps storage errors onto the facade's sentinels.
+func storeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrProjectNotFound), errors.Is(err, storage.ErrBranchNotFound), errors.Is(err, storage.ErrSnapshotNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, storage.ErrProjectExists), errors.Is(err, storage.ErrBranchExists), errors.Is(err, storage.ErrSnapshotExists),
+		errors.Is(err, storage.ErrProtected), errors.Is(err, storage.ErrHasChildren), errors.Is(err, storage.ErrNoParent), errors.Is(err, storage.ErrBusy):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	case errors.Is(err, storage.ErrInvalidName), errors.Is(err, storage.ErrInvalidArgument):
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	case errors.Is(err, storage.ErrFuture), errors.Is(err, storage.ErrBeforeHorizon):
+		return &FieldError{Field: "parent_timestamp", Reason: err.Error()}
+	case errors.Is(err, storage.ErrClosed):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// computeErr maps compute errors onto the facade's sentinels; a failed
+// start keeps the Postgres log tail in the message.
+func computeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, compute.ErrBranchNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, compute.ErrCapacity):
+		return fmt.Errorf("%w: %w", ErrCapacity, err)
+	case errors.Is(err, compute.ErrInvalidName):
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	case errors.Is(err, compute.ErrStartFailed), errors.Is(err, compute.ErrCrashLoop), errors.Is(err, compute.ErrClosed):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func checkStoreName(field, name string) error {
+	if name == "" {
+		return invalid(field, "is required")
+	}
+	if !storage.ValidName(name) {
+		return invalid(field, "%q is not a valid name (want [a-z0-9][a-z0-9._/-]{0,62}, e.g. feature/x or experiment-42)", name)
+	}
+	return nil
+}
+
+func randomPassword() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// CreateProject creates a project: a storage project whose main branch
+// gets a fresh Postgres cluster with pgvector (compute.InitProject) and a
+// generated superuser password, kept in the control DB. Admin only.
+func (s *Service) CreateProject(ctx context.Context, name string) (*Project, error) {
+	var out *Project
+	err := s.audited(ctx, "project.create", name, "", func() error {
+		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		if err := checkStoreName("name", name); err != nil {
+			return err
+		}
+		p, _, err := st.CreateProject(name)
+		if err != nil {
+			return storeErr(err)
+		}
+		pw, err := randomPassword()
+		if err != nil {
+			return fmt.Errorf("create project: %w", err)
+		}
+		h, err := st.OpenHead(name, "main")
+		if err != nil {
+			return storeErr(err)
+		}
+		mnt, err := os.MkdirTemp(s.cfg.InitDir, "init-")
+		if err == nil {
+			err = os.Chmod(mnt, 0o755)
+		}
+		if err != nil {
+			h.Close()
+			return fmt.Errorf("create project: %w", err)
+		}
+		defer os.Remove(mnt)
+		_, ierr := compute.InitProject(ctx, h, mnt, compute.InitOptions{Superuser: superuser, Password: pw,
+			LogFile: filepath.Join(s.cfg.InitDir, "init-"+strings.ReplaceAll(name, "/", "_")+".log")})
+		if cerr := h.Close(); ierr == nil && cerr != nil {
+			ierr = cerr
+		}
+		if ierr != nil {
+			return fmt.Errorf("create project %s: %w: %w", name, ErrUnavailable, ierr)
+		}
+		if err := s.withDB(func(db *controldb.DB) error {
+			return db.Put(projectKey(name), projectRecord{Password: pw, CreatedAt: p.CreatedAt})
+		}); err != nil {
+			return err
+		}
+		out = &Project{Name: name, CreatedAt: p.CreatedAt, Branches: 1, Default: name == s.cfg.DefaultProject}
+		return nil
+	})
+	return out, err
+}
+
+// EnsureDefaultProject creates the default project when the store has no
+// project at all (the first start on an empty data directory).
+func (s *Service) EnsureDefaultProject(ctx context.Context) (created bool, err error) {
+	st, err := s.storeOr()
+	if err != nil {
+		return false, err
+	}
+	if len(st.Projects()) > 0 {
+		return false, nil
+	}
+	ctx = WithCaller(ctx, Caller{KeyID: "server", Scopes: []Scope{{Role: RoleAdmin}}})
+	if _, err := s.CreateProject(ctx, s.cfg.DefaultProject); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// canSeeProject reports whether the caller has any scope on project.
+func canSeeProject(c Caller, project string) bool {
+	for _, sc := range c.Scopes {
+		if sc.Role == RoleAdmin || sc.Project == "*" || sc.Project == project {
+			return true
+		}
+	}
+	return false
+}
+
+// ListProjects lists the projects the caller has a scope on, by name.
+func (s *Service) ListProjects(ctx context.Context) ([]Project, error) {
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, err
+	}
+	out := []Project{}
+	for _, p := range st.Projects() {
+		if !canSeeProject(c, p.Name) {
+			continue
+		}
+		bs, err := st.Branches(p.Name)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		out = append(out, Project{Name: p.Name, CreatedAt: p.CreatedAt, Branches: len(bs), Default: p.Name == s.cfg.DefaultProject})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// GetProject describes a project.
+func (s *Service) GetProject(ctx context.Context, name string) (*Project, error) {
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	if !canSeeProject(c, name) {
+		return nil, fmt.Errorf("key %s has no scope on project %s: %w", c.KeyID, name, ErrForbidden)
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := st.Project(name)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	bs, err := st.Branches(name)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return &Project{Name: p.Name, CreatedAt: p.CreatedAt, Branches: len(bs), Default: p.Name == s.cfg.DefaultProject}, nil
+}
+
+// DeleteProject deletes every branch and snapshot of a project except its
+// main branch. The storage catalog cannot drop a project itself yet, so
+// the call then fails with ErrConflict naming what remains. Admin only.
+func (s *Service) DeleteProject(ctx context.Context, name string) error {
+	return s.audited(ctx, "project.delete", name, "", func() error {
+		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		if _, err := st.Project(name); err != nil {
+			return storeErr(err)
+		}
+		return fmt.Errorf("project %s: this storage version cannot delete projects (delete its branches instead): %w", name, ErrConflict)
+	})
+}
+
+// password returns the superuser password of a project.
+func (s *Service) password(project string) (string, error) {
+	var r projectRecord
+	err := s.withDB(func(db *controldb.DB) error { return db.Get(projectKey(project), &r) })
+	if errors.Is(err, controldb.ErrNotFound) {
+		return "", fmt.Errorf("project %s has no stored password (was it created by offshoot?): %w", project, ErrNotFound)
+	}
+	return r.Password, err
+}
+
+// view turns a storage branch into a facade branch; names maps branch ids
+// to names.
+func (s *Service) view(project string, b storage.Branch, names map[uint64]string) Branch {
+	out := Branch{Name: b.Name, Project: project, ParentID: names[b.Parent], ParentLSN: b.ParentSeq,
+		CreatedAt: b.CreatedAt, Labels: b.Labels, Protected: b.Protected}
+	if !b.ParentTime.IsZero() {
+		t := b.ParentTime
+		out.ParentTimestamp = &t
+	}
+	if !b.ExpiresAt.IsZero() {
+		t := b.ExpiresAt
+		out.ExpiresAt = &t
+	}
+	return out
+}
+
+// tree returns the branches of a project in depth-first order from the
+// root, children by name, with their depth.
+func (s *Service) tree(project string) ([]Branch, []storage.Branch, error) {
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, nil, err
+	}
+	bs, err := st.Branches(project)
+	if err != nil {
+		return nil, nil, storeErr(err)
+	}
+	names := map[uint64]string{}
+	kids := map[uint64][]storage.Branch{}
+	for _, b := range bs {
+		names[b.ID] = b.Name
+	}
+	var roots []storage.Branch
+	for _, b := range bs {
+		if _, ok := names[b.Parent]; b.Parent == 0 || !ok {
+			roots = append(roots, b)
+		} else {
+			kids[b.Parent] = append(kids[b.Parent], b)
+		}
+	}
+	byName := func(l []storage.Branch) {
+		sort.Slice(l, func(i, j int) bool { return l[i].Name < l[j].Name })
+	}
+	byName(roots)
+	var out []Branch
+	var raw []storage.Branch
+	var walk func(b storage.Branch, depth int)
+	walk = func(b storage.Branch, depth int) {
+		v := s.view(project, b, names)
+		v.Depth = depth
+		out = append(out, v)
+		raw = append(raw, b)
+		k := kids[b.ID]
+		byName(k)
+		for _, c := range k {
+			walk(c, depth+1)
+		}
+	}
+	for _, r := range roots {
+		walk(r, 0)
+	}
+	return out, raw, nil
+}
+
+// ListBranches lists the branches the caller may read, in tree order.
+func (s *Service) ListBranches(ctx context.Context, req ListBranchesRequest) (*BranchPage, error) {
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	if !canSeeProject(c, req.Project) {
+		return nil, fmt.Errorf("key %s has no scope on project %s: %w", c.KeyID, req.Project, ErrForbidden)
+	}
+	if req.Limit == 0 {
+		req.Limit = 100
+	}
+	if req.Limit < 0 || req.Limit > 1000 {
+		return nil, invalid("limit", "want 1..1000")
+	}
+	start := 0
+	if req.Cursor != "" {
+		n, err := strconv.Atoi(req.Cursor)
+		if err != nil || n < 0 {
+			return nil, invalid("cursor", "use the next value of a previous page")
+		}
+		start = n
+	}
+	all, _, err := s.tree(req.Project)
+	if err != nil {
+		return nil, err
+	}
+	var match []Branch
+	for _, b := range all {
+		if !strings.HasPrefix(b.Name, req.Prefix) || !c.Allows(RoleRead, req.Project, b.Name) {
+			continue
+		}
+		ok := true
+		for k, v := range req.Labels {
+			if b.Labels[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			match = append(match, b)
+		}
+	}
+	page := &BranchPage{Branches: []Branch{}}
+	if start < len(match) {
+		end := min(start+req.Limit, len(match))
+		page.Branches = match[start:end]
+		if end < len(match) {
+			page.Next = strconv.Itoa(end)
+		}
+	}
+	return page, nil
+}
+
+// endpointStatus reads a branch's endpoint from compute.
+func (s *Service) endpointStatus(project, branch string) *EndpointStatus {
+	if s.cfg.Compute == nil {
+		return nil
+	}
+	st := s.cfg.Compute.Status(project, branch)
+	e := &EndpointStatus{State: string(st.State), Connections: st.Connections, Wakes: st.Wakes, Crashes: st.Crashes,
+		ComputeSeconds: st.ComputeSeconds, LastError: st.LastError}
+	if !st.Since.IsZero() {
+		e.Since = &st.Since
+	}
+	if !st.LastActive.IsZero() {
+		e.LastActive = &st.LastActive
+	}
+	return e
+}
+
+// GetBranch describes a branch: catalog fields, its endpoint's state and
+// its storage accounting.
+func (s *Service) GetBranch(ctx context.Context, project, branch string) (*Branch, error) {
+	if err := s.authorize(ctx, RoleRead, project, branch); err != nil {
+		return nil, err
+	}
+	all, _, err := s.tree(project)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range all {
+		if b.Name != branch {
+			continue
+		}
+		b.Endpoint = s.endpointStatus(project, branch)
+		u, err := s.cfg.Store.Usage(project, branch)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		bu := BranchUsage{Branch: branch, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes}
+		if b.Endpoint != nil {
+			bu.ComputeSeconds, bu.Wakes = b.Endpoint.ComputeSeconds, b.Endpoint.Wakes
+		}
+		b.Usage = &bu
+		return &b, nil
+	}
+	return nil, fmt.Errorf("branch %s of project %s: %w", branch, project, ErrNotFound)
+}
+
+// expiry resolves expires_at / ttl; ok false when neither is given.
+func (s *Service) expiry(expiresAt *time.Time, ttl *string) (t time.Time, ok bool, err error) {
+	switch {
+	case expiresAt != nil && ttl != nil:
+		return time.Time{}, false, invalid("ttl", "give expires_at or ttl, not both")
+	case expiresAt != nil:
+		return *expiresAt, true, nil
+	case ttl != nil:
+		d, err := time.ParseDuration(*ttl)
+		if err != nil || d < 0 {
+			return time.Time{}, false, invalid("ttl", "want a positive Go duration such as 30s, 2h or 168h")
+		}
+		if d == 0 {
+			return time.Time{}, true, nil
+		}
+		return s.cfg.Now().Add(d), true, nil
+	}
+	return time.Time{}, false, nil
+}
+
+// CreateBranch forks a branch (write scope on the new name). The fork point
+// is resolved and pinned atomically by storage.
+func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*Branch, error) {
+	var out *Branch
+	err := s.audited(ctx, "branch.create", req.Project+"/"+req.Name, "parent="+req.ParentID, func() error {
+		if err := s.authorize(ctx, RoleWrite, req.Project, req.Name); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		if err := checkStoreName("name", req.Name); err != nil {
+			return err
+		}
+		p, err := st.Project(req.Project)
+		if err != nil {
+			return storeErr(err)
+		}
+		points := 0
+		at := storage.AtHead()
+		if req.Snapshot != "" {
+			points++
+			at = storage.AtSnapshot(req.Snapshot)
+		}
+		if req.LSN != 0 {
+			points++
+			at = storage.AtSeq(req.LSN)
+		}
+		if req.Timestamp != nil {
+			points++
+			at = storage.AtTime(*req.Timestamp)
+		}
+		if points > 1 {
+			return invalid("parent_timestamp", "give at most one of snapshot, parent_lsn and parent_timestamp")
+		}
+		parent := req.ParentID
+		if parent == "" && req.Snapshot == "" {
+			bs, err := st.Branches(req.Project)
+			if err != nil {
+				return storeErr(err)
+			}
+			for _, b := range bs {
+				if b.ID == p.Main {
+					parent = b.Name
+				}
+			}
+		}
+		if parent != "" {
+			if err := s.authorize(ctx, RoleRead, req.Project, parent); err != nil {
+				return err
+			}
+		}
+		exp, _, err := s.expiry(req.ExpiresAt, ptrIf(req.TTL))
+		if err != nil {
+			return err
+		}
+		if s.cfg.MaxBranches > 0 {
+			bs, err := st.Branches(req.Project)
+			if err != nil {
+				return storeErr(err)
+			}
+			if len(bs) >= s.cfg.MaxBranches {
+				return fmt.Errorf("project %s has %d branches, the maximum (max_branches): delete some first: %w", req.Project, len(bs), ErrCapacity)
+			}
+		}
+		b, err := st.Fork(req.Project, parent, req.Name, at, storage.BranchOptions{ExpiresAt: exp, Labels: req.Labels, Protected: req.Protected})
+		if err != nil {
+			return storeErr(err)
+		}
+		names, err := s.names(req.Project)
+		if err != nil {
+			return err
+		}
+		v := s.view(req.Project, b, names)
+		out = &v
+		return nil
+	})
+	return out, err
+}
+
+func ptrIf(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (s *Service) names(project string) (map[uint64]string, error) {
+	bs, err := s.cfg.Store.Branches(project)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	names := map[uint64]string{}
+	for _, b := range bs {
+		names[b.ID] = b.Name
+	}
+	return names, nil
+}
+
+// UpdateBranch changes labels, protection, expiry and (last) the name.
+func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*Branch, error) {
+	var out *Branch
+	err := s.audited(ctx, "branch.update", req.Project+"/"+req.Branch, "", func() error {
+		if err := s.authorize(ctx, RoleWrite, req.Project, req.Branch); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		u := storage.BranchUpdate{Protected: req.Protected, Labels: req.Labels}
+		exp, set, err := s.expiry(req.ExpiresAt, req.TTL)
+		if err != nil {
+			return err
+		}
+		if set {
+			u.ExpiresAt = &exp
+		}
+		b, err := st.UpdateBranch(req.Project, req.Branch, u)
+		if err != nil {
+			return storeErr(err)
+		}
+		if req.Name != nil && *req.Name != req.Branch {
+			if b, err = s.rename(ctx, req.Project, req.Branch, *req.Name); err != nil {
+				return err
+			}
+		}
+		names, err := s.names(req.Project)
+		if err != nil {
+			return err
+		}
+		v := s.view(req.Project, b, names)
+		out = &v
+		return nil
+	})
+	return out, err
+}
+
+// rename gives a branch a new name. The catalog has no rename, so the
+// branch is re-forked under the new name at its current head (O(1)) and
+// the old name deleted: its endpoint stops, and branches with children or
+// the main branch cannot be renamed (ErrConflict).
+func (s *Service) rename(ctx context.Context, project, from, to string) (storage.Branch, error) {
+	if err := s.authorize(ctx, RoleWrite, project, to); err != nil {
+		return storage.Branch{}, err
+	}
+	if err := checkStoreName("name", to); err != nil {
+		return storage.Branch{}, err
+	}
+	st := s.cfg.Store
+	old, err := st.Branch(project, from)
+	if err != nil {
+		return storage.Branch{}, storeErr(err)
+	}
+	if old.Parent == 0 {
+		return storage.Branch{}, fmt.Errorf("the main branch cannot be renamed: %w", ErrConflict)
+	}
+	if old.Protected {
+		return storage.Branch{}, fmt.Errorf("branch %s is protected; unprotect it to rename: %w", from, ErrConflict)
+	}
+	if err := s.stopEndpoint(ctx, project, from); err != nil {
+		return storage.Branch{}, err
+	}
+	nb, err := st.Fork(project, from, to, storage.AtHead(), storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels})
+	if err != nil {
+		return storage.Branch{}, storeErr(err)
+	}
+	if err := st.DeleteBranch(project, from, storage.DeleteOptions{}); err != nil {
+		_ = st.DeleteBranch(project, to, storage.DeleteOptions{})
+		return storage.Branch{}, storeErr(err)
+	}
+	return nb, nil
+}
+
+// stopEndpoint stops a branch's endpoint so that its volume (the storage
+// head) is released before a catalog change that needs it closed.
+func (s *Service) stopEndpoint(ctx context.Context, project, branch string) error {
+	if s.cfg.Compute == nil {
+		return nil
+	}
+	if err := s.cfg.Compute.Stop(ctx, project, branch); err != nil {
+		return fmt.Errorf("stop endpoint of %s: %w", branch, computeErr(err))
+	}
+	return nil
+}
+
+// DeleteBranch discards a branch: protected branches and the main branch
+// are refused, branches with children too unless cascade. Endpoints of
+// the deleted branches are stopped first.
+func (s *Service) DeleteBranch(ctx context.Context, project, branch string, cascade bool) error {
+	return s.audited(ctx, "branch.delete", project+"/"+branch, fmt.Sprintf("cascade=%t", cascade), func() error {
+		if err := s.authorize(ctx, RoleWrite, project, branch); err != nil {
+			return err
+		}
+		return s.deleteBranch(ctx, project, branch, cascade)
+	})
+}
+
+func (s *Service) deleteBranch(ctx context.Context, project, branch string, cascade bool) error {
+	st, err := s.storeOr()
+	if err != nil {
+		return err
+	}
+	all, raw, err := s.tree(project)
+	if err != nil {
+		return err
+	}
+	var victims []string
+	var target *storage.Branch
+	for i := range raw {
+		if raw[i].Name == branch {
+			target = &raw[i]
+		}
+	}
+	if target == nil {
+		return fmt.Errorf("branch %s of project %s: %w", branch, project, ErrNotFound)
+	}
+	if target.Parent == 0 {
+		return fmt.Errorf("branch %s is the project's main branch and cannot be deleted: %w", branch, ErrConflict)
+	}
+	// Descendants follow their ancestor in tree order, one level deeper.
+	for i, b := range all {
+		if b.Name != branch {
+			continue
+		}
+		victims = append(victims, b.Name)
+		for _, d := range all[i+1:] {
+			if d.Depth <= b.Depth {
+				break
+			}
+			victims = append(victims, d.Name)
+		}
+	}
+	for _, v := range victims {
+		for _, b := range raw {
+			if b.Name == v && b.Protected {
+				return fmt.Errorf("branch %s is protected; unprotect it first: %w", v, ErrConflict)
+			}
+		}
+	}
+	if len(victims) > 1 && !cascade {
+		return fmt.Errorf("branch %s has %d descendant branches; delete them or pass cascade: %w", branch, len(victims)-1, ErrConflict)
+	}
+	for _, v := range victims {
+		if err := s.stopEndpoint(ctx, project, v); err != nil {
+			return err
+		}
+	}
+	return storeErr(st.DeleteBranch(project, branch, storage.DeleteOptions{Cascade: cascade}))
+}
+
+// ResetBranch points a branch at its parent's current head. The old head
+// is kept as a snapshot (named snapshot, default auto-named) unless discard.
+func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot string, discard bool) (*Branch, error) {
+	var out *Branch
+	err := s.audited(ctx, "branch.reset", project+"/"+branch, "snapshot="+snapshot, func() error {
+		if err := s.authorize(ctx, RoleWrite, project, branch); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		if snapshot != "" {
+			if err := checkStoreName("snapshot", snapshot); err != nil {
+				return err
+			}
+		}
+		if _, err := st.Branch(project, branch); err != nil {
+			return storeErr(err)
+		}
+		if err := s.stopEndpoint(ctx, project, branch); err != nil {
+			return err
+		}
+		b, err := st.Reset(project, branch, storage.ResetOptions{Snapshot: snapshot, Discard: discard})
+		if err != nil {
+			return storeErr(err)
+		}
+		names, err := s.names(project)
+		if err != nil {
+			return err
+		}
+		v := s.view(project, b, names)
+		out = &v
+		return nil
+	})
+	return out, err
+}
+
+// Connection returns the libpq URI of a branch through the proxy.
+func (s *Service) Connection(ctx context.Context, req ConnectionRequest) (*Connection, error) {
+	role := RoleRead
+	if req.Password {
+		role = RoleWrite
+	}
+	if err := s.authorize(ctx, role, req.Project, req.Branch); err != nil {
+		return nil, err
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.Branch(req.Project, req.Branch); err != nil {
+		return nil, storeErr(err)
+	}
+	host, portS, err := net.SplitHostPort(s.cfg.ProxyAddr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy address %q: %w", s.cfg.ProxyAddr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	port, _ := strconv.Atoi(portS)
+	opts := "endpoint=" + req.Branch
+	if req.Project != s.cfg.DefaultProject {
+		opts += " project=" + req.Project
+	}
+	user := url.User(superuser)
+	if req.Password {
+		pw, err := s.password(req.Project)
+		if err != nil {
+			return nil, err
+		}
+		user = url.UserPassword(superuser, pw)
+	}
+	u := url.URL{Scheme: "postgresql", User: user, Host: net.JoinHostPort(host, portS), Path: "/postgres",
+		RawQuery: "sslmode=disable&options=" + strings.ReplaceAll(url.QueryEscape(opts), "+", "%20")}
+	return &Connection{URI: u.String(), Host: host, Port: port, User: superuser, Database: "postgres", Options: opts}, nil
+}
+
+// Endpoint returns the state of a branch's endpoint.
+func (s *Service) Endpoint(ctx context.Context, project, branch string) (*EndpointStatus, error) {
+	if err := s.authorize(ctx, RoleRead, project, branch); err != nil {
+		return nil, err
+	}
+	if s.cfg.Compute == nil {
+		return nil, fmt.Errorf("no compute is configured: %w", ErrUnavailable)
+	}
+	if _, err := s.cfg.Store.Branch(project, branch); err != nil {
+		return nil, storeErr(err)
+	}
+	return s.endpointStatus(project, branch), nil
+}
+
+// EndpointAction starts ("start") or suspends ("suspend") a branch's endpoint.
+func (s *Service) EndpointAction(ctx context.Context, project, branch, action string) (*EndpointStatus, error) {
+	var out *EndpointStatus
+	err := s.audited(ctx, "endpoint."+action, project+"/"+branch, "", func() error {
+		if err := s.authorize(ctx, RoleWrite, project, branch); err != nil {
+			return err
+		}
+		if s.cfg.Compute == nil {
+			return fmt.Errorf("no compute is configured: %w", ErrUnavailable)
+		}
+		switch action {
+		case "start":
+			l, err := s.cfg.Compute.Acquire(ctx, project, branch)
+			if err != nil {
+				return computeErr(err)
+			}
+			l.Release()
+		case "suspend":
+			if err := s.cfg.Compute.Suspend(ctx, project, branch); err != nil {
+				return computeErr(err)
+			}
+		default:
+			return invalid("action", "want start or suspend")
+		}
+		out = s.endpointStatus(project, branch)
+		return nil
+	})
+	return out, err
+}
+
+// ProjectUsage reports storage and compute use per branch and in total.
+func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, error) {
+	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
+		return nil, err
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, err
+	}
+	bs, err := st.Branches(project)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
+	out := &Usage{Project: project, Branches: []BranchUsage{}}
+	for _, b := range bs {
+		u, err := st.Usage(project, b.Name)
+		if err != nil {
+			if errors.Is(err, storage.ErrBranchNotFound) {
+				continue // deleted meanwhile
+			}
+			return nil, storeErr(err)
+		}
+		bu := BranchUsage{Branch: b.Name, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes}
+		if e := s.endpointStatus(project, b.Name); e != nil {
+			bu.ComputeSeconds, bu.Wakes = e.ComputeSeconds, e.Wakes
+		}
+		out.Branches = append(out.Branches, bu)
+		out.LogicalBytes += bu.LogicalBytes
+		out.DeltaBytes += bu.DeltaBytes
+		out.ComputeSeconds += bu.ComputeSeconds
+		out.Wakes += bu.Wakes
+	}
+	return out, nil
+}
+
+// computeConn is the Connector over compute: a lease on the branch's
+// endpoint and a connection over its Unix socket with the project password.
+func (s *Service) computeConn(ctx context.Context, project, branch string, _ Access) (*pgx.Conn, func(), error) {
+	pw, err := s.password(project)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := s.cfg.Compute.Acquire(ctx, project, branch)
+	if err != nil {
+		return nil, nil, computeErr(err)
+	}
+	conn, err := pgx.Connect(ctx, l.ConnString(superuser, pw, "postgres"))
+	if err != nil {
+		l.Release()
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return conn, func() {
+		conn.Close(context.Background())
+		l.Release()
+	}, nil
+}
+
+type connectorFunc func(ctx context.Context, project, branch string, access Access) (*pgx.Conn, func(), error)
+
+func (f connectorFunc) Conn(ctx context.Context, project, branch string, access Access) (*pgx.Conn, func(), error) {
+	return f(ctx, project, branch, access)
+}

@@ -1,0 +1,239 @@
+package experiments
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/offshootdb/offshoot/storage"
+)
+
+// CreateSnapshotRequest names the head of a branch (or a past point of
+// it, Timestamp inside the history window).
+type CreateSnapshotRequest struct {
+	Project   string     `json:"-"`
+	Branch    string     `json:"-"`
+	Name      string     `json:"name"`
+	Timestamp *time.Time `json:"timestamp,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// RestoreRequest restores a snapshot: into a new branch named NewBranch,
+// or onto the existing Branch (its old head kept as snapshot
+// "<branch>.pre-restore.<unix-nanoseconds>").
+type RestoreRequest struct {
+	Project   string `json:"-"`
+	Snapshot  string `json:"-"`
+	NewBranch string `json:"new_branch,omitempty"`
+	Branch    string `json:"branch,omitempty"`
+}
+
+func (s *Service) snapView(project string, sn storage.Snapshot, names map[uint64]string) Snapshot {
+	out := Snapshot{Name: sn.Name, Project: project, Branch: names[sn.Branch], LSN: sn.Seq, CreatedAt: sn.CreatedAt}
+	if !sn.ExpiresAt.IsZero() {
+		t := sn.ExpiresAt
+		out.ExpiresAt = &t
+	}
+	return out
+}
+
+// CreateSnapshot records a snapshot of a branch (write scope).
+func (s *Service) CreateSnapshot(ctx context.Context, req CreateSnapshotRequest) (*Snapshot, error) {
+	var out *Snapshot
+	err := s.audited(ctx, "snapshot.create", req.Project+"/"+req.Branch, "name="+req.Name, func() error {
+		if err := s.authorize(ctx, RoleWrite, req.Project, req.Branch); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		if err := checkStoreName("name", req.Name); err != nil {
+			return err
+		}
+		opts := storage.SnapshotOptions{}
+		if req.ExpiresAt != nil {
+			opts.ExpiresAt = *req.ExpiresAt
+		}
+		var sn storage.Snapshot
+		if req.Timestamp != nil {
+			sn, err = st.SnapshotAt(req.Project, req.Branch, req.Name, storage.AtTime(*req.Timestamp), opts)
+		} else {
+			sn, err = st.Snapshot(req.Project, req.Branch, req.Name, opts)
+		}
+		if err != nil {
+			return storeErr(err)
+		}
+		names, err := s.names(req.Project)
+		if err != nil {
+			return err
+		}
+		v := s.snapView(req.Project, sn, names)
+		out = &v
+		return nil
+	})
+	return out, err
+}
+
+// ListSnapshots lists a project's snapshots by creation.
+func (s *Service) ListSnapshots(ctx context.Context, project string) ([]Snapshot, error) {
+	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
+		return nil, err
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, err
+	}
+	sns, err := st.Snapshots(project)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	names, err := s.names(project)
+	if err != nil {
+		return nil, err
+	}
+	out := []Snapshot{}
+	for _, sn := range sns {
+		out = append(out, s.snapView(project, sn, names))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LSN < out[j].LSN })
+	return out, nil
+}
+
+// DeleteSnapshot deletes a snapshot (write scope on the project).
+func (s *Service) DeleteSnapshot(ctx context.Context, project, name string) error {
+	return s.audited(ctx, "snapshot.delete", project+"/"+name, "", func() error {
+		if err := s.authorize(ctx, RoleWrite, project, ""); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		return storeErr(st.DeleteSnapshot(project, name))
+	})
+}
+
+// RestoreSnapshot forks a new branch from a snapshot, or puts an existing
+// branch onto it. The latter re-creates the branch from the snapshot, so
+// it is refused for protected branches, branches with children and the
+// main branch (ErrConflict).
+func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Branch, error) {
+	var out *Branch
+	err := s.audited(ctx, "snapshot.restore", req.Project+"/"+req.Snapshot, "new_branch="+req.NewBranch+" branch="+req.Branch, func() error {
+		if (req.NewBranch == "") == (req.Branch == "") {
+			return invalid("new_branch", "give new_branch (fork a new branch) or branch (reset an existing one), exactly one")
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		name := req.NewBranch
+		if req.Branch != "" {
+			name = req.Branch
+		}
+		if err := s.authorize(ctx, RoleWrite, req.Project, name); err != nil {
+			return err
+		}
+		if err := checkStoreName("new_branch", name); err != nil {
+			return err
+		}
+		sns, err := st.Snapshots(req.Project)
+		if err != nil {
+			return storeErr(err)
+		}
+		found := false
+		for _, sn := range sns {
+			found = found || sn.Name == req.Snapshot
+		}
+		if !found {
+			return fmt.Errorf("snapshot %s of project %s: %w", req.Snapshot, req.Project, ErrNotFound)
+		}
+		var opts storage.BranchOptions
+		if req.Branch != "" {
+			old, err := st.Branch(req.Project, req.Branch)
+			if err != nil {
+				return storeErr(err)
+			}
+			if old.Parent == 0 {
+				return fmt.Errorf("the main branch cannot be restored onto a snapshot; restore into a new branch: %w", ErrConflict)
+			}
+			opts = storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels}
+			keep := fmt.Sprintf("%s.pre-restore.%d", req.Branch, s.cfg.Now().UnixNano())
+			if !storage.ValidName(keep) {
+				keep = fmt.Sprintf("pre-restore.%d", s.cfg.Now().UnixNano())
+			}
+			if old.Protected {
+				return fmt.Errorf("branch %s is protected; unprotect it first: %w", req.Branch, ErrConflict)
+			}
+			if err := s.stopEndpoint(ctx, req.Project, req.Branch); err != nil {
+				return err
+			}
+			if _, err := st.Snapshot(req.Project, req.Branch, keep, storage.SnapshotOptions{}); err != nil {
+				return storeErr(err)
+			}
+			if err := s.deleteBranch(ctx, req.Project, req.Branch, false); err != nil {
+				_ = st.DeleteSnapshot(req.Project, keep)
+				return err
+			}
+		}
+		b, err := st.Fork(req.Project, "", name, storage.AtSnapshot(req.Snapshot), opts)
+		if err != nil {
+			return storeErr(err)
+		}
+		names, err := s.names(req.Project)
+		if err != nil {
+			return err
+		}
+		v := s.view(req.Project, b, names)
+		out = &v
+		return nil
+	})
+	return out, err
+}
+
+// sweep deletes up to SweepBatch expired, unprotected branches, each as an
+// audited call of the "ttl-sweeper" caller. It returns how many it deleted.
+func (s *Service) sweep(ctx context.Context) int {
+	st := s.cfg.Store
+	ctx = WithCaller(ctx, Caller{KeyID: "ttl-sweeper", Scopes: []Scope{{Role: RoleAdmin}}})
+	now := s.cfg.Now()
+	n := 0
+	for _, p := range st.Projects() {
+		bs, err := st.Branches(p.Name)
+		if err != nil {
+			continue
+		}
+		for _, b := range bs {
+			if n >= s.cfg.SweepBatch {
+				return n
+			}
+			if b.ExpiresAt.IsZero() || b.ExpiresAt.After(now) || b.Protected || b.Parent == 0 {
+				continue
+			}
+			if err := s.DeleteBranch(ctx, p.Name, b.Name, false); err != nil {
+				s.log.Warn("ttl sweeper: branch not deleted", slog.String("project", p.Name), slog.String("branch", b.Name), slog.String("err", err.Error()))
+				continue
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// sweeper runs sweep every SweepInterval until stop is closed.
+func (s *Service) sweeper(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			s.sweep(context.Background())
+		}
+	}
+}
