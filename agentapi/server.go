@@ -47,7 +47,7 @@ type Config struct {
 	// exists or when the listener is not a loopback address.
 	RequireKeys bool
 	// Branches lists a project's branches for the web UI's branch tree.
-	// Nil: the tree page says branch management is not available.
+	// Default: the facade's branch catalog.
 	Branches web.BranchSource
 }
 

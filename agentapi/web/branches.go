@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -38,6 +39,51 @@ type Branch struct {
 // sentinels (experiments.ErrNotFound for an unknown project).
 type BranchSource interface {
 	ProjectBranches(ctx context.Context, project string) ([]Branch, error)
+}
+
+// facadeBranches is the BranchSource over the facade: the branch catalog
+// (ListBranches, every page), storage accounting (ProjectUsage) and each
+// endpoint's state (Endpoint; "none" without compute).
+type facadeBranches struct{ svc *experiments.Service }
+
+func (f facadeBranches) ProjectBranches(ctx context.Context, project string) ([]Branch, error) {
+	var all []experiments.Branch
+	req := experiments.ListBranchesRequest{Project: project, Limit: 1000}
+	for {
+		pg, err := f.svc.ListBranches(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, pg.Branches...)
+		if pg.Next == "" {
+			break
+		}
+		req.Cursor = pg.Next
+	}
+	usage := map[string]experiments.BranchUsage{}
+	if u, err := f.svc.ProjectUsage(ctx, project); err == nil {
+		for _, b := range u.Branches {
+			usage[b.Branch] = b
+		}
+	}
+	out := make([]Branch, 0, len(all))
+	for _, b := range all {
+		v := Branch{Name: b.Name, Parent: b.ParentID, ForkSeq: b.ParentLSN, Created: b.CreatedAt, Protected: b.Protected, Labels: b.Labels, State: "none"}
+		if b.ParentTimestamp != nil {
+			v.ForkTime = *b.ParentTimestamp
+		}
+		if b.ExpiresAt != nil {
+			v.Expires = *b.ExpiresAt
+		}
+		if u, ok := usage[b.Name]; ok {
+			v.LogicalBytes, v.DeltaBytes, v.SharedBytes = int64(u.LogicalBytes), int64(u.DeltaBytes), int64(u.SharedBytes)
+		}
+		if e, err := f.svc.Endpoint(ctx, project, b.Name); err == nil && e != nil {
+			v.State = e.State
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // treeNode is a branch with its children, for the nested list.
@@ -90,12 +136,14 @@ type branchesPage struct {
 
 func (u *UI) branches(ctx context.Context, r *http.Request) (string, *view, error) {
 	p := r.PathValue("project")
-	pg := branchesPage{Project: p, Available: u.cfg.Branches != nil}
-	if u.cfg.Branches != nil {
-		bs, err := u.cfg.Branches.ProjectBranches(ctx, p)
-		if err != nil {
-			return "", nil, err
-		}
+	pg := branchesPage{Project: p, Available: true}
+	bs, err := u.branchSource().ProjectBranches(ctx, p)
+	switch {
+	case errors.Is(err, experiments.ErrUnavailable):
+		pg.Available = false
+	case err != nil:
+		return "", nil, err
+	default:
 		pg.Roots, pg.Count = buildTree(bs), len(bs)
 		for _, b := range bs {
 			pg.Logical += b.LogicalBytes
@@ -103,6 +151,13 @@ func (u *UI) branches(ctx context.Context, r *http.Request) (string, *view, erro
 		}
 	}
 	return "branches", &view{Title: "Branches of " + p, Nav: "branches", Project: p, Data: pg}, nil
+}
+
+func (u *UI) branchSource() BranchSource {
+	if u.cfg.Branches != nil {
+		return u.cfg.Branches
+	}
+	return facadeBranches{u.cfg.Service}
 }
 
 // schema is the branch's tables with their columns and indexes.
@@ -128,12 +183,15 @@ WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3`
 type branchPage struct {
 	Project, Branch string
 	Parent          string
-	Schema          []schemaTable
-	SchemaErr       string
-	Against         string
-	Diff            *experiments.Diff
-	DiffErr         string
-	DiffLines       []diffLine
+	// Info is the branch's catalog entry, sizes and state, when known.
+	Info      *Branch
+	Snapshots []experiments.Snapshot
+	Schema    []schemaTable
+	SchemaErr string
+	Against   string
+	Diff      *experiments.Diff
+	DiffErr   string
+	DiffLines []diffLine
 }
 
 type diffLine struct{ Kind, Text string }
@@ -141,12 +199,19 @@ type diffLine struct{ Kind, Text string }
 func (u *UI) branch(ctx context.Context, r *http.Request) (string, *view, error) {
 	p, b := r.PathValue("project"), r.PathValue("branch")
 	pg := branchPage{Project: p, Branch: b, Against: r.URL.Query().Get("against")}
-	if u.cfg.Branches != nil {
-		if bs, err := u.cfg.Branches.ProjectBranches(ctx, p); err == nil {
-			for _, x := range bs {
-				if x.Name == b {
-					pg.Parent = x.Parent
-				}
+	if bs, err := u.branchSource().ProjectBranches(ctx, p); err == nil {
+		for _, x := range bs {
+			if x.Name == b {
+				x := x
+				pg.Info = &x
+				pg.Parent = x.Parent
+			}
+		}
+	}
+	if sn, err := u.cfg.Service.ListSnapshots(ctx, p); err == nil {
+		for _, s := range sn {
+			if s.Branch == b {
+				pg.Snapshots = append(pg.Snapshots, s)
 			}
 		}
 	}

@@ -45,8 +45,8 @@ type Config struct {
 	// the request's context carrying the caller. An error wrapping
 	// experiments.ErrUnauthenticated makes the page ask for an API key.
 	Caller func(r *http.Request) (context.Context, error)
-	// Branches lists the branches of a project for the branch tree. Nil:
-	// the tree page says branch management is not available.
+	// Branches lists the branches of a project for the branch tree.
+	// Default: the facade's branch catalog, usage and endpoint states.
 	Branches BranchSource
 	// Logger receives internal errors. Default slog.Default().
 	Logger *slog.Logger
