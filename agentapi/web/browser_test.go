@@ -65,7 +65,7 @@ func outDir(t *testing.T) string {
 
 func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -144,7 +144,7 @@ func testBrowser(t *testing.T, e *env, ab *experiments.Run) {
 		chromedp.Click(chromedp.CSS("#diff-form button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("#diff")),
 	)
-	if added := text(t, ctx, "#diff .udiff .l-add"); !strings.Contains(added, "price") {
+	if added := eval[string](t, ctx, `Array.from(document.querySelectorAll("#diff .udiff .l-add")).map(x => x.textContent).join("\\n")`); !strings.Contains(added, "price numeric") {
 		t.Errorf("highlighted schema addition %q, want the price column", added)
 	}
 	counts := eval[[]string](t, ctx, `Array.from(document.querySelectorAll("#diff-tables tbody tr:first-child td")).map(td => td.textContent.trim())`)

@@ -24,16 +24,20 @@ type runsPage struct {
 	Runs    []runRow
 }
 
-// headline is the run's first measure and the best variant on it.
+// headline is the run's first requested metric (trec_eval's
+// "ndcg_cut.10" is recorded as "ndcg_cut_10") and the best variant on it.
 func headline(r experiments.Run) runRow {
 	row := runRow{Run: r}
+	if len(r.Spec.Metrics) > 0 {
+		first, _, _ := strings.Cut(r.Spec.Metrics[0], ",")
+		row.Headline = strings.ReplaceAll(first, ".", "_")
+	}
 	for _, v := range r.Variants {
 		if v.Status != experiments.StatusSucceeded || len(v.Measures) == 0 {
 			continue
 		}
-		m := v.Measures[0]
-		if row.Headline == "" {
-			row.Headline = m
+		if _, ok := v.Metrics[row.Headline]; !ok {
+			row.Headline = v.Measures[0]
 		}
 		if val, ok := v.Metrics[row.Headline]; ok && (!row.HasHeadline || val > row.HeadlineValue) {
 			row.HeadlineValue, row.HeadlineVariant, row.HasHeadline = val, v.Name, true
