@@ -160,6 +160,30 @@ func (u *UI) branchSource() BranchSource {
 	return facadeBranches{u.cfg.Service}
 }
 
+// states answers the endpoint state of every branch of a project as a
+// JSON object {branch: state}, which the page script polls to keep the
+// tree and the branch page live without reloading them.
+func (u *UI) states(w http.ResponseWriter, r *http.Request) {
+	ctx, err := u.cfg.Caller(r)
+	var bs []Branch
+	if err == nil {
+		bs, err = u.branchSource().ProjectBranches(ctx, r.PathValue("project"))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if err != nil {
+		status, msg := statusOf(err)
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+		return
+	}
+	out := make(map[string]string, len(bs))
+	for _, b := range bs {
+		out[b.Name] = b.State
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
 // schema is the branch's tables with their columns and indexes.
 type schemaTable struct {
 	Schema, Name string

@@ -114,6 +114,16 @@ func testBrowser(t *testing.T, e *env, ab *experiments.Run) {
 	ctx := newBrowser(t)
 	dir := outDir(t)
 
+	// The tree shows endpoint states and follows their changes live.
+	do(t, ctx, "tree",
+		chromedp.Navigate(e.srv.URL+"/ui/projects/p/branches"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-state-for="feature"].st-running`)),
+	)
+	e.br.setState("suspended")
+	do(t, ctx, "live state", chromedp.WaitVisible(chromedp.CSS(`[data-state-for="feature"].st-suspended`)))
+	e.br.setState("running")
+	screenshot(t, ctx, dir, "tree-live")
+
 	// SQL console: a read-only query renders a result grid.
 	do(t, ctx, "sql console",
 		chromedp.Navigate(e.srv.URL+"/ui/projects/p/branches/feature"),

@@ -33,6 +33,14 @@ type pgBranches struct {
 	// parents maps a fork to its parent; "main" is the root.
 	parents map[string]string
 	created map[string]time.Time
+	// state is the endpoint state every branch reports; tests change it.
+	state string
+}
+
+func (b *pgBranches) setState(s string) {
+	b.mu.Lock()
+	b.state = s
+	b.mu.Unlock()
 }
 
 func dbName(branch string) string {
@@ -124,6 +132,7 @@ func (b *pgBranches) ProjectBranches(ctx context.Context, project string) ([]web
 	}
 	b.mu.Lock()
 	names := map[string]string{"main": ""}
+	state := b.state
 	created := map[string]time.Time{}
 	for k, v := range b.parents {
 		names[k] = v
@@ -136,7 +145,7 @@ func (b *pgBranches) ProjectBranches(ctx context.Context, project string) ([]web
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, web.Branch{Name: n, Parent: parent, Created: created[n], ForkTime: created[n], State: "running",
+		out = append(out, web.Branch{Name: n, Parent: parent, Created: created[n], ForkTime: created[n], State: state,
 			LogicalBytes: size, DeltaBytes: size / 10, SharedBytes: size - size/10, Labels: map[string]string{"owner": "test"}})
 	}
 	return out, nil
@@ -155,7 +164,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	c := pgtest.New(t, nil)
-	br := &pgBranches{c: c, parents: map[string]string{}, created: map[string]time.Time{}}
+	br := &pgBranches{c: c, parents: map[string]string{}, created: map[string]time.Time{}, state: "running"}
 	ctx := context.Background()
 	admin := c.Connect(t)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE main"); err != nil {

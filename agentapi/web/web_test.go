@@ -91,6 +91,8 @@ func testPages(t *testing.T, e *env, ab, sweep *experiments.Run, sc *experiments
 		{"/ui/projects/p/branches/feature?against=main&sample_rows=5", 200, []string{`class="l-add"`, "price numeric", `id="diff-tables"`, "renamed", "new item"}},
 		{"/ui/projects/p/branches/nope?against=main", 404, []string{"not found"}},
 		{"/ui/projects/q/branches", 404, []string{"not found"}},
+		{"/ui/projects/p/states", 200, []string{`"feature":"running"`, `"main":"running"`}},
+		{"/ui/projects/q/states", 404, []string{`"error"`}},
 		{"/ui/runs", 200, []string{ab.ID, sweep.ID, "ndcg_cut_10", "succeeded"}},
 		{"/ui/runs?project=other", 200, []string{"No runs yet"}},
 		{"/ui/runs/" + ab.ID, 200, []string{`id="variant-metrics"`, "bow", "char", "recip_rank", `id="variant-timings"`, "Storage delta", `id="compare-form"`}},

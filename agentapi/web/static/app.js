@@ -173,25 +173,28 @@
     }
   }
 
-  // Live endpoint states: re-read the page every few seconds and update
-  // the state of every branch shown.
+  // Live endpoint states: poll the project's states (a small JSON object
+  // {branch: state}) and update every state shown.
   let poller = 0;
   function pollStates() {
     clearInterval(poller);
-    if (!$("[data-poll=states]")) return;
+    const el = $("[data-poll]");
+    if (!el) return;
+    const every = Number(el.dataset.pollMs) || 2000;
     poller = setInterval(async () => {
       try {
-        const { status, doc } = await fetchPage(location.href);
-        if (status !== 200) return;
-        for (const el of $$("[data-state-for]", doc)) {
-          const mine = $$("[data-state-for]").find((x) => x.dataset.stateFor === el.dataset.stateFor);
-          if (mine && mine.textContent !== el.textContent) {
-            mine.textContent = el.textContent;
-            mine.className = el.className;
+        const res = await fetch(el.dataset.poll, { headers: headers() });
+        if (!res.ok) return;
+        const states = await res.json();
+        for (const cell of $$("[data-state-for]")) {
+          const st = states[cell.dataset.stateFor];
+          if (st !== undefined && cell.textContent !== st) {
+            cell.textContent = st;
+            cell.className = "state st-" + st;
           }
         }
       } catch (e) { /* next tick */ }
-    }, 3000);
+    }, every);
   }
 
   function init() {
