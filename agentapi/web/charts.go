@@ -176,6 +176,50 @@ func SweepChart(pts []experiments.SweepPoint) (*plot.Plot, error) {
 	return p, nil
 }
 
+// EfSearchChart plots ANN recall against ef_search for the HNSW variants
+// of a run, a line per index configuration (embedder, m,
+// ef_construction). It needs at least one variant with ef_search and an
+// ANN recall.
+func EfSearchChart(r *experiments.Run) (*plot.Plot, error) {
+	lines := map[string]plotter.XYs{}
+	for _, v := range r.Variants {
+		if v.Status != experiments.StatusSucceeded || v.ANNRecall == nil || v.Spec.Search.EfSearch == 0 || v.Spec.Index == nil {
+			continue
+		}
+		key := fmt.Sprintf("%s m=%d efc=%d", v.Spec.Embedder, v.Spec.Index.M, v.Spec.Index.EfConstruction)
+		lines[key] = append(lines[key], plotter.XY{X: float64(v.Spec.Search.EfSearch), Y: *v.ANNRecall})
+	}
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("ef_search chart: %w", ErrNoData)
+	}
+	p := plot.New()
+	p.Title.Text = "Recall vs ef_search"
+	p.X.Label.Text = "hnsw.ef_search"
+	p.Y.Label.Text = "recall@k against exact search"
+	p.Add(plotter.NewGrid())
+	keys := make([]string, 0, len(lines))
+	for k := range lines {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		xys := lines[k]
+		sort.Slice(xys, func(a, b int) bool { return xys[a].X < xys[b].X })
+		ln, pts, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return nil, fmt.Errorf("ef_search chart: %w", err)
+		}
+		c := palette[i%len(palette)]
+		ln.Color, ln.Width, pts.Color = c, vg.Points(1.5), c
+		p.Add(ln, pts)
+		p.Legend.Add(k, ln, pts)
+	}
+	p.Legend.Top, p.Legend.Left = false, false
+	p.Legend.YOffs = vg.Points(-40)
+	padRange(&p.Y.Min, &p.Y.Max, 0.08)
+	return p, nil
+}
+
 // TrendChart plots one metric of a schedule's runs over time: a line per
 // variant, runs flagged as regressions marked with a red triangle and the
 // accepted baseline with a green ring.

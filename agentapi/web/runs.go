@@ -64,6 +64,7 @@ type runPage struct {
 	Measures []string
 	Sweep    []experiments.SweepPoint
 	SweepSVG string
+	EfSVG    string
 	// Succeeded are the variants a comparison can pick.
 	Succeeded []string
 }
@@ -93,6 +94,11 @@ func (u *UI) run(ctx context.Context, r *http.Request) (string, *view, error) {
 			return "", nil, err
 		}
 		if pg.SweepSVG, err = inlineSVG(p, "sweep-chart", "Recall against queries per second for each variant, Pareto front highlighted"); err != nil {
+			return "", nil, err
+		}
+	}
+	if p, err := EfSearchChart(run); err == nil {
+		if pg.EfSVG, err = inlineSVG(p, "ef-chart", "ANN recall against ef_search for each index configuration"); err != nil {
 			return "", nil, err
 		}
 	}

@@ -96,7 +96,7 @@ func testPages(t *testing.T, e *env, ab, sweep *experiments.Run, sc *experiments
 		{"/ui/runs", 200, []string{ab.ID, sweep.ID, "ndcg_cut_10", "succeeded"}},
 		{"/ui/runs?project=other", 200, []string{"No runs yet"}},
 		{"/ui/runs/" + ab.ID, 200, []string{`id="variant-metrics"`, "bow", "char", "recip_rank", `id="variant-timings"`, "Storage delta", `id="compare-form"`}},
-		{"/ui/runs/" + sweep.ID, 200, []string{`id="sweep-chart"`, "<svg", "Pareto-optimal", "hnsw-ef40"}},
+		{"/ui/runs/" + sweep.ID, 200, []string{`id="sweep-chart"`, `id="ef-chart"`, "<svg", "Pareto-optimal", "hnsw-ef40"}},
 		{"/ui/runs/nope", 404, []string{"not found"}},
 		{"/ui/compare?a=" + ab.ID + ":bow&b=" + ab.ID + ":char", 200, []string{`id="comparison-chart"`, `id="verdict"`, `id="measures"`, "Win / tie / loss", "Regressed queries", "A top-k"}},
 		{"/ui/compare?a=" + ab.ID + ":bow", 400, []string{"b: is required"}},
@@ -162,6 +162,8 @@ func testKeys(t *testing.T, e *env) {
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func testComparison() *experiments.RunComparison {
 	return &experiments.RunComparison{A: "r1:a", B: "r1:b", Comparison: &evals.Comparison{Alpha: 0.05, Primary: "ndcg_cut_10",
 		Measures: []evals.MeasureComparison{
@@ -194,6 +196,16 @@ func TestCharts(t *testing.T) {
 	if _, err := web.TrendChart(hist, "nope"); err == nil {
 		t.Error("trend chart of a missing metric: no error")
 	}
+	ef, err := web.EfSearchChart(&experiments.Run{Variants: []experiments.VariantRun{
+		{Name: "h-ef10", Status: experiments.StatusSucceeded, ANNRecall: ptr(0.8), Spec: experiments.VariantSpec{Embedder: "hash-bow", Index: &experiments.IndexSpec{Type: "hnsw", M: 16}, Search: experiments.SearchSpec{EfSearch: 10}}},
+		{Name: "h-ef40", Status: experiments.StatusSucceeded, ANNRecall: ptr(0.97), Spec: experiments.VariantSpec{Embedder: "hash-bow", Index: &experiments.IndexSpec{Type: "hnsw", M: 16}, Search: experiments.SearchSpec{EfSearch: 40}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := web.EfSearchChart(&experiments.Run{}); err == nil {
+		t.Error("ef_search chart without variants: no error")
+	}
 	if _, err := web.SweepChart(nil); err == nil {
 		t.Error("empty sweep chart: no error")
 	}
@@ -201,7 +213,7 @@ func TestCharts(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	for name, p := range map[string]*plot.Plot{"comparison": cmp, "sweep": sweep, "trend": trend} {
+	for name, p := range map[string]*plot.Plot{"comparison": cmp, "sweep": sweep, "trend": trend, "ef_search": ef} {
 		var svg bytes.Buffer
 		if err := web.WriteChart(&svg, p, "svg"); err != nil {
 			t.Fatal(err)
