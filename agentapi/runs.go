@@ -1,6 +1,7 @@
 package agentapi
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
 
@@ -99,6 +100,13 @@ func (s *Server) compareRuns(c echo.Context) error {
 	cmp, err := s.svc.CompareRuns(c.Request().Context(), req)
 	if err != nil {
 		return err
+	}
+	if c.QueryParam("format") == "html" {
+		var b bytes.Buffer
+		if err := cmp.WriteHTML(&b); err != nil {
+			return err
+		}
+		return c.HTMLBlob(http.StatusOK, b.Bytes())
 	}
 	return c.JSON(http.StatusOK, cmp)
 }

@@ -3,6 +3,8 @@ package experiments
 import (
 	"context"
 	"fmt"
+	"html/template"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -266,4 +268,31 @@ func SweepPoints(r *Run) []SweepPoint {
 		return pts[i].QPS > pts[j].QPS
 	})
 	return pts
+}
+
+var comparisonHTML = template.Must(template.New("cmp").Funcs(template.FuncMap{
+	"f4":   func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) },
+	"sign": func(x float64) string { return fmt.Sprintf("%+.4f", x) },
+	"join": func(xs []string) string { return strings.Join(xs, ", ") },
+}).Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>{{.B}} vs {{.A}}</title></head>
+<body class="offshoot-compare">
+<h1>{{.B}} vs {{.A}}</h1>
+<p class="verdict">{{.Verdict}} on {{.Comparison.Primary}} ({{.Comparison.Queries}} queries, alpha {{.Comparison.Alpha}})</p>
+<table class="measures"><thead><tr><th>measure</th><th>A</th><th>B</th><th>delta</th><th>CI</th><th>p</th><th>win/tie/loss</th></tr></thead><tbody>
+{{range .Comparison.Measures}}<tr{{if .Significant}} class="significant"{{end}}><td>{{.Measure}}</td><td>{{f4 .MeanA}}</td><td>{{f4 .MeanB}}</td><td>{{sign .Delta}}</td><td>[{{f4 .CILow}}, {{f4 .CIHigh}}]</td><td>{{.P}}</td><td>{{.Wins}}/{{.Ties}}/{{.Losses}}</td></tr>
+{{end}}</tbody></table>
+<p class="cost">p50 latency {{.LatencyP50DeltaUS}} µs, QPS {{f4 .QPSDelta}}, index build {{f4 .IndexBuildDeltaMS}} ms, index size {{.IndexBytesDelta}} bytes, embedding {{f4 .EmbedDeltaMS}} ms (B − A)</p>
+{{if .Regressed}}<h2>Most regressed queries</h2>
+<table class="regressed"><thead><tr><th>query</th><th>A</th><th>B</th><th>delta</th><th>overlap</th><th>entered</th><th>left</th><th>moved</th></tr></thead><tbody>
+{{range .Regressed}}<tr><td>{{.Query}}</td><td>{{f4 .A}}</td><td>{{f4 .B}}</td><td>{{sign .Delta}}</td><td>{{f4 .Overlap}}</td><td>{{join .Entered}}</td><td>{{join .Left}}</td><td>{{range .Moved}}{{.Doc}} {{.From}}→{{.To}} {{end}}</td></tr>
+{{end}}</tbody></table>{{end}}
+</body></html>
+`))
+
+// WriteHTML writes the comparison as an unstyled HTML report (classes
+// offshoot-compare, verdict, measures, significant, cost, regressed for
+// the web UI to style). Values are escaped.
+func (c *RunComparison) WriteHTML(w io.Writer) error {
+	return comparisonHTML.Execute(w, c)
 }

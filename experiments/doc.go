@@ -28,6 +28,40 @@
 // rows added, removed and changed, found by merging both sides' key-ordered
 // streams of (key, 64-bit hash of the row's text).
 //
+// # Experiment runs
+//
+// An ExperimentSpec (YAML or JSON, ParseSpec; errors are *FieldError
+// naming the field by JSON path, e.g. "variants[1].index.type") names a
+// project, a base branch point, a dataset (a BEIR directory, or SQL run on
+// the base branch), variants (embedder, chunking, distance, index, search
+// parameters, optional sweep grid), metrics and k. StartRun records a
+// queued Run and returns at once; in the background the base is pinned
+// (RunBranches.Resolve), and each group of variants that needs the same
+// data (sweep points differing only in search parameters share one) gets
+// a fork exp/<experiment>/<run>/<variant> (RunBranches.Fork) where the
+// corpus is embedded through Config.EmbedCache, loaded, indexed, and every
+// query searched (top-k, latency, ANN recall against exact search when
+// indexed) and scored with evals. Everything is recorded in the control
+// database; forks are discarded unless KeepBranches. At most
+// Spec.Concurrency groups run at once; a failing variant is recorded with
+// its phase and cause and the others go on; CancelRun and Close cancel.
+// Offline embedders with exact search give identical numbers on rerun
+// (pgvector's HNSW and IVFFlat builds are randomized, so ANN variants may
+// differ slightly). CompareRuns runs evals.Compare over two recorded
+// variants and adds the regressed queries' top-k changes; SweepPoints
+// gives the recall–QPS points and their Pareto front.
+//
+// # Schedules
+//
+// A Schedule fires its spec on a cron expression (seconds optional,
+// "@every 10m" allowed) from a goroutine the Service owns (started by
+// Open, stopped by Close). A finished run is compared per variant with
+// the schedule's baseline run: a significant drop of Metric at Alpha, or
+// a drop larger than Threshold, is a regression (logged, audited as
+// schedule.regression, POSTed to Webhook); otherwise, with AutoAccept,
+// the run becomes the baseline. AcceptRun sets it explicitly and
+// ScheduleHistory gives every run's metrics.
+//
 // # Callers, scopes and audit
 //
 // Every call that needs authority reads its Caller from the context

@@ -409,19 +409,26 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 	})
 	sem := make(chan struct{}, run.Spec.Concurrency)
 	var wg sync.WaitGroup
-	for i := range run.Variants {
+	for _, group := range buildGroups(run.Variants) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				s.finishVariant(run.ID, i, VariantRun{Status: StatusCancelled, Error: "cancelled before start"})
+				for _, i := range group {
+					s.finishVariant(run.ID, i, VariantRun{Status: StatusCancelled, Error: "cancelled before start"})
+				}
 				return
 			}
 			defer func() { <-sem }()
-			vr := s.runVariant(ctx, run, base, run.Variants[i].Spec, ds)
-			s.finishVariant(run.ID, i, vr)
+			vs := make([]VariantSpec, len(group))
+			for j, i := range group {
+				vs[j] = run.Variants[i].Spec
+			}
+			for j, vr := range s.runGroup(ctx, run, base, vs, ds) {
+				s.finishVariant(run.ID, group[j], vr)
+			}
 		}()
 	}
 	wg.Wait()
@@ -449,6 +456,26 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 	})
 }
 
+// buildGroups groups variants that need the same data and index (they
+// differ at most in search parameters), in order of first appearance.
+func buildGroups(vs []VariantRun) [][]int {
+	var groups [][]int
+	byKey := map[string]int{}
+	for i, v := range vs {
+		sp := v.Spec
+		sp.Name, sp.Search = "", SearchSpec{}
+		b, _ := json.Marshal(sp)
+		g, ok := byKey[string(b)]
+		if !ok {
+			g = len(groups)
+			byKey[string(b)] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
 func statusOf(ctx context.Context, otherwise RunStatus) RunStatus {
 	if ctx.Err() != nil {
 		return StatusCancelled
@@ -466,14 +493,21 @@ func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
 	}
 }
 
-// runVariant forks, embeds, loads, indexes and evaluates one variant.
-func (s *Service) runVariant(ctx context.Context, run *Run, base BranchPoint, v VariantSpec, ds *evals.Dataset) (vr VariantRun) {
+// runGroup forks, embeds, loads and indexes the variants vs, which
+// differ at most in search parameters, on one fork named after the first,
+// and evaluates each of them there.
+func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset) (out []VariantRun) {
+	v := vs[0]
+	var vr VariantRun
 	vr.Status = StatusRunning
-	fail := func(phase string, err error) VariantRun {
+	fail := func(phase string, err error) []VariantRun {
 		vr.Status = statusOf(ctx, StatusFailed)
 		vr.Error = phase + ": " + err.Error()
-		vr.Results = nil
-		return vr
+		out = make([]VariantRun, len(vs))
+		for i := range out {
+			out[i] = vr
+		}
+		return out
 	}
 	name := fmt.Sprintf("exp/%s/%s/%s", run.Spec.Name, run.ID, v.Name)
 	t := time.Now()
@@ -484,16 +518,18 @@ func (s *Service) runVariant(ctx context.Context, run *Run, base BranchPoint, v 
 	}
 	vr.Branch, vr.ForkSeq = name, fi.Seq
 	defer func() {
-		if run.Spec.KeepBranches {
-			vr.Kept = true
-			return
+		kept, derr := run.Spec.KeepBranches, error(nil)
+		if !kept {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if derr = s.cfg.Branches.Discard(dctx, run.Project, name); derr != nil {
+				kept = true
+			}
 		}
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := s.cfg.Branches.Discard(dctx, run.Project, name); err != nil {
-			vr.Kept = true
-			if vr.Error == "" {
-				vr.Error = "discard: " + err.Error()
+		for i := range out {
+			out[i].Kept = kept
+			if derr != nil && out[i].Error == "" {
+				out[i].Error = "discard: " + derr.Error()
 			}
 		}
 	}()
@@ -584,13 +620,30 @@ func (s *Service) runVariant(ctx context.Context, run *Run, base BranchPoint, v 
 		}
 	}
 
+	out = make([]VariantRun, len(vs))
+	for i, p := range vs {
+		out[i] = s.evalPoint(ctx, run, conn, tbl, emb, cached, metric, indexed, opt.Chunker != nil, p, ds, vr)
+	}
+	return out
+}
+
+// evalPoint evaluates every query of ds with the search parameters of v
+// on the loaded fork; vr carries the build's record.
+func (s *Service) evalPoint(ctx context.Context, run *Run, conn *pgx.Conn, tbl vectors.Table, emb vectors.Embedder, cached *vectors.Cached,
+	metric vectors.Metric, indexed, chunked bool, v VariantSpec, ds *evals.Dataset, vr VariantRun) VariantRun {
+	fail := func(phase string, err error) VariantRun {
+		vr.Status = statusOf(ctx, StatusFailed)
+		vr.Error = phase + ": " + err.Error()
+		vr.Results = nil
+		return vr
+	}
 	// Evaluate every query, in id order.
-	t = time.Now()
+	t := time.Now()
 	queries := append([]evals.Query(nil), ds.Queries...)
 	sort.Slice(queries, func(i, j int) bool { return queries[i].ID < queries[j].ID })
 	k := run.Spec.K
 	fetch := k
-	if opt.Chunker != nil {
+	if chunked {
 		fetch = min(k*4, 10000) // several chunks of one document collapse to one hit
 	}
 	rankings := map[string][]string{}

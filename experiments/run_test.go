@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/vectors"
 )
 
@@ -302,6 +303,10 @@ func TestRuns(t *testing.T) {
 				t.Errorf("regressed query %+v", q)
 			}
 		}
+		var page strings.Builder
+		if err := cmp.WriteHTML(&page); err != nil || !strings.Contains(page.String(), "<td>ndcg_cut_10</td>") || !strings.Contains(page.String(), cmp.Verdict) {
+			t.Errorf("html report (%v):\n%s", err, page.String())
+		}
 		t.Logf("char vs bow: %s delta %.4f p %.4g [%.4f, %.4f] w/t/l %d/%d/%d", cmp.Verdict, m.Delta, m.P, m.CILow, m.CIHigh, m.Wins, m.Ties, m.Losses)
 
 		// The same spec again gives identical numbers, from the cache.
@@ -360,12 +365,15 @@ func TestRuns(t *testing.T) {
 		if len(pts) != 2 || !pts[len(pts)-1].Pareto {
 			t.Errorf("sweep points %+v", pts)
 		}
-		// Kept branches: the two succeeded forks and the failed one stay.
-		if f := e.br.forks(t); len(f) != 3 {
-			t.Errorf("%d forks kept, want 3: %v", len(f), f)
+		// The ef_search points share one fork; it and the failed one are kept.
+		if byName["hnsw-ef10"].Branch != byName["hnsw-ef80"].Branch || byName["hnsw-ef10"].Branch == byName["bad"].Branch {
+			t.Errorf("branches %q %q %q", byName["hnsw-ef10"].Branch, byName["hnsw-ef80"].Branch, byName["bad"].Branch)
 		}
-		for _, v := range r.Variants {
-			if err := e.br.Discard(e.ctx, "p", v.Branch); err != nil {
+		if f := e.br.forks(t); len(f) != 2 {
+			t.Errorf("%d forks kept, want 2: %v", len(f), f)
+		}
+		for _, n := range []string{"hnsw-ef10", "bad"} {
+			if err := e.br.Discard(e.ctx, "p", byName[n].Branch); err != nil {
 				t.Error(err)
 			}
 		}
@@ -458,11 +466,21 @@ func TestRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Verdict == nil || r.Verdict.Baseline != baseline || r.Verdict.Accepted || len(r.Verdict.Variants) != 1 || r.Verdict.Variants[0].Delta >= 0 {
+		if r.Verdict == nil || r.Verdict.Baseline == "" || r.Verdict.Accepted || len(r.Verdict.Variants) != 1 || r.Verdict.Variants[0].Delta >= 0 {
 			t.Fatalf("verdict %+v", r.Verdict)
 		}
 		t.Logf("regression: %+v", r.Verdict.Variants[0])
-		if s, _ := e.svc.GetSchedule(e.ctx, sc.ID); s.BaselineRun != baseline {
+		// The baseline is a run of the good embedder (runs fired before the
+		// update may have replaced the first baseline), the regressed run
+		// used the worse one, and it did not become the baseline.
+		br, err := e.svc.GetRun(e.ctx, r.Verdict.Baseline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if br.Spec.Variants[0].Embedder != bow.Embedder || r.Spec.Variants[0].Embedder != "hash-bow?dims=8" || r.ID <= baseline {
+			t.Errorf("baseline %s used %s, regressed %s used %s", br.ID, br.Spec.Variants[0].Embedder, r.ID, r.Spec.Variants[0].Embedder)
+		}
+		if s, _ := e.svc.GetSchedule(e.ctx, sc.ID); s.BaselineRun == regressed {
 			t.Errorf("regressed run became the baseline")
 		}
 		select {
@@ -493,6 +511,51 @@ func TestRuns(t *testing.T) {
 		}
 		if _, err := e.svc.GetSchedule(e.ctx, sc.ID); !errors.Is(err, ErrNotFound) {
 			t.Errorf("deleted schedule: %v", err)
+		}
+	})
+
+	t.Run("sql dataset", func(t *testing.T) {
+		// Production-like data in the base branch: the corpus, queries and
+		// judgments come from SQL on it.
+		ds, err := evals.LoadBEIR(e.dir, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc, release, err := e.br.Conn(e.ctx, "p", "main", ReadWrite)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mc.Exec(e.ctx, "CREATE TABLE docs(id text, body text); CREATE TABLE qs(id text, q text); CREATE TABLE judged(q text, d text, g int)"); err != nil {
+			t.Fatal(err)
+		}
+		var docs, qs, judged [][]any
+		for _, d := range ds.Corpus {
+			docs = append(docs, []any{d.ID, d.Text})
+		}
+		for _, q := range ds.Queries {
+			qs = append(qs, []any{q.ID, q.Text})
+		}
+		for q, m := range ds.Qrels {
+			for d, g := range m {
+				judged = append(judged, []any{q, d, g})
+			}
+		}
+		for name, rows := range map[string][][]any{"docs": docs, "qs": qs, "judged": judged} {
+			cols := map[string][]string{"docs": {"id", "body"}, "qs": {"id", "q"}, "judged": {"q", "d", "g"}}[name]
+			if _, err := mc.CopyFrom(e.ctx, pgx.Identifier{name}, cols, pgx.CopyFromRows(rows)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		release()
+		sp := e.spec(VariantSpec{Name: "bow", Embedder: "hash-bow?dims=64"})
+		sp.Dataset = DatasetSpec{CorpusSQL: "SELECT id, body FROM docs", QueriesSQL: "SELECT id, q FROM qs", QrelsSQL: "SELECT q, d, g FROM judged"}
+		r := e.run(t, sp)
+		if r.Status != StatusSucceeded || r.Docs != 1400 || r.Queries != 225 || len(r.Variants[0].Results) != 225 || r.Variants[0].Metrics["ndcg_cut_10"] <= 0.1 {
+			t.Errorf("sql dataset run: %s %q docs %d queries %d metrics %v", r.Status, r.Error, r.Docs, r.Queries, r.Variants[0].Metrics)
+		}
+		sp.Dataset.QrelsSQL = "SELECT q, d FROM judged"
+		if r := e.run(t, sp); r.Status != StatusFailed || !strings.Contains(r.Error, "qrels_sql") {
+			t.Errorf("bad qrels sql: %s %q", r.Status, r.Error)
 		}
 	})
 }

@@ -84,7 +84,9 @@ type VariantSpec struct {
 	// Search holds per-query search parameters.
 	Search SearchSpec `json:"search,omitempty"`
 	// Sweep lists values to grid over; each combination becomes a
-	// variant named "<name>-m16-ef40" and so on.
+	// variant named "<name>-m16-ef40" and so on. Points that differ only
+	// in search parameters are evaluated on one shared fork (named after
+	// the first); index parameters get a fork each.
 	Sweep *SweepSpec `json:"sweep,omitempty"`
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -49,6 +51,8 @@ func newRunCmd(a *app) *cobra.Command {
 
 	var c client
 	var wait bool
+	var baseline string
+	var gate baselineGate
 	start := &cobra.Command{
 		Use:     "start SPEC.yaml",
 		Short:   "Start an experiment run; prints its id (--wait: waits and prints the results)",
@@ -58,6 +62,9 @@ func newRunCmd(a *app) *cobra.Command {
 			sp, err := readSpec(args[0])
 			if err != nil {
 				return err
+			}
+			if baseline != "" && !wait {
+				return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline needs --wait")}
 			}
 			var r experiments.Run
 			raw, err := c.do(cmd.Context(), "POST", "/v1/runs", sp, &r)
@@ -71,11 +78,21 @@ func newRunCmd(a *app) *cobra.Command {
 				fmt.Fprintln(a.stdout, r.ID)
 				return nil
 			}
-			return waitRun(cmd.Context(), a.stdout, &c, r.ID)
+			if err := waitRun(cmd.Context(), a.stdout, &c, r.ID); err != nil {
+				return err
+			}
+			if baseline == "" {
+				return nil
+			}
+			return checkBaseline(cmd.Context(), a.stdout, &c, baseline, r.ID, sp, gate)
 		},
 	}
 	addClientFlags(start, &c)
 	start.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish and print its results")
+	start.Flags().StringVar(&baseline, "baseline", "", "with --wait: compare each variant with the same-named variant of this run and exit 1 on a regression (for CI)")
+	start.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "with --baseline: the measure that must not drop")
+	start.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "with --baseline: significance level of a drop")
+	start.Flags().Float64Var(&gate.Threshold, "threshold", 0, "with --baseline: also a regression when the mean drops by more than this")
 
 	var lc client
 	var project, experiment string
@@ -114,23 +131,47 @@ func newRunCmd(a *app) *cobra.Command {
 	list.Flags().StringVar(&experiment, "experiment", "", "only this experiment")
 
 	var sc client
+	var plot string
 	show := &cobra.Command{
-		Use:   "show RUN",
-		Short: "Show a run: status, per-variant timings and metrics",
-		Args:  cobra.ExactArgs(1),
+		Use:     "show RUN",
+		Short:   "Show a run: status, per-variant timings and metrics, recall–QPS points",
+		Example: "  offshoot run show 20261127-142601-a3f2c1 --plot sweep.svg",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r experiments.Run
+			var r struct {
+				experiments.Run
+				Sweep []experiments.SweepPoint `json:"sweep"`
+			}
 			raw, err := sc.do(cmd.Context(), "GET", "/v1/runs/"+url.PathEscape(args[0])+"?results=false", nil, &r)
 			if err != nil {
 				return err
 			}
+			if plot != "" {
+				if err := os.WriteFile(plot, []byte(sweepSVG(r.ID, r.Sweep)), 0o644); err != nil {
+					return err
+				}
+			}
 			if sc.json {
 				return printJSON(a.stdout, raw)
 			}
-			return printRun(a.stdout, &r)
+			if err := printRun(a.stdout, &r.Run); err != nil {
+				return err
+			}
+			if len(r.Sweep) > 1 {
+				fmt.Fprintln(a.stdout, "recall–QPS (* Pareto-optimal):")
+				for _, p := range r.Sweep {
+					mark := " "
+					if p.Pareto {
+						mark = "*"
+					}
+					fmt.Fprintf(a.stdout, "  %s %-30s recall %.4f  qps %.1f\n", mark, p.Variant, p.Recall, p.QPS)
+				}
+			}
+			return nil
 		},
 	}
 	addClientFlags(show, &sc)
+	show.Flags().StringVar(&plot, "plot", "", "write the recall–QPS plot of the run's variants to this SVG file")
 
 	var cc client
 	cancel := &cobra.Command{
@@ -148,7 +189,7 @@ func newRunCmd(a *app) *cobra.Command {
 	addClientFlags(cancel, &cc)
 
 	var mc client
-	var metric string
+	var metric, htmlOut string
 	var alpha float64
 	compare := &cobra.Command{
 		Use:     "compare A B",
@@ -168,6 +209,15 @@ func newRunCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if htmlOut != "" {
+				var b strings.Builder
+				if err := rc.WriteHTML(&b); err != nil {
+					return err
+				}
+				if err := os.WriteFile(htmlOut, []byte(b.String()), 0o644); err != nil {
+					return err
+				}
+			}
 			if mc.json {
 				return printJSON(a.stdout, raw)
 			}
@@ -177,6 +227,7 @@ func newRunCmd(a *app) *cobra.Command {
 	addClientFlags(compare, &mc)
 	compare.Flags().StringVar(&metric, "metric", "", "primary measure, e.g. ndcg_cut_10")
 	compare.Flags().Float64Var(&alpha, "alpha", 0, "significance level (default 0.05)")
+	compare.Flags().StringVar(&htmlOut, "html", "", "also write an HTML report to this file")
 
 	cmd.AddCommand(start, list, show, cancel, compare)
 	return cmd
@@ -219,12 +270,15 @@ func printRun(w io.Writer, r *experiments.Run) error {
 	if r.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", r.Error)
 	}
+	seen := map[string]bool{}
 	var names []string
 	for _, v := range r.Variants {
 		for m := range v.Metrics {
-			names = append(names, m)
+			if !seen[m] {
+				seen[m] = true
+				names = append(names, m)
+			}
 		}
-		break
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -366,4 +420,88 @@ func newScheduleCmd(a *app) *cobra.Command {
 	})
 	cmd.AddCommand(create, update, list, show, del, history, accept)
 	return cmd
+}
+
+// sweepSVG plots recall (x) against QPS (y, log scale), Pareto points
+// filled and joined, the ann-benchmarks view of a sweep.
+func sweepSVG(title string, pts []experiments.SweepPoint) string {
+	const w, h, m = 640.0, 420.0, 60.0
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", w, h)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="%.0f" y="20" font-size="14">%s: recall vs QPS</text>`+"\n", m, html.EscapeString(title))
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/><line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n",
+		m, h-m, w-m/2, h-m, m, h-m, m, m/2)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">recall</text><text x="10" y="%.0f">QPS (log)</text>`+"\n", w/2, h-m/3, m/2+10)
+	if len(pts) == 0 {
+		b.WriteString("</svg>\n")
+		return b.String()
+	}
+	minR, maxR, minQ, maxQ := 1.0, 0.0, math.Inf(1), 0.0
+	for _, p := range pts {
+		minR, maxR = math.Min(minR, p.Recall), math.Max(maxR, p.Recall)
+		q := math.Max(p.QPS, 1e-3)
+		minQ, maxQ = math.Min(minQ, q), math.Max(maxQ, q)
+	}
+	if maxR-minR < 1e-9 {
+		minR, maxR = minR-0.05, maxR+0.05
+	}
+	if maxQ/minQ < 1.01 {
+		minQ, maxQ = minQ/1.5, maxQ*1.5
+	}
+	x := func(r float64) float64 { return m + (r-minR)/(maxR-minR)*(w-1.5*m) }
+	y := func(q float64) float64 {
+		return h - m - (math.Log(math.Max(q, 1e-3))-math.Log(minQ))/(math.Log(maxQ)-math.Log(minQ))*(h-1.5*m)
+	}
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">%.3f</text><text x="%.0f" y="%.0f" text-anchor="end">%.3f</text>`+"\n", m, h-m+15, minR, w-m/2, h-m+15, maxR)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">%.0f</text><text x="%.0f" y="%.0f" text-anchor="end">%.0f</text>`+"\n", m-4, h-m, minQ, m-4, m/2+8, maxQ)
+	var front []string
+	for _, p := range pts {
+		fill := "white"
+		if p.Pareto {
+			fill = "steelblue"
+			front = append(front, fmt.Sprintf("%.1f,%.1f", x(p.Recall), y(p.QPS)))
+		}
+		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s" stroke="steelblue"><title>%s recall %.4f qps %.1f</title></circle>`+"\n",
+			x(p.Recall), y(p.QPS), fill, html.EscapeString(p.Variant), p.Recall, p.QPS)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="9">%s</text>`+"\n", x(p.Recall)+6, y(p.QPS)-6, html.EscapeString(p.Variant))
+	}
+	if len(front) > 1 {
+		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="steelblue"/>`+"\n", strings.Join(front, " "))
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// baselineGate is what run start --baseline checks.
+type baselineGate struct {
+	Metric           string
+	Alpha, Threshold float64
+}
+
+// checkBaseline compares every variant of run with the same-named variant
+// of baseline and fails on a significant drop of the gate's metric or a
+// drop beyond its threshold.
+func checkBaseline(ctx context.Context, w io.Writer, c *client, baseline, run string, sp *experiments.ExperimentSpec, gate baselineGate) error {
+	var regressed []string
+	for _, v := range sp.Concrete() {
+		q := url.Values{"a": {baseline + ":" + v.Name}, "b": {run + ":" + v.Name}, "metric": {gate.Metric}, "alpha": {fmt.Sprint(gate.Alpha)}}
+		var rc experiments.RunComparison
+		if _, err := c.do(ctx, "GET", "/v1/runs/compare?"+q.Encode(), nil, &rc); err != nil {
+			return err
+		}
+		m, ok := rc.Comparison.Measure(gate.Metric)
+		if !ok {
+			return &exitError{code: exitBadInput, err: fmt.Errorf("--metric %s was not measured", gate.Metric)}
+		}
+		status := "ok"
+		if (m.Delta < 0 && m.Significant) || (gate.Threshold > 0 && -m.Delta > gate.Threshold) {
+			status = "REGRESSION"
+			regressed = append(regressed, v.Name)
+		}
+		fmt.Fprintf(w, "%s: %s %.4f -> %.4f (%+.4f, p=%.4g) %s\n", v.Name, gate.Metric, m.MeanA, m.MeanB, m.Delta, m.P, status)
+	}
+	if len(regressed) > 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("regression against %s in %s", baseline, strings.Join(regressed, ", "))}
+	}
+	return nil
 }

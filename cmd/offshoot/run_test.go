@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/offshootdb/offshoot/agentapi"
+	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/experiments"
 )
 
@@ -119,4 +126,142 @@ func indent(s string) string {
 		lines[i] = "  " + lines[i]
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+func TestSweepSVG(t *testing.T) {
+	svg := sweepSVG("r1", []experiments.SweepPoint{
+		{Variant: "ef10", Recall: 0.65, QPS: 800, Pareto: true},
+		{Variant: "ef40", Recall: 0.9, QPS: 900, Pareto: true},
+		{Variant: "ef<80>", Recall: 0.8, QPS: 100},
+	})
+	if strings.Count(svg, "<circle") != 3 || strings.Count(svg, `fill="steelblue"`) != 2 || !strings.Contains(svg, "<polyline") ||
+		!strings.Contains(svg, "ef&lt;80&gt;") || !strings.HasSuffix(svg, "</svg>\n") {
+		t.Errorf("svg:\n%s", svg)
+	}
+}
+
+// templateBranches is experiments.RunBranches and Connector over one
+// cluster: a branch is a database, a fork CREATE DATABASE ... TEMPLATE.
+type templateBranches struct{ c *pgtest.Cluster }
+
+func (b templateBranches) db(branch string) string {
+	if branch == "main" {
+		return "main"
+	}
+	h := sha1.Sum([]byte(branch))
+	return "b_" + hex.EncodeToString(h[:10])
+}
+
+func (b templateBranches) exec(ctx context.Context, sql string) error {
+	conn, err := pgx.Connect(ctx, b.c.ConnString)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func (b templateBranches) Resolve(_ context.Context, _ string, at experiments.BranchPoint) (experiments.BranchPoint, error) {
+	return experiments.BranchPoint{Branch: at.Branch, Seq: 1}, nil
+}
+
+func (b templateBranches) Fork(ctx context.Context, _ string, from experiments.BranchPoint, name string) (experiments.ForkInfo, error) {
+	err := b.exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", pgx.Identifier{b.db(name)}.Sanitize(), pgx.Identifier{b.db(from.Branch)}.Sanitize()))
+	return experiments.ForkInfo{Branch: name, Seq: 1}, err
+}
+
+func (b templateBranches) Discard(ctx context.Context, _, branch string) error {
+	return b.exec(ctx, "DROP DATABASE "+pgx.Identifier{b.db(branch)}.Sanitize()+" WITH (FORCE)")
+}
+
+func (b templateBranches) Conn(ctx context.Context, _, branch string, _ experiments.Access) (*pgx.Conn, func(), error) {
+	conn, err := pgx.Connect(ctx, b.c.Postmaster.ConnString("postgres", "", b.db(branch)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, func() { conn.Close(context.Background()) }, nil
+}
+
+// TestRunBaselineGateCLI runs Cranfield through the CLI and server: a
+// rerun passes the --baseline gate, a worse embedder fails it.
+func TestRunBaselineGateCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	t.Parallel()
+	root, _ := os.Getwd()
+	for ; ; root = filepath.Dir(root) {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		if root == filepath.Dir(root) {
+			t.Fatal("go.mod not found")
+		}
+	}
+	br := templateBranches{c: pgtest.New(t, nil)}
+	ctx := context.Background()
+	if err := br.exec(ctx, "CREATE DATABASE main"); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Logger: log, Connector: br, Branches: br})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- api.Serve(sctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		svc.Close()
+	})
+	srv := "http://" + ln.Addr().String()
+	cli := func(args ...string) (string, string, int) {
+		t.Helper()
+		return run(t, ctx, append(args, "--server", srv)...)
+	}
+	dir := t.TempDir()
+	specFor := func(embedder string) string {
+		p := filepath.Join(dir, strings.NewReplacer("?", "_", "=", "_").Replace(embedder)+".yaml")
+		body := fmt.Sprintf("name: gate\nproject: p\nbase: {branch: main}\ndataset: {beir: %s}\nmetrics: [ndcg_cut.10]\nvariants:\n  - {name: v, embedder: %q}\n",
+			filepath.Join(root, "..", "shared", "datasets", "cranfield"), embedder)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good, worse := specFor("hash-bow?dims=64"), specFor("hash-bow?dims=8")
+	out, errOut, code := cli("run", "start", good)
+	if code != 0 {
+		t.Fatalf("start: %d %s", code, errOut)
+	}
+	base := strings.TrimSpace(out)
+	wctx, wcancel := context.WithTimeout(experiments.WithCaller(ctx, experiments.LocalCaller), 2*time.Minute)
+	defer wcancel()
+	if r, err := svc.WaitRun(wctx, base); err != nil || r.Status != experiments.StatusSucceeded {
+		t.Fatalf("baseline run: %v %+v", err, r)
+	}
+	if out, errOut, code := cli("run", "start", good, "--wait", "--baseline", base); code != 0 || !strings.Contains(out, " ok") {
+		t.Errorf("rerun against baseline: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = cli("run", "start", worse, "--wait", "--baseline", base)
+	if code != exitFailure || !strings.Contains(out, "REGRESSION") || !strings.Contains(errOut, "regression against "+base) {
+		t.Errorf("worse against baseline: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, code := cli("run", "show", base); code != 0 || !strings.Contains(out, "NDCG_CUT_10") {
+		t.Errorf("show: exit %d\n%s", code, out)
+	}
 }
