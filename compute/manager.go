@@ -1073,6 +1073,14 @@ func (m *Manager) cleanOrphans(ctx context.Context) error {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
+		// The dead postmaster may linger as a zombie until init reaps it,
+		// and Postgres refuses a socket lock file whose pid still answers
+		// kill(pid, 0): remove its socket and lock file now.
+		if socks, _ := filepath.Glob(filepath.Join(filepath.Dir(f), "*", ".s.PGSQL.*")); len(socks) > 0 {
+			for _, sf := range socks {
+				os.Remove(sf)
+			}
+		}
 		os.Remove(f)
 	}
 	return ctx.Err()

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -646,6 +647,14 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 		if err != nil {
 			return err
 		}
+		if _, err := st.Branch(req.Project, req.Name); err == nil {
+			return fmt.Errorf("branch %s already exists: %w", req.Name, ErrConflict)
+		}
+		if parent != "" {
+			if _, err := st.Branch(req.Project, parent); err != nil {
+				return storeErr(err)
+			}
+		}
 		if s.cfg.MaxBranches > 0 {
 			bs, err := st.Branches(req.Project)
 			if err != nil {
@@ -729,9 +738,10 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 }
 
 // rename gives a branch a new name. The catalog has no rename, so the
-// branch is re-forked under the new name at its current head (O(1)) and
-// the old name deleted: its endpoint stops, and branches with children or
-// the main branch cannot be renamed (ErrConflict).
+// branch's head is pinned by a temporary snapshot, the branch deleted and
+// re-forked under the new name from that snapshot with the same parent
+// (all O(1)). Its endpoint stops; protected branches, branches with
+// children and the main branch cannot be renamed (ErrConflict).
 func (s *Service) rename(ctx context.Context, project, from, to string) (storage.Branch, error) {
 	if err := s.authorize(ctx, RoleWrite, project, to); err != nil {
 		return storage.Branch{}, err
@@ -750,16 +760,56 @@ func (s *Service) rename(ctx context.Context, project, from, to string) (storage
 	if old.Protected {
 		return storage.Branch{}, fmt.Errorf("branch %s is protected; unprotect it to rename: %w", from, ErrConflict)
 	}
-	if err := s.stopEndpoint(ctx, project, from); err != nil {
+	if _, err := st.Branch(project, to); err == nil {
+		return storage.Branch{}, fmt.Errorf("branch %s already exists: %w", to, ErrConflict)
+	}
+	return s.recreate(ctx, project, old, to, "", "", storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels})
+}
+
+// recreate replaces branch old by a branch named to, forked with old's
+// parent from snapshot source (or, if source is "", from old's own head).
+// Old's head is kept as snapshot keep unless keep is "".
+func (s *Service) recreate(ctx context.Context, project string, old storage.Branch, to, source, keep string, opts storage.BranchOptions) (storage.Branch, error) {
+	st := s.cfg.Store
+	names, err := s.names(project)
+	if err != nil {
 		return storage.Branch{}, err
 	}
-	nb, err := st.Fork(project, from, to, storage.AtHead(), storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels})
-	if err != nil {
+	parent := names[old.Parent]
+	if err := s.stopEndpoint(ctx, project, old.Name); err != nil {
+		return storage.Branch{}, err
+	}
+	pin := keep
+	if pin == "" {
+		pin = fmt.Sprintf("tmp.%d", s.cfg.Now().UnixNano())
+	}
+	if _, err := st.Snapshot(project, old.Name, pin, storage.SnapshotOptions{}); err != nil {
 		return storage.Branch{}, storeErr(err)
 	}
-	if err := st.DeleteBranch(project, from, storage.DeleteOptions{}); err != nil {
-		_ = st.DeleteBranch(project, to, storage.DeleteOptions{})
+	from := pin
+	if source != "" {
+		from = source
+	}
+	if err := s.deleteBranch(ctx, project, old.Name, false); err != nil {
+		_ = st.DeleteSnapshot(project, pin)
+		return storage.Branch{}, err
+	}
+	nb, err := st.Fork(project, parent, to, storage.AtSnapshot(from), opts)
+	if err != nil {
+		// Put the old branch back where it was.
+		if _, rerr := st.Fork(project, parent, old.Name, storage.AtSnapshot(pin), storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels}); rerr != nil {
+			s.log.Error("recreate: old branch lost; its head is kept as a snapshot", slog.String("branch", old.Name), slog.String("snapshot", pin), slog.String("err", rerr.Error()))
+			return storage.Branch{}, storeErr(err)
+		}
+		if keep == "" {
+			_ = st.DeleteSnapshot(project, pin)
+		}
 		return storage.Branch{}, storeErr(err)
+	}
+	if keep == "" {
+		if err := st.DeleteSnapshot(project, pin); err != nil {
+			return storage.Branch{}, storeErr(err)
+		}
 	}
 	return nb, nil
 }

@@ -6,17 +6,37 @@
 // # Lifecycle
 //
 // New(cfg) validates a Config, Open(ctx) opens the control database (a
-// pebble store in Config.ControlDir holding API keys and the audit log) and
-// Close() closes it. All methods of an open Service are safe for concurrent
+// pebble store in Config.ControlDir holding API keys, project passwords and
+// the audit log) and starts the TTL sweeper, and Close() stops both. All methods of an open Service are safe for concurrent
 // use.
+//
+// # Projects, branches and snapshots
+//
+// With Config.Store the facade manages the copy-on-write store: projects
+// (CreateProject runs compute.InitProject and keeps the generated
+// superuser password in the control database, which the storage catalog
+// has no field for; EnsureDefaultProject creates Config.DefaultProject on
+// an empty store), branches (fork from a head, snapshot, seq or time; tree
+// listing with filters and pagination; describe with endpoint state and
+// storage accounting; labels, protection, TTL, rename, reset, delete with
+// cascade), snapshots (create, list, delete, restore into a new branch or
+// onto an existing one) and libpq connection strings pointing at the
+// proxy. Catalog changes that need a branch's head closed (delete, reset,
+// rename, restore onto) stop its endpoint first. A background sweeper
+// deletes expired unprotected branches every SweepInterval, at most
+// SweepBatch per pass, each audited as caller "ttl-sweeper". MaxBranches
+// caps the branches of a project (ErrCapacity).
 //
 // # Reaching branches
 //
 // The facade reaches a branch's database through a Connector: "give me a
-// connection to branch B of project P". compute implements it by waking the
-// branch's endpoint; StaticConnector maps names to fixed connection strings
-// (tests, external servers). Without a Connector, Query and Diff fail with
-// ErrUnavailable.
+// connection to branch B of project P". With Config.Compute and no
+// Connector it uses compute: a lease on the branch's endpoint (waking it)
+// and a connection over its Unix socket as the project's superuser;
+// compute errors map to ErrNotFound, ErrCapacity and ErrUnavailable (the
+// latter with the Postgres log tail). StaticConnector maps names to fixed
+// connection strings (tests, external servers). Without either, Query and
+// Diff fail with ErrUnavailable.
 //
 // # Queries and diffs
 //

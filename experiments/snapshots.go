@@ -151,7 +151,7 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 		if !found {
 			return fmt.Errorf("snapshot %s of project %s: %w", req.Snapshot, req.Project, ErrNotFound)
 		}
-		var opts storage.BranchOptions
+		var b storage.Branch
 		if req.Branch != "" {
 			old, err := st.Branch(req.Project, req.Branch)
 			if err != nil {
@@ -160,27 +160,18 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 			if old.Parent == 0 {
 				return fmt.Errorf("the main branch cannot be restored onto a snapshot; restore into a new branch: %w", ErrConflict)
 			}
-			opts = storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels}
+			if old.Protected {
+				return fmt.Errorf("branch %s is protected; unprotect it first: %w", req.Branch, ErrConflict)
+			}
 			keep := fmt.Sprintf("%s.pre-restore.%d", req.Branch, s.cfg.Now().UnixNano())
 			if !storage.ValidName(keep) {
 				keep = fmt.Sprintf("pre-restore.%d", s.cfg.Now().UnixNano())
 			}
-			if old.Protected {
-				return fmt.Errorf("branch %s is protected; unprotect it first: %w", req.Branch, ErrConflict)
-			}
-			if err := s.stopEndpoint(ctx, req.Project, req.Branch); err != nil {
+			b, err = s.recreate(ctx, req.Project, old, old.Name, req.Snapshot, keep, storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels})
+			if err != nil {
 				return err
 			}
-			if _, err := st.Snapshot(req.Project, req.Branch, keep, storage.SnapshotOptions{}); err != nil {
-				return storeErr(err)
-			}
-			if err := s.deleteBranch(ctx, req.Project, req.Branch, false); err != nil {
-				_ = st.DeleteSnapshot(req.Project, keep)
-				return err
-			}
-		}
-		b, err := st.Fork(req.Project, "", name, storage.AtSnapshot(req.Snapshot), opts)
-		if err != nil {
+		} else if b, err = st.Fork(req.Project, "", name, storage.AtSnapshot(req.Snapshot), storage.BranchOptions{}); err != nil {
 			return storeErr(err)
 		}
 		names, err := s.names(req.Project)

@@ -175,10 +175,11 @@ func TestServeKeysAndAuditCLI(t *testing.T) {
 		return run(t, ctx, append(args, "--server", srv)...)
 	}
 
-	// Without compute, a query says so.
-	_, errOut, code := cli("query", "main", "SELECT 1")
-	if code != exitNoServer || !strings.Contains(errOut, "no compute") {
-		t.Errorf("query without compute: exit %d %s", code, errOut)
+	// serve created project main (its data dir, a t.TempDir under /tmp's
+	// private parent, makes it use a separate run dir) and runs queries on it.
+	out0, errOut, code := cli("query", "main", "SELECT 41 + 1 AS answer")
+	if code != 0 || !strings.Contains(out0, "42") {
+		t.Errorf("query on main: exit %d %s %s", code, out0, errOut)
 	}
 	out, errOut, code := cli("key", "create", "root", "--scope", "admin")
 	if code != 0 || !strings.Contains(errOut, "shown only now") {
@@ -224,7 +225,7 @@ func TestServeKeysAndAuditCLI(t *testing.T) {
 		t.Fatalf("audit: %d %s", code, errOut)
 	}
 	out = squeeze(out)
-	for _, want := range []string{"local query main/main error", "local key.create key/root ok", "- key.list keys denied",
+	for _, want := range []string{"local query main/main ok", "local key.create key/root ok", "- key.list keys denied",
 		agent.ID + " key.list keys denied", id + " key.revoke key/" + agent.ID + " ok", id + " key.revoke key/" + agent.ID + " error"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit lacks %q:\n%s", want, out)

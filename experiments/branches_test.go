@@ -1,0 +1,184 @@
+package experiments_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/offshootdb/offshoot/experiments"
+	"github.com/offshootdb/offshoot/storage"
+)
+
+// branchService is a Service over a real store whose project p was
+// created in storage directly (no cluster: these calls never start Postgres).
+func branchService(t *testing.T, cfg experiments.Config) (*experiments.Service, *storage.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := storage.Open(filepath.Join(dir, "store"), &storage.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.CreateProject("p"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ControlDir, cfg.Store = filepath.Join(dir, "control"), st
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := experiments.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := st.Check(); err != nil {
+			t.Error(err)
+		}
+		st.Close()
+	})
+	return s, st
+}
+
+func TestBranchLifecycle(t *testing.T) {
+	t.Parallel()
+	s, _ := branchService(t, experiments.Config{MaxBranches: 4, SweepInterval: -1})
+	ctx := admin()
+	fork := func(name, parent string, labels map[string]string) error {
+		_, err := s.CreateBranch(ctx, experiments.CreateBranchRequest{Project: "p", Name: name, ParentID: parent, Labels: labels})
+		return err
+	}
+	if err := fork("feature/x", "", map[string]string{"team": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fork("feature/x/y", "feature/x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := fork("b", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, parent string
+		want         error
+	}{
+		{"feature/x", "", experiments.ErrConflict},
+		{"Bad Name", "", experiments.ErrInvalid},
+		{"c", "nope", experiments.ErrNotFound},
+		{"c", "", experiments.ErrCapacity}, // the fifth branch
+	} {
+		if err := fork(c.name, c.parent, nil); !errors.Is(err, c.want) {
+			t.Errorf("fork %s from %q: %v, want %v", c.name, c.parent, err, c.want)
+		}
+	}
+	page, err := s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree []string
+	for _, b := range page.Branches {
+		tree = append(tree, string(rune('0'+b.Depth))+b.Name)
+	}
+	if got := mustJSON(t, tree); got != `["0main","1b","1feature/x","2feature/x/y"]` {
+		t.Errorf("tree %s", got)
+	}
+	page, err = s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Limit: 3})
+	if err != nil || len(page.Branches) != 3 || page.Next != "3" {
+		t.Fatalf("page 1: %+v %v", page, err)
+	}
+	page, err = s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Limit: 3, Cursor: page.Next})
+	if err != nil || len(page.Branches) != 1 || page.Next != "" {
+		t.Fatalf("page 2: %+v %v", page, err)
+	}
+	page, _ = s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Labels: map[string]string{"team": "a"}})
+	if len(page.Branches) != 1 || page.Branches[0].Name != "feature/x" {
+		t.Errorf("label filter: %+v", page.Branches)
+	}
+	page, _ = s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Prefix: "feature/"})
+	if len(page.Branches) != 2 {
+		t.Errorf("prefix filter: %+v", page.Branches)
+	}
+
+	if err := s.DeleteBranch(ctx, "p", "feature/x", false); !errors.Is(err, experiments.ErrConflict) {
+		t.Errorf("delete parent without cascade: %v", err)
+	}
+	if err := s.DeleteBranch(ctx, "p", "main", false); !errors.Is(err, experiments.ErrConflict) {
+		t.Errorf("delete main: %v", err)
+	}
+	yes := true
+	if _, err := s.UpdateBranch(ctx, experiments.UpdateBranchRequest{Project: "p", Branch: "b", Protected: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteBranch(ctx, "p", "b", false); !errors.Is(err, experiments.ErrConflict) {
+		t.Errorf("delete protected: %v", err)
+	}
+	newName := "renamed"
+	if _, err := s.UpdateBranch(ctx, experiments.UpdateBranchRequest{Project: "p", Branch: "b", Name: &newName}); !errors.Is(err, experiments.ErrConflict) {
+		t.Errorf("rename protected: %v", err)
+	}
+	if err := s.DeleteBranch(ctx, "p", "feature/x", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetBranch(ctx, "p", "feature/x/y"); !errors.Is(err, experiments.ErrNotFound) {
+		t.Errorf("cascade left the child: %v", err)
+	}
+	// A read scope on feature/* sees only matching branches and cannot fork.
+	reader := experiments.WithCaller(context.Background(), experiments.Caller{KeyID: "r", Scopes: []experiments.Scope{{Role: experiments.RoleRead, Project: "p", Branches: "b*"}}})
+	page, err = s.ListBranches(reader, experiments.ListBranchesRequest{Project: "p"})
+	if err != nil || len(page.Branches) != 1 || page.Branches[0].Name != "b" {
+		t.Errorf("scoped list: %+v %v", page, err)
+	}
+	if _, err := s.CreateBranch(reader, experiments.CreateBranchRequest{Project: "p", Name: "b2"}); !errors.Is(err, experiments.ErrForbidden) {
+		t.Errorf("fork with read scope: %v", err)
+	}
+}
+
+func TestTTLSweeper(t *testing.T) {
+	t.Parallel()
+	s, _ := branchService(t, experiments.Config{SweepInterval: 50 * time.Millisecond})
+	ctx := admin()
+	for _, r := range []experiments.CreateBranchRequest{
+		{Project: "p", Name: "short", TTL: "1s"},
+		{Project: "p", Name: "kept", TTL: "1s", Protected: true},
+		{Project: "p", Name: "long", TTL: "1h"},
+	} {
+		if _, err := s.CreateBranch(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.CreateBranch(ctx, experiments.CreateBranchRequest{Project: "p", Name: "bad", TTL: "soon"}); !errors.Is(err, experiments.ErrInvalid) {
+		t.Errorf("bad ttl: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := s.GetBranch(ctx, "p", "short")
+		if errors.Is(err, experiments.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("short still there 30 s after its 1 s TTL")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, b := range []string{"kept", "long"} {
+		if _, err := s.GetBranch(ctx, "p", b); err != nil {
+			t.Errorf("%s: %v", b, err)
+		}
+	}
+	page, err := s.AuditLog(ctx, experiments.AuditQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range page.Entries {
+		found = found || (e.KeyID == "ttl-sweeper" && e.Target == "p/short" && e.Result == "ok")
+	}
+	if !found {
+		t.Errorf("sweeper deletion not audited: %+v", page.Entries)
+	}
+}
