@@ -15,8 +15,8 @@ import (
 
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
-	"github.com/offshootdb/offshoot/vectors"
 	"github.com/offshootdb/offshoot/storage"
+	"github.com/offshootdb/offshoot/vectors"
 )
 
 // Connector opens connections to the database of a branch. compute
@@ -130,7 +130,7 @@ type Service struct {
 	keys   map[string]storedKey
 	lastAu auditClock
 
-	rn *runner // experiment runs and schedules; stopped by Close
+	rn                   *runner       // experiment runs and schedules; stopped by Close
 	sweepStop, sweepDone chan struct{} // TTL sweeper; nil when not running
 }
 
