@@ -284,4 +284,34 @@ func TestBrowserBranches(t *testing.T) {
 		t.Errorf("fork with the key: %v", err)
 	}
 	screenshot(t, ctx, dir, "branches-keyed")
+
+	// The branch page snapshots the branch (name asked with prompt) and
+	// lists the snapshot; the key is still used.
+	do(t, ctx, "branch page", chromedp.Click(chromedp.CSS(`li[data-branch="keyed"] a.bname`)), chromedp.WaitVisible(chromedp.CSS("#branch-actions")))
+	eval[bool](t, ctx, `window.prompt = () => "before-change"; true`)
+	do(t, ctx, "snapshot",
+		chromedp.Click(chromedp.CSS(`#branch-actions button[data-prompt]`)),
+		chromedp.WaitVisible(chromedp.CSS("#snapshots")),
+	)
+	if s := text(t, ctx, "#snapshots tbody"); !strings.Contains(s, "before-change") {
+		t.Errorf("snapshots table %q", s)
+	}
+	if _, ok := findSnapshot(t, svc, local, "before-change"); !ok {
+		t.Error("snapshot not in the facade")
+	}
+	screenshot(t, ctx, dir, "branch-snapshot")
+}
+
+func findSnapshot(t *testing.T, svc *experiments.Service, ctx context.Context, name string) (experiments.Snapshot, bool) {
+	t.Helper()
+	sn, err := svc.ListSnapshots(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sn {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return experiments.Snapshot{}, false
 }

@@ -157,7 +157,8 @@
         }
         try {
           await api(b.dataset.action, b.dataset.url, body);
-          await reloadMain();
+          if (b.dataset.after) location.assign(b.dataset.after);
+          else await reloadMain();
         } catch (e) { alert(e.message); }
       });
     }
