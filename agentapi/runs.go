@@ -2,8 +2,11 @@ package agentapi
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -18,6 +21,7 @@ func (s *Server) runRoutes() {
 	e.GET("/v1/runs/compare", s.compareRuns, s.auth("run.compare"))
 	e.GET("/v1/runs/:id", s.getRun, s.auth("run.get"))
 	e.POST("/v1/runs/:id/cancel", s.cancelRun, s.auth("run.cancel"))
+	e.GET("/v1/runs/:id/events", s.runEvents, s.auth("run.events"))
 	e.GET("/v1/runs/:id/compare/:other", s.compareRuns, s.auth("run.compare"))
 	e.POST("/v1/schedules", s.createSchedule, s.auth("schedule.create"))
 	e.GET("/v1/schedules", s.listSchedules, s.auth("schedule.list"))
@@ -181,4 +185,57 @@ func (s *Server) acceptRun(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// runEvents streams a run's progress as server-sent events: an event
+// "progress" with the run (without per-query results) whenever its status
+// or a variant's status or phase changes, and "done" when it finishes.
+func (s *Server) runEvents(c echo.Context) error {
+	ctx := c.Request().Context()
+	id := param(c, "id")
+	r, err := s.svc.GetRun(ctx, id)
+	if err != nil {
+		return err
+	}
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	last := ""
+	for {
+		for i := range r.Variants {
+			r.Variants[i].Results = nil
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		key := string(r.Status)
+		for _, v := range r.Variants {
+			key += "|" + string(v.Status) + "/" + v.Phase
+		}
+		done := r.Status != experiments.StatusQueued && r.Status != experiments.StatusRunning
+		if key != last || done {
+			ev := "progress"
+			if done {
+				ev = "done"
+			}
+			if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev, b); err != nil {
+				return nil
+			}
+			w.Flush()
+			last = key
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+		if r, err = s.svc.GetRun(ctx, id); err != nil {
+			return nil
+		}
+	}
 }

@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -124,14 +124,18 @@ func TestRunOverHTTP(t *testing.T) {
 	if code, _ := e.call(t, "POST", "/v1/runs", "", spec, &run); code != http.StatusAccepted || run.ID == "" {
 		t.Fatalf("start: %d %+v", code, run)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for run.Status == experiments.StatusQueued || run.Status == experiments.StatusRunning {
-		if time.Now().After(deadline) {
-			t.Fatal("run did not finish")
-		}
-		time.Sleep(200 * time.Millisecond)
-		e.call(t, "GET", "/v1/runs/"+run.ID+"?results=false", "", nil, &run)
+	// Follow the run's events until it is done.
+	ev, err := http.Get(e.url + "/v1/runs/" + run.ID + "/events")
+	if err != nil {
+		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(ev.Body)
+	ev.Body.Close()
+	if ev.Header.Get("Content-Type") != "text/event-stream" || !strings.Contains(string(body), "event: progress\n") ||
+		!strings.Contains(string(body), `"phase":"`) || !strings.Contains(string(body), "event: done\ndata: {") {
+		t.Errorf("events: %s %.300s", ev.Header.Get("Content-Type"), body)
+	}
+	e.call(t, "GET", "/v1/runs/"+run.ID+"?results=false", "", nil, &run)
 	if run.Status != experiments.StatusSucceeded || len(run.Variants) != 2 || run.Variants[0].Metrics["ndcg_cut_10"] <= 0 {
 		t.Fatalf("run: %s %q %+v", run.Status, run.Error, run.Variants)
 	}

@@ -94,8 +94,11 @@ type VariantRun struct {
 	Name   string      `json:"name"`
 	Spec   VariantSpec `json:"spec"`
 	Status RunStatus   `json:"status"`
-	Error  string      `json:"error,omitempty"`
-	Branch string      `json:"branch,omitempty"`
+	// Phase is the phase in progress while running: fork, embed, load,
+	// index or eval.
+	Phase  string `json:"phase,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Branch string `json:"branch,omitempty"`
 	// ForkSeq is the fork's sequence number.
 	ForkSeq uint64 `json:"fork_seq,omitempty"`
 	// Kept is true when the branch was kept after the run.
@@ -426,7 +429,14 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 			for j, i := range group {
 				vs[j] = run.Variants[i].Spec
 			}
-			for j, vr := range s.runGroup(ctx, run, base, vs, ds) {
+			progress := func(phase string) {
+				_ = s.updateRun(run.ID, func(r *Run) {
+					for _, i := range group {
+						r.Variants[i].Status, r.Variants[i].Phase = StatusRunning, phase
+					}
+				})
+			}
+			for j, vr := range s.runGroup(ctx, run, base, vs, ds, progress) {
 				s.finishVariant(run.ID, group[j], vr)
 			}
 		}()
@@ -496,7 +506,7 @@ func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
 // runGroup forks, embeds, loads and indexes the variants vs, which
 // differ at most in search parameters, on one fork named after the first,
 // and evaluates each of them there.
-func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset) (out []VariantRun) {
+func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset, progress func(phase string)) (out []VariantRun) {
 	v := vs[0]
 	var vr VariantRun
 	vr.Status = StatusRunning
@@ -510,6 +520,7 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 		return out
 	}
 	name := fmt.Sprintf("exp/%s/%s/%s", run.Spec.Name, run.ID, v.Name)
+	progress("fork")
 	t := time.Now()
 	fi, err := s.cfg.Branches.Fork(ctx, run.Project, base, name)
 	vr.Timings.Fork = ms(time.Since(t))
@@ -587,9 +598,11 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 	}
 	t = time.Now()
 	var embedDone time.Time
+	progress("embed")
 	opt.Embedded = func(done, total int) {
 		if done == total {
 			embedDone = time.Now()
+			progress("load")
 		}
 	}
 	vr.Rows, err = vectors.Ingest(ctx, conn, tbl, emb, docs, opt)
@@ -606,6 +619,7 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 		ix := vectors.Index{Method: vectors.Method(v.Index.Type), Metric: metric, M: v.Index.M,
 			EfConstruction: v.Index.EfConstruction, Lists: v.Index.Lists}
 		t = time.Now()
+		progress("index")
 		info, err := vectors.CreateIndex(ctx, conn, tbl, ix)
 		vr.Timings.Index = ms(time.Since(t))
 		if err != nil {
@@ -620,6 +634,7 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 		}
 	}
 
+	progress("eval")
 	out = make([]VariantRun, len(vs))
 	for i, p := range vs {
 		out[i] = s.evalPoint(ctx, run, conn, tbl, emb, cached, metric, indexed, opt.Chunker != nil, p, ds, vr)

@@ -630,3 +630,76 @@ func patchYAML(doc, edit string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestRunAndScheduleScopes(t *testing.T) {
+	svc, err := New(Config{ControlDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	sp := ExperimentSpec{Name: "x", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: DatasetSpec{BEIR: "/d"},
+		Variants: []VariantSpec{{Name: "a", Embedder: "hash-bow"}}}
+	reader := WithCaller(context.Background(), Caller{KeyID: "r", Scopes: []Scope{{Role: RoleRead, Project: "p"}}})
+	other := WithCaller(context.Background(), Caller{KeyID: "o", Scopes: []Scope{{Role: RoleWrite, Project: "q"}}})
+	admin := WithCaller(context.Background(), LocalCaller)
+	if _, err := svc.StartRun(reader, sp); !errors.Is(err, ErrForbidden) {
+		t.Errorf("reader starts a run: %v", err)
+	}
+	if _, err := svc.StartRun(admin, sp); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("run without branches: %v", err)
+	}
+	if _, err := svc.StartRun(context.Background(), sp); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("run without caller: %v", err)
+	}
+	sc, err := svc.CreateSchedule(admin, Schedule{Name: "n", Cron: "@daily", Spec: sp, Metric: "ndcg_cut_10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.GetSchedule(other, sc.ID); !errors.Is(err, ErrForbidden) {
+		t.Errorf("other project reads schedule: %v", err)
+	}
+	moved := *sc
+	moved.Spec.Project = "q"
+	if _, err := svc.UpdateSchedule(other, sc.ID, moved); !errors.Is(err, ErrForbidden) {
+		t.Errorf("other project takes over schedule: %v", err)
+	}
+	if list, err := svc.ListSchedules(other); err != nil || len(list) != 0 {
+		t.Errorf("other project lists %d schedules (%v)", len(list), err)
+	}
+	if err := svc.DeleteSchedule(reader, sc.ID); !errors.Is(err, ErrForbidden) {
+		t.Errorf("reader deletes schedule: %v", err)
+	}
+}
+
+func TestInterruptedRunsFailOnOpen(t *testing.T) {
+	dir := t.TempDir()
+	svc, err := New(Config{ControlDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.putRun(&Run{ID: "r1", Project: "p", Status: StatusRunning, Variants: []VariantRun{{Name: "a", Status: StatusRunning}, {Name: "b", Status: StatusSucceeded}}}); err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
+	svc, err = New(Config{ControlDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	r, err := svc.GetRun(WithCaller(context.Background(), LocalCaller), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != StatusFailed || !strings.Contains(r.Error, "interrupted") || r.Variants[0].Status != StatusFailed || r.Variants[1].Status != StatusSucceeded {
+		t.Errorf("after restart: %s %q %+v", r.Status, r.Error, r.Variants)
+	}
+}

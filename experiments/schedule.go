@@ -143,6 +143,9 @@ func (s *Service) UpdateSchedule(ctx context.Context, id string, upd Schedule) (
 			return err
 		}
 		return s.modifySchedule(ctx, id, func(sc *Schedule) error {
+			if err := s.authorize(ctx, RoleWrite, sc.Spec.Project, ""); err != nil {
+				return err
+			}
 			sc.Name, sc.Cron, sc.Spec, sc.Metric, sc.Alpha = upd.Name, upd.Cron, upd.Spec, upd.Metric, upd.Alpha
 			sc.Threshold, sc.AutoAccept, sc.Webhook, sc.Paused = upd.Threshold, upd.AutoAccept, upd.Webhook, upd.Paused
 			out = sc

@@ -242,7 +242,11 @@ func waitRun(ctx context.Context, w io.Writer, c *client, id string) error {
 		}
 		var parts []string
 		for _, v := range r.Variants {
-			parts = append(parts, v.Name+"="+string(v.Status))
+			st := string(v.Status)
+			if v.Phase != "" {
+				st += "/" + v.Phase
+			}
+			parts = append(parts, v.Name+"="+st)
 		}
 		if line := string(r.Status) + " " + strings.Join(parts, " "); line != last {
 			fmt.Fprintf(w, "%s %s\n", id, line)
