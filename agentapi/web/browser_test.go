@@ -180,6 +180,23 @@ func testBrowser(t *testing.T, e *env, ab *experiments.Run) {
 		t.Errorf("chart draws %d significance marks, table has %d", stars, marks)
 	}
 	screenshot(t, ctx, dir, "comparison")
+
+	// A run in progress: its page follows it until it finishes.
+	r, err := e.svc.StartRun(e.ctx, experiments.ExperimentSpec{Name: "live", Project: "p", Base: experiments.BranchPoint{Branch: "main"},
+		Dataset: experiments.DatasetSpec{BEIR: e.beir}, Variants: []experiments.VariantSpec{{Name: "bow", Embedder: "hash-bow?dims=128"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "live run", chromedp.Navigate(e.srv.URL+"/ui/runs/"+r.ID), chromedp.WaitVisible(chromedp.CSS("dl.facts")))
+	live := eval[bool](t, ctx, `document.querySelector("#run-live") !== null`)
+	do(t, ctx, "run finishes", chromedp.WaitVisible(chromedp.CSS("dl.facts .s-succeeded")))
+	if gone := eval[bool](t, ctx, `document.querySelector("#run-live") === null`); !gone {
+		t.Error("finished run still marked in progress")
+	}
+	t.Logf("run page loaded in progress: %v", live)
+	if !live {
+		t.Log("the run finished before the page loaded; the live refresh was not exercised")
+	}
 }
 
 // TestBrowserBranches forks a branch through the UI on the facade's real

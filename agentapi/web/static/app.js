@@ -198,7 +198,17 @@
     }, every);
   }
 
+  // Pages of work in progress (a running experiment) re-render their
+  // <main> until the work is done.
+  let refresher = 0;
+  function refresh() {
+    clearTimeout(refresher);
+    const el = $("[data-refresh]");
+    if (el) refresher = setTimeout(reloadMain, Number(el.dataset.refresh) || 3000);
+  }
+
   function init() {
+    refresh();
     sqlConsole();
     actions();
     pollStates();
