@@ -1,6 +1,7 @@
 package agentapi
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -21,32 +22,42 @@ const keyIDKey = "offshoot.key_id"
 func (s *Server) auth(action string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			r := c.Request()
-			ctx := experiments.WithRequest(r.Context(), experiments.RequestInfo{
-				ID: c.Response().Header().Get(echo.HeaderXRequestID), Remote: c.RealIP()})
-			var caller experiments.Caller
-			var err error
-			h := r.Header.Get(echo.HeaderAuthorization)
-			scheme, token, _ := strings.Cut(h, " ")
-			switch {
-			case h != "" && !strings.EqualFold(scheme, "Bearer"):
-				err = fmt.Errorf("authorization scheme %q: want Bearer: %w", scheme, experiments.ErrUnauthenticated)
-			case h != "":
-				caller, err = s.svc.Authenticate(ctx, strings.TrimSpace(token))
-			case s.requireKeys || s.svc.KeysRequired():
-				err = fmt.Errorf("this server requires an API key: send Authorization: Bearer <token> (create one with `offshoot key create`): %w", experiments.ErrUnauthenticated)
-			default:
-				caller = experiments.LocalCaller
-			}
+			ctx, caller, err := s.authenticate(c)
 			if err != nil {
 				s.svc.Audit(ctx, experiments.AuditEntry{Action: action, Target: target(c), Result: "denied", Error: err.Error()})
 				return err
 			}
 			c.Set(keyIDKey, caller.KeyID)
-			c.SetRequest(r.WithContext(experiments.WithCaller(ctx, caller)))
+			c.SetRequest(c.Request().WithContext(ctx))
 			return next(c)
 		}
 	}
+}
+
+// authenticate resolves the caller of a request (see auth) and returns the
+// request's context carrying the request info and, on success, the caller.
+func (s *Server) authenticate(c echo.Context) (context.Context, experiments.Caller, error) {
+	r := c.Request()
+	ctx := experiments.WithRequest(r.Context(), experiments.RequestInfo{
+		ID: c.Response().Header().Get(echo.HeaderXRequestID), Remote: c.RealIP()})
+	var caller experiments.Caller
+	var err error
+	h := r.Header.Get(echo.HeaderAuthorization)
+	scheme, token, _ := strings.Cut(h, " ")
+	switch {
+	case h != "" && !strings.EqualFold(scheme, "Bearer"):
+		err = fmt.Errorf("authorization scheme %q: want Bearer: %w", scheme, experiments.ErrUnauthenticated)
+	case h != "":
+		caller, err = s.svc.Authenticate(ctx, strings.TrimSpace(token))
+	case s.requireKeys || s.svc.KeysRequired():
+		err = fmt.Errorf("this server requires an API key: send Authorization: Bearer <token> (create one with `offshoot key create`): %w", experiments.ErrUnauthenticated)
+	default:
+		caller = experiments.LocalCaller
+	}
+	if err != nil {
+		return ctx, caller, err
+	}
+	return experiments.WithCaller(ctx, caller), caller, nil
 }
 
 // target names what a route acts on, for the audit log.

@@ -12,6 +12,9 @@
 // problem+json: facade sentinels map to 400 (with the offending field),
 // 401, 403, 404, 409, 422 (Postgres errors, with their fields), 429, 503
 // and 504; other errors are 500 with the cause only in the server log.
+// The web UI (package agentapi/web) is served at /ui/ ("/" redirects
+// there), authenticated like /v1; its pages call the same facade.
+//
 // Each request gets an X-Request-Id, a structured log line and an
 // observation in the offshoot_http_request_duration_seconds histogram
 // (by method, route template and status).

@@ -43,7 +43,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	param := regexp.MustCompile(`:([a-z_]+)`)
 	registered := map[string]bool{}
 	for _, r := range s.e.Routes() {
-		registered[r.Method+" "+param.ReplaceAllString(r.Path, "{$1}")] = true
+		registered[r.Method+" "+strings.Replace(param.ReplaceAllString(r.Path, "{$1}"), "/*", "/{path}", 1)] = true
 	}
 	if len(registered) < 10 {
 		t.Fatalf("only %d routes registered", len(registered))

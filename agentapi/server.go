@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/offshootdb/offshoot/agentapi/web"
 	"github.com/offshootdb/offshoot/experiments"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	// key authentication as /v1, with the caller in the request context.
 	// The mcp package builds it; nil: no /mcp route.
 	MCP http.Handler
+	// Branches lists a project's branches for the web UI's branch tree.
+	// Default: the facade's branch catalog.
+	Branches web.BranchSource
 }
 
 // Server is the HTTP API. Create it with New and run it with Serve; the
@@ -62,6 +66,7 @@ type Server struct {
 	// requireKeys is set before serving and read by every request.
 	requireKeys bool
 	known       map[string]bool // registered route paths
+	ui          *web.UI
 }
 
 //go:embed openapi.json
@@ -102,6 +107,11 @@ func New(cfg Config) (*Server, error) {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RequestID(), s.observe, middleware.Recover(), s.limits)
 	s.e = e
+	ui, err := s.newUI()
+	if err != nil {
+		return nil, err
+	}
+	s.ui = ui
 	s.routes()
 	s.known = map[string]bool{}
 	for _, r := range e.Routes() {
@@ -120,6 +130,8 @@ func (s *Server) routes() {
 		return c.String(http.StatusOK, "ready\n")
 	})
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry})))
+	e.GET("/", s.serveUI)
+	e.GET("/ui/*", s.serveUI)
 	e.GET("/v1/openapi.json", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapiJSON)
 	})

@@ -224,13 +224,12 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	go func() { errc <- api.Serve(ctx, ln) }()
 
 	a.log.Info("offshoot serving", "http", "http://"+ln.Addr().String(), "proxy", px.Addr().String(), "data_dir", a.cfg.DataDir)
-	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (/v1 API, /v1/openapi.json, /mcp, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
+	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (web UI at /ui/, /v1 API, /v1/openapi.json, /mcp, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
 		version, a.cfg.DataDir, ln.Addr(), px.Addr())
 	ctxLocal := experiments.WithCaller(ctx, experiments.LocalCaller)
 	if c, err := svc.Connection(ctxLocal, experiments.ConnectionRequest{Project: defaultProject, Branch: "main", Password: true}); err == nil {
 		fmt.Fprintf(a.stdout, "  connect   psql '%s'\n", c.URI)
 	}
-	fmt.Fprintln(a.stdout, "  not yet available: experiment runs over the API, web UI")
 	if o.addrFile != "" {
 		b, _ := json.Marshal(map[string]string{"http": ln.Addr().String(), "proxy": px.Addr().String()})
 		tmp := o.addrFile + ".tmp"
