@@ -69,6 +69,9 @@ var benchSpecs = []benchSpec{
 	{bench: "Pgbench", label: "cowfs: pgbench select-only TPS, branch vs native", offshoot: "select-only-branch-tps", baseline: "select-only-native-tps", unit: "tps", ratio: "select-only-ratio", goal: atLeast(0.9)},
 	{bench: "Pgbench", label: "cowfs: pgbench -i bulk load (COPY, index, vacuum) time, branch vs native", ratio: "init-time-ratio", goal: atMost(1.5)},
 	{bench: "Fork", label: "cowfs: fork + first query vs CREATE DATABASE ... TEMPLATE", offshoot: "fork+query-s", baseline: "template-s", unit: "s", ratio: "fork/template-ratio", goal: atMost(0.05)},
+	{bench: "HNSW", label: "cowfs: HNSW index build (100k x 384), branch vs native", offshoot: "hnsw-build-branch-s", baseline: "hnsw-build-native-s", unit: "s", ratio: "hnsw-build-ratio", goal: atMost(1.3)},
+	{bench: "HNSW", label: "cowfs: HNSW search QPS (ef_search 40, 1 client), branch vs native", offshoot: "hnsw-qps-branch", baseline: "hnsw-qps-native", unit: "qps", ratio: "hnsw-qps-ratio", goal: atLeast(0.95)},
+	{bench: "Copy", label: "cowfs: COPY 1M rows, time, branch vs native", offshoot: "copy-branch-s", baseline: "copy-native-s", unit: "s", ratio: "copy-ratio", goal: atMost(1.5)},
 	// compute
 	{bench: "Wake/from=suspended", label: "compute: wake from suspended, p50, vs native start", offshoot: "wake-p50-ms", baseline: "native-p50-ms", unit: "ms", ratio: "ratio-p50", goal: atMost(1.3)},
 	{bench: "Wake/from=suspended", label: "compute: wake from suspended, p95, vs native start", offshoot: "wake-p95-ms", baseline: "native-p95-ms", unit: "ms", ratio: "ratio-p95", goal: atMost(1.3)},
