@@ -18,12 +18,17 @@ import (
 	"github.com/offshootdb/offshoot/experiments/experimentstest"
 )
 
-// bareServer serves the API without compute: runs cannot start (503),
-// everything else works.
-func bareServer(t *testing.T) string {
+// serveAPI opens an experiment service over cfg, with a fresh ControlDir
+// and a logger to the test output, and serves the HTTP API on an ephemeral
+// port until the test ends; it returns the server's base URL and the
+// service. Without
+// cfg.Connector and cfg.Branches runs cannot start (503), everything else
+// works.
+func serveAPI(t *testing.T, cfg experiments.Config) (string, *experiments.Service) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Logger: log})
+	cfg.ControlDir, cfg.Logger = t.TempDir(), log
+	svc, err := experiments.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,12 +53,12 @@ func bareServer(t *testing.T) string {
 		}
 		svc.Close()
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), svc
 }
 
 func TestRunAndScheduleCLI(t *testing.T) {
 	t.Parallel()
-	srv := bareServer(t)
+	srv, _ := serveAPI(t, experiments.Config{})
 	ctx := context.Background()
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
@@ -147,31 +152,7 @@ func TestRunBaselineGateCLI(t *testing.T) {
 	data := evalstest.Cranfield(t)
 	br := experimentstest.NewTemplateBranches(t)
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Logger: log, Connector: br, Branches: br})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- api.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		svc.Close()
-	})
-	srv := "http://" + ln.Addr().String()
+	srv, svc := serveAPI(t, experiments.Config{Connector: br, Branches: br})
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
 		return run(t, ctx, append(args, "--server", srv)...)
