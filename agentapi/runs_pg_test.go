@@ -2,74 +2,16 @@ package agentapi
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/experiments"
+	"github.com/offshootdb/offshoot/experiments/experimentstest"
 )
-
-// templateBranches is experiments.RunBranches and Connector over one
-// cluster: a branch is a database, a fork CREATE DATABASE ... TEMPLATE.
-type templateBranches struct{ c *pgtest.Cluster }
-
-func (b templateBranches) db(branch string) string {
-	if branch == "main" {
-		return "main"
-	}
-	h := sha1.Sum([]byte(branch))
-	return "b_" + hex.EncodeToString(h[:10])
-}
-
-func (b templateBranches) exec(ctx context.Context, sql string) error {
-	conn, err := pgx.Connect(ctx, b.c.ConnString)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
-
-func (b templateBranches) Resolve(_ context.Context, _ string, at experiments.BranchPoint) (experiments.BranchPoint, error) {
-	if at.Branch != "main" {
-		return at, fmt.Errorf("branch %s: %w", at.Branch, experiments.ErrNotFound)
-	}
-	return experiments.BranchPoint{Branch: "main", Seq: 1}, nil
-}
-
-func (b templateBranches) Fork(ctx context.Context, _ string, from experiments.BranchPoint, name string) (experiments.ForkInfo, error) {
-	err := b.exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", pgx.Identifier{b.db(name)}.Sanitize(), pgx.Identifier{b.db(from.Branch)}.Sanitize()))
-	return experiments.ForkInfo{Branch: name, Seq: 1}, err
-}
-
-func (b templateBranches) Discard(ctx context.Context, _, branch string) error {
-	return b.exec(ctx, "DROP DATABASE "+pgx.Identifier{b.db(branch)}.Sanitize()+" WITH (FORCE)")
-}
-
-func (b templateBranches) Conn(ctx context.Context, _, branch string, _ experiments.Access) (*pgx.Conn, func(), error) {
-	conn, err := pgx.Connect(ctx, b.c.Postmaster.ConnString("postgres", "", b.db(branch)))
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "3D000" {
-			return nil, nil, fmt.Errorf("branch %s: %w", branch, experiments.ErrNotFound)
-		}
-		return nil, nil, err
-	}
-	return conn, func() { conn.Close(context.Background()) }, nil
-}
 
 // TestRunOverHTTP starts an A/B run on Cranfield through the API, polls
 // it, and compares the variants as JSON and HTML.
@@ -77,21 +19,9 @@ func TestRunOverHTTP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres")
 	}
-	root, _ := os.Getwd()
-	for ; ; root = filepath.Dir(root) {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		if root == filepath.Dir(root) {
-			t.Fatal("go.mod not found")
-		}
-	}
-	data := filepath.Join(root, "..", "shared", "datasets", "cranfield")
-	br := templateBranches{c: pgtest.New(t, nil)}
+	data := evalstest.Cranfield(t)
+	br := experimentstest.NewTemplateBranches(t)
 	ctx := context.Background()
-	if err := br.exec(ctx, "CREATE DATABASE main"); err != nil {
-		t.Fatal(err)
-	}
 	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Connector: br, Branches: br})
 	if err != nil {
 		t.Fatal(err)

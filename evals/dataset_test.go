@@ -9,36 +9,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-// cranfieldDir locates ../shared/datasets/cranfield relative to the module
-// root (the directory holding go.mod), as CI lays it out.
-func cranfieldDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "datasets", "cranfield")
-	if _, err := os.Stat(filepath.Join(p, "corpus.jsonl")); err != nil {
-		t.Fatalf("cranfield dataset missing (want it at ../shared/datasets/cranfield from the module root): %v", err)
-	}
-	return p
-}
+	"github.com/offshootdb/offshoot/evals/evalstest"
+)
 
 func loadCranfield(t testing.TB) *Dataset {
 	t.Helper()
-	ds, err := LoadBEIR(cranfieldDir(t), "test")
+	ds, err := LoadBEIR(evalstest.Cranfield(t), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

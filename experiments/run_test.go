@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/evals"
+	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/vectors"
 )
 
@@ -149,29 +149,6 @@ func (b *pgBranches) forks(t *testing.T) []string {
 	return names
 }
 
-func cranfieldDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared", "datasets", "cranfield")
-	if _, err := os.Stat(filepath.Join(d, "corpus.jsonl")); err != nil {
-		t.Fatalf("cranfield dataset: %v", err)
-	}
-	return d
-}
-
 type runEnv struct {
 	svc *Service
 	br  *pgBranches
@@ -209,7 +186,7 @@ func newRunEnv(t *testing.T) *runEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
-	return &runEnv{svc: svc, br: br, ctx: WithCaller(ctx, LocalCaller), dir: cranfieldDir(t)}
+	return &runEnv{svc: svc, br: br, ctx: WithCaller(ctx, LocalCaller), dir: evalstest.Cranfield(t)}
 }
 
 func (e *runEnv) spec(variants ...VariantSpec) ExperimentSpec {

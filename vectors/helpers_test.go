@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/offshootdb/offshoot/evals/evalstest"
 )
 
 // cranfield is the minimal part of a BEIR collection these tests need. The
@@ -15,24 +17,6 @@ type cranfield struct {
 	docIDs, docs []string            // corpus order
 	qIDs, qs     []string            // queries order
 	rel          map[string][]string // query id → relevant doc ids (score > 0)
-}
-
-func datasetDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "datasets", "cranfield")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
 }
 
 func readJSONL(t testing.TB, path string, fn func(id, title, text string)) {
@@ -58,7 +42,7 @@ func readJSONL(t testing.TB, path string, fn func(id, title, text string)) {
 
 func loadCranfield(t testing.TB) *cranfield {
 	t.Helper()
-	dir := datasetDir(t)
+	dir := evalstest.Cranfield(t)
 	c := &cranfield{rel: map[string][]string{}}
 	readJSONL(t, filepath.Join(dir, "corpus.jsonl"), func(id, title, text string) {
 		c.docIDs = append(c.docIDs, id)

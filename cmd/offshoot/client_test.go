@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/offshootdb/offshoot/agentapi"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/experiments"
 )
@@ -36,34 +33,9 @@ func apiServer(t *testing.T) string {
 	if _, err := conn.Exec(ctx, "CREATE EXTENSION vector"); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Logger: log,
+	srv, _ := serveAPI(t, experiments.Config{
 		Connector: experiments.StaticConnector{"main/main": c.ConnString, "main/feature/x": feat}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- api.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		svc.Close()
-	})
-	return "http://" + ln.Addr().String()
+	return srv
 }
 
 func TestQueryAndDiffCLI(t *testing.T) {

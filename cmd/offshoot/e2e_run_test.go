@@ -3,11 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/offshootdb/offshoot/evals/evalstest"
 )
 
 // TestE2EExperimentRun runs an A/B experiment on Cranfield through the real
@@ -16,14 +16,7 @@ import (
 // pinned by a snapshot so it can be forked again at the same point.
 func TestE2EExperimentRun(t *testing.T) {
 	s := newE2EServer(t)
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cranfield := filepath.Join(wd, "..", "..", "..", "shared", "datasets", "cranfield")
-	if _, err := os.Stat(filepath.Join(cranfield, "corpus.jsonl")); err != nil {
-		t.Fatalf("dataset: %v", err)
-	}
+	cranfield := evalstest.Cranfield(t)
 	// A table on main that every fork must see and no run may change.
 	s.exec("main", "CREATE TABLE items (id int PRIMARY KEY)", "INSERT INTO items VALUES (1), (2)")
 	spec := fmt.Sprintf(`{"name": "ab", "project": "main", "base": {"branch": "main"},

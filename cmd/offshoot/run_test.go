@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -14,19 +12,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/offshootdb/offshoot/agentapi"
-	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/experiments"
+	"github.com/offshootdb/offshoot/experiments/experimentstest"
 )
 
-// bareServer serves the API without compute: runs cannot start (503),
-// everything else works.
-func bareServer(t *testing.T) string {
+// serveAPI opens an experiment service over cfg, with a fresh ControlDir
+// and a logger to the test output, and serves the HTTP API on an ephemeral
+// port until the test ends; it returns the server's base URL and the
+// service. Without
+// cfg.Connector and cfg.Branches runs cannot start (503), everything else
+// works.
+func serveAPI(t *testing.T, cfg experiments.Config) (string, *experiments.Service) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Logger: log})
+	cfg.ControlDir, cfg.Logger = t.TempDir(), log
+	svc, err := experiments.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,12 +53,12 @@ func bareServer(t *testing.T) string {
 		}
 		svc.Close()
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), svc
 }
 
 func TestRunAndScheduleCLI(t *testing.T) {
 	t.Parallel()
-	srv := bareServer(t)
+	srv, _ := serveAPI(t, experiments.Config{})
 	ctx := context.Background()
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
@@ -140,49 +142,6 @@ func TestSweepSVG(t *testing.T) {
 	}
 }
 
-// templateBranches is experiments.RunBranches and Connector over one
-// cluster: a branch is a database, a fork CREATE DATABASE ... TEMPLATE.
-type templateBranches struct{ c *pgtest.Cluster }
-
-func (b templateBranches) db(branch string) string {
-	if branch == "main" {
-		return "main"
-	}
-	h := sha1.Sum([]byte(branch))
-	return "b_" + hex.EncodeToString(h[:10])
-}
-
-func (b templateBranches) exec(ctx context.Context, sql string) error {
-	conn, err := pgx.Connect(ctx, b.c.ConnString)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
-
-func (b templateBranches) Resolve(_ context.Context, _ string, at experiments.BranchPoint) (experiments.BranchPoint, error) {
-	return experiments.BranchPoint{Branch: at.Branch, Seq: 1}, nil
-}
-
-func (b templateBranches) Fork(ctx context.Context, _ string, from experiments.BranchPoint, name string) (experiments.ForkInfo, error) {
-	err := b.exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", pgx.Identifier{b.db(name)}.Sanitize(), pgx.Identifier{b.db(from.Branch)}.Sanitize()))
-	return experiments.ForkInfo{Branch: name, Seq: 1}, err
-}
-
-func (b templateBranches) Discard(ctx context.Context, _, branch string) error {
-	return b.exec(ctx, "DROP DATABASE "+pgx.Identifier{b.db(branch)}.Sanitize()+" WITH (FORCE)")
-}
-
-func (b templateBranches) Conn(ctx context.Context, _, branch string, _ experiments.Access) (*pgx.Conn, func(), error) {
-	conn, err := pgx.Connect(ctx, b.c.Postmaster.ConnString("postgres", "", b.db(branch)))
-	if err != nil {
-		return nil, nil, err
-	}
-	return conn, func() { conn.Close(context.Background()) }, nil
-}
-
 // TestRunBaselineGateCLI runs Cranfield through the CLI and server: a
 // rerun passes the --baseline gate, a worse embedder fails it.
 func TestRunBaselineGateCLI(t *testing.T) {
@@ -190,45 +149,10 @@ func TestRunBaselineGateCLI(t *testing.T) {
 		t.Skip("needs Postgres")
 	}
 	t.Parallel()
-	root, _ := os.Getwd()
-	for ; ; root = filepath.Dir(root) {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		if root == filepath.Dir(root) {
-			t.Fatal("go.mod not found")
-		}
-	}
-	br := templateBranches{c: pgtest.New(t, nil)}
+	data := evalstest.Cranfield(t)
+	br := experimentstest.NewTemplateBranches(t)
 	ctx := context.Background()
-	if err := br.exec(ctx, "CREATE DATABASE main"); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Logger: log, Connector: br, Branches: br})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- api.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		svc.Close()
-	})
-	srv := "http://" + ln.Addr().String()
+	srv, svc := serveAPI(t, experiments.Config{Connector: br, Branches: br})
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
 		return run(t, ctx, append(args, "--server", srv)...)
@@ -237,7 +161,7 @@ func TestRunBaselineGateCLI(t *testing.T) {
 	specFor := func(embedder string) string {
 		p := filepath.Join(dir, strings.NewReplacer("?", "_", "=", "_").Replace(embedder)+".yaml")
 		body := fmt.Sprintf("name: gate\nproject: p\nbase: {branch: main}\ndataset: {beir: %s}\nmetrics: [ndcg_cut.10]\nvariants:\n  - {name: v, embedder: %q}\n",
-			filepath.Join(root, "..", "shared", "datasets", "cranfield"), embedder)
+			data, embedder)
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
