@@ -118,9 +118,17 @@ type tick struct {
 
 const reserve = 1 << 16
 
+// pebbleComparer orders keys bytewise and splits versioned keys into
+// (prefix, seq) for prefix bloom filters and pebble's columnar blocks.
+// Separator and Successor return their first key unchanged: pebble requires
+// every key it synthesizes for index blocks to be valid under Split, and
+// the default shortening cuts keys mid-field (pebble's invariant checks,
+// on under -race, catch that as a Compare/Split mismatch).
 var pebbleComparer = func() *pebble.Comparer {
 	c := *pebble.DefaultComparer
 	c.Split = enc.Split
+	c.Separator = func(dst, a, _ []byte) []byte { return append(dst, a...) }
+	c.Successor = func(dst, a []byte) []byte { return append(dst, a...) }
 	c.Name = "offshoot.storage.v1"
 	return &c
 }()

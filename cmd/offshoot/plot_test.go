@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/offshootdb/offshoot/experiments"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,7 @@ import (
 // TestUI on real runs).
 func TestPlotCLI(t *testing.T) {
 	t.Parallel()
-	srv := bareServer(t)
+	srv, _ := serveAPI(t, experiments.Config{})
 	ctx := context.Background()
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
