@@ -2,6 +2,7 @@ package agentapi
 
 import (
 	"encoding/json"
+	"net/http"
 	"regexp"
 	"sort"
 	"strings"
@@ -17,7 +18,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Service: svc})
+	// With MCP set, so that /mcp is registered and must be documented.
+	s, err := New(Config{Service: svc, MCP: http.NotFoundHandler()})
 	if err != nil {
 		t.Fatal(err)
 	}

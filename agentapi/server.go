@@ -46,7 +46,7 @@ type Config struct {
 	// before any key exists. By default a key is required once a live key
 	// exists or when the listener is not a loopback address.
 	RequireKeys bool
-	// MCP, when set, is served at /mcp (every method) behind the same API
+	// MCP, when set, is served at /mcp (GET, POST, DELETE) behind the same API
 	// key authentication as /v1, with the caller in the request context.
 	// The mcp package builds it; nil: no /mcp route.
 	MCP http.Handler
@@ -144,7 +144,7 @@ func (s *Server) routes() {
 	s.branchRoutes()
 	s.runRoutes()
 	if s.cfg.MCP != nil {
-		e.Any("/mcp", echo.WrapHandler(s.cfg.MCP), s.auth("mcp"))
+		e.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", echo.WrapHandler(s.cfg.MCP), s.auth("mcp"))
 	}
 }
 

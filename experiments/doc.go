@@ -48,6 +48,25 @@
 // rows added, removed and changed, found by merging both sides' key-ordered
 // streams of (key, 64-bit hash of the row's text).
 //
+// # Inspecting, explaining, migrating and searching
+//
+// These serve agents (the MCP tools) as much as people. ListTables and
+// DescribeTable read a branch's catalog in READ ONLY queries (read
+// scope): relations with estimated rows and sizes; one table's columns,
+// constraints and indexes (an unknown table is ErrNotFound). Explain runs
+// EXPLAIN (ANALYZE, BUFFERS) of one statement on a throwaway fork
+// "explain/<random>" and discards it, so even a DELETE leaves the branch
+// untouched (write scope for the fork, read on the branch). The
+// fork-first migration pattern is PrepareMigration, which forks the
+// branch, runs the migration SQL on the fork in one transaction and
+// records the resulting schema diff and duration under an id, and
+// CompleteMigration, which runs the same SQL on the branch in one
+// transaction and then discards the fork (ErrConflict once completed; a
+// failure changes nothing and keeps the fork). VectorSearch returns the k
+// rows nearest to a query vector by a pgvector column (l2, cosine or
+// inner product, optional equality filters) in a READ ONLY transaction,
+// using a matching HNSW or IVFFlat index when there is one.
+//
 // # Experiment runs
 //
 // An ExperimentSpec (YAML or JSON, ParseSpec; errors are *FieldError
@@ -65,6 +84,9 @@
 // database; forks are discarded unless KeepBranches. At most
 // Spec.Concurrency groups run at once; a failing variant is recorded with
 // its phase and cause and the others go on; CancelRun and Close cancel.
+// GetRun returns a run's record with its status, each variant's phase and
+// metrics (read scope), ListRuns the runs a caller may read newest first
+// without per-query results, and WaitRun polls until a run is done.
 // Offline embedders with exact search give identical numbers on rerun
 // (pgvector's HNSW and IVFFlat builds are randomized, so ANN variants may
 // differ slightly). CompareRuns runs evals.Compare over two recorded

@@ -213,7 +213,105 @@ func branchFlow(t *testing.T, c *client.Client) {
 func TestBinaryInProcess(t *testing.T) {
 	t.Parallel()
 	dir := pgtest.Dir(t)
-	branchFlow(t, spawnMCP(t, dir))
+	c := spawnMCP(t, dir)
+	branchFlow(t, c)
+	runFlow(t, c)
+}
+
+// cranfield is the Cranfield collection in BEIR layout, found next to
+// the module root as CI has it (../shared/datasets/cranfield).
+func cranfield(t *testing.T) string {
+	t.Helper()
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ; ; root = filepath.Dir(root) {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		if root == filepath.Dir(root) {
+			t.Fatal("go.mod not found")
+		}
+	}
+	dir := filepath.Join(root, "..", "shared", "datasets", "cranfield")
+	if _, err := os.Stat(filepath.Join(dir, "corpus.jsonl")); err != nil {
+		t.Fatalf("cranfield dataset: %v", err)
+	}
+	return dir
+}
+
+// runFlow is an experiment run on real forks through the tools: start an
+// A/B run on Cranfield, poll get_experiment_run until it is done, list it,
+// compare the two variants, and see that a finished run cannot be
+// cancelled and that its forks are gone.
+func runFlow(t *testing.T, c *client.Client) {
+	spec := map[string]any{"name": "ab", "base": map[string]any{"branch": "main"},
+		"dataset": map[string]any{"beir": cranfield(t)}, "metrics": []string{"ndcg_cut.10", "recall.100"}, "concurrency": 2,
+		"variants": []any{map[string]any{"name": "bow", "embedder": "hash-bow?dims=64"}, map[string]any{"name": "rp", "embedder": "hash-rp?dims=64"}}}
+	var started struct {
+		ID       string   `json:"id"`
+		Status   string   `json:"status"`
+		Variants []string `json:"variants"`
+	}
+	text := ok(t, c, "start_experiment_run", map[string]any{"spec": spec}, &started)
+	if started.ID == "" || started.Status != "queued" || len(started.Variants) != 2 || !strings.Contains(text, "get_experiment_run") {
+		t.Fatalf("start: %+v\n%s", started, text)
+	}
+	var run struct {
+		Status   experiments.RunStatus `json:"status"`
+		Error    string                `json:"error"`
+		Project  string                `json:"project"`
+		Queries  int                   `json:"queries"`
+		Variants []struct {
+			Name    string                `json:"name"`
+			Status  experiments.RunStatus `json:"status"`
+			Phase   string                `json:"phase"`
+			Branch  string                `json:"branch"`
+			Metrics map[string]float64    `json:"metrics"`
+		} `json:"variants"`
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		text = ok(t, c, "get_experiment_run", map[string]any{"id": started.ID}, &run)
+		if run.Status != experiments.StatusQueued && run.Status != experiments.StatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run not done after 5 minutes:\n%s", text)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if run.Status != experiments.StatusSucceeded || run.Project != "main" || run.Queries != 225 || len(run.Variants) != 2 {
+		t.Fatalf("run %s %q:\n%s", run.Status, run.Error, text)
+	}
+	for _, v := range run.Variants {
+		if v.Status != experiments.StatusSucceeded || v.Metrics["ndcg_cut_10"] <= 0 || !strings.Contains(text, v.Name+": succeeded ndcg_cut_10=") {
+			t.Errorf("variant %+v\n%s", v, text)
+		}
+		toolErr(t, c, "describe_branch", map[string]any{"branch": v.Branch}, "not found")
+	}
+	var list struct {
+		Runs []struct {
+			ID string `json:"id"`
+		} `json:"runs"`
+	}
+	ok(t, c, "list_experiment_runs", map[string]any{"experiment": "ab"}, &list)
+	if len(list.Runs) != 1 || list.Runs[0].ID != started.ID {
+		t.Errorf("list: %+v", list.Runs)
+	}
+	var cmp experiments.RunComparison
+	text = ok(t, c, "compare_experiment_runs", map[string]any{"a": started.ID + ":bow", "b": started.ID + ":rp", "metric": "ndcg_cut_10"}, &cmp)
+	switch {
+	case cmp.Verdict == "" || cmp.Comparison == nil || cmp.Comparison.Queries != 225 || len(cmp.Comparison.Measures) != 2:
+		t.Errorf("compare: %+v", cmp)
+	case len(cmp.Comparison.PerQuery) != 0 || len(cmp.Regressed) == 0:
+		t.Errorf("compare not compact: %d per-query rows, %d regressed", len(cmp.Comparison.PerQuery), len(cmp.Regressed))
+	case !strings.Contains(text, cmp.Verdict) || !strings.Contains(text, "p=") || !strings.Contains(text, "most regressed queries"):
+		t.Errorf("compare text:\n%s", text)
+	}
+	toolErr(t, c, "compare_experiment_runs", map[string]any{"a": started.ID, "b": started.ID + ":rp"}, "2 succeeded variants", ":VARIANT")
+	toolErr(t, c, "cancel_experiment_run", map[string]any{"id": started.ID}, "succeeded", "conflict")
 }
 
 // TestBinaryForward spawns `offshoot serve`, then `offshoot mcp` on the

@@ -12,7 +12,13 @@
 // fork), list_tables, describe_table, diff_branches,
 // get_connection_string, create_snapshot, list_snapshots,
 // restore_snapshot, vector_search, and prepare_migration / complete_migration (try the
-// DDL on a fork, then apply it to the parent). Every tool sets all four annotations (readOnlyHint,
+// DDL on a fork, then apply it to the parent). Experiment runs:
+// start_experiment_run (a spec as a JSON object; one fork per variant,
+// returns the run id at once), get_experiment_run and list_experiment_runs
+// (status, phase and headline metrics, without per-query rankings),
+// cancel_experiment_run, and compare_experiment_runs (A and B as RUN or
+// RUN:VARIANT; verdict, per-measure delta, CI and p, the most regressed
+// queries). Every tool sets all four annotations (readOnlyHint,
 // destructiveHint, idempotentHint, openWorldHint); destructive ones say
 // CHANGES DATA or DELETES in their description. Results carry the facade's
 // JSON as structured content plus a compact text rendering (row and cell

@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,6 +45,64 @@ func TestToolContract(t *testing.T) {
 		}
 		if tl.access != readTool && a.ReadOnlyHint != nil && *a.ReadOnlyHint {
 			t.Errorf("%s: write tool marked read-only", name)
+		}
+	}
+}
+
+// TestReadOnlyListing guards what a read-only key sees: no tool that
+// changes data (experiment runs included), every read tool, and the
+// read-only variant of run_sql; a write key sees every tool.
+func TestReadOnlyListing(t *testing.T) {
+	svc, err := experiments.New(experiments.Config{ControlDir: filepath.Join(t.TempDir(), "control")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Service: svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := func() *mcpgo.ListToolsResult {
+		res := &mcpgo.ListToolsResult{}
+		for _, tl := range s.tools {
+			res.Tools = append(res.Tools, tl.def)
+		}
+		return res
+	}
+	listed := func(c experiments.Caller) map[string]mcpgo.Tool {
+		res := all()
+		s.filterListed(experiments.WithCaller(context.Background(), c), nil, nil, res)
+		m := map[string]mcpgo.Tool{}
+		for _, d := range res.Tools {
+			m[d.Name] = d
+		}
+		return m
+	}
+	ro := listed(experiments.Caller{KeyID: "ro", Scopes: []experiments.Scope{{Role: experiments.RoleRead, Project: "*"}}})
+	for _, name := range []string{"start_experiment_run", "cancel_experiment_run", "fork_branch", "discard_branch", "run_sql_transaction", "prepare_migration"} {
+		if _, ok := ro[name]; ok {
+			t.Errorf("read-only key sees %s", name)
+		}
+	}
+	for _, name := range []string{"get_experiment_run", "list_experiment_runs", "compare_experiment_runs", "list_branches", "run_sql"} {
+		if _, ok := ro[name]; !ok {
+			t.Errorf("read-only key does not see %s", name)
+		}
+	}
+	if d := ro["run_sql"]; d.Annotations.ReadOnlyHint == nil || !*d.Annotations.ReadOnlyHint {
+		t.Errorf("read-only key sees the writing run_sql: %+v", d.Annotations)
+	}
+	for name, tl := range s.tools {
+		if _, ok := ro[name]; ok != (tl.access != writeTool) {
+			t.Errorf("%s (access %d): listed for a read-only key: %t", name, tl.access, ok)
+		}
+	}
+	rw := listed(experiments.Caller{KeyID: "rw", Scopes: []experiments.Scope{{Role: experiments.RoleWrite, Project: "*"}}})
+	if len(rw) != len(s.tools) {
+		t.Errorf("write key sees %d of %d tools", len(rw), len(s.tools))
+	}
+	for _, name := range []string{"start_experiment_run", "get_experiment_run", "list_experiment_runs", "cancel_experiment_run", "compare_experiment_runs"} {
+		if _, ok := rw[name]; !ok {
+			t.Errorf("write key does not see %s", name)
 		}
 	}
 }

@@ -44,7 +44,7 @@ func branchArg(desc string) mcpgo.ToolOption {
 
 // toolTable lists every tool (tools/list sorts them by name).
 func (s *Server) toolTable() []*tool {
-	return append(s.branchTools(),
+	return append(append(s.branchTools(), s.runTools()...),
 		s.runSQLTool(),
 		s.runSQLTransactionTool(),
 		s.diffBranchesTool(),

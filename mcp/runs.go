@@ -1,0 +1,326 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/offshootdb/offshoot/experiments"
+)
+
+// runsNotFound is the next step after an unknown run or variant.
+const runsNotFound = "list_experiment_runs shows the runs, get_experiment_run a run's variants"
+
+// defaultToolRuns is list_experiment_runs' limit when the agent gives none.
+const defaultToolRuns = 20
+
+func runIDArg(desc string) mcpgo.ToolOption {
+	return mcpgo.WithString("id", mcpgo.Required(), mcpgo.Description(desc))
+}
+
+// runTools are the experiment-run tools: thin adapters over StartRun,
+// GetRun, ListRuns, CancelRun and CompareRuns.
+func (s *Server) runTools() []*tool {
+	return []*tool{s.startRunTool(), s.getRunTool(), s.listRunsTool(), s.cancelRunTool(), s.compareRunsTool()}
+}
+
+func (s *Server) startRunTool() *tool {
+	def := mcpgo.NewTool("start_experiment_run",
+		mcpgo.WithDescription("Start an experiment run that compares retrieval variants (embedder, chunking, distance, ANN index, search parameters) on a test collection with relevance judgments. "+
+			"The run pins the base branch, then forks ONE BRANCH PER VARIANT (copy-on-write, instant) and on each fork embeds the corpus, loads it into a table, builds the index and runs every query, scoring with trec_eval measures; the forks are discarded afterwards unless keep_branches is set, so the base branch is never changed. "+
+			"Cost: runs in the background for seconds to many minutes (embedding and index builds dominate; a sweep multiplies the variants) and uses each fork's compute and storage while it runs. "+
+			"Returns at once with the run id and status queued; poll get_experiment_run until the status is succeeded, partial, failed or cancelled, then compare_experiment_runs. Needs write scope on the project."),
+		annotations(false, false, false),
+		mcpgo.WithObject("spec", mcpgo.Required(), mcpgo.Description(
+			"The experiment spec as a JSON object: {\"name\": \"ab\" (lowercase, digits, - _), \"project\" (default the server's default project), "+
+				"\"base\": {\"branch\": \"main\"} (or with \"snapshot\"), \"dataset\": {\"beir\": \"/path/to/beir/dir\", \"split\": \"test\"} (or corpus_sql, queries_sql, qrels_sql run on the base), "+
+				"\"variants\": [{\"name\": \"bow\", \"embedder\": \"hash-bow?dims=256\", \"distance\": \"cosine\", \"index\": {\"type\": \"hnsw\", \"m\": 16}, \"search\": {\"ef_search\": 40}, \"chunking\": {\"size\": 800}, \"sweep\": {\"ef_search\": [20, 40]}}], "+
+				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1}. Unknown fields are refused.")),
+	)
+	return newTool(def, writeTool, "list_branches and list_snapshots show what the spec's base can name", func(ctx context.Context, c call, a struct {
+		Spec json.RawMessage `json:"spec"`
+	}) (any, string, error) {
+		spec, err := decodeRunSpec(a.Spec, c.project)
+		if err != nil {
+			return nil, "", err
+		}
+		run, err := s.svc.StartRun(ctx, *spec)
+		if err != nil {
+			return nil, "", err
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "run %s of experiment %s started (%s): %d variant(s), one fork each off %s\n", run.ID, run.Experiment, run.Status, len(run.Variants), run.Spec.Base.Branch)
+		fmt.Fprintf(&b, "next: get_experiment_run with id %q until it is done, then compare_experiment_runs\n", run.ID)
+		return map[string]any{"id": run.ID, "experiment": run.Experiment, "project": run.Project, "status": run.Status, "variants": variantNames(run)}, b.String(), nil
+	})
+}
+
+// decodeRunSpec decodes the spec argument strictly (DecodeSpec), taking
+// the default project when the spec names none, and names fields as
+// "spec.<path>".
+func decodeRunSpec(raw json.RawMessage, defaultProject string) (*experiments.ExperimentSpec, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, &experiments.FieldError{Field: "spec", Reason: "want a JSON object with name, base, dataset and variants"}
+	}
+	if _, ok := m["project"]; !ok {
+		p, _ := json.Marshal(defaultProject)
+		m["project"] = p
+	}
+	j, err := json.Marshal(m)
+	if err != nil {
+		return nil, &experiments.FieldError{Field: "spec", Reason: err.Error()}
+	}
+	spec, err := experiments.DecodeSpec(j)
+	var fe *experiments.FieldError
+	if errors.As(err, &fe) {
+		return nil, &experiments.FieldError{Field: "spec." + fe.Field, Reason: fe.Reason}
+	}
+	return spec, err
+}
+
+func variantNames(r *experiments.Run) []string {
+	out := make([]string, len(r.Variants))
+	for i, v := range r.Variants {
+		out[i] = v.Name
+	}
+	return out
+}
+
+// runSummary is a run without per-query results: what a model needs to
+// follow a run and pick variants to compare.
+type runSummary struct {
+	ID         string                  `json:"id"`
+	Experiment string                  `json:"experiment"`
+	Project    string                  `json:"project"`
+	Status     experiments.RunStatus   `json:"status"`
+	Error      string                  `json:"error,omitempty"`
+	Base       experiments.BranchPoint `json:"base"`
+	ScheduleID string                  `json:"schedule_id,omitempty"`
+	CreatedAt  string                  `json:"created_at"`
+	FinishedAt string                  `json:"finished_at,omitempty"`
+	Docs       int                     `json:"docs"`
+	Queries    int                     `json:"queries"`
+	Judged     int                     `json:"judged_queries"`
+	Variants   []variantSummary        `json:"variants"`
+	Verdict    *experiments.Verdict    `json:"verdict,omitempty"`
+}
+
+// variantSummary is one variant's state and headline numbers.
+type variantSummary struct {
+	Name         string                `json:"name"`
+	Status       experiments.RunStatus `json:"status"`
+	Phase        string                `json:"phase,omitempty"`
+	Error        string                `json:"error,omitempty"`
+	Branch       string                `json:"branch,omitempty"`
+	Kept         bool                  `json:"kept"`
+	Metrics      map[string]float64    `json:"metrics,omitempty"`
+	ANNRecall    *float64              `json:"ann_recall,omitempty"`
+	LatencyP50MS float64               `json:"latency_p50_ms"`
+	IndexBytes   int64                 `json:"index_bytes"`
+	TimingsMS    experiments.Timings   `json:"timings_ms"`
+}
+
+func summarize(r *experiments.Run) runSummary {
+	out := runSummary{ID: r.ID, Experiment: r.Experiment, Project: r.Project, Status: r.Status, Error: r.Error, Base: r.Base,
+		ScheduleID: r.ScheduleID, CreatedAt: r.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"), Docs: r.Docs, Queries: r.Queries, Judged: r.Judged,
+		Verdict: r.Verdict, Variants: make([]variantSummary, len(r.Variants))}
+	if r.FinishedAt != nil {
+		out.FinishedAt = r.FinishedAt.UTC().Format("2006-01-02T15:04:05Z")
+	}
+	for i, v := range r.Variants {
+		out.Variants[i] = variantSummary{Name: v.Name, Status: v.Status, Phase: v.Phase, Error: v.Error, Branch: v.Branch, Kept: v.Kept,
+			Metrics: v.Metrics, ANNRecall: v.ANNRecall, LatencyP50MS: float64(v.Latency.P50.Microseconds()) / 1000, IndexBytes: v.IndexBytes, TimingsMS: v.Timings}
+	}
+	return out
+}
+
+// renderRun is the compact text form of a run: one line for the run, one
+// per variant with its status or phase and its metrics.
+func renderRun(r runSummary) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "run %s (experiment %s, project %s): %s", r.ID, r.Experiment, r.Project, r.Status)
+	if r.Error != "" {
+		fmt.Fprintf(&b, ": %s", clipText(oneLine(r.Error), textCell))
+	}
+	if r.Queries > 0 {
+		fmt.Fprintf(&b, "; %d docs, %d queries (%d judged)", r.Docs, r.Queries, r.Judged)
+	}
+	b.WriteString("\n")
+	for _, v := range r.Variants {
+		fmt.Fprintf(&b, "  %s: %s", v.Name, v.Status)
+		if v.Phase != "" {
+			fmt.Fprintf(&b, " (phase %s)", v.Phase)
+		}
+		if v.Error != "" {
+			fmt.Fprintf(&b, ": %s", clipText(oneLine(v.Error), textCell))
+		}
+		if len(v.Metrics) > 0 {
+			names := make([]string, 0, len(v.Metrics))
+			for m := range v.Metrics {
+				names = append(names, m)
+			}
+			sort.Strings(names)
+			for _, m := range names {
+				fmt.Fprintf(&b, " %s=%.4f", m, v.Metrics[m])
+			}
+			fmt.Fprintf(&b, " p50=%.2fms", v.LatencyP50MS)
+		}
+		if v.ANNRecall != nil {
+			fmt.Fprintf(&b, " ann_recall=%.3f", *v.ANNRecall)
+		}
+		b.WriteString("\n")
+	}
+	if r.Verdict != nil {
+		fmt.Fprintf(&b, "verdict against baseline %s on %s: regression=%t\n", r.Verdict.Baseline, r.Verdict.Metric, r.Verdict.Regression)
+	}
+	return b.String()
+}
+
+func (s *Server) getRunTool() *tool {
+	def := mcpgo.NewTool("get_experiment_run",
+		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size. "+
+			"Use it to follow a run started with start_experiment_run (poll every few seconds until the status is no longer queued or running) and to pick variants for compare_experiment_runs. "+
+			"Cheap: reads the run's record. Per-query rankings are left out; compare_experiment_runs shows the queries that changed."),
+		annotations(true, false, true),
+		runIDArg("Run id, as start_experiment_run or list_experiment_runs returned it."),
+	)
+	return newTool(def, readTool, runsNotFound, func(ctx context.Context, _ call, a struct {
+		ID string `json:"id"`
+	}) (any, string, error) {
+		if a.ID == "" {
+			return nil, "", &experiments.FieldError{Field: "id", Reason: "is required: a run id"}
+		}
+		r, err := s.svc.GetRun(ctx, a.ID)
+		if err != nil {
+			return nil, "", err
+		}
+		sum := summarize(r)
+		return sum, renderRun(sum), nil
+	})
+}
+
+func (s *Server) listRunsTool() *tool {
+	def := mcpgo.NewTool("list_experiment_runs",
+		mcpgo.WithDescription("List experiment runs newest first, with status and per-variant headline metrics, optionally only one project's, one experiment's or one schedule's. "+
+			"Use it to find a run id (for get_experiment_run or compare_experiment_runs) or the previous run of an experiment to compare against. Cheap: reads run records only."),
+		annotations(true, false, true),
+		mcpgo.WithString("project", mcpgo.Description("Only runs of this project. Default: every project this key can read.")),
+		mcpgo.WithString("experiment", mcpgo.Description("Only runs of the experiment with this name (the spec's name).")),
+		mcpgo.WithString("schedule_id", mcpgo.Description("Only runs started by this schedule.")),
+		mcpgo.WithNumber("limit", mcpgo.Description(fmt.Sprintf("Most runs returned. Default %d, at most 1000.", defaultToolRuns)), mcpgo.Min(1), mcpgo.Max(1000)),
+	)
+	return newTool(def, readTool, "", func(ctx context.Context, _ call, a struct {
+		Project    string `json:"project"`
+		Experiment string `json:"experiment"`
+		ScheduleID string `json:"schedule_id"`
+		Limit      int    `json:"limit"`
+	}) (any, string, error) {
+		if a.Limit < 0 || a.Limit > 1000 {
+			return nil, "", &experiments.FieldError{Field: "limit", Reason: "want 1 to 1000"}
+		}
+		if a.Limit == 0 {
+			a.Limit = defaultToolRuns
+		}
+		runs, err := s.svc.ListRuns(ctx, experiments.RunFilter{Project: a.Project, Experiment: a.Experiment, ScheduleID: a.ScheduleID, Limit: a.Limit})
+		if err != nil {
+			return nil, "", err
+		}
+		out := make([]runSummary, len(runs))
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d run(s)\n", len(runs))
+		for i := range runs {
+			out[i] = summarize(&runs[i])
+			b.WriteString(renderRun(out[i]))
+		}
+		return map[string]any{"runs": out}, b.String(), nil
+	})
+}
+
+func (s *Server) cancelRunTool() *tool {
+	def := mcpgo.NewTool("cancel_experiment_run",
+		mcpgo.WithDescription("Cancel a queued or running experiment run: variants in flight stop and their forks are discarded; variants already finished keep their results. "+
+			"Use it when a run was started with a wrong spec or takes too long. Cancelling a finished run is refused (conflict). Needs write scope. "+
+			"Returns at once; get_experiment_run shows the status cancelled once the variants have stopped."),
+		annotations(false, false, true),
+		runIDArg("Id of the run to cancel."),
+	)
+	return newTool(def, writeTool, runsNotFound, func(ctx context.Context, _ call, a struct {
+		ID string `json:"id"`
+	}) (any, string, error) {
+		if a.ID == "" {
+			return nil, "", &experiments.FieldError{Field: "id", Reason: "is required: a run id"}
+		}
+		if err := s.svc.CancelRun(ctx, a.ID); err != nil {
+			return nil, "", err
+		}
+		return map[string]any{"id": a.ID, "cancelled": true}, fmt.Sprintf("run %s cancelling; get_experiment_run shows when it has stopped\n", a.ID), nil
+	})
+}
+
+func (s *Server) compareRunsTool() *tool {
+	def := mcpgo.NewTool("compare_experiment_runs",
+		mcpgo.WithDescription("Compare two finished variants, B against A, over the queries both evaluated: per measure the means, delta, bootstrap confidence interval, randomization-test p-value and significance; a verdict (better, worse or no significant difference) on the primary measure; "+
+			"the queries that regressed most with the documents that entered and left their top-k; and cost deltas (latency, index build time and size, embedding time). "+
+			"Use it after get_experiment_run reports succeeded (or partial), to decide whether a change helps. Cheap: computed from stored results (a few thousand resamples). "+
+			"The full per-query list is left out; the regressed queries are the worst ones."),
+		annotations(true, false, true),
+		mcpgo.WithString("a", mcpgo.Required(), mcpgo.Description("The baseline: \"RUN:VARIANT\" (e.g. \"20261127T151500-ab12cd:bow\"), or \"RUN\" when the run has exactly one succeeded variant.")),
+		mcpgo.WithString("b", mcpgo.Required(), mcpgo.Description("The candidate compared against a, same form; it may be another variant of the same run or of another run on the same collection.")),
+		mcpgo.WithString("metric", mcpgo.Description("Primary measure for the verdict and regressed queries, as stored (e.g. \"ndcg_cut_10\", \"recall_100\"). Default the first measure of the run.")),
+		mcpgo.WithNumber("alpha", mcpgo.Description("Significance level. Default 0.05."), mcpgo.Min(0), mcpgo.Max(1)),
+		mcpgo.WithNumber("regressed", mcpgo.Description("How many most-regressed queries to list. Default 10."), mcpgo.Min(0), mcpgo.Max(1000)),
+	)
+	return newTool(def, readTool, runsNotFound, func(ctx context.Context, _ call, a struct {
+		A         string  `json:"a"`
+		B         string  `json:"b"`
+		Metric    string  `json:"metric"`
+		Alpha     float64 `json:"alpha"`
+		Regressed int     `json:"regressed"`
+	}) (any, string, error) {
+		cmp, err := s.svc.CompareRuns(ctx, experiments.CompareRequest{A: a.A, B: a.B, Metric: a.Metric, Alpha: a.Alpha, Regressed: a.Regressed})
+		if err != nil {
+			return nil, "", err
+		}
+		if cmp.Comparison != nil {
+			c := *cmp.Comparison
+			c.PerQuery = nil
+			cmp.Comparison = &c
+		}
+		return cmp, renderComparison(cmp), nil
+	})
+}
+
+// renderComparison is the compact text form of a comparison.
+func renderComparison(c *experiments.RunComparison) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s vs %s: %s", c.B, c.A, c.Verdict)
+	if cc := c.Comparison; cc != nil {
+		fmt.Fprintf(&b, " on %s (%d paired queries, alpha %g)\n", cc.Primary, cc.Queries, cc.Alpha)
+		for _, m := range cc.Measures {
+			sig := ""
+			if m.Significant {
+				sig = " significant"
+			}
+			fmt.Fprintf(&b, "  %s: %.4f -> %.4f, delta %+.4f, CI [%+.4f, %+.4f], p=%.4f%s, wins/ties/losses %d/%d/%d\n",
+				m.Measure, m.MeanA, m.MeanB, m.Delta, m.CILow, m.CIHigh, m.P, sig, m.Wins, m.Ties, m.Losses)
+		}
+	} else {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "cost (b - a): latency p50 %+d us, qps %+.1f, index build %+.1f ms, index %+d bytes, embed %+.1f ms\n",
+		c.LatencyP50DeltaUS, c.QPSDelta, c.IndexBuildDeltaMS, c.IndexBytesDelta, c.EmbedDeltaMS)
+	if len(c.Regressed) > 0 {
+		b.WriteString("most regressed queries:\n")
+	}
+	for _, q := range c.Regressed {
+		fmt.Fprintf(&b, "  query %s: %.4f -> %.4f (%+.4f), top-k overlap %.2f, entered %s, left %s\n",
+			q.Query, q.A, q.B, q.Delta, q.Overlap, clipText(strings.Join(q.Entered, ","), textCell), clipText(strings.Join(q.Left, ","), textCell))
+	}
+	return b.String()
+}
