@@ -187,7 +187,7 @@ func (r *accountRows) Err() error { return nil }
 // BenchmarkCopy: bulk load pgbench_accounts-like rows with binary COPY
 // (pgx CopyFrom, one statement) into a fresh table on a branch and on
 // native disk, followed by a CHECKPOINT so that the time covers writing the
-// table's files, not only the WAL. Two rounds, alternating which cluster
+// table's files, not only the WAL. Three rounds, alternating which cluster
 // goes first. Reports the mean time per load and the ratio branch/native.
 func BenchmarkCopy(b *testing.B) {
 	ctx := context.Background()
@@ -196,7 +196,7 @@ func BenchmarkCopy(b *testing.B) {
 	f := newFixture(b, nil)
 	native := nativeCluster(b, dir)
 	branch := branchCluster(b, f, "branch", MountOptions{})
-	const rounds = 2
+	const rounds = 3
 	total := map[string]time.Duration{}
 	for round := range rounds {
 		order := []*benchCluster{native, branch}
