@@ -1,0 +1,230 @@
+package cowfs
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/vectors"
+	"github.com/pgvector/pgvector-go"
+)
+
+// Knobs (environment) of the pgvector and bulk-load benchmarks:
+// COWFS_BENCH_VECTORS (rows of the HNSW benchmark, default 100000),
+// COWFS_BENCH_QUERIES (timed HNSW searches per cluster, default 2000),
+// COWFS_BENCH_COPY_ROWS (rows of the COPY benchmark, default 1000000).
+
+// benchSeed seeds the benchmarks' vectors so that every run loads and
+// queries the same data.
+const benchSeed = 20261127
+
+// randomVectors returns n seeded vectors of dim uniform [0,1) components.
+func randomVectors(rng *rand.Rand, n, dim int) [][]float32 {
+	out := make([][]float32, n)
+	for i := range out {
+		v := make([]float32, dim)
+		for j := range v {
+			v[j] = rng.Float32()
+		}
+		out[i] = v
+	}
+	return out
+}
+
+// benchConn connects to a benchmark cluster's postgres database with the
+// pgvector types registered; the connection closes when the benchmark ends.
+func benchConn(b *testing.B, c *benchCluster) *pgx.Conn {
+	b.Helper()
+	ctx := context.Background()
+	conn := c.s.connect(ctx)
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
+		b.Fatal(err)
+	}
+	if err := vectors.RegisterTypes(ctx, conn); err != nil {
+		b.Fatal(err)
+	}
+	return conn
+}
+
+// BenchmarkHNSW: load seeded random vector(384) rows (binary COPY,
+// vectors.Load) into a branch and into native disk, build an HNSW index
+// (L2, m 16, ef_construction 64, maintenance_work_mem 512MB so the graph is
+// built in memory as pgvector recommends) on each, then time single-client
+// top-10 searches with hnsw.ef_search 40 over a fixed set of seeded query
+// vectors, interleaving branch and native in slices after a warm-up.
+// Reports build times and QPS and their ratios branch/native.
+func BenchmarkHNSW(b *testing.B) {
+	ctx := context.Background()
+	const dim = 384
+	n := envInt("COWFS_BENCH_VECTORS", 100000)
+	nq := envInt("COWFS_BENCH_QUERIES", 2000)
+	b.Logf("seed %d, %d vectors x %d dims, %d queries", benchSeed, n, dim, nq)
+	rng := rand.New(rand.NewSource(benchSeed))
+	embs := randomVectors(rng, n, dim)
+	rows := make([]vectors.Row, n)
+	for i, e := range embs {
+		id := strconv.Itoa(i + 1)
+		rows[i] = vectors.Row{ID: id, DocID: id, Embedding: e}
+	}
+	queries := randomVectors(rng, nq, dim)
+	warm := randomVectors(rng, max(nq/10, 1), dim)
+
+	dir := pgtest.Dir(b)
+	f := newFixture(b, nil)
+	native := nativeCluster(b, dir)
+	branch := branchCluster(b, f, "branch", MountOptions{})
+	clusters := []*benchCluster{native, branch}
+	conns := map[string]*pgx.Conn{}
+	t := vectors.Table{Name: "items", Dims: dim}
+	ix := vectors.Index{Method: vectors.HNSW, Metric: vectors.L2, MaintenanceWorkMem: "512MB"}
+
+	for _, c := range clusters {
+		conn := benchConn(b, c)
+		conns[c.name] = conn
+		start := time.Now()
+		if err := vectors.CreateTable(ctx, conn, t); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := vectors.Load(ctx, conn, t, rows, vectors.LoadOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		c.s.exec(ctx, "VACUUM ANALYZE items", "CHECKPOINT")
+		b.Logf("%s: loaded %d rows in %v", c.name, n, time.Since(start))
+	}
+
+	build := map[string]time.Duration{}
+	for _, c := range clusters {
+		info, err := vectors.CreateIndex(ctx, conns[c.name], t, ix)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		c.s.exec(ctx, "CHECKPOINT")
+		build[c.name] = info.BuildTime
+		b.Logf("%s: HNSW build %v (checkpoint after it %v), index %d MB", c.name, info.BuildTime, time.Since(start), info.SizeBytes>>20)
+	}
+
+	const search = "SELECT id FROM items ORDER BY embedding <-> $1 LIMIT 10"
+	for _, c := range clusters {
+		conn := conns[c.name]
+		if _, err := conn.Exec(ctx, "SET hnsw.ef_search = 40"); err != nil {
+			b.Fatal(err)
+		}
+		r, err := conn.Query(ctx, "EXPLAIN "+search, pgvector.NewVector(queries[0]))
+		if err != nil {
+			b.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(r, pgx.RowTo[string])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if plan := strings.Join(lines, "\n"); !strings.Contains(plan, "Index Scan using "+t.IndexName(ix)) {
+			b.Fatalf("%s: search does not use the HNSW index:\n%s", c.name, plan)
+		}
+	}
+	runQueries := func(conn *pgx.Conn, qs [][]float32) {
+		for _, q := range qs {
+			r, err := conn.Query(ctx, search, pgvector.NewVector(q))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids, err := pgx.CollectRows(r, pgx.RowTo[string])
+			if err != nil || len(ids) != 10 {
+				b.Fatalf("search: %d hits, %v", len(ids), err)
+			}
+		}
+	}
+	for _, c := range clusters {
+		runQueries(conns[c.name], warm)
+	}
+	// Interleave in slices (alternating which cluster goes first) so that
+	// noise from other work on the machine hits both alike.
+	const slices = 8
+	elapsed := map[string]time.Duration{}
+	for s := range slices {
+		qs := queries[s*nq/slices : (s+1)*nq/slices]
+		order := clusters
+		if s%2 == 1 {
+			order = []*benchCluster{branch, native}
+		}
+		for _, c := range order {
+			start := time.Now()
+			runQueries(conns[c.name], qs)
+			elapsed[c.name] += time.Since(start)
+		}
+	}
+	qps := func(name string) float64 { return float64(nq) / elapsed[name].Seconds() }
+	b.Logf("QPS native %.0f, branch %.0f", qps("native"), qps("branch"))
+	b.ReportMetric(build["branch"].Seconds(), "hnsw-build-branch-s")
+	b.ReportMetric(build["native"].Seconds(), "hnsw-build-native-s")
+	b.ReportMetric(build["branch"].Seconds()/build["native"].Seconds(), "hnsw-build-ratio")
+	b.ReportMetric(qps("branch"), "hnsw-qps-branch")
+	b.ReportMetric(qps("native"), "hnsw-qps-native")
+	b.ReportMetric(qps("branch")/qps("native"), "hnsw-qps-ratio")
+}
+
+// accountRows is a pgx.CopyFromSource of n pgbench_accounts-like rows
+// (aid, bid, abalance, 84-character filler), generated as they are sent.
+type accountRows struct {
+	n, i   int
+	filler string
+}
+
+func (r *accountRows) Next() bool { r.i++; return r.i <= r.n }
+
+func (r *accountRows) Values() ([]any, error) {
+	return []any{int32(r.i), int32((r.i-1)/100000 + 1), int32(0), r.filler}, nil
+}
+
+func (r *accountRows) Err() error { return nil }
+
+// BenchmarkCopy: bulk load pgbench_accounts-like rows with binary COPY
+// (pgx CopyFrom, one statement) into a fresh table on a branch and on
+// native disk, followed by a CHECKPOINT so that the time covers writing the
+// table's files, not only the WAL. Three rounds, alternating which cluster
+// goes first. Reports the mean time per load and the ratio branch/native.
+func BenchmarkCopy(b *testing.B) {
+	ctx := context.Background()
+	n := envInt("COWFS_BENCH_COPY_ROWS", 1000000)
+	dir := pgtest.Dir(b)
+	f := newFixture(b, nil)
+	native := nativeCluster(b, dir)
+	branch := branchCluster(b, f, "branch", MountOptions{})
+	const rounds = 3
+	total := map[string]time.Duration{}
+	for round := range rounds {
+		order := []*benchCluster{native, branch}
+		if round%2 == 1 {
+			order = []*benchCluster{branch, native}
+		}
+		for _, c := range order {
+			table := fmt.Sprintf("accounts%d", round)
+			c.s.exec(ctx, "CREATE TABLE "+table+" (aid int NOT NULL, bid int, abalance int, filler char(84))")
+			conn := c.s.connect(ctx)
+			start := time.Now()
+			got, err := conn.CopyFrom(ctx, pgx.Identifier{table}, []string{"aid", "bid", "abalance", "filler"},
+				&accountRows{n: n, filler: strings.Repeat(" ", 84)})
+			if err != nil || got != int64(n) {
+				b.Fatalf("%s: copy %d of %d rows: %v", c.name, got, n, err)
+			}
+			copied := time.Since(start)
+			if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+				b.Fatal(err)
+			}
+			d := time.Since(start)
+			total[c.name] += d
+			b.Logf("%s round %d: COPY %d rows %v, with checkpoint %v", c.name, round, n, copied, d)
+			conn.Close(ctx)
+		}
+	}
+	br, nat := total["branch"].Seconds()/rounds, total["native"].Seconds()/rounds
+	b.ReportMetric(br, "copy-branch-s")
+	b.ReportMetric(nat, "copy-native-s")
+	b.ReportMetric(br/nat, "copy-ratio")
+}
