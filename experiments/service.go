@@ -143,7 +143,7 @@ type Service struct {
 	sweepStop, sweepDone chan struct{} // TTL sweeper; nil when not running
 	warnMu               sync.Mutex
 	warned               map[string]time.Time // "project/branch" → expiry already warned about
-	rn                   *runner       // experiment runs and schedules; stopped by Close
+	rn                   *runner              // experiment runs and schedules; stopped by Close
 }
 
 // New validates cfg and returns an unopened Service.
