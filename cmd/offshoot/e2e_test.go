@@ -309,6 +309,10 @@ func TestE2E(t *testing.T) {
 		!strings.Contains(out, "database system is ready to accept connections") {
 		t.Errorf("offshoot branch log: exit %d\n%s%s", code, out, errOut)
 	}
+	if code, page := s.api("GET", "/ui/projects/main/branches/feature/x", nil); code != 200 ||
+		!strings.Contains(string(page), `id="endpoint-log"`) || !strings.Contains(string(page), "database system is ready to accept connections") {
+		t.Errorf("branch page lacks the endpoint log (%d):\n%s", code, page)
+	}
 
 	s.must(201, "POST", branchPath("feature/x")+"/snapshots", map[string]any{"name": "snap1"}, nil)
 	// The store records a history tick every second; let one pass so the
