@@ -26,6 +26,7 @@ func (s *Server) branchRoutes() {
 	e.GET("/v1/projects/:project/branches/:branch/connection", s.connection, s.auth("branch.connection"))
 	e.GET("/v1/projects/:project/branches/:branch/endpoint", s.endpoint, s.auth("endpoint.get"))
 	e.POST("/v1/projects/:project/branches/:branch/endpoint", s.endpointAction, s.auth("endpoint.action"))
+	e.GET("/v1/projects/:project/branches/:branch/endpoint/log", s.endpointLog, s.auth("endpoint.log"))
 	e.GET("/v1/projects/:project/branches/:branch/snapshots", s.listBranchSnapshots, s.auth("snapshot.list"))
 	e.POST("/v1/projects/:project/branches/:branch/snapshots", s.createSnapshot, s.auth("snapshot.create"))
 	e.GET("/v1/projects/:project/snapshots", s.listSnapshots, s.auth("snapshot.list"))
@@ -196,6 +197,21 @@ func (s *Server) endpoint(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) endpointLog(c echo.Context) error {
+	n := 0
+	if v := c.QueryParam("lines"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			return &experiments.FieldError{Field: "lines", Reason: "want an integer"}
+		}
+	}
+	lines, err := s.svc.EndpointLog(c.Request().Context(), param(c, "project"), param(c, "branch"), n)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"lines": lines})
 }
 
 func (s *Server) endpointAction(c echo.Context) error {

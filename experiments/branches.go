@@ -91,6 +91,8 @@ type BranchUsage struct {
 	SharedBytes    uint64  `json:"shared_bytes"`
 	ComputeSeconds float64 `json:"compute_seconds"`
 	Wakes          int64   `json:"wakes"`
+	// Cost is the estimated cost so far; set when Config.Prices is.
+	Cost *Cost `json:"cost,omitempty"`
 }
 
 // Usage is a project's usage: per branch and totals.
@@ -101,6 +103,8 @@ type Usage struct {
 	DeltaBytes     uint64        `json:"delta_bytes"`
 	ComputeSeconds float64       `json:"compute_seconds"`
 	Wakes          int64         `json:"wakes"`
+	// Cost sums the branches' costs; set when Config.Prices is.
+	Cost *Cost `json:"cost,omitempty"`
 }
 
 // Snapshot is a named, fixed point of a branch.
@@ -564,6 +568,7 @@ func (s *Service) GetBranch(ctx context.Context, project, branch string) (*Branc
 		if b.Endpoint != nil {
 			bu.ComputeSeconds, bu.Wakes = b.Endpoint.ComputeSeconds, b.Endpoint.Wakes
 		}
+		bu.Cost = s.cost(bu, b.CreatedAt)
 		b.Usage = &bu
 		return &b, nil
 	}
@@ -1041,6 +1046,8 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 		if e := s.endpointStatus(project, b.Name); e != nil {
 			bu.ComputeSeconds, bu.Wakes = e.ComputeSeconds, e.Wakes
 		}
+		bu.Cost = s.cost(bu, b.CreatedAt)
+		out.Cost = out.Cost.add(bu.Cost)
 		out.Branches = append(out.Branches, bu)
 		out.LogicalBytes += bu.LogicalBytes
 		out.DeltaBytes += bu.DeltaBytes

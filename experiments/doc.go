@@ -24,8 +24,12 @@
 // proxy. Catalog changes that need a branch's head closed (delete, reset,
 // rename, restore onto) stop its endpoint first. A background sweeper
 // deletes expired unprotected branches every SweepInterval, at most
-// SweepBatch per pass, each audited as caller "ttl-sweeper". MaxBranches
-// caps the branches of a project (ErrCapacity).
+// SweepBatch per pass, each audited as caller "ttl-sweeper"; a branch
+// about to expire (within min(ExpiryWarning, 10% of its TTL)) first gets
+// one "branch.expiring" audit entry and log line. MaxBranches caps the
+// branches of a project (ErrCapacity). With a Prices table, ProjectUsage
+// and GetBranch add an estimated Cost. EndpointLog tails the Postgres log
+// of a branch's endpoint.
 //
 // # Reaching branches
 //

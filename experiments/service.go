@@ -108,6 +108,15 @@ type Config struct {
 	SweepInterval time.Duration
 	// SweepBatch bounds the branches one sweep deletes. Default 100.
 	SweepBatch int
+	// ExpiryWarning is the lead time of the expiry warning: a sweep that
+	// finds a branch expiring within min(ExpiryWarning, 10% of its TTL)
+	// emits, once per branch and expiry time, an audit entry
+	// "branch.expiring" and a structured log line. Default 10 minutes;
+	// negative disables the warning.
+	ExpiryWarning time.Duration
+	// Prices, if set, turns usage into an estimated cost (Usage.Cost and
+	// BranchUsage.Cost). Nil: no cost is reported.
+	Prices *Prices
 	// Branches forks and discards the branches of experiment runs.
 	// Default: the Service's own branches when Store is set; otherwise
 	// StartRun fails with ErrUnavailable.
@@ -132,7 +141,9 @@ type Service struct {
 	lastAu auditClock
 
 	sweepStop, sweepDone chan struct{} // TTL sweeper; nil when not running
-	rn                   *runner       // experiment runs and schedules; stopped by Close
+	warnMu               sync.Mutex
+	warned               map[string]time.Time // "project/branch" → expiry already warned about
+	rn                   *runner              // experiment runs and schedules; stopped by Close
 }
 
 // New validates cfg and returns an unopened Service.
@@ -172,6 +183,14 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.SweepBatch <= 0 {
 		cfg.SweepBatch = 100
+	}
+	if cfg.ExpiryWarning == 0 {
+		cfg.ExpiryWarning = 10 * time.Minute
+	}
+	if cfg.Prices != nil {
+		if err := cfg.Prices.validate(); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, rn: newRunner()}
 	if cfg.Connector == nil && cfg.Compute != nil {

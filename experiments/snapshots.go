@@ -186,22 +186,24 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 }
 
 // sweep deletes up to SweepBatch expired, unprotected branches, each as an
-// audited call of the "ttl-sweeper" caller. It returns how many it deleted.
+// audited call of the "ttl-sweeper" caller, and warns about branches about
+// to expire (warnExpiring). It returns how many it deleted.
 func (s *Service) sweep(ctx context.Context) int {
 	st := s.cfg.Store
 	ctx = WithCaller(ctx, Caller{KeyID: "ttl-sweeper", Scopes: []Scope{{Role: RoleAdmin}}})
 	now := s.cfg.Now()
 	n := 0
+	seen := map[string]bool{}
+	defer s.pruneWarned(seen)
 	for _, p := range st.Projects() {
 		bs, err := st.Branches(p.Name)
 		if err != nil {
 			continue
 		}
 		for _, b := range bs {
-			if n >= s.cfg.SweepBatch {
-				return n
-			}
-			if b.ExpiresAt.IsZero() || b.ExpiresAt.After(now) || b.Protected || b.Parent == 0 {
+			seen[p.Name+"/"+b.Name] = true
+			s.warnExpiring(ctx, p.Name, b, now)
+			if n >= s.cfg.SweepBatch || b.ExpiresAt.IsZero() || b.ExpiresAt.After(now) || b.Protected || b.Parent == 0 {
 				continue
 			}
 			if err := s.DeleteBranch(ctx, p.Name, b.Name, false); err != nil {

@@ -216,6 +216,9 @@ type branchPage struct {
 	Diff      *experiments.Diff
 	DiffErr   string
 	DiffLines []diffLine
+	// Log is the tail of the endpoint's Postgres log; LogErr why it is missing.
+	Log    []string
+	LogErr string
 }
 
 type diffLine struct{ Kind, Text string }
@@ -238,6 +241,11 @@ func (u *UI) branch(ctx context.Context, r *http.Request) (string, *view, error)
 				pg.Snapshots = append(pg.Snapshots, s)
 			}
 		}
+	}
+	if lines, err := u.cfg.Service.EndpointLog(ctx, p, b, 50); err != nil {
+		pg.LogErr = err.Error()
+	} else {
+		pg.Log = lines
 	}
 	res, err := u.cfg.Service.Query(ctx, experiments.QueryRequest{Project: p, Branch: b, ReadOnly: true,
 		Statements: []experiments.Statement{{SQL: columnsSQL}, {SQL: indexesSQL}}, MaxRows: 20000})

@@ -87,7 +87,7 @@ func testPages(t *testing.T, e *env, ab, sweep *experiments.Run, sc *experiments
 	}{
 		{"/ui/", 200, []string{"Recent runs", ab.ID, `src="/ui/static/app.js"`, `<main id="main">`}},
 		{"/ui/projects/p/branches", 200, []string{`<ul class="tree" aria-label="Branches of p"`, `data-branch="main"`, `data-branch="feature"`, "from main @ seq", `data-state-for="feature"`, "owner=test", "Delete", "data-confirm=", "Copy connection string"}},
-		{"/ui/projects/p/branches/feature", 200, []string{"SQL console", `id="sql-form"`, "public.items", "price", "items_name", `value="main"`}},
+		{"/ui/projects/p/branches/feature", 200, []string{"SQL console", `id="sql-form"`, "public.items", "price", "items_name", `value="main"`, `id="log-h"`}},
 		{"/ui/projects/p/branches/feature?against=main&sample_rows=5", 200, []string{`class="l-add"`, "price numeric", `id="diff-tables"`, "renamed", "new item"}},
 		{"/ui/projects/p/branches/nope?against=main", 404, []string{"not found"}},
 		{"/ui/projects/q/branches", 404, []string{"not found"}},

@@ -40,13 +40,21 @@ type branchJSON struct {
 }
 
 type usageJSON struct {
-	Branch         string  `json:"branch"`
-	LogicalBytes   uint64  `json:"logical_bytes"`
-	DeltaBytes     uint64  `json:"delta_bytes"`
-	SharedBytes    uint64  `json:"shared_bytes"`
-	ComputeSeconds float64 `json:"compute_seconds"`
-	Wakes          int64   `json:"wakes"`
+	Branch         string    `json:"branch"`
+	LogicalBytes   uint64    `json:"logical_bytes"`
+	DeltaBytes     uint64    `json:"delta_bytes"`
+	SharedBytes    uint64    `json:"shared_bytes"`
+	ComputeSeconds float64   `json:"compute_seconds"`
+	Wakes          int64     `json:"wakes"`
+	Cost           *costJSON `json:"cost"`
 }
+
+type costJSON struct {
+	Total    float64 `json:"total"`
+	Currency string  `json:"currency"`
+}
+
+func (c *costJSON) String() string { return fmt.Sprintf("%.4f %s", c.Total, c.Currency) }
 
 func projectPath(p string) string { return "/v1/projects/" + url.PathEscape(p) }
 func branchURL(p, b string) string {
@@ -307,7 +315,7 @@ func branchCmd(a *app) *cobra.Command {
 			return "PATCH", branchURL(project, args[0]), map[string]any{"ttl": args[1]}, nil
 		}, showBranch)
 
-	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd)
+	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd, branchLogCmd(a))
 	return cmd
 }
 
@@ -387,16 +395,31 @@ func usageCmd(a *app) *cobra.Command {
 				DeltaBytes     uint64      `json:"delta_bytes"`
 				ComputeSeconds float64     `json:"compute_seconds"`
 				Wakes          int64       `json:"wakes"`
+				Cost           *costJSON   `json:"cost"`
 			}
 			if err := json.Unmarshal(raw, &u); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "BRANCH\tLOGICAL\tDELTA\tSHARED\tCOMPUTE S\tWAKES\t")
-			for _, b := range u.Branches {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%d\t\n", b.Branch, humanBytes(b.LogicalBytes), humanBytes(b.DeltaBytes), humanBytes(b.SharedBytes), b.ComputeSeconds, b.Wakes)
+			// The cost column appears when the server has a price table.
+			cost := func(c *costJSON) string {
+				if u.Cost == nil {
+					return ""
+				}
+				if c == nil {
+					return "-\t"
+				}
+				return c.String() + "\t"
 			}
-			fmt.Fprintf(tw, "total\t%s\t%s\t\t%.1f\t%d\t\n", humanBytes(u.LogicalBytes), humanBytes(u.DeltaBytes), u.ComputeSeconds, u.Wakes)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+			head := "BRANCH\tLOGICAL\tDELTA\tSHARED\tCOMPUTE S\tWAKES\t"
+			if u.Cost != nil {
+				head += "EST. COST\t"
+			}
+			fmt.Fprintln(tw, head)
+			for _, b := range u.Branches {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%d\t%s\n", b.Branch, humanBytes(b.LogicalBytes), humanBytes(b.DeltaBytes), humanBytes(b.SharedBytes), b.ComputeSeconds, b.Wakes, cost(b.Cost))
+			}
+			fmt.Fprintf(tw, "total\t%s\t%s\t\t%.1f\t%d\t%s\n", humanBytes(u.LogicalBytes), humanBytes(u.DeltaBytes), u.ComputeSeconds, u.Wakes, cost(u.Cost))
 			return tw.Flush()
 		})
 	return cmd

@@ -99,7 +99,7 @@ func (s *e2eServer) start() {
 	s.stderr = logf
 	s.stdout = &bytes.Buffer{}
 	s.cmd = exec.Command(serverBin, "serve", "--data-dir", s.dataDir, "--http-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0",
-		"--addr-file", addrFile, "--ttl-sweep", "200ms", "--max-branches", "200")
+		"--addr-file", addrFile, "--ttl-sweep", "200ms", "--max-branches", "200", "--price-compute-hour", "0.5", "--price-storage-gib-month", "0.1")
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, logf
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -246,6 +246,7 @@ type problemBody struct {
 	Type   string `json:"type"`
 	Status int    `json:"status"`
 	Code   string `json:"code"`
+	Field  string `json:"field"`
 	Detail string `json:"detail"`
 }
 
@@ -293,6 +294,24 @@ func TestE2E(t *testing.T) {
 	}
 	if len(d.Tables) != 1 || d.Tables[0].Added != 1 || d.Tables[0].Removed != 0 {
 		t.Errorf("data diff: %+v, want one table with one added row", d.Tables)
+	}
+
+	// The endpoint log tail: Postgres' own lines, over HTTP and the CLI.
+	var lg struct{ Lines []string }
+	s.must(200, "GET", branchPath("feature/x")+"/endpoint/log?lines=200", nil, &lg)
+	if !strings.Contains(strings.Join(lg.Lines, "\n"), "database system is ready to accept connections") {
+		t.Errorf("endpoint log of feature/x lacks the ready line:\n%s", strings.Join(lg.Lines, "\n"))
+	}
+	if p := s.problem(400, "GET", branchPath("feature/x")+"/endpoint/log?lines=5000", nil); p.Field != "lines" {
+		t.Errorf("lines=5000: %+v", p)
+	}
+	if out, errOut, code := run(t, context.Background(), "branch", "log", "feature/x", "-n", "200", "--server", s.http); code != 0 ||
+		!strings.Contains(out, "database system is ready to accept connections") {
+		t.Errorf("offshoot branch log: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, page := s.api("GET", "/ui/projects/main/branches/feature/x", nil); code != 200 ||
+		!strings.Contains(string(page), `id="endpoint-log"`) || !strings.Contains(string(page), "database system is ready to accept connections") {
+		t.Errorf("branch page lacks the endpoint log (%d):\n%s", code, page)
 	}
 
 	s.must(201, "POST", branchPath("feature/x")+"/snapshots", map[string]any{"name": "snap1"}, nil)
@@ -436,7 +455,7 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 		t.Errorf("renamed branch is not a child of cli/a (its snapshot's branch):\n%s", out)
 	}
 	cli(0, "snapshot", "restore", "cli-snap", "--onto", "cli/c")
-	if out := cli(0, "usage"); !strings.Contains(out, "cli/c") || !strings.Contains(out, "total") {
+	if out := cli(0, "usage"); !strings.Contains(out, "cli/c") || !strings.Contains(out, "total") || !strings.Contains(out, "EST. COST") || !strings.Contains(out, "USD") {
 		t.Errorf("usage:\n%s", out)
 	}
 	if out := cli(0, "project", "list"); !strings.Contains(out, "main") {

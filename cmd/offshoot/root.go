@@ -28,6 +28,18 @@ type config struct {
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
 	LogFormat string `yaml:"log_format"`
+	// Prices, when any price is set, turns usage into estimated costs.
+	Prices pricesConfig `yaml:"prices,omitempty"`
+}
+
+// pricesConfig is the price table of estimated costs (see experiments.Prices).
+type pricesConfig struct {
+	// ComputeHour is the price of an hour of a running endpoint.
+	ComputeHour float64 `yaml:"compute_hour,omitempty"`
+	// StorageGiBMonth is the price of a GiB of branch delta kept 30 days.
+	StorageGiBMonth float64 `yaml:"storage_gib_month,omitempty"`
+	// Currency labels the amounts. Default USD.
+	Currency string `yaml:"currency,omitempty"`
 }
 
 func defaultConfig() config {
@@ -163,6 +175,14 @@ func overlay(dst *config, src config, flagSet map[string]bool) {
 	pick(&dst.ProxyAddr, src.ProxyAddr, "proxy-addr")
 	pick(&dst.LogLevel, src.LogLevel, "log-level")
 	pick(&dst.LogFormat, src.LogFormat, "log-format")
+	pick(&dst.Prices.Currency, src.Prices.Currency, "price-currency")
+	pickF := func(d *float64, s float64, flag string) {
+		if s != 0 && !flagSet[flag] {
+			*d = s
+		}
+	}
+	pickF(&dst.Prices.ComputeHour, src.Prices.ComputeHour, "price-compute-hour")
+	pickF(&dst.Prices.StorageGiBMonth, src.Prices.StorageGiBMonth, "price-storage-gib-month")
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

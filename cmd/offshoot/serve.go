@@ -33,6 +33,7 @@ type serveOptions struct {
 	maxBranches   int
 	maxEndpoints  int
 	sweepInterval time.Duration
+	expiryWarning time.Duration
 	timers        compute.Timers
 	stopTimeout   time.Duration
 }
@@ -62,12 +63,24 @@ and the store is closed.`,
 		f.IntVar(&o.maxBranches, "max-branches", 1000, "maximum branches per project (negative: no limit)")
 		f.IntVar(&o.maxEndpoints, "max-endpoints", 16, "maximum running endpoints")
 		f.DurationVar(&o.sweepInterval, "ttl-sweep", 5*time.Second, "period of the sweeper deleting expired branches (negative disables)")
+		f.DurationVar(&o.expiryWarning, "expiry-warning", 10*time.Minute, "warn (audit branch.expiring + log) this long before a branch expires, at most 10% of its TTL (negative disables)")
+		f.Float64Var(&a.cfg.Prices.ComputeHour, "price-compute-hour", 0, "price of an endpoint-hour for estimated costs (config prices.compute_hour)")
+		f.Float64Var(&a.cfg.Prices.StorageGiBMonth, "price-storage-gib-month", 0, "price of a GiB-month of branch delta for estimated costs (config prices.storage_gib_month)")
+		f.StringVar(&a.cfg.Prices.Currency, "price-currency", "", "currency label of estimated costs (default USD; config prices.currency)")
 		f.DurationVar(&o.timers.IdleAfter, "idle-after", o.timers.IdleAfter, "an endpoint is idle after no connection for this long (0 never)")
 		f.DurationVar(&o.timers.SuspendAfter, "suspend-after", o.timers.SuspendAfter, "suspend (stop Postgres) after no connection for this long (0 never)")
 		f.DurationVar(&o.timers.StopAfter, "stop-after", o.timers.StopAfter, "release the volume after no connection for this long (0 never)")
 		f.DurationVar(&o.stopTimeout, "stop-timeout", 15*time.Second, "fast shutdown of an endpoint escalates to immediate after this")
 		return cmd
 	})
+}
+
+// table is the facade's price table, nil when no price is set.
+func (p pricesConfig) table() *experiments.Prices {
+	if p.ComputeHour == 0 && p.StorageGiBMonth == 0 {
+		return nil
+	}
+	return &experiments.Prices{ComputeHour: p.ComputeHour, StorageGiBMonth: p.StorageGiBMonth, Currency: p.Currency}
 }
 
 // lockDataDir takes an exclusive lock on the data dir so two servers never
@@ -189,6 +202,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		ControlDir: filepath.Join(a.cfg.DataDir, "control"), Logger: a.log,
 		Store: st, Compute: m, InitDir: initDir, ProxyAddr: px.Addr().String(), DefaultProject: defaultProject,
 		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval, EmbedCache: cache,
+		ExpiryWarning: o.expiryWarning, Prices: a.cfg.Prices.table(),
 	})
 	if err != nil {
 		return err
