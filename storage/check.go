@@ -24,8 +24,15 @@ import (
 //     type and every file reads to its size.
 //
 // It reads the whole store, so it is meant for tests (which run it after
-// every test) and for offline diagnosis. It may run concurrently with writers.
+// every test) and for offline diagnosis. It may run concurrently with
+// writers. On a closed store it returns ErrClosed.
 func (s *Store) Check() error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("check: %w", ErrClosed)
+	}
 	if err := s.checkKeys(); err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}

@@ -1,6 +1,10 @@
 package storage
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
 
 // Errors returned by the store. Callers check them with errors.Is; the
 // returned errors wrap them with context.
@@ -39,6 +43,9 @@ var (
 	// ErrBeforeHorizon means a seq or time lies before the retained history
 	// (the GC horizon or the creation of the branch).
 	ErrBeforeHorizon = errors.New("seq or time is before the retained history")
+	// ErrNoSpace means the file system under the store has less free space
+	// than Options.MinFreeBytes; errors.Is(err, syscall.ENOSPC) holds too.
+	ErrNoSpace = fmt.Errorf("no space left for the store: %w", syscall.ENOSPC)
 	// ErrInvalidArgument means an argument is out of range (negative offset, bad mode, ...).
 	ErrInvalidArgument = errors.New("invalid argument")
 

@@ -492,16 +492,14 @@ func (s *Store) OpenView(project, branch string, at At) (*View, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open view of %q at %s: %w", branch, at, err)
 	}
-	if s.pins[tl] == nil {
-		s.pins[tl] = map[uint64]int{}
-	}
-	s.pins[tl][seq]++
+	s.pinLocked(tl, seq)
 	v := &View{reader: reader{s: s, tl: tl, chain: s.chainLocked(tl, seq), cache: map[uint64]*enc.Attr{}}, seq: seq}
 	s.views[v] = true
 	return v, nil
 }
 
-// Close releases the view's pin.
+// Close releases the view's pin. If the view's branch was deleted while it
+// was open and nothing else reads its timeline, the timeline is dropped.
 func (v *View) Close() error {
 	if v.closed.Swap(true) {
 		return ErrClosed
@@ -511,13 +509,8 @@ func (v *View) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.views, v)
-	if m := s.pins[v.tl]; m != nil {
-		if m[v.seq]--; m[v.seq] <= 0 {
-			delete(m, v.seq)
-		}
-		if len(m) == 0 {
-			delete(s.pins, v.tl)
-		}
+	if err := s.unpinLocked(v.tl, v.seq); err != nil {
+		return fmt.Errorf("close view: %w", err)
 	}
 	return nil
 }

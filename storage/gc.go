@@ -41,6 +41,9 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	if err == nil {
 		err = s.dropTicksLocked(&st)
 	}
+	if err == nil {
+		err = s.dropDetachedLocked()
+	}
 	tls := make([]uint64, 0, len(s.cat.timelines))
 	for id := range s.cat.timelines {
 		tls = append(tls, id)
@@ -72,6 +75,21 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// dropDetachedLocked drops every detached timeline nothing reads any more
+// (normally dropped when its last reader goes). s.mu held.
+func (s *Store) dropDetachedLocked() error {
+	var ids []uint64
+	for id, t := range s.cat.timelines {
+		if t.Branch == 0 && !s.referencedLocked(id) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.dropUnreferencedLocked(s.db.NewBatch(), ids...)
 }
 
 // expireLocked deletes expired snapshots and expired branches that are not

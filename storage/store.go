@@ -47,6 +47,14 @@ type Options struct {
 	// HeadBufferBytes bounds each Head's write-back buffer of 8 KiB blocks.
 	// Default 32 MiB.
 	HeadBufferBytes int
+	// MinFreeBytes is the free space kept on the file system under the
+	// data directory: writes that grow the store (Head.WriteAt, Create,
+	// Mkdir, Symlink, Link) fail with ErrNoSpace while less is available.
+	// Removals, truncations, flushes of already buffered writes, Sync and
+	// catalog operations stay allowed, so space can be freed. It must
+	// cover pebble's memtable flushes and compactions and the heads'
+	// buffers. Default 128 MiB; negative disables the check.
+	MinFreeBytes int64
 	// Now returns the wall-clock time. Default time.Now. Tests replace it.
 	Now func() time.Time
 }
@@ -73,6 +81,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.HeadBufferBytes <= 0 {
 		r.HeadBufferBytes = 32 << 20
+	}
+	if r.MinFreeBytes == 0 {
+		r.MinFreeBytes = 128 << 20
 	}
 	if r.Now == nil {
 		r.Now = time.Now
@@ -105,7 +116,8 @@ type Store struct {
 	ticks  []tick // ascending
 	closed bool
 
-	sync syncer
+	sync  syncer
+	space spaceGuard
 
 	stop chan struct{}
 	done chan struct{}

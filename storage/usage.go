@@ -38,7 +38,7 @@ type StoreUsage struct {
 
 // Usage returns the accounting of one branch. It reads the branch's whole
 // tree and its own versions, so its cost grows with the branch's size.
-func (s *Store) Usage(project, branch string) (BranchUsage, error) {
+func (s *Store) Usage(project, branch string) (u BranchUsage, err error) {
 	s.mu.Lock()
 	_, b, err := s.branchLocked(project, branch)
 	if err != nil {
@@ -48,22 +48,20 @@ func (s *Store) Usage(project, branch string) (BranchUsage, error) {
 	tl := b.Timeline
 	seq := s.quiesceLocked(tl)
 	chain := s.chainLocked(tl, seq)
-	if s.pins[tl] == nil {
-		s.pins[tl] = map[uint64]int{}
-	}
-	s.pins[tl][seq]++
+	s.pinLocked(tl, seq)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		if s.pins[tl][seq]--; s.pins[tl][seq] <= 0 {
-			delete(s.pins[tl], seq)
-		}
-		if len(s.pins[tl]) == 0 {
-			delete(s.pins, tl)
-		}
+		uerr := s.unpinLocked(tl, seq)
 		s.mu.Unlock()
+		if uerr != nil && err == nil {
+			err = fmt.Errorf("usage: %w", uerr)
+		}
 	}()
-	u := BranchUsage{Branch: branch}
+	if testHookUsagePinned != nil {
+		testHookUsagePinned()
+	}
+	u = BranchUsage{Branch: branch}
 	if u.ExclusiveBytes, err = s.timelineBytes(tl); err != nil {
 		return u, fmt.Errorf("usage: %w", err)
 	}
@@ -72,6 +70,36 @@ func (s *Store) Usage(project, branch string) (BranchUsage, error) {
 		return u, fmt.Errorf("usage: %w", err)
 	}
 	return u, nil
+}
+
+// testHookUsagePinned, when set by a test, runs in Usage after the
+// branch's timeline is pinned.
+var testHookUsagePinned func()
+
+// pinLocked pins (tl, seq) against GC and against dropping tl. s.mu held.
+func (s *Store) pinLocked(tl, seq uint64) {
+	if s.pins[tl] == nil {
+		s.pins[tl] = map[uint64]int{}
+	}
+	s.pins[tl][seq]++
+}
+
+// unpinLocked releases a pinLocked pin. If that was the last reader of a
+// timeline whose branch was deleted meanwhile, the timeline (and any
+// ancestors only it needed) is dropped. s.mu held.
+func (s *Store) unpinLocked(tl, seq uint64) error {
+	if m := s.pins[tl]; m != nil {
+		if m[seq]--; m[seq] <= 0 {
+			delete(m, seq)
+		}
+		if len(m) == 0 {
+			delete(s.pins, tl)
+		}
+	}
+	if t := s.cat.timelines[tl]; s.closed || t == nil || s.referencedLocked(tl) {
+		return nil
+	}
+	return s.dropUnreferencedLocked(s.db.NewBatch(), tl)
 }
 
 func (s *Store) timelineBytes(tl uint64) (uint64, error) {
