@@ -2,6 +2,7 @@ package cowfs
 
 import (
 	"context"
+	"github.com/offshootdb/offshoot/storage"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -30,10 +31,10 @@ func TestDiskFull(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(small, syscall.MNT_DETACH) })
-	f := &fixture{t: t, dir: dir, storeDir: filepath.Join(small, "store")}
+	f := &fixture{t: t, dir: dir, storeDir: filepath.Join(small, "store"), opts: &storage.Options{MinFreeBytes: 64 << 20}}
 	f.open()
 	pw := f.initProject("p")
-	m := f.mount("main", f.head("p", "main"), MountOptions{MinFree: 64 << 20})
+	m := f.mount("main", f.head("p", "main"), MountOptions{})
 	s := startPG(t, m.Dir(), dir, pw, nil)
 	s.exec(ctx, "CREATE TABLE fill (id int, pad bytea)")
 	// Ballast leaves ~24 MiB above the reserve; it is freed later.

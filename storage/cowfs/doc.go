@@ -41,11 +41,11 @@
 // Postgres recovers from: a fork or view of a running head sees what a
 // crash would leave.
 //
-// The store's engine (pebble) cannot survive a full disk (a failed WAL
-// write panics with its commit lock held), so the mount keeps a reserve
-// (MountOptions.MinFree, default 128 MiB) and fails writes that grow the
-// store with ENOSPC below it; removals keep working, and writes work again
-// as soon as space is freed.
+// The store keeps a free-space reserve (storage.Options.MinFreeBytes,
+// default 128 MiB) because its engine cannot survive a full disk: below it,
+// writes that grow the store fail with storage.ErrNoSpace, which the mount
+// returns as ENOSPC; removals keep working, and writes work again once
+// space is freed.
 //
 // # Caching
 //

@@ -29,7 +29,6 @@ type rawFS struct {
 	files Files
 	rw    WritableFiles // nil on a read-only view
 	log   *slog.Logger
-	space spaceGuard
 
 	// mutations counts changes made through this mount; synced is the
 	// count the last completed store Sync covered.
@@ -43,12 +42,11 @@ type rawFS struct {
 	lookups map[uint64]uint64             // kernel references by inode (heads only)
 }
 
-func newRawFS(files Files, log *slog.Logger, minFree uint64) *rawFS {
+func newRawFS(files Files, log *slog.Logger) *rawFS {
 	fs := &rawFS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		files:         files,
 		log:           log,
-		space:         spaceGuard{stat: files.StatFS, min: minFree},
 		dirs:          make(map[uint64][]storage.DirEntry),
 		lookups:       make(map[uint64]uint64),
 	}
@@ -217,9 +215,6 @@ func (fs *rawFS) create(dir uint64, name string, mode uint32, c fuse.Caller, out
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
-	if !fs.space.admit(0) {
-		return fuse.Status(syscall.ENOSPC)
-	}
 	var a storage.Attr
 	var err error
 	if mode&syscall.S_IFMT == syscall.S_IFDIR {
@@ -322,9 +317,6 @@ func (fs *rawFS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name strin
 	if len(name) > maxNameLen {
 		return fuse.Status(syscall.ENAMETOOLONG)
 	}
-	if !fs.space.admit(len(target)) {
-		return fuse.Status(syscall.ENOSPC)
-	}
 	a, err := fs.rw.Symlink(h.NodeId, name, target, h.Uid, h.Gid)
 	if err != nil {
 		return fs.errno("symlink", err)
@@ -367,9 +359,6 @@ func (fs *rawFS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32
 		return 0, fuse.EROFS
 	}
 	defer fs.changed()
-	if !fs.space.admit(len(data)) {
-		return 0, fuse.Status(syscall.ENOSPC)
-	}
 	fs.stats.Writes.Add(1)
 	fs.stats.WriteBytes.Add(uint64(len(data)))
 	n, err := fs.rw.WriteAt(in.NodeId, data, int64(in.Offset))
@@ -424,9 +413,6 @@ func (fs *rawFS) Fallocate(_ <-chan struct{}, in *fuse.FallocateIn) fuse.Status 
 	defer fs.changed()
 	switch in.Mode {
 	case 0:
-		if !fs.space.admit(0) {
-			return fuse.Status(syscall.ENOSPC)
-		}
 		return fs.errno("fallocate", fs.rw.Fallocate(in.NodeId, int64(in.Offset), int64(in.Length)))
 	case fallocKeepSize:
 		return fuse.OK // blocks are allocated when written

@@ -25,12 +25,6 @@ type MountOptions struct {
 	// Logger receives errors the store returns that have no errno of
 	// their own. Default slog.Default().
 	Logger *slog.Logger
-	// MinFree is the space (bytes) kept free on the file system under the
-	// store's data directory: below it, writes that grow the store (write,
-	// create, mkdir, fallocate) fail with ENOSPC, while removals keep
-	// working. Default DefaultMinFree (128 MiB); negative disables the
-	// check. The store's engine cannot survive a completely full disk.
-	MinFree int64
 	// NoWritebackCache turns the FUSE writeback cache off. By default the
 	// kernel buffers writes in the page cache and hands them over later,
 	// in larger requests; fsync and fdatasync still send every dirty page
@@ -87,14 +81,7 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 			return nil, fmt.Errorf("mount %s: detach stale mount: %w", dir, err)
 		}
 	}
-	minFree := uint64(DefaultMinFree)
-	switch {
-	case o.MinFree < 0:
-		minFree = 0
-	case o.MinFree > 0:
-		minFree = uint64(o.MinFree)
-	}
-	fs := newRawFS(files, o.Logger, minFree)
+	fs := newRawFS(files, o.Logger)
 	if fs.rw != nil {
 		// Make whatever the store holds durable (a crashed server may have
 		// left unsynced writes behind), so that fsyncs may skip syncing
