@@ -65,7 +65,11 @@ func (s *Server) getProject(c echo.Context) error {
 }
 
 func (s *Server) deleteProject(c echo.Context) error {
-	if err := s.svc.DeleteProject(c.Request().Context(), param(c, "project")); err != nil {
+	force, err := boolParam(c, "force")
+	if err != nil {
+		return err
+	}
+	if err := s.svc.DeleteProject(c.Request().Context(), param(c, "project"), force); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

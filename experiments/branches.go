@@ -202,7 +202,8 @@ func storeErr(err error) error {
 	case errors.Is(err, storage.ErrProjectNotFound), errors.Is(err, storage.ErrBranchNotFound), errors.Is(err, storage.ErrSnapshotNotFound):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	case errors.Is(err, storage.ErrProjectExists), errors.Is(err, storage.ErrBranchExists), errors.Is(err, storage.ErrSnapshotExists),
-		errors.Is(err, storage.ErrProtected), errors.Is(err, storage.ErrHasChildren), errors.Is(err, storage.ErrNoParent), errors.Is(err, storage.ErrBusy):
+		errors.Is(err, storage.ErrProtected), errors.Is(err, storage.ErrHasChildren), errors.Is(err, storage.ErrNoParent), errors.Is(err, storage.ErrBusy),
+		errors.Is(err, storage.ErrProjectNotEmpty):
 		return fmt.Errorf("%w: %w", ErrConflict, err)
 	case errors.Is(err, storage.ErrInvalidName), errors.Is(err, storage.ErrInvalidArgument):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -382,11 +383,16 @@ func (s *Service) GetProject(ctx context.Context, name string) (*Project, error)
 	return &Project{Name: p.Name, CreatedAt: p.CreatedAt, Branches: len(bs), Default: p.Name == s.cfg.DefaultProject}, nil
 }
 
-// DeleteProject deletes every branch and snapshot of a project except its
-// main branch. The storage catalog cannot drop a project itself yet, so
-// the call then fails with ErrConflict naming what remains. Admin only.
-func (s *Service) DeleteProject(ctx context.Context, name string) error {
-	return s.audited(ctx, "project.delete", name, "", func() error {
+// DeleteProject deletes a project: its endpoints are stopped, then storage
+// drops every branch, snapshot and timeline of it in one step, and its
+// stored superuser password is removed from the control DB. Without force
+// it is refused (ErrConflict) when the project has branches other than
+// main, a protected branch, or is the server's default project; with force
+// all of them go. A branch whose endpoint is restarted by a connection
+// between the stop and the deletion makes the call fail with ErrConflict
+// (busy); nothing is deleted then. Unknown project: ErrNotFound. Admin only.
+func (s *Service) DeleteProject(ctx context.Context, name string, force bool) error {
+	return s.audited(ctx, "project.delete", name, fmt.Sprintf("force=%t", force), func() error {
 		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
 			return err
 		}
@@ -394,10 +400,35 @@ func (s *Service) DeleteProject(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		if _, err := st.Project(name); err != nil {
+		if err := checkStoreName("name", name); err != nil {
+			return err
+		}
+		bs, err := st.Branches(name)
+		if err != nil {
 			return storeErr(err)
 		}
-		return fmt.Errorf("project %s: this storage version cannot delete projects (delete its branches instead): %w", name, ErrConflict)
+		if !force {
+			if name == s.cfg.DefaultProject {
+				return fmt.Errorf("project %s is the default project; pass force to delete it: %w", name, ErrConflict)
+			}
+			for _, b := range bs {
+				if b.Parent != 0 {
+					return fmt.Errorf("project %s has %d branches besides main; pass force to delete them all: %w", name, len(bs)-1, ErrConflict)
+				}
+				if b.Protected {
+					return fmt.Errorf("branch %s of project %s is protected; pass force or unprotect it: %w", b.Name, name, ErrConflict)
+				}
+			}
+		}
+		for _, b := range bs {
+			if err := s.stopEndpoint(ctx, name, b.Name); err != nil {
+				return err
+			}
+		}
+		if err := st.DeleteProject(name, storage.DeleteProjectOptions{Force: force}); err != nil {
+			return storeErr(err)
+		}
+		return s.withDB(func(db *controldb.DB) error { return db.Delete(projectKey(name)) })
 	})
 }
 

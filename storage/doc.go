@@ -14,7 +14,9 @@
 // not depend on the data size. A branch points at one timeline; Reset points
 // it at a fresh child of its parent branch's head (keeping the old timeline
 // as a snapshot unless discarded). Timelines outlive their branch (detached)
-// while a snapshot or a child timeline reads them.
+// while a snapshot or a child timeline reads them. DeleteProject drops a
+// whole project (branches, snapshots, all its timelines and their versions)
+// in one batch; without Force only a project with just an unprotected main.
 //
 // Every mutation takes the next store-wide sequence number (seq) and commits
 // as one pebble batch. Versioned records are keyed by timeline and seq, with

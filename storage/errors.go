@@ -22,6 +22,9 @@ var (
 	ErrProjectNotFound = errors.New("project not found")
 	// ErrProjectExists means a project with the given name already exists.
 	ErrProjectExists = errors.New("project already exists")
+	// ErrProjectNotEmpty means the project has branches other than main and
+	// force was not asked for.
+	ErrProjectNotEmpty = errors.New("project has branches other than main")
 	// ErrBranchNotFound means no branch has the given name in the project.
 	ErrBranchNotFound = errors.New("branch not found")
 	// ErrBranchExists means the project already has a branch with the given name.

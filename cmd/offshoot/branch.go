@@ -179,9 +179,12 @@ func projectCmd(a *app) *cobra.Command {
 			}
 			return tw.Flush()
 		})
-	del, _ := verb(a, "delete NAME", "Delete a project", cobra.ExactArgs(1), nil,
-		func(args []string) (string, string, any, error) { return "DELETE", projectPath(args[0]), nil, nil },
-		printed("deleted"))
+	var force bool
+	del, _ := verb(a, "delete NAME", "Delete a project (stops its endpoints, drops all its branches and snapshots)", cobra.ExactArgs(1), nil,
+		func(args []string) (string, string, any, error) {
+			return "DELETE", projectPath(args[0]) + fmt.Sprintf("?force=%t", force), nil, nil
+		}, printed("deleted"))
+	del.Flags().BoolVar(&force, "force", false, "delete even with branches besides main, protected branches, or the default project")
 	cmd.AddCommand(create, list, del)
 	return cmd
 }

@@ -383,6 +383,8 @@ func TestE2E(t *testing.T) {
 	s.must(204, "DELETE", branchPath("restored"), nil, nil)
 	s.problem(404, "GET", branchPath("restored"), nil)
 
+	projectDeleteSteps(s)
+
 	// A branch the proxy does not know gets a Postgres ErrorResponse.
 	var c struct{ URI string }
 	s.must(200, "GET", branchPath("main")+"/connection?password=true", nil, &c)

@@ -1,0 +1,130 @@
+package storage
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/offshootdb/offshoot/storage/internal/enc"
+)
+
+// DeleteProjectOptions control DeleteProject.
+type DeleteProjectOptions struct {
+	// Force deletes a project that has branches other than main
+	// (ErrProjectNotEmpty without it) or protected branches (ErrProtected
+	// without it).
+	Force bool
+}
+
+// DeleteProject deletes a project: every branch (children first), every
+// snapshot, every timeline including the root one, and the project record,
+// in one synced batch. The versions are removed with range deletions, like
+// DeleteBranch does, so the space is reclaimed by pebble compactions. It
+// runs under the catalog lock, so it is atomic with respect to GC, forks and
+// views. Refused with ErrBusy while a head, view or usage scan of any of the
+// project's branches or snapshots is open; without opts.Force also refused
+// when the project has branches other than main (ErrProjectNotEmpty) or a
+// protected branch (ErrProtected). Snapshots alone do not block deletion.
+// The name can be reused by CreateProject afterwards.
+func (s *Store) DeleteProject(name string, opts DeleteProjectOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.deleteProjectLocked(name, opts); err != nil {
+		return fmt.Errorf("delete project %q: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) error {
+	p, err := s.projectLocked(name)
+	if err != nil {
+		return err
+	}
+	var tls []uint64
+	for _, t := range s.cat.timelines {
+		if t.Project != p.ID {
+			continue
+		}
+		if s.heads[t.ID] != nil || len(s.pins[t.ID]) > 0 {
+			return ErrBusy
+		}
+		tls = append(tls, t.ID)
+	}
+	main := s.cat.branches[p.Main]
+	if main == nil {
+		return fmt.Errorf("%w: project %q has no main branch", ErrCorrupt, name)
+	}
+	// Branches children first (post-order from main), so a crash-free
+	// replay of the batch never sees a child without its parent.
+	var order []*Branch
+	var walk func(b *Branch)
+	walk = func(b *Branch) {
+		for _, c := range s.sortedChildrenLocked(b.ID) {
+			walk(c)
+		}
+		order = append(order, b)
+	}
+	walk(main)
+	if n := len(order); n != s.projectBranchesLocked(p.ID) {
+		return fmt.Errorf("%w: project %q has %d branches outside main's tree", ErrCorrupt, name, s.projectBranchesLocked(p.ID)-n)
+	}
+	if !opts.Force {
+		for _, b := range order {
+			if b.ID != p.Main {
+				return fmt.Errorf("branch %q: %w", b.Name, ErrProjectNotEmpty)
+			}
+			if b.Protected {
+				return fmt.Errorf("branch %q: %w", b.Name, ErrProtected)
+			}
+		}
+	}
+	var snaps []uint64
+	for _, sn := range s.cat.snapshots {
+		if sn.Project == p.ID {
+			snaps = append(snaps, sn.ID)
+		}
+	}
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i] < snaps[j] })
+	// Children timelines have larger ids than their parents.
+	sort.Slice(tls, func(i, j int) bool { return tls[i] > tls[j] })
+
+	bt := s.db.NewBatch()
+	defer bt.Close()
+	for _, b := range order {
+		_ = bt.Delete(enc.IDKey(enc.KindBranch, b.ID), nil)
+	}
+	for _, id := range snaps {
+		_ = bt.Delete(enc.IDKey(enc.KindSnapshot, id), nil)
+	}
+	for _, id := range tls {
+		_ = bt.Delete(enc.IDKey(enc.KindTimeline, id), nil)
+		for _, kind := range []byte{enc.KindDirent, enc.KindInode, enc.KindBlock, enc.KindOrphan} {
+			_ = bt.DeleteRange(enc.TimelinePrefix(kind, id), enc.TimelinePrefix(kind, id+1), nil)
+		}
+	}
+	_ = bt.Delete(enc.IDKey(enc.KindProject, p.ID), nil)
+	if err := bt.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	for _, b := range order {
+		delete(s.cat.branches, b.ID)
+	}
+	for _, id := range snaps {
+		delete(s.cat.snapshots, id)
+	}
+	for _, id := range tls {
+		delete(s.cat.timelines, id)
+	}
+	delete(s.cat.projects, p.ID)
+	return nil
+}
+
+func (s *Store) projectBranchesLocked(id uint64) int {
+	n := 0
+	for _, b := range s.cat.branches {
+		if b.Project == id {
+			n++
+		}
+	}
+	return n
+}
