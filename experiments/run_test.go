@@ -356,6 +356,30 @@ func TestRuns(t *testing.T) {
 		}
 	})
 
+	t.Run("embedder that errors", func(t *testing.T) {
+		// Port 1 on loopback is closed: the provider fails at embed time.
+		down := VariantSpec{Name: "down", Embedder: "ollama:nomic-embed-text?dims=8&base_url=http://127.0.0.1:1"}
+		r := e.run(t, e.spec(VariantSpec{Name: "ok", Embedder: "hash-bow?dims=32"}, down))
+		if r.Status != StatusPartial {
+			t.Fatalf("status %s %q, want partial", r.Status, r.Error)
+		}
+		for _, v := range r.Variants {
+			switch v.Name {
+			case "down":
+				if v.Status != StatusFailed || !strings.Contains(v.Error, "embed") || !strings.Contains(v.Error, "127.0.0.1:1") {
+					t.Errorf("down: %s %q", v.Status, v.Error)
+				}
+			case "ok":
+				if v.Status != StatusSucceeded {
+					t.Errorf("ok: %s %q", v.Status, v.Error)
+				}
+			}
+		}
+		if f := e.br.forks(t); len(f) != 0 {
+			t.Errorf("forks left behind: %v", f)
+		}
+	})
+
 	t.Run("cancel", func(t *testing.T) {
 		vs := []VariantSpec{bow, char, {Name: "rp", Embedder: "hash-rp?dims=256"}}
 		sp := e.spec(vs...)
