@@ -12,7 +12,7 @@ STATICCHECK_VERSION ?= v0.8.2
 RACE_PKGS ?= ./storage ./experiments/... ./evals/... ./compute/...
 BIN := bin/offshoot
 
-.PHONY: setup setup-test build run test bench lint fmt clean
+.PHONY: setup setup-test build run demo test bench lint fmt clean
 
 setup:
 	@./scripts/setup
@@ -25,6 +25,10 @@ build:
 
 run: setup build
 	./$(BIN) serve
+
+# demo talks to a running server: run `make run` in another shell first.
+demo: build
+	./$(BIN) demo
 
 test: setup-test
 	$(GO) vet ./...

@@ -356,6 +356,81 @@ func TestRuns(t *testing.T) {
 		}
 	})
 
+	t.Run("embedder that errors", func(t *testing.T) {
+		// Port 1 on loopback is closed: the provider fails at embed time.
+		down := VariantSpec{Name: "down", Embedder: "ollama:nomic-embed-text?dims=8&base_url=http://127.0.0.1:1"}
+		r := e.run(t, e.spec(VariantSpec{Name: "ok", Embedder: "hash-bow?dims=32"}, down))
+		if r.Status != StatusPartial {
+			t.Fatalf("status %s %q, want partial", r.Status, r.Error)
+		}
+		for _, v := range r.Variants {
+			switch v.Name {
+			case "down":
+				if v.Status != StatusFailed || !strings.Contains(v.Error, "embed") || !strings.Contains(v.Error, "127.0.0.1:1") {
+					t.Errorf("down: %s %q", v.Status, v.Error)
+				}
+			case "ok":
+				if v.Status != StatusSucceeded {
+					t.Errorf("ok: %s %q", v.Status, v.Error)
+				}
+			}
+		}
+		if f := e.br.forks(t); len(f) != 0 {
+			t.Errorf("forks left behind: %v", f)
+		}
+	})
+
+	t.Run("base deleted mid-run", func(t *testing.T) {
+		admin, err := e.br.admin(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = admin.Exec(e.ctx, "CREATE DATABASE "+pgx.Identifier{dbName("victim")}.Sanitize()+" TEMPLATE "+pgx.Identifier{dbName("main")}.Sanitize())
+		admin.Close(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := e.spec(VariantSpec{Name: "first", Embedder: "hash-bow?dims=32"}, VariantSpec{Name: "second", Embedder: "hash-bow?dims=24"})
+		sp.Base.Branch, sp.Concurrency = "victim", 1
+		r, err := e.svc.StartRun(e.ctx, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for { // delete the base once the first variant has forked
+			cur, err := e.svc.GetRun(e.ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := cur.Variants[0]; v.Phase != "" && v.Phase != "fork" || v.Status != StatusQueued && v.Status != StatusRunning {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := e.br.Discard(e.ctx, "p", "victim"); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(e.ctx, 2*time.Minute)
+		defer cancel()
+		done, err := e.svc.WaitRun(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The second variant forks after the deletion: either from the
+		// run's pinned base (succeeds) or it fails naming the base.
+		v := done.Variants[1]
+		switch {
+		case v.Status == StatusSucceeded && v.Rows == 1400:
+			t.Logf("second variant forked from the pinned base %+v", done.Base)
+		case v.Status == StatusFailed && strings.Contains(v.Error, "victim"):
+			t.Logf("second variant failed: %s", v.Error)
+		default:
+			t.Errorf("second variant after the base was deleted: %s %q rows %d (run %s)", v.Status, v.Error, v.Rows, done.Status)
+		}
+		if f := e.br.forks(t); len(f) != 0 {
+			t.Errorf("forks left behind: %v", f)
+		}
+	})
+
 	t.Run("cancel", func(t *testing.T) {
 		vs := []VariantSpec{bow, char, {Name: "rp", Embedder: "hash-rp?dims=256"}}
 		sp := e.spec(vs...)

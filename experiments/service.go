@@ -125,6 +125,9 @@ type Config struct {
 	Embedders *vectors.Registry
 	// EmbedCache, if set, caches every embedding runs compute.
 	EmbedCache *vectors.Cache
+	// DatasetsDir holds BEIR directories, one per subdirectory, that
+	// ListDatasets reports. Default "": no datasets are listed.
+	DatasetsDir string
 }
 
 // Service is the facade. Create it with New, start it with Open, stop it

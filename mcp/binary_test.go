@@ -242,7 +242,7 @@ func cranfield(t *testing.T) string {
 }
 
 // runFlow is an experiment run on real forks through the tools: start an
-// A/B run on Cranfield, poll get_experiment_run until it is done, list it,
+// A/B run on Cranfield, poll get_run until it is done, list it,
 // compare the two variants, and see that a finished run cannot be
 // cancelled and that its forks are gone.
 func runFlow(t *testing.T, c *client.Client) {
@@ -254,8 +254,8 @@ func runFlow(t *testing.T, c *client.Client) {
 		Status   string   `json:"status"`
 		Variants []string `json:"variants"`
 	}
-	text := ok(t, c, "start_experiment_run", map[string]any{"spec": spec}, &started)
-	if started.ID == "" || started.Status != "queued" || len(started.Variants) != 2 || !strings.Contains(text, "get_experiment_run") {
+	text := ok(t, c, "run_experiment", map[string]any{"spec": spec}, &started)
+	if started.ID == "" || started.Status != "queued" || len(started.Variants) != 2 || !strings.Contains(text, "get_run") {
 		t.Fatalf("start: %+v\n%s", started, text)
 	}
 	var run struct {
@@ -273,7 +273,7 @@ func runFlow(t *testing.T, c *client.Client) {
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		text = ok(t, c, "get_experiment_run", map[string]any{"id": started.ID}, &run)
+		text = ok(t, c, "get_run", map[string]any{"id": started.ID}, &run)
 		if run.Status != experiments.StatusQueued && run.Status != experiments.StatusRunning {
 			break
 		}
@@ -296,12 +296,12 @@ func runFlow(t *testing.T, c *client.Client) {
 			ID string `json:"id"`
 		} `json:"runs"`
 	}
-	ok(t, c, "list_experiment_runs", map[string]any{"experiment": "ab"}, &list)
+	ok(t, c, "list_runs", map[string]any{"experiment": "ab"}, &list)
 	if len(list.Runs) != 1 || list.Runs[0].ID != started.ID {
 		t.Errorf("list: %+v", list.Runs)
 	}
 	var cmp experiments.RunComparison
-	text = ok(t, c, "compare_experiment_runs", map[string]any{"a": started.ID + ":bow", "b": started.ID + ":rp", "metric": "ndcg_cut_10"}, &cmp)
+	text = ok(t, c, "compare_runs", map[string]any{"a": started.ID + ":bow", "b": started.ID + ":rp", "metric": "ndcg_cut_10"}, &cmp)
 	switch {
 	case cmp.Verdict == "" || cmp.Comparison == nil || cmp.Comparison.Queries != 225 || len(cmp.Comparison.Measures) != 2:
 		t.Errorf("compare: %+v", cmp)
@@ -310,8 +310,8 @@ func runFlow(t *testing.T, c *client.Client) {
 	case !strings.Contains(text, cmp.Verdict) || !strings.Contains(text, "p=") || !strings.Contains(text, "most regressed queries"):
 		t.Errorf("compare text:\n%s", text)
 	}
-	toolErr(t, c, "compare_experiment_runs", map[string]any{"a": started.ID, "b": started.ID + ":rp"}, "2 succeeded variants", ":VARIANT")
-	toolErr(t, c, "cancel_experiment_run", map[string]any{"id": started.ID}, "succeeded", "conflict")
+	toolErr(t, c, "compare_runs", map[string]any{"a": started.ID, "b": started.ID + ":rp"}, "2 succeeded variants", ":VARIANT")
+	toolErr(t, c, "cancel_run", map[string]any{"id": started.ID}, "succeeded", "conflict")
 }
 
 // TestBinaryForward spawns `offshoot serve`, then `offshoot mcp` on the

@@ -13,10 +13,11 @@
 // get_connection_string, create_snapshot, list_snapshots,
 // restore_snapshot, vector_search, and prepare_migration / complete_migration (try the
 // DDL on a fork, then apply it to the parent). Experiment runs:
-// start_experiment_run (a spec as a JSON object; one fork per variant,
-// returns the run id at once), get_experiment_run and list_experiment_runs
+// run_experiment (a spec as a JSON object; one fork per variant,
+// returns the run id at once), get_run and list_runs
 // (status, phase and headline metrics, without per-query rankings),
-// cancel_experiment_run, and compare_experiment_runs (A and B as RUN or
+// cancel_run, list_datasets (the BEIR directories under the server's
+// datasets dir, with counts), and compare_runs (A and B as RUN or
 // RUN:VARIANT; verdict, per-measure delta, CI and p, the most regressed
 // queries). Every tool sets all four annotations (readOnlyHint,
 // destructiveHint, idempotentHint, openWorldHint); destructive ones say

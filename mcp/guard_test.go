@@ -78,12 +78,12 @@ func TestReadOnlyListing(t *testing.T) {
 		return m
 	}
 	ro := listed(experiments.Caller{KeyID: "ro", Scopes: []experiments.Scope{{Role: experiments.RoleRead, Project: "*"}}})
-	for _, name := range []string{"start_experiment_run", "cancel_experiment_run", "fork_branch", "discard_branch", "run_sql_transaction", "prepare_migration"} {
+	for _, name := range []string{"run_experiment", "cancel_run", "fork_branch", "discard_branch", "run_sql_transaction", "prepare_migration"} {
 		if _, ok := ro[name]; ok {
 			t.Errorf("read-only key sees %s", name)
 		}
 	}
-	for _, name := range []string{"get_experiment_run", "list_experiment_runs", "compare_experiment_runs", "list_branches", "run_sql"} {
+	for _, name := range []string{"get_run", "list_runs", "compare_runs", "list_datasets", "list_branches", "run_sql"} {
 		if _, ok := ro[name]; !ok {
 			t.Errorf("read-only key does not see %s", name)
 		}
@@ -100,7 +100,7 @@ func TestReadOnlyListing(t *testing.T) {
 	if len(rw) != len(s.tools) {
 		t.Errorf("write key sees %d of %d tools", len(rw), len(s.tools))
 	}
-	for _, name := range []string{"start_experiment_run", "get_experiment_run", "list_experiment_runs", "cancel_experiment_run", "compare_experiment_runs"} {
+	for _, name := range []string{"run_experiment", "get_run", "list_runs", "cancel_run", "compare_runs"} {
 		if _, ok := rw[name]; !ok {
 			t.Errorf("write key does not see %s", name)
 		}

@@ -349,10 +349,17 @@ func TestErrors(t *testing.T) {
 		toolErr(t, c, "run_sql", map[string]any{"branch": "main", "sql": "SELECT 1", "max_rows": "ten"}, "max_rows")
 		toolErr(t, c, "run_sql", map[string]any{"branch": "main"}, "sql", "empty")
 		toolErr(t, c, "run_sql_transaction", map[string]any{"branch": "main", "statements": []any{}}, "statements")
-		toolErr(t, c, "start_experiment_run", map[string]any{"spec": "ab"}, "spec", "JSON object")
-		toolErr(t, c, "start_experiment_run", map[string]any{"spec": map[string]any{"name": "ab", "variantz": []any{}}}, "spec.variantz", "unknown field")
-		toolErr(t, c, "get_experiment_run", map[string]any{"id": "nope"}, "nope", "not found", "list_experiment_runs")
-		toolErr(t, c, "compare_experiment_runs", map[string]any{"a": "nope:x", "b": "nope:y"}, "not found", "list_experiment_runs")
+		toolErr(t, c, "run_experiment", map[string]any{"spec": "ab"}, "spec", "JSON object")
+		toolErr(t, c, "run_experiment", map[string]any{"spec": map[string]any{"name": "ab", "variantz": []any{}}}, "spec.variantz", "unknown field")
+		toolErr(t, c, "get_run", map[string]any{"id": "nope"}, "nope", "not found", "list_runs")
+		toolErr(t, c, "compare_runs", map[string]any{"a": "nope:x", "b": "nope:y"}, "not found", "list_runs")
+	})
+	t.Run("list datasets", func(t *testing.T) {
+		var l experiments.DatasetList
+		text := ok(t, c, "list_datasets", map[string]any{}, &l)
+		if len(l.Datasets) != 0 || l.Hint == "" || !strings.Contains(text, "hint: ") {
+			t.Errorf("list_datasets without a datasets dir = %+v, %q", l, text)
+		}
 	})
 	t.Run("all or nothing", func(t *testing.T) {
 		toolErr(t, c, "run_sql_transaction", map[string]any{"branch": "scratch", "statements": []any{
@@ -410,16 +417,16 @@ func TestErrors(t *testing.T) {
 		}
 		toolErr(t, rc, "run_sql_transaction", map[string]any{"branch": "main", "statements": []any{map[string]any{"sql": "DELETE FROM items"}}},
 			"changes data", "read scope only")
-		for _, name := range []string{"start_experiment_run", "cancel_experiment_run"} {
+		for _, name := range []string{"run_experiment", "cancel_run"} {
 			if _, found := tools[name]; found {
 				t.Errorf("read-only key sees %s", name)
 			}
 		}
-		if _, found := tools["get_experiment_run"]; !found {
-			t.Error("read-only key does not see get_experiment_run")
+		if _, found := tools["get_run"]; !found {
+			t.Error("read-only key does not see get_run")
 		}
-		toolErr(t, rc, "start_experiment_run", map[string]any{"spec": map[string]any{"name": "x"}}, "changes data", "read scope only")
-		toolErr(t, rc, "cancel_experiment_run", map[string]any{"id": "r1"}, "changes data", "read scope only")
+		toolErr(t, rc, "run_experiment", map[string]any{"spec": map[string]any{"name": "x"}}, "changes data", "read scope only")
+		toolErr(t, rc, "cancel_run", map[string]any{"id": "r1"}, "changes data", "read scope only")
 		toolErr(t, rc, "run_sql", map[string]any{"branch": "main", "sql": "DELETE FROM items"}, "25006", "read-only")
 		toolErr(t, rc, "run_sql", map[string]any{"branch": "main", "sql": "SELECT 1", "read_only": false}, "read_only")
 		var r queryResult

@@ -14,9 +14,9 @@ import (
 )
 
 // runsNotFound is the next step after an unknown run or variant.
-const runsNotFound = "list_experiment_runs shows the runs, get_experiment_run a run's variants"
+const runsNotFound = "list_runs shows the runs, get_run a run's variants"
 
-// defaultToolRuns is list_experiment_runs' limit when the agent gives none.
+// defaultToolRuns is list_runs' limit when the agent gives none.
 const defaultToolRuns = 20
 
 func runIDArg(desc string) mcpgo.ToolOption {
@@ -26,15 +26,15 @@ func runIDArg(desc string) mcpgo.ToolOption {
 // runTools are the experiment-run tools: thin adapters over StartRun,
 // GetRun, ListRuns, CancelRun and CompareRuns.
 func (s *Server) runTools() []*tool {
-	return []*tool{s.startRunTool(), s.getRunTool(), s.listRunsTool(), s.cancelRunTool(), s.compareRunsTool()}
+	return []*tool{s.startRunTool(), s.getRunTool(), s.listRunsTool(), s.cancelRunTool(), s.compareRunsTool(), s.listDatasetsTool()}
 }
 
 func (s *Server) startRunTool() *tool {
-	def := mcpgo.NewTool("start_experiment_run",
+	def := mcpgo.NewTool("run_experiment",
 		mcpgo.WithDescription("Start an experiment run that compares retrieval variants (embedder, chunking, distance, ANN index, search parameters) on a test collection with relevance judgments. "+
 			"The run pins the base branch, then forks ONE BRANCH PER VARIANT (copy-on-write, instant) and on each fork embeds the corpus, loads it into a table, builds the index and runs every query, scoring with trec_eval measures; the forks are discarded afterwards unless keep_branches is set, so the base branch is never changed. "+
 			"Cost: runs in the background for seconds to many minutes (embedding and index builds dominate; a sweep multiplies the variants) and uses each fork's compute and storage while it runs. "+
-			"Returns at once with the run id and status queued; poll get_experiment_run until the status is succeeded, partial, failed or cancelled, then compare_experiment_runs. Needs write scope on the project."),
+			"Returns at once with the run id and status queued; poll get_run until the status is succeeded, partial, failed or cancelled, then compare_runs. Needs write scope on the project."),
 		annotations(false, false, false),
 		mcpgo.WithObject("spec", mcpgo.Required(), mcpgo.Description(
 			"The experiment spec as a JSON object: {\"name\": \"ab\" (lowercase, digits, - _), \"project\" (default the server's default project), "+
@@ -55,7 +55,7 @@ func (s *Server) startRunTool() *tool {
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "run %s of experiment %s started (%s): %d variant(s), one fork each off %s\n", run.ID, run.Experiment, run.Status, len(run.Variants), run.Spec.Base.Branch)
-		fmt.Fprintf(&b, "next: get_experiment_run with id %q until it is done, then compare_experiment_runs\n", run.ID)
+		fmt.Fprintf(&b, "next: get_run with id %q until it is done, then compare_runs\n", run.ID)
 		return map[string]any{"id": run.ID, "experiment": run.Experiment, "project": run.Project, "status": run.Status, "variants": variantNames(run)}, b.String(), nil
 	})
 }
@@ -183,12 +183,12 @@ func renderRun(r runSummary) string {
 }
 
 func (s *Server) getRunTool() *tool {
-	def := mcpgo.NewTool("get_experiment_run",
+	def := mcpgo.NewTool("get_run",
 		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size. "+
-			"Use it to follow a run started with start_experiment_run (poll every few seconds until the status is no longer queued or running) and to pick variants for compare_experiment_runs. "+
-			"Cheap: reads the run's record. Per-query rankings are left out; compare_experiment_runs shows the queries that changed."),
+			"Use it to follow a run started with run_experiment (poll every few seconds until the status is no longer queued or running) and to pick variants for compare_runs. "+
+			"Cheap: reads the run's record. Per-query rankings are left out; compare_runs shows the queries that changed."),
 		annotations(true, false, true),
-		runIDArg("Run id, as start_experiment_run or list_experiment_runs returned it."),
+		runIDArg("Run id, as run_experiment or list_runs returned it."),
 	)
 	return newTool(def, readTool, runsNotFound, func(ctx context.Context, _ call, a struct {
 		ID string `json:"id"`
@@ -206,9 +206,9 @@ func (s *Server) getRunTool() *tool {
 }
 
 func (s *Server) listRunsTool() *tool {
-	def := mcpgo.NewTool("list_experiment_runs",
+	def := mcpgo.NewTool("list_runs",
 		mcpgo.WithDescription("List experiment runs newest first, with status and per-variant headline metrics, optionally only one project's, one experiment's or one schedule's. "+
-			"Use it to find a run id (for get_experiment_run or compare_experiment_runs) or the previous run of an experiment to compare against. Cheap: reads run records only."),
+			"Use it to find a run id (for get_run or compare_runs) or the previous run of an experiment to compare against. Cheap: reads run records only."),
 		annotations(true, false, true),
 		mcpgo.WithString("project", mcpgo.Description("Only runs of this project. Default: every project this key can read.")),
 		mcpgo.WithString("experiment", mcpgo.Description("Only runs of the experiment with this name (the spec's name).")),
@@ -243,10 +243,10 @@ func (s *Server) listRunsTool() *tool {
 }
 
 func (s *Server) cancelRunTool() *tool {
-	def := mcpgo.NewTool("cancel_experiment_run",
+	def := mcpgo.NewTool("cancel_run",
 		mcpgo.WithDescription("Cancel a queued or running experiment run: variants in flight stop and their forks are discarded; variants already finished keep their results. "+
 			"Use it when a run was started with a wrong spec or takes too long. Cancelling a finished run is refused (conflict). Needs write scope. "+
-			"Returns at once; get_experiment_run shows the status cancelled once the variants have stopped."),
+			"Returns at once; get_run shows the status cancelled once the variants have stopped."),
 		annotations(false, false, true),
 		runIDArg("Id of the run to cancel."),
 	)
@@ -259,15 +259,15 @@ func (s *Server) cancelRunTool() *tool {
 		if err := s.svc.CancelRun(ctx, a.ID); err != nil {
 			return nil, "", err
 		}
-		return map[string]any{"id": a.ID, "cancelled": true}, fmt.Sprintf("run %s cancelling; get_experiment_run shows when it has stopped\n", a.ID), nil
+		return map[string]any{"id": a.ID, "cancelled": true}, fmt.Sprintf("run %s cancelling; get_run shows when it has stopped\n", a.ID), nil
 	})
 }
 
 func (s *Server) compareRunsTool() *tool {
-	def := mcpgo.NewTool("compare_experiment_runs",
+	def := mcpgo.NewTool("compare_runs",
 		mcpgo.WithDescription("Compare two finished variants, B against A, over the queries both evaluated: per measure the means, delta, bootstrap confidence interval, randomization-test p-value and significance; a verdict (better, worse or no significant difference) on the primary measure; "+
 			"the queries that regressed most with the documents that entered and left their top-k; and cost deltas (latency, index build time and size, embedding time). "+
-			"Use it after get_experiment_run reports succeeded (or partial), to decide whether a change helps. Cheap: computed from stored results (a few thousand resamples). "+
+			"Use it after get_run reports succeeded (or partial), to decide whether a change helps. Cheap: computed from stored results (a few thousand resamples). "+
 			"The full per-query list is left out; the regressed queries are the worst ones."),
 		annotations(true, false, true),
 		mcpgo.WithString("a", mcpgo.Required(), mcpgo.Description("The baseline: \"RUN:VARIANT\" (e.g. \"20261127T151500-ab12cd:bow\"), or \"RUN\" when the run has exactly one succeeded variant.")),
@@ -323,4 +323,27 @@ func renderComparison(c *experiments.RunComparison) string {
 			q.Query, q.A, q.B, q.Delta, q.Overlap, clipText(strings.Join(q.Entered, ","), textCell), clipText(strings.Join(q.Left, ","), textCell))
 	}
 	return b.String()
+}
+
+func (s *Server) listDatasetsTool() *tool {
+	def := mcpgo.NewTool("list_datasets",
+		mcpgo.WithDescription("List the BEIR datasets the server can use for experiment runs, with document, query and judgement counts and the path to put in a spec's dataset.beir. "+
+			"Use it before run_experiment to pick a test collection. Cheap: counts lines of the dataset files."),
+		annotations(true, false, true),
+	)
+	return newTool(def, readTool, "", func(ctx context.Context, _ call, _ struct{}) (any, string, error) {
+		l, err := s.svc.ListDatasets(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d dataset(s) in %q\n", len(l.Datasets), l.Dir)
+		for _, d := range l.Datasets {
+			fmt.Fprintf(&b, "%s: %d docs, %d queries, qrels %v, beir %q\n", d.Name, d.Docs, d.Queries, d.Qrels, d.Path)
+		}
+		if l.Hint != "" {
+			b.WriteString("hint: " + l.Hint + "\n")
+		}
+		return l, b.String(), nil
+	})
 }

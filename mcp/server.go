@@ -86,8 +86,8 @@ Branches are cheap copy-on-write forks: fork_branch, try something risky on the 
 (run_sql), look at the result (run_sql, diff_branches), then discard_branch. The parent
 is never touched. Prefer working on a fork over writing to a shared branch.
 To compare retrieval setups (embedders, indexes, search parameters) on a test
-collection, start_experiment_run forks one branch per variant; poll
-get_experiment_run until it is done, then compare_experiment_runs.`
+collection, run_experiment forks one branch per variant; poll
+get_run until it is done, then compare_runs.`
 
 // MCPServer returns the underlying mcp-go server, for transports.
 func (s *Server) MCPServer() *server.MCPServer { return s.mcp }

@@ -57,7 +57,7 @@ func (f *evalFlags) evaluate(runs ...string) ([]*evals.Result, error) {
 	return out, nil
 }
 
-func newEvalCmd(*app) *cobra.Command {
+func newEvalCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "eval",
 		Short: "Score TREC run files with trec_eval's measures and compare runs",
@@ -67,7 +67,7 @@ Measures follow trec_eval exactly (ranking by score, ties by docno
 descending; P divides by k; recall and MAP by all judged relevant; nDCG with
 the grades as linear gains). Supported -m families: ` + familyList() + `.`,
 	}
-	cmd.AddCommand(newEvalScoreCmd(), newEvalCompareCmd())
+	cmd.AddCommand(newEvalScoreCmd(), newEvalCompareCmd(), newEvalRunCmd(a))
 	return cmd
 }
 

@@ -59,32 +59,7 @@ func newRunCmd(a *app) *cobra.Command {
 		Example: "  offshoot run start ab.yaml --wait",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sp, err := readSpec(args[0])
-			if err != nil {
-				return err
-			}
-			if baseline != "" && !wait {
-				return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline needs --wait")}
-			}
-			var r experiments.Run
-			raw, err := c.do(cmd.Context(), "POST", "/v1/runs", sp, &r)
-			if err != nil {
-				return err
-			}
-			if !wait {
-				if c.json {
-					return printJSON(a.stdout, raw)
-				}
-				fmt.Fprintln(a.stdout, r.ID)
-				return nil
-			}
-			if err := waitRun(cmd.Context(), a.stdout, &c, r.ID); err != nil {
-				return err
-			}
-			if baseline == "" {
-				return nil
-			}
-			return checkBaseline(cmd.Context(), a.stdout, &c, baseline, r.ID, sp, gate)
+			return startRun(cmd.Context(), a, &c, args[0], wait, baseline, gate)
 		},
 	}
 	addClientFlags(start, &c)
@@ -231,6 +206,39 @@ func newRunCmd(a *app) *cobra.Command {
 
 	cmd.AddCommand(start, list, show, cancel, compare)
 	return cmd
+}
+
+// startRun starts the run of the spec at path; with wait it follows it
+// with a progress line per change of a variant's status or phase, prints
+// the results and, with baseline, gates on a regression against that run.
+// run start, experiment run and eval run all come here.
+func startRun(ctx context.Context, a *app, c *client, path string, wait bool, baseline string, gate baselineGate) error {
+	sp, err := readSpec(path)
+	if err != nil {
+		return err
+	}
+	if baseline != "" && !wait {
+		return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline needs --wait")}
+	}
+	var r experiments.Run
+	raw, err := c.do(ctx, "POST", "/v1/runs", sp, &r)
+	if err != nil {
+		return err
+	}
+	if !wait {
+		if c.json {
+			return printJSON(a.stdout, raw)
+		}
+		fmt.Fprintln(a.stdout, r.ID)
+		return nil
+	}
+	if err := waitRun(ctx, a.stdout, c, r.ID); err != nil {
+		return err
+	}
+	if baseline == "" {
+		return nil
+	}
+	return checkBaseline(ctx, a.stdout, c, baseline, r.ID, sp, gate)
 }
 
 func waitRun(ctx context.Context, w io.Writer, c *client, id string) error {

@@ -185,6 +185,20 @@ func TestRunBaselineGateCLI(t *testing.T) {
 	if code != exitFailure || !strings.Contains(out, "REGRESSION") || !strings.Contains(errOut, "regression against "+base) {
 		t.Errorf("worse against baseline: exit %d\n%s%s", code, out, errOut)
 	}
+	// The spellings: eval run gates the same way, experiment run waits.
+	if out, errOut, code := cli("eval", "run", good, "--baseline", base); code != 0 || !strings.Contains(out, " ok") {
+		t.Errorf("eval run against baseline: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = cli("eval", "run", worse, "--baseline", base)
+	if code != exitFailure || !strings.Contains(out, "REGRESSION") {
+		t.Errorf("eval run worse against baseline: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code := cli("eval", "run", good); code != exitBadInput || !strings.Contains(errOut, "--baseline") {
+		t.Errorf("eval run without --baseline: exit %d %s", code, errOut)
+	}
+	if out, errOut, code := cli("experiment", "run", good); code != 0 || !strings.Contains(out, " running v=running") || !strings.Contains(out, "status succeeded") {
+		t.Errorf("experiment run: exit %d\n%s%s", code, out, errOut)
+	}
 	if out, _, code := cli("run", "show", base); code != 0 || !strings.Contains(out, "NDCG_CUT_10") {
 		t.Errorf("show: exit %d\n%s", code, out)
 	}

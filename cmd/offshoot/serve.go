@@ -29,6 +29,7 @@ import (
 // serveOptions are the serve flags beyond the shared configuration.
 type serveOptions struct {
 	runDir        string
+	datasetsDir   string
 	addrFile      string
 	maxBranches   int
 	maxEndpoints  int
@@ -59,6 +60,7 @@ and the store is closed.`,
 		addAddrFlags(cmd, a)
 		f := cmd.Flags()
 		f.StringVar(&o.runDir, "run-dir", "", "mount points, sockets and logs of endpoints; the postgres OS user must be able to traverse it (default <data-dir>/run, or $TMPDIR/offshoot-run-<hash> when it cannot)")
+		f.StringVar(&o.datasetsDir, "datasets-dir", "", "BEIR datasets (one directory each) that list_datasets reports (default <data-dir>/datasets)")
 		f.StringVar(&o.addrFile, "addr-file", "", "write the bound addresses as JSON {\"http\":...,\"proxy\":...} to this file once ready (for scripts using port 0)")
 		f.IntVar(&o.maxBranches, "max-branches", 1000, "maximum branches per project (negative: no limit)")
 		f.IntVar(&o.maxEndpoints, "max-endpoints", 16, "maximum running endpoints")
@@ -198,11 +200,16 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		return fmt.Errorf("embedding cache: %w", err)
 	}
 	defer cache.Close()
+	datasetsDir := o.datasetsDir
+	if datasetsDir == "" {
+		datasetsDir = filepath.Join(a.cfg.DataDir, "datasets")
+	}
 	svc, err := experiments.New(experiments.Config{
 		ControlDir: filepath.Join(a.cfg.DataDir, "control"), Logger: a.log,
 		Store: st, Compute: m, InitDir: initDir, ProxyAddr: px.Addr().String(), DefaultProject: defaultProject,
 		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval, EmbedCache: cache,
 		ExpiryWarning: o.expiryWarning, Prices: a.cfg.Prices.table(),
+		DatasetsDir: datasetsDir,
 	})
 	if err != nil {
 		return err

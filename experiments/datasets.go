@@ -1,0 +1,124 @@
+package experiments
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// Dataset is one BEIR directory under Config.DatasetsDir.
+type Dataset struct {
+	// Name is the directory's name.
+	Name string `json:"name"`
+	// Path is the directory's absolute path, for a spec's dataset.beir.
+	Path string `json:"path"`
+	// Docs and Queries are the lines of corpus.jsonl and queries.jsonl.
+	Docs    int `json:"docs"`
+	Queries int `json:"queries"`
+	// Qrels maps a split (qrels/<split>.tsv) to its judgement lines,
+	// header excluded.
+	Qrels map[string]int `json:"qrels"`
+}
+
+// DatasetList is the answer of ListDatasets.
+type DatasetList struct {
+	// Dir is the configured datasets directory ("" when none).
+	Dir      string    `json:"dir"`
+	Datasets []Dataset `json:"datasets"`
+	// Hint says why the list is empty, when it is.
+	Hint string `json:"hint,omitempty"`
+}
+
+// ListDatasets lists the subdirectories of Config.DatasetsDir that hold a
+// BEIR corpus.jsonl, with line counts (cheap: no JSON is parsed). With no
+// DatasetsDir, or a missing one, the list is empty and Hint says why. Any
+// authenticated caller may list. Safe for concurrent use.
+func (s *Service) ListDatasets(ctx context.Context) (*DatasetList, error) {
+	if _, ok := CallerFrom(ctx); !ok {
+		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	out := &DatasetList{Dir: s.cfg.DatasetsDir, Datasets: []Dataset{}}
+	if out.Dir == "" {
+		out.Hint = "no datasets directory is configured (offshoot serve --datasets-dir)"
+		return out, nil
+	}
+	abs, err := filepath.Abs(out.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("datasets dir: %w", err)
+	}
+	out.Dir = abs
+	entries, err := os.ReadDir(abs)
+	if os.IsNotExist(err) {
+		out.Hint = fmt.Sprintf("datasets directory %s does not exist; put BEIR directories (corpus.jsonl, queries.jsonl, qrels/*.tsv) there", abs)
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("datasets dir: %w", err)
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(abs, e.Name())
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			continue
+		}
+		docs, err := countLines(filepath.Join(dir, "corpus.jsonl"))
+		if err != nil {
+			continue // not a BEIR directory
+		}
+		d := Dataset{Name: e.Name(), Path: dir, Docs: docs, Qrels: map[string]int{}}
+		if d.Queries, err = countLines(filepath.Join(dir, "queries.jsonl")); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("dataset %s: %w", e.Name(), err)
+		}
+		splits, _ := filepath.Glob(filepath.Join(dir, "qrels", "*.tsv"))
+		sort.Strings(splits)
+		for _, p := range splits {
+			n, err := countLines(p)
+			if err != nil {
+				return nil, fmt.Errorf("dataset %s: %w", e.Name(), err)
+			}
+			if n > 0 {
+				n-- // header line
+			}
+			d.Qrels[filepath.Base(p[:len(p)-len(".tsv")])] = n
+		}
+		out.Datasets = append(out.Datasets, d)
+	}
+	if len(out.Datasets) == 0 {
+		out.Hint = fmt.Sprintf("no BEIR directory (with corpus.jsonl) under %s", abs)
+	}
+	return out, nil
+}
+
+// countLines counts the non-empty lines of a file.
+func countLines(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	n, last := 0, byte('\n')
+	for {
+		k, err := f.Read(buf)
+		if k > 0 {
+			n += bytes.Count(buf[:k], []byte{'\n'})
+			last = buf[k-1]
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if last != '\n' {
+		n++
+	}
+	return n, nil
+}
