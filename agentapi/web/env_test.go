@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/offshootdb/offshoot/evals/evalstest"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -202,7 +202,7 @@ func newEnv(t *testing.T) *env {
 	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &env{svc: svc, br: br, srv: srv, ctx: experiments.WithCaller(ctx, experiments.LocalCaller), beir: cranfieldDir(t)}
+	return &env{svc: svc, br: br, srv: srv, ctx: experiments.WithCaller(ctx, experiments.LocalCaller), beir: evalstest.Cranfield(t)}
 }
 
 // run starts a run and waits for it.
@@ -225,28 +225,4 @@ func (e *env) run(t *testing.T, variants ...experiments.VariantSpec) *experiment
 		t.Fatalf("run %s: %s %s %+v", done.ID, done.Status, done.Error, done.Variants)
 	}
 	return done
-}
-
-// cranfieldDir finds ../shared/datasets/cranfield next to the module root.
-func cranfieldDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared", "datasets", "cranfield")
-	if _, err := os.Stat(filepath.Join(d, "corpus.jsonl")); err != nil {
-		t.Fatalf("cranfield dataset: %v", err)
-	}
-	return d
 }
