@@ -5,10 +5,11 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
-# Packages whose tests run under the race detector (which also switches on
-# pebble's invariant checks); the rest run without it to keep `make test`
-# inside CI's time. The end-to-end tests in cmd/offshoot run the server as a
-# separate binary, which -race would not instrument anyway.
+# Packages whose tests also run under the race detector (which switches on
+# pebble's invariant checks too); every package runs once without it. The
+# end-to-end tests in cmd/offshoot run the server as a separate binary,
+# which -race would not instrument anyway. Under -race, storage's SIGKILL
+# crash test is left to the plain run (see the note on issue 3).
 RACE_PKGS ?= ./storage ./experiments/... ./evals/... ./compute/...
 BIN := bin/offshoot
 
@@ -32,8 +33,8 @@ demo: build
 
 test: setup-test
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -x -F "$$($(GO) list $(RACE_PKGS))")
-	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -x -F "$$($(GO) list $(RACE_PKGS))") ./storage
+	$(GO) test -count=1 -race -skip '^TestCrash$$' -timeout 30m $(RACE_PKGS)
 
 bench: setup-test build
 	./scripts/bench
