@@ -8,8 +8,7 @@ STATICCHECK_VERSION ?= v0.8.2
 # Packages whose tests also run under the race detector (which switches on
 # pebble's invariant checks too); every package runs once without it. The
 # end-to-end tests in cmd/offshoot run the server as a separate binary,
-# which -race would not instrument anyway. Under -race, storage's SIGKILL
-# crash test is left to the plain run (see the note on issue 3).
+# which -race would not instrument anyway.
 RACE_PKGS ?= ./storage ./experiments/... ./evals/... ./compute/...
 BIN := bin/offshoot
 
@@ -33,8 +32,8 @@ demo: build
 
 test: setup-test
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -x -F "$$($(GO) list $(RACE_PKGS))") ./storage
-	$(GO) test -count=1 -race -skip '^TestCrash$$' -timeout 30m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -x -F "$$($(GO) list $(RACE_PKGS))")
+	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
 
 bench: setup-test build
 	./scripts/bench
