@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/offshootdb/offshoot/experiments"
 	"io"
 	"net/url"
 	"os"
@@ -19,42 +20,9 @@ import (
 // Verbs over projects, branches, snapshots, usage and psql; all call the
 // running server's HTTP API like query and diff.
 
-type branchJSON struct {
-	Name            string            `json:"name"`
-	ParentID        string            `json:"parent_id"`
-	ParentLSN       uint64            `json:"parent_lsn"`
-	ParentTimestamp *time.Time        `json:"parent_timestamp"`
-	CreatedAt       time.Time         `json:"created_at"`
-	ExpiresAt       *time.Time        `json:"expires_at"`
-	Labels          map[string]string `json:"labels"`
-	Protected       bool              `json:"protected"`
-	Depth           int               `json:"depth"`
-	Endpoint        *struct {
-		State          string  `json:"state"`
-		Connections    int     `json:"connections"`
-		Wakes          int64   `json:"wakes"`
-		ComputeSeconds float64 `json:"compute_seconds"`
-		LastError      string  `json:"last_error"`
-	} `json:"endpoint"`
-	Usage *usageJSON `json:"usage"`
-}
+// The client decodes the server's answers into the facade's own types.
 
-type usageJSON struct {
-	Branch         string    `json:"branch"`
-	LogicalBytes   uint64    `json:"logical_bytes"`
-	DeltaBytes     uint64    `json:"delta_bytes"`
-	SharedBytes    uint64    `json:"shared_bytes"`
-	ComputeSeconds float64   `json:"compute_seconds"`
-	Wakes          int64     `json:"wakes"`
-	Cost           *costJSON `json:"cost"`
-}
-
-type costJSON struct {
-	Total    float64 `json:"total"`
-	Currency string  `json:"currency"`
-}
-
-func (c *costJSON) String() string { return fmt.Sprintf("%.4f %s", c.Total, c.Currency) }
+func costString(c *experiments.Cost) string { return fmt.Sprintf("%.4f %s", c.Total, c.Currency) }
 
 func projectPath(p string) string { return "/v1/projects/" + url.PathEscape(p) }
 func branchURL(p, b string) string {
@@ -101,7 +69,7 @@ func printed(msg string) func(io.Writer, []byte) error {
 }
 
 func showBranch(w io.Writer, raw []byte) error {
-	var b branchJSON
+	var b experiments.Branch
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return err
 	}
@@ -256,7 +224,7 @@ func branchCmd(a *app) *cobra.Command {
 			return "GET", projectPath(project) + "/branches?" + q.Encode(), nil, nil
 		}, func(w io.Writer, raw []byte) error {
 			var page struct {
-				Branches []branchJSON
+				Branches []experiments.Branch
 				Next     string
 			}
 			if err := json.Unmarshal(raw, &page); err != nil {
@@ -392,26 +360,19 @@ func usageCmd(a *app) *cobra.Command {
 	cmd, _ := verb(a, "usage", "Storage and compute use per branch", cobra.NoArgs, &project,
 		func([]string) (string, string, any, error) { return "GET", projectPath(project) + "/usage", nil, nil },
 		func(w io.Writer, raw []byte) error {
-			var u struct {
-				Branches       []usageJSON `json:"branches"`
-				LogicalBytes   uint64      `json:"logical_bytes"`
-				DeltaBytes     uint64      `json:"delta_bytes"`
-				ComputeSeconds float64     `json:"compute_seconds"`
-				Wakes          int64       `json:"wakes"`
-				Cost           *costJSON   `json:"cost"`
-			}
+			var u experiments.Usage
 			if err := json.Unmarshal(raw, &u); err != nil {
 				return err
 			}
 			// The cost column appears when the server has a price table.
-			cost := func(c *costJSON) string {
+			cost := func(c *experiments.Cost) string {
 				if u.Cost == nil {
 					return ""
 				}
 				if c == nil {
 					return "-\t"
 				}
-				return c.String() + "\t"
+				return costString(c) + "\t"
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 			head := "BRANCH\tLOGICAL\tDELTA\tSHARED\tCOMPUTE S\tWAKES\t"
