@@ -412,7 +412,7 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 				return fmt.Errorf("project %s is the default project; pass force to delete it: %w", name, ErrConflict)
 			}
 			for _, b := range bs {
-				if b.Parent != 0 {
+				if !s.isMain(name, b) {
 					return fmt.Errorf("project %s has %d branches besides main; pass force to delete them all: %w", name, len(bs)-1, ErrConflict)
 				}
 				if b.Protected {
@@ -460,6 +460,14 @@ func (s *Service) view(project string, b storage.Branch, names map[uint64]string
 
 // tree returns the branches of a project in depth-first order from the
 // root, children by name, with their depth.
+// isMain reports whether b is the main branch of project. A branch
+// without a parent is not always main: a fork of a snapshot whose branch
+// has since been deleted has none.
+func (s *Service) isMain(project string, b storage.Branch) bool {
+	p, err := s.cfg.Store.Project(project)
+	return err == nil && p.Main == b.ID
+}
+
 func (s *Service) tree(project string) ([]Branch, []storage.Branch, error) {
 	st, err := s.storeOr()
 	if err != nil {
@@ -790,7 +798,7 @@ func (s *Service) rename(ctx context.Context, project, from, to string) (storage
 	if err != nil {
 		return storage.Branch{}, storeErr(err)
 	}
-	if old.Parent == 0 {
+	if s.isMain(project, old) {
 		return storage.Branch{}, fmt.Errorf("the main branch cannot be renamed: %w", ErrConflict)
 	}
 	if old.Protected {
@@ -893,7 +901,7 @@ func (s *Service) deleteBranch(ctx context.Context, project, branch string, casc
 	if target == nil {
 		return fmt.Errorf("branch %s of project %s: %w", branch, project, ErrNotFound)
 	}
-	if target.Parent == 0 {
+	if s.isMain(project, *target) {
 		return fmt.Errorf("branch %s is the project's main branch and cannot be deleted: %w", branch, ErrConflict)
 	}
 	// Descendants follow their ancestor in tree order, one level deeper.

@@ -182,3 +182,38 @@ func TestTTLSweeper(t *testing.T) {
 		t.Errorf("sweeper deletion not audited: %+v", page.Entries)
 	}
 }
+
+// TestOrphanForkIsNotMain: a fork of a snapshot whose branch was deleted
+// has no parent, yet it is an ordinary branch (renamed, deleted, swept),
+// while main stays undeletable.
+func TestOrphanForkIsNotMain(t *testing.T) {
+	t.Parallel()
+	s, _ := branchService(t, experiments.Config{SweepInterval: -1})
+	ctx := admin()
+	if _, err := s.CreateBranch(ctx, experiments.CreateBranchRequest{Project: "p", Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSnapshot(ctx, experiments.CreateSnapshotRequest{Project: "p", Branch: "gone", Name: "pin"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteBranch(ctx, "p", "gone", false); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.CreateBranch(ctx, experiments.CreateBranchRequest{Project: "p", Name: "orphan", Snapshot: "pin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ParentID != "" {
+		t.Errorf("orphan's parent %q", b.ParentID)
+	}
+	name := "orphan2"
+	if _, err := s.UpdateBranch(ctx, experiments.UpdateBranchRequest{Project: "p", Branch: "orphan", Name: &name}); err != nil {
+		t.Errorf("rename the orphan: %v", err)
+	}
+	if err := s.DeleteBranch(ctx, "p", name, false); err != nil {
+		t.Errorf("delete the orphan: %v", err)
+	}
+	if err := s.DeleteBranch(ctx, "p", "main", false); !errors.Is(err, experiments.ErrConflict) {
+		t.Errorf("delete main: %v", err)
+	}
+}

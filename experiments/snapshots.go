@@ -157,7 +157,7 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 			if err != nil {
 				return storeErr(err)
 			}
-			if old.Parent == 0 {
+			if s.isMain(req.Project, old) {
 				return fmt.Errorf("the main branch cannot be restored onto a snapshot; restore into a new branch: %w", ErrConflict)
 			}
 			if old.Protected {
@@ -203,7 +203,7 @@ func (s *Service) sweep(ctx context.Context) int {
 		for _, b := range bs {
 			seen[p.Name+"/"+b.Name] = true
 			s.warnExpiring(ctx, p.Name, b, now)
-			if n >= s.cfg.SweepBatch || b.ExpiresAt.IsZero() || b.ExpiresAt.After(now) || b.Protected || b.Parent == 0 {
+			if n >= s.cfg.SweepBatch || b.ExpiresAt.IsZero() || b.ExpiresAt.After(now) || b.Protected || s.isMain(p.Name, b) {
 				continue
 			}
 			if err := s.DeleteBranch(ctx, p.Name, b.Name, false); err != nil {
