@@ -410,20 +410,22 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 	_ = s.updateRun(run.ID, func(r *Run) {
 		r.Base, r.Docs, r.Queries, r.Judged = base, len(ds.Corpus), len(ds.Queries), len(ds.Qrels)
 	})
+	// Groups start in spec order (the slot is taken before the goroutine
+	// starts), at most Concurrency at a time.
 	sem := make(chan struct{}, run.Spec.Concurrency)
 	var wg sync.WaitGroup
 	for _, group := range buildGroups(run.Variants) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			for _, i := range group {
+				s.finishVariant(run.ID, i, VariantRun{Status: StatusCancelled, Error: "cancelled before start"})
+			}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				for _, i := range group {
-					s.finishVariant(run.ID, i, VariantRun{Status: StatusCancelled, Error: "cancelled before start"})
-				}
-				return
-			}
 			defer func() { <-sem }()
 			vs := make([]VariantSpec, len(group))
 			for j, i := range group {
@@ -525,7 +527,7 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 	fi, err := s.cfg.Branches.Fork(ctx, run.Project, base, name)
 	vr.Timings.Fork = ms(time.Since(t))
 	if err != nil {
-		return fail("fork", err)
+		return fail("fork", fmt.Errorf("%s from base %s: %w", name, base, err))
 	}
 	vr.Branch, vr.ForkSeq = name, fi.Seq
 	defer func() {

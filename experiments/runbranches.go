@@ -42,11 +42,13 @@ func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoi
 	return BranchPoint{Branch: at.Branch, Seq: sn.LSN, Snapshot: sn.Name}, nil
 }
 
-// Fork creates branch name at the pinned point.
+// Fork creates branch name at the pinned point. A point pinned by a
+// snapshot is forked from the snapshot alone, so a run goes on (and its
+// base can be forked again) after the base branch itself is deleted.
 func (b storeBranches) Fork(ctx context.Context, project string, from BranchPoint, name string) (ForkInfo, error) {
-	req := CreateBranchRequest{Project: project, Name: name, ParentID: from.Branch, Snapshot: from.Snapshot}
+	req := CreateBranchRequest{Project: project, Name: name, Snapshot: from.Snapshot}
 	if from.Snapshot == "" {
-		req.LSN = from.Seq
+		req.ParentID, req.LSN = from.Branch, from.Seq
 	}
 	br, err := b.s.CreateBranch(ctx, req)
 	if err != nil {

@@ -52,6 +52,19 @@ type BranchPoint struct {
 	Snapshot string `json:"snapshot,omitempty"`
 }
 
+// String names the point: "main", "main@1234" (a seq) or
+// "main@1234 (snapshot run-base.1)".
+func (p BranchPoint) String() string {
+	s := p.Branch
+	if p.Seq != 0 {
+		s += "@" + strconv.FormatUint(p.Seq, 10)
+	}
+	if p.Snapshot != "" {
+		s += " (snapshot " + p.Snapshot + ")"
+	}
+	return s
+}
+
 // DatasetSpec is a BEIR directory, or SQL run on the base branch.
 type DatasetSpec struct {
 	// BEIR is a directory in the BEIR layout (corpus.jsonl, queries.jsonl,

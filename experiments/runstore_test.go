@@ -1,0 +1,94 @@
+package experiments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/offshootdb/offshoot/evals/evalstest"
+)
+
+// TestRunOnStore runs an experiment on the real stack (copy-on-write forks,
+// each variant on its own endpoint on a FUSE mount) and deletes the base
+// branch between the two variants' forks. The run pinned its base with a
+// snapshot, so the second variant still forks the base's data and
+// succeeds; afterwards the recorded base forks again to the same data, no
+// run fork is left and the base was never written to by the run.
+func TestRunOnStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and FUSE")
+	}
+	svc := storeService(t, "p", nil)
+	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), LocalCaller), 5*time.Minute)
+	defer cancel()
+	if _, err := svc.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "victim"}); err != nil {
+		t.Fatal(err)
+	}
+	query := func(branch, sql string) [][]any {
+		t.Helper()
+		res, err := svc.Query(ctx, QueryRequest{Project: "p", Branch: branch, SQL: sql})
+		if err != nil {
+			t.Fatalf("%s on %s: %v", sql, branch, err)
+		}
+		return res.Results[len(res.Results)-1].Rows
+	}
+	query("victim", "CREATE TABLE app_data AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 500) g")
+	const digest = "SELECT count(*)::text || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM app_data"
+	want := query("victim", digest)[0][0]
+
+	var once sync.Once
+	svc.cfg.Branches = forkHook{RunBranches: svc.cfg.Branches, before: func(ctx context.Context, name string) {
+		if strings.HasSuffix(name, "/second") {
+			once.Do(func() {
+				if err := svc.DeleteBranch(ctx, "p", "victim", false); err != nil {
+					t.Errorf("delete the base between forks: %v", err)
+				}
+			})
+		}
+	}}
+	sp := ExperimentSpec{Name: "store", Project: "p", Base: BranchPoint{Branch: "victim"},
+		Dataset: DatasetSpec{BEIR: evalstest.Cranfield(t)}, Metrics: []string{"ndcg_cut.10"}, Concurrency: 1,
+		Variants: []VariantSpec{{Name: "first", Embedder: "hash-bow?dims=32"},
+			{Name: "second", Embedder: "hash-bow?dims=24", Index: &IndexSpec{Type: "hnsw"}}}}
+	r, err := svc.StartRun(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := svc.WaitRun(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Status != StatusSucceeded || done.Base.Snapshot == "" {
+		t.Fatalf("run %s %q, base %s: %+v", done.Status, done.Error, done.Base, done.Variants)
+	}
+	for _, v := range done.Variants {
+		if v.Status != StatusSucceeded || v.Rows != 1400 || len(v.Results) != 225 || v.Kept || v.StorageDelta == nil || *v.StorageDelta <= 0 {
+			t.Errorf("variant %s: %s %q rows %d results %d kept %v delta %v", v.Name, v.Status, v.Error, v.Rows, len(v.Results), v.Kept, v.StorageDelta)
+		}
+	}
+	if v := done.Variants[1]; v.IndexBytes <= 0 {
+		t.Errorf("second variant: index %d bytes", v.IndexBytes)
+	}
+	if _, err := svc.GetBranch(ctx, "p", "victim"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("base after its deletion: %v", err)
+	}
+	page, err := svc.ListBranches(ctx, ListBranchesRequest{Project: "p", Prefix: "exp/"})
+	if err != nil || len(page.Branches) != 0 {
+		t.Errorf("run forks left behind: %+v (%v)", page, err)
+	}
+	// The recorded base is reproducible: fork it again, same data, and
+	// none of the run's tables.
+	if _, err := svc.cfg.Branches.Fork(ctx, "p", done.Base, "again"); err != nil {
+		t.Fatalf("fork the recorded base %s: %v", done.Base, err)
+	}
+	if got := query("again", digest)[0][0]; got != want {
+		t.Errorf("recorded base forked again: app_data %v, want %v", got, want)
+	}
+	if n := query("again", fmt.Sprintf("SELECT count(*) FROM pg_tables WHERE tablename = '%s'", runTable))[0][0]; fmt.Sprint(n) != "0" {
+		t.Errorf("the base holds %v run tables", n)
+	}
+}

@@ -1,0 +1,93 @@
+package experiments
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/storage"
+)
+
+// storeService is a Service over the real stack, as offshoot serve wires
+// it: a copy-on-write store, a compute manager running one Postgres per
+// branch on its FUSE mount, and project (initdb + pgvector on the store),
+// all in a temporary directory and closed when the test ends. settings are
+// extra Postgres settings of every endpoint.
+func storeService(tb testing.TB, project string, settings map[string]string) *Service {
+	tb.Helper()
+	ctx := context.Background()
+	dir := pgtest.Dir(tb)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := storage.Open(filepath.Join(dir, "store"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := compute.New(compute.Config{Volumes: compute.StoreVolumes{Store: st, MountDir: filepath.Join(dir, "mnt")},
+		RunDir: filepath.Join(dir, "compute"), Settings: settings, Logger: quiet})
+	if err != nil {
+		st.Close()
+		tb.Fatal(err)
+	}
+	if err := m.Open(ctx); err != nil {
+		st.Close()
+		tb.Fatal(err)
+	}
+	init := filepath.Join(dir, "init")
+	if err := os.MkdirAll(init, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	svc, err := New(Config{ControlDir: filepath.Join(dir, "control"), Store: st, Compute: m, InitDir: init,
+		DefaultProject: project, SweepInterval: -1, Logger: quiet})
+	if err == nil {
+		err = svc.Open(ctx)
+	}
+	if err != nil {
+		m.Close()
+		st.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := svc.Close(); err != nil {
+			tb.Error(err)
+		}
+		if err := m.Close(); err != nil {
+			tb.Error(err)
+		}
+		if err := st.Check(); err != nil {
+			tb.Error(err)
+		}
+		st.Close()
+	})
+	if _, err := svc.CreateProject(WithCaller(ctx, LocalCaller), project); err != nil {
+		tb.Fatal(err)
+	}
+	return svc
+}
+
+// forkHook is a RunBranches that calls before (when set) ahead of every
+// Fork, so tests can act at an exact point of a run.
+type forkHook struct {
+	RunBranches
+	before func(ctx context.Context, name string)
+}
+
+func (h forkHook) Fork(ctx context.Context, project string, from BranchPoint, name string) (ForkInfo, error) {
+	if h.before != nil {
+		h.before(ctx, name)
+	}
+	return h.RunBranches.Fork(ctx, project, from, name)
+}
+
+// UsageBytes forwards to the wrapped RunBranches when it reports usage.
+func (h forkHook) UsageBytes(ctx context.Context, project, branch string) (int64, error) {
+	u, ok := h.RunBranches.(ForkUsage)
+	if !ok {
+		return 0, ErrUnavailable
+	}
+	return u.UsageBytes(ctx, project, branch)
+}
