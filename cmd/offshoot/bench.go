@@ -86,6 +86,9 @@ var benchSpecs = []benchSpec{
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy's Unix socket vs direct Unix socket", offshoot: "proxy-unix-tps", baseline: "unix-tps", unit: "tps", goal: atLeast(0.9)},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct Unix socket", offshoot: "proxy-tps", baseline: "unix-tps", unit: "tps", ratio: "ratio-vs-unix", goal: atLeast(0.9)},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct loopback TCP", offshoot: "proxy-tps", baseline: "tcp-tps", unit: "tps", ratio: "ratio-vs-tcp", goal: atLeast(0.9)},
+	// experiments: the whole cycle of a run's variant
+	{bench: "ExperimentCycle/base=empty", label: "experiments: fork → load 10k x 384 → HNSW → 100 queries → discard, cycles/h, vs TEMPLATE + DROP DATABASE (empty base)", offshoot: "offshoot-cycles/h", baseline: "native-cycles/h", unit: "/h", ratio: "ratio"},
+	{bench: "ExperimentCycle/base=data", label: "experiments: the same cycle on a base with 270 MiB of app data, cycles/h, vs TEMPLATE + DROP DATABASE", offshoot: "offshoot-cycles/h", baseline: "native-cycles/h", unit: "/h", ratio: "ratio", goal: atLeast(1)},
 	// vectors
 	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (binary vectors)", offshoot: "copy_vec/s", baseline: "insert_vec/s", unit: "vec/s", ratio: "copy/insert", goal: atLeast(5)},
 	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (text vectors)", offshoot: "copy_vec/s", baseline: "insert_text_vec/s", unit: "vec/s", ratio: "copy/insert_text", goal: atLeast(5)},
