@@ -821,14 +821,18 @@ func (m *Manager) beginSuspendLocked(ep *endpoint) {
 
 // suspend stops Postgres of ep (marked by beginSuspendLocked) with a fast
 // shutdown and keeps the volume.
-func (m *Manager) suspend(ep *endpoint, reason string) {
+func (m *Manager) suspend(ep *endpoint, reason string) { m.stopProc(ep, reason, pg.Fast) }
+
+// stopProc stops Postgres of ep (marked by beginSuspendLocked) in mode and
+// keeps the volume.
+func (m *Manager) stopProc(ep *endpoint, reason string, mode pg.StopMode) {
 	defer m.wg.Done()
 	m.mu.Lock()
 	p := ep.proc
 	m.mu.Unlock()
 	if p != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StopTimeout)
-		if err := p.pm.Stop(ctx, pg.Fast); err != nil {
+		if err := p.pm.Stop(ctx, mode); err != nil {
 			m.log.Warn("suspend", "project", ep.project, "branch", ep.branch, "err", err)
 		}
 		cancel()
@@ -871,15 +875,26 @@ func (m *Manager) release(ep *endpoint, reason string) {
 // Suspend suspends a branch's endpoint now (fast shutdown: open
 // connections are closed). A stopped or suspended endpoint is left as is.
 func (m *Manager) Suspend(ctx context.Context, project, branch string) error {
-	return m.transition(ctx, key{project, branch}, Suspended)
+	return m.transition(ctx, key{project, branch}, Suspended, pg.Fast)
 }
 
 // Stop stops a branch's endpoint now and releases its volume.
 func (m *Manager) Stop(ctx context.Context, project, branch string) error {
-	return m.transition(ctx, key{project, branch}, Stopped)
+	return m.transition(ctx, key{project, branch}, Stopped, pg.Fast)
 }
 
-func (m *Manager) transition(ctx context.Context, k key, to State) error {
+// Discard is Stop for a branch about to be deleted: Postgres gets an
+// immediate shutdown, which skips the shutdown checkpoint (the pages it
+// would write are never read again). Should the branch survive after
+// all, its next start runs ordinary crash recovery: nothing committed is
+// lost.
+func (m *Manager) Discard(ctx context.Context, project, branch string) error {
+	return m.transition(ctx, key{project, branch}, Stopped, pg.Immediate)
+}
+
+// transition moves a branch's endpoint to Suspended or Stopped, stopping
+// a running Postgres in mode.
+func (m *Manager) transition(ctx context.Context, k key, to State, mode pg.StopMode) error {
 	for {
 		m.mu.Lock()
 		if !m.open || m.closed {
@@ -905,7 +920,7 @@ func (m *Manager) transition(ctx context.Context, k key, to State) error {
 		case ep.state == Running || ep.state == Idle:
 			m.beginSuspendLocked(ep)
 			m.mu.Unlock()
-			m.suspend(ep, "requested")
+			m.stopProc(ep, "requested", mode)
 			if to == Suspended {
 				return nil
 			}

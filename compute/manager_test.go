@@ -395,3 +395,44 @@ func TestTCP(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestDiscard: Discard stops a running endpoint without a shutdown
+// checkpoint (the log shows an immediate shutdown, and the next start
+// runs crash recovery) and releases it; committed data is still there if
+// the branch is used again. Discarding a stopped or unknown endpoint is a
+// no-op.
+func TestDiscard(t *testing.T) {
+	e := newEnv(t, compute.Config{})
+	ctx := context.Background()
+	e.branch(t, "p", "b")
+	l := acquire(t, e.m, "p", "b")
+	run(t, l, "CREATE TABLE t AS SELECT generate_series(1, 1000) AS x")
+	pid := e.m.Status("p", "b").Pid
+	l.Release()
+	if err := e.m.Discard(ctx, "p", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.m.Status("p", "b"); st.State != compute.Stopped || alive(pid) {
+		t.Fatalf("after discard: %s, postmaster %d alive %v", st.State, pid, alive(pid))
+	}
+	lines, err := e.m.LogTail("p", "b", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := strings.Join(lines, "\n")
+	if !strings.Contains(log, "immediate shutdown request") || strings.Contains(log, "checkpoint starting: shutdown") {
+		t.Errorf("log of a discarded endpoint:\n%s", log)
+	}
+	l = acquire(t, e.m, "p", "b")
+	defer l.Release()
+	if n := query(t, l, "SELECT count(*)::text FROM t"); n != "1000" {
+		t.Errorf("after discard and restart: %s rows", n)
+	}
+	lines, _ = e.m.LogTail("p", "b", 50)
+	if log := strings.Join(lines, "\n"); !strings.Contains(log, "was interrupted") && !strings.Contains(log, "not properly shut down") {
+		t.Errorf("restart after discard ran no crash recovery:\n%s", log)
+	}
+	if err := e.m.Discard(ctx, "p", "nope"); err != nil {
+		t.Errorf("discard of an unknown endpoint: %v", err)
+	}
+}

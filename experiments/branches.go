@@ -421,7 +421,7 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 			}
 		}
 		for _, b := range bs {
-			if err := s.stopEndpoint(ctx, name, b.Name); err != nil {
+			if err := s.discardEndpoint(ctx, name, b.Name); err != nil {
 				return err
 			}
 		}
@@ -870,6 +870,18 @@ func (s *Service) stopEndpoint(ctx context.Context, project, branch string) erro
 	return nil
 }
 
+// discardEndpoint stops the endpoint of a branch about to be deleted,
+// without a shutdown checkpoint (compute.Manager.Discard).
+func (s *Service) discardEndpoint(ctx context.Context, project, branch string) error {
+	if s.cfg.Compute == nil {
+		return nil
+	}
+	if err := s.cfg.Compute.Discard(ctx, project, branch); err != nil {
+		return fmt.Errorf("stop endpoint of %s: %w", branch, computeErr(err))
+	}
+	return nil
+}
+
 // DeleteBranch discards a branch: protected branches and the main branch
 // are refused, branches with children too unless cascade. Endpoints of
 // the deleted branches are stopped first.
@@ -928,7 +940,7 @@ func (s *Service) deleteBranch(ctx context.Context, project, branch string, casc
 		return fmt.Errorf("branch %s has %d descendant branches; delete them or pass cascade: %w", branch, len(victims)-1, ErrConflict)
 	}
 	for _, v := range victims {
-		if err := s.stopEndpoint(ctx, project, v); err != nil {
+		if err := s.discardEndpoint(ctx, project, v); err != nil {
 			return err
 		}
 	}
