@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments"
 )
 
@@ -27,12 +30,15 @@ func newDemoCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the newcomer demo on a running server: an embedder A/B plus an ef_search sweep on Cranfield",
-		Long: `demo forks demo/base from main (once), then runs one experiment on it with
-three variants, each on its own copy-on-write fork: hash-bow vs hash-char
-(256 dims, HNSW) and an HNSW ef_search sweep (10, 20, 40, 80). It prints a
-progress line per variant and phase, the A/B comparison (verdict, deltas,
-p-values) and the sweep's recall–QPS table with the Pareto-optimal points.
-The forks are discarded afterwards; main and demo/base are not changed.
+		Long: `demo creates the project "demo" (once), loads Cranfield into its main branch
+as three tables (cranfield.docs, cranfield.queries, cranfield.qrels, with COPY
+through the pgwire proxy, once), then runs one experiment whose dataset is SQL
+on that branch, with three variants, each on its own copy-on-write fork:
+hash-bow vs hash-char (256 dims, HNSW) and an HNSW ef_search sweep (10, 20, 40,
+80). It prints a progress line per variant and phase, the A/B comparison
+(verdict, deltas, p-values) and the sweep's recall–QPS table with the
+Pareto-optimal points. The forks are discarded afterwards; the base branch is
+not changed by the run.
 
 Start a server first (make run, or offshoot serve).`,
 		Example: "  offshoot demo --dataset ../shared/datasets/cranfield",
@@ -42,7 +48,7 @@ Start a server first (make run, or offshoot serve).`,
 		},
 	}
 	addClientFlags(cmd, &c)
-	cmd.Flags().StringVar(&project, "project", "main", "project to run in")
+	cmd.Flags().StringVar(&project, "project", "demo", "project to create (or reuse) and run in")
 	cmd.Flags().StringVar(&dataset, "dataset", "", "Cranfield (a BEIR directory) (default "+demoDataset+" when it exists)")
 	return cmd
 }
@@ -54,28 +60,34 @@ func runDemo(ctx context.Context, a *app, c *client, project, dataset string) er
 		}
 		dataset = demoDataset
 	}
-	abs, err := filepath.Abs(dataset)
+	ds, err := evals.LoadBEIR(dataset, "test")
 	if err != nil {
-		return err
+		return &exitError{code: exitBadInput, err: fmt.Errorf("--dataset %s: %w", dataset, err)}
 	}
-	if _, err := os.Stat(filepath.Join(abs, "corpus.jsonl")); err != nil {
-		return &exitError{code: exitBadInput, err: fmt.Errorf("--dataset %s: not a BEIR directory: %w", dataset, err)}
-	}
-	// The base branch: forked from main once, reused afterwards.
-	_, err = c.do(ctx, "POST", projectPath(project)+"/branches", map[string]any{"name": "demo/base"}, nil)
+	_, err = c.do(ctx, "POST", "/v1/projects", map[string]any{"name": project}, nil)
 	var ee *exitError
 	switch {
 	case err == nil:
-		fmt.Fprintf(a.stdout, "forked demo/base from main in project %s\n", project)
+		fmt.Fprintf(a.stdout, "created project %s (initdb and pgvector on copy-on-write storage)\n", project)
 	case errors.As(err, &ee) && ee.code == exitConflict:
-		fmt.Fprintln(a.stdout, "using the existing branch demo/base")
+		fmt.Fprintf(a.stdout, "using the existing project %s\n", project)
 	default:
-		return fmt.Errorf("fork demo/base: %w", err)
+		return fmt.Errorf("create project %s: %w", project, err)
 	}
+	schema, err := loadDemoBase(ctx, a.stdout, c, project, ds)
+	if err != nil {
+		return err
+	}
+	docs := pgx.Identifier{schema, "docs"}.Sanitize()
 	hnsw := &experiments.IndexSpec{Type: "hnsw"}
 	sp := experiments.ExperimentSpec{
-		Name: "demo", Project: project, Base: experiments.BranchPoint{Branch: "demo/base"},
-		Dataset: experiments.DatasetSpec{BEIR: abs},
+		Name: "demo", Project: project, Base: experiments.BranchPoint{Branch: "main"},
+		Dataset: experiments.DatasetSpec{
+			// The text a BEIR run embeds: title, a blank line, text.
+			CorpusSQL:  "SELECT id, CASE WHEN title = '' THEN text ELSE btrim(title || E'\\n\\n' || text, E' \\t\\n\\r') END FROM " + docs,
+			QueriesSQL: "SELECT id, text FROM " + pgx.Identifier{schema, "queries"}.Sanitize(),
+			QrelsSQL:   "SELECT query_id, doc_id, grade FROM " + pgx.Identifier{schema, "qrels"}.Sanitize(),
+		},
 		Metrics: []string{"ndcg_cut.10", "recall.100"},
 		Variants: []experiments.VariantSpec{
 			{Name: "bow", Embedder: "hash-bow?dims=256", Index: hnsw},
@@ -87,7 +99,7 @@ func runDemo(ctx context.Context, a *app, c *client, project, dataset string) er
 	if _, err := c.do(ctx, "POST", "/v1/runs", &sp, &r); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "run %s: %d variants, one fork each, on Cranfield (%s)\n", r.ID, len(r.Variants), abs)
+	fmt.Fprintf(a.stdout, "run %s: %d variants on copy-on-write forks of %s/main (variants that differ only in search parameters share one), dataset from SQL on the branch\n", r.ID, len(r.Variants), project)
 	if err := waitRun(ctx, a.stdout, c, r.ID); err != nil {
 		return err
 	}
@@ -97,7 +109,7 @@ func runDemo(ctx context.Context, a *app, c *client, project, dataset string) er
 	if _, err := c.do(ctx, "GET", "/v1/runs/compare?"+q.Encode(), nil, &rc); err != nil {
 		return err
 	}
-	if err := printComparison(a.stdout, &rc); err != nil {
+	if err := printComparison(a.stdout, &rc, 10); err != nil {
 		return err
 	}
 	var sw struct {
@@ -119,4 +131,88 @@ func runDemo(ctx context.Context, a *app, c *client, project, dataset string) er
 	}
 	fmt.Fprintf(a.stdout, "\nmore: offshoot run show %s --plot sweep.svg; offshoot run compare %s:bow %s:char --html ab.html\n", r.ID, r.ID, r.ID)
 	return nil
+}
+
+// loadDemoBase loads ds into the main branch of project, through the
+// proxy with COPY, as schema <dataset>.docs, .queries and .qrels, unless a
+// previous demo did already (same row counts). It returns the schema.
+func loadDemoBase(ctx context.Context, w io.Writer, c *client, project string, ds *evals.Dataset) (string, error) {
+	schema := demoSchema(ds.Name)
+	var cs struct {
+		URI string `json:"uri"`
+	}
+	if _, err := c.do(ctx, "GET", branchURL(project, "main")+"/connection?password=true", nil, &cs); err != nil {
+		return "", err
+	}
+	conn, err := pgx.Connect(ctx, cs.URI)
+	if err != nil {
+		return "", fmt.Errorf("connect to %s/main through the proxy: %w", project, err)
+	}
+	defer conn.Close(context.Background())
+	id := func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
+	var docs, queries, judged int
+	err = conn.QueryRow(ctx, fmt.Sprintf("SELECT (SELECT count(*) FROM %s), (SELECT count(*) FROM %s), (SELECT count(*) FROM %s)",
+		id("docs"), id("queries"), id("qrels"))).Scan(&docs, &queries, &judged)
+	if err == nil && docs == len(ds.Corpus) && queries == len(ds.Queries) && judged == ds.Qrels.NumJudgments() {
+		fmt.Fprintf(w, "%s/main already holds %s: %d docs, %d queries, %d judgments\n", project, ds.Name, docs, queries, judged)
+		return schema, nil
+	}
+	start := time.Now()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(context.Background())
+	for _, q := range []string{
+		"DROP SCHEMA IF EXISTS " + pgx.Identifier{schema}.Sanitize() + " CASCADE",
+		"CREATE SCHEMA " + pgx.Identifier{schema}.Sanitize(),
+		"CREATE TABLE " + id("docs") + " (id text PRIMARY KEY, title text NOT NULL, text text NOT NULL)",
+		"CREATE TABLE " + id("queries") + " (id text PRIMARY KEY, text text NOT NULL)",
+		"CREATE TABLE " + id("qrels") + " (query_id text NOT NULL, doc_id text NOT NULL, grade int NOT NULL, PRIMARY KEY (query_id, doc_id))",
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return "", fmt.Errorf("load %s into %s/main: %w", ds.Name, project, err)
+		}
+	}
+	var rows = map[string][][]any{}
+	for _, d := range ds.Corpus {
+		rows["docs"] = append(rows["docs"], []any{d.ID, d.Title, d.Text})
+	}
+	for _, q := range ds.Queries {
+		rows["queries"] = append(rows["queries"], []any{q.ID, q.Text})
+	}
+	for q, m := range ds.Qrels {
+		for d, g := range m {
+			rows["qrels"] = append(rows["qrels"], []any{q, d, g})
+		}
+	}
+	for _, t := range []struct {
+		name string
+		cols []string
+	}{{"docs", []string{"id", "title", "text"}}, {"queries", []string{"id", "text"}}, {"qrels", []string{"query_id", "doc_id", "grade"}}} {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{schema, t.name}, t.cols, pgx.CopyFromRows(rows[t.name])); err != nil {
+			return "", fmt.Errorf("load %s.%s into %s/main: %w", schema, t.name, project, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return "", fmt.Errorf("load %s into %s/main: %w", ds.Name, project, err)
+	}
+	fmt.Fprintf(w, "loaded %s into %s/main through the proxy (COPY, %v): %s.docs %d rows, %s.queries %d, %s.qrels %d\n",
+		ds.Name, project, time.Since(start).Round(time.Millisecond), schema, len(rows["docs"]), schema, len(rows["queries"]), schema, len(rows["qrels"]))
+	return schema, nil
+}
+
+// demoSchema is the schema a dataset is loaded into: its directory name,
+// lowercased, other characters than [a-z0-9_] as '_'.
+func demoSchema(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] >= '0' && b[0] <= '9' {
+		b = append([]byte("ds_"), b...)
+	}
+	return string(b)
 }
