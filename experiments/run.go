@@ -95,7 +95,8 @@ type VariantRun struct {
 	Spec   VariantSpec `json:"spec"`
 	Status RunStatus   `json:"status"`
 	// Phase is the phase in progress while running: fork, embed, load,
-	// index or eval.
+	// index or eval; for a variant that failed or was cancelled, the
+	// phase it stopped in.
 	Phase  string `json:"phase,omitempty"`
 	Error  string `json:"error,omitempty"`
 	Branch string `json:"branch,omitempty"`
@@ -498,6 +499,10 @@ func statusOf(ctx context.Context, otherwise RunStatus) RunStatus {
 func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
 	err := s.updateRun(runID, func(r *Run) {
 		vr.Name, vr.Spec = r.Variants[i].Name, r.Variants[i].Spec
+		vr.Phase = ""
+		if vr.Status != StatusSucceeded {
+			vr.Phase = r.Variants[i].Phase // where it stopped
+		}
 		r.Variants[i] = vr
 	})
 	if err != nil {

@@ -166,6 +166,7 @@ func newRunCmd(a *app) *cobra.Command {
 	var mc client
 	var metric, htmlOut string
 	var alpha float64
+	var perQuery int
 	compare := &cobra.Command{
 		Use:     "compare A B",
 		Short:   "Compare run (variant) B against A: deltas, CIs, p-values, regressed queries",
@@ -196,13 +197,14 @@ func newRunCmd(a *app) *cobra.Command {
 			if mc.json {
 				return printJSON(a.stdout, raw)
 			}
-			return printComparison(a.stdout, &rc)
+			return printComparison(a.stdout, &rc, perQuery)
 		},
 	}
 	addClientFlags(compare, &mc)
 	compare.Flags().StringVar(&metric, "metric", "", "primary measure, e.g. ndcg_cut_10")
 	compare.Flags().Float64Var(&alpha, "alpha", 0, "significance level (default 0.05)")
 	compare.Flags().StringVar(&htmlOut, "html", "", "also write an HTML report to this file")
+	compare.Flags().IntVar(&perQuery, "queries", 10, "per-query lines of the primary measure, worst first (0: all)")
 
 	cmd.AddCommand(start, list, show, cancel, compare)
 	return cmd
@@ -241,25 +243,17 @@ func startRun(ctx context.Context, a *app, c *client, path string, wait bool, ba
 	return checkBaseline(ctx, a.stdout, c, baseline, r.ID, sp, gate)
 }
 
+// waitRun follows run id until it ends, with a progress bar per variant
+// and phase, then prints its results; a run that did not succeed is an
+// error.
 func waitRun(ctx context.Context, w io.Writer, c *client, id string) error {
-	last := ""
+	pr := newRunProgress(w)
 	for {
 		var r experiments.Run
 		if _, err := c.do(ctx, "GET", "/v1/runs/"+url.PathEscape(id)+"?results=false", nil, &r); err != nil {
 			return err
 		}
-		var parts []string
-		for _, v := range r.Variants {
-			st := string(v.Status)
-			if v.Phase != "" {
-				st += "/" + v.Phase
-			}
-			parts = append(parts, v.Name+"="+st)
-		}
-		if line := string(r.Status) + " " + strings.Join(parts, " "); line != last {
-			fmt.Fprintf(w, "%s %s\n", id, line)
-			last = line
-		}
+		pr.update(&r)
 		if r.Status != experiments.StatusQueued && r.Status != experiments.StatusRunning {
 			if err := printRun(w, &r); err != nil {
 				return err
@@ -318,9 +312,11 @@ func printRun(w io.Writer, r *experiments.Run) error {
 	return nil
 }
 
-func printComparison(w io.Writer, rc *experiments.RunComparison) error {
+// printComparison prints rc for people, with at most perQuery per-query
+// lines (0: all).
+func printComparison(w io.Writer, rc *experiments.RunComparison, perQuery int) error {
 	fmt.Fprintf(w, "%s vs %s: %s on %s\n", rc.B, rc.A, rc.Verdict, rc.Comparison.Primary)
-	if err := rc.Comparison.WriteText(w, 0); err != nil {
+	if err := rc.Comparison.WriteText(w, perQuery); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "cost (B-A): p50 latency %+dus, qps %+.1f, index build %+.0fms, index size %+d bytes, embed %+.0fms\n",

@@ -196,7 +196,7 @@ func TestRunBaselineGateCLI(t *testing.T) {
 	if _, errOut, code := cli("eval", "run", good); code != exitBadInput || !strings.Contains(errOut, "--baseline") {
 		t.Errorf("eval run without --baseline: exit %d %s", code, errOut)
 	}
-	if out, errOut, code := cli("experiment", "run", good); code != 0 || !strings.Contains(out, " running v=running") || !strings.Contains(out, "status succeeded") {
+	if out, errOut, code := cli("experiment", "run", good); code != 0 || !strings.Contains(out, "  v [=====] succeeded in ") || !strings.Contains(out, "status succeeded") {
 		t.Errorf("experiment run: exit %d\n%s%s", code, out, errOut)
 	}
 	if out, _, code := cli("run", "show", base); code != 0 || !strings.Contains(out, "NDCG_CUT_10") {
