@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -271,6 +272,23 @@ func runFlow(t *testing.T, c *client.Client) {
 			Metrics map[string]float64    `json:"metrics"`
 		} `json:"variants"`
 	}
+	// First wait with progress: a notification per change of the run.
+	var mu sync.Mutex
+	var notes []map[string]any
+	c.OnNotification(func(n mcpgo.JSONRPCNotification) {
+		if n.Method == "notifications/progress" && n.Params.AdditionalFields["progressToken"] == "run" {
+			mu.Lock()
+			notes = append(notes, n.Params.AdditionalFields)
+			mu.Unlock()
+		}
+	})
+	req := mcpgo.CallToolRequest{}
+	req.Params.Name = "get_run"
+	req.Params.Arguments = map[string]any{"id": started.ID, "wait_seconds": 60}
+	req.Params.Meta = &mcpgo.Meta{ProgressToken: "run"}
+	if res, err := c.CallTool(context.Background(), req); err != nil || res.IsError {
+		t.Fatalf("get_run with wait_seconds: %v %+v", err, res)
+	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		text = ok(t, c, "get_run", map[string]any{"id": started.ID}, &run)
@@ -285,6 +303,22 @@ func runFlow(t *testing.T, c *client.Client) {
 	if run.Status != experiments.StatusSucceeded || run.Project != "main" || run.Queries != 225 || len(run.Variants) != 2 {
 		t.Fatalf("run %s %q:\n%s", run.Status, run.Error, text)
 	}
+	// At least one step of the run was reported while waiting, each with
+	// the run's variants as total and progress never going back. (The
+	// last state is in the result; its notification may be dropped or
+	// trail the result, so it is not required.)
+	mu.Lock()
+	var steps []float64
+	for _, n := range notes {
+		if msg, _ := n["message"].(string); strings.HasPrefix(msg, "run "+started.ID) && n["total"] == float64(2) {
+			p, _ := n["progress"].(float64)
+			steps = append(steps, p)
+		}
+	}
+	if len(steps) == 0 || !sort.Float64sAreSorted(steps) || steps[0] <= 0 {
+		t.Errorf("progress notifications of get_run with wait_seconds: %v", notes)
+	}
+	mu.Unlock()
 	for _, v := range run.Variants {
 		if v.Status != experiments.StatusSucceeded || v.Metrics["ndcg_cut_10"] <= 0 || !strings.Contains(text, v.Name+": succeeded ndcg_cut_10=") {
 			t.Errorf("variant %+v\n%s", v, text)

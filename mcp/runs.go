@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
@@ -34,7 +35,7 @@ func (s *Server) startRunTool() *tool {
 		mcpgo.WithDescription("Start an experiment run that compares retrieval variants (embedder, chunking, distance, ANN index, search parameters) on a test collection with relevance judgments. "+
 			"The run pins the base branch, then forks ONE BRANCH PER VARIANT (copy-on-write, instant) and on each fork embeds the corpus, loads it into a table, builds the index and runs every query, scoring with trec_eval measures; the forks are discarded afterwards unless keep_branches is set, so the base branch is never changed. "+
 			"Cost: runs in the background for seconds to many minutes (embedding and index builds dominate; a sweep multiplies the variants) and uses each fork's compute and storage while it runs. "+
-			"Returns at once with the run id and status queued; poll get_run until the status is succeeded, partial, failed or cancelled, then compare_runs. Needs write scope on the project."),
+			"Returns at once with the run id and status queued; follow it with get_run (wait_seconds waits for the end and reports progress notifications) until the status is succeeded, partial, failed or cancelled, then compare_runs. Needs write scope on the project."),
 		annotations(false, false, false),
 		mcpgo.WithObject("spec", mcpgo.Required(), mcpgo.Description(
 			"The experiment spec as a JSON object: {\"name\": \"ab\" (lowercase, digits, - _), \"project\" (default the server's default project), "+
@@ -55,7 +56,7 @@ func (s *Server) startRunTool() *tool {
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "run %s of experiment %s started (%s): %d variant(s), one fork each off %s\n", run.ID, run.Experiment, run.Status, len(run.Variants), run.Spec.Base.Branch)
-		fmt.Fprintf(&b, "next: get_run with id %q until it is done, then compare_runs\n", run.ID)
+		fmt.Fprintf(&b, "next: get_run with id %q and wait_seconds %d until it is done, then compare_runs\n", run.ID, maxRunWait)
 		return map[string]any{"id": run.ID, "experiment": run.Experiment, "project": run.Project, "status": run.Status, "variants": variantNames(run)}, b.String(), nil
 	})
 }
@@ -182,27 +183,82 @@ func renderRun(r runSummary) string {
 	return b.String()
 }
 
+// maxRunWait bounds get_run's wait_seconds.
+const maxRunWait = 60
+
 func (s *Server) getRunTool() *tool {
 	def := mcpgo.NewTool("get_run",
 		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size. "+
-			"Use it to follow a run started with run_experiment (poll every few seconds until the status is no longer queued or running) and to pick variants for compare_runs. "+
+			"Use it to follow a run started with run_experiment: with wait_seconds it waits (up to that long) for the run to finish and reports each variant's progress as MCP progress notifications when the call carries a progressToken; without, poll every few seconds until the status is no longer queued or running. Then pick variants for compare_runs. "+
 			"Cheap: reads the run's record. Per-query rankings are left out; compare_runs shows the queries that changed."),
 		annotations(true, false, true),
 		runIDArg("Run id, as run_experiment or list_runs returned it."),
+		mcpgo.WithNumber("wait_seconds", mcpgo.Description(fmt.Sprintf("Wait up to this many seconds for the run to finish before answering (0 to %d, default 0: answer at once). The answer is the run as it is then, finished or not.", maxRunWait)),
+			mcpgo.Min(0), mcpgo.Max(maxRunWait)),
 	)
-	return newTool(def, readTool, runsNotFound, func(ctx context.Context, _ call, a struct {
-		ID string `json:"id"`
+	return newTool(def, readTool, runsNotFound, func(ctx context.Context, c call, a struct {
+		ID          string  `json:"id"`
+		WaitSeconds float64 `json:"wait_seconds"`
 	}) (any, string, error) {
 		if a.ID == "" {
 			return nil, "", &experiments.FieldError{Field: "id", Reason: "is required: a run id"}
 		}
-		r, err := s.svc.GetRun(ctx, a.ID)
-		if err != nil {
-			return nil, "", err
+		if a.WaitSeconds < 0 || a.WaitSeconds > maxRunWait {
+			return nil, "", &experiments.FieldError{Field: "wait_seconds", Reason: fmt.Sprintf("want 0 to %d", maxRunWait)}
 		}
-		sum := summarize(r)
-		return sum, renderRun(sum), nil
+		deadline := time.Now().Add(time.Duration(a.WaitSeconds * float64(time.Second)))
+		// MCP wants progress to increase with every notification; the
+		// handler's "started" was 0.
+		last := 0.0
+		for {
+			r, err := s.svc.GetRun(ctx, a.ID)
+			if err != nil {
+				return nil, "", err
+			}
+			finished := r.Status != experiments.StatusQueued && r.Status != experiments.StatusRunning
+			if a.WaitSeconds > 0 {
+				if done, total, msg := runProgress(r); done > last {
+					c.notify(done, total, msg)
+					last = done
+				}
+			}
+			if finished || !time.Now().Before(deadline) {
+				sum := summarize(r)
+				return sum, renderRun(sum), nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil, "", ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
 	})
+}
+
+// runProgress measures a run for a progress notification: variants
+// finished (a running one counts the phases it has done), out of all
+// variants, and a message with each variant's state.
+func runProgress(r *experiments.Run) (done, total float64, msg string) {
+	phases := []string{"fork", "embed", "load", "index", "eval"}
+	parts := make([]string, len(r.Variants))
+	for i, v := range r.Variants {
+		switch v.Status {
+		case experiments.StatusQueued:
+		case experiments.StatusRunning:
+			for j, ph := range phases {
+				if ph == v.Phase {
+					done += float64(j) / float64(len(phases))
+				}
+			}
+		default:
+			done++
+		}
+		parts[i] = v.Name + " " + string(v.Status)
+		if v.Status == experiments.StatusRunning && v.Phase != "" {
+			parts[i] += " (" + v.Phase + ")"
+		}
+	}
+	return done, float64(len(r.Variants)), fmt.Sprintf("run %s %s: %s", r.ID, r.Status, strings.Join(parts, ", "))
 }
 
 func (s *Server) listRunsTool() *tool {

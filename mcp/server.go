@@ -148,6 +148,9 @@ type call struct {
 	// readOnly is set for callers without write scope.
 	readOnly bool
 	project  string
+	// notify sends a progress notification when the client asked for
+	// progress (a progressToken in _meta); otherwise it does nothing.
+	notify func(progress, total float64, message string)
 }
 
 // projectOr returns p, or the default project when p is empty.
@@ -224,20 +227,23 @@ func (s *Server) filterListed(ctx context.Context, _ any, _ *mcpgo.ListToolsRequ
 	res.Tools = out
 }
 
-// progress tells a client that asked for progress (a progressToken in
-// _meta) that the call started. The facade reports no finer steps yet, so
-// a long call (waking a compute, a long query) shows as started until its
-// result arrives; no end notification is sent, since mcp-go may deliver
-// it after the result on streamable HTTP.
-func (s *Server) progress(ctx context.Context, req mcpgo.CallToolRequest, name string) {
+// progress returns the call's notify: it sends notifications/progress
+// to a client that asked for progress (a progressToken in _meta), and
+// does nothing for others. The handler sends "started" (0 of 1) for every
+// call; get_run with wait_seconds sends a step per change of a run. No end
+// notification is sent, since mcp-go may deliver it after the result on
+// streamable HTTP.
+func (s *Server) progress(ctx context.Context, req mcpgo.CallToolRequest, name string) func(progress, total float64, message string) {
 	ms := server.ServerFromContext(ctx)
 	if req.Params.Meta == nil || req.Params.Meta.ProgressToken == nil || ms == nil {
-		return
+		return func(float64, float64, string) {}
 	}
-	if err := ms.SendNotificationToClient(ctx, "notifications/progress", map[string]any{
-		"progressToken": req.Params.Meta.ProgressToken, "progress": 0, "total": 1,
-		"message": name + " started (a suspended branch compute wakes first)"}); err != nil {
-		s.log.Debug("mcp progress", "tool", name, "err", err)
+	token := req.Params.Meta.ProgressToken
+	return func(progress, total float64, message string) {
+		if err := ms.SendNotificationToClient(ctx, "notifications/progress", map[string]any{
+			"progressToken": token, "progress": progress, "total": total, "message": message}); err != nil {
+			s.log.Debug("mcp progress", "tool", name, "err", err)
+		}
 	}
 }
 
@@ -267,8 +273,9 @@ func (s *Server) handler(t *tool) server.ToolHandlerFunc {
 			}
 			args = b
 		}
-		s.progress(ctx, req, t.def.Name)
-		structured, text, err := t.run(ctx, call{args: args, readOnly: ro, project: s.cfg.DefaultProject})
+		notify := s.progress(ctx, req, t.def.Name)
+		notify(0, 1, t.def.Name+" started (a suspended branch compute wakes first)")
+		structured, text, err := t.run(ctx, call{args: args, readOnly: ro, project: s.cfg.DefaultProject, notify: notify})
 		if err != nil {
 			return s.toolError(t, err), nil
 		}
