@@ -398,15 +398,24 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		}
 	}
 	_ = s.updateRun(run.ID, func(r *Run) { r.Status = StatusRunning })
-	ds, err := s.loadDataset(ctx, run.Spec)
-	if err != nil {
-		fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
-		return
+	var ds *evals.Dataset
+	var err error
+	if run.Spec.Dataset.BEIR != "" { // checked before anything is pinned
+		if ds, err = evals.LoadBEIR(run.Spec.Dataset.BEIR, run.Spec.Dataset.Split); err != nil {
+			fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
+			return
+		}
 	}
 	base, err := s.cfg.Branches.Resolve(ctx, run.Project, run.Spec.Base)
 	if err != nil {
-		fail(statusOf(ctx, StatusFailed), fmt.Errorf("resolve base %s: %w", run.Spec.Base.Branch, err))
+		fail(statusOf(ctx, StatusFailed), fmt.Errorf("resolve base %s: %w", run.Spec.Base, err))
 		return
+	}
+	if ds == nil {
+		if ds, err = s.sqlDataset(ctx, run, base); err != nil {
+			fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
+			return
+		}
 	}
 	_ = s.updateRun(run.ID, func(r *Run) {
 		r.Base, r.Docs, r.Queries, r.Judged = base, len(ds.Corpus), len(ds.Queries), len(ds.Qrels)
@@ -778,19 +787,27 @@ func (s *Service) embedders() *vectors.Registry {
 
 var defaultRegistry = vectors.NewRegistry()
 
-// loadDataset reads the spec's BEIR directory, or runs its SQL on the base
-// branch.
-func (s *Service) loadDataset(ctx context.Context, spec ExperimentSpec) (*evals.Dataset, error) {
-	d := spec.Dataset
-	if d.BEIR != "" {
-		return evals.LoadBEIR(d.BEIR, d.Split)
+// sqlDataset runs the spec's dataset SQL on the pinned base, so that the
+// corpus, queries and judgments are those of the data the variants fork,
+// also when the base is a snapshot or a past point: on a fork of base
+// named exp/<experiment>/<run>/.dataset, discarded afterwards.
+func (s *Service) sqlDataset(ctx context.Context, run *Run, base BranchPoint) (*evals.Dataset, error) {
+	name := fmt.Sprintf("exp/%s/%s/.dataset", run.Spec.Name, run.ID)
+	if _, err := s.cfg.Branches.Fork(ctx, run.Project, base, name); err != nil {
+		return nil, fmt.Errorf("fork %s from base %s: %w", name, base, err)
 	}
-	conn, release, err := s.connect(ctx, spec.Project, spec.Base.Branch, ReadOnly)
+	defer func() {
+		if err := s.cfg.Branches.Discard(ctx, run.Project, name); err != nil {
+			s.log.Error("run: discard the dataset fork", slog.String("run", run.ID), slog.String("branch", name), slog.String("err", err.Error()))
+		}
+	}()
+	conn, release, err := s.connect(ctx, run.Project, name, ReadOnly)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	ds := &evals.Dataset{Name: spec.Name, Qrels: evals.Qrels{}}
+	d := run.Spec.Dataset
+	ds := &evals.Dataset{Name: run.Spec.Name, Qrels: evals.Qrels{}}
 	pairs := func(field, sql string, fn func(a, b string)) error {
 		rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 		if err != nil {

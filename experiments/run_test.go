@@ -622,6 +622,10 @@ variants:
 	if err != nil {
 		t.Fatal(err)
 	}
+	if at, err := ParseSpec([]byte(patchYAML(good, `base: {branch: main, at: 2026-12-01T10:00:00Z}`))); err != nil || at.Base.At == nil ||
+		!at.Base.At.Equal(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("base at a time: %+v, %v", at, err)
+	}
 	if got := len(sp.Concrete()); got != 3 || sp.K != 100 || sp.Concurrency != 1 || sp.Dataset.Split != "test" {
 		t.Errorf("concrete %d k %d concurrency %d split %q", got, sp.K, sp.Concurrency, sp.Dataset.Split)
 	}
@@ -629,6 +633,9 @@ variants:
 		{`name: "Bad Name"`, "name"},
 		{`project: ""`, "project"},
 		{`base: {branch: ""}`, "base.branch"},
+		{`base: {branch: main, seq: 5, at: "2026-12-01T10:00:00Z"}`, "base"},
+		{`base: {branch: main, snapshot: s1, at: "2026-12-01T10:00:00Z"}`, "base"},
+		{`base: {branch: main, at: yesterday}`, "base.at"},
 		{`dataset: {}`, "dataset"},
 		{`dataset: {corpus_sql: "select 1"}`, "dataset.queries_sql"},
 		{`metrics: [nope]`, "metrics"},

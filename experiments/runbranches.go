@@ -12,9 +12,9 @@ import (
 type storeBranches struct{ s *Service }
 
 // Resolve pins the base of a run. A snapshot or an explicit seq is exact
-// already; a branch head is pinned by a snapshot named
-// "run-base.<unix-nanoseconds>", which keeps the base's data forkable at
-// that point for as long as the snapshot is kept.
+// already; a branch head, or the branch at a time, is pinned by a
+// snapshot named "run-base.<unix-nanoseconds>", which keeps the base's
+// data forkable at that point for as long as the snapshot is kept.
 func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoint) (BranchPoint, error) {
 	if at.Snapshot != "" {
 		snaps, err := b.s.ListSnapshots(ctx, project)
@@ -35,7 +35,7 @@ func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoi
 		return at, nil
 	}
 	sn, err := b.s.CreateSnapshot(ctx, CreateSnapshotRequest{Project: project, Branch: at.Branch,
-		Name: fmt.Sprintf("run-base.%d", b.s.cfg.Now().UnixNano())})
+		Name: fmt.Sprintf("run-base.%d", b.s.cfg.Now().UnixNano()), Timestamp: at.At})
 	if err != nil {
 		return BranchPoint{}, err
 	}

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/evals/evalstest"
 )
 
@@ -70,6 +73,7 @@ func TestRunOnStore(t *testing.T) {
 			t.Errorf("variant %s: %s %q rows %d results %d kept %v delta %v", v.Name, v.Status, v.Error, v.Rows, len(v.Results), v.Kept, v.StorageDelta)
 		}
 	}
+	firstBEIR := done.Variants[0]
 	if v := done.Variants[1]; v.IndexBytes <= 0 {
 		t.Errorf("second variant: index %d bytes", v.IndexBytes)
 	}
@@ -90,5 +94,73 @@ func TestRunOnStore(t *testing.T) {
 	}
 	if n := query("again", fmt.Sprintf("SELECT count(*) FROM pg_tables WHERE tablename = '%s'", runTable))[0][0]; fmt.Sprint(n) != "0" {
 		t.Errorf("the base holds %v run tables", n)
+	}
+
+	svc.cfg.Branches = storeBranches{svc}
+
+	// A point in time of main as the base, with the dataset in SQL on it:
+	// the corpus is read at that point (on a fork of the pinned base), not
+	// from main's head, where it has been deleted since.
+	ds, err := evals.LoadBEIR(sp.Dataset.BEIR, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, release, err := svc.connect(ctx, "p", "main", ReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE docs(id text PRIMARY KEY, body text); CREATE TABLE qs(id text, q text); CREATE TABLE judged(q text, d text, g int)"); err != nil {
+		t.Fatal(err)
+	}
+	var docs, qs, judged [][]any
+	for _, d := range ds.Corpus {
+		docs = append(docs, []any{d.ID, docText(d)})
+	}
+	for _, q := range ds.Queries {
+		qs = append(qs, []any{q.ID, q.Text})
+	}
+	for q, m := range ds.Qrels {
+		for d, g := range m {
+			judged = append(judged, []any{q, d, g})
+		}
+	}
+	for _, tb := range []struct {
+		name string
+		cols []string
+		rows [][]any
+	}{{"docs", []string{"id", "body"}, docs}, {"qs", []string{"id", "q"}, qs}, {"judged", []string{"q", "d", "g"}, judged}} {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{tb.name}, tb.cols, pgx.CopyFromRows(tb.rows)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// History has a 1 s tick: let the load land in an earlier tick than
+	// the point, and the deletion in a later one.
+	time.Sleep(1500 * time.Millisecond)
+	at := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := conn.Exec(ctx, "DELETE FROM docs"); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	past := ExperimentSpec{Name: "past", Project: "p", Base: BranchPoint{Branch: "main", At: &at}, Metrics: []string{"ndcg_cut.10"},
+		Dataset:  DatasetSpec{CorpusSQL: "SELECT id, body FROM docs", QueriesSQL: "SELECT id, q FROM qs", QrelsSQL: "SELECT q, d, g FROM judged"},
+		Variants: []VariantSpec{{Name: "bow", Embedder: "hash-bow?dims=32"}}}
+	r, err = svc.StartRun(ctx, past)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done, err = svc.WaitRun(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if done.Status != StatusSucceeded || done.Docs != 1400 || done.Variants[0].Rows != 1400 || done.Base.Snapshot == "" {
+		t.Errorf("run at %s: %s %q, %d docs, base %s", at.Format(time.RFC3339Nano), done.Status, done.Error, done.Docs, done.Base)
+	}
+	// Same data, same numbers: the first variant's metric on the BEIR
+	// files and on SQL of the past point agree.
+	if a, b := done.Variants[0].Metrics["ndcg_cut_10"], firstBEIR.Metrics["ndcg_cut_10"]; a != b {
+		t.Errorf("ndcg_cut_10 from SQL at a past point %v, from the BEIR files %v", a, b)
+	}
+	if page, err := svc.ListBranches(ctx, ListBranchesRequest{Project: "p", Prefix: "exp/"}); err != nil || len(page.Branches) != 0 {
+		t.Errorf("run forks left behind (the dataset fork?): %+v (%v)", page, err)
 	}
 }

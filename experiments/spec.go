@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -45,19 +46,31 @@ type ExperimentSpec struct {
 }
 
 // BranchPoint names data to fork: a branch's head, or the branch at a
-// recorded sequence number (Seq > 0), or a named snapshot.
+// recorded sequence number (Seq > 0), or as it was at a time (At, within
+// the store's history window), or a named snapshot. A run resolves it to
+// an exact, pinned point (Branch, Seq and Snapshot set).
 type BranchPoint struct {
-	Branch   string `json:"branch"`
-	Seq      uint64 `json:"seq,omitempty"`
-	Snapshot string `json:"snapshot,omitempty"`
+	Branch   string     `json:"branch"`
+	Seq      uint64     `json:"seq,omitempty"`
+	At       *time.Time `json:"at,omitempty"`
+	Snapshot string     `json:"snapshot,omitempty"`
 }
 
-// String names the point: "main", "main@1234" (a seq) or
-// "main@1234 (snapshot run-base.1)".
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// String names the point: "main", "main@1234" (a seq), "main@2026-12-02T10:00:00Z"
+// (a time) or "main@1234 (snapshot run-base.1)".
 func (p BranchPoint) String() string {
 	s := p.Branch
 	if p.Seq != 0 {
 		s += "@" + strconv.FormatUint(p.Seq, 10)
+	} else if p.At != nil {
+		s += "@" + p.At.UTC().Format(time.RFC3339Nano)
 	}
 	if p.Snapshot != "" {
 		s += " (snapshot " + p.Snapshot + ")"
@@ -158,9 +171,12 @@ func DecodeSpec(j []byte) (*ExperimentSpec, error) {
 	var sp ExperimentSpec
 	if err := dec.Decode(&sp); err != nil {
 		var te *json.UnmarshalTypeError
+		var pe *time.ParseError
 		switch {
 		case errors.As(err, &te):
 			return nil, invalid(te.Field, "want %s, got %s", te.Type, te.Value)
+		case errors.As(err, &pe): // base.at is the spec's only time
+			return nil, invalid("base.at", "want an RFC 3339 time such as 2026-12-01T10:00:00Z, got %q", pe.Value)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return nil, invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
 		}
@@ -184,8 +200,11 @@ func (sp *ExperimentSpec) Validate() error {
 	if err := validName("base.branch", sp.Base.Branch); err != nil {
 		return err
 	}
-	if sp.Base.Seq > 0 && sp.Base.Snapshot != "" {
-		return invalid("base.snapshot", "give seq or snapshot, not both")
+	if n := btoi(sp.Base.Seq > 0) + btoi(sp.Base.At != nil) + btoi(sp.Base.Snapshot != ""); n > 1 {
+		return invalid("base", "give at most one of seq, at and snapshot")
+	}
+	if sp.Base.At != nil && sp.Base.At.IsZero() {
+		return invalid("base.at", "want an RFC 3339 time")
 	}
 	d := &sp.Dataset
 	if d.Split == "" {

@@ -39,7 +39,7 @@ func (s *Server) startRunTool() *tool {
 		annotations(false, false, false),
 		mcpgo.WithObject("spec", mcpgo.Required(), mcpgo.Description(
 			"The experiment spec as a JSON object: {\"name\": \"ab\" (lowercase, digits, - _), \"project\" (default the server's default project), "+
-				"\"base\": {\"branch\": \"main\"} (or with \"snapshot\"), \"dataset\": {\"beir\": \"/path/to/beir/dir\", \"split\": \"test\"} (or corpus_sql, queries_sql, qrels_sql run on the base), "+
+				"\"base\": {\"branch\": \"main\"} (its head; or add one of \"snapshot\", \"seq\", or \"at\": an RFC 3339 time within the history window), \"dataset\": {\"beir\": \"/path/to/beir/dir\", \"split\": \"test\"} (or corpus_sql, queries_sql, qrels_sql run on the pinned base), "+
 				"\"variants\": [{\"name\": \"bow\", \"embedder\": \"hash-bow?dims=256\", \"distance\": \"cosine\", \"index\": {\"type\": \"hnsw\", \"m\": 16}, \"search\": {\"ef_search\": 40}, \"chunking\": {\"size\": 800}, \"sweep\": {\"ef_search\": [20, 40]}}], "+
 				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1}. Unknown fields are refused.")),
 	)

@@ -120,6 +120,15 @@ func TestE2EExperimentRun(t *testing.T) {
 	if got := s.ids("rerun"); got != "1,2" {
 		t.Errorf("fork of the pinned base: %s", got)
 	}
+	// main against the pinned base: the diff shows nothing.
+	var d struct {
+		Schema struct{ Changed bool }
+		Tables []struct{ Table, Status string }
+	}
+	s.must(200, "GET", "/v1/projects/main/branches/main/diff?against=rerun", nil, &d)
+	if d.Schema.Changed || len(d.Tables) != 0 {
+		t.Errorf("main changed since the run's base: %+v", d)
+	}
 }
 
 func deref[T any](p *T) any {
