@@ -421,7 +421,7 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 			}
 		}
 		for _, b := range bs {
-			if err := s.discardEndpoint(ctx, name, b.Name); err != nil {
+			if err := s.stopEndpoint(ctx, name, b.Name, true); err != nil {
 				return err
 			}
 		}
@@ -820,7 +820,7 @@ func (s *Service) recreate(ctx context.Context, project string, old storage.Bran
 		return storage.Branch{}, err
 	}
 	parent := names[old.Parent]
-	if err := s.stopEndpoint(ctx, project, old.Name); err != nil {
+	if err := s.stopEndpoint(ctx, project, old.Name, false); err != nil {
 		return storage.Branch{}, err
 	}
 	pin := keep
@@ -859,24 +859,18 @@ func (s *Service) recreate(ctx context.Context, project string, old storage.Bran
 }
 
 // stopEndpoint stops a branch's endpoint so that its volume (the storage
-// head) is released before a catalog change that needs it closed.
-func (s *Service) stopEndpoint(ctx context.Context, project, branch string) error {
+// head) is released before a catalog change that needs it closed. With
+// discard, for a branch about to be deleted, Postgres skips the shutdown
+// checkpoint (compute.Manager.Discard).
+func (s *Service) stopEndpoint(ctx context.Context, project, branch string, discard bool) error {
 	if s.cfg.Compute == nil {
 		return nil
 	}
-	if err := s.cfg.Compute.Stop(ctx, project, branch); err != nil {
-		return fmt.Errorf("stop endpoint of %s: %w", branch, computeErr(err))
+	stop := s.cfg.Compute.Stop
+	if discard {
+		stop = s.cfg.Compute.Discard
 	}
-	return nil
-}
-
-// discardEndpoint stops the endpoint of a branch about to be deleted,
-// without a shutdown checkpoint (compute.Manager.Discard).
-func (s *Service) discardEndpoint(ctx context.Context, project, branch string) error {
-	if s.cfg.Compute == nil {
-		return nil
-	}
-	if err := s.cfg.Compute.Discard(ctx, project, branch); err != nil {
+	if err := stop(ctx, project, branch); err != nil {
 		return fmt.Errorf("stop endpoint of %s: %w", branch, computeErr(err))
 	}
 	return nil
@@ -940,7 +934,7 @@ func (s *Service) deleteBranch(ctx context.Context, project, branch string, casc
 		return fmt.Errorf("branch %s has %d descendant branches; delete them or pass cascade: %w", branch, len(victims)-1, ErrConflict)
 	}
 	for _, v := range victims {
-		if err := s.discardEndpoint(ctx, project, v); err != nil {
+		if err := s.stopEndpoint(ctx, project, v, true); err != nil {
 			return err
 		}
 	}
@@ -967,7 +961,7 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 		if _, err := st.Branch(project, branch); err != nil {
 			return storeErr(err)
 		}
-		if err := s.stopEndpoint(ctx, project, branch); err != nil {
+		if err := s.stopEndpoint(ctx, project, branch, false); err != nil {
 			return err
 		}
 		b, err := st.Reset(project, branch, storage.ResetOptions{Snapshot: snapshot, Discard: discard})

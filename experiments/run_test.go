@@ -149,6 +149,45 @@ func (b *pgBranches) forks(t *testing.T) []string {
 	return names
 }
 
+// sqlDataset is the DatasetSpec of the tables loadSQLDataset fills.
+var sqlDataset = DatasetSpec{CorpusSQL: "SELECT id, body FROM docs", QueriesSQL: "SELECT id, q FROM qs", QrelsSQL: "SELECT q, d, g FROM judged"}
+
+// loadSQLDataset loads the BEIR collection in dir into tables docs (the
+// text a BEIR run embeds), qs and judged of conn's database, as
+// production-like data that a spec reads with sqlDataset.
+func loadSQLDataset(t *testing.T, conn *pgx.Conn, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	ds, err := evals.LoadBEIR(dir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE docs(id text PRIMARY KEY, body text); CREATE TABLE qs(id text, q text); CREATE TABLE judged(q text, d text, g int)"); err != nil {
+		t.Fatal(err)
+	}
+	var docs, qs, judged [][]any
+	for _, d := range ds.Corpus {
+		docs = append(docs, []any{d.ID, docText(d)})
+	}
+	for _, q := range ds.Queries {
+		qs = append(qs, []any{q.ID, q.Text})
+	}
+	for q, m := range ds.Qrels {
+		for d, g := range m {
+			judged = append(judged, []any{q, d, g})
+		}
+	}
+	for _, tb := range []struct {
+		name string
+		cols []string
+		rows [][]any
+	}{{"docs", []string{"id", "body"}, docs}, {"qs", []string{"id", "q"}, qs}, {"judged", []string{"q", "d", "g"}, judged}} {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{tb.name}, tb.cols, pgx.CopyFromRows(tb.rows)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 type runEnv struct {
 	svc *Service
 	br  *pgBranches
@@ -562,38 +601,14 @@ func TestRuns(t *testing.T) {
 	t.Run("sql dataset", func(t *testing.T) {
 		// Production-like data in the base branch: the corpus, queries and
 		// judgments come from SQL on it.
-		ds, err := evals.LoadBEIR(e.dir, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
 		mc, release, err := e.br.Conn(e.ctx, "p", "main", ReadWrite)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := mc.Exec(e.ctx, "CREATE TABLE docs(id text, body text); CREATE TABLE qs(id text, q text); CREATE TABLE judged(q text, d text, g int)"); err != nil {
-			t.Fatal(err)
-		}
-		var docs, qs, judged [][]any
-		for _, d := range ds.Corpus {
-			docs = append(docs, []any{d.ID, d.Text})
-		}
-		for _, q := range ds.Queries {
-			qs = append(qs, []any{q.ID, q.Text})
-		}
-		for q, m := range ds.Qrels {
-			for d, g := range m {
-				judged = append(judged, []any{q, d, g})
-			}
-		}
-		for name, rows := range map[string][][]any{"docs": docs, "qs": qs, "judged": judged} {
-			cols := map[string][]string{"docs": {"id", "body"}, "qs": {"id", "q"}, "judged": {"q", "d", "g"}}[name]
-			if _, err := mc.CopyFrom(e.ctx, pgx.Identifier{name}, cols, pgx.CopyFromRows(rows)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		loadSQLDataset(t, mc, e.dir)
 		release()
 		sp := e.spec(VariantSpec{Name: "bow", Embedder: "hash-bow?dims=64"})
-		sp.Dataset = DatasetSpec{CorpusSQL: "SELECT id, body FROM docs", QueriesSQL: "SELECT id, q FROM qs", QrelsSQL: "SELECT q, d, g FROM judged"}
+		sp.Dataset = sqlDataset
 		r := e.run(t, sp)
 		if r.Status != StatusSucceeded || r.Docs != 1400 || r.Queries != 225 || len(r.Variants[0].Results) != 225 || r.Variants[0].Metrics["ndcg_cut_10"] <= 0.1 {
 			t.Errorf("sql dataset run: %s %q docs %d queries %d metrics %v", r.Status, r.Error, r.Docs, r.Queries, r.Variants[0].Metrics)

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/evals/evalstest"
 )
 
@@ -101,38 +98,11 @@ func TestRunOnStore(t *testing.T) {
 	// A point in time of main as the base, with the dataset in SQL on it:
 	// the corpus is read at that point (on a fork of the pinned base), not
 	// from main's head, where it has been deleted since.
-	ds, err := evals.LoadBEIR(sp.Dataset.BEIR, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	conn, release, err := svc.connect(ctx, "p", "main", ReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, "CREATE TABLE docs(id text PRIMARY KEY, body text); CREATE TABLE qs(id text, q text); CREATE TABLE judged(q text, d text, g int)"); err != nil {
-		t.Fatal(err)
-	}
-	var docs, qs, judged [][]any
-	for _, d := range ds.Corpus {
-		docs = append(docs, []any{d.ID, docText(d)})
-	}
-	for _, q := range ds.Queries {
-		qs = append(qs, []any{q.ID, q.Text})
-	}
-	for q, m := range ds.Qrels {
-		for d, g := range m {
-			judged = append(judged, []any{q, d, g})
-		}
-	}
-	for _, tb := range []struct {
-		name string
-		cols []string
-		rows [][]any
-	}{{"docs", []string{"id", "body"}, docs}, {"qs", []string{"id", "q"}, qs}, {"judged", []string{"q", "d", "g"}, judged}} {
-		if _, err := conn.CopyFrom(ctx, pgx.Identifier{tb.name}, tb.cols, pgx.CopyFromRows(tb.rows)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	loadSQLDataset(t, conn, sp.Dataset.BEIR)
 	// History has a 1 s tick: let the load land in an earlier tick than
 	// the point, and the deletion in a later one.
 	time.Sleep(1500 * time.Millisecond)
@@ -143,7 +113,7 @@ func TestRunOnStore(t *testing.T) {
 	}
 	release()
 	past := ExperimentSpec{Name: "past", Project: "p", Base: BranchPoint{Branch: "main", At: &at}, Metrics: []string{"ndcg_cut.10"},
-		Dataset:  DatasetSpec{CorpusSQL: "SELECT id, body FROM docs", QueriesSQL: "SELECT id, q FROM qs", QrelsSQL: "SELECT q, d, g FROM judged"},
+		Dataset:  sqlDataset,
 		Variants: []VariantSpec{{Name: "bow", Embedder: "hash-bow?dims=32"}}}
 	r, err = svc.StartRun(ctx, past)
 	if err != nil {
