@@ -3,6 +3,7 @@ package experiments
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/vectors"
 )
 
@@ -519,6 +521,26 @@ func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
 	}
 }
 
+// forkName is the branch of one variant's fork,
+// exp/<experiment>/<run>/<variant>. One longer than a branch name may be
+// (storage.MaxNameLen) keeps that shape with the experiment and variant
+// names cut short and a hash of the full name appended, so every spec's
+// forks can be named, and uniquely.
+func forkName(experiment, run, variant string) string {
+	full := "exp/" + experiment + "/" + run + "/" + variant
+	if len(full) <= storage.MaxNameLen {
+		return full
+	}
+	h := sha256.Sum256([]byte(full))
+	tag := hex.EncodeToString(h[:3])
+	// What is left for the two names: "exp/", two '/', the run id, '-'
+	// and the tag are fixed.
+	room := storage.MaxNameLen - len("exp///-") - len(run) - len(tag)
+	e := min(len(experiment), max(room/2, room-len(variant)))
+	v := min(len(variant), room-e)
+	return "exp/" + experiment[:e] + "/" + run + "/" + variant[:v] + "-" + tag
+}
+
 // runGroup forks, embeds, loads and indexes the variants vs, which
 // differ at most in search parameters, on one fork named after the first,
 // and evaluates each of them there.
@@ -535,7 +557,7 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 		}
 		return out
 	}
-	name := fmt.Sprintf("exp/%s/%s/%s", run.Spec.Name, run.ID, v.Name)
+	name := forkName(run.Spec.Name, run.ID, v.Name)
 	progress("fork")
 	t := time.Now()
 	fi, err := s.cfg.Branches.Fork(ctx, run.Project, base, name)
@@ -792,7 +814,7 @@ var defaultRegistry = vectors.NewRegistry()
 // also when the base is a snapshot or a past point: on a fork of base
 // named exp/<experiment>/<run>/.dataset, discarded afterwards.
 func (s *Service) sqlDataset(ctx context.Context, run *Run, base BranchPoint) (*evals.Dataset, error) {
-	name := fmt.Sprintf("exp/%s/%s/.dataset", run.Spec.Name, run.ID)
+	name := forkName(run.Spec.Name, run.ID, ".dataset")
 	if _, err := s.cfg.Branches.Fork(ctx, run.Project, base, name); err != nil {
 		return nil, fmt.Errorf("fork %s from base %s: %w", name, base, err)
 	}

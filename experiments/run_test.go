@@ -22,6 +22,7 @@ import (
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/evals/evalstest"
+	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/vectors"
 )
 
@@ -768,5 +769,26 @@ func TestInterruptedRunsFailOnOpen(t *testing.T) {
 	}
 	if r.Status != StatusFailed || !strings.Contains(r.Error, "interrupted") || r.Variants[0].Status != StatusFailed || r.Variants[1].Status != StatusSucceeded {
 		t.Errorf("after restart: %s %q %+v", r.Status, r.Error, r.Variants)
+	}
+}
+
+// TestForkName: fork names follow exp/<experiment>/<run>/<variant>; those
+// too long for a branch are cut to fit, stay valid and stay distinct.
+func TestForkName(t *testing.T) {
+	run := newRunID(time.Now())
+	if got := forkName("ab", run, "bow"); got != "exp/ab/"+run+"/bow" {
+		t.Errorf("short name: %s", got)
+	}
+	long := strings.Repeat("e", 40)
+	seen := map[string]bool{}
+	for _, c := range []struct{ exp, variant string }{
+		{long, "hnsw-m16-ef160"}, {long, "hnsw-m16-ef10"}, {long, strings.Repeat("v", 40)}, {long, ".dataset"},
+		{"nightly-regression-suite", "bow-m16-ef160"}, {"x", strings.Repeat("v", 40)}, {strings.Repeat("v", 40), "x"},
+	} {
+		got := forkName(c.exp, run, c.variant)
+		if !storage.ValidName(got) || !strings.HasPrefix(got, "exp/"+c.exp[:min(len(c.exp), 5)]) || !strings.Contains(got, "/"+run+"/") || seen[got] {
+			t.Errorf("forkName(%q, %q) = %q (%d bytes)", c.exp, c.variant, got, len(got))
+		}
+		seen[got] = true
 	}
 }

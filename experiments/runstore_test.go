@@ -97,7 +97,8 @@ func TestRunOnStore(t *testing.T) {
 
 	// A point in time of main as the base, with the dataset in SQL on it:
 	// the corpus is read at that point (on a fork of the pinned base), not
-	// from main's head, where it has been deleted since.
+	// from main's head, where it has been deleted since. Forks of an
+	// experiment with a long name get names cut to fit.
 	conn, release, err := svc.connect(ctx, "p", "main", ReadWrite)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +113,8 @@ func TestRunOnStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	release()
-	past := ExperimentSpec{Name: "past", Project: "p", Base: BranchPoint{Branch: "main", At: &at}, Metrics: []string{"ndcg_cut.10"},
+	// The name is long enough that the forks' names are cut to fit.
+	past := ExperimentSpec{Name: "point-in-time-sql-dataset-nightly-check", Project: "p", Base: BranchPoint{Branch: "main", At: &at}, Metrics: []string{"ndcg_cut.10"},
 		Dataset:  sqlDataset,
 		Variants: []VariantSpec{{Name: "bow", Embedder: "hash-bow?dims=32"}}}
 	r, err = svc.StartRun(ctx, past)

@@ -61,10 +61,15 @@ type Snapshot struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
+// MaxNameLen is the longest project, branch or snapshot name, in bytes.
+// (Names become mount point names, escaped, which must stay under the
+// file system's 255 bytes.)
+const MaxNameLen = 63
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,62}$`)
 
 // ValidName reports whether name is a valid project, branch or snapshot
-// name: [a-z0-9][a-z0-9._/-]{0,62}.
+// name: [a-z0-9][a-z0-9._/-]{0,62}, MaxNameLen bytes at most.
 func ValidName(name string) bool { return nameRE.MatchString(name) }
 
 func checkName(what, name string) error {
