@@ -75,13 +75,17 @@
 //
 // An ExperimentSpec (YAML or JSON, ParseSpec; errors are *FieldError
 // naming the field by JSON path, e.g. "variants[1].index.type") names a
-// project, a base branch point, a dataset (a BEIR directory, or SQL run on
-// the base branch), variants (embedder, chunking, distance, index, search
-// parameters, optional sweep grid), metrics and k. StartRun records a
-// queued Run and returns at once; in the background the base is pinned
-// (RunBranches.Resolve), and each group of variants that needs the same
-// data (sweep points differing only in search parameters share one) gets
-// a fork exp/<experiment>/<run>/<variant> (RunBranches.Fork) where the
+// project, a base branch point (its head, a seq, a time or a snapshot), a
+// dataset (a BEIR directory, or SQL run on the pinned base, on a fork of
+// it), variants (embedder, chunking, distance, index, search parameters,
+// optional sweep grid), metrics and k. StartRun records a queued Run and
+// returns at once; in the background the base is pinned
+// (RunBranches.Resolve: on the store, a run-base.* snapshot that a fork
+// can start from even after the base branch is deleted), and each group
+// of variants that needs the same data (sweep points differing only in
+// search parameters share one), in spec order, gets a fork
+// exp/<experiment>/<run>/<variant> (cut to fit a branch name, with a
+// hash, when longer; RunBranches.Fork) where the
 // corpus is embedded through Config.EmbedCache, loaded, indexed, and every
 // query searched (top-k, latency, ANN recall against exact search when
 // indexed) and scored with evals. Everything is recorded in the control
