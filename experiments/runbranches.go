@@ -14,7 +14,7 @@ type storeBranches struct{ s *Service }
 // Resolve pins the base of a run. A snapshot or an explicit seq is exact
 // already; a branch head, or the branch at a time, is pinned by a
 // snapshot named "run-base.<unix-nanoseconds>", which keeps the base's
-// data forkable at that point for as long as the snapshot is kept.
+// data forkable at that point for Config.RunBaseRetention.
 func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoint) (BranchPoint, error) {
 	if at.Snapshot != "" {
 		snaps, err := b.s.ListSnapshots(ctx, project)
@@ -34,8 +34,13 @@ func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoi
 		}
 		return at, nil
 	}
-	sn, err := b.s.CreateSnapshot(ctx, CreateSnapshotRequest{Project: project, Branch: at.Branch,
-		Name: fmt.Sprintf("run-base.%d", b.s.cfg.Now().UnixNano()), Timestamp: at.At})
+	now := b.s.cfg.Now()
+	req := CreateSnapshotRequest{Project: project, Branch: at.Branch, Name: fmt.Sprintf("run-base.%d", now.UnixNano()), Timestamp: at.At}
+	if r := b.s.cfg.RunBaseRetention; r > 0 {
+		exp := now.Add(r)
+		req.ExpiresAt = &exp
+	}
+	sn, err := b.s.CreateSnapshot(ctx, req)
 	if err != nil {
 		return BranchPoint{}, err
 	}

@@ -74,6 +74,21 @@ func TestRunOnStore(t *testing.T) {
 	if v := done.Variants[1]; v.IndexBytes <= 0 {
 		t.Errorf("second variant: index %d bytes", v.IndexBytes)
 	}
+	// The pinning snapshot expires after the default retention.
+	snaps, err := svc.ListSnapshots(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := false
+	for _, sn := range snaps {
+		pinned = pinned || sn.Name == done.Base.Snapshot
+		if sn.Name == done.Base.Snapshot && (sn.ExpiresAt == nil || sn.ExpiresAt.Sub(done.CreatedAt) < 29*24*time.Hour || sn.ExpiresAt.Sub(done.CreatedAt) > 31*24*time.Hour) {
+			t.Errorf("run base snapshot %s expires at %v, want 30 days after %v", sn.Name, sn.ExpiresAt, done.CreatedAt)
+		}
+	}
+	if !pinned {
+		t.Errorf("no snapshot %s among %+v", done.Base.Snapshot, snaps)
+	}
 	if _, err := svc.GetBranch(ctx, "p", "victim"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("base after its deletion: %v", err)
 	}

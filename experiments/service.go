@@ -117,6 +117,11 @@ type Config struct {
 	// Prices, if set, turns usage into an estimated cost (Usage.Cost and
 	// BranchUsage.Cost). Nil: no cost is reported.
 	Prices *Prices
+	// RunBaseRetention is how long the snapshot that pins a run's base
+	// (run-base.*) is kept, so that the run's data can be forked again;
+	// the store's GC deletes it afterwards. Default 30 days; negative:
+	// forever.
+	RunBaseRetention time.Duration
 	// Branches forks and discards the branches of experiment runs.
 	// Default: the Service's own branches when Store is set; otherwise
 	// StartRun fails with ErrUnavailable.
@@ -189,6 +194,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.ExpiryWarning == 0 {
 		cfg.ExpiryWarning = 10 * time.Minute
+	}
+	if cfg.RunBaseRetention == 0 {
+		cfg.RunBaseRetention = 30 * 24 * time.Hour
 	}
 	if cfg.Prices != nil {
 		if err := cfg.Prices.validate(); err != nil {

@@ -35,6 +35,7 @@ type serveOptions struct {
 	maxEndpoints  int
 	sweepInterval time.Duration
 	expiryWarning time.Duration
+	runBaseKeep   time.Duration
 	timers        compute.Timers
 	stopTimeout   time.Duration
 }
@@ -66,6 +67,7 @@ and the store is closed.`,
 		f.IntVar(&o.maxEndpoints, "max-endpoints", 16, "maximum running endpoints")
 		f.DurationVar(&o.sweepInterval, "ttl-sweep", 5*time.Second, "period of the sweeper deleting expired branches (negative disables)")
 		f.DurationVar(&o.expiryWarning, "expiry-warning", 10*time.Minute, "warn (audit branch.expiring + log) this long before a branch expires, at most 10% of its TTL (negative disables)")
+		f.DurationVar(&o.runBaseKeep, "run-base-retention", 30*24*time.Hour, "keep the snapshot pinning each experiment run's base (run-base.*) this long, so the run's data can be forked again (negative: forever)")
 		f.Float64Var(&a.cfg.Prices.ComputeHour, "price-compute-hour", 0, "price of an endpoint-hour for estimated costs (config prices.compute_hour)")
 		f.Float64Var(&a.cfg.Prices.StorageGiBMonth, "price-storage-gib-month", 0, "price of a GiB-month of branch delta for estimated costs (config prices.storage_gib_month)")
 		f.StringVar(&a.cfg.Prices.Currency, "price-currency", "", "currency label of estimated costs (default USD; config prices.currency)")
@@ -208,7 +210,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		ControlDir: filepath.Join(a.cfg.DataDir, "control"), Logger: a.log,
 		Store: st, Compute: m, InitDir: initDir, ProxyAddr: px.Addr().String(), DefaultProject: defaultProject,
 		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval, EmbedCache: cache,
-		ExpiryWarning: o.expiryWarning, Prices: a.cfg.Prices.table(),
+		ExpiryWarning: o.expiryWarning, Prices: a.cfg.Prices.table(), RunBaseRetention: o.runBaseKeep,
 		DatasetsDir: datasetsDir,
 	})
 	if err != nil {
