@@ -96,6 +96,11 @@ func compareVariants(req CompareRequest, va, vb *VariantRun) (*RunComparison, er
 	if req.Regressed == 0 {
 		req.Regressed = 10
 	}
+	// Runs may measure different sets (a CI spec with one metric against
+	// a nightly one with five): compare what both measured.
+	if ra, rb, err = commonMeasures(ra, rb); err != nil {
+		return nil, err
+	}
 	c, err := evals.Compare(ra, rb, evals.CompareOptions{Alpha: req.Alpha, Primary: req.Metric, Seed: req.Seed})
 	if err != nil {
 		return nil, invalid("metric", "%v", err)
@@ -184,6 +189,42 @@ func variantResult(v *VariantRun) (*evals.Result, error) {
 		r.All[i] = v.Metrics[m]
 	}
 	return r, nil
+}
+
+// commonMeasures narrows a and b to the measures both hold, in a's order.
+func commonMeasures(a, b *evals.Result) (*evals.Result, *evals.Result, error) {
+	var names []string
+	for _, m := range a.Measures {
+		if _, ok := b.Index(m.String()); ok {
+			names = append(names, m.String())
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil, invalid("b", "measures nothing that a measures (a: %v, b: %v)", a.Measures, b.Measures)
+	}
+	if len(names) == len(a.Measures) && len(names) == len(b.Measures) {
+		return a, b, nil
+	}
+	return onlyMeasures(a, names), onlyMeasures(b, names), nil
+}
+
+// onlyMeasures is r with just the named measures, in that order.
+func onlyMeasures(r *evals.Result, names []string) *evals.Result {
+	idx := make([]int, len(names))
+	out := &evals.Result{Run: r.Run, Queries: r.Queries, PerQuery: map[string][]float64{}, All: make([]float64, len(names))}
+	for i, n := range names {
+		idx[i], _ = r.Index(n)
+		out.Measures = append(out.Measures, r.Measures[idx[i]])
+		out.All[i] = r.All[idx[i]]
+	}
+	for q, vals := range r.PerQuery {
+		v := make([]float64, len(idx))
+		for i, j := range idx {
+			v[i] = vals[j]
+		}
+		out.PerQuery[q] = v
+	}
+	return out
 }
 
 // measureOf inverts evals.Measure.String: "ndcg_cut_10" → {ndcg_cut, 10}.

@@ -792,3 +792,35 @@ func TestForkName(t *testing.T) {
 		seen[got] = true
 	}
 }
+
+// TestCompareDifferentMeasures: variants that measured different sets
+// compare on what both measured; nothing in common is bad input.
+func TestCompareDifferentMeasures(t *testing.T) {
+	variant := func(measures []string, perQuery func(q int) []float64) *VariantRun {
+		v := &VariantRun{Name: "v", Status: StatusSucceeded, Measures: measures, Metrics: map[string]float64{}}
+		for q := range 30 {
+			v.Results = append(v.Results, QueryRanking{Query: fmt.Sprintf("q%02d", q), Values: perQuery(q)})
+		}
+		for i, m := range measures {
+			sum := 0.0
+			for _, r := range v.Results {
+				sum += r.Values[i]
+			}
+			v.Metrics[m] = sum / float64(len(v.Results))
+		}
+		return v
+	}
+	a := variant([]string{"ndcg_cut_10", "recall_100", "recip_rank"}, func(q int) []float64 { return []float64{0.5, 0.6, 0.7} })
+	b := variant([]string{"ndcg_cut_10"}, func(q int) []float64 { return []float64{0.2 + float64(q%3)*0.01} })
+	rc, err := compareVariants(CompareRequest{A: "a", B: "b", Metric: "ndcg_cut_10"}, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := rc.Comparison.Measure("ndcg_cut_10"); !ok || len(rc.Comparison.Measures) != 1 || m.MeanA != 0.5 || m.Delta >= 0 || rc.Verdict != "worse" {
+		t.Errorf("comparison on the common measure: %+v, verdict %s", rc.Comparison.Measures, rc.Verdict)
+	}
+	c := variant([]string{"P_5"}, func(q int) []float64 { return []float64{0.4} })
+	if _, err := compareVariants(CompareRequest{A: "a", B: "c"}, a, c); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "measures nothing") {
+		t.Errorf("nothing in common: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -64,7 +65,7 @@ func newRunCmd(a *app) *cobra.Command {
 	}
 	addClientFlags(start, &c)
 	start.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish and print its results")
-	start.Flags().StringVar(&baseline, "baseline", "", "with --wait: compare each variant with the same-named variant of this run and exit 1 on a regression (for CI)")
+	start.Flags().StringVar(&baseline, "baseline", "", "with --wait: compare each variant with the same-named variant of this run (an id, or a schedule's id or name for its accepted baseline) and exit 1 on a regression (for CI)")
 	start.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "with --baseline: the measure that must not drop")
 	start.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "with --baseline: significance level of a drop")
 	start.Flags().Float64Var(&gate.Threshold, "threshold", 0, "with --baseline: also a regression when the mean drops by more than this")
@@ -221,6 +222,11 @@ func startRun(ctx context.Context, a *app, c *client, path string, wait bool, ba
 	}
 	if baseline != "" && !wait {
 		return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline needs --wait")}
+	}
+	if baseline != "" { // before anything runs: an unknown baseline is bad input
+		if baseline, err = resolveBaseline(ctx, c, baseline); err != nil {
+			return err
+		}
 	}
 	var r experiments.Run
 	raw, err := c.do(ctx, "POST", "/v1/runs", sp, &r)
@@ -478,6 +484,32 @@ func sweepSVG(title string, pts []experiments.SweepPoint) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// resolveBaseline names the run a --baseline means: a run id as is, or
+// the accepted baseline run of the schedule with that id or name.
+func resolveBaseline(ctx context.Context, c *client, name string) (string, error) {
+	_, err := c.do(ctx, "GET", "/v1/runs/"+url.PathEscape(name)+"?results=false", nil, nil)
+	var ee *exitError
+	if err == nil || !errors.As(err, &ee) || ee.code != exitNotFound {
+		return name, err
+	}
+	var out struct {
+		Schedules []experiments.Schedule `json:"schedules"`
+	}
+	if _, err := c.do(ctx, "GET", "/v1/schedules", nil, &out); err != nil {
+		return "", err
+	}
+	for _, sc := range out.Schedules {
+		if sc.ID != name && sc.Name != name {
+			continue
+		}
+		if sc.BaselineRun == "" {
+			return "", &exitError{code: exitNotFound, err: fmt.Errorf("--baseline %s: schedule %s has no accepted baseline run yet (offshoot schedule accept %s RUN)", name, sc.ID, sc.ID)}
+		}
+		return sc.BaselineRun, nil
+	}
+	return "", &exitError{code: exitNotFound, err: fmt.Errorf("--baseline %s: no run with that id and no schedule with that id or name (offshoot run list, offshoot schedule list)", name)}
 }
 
 // baselineGate is what run start --baseline checks.

@@ -193,6 +193,40 @@ func TestRunBaselineGateCLI(t *testing.T) {
 	if code != exitFailure || !strings.Contains(out, "REGRESSION") {
 		t.Errorf("eval run worse against baseline: exit %d\n%s%s", code, out, errOut)
 	}
+	// A schedule's name stands for its accepted baseline run.
+	sp, err := experiments.ParseSpec([]byte(fmt.Sprintf("name: gate\nproject: p\nbase: {branch: main}\ndataset: {beir: %s}\nvariants: [{name: v, embedder: \"hash-bow?dims=64\"}]\n", data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched := experiments.Schedule{Name: "nightly-gate", Cron: "@every 1s", Metric: "ndcg_cut_10", AutoAccept: true, Spec: *sp, Paused: true}
+	sc, err := svc.CreateSchedule(wctx, sched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := cli("eval", "run", good, "--baseline", "nightly-gate"); code != exitNotFound || !strings.Contains(errOut, "no accepted baseline") {
+		t.Errorf("eval run against a schedule without a baseline: exit %d %s", code, errOut)
+	}
+	sched.Paused = false // fire until a run is accepted, then pause again
+	if _, err := svc.UpdateSchedule(wctx, sc.ID, sched); err != nil {
+		t.Fatal(err)
+	}
+	for sc.BaselineRun == "" {
+		time.Sleep(200 * time.Millisecond)
+		if sc, err = svc.GetSchedule(wctx, sc.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sched.Paused = true
+	if _, err := svc.UpdateSchedule(wctx, sc.ID, sched); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = cli("eval", "run", worse, "--baseline", "nightly-gate")
+	if code != exitFailure || !strings.Contains(errOut, "regression against "+sc.BaselineRun) {
+		t.Errorf("eval run worse against the schedule's baseline %s: exit %d\n%s%s", sc.BaselineRun, code, out, errOut)
+	}
+	if _, errOut, code := cli("eval", "run", good, "--baseline", "nope"); code != exitNotFound || !strings.Contains(errOut, "no run with that id and no schedule") {
+		t.Errorf("eval run against an unknown baseline: exit %d %s", code, errOut)
+	}
 	if _, errOut, code := cli("eval", "run", good); code != exitBadInput || !strings.Contains(errOut, "--baseline") {
 		t.Errorf("eval run without --baseline: exit %d %s", code, errOut)
 	}
