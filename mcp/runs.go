@@ -55,7 +55,7 @@ func (s *Server) startRunTool() *tool {
 			return nil, "", err
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "run %s of experiment %s started (%s): %d variant(s), one fork each off %s\n", run.ID, run.Experiment, run.Status, len(run.Variants), run.Spec.Base.Branch)
+		fmt.Fprintf(&b, "run %s of experiment %s started (%s): %d variant(s) on copy-on-write forks of %s (variants that differ only in search parameters share one)\n", run.ID, run.Experiment, run.Status, len(run.Variants), run.Spec.Base)
 		fmt.Fprintf(&b, "next: get_run with id %q and wait_seconds %d until it is done, then compare_runs\n", run.ID, maxRunWait)
 		return map[string]any{"id": run.ID, "experiment": run.Experiment, "project": run.Project, "status": run.Status, "variants": variantNames(run)}, b.String(), nil
 	})
