@@ -38,6 +38,10 @@ func TestE2EExperimentRun(t *testing.T) {
 		StorageDelta                *int64   `json:"storage_delta_bytes"`
 		ANNRecall                   *float64 `json:"ann_recall"`
 		Metrics                     map[string]float64
+		Results                     []struct {
+			Query string
+			Hits  []struct{ Doc string }
+		}
 	}
 	var run struct {
 		Status, Error string
@@ -77,6 +81,9 @@ func TestE2EExperimentRun(t *testing.T) {
 		}
 		if v.Metrics["ndcg_cut_10"] <= 0 {
 			t.Errorf("variant %s: metrics %v", v.Name, v.Metrics)
+		}
+		if len(v.Results) != 225 || len(v.Results[0].Hits) != 100 {
+			t.Errorf("variant %s: %d rankings recorded, want 225 of 100 hits", v.Name, len(v.Results))
 		}
 	}
 	if r := run.Variants[0].ANNRecall; r == nil || *r < 0.9 {
