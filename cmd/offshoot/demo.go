@@ -135,7 +135,9 @@ func runDemo(ctx context.Context, a *app, c *client, project, dataset string) er
 
 // loadDemoBase loads ds into the main branch of project, through the
 // proxy with COPY, as schema <dataset>.docs, .queries and .qrels, unless a
-// previous demo did already (same row counts). It returns the schema.
+// previous demo did already (same row counts); a schema of that name with
+// other contents is refused (exitConflict), never replaced. It returns the
+// schema.
 func loadDemoBase(ctx context.Context, w io.Writer, c *client, project string, ds *evals.Dataset) (string, error) {
 	schema := demoSchema(ds.Name)
 	var cs struct {
@@ -157,6 +159,16 @@ func loadDemoBase(ctx context.Context, w io.Writer, c *client, project string, d
 		fmt.Fprintf(w, "%s/main already holds %s: %d docs, %d queries, %d judgments\n", project, ds.Name, docs, queries, judged)
 		return schema, nil
 	}
+	// A schema of that name holding something else is the user's: never
+	// replace it. (The load below is one transaction, so an interrupted
+	// demo leaves no half-loaded schema behind.)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+		return "", fmt.Errorf("load %s into %s/main: %w", ds.Name, project, err)
+	}
+	if exists {
+		return "", &exitError{code: exitConflict, err: fmt.Errorf("%s/main already has a schema %s that is not this dataset; drop it, or run the demo in another project (--project)", project, schema)}
+	}
 	start := time.Now()
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -164,7 +176,6 @@ func loadDemoBase(ctx context.Context, w io.Writer, c *client, project string, d
 	}
 	defer tx.Rollback(context.Background())
 	for _, q := range []string{
-		"DROP SCHEMA IF EXISTS " + pgx.Identifier{schema}.Sanitize() + " CASCADE",
 		"CREATE SCHEMA " + pgx.Identifier{schema}.Sanitize(),
 		"CREATE TABLE " + id("docs") + " (id text PRIMARY KEY, title text NOT NULL, text text NOT NULL)",
 		"CREATE TABLE " + id("queries") + " (id text PRIMARY KEY, text text NOT NULL)",

@@ -45,6 +45,13 @@ func TestE2EDemo(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "using the existing project demo") || !strings.Contains(out, "demo/main already holds") {
 		t.Errorf("second demo: exit %d\n%s%s", code, out, errOut)
 	}
+	// A schema of the dataset's name that holds something else is not
+	// replaced.
+	s.must(201, "POST", "/v1/projects", map[string]any{"name": "mine"}, nil)
+	s.must(200, "POST", "/v1/projects/mine/branches/main/query", map[string]any{"sql": "CREATE SCHEMA cranfield; CREATE TABLE cranfield.docs (id int)"}, nil)
+	if _, errOut, code := run(t, ctx, "demo", "--server", s.http, "--dataset", cranfield, "--project", "mine"); code != exitConflict || !strings.Contains(errOut, "schema cranfield that is not this dataset") {
+		t.Errorf("demo over a user's schema: exit %d %s", code, errOut)
+	}
 	if _, _, code := run(t, ctx, "demo", "--server", s.http, "--dataset", t.TempDir()); code != exitBadInput {
 		t.Errorf("demo on a non-BEIR dir: exit %d", code)
 	}
