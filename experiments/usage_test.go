@@ -1,6 +1,7 @@
 package experiments_test
 
 import (
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -83,19 +84,29 @@ func TestExpiryWarning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The deletion's audit entry is written once the delete has
+	// returned, so wait for the entry, not for the branch to be gone.
 	deadline := time.Now().Add(30 * time.Second)
+	var page *experiments.AuditPage
 	for {
-		if _, err := s.GetBranch(ctx, "p", "short"); err != nil {
+		var err error
+		if page, err = s.AuditLog(ctx, experiments.AuditQuery{Limit: 1000}); err != nil {
+			t.Fatal(err)
+		}
+		deleted := false
+		for _, e := range page.Entries {
+			deleted = deleted || e.Target == "p/short" && e.KeyID == "ttl-sweeper" && e.Action == "branch.delete"
+		}
+		if deleted {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("short still there 30 s after its 2 s TTL")
+			t.Fatal("short not deleted 30 s after its 2 s TTL")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	page, err := s.AuditLog(ctx, experiments.AuditQuery{Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
+	if _, err := s.GetBranch(ctx, "p", "short"); !errors.Is(err, experiments.ErrNotFound) {
+		t.Errorf("short after its deletion: %v", err)
 	}
 	warned := map[string]int{}
 	var warnAt, delAt time.Time
