@@ -521,6 +521,20 @@ func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
 	}
 }
 
+// Phases are the phases of a variant, in the order a run goes through
+// them (VariantRun.Phase); a variant without an index skips "index".
+var Phases = []string{"fork", "embed", "load", "index", "eval"}
+
+// PhaseIndex is the position of v.Phase in Phases, -1 when it has none.
+func (v VariantRun) PhaseIndex() int {
+	for i, ph := range Phases {
+		if ph == v.Phase {
+			return i
+		}
+	}
+	return -1
+}
+
 // forkName is the branch of one variant's fork,
 // exp/<experiment>/<run>/<variant>. One longer than a branch name may be
 // (storage.MaxNameLen) keeps that shape with the experiment and variant

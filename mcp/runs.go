@@ -239,16 +239,13 @@ func (s *Server) getRunTool() *tool {
 // finished (a running one counts the phases it has done), out of all
 // variants, and a message with each variant's state.
 func runProgress(r *experiments.Run) (done, total float64, msg string) {
-	phases := []string{"fork", "embed", "load", "index", "eval"}
 	parts := make([]string, len(r.Variants))
 	for i, v := range r.Variants {
 		switch v.Status {
 		case experiments.StatusQueued:
 		case experiments.StatusRunning:
-			for j, ph := range phases {
-				if ph == v.Phase {
-					done += float64(j) / float64(len(phases))
-				}
+			if j := v.PhaseIndex(); j > 0 {
+				done += float64(j) / float64(len(experiments.Phases))
 			}
 		default:
 			done++

@@ -10,9 +10,6 @@ import (
 	"github.com/offshootdb/offshoot/experiments"
 )
 
-// runPhases are the phases of a variant, in the order a run reports them.
-var runPhases = []string{"fork", "embed", "load", "index", "eval"}
-
 // runProgress draws one progress bar per variant of a run: a cell per
 // phase (done '=', in progress '>', to come ' '), then the phase in
 // progress or the outcome. On a terminal the lines are redrawn in place;
@@ -65,15 +62,10 @@ func (p *runProgress) update(r *experiments.Run) {
 // A finished variant shows every phase done, a failed one up to where it
 // failed.
 func phaseBar(v experiments.VariantRun) string {
-	cur := -1
-	for i, ph := range runPhases {
-		if v.Phase == ph {
-			cur = i
-		}
-	}
+	cur := v.PhaseIndex()
 	var b strings.Builder
 	b.WriteByte('[')
-	for i := range runPhases {
+	for i := range experiments.Phases {
 		switch {
 		case v.Status == experiments.StatusSucceeded, cur >= 0 && i < cur:
 			b.WriteByte('=')
