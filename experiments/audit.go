@@ -2,12 +2,14 @@ package experiments
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,8 +31,43 @@ type AuditEntry struct {
 	Result    string `json:"result"`
 	Error     string `json:"error,omitempty"`
 	Detail    string `json:"detail,omitempty"`
+	// SQL is the SQL of a query, explain or migration: its statements
+	// (separated by ";\n", clipped at 64 KiB), or "sha256:<hex>" of that
+	// text in full when Config.AuditSQL is "hash".
+	SQL       string `json:"sql,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
 	Remote    string `json:"remote,omitempty"`
+}
+
+// Values of Config.AuditSQL.
+const (
+	AuditSQLText = "text"
+	AuditSQLHash = "hash"
+)
+
+// maxAuditSQL caps the SQL text an audit entry keeps.
+const maxAuditSQL = 64 << 10
+
+// auditSQL is what audit entries record of statements: the text, clipped,
+// or its SHA-256 when the operator asked for hashes.
+func (s *Service) auditSQL(stmts ...string) string {
+	text := strings.Join(stmts, ";\n")
+	if text == "" {
+		return ""
+	}
+	if s.cfg.AuditSQL == AuditSQLHash {
+		h := sha256.Sum256([]byte(text))
+		return "sha256:" + hex.EncodeToString(h[:])
+	}
+	return clip(text, maxAuditSQL)
+}
+
+// RecordRefusal audits a call an adapter refused before it reached the
+// facade (an MCP tool a key may not use, an unknown tool): result
+// "denied", action and target as given, reason as the error. Safe for
+// concurrent use.
+func (s *Service) RecordRefusal(ctx context.Context, action, target, reason string) {
+	s.Audit(ctx, AuditEntry{Action: action, Target: target, Result: "denied", Error: reason})
 }
 
 // RequestInfo describes the request a call serves, for the audit log.
@@ -103,7 +140,12 @@ func (s *Service) Audit(ctx context.Context, e AuditEntry) {
 
 // record audits the outcome of a call.
 func (s *Service) record(ctx context.Context, action, target, detail string, err error) {
-	e := AuditEntry{Action: action, Target: target, Detail: detail, Result: "ok"}
+	s.recordEntry(ctx, AuditEntry{Action: action, Target: target, Detail: detail}, err)
+}
+
+// recordEntry audits e with the outcome err.
+func (s *Service) recordEntry(ctx context.Context, e AuditEntry, err error) {
+	e.Result = "ok"
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrForbidden), errors.Is(err, ErrUnauthenticated):
@@ -192,6 +234,9 @@ func slogAttrs(e AuditEntry) []slog.Attr {
 	}
 	if e.Error != "" {
 		attrs = append(attrs, slog.String("error", e.Error))
+	}
+	if e.SQL != "" {
+		attrs = append(attrs, slog.String("sql", e.SQL))
 	}
 	if e.RequestID != "" {
 		attrs = append(attrs, slog.String("request_id", e.RequestID))

@@ -228,7 +228,9 @@ func hashToken(token string) string {
 
 // CreateKey creates an API key (admin only) and returns it with its token
 // osk_<id>_<secret>, 256 bits of randomness stored only as a SHA-256 hash.
-// Audited.
+// A key without admin scope is refused with ErrConflict while no live
+// admin key exists: once any key is live, loopback callers need one too
+// (KeysRequired), and nobody could manage keys. Audited.
 func (s *Service) CreateKey(ctx context.Context, req KeyRequest) (*NewKey, error) {
 	var nk *NewKey
 	err := s.audited(ctx, "key.create", "key/"+req.Name, "", func() error {
@@ -241,10 +243,15 @@ func (s *Service) CreateKey(ctx context.Context, req KeyRequest) (*NewKey, error
 		if len(req.Scopes) == 0 {
 			return invalid("scopes", "give at least one scope")
 		}
+		admin := false
 		for _, sc := range req.Scopes {
 			if sc.Role == "" {
 				return invalid("scopes", "empty scope")
 			}
+			admin = admin || sc.Role == RoleAdmin
+		}
+		if !admin && !s.liveAdminKey("") {
+			return fmt.Errorf("no live admin key exists, and once this key exists loopback callers need a key too, so nobody could manage keys: create an admin key first (offshoot key create NAME --scope admin): %w", ErrConflict)
 		}
 		var idb [8]byte
 		var secret [32]byte
@@ -298,7 +305,8 @@ func (s *Service) ListKeys(ctx context.Context) ([]Key, error) {
 }
 
 // RevokeKey revokes a key (admin only): ErrNotFound for an unknown id,
-// ErrConflict when already revoked. Audited.
+// ErrConflict when already revoked, or when it is the last live admin key
+// while other keys stay live (that would lock admin out). Audited.
 func (s *Service) RevokeKey(ctx context.Context, id string) (*Key, error) {
 	var out *Key
 	err := s.audited(ctx, "key.revoke", "key/"+id, "", func() error {
@@ -314,6 +322,9 @@ func (s *Service) RevokeKey(ctx context.Context, id string) (*Key, error) {
 		if k.RevokedAt != nil {
 			return fmt.Errorf("key %s was revoked at %s: %w", id, k.RevokedAt.Format(time.RFC3339), ErrConflict)
 		}
+		if isAdminKey(k.Key) && !s.liveAdminKey(id) && s.liveKeyOtherThan(id) {
+			return fmt.Errorf("key %s is the last live admin key and other keys are live, so nobody could manage keys: create another admin key or revoke the others first: %w", id, ErrConflict)
+		}
 		now := s.cfg.Now().UTC()
 		k.RevokedAt = &now
 		if err := s.putKey(k); err != nil {
@@ -323,6 +334,39 @@ func (s *Service) RevokeKey(ctx context.Context, id string) (*Key, error) {
 		return nil
 	})
 	return out, err
+}
+
+func isAdminKey(k Key) bool {
+	for _, sc := range k.Scopes {
+		if sc.Role == RoleAdmin {
+			return true
+		}
+	}
+	return false
+}
+
+// liveAdminKey reports whether an unrevoked admin key other than except exists.
+func (s *Service) liveAdminKey(except string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, k := range s.keys {
+		if k.RevokedAt == nil && k.ID != except && isAdminKey(k.Key) {
+			return true
+		}
+	}
+	return false
+}
+
+// liveKeyOtherThan reports whether an unrevoked key other than id exists.
+func (s *Service) liveKeyOtherThan(id string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, k := range s.keys {
+		if k.RevokedAt == nil && k.ID != id {
+			return true
+		}
+	}
+	return false
 }
 
 // KeysRequired reports whether any live (unrevoked) key exists; servers

@@ -104,6 +104,18 @@ func TestKeysAndAudit(t *testing.T) {
 		t.Errorf("key without scopes: %v", err)
 	}
 	w, _ := experiments.ParseScope("write:p:feature/*")
+	// A first key without admin scope would lock admin out: once a key is
+	// live, loopback callers need one too.
+	if _, err := s.CreateKey(ctx, experiments.KeyRequest{Name: "agent", Scopes: []experiments.Scope{w}}); !errors.Is(err, experiments.ErrConflict) {
+		t.Errorf("non-admin key first: %v, want ErrConflict", err)
+	}
+	if s.KeysRequired() {
+		t.Fatal("keys required after a refused key")
+	}
+	root, err := s.CreateKey(ctx, experiments.KeyRequest{Name: "root", Scopes: []experiments.Scope{{Role: experiments.RoleAdmin}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	nk, err := s.CreateKey(ctx, experiments.KeyRequest{Name: "agent", Scopes: []experiments.Scope{w}})
 	if err != nil {
 		t.Fatal(err)
@@ -142,11 +154,16 @@ func TestKeysAndAudit(t *testing.T) {
 	s = open()
 	defer s.Close()
 	keys, err := s.ListKeys(ctx)
-	if err != nil || len(keys) != 1 || keys[0].ID != nk.ID || keys[0].Name != "agent" || keys[0].CreatedBy != "local" {
+	if err != nil || len(keys) != 2 || keys[0].ID != root.ID || keys[1].ID != nk.ID || keys[1].Name != "agent" || keys[1].CreatedBy != "local" {
 		t.Fatalf("keys after reopen: %+v %v", keys, err)
 	}
 	if _, err := s.RevokeKey(ctx, "nosuch"); !errors.Is(err, experiments.ErrNotFound) {
 		t.Errorf("revoke unknown: %v", err)
+	}
+	// Revoking the last admin key while the agent's is live would lock
+	// admin out too.
+	if _, err := s.RevokeKey(ctx, root.ID); !errors.Is(err, experiments.ErrConflict) {
+		t.Errorf("revoke the last admin key: %v, want ErrConflict", err)
 	}
 	if _, err := s.RevokeKey(ctx, nk.ID); err != nil {
 		t.Fatal(err)
@@ -156,6 +173,12 @@ func TestKeysAndAudit(t *testing.T) {
 	}
 	if _, err := s.Authenticate(ctx, nk.Token); !errors.Is(err, experiments.ErrUnauthenticated) {
 		t.Errorf("revoked key authenticates: %v", err)
+	}
+	if !s.KeysRequired() {
+		t.Error("the admin key is live but keys are not required")
+	}
+	if _, err := s.RevokeKey(ctx, root.ID); err != nil {
+		t.Fatal(err)
 	}
 	if s.KeysRequired() {
 		t.Error("keys required with only a revoked key")
@@ -173,9 +196,9 @@ func TestKeysAndAudit(t *testing.T) {
 		}
 	}
 	want := []string{
-		"local key.create error", "local key.create ok",
+		"local key.create error", "local key.create error", "local key.create ok", "local key.create ok",
 		nk.ID + " key.create denied", nk.ID + " key.list denied",
-		"local key.revoke error", "local key.revoke ok", "local key.revoke error",
+		"local key.revoke error", "local key.revoke error", "local key.revoke ok", "local key.revoke error", "local key.revoke ok",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("audit log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // Dataset is one BEIR directory under Config.DatasetsDir.
@@ -121,4 +122,54 @@ func countLines(path string) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// resolveDataset confines a spec's BEIR directory to Config.DatasetsDir:
+// a relative path is taken relative to it, and the path, cleaned and with
+// symbolic links followed, must name a directory strictly inside it. On
+// success d.BEIR is replaced by that resolved absolute path. A spec that
+// reads its dataset by SQL passes untouched. Errors are *FieldError for
+// dataset.beir naming the allowed directory.
+func (s *Service) resolveDataset(d *DatasetSpec) error {
+	if d.BEIR == "" {
+		return nil
+	}
+	if s.cfg.DatasetsDir == "" {
+		return invalid("dataset.beir", "this server has no datasets directory (offshoot serve --datasets-dir); read the dataset by SQL from the base instead (corpus_sql, queries_sql, qrels_sql)")
+	}
+	root, err := filepath.Abs(s.cfg.DatasetsDir)
+	if err != nil {
+		return fmt.Errorf("datasets dir: %w", err)
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return invalid("dataset.beir", "the datasets directory %s is not readable: %v", root, err)
+	}
+	p := d.BEIR
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(root, p)
+	}
+	p = filepath.Clean(p)
+	outside := invalid("dataset.beir", "%q is not inside the datasets directory %s; put the BEIR directory there, or name it relative to it", d.BEIR, root)
+	if !within(root, p) && !within(realRoot, p) {
+		return outside // refused before anything outside is looked at
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return invalid("dataset.beir", "%q: no such directory in the datasets directory %s", d.BEIR, root)
+	}
+	if !within(realRoot, real) {
+		return outside
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
+		return invalid("dataset.beir", "%q is not a directory in the datasets directory %s", d.BEIR, root)
+	}
+	d.BEIR = real
+	return nil
+}
+
+// within reports whether the clean absolute path p lies strictly below dir.
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/offshootdb/offshoot/experiments"
@@ -91,4 +92,88 @@ func TestListDatasets(t *testing.T) {
 func dirExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
+}
+
+// TestDatasetConfinement: a spec's dataset.beir is read only from inside
+// the datasets directory, whatever the spelling, symbolic links included;
+// the error names the field and the allowed directory.
+func TestDatasetConfinement(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "datasets")
+	for _, d := range []string{filepath.Join(dir, "cranfield"), filepath.Join(dir, "nested", "small"), filepath.Join(root, "secret")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(root, "secret"), filepath.Join(dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "cranfield"), filepath.Join(dir, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	// No Branches or Connector: a spec that passes the dataset check fails
+	// with ErrUnavailable, one that does not with ErrInvalid.
+	s, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), DatasetsDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	unconfigured, err := experiments.New(experiments.Config{ControlDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unconfigured.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer unconfigured.Close()
+	spec := func(beir string) experiments.ExperimentSpec {
+		return experiments.ExperimentSpec{Name: "x", Project: "p", Base: experiments.BranchPoint{Branch: "main"},
+			Dataset: experiments.DatasetSpec{BEIR: beir}, Variants: []experiments.VariantSpec{{Name: "a", Embedder: "hash-bow"}}}
+	}
+	for _, tc := range []struct {
+		svc  *experiments.Service
+		beir string
+		ok   bool
+	}{
+		{s, "cranfield", true},
+		{s, filepath.Join(dir, "cranfield"), true},
+		{s, "nested/small", true},
+		{s, "alias", true}, // a link that stays inside
+		{s, "./nested/../cranfield", true},
+		{s, "../../../../etc", false},
+		{s, "/etc", false},
+		{s, filepath.Join(dir, "..", "secret"), false},
+		{s, "escape", false}, // a link out of the directory
+		{s, ".", false},      // the directory itself is no dataset
+		{s, "missing", false},
+		{unconfigured, "/etc", false},
+		{unconfigured, filepath.Join(dir, "cranfield"), false},
+	} {
+		_, err := tc.svc.StartRun(admin(), spec(tc.beir))
+		var fe *experiments.FieldError
+		switch {
+		case tc.ok && !errors.Is(err, experiments.ErrUnavailable):
+			t.Errorf("beir %q: %v, want it accepted (then ErrUnavailable)", tc.beir, err)
+		case !tc.ok && (!errors.As(err, &fe) || fe.Field != "dataset.beir"):
+			t.Errorf("beir %q: %v, want a dataset.beir FieldError", tc.beir, err)
+		case !tc.ok && tc.svc == s && !strings.Contains(fe.Reason, dir):
+			t.Errorf("beir %q: %q does not name the datasets directory %s", tc.beir, fe.Reason, dir)
+		}
+	}
+	// Schedules are checked the same way, under spec.
+	_, err = s.CreateSchedule(admin(), experiments.Schedule{Name: "n", Cron: "@daily", Metric: "ndcg_cut_10", Spec: spec("../../../../etc")})
+	var fe *experiments.FieldError
+	if !errors.As(err, &fe) || fe.Field != "spec.dataset.beir" {
+		t.Errorf("schedule with an outside dataset: %v", err)
+	}
+	sc, err := s.CreateSchedule(admin(), experiments.Schedule{Name: "n", Cron: "@daily", Metric: "ndcg_cut_10", Spec: spec("alias")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "cranfield"); sc.Spec.Dataset.BEIR != want {
+		t.Errorf("schedule records dataset %q, want the resolved %q", sc.Spec.Dataset.BEIR, want)
+	}
 }

@@ -48,7 +48,7 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*Explain, er
 		return nil, invalid("sql", "is empty")
 	}
 	if err := s.authorize(ctx, RoleRead, req.Project, req.Branch); err != nil {
-		s.record(ctx, "explain", req.Project+"/"+req.Branch, clip(req.SQL, 200), err)
+		s.recordEntry(ctx, AuditEntry{Action: "explain", Target: req.Project + "/" + req.Branch, SQL: s.auditSQL(req.SQL)}, err)
 		return nil, err
 	}
 	var rnd [6]byte

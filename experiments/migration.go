@@ -58,7 +58,7 @@ func (s *Service) PrepareMigration(ctx context.Context, req MigrationRequest) (*
 		return nil, invalid("sql", "is empty")
 	}
 	if err := s.authorize(ctx, RoleWrite, req.Project, req.Branch); err != nil {
-		s.record(ctx, "migration.prepare", req.Project+"/"+req.Branch, clip(req.SQL, 200), err)
+		s.recordEntry(ctx, AuditEntry{Action: "migration.prepare", Target: req.Project + "/" + req.Branch, SQL: s.auditSQL(req.SQL)}, err)
 		return nil, err
 	}
 	var rnd [8]byte
@@ -92,7 +92,7 @@ func (s *Service) PrepareMigration(ctx context.Context, req MigrationRequest) (*
 		discard()
 		return nil, fmt.Errorf("prepare migration: %w", err)
 	}
-	s.record(ctx, "migration.prepare", req.Project+"/"+req.Branch, "id="+id, nil)
+	s.recordEntry(ctx, AuditEntry{Action: "migration.prepare", Target: req.Project + "/" + req.Branch, Detail: "id=" + id, SQL: s.auditSQL(req.SQL)}, nil)
 	return m, nil
 }
 

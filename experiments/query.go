@@ -136,7 +136,8 @@ func (s *Service) validateQuery(req *QueryRequest) ([]Statement, time.Duration, 
 // (READ ONLY when asked) with a statement timeout and a row limit. It
 // needs write access to the branch, or read access when ReadOnly. A
 // statement Postgres rejects rolls the transaction back and returns a
-// *QueryError (SQLSTATE 57014 for the timeout). Every call is audited.
+// *QueryError (SQLSTATE 57014 for the timeout). Every call is audited
+// with its SQL (AuditEntry.SQL, per Config.AuditSQL).
 // Safe for concurrent use.
 func (s *Service) Query(ctx context.Context, req QueryRequest) (*QueryResult, error) {
 	var res *QueryResult
@@ -144,11 +145,14 @@ func (s *Service) Query(ctx context.Context, req QueryRequest) (*QueryResult, er
 	if req.ReadOnly {
 		need = RoleRead
 	}
-	detail := req.SQL
-	if detail == "" && len(req.Statements) > 0 {
-		detail = req.Statements[0].SQL
+	sqls := []string{req.SQL}
+	if req.SQL == "" {
+		sqls = sqls[:0]
+		for _, st := range req.Statements {
+			sqls = append(sqls, st.SQL)
+		}
 	}
-	err := s.audited(ctx, "query", req.Project+"/"+req.Branch, clip(detail, 200), func() error {
+	err := func() error {
 		stmts, timeout, maxRows, err := s.validateQuery(&req)
 		if err != nil {
 			return err
@@ -167,7 +171,8 @@ func (s *Service) Query(ctx context.Context, req QueryRequest) (*QueryResult, er
 		defer release()
 		res, err = runQuery(ctx, conn, stmts, req.ReadOnly, timeout, maxRows)
 		return err
-	})
+	}()
+	s.recordEntry(ctx, AuditEntry{Action: "query", Target: req.Project + "/" + req.Branch, SQL: s.auditSQL(sqls...)}, err)
 	return res, err
 }
 

@@ -183,7 +183,9 @@ func newRunID(now time.Time) string {
 // StartRun validates spec, records a queued run and starts it in the
 // background; it returns the run at once. The caller needs write scope on
 // the whole project (runs create branches). Runs stop when cancelled
-// (CancelRun) or when the service closes.
+// (CancelRun) or when the service closes. A BEIR dataset must lie in
+// Config.DatasetsDir (see DatasetSpec.BEIR); the run records its resolved
+// path.
 func (s *Service) StartRun(ctx context.Context, spec ExperimentSpec) (*Run, error) {
 	var run *Run
 	err := func() error {
@@ -191,6 +193,9 @@ func (s *Service) StartRun(ctx context.Context, spec ExperimentSpec) (*Run, erro
 			return err
 		}
 		if err := s.authorize(ctx, RoleWrite, spec.Project, ""); err != nil {
+			return err
+		}
+		if err := s.resolveDataset(&spec.Dataset); err != nil {
 			return err
 		}
 		r, err := s.startRun(ctx, spec, "")
@@ -403,7 +408,14 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 	var ds *evals.Dataset
 	var err error
 	if run.Spec.Dataset.BEIR != "" { // checked before anything is pinned
-		if ds, err = evals.LoadBEIR(run.Spec.Dataset.BEIR, run.Spec.Dataset.Split); err != nil {
+		// Checked again: a schedule's spec may predate the datasets
+		// directory, and links may have changed since.
+		d := run.Spec.Dataset
+		if err := s.resolveDataset(&d); err != nil {
+			fail(StatusFailed, fmt.Errorf("dataset: %w", err))
+			return
+		}
+		if ds, err = evals.LoadBEIR(d.BEIR, d.Split); err != nil {
 			fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -218,7 +219,10 @@ func newRunEnv(t *testing.T) *runEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cache.Close() })
-	svc, err := New(Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br, EmbedCache: cache})
+	// The schedule test's webhook is an httptest server on loopback, which
+	// only an operator's allow-list opens.
+	svc, err := New(Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br, EmbedCache: cache,
+		DatasetsDir: evalstest.DatasetsDir(t), WebhookAllow: []string{"127.0.0.0/8"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,7 +704,11 @@ func patchYAML(doc, edit string) string {
 }
 
 func TestRunAndScheduleScopes(t *testing.T) {
-	svc, err := New(Config{ControlDir: t.TempDir()})
+	datasets := t.TempDir()
+	if err := os.Mkdir(filepath.Join(datasets, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Config{ControlDir: t.TempDir(), DatasetsDir: datasets})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +716,7 @@ func TestRunAndScheduleScopes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	sp := ExperimentSpec{Name: "x", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: DatasetSpec{BEIR: "/d"},
+	sp := ExperimentSpec{Name: "x", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: DatasetSpec{BEIR: "d"},
 		Variants: []VariantSpec{{Name: "a", Embedder: "hash-bow"}}}
 	reader := WithCaller(context.Background(), Caller{KeyID: "r", Scopes: []Scope{{Role: RoleRead, Project: "p"}}})
 	other := WithCaller(context.Background(), Caller{KeyID: "o", Scopes: []Scope{{Role: RoleWrite, Project: "q"}}})

@@ -38,6 +38,9 @@ type Schedule struct {
 	// AutoAccept makes a run without regression the new baseline.
 	AutoAccept bool `json:"auto_accept,omitempty"`
 	// Webhook, if set, receives a POST of the Verdict JSON on a regression.
+	// It must be an http or https URL; loopback, link-local, unspecified
+	// and multicast targets are refused (when given, and on every
+	// connection) unless the operator allows them (Config.WebhookAllow).
 	Webhook string `json:"webhook,omitempty"`
 	// Paused schedules do not fire.
 	Paused bool `json:"paused,omitempty"`
@@ -106,6 +109,25 @@ func (sc *Schedule) validate() error {
 	return nil
 }
 
+// checkSchedule applies the server's policies to a valid schedule: its
+// webhook must be one the webhook policy allows and its BEIR dataset must
+// lie in the datasets directory (resolved in place).
+func (s *Service) checkSchedule(sc *Schedule) error {
+	if sc.Webhook != "" {
+		if err := s.hooks.check(sc.Webhook); err != nil {
+			return err
+		}
+	}
+	if err := s.resolveDataset(&sc.Spec.Dataset); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return invalid("spec."+fe.Field, "%s", fe.Reason)
+		}
+		return err
+	}
+	return nil
+}
+
 // CreateSchedule validates and stores a schedule (write scope on the
 // spec's project). Its runs act with the creator's scopes.
 func (s *Service) CreateSchedule(ctx context.Context, sc Schedule) (*Schedule, error) {
@@ -114,6 +136,9 @@ func (s *Service) CreateSchedule(ctx context.Context, sc Schedule) (*Schedule, e
 			return err
 		}
 		if err := s.authorize(ctx, RoleWrite, sc.Spec.Project, ""); err != nil {
+			return err
+		}
+		if err := s.checkSchedule(&sc); err != nil {
 			return err
 		}
 		caller, _ := CallerFrom(ctx)
@@ -140,6 +165,9 @@ func (s *Service) UpdateSchedule(ctx context.Context, id string, upd Schedule) (
 			return err
 		}
 		if err := s.authorize(ctx, RoleWrite, upd.Spec.Project, ""); err != nil {
+			return err
+		}
+		if err := s.checkSchedule(&upd); err != nil {
 			return err
 		}
 		return s.modifySchedule(ctx, id, func(sc *Schedule) error {
@@ -462,7 +490,14 @@ func regressionCheck(sc *Schedule, base, cur *VariantRun) VariantVerdict {
 	return vv
 }
 
+// postWebhook delivers a verdict under the webhook policy: the URL is
+// checked again (it may predate the policy) and every connection, also
+// after a redirect, goes only to an allowed address. Failures are logged.
 func (s *Service) postWebhook(url string, v *Verdict, runID string) {
+	if err := s.hooks.check(url); err != nil {
+		s.log.Error("schedule: webhook refused", slog.String("err", err.Error()))
+		return
+	}
 	body, _ := json.Marshal(map[string]any{"run": runID, "verdict": v})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -472,7 +507,7 @@ func (s *Service) postWebhook(url string, v *Verdict, runID string) {
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.hookClient.Do(req)
 	if err != nil {
 		s.log.Error("schedule: webhook", slog.String("err", err.Error()))
 		return

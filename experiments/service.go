@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"sync"
@@ -131,8 +132,22 @@ type Config struct {
 	// EmbedCache, if set, caches every embedding runs compute.
 	EmbedCache *vectors.Cache
 	// DatasetsDir holds BEIR directories, one per subdirectory, that
-	// ListDatasets reports. Default "": no datasets are listed.
+	// ListDatasets reports. A spec's dataset.beir must resolve (symbolic
+	// links followed) to a directory inside it; a relative one is taken
+	// relative to it. Default "": no datasets are listed and specs must
+	// read their dataset by SQL from the base.
 	DatasetsDir string
+	// WebhookAllow lists what schedule webhooks may reach although it is
+	// loopback, link-local, unspecified or multicast: CIDR prefixes
+	// ("127.0.0.0/8"), addresses or host names (matched exactly, case
+	// insensitively; every address of an allowed name may be reached).
+	// Default none: webhooks reach only other addresses.
+	WebhookAllow []string
+	// AuditSQL is how audit entries of queries, explains and migrations
+	// carry their SQL: "text" (the statements, clipped at 64 KiB) or
+	// "hash" ("sha256:<hex>" of the full text, for servers whose SQL may
+	// hold secrets). Default "text".
+	AuditSQL string
 }
 
 // Service is the facade. Create it with New, start it with Open, stop it
@@ -152,6 +167,8 @@ type Service struct {
 	warnMu               sync.Mutex
 	warned               map[string]time.Time // "project/branch" → expiry already warned about
 	rn                   *runner              // experiment runs and schedules; stopped by Close
+	hooks                webhookPolicy        // where webhooks may go
+	hookClient           *http.Client         // delivers webhooks under hooks
 }
 
 // New validates cfg and returns an unopened Service.
@@ -203,7 +220,18 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, rn: newRunner()}
+	switch cfg.AuditSQL {
+	case "":
+		cfg.AuditSQL = AuditSQLText
+	case AuditSQLText, AuditSQLHash:
+	default:
+		return nil, fmt.Errorf("config: %w", invalid("audit_sql", "%q: want text or hash", cfg.AuditSQL))
+	}
+	hooks, err := newWebhookPolicy(cfg.WebhookAllow)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, rn: newRunner(), hooks: hooks, hookClient: hooks.client()}
 	if cfg.Connector == nil && cfg.Compute != nil {
 		s.cfg.Connector = connectorFunc(s.computeConn)
 	}

@@ -81,7 +81,9 @@ func (p BranchPoint) String() string {
 // DatasetSpec is a BEIR directory, or SQL run on the base branch.
 type DatasetSpec struct {
 	// BEIR is a directory in the BEIR layout (corpus.jsonl, queries.jsonl,
-	// qrels/<split>.tsv).
+	// qrels/<split>.tsv) on the server, inside its datasets directory
+	// (Config.DatasetsDir; a relative path is relative to it). Anything
+	// else, symbolic links out of it included, is refused.
 	BEIR string `json:"beir,omitempty"`
 	// Split is the qrels split. Default "test".
 	Split string `json:"split,omitempty"`
