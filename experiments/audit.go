@@ -28,9 +28,9 @@ type AuditEntry struct {
 	Target string `json:"target"` // e.g. "main/feature-x", "key/<id>"
 	// Result is "ok", "denied" (authentication or authorization refused)
 	// or "error".
-	Result    string `json:"result"`
-	Error     string `json:"error,omitempty"`
-	Detail    string `json:"detail,omitempty"`
+	Result string `json:"result"`
+	Error  string `json:"error,omitempty"`
+	Detail string `json:"detail,omitempty"`
 	// SQL is the SQL of a query, explain or migration: its statements
 	// (separated by ";\n", clipped at 64 KiB), or "sha256:<hex>" of that
 	// text in full when Config.AuditSQL is "hash".
