@@ -22,7 +22,7 @@ func TestRunOverHTTP(t *testing.T) {
 	data := evalstest.Cranfield(t)
 	br := experimentstest.NewTemplateBranches(t)
 	ctx := context.Background()
-	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Connector: br, Branches: br})
+	svc, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), Connector: br, Branches: br, DatasetsDir: evalstest.DatasetsDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

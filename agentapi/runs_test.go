@@ -11,9 +11,17 @@ import (
 func TestRunRoutes(t *testing.T) {
 	e := start(t, nil, "", Config{})
 	spec := map[string]any{"name": "ab", "project": "p", "base": map[string]any{"branch": "main"},
-		"dataset":  map[string]any{"beir": "/nonexistent"},
+		"dataset":  map[string]any{"corpus_sql": "SELECT id, body FROM docs", "queries_sql": "SELECT id, q FROM qs", "qrels_sql": "SELECT q, d, g FROM judged"},
 		"variants": []any{map[string]any{"name": "a", "embedder": "hash-bow?dims=64"}}}
 	var prob Problem
+	// A BEIR directory outside the datasets dir (none is configured here)
+	// is refused before anything is opened.
+	outside := map[string]any{"name": "ab", "project": "p", "base": map[string]any{"branch": "main"},
+		"dataset":  map[string]any{"beir": "../../../../etc"},
+		"variants": []any{map[string]any{"name": "a", "embedder": "hash-bow?dims=64"}}}
+	if code, _ := e.call(t, "POST", "/v1/runs", "", outside, &prob); code != http.StatusBadRequest || prob.Field != "dataset.beir" {
+		t.Errorf("dataset outside the datasets dir: %d %+v", code, prob)
+	}
 	bad := map[string]any{"name": "ab", "project": "p", "base": map[string]any{"branch": "main"},
 		"dataset":  map[string]any{"beir": "/x"},
 		"variants": []any{map[string]any{"name": "a", "embedder": "hash-bow", "index": map[string]any{"type": "btree"}}}}

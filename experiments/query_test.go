@@ -2,6 +2,8 @@ package experiments_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -228,5 +230,62 @@ func TestQueryWithoutCompute(t *testing.T) {
 	_, err := s.Query(admin(), experiments.QueryRequest{Project: "p", Branch: "main", SQL: "SELECT 1"})
 	if !errors.Is(err, experiments.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestQueryAuditSQL: every query's audit entry carries its SQL, all
+// statements of it, as text by default or as its SHA-256 when the
+// operator configures hashing; failed and refused queries too.
+func TestQueryAuditSQL(t *testing.T) {
+	t.Parallel()
+	c := pgtest.New(t, nil)
+	const one, two = "SELECT 41 + 1", "SELECT 'secret'::text"
+	sum := sha256.Sum256([]byte(one + ";\n" + two))
+	for _, tc := range []struct {
+		mode string
+		want string
+	}{
+		{"", one + ";\n" + two},
+		{experiments.AuditSQLText, one + ";\n" + two},
+		{experiments.AuditSQLHash, "sha256:" + hex.EncodeToString(sum[:])},
+	} {
+		t.Run("mode="+tc.mode, func(t *testing.T) {
+			s, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), AuditSQL: tc.mode,
+				Connector: experiments.StaticConnector{"p/main": c.ConnString}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Open(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			stmts := []experiments.Statement{{SQL: one}, {SQL: two}}
+			if _, err := s.Query(admin(), experiments.QueryRequest{Project: "p", Branch: "main", Statements: stmts}); err != nil {
+				t.Fatal(err)
+			}
+			reader := experiments.WithCaller(context.Background(), experiments.Caller{KeyID: "r", Scopes: []experiments.Scope{{Role: experiments.RoleRead, Project: "p"}}})
+			if _, err := s.Query(reader, experiments.QueryRequest{Project: "p", Branch: "main", Statements: stmts}); !errors.Is(err, experiments.ErrForbidden) {
+				t.Fatalf("reader writes: %v", err)
+			}
+			page, err := s.AuditLog(admin(), experiments.AuditQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range page.Entries {
+				if e.Action == "query" {
+					got = append(got, e.Result+" "+e.SQL)
+					if tc.mode == experiments.AuditSQLHash && strings.Contains(e.Detail+e.Error, "secret") {
+						t.Errorf("hashed audit entry holds the text: %+v", e)
+					}
+				}
+			}
+			if want := []string{"ok " + tc.want, "denied " + tc.want}; strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Errorf("query audit entries %q, want %q", got, want)
+			}
+		})
+	}
+	if _, err := experiments.New(experiments.Config{ControlDir: t.TempDir(), AuditSQL: "md5"}); !errors.Is(err, experiments.ErrInvalid) {
+		t.Errorf("AuditSQL md5: %v, want ErrInvalid", err)
 	}
 }

@@ -74,6 +74,8 @@ func spawnMCP(t *testing.T, dataDir string) *client.Client {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(offshootBin(t), "mcp", "--data-dir", dataDir, "--proxy-addr", "127.0.0.1:0")
+	// Experiment specs may only name datasets in the server's datasets dir.
+	cmd.Env = append(os.Environ(), "OFFSHOOT_DATASETS_DIR="+filepath.Dir(cranfield(t)))
 	cmd.Stderr = logf
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -321,6 +321,11 @@ func TestFlowHTTP(t *testing.T) {
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	// An admin key first: a first key without admin scope is refused.
+	if _, err := e.svc.CreateKey(experiments.WithCaller(context.Background(), experiments.LocalCaller),
+		experiments.KeyRequest{Name: "root", Scopes: []experiments.Scope{{Role: experiments.RoleAdmin}}}); err != nil {
+		t.Fatal(err)
+	}
 	nk, err := e.svc.CreateKey(experiments.WithCaller(context.Background(), experiments.LocalCaller),
 		experiments.KeyRequest{Name: "reader", Scopes: []experiments.Scope{{Role: experiments.RoleRead, Project: "main"}}})
 	if err != nil {
@@ -433,6 +438,29 @@ func TestErrors(t *testing.T) {
 		ok(t, rc, "run_sql", map[string]any{"branch": "main", "sql": "SELECT count(*) FROM items"}, &r)
 		if n := r.Results[0].Rows[0][0]; n != float64(2) {
 			t.Errorf("count %v", n)
+		}
+		req := mcpgo.CallToolRequest{}
+		req.Params.Name = "drop_everything"
+		if _, err := rc.CallTool(context.Background(), req); err == nil {
+			t.Error("unknown tool answered")
+		}
+
+		// Every refusal above is in the audit log, with the reader's key.
+		page, err := e.svc.AuditLog(experiments.WithCaller(context.Background(), experiments.LocalCaller), experiments.AuditQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, en := range page.Entries {
+			if en.KeyID == nk.ID && en.Result == "denied" {
+				got[en.Action+" "+en.Target]++
+			}
+		}
+		for _, want := range []string{"mcp.run_sql_transaction mcp/run_sql_transaction", "mcp.run_experiment mcp/run_experiment",
+			"mcp.cancel_run mcp/cancel_run", "mcp.run_sql mcp/run_sql", "mcp.unknown_tool mcp/drop_everything"} {
+			if got[want] != 1 {
+				t.Errorf("refusal %q audited %d times, want once (denied entries of the reader: %v)", want, got[want], got)
+			}
 		}
 	})
 }

@@ -67,6 +67,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, tools: map[string]*tool{}}
 	hooks := &server.Hooks{}
 	hooks.AddAfterListTools(s.filterListed)
+	hooks.AddOnError(s.auditUnknownTool)
 	s.mcp = server.NewMCPServer("offshoot", cfg.Version,
 		server.WithToolCapabilities(false),
 		server.WithResourceCapabilities(false, false),
@@ -227,6 +228,27 @@ func (s *Server) filterListed(ctx context.Context, _ any, _ *mcpgo.ListToolsRequ
 	res.Tools = out
 }
 
+// auditUnknownTool audits calls of tools that do not exist, which mcp-go
+// refuses before any handler runs (probing, or a stale tool list).
+func (s *Server) auditUnknownTool(ctx context.Context, _ any, method mcpgo.MCPMethod, message any, err error) {
+	if method != mcpgo.MethodToolsCall || !errors.Is(err, server.ErrToolNotFound) {
+		return
+	}
+	name := ""
+	if req, ok := message.(*mcpgo.CallToolRequest); ok {
+		name = req.Params.Name
+	}
+	s.svc.RecordRefusal(ctx, "mcp.unknown_tool", "mcp/"+clipName(name), "no such tool")
+}
+
+// clipName bounds a client-chosen name kept in the audit log.
+func clipName(n string) string {
+	if len(n) > 100 {
+		return n[:100]
+	}
+	return n
+}
+
 // progress returns the call's notify: it sends notifications/progress
 // to a client that asked for progress (a progressToken in _meta), and
 // does nothing for others. The handler sends "started" (0 of 1) for every
@@ -261,6 +283,7 @@ func (s *Server) handler(t *tool) server.ToolHandlerFunc {
 		ro := readOnlyCaller(ctx)
 		if ro && t.access == writeTool {
 			c, _ := experiments.CallerFrom(ctx)
+			s.svc.RecordRefusal(ctx, "mcp."+t.def.Name, "mcp/"+t.def.Name, "tool changes data; key has read scope only")
 			return mcpgo.NewToolResultError(fmt.Sprintf(
 				"%s changes data, and key %q has read scope only; use the read-only tools (run_sql with read_only, diff_branches, list_branches, ...) or ask an operator for a key with write scope (offshoot key create --scope write:PROJECT)",
 				t.def.Name, c.KeyID)), nil

@@ -113,6 +113,7 @@ func (s *Server) runSQLTool() *tool {
 			req := experiments.QueryRequest{Project: c.projectOr(a.Project), Branch: a.Branch, SQL: a.SQL, Params: a.Params,
 				ReadOnly: c.readOnly || (a.ReadOnly != nil && *a.ReadOnly), MaxRows: a.MaxRows, TimeoutMS: a.TimeoutMS}
 			if c.readOnly && a.ReadOnly != nil && !*a.ReadOnly {
+				s.svc.RecordRefusal(ctx, "mcp.run_sql", "mcp/run_sql", "read_only false; key has read scope only")
 				return nil, "", &experiments.FieldError{Field: "read_only", Reason: "this key has read scope only, so queries run read-only; leave read_only out or pass true"}
 			}
 			if req.MaxRows == 0 {

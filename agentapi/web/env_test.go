@@ -188,7 +188,8 @@ func newEnv(t *testing.T) *env {
 	}
 	exec("feature", `ALTER TABLE items ADD COLUMN price numeric; UPDATE items SET name = 'renamed' WHERE id = 3;
 		DELETE FROM items WHERE id = 4; INSERT INTO items VALUES (21, 'new item', 9.5)`)
-	svc, err := experiments.New(experiments.Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br})
+	svc, err := experiments.New(experiments.Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br,
+		DatasetsDir: evalstest.DatasetsDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

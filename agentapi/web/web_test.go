@@ -134,6 +134,13 @@ func clip(s string) string {
 // testKeys: once a key exists, pages ask for it (401 with the prompt) and
 // render with it.
 func testKeys(t *testing.T, e *env) {
+	// An admin key first (a first key without admin scope is refused);
+	// revoked last, after the reader's, so that the server is keyless again.
+	root, err := e.svc.CreateKey(e.ctx, experiments.KeyRequest{Name: "root", Scopes: []experiments.Scope{{Role: experiments.RoleAdmin}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.svc.RevokeKey(e.ctx, root.ID)
 	nk, err := e.svc.CreateKey(e.ctx, experiments.KeyRequest{Name: "ui", Scopes: []experiments.Scope{{Role: experiments.RoleRead, Project: "p"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/storage"
 )
 
@@ -99,7 +100,7 @@ func (s *e2eServer) start() {
 	s.stderr = logf
 	s.stdout = &bytes.Buffer{}
 	s.cmd = exec.Command(serverBin, "serve", "--data-dir", s.dataDir, "--http-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0",
-		"--addr-file", addrFile, "--ttl-sweep", "200ms", "--max-branches", "200", "--price-compute-hour", "0.5", "--price-storage-gib-month", "0.1")
+		"--addr-file", addrFile, "--datasets-dir", evalstest.DatasetsDir(t), "--ttl-sweep", "200ms", "--max-branches", "200", "--price-compute-hour", "0.5", "--price-storage-gib-month", "0.1")
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, logf
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -44,6 +44,7 @@ process, on a loopback HTTP port of its own, and stops it when stdin ends.`,
 			},
 		}
 		addAddrFlags(cmd, a)
+		addServerFlags(cmd, a)
 		cmd.Flags().StringVar(&token, "token", os.Getenv("OFFSHOOT_TOKEN"), "API key token sent to the server (env OFFSHOOT_TOKEN)")
 		return cmd
 	})

@@ -30,6 +30,24 @@ type config struct {
 	LogFormat string `yaml:"log_format"`
 	// Prices, when any price is set, turns usage into estimated costs.
 	Prices pricesConfig `yaml:"prices,omitempty"`
+	// DatasetsDir holds the BEIR datasets experiment specs may name
+	// (dataset.beir must lie inside it). Default <data-dir>/datasets.
+	DatasetsDir string `yaml:"datasets_dir,omitempty"`
+	// WebhookAllow lists CIDRs, addresses or host names that schedule
+	// webhooks may reach although loopback or link-local. Default none.
+	WebhookAllow []string `yaml:"webhook_allow,omitempty"`
+	// AuditSQL is text (the default) or hash: what audit entries keep of
+	// the SQL of queries.
+	AuditSQL string `yaml:"audit_sql,omitempty"`
+}
+
+// addServerFlags adds the flags of a command that runs a server (serve,
+// and mcp, which may run one in its process).
+func addServerFlags(cmd *cobra.Command, a *app) {
+	f := cmd.Flags()
+	f.StringVar(&a.cfg.DatasetsDir, "datasets-dir", "", "BEIR datasets (one directory each): list_datasets reports them and experiment specs may only name these (default <data-dir>/datasets; env OFFSHOOT_DATASETS_DIR)")
+	f.StringSliceVar(&a.cfg.WebhookAllow, "webhook-allow", nil, "CIDRs, addresses or host names schedule webhooks may reach although loopback or link-local (repeat or comma-separate; config webhook_allow)")
+	f.StringVar(&a.cfg.AuditSQL, "audit-sql", "", "what audit entries keep of a query's SQL: text or hash (SHA-256) (default text; env OFFSHOOT_AUDIT_SQL)")
 }
 
 // pricesConfig is the price table of estimated costs (see experiments.Prices).
@@ -147,11 +165,13 @@ func (a *app) resolve(cmd *cobra.Command) error {
 		overlay(&a.cfg, fileCfg, set)
 	}
 	envCfg := config{
-		DataDir:   os.Getenv("OFFSHOOT_DATA_DIR"),
-		HTTPAddr:  os.Getenv("OFFSHOOT_HTTP_ADDR"),
-		ProxyAddr: os.Getenv("OFFSHOOT_PROXY_ADDR"),
-		LogLevel:  os.Getenv("OFFSHOOT_LOG_LEVEL"),
-		LogFormat: os.Getenv("OFFSHOOT_LOG_FORMAT"),
+		DataDir:     os.Getenv("OFFSHOOT_DATA_DIR"),
+		HTTPAddr:    os.Getenv("OFFSHOOT_HTTP_ADDR"),
+		ProxyAddr:   os.Getenv("OFFSHOOT_PROXY_ADDR"),
+		LogLevel:    os.Getenv("OFFSHOOT_LOG_LEVEL"),
+		LogFormat:   os.Getenv("OFFSHOOT_LOG_FORMAT"),
+		DatasetsDir: os.Getenv("OFFSHOOT_DATASETS_DIR"),
+		AuditSQL:    os.Getenv("OFFSHOOT_AUDIT_SQL"),
 	}
 	overlay(&a.cfg, envCfg, set)
 	log, err := newLogger(a.stderr, a.cfg.LogLevel, a.cfg.LogFormat)
@@ -176,6 +196,11 @@ func overlay(dst *config, src config, flagSet map[string]bool) {
 	pick(&dst.LogLevel, src.LogLevel, "log-level")
 	pick(&dst.LogFormat, src.LogFormat, "log-format")
 	pick(&dst.Prices.Currency, src.Prices.Currency, "price-currency")
+	pick(&dst.DatasetsDir, src.DatasetsDir, "datasets-dir")
+	pick(&dst.AuditSQL, src.AuditSQL, "audit-sql")
+	if len(src.WebhookAllow) > 0 && !flagSet["webhook-allow"] {
+		dst.WebhookAllow = src.WebhookAllow
+	}
 	pickF := func(d *float64, s float64, flag string) {
 		if s != 0 && !flagSet[flag] {
 			*d = s

@@ -27,7 +27,8 @@ func init() {
 }
 
 // readSpec reads and validates an experiment spec (YAML or JSON); a
-// relative BEIR directory is made absolute from the working directory.
+// relative BEIR directory is made absolute from the working directory
+// when it exists there (see localDataset).
 func readSpec(path string) (*experiments.ExperimentSpec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -37,14 +38,25 @@ func readSpec(path string) (*experiments.ExperimentSpec, error) {
 	if err != nil {
 		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("%s: %w", path, err)}
 	}
-	if sp.Dataset.BEIR != "" && !filepath.IsAbs(sp.Dataset.BEIR) {
-		abs, err := filepath.Abs(sp.Dataset.BEIR)
-		if err != nil {
-			return nil, err
-		}
-		sp.Dataset.BEIR = abs
-	}
+	sp.Dataset.BEIR = localDataset(sp.Dataset.BEIR)
 	return sp, nil
+}
+
+// localDataset makes a relative BEIR path that names a directory here
+// absolute, for a server on this machine; any other path is sent as
+// written, and the server takes a relative one relative to its datasets
+// directory (where every dataset must lie).
+func localDataset(dir string) string {
+	if dir == "" || filepath.IsAbs(dir) {
+		return dir
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return dir
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
 }
 
 func newRunCmd(a *app) *cobra.Command {
@@ -351,10 +363,8 @@ func readSchedule(path string) (map[string]any, error) {
 	}
 	if spec, ok := m["spec"].(map[string]any); ok {
 		if ds, ok := spec["dataset"].(map[string]any); ok {
-			if dir, ok := ds["beir"].(string); ok && !filepath.IsAbs(dir) {
-				if abs, err := filepath.Abs(dir); err == nil {
-					ds["beir"] = abs
-				}
+			if dir, ok := ds["beir"].(string); ok {
+				ds["beir"] = localDataset(dir)
 			}
 		}
 	}

@@ -58,7 +58,13 @@ func serveAPI(t *testing.T, cfg experiments.Config) (string, *experiments.Servic
 
 func TestRunAndScheduleCLI(t *testing.T) {
 	t.Parallel()
-	srv, _ := serveAPI(t, experiments.Config{})
+	// data/cranfield does not exist here: the CLI sends it as written
+	// and the server finds it in its datasets dir.
+	datasets := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(datasets, "data", "cranfield"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := serveAPI(t, experiments.Config{DatasetsDir: datasets})
 	ctx := context.Background()
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
@@ -102,7 +108,7 @@ func TestRunAndScheduleCLI(t *testing.T) {
 			} `json:"dataset"`
 		} `json:"spec"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &sc) != nil || sc.ID == "" || !filepath.IsAbs(sc.Spec.Dataset.BEIR) {
+	if code != 0 || json.Unmarshal([]byte(out), &sc) != nil || sc.ID == "" || sc.Spec.Dataset.BEIR != filepath.Join(datasets, "data", "cranfield") {
 		t.Fatalf("schedule create: exit %d %s %s", code, out, errOut)
 	}
 	if out, _, code := cli("schedule", "list"); code != 0 || !strings.Contains(out, sc.ID) {
@@ -152,7 +158,7 @@ func TestRunBaselineGateCLI(t *testing.T) {
 	data := evalstest.Cranfield(t)
 	br := experimentstest.NewTemplateBranches(t)
 	ctx := context.Background()
-	srv, svc := serveAPI(t, experiments.Config{Connector: br, Branches: br})
+	srv, svc := serveAPI(t, experiments.Config{Connector: br, Branches: br, DatasetsDir: evalstest.DatasetsDir(t)})
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
 		return run(t, ctx, append(args, "--server", srv)...)

@@ -29,7 +29,6 @@ import (
 // serveOptions are the serve flags beyond the shared configuration.
 type serveOptions struct {
 	runDir        string
-	datasetsDir   string
 	addrFile      string
 	maxBranches   int
 	maxEndpoints  int
@@ -59,9 +58,9 @@ and the store is closed.`,
 			},
 		}
 		addAddrFlags(cmd, a)
+		addServerFlags(cmd, a)
 		f := cmd.Flags()
 		f.StringVar(&o.runDir, "run-dir", "", "mount points, sockets and logs of endpoints; the postgres OS user must be able to traverse it (default <data-dir>/run, or $TMPDIR/offshoot-run-<hash> when it cannot)")
-		f.StringVar(&o.datasetsDir, "datasets-dir", "", "BEIR datasets (one directory each) that list_datasets reports (default <data-dir>/datasets)")
 		f.StringVar(&o.addrFile, "addr-file", "", "write the bound addresses as JSON {\"http\":...,\"proxy\":...} to this file once ready (for scripts using port 0)")
 		f.IntVar(&o.maxBranches, "max-branches", 1000, "maximum branches per project (negative: no limit)")
 		f.IntVar(&o.maxEndpoints, "max-endpoints", 16, "maximum running endpoints")
@@ -202,7 +201,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		return fmt.Errorf("embedding cache: %w", err)
 	}
 	defer cache.Close()
-	datasetsDir := o.datasetsDir
+	datasetsDir := a.cfg.DatasetsDir
 	if datasetsDir == "" {
 		datasetsDir = filepath.Join(a.cfg.DataDir, "datasets")
 	}
@@ -211,7 +210,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		Store: st, Compute: m, InitDir: initDir, ProxyAddr: px.Addr().String(), DefaultProject: defaultProject,
 		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval, EmbedCache: cache,
 		ExpiryWarning: o.expiryWarning, Prices: a.cfg.Prices.table(), RunBaseRetention: o.runBaseKeep,
-		DatasetsDir: datasetsDir,
+		DatasetsDir: datasetsDir, WebhookAllow: a.cfg.WebhookAllow, AuditSQL: a.cfg.AuditSQL,
 	})
 	if err != nil {
 		return err
