@@ -18,7 +18,8 @@ const keyIDKey = "offshoot.key_id"
 // context for the facade, which enforces scopes. A bearer token must
 // match a live key; without one the caller is the local operator, unless
 // keys are required (a live key exists, the listener is not loopback, or
-// Config.RequireKeys). Refused attempts are audited under action.
+// Config.RequireKeys). On the admin socket (ServeAdmin) every caller is
+// the local operator. Refused attempts are audited under action.
 func (s *Server) auth(action string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -45,6 +46,8 @@ func (s *Server) authenticate(c echo.Context) (context.Context, experiments.Call
 	h := r.Header.Get(echo.HeaderAuthorization)
 	scheme, token, _ := strings.Cut(h, " ")
 	switch {
+	case isAdminConn(r.Context()):
+		caller = experiments.LocalCaller // ServeAdmin checked the peer
 	case h != "" && !strings.EqualFold(scheme, "Bearer"):
 		err = fmt.Errorf("authorization scheme %q: want Bearer: %w", scheme, experiments.ErrUnauthenticated)
 	case h != "":

@@ -160,7 +160,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if !isLoopback(ln.Addr()) {
 		s.requireKeys = true
 	}
+	return s.serve(ctx, ln, nil)
+}
+
+// serve runs an http.Server for the handler on ln until ctx is done;
+// connContext, if set, derives each connection's base context.
+func (s *Server) serve(ctx context.Context, ln net.Listener, connContext func(context.Context, net.Conn) context.Context) error {
 	srv := &http.Server{
+		ConnContext:       connContext,
 		Handler:           s.e,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,

@@ -68,7 +68,7 @@ func init() {
 				return nil
 			},
 		}
-		addClientFlags(cmd, &c)
+		addClientFlags(cmd, a, &c)
 		cmd.Flags().StringVar(&since, "since", "", "entries at or after this RFC 3339 time or this long ago (e.g. 1h)")
 		cmd.Flags().IntVar(&limit, "limit", 0, "entries to show (server default 100, at most 1000)")
 		return cmd

@@ -54,7 +54,7 @@ func verb(a *app, use, short string, args cobra.PositionalArgs, project *string,
 			return show(a.stdout, raw)
 		},
 	}
-	addClientFlags(cmd, c)
+	addClientFlags(cmd, a, c)
 	if project != nil {
 		cmd.Flags().StringVarP(project, "project", "p", "main", "project")
 	}

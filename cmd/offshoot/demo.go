@@ -47,7 +47,7 @@ Start a server first (make run, or offshoot serve).`,
 			return runDemo(cmd.Context(), a, &c, project, dataset)
 		},
 	}
-	addClientFlags(cmd, &c)
+	addClientFlags(cmd, a, &c)
 	cmd.Flags().StringVar(&project, "project", "demo", "project to create (or reuse) and run in")
 	cmd.Flags().StringVar(&dataset, "dataset", "", "Cranfield (a BEIR directory) (default "+demoDataset+" when it exists)")
 	return cmd

@@ -43,7 +43,7 @@ normalized DDL (- BASE, + BRANCH), then per table the rows added, removed and ch
 				return printDiff(a.stdout, d)
 			},
 		}
-		addClientFlags(cmd, &c)
+		addClientFlags(cmd, a, &c)
 		cmd.Flags().StringVarP(&project, "project", "p", "main", "project")
 		cmd.Flags().IntVar(&sample, "sample-rows", 0, "sample rows per table and kind of change (server default 10)")
 		return cmd

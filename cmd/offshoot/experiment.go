@@ -24,7 +24,7 @@ func newExperimentCmd(a *app) *cobra.Command {
 			return startRun(cmd.Context(), a, &c, args[0], true, "", baselineGate{})
 		},
 	}
-	addClientFlags(run, &c)
+	addClientFlags(run, a, &c)
 	cmd.AddCommand(run)
 	return cmd
 }
@@ -53,7 +53,7 @@ accepted). Exit status: 0 no regression, 1 a regression (or a failed run),
 			return startRun(cmd.Context(), a, &c, args[0], true, baseline, gate)
 		},
 	}
-	addClientFlags(cmd, &c)
+	addClientFlags(cmd, a, &c)
 	cmd.Flags().StringVar(&baseline, "baseline", "", "the run to compare with, or a schedule (id or name) whose accepted baseline run to use (required)")
 	cmd.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "the measure that must not drop")
 	cmd.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "significance level of a drop")

@@ -60,7 +60,7 @@ func keyCreateCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	addClientFlags(cmd, &c)
+	addClientFlags(cmd, a, &c)
 	cmd.Flags().StringArrayVar(&scopes, "scope", nil, "scope to grant (repeatable)")
 	return cmd
 }
@@ -83,7 +83,7 @@ func keyListCmd(a *app) *cobra.Command {
 			return printKeys(a.stdout, out.Keys)
 		},
 	}
-	addClientFlags(cmd, &c)
+	addClientFlags(cmd, a, &c)
 	return cmd
 }
 
@@ -119,6 +119,6 @@ func keyRevokeCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	addClientFlags(cmd, &c)
+	addClientFlags(cmd, a, &c)
 	return cmd
 }

@@ -47,7 +47,7 @@ func init() {
 				return save(args[2], p)
 			},
 		}
-		addClientFlags(compare, &cmc)
+		addClientFlags(compare, a, &cmc)
 		compare.Flags().StringVar(&metric, "metric", "", "primary measure, e.g. ndcg_cut_10")
 
 		var smc client
@@ -67,7 +67,7 @@ func init() {
 				return save(args[1], p)
 			},
 		}
-		addClientFlags(sweep, &smc)
+		addClientFlags(sweep, a, &smc)
 
 		var tmc client
 		var tmetric string
@@ -89,7 +89,7 @@ func init() {
 				return save(args[1], p)
 			},
 		}
-		addClientFlags(trend, &tmc)
+		addClientFlags(trend, a, &tmc)
 		trend.Flags().StringVar(&tmetric, "metric", "ndcg_cut_10", "measure to plot")
 
 		cmd.AddCommand(compare, sweep, trend)

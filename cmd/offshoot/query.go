@@ -68,7 +68,7 @@ is given. Results print as tables; --json prints the server's answer.`,
 				return printResults(a.stdout, res)
 			},
 		}
-		addClientFlags(cmd, &c)
+		addClientFlags(cmd, a, &c)
 		f := cmd.Flags()
 		f.StringVarP(&project, "project", "p", "main", "project")
 		f.StringArrayVar(&params, "param", nil, "value of $1, $2, ... in order (repeatable; typed by Postgres)")

@@ -75,7 +75,7 @@ func newRunCmd(a *app) *cobra.Command {
 			return startRun(cmd.Context(), a, &c, args[0], wait, baseline, gate)
 		},
 	}
-	addClientFlags(start, &c)
+	addClientFlags(start, a, &c)
 	start.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish and print its results")
 	start.Flags().StringVar(&baseline, "baseline", "", "with --wait: compare each variant with the same-named variant of this run (an id, or a schedule's id or name for its accepted baseline) and exit 1 on a regression (for CI)")
 	start.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "with --baseline: the measure that must not drop")
@@ -114,7 +114,7 @@ func newRunCmd(a *app) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	addClientFlags(list, &lc)
+	addClientFlags(list, a, &lc)
 	list.Flags().StringVar(&project, "project", "", "only this project")
 	list.Flags().StringVar(&experiment, "experiment", "", "only this experiment")
 
@@ -158,7 +158,7 @@ func newRunCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	addClientFlags(show, &sc)
+	addClientFlags(show, a, &sc)
 	show.Flags().StringVar(&plot, "plot", "", "write the recall–QPS plot of the run's variants to this SVG file")
 
 	var cc client
@@ -174,7 +174,7 @@ func newRunCmd(a *app) *cobra.Command {
 			return err
 		},
 	}
-	addClientFlags(cancel, &cc)
+	addClientFlags(cancel, a, &cc)
 
 	var mc client
 	var metric, htmlOut string
@@ -213,7 +213,7 @@ func newRunCmd(a *app) *cobra.Command {
 			return printComparison(a.stdout, &rc, perQuery)
 		},
 	}
-	addClientFlags(compare, &mc)
+	addClientFlags(compare, a, &mc)
 	compare.Flags().StringVar(&metric, "metric", "", "primary measure, e.g. ndcg_cut_10")
 	compare.Flags().Float64Var(&alpha, "alpha", 0, "significance level (default 0.05)")
 	compare.Flags().StringVar(&htmlOut, "html", "", "also write an HTML report to this file")
@@ -382,7 +382,7 @@ func newScheduleCmd(a *app) *cobra.Command {
 			}
 			return printJSON(a.stdout, raw)
 		}}
-		addClientFlags(sub, &c)
+		addClientFlags(sub, a, &c)
 		return sub
 	}
 	create := simple("create SCHEDULE.yaml", "Create a schedule (name, cron, metric, spec, alpha, threshold, auto_accept, webhook)", 1,

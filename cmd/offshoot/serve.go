@@ -86,6 +86,13 @@ func (p pricesConfig) table() *experiments.Prices {
 	return &experiments.Prices{ComputeHour: p.ComputeHour, StorageGiBMonth: p.StorageGiBMonth, Currency: p.Currency}
 }
 
+// loopbackAddr reports whether addr is a TCP address on a loopback IP
+// (not a wildcard such as 0.0.0.0 or ::, which listens everywhere).
+func loopbackAddr(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
 // lockDataDir takes an exclusive lock on the data dir so two servers never
 // share one store. The lock is released when the process exits.
 func lockDataDir(dir string) (*os.File, error) {
@@ -248,9 +255,16 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	a.log.Info("offshoot serving", "http", "http://"+ln.Addr().String(), "proxy", px.Addr().String(), "data_dir", a.cfg.DataDir)
 	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (web UI at /ui/, /v1 API, /v1/openapi.json, /mcp, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
 		version, a.cfg.DataDir, ln.Addr(), px.Addr())
+	// The superuser password goes into the banner only while the proxy
+	// listens on loopback: off it, the banner may end up in shared logs.
 	ctxLocal := experiments.WithCaller(ctx, experiments.LocalCaller)
-	if c, err := svc.Connection(ctxLocal, experiments.ConnectionRequest{Project: defaultProject, Branch: "main", Password: true}); err == nil {
-		fmt.Fprintf(a.stdout, "  connect   psql '%s'\n", c.URI)
+	withPassword := loopbackAddr(px.Addr())
+	if c, err := svc.Connection(ctxLocal, experiments.ConnectionRequest{Project: defaultProject, Branch: "main", Password: withPassword}); err == nil {
+		if withPassword {
+			fmt.Fprintf(a.stdout, "  connect   psql '%s'\n", c.URI)
+		} else {
+			fmt.Fprintf(a.stdout, "  connect   psql '%s'  (password not shown off loopback: `offshoot branch show main` with an admin key prints it)\n", c.URI)
+		}
 	}
 	if o.addrFile != "" {
 		b, _ := json.Marshal(map[string]string{"http": ln.Addr().String(), "proxy": px.Addr().String()})
