@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes of the client verbs (query, diff, key, audit).
@@ -38,18 +41,44 @@ type client struct {
 	token  string
 	json   bool
 	http   *http.Client
+	// app and serverFlag decide whether to use the admin socket of the
+	// server running on the data dir (see adminSocket); nil: never.
+	app        *app
+	serverFlag *pflag.Flag
+	serverEnv  bool
 }
 
 // addClientFlags adds --server, --token and --json to a client verb.
-func addClientFlags(cmd *cobra.Command, c *client) {
+func addClientFlags(cmd *cobra.Command, a *app, c *client) {
 	server := os.Getenv("OFFSHOOT_SERVER")
+	c.serverEnv = server != ""
 	if server == "" {
 		server = defaultServer
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.server, "server", server, "offshoot server URL (env OFFSHOOT_SERVER)")
+	f.StringVar(&c.server, "server", server, "offshoot server URL (env OFFSHOOT_SERVER); without it, --token and OFFSHOOT_TOKEN, the admin socket of the server on --data-dir is used when this user may open it")
 	f.StringVar(&c.token, "token", os.Getenv("OFFSHOOT_TOKEN"), "API key token (env OFFSHOOT_TOKEN)")
 	f.BoolVar(&c.json, "json", false, "print the server's JSON answer, for scripts")
+	c.app, c.serverFlag = a, f.Lookup("server")
+}
+
+// adminSocketPath is where a server listens for its local admin channel.
+func adminSocketPath(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
+
+// adminSocket returns the admin socket of the server on the data dir when
+// the call should use it: no server and no token were given (flag or
+// environment), and the socket exists and this user may write to it. On
+// the socket every call acts as the local operator.
+func (c *client) adminSocket() string {
+	if c.app == nil || c.token != "" || c.serverEnv || (c.serverFlag != nil && c.serverFlag.Changed) {
+		return ""
+	}
+	p := adminSocketPath(c.app.cfg.DataDir)
+	fi, err := os.Stat(p)
+	if err != nil || fi.Mode().Type() != os.ModeSocket || syscall.Access(p, 2 /* W_OK */) != nil {
+		return ""
+	}
+	return p
 }
 
 // problem is the RFC 9457 body the server sends with every error.
@@ -82,6 +111,14 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) ([]
 		rd = bytes.NewReader(b)
 	}
 	base := strings.TrimRight(c.server, "/")
+	hc := c.http
+	if sock := c.adminSocket(); sock != "" {
+		base = "http://offshoot"
+		hc = &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			}}}
+	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--server %q: %w", c.server, err)}
@@ -92,7 +129,6 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) ([]
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	hc := c.http
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Minute}
 	}

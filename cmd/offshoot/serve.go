@@ -86,6 +86,44 @@ func (p pricesConfig) table() *experiments.Prices {
 	return &experiments.Prices{ComputeHour: p.ComputeHour, StorageGiBMonth: p.StorageGiBMonth, Currency: p.Currency}
 }
 
+// serveAdminSocket serves the API's local admin channel on
+// <data-dir>/admin.sock (mode 0600; callers act as the local operator,
+// peers other than root or our uid are refused) until ctx is done, and
+// removes the socket then. The returned channel closes when it stopped.
+// We hold the data dir's lock, so a socket already there is a stale one.
+// A data dir whose socket path is too long for a Unix socket gets a
+// warning and no admin channel.
+func (a *app) serveAdminSocket(ctx context.Context, api *agentapi.Server) (<-chan struct{}, error) {
+	done := make(chan struct{})
+	p := adminSocketPath(a.cfg.DataDir)
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if len(abs) >= 108 {
+		a.log.Warn("data dir path too long for the admin socket; no local admin channel", "path", abs)
+		close(done)
+		return done, nil
+	}
+	os.Remove(p)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	go func() {
+		defer close(done)
+		if err := api.ServeAdmin(ctx, ln); err != nil {
+			a.log.Error("admin socket", "err", err)
+		}
+		os.Remove(p)
+	}()
+	return done, nil
+}
+
 // loopbackAddr reports whether addr is a TCP address on a loopback IP
 // (not a wildcard such as 0.0.0.0 or ::, which listens everywhere).
 func loopbackAddr(addr net.Addr) bool {
@@ -251,10 +289,17 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	defer os.Remove(serverInfoPath(a.cfg.DataDir))
 	errc := make(chan error, 1)
 	go func() { errc <- api.Serve(ctx, ln) }()
+	adminCtx, adminCancel := context.WithCancel(ctx)
+	adminDone, err := a.serveAdminSocket(adminCtx, api)
+	if err != nil {
+		adminCancel()
+		return err
+	}
+	defer func() { adminCancel(); <-adminDone }()
 
 	a.log.Info("offshoot serving", "http", "http://"+ln.Addr().String(), "proxy", px.Addr().String(), "data_dir", a.cfg.DataDir)
-	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (web UI at /ui/, /v1 API, /v1/openapi.json, /mcp, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
-		version, a.cfg.DataDir, ln.Addr(), px.Addr())
+	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (web UI at /ui/, /v1 API, /v1/openapi.json, /mcp, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n  admin     %s  (local admin channel: client verbs with --data-dir and no --server/--token)\n",
+		version, a.cfg.DataDir, ln.Addr(), px.Addr(), adminSocketPath(a.cfg.DataDir))
 	// The superuser password goes into the banner only while the proxy
 	// listens on loopback: off it, the banner may end up in shared logs.
 	ctxLocal := experiments.WithCaller(ctx, experiments.LocalCaller)
@@ -263,7 +308,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		if withPassword {
 			fmt.Fprintf(a.stdout, "  connect   psql '%s'\n", c.URI)
 		} else {
-			fmt.Fprintf(a.stdout, "  connect   psql '%s'  (password not shown off loopback: `offshoot branch show main` with an admin key prints it)\n", c.URI)
+			fmt.Fprintf(a.stdout, "  connect   psql '%s'  (password not shown off loopback: `offshoot psql main` connects with it; GET .../connection?password=true gives it)\n", c.URI)
 		}
 	}
 	if o.addrFile != "" {
