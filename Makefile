@@ -23,8 +23,10 @@ setup-test:
 build:
 	$(GO) build -o $(BIN) ./cmd/offshoot
 
+# The README's experiment example names ../shared/datasets/cranfield: serve
+# that directory's datasets when it exists.
 run: setup build
-	./$(BIN) serve
+	./$(BIN) serve $(if $(wildcard ../shared/datasets),--datasets-dir ../shared/datasets)
 
 # demo talks to a running server: run `make run` in another shell first.
 demo: build

@@ -120,7 +120,15 @@
 // only on branches matching a glob. Write implies read; a READ ONLY query
 // needs read, any other query write; keys and the audit log need admin.
 // Every mutating call, and every refused one, is recorded in the audit log
-// (AuditLog) and logged with slog.
+// (AuditLog) and logged with slog; queries, explains and migrations with
+// their SQL, as text or as its SHA-256 (Config.AuditSQL). Adapters record
+// the refusals they make themselves with RecordRefusal. The first key must
+// be an admin key, and the last live admin key cannot be revoked while
+// other keys are live: either would lock admin out.
+//
+// Experiment specs read BEIR datasets only from inside Config.DatasetsDir,
+// and schedule webhooks reach loopback, link-local, unspecified or
+// multicast addresses only when Config.WebhookAllow permits them.
 //
 // # Errors
 //

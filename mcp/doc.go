@@ -33,7 +33,9 @@
 // one. A caller without any write scope sees only read-only tools, and
 // run_sql in a read-only variant whose queries always run READ ONLY; a
 // call it makes to a write tool anyway is answered with a tool error that
-// says why.
+// says why. Such refusals, run_sql with read_only false from such a
+// caller, and calls of unknown tools are audited as denied
+// (experiments.Service.RecordRefusal); the facade audits its own.
 //
 // # Errors
 //
