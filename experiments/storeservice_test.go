@@ -10,6 +10,7 @@ import (
 
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/storage"
 )
 
@@ -42,7 +43,7 @@ func storeService(tb testing.TB, project string, settings map[string]string) *Se
 		tb.Fatal(err)
 	}
 	svc, err := New(Config{ControlDir: filepath.Join(dir, "control"), Store: st, Compute: m, InitDir: init,
-		DefaultProject: project, SweepInterval: -1, Logger: quiet})
+		DefaultProject: project, SweepInterval: -1, Logger: quiet, DatasetsDir: evalstest.DatasetsDir(tb)})
 	if err == nil {
 		err = svc.Open(ctx)
 	}
