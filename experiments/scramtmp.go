@@ -21,7 +21,11 @@ func newVerifier(password string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	mac := func(key []byte, msg string) []byte { h := hmac.New(sha256.New, key); h.Write([]byte(msg)); return h.Sum(nil) }
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
 	clientKey := mac(salted, "Client Key")
 	stored := sha256.Sum256(clientKey)
 	server := mac(salted, "Server Key")
