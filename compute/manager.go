@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/offshootdb/offshoot/compute/pg"
 )
@@ -111,10 +112,21 @@ type Config struct {
 	// (127.0.0.1), reported in Status.Port and Lease.Port, for clients that
 	// cannot use the Unix socket. Default false: Unix socket only.
 	TCP bool
+	// TCPAuth is the pg_hba method of TCP connections (Config.TCP):
+	// default "scram-sha-256", the role's own password; tests and
+	// benchmarks of clusters without passwords use "trust".
+	TCPAuth string
 	// User and Password are used for the readiness probe. A probe that
 	// reaches authentication counts as ready, so a wrong password only
 	// loses the final SELECT 1. Default user "postgres".
 	User, Password string
+	// Verifiers, when set, receives the SCRAM verifiers of a branch's login
+	// roles (role → pg_authid.rolpassword, see Verifiers) each time its
+	// endpoint has started, and again before a suspend or stop, so the
+	// proxy can authenticate clients of a suspended branch without waking
+	// it. Called without locks held; it must not call back into the
+	// Manager.
+	Verifiers func(project, branch string, verifiers map[string]string)
 	// StartTimeout bounds one Postgres start (crash recovery included).
 	// Default 2 min.
 	StartTimeout time.Duration
@@ -225,6 +237,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.User == "" {
 		cfg.User = "postgres"
+	}
+	if cfg.TCPAuth == "" {
+		cfg.TCPAuth = "scram-sha-256"
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 2 * time.Minute
@@ -655,11 +670,18 @@ func (m *Manager) start(ep *endpoint) error {
 	// On a copy-on-write volume that is as safe: any fsync the recovery's
 	// end-of-recovery checkpoint then makes commits everything written
 	// through the mount (cowfs' Fsync is mount-wide).
+	// Authentication is the Manager's too: hba_file points at a pg_hba.conf
+	// in the run dir that trusts the private socket (see hbaConf).
+	hba, err := writeHBA(ep.dir, m.cfg.TCPAuth)
+	if err != nil {
+		return err
+	}
 	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100",
-		"logging_collector": "off", "log_destination": "stderr", "recovery_init_sync_method": "syncfs"}
+		"logging_collector": "off", "log_destination": "stderr", "recovery_init_sync_method": "syncfs",
+		"hba_file": hba, "unix_socket_permissions": "0700"}
 	for k, v := range m.cfg.Settings {
 		switch k {
-		case "port", "unix_socket_directories", "listen_addresses":
+		case "port", "unix_socket_directories", "listen_addresses", "hba_file", "unix_socket_permissions":
 			// the Manager's own: the proxy must find the endpoint
 		default:
 			settings[k] = v
@@ -701,6 +723,56 @@ func (m *Manager) start(ep *endpoint) error {
 		os.Remove(m.pidFile(ep))
 		return fmt.Errorf("%w: %v; last log lines:\n%s", ErrStartFailed, err, pg.LastLines(opts.LogFile, 10))
 	}
+	if err := m.provision(ctx, ep, pm); err != nil {
+		// The endpoint runs; clients of the built-in roles will see the
+		// cause when they connect. Record it rather than fail the start.
+		m.log.Error("provision roles", "project", ep.project, "branch", ep.branch, "err", err)
+	}
+	return nil
+}
+
+// provision makes sure the cluster of a freshly started endpoint has the
+// built-in roles (EnsureRoles) and reports its verifiers.
+func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster) error {
+	conn, err := pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := EnsureRoles(ctx, conn); err != nil {
+		return err
+	}
+	return m.reportVerifiers(ctx, ep, conn)
+}
+
+// captureVerifiers reports the verifiers of a running endpoint before it
+// stops (roles created or changed in the session).
+func (m *Manager) captureVerifiers(ep *endpoint, pm *pg.Postmaster) {
+	if m.cfg.Verifiers == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres"))
+	if err != nil {
+		m.log.Warn("capture verifiers", "project", ep.project, "branch", ep.branch, "err", err)
+		return
+	}
+	defer conn.Close(context.Background())
+	if err := m.reportVerifiers(ctx, ep, conn); err != nil {
+		m.log.Warn("capture verifiers", "project", ep.project, "branch", ep.branch, "err", err)
+	}
+}
+
+func (m *Manager) reportVerifiers(ctx context.Context, ep *endpoint, conn *pgx.Conn) error {
+	if m.cfg.Verifiers == nil {
+		return nil
+	}
+	v, err := Verifiers(ctx, conn)
+	if err != nil {
+		return err
+	}
+	m.cfg.Verifiers(ep.project, ep.branch, v)
 	return nil
 }
 
@@ -839,6 +911,9 @@ func (m *Manager) stopProc(ep *endpoint, reason string, mode pg.StopMode) {
 	p := ep.proc
 	m.mu.Unlock()
 	if p != nil {
+		if mode != pg.Immediate {
+			m.captureVerifiers(ep, p.pm)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StopTimeout)
 		if err := p.pm.Stop(ctx, mode); err != nil {
 			m.log.Warn("suspend", "project", ep.project, "branch", ep.branch, "err", err)

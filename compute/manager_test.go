@@ -373,7 +373,7 @@ func TestOrphanCleanup(t *testing.T) {
 // TestTCP: with Config.TCP the endpoint also answers on a loopback port.
 func TestTCP(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, compute.Config{TCP: true})
+	e := newEnv(t, compute.Config{TCP: true, TCPAuth: "trust"})
 	e.branch(t, "p", "main")
 	l := acquire(t, e.m, "p", "main")
 	defer l.Release()

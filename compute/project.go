@@ -28,7 +28,8 @@ type InitOptions struct {
 // whose parents the postgres OS user can traverse), runs initdb as the postgres
 // user with data checksums, UTF8 and SCRAM authentication for the
 // superuser password, starts Postgres once to run CREATE EXTENSION vector
-// in database postgres (so every branch inherits pgvector), shuts it down
+// in database postgres (so every branch inherits pgvector) and create the
+// built-in roles (EnsureRoles), shuts it down
 // cleanly, syncs the store and unmounts. It returns the superuser password.
 func InitProject(ctx context.Context, head cowfs.WritableFiles, mnt string, o InitOptions) (password string, err error) {
 	if o.Superuser == "" {
@@ -80,9 +81,12 @@ func InitProject(ctx context.Context, head cowfs.WritableFiles, mnt string, o In
 		return "", fmt.Errorf("init project: %w", err)
 	}
 	_, err = conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector")
+	if err == nil {
+		err = EnsureRoles(ctx, conn)
+	}
 	conn.Close(context.WithoutCancel(ctx))
 	if err != nil {
-		return "", fmt.Errorf("init project: create extension vector: %w", err)
+		return "", fmt.Errorf("init project: %w", err)
 	}
 	stopped = true
 	if err := p.Stop(ctx, pg.Fast); err != nil {

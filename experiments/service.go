@@ -41,12 +41,16 @@ type Access int
 const (
 	// ReadWrite connections run any statement.
 	ReadWrite Access = iota
-	// ReadOnly connections serve READ ONLY queries and diffs. The facade
-	// runs them in READ ONLY transactions, which a superuser can still step
-	// around (COPY ... TO PROGRAM, writing server files). A connector that
-	// must make read scope a hard boundary connects as a role without
-	// superuser or server-file privileges, e.g. a member of pg_read_all_data.
+	// ReadOnly connections serve READ ONLY queries, diffs and SQL
+	// datasets. The facade runs them in READ ONLY transactions; the compute
+	// connector also connects as compute.RoleRead (pg_read_all_data, no
+	// superuser, no server files, no programs), which makes read scope a
+	// hard boundary.
 	ReadOnly
+	// Superuser connections serve the queries of admin callers, as the
+	// cluster's bootstrap superuser. ReadWrite connections use
+	// compute.RoleWrite, which owns the user's objects but is no superuser.
+	Superuser
 )
 
 // StaticConnector connects to fixed connection strings, keyed by
@@ -159,6 +163,7 @@ type Service struct {
 	log *slog.Logger
 
 	mu     sync.RWMutex // guards db and keys; held shared while db is used
+	credMu sync.Mutex   // serializes making credentials (get or create)
 	db     *controldb.DB
 	keys   map[string]storedKey
 	lastAu auditClock

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -209,10 +210,19 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 			err = fmt.Errorf("close store: %w", cerr)
 		}
 	}()
+	// The facade is made after compute and the proxy (it needs both); until
+	// then verifiers captured by endpoints have nowhere to go, and no
+	// endpoint runs before it anyway.
+	var facade atomic.Pointer[experiments.Service]
 	m, err := compute.New(compute.Config{
 		Volumes: compute.StoreVolumes{Store: st, MountDir: filepath.Join(o.runDir, "mnt")},
 		RunDir:  filepath.Join(o.runDir, "compute"), Timers: &o.timers, MaxRunning: o.maxEndpoints,
 		StopTimeout: o.stopTimeout, Logger: a.log,
+		Verifiers: func(project, branch string, v map[string]string) {
+			if svc := facade.Load(); svc != nil {
+				svc.CaptureVerifiers(project, branch, v)
+			}
+		},
 	})
 	if err != nil {
 		return err
@@ -264,6 +274,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		return err
 	}
 	defer svc.Close()
+	facade.Store(svc)
 	created, err := svc.EnsureDefaultProject(ctx)
 	if err != nil {
 		return fmt.Errorf("create default project %q: %w", defaultProject, err)

@@ -145,7 +145,7 @@ func BenchmarkWake(b *testing.B) {
 // much of the difference is TCP rather than the proxy), alternately in one
 // loop, and reports the latency ratios.
 func BenchmarkSelect1(b *testing.B) {
-	e := newEnv(b, compute.Config{TCP: true}, proxy.Config{}, "main")
+	e := newEnv(b, compute.Config{TCP: true, TCPAuth: "trust"}, proxy.Config{}, "main")
 	ctx := context.Background()
 	viaProxy, err := pgx.Connect(ctx, e.dsn("endpoint=main"))
 	if err != nil {
@@ -217,7 +217,7 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	if _, err := os.Stat(bin); err != nil {
 		b.Skip("pgbench not installed")
 	}
-	e := newEnv(b, compute.Config{TCP: true}, proxy.Config{}, "main")
+	e := newEnv(b, compute.Config{TCP: true, TCPAuth: "trust"}, proxy.Config{}, "main")
 	ctx := context.Background()
 	l, err := e.m.Acquire(ctx, "p", "main")
 	if err != nil {

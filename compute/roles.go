@@ -1,0 +1,129 @@
+package compute
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The database roles every offshoot cluster has. The bootstrap superuser
+// belongs to the server and to admin keys only; scoped keys and agents get
+// one of the two others, neither of which can run programs, read or write
+// server files, signal backends or change roles.
+const (
+	// RoleSuperuser is the bootstrap superuser of initdb.
+	RoleSuperuser = "postgres"
+	// RoleWrite owns the user's objects: it owns database postgres and its
+	// schema public, reads and writes every table (pg_read_all_data,
+	// pg_write_all_data) and may create databases. NOSUPERUSER,
+	// NOCREATEROLE, NOREPLICATION, NOBYPASSRLS.
+	RoleWrite = "offshoot_write"
+	// RoleRead reads every table (pg_read_all_data); its sessions default
+	// to read-only transactions.
+	RoleRead = "offshoot_read"
+)
+
+// ensureRolesSQL creates RoleRead and RoleWrite in a cluster that lacks
+// them, and on that first run hands the user objects the bootstrap
+// superuser owned in database postgres (outside the system schemas and
+// extensions) to RoleWrite, so clusters made before the roles existed get
+// the same model. It changes nothing when the roles exist.
+const ensureRolesSQL = `
+DO $ensure$
+DECLARE r record;
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_write')
+     AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_read') THEN
+    RETURN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_read') THEN
+    CREATE ROLE offshoot_read LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_write') THEN
+    CREATE ROLE offshoot_write LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+  END IF;
+  GRANT pg_read_all_data TO offshoot_read;
+  ALTER ROLE offshoot_read SET default_transaction_read_only = on;
+  GRANT pg_read_all_data, pg_write_all_data TO offshoot_write;
+  ALTER DATABASE postgres OWNER TO offshoot_write;
+  ALTER SCHEMA public OWNER TO offshoot_write;
+  FOR r IN
+    SELECT n.nspname FROM pg_namespace n
+    WHERE n.nspowner = 10 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'public')
+      AND n.nspname NOT LIKE 'pg\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('ALTER SCHEMA %I OWNER TO offshoot_write', r.nspname);
+  END LOOP;
+  FOR r IN
+    SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relowner = 10 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+  LOOP
+    EXECUTE format('ALTER %s %s OWNER TO offshoot_write',
+      CASE r.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.rel);
+  END LOOP;
+END
+$ensure$`
+
+// EnsureRoles gives the cluster behind conn (a superuser session in
+// database postgres) the roles RoleRead and RoleWrite; see ensureRolesSQL.
+// Idempotent; a cluster that has them is only read.
+func EnsureRoles(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, ensureRolesSQL); err != nil {
+		return fmt.Errorf("ensure roles: %w", err)
+	}
+	return nil
+}
+
+// Verifiers reads the SCRAM-SHA-256 verifiers of the login roles of the
+// cluster behind conn (a superuser session): role name → pg_authid's
+// rolpassword ("SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>").
+// Roles without a SCRAM password (none, or MD5) are left out.
+func Verifiers(ctx context.Context, conn *pgx.Conn) (map[string]string, error) {
+	rows, err := conn.Query(ctx, `SELECT rolname, rolpassword FROM pg_authid
+		WHERE rolcanlogin AND rolpassword LIKE 'SCRAM-SHA-256$%'
+		  AND (rolvaliduntil IS NULL OR rolvaliduntil > now())`)
+	if err != nil {
+		return nil, fmt.Errorf("read verifiers: %w", err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var name, v string
+		if err := rows.Scan(&name, &v); err != nil {
+			return nil, fmt.Errorf("read verifiers: %w", err)
+		}
+		out[name] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read verifiers: %w", err)
+	}
+	return out, nil
+}
+
+// hbaConf is the pg_hba.conf every endpoint runs with (passed as hba_file
+// on the command line, so the one in PGDATA, which travels with the
+// branch, is not used). Local connections are trusted: the socket
+// directory is private to the endpoint (0700, unix_socket_permissions
+// 0700), reached only by the server itself, which authenticates clients at
+// the proxy before it connects on their behalf. TCP on loopback (Config.TCP)
+// takes the method Config.TCPAuth names.
+const hbaConf = `# written by offshoot for this endpoint; PGDATA's pg_hba.conf is not used
+local all all trust
+host all all 127.0.0.1/32 %[1]s
+host all all ::1/128 %[1]s
+`
+
+// writeHBA writes hbaConf with tcpAuth into dir, readable by the postgres
+// OS user, and returns its path.
+func writeHBA(dir, tcpAuth string) (string, error) {
+	p := filepath.Join(dir, "pg_hba.conf")
+	if err := os.WriteFile(p, fmt.Appendf(nil, hbaConf, tcpAuth), 0o644); err != nil {
+		return "", fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	return p, nil
+}
