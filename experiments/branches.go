@@ -1016,7 +1016,7 @@ func (s *Service) Connection(ctx context.Context, req ConnectionRequest) (*Conne
 		user = url.UserPassword(superuser, pw)
 	}
 	u := url.URL{Scheme: "postgresql", User: user, Host: net.JoinHostPort(host, portS), Path: "/postgres",
-		RawQuery: "sslmode=disable&options=" + strings.ReplaceAll(url.QueryEscape(opts), "+", "%20")}
+		RawQuery: s.sslParams() + "&options=" + strings.ReplaceAll(url.QueryEscape(opts), "+", "%20")}
 	return &Connection{URI: u.String(), Host: host, Port: port, User: superuser, Database: "postgres", Options: opts}, nil
 }
 
