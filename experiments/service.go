@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"strings"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
