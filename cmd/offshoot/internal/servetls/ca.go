@@ -348,34 +348,46 @@ func serial() *big.Int {
 }
 
 // CertPool is the system roots plus the certificates in the PEM files
-// named (empty names and, when skipMissing, missing files are skipped).
-func CertPool(files []string, skipMissing bool) (*x509.CertPool, error) {
+// named: each of required must exist; optional files that do not exist
+// are skipped. Empty names are skipped.
+func CertPool(required, optional []string) (*x509.CertPool, error) {
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	for _, f := range files {
+	add := func(f string, mustExist bool) error {
 		if f == "" {
-			continue
+			return nil
 		}
 		b, err := os.ReadFile(f)
-		if skipMissing && errors.Is(err, os.ErrNotExist) {
-			continue
+		if !mustExist && errors.Is(err, os.ErrNotExist) {
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("ca file: %w", err)
+			return fmt.Errorf("ca file: %w", err)
 		}
-		if !pool.AppendCertsFromPEM(b) || !bytes.Contains(b, []byte("CERTIFICATE")) {
-			return nil, fmt.Errorf("ca file %s: %w", f, ErrBadPEM)
+		if !bytes.Contains(b, []byte("CERTIFICATE")) || !pool.AppendCertsFromPEM(b) {
+			return fmt.Errorf("ca file %s: %w", f, ErrBadPEM)
+		}
+		return nil
+	}
+	for _, f := range required {
+		if err := add(f, true); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range optional {
+		if err := add(f, false); err != nil {
+			return nil, err
 		}
 	}
 	return pool, nil
 }
 
 // ClientConfig is the TLS configuration of a client of an offshoot server:
-// it verifies the server against CertPool(files, skipMissing).
-func ClientConfig(files []string, skipMissing bool) (*tls.Config, error) {
-	pool, err := CertPool(files, skipMissing)
+// it verifies the server against CertPool(required, optional).
+func ClientConfig(required, optional []string) (*tls.Config, error) {
+	pool, err := CertPool(required, optional)
 	if err != nil {
 		return nil, err
 	}

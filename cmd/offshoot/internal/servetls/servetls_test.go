@@ -213,7 +213,7 @@ func TestListener(t *testing.T) {
 			addr := ln.Addr().String()
 
 			get := func(scheme string, files ...string) (string, int, error) {
-				cfg, err := ClientConfig(files, false)
+				cfg, err := ClientConfig(files, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
