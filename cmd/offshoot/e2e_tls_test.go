@@ -412,3 +412,33 @@ func TestServeTLSFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EUserCert: with --tls-cert/--tls-key the server uses that
+// certificate, generates no CA, and hands out sslmode=require (it cannot
+// know what the client trusts).
+func TestE2EUserCert(t *testing.T) {
+	certDir := t.TempDir()
+	g, err := servetls.Ensure(certDir, []string{"localhost", "127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newE2EServerArgs(t, "--tls-cert", filepath.Join(certDir, servetls.ServerCertFile), "--tls-key", filepath.Join(certDir, servetls.ServerKeyFile))
+	if _, err := os.Stat(filepath.Join(s.dataDir, "tls")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a CA was generated although --tls-cert was given: %v", err)
+	}
+	var c struct{ URI string }
+	s.must(200, "GET", branchPath("main")+"/connection?password=true", nil, &c)
+	if !strings.Contains(c.URI, "sslmode=require") || strings.Contains(c.URI, "sslrootcert") {
+		t.Fatalf("connection string %q: want sslmode=require without sslrootcert", c.URI)
+	}
+	conn, err := pgxConnect(withRootCert(t, c.URI, "verify-full", g.CAFile))
+	if err != nil {
+		t.Fatalf("pgx verify-full against the user certificate's CA: %v\n%s", err, s.log())
+	}
+	defer conn.Close(context.Background())
+	if _, ok := conn.PgConn().Conn().(*tls.Conn); !ok {
+		t.Fatalf("pgx connection is %T, not TLS", conn.PgConn().Conn())
+	}
+	var projects struct{ Projects []struct{ Name string } }
+	getJSON(t, httpsClient(t, g.CAFile), "https://"+strings.TrimPrefix(s.http, "http://")+"/v1/projects", &projects)
+}
