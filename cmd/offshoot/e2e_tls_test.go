@@ -442,3 +442,17 @@ func TestE2EUserCert(t *testing.T) {
 	var projects struct{ Projects []struct{ Name string } }
 	getJSON(t, httpsClient(t, g.CAFile), "https://"+strings.TrimPrefix(s.http, "http://")+"/v1/projects", &projects)
 }
+
+func TestWithCAFile(t *testing.T) {
+	const base = "postgresql://postgres:pw@db.example:55432/postgres?sslmode=verify-full&sslrootcert=%2Fsrv%2Ftls%2Fca.crt&options=endpoint%3Dmain%20project%3Dp"
+	for _, tc := range []struct{ name, uri, caFile, want string }{
+		{"no --ca-file", base, "", base},
+		{"no sslrootcert", "postgresql://h:1/postgres?sslmode=require", "/home/me/ca.crt", "postgresql://h:1/postgres?sslmode=require"},
+		{"replaced", base, "/home/me/my ca.crt",
+			"postgresql://postgres:pw@db.example:55432/postgres?options=endpoint%3Dmain%20project%3Dp&sslmode=verify-full&sslrootcert=%2Fhome%2Fme%2Fmy%20ca.crt"},
+	} {
+		if got := withCAFile(tc.uri, tc.caFile); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,10 @@
 // way through. Every failure before the splice is answered with a Postgres
 // ErrorResponse that names the cause and the fix.
 //
+// With Config.TLS an SSLRequest is answered 'S' and the connection goes on
+// in TLS (sslmode=require, verify-full); with Config.RequireTLS a plain-text
+// startup from a peer off loopback is refused (SQLSTATE 28000).
+//
 // Connection strings:
 //
 //	psql "host=127.0.0.1 port=55432 user=postgres options='endpoint=main project=demo'"
