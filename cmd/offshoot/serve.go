@@ -183,6 +183,12 @@ func (a *app) loadTLS(o serveOptions) (*serveTLS, error) {
 	if g.NewServer {
 		a.log.Info("generated the TLS server certificate", "hosts", g.Hosts)
 	}
+	for _, addr := range []string{a.cfg.HTTPAddr, a.cfg.ProxyAddr} {
+		if h, _, err := net.SplitHostPort(addr); err == nil && len(o.tlsHosts) == 0 && (h == "" || net.ParseIP(h).IsUnspecified()) {
+			a.log.Warn("listening on every interface: the certificate names only this host's name and loopback; add --tls-host for each name or IP clients use", "addr", addr, "hosts", g.Hosts)
+			break
+		}
+	}
 	return &serveTLS{cfg: servetls.ServerConfig(g.Cert), fingerprint: servetls.Fingerprint(g.CA), caFile: g.CAFile}, nil
 }
 

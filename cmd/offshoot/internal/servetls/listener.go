@@ -37,6 +37,10 @@ type Listener struct {
 	closeOnce  sync.Once
 	acceptErr  error
 	acceptDone chan struct{}
+
+	mu      sync.Mutex
+	pending map[net.Conn]struct{} // accepted, first byte not yet seen; closed by Close
+	wg      sync.WaitGroup        // acceptLoop and sniff goroutines
 }
 
 // NewListener wraps ln; allowPlain decides per peer whether plain text is
@@ -49,7 +53,9 @@ func NewListener(ln net.Listener, cfg *tls.Config, allowPlain func(net.Addr) boo
 		log = slog.Default()
 	}
 	l := &Listener{ln: ln, cfg: cfg, allowPlain: allowPlain, log: log,
-		conns: make(chan net.Conn), done: make(chan struct{}), acceptDone: make(chan struct{})}
+		conns: make(chan net.Conn), done: make(chan struct{}), acceptDone: make(chan struct{}),
+		pending: map[net.Conn]struct{}{}}
+	l.wg.Add(1)
 	go l.acceptLoop()
 	return l
 }
@@ -67,6 +73,7 @@ func LoopbackOnly(remote net.Addr) bool {
 }
 
 func (l *Listener) acceptLoop() {
+	defer l.wg.Done()
 	defer close(l.acceptDone)
 	for {
 		c, err := l.ln.Accept()
@@ -78,15 +85,30 @@ func (l *Listener) acceptLoop() {
 			l.acceptErr = err
 			return
 		}
+		l.mu.Lock()
+		select {
+		case <-l.done:
+			l.mu.Unlock()
+			c.Close()
+			continue // Accept fails next, the listener being closed
+		default:
+		}
+		l.pending[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
 		go l.sniff(c)
 	}
 }
 
 func (l *Listener) sniff(c net.Conn) {
+	defer l.wg.Done()
 	_ = c.SetReadDeadline(time.Now().Add(SniffTimeout))
 	br := bufio.NewReaderSize(c, 1024)
 	first, err := br.Peek(1)
 	_ = c.SetReadDeadline(time.Time{})
+	l.mu.Lock()
+	delete(l.pending, c)
+	l.mu.Unlock()
 	if err != nil {
 		c.Close()
 		return
@@ -125,12 +147,20 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops listening; connections already returned stay open.
+// Close stops listening, closes the connections not yet returned by
+// Accept and waits for its goroutines; connections already returned stay
+// open.
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.mu.Lock()
 		close(l.done)
+		for c := range l.pending {
+			c.Close()
+		}
+		l.mu.Unlock()
 		err = l.ln.Close()
+		l.wg.Wait()
 	})
 	return err
 }

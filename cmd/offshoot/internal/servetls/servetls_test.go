@@ -287,4 +287,12 @@ func TestListenerSilentClient(t *testing.T) {
 	if err != nil || !strings.Contains(line, "204") {
 		t.Fatalf("second client: %q %v", line, err)
 	}
+	// Close ends the connection still waiting for its first byte.
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = silent.SetReadDeadline(time.Now().Add(time.Minute)) // a bound, not an assertion
+	if n, err := silent.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("silent client after Close: %d %v, want EOF", n, err)
+	}
 }
