@@ -1024,7 +1024,7 @@ func (s *Service) connection(ctx context.Context, req ConnectionRequest) (*Conne
 		user = url.UserPassword(role, c.Password)
 	}
 	u := url.URL{Scheme: "postgresql", User: user, Host: net.JoinHostPort(host, portS), Path: "/postgres",
-		RawQuery: "sslmode=disable&options=" + strings.ReplaceAll(url.QueryEscape(opts), "+", "%20")}
+		RawQuery: s.sslParams() + "&options=" + strings.ReplaceAll(url.QueryEscape(opts), "+", "%20")}
 	return &Connection{URI: u.String(), Host: host, Port: port, User: role, Database: "postgres", Options: opts}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +103,13 @@ type Config struct {
 	// ProxyAddr is the host:port of the pgwire proxy that connection
 	// strings point at. Default 127.0.0.1:55432.
 	ProxyAddr string
+	// ProxySSLMode is the sslmode that connection strings carry: "disable"
+	// (the default, for a proxy without TLS), "require", or "verify-full",
+	// which needs ProxyRootCert.
+	ProxySSLMode string
+	// ProxyRootCert is the CA file that verify-full connection strings name
+	// as sslrootcert. Default "".
+	ProxyRootCert string
 	// DefaultProject is the project the proxy assumes when a connection
 	// names none, and the one EnsureDefaultProject creates. Default "main".
 	DefaultProject string
@@ -201,6 +209,17 @@ func New(cfg Config) (*Service, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.ProxyAddr); err != nil {
 		return nil, fmt.Errorf("config: %w", invalid("proxy_addr", "want host:port: %v", err))
+	}
+	switch cfg.ProxySSLMode {
+	case "":
+		cfg.ProxySSLMode = "disable"
+	case "disable", "require":
+	case "verify-full":
+		if cfg.ProxyRootCert == "" {
+			return nil, fmt.Errorf("config: %w", invalid("proxy_ssl_mode", "verify-full needs a root certificate"))
+		}
+	default:
+		return nil, fmt.Errorf("config: %w", invalid("proxy_ssl_mode", "want disable, require or verify-full, not %q", cfg.ProxySSLMode))
 	}
 	if cfg.DefaultProject == "" {
 		cfg.DefaultProject = "main"
@@ -340,4 +359,14 @@ func validName(field, name string) error {
 		return invalid(field, "must not contain %%-escapes")
 	}
 	return nil
+}
+
+// sslParams is the TLS part of the query of connection strings through
+// the proxy (Config.ProxySSLMode, Config.ProxyRootCert).
+func (s *Service) sslParams() string {
+	q := "sslmode=" + s.cfg.ProxySSLMode
+	if s.cfg.ProxySSLMode == "verify-full" {
+		q += "&sslrootcert=" + strings.ReplaceAll(url.QueryEscape(s.cfg.ProxyRootCert), "+", "%20") // libpq reads + literally
+	}
+	return q
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -407,6 +408,23 @@ func usageCmd(a *app) *cobra.Command {
 	return cmd
 }
 
+// withCAFile points the sslrootcert of a connection string at caFile (the
+// server names its own path to the CA, which a client on another machine
+// does not have). Unchanged when caFile is "" or uri has no sslrootcert.
+func withCAFile(uri, caFile string) string {
+	u, err := url.Parse(uri)
+	if caFile == "" || err != nil || !u.Query().Has("sslrootcert") {
+		return uri
+	}
+	if abs, err := filepath.Abs(caFile); err == nil {
+		caFile = abs
+	}
+	q := u.Query()
+	q.Set("sslrootcert", caFile)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // libpq reads + literally
+	return u.String()
+}
+
 // psqlExec replaces the process with psql.
 var psqlExec = func(path string, argv, env []string) error { return syscall.Exec(path, argv, env) }
 
@@ -428,6 +446,7 @@ func psqlCmd(a *app) *cobra.Command {
 		if _, err := c.do(cmd.Context(), "GET", branchURL(project, args[0])+"/connection?"+q.Encode(), nil, &conn); err != nil {
 			return err
 		}
+		conn.URI = withCAFile(conn.URI, c.caFile)
 		bin, err := exec.LookPath("psql")
 		if err != nil {
 			return &exitError{code: exitFailure, err: fmt.Errorf("psql not found in PATH (install postgresql-client); connect with: %s", conn.URI)}
