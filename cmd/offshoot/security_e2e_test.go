@@ -121,7 +121,6 @@ var escapes = []string{
 // and the proxy tells a stranger nothing and wakes nothing.
 func TestE2ESecurity(t *testing.T) {
 	s := newE2EServer(t)
-	s.start()
 	var admin, read, write struct {
 		Token string `json:"token"`
 	}
