@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -328,6 +329,13 @@ func TestAuthRateLimit(t *testing.T) {
 	if err := try("127.0.0.2", "right"); err != nil {
 		t.Fatalf("another address is limited too: %v", err)
 	}
+	// Unix socket clients are one source of their own, "local".
+	local, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=right dbname=postgres options='endpoint=main'",
+		filepath.Dir(e.srv.SocketPath()), e.port))
+	if err != nil {
+		t.Fatalf("Unix socket client limited by a TCP address: %v", err)
+	}
+	local.Close(ctx)
 	advance(29 * time.Second)
 	if pgErr := pgError(t, try("127.0.0.1", "right")); pgErr.Code != "28000" || !strings.HasSuffix(pgErr.Message, "retry in 1 s") {
 		t.Fatalf("at 59 s: %v", pgErr)
