@@ -569,3 +569,40 @@ func TestVerifiersFromPostgres(t *testing.T) {
 		t.Fatalf("wakes %d → %d", wakes, st.Wakes)
 	}
 }
+
+// TestEndpointAsksPassword: an endpoint whose pg_hba.conf asks local
+// clients for a password (not what the Manager writes) gets a clear
+// internal error instead of a second, unanswerable password request.
+func TestEndpointAsksPassword(t *testing.T) {
+	t.Parallel()
+	store := newStore()
+	store.setPassword(t, "p", "main", "postgres", "pw")
+	e := newEnv(t, compute.Config{}, proxy.Config{Auth: store}, "main")
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.authDSN("postgres", "pw", "endpoint=main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	hba := scalar(t, conn, "SHOW hba_file")
+	if err := os.WriteFile(hba, []byte("local all all scram-sha-256\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, conn, "SELECT pg_reload_conf()")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := pgx.Connect(ctx, e.authDSN("postgres", "pw", "endpoint=main"))
+		if err == nil { // the postmaster has not reloaded yet
+			c.Close(ctx)
+			if time.Now().After(deadline) {
+				t.Fatal("pg_hba.conf never reloaded")
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if pgErr := pgError(t, err); pgErr.Code != "XX000" || !strings.Contains(pgErr.Message, "not configured for proxy authentication") {
+			t.Fatalf("got %s %q", pgErr.Code, pgErr.Message)
+		}
+		break
+	}
+}
