@@ -1,7 +1,8 @@
 // Package proxy is offshoot's pgwire proxy: one listener for every branch.
 // It reads a client's startup packet, picks the branch from the `options`
 // parameter (`endpoint=<branch>` or `branch=<branch>`, optionally
-// `project=<project>`), wakes the branch's endpoint through the
+// `project=<project>`), authenticates the client (below), wakes the
+// branch's endpoint through the
 // compute.Manager, connects to the endpoint's Unix socket and splices bytes
 // both ways.
 //
@@ -27,7 +28,8 @@
 // connection (idle in transaction or not) keeps its endpoint active.
 // CancelRequests are routed by the backend key data the proxy saw on the
 // way through. Every failure before the splice is answered with a Postgres
-// ErrorResponse that names the cause and the fix.
+// ErrorResponse that names the cause and the fix, but for failed
+// authentications, whose one answer names no cause.
 //
 // Connection strings:
 //
