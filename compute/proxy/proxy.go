@@ -2,9 +2,8 @@
 // It reads a client's startup packet, picks the branch from the `options`
 // parameter (`endpoint=<branch>` or `branch=<branch>`, optionally
 // `project=<project>`), authenticates the client (below), wakes the
-// branch's endpoint through the
-// compute.Manager, connects to the endpoint's Unix socket and splices bytes
-// both ways.
+// branch's endpoint through the compute.Manager, connects to the
+// endpoint's Unix socket and splices bytes both ways.
 //
 // Authentication happens at the proxy, before anything wakes (Config.Auth;
 // serve always sets it). The proxy runs the SCRAM-SHA-256 exchange with the
