@@ -8,6 +8,12 @@ type metrics struct {
 	active   prometheus.Gauge
 	cancels  prometheus.Counter
 	errors   *prometheus.CounterVec
+
+	authFailures   *prometheus.CounterVec
+	rateLimited    prometheus.Counter
+	preauth        prometheus.Gauge
+	preauthRefused *prometheus.CounterVec
+	capRefused     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -28,27 +34,56 @@ func newMetrics() *metrics {
 			Namespace: "offshoot", Subsystem: "proxy", Name: "errors_total",
 			Help: "Connections refused or dropped before the splice, by kind.",
 		}, []string{"kind"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "offshoot", Subsystem: "proxy", Name: "auth_failures_total",
+			Help: "Failed authentications at the proxy, by reason (wrong_password, unknown: both look the same to the client; protocol).",
+		}, []string{"reason"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "offshoot", Subsystem: "proxy", Name: "auth_rate_limited_total",
+			Help: "Authentication attempts refused because their source failed too often.",
+		}),
+		preauth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "offshoot", Subsystem: "proxy", Name: "connections_unauthenticated",
+			Help: "Client connections that have not authenticated yet.",
+		}),
+		preauthRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "offshoot", Subsystem: "proxy", Name: "unauthenticated_refused_total",
+			Help: "Connections refused because too many had not authenticated, by limit (source, total).",
+		}, []string{"limit"}),
+		capRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "offshoot", Subsystem: "proxy", Name: "cap_refused_total",
+			Help: "Authenticated connections refused by a connection cap, by cap (branch, total).",
+		}, []string{"cap"}),
 	}
 }
 
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.accepted, m.active, m.cancels, m.errors,
+		m.authFailures, m.rateLimited, m.preauth, m.preauthRefused, m.capRefused}
+}
+
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	m.accepted.Describe(ch)
-	m.active.Describe(ch)
-	m.cancels.Describe(ch)
-	m.errors.Describe(ch)
+	for _, c := range m.collectors() {
+		c.Describe(ch)
+	}
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	m.accepted.Collect(ch)
-	m.active.Collect(ch)
-	m.cancels.Collect(ch)
-	m.errors.Collect(ch)
+	for _, c := range m.collectors() {
+		c.Collect(ch)
+	}
 }
 
 // Collector returns the proxy's metrics for a Prometheus registry:
 // offshoot_proxy_connections_total, offshoot_proxy_connections_active,
-// offshoot_proxy_cancel_requests_total and offshoot_proxy_errors_total{kind}
+// offshoot_proxy_cancel_requests_total, offshoot_proxy_errors_total{kind}
 // (kinds: disconnect, timeout, tls, oversized, malformed, unsupported,
 // no_route, unknown_branch, capacity, wake_failed, wake_timeout, shutdown,
-// backend, unknown_cancel_key, internal).
+// backend, unknown_cancel_key, auth_failed, rate_limited, preauth_full,
+// conn_cap, auth_timeout, sasl, endpoint_auth, internal), and for
+// authentication at the proxy offshoot_proxy_auth_failures_total{reason}
+// (wrong_password, unknown, protocol), offshoot_proxy_auth_rate_limited_total,
+// offshoot_proxy_connections_unauthenticated,
+// offshoot_proxy_unauthenticated_refused_total{limit} (source, total) and
+// offshoot_proxy_cap_refused_total{cap} (branch, total).
 func (s *Server) Collector() prometheus.Collector { return s.metrics }

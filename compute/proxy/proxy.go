@@ -1,16 +1,34 @@
 // Package proxy is offshoot's pgwire proxy: one listener for every branch.
 // It reads a client's startup packet, picks the branch from the `options`
 // parameter (`endpoint=<branch>` or `branch=<branch>`, optionally
-// `project=<project>`), wakes the branch's endpoint through the
-// compute.Manager, connects to the endpoint's Unix socket and splices bytes
-// both ways. Authentication is Postgres' own (SCRAM), so branches inherit
-// roles and passwords.
+// `project=<project>`), authenticates the client (below), wakes the
+// branch's endpoint through the compute.Manager, connects to the
+// endpoint's Unix socket and splices bytes both ways.
+//
+// Authentication happens at the proxy, before anything wakes (Config.Auth;
+// serve always sets it). The proxy runs the SCRAM-SHA-256 exchange with the
+// client against the verifier of the startup packet's user on the branch
+// (pg_authid's secrets, captured whenever the branch's endpoint runs and
+// inherited by forks, so branches keep their roles and passwords), and
+// only then wakes the endpoint and connects to it over its private socket,
+// which trusts local connections, as that role. A wrong or missing
+// password and an unknown role, branch or project all get the same
+// password authentication failure (28P01) after the same exchange, and
+// nothing wakes, so a stranger learns nothing about what exists. Failed
+// authentications are rate-limited per source address; connections that
+// have not authenticated are bounded in time (StartupTimeout) and number
+// (MaxUnauthenticated, MaxUnauthenticatedPerSource), and since none of them
+// reaches Postgres, stalled clients cannot take its connection slots.
+// Authenticated connections are capped per branch (MaxConnsPerBranch,
+// under Postgres' max_connections) and in total (MaxConns). Without
+// Config.Auth, the proxy passes authentication through to Postgres.
 //
 // A connection holds a compute.Lease for as long as it is open, so an open
 // connection (idle in transaction or not) keeps its endpoint active.
 // CancelRequests are routed by the backend key data the proxy saw on the
 // way through. Every failure before the splice is answered with a Postgres
-// ErrorResponse that names the cause and the fix.
+// ErrorResponse that names the cause and the fix, but for failed
+// authentications, whose one answer names no cause.
 //
 // With Config.TLS an SSLRequest is answered 'S' and the connection goes on
 // in TLS (sslmode=require, verify-full); with Config.RequireTLS a plain-text
@@ -57,6 +75,19 @@ var (
 	// ErrTLSRequired means a plain-text startup where Config.RequireTLS
 	// asks for TLS.
 	ErrTLSRequired = errors.New("TLS required")
+	// ErrAuthFailed means a failed authentication of any cause (see
+	// AuthError).
+	ErrAuthFailed = errors.New("password authentication failed")
+	// ErrRateLimited means a source refused after too many failed
+	// authentications (see RateLimitError).
+	ErrRateLimited = errors.New("too many failed authentication attempts")
+	// ErrTooManyAuthenticating means a connection refused because too many
+	// have not authenticated yet (MaxUnauthenticated,
+	// MaxUnauthenticatedPerSource).
+	ErrTooManyAuthenticating = errors.New("too many connections are authenticating")
+	// ErrTooManyConns means a connection refused by MaxConnsPerBranch or
+	// MaxConns.
+	ErrTooManyConns = errors.New("too many connections")
 )
 
 // DefaultAddr is the default listen address.
@@ -88,7 +119,8 @@ type Config struct {
 	// no credentials). Needs TLS. Default false: plain text from anyone.
 	RequireTLS bool
 	// StartupTimeout bounds reading the startup packet (and the TLS
-	// handshake). Default 10 s.
+	// handshake) and, with Auth, the whole authentication exchange.
+	// Default 10 s.
 	StartupTimeout time.Duration
 	// WakeTimeout bounds waiting for the endpoint to answer. Default 2 min.
 	WakeTimeout time.Duration
@@ -97,6 +129,38 @@ type Config struct {
 	MaxStartupPacket int
 	// Logger receives connection failures. Default slog.Default().
 	Logger *slog.Logger
+
+	// Auth, when set, makes the proxy authenticate clients itself with
+	// SCRAM-SHA-256 before it wakes anything (see the package doc); the
+	// endpoints must trust local connections on their private socket.
+	// offshoot serve always sets it. Default nil: Postgres' own
+	// authentication, passed through (tests of clusters without passwords).
+	// MaxAuthFailures, AuthFailureWindow and the MaxUnauthenticated limits
+	// apply only with Auth.
+	Auth Authenticator
+	// MaxAuthFailures failed authentications from one source (IP address;
+	// all Unix socket clients are one source, "local") within
+	// AuthFailureWindow make the proxy refuse that source's attempts until
+	// the oldest of them leaves the window. Default 10.
+	MaxAuthFailures int
+	// AuthFailureWindow is the window of MaxAuthFailures. Default 1 min.
+	AuthFailureWindow time.Duration
+	// MaxUnauthenticated bounds the connections that have not finished
+	// authenticating (startup packet included); beyond it new ones are
+	// refused at once (53300). Default 256.
+	MaxUnauthenticated int
+	// MaxUnauthenticatedPerSource is MaxUnauthenticated per source.
+	// Default 32.
+	MaxUnauthenticatedPerSource int
+	// MaxConnsPerBranch bounds the open connections to one branch, below
+	// Postgres' max_connections (100, 3 reserved for superusers), so a
+	// client gets the proxy's clear refusal (53300) instead of Postgres'.
+	// Default 90.
+	MaxConnsPerBranch int
+	// MaxConns bounds the open connections through the proxy. Default 2000.
+	MaxConns int
+	// Now is the clock of the rate limit. Default time.Now.
+	Now func() time.Time
 }
 
 // Server is a running proxy. Its methods are safe for concurrent use.
@@ -109,6 +173,10 @@ type Server struct {
 	wg      sync.WaitGroup
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
+
+	secret    []byte // keys dummy verifiers
+	limiter   limiter
+	admission admission
 
 	mu      sync.Mutex
 	closed  bool
@@ -139,9 +207,34 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxAuthFailures <= 0 {
+		cfg.MaxAuthFailures = 10
+	}
+	if cfg.AuthFailureWindow <= 0 {
+		cfg.AuthFailureWindow = time.Minute
+	}
+	if cfg.MaxUnauthenticated <= 0 {
+		cfg.MaxUnauthenticated = 256
+	}
+	if cfg.MaxUnauthenticatedPerSource <= 0 {
+		cfg.MaxUnauthenticatedPerSource = 32
+	}
+	if cfg.MaxConnsPerBranch <= 0 {
+		cfg.MaxConnsPerBranch = 90
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 2000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "proxy"), metrics: newMetrics(),
-		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, cancels: map[string]string{}}, nil
+		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, cancels: map[string]string{},
+		secret:    newSecret(),
+		limiter:   limiter{max: cfg.MaxAuthFailures, window: cfg.AuthFailureWindow, now: cfg.Now, fails: map[string][]time.Time{}},
+		admission: admission{preauth: map[string]int{}, perBranch: map[Route]int{}},
+	}, nil
 }
 
 // Open listens on Config.Addr and serves until Close.
@@ -251,6 +344,16 @@ func (s *Server) handle(c net.Conn) {
 		s.mu.Unlock()
 	}()
 	s.metrics.accepted.Inc()
+	authenticated := func() {}
+	if s.cfg.Auth != nil {
+		done, err := s.admitUnauthenticated(sourceOf(c))
+		if err != nil {
+			s.refuseEarly(c, err)
+			return
+		}
+		authenticated = done
+		defer done()
+	}
 	_ = c.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
 	conn, msg, err := s.startup(c)
 	if err != nil {
@@ -262,7 +365,7 @@ func (s *Server) handle(c net.Conn) {
 		s.forwardCancel(m)
 		return
 	case *pgproto3.StartupMessage:
-		s.serveStartup(c, conn, m)
+		s.serveStartup(c, conn, m, authenticated)
 	}
 }
 
@@ -330,12 +433,29 @@ func plainAllowed(remote net.Addr) bool {
 
 var errTLS = errors.New("TLS handshake failed")
 
-func (s *Server) serveStartup(raw, conn net.Conn, m *pgproto3.StartupMessage) {
+// serveStartup serves a StartupMessage: authentication at the proxy (with
+// Config.Auth; authenticated is called once it succeeded), the caps, the
+// wake, then the splice.
+func (s *Server) serveStartup(raw, conn net.Conn, m *pgproto3.StartupMessage, authenticated func()) {
+	proxyAuth := s.cfg.Auth != nil
+	if proxyAuth {
+		if err := s.authenticate(conn, sourceOf(raw), m.Parameters); err != nil {
+			s.fail(conn, err)
+			return
+		}
+		authenticated()
+	}
 	route, params, err := ParseRoute(m.Parameters, s.cfg.DefaultProject)
 	if err != nil {
 		s.fail(conn, err)
 		return
 	}
+	release, err := s.admitConn(route)
+	if err != nil {
+		s.fail(conn, err)
+		return
+	}
+	defer release()
 	wctx, cancel := context.WithTimeout(s.ctx, s.cfg.WakeTimeout)
 	lease, err := s.cfg.Manager.Acquire(wctx, route.Project, route.Branch)
 	cancel()
@@ -387,8 +507,13 @@ func (s *Server) serveStartup(raw, conn net.Conn, m *pgproto3.StartupMessage) {
 	br := bufio.NewReaderSize(backend, 32<<10)
 	bw := bufio.NewWriterSize(conn, 8<<10)
 	var cancelKey string
-	for {
+	for first := true; ; first = false {
 		typ, msg, err := readMessage(br)
+		if err == nil && first && proxyAuth && typ == 'R' && len(msg) >= 9 && binary.BigEndian.Uint32(msg[5:]) != 0 {
+			// The client authenticated here; the endpoint must not ask again.
+			s.fail(conn, errEndpointAuth)
+			break
+		}
 		if err == nil {
 			_, err = bw.Write(msg)
 		}
@@ -513,9 +638,33 @@ func errorResponse(err error) (string, *pgproto3.ErrorResponse) {
 		return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg, Hint: hint}
 	}
 	var ne net.Error
+	var ae *AuthError
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return "disconnect", nil
+	case errors.As(err, &ae):
+		// The same words for every cause: nothing tells a stranger which
+		// branches, projects or roles exist.
+		return "auth_failed", e("28P01", ae.Error(),
+			"check the user name and password, and the branch and project in options; an unknown branch, project or role gets this same answer")
+	case errors.Is(err, ErrRateLimited):
+		return "rate_limited", e("28000", "offshoot proxy: "+err.Error(),
+			"wait, then connect with the right password; failed authentications are limited per client address")
+	case errors.Is(err, ErrTooManyAuthenticating):
+		return "preauth_full", e("53300", "offshoot proxy: "+err.Error(),
+			"retry in a moment; clients must send their password right after connecting, and connections that stall before authenticating are closed after the startup timeout")
+	case errors.Is(err, ErrTooManyConns):
+		return "conn_cap", e("53300", "offshoot proxy: "+err.Error(),
+			"close idle connections or share them through a pool (pgxpool, pgbouncer); the operator can raise the proxy's cap, within the endpoints' max_connections")
+	case errors.Is(err, errAuthTimeout):
+		return "auth_timeout", e("08P01", "offshoot proxy: "+err.Error(),
+			"answer the authentication request right away; use a Postgres client with the password set (PGPASSWORD, .pgpass or the connection string)")
+	case errors.Is(err, errSASL):
+		return "sasl", e("08P01", "offshoot proxy: "+err.Error(),
+			"use a client that speaks SCRAM-SHA-256 (libpq 10+, pgx); channel binding is not offered, so set channel_binding=prefer or disable")
+	case errors.Is(err, errEndpointAuth):
+		return "endpoint_auth", e("XX000", "offshoot proxy: "+err.Error(),
+			"this is a server configuration error; report a bug")
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout", e("08P01", "offshoot proxy: timed out waiting for the startup packet",
 			"send the startup packet right after connecting; use a Postgres client (psql, pgx, libpq)")
