@@ -112,6 +112,13 @@ type Config struct {
 	// (127.0.0.1), reported in Status.Port and Lease.Port, for clients that
 	// cannot use the Unix socket. Default false: Unix socket only.
 	TCP bool
+	// LocalAuth is the pg_hba method of connections on the endpoint's
+	// private Unix socket: default "trust", for a server that authenticates
+	// clients before it connects for them (offshoot serve's proxy) and
+	// connects as any role itself. A proxy that passes clients' own
+	// authentication through to Postgres sets "scram-sha-256"; the Manager
+	// then neither provisions roles nor captures verifiers.
+	LocalAuth string
 	// TCPAuth is the pg_hba method of TCP connections (Config.TCP):
 	// default "scram-sha-256", the role's own password; tests and
 	// benchmarks of clusters without passwords use "trust".
@@ -237,6 +244,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.User == "" {
 		cfg.User = "postgres"
+	}
+	if cfg.LocalAuth == "" {
+		cfg.LocalAuth = "trust"
 	}
 	if cfg.TCPAuth == "" {
 		cfg.TCPAuth = "scram-sha-256"
@@ -672,7 +682,7 @@ func (m *Manager) start(ep *endpoint) error {
 	// through the mount (cowfs' Fsync is mount-wide).
 	// Authentication is the Manager's too: hba_file points at a pg_hba.conf
 	// in the run dir that trusts the private socket (see hbaConf).
-	hba, err := writeHBA(ep.dir, m.cfg.TCPAuth)
+	hba, err := writeHBA(ep.dir, m.cfg.LocalAuth, m.cfg.TCPAuth)
 	if err != nil {
 		return err
 	}
@@ -722,6 +732,9 @@ func (m *Manager) start(ep *endpoint) error {
 		_ = syscall.Kill(-pm.Pid(), syscall.SIGKILL)
 		os.Remove(m.pidFile(ep))
 		return fmt.Errorf("%w: %v; last log lines:\n%s", ErrStartFailed, err, pg.LastLines(opts.LogFile, 10))
+	}
+	if m.cfg.LocalAuth != "trust" {
+		return nil
 	}
 	if err := m.provision(ctx, ep, pm); err != nil {
 		// The endpoint runs; clients of the built-in roles will see the
@@ -911,7 +924,7 @@ func (m *Manager) stopProc(ep *endpoint, reason string, mode pg.StopMode) {
 	p := ep.proc
 	m.mu.Unlock()
 	if p != nil {
-		if mode != pg.Immediate {
+		if mode != pg.Immediate && m.cfg.LocalAuth == "trust" {
 			m.captureVerifiers(ep, p.pm)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StopTimeout)

@@ -110,19 +110,20 @@ func Verifiers(ctx context.Context, conn *pgx.Conn) (map[string]string, error) {
 // branch, is not used). Local connections are trusted: the socket
 // directory is private to the endpoint (0700, unix_socket_permissions
 // 0700), reached only by the server itself, which authenticates clients at
-// the proxy before it connects on their behalf. TCP on loopback (Config.TCP)
+// the proxy before it connects on their behalf. (Config.LocalAuth changes
+// that for a proxy that leaves authentication to Postgres.) TCP on loopback (Config.TCP)
 // takes the method Config.TCPAuth names.
 const hbaConf = `# written by offshoot for this endpoint; PGDATA's pg_hba.conf is not used
-local all all trust
-host all all 127.0.0.1/32 %[1]s
-host all all ::1/128 %[1]s
+local all all %[1]s
+host all all 127.0.0.1/32 %[2]s
+host all all ::1/128 %[2]s
 `
 
-// writeHBA writes hbaConf with tcpAuth into dir, readable by the postgres
-// OS user, and returns its path.
-func writeHBA(dir, tcpAuth string) (string, error) {
+// writeHBA writes hbaConf with the local and TCP methods into dir,
+// readable by the postgres OS user, and returns its path.
+func writeHBA(dir, localAuth, tcpAuth string) (string, error) {
 	p := filepath.Join(dir, "pg_hba.conf")
-	if err := os.WriteFile(p, fmt.Appendf(nil, hbaConf, tcpAuth), 0o644); err != nil {
+	if err := os.WriteFile(p, fmt.Appendf(nil, hbaConf, localAuth, tcpAuth), 0o644); err != nil {
 		return "", fmt.Errorf("write pg_hba.conf: %w", err)
 	}
 	return p, nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/proxy/scram"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 	"github.com/offshootdb/offshoot/storage"
 )
@@ -125,7 +126,7 @@ func (s *Service) credential(b storage.Branch, project, role string, rotate bool
 	if err != nil {
 		return credential{}, fmt.Errorf("new password: %w", err)
 	}
-	v, err := newVerifier(pw)
+	v, err := scram.NewVerifier(pw)
 	if err != nil {
 		return credential{}, fmt.Errorf("new password: %w", err)
 	}

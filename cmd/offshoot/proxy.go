@@ -36,7 +36,9 @@ Endpoints start on the first connection, idle, suspend and stop on their own.`,
 				ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 				defer stop()
 				m, err := compute.New(compute.Config{
-					Volumes: compute.DirVolumes{Root: branches}, RunDir: filepath.Join(a.cfg.DataDir, "run", "compute"),
+					// This proxy passes authentication through to Postgres.
+					LocalAuth: "scram-sha-256",
+					Volumes:   compute.DirVolumes{Root: branches}, RunDir: filepath.Join(a.cfg.DataDir, "run", "compute"),
 					Timers: &timers, MaxRunning: maxRunning, Logger: a.log,
 				})
 				if err != nil {

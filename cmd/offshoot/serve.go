@@ -309,7 +309,15 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		return err
 	}
 	const defaultProject = "main"
-	px, err := proxy.New(proxy.Config{Addr: a.cfg.ProxyAddr, Manager: m, DefaultProject: defaultProject, Logger: a.log,
+	// Clients authenticate at the proxy against the branch's own
+	// credentials (experiments.Service.Verifier) before anything wakes.
+	auth := proxy.AuthenticatorFunc(func(ctx context.Context, project, branch, role string) (string, bool) {
+		if svc := facade.Load(); svc != nil {
+			return svc.Verifier(ctx, project, branch, role)
+		}
+		return "", false
+	})
+	px, err := proxy.New(proxy.Config{Addr: a.cfg.ProxyAddr, Manager: m, DefaultProject: defaultProject, Logger: a.log, Auth: auth,
 		TLS: tl.cfg, RequireTLS: !o.insecurePlain})
 	if err != nil {
 		return err
