@@ -166,8 +166,8 @@ func checkLabels(labels map[string]string) error {
 
 // applyMask masks a fresh fork in place: in one transaction, with
 // triggers and foreign-key checks off (session_replication_role =
-// replica), one UPDATE per table of the policy; then it refreshes
-// materialized views, rewrites the masked tables and their indexes and
+// replica), one UPDATE per table of the policy; then it refreshes and
+// analyzes materialized views (a new file each), rewrites the masked tables and their indexes and
 // statistics (VACUUM FULL, ANALYZE) so no old row version or statistic
 // keeps an original value, and checkpoints. A table or column of the
 // policy that the branch lacks is an error (ErrConflict), as is any SQL
@@ -209,7 +209,11 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 		return invalid("rules", "%v", err)
 	}
 	for _, q := range stmts {
-		if _, err := tx.Exec(ctx, q, secret); err != nil {
+		var args []any
+		if strings.Contains(q, "$1") { // not when every rule is fixed, null or sql
+			args = []any{secret}
+		}
+		if _, err := tx.Exec(ctx, q, args...); err != nil {
 			return maskSQLErr(q[:strings.Index(q, " SET ")], err)
 		}
 	}
@@ -223,7 +227,7 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 		return maskSQLErr("list materialized views", err)
 	}
 	for _, v := range views {
-		if _, err := conn.Exec(ctx, "REFRESH MATERIALIZED VIEW "+v); err != nil {
+		if _, err := conn.Exec(ctx, "REFRESH MATERIALIZED VIEW "+v+"; ANALYZE "+v); err != nil {
 			return maskSQLErr("refresh "+v, err)
 		}
 	}

@@ -246,7 +246,7 @@ func (r Rule) SetExpr(c Column) (string, error) {
 // digitsOnly, letter) of the value is replaced by one chosen by a byte of
 // the keyed digest at its position; other characters stay.
 func charwise(col string, digitsOnly bool) string {
-	pick := "(get_byte(k.d, (t.i - 1) % 32) + (t.i - 1) / 32)"
+	pick := "(get_byte(k.d, (t.i::int - 1) % 32) + (t.i::int - 1) / 32)"
 	cases := "WHEN t.c BETWEEN '0' AND '9' THEN chr(48 + " + pick + " % 10) "
 	if !digitsOnly {
 		cases += "WHEN t.c BETWEEN 'a' AND 'z' THEN chr(97 + " + pick + " % 26) " +
