@@ -111,6 +111,11 @@ func TestMaskedFork(t *testing.T) {
 	if got := rows(t, s, agent, "m1", "SELECT count(*) FROM customers WHERE email LIKE '%@example.com'"); got != "[[40]]" {
 		t.Errorf("agent on m1: %s", got)
 	}
+	// Explain runs on a throwaway fork of m1's head, which inherits the
+	// masking and so is open to the agent.
+	if _, err := s.Explain(agent, ExplainRequest{Project: "p", Branch: "m1", SQL: "SELECT count(*) FROM customers"}); err != nil {
+		t.Errorf("agent explains on m1: %v", err)
+	}
 	page, err := s.ListBranches(agent, ListBranchesRequest{Project: "p"})
 	if err != nil {
 		t.Fatal(err)
