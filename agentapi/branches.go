@@ -24,6 +24,7 @@ func (s *Server) branchRoutes() {
 	e.DELETE("/v1/projects/:project/branches/:branch", s.deleteBranch, s.auth("branch.delete"))
 	e.POST("/v1/projects/:project/branches/:branch/reset", s.resetBranch, s.auth("branch.reset"))
 	e.GET("/v1/projects/:project/branches/:branch/connection", s.connection, s.auth("branch.connection"))
+	e.POST("/v1/projects/:project/branches/:branch/credentials/rotate", s.rotateCredentials, s.auth("branch.credentials.rotate"))
 	e.GET("/v1/projects/:project/branches/:branch/endpoint", s.endpoint, s.auth("endpoint.get"))
 	e.POST("/v1/projects/:project/branches/:branch/endpoint", s.endpointAction, s.auth("endpoint.action"))
 	e.GET("/v1/projects/:project/branches/:branch/endpoint/log", s.endpointLog, s.auth("endpoint.log"))
@@ -188,11 +189,28 @@ func (s *Server) connection(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := s.svc.Connection(c.Request().Context(), experiments.ConnectionRequest{Project: param(c, "project"), Branch: param(c, "branch"), Password: pw})
+	conn, err := s.svc.Connection(c.Request().Context(), experiments.ConnectionRequest{Project: param(c, "project"), Branch: param(c, "branch"),
+		Password: pw, Role: c.QueryParam("role")})
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, conn)
+}
+
+func (s *Server) rotateCredentials(c echo.Context) error {
+	var req struct {
+		Role string `json:"role"`
+	}
+	if c.Request().ContentLength != 0 {
+		if err := decode(c, &req); err != nil {
+			return err
+		}
+	}
+	roles, err := s.svc.RotateCredentials(c.Request().Context(), experiments.RotateRequest{Project: param(c, "project"), Branch: param(c, "branch"), Role: req.Role})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"rotated": roles})
 }
 
 func (s *Server) endpoint(c echo.Context) error {

@@ -181,8 +181,12 @@ type BranchPage struct {
 // ConnectionRequest asks for a branch's connection string.
 type ConnectionRequest struct {
 	Project, Branch string
-	// Password includes the superuser password; it needs write scope on the branch.
+	// Password includes the password of the role, which is the branch's
+	// own: it opens this branch only. Handing it out is audited.
 	Password bool
+	// Role is the database role: "superuser" (admin only), "write" (write
+	// scope) or "read"; default the strongest the caller's scope allows.
+	Role string
 }
 
 // Connection is how to reach a branch through the proxy.
@@ -443,16 +447,6 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 			return db.Delete(projectKey(name))
 		})
 	})
-}
-
-// password returns the superuser password of a project.
-func (s *Service) password(project string) (string, error) {
-	var r projectRecord
-	err := s.withDB(func(db *controldb.DB) error { return db.Get(projectKey(project), &r) })
-	if errors.Is(err, controldb.ErrNotFound) {
-		return "", fmt.Errorf("project %s has no stored password (was it created by offshoot?): %w", project, ErrNotFound)
-	}
-	return r.Password, err
 }
 
 // view turns a storage branch into a facade branch; names maps branch ids
@@ -1044,20 +1038,34 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 	return out, err
 }
 
-// Connection returns the libpq URI of a branch through the proxy.
+// Connection returns the libpq URI of a branch through the proxy, for the
+// database role the caller's scope allows (see ConnectionRequest.Role).
+// With Password it carries the role's password on this branch (made on
+// first request); every such grant is audited as branch.credential.
 func (s *Service) Connection(ctx context.Context, req ConnectionRequest) (*Connection, error) {
-	role := RoleRead
-	if req.Password {
-		role = RoleWrite
+	if !req.Password {
+		return s.connection(ctx, req)
 	}
-	if err := s.authorize(ctx, role, req.Project, req.Branch); err != nil {
+	var out *Connection
+	err := s.audited(ctx, "branch.credential", req.Project+"/"+req.Branch, "role="+req.Role, func() error {
+		var err error
+		out, err = s.connection(ctx, req)
+		return err
+	})
+	return out, err
+}
+
+func (s *Service) connection(ctx context.Context, req ConnectionRequest) (*Connection, error) {
+	role, err := s.dbRoleFor(ctx, req.Project, req.Branch, req.Role)
+	if err != nil {
 		return nil, err
 	}
 	st, err := s.storeOr()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := st.Branch(req.Project, req.Branch); err != nil {
+	b, err := st.Branch(req.Project, req.Branch)
+	if err != nil {
 		return nil, storeErr(err)
 	}
 	host, portS, err := net.SplitHostPort(s.cfg.ProxyAddr)
@@ -1072,17 +1080,17 @@ func (s *Service) Connection(ctx context.Context, req ConnectionRequest) (*Conne
 	if req.Project != s.cfg.DefaultProject {
 		opts += " project=" + req.Project
 	}
-	user := url.User(superuser)
+	user := url.User(role)
 	if req.Password {
-		pw, err := s.password(req.Project)
+		c, err := s.credential(b, req.Project, role, false)
 		if err != nil {
 			return nil, err
 		}
-		user = url.UserPassword(superuser, pw)
+		user = url.UserPassword(role, c.Password)
 	}
 	u := url.URL{Scheme: "postgresql", User: user, Host: net.JoinHostPort(host, portS), Path: "/postgres",
-		RawQuery: "sslmode=disable&options=" + strings.ReplaceAll(url.QueryEscape(opts), "+", "%20")}
-	return &Connection{URI: u.String(), Host: host, Port: port, User: superuser, Database: "postgres", Options: opts}, nil
+		RawQuery: s.sslParams() + "&options=" + strings.ReplaceAll(url.QueryEscape(opts), "+", "%20")}
+	return &Connection{URI: u.String(), Host: host, Port: port, User: role, Database: "postgres", Options: opts}, nil
 }
 
 // Endpoint returns the state of a branch's endpoint.
@@ -1168,17 +1176,22 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 }
 
 // computeConn is the Connector over compute: a lease on the branch's
-// endpoint and a connection over its Unix socket with the project password.
-func (s *Service) computeConn(ctx context.Context, project, branch string, _ Access) (*pgx.Conn, func(), error) {
-	pw, err := s.password(project)
-	if err != nil {
-		return nil, nil, err
+// endpoint and a connection over its private Unix socket (trusted, see
+// compute's pg_hba) as the role access calls for: compute.RoleRead,
+// compute.RoleWrite or, for Superuser, the bootstrap superuser.
+func (s *Service) computeConn(ctx context.Context, project, branch string, access Access) (*pgx.Conn, func(), error) {
+	role := compute.RoleWrite
+	switch access {
+	case ReadOnly:
+		role = compute.RoleRead
+	case Superuser:
+		role = compute.RoleSuperuser
 	}
 	l, err := s.cfg.Compute.Acquire(ctx, project, branch)
 	if err != nil {
 		return nil, nil, computeErr(err)
 	}
-	conn, err := pgx.Connect(ctx, l.ConnString(superuser, pw, "postgres"))
+	conn, err := pgx.Connect(ctx, l.ConnString(role, "", "postgres"))
 	if err != nil {
 		l.Release()
 		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -20,14 +20,13 @@ import (
 	"github.com/offshootdb/offshoot/storage"
 )
 
-// Masking labels. The facade sets LabelMasked on a fork made with
-// CreateBranchRequest.Masked: MaskedPending from its creation until its
-// masking has committed, MaskedDone afterwards. A fork of a done branch's
-// head inherits MaskedDone. Labels with the reserved prefix "offshoot."
-// cannot be set by callers, so nobody can forge the marker. Credential
-// and proxy code refuses branches that are pending.
+// Values of LabelMasked (credentials.go). The facade sets it on a fork
+// made with CreateBranchRequest.Masked: MaskedPending from its creation
+// until its masking has committed, MaskedDone afterwards. A fork of a
+// done branch's head inherits MaskedDone. Labels with the reserved prefix
+// "offshoot." cannot be set by callers, so nobody can forge the marker.
+// Credential and proxy code refuses branches that are pending.
 const (
-	LabelMasked   = "offshoot.masked"
 	MaskedPending = "pending"
 	MaskedDone    = "done"
 

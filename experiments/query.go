@@ -157,8 +157,10 @@ func (s *Service) Query(ctx context.Context, req QueryRequest) (*QueryResult, er
 			return err
 		}
 		access := ReadWrite
-		if req.ReadOnly {
+		if c, _ := CallerFrom(ctx); req.ReadOnly {
 			access = ReadOnly
+		} else if c.Allows(RoleAdmin, req.Project, req.Branch) {
+			access = Superuser
 		}
 		conn, release, err := s.connect(ctx, req.Project, req.Branch, access)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,12 +41,16 @@ type Access int
 const (
 	// ReadWrite connections run any statement.
 	ReadWrite Access = iota
-	// ReadOnly connections serve READ ONLY queries and diffs. The facade
-	// runs them in READ ONLY transactions, which a superuser can still step
-	// around (COPY ... TO PROGRAM, writing server files). A connector that
-	// must make read scope a hard boundary connects as a role without
-	// superuser or server-file privileges, e.g. a member of pg_read_all_data.
+	// ReadOnly connections serve READ ONLY queries, diffs and SQL
+	// datasets. The facade runs them in READ ONLY transactions; the compute
+	// connector also connects as compute.RoleRead (pg_read_all_data, no
+	// superuser, no server files, no programs), which makes read scope a
+	// hard boundary.
 	ReadOnly
+	// Superuser connections serve the queries of admin callers, as the
+	// cluster's bootstrap superuser. ReadWrite connections use
+	// compute.RoleWrite, which owns the user's objects but is no superuser.
+	Superuser
 )
 
 // StaticConnector connects to fixed connection strings, keyed by
@@ -97,6 +102,13 @@ type Config struct {
 	// ProxyAddr is the host:port of the pgwire proxy that connection
 	// strings point at. Default 127.0.0.1:55432.
 	ProxyAddr string
+	// ProxySSLMode is the sslmode that connection strings carry: "disable"
+	// (the default, for a proxy without TLS), "require", or "verify-full",
+	// which needs ProxyRootCert.
+	ProxySSLMode string
+	// ProxyRootCert is the CA file that verify-full connection strings name
+	// as sslrootcert. Default "".
+	ProxyRootCert string
 	// DefaultProject is the project the proxy assumes when a connection
 	// names none, and the one EnsureDefaultProject creates. Default "main".
 	DefaultProject string
@@ -144,6 +156,7 @@ type Service struct {
 	log *slog.Logger
 
 	mu     sync.RWMutex // guards db and keys; held shared while db is used
+	credMu sync.Mutex   // serializes making credentials (get or create)
 	db     *controldb.DB
 	keys   map[string]storedKey
 	lastAu auditClock
@@ -179,6 +192,17 @@ func New(cfg Config) (*Service, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.ProxyAddr); err != nil {
 		return nil, fmt.Errorf("config: %w", invalid("proxy_addr", "want host:port: %v", err))
+	}
+	switch cfg.ProxySSLMode {
+	case "":
+		cfg.ProxySSLMode = "disable"
+	case "disable", "require":
+	case "verify-full":
+		if cfg.ProxyRootCert == "" {
+			return nil, fmt.Errorf("config: %w", invalid("proxy_ssl_mode", "verify-full needs a root certificate"))
+		}
+	default:
+		return nil, fmt.Errorf("config: %w", invalid("proxy_ssl_mode", "want disable, require or verify-full, not %q", cfg.ProxySSLMode))
 	}
 	if cfg.DefaultProject == "" {
 		cfg.DefaultProject = "main"
@@ -307,4 +331,14 @@ func validName(field, name string) error {
 		return invalid(field, "must not contain %%-escapes")
 	}
 	return nil
+}
+
+// sslParams is the TLS part of the query of connection strings through
+// the proxy (Config.ProxySSLMode, Config.ProxyRootCert).
+func (s *Service) sslParams() string {
+	q := "sslmode=" + s.cfg.ProxySSLMode
+	if s.cfg.ProxySSLMode == "verify-full" {
+		q += "&sslrootcert=" + strings.ReplaceAll(url.QueryEscape(s.cfg.ProxyRootCert), "+", "%20") // libpq reads + literally
+	}
+	return q
 }

@@ -27,8 +27,10 @@ func storeService(tb testing.TB, project string, settings map[string]string) *Se
 	if err != nil {
 		tb.Fatal(err)
 	}
+	var svc *Service // set below; no endpoint runs before
 	m, err := compute.New(compute.Config{Volumes: compute.StoreVolumes{Store: st, MountDir: filepath.Join(dir, "mnt")},
-		RunDir: filepath.Join(dir, "compute"), Settings: settings, Logger: quiet})
+		RunDir: filepath.Join(dir, "compute"), Settings: settings, Logger: quiet,
+		Verifiers: func(project, branch string, v map[string]string) { svc.CaptureVerifiers(project, branch, v) }})
 	if err != nil {
 		st.Close()
 		tb.Fatal(err)
@@ -41,7 +43,7 @@ func storeService(tb testing.TB, project string, settings map[string]string) *Se
 	if err := os.MkdirAll(init, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	svc, err := New(Config{ControlDir: filepath.Join(dir, "control"), Store: st, Compute: m, InitDir: init,
+	svc, err = New(Config{ControlDir: filepath.Join(dir, "control"), Store: st, Compute: m, InitDir: init,
 		DefaultProject: project, SweepInterval: -1, Logger: quiet})
 	if err == nil {
 		err = svc.Open(ctx)

@@ -182,21 +182,48 @@ func (s *Server) branchTools() []*tool {
 		newTool(mcpgo.NewTool("get_connection_string",
 			mcpgo.WithDescription("Get a postgresql:// connection URI for a branch through offshoot's pgwire proxy, for psql, drivers or other tools outside MCP. "+
 				"The branch's compute wakes on the first connection. Cheap. Returns uri, host, port, user, database and options (endpoint=<branch>). "+
-				"The password is left out unless include_password is true (needs write scope)."),
+				"The user is the database role your key's scope allows: offshoot_read (read scope), offshoot_write (write scope: owns your tables, no superuser), postgres (admin keys only). "+
+				"The password is left out unless include_password is true; it is this branch's own and opens no other branch."),
 			annotations(true, false, true),
 			projectArg(),
 			branchArg("Branch to connect to."),
-			mcpgo.WithBoolean("include_password", mcpgo.Description("Put the superuser password in the URI. Default false; needs a key with write scope.")),
+			mcpgo.WithBoolean("include_password", mcpgo.Description("Put the role's password for this branch in the URI. Default false. Audited.")),
+			mcpgo.WithString("role", mcpgo.Description("Database role: read, write or superuser (admin keys only). Default the strongest your scope allows."), mcpgo.Enum("read", "write", "superuser")),
 		), readTool, "", func(ctx context.Context, c call, a struct {
 			Project         string `json:"project"`
 			Branch          string `json:"branch"`
 			IncludePassword bool   `json:"include_password"`
+			Role            string `json:"role"`
 		}) (any, string, error) {
-			conn, err := s.svc.Connection(ctx, experiments.ConnectionRequest{Project: c.projectOr(a.Project), Branch: a.Branch, Password: a.IncludePassword})
+			conn, err := s.svc.Connection(ctx, experiments.ConnectionRequest{Project: c.projectOr(a.Project), Branch: a.Branch, Password: a.IncludePassword, Role: a.Role})
 			if err != nil {
 				return nil, "", err
 			}
 			return conn, conn.URI + "\n", nil
+		}),
+
+		newTool(mcpgo.NewTool("rotate_credentials",
+			mcpgo.WithDescription("Give a branch new passwords for its database roles (offshoot_write and offshoot_read; the superuser too for admin keys), or only for role. "+
+				"The old passwords stop working at once for new connections; open sessions stay. Use it when a connection string may have leaked. "+
+				"Cheap (no restart). Returns the roles rotated; get_connection_string with include_password gives the new URI."),
+			annotations(false, false, false),
+			projectArg(),
+			branchArg("Branch whose passwords change."),
+			mcpgo.WithString("role", mcpgo.Description("Only this role: read, write or superuser (admin keys only). Default all you may rotate."), mcpgo.Enum("read", "write", "superuser")),
+		), writeTool, "", func(ctx context.Context, c call, a struct {
+			Project string `json:"project"`
+			Branch  string `json:"branch"`
+			Role    string `json:"role"`
+		}) (any, string, error) {
+			roles, err := s.svc.RotateCredentials(ctx, experiments.RotateRequest{Project: c.projectOr(a.Project), Branch: a.Branch, Role: a.Role})
+			if err != nil {
+				return nil, "", err
+			}
+			var b strings.Builder
+			for _, r := range roles {
+				fmt.Fprintf(&b, "rotated the password of %s\n", r.Role)
+			}
+			return map[string]any{"rotated": roles}, b.String(), nil
 		}),
 
 		newTool(mcpgo.NewTool("create_snapshot",

@@ -7,11 +7,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 )
+
+// ForwardOption changes how Forward reaches the server.
+type ForwardOption transport.StreamableHTTPCOption
+
+// WithHTTPClient makes Forward send its requests with hc, e.g. one whose
+// TLS configuration trusts the server's CA. Default: http.DefaultClient's
+// behaviour (system roots).
+func WithHTTPClient(hc *http.Client) ForwardOption {
+	return ForwardOption(transport.WithHTTPBasicClient(hc))
+}
 
 // Forward relays one stdio MCP client (newline-delimited JSON-RPC on in
 // and out) to the streamable HTTP MCP endpoint at url, sending token as a
@@ -21,8 +32,11 @@ import (
 // (sampling, elicitation) are not relayed. It returns when in ends or ctx
 // is done; a failing request is answered with a JSON-RPC error naming
 // the server, so the client never hangs.
-func Forward(ctx context.Context, url, token string, in io.Reader, out io.Writer) error {
+func Forward(ctx context.Context, url, token string, in io.Reader, out io.Writer, fopts ...ForwardOption) error {
 	var opts []transport.StreamableHTTPCOption
+	for _, o := range fopts {
+		opts = append(opts, transport.StreamableHTTPCOption(o))
+	}
 	if token != "" {
 		opts = append(opts, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token}))
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -290,7 +291,25 @@ func branchCmd(a *app) *cobra.Command {
 			return "PATCH", branchURL(project, args[0]), map[string]any{"ttl": args[1]}, nil
 		}, showBranch)
 
-	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd, branchLogCmd(a))
+	var rotateRole string
+	rotate, _ := verb(a, "rotate-password BRANCH", "Give a branch new passwords for its database roles (old ones stop working)", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) {
+			return "POST", branchURL(project, args[0]) + "/credentials/rotate", map[string]any{"role": rotateRole}, nil
+		}, func(w io.Writer, raw []byte) error {
+			var out struct {
+				Rotated []experiments.RotatedRole `json:"rotated"`
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			for _, r := range out.Rotated {
+				fmt.Fprintf(w, "rotated the password of %s\n", r.Role)
+			}
+			return nil
+		})
+	rotate.Flags().StringVar(&rotateRole, "role", "", "only this role: read, write or superuser (default all the key may rotate)")
+
+	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd, rotate, branchLogCmd(a))
 	return cmd
 }
 
@@ -393,6 +412,23 @@ func usageCmd(a *app) *cobra.Command {
 	return cmd
 }
 
+// withCAFile points the sslrootcert of a connection string at caFile (the
+// server names its own path to the CA, which a client on another machine
+// does not have). Unchanged when caFile is "" or uri has no sslrootcert.
+func withCAFile(uri, caFile string) string {
+	u, err := url.Parse(uri)
+	if caFile == "" || err != nil || !u.Query().Has("sslrootcert") {
+		return uri
+	}
+	if abs, err := filepath.Abs(caFile); err == nil {
+		caFile = abs
+	}
+	q := u.Query()
+	q.Set("sslrootcert", caFile)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // libpq reads + literally
+	return u.String()
+}
+
 // psqlExec replaces the process with psql.
 var psqlExec = func(path string, argv, env []string) error { return syscall.Exec(path, argv, env) }
 
@@ -400,14 +436,21 @@ func psqlCmd(a *app) *cobra.Command {
 	var project string
 	var c *client
 	var cmd *cobra.Command
+	var role string
 	cmd, c = verb(a, "psql BRANCH [-- PSQL-ARGS...]", "Open psql on a branch through the proxy", cobra.MinimumNArgs(1), &project, nil, nil)
+	cmd.Flags().StringVar(&role, "role", "", "database role: read, write or superuser (default the strongest the key allows)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var conn struct {
 			URI string `json:"uri"`
 		}
-		if _, err := c.do(cmd.Context(), "GET", branchURL(project, args[0])+"/connection?password=true", nil, &conn); err != nil {
+		q := url.Values{"password": {"true"}}
+		if role != "" {
+			q.Set("role", role)
+		}
+		if _, err := c.do(cmd.Context(), "GET", branchURL(project, args[0])+"/connection?"+q.Encode(), nil, &conn); err != nil {
 			return err
 		}
+		conn.URI = withCAFile(conn.URI, c.caFile)
 		bin, err := exec.LookPath("psql")
 		if err != nil {
 			return &exitError{code: exitFailure, err: fmt.Errorf("psql not found in PATH (install postgresql-client); connect with: %s", conn.URI)}

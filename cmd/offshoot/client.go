@@ -3,17 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/offshootdb/offshoot/cmd/offshoot/internal/servetls"
 )
 
 // Exit codes of the client verbs (query, diff, key, audit).
@@ -37,6 +41,8 @@ type client struct {
 	server string
 	token  string
 	json   bool
+	caFile string         // --ca-file: a CA that verifies an https server
+	cmd    *cobra.Command // for the resolved --data-dir (whose tls/ca.crt is trusted too)
 	http   *http.Client
 }
 
@@ -50,6 +56,31 @@ func addClientFlags(cmd *cobra.Command, c *client) {
 	f.StringVar(&c.server, "server", server, "offshoot server URL (env OFFSHOOT_SERVER)")
 	f.StringVar(&c.token, "token", os.Getenv("OFFSHOOT_TOKEN"), "API key token (env OFFSHOOT_TOKEN)")
 	f.BoolVar(&c.json, "json", false, "print the server's JSON answer, for scripts")
+	f.StringVar(&c.caFile, "ca-file", os.Getenv("OFFSHOOT_CA_FILE"), "PEM CA that verifies an https --server, besides the system roots and <data-dir>/tls/ca.crt (env OFFSHOOT_CA_FILE; `offshoot ca` on the server prints it)")
+	c.cmd = cmd
+}
+
+// httpClient is the client's HTTP client: for an https server it verifies
+// the server against the system roots, --ca-file and the data dir's
+// generated CA (when there is one).
+func (c *client) httpClient() (*http.Client, error) {
+	if c.http != nil {
+		return c.http, nil
+	}
+	var optional []string
+	if c.cmd != nil {
+		if f := c.cmd.Flag("data-dir"); f != nil {
+			optional = append(optional, filepath.Join(servetls.Dir(f.Value.String()), servetls.CACertFile))
+		}
+	}
+	cfg, err := servetls.ClientConfig([]string{c.caFile}, optional)
+	if err != nil {
+		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--ca-file: %w", err)}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	c.http = &http.Client{Timeout: 10 * time.Minute, Transport: tr}
+	return c.http, nil
 }
 
 // problem is the RFC 9457 body the server sends with every error.
@@ -92,12 +123,16 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) ([]
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	hc := c.http
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Minute}
+	hc, err := c.httpClient()
+	if err != nil {
+		return nil, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		var verr *tls.CertificateVerificationError
+		if errors.As(err, &verr) {
+			return nil, &exitError{code: exitNoServer, err: fmt.Errorf("the server at %s is not trusted: %w: pass --ca-file (OFFSHOOT_CA_FILE) with the CA that `offshoot ca` prints on the server", base, verr)}
+		}
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
 			return nil, &exitError{code: exitNoServer, err: fmt.Errorf("no offshoot server is running at %s: start one with `make run` or `offshoot serve`, or point --server (OFFSHOOT_SERVER) at a running server", base)}
 		}

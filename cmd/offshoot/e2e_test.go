@@ -56,9 +56,16 @@ type e2eServer struct {
 	proxy   string // host:port
 	stdout  *bytes.Buffer
 	stderr  *os.File
+	args    []string // extra serve flags, after the defaults (so they win)
 }
 
 func newE2EServer(t *testing.T) *e2eServer {
+	t.Helper()
+	return newE2EServerArgs(t)
+}
+
+// newE2EServerArgs is newE2EServer with extra serve flags.
+func newE2EServerArgs(t *testing.T, args ...string) *e2eServer {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test runs Postgres on FUSE; skipped with -short")
@@ -70,7 +77,7 @@ func newE2EServer(t *testing.T) *e2eServer {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &e2eServer{t: t, dataDir: dir}
+	s := &e2eServer{t: t, dataDir: dir, args: args}
 	t.Cleanup(func() {
 		if s.cmd != nil && s.cmd.ProcessState == nil {
 			_ = s.cmd.Process.Signal(syscall.SIGTERM)
@@ -100,6 +107,7 @@ func (s *e2eServer) start() {
 	s.stdout = &bytes.Buffer{}
 	s.cmd = exec.Command(serverBin, "serve", "--data-dir", s.dataDir, "--http-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0",
 		"--addr-file", addrFile, "--ttl-sweep", "200ms", "--max-branches", "200", "--price-compute-hour", "0.5", "--price-storage-gib-month", "0.1")
+	s.cmd.Args = append(s.cmd.Args, s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, logf
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/offshootdb/offshoot/cmd/offshoot/internal/servetls"
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/mcp"
 )
@@ -53,14 +56,19 @@ process, on a loopback HTTP port of its own, and stops it when stdin ends.`,
 // `offshoot mcp` can find it.
 type serverInfo struct {
 	HTTP string `json:"http"` // host:port of the HTTP API
+	// TLS says the HTTP API serves https (and plain http to loopback).
+	TLS bool `json:"tls,omitempty"`
+	// CAFile is the generated CA that verifies the server; "" when the
+	// server uses --tls-cert (trusted through the system roots).
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 func serverInfoPath(dataDir string) string { return filepath.Join(dataDir, "server.json") }
 
-// writeServerInfo records the HTTP address of the server holding the
-// data dir's lock.
-func writeServerInfo(dataDir, httpAddr string) error {
-	b, _ := json.Marshal(serverInfo{HTTP: httpAddr})
+// writeServerInfo records how to reach the server holding the data dir's
+// lock.
+func writeServerInfo(dataDir string, si serverInfo) error {
+	b, _ := json.Marshal(si)
 	p := serverInfoPath(dataDir)
 	if err := os.WriteFile(p+".tmp", b, 0o644); err != nil {
 		return fmt.Errorf("server info: %w", err)
@@ -112,12 +120,16 @@ func (a *app) mcpStdio(ctx context.Context, token string, in io.Reader, out io.W
 		return err
 	}
 	if locked {
-		addr := a.cfg.HTTPAddr
-		if si, err := readServerInfo(a.cfg.DataDir); err == nil {
-			addr = si.HTTP
+		si, err := readServerInfo(a.cfg.DataDir)
+		if err != nil {
+			si = serverInfo{HTTP: a.cfg.HTTPAddr}
 		}
-		a.log.Info("mcp: forwarding to the server running on the data dir", "data_dir", a.cfg.DataDir, "http", addr)
-		return mcp.Forward(ctx, "http://"+addr+"/mcp", token, in, out)
+		url, opts, err := a.forwardTarget(si)
+		if err != nil {
+			return err
+		}
+		a.log.Info("mcp: forwarding to the server running on the data dir", "data_dir", a.cfg.DataDir, "url", url)
+		return mcp.Forward(ctx, url, token, in, out, opts...)
 	}
 
 	// No server: run one here, its HTTP API on a private loopback port, and
@@ -152,10 +164,41 @@ func (a *app) mcpStdio(ctx context.Context, token string, in io.Reader, out io.W
 		case <-tick.C:
 		}
 	}
-	ferr := mcp.Forward(sctx, "http://"+si.HTTP+"/mcp", token, in, out)
+	url, opts, err := a.forwardTarget(si)
+	if err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	ferr := mcp.Forward(sctx, url, token, in, out, opts...)
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return ferr
+}
+
+// forwardTarget is the /mcp URL of the server si describes and the
+// options to reach it: https verified against the server's CA (plus the
+// system roots) when the server speaks TLS, so the forwarding never trusts
+// what answers on the port blindly. A wildcard bind address is reached on
+// 127.0.0.1, a name the generated certificate always carries.
+func (a *app) forwardTarget(si serverInfo) (string, []mcp.ForwardOption, error) {
+	host, port, err := net.SplitHostPort(si.HTTP)
+	if err != nil {
+		return "", nil, fmt.Errorf("server address %q: %w", si.HTTP, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, port)
+	if !si.TLS {
+		return "http://" + addr + "/mcp", nil, nil
+	}
+	cfg, err := servetls.ClientConfig([]string{si.CAFile}, nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("mcp: %w", err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment}}
+	return "https://" + addr + "/mcp", []mcp.ForwardOption{mcp.WithHTTPClient(hc)}, nil
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/offshootdb/offshoot/agentapi"
+	"github.com/offshootdb/offshoot/cmd/offshoot/internal/servetls"
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/compute/proxy"
 	"github.com/offshootdb/offshoot/experiments"
@@ -38,6 +42,10 @@ type serveOptions struct {
 	runBaseKeep   time.Duration
 	timers        compute.Timers
 	stopTimeout   time.Duration
+	tlsCert       string   // PEM certificate (chain) of both listeners; with tlsKey
+	tlsKey        string   // its key
+	tlsHosts      []string // extra names of the generated server certificate
+	insecurePlain bool     // serve plain text to non-loopback peers too
 }
 
 func init() {
@@ -75,6 +83,10 @@ and the store is closed.`,
 		f.DurationVar(&o.timers.SuspendAfter, "suspend-after", o.timers.SuspendAfter, "suspend (stop Postgres) after no connection for this long (0 never)")
 		f.DurationVar(&o.timers.StopAfter, "stop-after", o.timers.StopAfter, "release the volume after no connection for this long (0 never)")
 		f.DurationVar(&o.stopTimeout, "stop-timeout", 15*time.Second, "fast shutdown of an endpoint escalates to immediate after this")
+		f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners, with --tls-key (default: a certificate signed by a CA generated into <data-dir>/tls)")
+		f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+		f.StringArrayVar(&o.tlsHosts, "tls-host", nil, "extra DNS name or IP of the generated server certificate (repeatable; localhost, loopback, the hostname and the bind addresses are always in it)")
+		f.BoolVar(&o.insecurePlain, "insecure-plaintext", false, "also serve plain text (HTTP and pgwire without TLS) to clients that are not on loopback: API keys and data cross the network in clear text")
 		return cmd
 	})
 }
@@ -128,7 +140,63 @@ func checkTraversable(dir string) error {
 	}
 }
 
+// serveTLS is the TLS of both listeners.
+type serveTLS struct {
+	cfg         *tls.Config
+	fingerprint string // SHA-256 of the CA (generated) or of the certificate (--tls-cert)
+	caFile      string // absolute path of the generated CA; "" with --tls-cert
+}
+
+// errTLSFlags means --tls-cert without --tls-key or the other way round.
+var errTLSFlags = errors.New("--tls-cert and --tls-key go together: give both or neither")
+
+// loadTLS reads --tls-cert/--tls-key, or makes sure the data dir holds a
+// generated CA and a server certificate naming this machine and the
+// bind hosts.
+func (a *app) loadTLS(o serveOptions) (*serveTLS, error) {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errTLSFlags
+	}
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert: %w", err)
+		}
+		return &serveTLS{cfg: servetls.ServerConfig(cert), fingerprint: servetls.Fingerprint(leaf)}, nil
+	}
+	hostname, _ := os.Hostname()
+	hosts := servetls.Hosts(hostname, []string{a.cfg.HTTPAddr, a.cfg.ProxyAddr}, o.tlsHosts)
+	dir, err := filepath.Abs(servetls.Dir(a.cfg.DataDir))
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	g, err := servetls.Ensure(dir, hosts, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if g.NewCA {
+		a.log.Info("generated a CA for TLS; clients trust it with `offshoot ca`", "ca", g.CAFile, "sha256", servetls.Fingerprint(g.CA))
+	}
+	if g.NewServer {
+		a.log.Info("generated the TLS server certificate", "hosts", g.Hosts)
+	}
+	for _, addr := range []string{a.cfg.HTTPAddr, a.cfg.ProxyAddr} {
+		if h, _, err := net.SplitHostPort(addr); err == nil && len(o.tlsHosts) == 0 && (h == "" || net.ParseIP(h).IsUnspecified()) {
+			a.log.Warn("listening on every interface: the certificate names only this host's name and loopback; add --tls-host for each name or IP clients use", "addr", addr, "hosts", g.Hosts)
+			break
+		}
+	}
+	return &serveTLS{cfg: servetls.ServerConfig(g.Cert), fingerprint: servetls.Fingerprint(g.CA), caFile: g.CAFile}, nil
+}
+
 func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return &exitError{code: 2, err: errTLSFlags}
+	}
 	if _, err := runChecks(ctx, a.stderr, a.doctorChecks()); err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("%w (see the fixes above; `offshoot doctor` repeats these checks)", err)}
 	}
@@ -165,10 +233,19 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 			err = fmt.Errorf("close store: %w", cerr)
 		}
 	}()
+	// The facade is made after compute and the proxy (it needs both); until
+	// then verifiers captured by endpoints have nowhere to go, and no
+	// endpoint runs before it anyway.
+	var facade atomic.Pointer[experiments.Service]
 	m, err := compute.New(compute.Config{
 		Volumes: compute.StoreVolumes{Store: st, MountDir: filepath.Join(o.runDir, "mnt")},
 		RunDir:  filepath.Join(o.runDir, "compute"), Timers: &o.timers, MaxRunning: o.maxEndpoints,
 		StopTimeout: o.stopTimeout, Logger: a.log,
+		Verifiers: func(project, branch string, v map[string]string) {
+			if svc := facade.Load(); svc != nil {
+				svc.CaptureVerifiers(project, branch, v)
+			}
+		},
 	})
 	if err != nil {
 		return err
@@ -183,8 +260,13 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 			err = fmt.Errorf("close compute: %w", cerr)
 		}
 	}()
+	tl, err := a.loadTLS(o)
+	if err != nil {
+		return err
+	}
 	const defaultProject = "main"
-	px, err := proxy.New(proxy.Config{Addr: a.cfg.ProxyAddr, Manager: m, DefaultProject: defaultProject, Logger: a.log})
+	px, err := proxy.New(proxy.Config{Addr: a.cfg.ProxyAddr, Manager: m, DefaultProject: defaultProject, Logger: a.log,
+		TLS: tl.cfg, RequireTLS: !o.insecurePlain})
 	if err != nil {
 		return err
 	}
@@ -206,13 +288,18 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if datasetsDir == "" {
 		datasetsDir = filepath.Join(a.cfg.DataDir, "datasets")
 	}
-	svc, err := experiments.New(experiments.Config{
+	ecfg := experiments.Config{
 		ControlDir: filepath.Join(a.cfg.DataDir, "control"), Logger: a.log,
 		Store: st, Compute: m, InitDir: initDir, ProxyAddr: px.Addr().String(), DefaultProject: defaultProject,
 		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval, EmbedCache: cache,
 		ExpiryWarning: o.expiryWarning, Prices: a.cfg.Prices.table(), RunBaseRetention: o.runBaseKeep,
-		DatasetsDir: datasetsDir,
-	})
+		DatasetsDir: datasetsDir, ProxySSLMode: "require",
+	}
+	if tl.caFile != "" {
+		// The generated CA: clients can verify the proxy with the file.
+		ecfg.ProxySSLMode, ecfg.ProxyRootCert = "verify-full", tl.caFile
+	}
+	svc, err := experiments.New(ecfg)
 	if err != nil {
 		return err
 	}
@@ -220,6 +307,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		return err
 	}
 	defer svc.Close()
+	facade.Store(svc)
 	created, err := svc.EnsureDefaultProject(ctx)
 	if err != nil {
 		return fmt.Errorf("create default project %q: %w", defaultProject, err)
@@ -235,20 +323,36 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	rawLn, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	if err := writeServerInfo(a.cfg.DataDir, ln.Addr().String()); err != nil {
+	allowPlain := servetls.LoopbackOnly
+	if o.insecurePlain {
+		allowPlain = func(net.Addr) bool { return true }
+	}
+	ln := servetls.NewListener(rawLn, tl.cfg, allowPlain, a.log)
+	if err := writeServerInfo(a.cfg.DataDir, serverInfo{HTTP: ln.Addr().String(), TLS: true, CAFile: tl.caFile}); err != nil {
+		ln.Close()
 		return err
 	}
 	defer os.Remove(serverInfoPath(a.cfg.DataDir))
 	errc := make(chan error, 1)
 	go func() { errc <- api.Serve(ctx, ln) }()
 
-	a.log.Info("offshoot serving", "http", "http://"+ln.Addr().String(), "proxy", px.Addr().String(), "data_dir", a.cfg.DataDir)
-	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      http://%s  (web UI at /ui/, /v1 API, /v1/openapi.json, /mcp, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
+	plain := "plain text from loopback only"
+	if o.insecurePlain {
+		plain = "plain text from anyone (--insecure-plaintext)"
+	}
+	a.log.Info("offshoot serving", "http", "https://"+ln.Addr().String(), "proxy", px.Addr().String(), "data_dir", a.cfg.DataDir,
+		"tls_sha256", tl.fingerprint, "insecure_plaintext", o.insecurePlain)
+	fmt.Fprintf(a.stdout, "offshoot %s\n  data dir  %s\n  http      https://%s  (web UI at /ui/, /v1 API, /v1/openapi.json, /mcp, /healthz, /readyz, /metrics)\n  proxy     %s  (pgwire; options=endpoint=<branch> [project=<project>])\n",
 		version, a.cfg.DataDir, ln.Addr(), px.Addr())
+	if tl.caFile != "" {
+		fmt.Fprintf(a.stdout, "  tls       CA %s  (SHA-256 %s; `offshoot ca` prints it); %s\n", tl.caFile, tl.fingerprint, plain)
+	} else {
+		fmt.Fprintf(a.stdout, "  tls       --tls-cert (SHA-256 %s); %s\n", tl.fingerprint, plain)
+	}
 	ctxLocal := experiments.WithCaller(ctx, experiments.LocalCaller)
 	if c, err := svc.Connection(ctxLocal, experiments.ConnectionRequest{Project: defaultProject, Branch: "main", Password: true}); err == nil {
 		fmt.Fprintf(a.stdout, "  connect   psql '%s'\n", c.URI)

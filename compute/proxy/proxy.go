@@ -12,6 +12,10 @@
 // way through. Every failure before the splice is answered with a Postgres
 // ErrorResponse that names the cause and the fix.
 //
+// With Config.TLS an SSLRequest is answered 'S' and the connection goes on
+// in TLS (sslmode=require, verify-full); with Config.RequireTLS a plain-text
+// startup from a peer off loopback is refused (SQLSTATE 28000).
+//
 // Connection strings:
 //
 //	psql "host=127.0.0.1 port=55432 user=postgres options='endpoint=main project=demo'"
@@ -50,6 +54,9 @@ var (
 	ErrNoRoute = errors.New("no branch to route to")
 	// ErrClosed means the proxy is closed.
 	ErrClosed = errors.New("proxy closed")
+	// ErrTLSRequired means a plain-text startup where Config.RequireTLS
+	// asks for TLS.
+	ErrTLSRequired = errors.New("TLS required")
 )
 
 // DefaultAddr is the default listen address.
@@ -73,6 +80,13 @@ type Config struct {
 	// TLS, when set, is offered to clients that send SSLRequest; without
 	// it they are told 'N' (no TLS) and may continue in plain text.
 	TLS *tls.Config
+	// RequireTLS refuses a StartupMessage that arrives in plain text from
+	// a TCP peer that is not loopback, with FATAL SQLSTATE 28000 "TLS
+	// required". Loopback peers and the Unix socket may still use plain
+	// text (their bytes never leave the machine), and so may
+	// CancelRequests (libpq before 17 sends them without TLS; they carry
+	// no credentials). Needs TLS. Default false: plain text from anyone.
+	RequireTLS bool
 	// StartupTimeout bounds reading the startup packet (and the TLS
 	// handshake). Default 10 s.
 	StartupTimeout time.Duration
@@ -106,6 +120,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Manager == nil {
 		return nil, errors.New("proxy: Config.Manager is required")
+	}
+	if cfg.RequireTLS && cfg.TLS == nil {
+		return nil, errors.New("proxy: Config.RequireTLS needs Config.TLS")
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
@@ -288,10 +305,27 @@ func (s *Server) startup(c net.Conn) (conn net.Conn, msg pgproto3.FrontendMessag
 			if _, err := conn.Write([]byte{'N'}); err != nil {
 				return conn, nil, err
 			}
+		case *pgproto3.StartupMessage:
+			if s.cfg.RequireTLS && conn == c && !plainAllowed(c.RemoteAddr()) {
+				return conn, nil, ErrTLSRequired
+			}
+			return conn, msg, nil
 		default:
 			return conn, msg, nil
 		}
 	}
+}
+
+// plainAllowed reports whether a peer may speak plain text under
+// Config.RequireTLS: loopback TCP and Unix sockets.
+func plainAllowed(remote net.Addr) bool {
+	switch a := remote.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
 }
 
 var errTLS = errors.New("TLS handshake failed")
@@ -485,6 +519,9 @@ func errorResponse(err error) (string, *pgproto3.ErrorResponse) {
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout", e("08P01", "offshoot proxy: timed out waiting for the startup packet",
 			"send the startup packet right after connecting; use a Postgres client (psql, pgx, libpq)")
+	case errors.Is(err, ErrTLSRequired):
+		return "tls_required", e("28000", "offshoot proxy: TLS required: connect with sslmode=require",
+			"this proxy refuses plain text from other machines; use sslmode=verify-full with sslrootcert set to the CA that `offshoot ca` prints (or sslmode=require)")
 	case errors.Is(err, errTLS):
 		return "tls", nil // the client speaks TLS and cannot read a plain ErrorResponse
 	case errors.Is(err, ErrOversized):

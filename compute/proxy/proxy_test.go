@@ -476,10 +476,24 @@ func TestGarbage(t *testing.T) {
 	}
 }
 
-// TestTLS: with a certificate configured, SSLRequest gets TLS.
+// TestTLS: with a certificate configured, SSLRequest gets TLS; with
+// RequireTLS a loopback peer may still use plain text (the refusal of
+// other peers is tested end to end in cmd/offshoot, which binds off
+// loopback).
 func TestTLS(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, compute.Config{}, proxy.Config{TLS: selfSigned(t)}, "main")
+	if _, err := proxy.New(proxy.Config{Manager: &compute.Manager{}, RequireTLS: true}); err == nil {
+		t.Fatal("RequireTLS without TLS accepted")
+	}
+	e := newEnv(t, compute.Config{}, proxy.Config{TLS: selfSigned(t), RequireTLS: true}, "main")
+	plain := e.connect(t, "endpoint=main")
+	if _, ok := plain.PgConn().Conn().(*tls.Conn); ok {
+		t.Fatal("sslmode=disable gave a TLS connection")
+	}
+	if got := scalar(t, plain, "SELECT 'loopback'"); got != "loopback" {
+		t.Fatal(got)
+	}
+	plain.Close(context.Background())
 	conn, err := pgx.Connect(context.Background(), strings.Replace(e.dsn("endpoint=main"), "sslmode=disable", "sslmode=require", 1))
 	if err != nil {
 		t.Fatal(err)
