@@ -1,6 +1,9 @@
 package agentapi
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +83,20 @@ func TestMaskingOverHTTP(t *testing.T) {
 		}
 		if tc.name == "agent forks m's head" && out["labels"].(map[string]any)[experiments.LabelMasked] != experiments.MaskedDone {
 			t.Errorf("fork of m's head: labels %v", out["labels"])
+		}
+	}
+	// The web UI reads through the same facade calls.
+	for path, want := range map[string]int{"/ui/projects/p/branches/main": 403, "/ui/projects/p/branches/m?against=main": 403, "/ui/projects/p/branches/m": 200} {
+		req, _ := http.NewRequest("GET", e.url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+agent.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 403 && !strings.Contains(string(body), "masked")) {
+			t.Errorf("UI %s: %d, want %d (and the reason)", path, resp.StatusCode, want)
 		}
 	}
 	var page experiments.BranchPage
