@@ -645,7 +645,11 @@ func (s *Service) expiry(expiresAt *time.Time, ttl *string) (t time.Time, ok boo
 // is resolved and pinned atomically by storage.
 func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*Branch, error) {
 	var out *Branch
-	err := s.audited(ctx, "branch.create", req.Project+"/"+req.Name, fmt.Sprintf("parent=%s masked=%t", req.ParentID, req.Masked), func() error {
+	detail := "parent=" + req.ParentID
+	if req.Masked {
+		detail += " masked=true"
+	}
+	err := s.audited(ctx, "branch.create", req.Project+"/"+req.Name, detail, func() error {
 		// A masked scope may create the branch only if it will be masked;
 		// checked again below once the parent is known.
 		yes := true
