@@ -166,9 +166,9 @@ func checkLabels(labels map[string]string) error {
 // applyMask masks a fresh fork in place: in one transaction, with
 // triggers and foreign-key checks off (session_replication_role =
 // replica), one UPDATE per table of the policy; then it refreshes and
-// analyzes materialized views (a new file each), rewrites the masked tables and their indexes and
-// statistics (VACUUM FULL, ANALYZE) so no old row version or statistic
-// keeps an original value, and checkpoints. A table or column of the
+// analyzes materialized views (each gets a new file), rewrites the masked
+// tables, their indexes and statistics (VACUUM FULL, ANALYZE) so no old
+// row version or statistic keeps an original value, and checkpoints. A table or column of the
 // policy that the branch lacks is an error (ErrConflict), as is any SQL
 // error (its message, never its detail, which may quote row values).
 func (s *Service) applyMask(ctx context.Context, project, branch string, p masking.Policy, secret string) error {
@@ -209,11 +209,11 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 	}
 	for _, q := range stmts {
 		var args []any
-		if strings.Contains(q, "$1") { // not when every rule is fixed, null or sql
+		if q.Secret {
 			args = []any{secret}
 		}
-		if _, err := tx.Exec(ctx, q, args...); err != nil {
-			return maskSQLErr(q[:strings.Index(q, " SET ")], err)
+		if _, err := tx.Exec(ctx, q.SQL, args...); err != nil {
+			return maskSQLErr(q.SQL[:strings.Index(q.SQL, " SET ")], err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

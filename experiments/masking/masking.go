@@ -57,7 +57,8 @@ const (
 	Null Method = "null"
 	// SQL sets the column to Rule.Expr, an SQL expression evaluated per
 	// row that may name the row's columns. Only admins set policies, so
-	// the expression is trusted.
+	// the expression is trusted; it must not use $1 (in a table that also
+	// has hash or fake rules, $1 is the secret).
 	SQL Method = "sql"
 )
 
@@ -278,14 +279,22 @@ func (p Policy) Tables() []string {
 	return out
 }
 
+// Statement is one UPDATE of a table.
+type Statement struct {
+	SQL string
+	// Secret reports that SQL takes the project's secret as $1 (a rule
+	// of the table hashes or fakes); otherwise it takes no parameter.
+	Secret bool
+}
+
 // Update returns one UPDATE statement per table of the policy, in table
-// order, given each rule's column type (cols[i] for p.Rules[i]). The
-// statements take the secret as $1.
-func (p Policy) Update(cols []Column) ([]string, error) {
+// order, given each rule's column type (cols[i] for p.Rules[i]).
+func (p Policy) Update(cols []Column) ([]Statement, error) {
 	if len(cols) != len(p.Rules) {
 		return nil, fmt.Errorf("%w: %d column types for %d rules", ErrInvalid, len(cols), len(p.Rules))
 	}
 	sets := map[string][]string{}
+	secret := map[string]bool{}
 	for i, r := range p.Rules {
 		e, err := r.SetExpr(cols[i])
 		if err != nil {
@@ -294,10 +303,11 @@ func (p Policy) Update(cols []Column) ([]string, error) {
 		s, n := SplitTable(r.Table)
 		k := s + "." + n
 		sets[k] = append(sets[k], pgx.Identifier{r.Column}.Sanitize()+" = "+e)
+		secret[k] = secret[k] || r.Method == Hash || r.Method == Fake
 	}
-	var out []string
+	var out []Statement
 	for _, t := range p.Tables() {
-		out = append(out, "UPDATE "+QuotedTable(t)+" SET "+strings.Join(sets[t], ", "))
+		out = append(out, Statement{SQL: "UPDATE " + QuotedTable(t) + " SET " + strings.Join(sets[t], ", "), Secret: secret[t]})
 	}
 	return out, nil
 }

@@ -100,16 +100,23 @@ func TestUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(stmts) != 2 || !strings.HasPrefix(stmts[0], `UPDATE "public"."customers" SET "id" = `) || !strings.Contains(stmts[0], `, "name" = NULL`) ||
-		!strings.HasPrefix(stmts[1], `UPDATE "public"."orders" SET "customer_id" = `) {
-		t.Fatalf("Update =\n%s", strings.Join(stmts, "\n"))
+	if len(stmts) != 2 || !strings.HasPrefix(stmts[0].SQL, `UPDATE "public"."customers" SET "id" = `) || !strings.Contains(stmts[0].SQL, `, "name" = NULL`) ||
+		!strings.HasPrefix(stmts[1].SQL, `UPDATE "public"."orders" SET "customer_id" = `) || !stmts[0].Secret || !stmts[1].Secret {
+		t.Fatalf("Update = %+v", stmts)
 	}
 	// The same method on the same type gives the same expression in both
 	// tables (what keeps joins intact), up to the column name.
-	a := strings.ReplaceAll(strings.TrimPrefix(stmts[0][:strings.Index(stmts[0], `, "name" = `)], `UPDATE "public"."customers" SET "id" = `), `"id"`, "X")
-	b := strings.ReplaceAll(strings.TrimPrefix(stmts[1], `UPDATE "public"."orders" SET "customer_id" = `), `"customer_id"`, "X")
+	c0, c1 := stmts[0].SQL, stmts[1].SQL
+	a := strings.ReplaceAll(strings.TrimPrefix(c0[:strings.Index(c0, `, "name" = `)], `UPDATE "public"."customers" SET "id" = `), `"id"`, "X")
+	b := strings.ReplaceAll(strings.TrimPrefix(c1, `UPDATE "public"."orders" SET "customer_id" = `), `"customer_id"`, "X")
 	if a != b {
 		t.Errorf("hash expressions differ:\n%s\n%s", a, b)
+	}
+	// A table without hash or fake rules takes no secret, even when a
+	// fixed value spells $1.
+	fixed, err := Policy{Rules: []Rule{{Table: "t", Column: "c", Method: Fixed, Value: str("costs $1")}}}.Update([]Column{{Type: "text", TypName: "text", Category: "S"}})
+	if err != nil || fixed[0].Secret {
+		t.Errorf("fixed-only Update = %+v, %v; want no secret", fixed, err)
 	}
 	if _, err := p.Update([]Column{i4}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Update with missing types = %v, want ErrInvalid", err)
