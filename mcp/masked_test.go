@@ -26,6 +26,7 @@ func TestMaskedKeyRefused(t *testing.T) {
 		}
 		return k.Token
 	}
+	mk("root", "admin") // the first key must be an admin key
 	masked, reader := e.httpClient(t, mk("agent", "write:main::masked")), e.httpClient(t, mk("reader", "read:main"))
 	for _, c := range []struct {
 		tool string
