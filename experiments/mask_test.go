@@ -111,6 +111,10 @@ func TestMaskedFork(t *testing.T) {
 	if got := rows(t, s, agent, "m1", "SELECT count(*) FROM customers WHERE email LIKE '%@example.com'"); got != "[[40]]" {
 		t.Errorf("agent on m1: %s", got)
 	}
+	// Its connection string on the masked fork carries the write role.
+	if c, err := s.Connection(agent, ConnectionRequest{Project: "p", Branch: "m1", Password: true}); err != nil || c.User != "offshoot_write" {
+		t.Errorf("agent's connection on m1: %+v %v, want offshoot_write", c, err)
+	}
 	// Explain runs on a throwaway fork of m1's head, which inherits the
 	// masking and so is open to the agent.
 	if _, err := s.Explain(agent, ExplainRequest{Project: "p", Branch: "m1", SQL: "SELECT count(*) FROM customers"}); err != nil {
