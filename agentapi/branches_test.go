@@ -58,7 +58,7 @@ func storeEnv(t *testing.T, cfg experiments.Config) *env {
 		}
 		st.Close()
 	})
-	return &env{url: "http://127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), svc: svc, srv: srv}
+	return &env{url: "http://127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), svc: svc, srv: srv, st: st}
 }
 
 func branchPath(b string) string { return "/v1/projects/p/branches/" + url.PathEscape(b) }

@@ -142,6 +142,7 @@ func (s *Server) routes() {
 	e.DELETE("/v1/keys/:id", s.revokeKey, s.auth("key.revoke"))
 	e.GET("/v1/audit", s.auditLog, s.auth("audit.list"))
 	s.branchRoutes()
+	s.maskRoutes()
 	s.runRoutes()
 	if s.cfg.MCP != nil {
 		e.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", echo.WrapHandler(s.cfg.MCP), s.auth("mcp"))

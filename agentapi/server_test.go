@@ -19,6 +19,7 @@ import (
 
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/experiments"
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // env is a running API server over a real cluster: branch "main" of
@@ -27,6 +28,7 @@ type env struct {
 	url string
 	svc *experiments.Service
 	srv *Server
+	st  *storage.Store // set by storeEnv
 }
 
 // cluster starts one Postgres for a test, with databases postgres and feat.

@@ -28,19 +28,29 @@ const (
 )
 
 // Scope grants a role. Its text form is "admin", or "read:PROJECT" or
-// "write:PROJECT", optionally followed by ":BRANCH-PATTERN". PROJECT "*"
-// means every project. The pattern is a path.Match glob over branch names:
-// "*" matches any run of characters except "/", so "feature/*" matches
-// "feature/x" and "experiment-*" matches "experiment-42".
+// "write:PROJECT", optionally followed by ":BRANCH-PATTERN" and then by
+// ":masked". PROJECT "*" means every project. The pattern is a path.Match
+// glob over branch names: "*" matches any run of characters except "/", so
+// "feature/*" matches "feature/x" and "experiment-*" matches
+// "experiment-42"; an empty pattern (only before ":masked", as in
+// "read:demo::masked") means every branch.
+//
+// A masked scope ("read:demo::masked", "write:demo:agent/*:masked") grants
+// its role only on branches whose masking is done (label LabelMasked ==
+// MaskedDone), never project-wide, and lets its holder create only forks
+// that will be masked (see CreateBranchRequest.Masked), so a key holding
+// only masked scopes never reads an original value of a masked column.
 type Scope struct {
 	Role     Role
 	Project  string // "" for admin; "*" for every project
 	Branches string // "" for every branch
+	// Masked limits the scope to masked branches.
+	Masked bool
 }
 
 // ParseScope parses the text form of a scope.
 func ParseScope(s string) (Scope, error) {
-	parts := strings.SplitN(s, ":", 3)
+	parts := strings.SplitN(s, ":", 4)
 	sc := Scope{Role: Role(parts[0])}
 	switch sc.Role {
 	case RoleAdmin:
@@ -50,7 +60,7 @@ func ParseScope(s string) (Scope, error) {
 		return sc, nil
 	case RoleRead, RoleWrite:
 	default:
-		return Scope{}, invalid("scopes", "%q: want admin, read:PROJECT[:BRANCH-PATTERN] or write:PROJECT[:BRANCH-PATTERN]", s)
+		return Scope{}, invalid("scopes", "%q: want admin, read:PROJECT[:BRANCH-PATTERN][:masked] or write:PROJECT[:BRANCH-PATTERN][:masked]", s)
 	}
 	if len(parts) < 2 || parts[1] == "" {
 		return Scope{}, invalid("scopes", "%q: name a project (or *) after %s:", s, sc.Role)
@@ -61,7 +71,19 @@ func ParseScope(s string) (Scope, error) {
 			return Scope{}, err
 		}
 	}
-	if len(parts) == 3 {
+	if len(parts) == 4 {
+		if parts[3] == "masked" {
+			sc.Masked = true
+			if parts[2] == "" {
+				return sc, nil
+			}
+		} else {
+			// A pattern with a colon (it matches no branch name, but older
+			// keys may hold one).
+			parts = []string{parts[0], parts[1], parts[2] + ":" + parts[3]}
+		}
+	}
+	if len(parts) >= 3 {
 		if parts[2] == "" {
 			return Scope{}, invalid("scopes", "%q: empty branch pattern", s)
 		}
@@ -78,8 +100,11 @@ func (sc Scope) String() string {
 		return string(RoleAdmin)
 	}
 	s := string(sc.Role) + ":" + sc.Project
-	if sc.Branches != "" {
+	if sc.Branches != "" || sc.Masked {
 		s += ":" + sc.Branches
+	}
+	if sc.Masked {
+		s += ":masked"
 	}
 	return s
 }
@@ -97,10 +122,11 @@ func (sc *Scope) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// allows reports whether the scope grants role on branch of project.
-// branch "" asks for project-wide access, which a branch pattern does not
+// allows reports whether the scope grants role on branch of project;
+// masked tells whether the branch's masking is done. branch "" asks for
+// project-wide access, which a branch pattern or a masked scope does not
 // grant.
-func (sc Scope) allows(role Role, project, branch string) bool {
+func (sc Scope) allows(role Role, project, branch string, masked bool) bool {
 	if sc.Role == RoleAdmin {
 		return true
 	}
@@ -108,6 +134,9 @@ func (sc Scope) allows(role Role, project, branch string) bool {
 		return false
 	}
 	if sc.Project != "*" && sc.Project != project {
+		return false
+	}
+	if sc.Masked && (branch == "" || !masked) {
 		return false
 	}
 	if sc.Branches == "" {
@@ -143,32 +172,73 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 
 // Allows reports whether one of the caller's scopes grants role on branch
 // of project (branch "" for the whole project; project "" for admin-only
-// calls).
+// calls). Masked scopes count only for branches the caller names as
+// masked through AllowsBranch.
 func (c Caller) Allows(role Role, project, branch string) bool {
+	return c.AllowsBranch(role, project, branch, false)
+}
+
+// AllowsBranch is Allows for a branch whose masking is done (masked) or
+// not: masked scopes grant their role only on masked branches.
+func (c Caller) AllowsBranch(role Role, project, branch string, masked bool) bool {
 	for _, sc := range c.Scopes {
-		if sc.allows(role, project, branch) {
+		if sc.allows(role, project, branch, masked) {
 			return true
 		}
 	}
 	return false
 }
 
+// hasMasked reports whether one of the caller's scopes is masked.
+func (c Caller) hasMasked() bool {
+	for _, sc := range c.Scopes {
+		if sc.Masked {
+			return true
+		}
+	}
+	return false
+}
+
+// authorize checks that the caller may act with role on branch of
+// project (branch "" for the project, project "" for the server). For a
+// caller with masked scopes it reads the branch's masking label from the
+// store; a branch that does not exist counts as unmasked.
 func (s *Service) authorize(ctx context.Context, role Role, project, branch string) error {
+	return s.authorizeAs(ctx, role, project, branch, nil)
+}
+
+// authorizeAs is authorize with the branch's masking given: masked nil
+// looks it up; non-nil says whether the branch is (or, for a branch
+// about to be created, will be) masked.
+func (s *Service) authorizeAs(ctx context.Context, role Role, project, branch string, masked *bool) error {
 	c, ok := CallerFrom(ctx)
 	if !ok {
 		return fmt.Errorf("no caller: %w", ErrUnauthenticated)
 	}
-	if !c.Allows(role, project, branch) {
-		target := "this server"
-		if project != "" {
-			target = "project " + project
-			if branch != "" {
-				target = "branch " + branch + " of " + target
-			}
-		}
-		return fmt.Errorf("key %s has no %s scope on %s: %w", c.KeyID, role, target, ErrForbidden)
+	if c.Allows(role, project, branch) {
+		return nil
 	}
-	return nil
+	note := ""
+	if c.hasMasked() && project != "" && branch != "" {
+		m := masked != nil && *masked
+		if masked == nil {
+			m = s.maskedBranch(project, branch)
+		}
+		if c.AllowsBranch(role, project, branch, m) {
+			return nil
+		}
+		if !m {
+			note = " (its masked scopes cover masked branches only, and this one is not masked)"
+		}
+	}
+	target := "this server"
+	if project != "" {
+		target = "project " + project
+		if branch != "" {
+			target = "branch " + branch + " of " + target
+		}
+	}
+	return fmt.Errorf("key %s has no %s scope on %s%s: %w", c.KeyID, role, target, note, ErrForbidden)
 }
 
 // Key is an API key as listed; its secret is shown only once, at creation.

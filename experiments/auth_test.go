@@ -20,6 +20,10 @@ func TestParseScope(t *testing.T) {
 		{"write:main:feature/*", "write:main:feature/*"},
 		{"read:*", "read:*"},
 		{"write:p:a:b", "write:p:a:b"},
+		{"read:p::masked", "read:p::masked"},
+		{"write:p:agent/*:masked", "write:p:agent/*:masked"},
+		{"read:*::masked", "read:*::masked"},
+		{"admin::masked", ""},
 		{"admin:main", ""},
 		{"read", ""},
 		{"read:", ""},
@@ -79,6 +83,32 @@ func TestCallerAllows(t *testing.T) {
 		if got := tc.caller.Allows(tc.role, tc.project, tc.branch); got != tc.want {
 			t.Errorf("%v allows %s on %s/%s = %v, want %v", tc.caller.Scopes, tc.role, tc.project, tc.branch, got, tc.want)
 		}
+	}
+	// Masked scopes grant only masked branches, never the whole project;
+	// other scopes do not care.
+	for _, tc := range []struct {
+		caller          experiments.Caller
+		role            experiments.Role
+		project, branch string
+		masked, want    bool
+	}{
+		{scopes("read:p::masked"), experiments.RoleRead, "p", "b", true, true},
+		{scopes("read:p::masked"), experiments.RoleRead, "p", "b", false, false},
+		{scopes("read:p::masked"), experiments.RoleRead, "p", "", true, false},
+		{scopes("read:p::masked"), experiments.RoleWrite, "p", "b", true, false},
+		{scopes("read:p::masked"), experiments.RoleRead, "q", "b", true, false},
+		{scopes("write:p:agent/*:masked"), experiments.RoleWrite, "p", "agent/x", true, true},
+		{scopes("write:p:agent/*:masked"), experiments.RoleWrite, "p", "main", true, false},
+		{scopes("write:p:agent/*:masked"), experiments.RoleWrite, "p", "agent/x", false, false},
+		{scopes("read:p"), experiments.RoleRead, "p", "b", false, true},
+		{scopes("read:p"), experiments.RoleRead, "p", "b", true, true},
+	} {
+		if got := tc.caller.AllowsBranch(tc.role, tc.project, tc.branch, tc.masked); got != tc.want {
+			t.Errorf("%v allows %s on %s/%s (masked %t) = %v, want %v", tc.caller.Scopes, tc.role, tc.project, tc.branch, tc.masked, got, tc.want)
+		}
+	}
+	if scopes("read:p::masked").Allows(experiments.RoleRead, "p", "b") {
+		t.Error("Allows treats a branch as masked")
 	}
 }
 

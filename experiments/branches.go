@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -134,6 +135,13 @@ type CreateBranchRequest struct {
 	// branch expire; the TTL sweeper deletes it then.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	TTL       string     `json:"ttl,omitempty"`
+	// Masked applies the project's masking policy to the fork before
+	// anyone can connect: the branch carries LabelMasked = MaskedPending
+	// until the masked data is committed, then MaskedDone. Without a
+	// policy the call fails (ErrNotFound); if masking fails the fork is
+	// deleted and the error returned. Keys whose scopes are masked may
+	// create only masked forks or forks of a masked branch's head.
+	Masked bool `json:"masked,omitempty"`
 }
 
 // UpdateBranchRequest changes a branch; nil fields stay as they are.
@@ -432,7 +440,12 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 		if err := st.DeleteProject(name, storage.DeleteProjectOptions{Force: force}); err != nil {
 			return storeErr(err)
 		}
-		return s.withDB(func(db *controldb.DB) error { return db.Delete(projectKey(name)) })
+		return s.withDB(func(db *controldb.DB) error {
+			if err := deleteMaskRecords(db, name); err != nil {
+				return err
+			}
+			return db.Delete(projectKey(name))
+		})
 	})
 }
 
@@ -537,7 +550,7 @@ func (s *Service) ListBranches(ctx context.Context, req ListBranchesRequest) (*B
 	}
 	var match []Branch
 	for _, b := range all {
-		if !strings.HasPrefix(b.Name, req.Prefix) || !c.Allows(RoleRead, req.Project, b.Name) {
+		if !strings.HasPrefix(b.Name, req.Prefix) || !c.AllowsBranch(RoleRead, req.Project, b.Name, b.Labels[LabelMasked] == MaskedDone) {
 			continue
 		}
 		ok := true
@@ -632,8 +645,18 @@ func (s *Service) expiry(expiresAt *time.Time, ttl *string) (t time.Time, ok boo
 // is resolved and pinned atomically by storage.
 func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*Branch, error) {
 	var out *Branch
-	err := s.audited(ctx, "branch.create", req.Project+"/"+req.Name, "parent="+req.ParentID, func() error {
-		if err := s.authorize(ctx, RoleWrite, req.Project, req.Name); err != nil {
+	detail := "parent=" + req.ParentID
+	if req.Masked {
+		detail += " masked=true"
+	}
+	err := s.audited(ctx, "branch.create", req.Project+"/"+req.Name, detail, func() error {
+		// A masked scope may create the branch only if it will be masked;
+		// checked again below once the parent is known.
+		yes := true
+		if err := s.authorizeAs(ctx, RoleWrite, req.Project, req.Name, &yes); err != nil {
+			return err
+		}
+		if err := checkLabels(req.Labels); err != nil {
 			return err
 		}
 		st, err := s.storeOr()
@@ -676,10 +699,32 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 				}
 			}
 		}
+		var parentMasked *bool // nil: look it up
+		if req.Masked {
+			parentMasked = &yes // the caller will see only masked data
+		}
 		if parent != "" {
-			if err := s.authorize(ctx, RoleRead, req.Project, parent); err != nil {
+			if err := s.authorizeAs(ctx, RoleRead, req.Project, parent, parentMasked); err != nil {
 				return err
 			}
+		}
+		labels := maps.Clone(req.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		var policy *MaskPolicy
+		var secret string
+		if req.Masked {
+			if policy, secret, err = s.maskPolicy(req.Project); err != nil {
+				return err
+			}
+			labels[LabelMasked] = MaskedPending
+		} else if points == 0 && parent != "" && s.maskedBranch(req.Project, parent) {
+			labels[LabelMasked] = MaskedDone // the head of a masked branch is masked
+		}
+		inherits := labels[LabelMasked] != ""
+		if err := s.authorizeAs(ctx, RoleWrite, req.Project, req.Name, &inherits); err != nil {
+			return err
 		}
 		exp, _, err := s.expiry(req.ExpiresAt, ptrIf(req.TTL))
 		if err != nil {
@@ -702,9 +747,14 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 				return fmt.Errorf("project %s has %d branches, the maximum (max_branches): delete some first: %w", req.Project, len(bs), ErrCapacity)
 			}
 		}
-		b, err := st.Fork(req.Project, parent, req.Name, at, storage.BranchOptions{ExpiresAt: exp, Labels: req.Labels, Protected: req.Protected})
+		b, err := st.Fork(req.Project, parent, req.Name, at, storage.BranchOptions{ExpiresAt: exp, Labels: labels, Protected: req.Protected})
 		if err != nil {
 			return storeErr(err)
+		}
+		if req.Masked {
+			if b, err = s.maskFork(ctx, req.Project, b, policy, secret); err != nil {
+				return err
+			}
 		}
 		names, err := s.names(req.Project)
 		if err != nil {
@@ -747,7 +797,15 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 		if err != nil {
 			return err
 		}
+		if err := checkLabels(req.Labels); err != nil {
+			return err
+		}
 		u := storage.BranchUpdate{Protected: req.Protected, Labels: req.Labels}
+		if req.Labels != nil {
+			if u.Labels, err = s.keepReserved(req.Project, req.Branch, req.Labels); err != nil {
+				return err
+			}
+		}
 		exp, set, err := s.expiry(req.ExpiresAt, req.TTL)
 		if err != nil {
 			return err
@@ -781,7 +839,8 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 // (all O(1)). Its endpoint stops; protected branches, branches with
 // children and the main branch cannot be renamed (ErrConflict).
 func (s *Service) rename(ctx context.Context, project, from, to string) (storage.Branch, error) {
-	if err := s.authorize(ctx, RoleWrite, project, to); err != nil {
+	masked := s.maskedBranch(project, from) // the name changes, the data does not
+	if err := s.authorizeAs(ctx, RoleWrite, project, to, &masked); err != nil {
 		return storage.Branch{}, err
 	}
 	if err := checkStoreName("name", to); err != nil {
@@ -952,8 +1011,18 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 				return err
 			}
 		}
-		if _, err := st.Branch(project, branch); err != nil {
+		cur, err := st.Branch(project, branch)
+		if err != nil {
 			return storeErr(err)
+		}
+		if cur.Labels[LabelMasked] != "" {
+			names, err := s.names(project)
+			if err != nil {
+				return err
+			}
+			if !s.maskedBranch(project, names[cur.Parent]) {
+				return fmt.Errorf("branch %s is masked and its parent is not: a reset would bring back original values; fork the parent with masked instead: %w", branch, ErrConflict)
+			}
 		}
 		if err := s.stopEndpoint(ctx, project, branch, false); err != nil {
 			return err

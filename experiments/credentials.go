@@ -93,11 +93,12 @@ func (s *Service) dbRoleFor(ctx context.Context, project, branch, asked string) 
 		}
 		return asked, nil
 	}
-	c, _ := CallerFrom(ctx)
+	// authorize, not Caller.Allows: masked-only scopes count on masked
+	// branches.
 	switch {
-	case c.Allows(RoleAdmin, project, branch):
+	case s.authorize(ctx, RoleAdmin, project, branch) == nil:
 		return compute.RoleSuperuser, nil
-	case c.Allows(RoleWrite, project, branch):
+	case s.authorize(ctx, RoleWrite, project, branch) == nil:
 		return compute.RoleWrite, nil
 	}
 	if err := s.authorize(ctx, RoleRead, project, branch); err != nil {

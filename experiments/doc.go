@@ -130,6 +130,16 @@
 // and schedule webhooks reach loopback, link-local, unspecified or
 // multicast addresses only when Config.WebhookAllow permits them.
 //
+// # Masked forks
+//
+// A project may hold a masking policy (SetMaskPolicy, admin only; the
+// model and its SQL are package masking). CreateBranch with Masked forks,
+// applies the policy on the fork as the superuser before anyone can
+// connect (label LabelMasked pending, then done) and deletes the fork if
+// masking fails. A masked Scope (":masked") grants its role only on
+// branches whose masking is done and lets its key fork only masked
+// branches, so such a key never reads an original value through any call.
+//
 // # Errors
 //
 // Errors wrap the sentinels in errors.go (ErrInvalid with a *FieldError

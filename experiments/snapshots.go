@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"time"
 
@@ -134,7 +135,9 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 		if req.Branch != "" {
 			name = req.Branch
 		}
-		if err := s.authorize(ctx, RoleWrite, req.Project, name); err != nil {
+		// What a snapshot holds may predate masking: never a masked branch.
+		unmasked := false
+		if err := s.authorizeAs(ctx, RoleWrite, req.Project, name, &unmasked); err != nil {
 			return err
 		}
 		if err := checkStoreName("new_branch", name); err != nil {
@@ -167,7 +170,9 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 			if !storage.ValidName(keep) {
 				keep = fmt.Sprintf("pre-restore.%d", s.cfg.Now().UnixNano())
 			}
-			b, err = s.recreate(ctx, req.Project, old, old.Name, req.Snapshot, keep, storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels})
+			labels := maps.Clone(old.Labels)
+			delete(labels, LabelMasked)
+			b, err = s.recreate(ctx, req.Project, old, old.Name, req.Snapshot, keep, storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: labels})
 			if err != nil {
 				return err
 			}

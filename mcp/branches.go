@@ -108,6 +108,7 @@ func (s *Server) branchTools() []*tool {
 			mcpgo.WithString("snapshot", mcpgo.Description("Fork from this snapshot instead of a branch head; list_snapshots shows them.")),
 			mcpgo.WithString("ttl", mcpgo.Description("How long the branch lives before it is deleted automatically, as a Go duration (\"30m\", \"2h\", \"168h\"). Default 24h; \"0s\" keeps it until discarded.")),
 			mcpgo.WithObject("labels", mcpgo.Description("String labels to attach, e.g. {\"task\": \"index-test\"}; list_branches can filter on them.")),
+			mcpgo.WithBoolean("masked", mcpgo.Description("Apply the project's masking policy to the fork before anyone can connect (sensitive columns replaced by deterministic fakes, hashes or NULL; joins still work). Takes longer: the fork starts and its masked tables are rewritten. A key limited to masked branches must set it, unless it forks the head of a masked branch.")),
 		), writeTool, "list_branches shows the branches you can fork and list_snapshots the snapshots", func(ctx context.Context, c call, a struct {
 			Project  string            `json:"project"`
 			Name     string            `json:"name"`
@@ -116,8 +117,9 @@ func (s *Server) branchTools() []*tool {
 			Snapshot string            `json:"snapshot"`
 			TTL      string            `json:"ttl"`
 			Labels   map[string]string `json:"labels"`
+			Masked   bool              `json:"masked"`
 		}) (any, string, error) {
-			req := experiments.CreateBranchRequest{Project: c.projectOr(a.Project), Name: a.Name, ParentID: a.Parent, Snapshot: a.Snapshot, TTL: a.TTL, Labels: a.Labels}
+			req := experiments.CreateBranchRequest{Project: c.projectOr(a.Project), Name: a.Name, ParentID: a.Parent, Snapshot: a.Snapshot, TTL: a.TTL, Labels: a.Labels, Masked: a.Masked}
 			if req.TTL == "" {
 				req.TTL = defaultAgentTTL
 			}

@@ -164,7 +164,7 @@ func branchCmd(a *app) *cobra.Command {
 
 	var parent, snapshot, at, ttl string
 	var labels []string
-	var protect bool
+	var protect, masked bool
 	create, _ := verb(a, "create NAME", "Fork a branch (from the parent's head, a snapshot, or a time)", cobra.ExactArgs(1), &project,
 		func(args []string) (string, string, any, error) {
 			body := map[string]any{"name": args[0]}
@@ -187,6 +187,9 @@ func branchCmd(a *app) *cobra.Command {
 			if protect {
 				body["protected"] = true
 			}
+			if masked {
+				body["masked"] = true
+			}
 			if len(labels) > 0 {
 				l, err := parseLabels(labels)
 				if err != nil {
@@ -203,6 +206,7 @@ func branchCmd(a *app) *cobra.Command {
 	f.StringVar(&ttl, "ttl", "", "expire after this Go duration (e.g. 1h)")
 	f.StringArrayVar(&labels, "label", nil, "key=value label (repeatable)")
 	f.BoolVar(&protect, "protect", false, "protect against delete and reset")
+	f.BoolVar(&masked, "masked", false, "apply the project's masking policy before anyone can connect (see offshoot mask)")
 
 	var prefix, cursor string
 	var filter []string

@@ -41,11 +41,11 @@ func keyCreateCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "create NAME --scope SCOPE...",
 		Short:   "Create a key; its token is printed once",
-		Example: "  offshoot key create ci --scope admin\n  offshoot key create agent-7 --scope write:main:experiment-*",
+		Example: "  offshoot key create ci --scope admin\n  offshoot key create agent-7 --scope write:main:experiment-*\n  offshoot key create agent-8 --scope write:main::masked   # masked branches only",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(scopes) == 0 {
-				return &exitError{code: exitBadInput, err: fmt.Errorf("give at least one --scope (admin, read:PROJECT[:BRANCH-GLOB] or write:PROJECT[:BRANCH-GLOB])")}
+				return &exitError{code: exitBadInput, err: fmt.Errorf("give at least one --scope (admin, read:PROJECT[:BRANCH-GLOB][:masked] or write:PROJECT[:BRANCH-GLOB][:masked])")}
 			}
 			var k apiKey
 			raw, err := c.do(cmd.Context(), "POST", "/v1/keys", map[string]any{"name": args[0], "scopes": scopes}, &k)

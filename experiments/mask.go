@@ -1,0 +1,288 @@
+package experiments
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+	"github.com/offshootdb/offshoot/experiments/masking"
+	"github.com/offshootdb/offshoot/storage"
+)
+
+// Values of LabelMasked (credentials.go). The facade sets it on a fork
+// made with CreateBranchRequest.Masked: MaskedPending from its creation
+// until its masking has committed, MaskedDone afterwards. A fork of a
+// done branch's head inherits MaskedDone. Labels with the reserved prefix
+// "offshoot." cannot be set by callers, so nobody can forge the marker.
+// Credential and proxy code refuses branches that are pending.
+const (
+	MaskedPending = "pending"
+	MaskedDone    = "done"
+
+	reservedLabelPrefix = "offshoot."
+)
+
+// MaskPolicy is a project's masking policy as stored and shown. The
+// project's masking secret, which salts hash and fake, is never shown.
+type MaskPolicy struct {
+	Project string `json:"project"`
+	masking.Policy
+	UpdatedAt time.Time `json:"updated_at"`
+	UpdatedBy string    `json:"updated_by"`
+}
+
+func maskPolicyKey(project string) []byte { return []byte("maskpolicy/" + project) }
+func maskSecretKey(project string) []byte { return []byte("masksecret/" + project) }
+
+// SetMaskPolicy validates and stores the masking policy of a project,
+// replacing any previous one (admin only; audited). The first policy of a
+// project also creates its masking secret, which later policies keep, so
+// masked values stay the same across policy changes and in every masked
+// fork. It does not touch existing branches.
+func (s *Service) SetMaskPolicy(ctx context.Context, project string, p masking.Policy) (*MaskPolicy, error) {
+	var out *MaskPolicy
+	err := s.audited(ctx, "mask.set", project, fmt.Sprintf("rules=%d", len(p.Rules)), func() error {
+		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		if _, err := st.Project(project); err != nil {
+			return storeErr(err)
+		}
+		if err := p.Validate(); err != nil {
+			return invalid("rules", "%v", err)
+		}
+		c, _ := CallerFrom(ctx)
+		mp := MaskPolicy{Project: project, Policy: p, UpdatedAt: s.cfg.Now().UTC(), UpdatedBy: c.KeyID}
+		if err := s.withDB(func(db *controldb.DB) error {
+			var secret string
+			if err := db.Get(maskSecretKey(project), &secret); errors.Is(err, controldb.ErrNotFound) {
+				b := make([]byte, 32)
+				if _, err := rand.Read(b); err != nil {
+					return err
+				}
+				if err := db.Put(maskSecretKey(project), base64.RawStdEncoding.EncodeToString(b)); err != nil {
+					return err
+				}
+			} else if err != nil {
+				return err
+			}
+			return db.Put(maskPolicyKey(project), mp)
+		}); err != nil {
+			return fmt.Errorf("store mask policy: %w", err)
+		}
+		out = &mp
+		return nil
+	})
+	return out, err
+}
+
+// GetMaskPolicy returns the masking policy of a project (admin only);
+// ErrNotFound when it has none.
+func (s *Service) GetMaskPolicy(ctx context.Context, project string) (*MaskPolicy, error) {
+	if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
+		s.record(ctx, "mask.get", project, "", err)
+		return nil, err
+	}
+	p, _, err := s.maskPolicy(project)
+	return p, err
+}
+
+// DeleteMaskPolicy removes the masking policy of a project (admin only;
+// audited); ErrNotFound when it has none. The secret stays, so a later
+// policy masks values as before. Masked branches stay masked.
+func (s *Service) DeleteMaskPolicy(ctx context.Context, project string) error {
+	return s.audited(ctx, "mask.delete", project, "", func() error {
+		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
+			return err
+		}
+		if _, _, err := s.maskPolicy(project); err != nil {
+			return err
+		}
+		return s.withDB(func(db *controldb.DB) error { return db.Delete(maskPolicyKey(project)) })
+	})
+}
+
+// maskPolicy loads a project's policy and secret.
+func (s *Service) maskPolicy(project string) (*MaskPolicy, string, error) {
+	var p MaskPolicy
+	var secret string
+	err := s.withDB(func(db *controldb.DB) error {
+		if err := db.Get(maskPolicyKey(project), &p); err != nil {
+			return err
+		}
+		return db.Get(maskSecretKey(project), &secret)
+	})
+	if errors.Is(err, controldb.ErrNotFound) {
+		return nil, "", fmt.Errorf("project %s has no masking policy (an admin sets one with offshoot mask set): %w", project, ErrNotFound)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("load mask policy: %w", err)
+	}
+	return &p, secret, nil
+}
+
+// deleteMaskRecords forgets a deleted project's policy and secret.
+func deleteMaskRecords(db *controldb.DB, project string) error {
+	if err := db.Delete(maskPolicyKey(project)); err != nil {
+		return err
+	}
+	return db.Delete(maskSecretKey(project))
+}
+
+// maskedBranch reports whether a branch exists and its masking is done.
+func (s *Service) maskedBranch(project, branch string) bool {
+	if s.cfg.Store == nil {
+		return false
+	}
+	b, err := s.cfg.Store.Branch(project, branch)
+	return err == nil && b.Labels[LabelMasked] == MaskedDone
+}
+
+// checkLabels refuses labels with the reserved prefix.
+func checkLabels(labels map[string]string) error {
+	for k := range labels {
+		if strings.HasPrefix(k, reservedLabelPrefix) {
+			return invalid("labels", "label %q: the prefix %s is reserved for offshoot", k, reservedLabelPrefix)
+		}
+	}
+	return nil
+}
+
+// applyMask masks a fresh fork in place: in one transaction, with
+// triggers and foreign-key checks off (session_replication_role =
+// replica), one UPDATE per table of the policy; then it refreshes and
+// analyzes materialized views (each gets a new file), rewrites the masked
+// tables, their indexes and statistics (VACUUM FULL, ANALYZE) so no old
+// row version or statistic keeps an original value, and checkpoints. A table or column of the
+// policy that the branch lacks is an error (ErrConflict), as is any SQL
+// error (its message, never its detail, which may quote row values).
+func (s *Service) applyMask(ctx context.Context, project, branch string, p masking.Policy, secret string) error {
+	if s.cfg.Compute == nil {
+		return fmt.Errorf("masking needs compute: %w", ErrUnavailable)
+	}
+	l, err := s.cfg.Compute.Acquire(ctx, project, branch)
+	if err != nil {
+		return computeErr(err)
+	}
+	defer l.Release()
+	conn, err := pgx.Connect(ctx, l.ConnString(compute.RoleSuperuser, "", "postgres"))
+	if err != nil {
+		return fmt.Errorf("mask: %w: %w", ErrUnavailable, err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return maskSQLErr("begin", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+		return maskSQLErr("set session_replication_role", err)
+	}
+	cols := make([]masking.Column, len(p.Rules))
+	for i, r := range p.Rules {
+		err := tx.QueryRow(ctx, masking.ColumnQuery, masking.QuotedTable(r.Table), r.Column).Scan(&cols[i].Type, &cols[i].TypName, &cols[i].Category)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("masking policy rule %d: branch %s has no column %s in table %s: %w", i, branch, r.Column, r.Table, ErrConflict)
+		}
+		if err != nil {
+			return maskSQLErr("read column types", err)
+		}
+	}
+	stmts, err := p.Update(cols)
+	if err != nil {
+		return invalid("rules", "%v", err)
+	}
+	for _, q := range stmts {
+		var args []any
+		if q.Secret {
+			args = []any{secret}
+		}
+		if _, err := tx.Exec(ctx, q.SQL, args...); err != nil {
+			return maskSQLErr(q.SQL[:strings.Index(q.SQL, " SET ")], err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return maskSQLErr("commit", err)
+	}
+	var views []string
+	rows, _ := conn.Query(ctx, "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews WHERE ispopulated")
+	views, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return maskSQLErr("list materialized views", err)
+	}
+	for _, v := range views {
+		if _, err := conn.Exec(ctx, "REFRESH MATERIALIZED VIEW "+v+"; ANALYZE "+v); err != nil {
+			return maskSQLErr("refresh "+v, err)
+		}
+	}
+	for _, t := range p.Tables() {
+		if _, err := conn.Exec(ctx, "VACUUM (FULL, ANALYZE) "+masking.QuotedTable(t)); err != nil {
+			return maskSQLErr("vacuum "+t, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		return maskSQLErr("checkpoint", err)
+	}
+	return nil
+}
+
+// maskSQLErr reports a failed masking statement without the Postgres
+// detail, which can quote original values.
+func maskSQLErr(what string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("mask: %s: %s (SQLSTATE %s): %w", what, pe.Message, pe.Code, ErrConflict)
+	}
+	return fmt.Errorf("mask: %s: %w", what, err)
+}
+
+// maskFork masks the fresh fork b and marks it done; on failure it
+// deletes the fork, so nothing half-masked survives.
+func (s *Service) maskFork(ctx context.Context, project string, b storage.Branch, p *MaskPolicy, secret string) (storage.Branch, error) {
+	err := s.applyMask(ctx, project, b.Name, p.Policy, secret)
+	if err == nil {
+		labels := maps.Clone(b.Labels)
+		labels[LabelMasked] = MaskedDone
+		var nb storage.Branch
+		if nb, err = s.cfg.Store.UpdateBranch(project, b.Name, storage.BranchUpdate{Labels: labels}); err == nil {
+			return nb, nil
+		}
+		err = storeErr(err)
+	}
+	if derr := s.deleteBranch(context.WithoutCancel(ctx), project, b.Name, false); derr != nil {
+		s.log.Error("masked fork: delete after failed masking", slog.String("branch", project+"/"+b.Name), slog.String("err", derr.Error()))
+		return storage.Branch{}, fmt.Errorf("%w (the fork %s is left with label %s=%s; delete it)", err, b.Name, LabelMasked, MaskedPending)
+	}
+	return storage.Branch{}, err
+}
+
+// keepReserved returns labels plus the reserved labels branch has now,
+// which an update that replaces the labels must not drop.
+func (s *Service) keepReserved(project, branch string, labels map[string]string) (map[string]string, error) {
+	b, err := s.cfg.Store.Branch(project, branch)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	out := maps.Clone(labels)
+	for k, v := range b.Labels {
+		if strings.HasPrefix(k, reservedLabelPrefix) {
+			out[k] = v
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,251 @@
+package experiments
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/offshootdb/offshoot/experiments/masking"
+)
+
+// maskPolicy is the policy of the masking tests: hash on the key and the
+// foreign key, fake email on both email columns, null on the name.
+var testMaskPolicy = masking.Policy{Rules: []masking.Rule{
+	{Table: "customers", Column: "id", Method: masking.Hash},
+	{Table: "public.orders", Column: "customer_id", Method: masking.Hash},
+	{Table: "customers", Column: "email", Method: masking.Fake, Format: masking.Email},
+	{Table: "orders", Column: "customer_email", Method: masking.Fake, Format: masking.Email},
+	{Table: "customers", Column: "name", Method: masking.Null},
+	{Table: "customers", Column: "phone", Method: masking.Fake, Format: masking.Phone},
+}}
+
+// maskedProject is a store service with project p whose main branch holds
+// customers and orders (with a foreign key, statistics and original
+// values ending in @shop.test) and the test policy.
+func maskedProject(t *testing.T) (*Service, context.Context) {
+	t.Helper()
+	s := storeService(t, "p", nil)
+	ctx := WithCaller(context.Background(), LocalCaller)
+	if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: `
+CREATE TABLE customers (id integer PRIMARY KEY, email text UNIQUE NOT NULL, name text, phone text);
+CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers (id), customer_email text);
+INSERT INTO customers SELECT i, 'user' || i || '@shop.test', 'Customer ' || i, '+41 79 ' || (1000000 + i) FROM generate_series(1, 40) i;
+INSERT INTO orders SELECT i, 1 + i % 7, 'user' || (1 + i % 7) || '@shop.test' FROM generate_series(1, 200) i;
+CREATE MATERIALIZED VIEW order_emails AS SELECT DISTINCT customer_email FROM orders;
+ANALYZE`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetMaskPolicy(ctx, "p", testMaskPolicy); err != nil {
+		t.Fatal(err)
+	}
+	return s, ctx
+}
+
+// rows runs a read-only query and returns its rows as JSON.
+func rows(t *testing.T, s *Service, ctx context.Context, branch, sql string) string {
+	t.Helper()
+	res, err := s.Query(ctx, QueryRequest{Project: "p", Branch: branch, SQL: sql, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("%s on %s: %v", sql, branch, err)
+	}
+	b, _ := json.Marshal(res.Results[len(res.Results)-1].Rows)
+	return string(b)
+}
+
+// TestMaskedFork: a masked fork holds no original value (rows, indexes,
+// statistics, materialized views), keeps joins and foreign keys, and is
+// deterministic across forks; a key with only masked scopes reads masked
+// forks and nothing else, through every facade call that reads data.
+func TestMaskedFork(t *testing.T) {
+	t.Parallel()
+	s, ctx := maskedProject(t)
+	for _, n := range []string{"m1", "m2"} {
+		b, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: n, Masked: true})
+		if err != nil {
+			t.Fatalf("masked fork %s: %v", n, err)
+		}
+		if b.Labels[LabelMasked] != MaskedDone {
+			t.Fatalf("fork %s labels %v, want %s=%s", n, b.Labels, LabelMasked, MaskedDone)
+		}
+	}
+	// Each count is of original values: in rows, in a materialized view,
+	// in the statistics.
+	const originals = `SELECT
+ (SELECT count(*) FROM customers WHERE email LIKE '%@shop.test' OR name IS NOT NULL OR phone LIKE '+41 79 10000%' OR id <= 40),
+ (SELECT count(*) FROM orders WHERE customer_email LIKE '%@shop.test' OR customer_id <= 7),
+ (SELECT count(*) FROM order_emails WHERE customer_email LIKE '%@shop.test'),
+ (SELECT count(*) FROM pg_stats WHERE tablename IN ('customers', 'orders', 'order_emails')
+   AND concat(most_common_vals::text, histogram_bounds::text) LIKE '%shop.test%')`
+	if got := rows(t, s, ctx, "main", originals); regexp.MustCompile(`\b0\b`).MatchString(got) {
+		t.Fatalf("main shows no original values in some place (%s): the check cannot fail", got)
+	}
+	if got := rows(t, s, ctx, "m1", originals); got != "[[0,0,0,0]]" {
+		t.Errorf("original values left in m1 (rows, orders, view, statistics): %s", got)
+	}
+	if got := rows(t, s, ctx, "m1", "SELECT email, phone FROM customers ORDER BY email LIMIT 1"); !regexp.MustCompile(`^\[\["[0-9a-f]{16}@example.com","\+\d\d \d\d \d{7}"\]\]$`).MatchString(got) {
+		t.Errorf("masked customer %s: want a fake email and a phone keeping its format", got)
+	}
+
+	// Joins and foreign keys hold; a new foreign key validates every row.
+	const join = "SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id AND c.email = o.customer_email"
+	if a, b := rows(t, s, ctx, "main", join), rows(t, s, ctx, "m1", join); a != b || a != "[[200]]" {
+		t.Errorf("join: %s rows on main, %s on m1; want 200", a, b)
+	}
+	if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "m2", SQL: "ALTER TABLE orders DROP CONSTRAINT orders_customer_id_fkey, " +
+		"ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id)"}); err != nil {
+		t.Errorf("foreign key on the masked fork: %v", err)
+	}
+
+	// Deterministic: two masked forks hold the same values.
+	const all = "SELECT c.id, c.email, c.name, c.phone, o.id, o.customer_email FROM customers c JOIN orders o ON o.customer_id = c.id ORDER BY o.id"
+	if a, b := rows(t, s, ctx, "m1", all), rows(t, s, ctx, "m2", all); a != b {
+		t.Errorf("masked forks differ:\n%s\n%s", clip(a, 300), clip(b, 300))
+	}
+
+	// A key with only masked scopes.
+	agent := WithCaller(context.Background(), Caller{KeyID: "agent", Scopes: []Scope{{Role: RoleWrite, Project: "p", Masked: true}}})
+	if got := rows(t, s, agent, "m1", "SELECT count(*) FROM customers WHERE email LIKE '%@example.com'"); got != "[[40]]" {
+		t.Errorf("agent on m1: %s", got)
+	}
+	// Its connection string on the masked fork carries the write role.
+	if c, err := s.Connection(agent, ConnectionRequest{Project: "p", Branch: "m1", Password: true}); err != nil || c.User != "offshoot_write" {
+		t.Errorf("agent's connection on m1: %+v %v, want offshoot_write", c, err)
+	}
+	// Explain runs on a throwaway fork of m1's head, which inherits the
+	// masking and so is open to the agent.
+	if _, err := s.Explain(agent, ExplainRequest{Project: "p", Branch: "m1", SQL: "SELECT count(*) FROM customers"}); err != nil {
+		t.Errorf("agent explains on m1: %v", err)
+	}
+	page, err := s.ListBranches(agent, ListBranchesRequest{Project: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, b := range page.Branches {
+		listed = append(listed, b.Name)
+	}
+	if fmt.Sprint(listed) != "[m1 m2]" {
+		t.Errorf("agent lists %v, want [m1 m2]", listed)
+	}
+	if _, err := s.CreateSnapshot(ctx, CreateSnapshotRequest{Project: "p", Branch: "main", Name: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	m1, err := s.GetBranch(ctx, "p", "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what string
+		call func() error
+	}{
+		{"query main", func() error {
+			_, err := s.Query(agent, QueryRequest{Project: "p", Branch: "main", SQL: "SELECT email FROM customers", ReadOnly: true})
+			return err
+		}},
+		{"explain main", func() error {
+			_, err := s.Explain(agent, ExplainRequest{Project: "p", Branch: "main", SQL: "SELECT email FROM customers"})
+			return err
+		}},
+		{"diff m1 against main", func() error {
+			_, err := s.Diff(agent, DiffRequest{Project: "p", Branch: "m1", Against: "main"})
+			return err
+		}},
+		{"vector search main", func() error {
+			_, err := s.VectorSearch(agent, VectorSearchRequest{Project: "p", Branch: "main", Table: "customers", Column: "id", Vector: []float64{1}})
+			return err
+		}},
+		{"connection to main", func() error {
+			_, err := s.Connection(agent, ConnectionRequest{Project: "p", Branch: "main"})
+			return err
+		}},
+		{"describe main", func() error { _, err := s.GetBranch(agent, "p", "main"); return err }},
+		{"fork main unmasked", func() error {
+			_, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "a1", ParentID: "main"})
+			return err
+		}},
+		{"point-in-time fork of m1", func() error {
+			_, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "a2", ParentID: "m1", Timestamp: &m1.CreatedAt})
+			return err
+		}},
+		{"restore a snapshot", func() error {
+			_, err := s.RestoreSnapshot(agent, RestoreRequest{Project: "p", Snapshot: "before", NewBranch: "a3"})
+			return err
+		}},
+		{"restore onto m1", func() error {
+			_, err := s.RestoreSnapshot(agent, RestoreRequest{Project: "p", Snapshot: "before", Branch: "m1"})
+			return err
+		}},
+		{"list snapshots", func() error { _, err := s.ListSnapshots(agent, "p"); return err }},
+		{"read the policy", func() error { _, err := s.GetMaskPolicy(agent, "p"); return err }},
+	} {
+		if err := c.call(); !errors.Is(err, ErrForbidden) {
+			t.Errorf("agent: %s: %v, want ErrForbidden", c.what, err)
+		}
+	}
+	// What the agent may fork: the head of a masked branch, or a masked
+	// fork of anything.
+	if b, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "a4", ParentID: "m1"}); err != nil || b.Labels[LabelMasked] != MaskedDone {
+		t.Errorf("agent forks m1's head: %v, %v", b, err)
+	}
+	if _, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "a5", Masked: true}); err != nil {
+		t.Errorf("agent makes a masked fork of main: %v", err)
+	}
+	if a, b := rows(t, s, agent, "a5", all), rows(t, s, agent, "a4", all); a != b {
+		t.Errorf("the agent's masked fork differs from m1")
+	}
+
+	// Nobody forges or drops the marker, and a masked branch is not reset
+	// onto its unmasked parent.
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "forged", Labels: map[string]string{LabelMasked: MaskedDone}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("forged label: %v, want ErrInvalid", err)
+	}
+	if b, err := s.UpdateBranch(ctx, UpdateBranchRequest{Project: "p", Branch: "m1", Labels: map[string]string{"task": "x"}}); err != nil || b.Labels[LabelMasked] != MaskedDone {
+		t.Errorf("update labels of m1: %v, %v", b, err)
+	}
+	if _, err := s.ResetBranch(ctx, "p", "m1", "", true); !errors.Is(err, ErrConflict) {
+		t.Errorf("reset m1 onto main: %v, want ErrConflict", err)
+	}
+}
+
+// TestMaskFailure: a policy that does not fit the branch, or none, leaves
+// no fork behind; policies are admin-only and validated.
+func TestMaskFailure(t *testing.T) {
+	t.Parallel()
+	s, ctx := maskedProject(t)
+	bad := masking.Policy{Rules: append([]masking.Rule{{Table: "customers", Column: "nope", Method: masking.Null}}, testMaskPolicy.Rules...)}
+	if _, err := s.SetMaskPolicy(ctx, "p", bad); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f1", Masked: true}); !errors.Is(err, ErrConflict) {
+		t.Errorf("masked fork with a missing column: %v, want ErrConflict", err)
+	}
+	unique := masking.Policy{Rules: []masking.Rule{{Table: "customers", Column: "email", Method: masking.Fixed, Value: new(string)}}}
+	if _, err := s.SetMaskPolicy(ctx, "p", unique); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f2", Masked: true}); !errors.Is(err, ErrConflict) || strings.Contains(err.Error(), "shop.test") {
+		t.Errorf("masked fork violating a unique index: %v, want ErrConflict quoting no value", err)
+	}
+	if err := s.DeleteMaskPolicy(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f3", Masked: true}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("masked fork without a policy: %v, want ErrNotFound", err)
+	}
+	for _, n := range []string{"f1", "f2", "f3"} {
+		if _, err := s.GetBranch(ctx, "p", n); !errors.Is(err, ErrNotFound) {
+			t.Errorf("branch %s after failed masking: %v, want ErrNotFound", n, err)
+		}
+	}
+	if _, err := s.SetMaskPolicy(ctx, "p", masking.Policy{Rules: []masking.Rule{{Table: "x;", Column: "c", Method: masking.Null}}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("invalid policy: %v, want ErrInvalid", err)
+	}
+	writer := WithCaller(context.Background(), Caller{KeyID: "w", Scopes: []Scope{{Role: RoleWrite, Project: "p"}}})
+	if _, err := s.SetMaskPolicy(writer, "p", testMaskPolicy); !errors.Is(err, ErrForbidden) {
+		t.Errorf("policy set by a write key: %v, want ErrForbidden", err)
+	}
+}
