@@ -29,6 +29,7 @@ type rawFS struct {
 	files Files
 	rw    WritableFiles // nil on a read-only view
 	log   *slog.Logger
+	owner *Owner // nil: uid and gid as stored
 
 	// mutations counts changes made through this mount; synced is the
 	// count the last completed store Sync covered.
@@ -42,11 +43,12 @@ type rawFS struct {
 	lookups map[uint64]uint64             // kernel references by inode (heads only)
 }
 
-func newRawFS(files Files, log *slog.Logger) *rawFS {
+func newRawFS(files Files, log *slog.Logger, owner *Owner) *rawFS {
 	fs := &rawFS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		files:         files,
 		log:           log,
+		owner:         owner,
 		dirs:          make(map[uint64][]storage.DirEntry),
 		lookups:       make(map[uint64]uint64),
 	}
@@ -83,13 +85,21 @@ func (fs *rawFS) errno(op string, err error) fuse.Status {
 	return fuse.EIO
 }
 
-func fillAttr(out *fuse.Attr, a storage.Attr) {
+// fillAttr presents a to the kernel: as stored, or, with an Owner, every
+// inode owned by it and the root directory private to it (mode 0700).
+func (fs *rawFS) fillAttr(out *fuse.Attr, a storage.Attr) {
 	out.Ino = a.Ino
 	out.Size = a.Size
 	out.Blocks = (a.Size + 511) / 512
 	out.Mode = a.Mode
 	out.Nlink = a.Nlink // 0 for an unlinked file still open
 	out.Uid, out.Gid = a.Uid, a.Gid
+	if o := fs.owner; o != nil {
+		out.Uid, out.Gid = o.UID, o.GID
+		if a.Ino == storage.RootIno {
+			out.Mode = a.Mode&^0o7777 | 0o700
+		}
+	}
 	out.Blksize = 8192
 	setTime := func(t time.Time, sec *uint64, nsec *uint32) {
 		if !t.IsZero() {
@@ -110,7 +120,7 @@ func (fs *rawFS) entry(out *fuse.EntryOut, a storage.Attr) {
 	}
 	out.NodeId = a.Ino
 	out.Generation = 1
-	fillAttr(&out.Attr, a)
+	fs.fillAttr(&out.Attr, a)
 	out.SetEntryTimeout(cacheTimeout)
 	out.SetAttrTimeout(cacheTimeout)
 }
@@ -163,7 +173,7 @@ func (fs *rawFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOu
 	if err != nil {
 		return fs.errno("getattr", err)
 	}
-	fillAttr(&out.Attr, a)
+	fs.fillAttr(&out.Attr, a)
 	out.SetTimeout(cacheTimeout)
 	return fuse.OK
 }
@@ -202,7 +212,7 @@ func (fs *rawFS) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOu
 	if err != nil {
 		return fs.errno("setattr", err)
 	}
-	fillAttr(&out.Attr, a)
+	fs.fillAttr(&out.Attr, a)
 	out.SetTimeout(cacheTimeout)
 	return fuse.OK
 }

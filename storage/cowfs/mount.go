@@ -39,6 +39,19 @@ type MountOptions struct {
 	NoWritebackCache bool
 	// Debug logs every FUSE request.
 	Debug bool
+	// Owner, when set, makes the mount private to one OS user: every
+	// inode is presented as owned by Owner and the root directory with
+	// mode 0700, so that with default_permissions only that user (and
+	// root) can enter it. The stored uid and gid are neither changed nor
+	// shown: a data directory initialized as `postgres` runs as any owner,
+	// and so do its forks. Files created through the mount store the
+	// creator's uid and gid as usual. Default nil: ownership as stored.
+	Owner *Owner
+}
+
+// Owner is the uid and gid a private mount presents (MountOptions.Owner).
+type Owner struct {
+	UID, GID uint32
 }
 
 // MountPoint is one mounted file system. Its methods are safe for concurrent use.
@@ -56,8 +69,9 @@ func (m *MountPoint) Stats() *Stats { return &m.fs.stats }
 // Mount serves files at dir, an existing empty directory, until Unmount.
 // A WritableFiles (a branch head) is mounted read-write, any other Files
 // (a view) read-only. The mount is a direct kernel mount (root only) with
-// allow_other and default_permissions, so the `postgres` OS user can use it
-// and the kernel checks permission bits. If dir holds a stale offshoot
+// allow_other and default_permissions, so the OS user Postgres runs as can
+// use it and the kernel checks permission bits (MountOptions.Owner makes it
+// private to that user). If dir holds a stale offshoot
 // mount left by a crashed process (its connection is gone: ENOTCONN), it
 // is detached first; a live mount there is refused with ErrMounted.
 func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
@@ -81,7 +95,7 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 			return nil, fmt.Errorf("mount %s: detach stale mount: %w", dir, err)
 		}
 	}
-	fs := newRawFS(files, o.Logger)
+	fs := newRawFS(files, o.Logger, o.Owner)
 	if fs.rw != nil {
 		// Make whatever the store holds durable (a crashed server may have
 		// left unsynced writes behind), so that fsyncs may skip syncing
