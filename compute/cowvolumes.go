@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/storage/cowfs"
 )
@@ -19,8 +20,13 @@ import (
 // stale mounts a crashed process left under MountDir (cowfs.CleanStale), so
 // a Manager's Open cleans them before anything is mounted.
 //
-// MountDir and every directory above it must be traversable by the postgres
-// OS user; the Manager's run directory is the natural place. A branch is
+// Each project's endpoints run as an OS user of their own (ProjectUser,
+// created on first mount): its mounts present every file as that user's
+// with a private root (cowfs.MountOptions.Owner), and MountDir/<project> is
+// that user's, mode 0700, so no other project's user can open, list or even
+// name its branches' files. MountDir and every directory above it must be
+// traversable by those users (o+x); the Manager's run directory is the
+// natural place. A branch is
 // mounted at most once at a time (the store refuses a second head with
 // storage.ErrBusy). StoreVolumes is safe for concurrent use; Store and
 // MountDir are required.
@@ -65,12 +71,23 @@ func (v StoreVolumes) Mount(ctx context.Context, project, branch string) (Volume
 	if err != nil {
 		return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
 	}
-	dir := v.MountPoint(project, branch)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	u, err := ProjectUser(ctx, project)
+	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
 	}
-	m, err := cowfs.Mount(dir, h, v.Options)
+	dir := v.MountPoint(project, branch)
+	if err := privateDir(filepath.Dir(dir), u); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
+	}
+	o := v.Options
+	o.Owner = &cowfs.Owner{UID: u.UID, GID: u.GID}
+	m, err := cowfs.Mount(dir, h, o)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
@@ -80,7 +97,21 @@ func (v StoreVolumes) Mount(ctx context.Context, project, branch string) (Volume
 		h.Close()
 		return nil, fmt.Errorf("mount %s/%s: remove stale postmaster.pid: %w", project, branch, err)
 	}
-	return &storeVolume{m: m, h: h}, nil
+	return &storeVolume{m: m, h: h, u: u}, nil
+}
+
+// privateDir makes dir (its parents 0755) and gives it to u, mode 0700.
+func privateDir(dir string, u pg.OSUser) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+		return err
+	}
+	if err := u.Chown(dir); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // Recover implements Recoverer.
@@ -97,9 +128,13 @@ func (v StoreVolumes) Recover(context.Context) error {
 type storeVolume struct {
 	m *cowfs.MountPoint
 	h *storage.Head
+	u pg.OSUser
 }
 
 func (s *storeVolume) Dir() string { return s.m.Dir() }
+
+// User implements UserVolume.
+func (s *storeVolume) User() pg.OSUser { return s.u }
 
 func (s *storeVolume) Release(ctx context.Context) error {
 	uerr := s.m.Unmount(ctx)

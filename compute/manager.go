@@ -277,10 +277,11 @@ func New(cfg Config) (*Manager, error) {
 // (orphaned postmasters recorded under RunDir, stale volume mounts via
 // Recoverer) and starts the autosuspend loop.
 func (m *Manager) Open(ctx context.Context) error {
-	if err := os.MkdirAll(m.cfg.RunDir, 0o755); err != nil {
+	// 0711: endpoint users reach their own directory, list none (Isolation).
+	if err := os.MkdirAll(m.cfg.RunDir, 0o711); err != nil {
 		return fmt.Errorf("open compute: %w", err)
 	}
-	if err := os.Chmod(m.cfg.RunDir, 0o755); err != nil {
+	if err := os.Chmod(m.cfg.RunDir, 0o711); err != nil {
 		return fmt.Errorf("open compute: %w", err)
 	}
 	if err := m.cleanOrphans(ctx); err != nil {
@@ -666,7 +667,13 @@ func (m *Manager) start(ep *endpoint) error {
 		ep.vol = vol
 		m.mu.Unlock()
 	}
-	if err := os.MkdirAll(ep.dir, 0o755); err != nil {
+	// Isolation: Postgres runs as the volume's OS user, in a run dir only
+	// that user (and root) can enter.
+	user, err := endpointUser(ep.vol)
+	if err != nil {
+		return err
+	}
+	if err := makeRunDir(ep.dir, user); err != nil {
 		return err
 	}
 	if err := clearStaleLock(ctx, ep.vol.Dir()); err != nil {
@@ -682,7 +689,7 @@ func (m *Manager) start(ep *endpoint) error {
 	// through the mount (cowfs' Fsync is mount-wide).
 	// Authentication is the Manager's too: hba_file points at a pg_hba.conf
 	// in the run dir that trusts the private socket (see hbaConf).
-	hba, err := writeHBA(ep.dir, m.cfg.LocalAuth, m.cfg.TCPAuth)
+	hba, err := writeHBA(ep.dir, m.cfg.LocalAuth, m.cfg.TCPAuth, user)
 	if err != nil {
 		return err
 	}
@@ -697,7 +704,7 @@ func (m *Manager) start(ep *endpoint) error {
 			settings[k] = v
 		}
 	}
-	opts := pg.Options{DataDir: ep.vol.Dir(), SocketDir: m.socketDir(ep), Settings: settings, LogFile: m.logFile(ep)}
+	opts := pg.Options{DataDir: ep.vol.Dir(), SocketDir: m.socketDir(ep), Settings: settings, LogFile: m.logFile(ep), User: user}
 	if m.cfg.TCP {
 		port, err := freePort()
 		if err != nil {

@@ -21,12 +21,18 @@ type InitOptions struct {
 	Password string
 	// LogFile receives the server log of the set-up run. Default: none.
 	LogFile string
+	// Project, when set, makes initdb and the set-up run as the project's
+	// OS user (ProjectUser, created if needed) on a mount private to it,
+	// as its endpoints will. Default: the postgres OS user, on a mount
+	// private to it. Either way the cluster runs as any endpoint user
+	// later: the mounts of StoreVolumes present ownership (see Isolation).
+	Project string
 }
 
 // InitProject makes a new Postgres cluster on head, the empty head of a
 // project's root timeline: it mounts head at mnt (an empty directory, created if missing,
-// whose parents the postgres OS user can traverse), runs initdb as the postgres
-// user with data checksums, UTF8 and SCRAM authentication for the
+// whose parents the OS user can traverse) privately to the OS user (see
+// InitOptions.Project), runs initdb as that user with data checksums, UTF8 and SCRAM authentication for the
 // superuser password, starts Postgres once to run CREATE EXTENSION vector
 // in database postgres (so every branch inherits pgvector) and create the
 // built-in roles (EnsureRoles), shuts it down
@@ -42,10 +48,17 @@ func InitProject(ctx context.Context, head cowfs.WritableFiles, mnt string, o In
 		}
 		o.Password = base64.RawURLEncoding.EncodeToString(b)
 	}
+	u, err := pg.PostgresUser()
+	if o.Project != "" {
+		u, err = ProjectUser(ctx, o.Project)
+	}
+	if err != nil {
+		return "", fmt.Errorf("init project: %w", err)
+	}
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return "", fmt.Errorf("init project: %w", err)
 	}
-	m, err := cowfs.Mount(mnt, head, cowfs.MountOptions{})
+	m, err := cowfs.Mount(mnt, head, cowfs.MountOptions{Owner: &cowfs.Owner{UID: u.UID, GID: u.GID}})
 	if err != nil {
 		return "", fmt.Errorf("init project: %w", err)
 	}
@@ -54,7 +67,7 @@ func InitProject(ctx context.Context, head cowfs.WritableFiles, mnt string, o In
 			err = fmt.Errorf("init project: %w", uerr)
 		}
 	}()
-	if err := pg.InitDB(ctx, pg.InitOptions{DataDir: m.Dir(), Superuser: o.Superuser, Password: o.Password}); err != nil {
+	if err := pg.InitDB(ctx, pg.InitOptions{DataDir: m.Dir(), Superuser: o.Superuser, Password: o.Password, User: u}); err != nil {
 		return "", fmt.Errorf("init project: %w", err)
 	}
 	sock, err := os.MkdirTemp("", "offshoot-init-")
@@ -62,7 +75,7 @@ func InitProject(ctx context.Context, head cowfs.WritableFiles, mnt string, o In
 		return "", fmt.Errorf("init project: %w", err)
 	}
 	defer os.RemoveAll(sock)
-	p, err := pg.Start(ctx, pg.Options{DataDir: m.Dir(), SocketDir: sock, LogFile: o.LogFile})
+	p, err := pg.Start(ctx, pg.Options{DataDir: m.Dir(), SocketDir: sock, LogFile: o.LogFile, User: u})
 	if err != nil {
 		return "", fmt.Errorf("init project: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/offshootdb/offshoot/compute/pg"
 )
 
 // The database roles every offshoot cluster has. The bootstrap superuser
@@ -119,11 +120,18 @@ host all all 127.0.0.1/32 %[2]s
 host all all ::1/128 %[2]s
 `
 
-// writeHBA writes hbaConf with the local and TCP methods into dir,
-// readable by the postgres OS user, and returns its path.
-func writeHBA(dir, localAuth, tcpAuth string) (string, error) {
+// writeHBA writes hbaConf with the local and TCP methods into dir, owned
+// by root and readable (not writable) by the group of u, the endpoint's OS
+// user, and returns its path.
+func writeHBA(dir, localAuth, tcpAuth string, u pg.OSUser) (string, error) {
 	p := filepath.Join(dir, "pg_hba.conf")
-	if err := os.WriteFile(p, fmt.Appendf(nil, hbaConf, localAuth, tcpAuth), 0o644); err != nil {
+	if err := os.WriteFile(p, fmt.Appendf(nil, hbaConf, localAuth, tcpAuth), 0o640); err != nil {
+		return "", fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	if err := os.Chown(p, 0, int(u.GID)); err != nil {
+		return "", fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	if err := os.Chmod(p, 0o640); err != nil {
 		return "", fmt.Errorf("write pg_hba.conf: %w", err)
 	}
 	return p, nil

@@ -300,7 +300,7 @@ func (s *Service) CreateProject(ctx context.Context, name string) (*Project, err
 			return fmt.Errorf("create project: %w", err)
 		}
 		defer os.Remove(mnt)
-		_, ierr := compute.InitProject(ctx, h, mnt, compute.InitOptions{Superuser: superuser, Password: pw,
+		_, ierr := compute.InitProject(ctx, h, mnt, compute.InitOptions{Superuser: superuser, Password: pw, Project: name,
 			LogFile: filepath.Join(s.cfg.InitDir, "init-"+strings.ReplaceAll(name, "/", "_")+".log")})
 		if cerr := h.Close(); ierr == nil && cerr != nil {
 			ierr = cerr

@@ -1,6 +1,7 @@
 // Package pg runs PostgreSQL 15 server processes: it finds the binaries,
-// initializes clusters with initdb and starts and stops postmasters as the
-// `postgres` OS user. It is the mechanism under compute's endpoints, the
+// initializes clusters with initdb and starts and stops postmasters as an
+// unprivileged OS user (`postgres` unless told otherwise; EnsureUser makes
+// others). It is the mechanism under compute's endpoints, the
 // project initializer and the tests; it knows nothing of branches.
 package pg
 
@@ -30,6 +31,8 @@ var (
 	ErrNoOSUser = errors.New("OS user postgres not found (installing postgresql-15 creates it)")
 	// ErrExited means the postmaster exited before it became ready.
 	ErrExited = errors.New("postgres exited")
+	// ErrNoUseradd means EnsureUser found no useradd program.
+	ErrNoUseradd = errors.New("useradd not found (the passwd package provides it)")
 )
 
 // BinDir is the directory of the PostgreSQL 15 binaries:
@@ -52,16 +55,69 @@ type OSUser struct {
 
 // PostgresUser looks up the `postgres` OS user.
 func PostgresUser() (OSUser, error) {
-	u, err := user.Lookup("postgres")
+	u, err := LookupUser("postgres")
 	if err != nil {
 		return OSUser{}, ErrNoOSUser
+	}
+	return u, nil
+}
+
+// LookupUser looks up an OS user by name; its GID is the primary group.
+func LookupUser(name string) (OSUser, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return OSUser{}, err
 	}
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 	return OSUser{Name: u.Username, UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
-// Chown gives path to the postgres user.
+// userMu serializes EnsureUser within the process; useradd locks
+// /etc/passwd against other processes.
+var userMu sync.Mutex
+
+// EnsureUser returns the OS user name, creating it first when it does not
+// exist: a system account with a group of its own, no home and no login
+// shell (useradd --system --user-group). It needs root (and useradd, from
+// Debian's essential passwd package). Safe for concurrent use, also by
+// several processes: a user another one created in the meantime is
+// returned as found. System accounts take uids from SYS_UID_MIN..SYS_UID_MAX
+// of /etc/login.defs (100-999 on Debian); useradd's error says when they run
+// out.
+func EnsureUser(ctx context.Context, name string) (OSUser, error) {
+	if u, err := LookupUser(name); err == nil {
+		return u, nil
+	}
+	userMu.Lock()
+	defer userMu.Unlock()
+	if u, err := LookupUser(name); err == nil {
+		return u, nil
+	}
+	bin, err := exec.LookPath("useradd")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/useradd", "/sbin/useradd"} {
+			if _, serr := os.Stat(p); serr == nil {
+				bin, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		return OSUser{}, fmt.Errorf("create OS user %s: %w", name, ErrNoUseradd)
+	}
+	out, err := exec.CommandContext(ctx, bin, "--system", "--no-create-home", "--home-dir", "/nonexistent",
+		"--shell", "/usr/sbin/nologin", "--user-group", name).CombinedOutput()
+	if u, lerr := LookupUser(name); lerr == nil {
+		return u, nil // created, here or by another process (useradd exits 9)
+	}
+	if err == nil {
+		err = errors.New("useradd succeeded but the user is not found")
+	}
+	return OSUser{}, fmt.Errorf("create OS user %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+}
+
+// Chown gives path to u.
 func (u OSUser) Chown(path string) error { return os.Chown(path, int(u.UID), int(u.GID)) }
 
 // Command builds an exec.Cmd of a PostgreSQL program running as u. When the
@@ -92,8 +148,11 @@ func Version(ctx context.Context) (string, error) {
 // InitOptions configure InitDB.
 type InitOptions struct {
 	// DataDir is the new cluster's directory; it must be empty or absent
-	// and its parent traversable by the postgres user.
+	// and its parent traversable by User.
 	DataDir string
+	// User owns the cluster and runs initdb. Default (zero): the postgres
+	// user.
+	User OSUser
 	// Superuser is the bootstrap superuser's name. Default "postgres".
 	Superuser string
 	// Password is the superuser's password. With a password, every
@@ -102,9 +161,9 @@ type InitOptions struct {
 	Password string
 }
 
-// InitDB runs initdb as the postgres user with data checksums and UTF8.
+// InitDB runs initdb as o.User with data checksums and UTF8.
 func InitDB(ctx context.Context, o InitOptions) error {
-	u, err := PostgresUser()
+	u, err := o.User.orPostgres()
 	if err != nil {
 		return err
 	}
@@ -156,8 +215,20 @@ type Options struct {
 	Port int
 	// Settings are extra -c name=value options (shared_buffers, ...).
 	Settings map[string]string
-	// LogFile receives the server's stderr; empty discards it.
+	// LogFile receives the server's stderr; empty discards it. Start
+	// makes it User's, mode 0600.
 	LogFile string
+	// User runs the server; it must own DataDir (mode 0700). Start makes
+	// SocketDir its, mode 0700. Default (zero): the postgres user.
+	User OSUser
+}
+
+// orPostgres is u, or the postgres user for the zero OSUser.
+func (u OSUser) orPostgres() (OSUser, error) {
+	if u == (OSUser{}) {
+		return PostgresUser()
+	}
+	return u, nil
 }
 
 // SocketPort is the port number in the socket file name.
@@ -177,10 +248,10 @@ type Postmaster struct {
 	err  error
 }
 
-// Start launches postgres as the postgres user and returns without waiting
-// for readiness; use WaitReady.
+// Start launches postgres as o.User and returns without waiting for
+// readiness; use WaitReady.
 func Start(ctx context.Context, o Options) (*Postmaster, error) {
-	u, err := PostgresUser()
+	u, err := o.User.orPostgres()
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +262,9 @@ func Start(ctx context.Context, o Options) (*Postmaster, error) {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
 	if err := u.Chown(o.SocketDir); err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	if err := os.Chmod(o.SocketDir, 0o700); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
 	settings := map[string]string{
@@ -216,11 +290,19 @@ func Start(ctx context.Context, o Options) (*Postmaster, error) {
 	// Not CommandContext: the postmaster outlives the start request.
 	cmd := u.Command(context.Background(), "postgres", args...)
 	if o.LogFile != "" {
-		f, err := os.OpenFile(o.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		f, err := os.OpenFile(o.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("start postgres: %w", err)
 		}
 		defer f.Close()
+		if err := f.Chmod(0o600); err != nil {
+			return nil, fmt.Errorf("start postgres: %w", err)
+		}
+		if os.Geteuid() == 0 {
+			if err := f.Chown(int(u.UID), int(u.GID)); err != nil {
+				return nil, fmt.Errorf("start postgres: %w", err)
+			}
+		}
 		cmd.Stdout, cmd.Stderr = f, f
 	}
 	if err := cmd.Start(); err != nil {
