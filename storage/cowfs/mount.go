@@ -112,6 +112,14 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 	if !o.NoWritebackCache && fs.rw != nil {
 		caps |= fuse.CAP_WRITEBACK_CACHE
 	}
+	// go-fuse opens /dev/fuse without O_CLOEXEC and, for direct mounts,
+	// never sets it: every program this process starts (Postgres) would
+	// inherit the connection of every mount. A holder of the fd can read
+	// the mount's requests (written data) and answer its reads, and keeps
+	// the connection alive after this process dies (a postmaster exiting
+	// then waits forever on its own flush). Holding ForkLock, no fork
+	// happens until the new fd is close-on-exec.
+	syscall.ForkLock.RLock()
 	srv, err := fuse.NewServer(fs, dir, &fuse.MountOptions{
 		ExtraCapabilities: caps,
 		DirectMountStrict: true,
@@ -132,6 +140,13 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 		// pgbench re-read 133 MB through FUSE in 10 s, with it 0.
 		ExplicitDataCacheControl: true,
 	})
+	if err == nil {
+		err = closeFUSEOnExec()
+		if err != nil {
+			_ = srv.Unmount()
+		}
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
@@ -145,6 +160,25 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	return m, nil
+}
+
+// closeFUSEOnExec marks every /dev/fuse descriptor of the process
+// close-on-exec.
+func closeFUSEOnExec() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("close /dev/fuse on exec: %w", err)
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "/dev/fuse" {
+			syscall.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 // Dir is the mount point.

@@ -96,3 +96,21 @@ func TestOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestFUSEFdNotInherited: programs started while mounts are served do not
+// inherit their /dev/fuse connections (which would let them read the
+// mounts' requests and keep them alive after the server dies).
+func TestFUSEFdNotInherited(t *testing.T) {
+	f := newFixture(t, nil)
+	if _, _, err := f.s.CreateProject("p"); err != nil {
+		t.Fatal(err)
+	}
+	f.mount("a", f.head("p", "main"), MountOptions{})
+	out, err := exec.Command("sh", "-c", "ls -l /proc/self/fd/").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if strings.Contains(string(out), "/dev/fuse") {
+		t.Errorf("a child process holds a FUSE connection:\n%s", out)
+	}
+}
