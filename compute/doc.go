@@ -9,8 +9,9 @@
 // (project, branch). A Manager owns every endpoint. It gets a branch's
 // PGDATA from a Volumes implementation: the copy-on-write store's FUSE mount
 // (storage/cowfs) in production, DirVolumes (one plain initdb'd directory per
-// branch) without FUSE and in tests. Postgres runs as the `postgres` OS user
-// with a private Unix socket directory under the Manager's run directory;
+// branch) without FUSE and in tests. Postgres runs as its project's OS user
+// (see Isolation) with a private Unix socket directory under the Manager's
+// run directory;
 // everything that must not travel with the branch (socket dir, port,
 // shared_buffers, max_connections, logging) is passed with -c on the command
 // line and never written into PGDATA.
@@ -66,4 +67,60 @@
 // and lets a Recoverer volume clean its stale mounts before anything else.
 // Close stops every endpoint with a fast shutdown (immediate after
 // StopTimeout) and then releases every volume.
+//
+// # Isolation
+//
+// A superuser session can do whatever its server's OS user can: read any
+// file it may open (pg_read_file, pg_ls_dir, lo_import), run programs
+// (COPY ... TO/FROM PROGRAM), connect to any socket it may reach. So the
+// endpoints of different projects run as different OS users, and
+// everything of an endpoint is private to its user:
+//
+//   - OS users: one per project, named "osk_" and 12 hex digits of the
+//     SHA-256 of the project name (ProjectUserName), a system account with
+//     a group of its own, no home and no login shell, created by root with
+//     useradd the first time the project is initialized or mounted
+//     (ProjectUser). Postmaster and backends run with that uid and gid and
+//     no supplementary groups; the shared memory Postgres creates (SysV,
+//     /dev/shm) is 0600, and signals to other users' processes fail.
+//   - Mounts: StoreVolumes mounts each branch with cowfs'
+//     MountOptions.Owner set to that user: every file is presented as the
+//     user's and the mount's root with mode 0700, and the kernel checks
+//     permission bits (default_permissions), so any other user gets EACCES
+//     at the root. The stored owners are not changed and not shown: data
+//     directories initialized as `postgres` and forks of them run as any
+//     project user. MountDir/<project> is the user's, mode 0700, which
+//     hides the names of the project's branches too. InitProject runs
+//     initdb and the set-up as the user on a mount private to it.
+//   - Run directories: RunDir is mode 0711 (others traverse it, list
+//     nothing). Each endpoint's directory is root's with the user's group,
+//     mode 0750: Postgres reads the pg_hba.conf the Manager writes there
+//     (root's, 0640) but can neither change nor replace it. Its socket
+//     directory is the user's, 0700, with unix_socket_permissions 0700,
+//     so only the user and root (the proxy) connect; its postgres.log is
+//     the user's, 0600.
+//
+// A superuser session on a branch therefore reaches its own project:
+// every mounted branch of it, their sockets and logs (they share the
+// user), plus what any unprivileged account reaches (world-readable system
+// files, /tmp, the command lines of processes in /proc, which name data
+// directories but hold no data). It does not reach another project's data
+// files, WAL, mount, run directory, log, socket, shared memory or
+// processes: each attempt fails with "Permission denied" (TestIsolation
+// tries them all). With Config.TCP, endpoints also listen on loopback
+// ports, which every local user reaches; there the password is the
+// boundary (TCPAuth scram-sha-256; "trust" is for tests only).
+//
+// The boundary is the project, not the branch, on purpose. Branches of a
+// project are forks of one cluster and share its roles and passwords, so
+// whoever holds one branch's superuser password can already log in to
+// every other branch through the proxy (unless a branch changed it after
+// the fork): a user per branch would protect little. And agents make thousands of branches, while system accounts
+// come from SYS_UID_MIN..SYS_UID_MAX of /etc/login.defs (100-999 on
+// Debian), each created under the lock of /etc/passwd: at most some 900
+// projects per host, and useradd's error says when the range is used up.
+//
+// Endpoints whose Volume does not implement UserVolume (DirVolumes, used
+// without FUSE and in tests) all run as the `postgres` OS user and are not
+// isolated from each other.
 package compute

@@ -1,14 +1,18 @@
 package compute_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,6 +181,13 @@ func TestIsolation(t *testing.T) {
 				if !strings.Contains(string(status), want+"\n") {
 					t.Errorf("process %s: %q not in its status", p, want)
 				}
+				// ... and hold no FUSE connection (the other's mount's).
+				fds, _ := filepath.Glob("/proc/" + p + "/fd/*")
+				for _, fd := range fds {
+					if l, _ := os.Readlink(fd); l == "/dev/fuse" {
+						t.Errorf("process %s holds a FUSE connection (%s)", p, fd)
+					}
+				}
 			}
 		})
 	}
@@ -184,3 +195,119 @@ func TestIsolation(t *testing.T) {
 
 // quote is a SQL string literal.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// childVolumes are the volumes of child: the store's (storeVolumes) when
+// OFFSHOOT_COMPUTE_CHILD_STORE is set (TestOrphanCleanupIsolated), else
+// plain directories in dir/branches.
+func childVolumes(dir string) (compute.Volumes, error) {
+	if os.Getenv("OFFSHOOT_COMPUTE_CHILD_STORE") == "" {
+		return compute.DirVolumes{Root: filepath.Join(dir, "branches")}, nil
+	}
+	return storeVolumes(dir)
+}
+
+// storeVolumes opens the store in dir/store and mounts under dir/mnt.
+func storeVolumes(dir string) (compute.StoreVolumes, error) {
+	st, err := storage.Open(filepath.Join(dir, "store"), &storage.Options{GCInterval: -1})
+	if err != nil {
+		return compute.StoreVolumes{}, err
+	}
+	return compute.StoreVolumes{Store: st, MountDir: filepath.Join(dir, "mnt")}, nil
+}
+
+// TestOrphanCleanupIsolated kills -9 a process serving a branch of the
+// store, whose postmaster runs as the project's OS user on a FUSE mount
+// that dies with it: a new Manager on the same run dir stops the orphaned
+// postmaster, detaches the dead mount and serves the branch again.
+func TestOrphanCleanupIsolated(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := pgtest.Dir(t)
+	st, err := storage.Open(filepath.Join(dir, "store"), &storage.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.CreateProject("p"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := st.OpenHead("p", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := compute.InitProject(ctx, h, filepath.Join(dir, "init"), compute.InitOptions{Project: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := compute.ProjectUser(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "OFFSHOOT_COMPUTE_CHILD="+dir, "OFFSHOOT_COMPUTE_CHILD_STORE=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "READY ") {
+		cmd.Process.Kill()
+		t.Fatalf("child: %q %v", line, err)
+	}
+	pid, _ := strconv.Atoi(strings.Fields(line)[1])
+	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if want := fmt.Sprintf("\nUid:\t%d\t", u.UID); err != nil || !strings.Contains(string(status), want) {
+		t.Errorf("postmaster %d: %q not in its status (%v)", pid, want, err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if !alive(pid) {
+		t.Fatal("postmaster died with its parent; nothing to clean")
+	}
+
+	vols, err := storeVolumes(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vols.Store.Close()
+	m, err := compute.New(compute.Config{Volumes: vols, RunDir: filepath.Join(dir, "run"), Password: pw,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if alive(pid) {
+		t.Fatalf("orphaned postmaster %d still running after Open", pid)
+	}
+	l, err := m.Acquire(ctx, "p", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	conn, err := pgx.Connect(ctx, l.ConnString("postgres", pw, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT 'works'").Scan(&s); err != nil || s != "works" {
+		t.Fatalf("%q %v", s, err)
+	}
+}

@@ -301,7 +301,11 @@ func waitState(t *testing.T, m *compute.Manager, project, branch string, s compu
 // prints the postmaster's pid and waits to be killed.
 func child() {
 	dir := os.Getenv("OFFSHOOT_COMPUTE_CHILD")
-	m, err := compute.New(compute.Config{Volumes: compute.DirVolumes{Root: filepath.Join(dir, "branches")}, RunDir: filepath.Join(dir, "run")})
+	vols, err := childVolumes(dir)
+	var m *compute.Manager
+	if err == nil {
+		m, err = compute.New(compute.Config{Volumes: vols, RunDir: filepath.Join(dir, "run")})
+	}
 	if err == nil {
 		err = m.Open(context.Background())
 	}

@@ -17,6 +17,7 @@ type Volumes interface {
 	// Exists reports whether the branch exists (and so can be mounted).
 	Exists(ctx context.Context, project, branch string) (bool, error)
 	// Mount makes the branch's PGDATA available as a directory owned by
+	// the OS user its endpoint runs as: the Volume's User (UserVolume), or
 	// the postgres OS user. It returns ErrBranchNotFound (wrapped) for an
 	// unknown branch.
 	Mount(ctx context.Context, project, branch string) (Volume, error)
