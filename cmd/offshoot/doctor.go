@@ -59,6 +59,17 @@ func (a *app) doctorChecks() []check {
 				}
 				return fmt.Sprintf("uid %d gid %d", u.UID, u.GID), nil
 			}},
+		{name: "project users", required: true, fix: "install the passwd package (apt-get install passwd): each project's endpoints run as an OS user of their own, made with useradd",
+			run: func(context.Context) (string, error) {
+				p, err := pg.Useradd()
+				if err != nil {
+					return "", err
+				}
+				if os.Geteuid() != 0 {
+					return "", fmt.Errorf("%s needs root", p)
+				}
+				return p, nil
+			}},
 		{name: "pgvector", required: true, fix: "run scripts/setup (builds pgvector 0.8.0 from Debian's source package)",
 			run: checkPgvector},
 		{name: "fuse", required: true, fix: "load the fuse module (modprobe fuse), give the process /dev/fuse (containers: --device /dev/fuse --cap-add SYS_ADMIN), and run as root",

@@ -26,7 +26,7 @@ func TestDoctorPassesOnThisMachine(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("doctor exit %d\n%s%s", code, out, errOut)
 	}
-	for _, name := range []string{"postgres 15", "postgres user", "pgvector", "fuse", "data dir", "disk space", "http port", "proxy port"} {
+	for _, name := range []string{"postgres 15", "postgres user", "project users", "pgvector", "fuse", "data dir", "disk space", "http port", "proxy port"} {
 		if !strings.Contains(out, "ok    "+name) {
 			t.Errorf("no ok line for %q in:\n%s", name, out)
 		}

@@ -68,7 +68,7 @@ and the store is closed.`,
 		addAddrFlags(cmd, a)
 		addServerFlags(cmd, a)
 		f := cmd.Flags()
-		f.StringVar(&o.runDir, "run-dir", "", "mount points, sockets and logs of endpoints; the postgres OS user must be able to traverse it (default <data-dir>/run, or $TMPDIR/offshoot-run-<hash> when it cannot)")
+		f.StringVar(&o.runDir, "run-dir", "", "mount points, sockets and logs of endpoints; the endpoints' OS users (postgres and one per project) must be able to traverse it (default <data-dir>/run, or $TMPDIR/offshoot-run-<hash> when it cannot)")
 		f.StringVar(&o.addrFile, "addr-file", "", "write the bound addresses as JSON {\"http\":...,\"proxy\":...} to this file once ready (for scripts using port 0)")
 		f.IntVar(&o.maxBranches, "max-branches", 1000, "maximum branches per project (negative: no limit)")
 		f.IntVar(&o.maxEndpoints, "max-endpoints", 16, "maximum running endpoints")
@@ -161,7 +161,9 @@ func lockDataDir(dir string) (*os.File, error) {
 }
 
 // checkTraversable makes dir (created if needed) and fails when the
-// postgres OS user could not reach it: every ancestor needs o+x.
+// endpoints' OS users (postgres and one per project, none of them owner
+// or group of the run dir's ancestors) could not reach it: every ancestor
+// needs o+x.
 func checkTraversable(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("run dir: %w", err)
@@ -176,7 +178,7 @@ func checkTraversable(dir string) error {
 			return fmt.Errorf("run dir: %w", err)
 		}
 		if fi.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("run dir %s: the postgres OS user cannot traverse %s (mode %v): chmod o+x it, or pass --run-dir (or --data-dir) somewhere it can reach, e.g. /var/lib/offshoot", abs, d, fi.Mode().Perm())
+			return fmt.Errorf("run dir %s: the endpoints' OS users cannot traverse %s (mode %v): chmod o+x it, or pass --run-dir (or --data-dir) somewhere it can reach, e.g. /var/lib/offshoot", abs, d, fi.Mode().Perm())
 		}
 		if d == filepath.Dir(d) {
 			return nil
@@ -257,7 +259,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 			// finds what a crashed run left.
 			abs, _ := filepath.Abs(a.cfg.DataDir)
 			o.runDir = filepath.Join(os.TempDir(), fmt.Sprintf("offshoot-run-%08x", crc32.ChecksumIEEE([]byte(abs))))
-			a.log.Info("data dir is not reachable by the postgres OS user; using a separate run dir", "run_dir", o.runDir)
+			a.log.Info("data dir is not reachable by the endpoints' OS users; using a separate run dir", "run_dir", o.runDir)
 		}
 	}
 	if err := checkTraversable(o.runDir); err != nil {

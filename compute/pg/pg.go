@@ -73,6 +73,21 @@ func LookupUser(name string) (OSUser, error) {
 	return OSUser{Name: u.Username, UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
+// Useradd is the path of the useradd program: found in $PATH, else in
+// /usr/sbin or /sbin (a root shell's PATH may lack them). It returns
+// ErrNoUseradd when there is none.
+func Useradd() (string, error) {
+	if p, err := exec.LookPath("useradd"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/useradd", "/sbin/useradd"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", ErrNoUseradd
+}
+
 // userMu serializes EnsureUser within the process; useradd locks
 // /etc/passwd against other processes.
 var userMu sync.Mutex
@@ -94,17 +109,9 @@ func EnsureUser(ctx context.Context, name string) (OSUser, error) {
 	if u, err := LookupUser(name); err == nil {
 		return u, nil
 	}
-	bin, err := exec.LookPath("useradd")
+	bin, err := Useradd()
 	if err != nil {
-		for _, p := range []string{"/usr/sbin/useradd", "/sbin/useradd"} {
-			if _, serr := os.Stat(p); serr == nil {
-				bin, err = p, nil
-				break
-			}
-		}
-	}
-	if err != nil {
-		return OSUser{}, fmt.Errorf("create OS user %s: %w", name, ErrNoUseradd)
+		return OSUser{}, fmt.Errorf("create OS user %s: %w", name, err)
 	}
 	out, err := exec.CommandContext(ctx, bin, "--system", "--no-create-home", "--home-dir", "/nonexistent",
 		"--shell", "/usr/sbin/nologin", "--user-group", name).CombinedOutput()
