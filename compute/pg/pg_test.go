@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,5 +85,39 @@ func TestPgtestClusterHasVector(t *testing.T) {
 	}
 	if d != 5 {
 		t.Fatalf("distance %v, want 5", d)
+	}
+}
+
+// TestEnsureUser creates one OS user from several goroutines at once: all
+// get the same account, a system user with a group of its own.
+func TestEnsureUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	const name = "osk_pgtest_ensure"
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	exec.Command("userdel", name).Run()
+	users := make([]pg.OSUser, 4)
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			users[i], errs[i] = pg.EnsureUser(context.Background(), name)
+		}()
+	}
+	wg.Wait()
+	for i := range users {
+		if errs[i] != nil || users[i] != users[0] {
+			t.Fatalf("EnsureUser %d: %+v, %v; want %+v", i, users[i], errs[i], users[0])
+		}
+	}
+	u := users[0]
+	if u.Name != name || u.UID == 0 || u.UID >= 1000 || u.GID == 0 {
+		t.Errorf("user %+v, want a system account named %s", u, name)
+	}
+	if pgu, err := pg.PostgresUser(); err == nil && u.GID == pgu.GID {
+		t.Errorf("group %d is postgres', want a group of its own", u.GID)
 	}
 }
