@@ -82,7 +82,9 @@
 //     useradd the first time the project is initialized or mounted
 //     (ProjectUser). Postmaster and backends run with that uid and gid and
 //     no supplementary groups; the shared memory Postgres creates (SysV,
-//     /dev/shm) is 0600, and signals to other users' processes fail.
+//     /dev/shm) is 0600, and signals to other users' processes fail. They
+//     inherit no FUSE connection of the server (cowfs makes /dev/fuse
+//     close-on-exec): whoever holds one reads that mount's writes.
 //   - Mounts: StoreVolumes mounts each branch with cowfs'
 //     MountOptions.Owner set to that user: every file is presented as the
 //     user's and the mount's root with mode 0700, and the kernel checks

@@ -97,7 +97,8 @@ type Config struct {
 	// project's superuser.
 	Compute *compute.Manager
 	// InitDir is where CreateProject mounts a new project's root timeline
-	// to run initdb; it must be traversable by the postgres OS user.
+	// to run initdb as the project's OS user (compute.ProjectUser); it
+	// must be traversable by every user (o+x).
 	// Default os.TempDir().
 	InitDir string
 	// ProxyAddr is the host:port of the pgwire proxy that connection
