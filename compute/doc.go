@@ -11,10 +11,9 @@
 // (storage/cowfs) in production, DirVolumes (one plain initdb'd directory per
 // branch) without FUSE and in tests. Postgres runs as its project's OS user
 // (see Isolation) with a private Unix socket directory under the Manager's
-// run directory;
-// everything that must not travel with the branch (socket dir, port,
-// shared_buffers, max_connections, logging) is passed with -c on the command
-// line and never written into PGDATA.
+// run directory; everything that must not travel with the branch (socket
+// dir, port, shared_buffers, max_connections, logging) is passed with -c on
+// the command line and never written into PGDATA.
 //
 // # States
 //
@@ -109,7 +108,7 @@
 // directories but hold no data). It does not reach another project's data
 // files, WAL, mount, run directory, log, socket, shared memory or
 // processes: each attempt fails with "Permission denied" (TestIsolation
-// tries them all). With Config.TCP, endpoints also listen on loopback
+// tries the files, WAL, run directory, log and socket). With Config.TCP, endpoints also listen on loopback
 // ports, which every local user reaches; there the password is the
 // boundary (TCPAuth scram-sha-256; "trust" is for tests only).
 //
@@ -117,10 +116,11 @@
 // project are forks of one cluster and share its roles and passwords, so
 // whoever holds one branch's superuser password can already log in to
 // every other branch through the proxy (unless a branch changed it after
-// the fork): a user per branch would protect little. And agents make thousands of branches, while system accounts
-// come from SYS_UID_MIN..SYS_UID_MAX of /etc/login.defs (100-999 on
-// Debian), each created under the lock of /etc/passwd: at most some 900
-// projects per host, and useradd's error says when the range is used up.
+// the fork): a user per branch would protect little. And agents make
+// thousands of branches, while system accounts come from
+// SYS_UID_MIN..SYS_UID_MAX of /etc/login.defs (100-999 on Debian), each
+// created under the lock of /etc/passwd: at most some 900 projects per
+// host, and useradd's error says when the range is used up.
 //
 // Endpoints whose Volume does not implement UserVolume (DirVolumes, used
 // without FUSE and in tests) all run as the `postgres` OS user and are not
