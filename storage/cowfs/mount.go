@@ -141,9 +141,8 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 		ExplicitDataCacheControl: true,
 	})
 	if err == nil {
-		err = closeFUSEOnExec()
-		if err != nil {
-			_ = srv.Unmount()
+		if err = closeFUSEOnExec(); err != nil {
+			defer syscall.Unmount(dir, syscall.MNT_DETACH) // after RUnlock
 		}
 	}
 	syscall.ForkLock.RUnlock()
