@@ -112,15 +112,29 @@
 // ports, which every local user reaches; there the password is the
 // boundary (TCPAuth scram-sha-256; "trust" is for tests only).
 //
-// The boundary is the project, not the branch, on purpose. Branches of a
-// project are forks of one cluster and share its roles and passwords, so
-// whoever holds one branch's superuser password can already log in to
-// every other branch through the proxy (unless a branch changed it after
-// the fork): a user per branch would protect little. And agents make
+// The boundary is the project, not the branch, on purpose. Only the
+// server itself and admin keys get superuser sessions (scoped keys get
+// RoleWrite or RoleRead, which run no programs and read no server files;
+// see Roles below), and an admin may reach every branch anyway; so a user
+// per branch would protect little against anyone who can open a superuser
+// session. And agents make
 // thousands of branches, while system accounts come from
 // SYS_UID_MIN..SYS_UID_MAX of /etc/login.defs (100-999 on Debian), each
 // created under the lock of /etc/passwd: at most some 900 projects per
 // host, and useradd's error says when the range is used up.
+//
+// # Roles and authentication
+//
+// Every cluster has the roles RoleSuperuser, RoleWrite and RoleRead
+// (EnsureRoles, at project init and on the first start of an older
+// cluster). Endpoints run with a pg_hba.conf of the Manager's (hba_file on
+// the command line; PGDATA's travels with the branch and is not used) that
+// trusts the private socket (Config.LocalAuth): the proxy authenticates
+// clients with SCRAM against each branch's own credentials before it
+// connects for them, so a password of one branch opens no other, and
+// nothing wakes for a stranger. The Manager reports the verifiers of the
+// roles users create themselves (Config.Verifiers) whenever an endpoint
+// starts and before it suspends.
 //
 // Endpoints whose Volume does not implement UserVolume (DirVolumes, used
 // without FUSE and in tests) all run as the `postgres` OS user and are not
