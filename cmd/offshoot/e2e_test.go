@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -176,39 +174,13 @@ func (s *e2eServer) stop() {
 // api calls the HTTP API and returns the status and body.
 func (s *e2eServer) api(method, path string, body any) (int, []byte) {
 	s.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, s.http+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := (&http.Client{Timeout: 3 * time.Minute}).Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return s.apiAs("", method, path, body)
 }
 
 // must calls the API and requires status want, decoding the body into out.
 func (s *e2eServer) must(want int, method, path string, body, out any) {
 	s.t.Helper()
-	code, b := s.api(method, path, body)
-	if code != want {
-		s.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			s.t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
+	s.mustAs("", want, method, path, body, out)
 }
 
 func branchPath(b string) string { return "/v1/projects/main/branches/" + url.PathEscape(b) }

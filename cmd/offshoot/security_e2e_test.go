@@ -19,7 +19,7 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 )
 
-// apiAs calls the HTTP API with a bearer token.
+// apiAs calls the HTTP API with a bearer token ("" for none).
 func (s *e2eServer) apiAs(token, method, path string, body any) (int, []byte) {
 	s.t.Helper()
 	var rd io.Reader
@@ -31,7 +31,9 @@ func (s *e2eServer) apiAs(token, method, path string, body any) (int, []byte) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -44,6 +46,7 @@ func (s *e2eServer) apiAs(token, method, path string, body any) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// mustAs is apiAs requiring status want, decoding the body into out.
 func (s *e2eServer) mustAs(token string, want int, method, path string, body, out any) {
 	s.t.Helper()
 	code, b := s.apiAs(token, method, path, body)
