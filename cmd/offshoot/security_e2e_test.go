@@ -235,9 +235,9 @@ func TestE2ESecurity(t *testing.T) {
 		host, port, _ := strings.Cut(s.proxy, ":")
 		var msgs []string
 		for _, tc := range []struct{ user, options string }{
-			{"offshoot_write", "endpoint=other"},               // no password was ever issued... or a wrong one
-			{"nosuchrole", "endpoint=other"},                   // unknown role
-			{"offshoot_write", "endpoint=nosuch"},              // unknown branch
+			{"offshoot_write", "endpoint=other"},                // no password was ever issued... or a wrong one
+			{"nosuchrole", "endpoint=other"},                    // unknown role
+			{"offshoot_write", "endpoint=nosuch"},               // unknown branch
 			{"offshoot_write", "endpoint=other project=nosuch"}, // unknown project
 		} {
 			dsn := fmt.Sprintf("host=%s port=%s user=%s password=wrong dbname=postgres sslmode=disable options='%s'", host, port, tc.user, tc.options)

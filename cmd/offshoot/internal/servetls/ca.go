@@ -317,10 +317,12 @@ func writeFile(path string, b []byte, mode os.FileMode) error {
 		return fmt.Errorf("tls write: %w", err)
 	}
 	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err == nil {
-		if _, err = f.Write(b); err == nil {
-			err = f.Sync()
-		}
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(b)
+	}
+	if err == nil {
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
