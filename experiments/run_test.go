@@ -820,7 +820,7 @@ func TestCompareDifferentMeasures(t *testing.T) {
 	}
 	a := variant([]string{"ndcg_cut_10", "recall_100", "recip_rank"}, func(q int) []float64 { return []float64{0.5, 0.6, 0.7} })
 	b := variant([]string{"ndcg_cut_10"}, func(q int) []float64 { return []float64{0.2 + float64(q%3)*0.01} })
-	rc, err := compareVariants(CompareRequest{A: "a", B: "b", Metric: "ndcg_cut_10"}, a, b)
+	rc, err := compareVariants(CompareRequest{A: "a", B: "b", Metric: "ndcg_cut_10"}, a, b, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -828,7 +828,7 @@ func TestCompareDifferentMeasures(t *testing.T) {
 		t.Errorf("comparison on the common measure: %+v, verdict %s", rc.Comparison.Measures, rc.Verdict)
 	}
 	c := variant([]string{"P_5"}, func(q int) []float64 { return []float64{0.4} })
-	if _, err := compareVariants(CompareRequest{A: "a", B: "c"}, a, c); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "measures nothing") {
+	if _, err := compareVariants(CompareRequest{A: "a", B: "c"}, a, c, nil, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "measures nothing") {
 		t.Errorf("nothing in common: %v", err)
 	}
 }
