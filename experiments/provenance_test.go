@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/offshootdb/offshoot/evals"
 )
 
@@ -19,12 +21,26 @@ func TestRunProvenance(t *testing.T) {
 		t.Skip("needs Postgres")
 	}
 	e := newRunEnv(t)
-	mc, release, err := e.br.Conn(e.ctx, "p", "main", ReadWrite)
-	if err != nil {
-		t.Fatal(err)
+	// Connections to main are closed before each run: a fork is CREATE
+	// DATABASE ... TEMPLATE main, which needs main to be idle.
+	onMain := func(fn func(*pgx.Conn)) {
+		t.Helper()
+		mc, release, err := e.br.Conn(e.ctx, "p", "main", ReadWrite)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release()
+		fn(mc)
 	}
-	defer release()
-	loadSQLDataset(t, mc, e.dir)
+	exec := func(sql string) {
+		t.Helper()
+		onMain(func(mc *pgx.Conn) {
+			if _, err := mc.Exec(e.ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	onMain(func(mc *pgx.Conn) { loadSQLDataset(t, mc, e.dir) })
 	sp := e.spec(VariantSpec{Name: "exact", Embedder: "hash-bow?dims=64"},
 		VariantSpec{Name: "hnsw", Embedder: "hash-bow?dims=64", Index: &IndexSpec{Type: "hnsw", M: 8, EfConstruction: 32}})
 	sp.Dataset = sqlDataset
@@ -75,9 +91,7 @@ func TestRunProvenance(t *testing.T) {
 	}
 
 	// One judgment changes.
-	if _, err := mc.Exec(e.ctx, "UPDATE judged SET g = g + 1 WHERE ctid = (SELECT min(ctid) FROM judged)"); err != nil {
-		t.Fatal(err)
-	}
+	exec("UPDATE judged SET g = g + 1 WHERE ctid = (SELECT min(ctid) FROM judged)")
 	r3 := run()
 	if p3 := r3.Provenance.Data; p3.Qrels == p1.Data.Qrels || p3.Qrels.Rows != p1.Data.Qrels.Rows || p3.Queries != p1.Data.Queries || p3.Corpus != p1.Data.Corpus {
 		t.Errorf("one qrels line changed: %+v vs %+v", p3, p1.Data)
@@ -92,9 +106,7 @@ func TestRunProvenance(t *testing.T) {
 
 	// One query's text changes: significance tests are refused unless
 	// allowed.
-	if _, err := mc.Exec(e.ctx, "UPDATE qs SET q = q || ' again' WHERE id = (SELECT min(id) FROM qs)"); err != nil {
-		t.Fatal(err)
-	}
+	exec("UPDATE qs SET q = q || ' again' WHERE id = (SELECT min(id) FROM qs)")
 	r4 := run()
 	req := CompareRequest{A: r1.ID + ":exact", B: r4.ID + ":exact"}
 	var fe *FieldError
