@@ -508,6 +508,10 @@ func TestRuns(t *testing.T) {
 		defer hook.Close()
 		sp := e.spec(bow)
 		sp.Name = "nightly"
+		if _, err := e.svc.CreateSchedule(e.ctx, Schedule{Name: "nightly", Cron: "@every 1s", Spec: sp,
+			Metric: "ndcg_cut_10", Correction: "sidak"}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("unknown correction: %v", err)
+		}
 		sc, err := e.svc.CreateSchedule(e.ctx, Schedule{Name: "nightly", Cron: "@every 1s", Spec: sp,
 			Metric: "ndcg_cut_10", AutoAccept: true, Webhook: hook.URL})
 		if err != nil {
@@ -557,6 +561,9 @@ func TestRuns(t *testing.T) {
 		}
 		if r.Verdict == nil || r.Verdict.Baseline == "" || r.Verdict.Accepted || len(r.Verdict.Variants) != 1 || r.Verdict.Variants[0].Delta >= 0 {
 			t.Fatalf("verdict %+v", r.Verdict)
+		}
+		if vv := r.Verdict.Variants[0]; vv.Correction != evals.AdjustHolm || vv.PAdjusted < vv.P {
+			t.Errorf("the gate judges the Holm-adjusted p: %+v", vv)
 		}
 		t.Logf("regression: %+v", r.Verdict.Variants[0])
 		// The baseline is a run of the good embedder (runs fired before the

@@ -201,7 +201,7 @@ const maxRunWait = 60
 
 func (s *Server) getRunTool() *tool {
 	def := mcpgo.NewTool("get_run",
-		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size. "+
+		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size; and its provenance (data fingerprints, k, measure definitions, machine; per variant embedder, chunking, Postgres and pgvector versions, index DDL and settings). "+
 			"Use it to follow a run started with run_experiment: with wait_seconds it waits (up to that long) for the run to finish and reports each variant's progress as MCP progress notifications when the call carries a progressToken; without, poll every few seconds until the status is no longer queued or running. Then pick variants for compare_runs. "+
 			"Cheap: reads the run's record. Per-query rankings are left out; compare_runs shows the queries that changed."),
 		annotations(true, false, true),
@@ -331,8 +331,8 @@ func (s *Server) cancelRunTool() *tool {
 
 func (s *Server) compareRunsTool() *tool {
 	def := mcpgo.NewTool("compare_runs",
-		mcpgo.WithDescription("Compare two finished variants, B against A, over the queries both evaluated: per measure the means, delta, bootstrap confidence interval, randomization-test p-value and significance; a verdict (better, worse or no significant difference) on the primary measure; "+
-			"the queries that regressed most with the documents that entered and left their top-k; and cost deltas (latency, index build time and size, embedding time). "+
+		mcpgo.WithDescription("Compare two finished variants, B against A, over the queries both evaluated: per measure the means, delta, bootstrap confidence interval, randomization-test p-value with Holm and Benjamini-Hochberg adjusted p-values over the measures, effect size (Cohen's d_z) and significance; a verdict (better, worse or no significant difference) on the primary measure; "+
+			"the queries that regressed most with the documents that entered and left their top-k; and cost deltas (latency, index build time and size, embedding time); warnings when the runs read different judgments or corpora (different queries are refused unless allow_different_queries). "+
 			"Use it after get_run reports succeeded (or partial), to decide whether a change helps. Cheap: computed from stored results (a few thousand resamples). "+
 			"The full per-query list is left out; the regressed queries are the worst ones."),
 		annotations(true, false, true),
