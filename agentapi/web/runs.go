@@ -138,7 +138,8 @@ type topkRow struct {
 func (u *UI) compare(ctx context.Context, r *http.Request) (string, *view, error) {
 	q := r.URL.Query()
 	pg := comparePage{A: q.Get("a"), B: q.Get("b"), Metric: q.Get("metric")}
-	cmp, err := u.cfg.Service.CompareRuns(ctx, experiments.CompareRequest{A: pg.A, B: pg.B, Metric: pg.Metric})
+	cmp, err := u.cfg.Service.CompareRuns(ctx, experiments.CompareRequest{A: pg.A, B: pg.B, Metric: pg.Metric,
+		AllowDifferentQueries: q.Get("allow_different_queries") == "true"})
 	if err != nil {
 		return "", nil, err
 	}
