@@ -11,10 +11,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/offshootdb/offshoot/evals"
-
 	"github.com/robfig/cron/v3"
 
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 )
 
@@ -107,9 +106,12 @@ type Gate struct {
 // baseline as ms[i] (the comparison of g.Metric). The p-values of all of
 // them are adjusted together by g.Correction; a variant regressed when its
 // mean dropped with adjusted p below Alpha, or dropped by more than
-// Threshold. An unknown correction is ErrInvalid. Pure; safe for
-// concurrent use.
+// Threshold. An unknown correction, or names and ms of different
+// lengths, is ErrInvalid. Pure; safe for concurrent use.
 func (g Gate) Judge(names []string, ms []evals.MeasureComparison) ([]VariantVerdict, error) {
+	if len(names) != len(ms) {
+		return nil, invalid("variants", "%d names for %d comparisons", len(names), len(ms))
+	}
 	if g.Alpha == 0 {
 		g.Alpha = 0.05
 	}
