@@ -101,6 +101,13 @@ func (s *Server) compareRuns(c echo.Context) error {
 		}
 		req.Alpha = a
 	}
+	if v := c.QueryParam("allow_different_queries"); v != "" {
+		allow, err := strconv.ParseBool(v)
+		if err != nil {
+			return &experiments.FieldError{Field: "allow_different_queries", Reason: "want true or false"}
+		}
+		req.AllowDifferentQueries = allow
+	}
 	cmp, err := s.svc.CompareRuns(c.Request().Context(), req)
 	if err != nil {
 		return err

@@ -107,6 +107,17 @@ type MeasureComparison struct {
 	Wins   int `json:"wins"`
 	Ties   int `json:"ties"`
 	Losses int `json:"losses"`
+	// PHolm and PBH are P adjusted for the comparison's family of
+	// measures (every non-count measure compared): Holm–Bonferroni
+	// (family-wise error rate) and Benjamini–Hochberg (false discovery
+	// rate). Compare them with Alpha directly. Significant stays on the
+	// raw P, right for one pre-declared primary measure.
+	PHolm float64 `json:"p_holm"`
+	PBH   float64 `json:"p_bh"`
+	// EffectSize is Cohen's d_z of the per-query deltas
+	// (PairedEffectSize); absent when undefined (under two queries, or
+	// the same nonzero delta on every query).
+	EffectSize *float64 `json:"effect_size,omitempty"`
 }
 
 // QueryDelta is one query's primary-measure values in A and B.
@@ -197,8 +208,15 @@ func Compare(a, b *Result, opt CompareOptions) (*Comparison, error) {
 			return nil, fmt.Errorf("compare %s: %w", m, err)
 		}
 		ma, mb := mean(xa), mean(xb)
-		c.Measures = append(c.Measures, MeasureComparison{Measure: m.String(), MeanA: ma, MeanB: mb, Delta: mb - ma,
-			CILow: lo, CIHigh: hi, P: p, Significant: p < opt.Alpha, Wins: w, Ties: t, Losses: l})
+		mc := MeasureComparison{Measure: m.String(), MeanA: ma, MeanB: mb, Delta: mb - ma,
+			CILow: lo, CIHigh: hi, P: p, Significant: p < opt.Alpha, Wins: w, Ties: t, Losses: l}
+		if d, ok, err := PairedEffectSize(xa, xb); err == nil && ok {
+			mc.EffectSize = &d
+		}
+		c.Measures = append(c.Measures, mc)
+	}
+	if err := c.adjust(); err != nil {
+		return nil, err
 	}
 	if primary < 0 {
 		if opt.Primary != "" {
@@ -220,6 +238,34 @@ func Compare(a, b *Result, opt CompareOptions) (*Comparison, error) {
 	return c, nil
 }
 
+// adjust sets PHolm and PBH over c.Measures.
+func (c *Comparison) adjust() error {
+	ps := make([]float64, len(c.Measures))
+	for i, m := range c.Measures {
+		ps[i] = m.P
+	}
+	holm, err := HolmAdjust(ps)
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	bh, err := BHAdjust(ps)
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	for i := range c.Measures {
+		c.Measures[i].PHolm, c.Measures[i].PBH = holm[i], bh[i]
+	}
+	return nil
+}
+
+// FormatEffect formats an effect size as "+0.42", or "n/a" when undefined.
+func FormatEffect(d *float64) string {
+	if d == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%+.2f", *d)
+}
+
 // Measure returns the comparison of the measure named name (e.g. "P_10").
 func (c *Comparison) Measure(name string) (MeasureComparison, bool) {
 	for _, m := range c.Measures {
@@ -238,21 +284,22 @@ func (c *Comparison) WriteJSON(w io.Writer) error {
 }
 
 // WriteText writes the comparison for people: one line per measure (means,
-// delta, CI, p, a '*' when significant, wins/ties/losses), then the
+// delta, CI, p, Holm and BH adjusted p, a '*' when significant, effect
+// size d, wins/ties/losses), then the
 // primary measure per query, worst first; limit bounds the per-query lines
 // (0 means all).
 func (c *Comparison) WriteText(w io.Writer, limit int) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "A = %s, B = %s, %d paired queries, alpha %g, %d permutations, %d bootstrap resamples, seed %d\n",
 		c.RunA, c.RunB, c.Queries, c.Alpha, c.Permutations, c.Resamples, c.Seed)
-	fmt.Fprintf(tw, "measure\tA\tB\tdelta\t%g%% CI\tp\tsig\tW/T/L\n", 100*(1-c.Alpha))
+	fmt.Fprintf(tw, "measure\tA\tB\tdelta\t%g%% CI\tp\tp_holm\tp_bh\tsig\td\tW/T/L\n", 100*(1-c.Alpha))
 	for _, m := range c.Measures {
 		sig := ""
 		if m.Significant {
 			sig = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%+.4f\t[%+.4f, %+.4f]\t%.4f\t%s\t%d/%d/%d\n",
-			m.Measure, m.MeanA, m.MeanB, m.Delta, m.CILow, m.CIHigh, m.P, sig, m.Wins, m.Ties, m.Losses)
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%+.4f\t[%+.4f, %+.4f]\t%.4f\t%.4f\t%.4f\t%s\t%s\t%d/%d/%d\n",
+			m.Measure, m.MeanA, m.MeanB, m.Delta, m.CILow, m.CIHigh, m.P, m.PHolm, m.PBH, sig, FormatEffect(m.EffectSize), m.Wins, m.Ties, m.Losses)
 	}
 	fmt.Fprintf(tw, "\nper query %s (worst first)\nquery\tA\tB\tdelta\n", c.Primary)
 	for i, q := range c.PerQuery {

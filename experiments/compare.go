@@ -28,6 +28,11 @@ type CompareRequest struct {
 	Regressed int `json:"regressed,omitempty"`
 	// Seed seeds the randomization test and bootstrap. Default 0.
 	Seed uint64 `json:"seed,omitempty"`
+	// AllowDifferentQueries compares runs that read different queries
+	// (their query fingerprints differ). Default false: such a
+	// comparison is refused (ErrInvalid), since its p-values would pair
+	// queries that are not the same questions.
+	AllowDifferentQueries bool `json:"allow_different_queries,omitempty"`
 }
 
 // RunComparison is B against A: evals.Compare over the paired per-query
@@ -47,6 +52,11 @@ type RunComparison struct {
 	IndexBuildDeltaMS float64 `json:"index_build_delta_ms"`
 	IndexBytesDelta   int64   `json:"index_bytes_delta"`
 	EmbedDeltaMS      float64 `json:"embed_delta_ms"`
+	// Data says which of the data the two runs read differ (by
+	// fingerprint; runs without provenance compare as equal) and
+	// Warnings says it in words.
+	Data     DataDiff `json:"data"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // QueryChange is how one query's top-k changed from A to B.
@@ -64,6 +74,35 @@ type QueryChange struct {
 	Moved []RankMove `json:"moved"`
 }
 
+// DocsShown is how many documents per list (entered, left, moved) the
+// printed forms of a comparison show before "+N more".
+const DocsShown = 5
+
+// DocList is docs as "d1, d2, ... +N more", at most n of them (n <= 0:
+// DocsShown); "-" for none.
+func DocList(docs []string, n int) string {
+	if len(docs) == 0 {
+		return "-"
+	}
+	if n <= 0 {
+		n = DocsShown
+	}
+	if len(docs) <= n {
+		return strings.Join(docs, ", ")
+	}
+	return strings.Join(docs[:n], ", ") + fmt.Sprintf(" +%d more", len(docs)-n)
+}
+
+// MoveList is moves as "doc from→to, ... +N more", at most n of them
+// (n <= 0: DocsShown); "-" for none.
+func MoveList(moves []RankMove, n int) string {
+	s := make([]string, len(moves))
+	for i, m := range moves {
+		s[i] = fmt.Sprintf("%s %d→%d", m.Doc, m.From, m.To)
+	}
+	return DocList(s, n)
+}
+
 // RankMove is a document's rank in A and in B.
 type RankMove struct {
 	Doc  string `json:"doc"`
@@ -72,19 +111,29 @@ type RankMove struct {
 }
 
 // CompareRuns compares two run variants (read scope on both projects).
+// Runs that read different queries are refused unless
+// req.AllowDifferentQueries; different judgments or corpora are compared
+// with a warning (RunComparison.Warnings).
 func (s *Service) CompareRuns(ctx context.Context, req CompareRequest) (*RunComparison, error) {
-	va, err := s.resolveVariant(ctx, "a", req.A)
+	runA, va, err := s.resolveVariant(ctx, "a", req.A)
 	if err != nil {
 		return nil, err
 	}
-	vb, err := s.resolveVariant(ctx, "b", req.B)
+	runB, vb, err := s.resolveVariant(ctx, "b", req.B)
 	if err != nil {
 		return nil, err
 	}
-	return compareVariants(req, va, vb)
+	return compareVariants(req, va, vb, runA.Provenance, runB.Provenance)
 }
 
-func compareVariants(req CompareRequest, va, vb *VariantRun) (*RunComparison, error) {
+// compareVariants compares vb against va; pa and pb are their runs'
+// provenance (nil when unknown).
+func compareVariants(req CompareRequest, va, vb *VariantRun, pa, pb *Provenance) (*RunComparison, error) {
+	diff := diffData(pa, pb)
+	warnings := diff.Warnings(pa, pb)
+	if diff.Queries && !req.AllowDifferentQueries {
+		return nil, invalid("allow_different_queries", "%s; significance tests pair queries by id, so they are refused across different query sets unless allowed (allow_different_queries, --allow-different-queries)", warnings[0])
+	}
 	ra, err := variantResult(va)
 	if err != nil {
 		return nil, invalid("a", "%v", err)
@@ -108,7 +157,7 @@ func compareVariants(req CompareRequest, va, vb *VariantRun) (*RunComparison, er
 	out := &RunComparison{A: req.A, B: req.B, Comparison: c, Verdict: "no significant difference",
 		LatencyP50DeltaUS: (vb.Latency.P50 - va.Latency.P50).Microseconds(), QPSDelta: vb.Latency.QPS - va.Latency.QPS,
 		IndexBuildDeltaMS: vb.Timings.Index - va.Timings.Index, IndexBytesDelta: vb.IndexBytes - va.IndexBytes,
-		EmbedDeltaMS: vb.Timings.Embed - va.Timings.Embed}
+		EmbedDeltaMS: vb.Timings.Embed - va.Timings.Embed, Data: diff, Warnings: warnings}
 	if m, ok := c.Measure(c.Primary); ok && m.Significant {
 		out.Verdict = "better"
 		if m.Delta < 0 {
@@ -237,15 +286,15 @@ func measureOf(name string) evals.Measure {
 	return evals.Measure{Family: name}
 }
 
-// resolveVariant finds "RUN" or "RUN:VARIANT".
-func (s *Service) resolveVariant(ctx context.Context, field, ref string) (*VariantRun, error) {
+// resolveVariant finds "RUN" or "RUN:VARIANT" and its run.
+func (s *Service) resolveVariant(ctx context.Context, field, ref string) (*Run, *VariantRun, error) {
 	if ref == "" {
-		return nil, invalid(field, "is required: RUN or RUN:VARIANT")
+		return nil, nil, invalid(field, "is required: RUN or RUN:VARIANT")
 	}
 	id, name, _ := strings.Cut(ref, ":")
 	r, err := s.GetRun(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if name == "" {
 		var ok []int
@@ -255,16 +304,16 @@ func (s *Service) resolveVariant(ctx context.Context, field, ref string) (*Varia
 			}
 		}
 		if len(ok) != 1 {
-			return nil, invalid(field, "run %s has %d succeeded variants; name one as %s:VARIANT", id, len(ok), id)
+			return nil, nil, invalid(field, "run %s has %d succeeded variants; name one as %s:VARIANT", id, len(ok), id)
 		}
-		return &r.Variants[ok[0]], nil
+		return r, &r.Variants[ok[0]], nil
 	}
 	for i := range r.Variants {
 		if r.Variants[i].Name == name {
-			return &r.Variants[i], nil
+			return r, &r.Variants[i], nil
 		}
 	}
-	return nil, fmt.Errorf("variant %q of run %s: %w", name, id, ErrNotFound)
+	return nil, nil, fmt.Errorf("variant %q of run %s: %w", name, id, ErrNotFound)
 }
 
 // SweepPoint is one variant on the recall–QPS plane.
@@ -312,28 +361,32 @@ func SweepPoints(r *Run) []SweepPoint {
 }
 
 var comparisonHTML = template.Must(template.New("cmp").Funcs(template.FuncMap{
-	"f4":   func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) },
-	"sign": func(x float64) string { return fmt.Sprintf("%+.4f", x) },
-	"join": func(xs []string) string { return strings.Join(xs, ", ") },
+	"f4":     func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) },
+	"sign":   func(x float64) string { return fmt.Sprintf("%+.4f", x) },
+	"docs":   func(xs []string) string { return DocList(xs, DocsShown) },
+	"moves":  func(ms []RankMove) string { return MoveList(ms, DocsShown) },
+	"effect": evals.FormatEffect,
 }).Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>{{.B}} vs {{.A}}</title></head>
 <body class="offshoot-compare">
 <h1>{{.B}} vs {{.A}}</h1>
 <p class="verdict">{{.Verdict}} on {{.Comparison.Primary}} ({{.Comparison.Queries}} queries, alpha {{.Comparison.Alpha}})</p>
-<table class="measures"><thead><tr><th>measure</th><th>A</th><th>B</th><th>delta</th><th>CI</th><th>p</th><th>win/tie/loss</th></tr></thead><tbody>
-{{range .Comparison.Measures}}<tr{{if .Significant}} class="significant"{{end}}><td>{{.Measure}}</td><td>{{f4 .MeanA}}</td><td>{{f4 .MeanB}}</td><td>{{sign .Delta}}</td><td>[{{f4 .CILow}}, {{f4 .CIHigh}}]</td><td>{{.P}}</td><td>{{.Wins}}/{{.Ties}}/{{.Losses}}</td></tr>
+{{range .Warnings}}<p class="warning">warning: {{.}}</p>
+{{end}}<table class="measures"><thead><tr><th>measure</th><th>A</th><th>B</th><th>delta</th><th>CI</th><th>p</th><th>p (Holm)</th><th>p (BH)</th><th>effect d</th><th>win/tie/loss</th></tr></thead><tbody>
+{{range .Comparison.Measures}}<tr{{if .Significant}} class="significant"{{end}}><td>{{.Measure}}</td><td>{{f4 .MeanA}}</td><td>{{f4 .MeanB}}</td><td>{{sign .Delta}}</td><td>[{{f4 .CILow}}, {{f4 .CIHigh}}]</td><td>{{f4 .P}}</td><td>{{f4 .PHolm}}</td><td>{{f4 .PBH}}</td><td>{{effect .EffectSize}}</td><td>{{.Wins}}/{{.Ties}}/{{.Losses}}</td></tr>
 {{end}}</tbody></table>
 <p class="cost">p50 latency {{.LatencyP50DeltaUS}} µs, QPS {{f4 .QPSDelta}}, index build {{f4 .IndexBuildDeltaMS}} ms, index size {{.IndexBytesDelta}} bytes, embedding {{f4 .EmbedDeltaMS}} ms (B − A)</p>
 {{if .Regressed}}<h2>Most regressed queries</h2>
 <table class="regressed"><thead><tr><th>query</th><th>A</th><th>B</th><th>delta</th><th>overlap</th><th>entered</th><th>left</th><th>moved</th></tr></thead><tbody>
-{{range .Regressed}}<tr><td>{{.Query}}</td><td>{{f4 .A}}</td><td>{{f4 .B}}</td><td>{{sign .Delta}}</td><td>{{f4 .Overlap}}</td><td>{{join .Entered}}</td><td>{{join .Left}}</td><td>{{range .Moved}}{{.Doc}} {{.From}}→{{.To}} {{end}}</td></tr>
+{{range .Regressed}}<tr><td>{{.Query}}</td><td>{{f4 .A}}</td><td>{{f4 .B}}</td><td>{{sign .Delta}}</td><td>{{f4 .Overlap}}</td><td>{{docs .Entered}}</td><td>{{docs .Left}}</td><td>{{moves .Moved}}</td></tr>
 {{end}}</tbody></table>{{end}}
 </body></html>
 `))
 
 // WriteHTML writes the comparison as an unstyled HTML report (classes
-// offshoot-compare, verdict, measures, significant, cost, regressed for
-// the web UI to style). Values are escaped.
+// offshoot-compare, verdict, warning, measures, significant, cost,
+// regressed for the web UI to style). Document lists show DocsShown
+// documents each, then "+N more". Values are escaped.
 func (c *RunComparison) WriteHTML(w io.Writer) error {
 	return comparisonHTML.Execute(w, c)
 }

@@ -97,17 +97,25 @@
 // without per-query results, and WaitRun polls until a run is done.
 // Offline embedders with exact search give identical numbers on rerun
 // (pgvector's HNSW and IVFFlat builds are randomized, so ANN variants may
-// differ slightly). CompareRuns runs evals.Compare over two recorded
-// variants and adds the regressed queries' top-k changes; SweepPoints
-// gives the recall–QPS points and their Pareto front.
+// differ slightly). Each run records its Provenance (fingerprints of the
+// corpus, queries and qrels as read, the base seq, k, the measure
+// definitions, the machine) and each variant what it ran with
+// (VariantProvenance: embedder, chunking, Postgres and pgvector versions,
+// index DDL, settings). CompareRuns runs evals.Compare over two recorded
+// variants (raw, Holm and Benjamini–Hochberg p per measure, effect
+// sizes), adds the regressed queries' top-k changes, warns when the runs
+// read different data and refuses different queries unless
+// AllowDifferentQueries; SweepPoints gives the recall–QPS points and
+// their Pareto front.
 //
 // # Schedules
 //
 // A Schedule fires its spec on a cron expression (seconds optional,
 // "@every 10m" allowed) from a goroutine the Service owns (started by
 // Open, stopped by Close). A finished run is compared per variant with
-// the schedule's baseline run: a significant drop of Metric at Alpha, or
-// a drop larger than Threshold, is a regression (logged, audited as
+// the schedule's baseline run: a significant drop of Metric at Alpha
+// (the p of all variants adjusted together by Correction, Holm by
+// default; Gate), or a drop larger than Threshold, is a regression (logged, audited as
 // schedule.regression, POSTed to Webhook); otherwise, with AutoAccept,
 // the run becomes the baseline. AcceptRun sets it explicitly and
 // ScheduleHistory gives every run's metrics.

@@ -89,6 +89,9 @@ type Run struct {
 	Variants []VariantRun `json:"variants"`
 	// Verdict is set for scheduled runs compared with their baseline.
 	Verdict *Verdict `json:"verdict,omitempty"`
+	// Provenance fingerprints the data read and names the measure
+	// definitions and machine; set once the dataset is read.
+	Provenance *Provenance `json:"provenance,omitempty"`
 }
 
 // VariantRun is the record of one variant of a run.
@@ -126,6 +129,9 @@ type VariantRun struct {
 	// Measures names the per-query Values, in order.
 	Measures []string       `json:"measures,omitempty"`
 	Results  []QueryRanking `json:"results,omitempty"`
+	// Provenance is what the variant ran with (embedder, chunking,
+	// server versions, index DDL, settings); set once its data is loaded.
+	Provenance *VariantProvenance `json:"provenance,omitempty"`
 }
 
 // Timings are phase durations in milliseconds.
@@ -433,6 +439,7 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 	}
 	_ = s.updateRun(run.ID, func(r *Run) {
 		r.Base, r.Docs, r.Queries, r.Judged = base, len(ds.Corpus), len(ds.Queries), len(ds.Qrels)
+		r.Provenance = newProvenance(run.Spec, base, ds)
 	})
 	// Groups start in spec order (the slot is taken before the goroutine
 	// starts), at most Concurrency at a time.
@@ -697,6 +704,9 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 			vr.StorageDelta = &d
 		}
 	}
+	if vr.Provenance, err = variantProvenance(ctx, conn, tbl, v, emb, metric, vr.IndexName); err != nil {
+		return fail("provenance", err)
+	}
 
 	progress("eval")
 	out = make([]VariantRun, len(vs))
@@ -732,6 +742,7 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, conn *pgx.Conn, tbl v
 	if efSearch == 0 && indexed && v.Index.Type == "hnsw" {
 		efSearch = min(max(40, fetch), 1000)
 	}
+	vr.Provenance = vr.Provenance.withSearch(efSearch, v.Search.Probes, "")
 	rankings := map[string][]string{}
 	exactIDs, annIDs := map[string][]string{}, map[string][]string{}
 	var durs []time.Duration

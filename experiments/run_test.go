@@ -508,6 +508,10 @@ func TestRuns(t *testing.T) {
 		defer hook.Close()
 		sp := e.spec(bow)
 		sp.Name = "nightly"
+		if _, err := e.svc.CreateSchedule(e.ctx, Schedule{Name: "nightly", Cron: "@every 1s", Spec: sp,
+			Metric: "ndcg_cut_10", Correction: "sidak"}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("unknown correction: %v", err)
+		}
 		sc, err := e.svc.CreateSchedule(e.ctx, Schedule{Name: "nightly", Cron: "@every 1s", Spec: sp,
 			Metric: "ndcg_cut_10", AutoAccept: true, Webhook: hook.URL})
 		if err != nil {
@@ -557,6 +561,9 @@ func TestRuns(t *testing.T) {
 		}
 		if r.Verdict == nil || r.Verdict.Baseline == "" || r.Verdict.Accepted || len(r.Verdict.Variants) != 1 || r.Verdict.Variants[0].Delta >= 0 {
 			t.Fatalf("verdict %+v", r.Verdict)
+		}
+		if vv := r.Verdict.Variants[0]; vv.Correction != evals.AdjustHolm || vv.PAdjusted < vv.P {
+			t.Errorf("the gate judges the Holm-adjusted p: %+v", vv)
 		}
 		t.Logf("regression: %+v", r.Verdict.Variants[0])
 		// The baseline is a run of the good embedder (runs fired before the
@@ -820,7 +827,7 @@ func TestCompareDifferentMeasures(t *testing.T) {
 	}
 	a := variant([]string{"ndcg_cut_10", "recall_100", "recip_rank"}, func(q int) []float64 { return []float64{0.5, 0.6, 0.7} })
 	b := variant([]string{"ndcg_cut_10"}, func(q int) []float64 { return []float64{0.2 + float64(q%3)*0.01} })
-	rc, err := compareVariants(CompareRequest{A: "a", B: "b", Metric: "ndcg_cut_10"}, a, b)
+	rc, err := compareVariants(CompareRequest{A: "a", B: "b", Metric: "ndcg_cut_10"}, a, b, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -828,7 +835,7 @@ func TestCompareDifferentMeasures(t *testing.T) {
 		t.Errorf("comparison on the common measure: %+v, verdict %s", rc.Comparison.Measures, rc.Verdict)
 	}
 	c := variant([]string{"P_5"}, func(q int) []float64 { return []float64{0.4} })
-	if _, err := compareVariants(CompareRequest{A: "a", B: "c"}, a, c); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "measures nothing") {
+	if _, err := compareVariants(CompareRequest{A: "a", B: "c"}, a, c, nil, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "measures nothing") {
 		t.Errorf("nothing in common: %v", err)
 	}
 }

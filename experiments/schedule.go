@@ -13,6 +13,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 )
 
@@ -52,6 +53,11 @@ type Schedule struct {
 	CreatedBy   string    `json:"created_by"`
 	// Scopes of the creator; scheduled runs act with them.
 	Scopes []Scope `json:"scopes"`
+	// Correction adjusts the regression test's p-values for the number
+	// of variants compared with the baseline (a sweep tests one
+	// hypothesis per point): "holm" (family-wise error rate), "bh" (false
+	// discovery rate) or "none". Default "holm".
+	Correction evals.Adjustment `json:"correction,omitempty"`
 }
 
 // Verdict compares a scheduled run with its baseline.
@@ -74,6 +80,65 @@ type VariantVerdict struct {
 	P          float64 `json:"p_value"`
 	Regression bool    `json:"regression"`
 	Reason     string  `json:"reason,omitempty"`
+	// PAdjusted is P adjusted by Correction across the variants judged
+	// together; the gate compares it, not P, with alpha.
+	PAdjusted  float64          `json:"p_adjusted"`
+	Correction evals.Adjustment `json:"correction,omitempty"`
+}
+
+// Gate is a regression gate on one measure, as schedules and
+// `offshoot eval run --baseline` apply it. The zero value of each field
+// takes the default named.
+type Gate struct {
+	// Metric is the watched measure (trec_eval name). Required.
+	Metric string
+	// Alpha is the significance level. Default 0.05.
+	Alpha float64
+	// Threshold: a drop of the mean larger than this is a regression
+	// even when not significant. 0: only significant drops count.
+	Threshold float64
+	// Correction adjusts the variants' p-values as one family. Default
+	// evals.AdjustHolm.
+	Correction evals.Adjustment
+}
+
+// Judge returns the verdict of each variant, names[i] compared with its
+// baseline as ms[i] (the comparison of g.Metric). The p-values of all of
+// them are adjusted together by g.Correction; a variant regressed when its
+// mean dropped with adjusted p below Alpha, or dropped by more than
+// Threshold. An unknown correction, or names and ms of different
+// lengths, is ErrInvalid. Pure; safe for concurrent use.
+func (g Gate) Judge(names []string, ms []evals.MeasureComparison) ([]VariantVerdict, error) {
+	if len(names) != len(ms) {
+		return nil, invalid("variants", "%d names for %d comparisons", len(names), len(ms))
+	}
+	if g.Alpha == 0 {
+		g.Alpha = 0.05
+	}
+	if g.Correction == "" {
+		g.Correction = evals.AdjustHolm
+	}
+	ps := make([]float64, len(ms))
+	for i, m := range ms {
+		ps[i] = m.P
+	}
+	adj, err := evals.Adjust(g.Correction, ps)
+	if err != nil {
+		return nil, invalid("correction", "%v", err)
+	}
+	out := make([]VariantVerdict, len(ms))
+	for i, m := range ms {
+		vv := VariantVerdict{Variant: names[i], Baseline: m.MeanA, Current: m.MeanB, Delta: m.Delta, P: m.P,
+			PAdjusted: adj[i], Correction: g.Correction}
+		switch {
+		case m.Delta < 0 && adj[i] < g.Alpha:
+			vv.Regression, vv.Reason = true, fmt.Sprintf("significant drop (p=%.4g, %s-adjusted %.4g < %g)", m.P, g.Correction, adj[i], g.Alpha)
+		case g.Threshold > 0 && -m.Delta > g.Threshold:
+			vv.Regression, vv.Reason = true, fmt.Sprintf("drop %.4g > threshold %g", -m.Delta, g.Threshold)
+		}
+		out[i] = vv
+	}
+	return out, nil
 }
 
 var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
@@ -105,6 +170,9 @@ func (sc *Schedule) validate() error {
 	}
 	if sc.Threshold < 0 {
 		return invalid("threshold", "must not be negative")
+	}
+	if _, err := evals.Adjust(sc.Correction, nil); err != nil {
+		return invalid("correction", "%v", err)
 	}
 	return nil
 }
@@ -176,6 +244,7 @@ func (s *Service) UpdateSchedule(ctx context.Context, id string, upd Schedule) (
 			}
 			sc.Name, sc.Cron, sc.Spec, sc.Metric, sc.Alpha = upd.Name, upd.Cron, upd.Spec, upd.Metric, upd.Alpha
 			sc.Threshold, sc.AutoAccept, sc.Webhook, sc.Paused = upd.Threshold, upd.AutoAccept, upd.Webhook, upd.Paused
+			sc.Correction = upd.Correction
 			out = sc
 			return nil
 		})
@@ -444,14 +513,7 @@ func (s *Service) afterScheduledRun(scheduleID, runID string) {
 	v := &Verdict{Metric: sc.Metric, Baseline: sc.BaselineRun, Variants: []VariantVerdict{}}
 	if sc.BaselineRun != "" {
 		if base, err := s.getRun(sc.BaselineRun); err == nil {
-			for i := range r.Variants {
-				cur := &r.Variants[i]
-				for j := range base.Variants {
-					if base.Variants[j].Name == cur.Name && cur.Status == StatusSucceeded {
-						v.Variants = append(v.Variants, regressionCheck(sc, &base.Variants[j], cur))
-					}
-				}
-			}
+			v.Variants = judgeAgainst(sc, base, r)
 		}
 	}
 	for _, vv := range v.Variants {
@@ -472,22 +534,46 @@ func (s *Service) afterScheduledRun(scheduleID, runID string) {
 	_ = s.updateRun(runID, func(r *Run) { r.Verdict = v })
 }
 
-func regressionCheck(sc *Schedule, base, cur *VariantRun) VariantVerdict {
-	vv := VariantVerdict{Variant: cur.Name}
-	c, err := compareVariants(CompareRequest{Metric: sc.Metric, Alpha: sc.Alpha, Regressed: 1}, base, cur)
-	if err != nil {
-		vv.Regression, vv.Reason = true, "cannot compare: "+err.Error()
-		return vv
+// judgeAgainst compares every succeeded variant of cur with the
+// same-named variant of base and judges them as one family (Gate.Judge).
+// A variant that cannot be compared is a regression with the reason. The
+// query sets may differ (the base's data moves between runs): the test
+// pairs the queries both evaluated.
+func judgeAgainst(sc *Schedule, base, cur *Run) []VariantVerdict {
+	var out []VariantVerdict
+	var judged []int // indexes in out of the comparable variants
+	var names []string
+	var ms []evals.MeasureComparison
+	for i := range cur.Variants {
+		cv := &cur.Variants[i]
+		for j := range base.Variants {
+			if base.Variants[j].Name != cv.Name || cv.Status != StatusSucceeded {
+				continue
+			}
+			out = append(out, VariantVerdict{Variant: cv.Name})
+			c, err := compareVariants(CompareRequest{Metric: sc.Metric, Alpha: sc.Alpha, Regressed: 1, AllowDifferentQueries: true},
+				&base.Variants[j], cv, base.Provenance, cur.Provenance)
+			if err != nil {
+				out[len(out)-1].Regression, out[len(out)-1].Reason = true, "cannot compare: "+err.Error()
+				continue
+			}
+			m, _ := c.Comparison.Measure(sc.Metric)
+			judged, names, ms = append(judged, len(out)-1), append(names, cv.Name), append(ms, m)
+		}
 	}
-	m, _ := c.Comparison.Measure(sc.Metric)
-	vv.Baseline, vv.Current, vv.Delta, vv.P = m.MeanA, m.MeanB, m.Delta, m.P
-	switch {
-	case m.Delta < 0 && m.Significant:
-		vv.Regression, vv.Reason = true, fmt.Sprintf("significant drop (p=%.4g < %g)", m.P, sc.Alpha)
-	case sc.Threshold > 0 && -m.Delta > sc.Threshold:
-		vv.Regression, vv.Reason = true, fmt.Sprintf("drop %.4g > threshold %g", -m.Delta, sc.Threshold)
+	g := Gate{Metric: sc.Metric, Alpha: sc.Alpha, Threshold: sc.Threshold, Correction: sc.Correction}
+	vs, err := g.Judge(names, ms)
+	for k, i := range judged {
+		if err != nil {
+			out[i].Regression, out[i].Reason = true, "cannot judge: "+err.Error()
+			continue
+		}
+		out[i] = vs[k]
 	}
-	return vv
+	if out == nil {
+		out = []VariantVerdict{}
+	}
+	return out
 }
 
 // postWebhook delivers a verdict under the webhook policy: the URL is

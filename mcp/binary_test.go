@@ -305,6 +305,9 @@ func runFlow(t *testing.T, c *client.Client) {
 	if run.Status != experiments.StatusSucceeded || run.Project != "main" || run.Queries != 225 || len(run.Variants) != 2 {
 		t.Fatalf("run %s %q:\n%s", run.Status, run.Error, text)
 	}
+	if !strings.Contains(text, "provenance:") || !strings.Contains(text, "queries 225 sha256 ") || !strings.Contains(text, "pgvector") {
+		t.Errorf("get_run shows no provenance:\n%s", text)
+	}
 	// At least one step of the run was reported while waiting, each with
 	// the run's variants as total and progress never going back. (The
 	// last state is in the result; its notification may be dropped or
@@ -343,7 +346,8 @@ func runFlow(t *testing.T, c *client.Client) {
 		t.Errorf("compare: %+v", cmp)
 	case len(cmp.Comparison.PerQuery) != 0 || len(cmp.Regressed) == 0:
 		t.Errorf("compare not compact: %d per-query rows, %d regressed", len(cmp.Comparison.PerQuery), len(cmp.Regressed))
-	case !strings.Contains(text, cmp.Verdict) || !strings.Contains(text, "p=") || !strings.Contains(text, "most regressed queries"):
+	case !strings.Contains(text, cmp.Verdict) || !strings.Contains(text, "p=") || !strings.Contains(text, "most regressed queries") ||
+		!strings.Contains(text, "(Holm "):
 		t.Errorf("compare text:\n%s", text)
 	}
 	toolErr(t, c, "compare_runs", map[string]any{"a": started.ID, "b": started.ID + ":rp"}, "2 succeeded variants", ":VARIANT")

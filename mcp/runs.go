@@ -11,6 +11,7 @@ import (
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments"
 )
 
@@ -110,33 +111,44 @@ type runSummary struct {
 	Judged     int                     `json:"judged_queries"`
 	Variants   []variantSummary        `json:"variants"`
 	Verdict    *experiments.Verdict    `json:"verdict,omitempty"`
+	// Provenance fingerprints the data read; each variant's says what
+	// it ran with.
+	Provenance *experiments.Provenance `json:"provenance,omitempty"`
+	// provenanceText is the provenance for people (not in JSON).
+	provenanceText string
 }
 
 // variantSummary is one variant's state and headline numbers.
 type variantSummary struct {
-	Name         string                `json:"name"`
-	Status       experiments.RunStatus `json:"status"`
-	Phase        string                `json:"phase,omitempty"`
-	Error        string                `json:"error,omitempty"`
-	Branch       string                `json:"branch,omitempty"`
-	Kept         bool                  `json:"kept"`
-	Metrics      map[string]float64    `json:"metrics,omitempty"`
-	ANNRecall    *float64              `json:"ann_recall,omitempty"`
-	LatencyP50MS float64               `json:"latency_p50_ms"`
-	IndexBytes   int64                 `json:"index_bytes"`
-	TimingsMS    experiments.Timings   `json:"timings_ms"`
+	Name         string                         `json:"name"`
+	Status       experiments.RunStatus          `json:"status"`
+	Phase        string                         `json:"phase,omitempty"`
+	Error        string                         `json:"error,omitempty"`
+	Branch       string                         `json:"branch,omitempty"`
+	Kept         bool                           `json:"kept"`
+	Metrics      map[string]float64             `json:"metrics,omitempty"`
+	ANNRecall    *float64                       `json:"ann_recall,omitempty"`
+	LatencyP50MS float64                        `json:"latency_p50_ms"`
+	IndexBytes   int64                          `json:"index_bytes"`
+	TimingsMS    experiments.Timings            `json:"timings_ms"`
+	Provenance   *experiments.VariantProvenance `json:"provenance,omitempty"`
 }
 
 func summarize(r *experiments.Run) runSummary {
 	out := runSummary{ID: r.ID, Experiment: r.Experiment, Project: r.Project, Status: r.Status, Error: r.Error, Base: r.Base,
 		ScheduleID: r.ScheduleID, CreatedAt: r.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"), Docs: r.Docs, Queries: r.Queries, Judged: r.Judged,
-		Verdict: r.Verdict, Variants: make([]variantSummary, len(r.Variants))}
+		Verdict: r.Verdict, Variants: make([]variantSummary, len(r.Variants)), Provenance: r.Provenance}
+	var pt strings.Builder
+	if err := experiments.WriteProvenance(&pt, r); err == nil {
+		out.provenanceText = pt.String()
+	}
 	if r.FinishedAt != nil {
 		out.FinishedAt = r.FinishedAt.UTC().Format("2006-01-02T15:04:05Z")
 	}
 	for i, v := range r.Variants {
 		out.Variants[i] = variantSummary{Name: v.Name, Status: v.Status, Phase: v.Phase, Error: v.Error, Branch: v.Branch, Kept: v.Kept,
-			Metrics: v.Metrics, ANNRecall: v.ANNRecall, LatencyP50MS: float64(v.Latency.P50.Microseconds()) / 1000, IndexBytes: v.IndexBytes, TimingsMS: v.Timings}
+			Metrics: v.Metrics, ANNRecall: v.ANNRecall, LatencyP50MS: float64(v.Latency.P50.Microseconds()) / 1000, IndexBytes: v.IndexBytes, TimingsMS: v.Timings,
+			Provenance: v.Provenance}
 	}
 	return out
 }
@@ -180,6 +192,7 @@ func renderRun(r runSummary) string {
 	if r.Verdict != nil {
 		fmt.Fprintf(&b, "verdict against baseline %s on %s: regression=%t\n", r.Verdict.Baseline, r.Verdict.Metric, r.Verdict.Regression)
 	}
+	b.WriteString(r.provenanceText)
 	return b.String()
 }
 
@@ -188,7 +201,7 @@ const maxRunWait = 60
 
 func (s *Server) getRunTool() *tool {
 	def := mcpgo.NewTool("get_run",
-		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size. "+
+		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size; and its provenance (data fingerprints, k, measure definitions, machine; per variant embedder, chunking, Postgres and pgvector versions, index DDL and settings). "+
 			"Use it to follow a run started with run_experiment: with wait_seconds it waits (up to that long) for the run to finish and reports each variant's progress as MCP progress notifications when the call carries a progressToken; without, poll every few seconds until the status is no longer queued or running. Then pick variants for compare_runs. "+
 			"Cheap: reads the run's record. Per-query rankings are left out; compare_runs shows the queries that changed."),
 		annotations(true, false, true),
@@ -318,8 +331,8 @@ func (s *Server) cancelRunTool() *tool {
 
 func (s *Server) compareRunsTool() *tool {
 	def := mcpgo.NewTool("compare_runs",
-		mcpgo.WithDescription("Compare two finished variants, B against A, over the queries both evaluated: per measure the means, delta, bootstrap confidence interval, randomization-test p-value and significance; a verdict (better, worse or no significant difference) on the primary measure; "+
-			"the queries that regressed most with the documents that entered and left their top-k; and cost deltas (latency, index build time and size, embedding time). "+
+		mcpgo.WithDescription("Compare two finished variants, B against A, over the queries both evaluated: per measure the means, delta, bootstrap confidence interval, randomization-test p-value with Holm and Benjamini-Hochberg adjusted p-values over the measures, effect size (Cohen's d_z) and significance; a verdict (better, worse or no significant difference) on the primary measure; "+
+			"the queries that regressed most with the documents that entered and left their top-k; and cost deltas (latency, index build time and size, embedding time); warnings when the runs read different judgments or corpora (different queries are refused unless allow_different_queries). "+
 			"Use it after get_run reports succeeded (or partial), to decide whether a change helps. Cheap: computed from stored results (a few thousand resamples). "+
 			"The full per-query list is left out; the regressed queries are the worst ones."),
 		annotations(true, false, true),
@@ -328,6 +341,7 @@ func (s *Server) compareRunsTool() *tool {
 		mcpgo.WithString("metric", mcpgo.Description("Primary measure for the verdict and regressed queries, as stored (e.g. \"ndcg_cut_10\", \"recall_100\"). Default the first measure of the run.")),
 		mcpgo.WithNumber("alpha", mcpgo.Description("Significance level. Default 0.05."), mcpgo.Min(0), mcpgo.Max(1)),
 		mcpgo.WithNumber("regressed", mcpgo.Description("How many most-regressed queries to list. Default 10."), mcpgo.Min(0), mcpgo.Max(1000)),
+		mcpgo.WithBoolean("allow_different_queries", mcpgo.Description("Compare runs that read different queries (their query fingerprints differ). Default false: refused, since the paired tests would pair different questions.")),
 	)
 	return newTool(def, readTool, runsNotFound, func(ctx context.Context, _ call, a struct {
 		A         string  `json:"a"`
@@ -335,8 +349,10 @@ func (s *Server) compareRunsTool() *tool {
 		Metric    string  `json:"metric"`
 		Alpha     float64 `json:"alpha"`
 		Regressed int     `json:"regressed"`
+		Allow     bool    `json:"allow_different_queries"`
 	}) (any, string, error) {
-		cmp, err := s.svc.CompareRuns(ctx, experiments.CompareRequest{A: a.A, B: a.B, Metric: a.Metric, Alpha: a.Alpha, Regressed: a.Regressed})
+		cmp, err := s.svc.CompareRuns(ctx, experiments.CompareRequest{A: a.A, B: a.B, Metric: a.Metric, Alpha: a.Alpha, Regressed: a.Regressed,
+			AllowDifferentQueries: a.Allow})
 		if err != nil {
 			return nil, "", err
 		}
@@ -355,13 +371,16 @@ func renderComparison(c *experiments.RunComparison) string {
 	fmt.Fprintf(&b, "%s vs %s: %s", c.B, c.A, c.Verdict)
 	if cc := c.Comparison; cc != nil {
 		fmt.Fprintf(&b, " on %s (%d paired queries, alpha %g)\n", cc.Primary, cc.Queries, cc.Alpha)
+		for _, w := range c.Warnings {
+			fmt.Fprintf(&b, "warning: %s\n", w)
+		}
 		for _, m := range cc.Measures {
 			sig := ""
 			if m.Significant {
 				sig = " significant"
 			}
-			fmt.Fprintf(&b, "  %s: %.4f -> %.4f, delta %+.4f, CI [%+.4f, %+.4f], p=%.4f%s, wins/ties/losses %d/%d/%d\n",
-				m.Measure, m.MeanA, m.MeanB, m.Delta, m.CILow, m.CIHigh, m.P, sig, m.Wins, m.Ties, m.Losses)
+			fmt.Fprintf(&b, "  %s: %.4f -> %.4f, delta %+.4f, CI [%+.4f, %+.4f], p=%.4f (Holm %.4f, BH %.4f)%s, effect d %s, wins/ties/losses %d/%d/%d\n",
+				m.Measure, m.MeanA, m.MeanB, m.Delta, m.CILow, m.CIHigh, m.P, m.PHolm, m.PBH, sig, evals.FormatEffect(m.EffectSize), m.Wins, m.Ties, m.Losses)
 		}
 	} else {
 		b.WriteString("\n")
@@ -373,7 +392,7 @@ func renderComparison(c *experiments.RunComparison) string {
 	}
 	for _, q := range c.Regressed {
 		fmt.Fprintf(&b, "  query %s: %.4f -> %.4f (%+.4f), top-k overlap %.2f, entered %s, left %s\n",
-			q.Query, q.A, q.B, q.Delta, q.Overlap, clipText(strings.Join(q.Entered, ","), textCell), clipText(strings.Join(q.Left, ","), textCell))
+			q.Query, q.A, q.B, q.Delta, q.Overlap, clipText(experiments.DocList(q.Entered, 0), textCell), clipText(experiments.DocList(q.Left, 0), textCell))
 	}
 	return b.String()
 }

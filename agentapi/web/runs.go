@@ -67,6 +67,8 @@ type runPage struct {
 	EfSVG    string
 	// Succeeded are the variants a comparison can pick.
 	Succeeded []string
+	// Provenance is experiments.WriteProvenance's text ("" without).
+	Provenance string
 }
 
 func (u *UI) run(ctx context.Context, r *http.Request) (string, *view, error) {
@@ -75,6 +77,11 @@ func (u *UI) run(ctx context.Context, r *http.Request) (string, *view, error) {
 		return "", nil, err
 	}
 	pg := runPage{Run: run}
+	var prov strings.Builder
+	if err := experiments.WriteProvenance(&prov, run); err != nil {
+		return "", nil, err
+	}
+	pg.Provenance = prov.String()
 	seen := map[string]bool{}
 	for _, v := range run.Variants {
 		for _, m := range v.Measures {
@@ -131,7 +138,8 @@ type topkRow struct {
 func (u *UI) compare(ctx context.Context, r *http.Request) (string, *view, error) {
 	q := r.URL.Query()
 	pg := comparePage{A: q.Get("a"), B: q.Get("b"), Metric: q.Get("metric")}
-	cmp, err := u.cfg.Service.CompareRuns(ctx, experiments.CompareRequest{A: pg.A, B: pg.B, Metric: pg.Metric})
+	cmp, err := u.cfg.Service.CompareRuns(ctx, experiments.CompareRequest{A: pg.A, B: pg.B, Metric: pg.Metric,
+		AllowDifferentQueries: q.Get("allow_different_queries") == "true"})
 	if err != nil {
 		return "", nil, err
 	}

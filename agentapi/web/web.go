@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments"
 )
 
@@ -225,6 +226,7 @@ var funcs = template.FuncMap{
 	"safeSVG": func(s string) template.HTML { return template.HTML(s) }, // produced by inlineSVG from gonum/plot output
 	"json":    jsonString,
 	"conf":    func(alpha float64) string { return fmt.Sprintf("%.0f", 100*(1-alpha)) },
+	"effect":  evals.FormatEffect,
 	"dict": func(kv ...any) map[string]any {
 		m := make(map[string]any, len(kv)/2)
 		for i := 0; i+1 < len(kv); i += 2 {

@@ -126,8 +126,9 @@ func TestEvalCompare(t *testing.T) {
 	// equal on both queries: 2 ties.
 	for _, want := range []string{
 		"A = runA, B = runB, 2 paired queries",
-		"recip_rank  0.6667  1.0000  +0.3333  [+0.0000, +0.6667]  1.0000       1/1/0",
-		"P_5         0.4000  0.4000  +0.0000  [+0.0000, +0.0000]  1.0000       0/2/0",
+		// d: deltas 0 and 2/3, mean 1/3, sd sqrt(2)/3, d = 1/sqrt(2).
+		"recip_rank  0.6667  1.0000  +0.3333  [+0.0000, +0.6667]  1.0000  1.0000  1.0000       +0.71  1/1/0",
+		"P_5         0.4000  0.4000  +0.0000  [+0.0000, +0.0000]  1.0000  1.0000  1.0000       +0.00  0/2/0",
 		"per query recip_rank (worst first)",
 	} {
 		if !strings.Contains(out, want) {
@@ -265,7 +266,7 @@ func TestEvalCompareSignificant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "recip_rank  0.2000  1.0000  +0.8000  [+0.8000, +0.8000]  0.0001  *    30/0/0") {
+	if !strings.Contains(out, "recip_rank  0.2000  1.0000  +0.8000  [+0.8000, +0.8000]  0.0001  0.0001  0.0001  *    n/a  30/0/0") {
 		t.Fatalf("want a significant +0.8:\n%s", out)
 	}
 }

@@ -58,5 +58,6 @@ accepted). Exit status: 0 no regression, 1 a regression (or a failed run),
 	cmd.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "the measure that must not drop")
 	cmd.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "significance level of a drop")
 	cmd.Flags().Float64Var(&gate.Threshold, "threshold", 0, "also a regression when the mean drops by more than this")
+	cmd.Flags().StringVar((*string)(&gate.Correction), "correction", "holm", "adjust the variants' p-values as one family: holm (family-wise), bh (false discovery rate) or none")
 	return cmd
 }

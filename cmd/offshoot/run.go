@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments"
 )
 
@@ -81,6 +82,7 @@ func newRunCmd(a *app) *cobra.Command {
 	start.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "with --baseline: the measure that must not drop")
 	start.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "with --baseline: significance level of a drop")
 	start.Flags().Float64Var(&gate.Threshold, "threshold", 0, "with --baseline: also a regression when the mean drops by more than this")
+	start.Flags().StringVar((*string)(&gate.Correction), "correction", "holm", "with --baseline: adjust the variants' p-values as one family: holm, bh or none")
 
 	var lc client
 	var project, experiment string
@@ -180,6 +182,7 @@ func newRunCmd(a *app) *cobra.Command {
 	var metric, htmlOut string
 	var alpha float64
 	var perQuery int
+	var allowDiff bool
 	compare := &cobra.Command{
 		Use:     "compare A B",
 		Short:   "Compare run (variant) B against A: deltas, CIs, p-values, regressed queries",
@@ -192,6 +195,9 @@ func newRunCmd(a *app) *cobra.Command {
 			}
 			if alpha != 0 {
 				q.Set("alpha", fmt.Sprint(alpha))
+			}
+			if allowDiff {
+				q.Set("allow_different_queries", "true")
 			}
 			var rc experiments.RunComparison
 			raw, err := mc.do(cmd.Context(), "GET", "/v1/runs/compare?"+q.Encode(), nil, &rc)
@@ -218,6 +224,7 @@ func newRunCmd(a *app) *cobra.Command {
 	compare.Flags().Float64Var(&alpha, "alpha", 0, "significance level (default 0.05)")
 	compare.Flags().StringVar(&htmlOut, "html", "", "also write an HTML report to this file")
 	compare.Flags().IntVar(&perQuery, "queries", 10, "per-query lines of the primary measure, worst first (0: all)")
+	compare.Flags().BoolVar(&allowDiff, "allow-different-queries", false, "compare runs that read different queries (refused by default: the paired tests would pair different questions)")
 
 	cmd.AddCommand(start, list, show, cancel, compare)
 	return cmd
@@ -326,14 +333,22 @@ func printRun(w io.Writer, r *experiments.Run) error {
 	}
 	if r.Verdict != nil {
 		fmt.Fprintf(w, "verdict vs baseline %s: regression=%v accepted=%v\n", r.Verdict.Baseline, r.Verdict.Regression, r.Verdict.Accepted)
+		for _, vv := range r.Verdict.Variants {
+			if vv.Reason != "" {
+				fmt.Fprintf(w, "  %s: %s\n", vv.Variant, vv.Reason)
+			}
+		}
 	}
-	return nil
+	return experiments.WriteProvenance(w, r)
 }
 
 // printComparison prints rc for people, with at most perQuery per-query
 // lines (0: all).
 func printComparison(w io.Writer, rc *experiments.RunComparison, perQuery int) error {
 	fmt.Fprintf(w, "%s vs %s: %s on %s\n", rc.B, rc.A, rc.Verdict, rc.Comparison.Primary)
+	for _, warn := range rc.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
 	if err := rc.Comparison.WriteText(w, perQuery); err != nil {
 		return err
 	}
@@ -342,9 +357,10 @@ func printComparison(w io.Writer, rc *experiments.RunComparison, perQuery int) e
 	if len(rc.Regressed) > 0 {
 		fmt.Fprintln(w, "most regressed queries:")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "QUERY\tA\tB\tDELTA\tOVERLAP\tENTERED\tLEFT")
+		fmt.Fprintln(tw, "QUERY\tA\tB\tDELTA\tOVERLAP\tENTERED\tLEFT\tMOVED")
 		for _, q := range rc.Regressed {
-			fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%+.4f\t%.2f\t%s\t%s\n", q.Query, q.A, q.B, q.Delta, q.Overlap, strings.Join(q.Entered, ","), strings.Join(q.Left, ","))
+			fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%+.4f\t%.2f\t%s\t%s\t%s\n", q.Query, q.A, q.B, q.Delta, q.Overlap,
+				experiments.DocList(q.Entered, 0), experiments.DocList(q.Left, 0), experiments.MoveList(q.Moved, 0))
 		}
 		return tw.Flush()
 	}
@@ -523,18 +539,17 @@ func resolveBaseline(ctx context.Context, c *client, name string) (string, error
 }
 
 // baselineGate is what run start --baseline checks.
-type baselineGate struct {
-	Metric           string
-	Alpha, Threshold float64
-}
+type baselineGate = experiments.Gate
 
 // checkBaseline compares every variant of run with the same-named variant
 // of baseline and fails on a significant drop of the gate's metric or a
 // drop beyond its threshold.
 func checkBaseline(ctx context.Context, w io.Writer, c *client, baseline, run string, sp *experiments.ExperimentSpec, gate baselineGate) error {
-	var regressed []string
+	var names []string
+	var ms []evals.MeasureComparison
 	for _, v := range sp.Concrete() {
-		q := url.Values{"a": {baseline + ":" + v.Name}, "b": {run + ":" + v.Name}, "metric": {gate.Metric}, "alpha": {fmt.Sprint(gate.Alpha)}}
+		q := url.Values{"a": {baseline + ":" + v.Name}, "b": {run + ":" + v.Name}, "metric": {gate.Metric}, "alpha": {fmt.Sprint(gate.Alpha)},
+			"allow_different_queries": {"true"}}
 		var rc experiments.RunComparison
 		if _, err := c.do(ctx, "GET", "/v1/runs/compare?"+q.Encode(), nil, &rc); err != nil {
 			return err
@@ -543,12 +558,23 @@ func checkBaseline(ctx context.Context, w io.Writer, c *client, baseline, run st
 		if !ok {
 			return &exitError{code: exitBadInput, err: fmt.Errorf("--metric %s was not measured", gate.Metric)}
 		}
-		status := "ok"
-		if (m.Delta < 0 && m.Significant) || (gate.Threshold > 0 && -m.Delta > gate.Threshold) {
-			status = "REGRESSION"
-			regressed = append(regressed, v.Name)
+		for _, warn := range rc.Warnings {
+			fmt.Fprintf(w, "%s: warning: %s\n", v.Name, warn)
 		}
-		fmt.Fprintf(w, "%s: %s %.4f -> %.4f (%+.4f, p=%.4g) %s\n", v.Name, gate.Metric, m.MeanA, m.MeanB, m.Delta, m.P, status)
+		names, ms = append(names, v.Name), append(ms, m)
+	}
+	verdicts, err := gate.Judge(names, ms)
+	if err != nil {
+		return &exitError{code: exitBadInput, err: err}
+	}
+	var regressed []string
+	for _, vv := range verdicts {
+		status := "ok"
+		if vv.Regression {
+			status = "REGRESSION: " + vv.Reason
+			regressed = append(regressed, vv.Variant)
+		}
+		fmt.Fprintf(w, "%s: %s %.4f -> %.4f (%+.4f, p=%.4g, %s-adjusted p=%.4g) %s\n", vv.Variant, gate.Metric, vv.Baseline, vv.Current, vv.Delta, vv.P, vv.Correction, vv.PAdjusted, status)
 	}
 	if len(regressed) > 0 {
 		return &exitError{code: exitFailure, err: fmt.Errorf("regression against %s in %s", baseline, strings.Join(regressed, ", "))}

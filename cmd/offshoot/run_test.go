@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/offshootdb/offshoot/agentapi"
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/experiments"
 	"github.com/offshootdb/offshoot/experiments/experimentstest"
@@ -184,8 +185,13 @@ func TestRunBaselineGateCLI(t *testing.T) {
 	if r, err := svc.WaitRun(wctx, base); err != nil || r.Status != experiments.StatusSucceeded {
 		t.Fatalf("baseline run: %v %+v", err, r)
 	}
-	if out, errOut, code := cli("run", "start", good, "--wait", "--baseline", base); code != 0 || !strings.Contains(out, " ok") {
+	if out, errOut, code := cli("run", "start", good, "--wait", "--baseline", base); code != 0 || !strings.Contains(out, " ok") ||
+		!strings.Contains(out, "holm-adjusted p=") {
 		t.Errorf("rerun against baseline: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := cli("run", "show", base); code != 0 || !strings.Contains(out, "provenance:") || !strings.Contains(out, "qrels ") ||
+		!strings.Contains(out, "PostgreSQL 15") || !strings.Contains(out, "maintenance_work_mem=") {
+		t.Errorf("run show: exit %d\n%s%s", code, out, errOut)
 	}
 	out, errOut, code = cli("run", "start", worse, "--wait", "--baseline", base)
 	if code != exitFailure || !strings.Contains(out, "REGRESSION") || !strings.Contains(errOut, "regression against "+base) {
@@ -241,5 +247,31 @@ func TestRunBaselineGateCLI(t *testing.T) {
 	}
 	if out, _, code := cli("run", "show", base); code != 0 || !strings.Contains(out, "NDCG_CUT_10") {
 		t.Errorf("show: exit %d\n%s", code, out)
+	}
+}
+
+// TestPrintComparisonCapsDocs: the most regressed queries show five
+// documents per list, then "+N more".
+func TestPrintComparisonCapsDocs(t *testing.T) {
+	var docs []string
+	for i := range 80 {
+		docs = append(docs, fmt.Sprintf("doc%02d", i))
+	}
+	rc := &experiments.RunComparison{A: "r:a", B: "r:b", Verdict: "worse", Warnings: []string{"the relevance judgments differ"},
+		Comparison: &evals.Comparison{Primary: "P_10", Alpha: 0.05, Measures: []evals.MeasureComparison{{Measure: "P_10", P: 0.01, PHolm: 0.02, PBH: 0.015}}},
+		Regressed: []experiments.QueryChange{{Query: "q1", A: 1, Delta: -1, Entered: docs, Left: docs[:3],
+			Moved: []experiments.RankMove{{Doc: "x", From: 1, To: 2}}}}}
+	var b strings.Builder
+	if err := printComparison(&b, rc, 10); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"doc00, doc01, doc02, doc03, doc04 +75 more", "doc00, doc01, doc02  ", "x 1→2", "warning: the relevance judgments differ", "0.0200", "0.0150", "p_holm"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "doc05") {
+		t.Errorf("more than five documents printed:\n%s", out)
 	}
 }
