@@ -436,6 +436,12 @@ func (fs *rawFS) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) 
 	if err != nil {
 		return fs.errno("readdir", err)
 	}
+	// "." and ".." first, as POSIX readdir lists them (pg_ls_dir with
+	// include_dot_dirs relies on it). The kernel resolves ".." itself; its
+	// inode number here is the directory's own, as the store keeps no
+	// parent links.
+	dots := []storage.DirEntry{{Name: ".", Ino: in.NodeId, Mode: syscall.S_IFDIR}, {Name: "..", Ino: in.NodeId, Mode: syscall.S_IFDIR}}
+	ents = append(dots, ents...)
 	fs.mu.Lock()
 	fs.nextFh++
 	out.Fh = fs.nextFh

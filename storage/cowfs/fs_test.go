@@ -3,6 +3,7 @@ package cowfs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -224,6 +225,10 @@ func testPOSIX(t *testing.T, files WritableFiles) string {
 	if fmt.Sprint(listed) != fmt.Sprint(names) {
 		t.Errorf("readdir listed %d entries, want %d", len(listed), len(names))
 	}
+	// the raw listing starts with "." and ".." (Go's os.ReadDir hides them)
+	if got := rawNames(t, p("big")); len(got) != len(names)+2 || got[0] != "." || got[1] != ".." {
+		t.Errorf("raw readdir: %d entries starting %q, want . and .. then %d names", len(got), got[:min(len(got), 3)], len(names))
+	}
 	// unlink of an open file: Postgres drops relations other backends
 	// still hold open
 	if err := os.WriteFile(p("big", names[0]), []byte("still here"), 0o600); err != nil {
@@ -277,4 +282,35 @@ func TestPOSIX(t *testing.T) {
 	}
 	testPOSIX(t, f.head("p", "main"))
 	testReadOnly(t, f.view("p", "main", storage.AtHead()))
+}
+
+// rawNames lists a directory with getdents64, "." and ".." included.
+func rawNames(t *testing.T, dir string) []string {
+	t.Helper()
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	var names []string
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := syscall.Getdents(fd, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return names
+		}
+		for off := 0; off < n; {
+			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name
+			reclen := int(binary.LittleEndian.Uint16(buf[off+16:]))
+			name := buf[off+19 : off+reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			names = append(names, string(name))
+			off += reclen
+		}
+	}
 }
