@@ -611,7 +611,7 @@ func checkDupDocs(ranked []ScoredDoc) error {
 // an integer, and left out of comparisons.
 func (m Measure) IsCount() bool {
 	fi, ok := lookupFamily(m.Family)
-	return ok && families[fi].agg != aggMean
+	return ok && (families[fi].agg == aggSum || families[fi].agg == aggCount)
 }
 
 // WriteTREC prints r the way trec_eval does: with perQuery, every
