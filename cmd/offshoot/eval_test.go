@@ -189,7 +189,7 @@ func TestEvalErrors(t *testing.T) {
 		{"missing file", []string{"eval", "score", "--qrels", p("nope.txt"), "--run", p("a.run")}, []string{"nope.txt", "no such file"}},
 		{"no common queries", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("other.run")}, []string{"other.run", "no queries with both results and relevance judgments"}},
 		{"bad measure", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("a.run"), "-m", "ndcg_cut.x"}, []string{`"ndcg_cut.x"`, "positive integer"}},
-		{"unknown measure", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("a.run"), "-m", "bpref"}, []string{`"bpref"`, "unknown measure"}},
+		{"unknown measure", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("a.run"), "-m", "gm_bpref"}, []string{`"gm_bpref"`, "unknown measure"}},
 		{"missing qrels flag", []string{"eval", "score", "--run", p("a.run")}, []string{`"qrels" not set`}},
 		{"bad format", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("a.run"), "--format", "xml"}, []string{`--format "xml"`}},
 		{"compare one arg", []string{"eval", "compare", p("a.run"), "--qrels", p("qrels.txt")}, []string{"accepts 2 arg(s)"}},
