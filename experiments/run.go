@@ -572,6 +572,9 @@ func forkName(experiment, run, variant string) string {
 // and evaluates each of them there.
 func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset, progress func(phase string)) (out []VariantRun) {
 	v := vs[0]
+	if v.Type == VariantRunFile {
+		return s.runFileGroup(run, vs, ds)
+	}
 	var vr VariantRun
 	vr.Status = StatusRunning
 	fail := func(phase string, err error) []VariantRun {

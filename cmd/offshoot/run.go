@@ -219,7 +219,7 @@ func newRunCmd(a *app) *cobra.Command {
 	compare.Flags().StringVar(&htmlOut, "html", "", "also write an HTML report to this file")
 	compare.Flags().IntVar(&perQuery, "queries", 10, "per-query lines of the primary measure, worst first (0: all)")
 
-	cmd.AddCommand(start, list, show, cancel, compare)
+	cmd.AddCommand(start, list, show, cancel, compare, newRunExportCmd(a), newRunImportCmd(a))
 	return cmd
 }
 
