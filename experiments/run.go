@@ -198,6 +198,9 @@ func (s *Service) StartRun(ctx context.Context, spec ExperimentSpec) (*Run, erro
 		if err := s.resolveDataset(&spec.Dataset); err != nil {
 			return err
 		}
+		if err := s.checkRunFiles(&spec); err != nil {
+			return err
+		}
 		r, err := s.startRun(ctx, spec, "")
 		run = r
 		return err

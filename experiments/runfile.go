@@ -278,7 +278,7 @@ func (s *Service) runFileGroup(run *Run, vs []VariantSpec, ds *evals.Dataset) []
 	out := make([]VariantRun, len(vs))
 	for i, v := range vs {
 		vr, err := func() (VariantRun, error) {
-			path, err := s.resolveRunFile(v.RunFile)
+			path, err := s.resolveRunFile("run_file", v.RunFile)
 			if err != nil {
 				return VariantRun{}, err
 			}
@@ -301,11 +301,24 @@ func (s *Service) runFileGroup(run *Run, vs []VariantSpec, ds *evals.Dataset) []
 	return out
 }
 
+// checkRunFiles makes sure every run_file variant of spec names a file
+// inside the datasets directory before the run starts.
+func (s *Service) checkRunFiles(spec *ExperimentSpec) error {
+	for i, v := range spec.Variants {
+		if v.Type == VariantRunFile {
+			if _, err := s.resolveRunFile(fmt.Sprintf("variants[%d].run_file", i), v.RunFile); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // resolveRunFile confines a run_file variant's file to Config.DatasetsDir
 // as resolveDataset does a BEIR directory: relative to it, links followed,
 // a regular file strictly inside it.
-func (s *Service) resolveRunFile(name string) (string, error) {
-	const field = "run_file"
+// Errors are *FieldError for field.
+func (s *Service) resolveRunFile(field, name string) (string, error) {
 	if s.cfg.DatasetsDir == "" {
 		return "", invalid(field, "this server has no datasets directory (offshoot serve --datasets-dir); import the file with offshoot run import instead")
 	}
