@@ -162,21 +162,6 @@ func TestTrecReferenceExt(t *testing.T) {
 	for _, out := range outs {
 		base := filepath.Base(out)
 		name, flags, _ := strings.Cut(strings.TrimSuffix(base, ".ref"), "-")
-		var opt Options
-		for _, f := range strings.Split(flags, "-") {
-			switch {
-			case f == "c":
-				opt.Complete = true
-			case f == "J":
-				opt.JudgedOnly = true
-			case strings.HasPrefix(f, "l"):
-				opt.RelevanceLevel, _ = strconv.Atoi(f[1:])
-			case strings.HasPrefix(f, "M"):
-				opt.MaxResults, _ = strconv.Atoi(f[1:])
-			default:
-				t.Fatalf("%s: unknown flag %q", base, f)
-			}
-		}
 		qrels, err := ReadQrelsFile(filepath.Join("testdata/trecref", name+".qrels"))
 		if err != nil {
 			t.Fatal(err)
@@ -185,57 +170,104 @@ func TestTrecReferenceExt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := readRefOut(t, out)
-		ms, err := ParseMeasures("num_ret", "num_rel_ret", "map", "gm_map", "Rprec", "bpref",
-			"iprec_at_recall.0,.1,.3,.5,.7,1", "P.5", "infAP", "recall.10", "ndcg_cut.10")
-		if err != nil {
-			t.Fatal(err)
+		checkExtRef(t, base, qrels, run, refFlags(t, flags), readRefOut(t, out))
+	}
+}
+
+// TestCranfieldTrecEvalExtras checks the same measures on a real
+// collection: Cranfield with the tied TF-IDF run of cranfield_test.go (100
+// per query), against outputs of the same C transcription in
+// testdata/trecref/cranfield (tfidf-FLAGS.ref; Cranfield's grades are
+// 1..4, so -l2 and -l3 give bpref judged non-relevant documents).
+func TestCranfieldTrecEvalExtras(t *testing.T) {
+	ds := loadCranfield(t)
+	run := tfidfRun(ds, "tfidf", false, 100)
+	outs, err := filepath.Glob("testdata/trecref/cranfield/tfidf-*.ref")
+	if err != nil || len(outs) != 3 {
+		t.Fatalf("want 3 reference outputs, got %d (%v)", len(outs), err)
+	}
+	for _, out := range outs {
+		base := filepath.Base(out)
+		flags := strings.TrimPrefix(strings.TrimSuffix(base, ".ref"), "tfidf-")
+		checkExtRef(t, base, ds.Qrels, run, refFlags(t, flags), readRefOut(t, out))
+	}
+}
+
+// refFlags turns a reference file's flag suffix ("l2-J-c", "l1-M5") into
+// Options.
+func refFlags(t *testing.T, flags string) Options {
+	t.Helper()
+	var opt Options
+	for _, f := range strings.Split(flags, "-") {
+		switch {
+		case f == "c":
+			opt.Complete = true
+		case f == "J":
+			opt.JudgedOnly = true
+		case strings.HasPrefix(f, "l"):
+			opt.RelevanceLevel, _ = strconv.Atoi(f[1:])
+		case strings.HasPrefix(f, "M"):
+			opt.MaxResults, _ = strconv.Atoi(f[1:])
+		default:
+			t.Fatalf("unknown flag %q", f)
 		}
-		res, err := Evaluate(qrels, run, ms, opt)
-		if err != nil {
-			t.Fatal(err)
+	}
+	return opt
+}
+
+// checkExtRef evaluates run with opt and compares every reference line
+// present in want (to 1e-6); see TestTrecReferenceExt for the nan rule.
+func checkExtRef(t *testing.T, base string, qrels Qrels, run *Run, opt Options, want []refLine) {
+	t.Helper()
+	ms, err := ParseMeasures("num_ret", "num_rel_ret", "map", "gm_map", "Rprec", "bpref",
+		"iprec_at_recall.0,.1,.3,.5,.7,1", "P.5", "infAP", "recall.10", "ndcg_cut.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Evaluate(qrels, run, ms, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perQuery := map[string]bool{}
+	for _, w := range want {
+		i, ok := res.Index(w.measure)
+		if !ok {
+			t.Fatalf("%s: measure %s missing", base, w.measure)
 		}
-		perQuery := map[string]bool{}
-		for _, w := range want {
-			i, ok := res.Index(w.measure)
-			if !ok {
-				t.Fatalf("%s: measure %s missing", base, w.measure)
-			}
-			if w.qid == "all" {
-				if math.IsNaN(w.value) {
-					continue // a nan per-query value, checked below
-				}
-				if got := res.All[i]; math.Abs(got-w.value) > 1e-6 {
-					t.Errorf("%s: %s all = %.6f, reference %.6f", base, w.measure, got, w.value)
-				}
-				continue
-			}
-			vals, ok := res.PerQuery[w.qid]
-			if !ok {
-				t.Fatalf("%s: query %s not evaluated", base, w.qid)
-			}
-			perQuery[w.qid] = true
-			got := vals[i]
+		if w.qid == "all" {
 			if math.IsNaN(w.value) {
-				nr, _ := res.Index("num_ret")
-				if !opt.JudgedOnly || vals[nr] != 0 || got != 0 {
-					t.Errorf("%s: %s %s = %.6f with num_ret %v, reference nan (want 0 only for an empty -J ranking)", base, w.measure, w.qid, got, vals[nr])
-				}
-				continue
+				continue // a nan per-query value, checked below
 			}
-			if math.Abs(got-w.value) > 1e-6 {
-				t.Errorf("%s: %s %s = %.6f, reference %.6f", base, w.measure, w.qid, got, w.value)
+			if got := res.All[i]; math.Abs(got-w.value) > 1e-6 {
+				t.Errorf("%s: %s all = %.6f, reference %.6f", base, w.measure, got, w.value)
 			}
+			continue
 		}
-		// With -c Evaluate also lists the judged queries the run misses
-		// (trec_eval prints no lines for them); the others must agree.
-		for _, q := range res.Queries {
-			if _, ok := run.Results[q]; ok && !perQuery[q] {
-				t.Errorf("%s: query %s evaluated, not in the reference", base, q)
+		vals, ok := res.PerQuery[w.qid]
+		if !ok {
+			t.Fatalf("%s: query %s not evaluated", base, w.qid)
+		}
+		perQuery[w.qid] = true
+		got := vals[i]
+		if math.IsNaN(w.value) {
+			nr, _ := res.Index("num_ret")
+			if !opt.JudgedOnly || vals[nr] != 0 || got != 0 {
+				t.Errorf("%s: %s %s = %.6f with num_ret %v, reference nan (want 0 only for an empty -J ranking)", base, w.measure, w.qid, got, vals[nr])
 			}
+			continue
 		}
-		if len(perQuery) > len(res.Queries) {
-			t.Errorf("%s: reference has %d queries, Evaluate %d", base, len(perQuery), len(res.Queries))
+		if math.Abs(got-w.value) > 1e-6 {
+			t.Errorf("%s: %s %s = %.6f, reference %.6f", base, w.measure, w.qid, got, w.value)
 		}
+	}
+	// With -c Evaluate also lists the judged queries the run misses
+	// (trec_eval prints no lines for them); the others must agree.
+	for _, q := range res.Queries {
+		if _, ok := run.Results[q]; ok && !perQuery[q] {
+			t.Errorf("%s: query %s evaluated, not in the reference", base, q)
+		}
+	}
+	if len(perQuery) == 0 || len(perQuery) > len(res.Queries) {
+		t.Errorf("%s: reference has %d queries, Evaluate %d", base, len(perQuery), len(res.Queries))
 	}
 }
