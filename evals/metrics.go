@@ -614,6 +614,12 @@ func (m Measure) IsCount() bool {
 	return ok && (families[fi].agg == aggSum || families[fi].agg == aggCount)
 }
 
+// geometric reports whether m is averaged by geometric mean (gm_map).
+func (m Measure) geometric() bool {
+	fi, ok := lookupFamily(m.Family)
+	return ok && families[fi].agg == aggGeo
+}
+
 // WriteTREC prints r the way trec_eval does: with perQuery, every
 // measure of every query ("%-22s\t%s\t%6.4f", query order, then measure
 // order), then the "all" lines. num_q and gm_map are printed only for

@@ -398,3 +398,22 @@ func TestParseRecallLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestCompareSkipsGeometric: gm_map's per-query values are AP, so a
+// comparison leaves it out rather than print their arithmetic mean
+// under its name.
+func TestCompareSkipsGeometric(t *testing.T) {
+	q, r := goldenInputs(t)
+	ms, _ := ParseMeasures("gm_map", "map")
+	res, err := Evaluate(q, r, ms, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Compare(res, res, CompareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Measures) != 1 || c.Measures[0].Measure != "map" || c.Primary != "map" {
+		t.Fatalf("compared %+v, primary %s; want map alone", c.Measures, c.Primary)
+	}
+}
