@@ -222,7 +222,8 @@ type Result struct {
 	Measures []Measure
 	// Queries evaluated, in trec_eval order (byte-wise ascending).
 	Queries []string
-	// PerQuery maps a query id to its values.
+	// PerQuery maps a query id to its values; gm_map's is the query's AP
+	// (its all value is their geometric mean).
 	PerQuery map[string][]float64
 	// All holds the aggregates: the mean over Queries, except num_q (the
 	// number of queries) and num_ret, num_rel, num_rel_ret (totals), as
