@@ -263,7 +263,8 @@ func TestWriteTREC(t *testing.T) {
 // against values computed by hand from trec_eval 10.0's m_gm_map.c,
 // m_Rprec.c, m_bpref.c, m_infap.c, m_iprec_at_recall.c, meas_avg.c and
 // form_res_rels.c. Level 1, q1 ranks d3(1) d2(0) d1(2) d7(pooled,
-// unjudged) d5(3): R=4, one judged non-relevant (d2), relevant at ranks
+// unjudged) d5(3) — d2 above d1 by the docno-descending tie rule, which
+// is what costs d1 its bpref credit: R=4, one judged non-relevant (d2), relevant at ranks
 // 1, 3, 5, precision 1, .5, 2/3, .5, .6 at ranks 1..5. q2 retrieves two
 // unpooled documents above its one relevant d4. q5 has no relevant
 // document. Absent entries mean 0.
