@@ -3,6 +3,7 @@ package agentapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -23,6 +24,8 @@ func (s *Server) runRoutes() {
 	e.POST("/v1/runs/:id/cancel", s.cancelRun, s.auth("run.cancel"))
 	e.GET("/v1/runs/:id/events", s.runEvents, s.auth("run.events"))
 	e.GET("/v1/runs/:id/compare/:other", s.compareRuns, s.auth("run.compare"))
+	e.GET("/v1/runs/:id/export", s.exportRun, s.auth("run.export"))
+	e.POST(runImportPath, s.importRun, s.auth("run.import"))
 	e.POST("/v1/schedules", s.createSchedule, s.auth("schedule.create"))
 	e.GET("/v1/schedules", s.listSchedules, s.auth("schedule.list"))
 	e.GET("/v1/schedules/:id", s.getSchedule, s.auth("schedule.get"))
@@ -120,6 +123,44 @@ func (s *Server) compareRuns(c echo.Context) error {
 		return c.HTMLBlob(http.StatusOK, b.Bytes())
 	}
 	return c.JSON(http.StatusOK, cmp)
+}
+
+// runImportPath takes a TREC run file as its body, up to
+// experiments.MaxRunFileBytes whatever Config.BodyLimit says.
+const runImportPath = "/v1/runs/:id/import"
+
+// exportRun streams a variant's rankings: ?variant= names it (optional
+// for a run with one succeeded variant), ?format= is trec or jsonl.
+func (s *Server) exportRun(c echo.Context) error {
+	ref := param(c, "id")
+	if v := c.QueryParam("variant"); v != "" {
+		ref += ":" + v
+	}
+	var b bytes.Buffer
+	if err := s.svc.ExportRun(c.Request().Context(), ref, c.QueryParam("format"), &b); err != nil {
+		return err
+	}
+	ct := "text/plain; charset=utf-8"
+	if c.QueryParam("format") == experiments.ExportJSONL {
+		ct = "application/x-ndjson"
+	}
+	return c.Blob(http.StatusOK, ct, b.Bytes())
+}
+
+// importRun adds the TREC run file in the body as variant ?name= of run
+// :id; ?source= records where it came from.
+func (s *Server) importRun(c echo.Context) error {
+	req := experiments.ImportRequest{Run: param(c, "id"), Name: c.QueryParam("name"), Source: c.QueryParam("source")}
+	v, err := s.svc.ImportRun(c.Request().Context(), req, c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		return err
+	}
+	v.Results = nil
+	return c.JSON(http.StatusCreated, v)
 }
 
 func (s *Server) createSchedule(c echo.Context) error {

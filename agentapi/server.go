@@ -233,13 +233,17 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) limits(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if r.ContentLength > s.cfg.BodyLimit {
+		limit := s.cfg.BodyLimit
+		if c.Path() == runImportPath { // a run file, not a JSON request
+			limit = max(limit, experiments.MaxRunFileBytes)
+		}
+		if r.ContentLength > limit {
 			return echo.ErrStatusRequestEntityTooLarge
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
-		r.Body = http.MaxBytesReader(c.Response(), r.Body, s.cfg.BodyLimit)
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
 		c.SetRequest(r)
 		return next(c)
 	}

@@ -24,8 +24,14 @@
 // ndcg and ndcg_cut_k use the grades as linear gains with a log2(rank+1)
 // discount and an ideal ranking cut at the same k. ndcg_exp_cut_k is the
 // exponential-gain (2^grade - 1) variant, which trec_eval does not have.
+// Rprec, bpref, iprec_at_recall_0.00..1.00, infAP and gm_map follow
+// m_Rprec.c, m_bpref.c (judged non-relevant documents only, min(R, N)),
+// m_iprec_at_recall.c (lround cutoffs), m_infap.c (a negative grade marks
+// a pooled but unjudged document) and m_gm_map.c (geometric mean with
+// per-query AP floored at 0.00001; only the all value is printed).
 // Averages run over the queries that have both judgments and results, or
 // over all judged queries with Options.Complete (trec_eval -c).
+// Options.MaxResults and Options.JudgedOnly are trec_eval's -M and -J.
 //
 // Stricter than trec_eval: unparsable scores and relevance values are
 // errors rather than silently read as 0.

@@ -70,3 +70,49 @@ func FuzzReadCorpus(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEvaluateTrecEvalOptions: any run evaluated against the golden qrels
+// with every measure under any -l, -M, -J and -c gives finite values in
+// [0, 1] for the averaged measures (trec_eval's iprec_at_recall would give
+// nan for an empty -J ranking; Evaluate gives 0).
+func FuzzEvaluateTrecEvalOptions(f *testing.F) {
+	f.Add(goldenRun, 1, 0, false, false)
+	f.Add("q1 Q0 zz 1 1 x\nq2 Q0 zz 1 1 x\n", 2, 1, true, true)
+	f.Add("q1 Q0 d1 1 1 x\nq1 Q0 d7 1 1 x\n", 3, 1, true, false)
+	qrels, err := ReadQrels(strings.NewReader(goldenQrels), "golden.qrels")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var specs []string
+	for _, fam := range MeasureFamilies() {
+		specs = append(specs, fam[0])
+	}
+	ms, err := ParseMeasures(specs...)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in string, level, maxDocs int, judged, complete bool) {
+		run, err := ReadRun(strings.NewReader(in), "fuzz")
+		if err != nil || level < 1 || level > 5 || maxDocs < 0 || maxDocs > 100 {
+			return
+		}
+		res, err := Evaluate(qrels, run, ms, Options{RelevanceLevel: level, MaxResults: maxDocs, JudgedOnly: judged, Complete: complete})
+		if err != nil {
+			if !errors.Is(err, ErrNoQueries) {
+				t.Fatalf("evaluate: %v", err)
+			}
+			return
+		}
+		for i, m := range res.Measures {
+			vals := []float64{res.All[i]}
+			for _, q := range res.Queries {
+				vals = append(vals, res.PerQuery[q][i])
+			}
+			for _, v := range vals {
+				if v != v || (!m.IsCount() && (v < 0 || v > 1)) {
+					t.Fatalf("%s = %v", m, v)
+				}
+			}
+		}
+	})
+}

@@ -257,3 +257,164 @@ func TestWriteTREC(t *testing.T) {
 		t.Fatalf("WriteTREC:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// TestGoldenTrecEvalExtras checks gm_map, Rprec, bpref, infAP and
+// iprec_at_recall, and the -l, -c, -M and -J options, on the golden pair
+// against values computed by hand from trec_eval 10.0's m_gm_map.c,
+// m_Rprec.c, m_bpref.c, m_infap.c, m_iprec_at_recall.c, meas_avg.c and
+// form_res_rels.c. Level 1, q1 ranks d3(1) d2(0) d1(2) d7(pooled,
+// unjudged) d5(3) — d2 above d1 by the docno-descending tie rule, which
+// is what costs d1 its bpref credit: R=4, one judged non-relevant (d2), relevant at ranks
+// 1, 3, 5, precision 1, .5, 2/3, .5, .6 at ranks 1..5. q2 retrieves two
+// unpooled documents above its one relevant d4. q5 has no relevant
+// document. Absent entries mean 0.
+func TestGoldenTrecEvalExtras(t *testing.T) {
+	q, r := goldenInputs(t)
+	ms, err := ParseMeasures("num_ret", "map", "gm_map", "Rprec", "bpref", "infAP",
+		"iprec_at_recall.0,.3,.4,.5,.7,.8,.9,1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const e = infAPEpsilon
+	type qv map[string]float64
+	cases := []struct {
+		name string
+		opt  Options
+		want map[string]qv // query → measure → value
+		all  qv
+	}{
+		{"default", Options{}, map[string]qv{
+			"q1": {"num_ret": 5, "map": (1 + 2.0/3 + 3.0/5) / 4,
+				"Rprec": 2.0 / 4, // d3 d2 d1 d7: two relevant among the first R=4
+				"bpref": 1.0 / 4, // d3 above all non-relevant: 1; d1, d5 below d2: 1 - min(1,4)/min(1,4) = 0
+				// j=0: 1; j=2: 1/3 + 2/3·(2/2)·(1+ε)/(2+2ε); j=4 (d7 counts as pooled above): 1/5 + 4/5·(4/4)·(2+ε)/(3+2ε)
+				"infAP": (1 + (1.0/3 + 2.0/3*(1+e)/(2+2*e)) + (1.0/5 + 4.0/5*(2+e)/(3+2*e))) / 4,
+				// cutoffs round(x·4): .0,.3 → 0,1 → from rank 1: 1; .4,.5 → 2 → from rank 3: max(2/3,.5,.6);
+				// .7,.8 → 3 → from rank 5: .6; .9, 1 → 4 > 3 retrieved: 0
+				"iprec_at_recall_0.00": 1, "iprec_at_recall_0.30": 1, "iprec_at_recall_0.40": 2.0 / 3,
+				"iprec_at_recall_0.50": 2.0 / 3, "iprec_at_recall_0.70": 0.6, "iprec_at_recall_0.80": 0.6},
+			"q2": {"num_ret": 3, "map": 1.0 / 3, "Rprec": 0,
+				"bpref":                1,       // unpooled d8, d6 are not non-relevant for bpref
+				"infAP":                1.0 / 3, // j=2: 1/3 + 2/3·(0/2)·…
+				"iprec_at_recall_0.00": 1.0 / 3, "iprec_at_recall_0.30": 1.0 / 3, "iprec_at_recall_0.40": 1.0 / 3,
+				"iprec_at_recall_0.50": 1.0 / 3, "iprec_at_recall_0.70": 1.0 / 3, "iprec_at_recall_0.80": 1.0 / 3,
+				"iprec_at_recall_0.90": 1.0 / 3, "iprec_at_recall_1.00": 1.0 / 3},
+			"q5": {"num_ret": 1},
+		}, qv{"gm_map": math.Exp((math.Log((1+2.0/3+3.0/5)/4) + math.Log(1.0/3) + math.Log(minGeoMean)) / 3)}},
+		{"complete", Options{Complete: true}, nil, qv{
+			// q3 (judged, not retrieved) joins with AP 0 → floor 0.00001
+			"gm_map": math.Exp((math.Log((1+2.0/3+3.0/5)/4) + math.Log(1.0/3) + 2*math.Log(minGeoMean)) / 4),
+			"bpref":  (0.25 + 1) / 4, "Rprec": 0.5 / 4}},
+		{"level2", Options{RelevanceLevel: 2}, map[string]qv{
+			// relevant d1(2) d5(3) at ranks 3, 5; non-relevant d3 d2 d9
+			"q1": {"num_ret": 5, "map": (1.0/3 + 2.0/5) / 2, "Rprec": 0,
+				"bpref":                0, // both below d3, d2: 1 - min(2,2)/min(3,2)
+				"infAP":                ((1.0/3 + 2.0/3*(2.0/2)*e/(2+2*e)) + (1.0/5 + 4.0/5*(4.0/4)*(1+e)/(3+2*e))) / 2,
+				"iprec_at_recall_0.00": 0.4, "iprec_at_recall_0.30": 0.4, "iprec_at_recall_0.40": 0.4,
+				"iprec_at_recall_0.50": 0.4, "iprec_at_recall_0.70": 0.4, "iprec_at_recall_0.80": 0.4,
+				"iprec_at_recall_0.90": 0.4, "iprec_at_recall_1.00": 0.4},
+			"q2": {"num_ret": 3}, // d4 (grade 1) is not relevant at level 2
+			"q5": {"num_ret": 1},
+		}, nil},
+		{"judged only", Options{JudgedOnly: true}, map[string]qv{
+			// q1 without d7: d3(1) d2(0) d1(2) d5(3)
+			"q1": {"num_ret": 4, "map": (1 + 2.0/3 + 3.0/4) / 4, "Rprec": 3.0 / 4, "bpref": 1.0 / 4,
+				"infAP": (1 + (1.0/3 + 2.0/3*(2.0/2)*(1+e)/(2+2*e)) + (1.0/4 + 3.0/4*(3.0/3)*(2+e)/(3+2*e))) / 4,
+				// precision 1, .5, 2/3, 3/4: from rank 3 on the best is 3/4; 4 relevant never retrieved
+				"iprec_at_recall_0.00": 1, "iprec_at_recall_0.30": 1, "iprec_at_recall_0.40": 3.0 / 4,
+				"iprec_at_recall_0.50": 3.0 / 4, "iprec_at_recall_0.70": 3.0 / 4, "iprec_at_recall_0.80": 3.0 / 4},
+			// q2 keeps only d4, at rank 1
+			"q2": {"num_ret": 1, "map": 1, "Rprec": 1, "bpref": 1, "infAP": 1,
+				"iprec_at_recall_0.00": 1, "iprec_at_recall_0.30": 1, "iprec_at_recall_0.40": 1,
+				"iprec_at_recall_0.50": 1, "iprec_at_recall_0.70": 1, "iprec_at_recall_0.80": 1,
+				"iprec_at_recall_0.90": 1, "iprec_at_recall_1.00": 1},
+			"q5": {}, // nothing judged retrieved: empty ranking
+		}, nil},
+		{"max 3", Options{MaxResults: 3}, map[string]qv{
+			// q1 cut to d3 d2 d1
+			"q1": {"num_ret": 3, "map": (1 + 2.0/3) / 4, "Rprec": 2.0 / 4, "bpref": 1.0 / 4,
+				"infAP":                (1 + (1.0/3 + 2.0/3*(2.0/2)*(1+e)/(2+2*e))) / 4,
+				"iprec_at_recall_0.00": 1, "iprec_at_recall_0.30": 1, "iprec_at_recall_0.40": 2.0 / 3,
+				"iprec_at_recall_0.50": 2.0 / 3},
+			"q2": {"num_ret": 3, "map": 1.0 / 3, "bpref": 1, "infAP": 1.0 / 3,
+				"iprec_at_recall_0.00": 1.0 / 3, "iprec_at_recall_0.30": 1.0 / 3, "iprec_at_recall_0.40": 1.0 / 3,
+				"iprec_at_recall_0.50": 1.0 / 3, "iprec_at_recall_0.70": 1.0 / 3, "iprec_at_recall_0.80": 1.0 / 3,
+				"iprec_at_recall_0.90": 1.0 / 3, "iprec_at_recall_1.00": 1.0 / 3},
+			"q5": {"num_ret": 1},
+		}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := Evaluate(q, r, ms, c.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for qid, wm := range c.want {
+				for i, m := range res.Measures {
+					if m.Family == "gm_map" {
+						continue
+					}
+					if got := res.PerQuery[qid][i]; !near(got, wm[m.String()]) {
+						t.Errorf("%s %s = %.6f, want %.6f", qid, m, got, wm[m.String()])
+					}
+				}
+			}
+			for name, w := range c.all {
+				if got, ok := res.Value(name); !ok || !near(got, w) {
+					t.Errorf("all %s = %.6f, want %.6f", name, got, w)
+				}
+			}
+		})
+	}
+}
+
+// TestParseRecallLevels: iprec_at_recall takes recall levels, defaults to
+// trec_eval's eleven, and prints them with two decimals.
+func TestParseRecallLevels(t *testing.T) {
+	for _, c := range []struct {
+		spec, want string
+		ok         bool
+	}{
+		{"iprec_at_recall", "iprec_at_recall_0.00 iprec_at_recall_0.10 iprec_at_recall_0.20 iprec_at_recall_0.30 iprec_at_recall_0.40 iprec_at_recall_0.50 iprec_at_recall_0.60 iprec_at_recall_0.70 iprec_at_recall_0.80 iprec_at_recall_0.90 iprec_at_recall_1.00", true},
+		{"iprec_at_recall.1,.1,.25,0", "iprec_at_recall_0.00 iprec_at_recall_0.10 iprec_at_recall_0.25 iprec_at_recall_1.00", true},
+		{"iprec_at_recall.1.5", "", false},
+		{"iprec_at_recall.0.125", "", false},
+		{"gm_map", "gm_map", true},
+		{"bpref.10", "", false},
+	} {
+		ms, err := ParseMeasures(c.spec)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: err = %v, want ok=%v", c.spec, err, c.ok)
+			continue
+		}
+		var names []string
+		for _, m := range ms {
+			names = append(names, m.String())
+			if m.Depth() != 0 {
+				t.Errorf("%s: depth %d, want 0", m, m.Depth())
+			}
+		}
+		if got := strings.Join(names, " "); got != c.want {
+			t.Errorf("%s: %q, want %q", c.spec, got, c.want)
+		}
+	}
+}
+
+// TestCompareSkipsGeometric: gm_map's per-query values are AP, so a
+// comparison leaves it out rather than print their arithmetic mean
+// under its name.
+func TestCompareSkipsGeometric(t *testing.T) {
+	q, r := goldenInputs(t)
+	ms, _ := ParseMeasures("gm_map", "map")
+	res, err := Evaluate(q, r, ms, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Compare(res, res, CompareOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Measures) != 1 || c.Measures[0].Measure != "map" || c.Primary != "map" {
+		t.Fatalf("compared %+v, primary %s; want map alone", c.Measures, c.Primary)
+	}
+}

@@ -148,7 +148,9 @@ type Comparison struct {
 // Compare compares run B against run A per measure over the queries both
 // evaluated (paired by query id), with means, delta, bootstrap CI,
 // randomization p-value, significance at Alpha and win/tie/loss counts.
-// Count measures (num_*) are skipped. a and b must have the same measures
+// Count measures (num_*) are skipped, and so is gm_map: its per-query
+// values are AP, whose arithmetic mean is map (compare map, or the logs).
+// a and b must have the same measures
 // (ErrMismatch) and share at least one query. Deterministic in opt.Seed.
 func Compare(a, b *Result, opt CompareOptions) (*Comparison, error) {
 	if opt.Alpha == 0 {
@@ -184,7 +186,7 @@ func Compare(a, b *Result, opt CompareOptions) (*Comparison, error) {
 		Permutations: opt.Permutations, Resamples: opt.Resamples, Seed: opt.Seed}
 	primary := -1
 	for i, m := range a.Measures {
-		if m.IsCount() {
+		if m.IsCount() || m.geometric() {
 			continue
 		}
 		if (opt.Primary == "" && primary < 0) || m.String() == opt.Primary {

@@ -204,6 +204,9 @@ func (s *Service) StartRun(ctx context.Context, spec ExperimentSpec) (*Run, erro
 		if err := s.resolveDataset(&spec.Dataset); err != nil {
 			return err
 		}
+		if err := s.checkRunFiles(&spec); err != nil {
+			return err
+		}
 		r, err := s.startRun(ctx, spec, "")
 		run = r
 		return err
@@ -579,6 +582,9 @@ func forkName(experiment, run, variant string) string {
 // and evaluates each of them there.
 func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset, progress func(phase string)) (out []VariantRun) {
 	v := vs[0]
+	if v.Type == VariantRunFile {
+		return s.runFileGroup(run, vs, ds)
+	}
 	var vr VariantRun
 	vr.Status = StatusRunning
 	fail := func(phase string, err error) []VariantRun {

@@ -101,6 +101,15 @@ type VariantSpec struct {
 	// Name is unique in the experiment; same character rules as the
 	// experiment name.
 	Name string `json:"name"`
+	// Type is empty for a system run on its own fork, or VariantRunFile
+	// ("run_file") for an external system's TREC run read from RunFile
+	// (or imported by ImportRun); such a variant has no embedder, index,
+	// search or sweep fields.
+	Type string `json:"type,omitempty"`
+	// RunFile is the TREC run file of a run_file variant: a path inside
+	// the server's datasets directory, as dataset.beir. On an imported
+	// variant it only records where the file came from.
+	RunFile string `json:"run_file,omitempty"`
 	// Embedder is a vectors.Spec string, e.g. "hash-bow?dims=256".
 	Embedder string `json:"embedder"`
 	// Chunking splits documents; absent: one chunk per document.
@@ -231,7 +240,7 @@ func (sp *ExperimentSpec) Validate() error {
 	}
 	maxCut := 10
 	for _, m := range ms {
-		maxCut = max(maxCut, m.Cutoff)
+		maxCut = max(maxCut, m.Depth())
 	}
 	if sp.K == 0 {
 		sp.K = maxCut
@@ -270,6 +279,22 @@ func (sp *ExperimentSpec) Validate() error {
 func (v *VariantSpec) validate(f string) error {
 	if !identRE.MatchString(v.Name) {
 		return invalid(f+".name", "must be 1-40 of a-z, 0-9, '-', '_'")
+	}
+	switch v.Type {
+	case "":
+		if v.RunFile != "" {
+			return invalid(f+".run_file", "needs type %s", VariantRunFile)
+		}
+	case VariantRunFile:
+		if v.RunFile == "" {
+			return invalid(f+".run_file", "is required with type %s: a TREC run file in the datasets directory", VariantRunFile)
+		}
+		if v.Embedder != "" || v.Chunking != nil || v.Distance != "" || v.Index != nil || v.Search != (SearchSpec{}) || v.Sweep != nil {
+			return invalid(f, "a %s variant takes only name and run_file", VariantRunFile)
+		}
+		return nil
+	default:
+		return invalid(f+".type", "must be empty or %s", VariantRunFile)
 	}
 	es, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {

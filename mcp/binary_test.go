@@ -352,6 +352,22 @@ func runFlow(t *testing.T, c *client.Client) {
 	}
 	toolErr(t, c, "compare_runs", map[string]any{"a": started.ID, "b": started.ID + ":rp"}, "2 succeeded variants", ":VARIANT")
 	toolErr(t, c, "cancel_run", map[string]any{"id": started.ID}, "succeeded", "conflict")
+	// export_run, then import_run of that file: the copy scores as the original.
+	var exp struct {
+		Truncated bool `json:"truncated"`
+	}
+	runFile := ok(t, c, "export_run", map[string]any{"run": started.ID + ":bow"}, &exp)
+	if exp.Truncated || !strings.Contains(runFile, " Q0 ") || !strings.HasSuffix(strings.SplitN(runFile, "\n", 2)[0], " bow") {
+		t.Fatalf("export_run (truncated %v):\n%.300s", exp.Truncated, runFile)
+	}
+	var imp experiments.VariantRun
+	text = ok(t, c, "import_run", map[string]any{"id": started.ID, "name": "bow-copy", "content": runFile, "source": "export_run"}, &imp)
+	for m, v := range run.Variants[0].Metrics { // bow
+		if imp.Spec.Type != experiments.VariantRunFile || imp.Metrics[m] != v {
+			t.Errorf("import_run of the export: %s %s = %v, bow %v\n%s", imp.Spec.Type, m, imp.Metrics[m], v, text)
+		}
+	}
+	toolErr(t, c, "import_run", map[string]any{"id": started.ID, "name": "bow-copy", "content": runFile}, "conflict")
 }
 
 // TestBinaryForward spawns `offshoot serve`, then `offshoot mcp` on the

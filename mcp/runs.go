@@ -28,7 +28,8 @@ func runIDArg(desc string) mcpgo.ToolOption {
 // runTools are the experiment-run tools: thin adapters over StartRun,
 // GetRun, ListRuns, CancelRun and CompareRuns.
 func (s *Server) runTools() []*tool {
-	return []*tool{s.startRunTool(), s.getRunTool(), s.listRunsTool(), s.cancelRunTool(), s.compareRunsTool(), s.listDatasetsTool()}
+	return []*tool{s.startRunTool(), s.getRunTool(), s.listRunsTool(), s.cancelRunTool(), s.compareRunsTool(), s.listDatasetsTool(),
+		s.exportRunTool(), s.importRunTool()}
 }
 
 func (s *Server) startRunTool() *tool {

@@ -129,11 +129,21 @@ type problem struct {
 	RequestID string `json:"request_id"`
 }
 
+// rawBody is a request body that do sends as is, not as JSON.
+type rawBody struct {
+	data        []byte
+	contentType string
+}
+
 // do sends a request and decodes a 2xx JSON answer into out (and returns
-// its raw bytes). Errors are *exitError with a message that says what to do.
+// its raw bytes). body is sent as JSON, or as is when it is a rawBody.
+// Errors are *exitError with a message that says what to do.
 func (c *client) do(ctx context.Context, method, path string, body, out any) ([]byte, error) {
 	var rd io.Reader
-	if body != nil {
+	contentType := "application/json"
+	if raw, ok := body.(rawBody); ok {
+		rd, contentType = bytes.NewReader(raw.data), raw.contentType
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
@@ -154,7 +164,7 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) ([]
 		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--server %q: %w", c.server, err)}
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

@@ -18,6 +18,9 @@ type evalFlags struct {
 	measures []string
 	complete bool
 	level    int
+	maxDocs  int
+	judged   bool
+	numDocs  int
 }
 
 func (f *evalFlags) register(cmd *cobra.Command) {
@@ -26,6 +29,9 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVarP(&f.measures, "measure", "m", nil, "measure as in trec_eval -m, e.g. ndcg_cut.10 or P.5,10 (repeatable; default map, recip_rank, P.10, recall.100, ndcg_cut.10, success.10)")
 	fl.BoolVarP(&f.complete, "complete", "c", false, "average over all judged queries, missing ones scoring 0 (trec_eval -c)")
 	fl.IntVarP(&f.level, "relevance-level", "l", 1, "lowest grade that counts as relevant (trec_eval -l)")
+	fl.IntVarP(&f.maxDocs, "max-docs", "M", 0, "evaluate only the first N documents of each ranking (trec_eval -M; 0: all)")
+	fl.BoolVarP(&f.judged, "judged-only", "J", false, "drop unjudged retrieved documents before evaluating (trec_eval -J)")
+	fl.IntVarP(&f.numDocs, "num-docs", "N", 0, "documents in the collection (trec_eval -N; no supported measure uses it)")
 	_ = cmd.MarkFlagRequired("qrels")
 }
 
@@ -33,6 +39,9 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 func (f *evalFlags) evaluate(runs ...string) ([]*evals.Result, error) {
 	if f.level < 1 {
 		return nil, fmt.Errorf("--relevance-level %d: must be at least 1", f.level)
+	}
+	if f.maxDocs < 0 || f.numDocs < 0 {
+		return nil, fmt.Errorf("--max-docs %d, --num-docs %d: must not be negative", f.maxDocs, f.numDocs)
 	}
 	ms, err := evals.ParseMeasures(f.measures...)
 	if err != nil {
@@ -48,13 +57,18 @@ func (f *evalFlags) evaluate(runs ...string) ([]*evals.Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		res, err := evals.Evaluate(qrels, run, ms, evals.Options{RelevanceLevel: f.level, Complete: f.complete})
+		res, err := evals.Evaluate(qrels, run, ms, f.options())
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// options are the evals.Options the flags ask for.
+func (f *evalFlags) options() evals.Options {
+	return evals.Options{RelevanceLevel: f.level, Complete: f.complete, MaxResults: f.maxDocs, JudgedOnly: f.judged, NumDocs: f.numDocs}
 }
 
 func newEvalCmd(a *app) *cobra.Command {

@@ -190,7 +190,7 @@ func TestEvalErrors(t *testing.T) {
 		{"missing file", []string{"eval", "score", "--qrels", p("nope.txt"), "--run", p("a.run")}, []string{"nope.txt", "no such file"}},
 		{"no common queries", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("other.run")}, []string{"other.run", "no queries with both results and relevance judgments"}},
 		{"bad measure", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("a.run"), "-m", "ndcg_cut.x"}, []string{`"ndcg_cut.x"`, "positive integer"}},
-		{"unknown measure", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("a.run"), "-m", "bpref"}, []string{`"bpref"`, "unknown measure"}},
+		{"unknown measure", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("a.run"), "-m", "gm_bpref"}, []string{`"gm_bpref"`, "unknown measure"}},
 		{"missing qrels flag", []string{"eval", "score", "--run", p("a.run")}, []string{`"qrels" not set`}},
 		{"bad format", []string{"eval", "score", "--qrels", p("qrels.txt"), "--run", p("a.run"), "--format", "xml"}, []string{`--format "xml"`}},
 		{"compare one arg", []string{"eval", "compare", p("a.run"), "--qrels", p("qrels.txt")}, []string{"accepts 2 arg(s)"}},
@@ -268,5 +268,38 @@ func TestEvalCompareSignificant(t *testing.T) {
 	}
 	if !strings.Contains(out, "recip_rank  0.2000  1.0000  +0.8000  [+0.8000, +0.8000]  0.0001  0.0001  0.0001  *    n/a  30/0/0") {
 		t.Fatalf("want a significant +0.8:\n%s", out)
+	}
+}
+
+// TestEvalScoreTrecEvalFlags: the measures and -M/-J flags trec_eval has,
+// on the pair above (values by hand, as in the evals golden tests): q1
+// ranks d3(1) d2(0) d1(2) d7(unjudged) d5(3), R=4; q2 ranks d8 d6 (both
+// unjudged) above its relevant d4.
+func TestEvalScoreTrecEvalFlags(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"qrels.txt": cliQrelsTREC, "a.run": cliRunA})
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		// gm_map: √(AP1·AP2) = √(0.5667·0.3333); bpref: q1 1/4, q2 1 (unjudged ignored)
+		{[]string{"-m", "gm_map", "-m", "bpref", "-q"},
+			"bpref                 \tq1\t0.2500\nbpref                 \tq2\t1.0000\ngm_map                \tall\t0.4346\nbpref                 \tall\t0.6250\n"},
+		// -J: q1 d3 d2 d1 d5 → 3 of the first 4; q2 d4 alone → 1
+		{[]string{"-m", "Rprec", "-J", "-m", "num_ret"}, "num_ret               \tall\t5\nRprec                 \tall\t0.8750\n"},
+		// -M 3: q1 d3 d2 d1 → 2/4; q2 d8 d6 d4 → 0 in the first 1
+		{[]string{"-m", "Rprec", "-M", "3", "-m", "num_ret"}, "num_ret               \tall\t6\nRprec                 \tall\t0.2500\n"},
+		// q1 precision 1 at rank 1, q2 1/3 at its only relevant
+		{[]string{"-m", "iprec_at_recall.0", "-N", "1000"}, "iprec_at_recall_0.00  \tall\t0.6667\n"},
+	} {
+		out, err := runCLI(t, append([]string{"eval", "score", "--qrels", filepath.Join(dir, "qrels.txt"), "--run", filepath.Join(dir, "a.run")}, c.args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if out != c.want {
+			t.Errorf("%v: output\n%s\nwant\n%s", c.args, out, c.want)
+		}
+	}
+	if _, err := runCLI(t, "eval", "score", "--qrels", filepath.Join(dir, "qrels.txt"), "--run", filepath.Join(dir, "a.run"), "-M", "-1"); err == nil {
+		t.Fatal("-M -1 accepted")
 	}
 }

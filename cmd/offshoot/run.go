@@ -226,7 +226,7 @@ func newRunCmd(a *app) *cobra.Command {
 	compare.Flags().IntVar(&perQuery, "queries", 10, "per-query lines of the primary measure, worst first (0: all)")
 	compare.Flags().BoolVar(&allowDiff, "allow-different-queries", false, "compare runs that read different queries (refused by default: the paired tests would pair different questions)")
 
-	cmd.AddCommand(start, list, show, cancel, compare)
+	cmd.AddCommand(start, list, show, cancel, compare, newRunExportCmd(a), newRunImportCmd(a))
 	return cmd
 }
 
