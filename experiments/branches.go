@@ -761,6 +761,7 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 			return err
 		}
 		v := s.view(req.Project, b, names)
+		v.Depth = s.depth(req.Project, b)
 		out = &v
 		return nil
 	})
@@ -772,6 +773,27 @@ func ptrIf(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// depth is b's distance from the root of its project's tree, as
+// ListBranches reports it.
+func (s *Service) depth(project string, b storage.Branch) int {
+	bs, err := s.cfg.Store.Branches(project)
+	if err != nil {
+		return 0
+	}
+	parent := make(map[uint64]uint64, len(bs))
+	for _, x := range bs {
+		parent[x.ID] = x.Parent
+	}
+	d := 0
+	for id := b.Parent; id != 0; id = parent[id] {
+		if _, ok := parent[id]; !ok {
+			break // a parent deleted since: a root, as in ListBranches
+		}
+		d++
+	}
+	return d
 }
 
 func (s *Service) names(project string) (map[uint64]string, error) {
@@ -827,6 +849,7 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 			return err
 		}
 		v := s.view(req.Project, b, names)
+		v.Depth = s.depth(req.Project, b)
 		out = &v
 		return nil
 	})
@@ -1036,6 +1059,7 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 			return err
 		}
 		v := s.view(project, b, names)
+		v.Depth = s.depth(project, b)
 		out = &v
 		return nil
 	})

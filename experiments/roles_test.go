@@ -207,6 +207,18 @@ func TestConnectionRoles(t *testing.T) {
 	if _, err := svc.CreateBranch(admin, CreateBranchRequest{Project: "p", Name: "child"}); err != nil {
 		t.Fatal(err)
 	}
+	// A fork's create response and its GET agree on its depth.
+	grand, err := svc.CreateBranch(admin, CreateBranchRequest{Project: "p", Name: "grand", ParentID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.GetBranch(admin, "p", "grand")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grand.Depth != 2 || got.Depth != 2 {
+		t.Errorf("depth of grand: created %d, get %d, want 2", grand.Depth, got.Depth)
+	}
 	if _, ok := svc.Verifier(ctx, "p", "child", "alice"); !ok {
 		t.Fatal("a fork does not inherit its parent's captured verifiers")
 	}

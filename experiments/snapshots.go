@@ -184,6 +184,7 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 			return err
 		}
 		v := s.view(req.Project, b, names)
+		v.Depth = s.depth(req.Project, b)
 		out = &v
 		return nil
 	})
