@@ -3,6 +3,7 @@ package experiments
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Errors returned by the facade. Surfaces map them once: agentapi to HTTP
@@ -50,6 +51,9 @@ func invalid(field, format string, args ...any) error {
 type QueryError struct {
 	// Statement is the index of the failing statement in the request.
 	Statement int `json:"statement"`
+	// Part is the failing statement within that statement's SQL text,
+	// when the text holds several (see Result.Part); 0 otherwise.
+	Part int `json:"part"`
 	// SQLState is the five-character SQLSTATE code, e.g. "42601" or "57014"
 	// (statement timeout).
 	SQLState string `json:"sqlstate"`
@@ -63,7 +67,17 @@ type QueryError struct {
 }
 
 func (e *QueryError) Error() string {
-	return fmt.Sprintf("statement %d: %s (SQLSTATE %s)", e.Statement, e.Message, e.SQLState)
+	return fmt.Sprintf("statement %s: %s (SQLSTATE %s)", StatementLabel(e.Statement, e.Part), e.Message, e.SQLState)
+}
+
+// StatementLabel names statement i, part j (see Result.Part) of a query,
+// with the indexes of the JSON fields: "1" for request statement 1, "0.2"
+// for the third statement of request statement 0's SQL text.
+func StatementLabel(i, j int) string {
+	if j == 0 {
+		return strconv.Itoa(i)
+	}
+	return strconv.Itoa(i) + "." + strconv.Itoa(j)
 }
 
 // Is makes errors.Is(err, ErrQuery) true.

@@ -59,6 +59,10 @@ type QueryResult struct {
 type Result struct {
 	// Statement is the index of the request statement that produced it.
 	Statement int `json:"statement"`
+	// Part is the index of the result within that statement's SQL text:
+	// one SQL text of several statements (simple protocol) gives results
+	// 0, 1, 2, ... of one Statement.
+	Part int `json:"part"`
 	// Command is Postgres' command tag, e.g. "SELECT 2" or "INSERT 0 1".
 	Command      string   `json:"command"`
 	RowsAffected int64    `json:"rows_affected"`
@@ -266,18 +270,23 @@ func fieldOf(n, i int) string {
 func execSimple(ctx context.Context, conn *pgx.Conn, idx int, sql string, maxRows int, out *QueryResult) error {
 	mrr := conn.PgConn().Exec(ctx, sql)
 	var first error
+	firstPart, part := 0, 0
 	for mrr.NextResult() {
 		r, err := readResult(conn, mrr.ResultReader(), idx, maxRows)
 		if err != nil && first == nil {
-			first = err
+			first, firstPart = err, part
 		}
+		r.Part = part
+		part++
 		out.Results = append(out.Results, r)
 	}
 	if err := mrr.Close(); err != nil {
-		return queryError(idx, err)
+		// The failing statement of the text is the one after the last
+		// result that completed.
+		return withPart(queryError(idx, err), part)
 	}
 	if first != nil {
-		return queryError(idx, first)
+		return withPart(queryError(idx, first), firstPart)
 	}
 	return nil
 }
@@ -416,6 +425,15 @@ func paramText(p any) ([]byte, error) {
 
 // queryError converts a Postgres error to a *QueryError; other errors are
 // returned wrapped.
+// withPart sets the part of a QueryError (see Result.Part).
+func withPart(err error, part int) error {
+	var qe *QueryError
+	if errors.As(err, &qe) {
+		qe.Part = part
+	}
+	return err
+}
+
 func queryError(idx int, err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {

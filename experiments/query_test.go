@@ -176,8 +176,8 @@ func TestQuery(t *testing.T) {
 	t.Run("one transaction", func(t *testing.T) {
 		_, err := q(experiments.QueryRequest{SQL: "CREATE TABLE tx (a int); INSERT INTO tx VALUES (1); SELECT 1/0"})
 		var qe *experiments.QueryError
-		if !errors.As(err, &qe) || qe.SQLState != "22012" {
-			t.Fatalf("err = %v, want 22012", err)
+		if !errors.As(err, &qe) || qe.SQLState != "22012" || qe.Statement != 0 || qe.Part != 2 {
+			t.Fatalf("err = %v (%+v), want 22012 in part 2 of statement 0", err, qe)
 		}
 		res, err := q(experiments.QueryRequest{SQL: "SELECT to_regclass('tx') IS NULL"})
 		if err != nil || mustJSON(t, res.Results[0].Rows) != "[[true]]" {
@@ -187,7 +187,8 @@ func TestQuery(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res.Results) != 3 || res.Results[1].Command != "INSERT 0 2" || mustJSON(t, res.Results[2].Rows) != "[[3]]" {
+		if len(res.Results) != 3 || res.Results[1].Command != "INSERT 0 2" || mustJSON(t, res.Results[2].Rows) != "[[3]]" ||
+			res.Results[1].Part != 1 || res.Results[2].Part != 2 {
 			t.Fatalf("results %s", mustJSON(t, res.Results))
 		}
 	})

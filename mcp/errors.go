@@ -66,7 +66,7 @@ func (s *Server) explain(t *tool, err error) (kind, msg string) {
 // SQLSTATEs.
 func queryMessage(qe *experiments.QueryError) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Postgres rejected statement %d: %s (SQLSTATE %s)", qe.Statement, qe.Message, qe.SQLState)
+	fmt.Fprintf(&b, "Postgres rejected statement %s: %s (SQLSTATE %s)", experiments.StatementLabel(qe.Statement, qe.Part), qe.Message, qe.SQLState)
 	if qe.Detail != "" {
 		fmt.Fprintf(&b, "; detail: %s", qe.Detail)
 	}

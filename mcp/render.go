@@ -15,7 +15,7 @@ func renderQuery(res *experiments.QueryResult, maxRows int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d result(s) in %.1f ms\n", len(res.Results), res.DurationMS)
 	for _, r := range res.Results {
-		fmt.Fprintf(&b, "\nstatement %d: %s", r.Statement, r.Command)
+		fmt.Fprintf(&b, "\nstatement %s: %s", experiments.StatementLabel(r.Statement, r.Part), r.Command)
 		if len(r.Columns) == 0 {
 			b.WriteString("\n")
 			continue
