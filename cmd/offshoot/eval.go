@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,17 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 }
 
 // evaluate reads the qrels and each run file and scores them.
+// evaluate scores each run file; every failure is bad input (exit 2): a
+// flag, an unknown measure, a missing or malformed file.
 func (f *evalFlags) evaluate(runs ...string) ([]*evals.Result, error) {
+	out, err := f.evaluateFiles(runs...)
+	if err != nil {
+		return nil, &exitError{code: exitBadInput, err: err}
+	}
+	return out, nil
+}
+
+func (f *evalFlags) evaluateFiles(runs ...string) ([]*evals.Result, error) {
 	if f.level < 1 {
 		return nil, fmt.Errorf("--relevance-level %d: must be at least 1", f.level)
 	}
@@ -118,7 +129,7 @@ func newEvalScoreCmd() *cobra.Command {
 			case "json":
 				return evals.NewRunReport(res[0]).WriteJSON(out)
 			}
-			return fmt.Errorf("--format %q: want trec, text or json", format)
+			return &exitError{code: exitBadInput, err: fmt.Errorf("--format %q: want trec, text or json", format)}
 		},
 	}
 	f.register(cmd)
@@ -156,6 +167,9 @@ a given --seed.`,
 				}
 			}
 			c, err := evals.Compare(res[0], res[1], opt)
+			if errors.Is(err, evals.ErrInvalidArgument) {
+				return &exitError{code: exitBadInput, err: err}
+			}
 			if err != nil {
 				return err
 			}

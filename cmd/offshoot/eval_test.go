@@ -202,8 +202,8 @@ func TestEvalErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; output:\n%s", out)
 			}
-			if exitCode(err) == 0 {
-				t.Fatalf("exit code 0 for %v", err)
+			if code := exitCode(err); code != exitBadInput {
+				t.Fatalf("exit code %d for %v, want %d (bad input)", code, err, exitBadInput)
 			}
 			for _, w := range c.want {
 				if !strings.Contains(err.Error(), w) {

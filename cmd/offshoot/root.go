@@ -124,6 +124,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	for _, register := range subcommands {
 		root.AddCommand(register(a))
 	}
+	usageIsBadInput(root)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	return root
@@ -140,6 +141,32 @@ func init() {
 			},
 		}
 	})
+}
+
+// usageIsBadInput makes every usage error of cmd and its subcommands (an
+// unknown flag, a bad flag value, a wrong number of arguments, a missing
+// required flag) exit with exitBadInput, as the README documents.
+func usageIsBadInput(cmd *cobra.Command) {
+	bad := func(err error) error {
+		if err == nil {
+			return nil
+		}
+		return &exitError{code: exitBadInput, err: err}
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return bad(err) })
+	args := cmd.Args
+	cmd.Args = func(c *cobra.Command, a []string) error {
+		if args != nil {
+			if err := args(c, a); err != nil {
+				return bad(err)
+			}
+		}
+		// Checked here, before cobra does, so that it is bad input too.
+		return bad(c.ValidateRequiredFlags())
+	}
+	for _, sub := range cmd.Commands() {
+		usageIsBadInput(sub)
+	}
 }
 
 // subcommands registers each verb; files in this package append to it from
