@@ -252,7 +252,7 @@ func (s *Server) branchTools() []*tool {
 			if err != nil {
 				return nil, "", err
 			}
-			return sn, fmt.Sprintf("snapshot %s of branch %s at lsn %d\n", sn.Name, sn.Branch, sn.LSN), nil
+			return sn, fmt.Sprintf("snapshot %s of branch %s at store seq %d\n", sn.Name, sn.Branch, sn.LSN), nil
 		}),
 
 		newTool(mcpgo.NewTool("list_snapshots",
@@ -268,7 +268,7 @@ func (s *Server) branchTools() []*tool {
 			var b strings.Builder
 			fmt.Fprintf(&b, "%d snapshot(s)\n", len(sns))
 			for _, sn := range sns {
-				fmt.Fprintf(&b, "%s: branch %s, lsn %d, created %s\n", sn.Name, sn.Branch, sn.LSN, sn.CreatedAt.Format(time.RFC3339))
+				fmt.Fprintf(&b, "%s: branch %s, store seq %d, created %s\n", sn.Name, sn.Branch, sn.LSN, sn.CreatedAt.Format(time.RFC3339))
 			}
 			return map[string]any{"snapshots": sns}, b.String(), nil
 		}),
@@ -301,7 +301,7 @@ func renderBranch(b *experiments.Branch) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "branch %s (project %s)", b.Name, b.Project)
 	if b.ParentID != "" {
-		fmt.Fprintf(&sb, ", forked from %s at lsn %d", b.ParentID, b.ParentLSN)
+		fmt.Fprintf(&sb, ", forked from %s at store seq %d", b.ParentID, b.ParentLSN)
 	}
 	if b.ExpiresAt != nil {
 		fmt.Fprintf(&sb, ", expires %s", b.ExpiresAt.Format(time.RFC3339))

@@ -77,7 +77,7 @@ func showBranch(w io.Writer, raw []byte) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "name\t%s\n", b.Name)
 	if b.ParentID != "" {
-		fmt.Fprintf(tw, "parent\t%s (lsn %d", b.ParentID, b.ParentLSN)
+		fmt.Fprintf(tw, "parent\t%s (store seq %d", b.ParentID, b.ParentLSN)
 		if b.ParentTimestamp != nil {
 			fmt.Fprintf(tw, ", %s", b.ParentTimestamp.Format(time.RFC3339))
 		}
