@@ -1,0 +1,191 @@
+package experiments
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/offshootdb/offshoot/evals"
+)
+
+// TestRunPlans sweeps ef_search on Cranfield (1400 rows, k 100), where
+// the planner prefers a sequential scan and sort over the HNSW index, and
+// ef_search 10 and 40 would cap the hits below k without iterative
+// scans. Every ANN point must be recorded with a plan that scans its
+// index (forced where the planner would not), return k hits, and, as the
+// fork's own index statistics show, have run every measured query on the
+// index.
+func TestRunPlans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	sp := e.spec(VariantSpec{Name: "exact", Embedder: "hash-bow?dims=64"},
+		VariantSpec{Name: "hnsw", Embedder: "hash-bow?dims=64", Index: &IndexSpec{Type: "hnsw"},
+			Sweep: &SweepSpec{EfSearch: []int{10, 40, 200}}})
+	sp.Metrics, sp.K, sp.KeepBranches, sp.Concurrency = []string{"recall.100"}, 100, true, 1
+	sp.Timing = TimingSpec{Repeats: 2, Clients: 2}
+	r := e.run(t, sp)
+	if r.Status != StatusSucceeded {
+		t.Fatalf("status %s: %s %+v", r.Status, r.Error, r.Variants)
+	}
+	forced := 0
+	wantScans := map[string]int64{} // index → index scans the run made
+	for _, v := range r.Variants {
+		p := v.Plan
+		if p == nil {
+			t.Fatalf("variant %s: no plan", v.Name)
+		}
+		t.Logf("%s: plan %s, ann recall %v, %s", v.Name, p, v.ANNRecall, v.Timing)
+		if v.Spec.Index == nil {
+			if p.UsesIndex || p.Index != "" || !slices.Contains(p.Nodes, "Seq Scan") {
+				t.Errorf("exact variant %s: plan %+v", v.Name, p)
+			}
+			continue
+		}
+		// The invariant: an index point was measured on its index.
+		if !p.UsesIndex || p.Index != v.IndexName || slices.Contains(p.Nodes, "Seq Scan") || !slices.Contains(p.Nodes, "Index Scan") {
+			t.Errorf("index point %s recorded with plan %+v (index %s)", v.Name, p, v.IndexName)
+		}
+		if p.Forced {
+			forced++
+			if slices.Contains(p.PlannerNodes, "Index Scan") {
+				t.Errorf("%s: forced although the planner scanned the index: %+v", v.Name, p)
+			}
+		}
+		// ef_search below k: iterative scans, and no truncated rankings.
+		wantIter := "off"
+		if v.Spec.Search.EfSearch < sp.K {
+			wantIter = "relaxed_order"
+		}
+		if p.IterativeScan != wantIter || p.EfSearch != v.Spec.Search.EfSearch || p.Rows != sp.K {
+			t.Errorf("%s: plan settings %+v, want iterative %s", v.Name, p, wantIter)
+		}
+		for _, q := range v.Results {
+			if len(q.Hits) != sp.K {
+				t.Fatalf("%s: query %s has %d hits, want %d", v.Name, q.Query, len(q.Hits), sp.K)
+			}
+		}
+		if v.ANNRecall == nil || *v.ANNRecall <= 0.5 {
+			t.Errorf("%s: ann recall %v: capped?", v.Name, v.ANNRecall)
+		}
+		// Ranking pass, warm-up, timed passes, concurrent pass.
+		ts := r.Spec.Timing
+		wantScans[v.IndexName] += int64(len(v.Results) * (1 + ts.Warmup + 2*ts.Repeats))
+	}
+	if forced == 0 {
+		t.Error("no point was forced: the planner took the index everywhere, so this test proves nothing")
+	}
+	// Independent of the recorded plans: the fork's statistics count an
+	// index scan per measured query of every index point.
+	conn, release, err := e.br.Conn(e.ctx, "p", r.Variants[1].Branch, ReadOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for ix, want := range wantScans {
+		var got int64
+		for range 100 { // backends flush their statistics as they exit
+			if _, err := conn.Exec(e.ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.QueryRow(e.ctx, "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = $1", ix).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got >= want {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if got != want {
+			t.Errorf("index %s: %d index scans, want %d (one per measured query)", ix, got, want)
+		}
+	}
+}
+
+// TestRunIterativeScanOff rejects a sweep whose ef_search would cap
+// recall@k when iterative scans are off, naming the field.
+func TestRunIterativeScanOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	sp := e.spec(VariantSpec{Name: "exact", Embedder: "hash-bow?dims=64"},
+		VariantSpec{Name: "hnsw", Embedder: "hash-bow?dims=64", Index: &IndexSpec{Type: "hnsw"},
+			Search: SearchSpec{IterativeScan: IterativeOff}, Sweep: &SweepSpec{EfSearch: []int{100, 20}}})
+	sp.Metrics, sp.K = []string{"recall.100"}, 100
+	_, err := e.svc.StartRun(e.ctx, sp)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "variants[1].sweep.ef_search[1]" {
+		t.Fatalf("start: %v, want an error naming variants[1].sweep.ef_search[1]", err)
+	}
+	// With ef_search ≥ k the same spec runs, iterative scans off.
+	sp.Variants[1].Sweep.EfSearch = []int{100}
+	sp.Timing = TimingSpec{Repeats: 1, Clients: 1}
+	r := e.run(t, sp)
+	if r.Status != StatusSucceeded {
+		t.Fatalf("status %s: %s %+v", r.Status, r.Error, r.Variants)
+	}
+	if p := r.Variants[1].Plan; p == nil || !p.UsesIndex || p.IterativeScan != "off" {
+		t.Errorf("plan %+v", p)
+	}
+}
+
+// TestRunTiming checks the shape of the latency record: percentiles in
+// order in every pass, the pooled stats and the concurrent pass, the
+// configured passes and clients, and a cold run restarting Postgres.
+func TestRunTiming(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	for _, ts := range []TimingSpec{{Repeats: 3, Clients: 3}, {Repeats: 2, Clients: 2, Cache: CacheCold}} {
+		sp := e.spec(VariantSpec{Name: "hnsw", Embedder: "hash-bow?dims=64", Index: &IndexSpec{Type: "hnsw"}})
+		sp.Timing = ts
+		r := e.run(t, sp)
+		if r.Status != StatusSucceeded {
+			t.Fatalf("%+v: status %s: %s %+v", ts, r.Status, r.Error, r.Variants)
+		}
+		v := r.Variants[0]
+		tr := v.Timing
+		if tr == nil {
+			t.Fatal("no timing")
+		}
+		t.Logf("%+v: %v; %s", ts, v.Latency, tr)
+		ordered := func(what string, s evals.LatencyStats, n, clients int) {
+			if s.Count != n || s.Clients != clients || s.P50 <= 0 || s.P50 > s.P95 || s.P95 > s.P99 || s.P99 > s.Max || s.QPS <= 0 {
+				t.Errorf("%s: %+v, want %d queries at %d clients, 0 < p50 ≤ p95 ≤ p99 ≤ max", what, s, n, clients)
+			}
+		}
+		nq := len(v.Results)
+		ordered("pooled", v.Latency, nq*ts.Repeats, 1)
+		ordered("concurrent", tr.Concurrent, nq*ts.Repeats, ts.Clients)
+		if len(tr.Passes) != ts.Repeats {
+			t.Fatalf("%d passes, want %d", len(tr.Passes), ts.Repeats)
+		}
+		lo, hi := tr.Passes[0].P50, tr.Passes[0].P50
+		for _, p := range tr.Passes {
+			ordered("pass", p, nq, 1)
+			lo, hi = min(lo, p.P50), max(hi, p.P50)
+		}
+		if tr.P50Spread != hi-lo || tr.P95Spread < 0 || tr.P99Spread < 0 {
+			t.Errorf("spread p50 %v (passes %v..%v) p95 %v p99 %v", tr.P50Spread, lo, hi, tr.P95Spread, tr.P99Spread)
+		}
+		wantWarm, wantCache, wantRestarts := 1, CacheWarm, 0
+		if ts.Cache == CacheCold {
+			wantWarm, wantCache, wantRestarts = 0, CacheCold, ts.Repeats+1
+		}
+		if e.br.restarts != wantRestarts {
+			t.Errorf("%d restarts of Postgres, want %d", e.br.restarts, wantRestarts)
+		}
+		if tr.Cache != wantCache || tr.Warmup != wantWarm || tr.Repeats != ts.Repeats {
+			t.Errorf("timing %+v", tr)
+		}
+		for _, q := range v.Results {
+			if q.LatencyUS < 0 {
+				t.Errorf("query %s latency %d", q.Query, q.LatencyUS)
+			}
+		}
+	}
+}
