@@ -125,6 +125,15 @@ type variantSummary struct {
 	LatencyP50MS float64               `json:"latency_p50_ms"`
 	IndexBytes   int64                 `json:"index_bytes"`
 	TimingsMS    experiments.Timings   `json:"timings_ms"`
+	// Plan is the plan the variant's queries ran with.
+	Plan *experiments.PlanSummary `json:"plan,omitempty"`
+	// Latency at one client (p95, p99, QPS) and at N clients.
+	LatencyP95MS float64 `json:"latency_p95_ms,omitempty"`
+	LatencyP99MS float64 `json:"latency_p99_ms,omitempty"`
+	QPS          float64 `json:"qps,omitempty"`
+	Clients      int     `json:"clients,omitempty"`
+	QPSClients   float64 `json:"qps_clients,omitempty"`
+	Cache        string  `json:"cache,omitempty"`
 }
 
 func summarize(r *experiments.Run) runSummary {
@@ -137,6 +146,12 @@ func summarize(r *experiments.Run) runSummary {
 	for i, v := range r.Variants {
 		out.Variants[i] = variantSummary{Name: v.Name, Status: v.Status, Phase: v.Phase, Error: v.Error, Branch: v.Branch, Kept: v.Kept,
 			Metrics: v.Metrics, ANNRecall: v.ANNRecall, LatencyP50MS: float64(v.Latency.P50.Microseconds()) / 1000, IndexBytes: v.IndexBytes, TimingsMS: v.Timings}
+		vs := &out.Variants[i]
+		vs.Plan = v.Plan
+		if t := v.Timing; t != nil {
+			vs.LatencyP95MS, vs.LatencyP99MS = float64(v.Latency.P95.Microseconds())/1000, float64(v.Latency.P99.Microseconds())/1000
+			vs.QPS, vs.Clients, vs.QPSClients, vs.Cache = v.Latency.QPS, t.Concurrent.Clients, t.Concurrent.QPS, t.Cache
+		}
 	}
 	return out
 }
@@ -175,6 +190,12 @@ func renderRun(r runSummary) string {
 		if v.ANNRecall != nil {
 			fmt.Fprintf(&b, " ann_recall=%.3f", *v.ANNRecall)
 		}
+		if v.Clients > 0 {
+			fmt.Fprintf(&b, " p95=%.2fms p99=%.2fms qps=%.1f qps@%d=%.1f (%s cache)", v.LatencyP95MS, v.LatencyP99MS, v.QPS, v.Clients, v.QPSClients, v.Cache)
+		}
+		if v.Plan != nil {
+			fmt.Fprintf(&b, "\n    plan: %s", v.Plan)
+		}
 		b.WriteString("\n")
 	}
 	if r.Verdict != nil {
@@ -188,7 +209,7 @@ const maxRunWait = 60
 
 func (s *Server) getRunTool() *tool {
 	def := mcpgo.NewTool("get_run",
-		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size. "+
+		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, query latency (p50/p95/p99 at one client after warm-up, QPS at one and at N clients, cache state), index size, and the query plan its numbers were measured with (whether the ANN index was used, forced, and with which ef_search, probes and iterative scan). "+
 			"Use it to follow a run started with run_experiment: with wait_seconds it waits (up to that long) for the run to finish and reports each variant's progress as MCP progress notifications when the call carries a progressToken; without, poll every few seconds until the status is no longer queued or running. Then pick variants for compare_runs. "+
 			"Cheap: reads the run's record. Per-query rankings are left out; compare_runs shows the queries that changed."),
 		annotations(true, false, true),
