@@ -44,7 +44,8 @@ type TimingSpec struct {
 	Repeats int `json:"repeats,omitempty"`
 	// Clients is the number of concurrent clients, each on its own
 	// connection to the fork, of the concurrent QPS pass (Repeats passes'
-	// worth of queries). Default the server's core count, at most 64.
+	// worth of queries), at most 64. 0 (the default) means the core count
+	// of the server that runs it, resolved when the run measures.
 	Clients int `json:"clients,omitempty"`
 	// Cache is "warm" (the default: warm-up passes first) or "cold": the
 	// fork's Postgres is restarted before every timed pass, so shared
@@ -79,9 +80,6 @@ func (ts *TimingSpec) validate() error {
 	if ts.Repeats == 0 {
 		ts.Repeats = 3
 	}
-	if ts.Clients == 0 {
-		ts.Clients = min(runtime.NumCPU(), 64)
-	}
 	if ts.Cache == "" {
 		ts.Cache = CacheWarm
 	}
@@ -90,8 +88,8 @@ func (ts *TimingSpec) validate() error {
 		return invalid("timing.warmup", "must be in 1..20")
 	case ts.Repeats < 1 || ts.Repeats > 20:
 		return invalid("timing.repeats", "must be in 1..20")
-	case ts.Clients < 1 || ts.Clients > 64:
-		return invalid("timing.clients", "must be in 1..64")
+	case ts.Clients < 0 || ts.Clients > 64:
+		return invalid("timing.clients", "must be in 1..64, or 0 for the server's cores")
 	case ts.Cache != CacheWarm && ts.Cache != CacheCold:
 		return invalid("timing.cache", "must be warm or cold")
 	}
@@ -359,6 +357,12 @@ func (f *evalFork) restart(ctx context.Context) error {
 // Clients clients on connections of their own. It returns the pooled
 // one-client stats, the report and each query's median latency.
 func (s *Service) timeQueries(ctx context.Context, fk *evalFork, tbl vectors.Table, q vectors.Query, qvecs [][]float32, ts TimingSpec) (evals.LatencyStats, TimingReport, []time.Duration, error) {
+	if err := ts.validate(); err != nil { // also fills the defaults of runs stored before timing existed
+		return evals.LatencyStats{}, TimingReport{}, nil, err
+	}
+	if ts.Clients == 0 {
+		ts.Clients = min(runtime.NumCPU(), 64)
+	}
 	tr := TimingReport{Cache: ts.Cache, Warmup: ts.Warmup, Repeats: ts.Repeats}
 	search := func(conn *pgx.Conn, i int) (time.Duration, error) {
 		qq := q

@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -140,7 +141,7 @@ func TestRunTiming(t *testing.T) {
 		t.Skip("needs Postgres")
 	}
 	e := newRunEnv(t)
-	for _, ts := range []TimingSpec{{Repeats: 3, Clients: 3}, {Repeats: 2, Clients: 2, Cache: CacheCold}} {
+	for _, ts := range []TimingSpec{{Repeats: 3}, {Repeats: 2, Clients: 3, Cache: CacheCold}} {
 		sp := e.spec(VariantSpec{Name: "hnsw", Embedder: "hash-bow?dims=64", Index: &IndexSpec{Type: "hnsw"}})
 		sp.Timing = ts
 		r := e.run(t, sp)
@@ -160,7 +161,11 @@ func TestRunTiming(t *testing.T) {
 		}
 		nq := len(v.Results)
 		ordered("pooled", v.Latency, nq*ts.Repeats, 1)
-		ordered("concurrent", tr.Concurrent, nq*ts.Repeats, ts.Clients)
+		clients := ts.Clients
+		if clients == 0 {
+			clients = min(runtime.NumCPU(), 64) // the default
+		}
+		ordered("concurrent", tr.Concurrent, nq*ts.Repeats, clients)
 		if len(tr.Passes) != ts.Repeats {
 			t.Fatalf("%d passes, want %d", len(tr.Passes), ts.Repeats)
 		}

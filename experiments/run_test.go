@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -679,7 +678,7 @@ variants:
 	if got := len(sp.Concrete()); got != 3 || sp.K != 100 || sp.Concurrency != 1 || sp.Dataset.Split != "test" {
 		t.Errorf("concrete %d k %d concurrency %d split %q", got, sp.K, sp.Concurrency, sp.Dataset.Split)
 	}
-	if ts := sp.Timing; ts.Warmup != 1 || ts.Repeats != 3 || ts.Clients != min(runtime.NumCPU(), 64) || ts.Cache != CacheWarm {
+	if ts := sp.Timing; ts.Warmup != 1 || ts.Repeats != 3 || ts.Clients != 0 || ts.Cache != CacheWarm {
 		t.Errorf("timing defaults %+v", ts)
 	}
 	// Iterative scans off are fine when ef_search covers k.
