@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/offshootdb/offshoot/evals"
+	"github.com/offshootdb/offshoot/evals/evalstest"
 )
 
 // TestRunPlans sweeps ef_search on Cranfield (1400 rows, k 100), where
@@ -192,5 +194,45 @@ func TestRunTiming(t *testing.T) {
 				t.Errorf("query %s latency %d", q.Query, q.LatencyUS)
 			}
 		}
+	}
+}
+
+// TestRunColdOnStore times a run with a cold cache on the real stack: the
+// fork's endpoint is restarted (suspended and woken) before every timed
+// pass, and the point is still measured on its index.
+func TestRunColdOnStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and FUSE")
+	}
+	svc := storeService(t, "p", nil)
+	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), LocalCaller), 5*time.Minute)
+	defer cancel()
+	sp := ExperimentSpec{Name: "cold", Project: "p", Base: BranchPoint{Branch: "main"}, KeepBranches: true,
+		Dataset: DatasetSpec{BEIR: evalstest.Cranfield(t)}, Metrics: []string{"recall.100"},
+		Timing:   TimingSpec{Repeats: 2, Clients: 2, Cache: CacheCold},
+		Variants: []VariantSpec{{Name: "hnsw", Embedder: "hash-bow?dims=32", Index: &IndexSpec{Type: "hnsw"}, Search: SearchSpec{EfSearch: 20}}}}
+	r, err := svc.StartRun(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := svc.WaitRun(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := done.Variants[0]
+	if done.Status != StatusSucceeded || v.Timing == nil || v.Plan == nil {
+		t.Fatalf("run %s %q: %+v", done.Status, done.Error, v)
+	}
+	if v.Timing.Cache != CacheCold || len(v.Timing.Passes) != 2 || v.Timing.Concurrent.Clients != 2 ||
+		!v.Plan.UsesIndex || v.Plan.IterativeScan != "relaxed_order" {
+		t.Errorf("timing %+v plan %+v", v.Timing, v.Plan)
+	}
+	ep, err := svc.Endpoint(ctx, "p", v.Branch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("plan %s; %s; endpoint %+v", v.Plan, v.Timing, ep)
+	if ep.Wakes < 1+3 { // the first start, then a restart before each of 2 passes and the concurrent one
+		t.Errorf("endpoint woke %d times, want at least 4", ep.Wakes)
 	}
 }
