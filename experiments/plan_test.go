@@ -261,3 +261,51 @@ func deref(f *float64) float64 {
 	}
 	return *f
 }
+
+func TestPlanNodes(t *testing.T) {
+	for _, tc := range []struct {
+		name, explain string
+		nodes, index  []string
+		err           bool
+	}{
+		{"seq scan", `[{"Plan": {"Node Type": "Limit", "Plans": [{"Node Type": "Sort", "Plans": [{"Node Type": "Seq Scan", "Relation Name": "t"}]}]}}]`,
+			[]string{"Limit", "Sort", "Seq Scan"}, nil, false},
+		{"index scan", `[{"Plan": {"Node Type": "Limit", "Plans": [{"Node Type": "Index Scan", "Index Name": "t_hnsw"}]}}]`,
+			[]string{"Limit", "Index Scan"}, []string{"t_hnsw"}, false},
+		{"two children", `[{"Plan": {"Node Type": "Append", "Plans": [{"Node Type": "Index Scan", "Index Name": "a"}, {"Node Type": "Bitmap Index Scan", "Index Name": "b"}]}}]`,
+			[]string{"Append", "Index Scan", "Bitmap Index Scan"}, []string{"a", "b"}, false},
+		{"no plan", `[]`, nil, nil, true},
+		{"not json", `Seq Scan on t`, nil, nil, true},
+		{"no node type", `[{"Plan": {}}]`, nil, nil, true},
+	} {
+		nodes, index, err := planNodes([]byte(tc.explain))
+		if (err != nil) != tc.err || !slices.Equal(nodes, tc.nodes) || !slices.Equal(index, tc.index) {
+			t.Errorf("%s: nodes %v index %v err %v, want %v %v err %v", tc.name, nodes, index, err, tc.nodes, tc.index, tc.err)
+		}
+	}
+}
+
+func TestIterativeFor(t *testing.T) {
+	hnsw, ivf := &IndexSpec{Type: "hnsw"}, &IndexSpec{Type: "ivfflat"}
+	for _, tc := range []struct {
+		name  string
+		v     VariantSpec
+		fetch int
+		want  string
+		err   bool
+	}{
+		{"hnsw ef below k, auto", VariantSpec{Index: hnsw, Search: SearchSpec{EfSearch: 10}}, 100, "relaxed_order", false},
+		{"hnsw ef equal k, auto", VariantSpec{Index: hnsw, Search: SearchSpec{EfSearch: 100}}, 100, "off", false},
+		{"hnsw default ef covers k", VariantSpec{Index: hnsw}, 400, "off", false},
+		{"hnsw default ef below chunked fetch", VariantSpec{Index: hnsw}, 4000, "relaxed_order", false},
+		{"hnsw ef below k, off", VariantSpec{Index: hnsw, Search: SearchSpec{EfSearch: 10, IterativeScan: IterativeOff}}, 100, "", true},
+		{"hnsw strict", VariantSpec{Index: hnsw, Search: SearchSpec{EfSearch: 10, IterativeScan: IterativeStrict}}, 100, "strict_order", false},
+		{"ivfflat auto", VariantSpec{Index: ivf, Search: SearchSpec{Probes: 1}}, 10, "relaxed_order", false},
+		{"ivfflat off", VariantSpec{Index: ivf, Search: SearchSpec{IterativeScan: IterativeOff}}, 10, "off", false},
+	} {
+		got, err := iterativeFor(tc.v, tc.fetch)
+		if string(got) != tc.want || (err != nil) != tc.err {
+			t.Errorf("%s: %q %v, want %q err %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
+}
