@@ -40,8 +40,10 @@ func (s *Server) startRunTool() *tool {
 		mcpgo.WithObject("spec", mcpgo.Required(), mcpgo.Description(
 			"The experiment spec as a JSON object: {\"name\": \"ab\" (lowercase, digits, - _), \"project\" (default the server's default project), "+
 				"\"base\": {\"branch\": \"main\"} (its head; or add one of \"snapshot\", \"seq\", or \"at\": an RFC 3339 time within the history window), \"dataset\": {\"beir\": \"/path/to/beir/dir\", \"split\": \"test\"} (or corpus_sql, queries_sql, qrels_sql run on the pinned base), "+
-				"\"variants\": [{\"name\": \"bow\", \"embedder\": \"hash-bow?dims=256\", \"distance\": \"cosine\", \"index\": {\"type\": \"hnsw\", \"m\": 16}, \"search\": {\"ef_search\": 40}, \"chunking\": {\"size\": 800}, \"sweep\": {\"ef_search\": [20, 40]}}], "+
-				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1}. Unknown fields are refused.")),
+				"\"variants\": [{\"name\": \"bow\", \"embedder\": \"hash-bow?dims=256\", \"distance\": \"cosine\", \"index\": {\"type\": \"hnsw\", \"m\": 16}, \"search\": {\"ef_search\": 40, \"iterative_scan\": \"auto\"}, \"chunking\": {\"size\": 800}, \"sweep\": {\"ef_search\": [20, 40]}}], "+
+				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1, "+
+				"\"timing\": {\"warmup\": 1, \"repeats\": 3, \"clients\": 0 (0: the server's cores), \"cache\": \"warm\" or \"cold\"}}. "+
+				"iterative_scan: auto (default: pgvector's iterative scan when ef_search is below the rows fetched, so recall@k is not capped), off (such a spec is refused, naming the field), relaxed_order or strict_order. Unknown fields are refused.")),
 	)
 	return newTool(def, writeTool, "list_branches and list_snapshots show what the spec's base can name", func(ctx context.Context, c call, a struct {
 		Spec json.RawMessage `json:"spec"`
