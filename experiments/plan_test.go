@@ -3,14 +3,17 @@ package experiments
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/evals/evalstest"
+	"github.com/offshootdb/offshoot/vectors"
 )
 
 // TestRunPlans sweeps ef_search on Cranfield (1400 rows, k 100), where
@@ -307,5 +310,42 @@ func TestIterativeFor(t *testing.T) {
 		if string(got) != tc.want || (err != nil) != tc.err {
 			t.Errorf("%s: %q %v, want %q err %v", tc.name, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// TestExplainPoint plans a query on a small table: the planner sorts a
+// sequential scan, so the point is forced onto its index; an index the
+// query cannot use (built for another metric) fails even when forced,
+// with the reason.
+func TestExplainPoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	ctx := context.Background()
+	conn := pgtest.New(t, nil).Connect(t)
+	tbl := vectors.Table{Name: "small", Dims: 3}
+	if err := vectors.CreateTable(ctx, conn, tbl); err != nil {
+		t.Fatal(err)
+	}
+	var rows []vectors.Row
+	for i := range 50 {
+		rows = append(rows, vectors.Row{ID: fmt.Sprint(i), DocID: fmt.Sprint(i), Embedding: []float32{float32(i), 1, float32(i % 7)}})
+	}
+	if _, err := vectors.Load(ctx, conn, tbl, rows, vectors.LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := vectors.CreateIndex(ctx, conn, tbl, vectors.Index{Method: vectors.HNSW, Metric: vectors.L2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := vectors.Query{Vector: []float32{1, 2, 3}, K: 20, Metric: vectors.L2, EfSearch: 40}
+	ps, err := explainPoint(ctx, conn, tbl, &q, l2.Name)
+	if err != nil || !ps.UsesIndex || ps.Index != l2.Name || !ps.Forced || !q.ForceIndex || !slices.Contains(ps.PlannerNodes, "Seq Scan") {
+		t.Errorf("l2 point: %+v, %v; want forced onto %s", ps, err, l2.Name)
+	}
+	q = vectors.Query{Vector: []float32{1, 2, 3}, K: 20, Metric: vectors.Cosine, EfSearch: 40}
+	ps, err = explainPoint(ctx, conn, tbl, &q, l2.Name)
+	if err == nil || ps.UsesIndex || !strings.Contains(err.Error(), "does not scan index "+l2.Name) {
+		t.Errorf("cosine query on an l2 index: %+v, %v; want an error naming the index", ps, err)
 	}
 }
