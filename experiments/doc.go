@@ -87,8 +87,14 @@
 // exp/<experiment>/<run>/<variant> (cut to fit a branch name, with a
 // hash, when longer; RunBranches.Fork) where the
 // corpus is embedded through Config.EmbedCache, loaded, indexed, and every
-// query searched (top-k, latency, ANN recall against exact search when
-// indexed) and scored with evals. Everything is recorded in the control
+// query searched (top-k, ANN recall against exact search when indexed)
+// and scored with evals. Each sweep point first records the plan of its
+// query under its exact settings (PlanSummary): an indexed point is only
+// measured on its index, forced if the planner would skip it, with
+// pgvector's iterative scan when ef_search would cap the hits below k
+// (SearchSpec.IterativeScan). Latency and QPS are then measured after
+// warm-up, over repeated passes and at concurrent clients (TimingSpec,
+// TimingReport). Everything is recorded in the control
 // database; forks are discarded unless KeepBranches. At most
 // Spec.Concurrency groups run at once; a failing variant is recorded with
 // its phase and cause and the others go on; CancelRun and Close cancel.

@@ -132,6 +132,12 @@ type VariantRun struct {
 	// Provenance is what the variant ran with (embedder, chunking,
 	// server versions, index DDL, settings); set once its data is loaded.
 	Provenance *VariantProvenance `json:"provenance,omitempty"`
+	// Plan is the plan every query of the point ran with; for a point
+	// with an index, one that scans it (forced if need be).
+	Plan *PlanSummary `json:"plan,omitempty"`
+	// Timing says how Latency was measured: cache state, warm-up,
+	// passes and their spread, and QPS at concurrent clients.
+	Timing *TimingReport `json:"timing,omitempty"`
 }
 
 // Timings are phase durations in milliseconds.
@@ -633,7 +639,7 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 	if err != nil {
 		return fail("connect", err)
 	}
-	defer release()
+	defer func() { release() }()
 
 	spec, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {
@@ -715,16 +721,23 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 	}
 
 	progress("eval")
+	// The evaluation owns the connection from here: a cold timing pass
+	// replaces it.
+	fk := &evalFork{s: s, project: run.Project, branch: name, conn: conn, release: release}
+	release = fk.close
 	out = make([]VariantRun, len(vs))
 	for i, p := range vs {
-		out[i] = s.evalPoint(ctx, run, conn, tbl, emb, cached, metric, indexed, opt.Chunker != nil, p, ds, vr)
+		out[i] = s.evalPoint(ctx, run, fk, tbl, emb, cached, metric, indexed, opt.Chunker != nil, p, ds, vr)
 	}
 	return out
 }
 
 // evalPoint evaluates every query of ds with the search parameters of v
-// on the loaded fork; vr carries the build's record.
-func (s *Service) evalPoint(ctx context.Context, run *Run, conn *pgx.Conn, tbl vectors.Table, emb vectors.Embedder, cached *vectors.Cached,
+// on the loaded fork; vr carries the build's record. It plans the query
+// under the point's settings first (forcing the index of an ANN point if
+// the planner would skip it), records the rankings of one untimed pass,
+// then times the queries (timeQueries).
+func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vectors.Table, emb vectors.Embedder, cached *vectors.Cached,
 	metric vectors.Metric, indexed, chunked bool, v VariantSpec, ds *evals.Dataset, vr VariantRun) VariantRun {
 	fail := func(phase string, err error) VariantRun {
 		vr.Status = statusOf(ctx, StatusFailed)
@@ -732,39 +745,65 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, conn *pgx.Conn, tbl v
 		vr.Results = nil
 		return vr
 	}
-	// Evaluate every query, in id order.
 	t := time.Now()
 	queries := append([]evals.Query(nil), ds.Queries...)
 	sort.Slice(queries, func(i, j int) bool { return queries[i].ID < queries[j].ID })
-	k := run.Spec.K
-	fetch := k
-	if chunked {
-		fetch = min(k*4, 10000) // several chunks of one document collapse to one hit
-	}
-	// hnsw.ef_search also caps how many rows an HNSW scan returns, so the
-	// server's default (40) would cut a top-100 to 40 hits; unless the
-	// spec sets it, search at least as wide as the hits fetched.
-	efSearch := v.Search.EfSearch
-	if efSearch == 0 && indexed && v.Index.Type == "hnsw" {
-		efSearch = min(max(40, fetch), 1000)
-	}
-	vr.Provenance = vr.Provenance.withSearch(efSearch, v.Search.Probes, "")
-	rankings := map[string][]string{}
-	exactIDs, annIDs := map[string][]string{}, map[string][]string{}
-	var durs []time.Duration
-	var total time.Duration
-	for _, q := range queries {
+	qvecs := make([][]float32, len(queries))
+	for i, q := range queries {
 		qv, err := emb.EmbedQuery(ctx, q.Text)
 		if err != nil {
 			return fail("eval", fmt.Errorf("embed query %s: %w", q.ID, err))
 		}
-		res, err := vectors.Search(ctx, conn, tbl, vectors.Query{Vector: qv, K: fetch, Metric: metric,
-			EfSearch: efSearch, Probes: v.Search.Probes})
+		qvecs[i] = qv
+	}
+	k := run.Spec.K
+	fetch := fetchRows(k, chunked)
+	sq := vectors.Query{K: fetch, Metric: metric}
+	if indexed {
+		sq.Probes = v.Search.Probes
+		if v.Index.Type == "hnsw" {
+			// hnsw.ef_search also caps how many rows an HNSW scan returns
+			// unless iterative scans are on (iterativeFor).
+			sq.EfSearch = efSearchFor(v, fetch)
+		}
+		it, err := iterativeFor(v, fetch)
+		if err != nil {
+			return fail("eval", fmt.Errorf("search.iterative_scan: %w", err))
+		}
+		sq.IterativeScan = it
+	}
+	vr.Provenance = vr.Provenance.withSearch(sq.EfSearch, sq.Probes, string(sq.IterativeScan))
+	if len(qvecs) == 0 {
+		return fail("eval", errors.New("no queries"))
+	}
+	sq.Vector = qvecs[0]
+	index := ""
+	if indexed {
+		index = vr.IndexName
+	}
+	plan, err := explainPoint(ctx, fk.conn, tbl, &sq, index)
+	vr.Plan = &plan
+	if err != nil {
+		return fail("plan", err)
+	}
+	// Every query runs with the planned settings, index forced included.
+	rankings := map[string][]string{}
+	exactIDs, annIDs := map[string][]string{}, map[string][]string{}
+	for i, q := range queries {
+		qq := sq
+		qq.Vector = qvecs[i]
+		res, err := vectors.Search(ctx, fk.conn, tbl, qq)
 		if err != nil {
 			return fail("eval", fmt.Errorf("query %s: %w", q.ID, err))
 		}
-		durs = append(durs, res.Latency)
-		total += res.Latency
+		if indexed && int64(len(res.Hits)) < min(int64(fetch), vr.Rows) {
+			field := "search.probes"
+			if v.Index.Type == "hnsw" {
+				field = "search.ef_search"
+			}
+			return fail("eval", fmt.Errorf("query %s: the index scan returned %d of the %d rows fetched (%s): recall would be capped; raise %s or set search.iterative_scan to auto",
+				q.ID, len(res.Hits), min(int64(fetch), vr.Rows), plan, field))
+		}
 		qr := QueryRanking{Query: q.ID, LatencyUS: res.Latency.Microseconds()}
 		seen := map[string]bool{}
 		var ids []string
@@ -778,7 +817,7 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, conn *pgx.Conn, tbl v
 		}
 		rankings[q.ID] = ids
 		if indexed {
-			ex, err := vectors.Search(ctx, conn, tbl, vectors.Query{Vector: qv, K: k, Metric: metric, Exact: true})
+			ex, err := vectors.Search(ctx, fk.conn, tbl, vectors.Query{Vector: qvecs[i], K: k, Metric: metric, Exact: true})
 			if err != nil {
 				return fail("eval", fmt.Errorf("exact query %s: %w", q.ID, err))
 			}
@@ -793,10 +832,15 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, conn *pgx.Conn, tbl v
 		}
 		vr.Results = append(vr.Results, qr)
 	}
-	vr.Timings.Eval = ms(time.Since(t))
-	if len(durs) > 0 && total > 0 {
-		vr.Latency, _ = evals.SummarizeLatency(durs, total, 1)
+	lat, tr, medians, err := s.timeQueries(ctx, fk, tbl, sq, qvecs, run.Spec.Timing)
+	if err != nil {
+		return fail("timing", err)
 	}
+	vr.Latency, vr.Timing = lat, &tr
+	for i := range vr.Results {
+		vr.Results[i].LatencyUS = medians[i].Microseconds()
+	}
+	vr.Timings.Eval = ms(time.Since(t))
 	if indexed {
 		rec, _, err := evals.MeanANNRecall(exactIDs, annIDs, k)
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/evals/evalstest"
@@ -33,6 +34,8 @@ import (
 type pgBranches struct {
 	c  *pgtest.Cluster
 	mu sync.Mutex // CREATE DATABASE from a template one at a time
+	// restarts counts Restart calls.
+	restarts int
 }
 
 func dbName(branch string) string {
@@ -106,6 +109,24 @@ func (b *pgBranches) Discard(ctx context.Context, _ string, branch string) error
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{dbName(branch)}.Sanitize()+" WITH (FORCE)")
 	return err
+}
+
+// Restart implements ForkRestarter: it restarts the whole cluster (fast
+// shutdown), which empties the shared buffers of every fork.
+func (b *pgBranches) Restart(ctx context.Context, _, _ string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.c.Postmaster
+	if err := p.Stop(ctx, pg.Fast); err != nil {
+		return err
+	}
+	np, err := pg.Start(ctx, p.Options())
+	if err != nil {
+		return err
+	}
+	b.c.Postmaster = np
+	b.restarts++
+	return np.WaitReady(ctx, b.c.ConnString)
 }
 
 func (b *pgBranches) UsageBytes(ctx context.Context, _ string, branch string) (int64, error) {
@@ -201,6 +222,14 @@ func newRunEnv(t *testing.T) *runEnv {
 	t.Helper()
 	c := pgtest.New(t, nil)
 	br := &pgBranches{c: c}
+	first := c.Postmaster
+	t.Cleanup(func() { // a Restart replaced the cluster pgtest stops
+		if br.c.Postmaster != first {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = br.c.Postmaster.Stop(ctx, pg.Immediate)
+		}
+	})
 	ctx := context.Background()
 	admin := c.Connect(t)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE main"); err != nil {
@@ -656,6 +685,13 @@ variants:
 	if got := len(sp.Concrete()); got != 3 || sp.K != 100 || sp.Concurrency != 1 || sp.Dataset.Split != "test" {
 		t.Errorf("concrete %d k %d concurrency %d split %q", got, sp.K, sp.Concurrency, sp.Dataset.Split)
 	}
+	if ts := sp.Timing; ts.Warmup != 1 || ts.Repeats != 3 || ts.Clients != 0 || ts.Cache != CacheWarm {
+		t.Errorf("timing defaults %+v", ts)
+	}
+	// Iterative scans off are fine when ef_search covers k.
+	if _, err := ParseSpec([]byte(patchYAML(good, `variants: [{name: a, embedder: hash-bow, index: {type: hnsw}, search: {iterative_scan: "off"}, sweep: {ef_search: [100, 200]}}]`))); err != nil {
+		t.Errorf("ef_search >= k with iterative scans off: %v", err)
+	}
 	for _, tc := range []struct{ edit, field string }{
 		{`name: "Bad Name"`, "name"},
 		{`project: ""`, "project"},
@@ -677,6 +713,13 @@ variants:
 		{`variants: [{name: a, embedder: hash-bow, index: {type: hnsw}, sweep: {m: [0]}}]`, "variants[0].sweep.m[0]"},
 		{`colour: blue`, "colour"},
 		{`k: ten`, "k"},
+		{`variants: [{name: a, embedder: hash-bow, index: {type: hnsw}, search: {iterative_scan: sometimes}}]`, "variants[0].search.iterative_scan"},
+		{`variants: [{name: a, embedder: hash-bow, index: {type: ivfflat}, search: {iterative_scan: strict_order}}]`, "variants[0].search.iterative_scan"},
+		{`variants: [{name: a, embedder: hash-bow}, {name: b, embedder: hash-bow, index: {type: hnsw}, search: {iterative_scan: "off"}, sweep: {ef_search: [200, 40]}}]`, "variants[1].sweep.ef_search[1]"},
+		{`variants: [{name: a, embedder: hash-bow, index: {type: hnsw}, search: {ef_search: 99, iterative_scan: "off"}}]`, "variants[0].search.ef_search"},
+		{`timing: {repeats: 50}`, "timing.repeats"},
+		{`timing: {clients: 65}`, "timing.clients"},
+		{`timing: {cache: lukewarm}`, "timing.cache"},
 	} {
 		doc := patchYAML(good, tc.edit)
 		_, err := ParseSpec([]byte(doc))

@@ -43,6 +43,10 @@ type ExperimentSpec struct {
 	KeepBranches bool `json:"keep_branches,omitempty"`
 	// Concurrency is the number of variants run at once. Default 1.
 	Concurrency int `json:"concurrency,omitempty"`
+	// Timing says how latency and QPS are measured (warm-up, repeated
+	// passes, cache state, concurrent clients); see TimingSpec for the
+	// defaults.
+	Timing TimingSpec `json:"timing,omitempty"`
 }
 
 // BranchPoint names data to fork: a branch's head, or the branch at a
@@ -148,6 +152,14 @@ type SearchSpec struct {
 	// returns, so 0 means max(40, the hits a query fetches), up to 1000.
 	EfSearch int `json:"ef_search,omitempty"`
 	Probes   int `json:"probes,omitempty"`
+	// IterativeScan is pgvector's iterative index scan for the point:
+	// "auto" (the default) turns relaxed_order on for HNSW when ef_search
+	// is below the rows a query fetches (k, or more with chunking), and
+	// always for IVFFlat; "off" rejects an HNSW spec whose ef_search
+	// would cap the hits below k (and fails an IVFFlat point whose probes
+	// return fewer rows than fetched); "relaxed_order" and
+	// "strict_order" (HNSW only) set it. A run records the mode used.
+	IterativeScan string `json:"iterative_scan,omitempty"`
 }
 
 // SweepSpec is a parameter grid.
@@ -254,6 +266,9 @@ func (sp *ExperimentSpec) Validate() error {
 	if sp.Concurrency < 1 || sp.Concurrency > 16 {
 		return invalid("concurrency", "must be in 1..16")
 	}
+	if err := sp.Timing.validate(); err != nil {
+		return err
+	}
 	if len(sp.Variants) == 0 {
 		return invalid("variants", "at least one variant is required")
 	}
@@ -261,6 +276,9 @@ func (sp *ExperimentSpec) Validate() error {
 	for i, v := range sp.Variants {
 		f := fmt.Sprintf("variants[%d]", i)
 		if err := v.validate(f); err != nil {
+			return err
+		}
+		if err := v.validateSearch(f, fetchRows(sp.K, v.Chunking != nil)); err != nil {
 			return err
 		}
 		for _, x := range v.Expand() {

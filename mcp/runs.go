@@ -42,8 +42,10 @@ func (s *Server) startRunTool() *tool {
 		mcpgo.WithObject("spec", mcpgo.Required(), mcpgo.Description(
 			"The experiment spec as a JSON object: {\"name\": \"ab\" (lowercase, digits, - _), \"project\" (default the server's default project), "+
 				"\"base\": {\"branch\": \"main\"} (its head; or add one of \"snapshot\", \"seq\", or \"at\": an RFC 3339 time within the history window), \"dataset\": {\"beir\": \"/path/to/beir/dir\", \"split\": \"test\"} (or corpus_sql, queries_sql, qrels_sql run on the pinned base), "+
-				"\"variants\": [{\"name\": \"bow\", \"embedder\": \"hash-bow?dims=256\", \"distance\": \"cosine\", \"index\": {\"type\": \"hnsw\", \"m\": 16}, \"search\": {\"ef_search\": 40}, \"chunking\": {\"size\": 800}, \"sweep\": {\"ef_search\": [20, 40]}}], "+
-				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1}. Unknown fields are refused.")),
+				"\"variants\": [{\"name\": \"bow\", \"embedder\": \"hash-bow?dims=256\", \"distance\": \"cosine\", \"index\": {\"type\": \"hnsw\", \"m\": 16}, \"search\": {\"ef_search\": 40, \"iterative_scan\": \"auto\"}, \"chunking\": {\"size\": 800}, \"sweep\": {\"ef_search\": [20, 40]}}], "+
+				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1, "+
+				"\"timing\": {\"warmup\": 1, \"repeats\": 3, \"clients\": 0 (0: the server's cores), \"cache\": \"warm\" or \"cold\"}}. "+
+				"iterative_scan: auto (default: pgvector's iterative scan when ef_search is below the rows fetched, so recall@k is not capped), off (such a spec is refused, naming the field), relaxed_order or strict_order. Unknown fields are refused.")),
 	)
 	return newTool(def, writeTool, "list_branches and list_snapshots show what the spec's base can name", func(ctx context.Context, c call, a struct {
 		Spec json.RawMessage `json:"spec"`
@@ -121,18 +123,28 @@ type runSummary struct {
 
 // variantSummary is one variant's state and headline numbers.
 type variantSummary struct {
-	Name         string                         `json:"name"`
-	Status       experiments.RunStatus          `json:"status"`
-	Phase        string                         `json:"phase,omitempty"`
-	Error        string                         `json:"error,omitempty"`
-	Branch       string                         `json:"branch,omitempty"`
-	Kept         bool                           `json:"kept"`
-	Metrics      map[string]float64             `json:"metrics,omitempty"`
-	ANNRecall    *float64                       `json:"ann_recall,omitempty"`
-	LatencyP50MS float64                        `json:"latency_p50_ms"`
-	IndexBytes   int64                          `json:"index_bytes"`
-	TimingsMS    experiments.Timings            `json:"timings_ms"`
-	Provenance   *experiments.VariantProvenance `json:"provenance,omitempty"`
+	Name         string                `json:"name"`
+	Status       experiments.RunStatus `json:"status"`
+	Phase        string                `json:"phase,omitempty"`
+	Error        string                `json:"error,omitempty"`
+	Branch       string                `json:"branch,omitempty"`
+	Kept         bool                  `json:"kept"`
+	Metrics      map[string]float64    `json:"metrics,omitempty"`
+	ANNRecall    *float64              `json:"ann_recall,omitempty"`
+	LatencyP50MS float64               `json:"latency_p50_ms"`
+	IndexBytes   int64                 `json:"index_bytes"`
+	TimingsMS    experiments.Timings   `json:"timings_ms"`
+	// Provenance is what the variant ran with.
+	Provenance *experiments.VariantProvenance `json:"provenance,omitempty"`
+	// Plan is the plan the variant's queries ran with.
+	Plan *experiments.PlanSummary `json:"plan,omitempty"`
+	// Latency at one client (p95, p99, QPS) and at N clients.
+	LatencyP95MS float64 `json:"latency_p95_ms,omitempty"`
+	LatencyP99MS float64 `json:"latency_p99_ms,omitempty"`
+	QPS          float64 `json:"qps,omitempty"`
+	Clients      int     `json:"clients,omitempty"`
+	QPSClients   float64 `json:"qps_clients,omitempty"`
+	Cache        string  `json:"cache,omitempty"`
 }
 
 func summarize(r *experiments.Run) runSummary {
@@ -150,6 +162,12 @@ func summarize(r *experiments.Run) runSummary {
 		out.Variants[i] = variantSummary{Name: v.Name, Status: v.Status, Phase: v.Phase, Error: v.Error, Branch: v.Branch, Kept: v.Kept,
 			Metrics: v.Metrics, ANNRecall: v.ANNRecall, LatencyP50MS: float64(v.Latency.P50.Microseconds()) / 1000, IndexBytes: v.IndexBytes, TimingsMS: v.Timings,
 			Provenance: v.Provenance}
+		vs := &out.Variants[i]
+		vs.Plan = v.Plan
+		if t := v.Timing; t != nil {
+			vs.LatencyP95MS, vs.LatencyP99MS = float64(v.Latency.P95.Microseconds())/1000, float64(v.Latency.P99.Microseconds())/1000
+			vs.QPS, vs.Clients, vs.QPSClients, vs.Cache = v.Latency.QPS, t.Concurrent.Clients, t.Concurrent.QPS, t.Cache
+		}
 	}
 	return out
 }
@@ -188,6 +206,12 @@ func renderRun(r runSummary) string {
 		if v.ANNRecall != nil {
 			fmt.Fprintf(&b, " ann_recall=%.3f", *v.ANNRecall)
 		}
+		if v.Clients > 0 {
+			fmt.Fprintf(&b, " p95=%.2fms p99=%.2fms qps=%.1f qps@%d=%.1f (%s cache)", v.LatencyP95MS, v.LatencyP99MS, v.QPS, v.Clients, v.QPSClients, v.Cache)
+		}
+		if v.Plan != nil {
+			fmt.Fprintf(&b, "\n    plan: %s", v.Plan)
+		}
 		b.WriteString("\n")
 	}
 	if r.Verdict != nil {
@@ -202,7 +226,7 @@ const maxRunWait = 60
 
 func (s *Server) getRunTool() *tool {
 	def := mcpgo.NewTool("get_run",
-		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, median query latency and index size; and its provenance (data fingerprints, k, measure definitions, machine; per variant embedder, chunking, Postgres and pgvector versions, index DDL and settings). "+
+		mcpgo.WithDescription("Show an experiment run: its status (queued, running, succeeded, partial, failed, cancelled), and per variant its status, the phase in progress (fork, embed, load, index, eval), its headline metrics, query latency (p50/p95/p99 at one client after warm-up, QPS at one and at N clients, cache state), index size, and the query plan its numbers were measured with (whether the ANN index was used, forced, and with which ef_search, probes and iterative scan); and its provenance (data fingerprints, k, measure definitions, machine; per variant embedder, chunking, Postgres and pgvector versions, index DDL and settings). "+
 			"Use it to follow a run started with run_experiment: with wait_seconds it waits (up to that long) for the run to finish and reports each variant's progress as MCP progress notifications when the call carries a progressToken; without, poll every few seconds until the status is no longer queued or running. Then pick variants for compare_runs. "+
 			"Cheap: reads the run's record. Per-query rankings are left out; compare_runs shows the queries that changed."),
 		annotations(true, false, true),

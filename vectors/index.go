@@ -186,7 +186,7 @@ const (
 func (q Query) settings() ([]string, error) {
 	var out []string
 	if q.Exact {
-		if q.EfSearch != 0 || q.Probes != 0 || q.IterativeScan != "" {
+		if q.EfSearch != 0 || q.Probes != 0 || q.IterativeScan != "" || q.ForceIndex {
 			return nil, fmt.Errorf("exact search takes no index settings: %w", ErrBadQuery)
 		}
 		return []string{"SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off"}, nil
@@ -202,6 +202,9 @@ func (q Query) settings() ([]string, error) {
 			return nil, fmt.Errorf("probes %d not in 1..32768: %w", q.Probes, ErrBadQuery)
 		}
 		out = append(out, "SET LOCAL ivfflat.probes = "+strconv.Itoa(q.Probes))
+	}
+	if q.ForceIndex {
+		out = append(out, "SET LOCAL enable_seqscan = off")
 	}
 	switch q.IterativeScan {
 	case "":

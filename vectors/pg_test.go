@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -296,6 +297,32 @@ func testSettings(t *testing.T, conn *pgx.Conn) {
 		if len(res.Hits) != 10 {
 			t.Errorf("%s ef_search=1 strict iterative: %d hits, want 10", m, len(res.Hits))
 		}
+	}
+	// Explain plans the statement Search runs under the same settings:
+	// an exact search sorts a sequential scan; ForceIndex scans the index
+	// (which the planner may skip on a small table), and Search then
+	// returns the index's ef_search-capped hits.
+	plan := func(q Query) string {
+		t.Helper()
+		b, err := Explain(ctx, conn, r.table, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if p := plan(Query{Vector: r.qs[0], K: 200, Exact: true}); !strings.Contains(p, `"Seq Scan"`) || strings.Contains(p, `"Index Scan"`) {
+		t.Errorf("exact: plan %.300s..., want a sequential scan", p)
+	}
+	wide := Query{Vector: r.qs[0], K: 200, EfSearch: 10}
+	wide.ForceIndex = true
+	if p := plan(wide); !strings.Contains(p, `"Index Scan"`) || strings.Contains(p, `"Seq Scan"`) || !strings.Contains(p, r.table.IndexName(Index{Method: HNSW, Metric: Cosine})) {
+		t.Errorf("forced: plan %.300s..., want the cosine HNSW index", p)
+	}
+	if res, err := Search(ctx, conn, r.table, wide); err != nil || len(res.Hits) > 10 {
+		t.Errorf("forced index search at ef_search 10: %d hits (%v), want at most 10", len(res.Hits), err)
+	}
+	if _, err := Explain(ctx, conn, r.table, Query{Vector: r.qs[0], K: 10, Exact: true, ForceIndex: true}); !errors.Is(err, ErrBadQuery) {
+		t.Errorf("exact with ForceIndex: %v, want ErrBadQuery", err)
 	}
 	// SET LOCAL does not leak into the session.
 	var ef string

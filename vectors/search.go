@@ -36,6 +36,10 @@ type Query struct {
 	// IterativeScan sets pgvector 0.8 iterative scans; empty keeps the
 	// server's (off).
 	IterativeScan IterativeScan
+	// ForceIndex turns sequential scans off (SET LOCAL enable_seqscan =
+	// off) so that the planner takes an index it would otherwise skip,
+	// as it does on small tables or when the LIMIT exceeds ef_search.
+	ForceIndex bool
 }
 
 // Hit is one search result. Distance is the metric's operator value (for
@@ -69,51 +73,13 @@ func sortKey(d float64) float64 {
 // SQL; index scans return hits in index order, and ties among the returned
 // hits are then ordered by id, so equal inputs give equal results.
 func Search(ctx context.Context, db DB, t Table, q Query) (Result, error) {
-	if err := t.validate(); err != nil {
+	sql, args, sets, err := t.searchSQL(q)
+	if err != nil {
 		return Result{}, err
-	}
-	if len(q.Vector) != t.Dims {
-		return Result{}, fmt.Errorf("search %s: query has %d dims, table %d: %w", t.Name, len(q.Vector), t.Dims, ErrDimsMismatch)
-	}
-	if q.K < 1 || q.K > 10000 {
-		return Result{}, fmt.Errorf("search %s: k %d not in 1..10000: %w", t.Name, q.K, ErrBadQuery)
-	}
-	metric := q.Metric
-	if metric == "" {
-		metric = Cosine
-	}
-	op, err := metric.operator()
-	if err != nil {
-		return Result{}, fmt.Errorf("search %s: %w", t.Name, err)
-	}
-	sets, err := q.settings()
-	if err != nil {
-		return Result{}, fmt.Errorf("search %s: %w", t.Name, err)
 	}
 	if err := ensureTypes(ctx, db); err != nil {
 		return Result{}, err
 	}
-	var vec any = pgvector.NewVector(q.Vector)
-	if t.vtype() == HalfVec {
-		vec = pgvector.NewHalfVector(q.Vector)
-	}
-	args := []any{vec, q.K}
-	where := ""
-	if len(q.Filter) > 0 {
-		f, err := json.Marshal(q.Filter)
-		if err != nil {
-			return Result{}, fmt.Errorf("search %s: filter: %w: %w", t.Name, ErrBadQuery, err)
-		}
-		args = append(args, f)
-		where = "WHERE metadata @> $3::jsonb "
-	}
-	order := "embedding " + op + " $1"
-	if q.Exact {
-		order += ", id"
-	}
-	sql := fmt.Sprintf("SELECT id, doc_id, embedding %s $1 FROM %s %sORDER BY %s LIMIT $2",
-		op, t.ident().Sanitize(), where, order)
-
 	var res Result
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		for _, s := range sets {
@@ -145,4 +111,80 @@ func Search(ctx context.Context, db DB, t Table, q Query) (Result, error) {
 		return res.Hits[i].ID < res.Hits[j].ID
 	})
 	return res, nil
+}
+
+// searchSQL is the statement, arguments and SET LOCAL settings of q on t.
+// Every execution is planned with its arguments under the settings in
+// effect (plan_cache_mode = force_custom_plan), so the plan Explain shows
+// is the plan Search runs.
+func (t Table) searchSQL(q Query) (sql string, args []any, sets []string, err error) {
+	if err := t.validate(); err != nil {
+		return "", nil, nil, err
+	}
+	if len(q.Vector) != t.Dims {
+		return "", nil, nil, fmt.Errorf("search %s: query has %d dims, table %d: %w", t.Name, len(q.Vector), t.Dims, ErrDimsMismatch)
+	}
+	if q.K < 1 || q.K > 10000 {
+		return "", nil, nil, fmt.Errorf("search %s: k %d not in 1..10000: %w", t.Name, q.K, ErrBadQuery)
+	}
+	metric := q.Metric
+	if metric == "" {
+		metric = Cosine
+	}
+	op, err := metric.operator()
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("search %s: %w", t.Name, err)
+	}
+	sets, err = q.settings()
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("search %s: %w", t.Name, err)
+	}
+	sets = append(sets, "SET LOCAL plan_cache_mode = force_custom_plan")
+	var vec any = pgvector.NewVector(q.Vector)
+	if t.vtype() == HalfVec {
+		vec = pgvector.NewHalfVector(q.Vector)
+	}
+	args = []any{vec, q.K}
+	where := ""
+	if len(q.Filter) > 0 {
+		f, err := json.Marshal(q.Filter)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("search %s: filter: %w: %w", t.Name, ErrBadQuery, err)
+		}
+		args = append(args, f)
+		where = "WHERE metadata @> $3::jsonb "
+	}
+	order := "embedding " + op + " $1"
+	if q.Exact {
+		order += ", id"
+	}
+	sql = fmt.Sprintf("SELECT id, doc_id, embedding %s $1 FROM %s %sORDER BY %s LIMIT $2",
+		op, t.ident().Sanitize(), where, order)
+	return sql, args, sets, nil
+}
+
+// Explain returns the plan of the statement Search runs for q, as
+// EXPLAIN (FORMAT JSON) prints it, planned with q's arguments under q's
+// settings in a transaction of its own. It does not run the query.
+func Explain(ctx context.Context, db DB, t Table, q Query) ([]byte, error) {
+	sql, args, sets, err := t.searchSQL(q)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureTypes(ctx, db); err != nil {
+		return nil, err
+	}
+	var plan []byte
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		for _, s := range sets {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return err
+			}
+		}
+		return tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&plan)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("explain search %s: %w", t.Name, err)
+	}
+	return plan, nil
 }

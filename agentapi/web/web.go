@@ -222,6 +222,7 @@ var funcs = template.FuncMap{
 	"dur":     func(d time.Duration) string { return d.Round(time.Microsecond).String() },
 	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	"esc":     url.PathEscape,
+	"join":    strings.Join,
 	"q":       url.QueryEscape,
 	"safeSVG": func(s string) template.HTML { return template.HTML(s) }, // produced by inlineSVG from gonum/plot output
 	"json":    jsonString,

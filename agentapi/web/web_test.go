@@ -96,7 +96,7 @@ func testPages(t *testing.T, e *env, ab, sweep *experiments.Run, sc *experiments
 		{"/ui/runs", 200, []string{ab.ID, sweep.ID, "ndcg_cut_10", "succeeded"}},
 		{"/ui/runs?project=other", 200, []string{"No runs yet"}},
 		{"/ui/runs/" + ab.ID, 200, []string{`id="variant-metrics"`, "bow", "char", "recip_rank", `id="variant-timings"`, "Storage delta", `id="compare-form"`, `id="provenance"`, "sha256", "pgvector"}},
-		{"/ui/runs/" + sweep.ID, 200, []string{`id="sweep-chart"`, `id="ef-chart"`, "<svg", "Pareto-optimal", "hnsw-ef40"}},
+		{"/ui/runs/" + sweep.ID, 200, []string{`id="sweep-chart"`, `id="ef-chart"`, "<svg", "Pareto-optimal", "hnsw-ef40", `id="variant-plans"`, "Index Scan", "relaxed_order", "clients)"}},
 		{"/ui/runs/nope", 404, []string{"not found"}},
 		{"/ui/compare?a=" + ab.ID + ":bow&b=" + ab.ID + ":char", 200, []string{`id="comparison-chart"`, `id="verdict"`, `id="measures"`, "Win / tie / loss", "Regressed queries", "A top-k", "p (Holm)", "p (BH)", "Effect d"}},
 		{"/ui/compare?a=" + ab.ID + ":bow", 400, []string{"b: is required"}},

@@ -113,7 +113,11 @@ func runDemo(ctx context.Context, a *app, c *client, project, dataset string) er
 		return err
 	}
 	var sw struct {
-		Sweep []experiments.SweepPoint `json:"sweep"`
+		Sweep    []experiments.SweepPoint `json:"sweep"`
+		Variants []struct {
+			Name string                   `json:"name"`
+			Plan *experiments.PlanSummary `json:"plan"`
+		} `json:"variants"`
 	}
 	if _, err := c.do(ctx, "GET", "/v1/runs/"+url.PathEscape(r.ID)+"?results=false", nil, &sw); err != nil {
 		return err
@@ -127,7 +131,19 @@ func runDemo(ctx context.Context, a *app, c *client, project, dataset string) er
 		if p.Pareto {
 			mark = "*"
 		}
-		fmt.Fprintf(a.stdout, "  %s %-30s recall %.4f  qps %.1f\n", mark, p.Variant, p.Recall, p.QPS)
+		plan := ""
+		for _, v := range sw.Variants {
+			if v.Name == p.Variant && v.Plan != nil {
+				plan = "  " + strings.Join(v.Plan.Nodes, " > ")
+				if v.Plan.Forced {
+					plan += " (index forced: the planner chose " + strings.Join(v.Plan.PlannerNodes, " > ") + ")"
+				}
+				if v.Plan.IterativeScan != "" && v.Plan.IterativeScan != "off" {
+					plan += " iterative " + v.Plan.IterativeScan
+				}
+			}
+		}
+		fmt.Fprintf(a.stdout, "  %s %-30s recall %.4f  qps %.1f%s\n", mark, p.Variant, p.Recall, p.QPS, plan)
 	}
 	fmt.Fprintf(a.stdout, "\nmore: offshoot run show %s --plot sweep.svg; offshoot run compare %s:bow %s:char --html ab.html\n", r.ID, r.ID, r.ID)
 	return nil

@@ -326,6 +326,9 @@ func printRun(w io.Writer, r *experiments.Run) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printPlansAndTiming(w, r); err != nil {
+		return err
+	}
 	for _, v := range r.Variants {
 		if v.Error != "" {
 			fmt.Fprintf(w, "%s: %s\n", v.Name, v.Error)
