@@ -203,6 +203,12 @@ type runEnv struct {
 
 func newRunEnv(t *testing.T) *runEnv {
 	t.Helper()
+	return newRunEnvConfig(t, Config{DatasetsDir: evalstest.DatasetsDir(t)})
+}
+
+// newRunEnvConfig is newRunEnv with cfg's scale and datasets settings.
+func newRunEnvConfig(t *testing.T, cfg Config) *runEnv {
+	t.Helper()
 	c := pgtest.New(t, nil)
 	br := &pgBranches{c: c}
 	ctx := context.Background()
@@ -226,7 +232,8 @@ func newRunEnv(t *testing.T) *runEnv {
 	// The schedule test's webhook is an httptest server on loopback, which
 	// only an operator's allow-list opens.
 	svc, err := New(Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br, EmbedCache: cache,
-		DatasetsDir: evalstest.DatasetsDir(t), WebhookAllow: []string{"127.0.0.0/8"}})
+		DatasetsDir: cfg.DatasetsDir, WebhookAllow: []string{"127.0.0.0/8"},
+		IngestBatch: cfg.IngestBatch, IndexMemoryBudget: cfg.IndexMemoryBudget})
 	if err != nil {
 		t.Fatal(err)
 	}
