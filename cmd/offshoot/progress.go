@@ -86,7 +86,7 @@ func (p *runProgress) outcome(v experiments.VariantRun) string {
 	switch v.Status {
 	case experiments.StatusRunning:
 		if v.Phase != "" {
-			return v.Phase
+			return v.Phase + phaseProgress(v.Progress)
 		}
 		return "running"
 	case experiments.StatusSucceeded:
@@ -104,4 +104,17 @@ func (p *runProgress) outcome(v experiments.VariantRun) string {
 		s = s[:97] + "..." // one terminal line, so the redraw stays in place
 	}
 	return s
+}
+
+// phaseProgress is " 45% (450000/1000000 tuples, ETA 1m20s)" for a phase
+// that counts, "" for one that does not.
+func phaseProgress(p *experiments.PhaseProgress) string {
+	if p == nil || p.Total <= 0 {
+		return ""
+	}
+	s := fmt.Sprintf(" %3.0f%% (%d/%d %s", 100*p.Fraction(), p.Done, p.Total, p.Unit)
+	if p.ETASeconds != nil {
+		s += ", ETA " + (time.Duration(*p.ETASeconds) * time.Second).String()
+	}
+	return s + ")"
 }

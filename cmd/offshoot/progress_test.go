@@ -19,6 +19,10 @@ func TestRunProgress(t *testing.T) {
 	p.update(&experiments.Run{Variants: []experiments.VariantRun{v("a", experiments.StatusRunning, "fork", ""), v("bb", experiments.StatusQueued, "", "")}})
 	p.update(&experiments.Run{Variants: []experiments.VariantRun{v("a", experiments.StatusRunning, "fork", ""), v("bb", experiments.StatusQueued, "", "")}})
 	p.update(&experiments.Run{Variants: []experiments.VariantRun{v("a", experiments.StatusRunning, "index", ""), v("bb", experiments.StatusQueued, "", "")}})
+	building := v("a", experiments.StatusRunning, "index", "")
+	eta := 80.0
+	building.Progress = &experiments.PhaseProgress{Unit: "tuples", Done: 450000, Total: 1000000, ETASeconds: &eta}
+	p.update(&experiments.Run{Variants: []experiments.VariantRun{building, v("bb", experiments.StatusQueued, "", "")}})
 	done := v("a", experiments.StatusSucceeded, "", "")
 	done.Timings.Fork, done.Timings.Eval = 2, 1000
 	p.update(&experiments.Run{Variants: []experiments.VariantRun{done, v("bb", experiments.StatusFailed, "load", "ingest: disk full")}})
@@ -26,6 +30,7 @@ func TestRunProgress(t *testing.T) {
 		"  a  [>    ] fork",
 		"  bb [     ] queued",
 		"  a  [===> ] index",
+		"  a  [===> ] index  45% (450000/1000000 tuples, ETA 1m20s)",
 		"  a  [=====] succeeded in 1.002s",
 		"  bb [==x  ] failed: ingest: disk full",
 	}
