@@ -203,11 +203,13 @@ type runEnv struct {
 
 func newRunEnv(t *testing.T) *runEnv {
 	t.Helper()
-	return newRunEnvConfig(t, Config{DatasetsDir: evalstest.DatasetsDir(t)})
+	e := newRunEnvConfig(t, Config{DatasetsDir: evalstest.DatasetsDir(t)})
+	e.dir = evalstest.Cranfield(t)
+	return e
 }
 
 // newRunEnvConfig is newRunEnv with cfg's scale and datasets settings.
-func newRunEnvConfig(t *testing.T, cfg Config) *runEnv {
+func newRunEnvConfig(t testing.TB, cfg Config) *runEnv {
 	t.Helper()
 	c := pgtest.New(t, nil)
 	br := &pgBranches{c: c}
@@ -241,7 +243,7 @@ func newRunEnvConfig(t *testing.T, cfg Config) *runEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
-	return &runEnv{svc: svc, br: br, ctx: WithCaller(ctx, LocalCaller), dir: evalstest.Cranfield(t)}
+	return &runEnv{svc: svc, br: br, ctx: WithCaller(ctx, LocalCaller)}
 }
 
 func (e *runEnv) spec(variants ...VariantSpec) ExperimentSpec {
