@@ -654,8 +654,9 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 		n := int64(0)
 		if err := docs.each(ctx, func(d evals.Doc) error {
 			fit.Add(docText(d))
-			n++
-			progress("embed", &PhaseProgress{Unit: "docs", Done: n, Total: int64(docs.docs), Detail: "fitting IDF"})
+			if n++; n%1024 == 0 {
+				progress("embed", &PhaseProgress{Unit: "docs", Done: n, Total: int64(docs.docs), Detail: "fitting IDF"})
+			}
 			return nil
 		}); err != nil {
 			return fail("embedder", err)

@@ -61,7 +61,7 @@ func BenchmarkScale(b *testing.B) {
 	e := newRunEnvConfig(b, Config{DatasetsDir: datasets})
 	sp := ExperimentSpec{Name: "scale", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: DatasetSpec{BEIR: dir},
 		Variants: []VariantSpec{{Name: "hnsw", Embedder: "hash-bow?dims=384", Index: &IndexSpec{Type: "hnsw", M: 16, EfConstruction: 64}}},
-		Metrics:  []string{"ndcg_cut.10", "recall_100"}, K: 100, Concurrency: 1, KeepBranches: true}
+		Metrics:  []string{"ndcg_cut.10", "recall.100"}, K: 100, Concurrency: 1, KeepBranches: true}
 	for i := 0; i < b.N; i++ {
 		runtime.GC()
 		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
