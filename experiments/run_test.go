@@ -203,13 +203,14 @@ type runEnv struct {
 
 func newRunEnv(t *testing.T) *runEnv {
 	t.Helper()
-	e := newRunEnvConfig(t, Config{DatasetsDir: evalstest.DatasetsDir(t)})
+	e := newRunEnvConfig(t, Config{DatasetsDir: evalstest.DatasetsDir(t)}, true)
 	e.dir = evalstest.Cranfield(t)
 	return e
 }
 
-// newRunEnvConfig is newRunEnv with cfg's scale and datasets settings.
-func newRunEnvConfig(t testing.TB, cfg Config) *runEnv {
+// newRunEnvConfig is newRunEnv with cfg's scale and datasets settings,
+// and an embedding cache if cache.
+func newRunEnvConfig(t testing.TB, cfg Config, cache bool) *runEnv {
 	t.Helper()
 	c := pgtest.New(t, nil)
 	br := &pgBranches{c: c}
@@ -226,14 +227,18 @@ func newRunEnvConfig(t testing.TB, cfg Config) *runEnv {
 		t.Fatal(err)
 	}
 	release()
-	cache, err := vectors.OpenCache(filepath.Join(t.TempDir(), "cache"))
-	if err != nil {
-		t.Fatal(err)
+	var ec *vectors.Cache
+	if cache {
+		c, err := vectors.OpenCache(filepath.Join(t.TempDir(), "cache"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		ec = c
 	}
-	t.Cleanup(func() { cache.Close() })
 	// The schedule test's webhook is an httptest server on loopback, which
 	// only an operator's allow-list opens.
-	svc, err := New(Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br, EmbedCache: cache,
+	svc, err := New(Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br, EmbedCache: ec,
 		DatasetsDir: cfg.DatasetsDir, WebhookAllow: []string{"127.0.0.0/8"},
 		IngestBatch: cfg.IngestBatch, IndexMemoryBudget: cfg.IndexMemoryBudget})
 	if err != nil {

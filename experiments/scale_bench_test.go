@@ -58,7 +58,7 @@ func BenchmarkScale(b *testing.B) {
 	if _, err := evals.WriteSynth(dir, evals.SynthOptions{Docs: docs, Queries: 100, Seed: 1}); err != nil {
 		b.Fatal(err)
 	}
-	e := newRunEnvConfig(b, Config{DatasetsDir: datasets})
+	e := newRunEnvConfig(b, Config{DatasetsDir: datasets}, true)
 	sp := ExperimentSpec{Name: "scale", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: DatasetSpec{BEIR: dir},
 		Variants: []VariantSpec{{Name: "hnsw", Embedder: "hash-bow?dims=384", Index: &IndexSpec{Type: "hnsw", M: 16, EfConstruction: 64}}},
 		Metrics:  []string{"ndcg_cut.10", "recall.100"}, K: 100, Concurrency: 1, KeepBranches: true}
