@@ -136,7 +136,7 @@ func TestStreamingRun(t *testing.T) {
 
 	b := v.IndexBuild
 	if b == nil || b.EstimatedBytes <= 0 || b.MaintenanceWorkMem < b.EstimatedBytes || b.MaintenanceWorkMemSetting == "" ||
-		b.BudgetBytes != 256<<20 || b.ParallelWorkers != min(runtime.NumCPU()-1, 7) {
+		b.BudgetBytes != 256<<20 || b.ParallelWorkers != min(max(runtime.NumCPU()-1, 2), 7) {
 		t.Errorf("index build record %+v", b)
 	}
 	counted := false

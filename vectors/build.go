@@ -19,6 +19,11 @@ const (
 	// maxBuildWorkers caps parallel maintenance workers below Postgres'
 	// default max_worker_processes (8).
 	maxBuildWorkers = 7
+	// defaultBuildWorkers is Postgres' default
+	// max_parallel_maintenance_workers, the floor: on small machines
+	// fewer workers than the default measured no faster (see
+	// docs/benchmarks.md, bench-scale).
+	defaultBuildWorkers = 2
 	// hnswElementOverhead is the per-element memory of pgvector's HNSW
 	// build besides the vector and the layer-0 neighbour list: element
 	// header, heap TIDs, upper-layer neighbours (amortised) and palloc
@@ -47,7 +52,8 @@ type BuildPlan struct {
 // estimated graph size rows × (vector bytes + 2·M neighbours × 16 bytes +
 // overhead) for HNSW, or the k-means sample (50 vectors per list, at most
 // the rows) for IVFFlat; parallel workers one per core besides the
-// leader, at most 7. A budget below the server default is raised to it.
+// leader, at least Postgres' default 2 and at most 7. A budget below the
+// server default is raised to it.
 func SizeBuild(t Table, ix Index, rows int64, budget int64, cores int) BuildPlan {
 	vec := int64(t.Dims) * 4
 	if t.vtype() == HalfVec {
@@ -68,7 +74,7 @@ func SizeBuild(t Table, ix Index, rows int64, budget int64, cores int) BuildPlan
 		}
 		est = rows * (vec + 8 + 2*m*16 + hnswElementOverhead)
 	}
-	p := BuildPlan{EstimatedBytes: est, ParallelWorkers: min(max(cores-1, 0), maxBuildWorkers)}
+	p := BuildPlan{EstimatedBytes: est, ParallelWorkers: min(max(cores-1, defaultBuildWorkers), maxBuildWorkers)}
 	budget = max(budget, ServerMaintenanceWorkMem)
 	want := est + est/10
 	p.Fits = want <= budget

@@ -30,15 +30,15 @@ func TestSizeBuild(t *testing.T) {
 		fits    bool
 	}{
 		// 1M × (1536 + 8 + 512 + 160) = 2,216,000,000 bytes.
-		{"1M hnsw fits", vec384, hnsw, 1_000_000, 4096 * mb, 2, 2_216_000_000, 2_437_600_256, 1, true},
+		{"1M hnsw fits", vec384, hnsw, 1_000_000, 4096 * mb, 2, 2_216_000_000, 2_437_600_256, 2, true},
 		{"1M hnsw over budget", vec384, hnsw, 1_000_000, 1024 * mb, 8, 2_216_000_000, 1024 * mb, 7, false},
-		{"small stays at server default", vec384, hnsw, 1000, 4096 * mb, 1, 2_216_000, 64 * mb, 0, true},
+		{"small stays at server default", vec384, hnsw, 1000, 4096 * mb, 1, 2_216_000, 64 * mb, 2, true},
 		{"budget below default", vec384, hnsw, 1_000_000, 16 * mb, 64, 2_216_000_000, 64 * mb, 7, false},
 		{"m 32", vec384, Index{Method: HNSW, M: 32}, 100_000, 4096 * mb, 4, 100_000 * (1536 + 8 + 1024 + 160), 300_080_128, 3, true},
-		{"halfvec", half, hnsw, 100_000, 4096 * mb, 2, 100_000 * (768 + 8 + 512 + 160), 159_280_128, 1, true},
+		{"halfvec", half, hnsw, 100_000, 4096 * mb, 2, 100_000 * (768 + 8 + 512 + 160), 159_280_128, 2, true},
 		// IVFFlat: (min(100·50, rows) + 100 lists) × (1536 + 8).
-		{"ivfflat", vec384, Index{Method: IVFFlat, Lists: 100}, 1_000_000, 4096 * mb, 2, 5100 * 1544, 64 * mb, 1, true},
-		{"ivfflat few rows", vec384, Index{Method: IVFFlat, Lists: 1000}, 2000, 4096 * mb, 2, 3000 * 1544, 64 * mb, 1, true},
+		{"ivfflat", vec384, Index{Method: IVFFlat, Lists: 100}, 1_000_000, 4096 * mb, 2, 5100 * 1544, 64 * mb, 2, true},
+		{"ivfflat few rows", vec384, Index{Method: IVFFlat, Lists: 1000}, 2000, 4096 * mb, 2, 3000 * 1544, 64 * mb, 2, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := SizeBuild(tc.t, tc.ix, tc.rows, tc.budget, tc.cores)
