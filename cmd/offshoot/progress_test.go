@@ -30,11 +30,31 @@ func TestRunProgress(t *testing.T) {
 		"  a  [>    ] fork",
 		"  bb [     ] queued",
 		"  a  [===> ] index",
-		"  a  [===> ] index  45% (450000/1000000 tuples, ETA 1m20s)",
+		"  a  [===> ] index 40%",
 		"  a  [=====] succeeded in 1.002s",
 		"  bb [==x  ] failed: ingest: disk full",
 	}
 	if got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("progress lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestPhaseProgress(t *testing.T) {
+	eta := 80.0
+	for _, tc := range []struct {
+		p      *experiments.PhaseProgress
+		coarse bool
+		want   string
+	}{
+		{nil, false, ""},
+		{&experiments.PhaseProgress{Unit: "blocks"}, false, ""},
+		{&experiments.PhaseProgress{Unit: "tuples", Done: 450000, Total: 1000000, ETASeconds: &eta}, false, "  45% (450000/1000000 tuples, ETA 1m20s)"},
+		{&experiments.PhaseProgress{Unit: "docs", Done: 10, Total: 20}, false, "  50% (10/20 docs)"},
+		{&experiments.PhaseProgress{Unit: "tuples", Done: 450000, Total: 1000000, ETASeconds: &eta}, true, " 40%"},
+		{&experiments.PhaseProgress{Unit: "docs", Done: 30, Total: 20}, true, " 100%"},
+	} {
+		if got := phaseProgress(tc.p, tc.coarse); got != tc.want {
+			t.Errorf("phaseProgress(%+v, %v) = %q, want %q", tc.p, tc.coarse, got, tc.want)
+		}
 	}
 }
