@@ -12,7 +12,7 @@ STATICCHECK_VERSION ?= v0.8.2
 RACE_PKGS ?= ./storage ./experiments/... ./evals/... ./compute/...
 BIN := bin/offshoot
 
-.PHONY: setup setup-test build run demo test bench lint fmt clean
+.PHONY: setup setup-test build run demo test bench bench-scale lint fmt clean
 
 setup:
 	@./scripts/setup
@@ -39,6 +39,11 @@ test: setup-test
 
 bench: setup-test build
 	./scripts/bench
+
+# The million-chunk run of issue 14 (hours on 2 cores); SCALE_BENCH_DOCS=20000
+# make bench-scale runs it at a size that takes minutes.
+bench-scale: setup-test
+	./scripts/bench-scale
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -237,7 +237,9 @@ func (s *Server) acceptRun(c echo.Context) error {
 
 // runEvents streams a run's progress as server-sent events: an event
 // "progress" with the run (without per-query results) whenever its status
-// or a variant's status or phase changes, and "done" when it finishes.
+// or a variant's status, phase or phase progress (VariantRun.Progress:
+// documents loaded, index build counters) changes, and "done" when it
+// finishes.
 func (s *Server) runEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := param(c, "id")
@@ -261,6 +263,9 @@ func (s *Server) runEvents(c echo.Context) error {
 		key := string(r.Status)
 		for _, v := range r.Variants {
 			key += "|" + string(v.Status) + "/" + v.Phase
+			if p := v.Progress; p != nil {
+				key += fmt.Sprintf("/%d/%d", p.Done, p.Total)
+			}
 		}
 		done := r.Status != experiments.StatusQueued && r.Status != experiments.StatusRunning
 		if key != last || done {

@@ -139,22 +139,49 @@ func jsonRecord(file string, n int, line string, required []string, optional []s
 func ReadCorpus(r io.Reader, name string) ([]Doc, error) {
 	var docs []Doc
 	seen := map[string]int{}
-	err := eachLine(r, func(n int, line string) error {
-		rec, err := jsonRecord(name, n, line, []string{"_id", "text"}, []string{"title"})
-		if err != nil {
-			return err
+	err := scanCorpus(r, name, func(n int, d Doc) error {
+		if prev, ok := seen[d.ID]; ok {
+			return lineErr(name, n, ErrDuplicate, "document %q already on line %d", d.ID, prev)
 		}
-		if prev, ok := seen[rec["_id"]]; ok {
-			return lineErr(name, n, ErrDuplicate, "document %q already on line %d", rec["_id"], prev)
-		}
-		seen[rec["_id"]] = n
-		docs = append(docs, Doc{ID: rec["_id"], Title: rec["title"], Text: rec["text"]})
+		seen[d.ID] = n
+		docs = append(docs, d)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read corpus: %w", err)
 	}
 	return docs, nil
+}
+
+// ScanCorpus reads a BEIR corpus.jsonl as ReadCorpus does and calls fn for
+// each document in file order, holding one line at a time: memory does
+// not grow with the corpus. It does not check that ids are unique (that
+// needs every id in memory); a loader whose table keys on the id catches
+// duplicates. An error from fn stops the scan and is returned as is.
+func ScanCorpus(r io.Reader, name string, fn func(Doc) error) error {
+	var fnErr error
+	err := scanCorpus(r, name, func(_ int, d Doc) error {
+		if err := fn(d); err != nil {
+			fnErr = err
+			return err
+		}
+		return nil
+	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("scan corpus: %w", err)
+	}
+	return err
+}
+
+// scanCorpus calls fn with each document and its line number.
+func scanCorpus(r io.Reader, name string, fn func(n int, d Doc) error) error {
+	return eachLine(r, func(n int, line string) error {
+		rec, err := jsonRecord(name, n, line, []string{"_id", "text"}, []string{"title"})
+		if err != nil {
+			return err
+		}
+		return fn(n, Doc{ID: rec["_id"], Title: rec["title"], Text: rec["text"]})
+	})
 }
 
 // ReadQueries reads a BEIR queries.jsonl: one JSON object per line with a

@@ -140,10 +140,14 @@ func (f *fingerprint) result() SetFingerprint {
 }
 
 // fingerprintDataset fingerprints ds as read.
-func fingerprintDataset(base BranchPoint, ds *evals.Dataset) DataFingerprint {
+func fingerprintDataset(ctx context.Context, base BranchPoint, ds *evals.Dataset, docs corpus) (DataFingerprint, error) {
 	var c, q, j fingerprint
-	for _, d := range ds.Corpus {
+	// The corpus is streamed (it may not fit in memory): one more pass.
+	if err := docs.each(ctx, func(d evals.Doc) error {
 		c.add(d.ID, d.Title, d.Text)
+		return nil
+	}); err != nil {
+		return DataFingerprint{}, fmt.Errorf("fingerprint the corpus: %w", err)
 	}
 	for _, x := range ds.Queries {
 		q.add(x.ID, x.Text)
@@ -153,13 +157,17 @@ func fingerprintDataset(base BranchPoint, ds *evals.Dataset) DataFingerprint {
 			j.add(qid, doc, strconv.Itoa(g))
 		}
 	}
-	return DataFingerprint{Base: base, Corpus: c.result(), Queries: q.result(), Qrels: j.result()}
+	return DataFingerprint{Base: base, Corpus: c.result(), Queries: q.result(), Qrels: j.result()}, nil
 }
 
 // newProvenance is the run-level provenance of spec's run on base over ds.
-func newProvenance(spec ExperimentSpec, base BranchPoint, ds *evals.Dataset) *Provenance {
-	return &Provenance{Data: fingerprintDataset(base, ds), K: spec.K,
-		Metrics: MetricDefinitions{Version: MetricsVersion, Ties: MetricsTieRule}, Machine: thisMachine()}
+func newProvenance(ctx context.Context, spec ExperimentSpec, base BranchPoint, ds *evals.Dataset, docs corpus) (*Provenance, error) {
+	fp, err := fingerprintDataset(ctx, base, ds, docs)
+	if err != nil {
+		return nil, err
+	}
+	return &Provenance{Data: fp, K: spec.K,
+		Metrics: MetricDefinitions{Version: MetricsVersion, Ties: MetricsTieRule}, Machine: thisMachine()}, nil
 }
 
 func thisMachine() Machine {

@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	stdhtml "html"
@@ -156,9 +157,20 @@ func TestFingerprint(t *testing.T) {
 	}
 	ds := &evals.Dataset{Corpus: []evals.Doc{{ID: "d1", Text: "x"}}, Queries: []evals.Query{{ID: "q1", Text: "y"}},
 		Qrels: evals.Qrels{"q1": {"d1": 1}}}
-	a := fingerprintDataset(BranchPoint{Branch: "main", Seq: 7}, ds)
+	docs := corpus{docs: 1, each: func(_ context.Context, fn func(evals.Doc) error) error {
+		for _, d := range ds.Corpus {
+			if err := fn(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+	a, err := fingerprintDataset(context.Background(), BranchPoint{Branch: "main", Seq: 7}, ds, docs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ds.Qrels["q1"]["d1"] = 2
-	if b := fingerprintDataset(BranchPoint{Branch: "main", Seq: 7}, ds); b.Qrels == a.Qrels || b.Corpus != a.Corpus || b.Queries != a.Queries {
+	if b, _ := fingerprintDataset(context.Background(), BranchPoint{Branch: "main", Seq: 7}, ds, docs); b.Qrels == a.Qrels || b.Corpus != a.Corpus || b.Queries != a.Queries {
 		t.Errorf("one judgment changed: %+v vs %+v", b, a)
 	}
 }

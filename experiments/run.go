@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -138,6 +139,11 @@ type VariantRun struct {
 	// Timing says how Latency was measured: cache state, warm-up,
 	// passes and their spread, and QPS at concurrent clients.
 	Timing *TimingReport `json:"timing,omitempty"`
+	// Progress is how far the phase in progress has got, while running.
+	Progress *PhaseProgress `json:"progress,omitempty"`
+	// IndexBuild is how the index was built: the memory and workers
+	// chosen for it.
+	IndexBuild *IndexBuild `json:"index_build,omitempty"`
 }
 
 // Timings are phase durations in milliseconds.
@@ -420,8 +426,10 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		}
 	}
 	_ = s.updateRun(run.ID, func(r *Run) { r.Status = StatusRunning })
+	// Queries and judgments are read into memory (they are small); the
+	// corpus is streamed from its file or cursor by each pass over it.
 	var ds *evals.Dataset
-	var err error
+	var docs corpus
 	if run.Spec.Dataset.BEIR != "" { // checked before anything is pinned
 		// Checked again: a schedule's spec may predate the datasets
 		// directory, and links may have changed since.
@@ -430,10 +438,13 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 			fail(StatusFailed, fmt.Errorf("dataset: %w", err))
 			return
 		}
-		if ds, err = evals.LoadBEIR(d.BEIR, d.Split); err != nil {
+		col, err := evals.OpenBEIR(d.BEIR, d.Split)
+		if err != nil {
 			fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
 			return
 		}
+		ds = &evals.Dataset{Name: col.Name, Queries: col.Queries, Qrels: col.Qrels}
+		docs = beirCorpus(col)
 	}
 	base, err := s.cfg.Branches.Resolve(ctx, run.Project, run.Spec.Base)
 	if err != nil {
@@ -441,14 +452,24 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		return
 	}
 	if ds == nil {
-		if ds, err = s.sqlDataset(ctx, run, base); err != nil {
+		var discard func()
+		ds, docs, discard, err = s.sqlDataset(ctx, run, base)
+		if discard != nil {
+			defer discard()
+		}
+		if err != nil {
 			fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
 			return
 		}
 	}
+	prov, err := newProvenance(ctx, run.Spec, base, ds, docs)
+	if err != nil {
+		fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
+		return
+	}
 	_ = s.updateRun(run.ID, func(r *Run) {
-		r.Base, r.Docs, r.Queries, r.Judged = base, len(ds.Corpus), len(ds.Queries), len(ds.Qrels)
-		r.Provenance = newProvenance(run.Spec, base, ds)
+		r.Base, r.Docs, r.Queries, r.Judged = base, docs.docs, len(ds.Queries), len(ds.Qrels)
+		r.Provenance = prov
 	})
 	// Groups start in spec order (the slot is taken before the goroutine
 	// starts), at most Concurrency at a time.
@@ -471,14 +492,14 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 			for j, i := range group {
 				vs[j] = run.Variants[i].Spec
 			}
-			progress := func(phase string) {
+			progress := &throttle{every: progressEvery, fn: func(phase string, p *PhaseProgress) {
 				_ = s.updateRun(run.ID, func(r *Run) {
 					for _, i := range group {
-						r.Variants[i].Status, r.Variants[i].Phase = StatusRunning, phase
+						r.Variants[i].Status, r.Variants[i].Phase, r.Variants[i].Progress = StatusRunning, phase, p
 					}
 				})
-			}
-			for j, vr := range s.runGroup(ctx, run, base, vs, ds, progress) {
+			}}
+			for j, vr := range s.runGroup(ctx, run, base, vs, ds, docs, progress.report) {
 				s.finishVariant(run.ID, group[j], vr)
 			}
 		}()
@@ -538,7 +559,7 @@ func statusOf(ctx context.Context, otherwise RunStatus) RunStatus {
 func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
 	err := s.updateRun(runID, func(r *Run) {
 		vr.Name, vr.Spec = r.Variants[i].Name, r.Variants[i].Spec
-		vr.Phase = ""
+		vr.Phase, vr.Progress = "", nil
 		if vr.Status != StatusSucceeded {
 			vr.Phase = r.Variants[i].Phase // where it stopped
 		}
@@ -548,6 +569,9 @@ func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
 		s.log.Error("run: record variant", slog.String("run", runID), slog.String("err", err.Error()))
 	}
 }
+
+// progressEvery is how often a run records progress counters.
+const progressEvery = 500 * time.Millisecond
 
 // Phases are the phases of a variant, in the order a run goes through
 // them (VariantRun.Phase); a variant without an index skips "index".
@@ -585,8 +609,10 @@ func forkName(experiment, run, variant string) string {
 
 // runGroup forks, embeds, loads and indexes the variants vs, which
 // differ at most in search parameters, on one fork named after the first,
-// and evaluates each of them there.
-func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset, progress func(phase string)) (out []VariantRun) {
+// and evaluates each of them there. The corpus is streamed: a pass to fit
+// the embedder's IDF (for models that have one), then a pass that chunks,
+// embeds and copies it IngestBatch rows at a time.
+func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset, docs corpus, progress progressFunc) (out []VariantRun) {
 	v := vs[0]
 	if v.Type == VariantRunFile {
 		return s.runFileGroup(run, vs, ds)
@@ -603,7 +629,7 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 		return out
 	}
 	name := forkName(run.Spec.Name, run.ID, v.Name)
-	progress("fork")
+	progress("fork", nil)
 	t := time.Now()
 	fi, err := s.cfg.Branches.Fork(ctx, run.Project, base, name)
 	vr.Timings.Fork = ms(time.Since(t))
@@ -645,16 +671,29 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 	if err != nil {
 		return fail("embedder", err)
 	}
-	texts := make([]string, len(ds.Corpus))
-	docs := make([]vectors.Document, len(ds.Corpus))
-	for i, d := range ds.Corpus {
-		texts[i] = docText(d)
-		docs[i] = vectors.Document{ID: d.ID, Text: texts[i]}
+	progress("embed", nil)
+	t = time.Now()
+	var idf *vectors.IDF
+	if fit, err := vectors.NewIDFFitter(spec); err == nil {
+		n := int64(0)
+		if err := docs.each(ctx, func(d evals.Doc) error {
+			fit.Add(docText(d))
+			if n++; n%1024 == 0 {
+				progress("embed", &PhaseProgress{Unit: "docs", Done: n, Total: int64(docs.docs), Detail: "fitting IDF"})
+			}
+			return nil
+		}); err != nil {
+			return fail("embedder", err)
+		}
+		idf = fit.IDF()
+	} else if !errors.Is(err, vectors.ErrNotFittable) {
+		return fail("embedder", err)
 	}
-	emb, _, err := s.embedders().NewFitted(spec, texts)
+	emb, err := s.embedders().New(spec, idf)
 	if err != nil {
 		return fail("embedder", err)
 	}
+	fitTime := time.Since(t)
 	vr.ModelID = emb.ModelID()
 	var cached *vectors.Cached
 	if s.cfg.EmbedCache != nil {
@@ -675,25 +714,25 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 	if err := vectors.CreateTable(ctx, conn, tbl); err != nil {
 		return fail("load", err)
 	}
-	opt := vectors.IngestOptions{}
+	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch}
 	if v.Chunking != nil {
 		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
 	}
-	t = time.Now()
-	var embedDone time.Time
-	progress("embed")
-	opt.Embedded = func(done, total int) {
-		if done == total {
-			embedDone = time.Now()
-			progress("load")
-		}
+	// Embedding and copying alternate batch by batch; the phase is
+	// "load" throughout and the timings split the time between them.
+	progress("load", &PhaseProgress{Unit: "docs", Total: int64(docs.docs)})
+	opt.Progress = func(st vectors.StreamStats) {
+		progress("load", &PhaseProgress{Unit: "docs", Done: st.Docs, Total: int64(docs.docs),
+			Detail: fmt.Sprintf("%d rows embedded and copied", st.Rows)})
 	}
-	vr.Rows, err = vectors.Ingest(ctx, conn, tbl, emb, docs, opt)
-	if embedDone.IsZero() {
-		embedDone = time.Now()
-	}
-	vr.Timings.Embed = ms(embedDone.Sub(t))
-	vr.Timings.Load = ms(time.Since(embedDone))
+	st, err := vectors.IngestStream(ctx, conn, tbl, emb, func(yield func(vectors.Document) error) error {
+		return docs.each(ctx, func(d evals.Doc) error {
+			return yield(vectors.Document{ID: d.ID, Text: docText(d)})
+		})
+	}, opt)
+	vr.Rows = st.Rows
+	vr.Timings.Embed = ms(fitTime + st.Embed)
+	vr.Timings.Load = ms(st.Load)
 	if err != nil {
 		return fail("ingest", err)
 	}
@@ -701,9 +740,14 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 	if indexed {
 		ix := vectors.Index{Method: vectors.Method(v.Index.Type), Metric: metric, M: v.Index.M,
 			EfConstruction: v.Index.EfConstruction, Lists: v.Index.Lists}
+		plan := vectors.SizeBuild(tbl, ix, vr.Rows, s.cfg.IndexMemoryBudget, runtime.NumCPU())
+		ix.MaintenanceWorkMem, ix.ParallelWorkers = plan.Setting(), plan.ParallelWorkers
+		vr.IndexBuild = &IndexBuild{BuildPlan: plan, MaintenanceWorkMemSetting: plan.Setting(), BudgetBytes: s.cfg.IndexMemoryBudget}
 		t = time.Now()
-		progress("index")
+		progress("index", nil)
+		stop := s.watchBuild(ctx, run.Project, name, tbl, vr.Rows, progress)
 		info, err := vectors.CreateIndex(ctx, conn, tbl, ix)
+		stop()
 		vr.Timings.Index = ms(time.Since(t))
 		if err != nil {
 			return fail("index", err)
@@ -720,7 +764,7 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 		return fail("provenance", err)
 	}
 
-	progress("eval")
+	progress("eval", nil)
 	// The evaluation owns the connection from here: a cold timing pass
 	// replaces it.
 	fk := &evalFork{s: s, project: run.Project, branch: name, conn: conn, release: release}
@@ -899,62 +943,52 @@ var defaultRegistry = vectors.NewRegistry()
 // sqlDataset runs the spec's dataset SQL on the pinned base, so that the
 // corpus, queries and judgments are those of the data the variants fork,
 // also when the base is a snapshot or a past point: on a fork of base
-// named exp/<experiment>/<run>/.dataset, discarded afterwards.
-func (s *Service) sqlDataset(ctx context.Context, run *Run, base BranchPoint) (*evals.Dataset, error) {
+// named exp/<experiment>/<run>/.dataset, which discard (nil when no fork
+// was made) deletes. Queries and judgments are read now; the corpus is
+// counted now and streamed from the fork by each pass over it, so the
+// fork must stay until the variants are done.
+func (s *Service) sqlDataset(ctx context.Context, run *Run, base BranchPoint) (_ *evals.Dataset, _ corpus, discard func(), _ error) {
 	name := forkName(run.Spec.Name, run.ID, ".dataset")
 	if _, err := s.cfg.Branches.Fork(ctx, run.Project, base, name); err != nil {
-		return nil, fmt.Errorf("fork %s from base %s: %w", name, base, err)
+		return nil, corpus{}, nil, fmt.Errorf("fork %s from base %s: %w", name, base, err)
 	}
-	defer func() {
-		if err := s.cfg.Branches.Discard(ctx, run.Project, name); err != nil {
+	discard = func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := s.cfg.Branches.Discard(dctx, run.Project, name); err != nil {
 			s.log.Error("run: discard the dataset fork", slog.String("run", run.ID), slog.String("branch", name), slog.String("err", err.Error()))
 		}
-	}()
+	}
 	conn, release, err := s.connect(ctx, run.Project, name, ReadOnly)
 	if err != nil {
-		return nil, err
+		return nil, corpus{}, discard, err
 	}
 	defer release()
 	d := run.Spec.Dataset
 	ds := &evals.Dataset{Name: run.Spec.Name, Qrels: evals.Qrels{}}
-	pairs := func(field, sql string, fn func(a, b string)) error {
-		rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
-		if err != nil {
-			return fmt.Errorf("%s: %w", field, err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			vals, err := rows.Values()
-			if err != nil {
-				return fmt.Errorf("%s: %w", field, err)
-			}
-			if len(vals) < 2 {
-				return fmt.Errorf("%s: want 2 columns, got %d", field, len(vals))
-			}
-			fn(fmt.Sprint(vals[0]), fmt.Sprint(vals[1]))
-		}
-		return rows.Err()
-	}
-	if err := pairs("corpus_sql", d.CorpusSQL, func(id, text string) {
-		ds.Corpus = append(ds.Corpus, evals.Doc{ID: id, Text: text})
+	docs := 0
+	if err := eachPair(ctx, conn, "corpus_sql", d.CorpusSQL, func(_, _ string) error {
+		docs++
+		return nil
 	}); err != nil {
-		return nil, err
+		return nil, corpus{}, discard, err
 	}
-	if err := pairs("queries_sql", d.QueriesSQL, func(id, text string) {
+	if err := eachPair(ctx, conn, "queries_sql", d.QueriesSQL, func(id, text string) error {
 		ds.Queries = append(ds.Queries, evals.Query{ID: id, Text: text})
+		return nil
 	}); err != nil {
-		return nil, err
+		return nil, corpus{}, discard, err
 	}
 	rows, err := conn.Query(ctx, d.QrelsSQL, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
-		return nil, fmt.Errorf("qrels_sql: %w", err)
+		return nil, corpus{}, discard, fmt.Errorf("qrels_sql: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var q, doc string
 		var g int
 		if err := rows.Scan(&q, &doc, &g); err != nil {
-			return nil, fmt.Errorf("qrels_sql: want (text, text, int): %w", err)
+			return nil, corpus{}, discard, fmt.Errorf("qrels_sql: want (text, text, int): %w", err)
 		}
 		if ds.Qrels[q] == nil {
 			ds.Qrels[q] = map[string]int{}
@@ -962,12 +996,12 @@ func (s *Service) sqlDataset(ctx context.Context, run *Run, base BranchPoint) (*
 		ds.Qrels[q][doc] = g
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("qrels_sql: %w", err)
+		return nil, corpus{}, discard, fmt.Errorf("qrels_sql: %w", err)
 	}
-	if len(ds.Corpus) == 0 || len(ds.Queries) == 0 || len(ds.Qrels) == 0 {
-		return nil, fmt.Errorf("dataset from sql: %d docs, %d queries, %d judged queries: need some of each", len(ds.Corpus), len(ds.Queries), len(ds.Qrels))
+	if docs == 0 || len(ds.Queries) == 0 || len(ds.Qrels) == 0 {
+		return nil, corpus{}, discard, fmt.Errorf("dataset from sql: %d docs, %d queries, %d judged queries: need some of each", docs, len(ds.Queries), len(ds.Qrels))
 	}
-	return ds, nil
+	return ds, s.sqlCorpus(run.Project, name, d.CorpusSQL, docs), discard, nil
 }
 
 func decodeJSON(b []byte, v any) error {
@@ -985,8 +1019,10 @@ func (rn *runner) shutdown() {
 	rn.wg.Wait()
 }
 
-// markInterrupted fails the runs a previous process left unfinished.
-func markInterrupted(db *controldb.DB, now time.Time) error {
+// markInterrupted marks the runs a previous process left unfinished as
+// interrupted, with the cause, and returns them so that their forks can
+// be discarded (Service.discardInterrupted).
+func markInterrupted(db *controldb.DB, now time.Time) ([]Run, error) {
 	var stale []Run
 	err := db.Scan([]byte("run/"), []byte("run0"), func(_, v []byte) (bool, error) {
 		var r Run
@@ -999,18 +1035,28 @@ func markInterrupted(db *controldb.DB, now time.Time) error {
 		return true, nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, r := range stale {
-		r.Status, r.Error, r.FinishedAt = StatusFailed, "interrupted: the server stopped during the run", &now
-		for i := range r.Variants {
-			if !r.Variants[i].Status.done() {
-				r.Variants[i].Status = StatusFailed
+	for i := range stale {
+		r := &stale[i]
+		var where []string
+		for j := range r.Variants {
+			v := &r.Variants[j]
+			if !v.Status.done() {
+				if v.Phase != "" {
+					where = append(where, v.Name+" in "+v.Phase)
+				}
+				v.Status, v.Progress = StatusInterrupted, nil
 			}
 		}
-		if err := db.Put(runKey(r.ID), &r); err != nil {
-			return err
+		cause := "interrupted: the server stopped during the run"
+		if len(where) > 0 {
+			cause += " (" + strings.Join(where, ", ") + ")"
+		}
+		r.Status, r.Error, r.FinishedAt = StatusInterrupted, cause, &now
+		if err := db.Put(runKey(r.ID), r); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return stale, nil
 }

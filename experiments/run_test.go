@@ -108,6 +108,10 @@ func (b *pgBranches) Discard(ctx context.Context, _ string, branch string) error
 	}
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{dbName(branch)}.Sanitize()+" WITH (FORCE)")
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "3D000" {
+		return fmt.Errorf("branch %s: %w", branch, ErrNotFound)
+	}
 	return err
 }
 
@@ -220,6 +224,15 @@ type runEnv struct {
 
 func newRunEnv(t *testing.T) *runEnv {
 	t.Helper()
+	e := newRunEnvConfig(t, Config{DatasetsDir: evalstest.DatasetsDir(t)}, true)
+	e.dir = evalstest.Cranfield(t)
+	return e
+}
+
+// newRunEnvConfig is newRunEnv with cfg's scale and datasets settings,
+// and an embedding cache if cache.
+func newRunEnvConfig(t testing.TB, cfg Config, cache bool) *runEnv {
+	t.Helper()
 	c := pgtest.New(t, nil)
 	br := &pgBranches{c: c}
 	first := c.Postmaster
@@ -243,15 +256,20 @@ func newRunEnv(t *testing.T) *runEnv {
 		t.Fatal(err)
 	}
 	release()
-	cache, err := vectors.OpenCache(filepath.Join(t.TempDir(), "cache"))
-	if err != nil {
-		t.Fatal(err)
+	var ec *vectors.Cache
+	if cache {
+		c, err := vectors.OpenCache(filepath.Join(t.TempDir(), "cache"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		ec = c
 	}
-	t.Cleanup(func() { cache.Close() })
 	// The schedule test's webhook is an httptest server on loopback, which
 	// only an operator's allow-list opens.
-	svc, err := New(Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br, EmbedCache: cache,
-		DatasetsDir: evalstest.DatasetsDir(t), WebhookAllow: []string{"127.0.0.0/8"}})
+	svc, err := New(Config{ControlDir: filepath.Join(t.TempDir(), "control"), Connector: br, Branches: br, EmbedCache: ec,
+		DatasetsDir: cfg.DatasetsDir, WebhookAllow: []string{"127.0.0.0/8"},
+		IngestBatch: cfg.IngestBatch, IndexMemoryBudget: cfg.IndexMemoryBudget})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +277,7 @@ func newRunEnv(t *testing.T) *runEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
-	return &runEnv{svc: svc, br: br, ctx: WithCaller(ctx, LocalCaller), dir: evalstest.Cranfield(t)}
+	return &runEnv{svc: svc, br: br, ctx: WithCaller(ctx, LocalCaller)}
 }
 
 func (e *runEnv) spec(variants ...VariantSpec) ExperimentSpec {
@@ -800,32 +818,58 @@ func TestRunAndScheduleScopes(t *testing.T) {
 	}
 }
 
-func TestInterruptedRunsFailOnOpen(t *testing.T) {
-	dir := t.TempDir()
+// TestInterruptedRuns: a run the server stopped in the middle of is
+// marked interrupted with the cause on the next Open, and the forks it
+// left (a variant's and the dataset's) are discarded.
+func TestInterruptedRuns(t *testing.T) {
+	e := newRunEnv(t)
+	dir := e.svc.cfg.ControlDir
+	e.svc.Close()
+	ctx := context.Background()
+	run := &Run{ID: "r1", Experiment: "x", Project: "p", Status: StatusRunning, Spec: ExperimentSpec{Name: "x"},
+		Variants: []VariantRun{{Name: "a", Status: StatusRunning, Phase: "index"}, {Name: "b", Status: StatusSucceeded},
+			{Name: "c", Status: StatusQueued, Spec: VariantSpec{Embedder: "other"}}}}
+	left := []string{forkName("x", "r1", "a"), forkName("x", "r1", ".dataset")}
+	for _, name := range left {
+		if _, err := e.br.Fork(ctx, "p", BranchPoint{Branch: "main"}, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(e.br.forks(t)) != 2 {
+		t.Fatalf("forks before: %v", e.br.forks(t))
+	}
 	svc, err := New(Config{ControlDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Open(context.Background()); err != nil {
+	if err := svc.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.putRun(&Run{ID: "r1", Project: "p", Status: StatusRunning, Variants: []VariantRun{{Name: "a", Status: StatusRunning}, {Name: "b", Status: StatusSucceeded}}}); err != nil {
+	if err := svc.putRun(run); err != nil {
 		t.Fatal(err)
 	}
 	svc.Close()
-	svc, err = New(Config{ControlDir: dir})
+	svc, err = New(Config{ControlDir: dir, Branches: e.br, Connector: e.br})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Open(context.Background()); err != nil {
+	if err := svc.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	r, err := svc.GetRun(WithCaller(context.Background(), LocalCaller), "r1")
+	deadline := time.Now().Add(30 * time.Second)
+	for len(e.br.forks(t)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if f := e.br.forks(t); len(f) != 0 {
+		t.Fatalf("forks left after restart: %v", f)
+	}
+	r, err := svc.GetRun(WithCaller(ctx, LocalCaller), "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != StatusFailed || !strings.Contains(r.Error, "interrupted") || r.Variants[0].Status != StatusFailed || r.Variants[1].Status != StatusSucceeded {
+	if r.Status != StatusInterrupted || !strings.Contains(r.Error, "the server stopped") || !strings.Contains(r.Error, "a in index") ||
+		r.Variants[0].Status != StatusInterrupted || r.Variants[1].Status != StatusSucceeded || r.Variants[2].Status != StatusInterrupted {
 		t.Errorf("after restart: %s %q %+v", r.Status, r.Error, r.Variants)
 	}
 }

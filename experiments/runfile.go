@@ -202,20 +202,24 @@ func readRunFile(body io.Reader, name string) (*evals.Run, error) {
 	return run, nil
 }
 
-// runDataset reads a finished run's dataset again, as execute did.
+// runDataset reads a finished run's queries and qrels again, as execute
+// did (the corpus is not read).
 func (s *Service) runDataset(ctx context.Context, run *Run) (*evals.Dataset, error) {
 	if run.Spec.Dataset.BEIR != "" {
 		d := run.Spec.Dataset
 		if err := s.resolveDataset(&d); err != nil {
 			return nil, err
 		}
-		ds, err := evals.LoadBEIR(d.BEIR, d.Split)
+		col, err := evals.OpenBEIR(d.BEIR, d.Split)
 		if err != nil {
 			return nil, fmt.Errorf("dataset: %w", err)
 		}
-		return ds, nil
+		return &evals.Dataset{Name: col.Name, Queries: col.Queries, Qrels: col.Qrels}, nil
 	}
-	ds, err := s.sqlDataset(ctx, run, run.Base)
+	ds, _, discard, err := s.sqlDataset(ctx, run, run.Base)
+	if discard != nil {
+		defer discard()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %w", err)
 	}

@@ -161,6 +161,15 @@ type Config struct {
 	// "hash" ("sha256:<hex>" of the full text, for servers whose SQL may
 	// hold secrets). Default "text".
 	AuditSQL string
+	// IndexMemoryBudget bounds the maintenance_work_mem an experiment's
+	// index build is given, in bytes; within it the build gets what the
+	// graph is estimated to need (vectors.SizeBuild). Default a quarter of
+	// the machine's memory, at most 16 GiB.
+	IndexMemoryBudget int64
+	// IngestBatch is the number of corpus rows a run holds at once while
+	// it chunks, embeds and copies them; memory grows with it, not with
+	// the corpus. Default 1024.
+	IngestBatch int
 }
 
 // Service is the facade. Create it with New, start it with Open, stop it
@@ -195,6 +204,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxQueryTimeout == 0 {
 		cfg.MaxQueryTimeout = 5 * time.Minute
+	}
+	if cfg.IndexMemoryBudget <= 0 {
+		cfg.IndexMemoryBudget = defaultIndexBudget()
+	}
+	if cfg.IngestBatch <= 0 {
+		cfg.IngestBatch = defaultIngestBatch
 	}
 	if cfg.MaxQueryTimeout < 0 {
 		return nil, fmt.Errorf("config: %w", invalid("max_query_timeout", "must be positive"))
@@ -287,9 +302,11 @@ func (s *Service) Open(ctx context.Context) error {
 		s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
 		go s.sweeper(s.sweepStop, s.sweepDone)
 	}
-	if err := markInterrupted(db, s.cfg.Now()); err != nil {
+	stale, err := markInterrupted(db, s.cfg.Now())
+	if err != nil {
 		s.log.Error("open: mark interrupted runs", slog.String("err", err.Error()))
 	}
+	s.discardInterrupted(stale)
 	s.startScheduler()
 	return nil
 }

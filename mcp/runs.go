@@ -274,7 +274,8 @@ func (s *Server) getRunTool() *tool {
 }
 
 // runProgress measures a run for a progress notification: variants
-// finished (a running one counts the phases it has done), out of all
+// finished (a running one counts the phases it has done and the done
+// fraction of the one in progress), out of all
 // variants, and a message with each variant's state.
 func runProgress(r *experiments.Run) (done, total float64, msg string) {
 	parts := make([]string, len(r.Variants))
@@ -282,15 +283,22 @@ func runProgress(r *experiments.Run) (done, total float64, msg string) {
 		switch v.Status {
 		case experiments.StatusQueued:
 		case experiments.StatusRunning:
-			if j := v.PhaseIndex(); j > 0 {
-				done += float64(j) / float64(len(experiments.Phases))
+			if j := v.PhaseIndex(); j >= 0 {
+				done += (float64(j) + v.Progress.Fraction()) / float64(len(experiments.Phases))
 			}
 		default:
 			done++
 		}
 		parts[i] = v.Name + " " + string(v.Status)
 		if v.Status == experiments.StatusRunning && v.Phase != "" {
-			parts[i] += " (" + v.Phase + ")"
+			parts[i] += " (" + v.Phase
+			if p := v.Progress; p != nil && p.Total > 0 {
+				parts[i] += fmt.Sprintf(" %.0f%% of %d %s", 100*p.Fraction(), p.Total, p.Unit)
+				if p.ETASeconds != nil {
+					parts[i] += fmt.Sprintf(", ETA %.0fs", *p.ETASeconds)
+				}
+			}
+			parts[i] += ")"
 		}
 	}
 	return done, float64(len(r.Variants)), fmt.Sprintf("run %s %s: %s", r.ID, r.Status, strings.Join(parts, ", "))

@@ -45,7 +45,12 @@
 //
 // Load writes rows with binary COPY (pgx CopyFrom, pgvector-go codecs),
 // one COPY per batch, reporting progress and stopping on context
-// cancellation. CreateIndex builds HNSW or IVFFlat for cosine, L2 or inner
+// cancellation. IngestStream chunks, embeds and copies a corpus streamed
+// one document at a time, holding one batch of rows: memory does not grow
+// with the corpus. SizeBuild sizes an index build's maintenance_work_mem
+// (the estimated HNSW graph, within a budget) and parallel workers, and
+// WatchBuild reads a build's pg_stat_progress_create_index counters from
+// another connection. CreateIndex builds HNSW or IVFFlat for cosine, L2 or inner
 // product and reports build time and size; DropIndex removes it. Search
 // runs a top-k query in its own transaction with per-query SET LOCAL
 // settings (hnsw.ef_search, ivfflat.probes, iterative scans), an optional

@@ -68,6 +68,9 @@ type Index struct {
 	Lists int
 	// MaintenanceWorkMem, if set (e.g. "256MB"), is used for the build.
 	MaintenanceWorkMem string
+	// ParallelWorkers, if positive, sets max_parallel_maintenance_workers
+	// for the build; zero leaves the server's setting (2 by default).
+	ParallelWorkers int
 }
 
 // IndexInfo reports a built index.
@@ -142,6 +145,11 @@ func CreateIndex(ctx context.Context, db DB, t Table, ix Index) (IndexInfo, erro
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if ix.MaintenanceWorkMem != "" {
 			if _, err := tx.Exec(ctx, "SELECT set_config('maintenance_work_mem', $1, true)", ix.MaintenanceWorkMem); err != nil {
+				return err
+			}
+		}
+		if ix.ParallelWorkers > 0 {
+			if _, err := tx.Exec(ctx, "SELECT set_config('max_parallel_maintenance_workers', $1, true)", strconv.Itoa(ix.ParallelWorkers)); err != nil {
 				return err
 			}
 		}

@@ -3,6 +3,8 @@ package vectors
 import (
 	"context"
 	"fmt"
+	"time"
+	"unicode/utf8"
 )
 
 // Document is a text to ingest.
@@ -79,4 +81,113 @@ func Ingest(ctx context.Context, db DB, t Table, e Embedder, docs []Document, op
 		return n, fmt.Errorf("ingest: %w", err)
 	}
 	return n, nil
+}
+
+// StreamStats report an IngestStream.
+type StreamStats struct {
+	// Docs and Rows count the documents read and the rows loaded.
+	Docs int64
+	Rows int64
+	// Embed and Load are the time spent embedding and in COPY.
+	Embed, Load time.Duration
+}
+
+// StreamOptions tune IngestStream.
+type StreamOptions struct {
+	// Chunker and EmbedBatch are as in IngestOptions.
+	Chunker    *Chunker
+	EmbedBatch int
+	// Batch is the number of rows held in memory at once: chunked,
+	// embedded, then copied with one COPY statement. Default 1,024.
+	// Memory grows with Batch, never with the corpus.
+	Batch int
+	// Progress, if set, is called after every batch is copied with the
+	// totals so far, on the goroutine that runs docs.
+	Progress func(StreamStats)
+}
+
+// IngestStream is Ingest for corpora too large to hold: docs calls yield
+// for each document in turn (and returns yield's error when it fails);
+// documents are chunked, embedded (through e, so wrap e with a Cache to
+// embed each text once across runs) and loaded into t with binary COPY
+// one batch at a time. Unlike Ingest, a failure leaves the batches copied
+// before it in t (load into a fork you discard, or pass a pgx.Tx, for all
+// or nothing). Duplicate ids fail the COPY on t's primary key.
+func IngestStream(ctx context.Context, db DB, t Table, e Embedder, docs func(yield func(Document) error) error, opt StreamOptions) (StreamStats, error) {
+	var st StreamStats
+	if e.Dims() != t.Dims {
+		return st, fmt.Errorf("ingest: %s has %d dims, table %s %d: %w", e.ModelID(), e.Dims(), t.Name, t.Dims, ErrDimsMismatch)
+	}
+	bs := opt.Batch
+	if bs <= 0 {
+		bs = 1024
+	}
+	ebs := opt.EmbedBatch
+	if ebs <= 0 {
+		ebs = 256
+	}
+	rows := make([]Row, 0, bs)
+	texts := make([]string, 0, ebs)
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		start := time.Now()
+		for lo := 0; lo < len(rows); lo += ebs {
+			part := rows[lo:min(lo+ebs, len(rows))]
+			texts = texts[:0]
+			for _, r := range part {
+				texts = append(texts, r.Content)
+			}
+			vs, err := e.EmbedDocuments(ctx, texts)
+			if err != nil {
+				return fmt.Errorf("embed: %w", err)
+			}
+			if len(vs) != len(part) {
+				return fmt.Errorf("%d vectors for %d texts: %w", len(vs), len(part), ErrDimsMismatch)
+			}
+			for i := range part {
+				part[i].Embedding = vs[i]
+			}
+		}
+		st.Embed += time.Since(start)
+		start = time.Now()
+		n, err := Load(ctx, db, t, rows, LoadOptions{BatchSize: len(rows)})
+		st.Load += time.Since(start)
+		st.Rows += n
+		if err != nil {
+			return err
+		}
+		clear(rows) // drop the texts and vectors for the collector
+		rows = rows[:0]
+		if opt.Progress != nil {
+			opt.Progress(st)
+		}
+		return nil
+	}
+	err := docs(func(d Document) error {
+		st.Docs++
+		if opt.Chunker == nil {
+			rows = append(rows, ChunkRow(Chunk{DocID: d.ID, End: len(d.Text), CharEnd: utf8.RuneCountInString(d.Text), Text: d.Text}, d.Metadata, nil))
+		} else {
+			chunks, err := opt.Chunker.Split(d.ID, d.Text)
+			if err != nil {
+				return err
+			}
+			for _, c := range chunks {
+				rows = append(rows, ChunkRow(c, d.Metadata, nil))
+			}
+		}
+		if len(rows) >= bs {
+			return flush()
+		}
+		return ctx.Err()
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return st, fmt.Errorf("ingest: %w", err)
+	}
+	return st, nil
 }

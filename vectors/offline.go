@@ -52,22 +52,46 @@ type IDF struct {
 // over texts. Only offline models can be fitted (ErrNotFittable otherwise).
 // The result depends only on the texts and their order is irrelevant.
 func FitIDF(spec Spec, texts []string) (*IDF, error) {
+	f, err := NewIDFFitter(spec)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range texts {
+		f.Add(t)
+	}
+	return f.IDF(), nil
+}
+
+// IDFFitter fits IDF one text at a time, for corpora streamed rather than
+// held in memory; its memory grows with the vocabulary, not the corpus.
+// Not safe for concurrent use.
+type IDFFitter struct{ f *IDF }
+
+// NewIDFFitter starts fitting the IDF of spec's model (ErrNotFittable for
+// models that use none).
+func NewIDFFitter(spec Spec) (*IDFFitter, error) {
 	kind, err := featureKind(spec.Model)
 	if err != nil {
 		return nil, err
 	}
-	f := &IDF{Features: kind, N: len(texts), DF: map[string]int{}}
-	for _, t := range texts {
-		seen := map[string]bool{}
-		for _, feat := range features(kind, t) {
-			if !seen[feat] {
-				seen[feat] = true
-				f.DF[feat]++
-			}
+	return &IDFFitter{f: &IDF{Features: kind, DF: map[string]int{}}}, nil
+}
+
+// Add counts one document.
+func (x *IDFFitter) Add(text string) {
+	x.f.N++
+	seen := map[string]bool{}
+	for _, feat := range features(x.f.Features, text) {
+		if !seen[feat] {
+			seen[feat] = true
+			x.f.DF[feat]++
 		}
 	}
-	return f, nil
 }
+
+// IDF returns the IDF of the documents added so far; adding more
+// afterwards changes it.
+func (x *IDFFitter) IDF() *IDF { return x.f }
 
 // ReadIDF decodes IDF JSON as written by json.Marshal.
 func ReadIDF(data []byte) (*IDF, error) {

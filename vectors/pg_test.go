@@ -25,6 +25,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("Settings", func(t *testing.T) { testSettings(t, c.Connect(t)) })
 	t.Run("LoadErrors", func(t *testing.T) { testLoadErrors(t, c.Connect(t)) })
 	t.Run("Ingest", func(t *testing.T) { testIngest(t, c.Connect(t)) })
+	t.Run("Stream", func(t *testing.T) { testStream(t, c.Connect(t), c.Connect(t)) })
 }
 
 type corpusRun struct {

@@ -86,7 +86,7 @@ func (p *runProgress) outcome(v experiments.VariantRun) string {
 	switch v.Status {
 	case experiments.StatusRunning:
 		if v.Phase != "" {
-			return v.Phase
+			return v.Phase + phaseProgress(v.Progress, !p.tty)
 		}
 		return "running"
 	case experiments.StatusSucceeded:
@@ -104,4 +104,21 @@ func (p *runProgress) outcome(v experiments.VariantRun) string {
 		s = s[:97] + "..." // one terminal line, so the redraw stays in place
 	}
 	return s
+}
+
+// phaseProgress is " 45% (450000/1000000 tuples, ETA 1m20s)" for a phase
+// that counts, "" for one that does not. coarse (off a terminal, where
+// every change is a new line) gives only the percentage in steps of 10.
+func phaseProgress(p *experiments.PhaseProgress, coarse bool) string {
+	if p == nil || p.Total <= 0 {
+		return ""
+	}
+	if coarse {
+		return fmt.Sprintf(" %d%%", int(10*p.Fraction())*10)
+	}
+	s := fmt.Sprintf(" %3.0f%% (%d/%d %s", 100*p.Fraction(), p.Done, p.Total, p.Unit)
+	if p.ETASeconds != nil {
+		s += ", ETA " + (time.Duration(*p.ETASeconds) * time.Second).String()
+	}
+	return s + ")"
 }

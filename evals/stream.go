@@ -1,0 +1,100 @@
+package evals
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// Collection is a BEIR-layout dataset whose corpus stays on disk: queries
+// and judgments are in memory (they are small), documents are read on
+// demand by EachDoc, one at a time, so a million-document corpus costs no
+// memory. A Collection is read-only and safe for concurrent use; each
+// EachDoc call opens the corpus file again.
+type Collection struct {
+	Name    string
+	Queries []Query
+	Qrels   Qrels
+	// Docs is the number of documents OpenBEIR counted.
+	Docs int
+	// Corpus is the path of corpus.jsonl.
+	Corpus string
+}
+
+// OpenBEIR opens a BEIR-layout dataset in dir as LoadBEIR does, without
+// keeping the corpus: it reads queries.jsonl and qrels/<split>.tsv and
+// scans corpus.jsonl once to count and validate its documents and to check
+// that every judged document is in it (ErrUnknownID names the qrels file
+// and the first missing document). Unlike LoadBEIR it does not check
+// that document ids are unique (see ScanCorpus).
+func OpenBEIR(dir, split string) (*Collection, error) {
+	c := &Collection{Name: filepath.Base(filepath.Clean(dir)), Corpus: filepath.Join(dir, "corpus.jsonl")}
+	qpath := filepath.Join(dir, "queries.jsonl")
+	f, err := os.Open(qpath)
+	if err != nil {
+		return nil, fmt.Errorf("open dataset: %w", err)
+	}
+	c.Queries, err = ReadQueries(f, qpath)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("open dataset: %w", err)
+	}
+	queries := make(map[string]bool, len(c.Queries))
+	for _, q := range c.Queries {
+		queries[q.ID] = true
+	}
+	rpath := filepath.Join(dir, "qrels", split+".tsv")
+	if f, err = os.Open(rpath); err != nil {
+		return nil, fmt.Errorf("open dataset: %w", err)
+	}
+	c.Qrels, err = readQrels(f, rpath, true, func(qid, _ string) error {
+		if !queries[qid] {
+			return fmt.Errorf("query %q is not in queries.jsonl: %w", qid, ErrUnknownID)
+		}
+		return nil
+	})
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("open dataset: read qrels: %w", err)
+	}
+	judged := map[string]bool{}
+	for _, docs := range c.Qrels {
+		for d := range docs {
+			judged[d] = false
+		}
+	}
+	if err := c.EachDoc(func(d Doc) error {
+		c.Docs++
+		if _, ok := judged[d.ID]; ok {
+			judged[d.ID] = true
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("open dataset: %w", err)
+	}
+	var missing []string
+	for d, ok := range judged {
+		if !ok {
+			missing = append(missing, d)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, fmt.Errorf("open dataset: %s: document %q (and %d more) is not in corpus.jsonl: %w",
+			rpath, missing[0], len(missing)-1, ErrUnknownID)
+	}
+	return c, nil
+}
+
+// EachDoc calls fn for every document in file order (see ScanCorpus); an
+// error from fn stops the scan and is returned as is.
+func (c *Collection) EachDoc(fn func(Doc) error) error {
+	f, err := os.Open(c.Corpus)
+	if err != nil {
+		return fmt.Errorf("read corpus: %w", err)
+	}
+	defer f.Close()
+	return ScanCorpus(io.Reader(f), c.Corpus, fn)
+}

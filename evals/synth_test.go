@@ -1,0 +1,145 @@
+package evals
+
+import (
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func hashDir(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	for _, f := range []string{"corpus.jsonl", "queries.jsonl", "qrels/test.tsv"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(b)
+	}
+	return string(h.Sum(nil))
+}
+
+func TestWriteSynth(t *testing.T) {
+	o := SynthOptions{Docs: 500, Queries: 20, Seed: 7}
+	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
+	st, err := WriteSynth(a, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (SynthStats{Docs: 500, Queries: 20, Judgments: 200}) {
+		t.Fatalf("stats %+v", st)
+	}
+	if _, err := WriteSynth(b, o); err != nil {
+		t.Fatal(err)
+	}
+	o2 := o
+	o2.Seed = 8
+	if _, err := WriteSynth(c, o2); err != nil {
+		t.Fatal(err)
+	}
+	if hashDir(t, a) != hashDir(t, b) {
+		t.Error("same seed wrote different collections")
+	}
+	if hashDir(t, a) == hashDir(t, c) {
+		t.Error("another seed wrote the same collection")
+	}
+
+	// The loader that validates everything reads it, and the streaming
+	// one agrees.
+	ds, err := LoadBEIR(a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds.Corpus) != 500 || len(ds.Queries) != 20 || ds.Qrels.NumJudgments() != 200 {
+		t.Fatalf("loaded %d docs, %d queries, %d judgments", len(ds.Corpus), len(ds.Queries), ds.Qrels.NumJudgments())
+	}
+	col, err := OpenBEIR(a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if col.Docs != 500 || len(col.Queries) != 20 || col.Qrels.NumJudgments() != 200 {
+		t.Fatalf("opened %d docs, %d queries, %d judgments", col.Docs, len(col.Queries), col.Qrels.NumJudgments())
+	}
+	i := 0
+	if err := col.EachDoc(func(d Doc) error {
+		if d != ds.Corpus[i] {
+			t.Fatalf("doc %d: stream %+v, load %+v", i, d, ds.Corpus[i])
+		}
+		if sd, _ := SynthDoc(o, i); sd != d {
+			t.Fatalf("SynthDoc(%d) = %+v, file has %+v", i, sd, d)
+		}
+		i++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Qrels are consistent with the text: a relevant document holds every
+	// key word of its query, a non-relevant one never does.
+	docs := map[string]Doc{}
+	for _, d := range ds.Corpus {
+		docs[d.ID] = d
+	}
+	for _, q := range ds.Queries {
+		keys := strings.Fields(q.Text)
+		holdsAll := func(d Doc) bool {
+			text := " " + d.Title + " " + d.Text + " "
+			n := 0
+			for _, k := range keys {
+				if strings.Contains(text, " "+k+" ") {
+					n++
+				}
+			}
+			return n >= 3
+		}
+		grade2 := 0
+		for _, d := range ds.Corpus {
+			rel, judged := ds.Qrels[q.ID][d.ID]
+			if judged != holdsAll(d) {
+				t.Fatalf("query %s (%q), doc %s: judged %v, holds every key word %v", q.ID, q.Text, d.ID, judged, holdsAll(d))
+			}
+			if rel == 2 {
+				grade2++
+			}
+		}
+		if len(ds.Qrels[q.ID]) != 10 || grade2 != 1 {
+			t.Fatalf("query %s: %d judgments, %d of grade 2", q.ID, len(ds.Qrels[q.ID]), grade2)
+		}
+	}
+}
+
+func TestWriteSynthOptions(t *testing.T) {
+	for _, o := range []SynthOptions{{Docs: 10, Queries: 0}, {Docs: 5, Queries: 6}} {
+		if _, err := WriteSynth(t.TempDir(), o); !errors.Is(err, ErrSynthOptions) {
+			t.Errorf("%+v: err %v, want ErrSynthOptions", o, err)
+		}
+	}
+	// Fewer documents than queries × Relevant: every query still gets one.
+	dir := t.TempDir()
+	st, err := WriteSynth(dir, SynthOptions{Docs: 30, Queries: 20, Relevant: 10})
+	if err != nil || st.Judgments != 20 {
+		t.Fatalf("stats %+v, err %v", st, err)
+	}
+	if _, err := LoadBEIR(dir, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenBEIRUnknownDoc(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteSynth(dir, SynthOptions{Docs: 40, Queries: 4, Relevant: 2}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "qrels", "test.tsv"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("q000001\tnope\t1\n")
+	f.Close()
+	if _, err := OpenBEIR(dir, "test"); !errors.Is(err, ErrUnknownID) || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("err %v, want ErrUnknownID naming nope", err)
+	}
+}
