@@ -77,6 +77,27 @@ func MeasureLatency(ctx context.Context, n, clients int, query func(ctx context.
 		return LatencyStats{}, fmt.Errorf("latency: %d queries, %d clients: %w", n, clients, ErrInvalidArgument)
 	}
 	clients = min(clients, n)
+	durations, wall, err := ClosedLoop(ctx, n, clients, func(ctx context.Context, _, i int) (time.Duration, error) {
+		t0 := time.Now()
+		if err := query(ctx, i); err != nil {
+			return 0, fmt.Errorf("query %d: %w", i, err)
+		}
+		return time.Since(t0), nil
+	})
+	if err != nil {
+		return LatencyStats{}, fmt.Errorf("latency: %w", err)
+	}
+	return SummarizeLatency(durations, max(wall, time.Nanosecond), clients)
+}
+
+// ClosedLoop calls call(ctx, client, i) once for each i in [0, n) from
+// clients goroutines (client 0 .. clients-1, so a caller can give each its
+// own connection) that take the next index as they finish: a closed-loop
+// load with clients users. It returns the duration each call reports, by
+// i, and the wall time of the whole loop. The first error cancels ctx for
+// the others and is returned, as is a cancelled context. All goroutines
+// have returned when ClosedLoop returns.
+func ClosedLoop(ctx context.Context, n, clients int, call func(ctx context.Context, client, i int) (time.Duration, error)) ([]time.Duration, time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	durations := make([]time.Duration, n)
@@ -85,7 +106,7 @@ func MeasureLatency(ctx context.Context, n, clients int, query func(ctx context.
 	var firstErr error
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range clients {
+	for c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -94,24 +115,23 @@ func MeasureLatency(ctx context.Context, n, clients int, query func(ctx context.
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				t0 := time.Now()
-				err := query(ctx, i)
-				durations[i] = time.Since(t0)
+				d, err := call(ctx, c, i)
 				if err != nil {
-					once.Do(func() { firstErr = fmt.Errorf("latency: query %d: %w", i, err) })
+					once.Do(func() { firstErr = err })
 					cancel()
 					return
 				}
+				durations[i] = d
 			}
 		}()
 	}
 	wg.Wait()
 	wall := time.Since(start)
 	if firstErr != nil {
-		return LatencyStats{}, firstErr
+		return nil, 0, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return LatencyStats{}, fmt.Errorf("latency: %w", err)
+		return nil, 0, err
 	}
-	return SummarizeLatency(durations, max(wall, time.Nanosecond), clients)
+	return durations, wall, nil
 }

@@ -7,8 +7,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -448,44 +446,11 @@ func (s *Service) timeQueries(ctx context.Context, fk *evalFork, tbl vectors.Tab
 }
 
 // timedPass runs search for i in [0, n) from one goroutine per
-// connection, each taking the next i as it finishes (a closed loop), and
-// returns each search's latency and the pass's wall time. The first error
-// stops the pass. Every goroutine has returned when it returns.
+// connection, each taking the next i as it finishes (evals.ClosedLoop),
+// and returns each search's latency and the pass's wall time. The first
+// error stops the pass. Every goroutine has returned when it returns.
 func timedPass(ctx context.Context, conns []*pgx.Conn, n int, search func(conn *pgx.Conn, i int) (time.Duration, error)) ([]time.Duration, time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	durs := make([]time.Duration, n)
-	var next atomic.Int64
-	var once sync.Once
-	var firstErr error
-	var wg sync.WaitGroup
-	start := time.Now()
-	for _, conn := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				d, err := search(conn, i)
-				if err != nil {
-					once.Do(func() { firstErr = err })
-					cancel()
-					return
-				}
-				durs[i] = d
-			}
-		}()
-	}
-	wg.Wait()
-	wall := time.Since(start)
-	if firstErr != nil {
-		return nil, 0, firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, 0, err
-	}
-	return durs, wall, nil
+	return evals.ClosedLoop(ctx, n, len(conns), func(_ context.Context, c, i int) (time.Duration, error) {
+		return search(conns[c], i)
+	})
 }

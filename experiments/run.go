@@ -451,12 +451,17 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		fail(statusOf(ctx, StatusFailed), fmt.Errorf("resolve base %s: %w", run.Spec.Base, err))
 		return
 	}
-	if ds == nil {
-		var discard func()
-		ds, docs, discard, err = s.sqlDataset(ctx, run, base)
-		if discard != nil {
-			defer discard()
+	// The SQL dataset's fork lives until every variant has read it, and
+	// goes before the run's final status is written (once = here or on
+	// an early return).
+	var discardDataset func()
+	defer func() {
+		if discardDataset != nil {
+			discardDataset()
 		}
+	}()
+	if ds == nil {
+		ds, docs, discardDataset, err = s.sqlDataset(ctx, run, base)
 		if err != nil {
 			fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
 			return
@@ -505,6 +510,10 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		}()
 	}
 	wg.Wait()
+	if discardDataset != nil {
+		discardDataset()
+		discardDataset = nil
+	}
 	now := s.cfg.Now()
 	_ = s.updateRun(run.ID, func(r *Run) {
 		ok, bad := 0, 0
