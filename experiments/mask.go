@@ -190,17 +190,34 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 		return maskSQLErr("begin", err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
-		return maskSQLErr("set session_replication_role", err)
+	// This session is the superuser's, on data a write key may have
+	// shaped: resolve nothing through schemas users own, and run none of
+	// their code. Triggers that fire in replica mode (ENABLE ALWAYS or
+	// REPLICA) would run as the superuser, so a table with one is refused.
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL session_replication_role = replica"); err != nil {
+		return maskSQLErr("set search_path and session_replication_role", err)
 	}
 	cols := make([]masking.Column, len(p.Rules))
 	for i, r := range p.Rules {
-		err := tx.QueryRow(ctx, masking.ColumnQuery, masking.QuotedTable(r.Table), r.Column).Scan(&cols[i].Type, &cols[i].TypName, &cols[i].Category)
+		var builtinType bool
+		err := tx.QueryRow(ctx, masking.ColumnQuery, masking.QuotedTable(r.Table), r.Column).Scan(&cols[i].Type, &cols[i].TypName, &cols[i].Category, &builtinType)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("masking policy rule %d: branch %s has no column %s in table %s: %w", i, branch, r.Column, r.Table, ErrConflict)
 		}
 		if err != nil {
 			return maskSQLErr("read column types", err)
+		}
+		if !builtinType {
+			return fmt.Errorf("masking policy rule %d: column %s of %s has type %s, which a user owns; only built-in and extension types are masked: %w", i, r.Column, r.Table, cols[i].Type, ErrConflict)
+		}
+		var trigger string
+		err = tx.QueryRow(ctx, `SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgenabled IN ('A', 'R') LIMIT 1`,
+			masking.QuotedTable(r.Table)).Scan(&trigger)
+		if err == nil {
+			return fmt.Errorf("masking policy rule %d: table %s has trigger %s enabled in replica mode, which masking would fire as the superuser; disable it first: %w", i, r.Table, trigger, ErrConflict)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return maskSQLErr("read triggers", err)
 		}
 	}
 	stmts, err := p.Update(cols)

@@ -230,13 +230,40 @@ func TestMaskFailure(t *testing.T) {
 	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f2", Masked: true}); !errors.Is(err, ErrConflict) || strings.Contains(err.Error(), "shop.test") {
 		t.Errorf("masked fork violating a unique index: %v, want ErrConflict quoting no value", err)
 	}
+	// Masking runs as the superuser: no trigger that fires in replica
+	// mode, and no column of a type a user owns (its casts are the user's
+	// code).
+	if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: `CREATE FUNCTION public.noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+		CREATE TRIGGER always_fires BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION public.noop();
+		ALTER TABLE customers ENABLE ALWAYS TRIGGER always_fires`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetMaskPolicy(ctx, "p", testMaskPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f4", Masked: true}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "always_fires") {
+		t.Errorf("masked fork of a table with an ALWAYS trigger: %v, want ErrConflict naming it", err)
+	}
+	if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: "DROP TRIGGER always_fires ON customers"}); err != nil {
+		t.Fatal(err)
+	}
+	owner := WithCaller(context.Background(), Caller{KeyID: "w", Scopes: []Scope{{Role: RoleWrite, Project: "p"}}})
+	if _, err := s.Query(owner, QueryRequest{Project: "p", Branch: "main", SQL: "CREATE TYPE mood AS ENUM ('calm'); CREATE TABLE moods (m mood); INSERT INTO moods VALUES ('calm')"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetMaskPolicy(ctx, "p", masking.Policy{Rules: []masking.Rule{{Table: "moods", Column: "m", Method: masking.Null}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f5", Masked: true}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "which a user owns") {
+		t.Errorf("masked fork of a column of a user's type: %v, want ErrConflict", err)
+	}
 	if err := s.DeleteMaskPolicy(ctx, "p"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f3", Masked: true}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("masked fork without a policy: %v, want ErrNotFound", err)
 	}
-	for _, n := range []string{"f1", "f2", "f3"} {
+	for _, n := range []string{"f1", "f2", "f3", "f4", "f5"} {
 		if _, err := s.GetBranch(ctx, "p", n); !errors.Is(err, ErrNotFound) {
 			t.Errorf("branch %s after failed masking: %v, want ErrNotFound", n, err)
 		}

@@ -186,7 +186,11 @@ type Column struct {
 
 // ColumnQuery reads a Column: parameters $1 the quoted table name
 // (QuotedTable), $2 the column name. No row: the table or column is missing.
-const ColumnQuery = `SELECT format_type(a.atttypid, a.atttypmod), t.typname, t.typcategory::text
+// The last value says whether the column's type belongs to the bootstrap
+// superuser (built-in or an extension's): masking casts values of the
+// column as the superuser, and a cast of a user's own type could run the
+// user's code with superuser rights.
+const ColumnQuery = `SELECT format_type(a.atttypid, a.atttypmod), t.typname, t.typcategory::text, t.typowner = 10
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`
 
