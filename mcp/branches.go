@@ -141,7 +141,7 @@ func (s *Server) branchTools() []*tool {
 			mcpgo.WithDescription("DELETES a branch and all its data, and stops its compute. The parent and other branches are not affected. "+
 				"Use it when you are done with a fork. Refused for the main branch and protected branches; a branch with child branches needs cascade. Cannot be undone unless a snapshot of it exists. "+
 				"Cheap. Returns the name of the discarded branch."),
-			annotations(false, true, true),
+			annotations(false, true, false),
 			projectArg(),
 			branchArg("Branch to delete."),
 			mcpgo.WithBoolean("cascade", mcpgo.Description("Also delete the branch's child branches (recursively). Default false: a branch with children is refused.")),

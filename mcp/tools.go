@@ -23,6 +23,18 @@ const (
 
 // annotations sets all four hints of a tool, so none is left to mcp-go's
 // defaults (which are "destructive, open world").
+// toolRows is the max_rows of a query tool: defaultToolRows when the agent
+// gives none; an explicit value below 1 is refused, as the schema says.
+func toolRows(maxRows *int) (int, error) {
+	if maxRows == nil {
+		return defaultToolRows, nil
+	}
+	if *maxRows < 1 {
+		return 0, &experiments.FieldError{Field: "max_rows", Reason: "must be at least 1 (leave it out for the default)"}
+	}
+	return *maxRows, nil
+}
+
 func annotations(readOnly, destructive, idempotent bool) mcpgo.ToolOption {
 	return mcpgo.WithToolAnnotation(mcpgo.ToolAnnotation{
 		ReadOnlyHint:    mcpgo.ToBoolPtr(readOnly),
@@ -63,7 +75,7 @@ type runSQLArgs struct {
 	SQL       string `json:"sql"`
 	Params    []any  `json:"params"`
 	ReadOnly  *bool  `json:"read_only"`
-	MaxRows   int    `json:"max_rows"`
+	MaxRows   *int   `json:"max_rows"`
 	TimeoutMS int    `json:"timeout_ms"`
 }
 
@@ -111,14 +123,16 @@ func (s *Server) runSQLTool() *tool {
 				return nil, "", err
 			}
 			req := experiments.QueryRequest{Project: c.projectOr(a.Project), Branch: a.Branch, SQL: a.SQL, Params: a.Params,
-				ReadOnly: c.readOnly || (a.ReadOnly != nil && *a.ReadOnly), MaxRows: a.MaxRows, TimeoutMS: a.TimeoutMS}
+				ReadOnly: c.readOnly || (a.ReadOnly != nil && *a.ReadOnly), TimeoutMS: a.TimeoutMS}
 			if c.readOnly && a.ReadOnly != nil && !*a.ReadOnly {
 				s.svc.RecordRefusal(ctx, "mcp.run_sql", "mcp/run_sql", "read_only false; key has read scope only")
 				return nil, "", &experiments.FieldError{Field: "read_only", Reason: "this key has read scope only, so queries run read-only; leave read_only out or pass true"}
 			}
-			if req.MaxRows == 0 {
-				req.MaxRows = defaultToolRows
+			rows, err := toolRows(a.MaxRows)
+			if err != nil {
+				return nil, "", err
 			}
+			req.MaxRows = rows
 			res, err := s.svc.Query(ctx, req)
 			if err != nil {
 				return nil, "", err
@@ -131,7 +145,7 @@ type runSQLTransactionArgs struct {
 	Project    string                  `json:"project"`
 	Branch     string                  `json:"branch"`
 	Statements []experiments.Statement `json:"statements"`
-	MaxRows    int                     `json:"max_rows"`
+	MaxRows    *int                    `json:"max_rows"`
 	TimeoutMS  int                     `json:"timeout_ms"`
 }
 
@@ -167,10 +181,12 @@ func (s *Server) runSQLTransactionTool() *tool {
 			if len(a.Statements) == 0 {
 				return nil, "", &experiments.FieldError{Field: "statements", Reason: "give at least one statement"}
 			}
-			req := experiments.QueryRequest{Project: c.projectOr(a.Project), Branch: a.Branch, Statements: a.Statements, MaxRows: a.MaxRows, TimeoutMS: a.TimeoutMS}
-			if req.MaxRows == 0 {
-				req.MaxRows = defaultToolRows
+			req := experiments.QueryRequest{Project: c.projectOr(a.Project), Branch: a.Branch, Statements: a.Statements, TimeoutMS: a.TimeoutMS}
+			rows, err := toolRows(a.MaxRows)
+			if err != nil {
+				return nil, "", err
 			}
+			req.MaxRows = rows
 			res, err := s.svc.Query(ctx, req)
 			if err != nil {
 				return nil, "", err
