@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -531,15 +532,46 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 	// committed row is there.
 	s.exec("main", "CREATE TABLE crash (id int)", "INSERT INTO crash VALUES (7)")
 	_ = s.conn("main")
+	// Under load: a client writing on another branch while the server dies.
+	s.must(201, "POST", "/v1/projects/main/branches", map[string]any{"name": "busy"}, nil)
+	s.exec("busy", "CREATE TABLE load (id int)")
+	busy := s.conn("busy")
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for i := 0; ; i++ {
+			if _, err := busy.Exec(context.Background(), "INSERT INTO load VALUES ($1)", i); err != nil {
+				return // the server died
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	before := endpointProcs(t, s.dataDir)
+	if len(before) < 4 {
+		t.Fatalf("%d endpoint processes before the kill, want two clusters' worth", len(before))
+	}
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-s.done
+	<-loadDone
 	s.stderr.Close()
 	s.start()
 	var got int
 	if err := s.conn("main").QueryRow(context.Background(), "SELECT id FROM crash").Scan(&got); err != nil || got != 7 {
 		t.Errorf("after kill -9 and restart: %d %v\n%s", got, err, s.log())
+	}
+	// Nothing of the old endpoints is left, in any state (a process stuck
+	// in D on a dead FUSE connection included).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		left := survivors(before)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("processes of the killed server's endpoints still there after the restart: %v", left)
+			break
+		}
 	}
 	s.stop()
 	st, err := storage.Open(filepath.Join(s.dataDir, "store"), &storage.Options{GCInterval: -1})
@@ -561,4 +593,68 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 		sns, _ := st.Snapshots("main")
 		t.Logf("snapshots %+v", sns)
 	}
+}
+
+// endpointProcs lists the processes (pid → start time) whose working
+// directory or command line is under dir: the postmasters and backends of
+// the endpoints of a server on that data dir.
+func endpointProcs(t *testing.T, dir string) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if !strings.HasPrefix(cwd, dir) && !bytes.Contains(cmd, []byte(dir)) {
+			continue
+		}
+		if st := procStart(pid); st != "" {
+			out[pid] = st
+		}
+	}
+	return out
+}
+
+// procStart is field 22 of /proc/<pid>/stat (start time), "" when gone.
+func procStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// survivors are the processes of procs still alive (same pid and start
+// time), with their state.
+func survivors(procs map[int]string) []string {
+	var left []string
+	for pid, st := range procs {
+		if procStart(pid) != st {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		state := ""
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "State:") {
+				state = strings.TrimSpace(strings.TrimPrefix(l, "State:"))
+			}
+		}
+		left = append(left, fmt.Sprintf("%d (%s)", pid, state))
+	}
+	return left
 }
