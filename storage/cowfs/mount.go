@@ -234,8 +234,33 @@ func (m *MountPoint) Unmount(ctx context.Context) error {
 // abortConn aborts a FUSE connection through fusectl, if it is mounted
 // (at /sys/fs/fuse/connections), and reports whether it did.
 func abortConn(dev uint64) bool {
-	minor := dev&0xff | (dev>>12)&0xfff00
-	f, err := os.OpenFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", minor), os.O_WRONLY, 0)
+	return abortMinor(dev&0xff | (dev>>12)&0xfff00)
+}
+
+// fusectlDir is where fusectl lists FUSE connections by device minor.
+const fusectlDir = "/sys/fs/fuse/connections"
+
+// mountFusectl mounts fusectl at fusectlDir unless it is mounted, so that
+// connections can be aborted; systemd does this at boot, minimal systems
+// and containers may not. Failures are ignored (abortMinor then reports
+// false).
+func mountFusectl() {
+	ms, err := readMountInfo()
+	if err != nil {
+		return
+	}
+	for _, m := range ms {
+		if m.fstype == "fusectl" {
+			return
+		}
+	}
+	_ = syscall.Mount("fusectl", fusectlDir, "fusectl", 0, "")
+}
+
+// abortMinor aborts the FUSE connection of device minor through fusectl
+// and reports whether it did.
+func abortMinor(minor uint64) bool {
+	f, err := os.OpenFile(fmt.Sprintf("%s/%d/abort", fusectlDir, minor), os.O_WRONLY, 0)
 	if err != nil {
 		return false
 	}
@@ -248,6 +273,7 @@ func abortConn(dev uint64) bool {
 type mountInfo struct {
 	dir    string
 	fstype string
+	minor  uint64 // of the mount's device: its FUSE connection in fusectl
 }
 
 func readMountInfo() ([]mountInfo, error) {
@@ -277,7 +303,11 @@ func parseMountInfo(r io.Reader) ([]mountInfo, error) {
 		if sep < 0 || sep+1 >= len(fields) {
 			return nil, fmt.Errorf("mountinfo line %q: %w", sc.Text(), ErrBadMountInfo)
 		}
-		out = append(out, mountInfo{dir: unescapeOctal(fields[4]), fstype: fields[sep+1]})
+		m := mountInfo{dir: unescapeOctal(fields[4]), fstype: fields[sep+1]}
+		if _, mn, ok := strings.Cut(fields[2], ":"); ok {
+			m.minor, _ = strconv.ParseUint(mn, 10, 64)
+		}
+		out = append(out, m)
 	}
 	return out, sc.Err()
 }
@@ -318,7 +348,8 @@ func isMounted(dir string) (bool, error) {
 	return false, nil
 }
 
-// CleanStale lazily detaches every offshoot FUSE mount at or below runDir,
+// CleanStale aborts the FUSE connection of every offshoot mount at or
+// below runDir (mounting fusectl if need be), lazily detaches the mounts,
 // deepest first, and returns the mount points it detached. Call it at
 // start-up, before anything is mounted, to clear what a crashed process
 // left behind (their mount points fail with ENOTCONN). It must not run
@@ -333,10 +364,22 @@ func CleanStale(runDir string) ([]string, error) {
 		return nil, fmt.Errorf("clean stale mounts: %w", err)
 	}
 	var dirs []string
+	var minors []uint64
 	for _, m := range ms {
 		if m.fstype == FSType && (m.dir == runDir || strings.HasPrefix(m.dir, runDir+"/")) {
 			dirs = append(dirs, m.dir)
+			minors = append(minors, m.minor)
 		}
+	}
+	// A connection some process still holds (an inherited /dev/fuse
+	// descriptor) would keep every request to the dead server waiting
+	// forever, and its callers in D state: abort it first, so they fail
+	// with ENOTCONN and can exit.
+	if len(minors) > 0 {
+		mountFusectl()
+	}
+	for _, minor := range minors {
+		abortMinor(minor)
 	}
 	var done []string
 	var errs []error

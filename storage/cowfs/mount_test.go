@@ -284,7 +284,7 @@ func TestParseMountInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []mountInfo{{"/proc", "proc"}, {"/tmp/a b", FSType}, {"/x", "ext4"}}
+	want := []mountInfo{{"/proc", "proc", 21}, {"/tmp/a b", FSType, 0}, {"/x", "ext4", 0}}
 	if fmt.Sprint(ms) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", ms, want)
 	}
