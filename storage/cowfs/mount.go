@@ -194,8 +194,9 @@ func (m *MountPoint) Done() <-chan struct{} { return m.served }
 // at once. When a process still holds a file or directory in it (EBUSY),
 // it is detached lazily: the path is free at once and the remaining users
 // keep being served until they let go. If ctx ends first, the connection
-// is aborted (their I/O fails with ENOTCONN) when fusectl is mounted at
-// /sys/fs/fuse/connections; otherwise Unmount returns ctx's error and the
+// is aborted (their I/O fails with ENOTCONN) through fusectl, which it
+// mounts at /sys/fs/fuse/connections if need be; where that fails
+// Unmount returns ctx's error and the
 // detached mount is served until its last user lets go (see Done).
 // Unmount returns nil once the server has stopped; calling it again
 // returns nil.
@@ -221,6 +222,9 @@ func (m *MountPoint) Unmount(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	if dev != 0 {
+		mountFusectl()
+	}
 	if dev != 0 && abortConn(dev) {
 		select {
 		case <-m.served:
@@ -245,16 +249,23 @@ const fusectlDir = "/sys/fs/fuse/connections"
 // and containers may not. Failures are ignored (abortMinor then reports
 // false).
 func mountFusectl() {
+	if !fusectlMounted() {
+		_ = syscall.Mount("fusectl", fusectlDir, "fusectl", 0, "")
+	}
+}
+
+// fusectlMounted reports whether fusectl is mounted (anywhere).
+func fusectlMounted() bool {
 	ms, err := readMountInfo()
 	if err != nil {
-		return
+		return false
 	}
 	for _, m := range ms {
 		if m.fstype == "fusectl" {
-			return
+			return true
 		}
 	}
-	_ = syscall.Mount("fusectl", fusectlDir, "fusectl", 0, "")
+	return false
 }
 
 // abortMinor aborts the FUSE connection of device minor through fusectl
