@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"strings"
 
@@ -176,7 +177,7 @@ func (c call) bind(v any) error {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &te):
-			return &experiments.FieldError{Field: te.Field, Reason: fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}
+			return &experiments.FieldError{Field: te.Field, Reason: fmt.Sprintf("want %s, got %s", jsonKind(te.Type), jsonArticle(te.Value))}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return &experiments.FieldError{Field: f, Reason: "unknown argument; the tool's input schema lists the arguments"}
@@ -185,6 +186,43 @@ func (c call) bind(v any) error {
 		}
 	}
 	return nil
+}
+
+// jsonKind names what a Go type decodes from, as an agent reads a JSON
+// schema ("an array", "a string"), not as Go prints it ("[]interface {}").
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "a JSON value"
+}
+
+// jsonArticle is json.UnmarshalTypeError.Value ("string", "number 1.5",
+// "array") with an article.
+func jsonArticle(v string) string {
+	if v == "" {
+		return "something else"
+	}
+	switch v[0] {
+	case 'a', 'e', 'i', 'o', 'u':
+		return "an " + v
+	}
+	return "a " + v
 }
 
 // canWrite reports whether a caller has any scope that permits writes.
