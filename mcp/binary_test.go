@@ -427,7 +427,7 @@ func TestBinaryForward(t *testing.T) {
 	}
 	toolErr(t, c, "run_sql", map[string]any{"branch": "main", "sql": "SELEC"}, "42601")
 	var fork experiments.Branch
-	ok(t, c, "fork_branch", map[string]any{"name": "fwd"}, &fork)
+	ok(t, c, "fork_branch", map[string]any{"name": "fwd", "parent_id": "main"}, &fork)
 	ok(t, c, "discard_branch", map[string]any{"branch": "fwd"}, nil)
 	b, err := json.Marshal(fork)
 	if err != nil || !strings.Contains(string(b), `"parent_id":"main"`) {

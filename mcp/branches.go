@@ -104,6 +104,7 @@ func (s *Server) branchTools() []*tool {
 			projectArg(),
 			mcpgo.WithString("name", mcpgo.Required(), mcpgo.Description("Name of the new branch: [a-z0-9][a-z0-9._/-]{0,62}, e.g. \"agent/try-index\".")),
 			mcpgo.WithString("parent", mcpgo.Description("Branch to fork. Default the project's main branch (with snapshot: the snapshot's branch).")),
+			mcpgo.WithString("parent_id", mcpgo.Description("The same as parent, by the name the HTTP API and describe_branch use; give one of the two.")),
 			mcpgo.WithString("at_time", mcpgo.Description("Fork the parent as it was at this RFC 3339 time, e.g. \"2026-01-02T15:04:05Z\" (point-in-time branch; must be inside the retained history, 24 h by default).")),
 			mcpgo.WithString("snapshot", mcpgo.Description("Fork from this snapshot instead of a branch head; list_snapshots shows them.")),
 			mcpgo.WithString("ttl", mcpgo.Description("How long the branch lives before it is deleted automatically, as a Go duration (\"30m\", \"2h\", \"168h\"). Default 24h; \"0s\" keeps it until discarded.")),
@@ -113,12 +114,19 @@ func (s *Server) branchTools() []*tool {
 			Project  string            `json:"project"`
 			Name     string            `json:"name"`
 			Parent   string            `json:"parent"`
+			ParentID string            `json:"parent_id"`
 			AtTime   string            `json:"at_time"`
 			Snapshot string            `json:"snapshot"`
 			TTL      string            `json:"ttl"`
 			Labels   map[string]string `json:"labels"`
 			Masked   bool              `json:"masked"`
 		}) (any, string, error) {
+			if a.Parent != "" && a.ParentID != "" && a.Parent != a.ParentID {
+				return nil, "", &experiments.FieldError{Field: "parent_id", Reason: "differs from parent; give one of the two"}
+			}
+			if a.Parent == "" {
+				a.Parent = a.ParentID
+			}
 			req := experiments.CreateBranchRequest{Project: c.projectOr(a.Project), Name: a.Name, ParentID: a.Parent, Snapshot: a.Snapshot, TTL: a.TTL, Labels: a.Labels, Masked: a.Masked}
 			if req.TTL == "" {
 				req.TTL = defaultAgentTTL

@@ -353,6 +353,7 @@ func TestErrors(t *testing.T) {
 		toolErr(t, c, "run_sql", map[string]any{"branch": "main", "sql": "SELECT 1", "limit": 3}, "limit", "unknown argument")
 		toolErr(t, c, "run_sql", map[string]any{"branch": "main", "sql": "SELECT 1", "max_rows": "ten"}, "max_rows", "want an integer, got a string")
 		toolErr(t, c, "run_sql", map[string]any{"branch": "main", "sql": "SELECT 1", "params": "x"}, "params", "want an array, got a string")
+		toolErr(t, c, "fork_branch", map[string]any{"name": "x", "parent": "main", "parent_id": "other"}, "parent_id", "give one of the two")
 		toolErr(t, c, "run_sql", map[string]any{"branch": "main", "sql": "SELECT 1", "max_rows": 0}, "max_rows", "at least 1")
 		toolErr(t, c, "run_sql_transaction", map[string]any{"branch": "main", "statements": []any{map[string]any{"sql": "SELECT 1"}}, "max_rows": 0}, "max_rows", "at least 1")
 		toolErr(t, c, "run_sql", map[string]any{"branch": "main"}, "sql", "empty")
