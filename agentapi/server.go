@@ -145,7 +145,7 @@ func (s *Server) routes() {
 	s.maskRoutes()
 	s.runRoutes()
 	if s.cfg.MCP != nil {
-		e.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", echo.WrapHandler(s.cfg.MCP), s.auth("mcp"))
+		e.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", s.mcp, s.auth("mcp"))
 	}
 }
 

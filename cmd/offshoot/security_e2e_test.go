@@ -225,6 +225,37 @@ func TestE2ESecurity(t *testing.T) {
 		}
 		conn.Close(context.Background())
 	})
+	t.Run("mcp errors are problems", func(t *testing.T) {
+		for _, tc := range []struct {
+			method, session string
+			body            any
+		}{
+			{"GET", "", nil}, // no session: no empty stream held open
+			{"POST", "no-such-session", map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}},
+		} {
+			var rd io.Reader
+			if tc.body != nil {
+				b, _ := json.Marshal(tc.body)
+				rd = bytes.NewReader(b)
+			}
+			req, _ := http.NewRequest(tc.method, s.http+"/mcp", rd)
+			req.Header.Set("Authorization", "Bearer "+admin.Token)
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Content-Type", "application/json")
+			if tc.session != "" {
+				req.Header.Set("Mcp-Session-Id", tc.session)
+			}
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatalf("%s /mcp: %v", tc.method, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode < 400 || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("%s /mcp (session %q): %d %s %s, want a problem+json error", tc.method, tc.session, resp.StatusCode, resp.Header.Get("Content-Type"), b)
+			}
+		}
+	})
 	t.Run("proxy tells strangers nothing", func(t *testing.T) {
 		s.mustAs(admin.Token, 200, "POST", branchPath("other")+"/endpoint", map[string]any{"action": "suspend"}, nil)
 		var before struct {
