@@ -728,7 +728,8 @@ func (m *Manager) start(ep *endpoint) error {
 	}
 	m.wg.Add(1)
 	go m.supervise(ep, p)
-	if err := m.waitAccepting(ctx, pm); err != nil {
+	probe, err := m.waitAccepting(ctx, pm)
+	if err != nil {
 		m.mu.Lock()
 		p.stopping = true
 		ep.proc = nil
@@ -740,10 +741,16 @@ func (m *Manager) start(ep *endpoint) error {
 		os.Remove(m.pidFile(ep))
 		return fmt.Errorf("%w: %v; last log lines:\n%s", ErrStartFailed, err, pg.LastLines(opts.LogFile, 10))
 	}
-	if m.cfg.LocalAuth != "trust" {
-		return nil
+	if m.cfg.LocalAuth != "trust" || m.cfg.User != RoleSuperuser {
+		if probe != nil {
+			probe.Close(context.WithoutCancel(ctx))
+		}
+		if m.cfg.LocalAuth != "trust" {
+			return nil
+		}
+		probe = nil
 	}
-	if err := m.provision(ctx, ep, pm); err != nil {
+	if err := m.provision(ctx, ep, pm, probe); err != nil {
 		// The endpoint runs; clients of the built-in roles will see the
 		// cause when they connect. Record it rather than fail the start.
 		m.log.Error("provision roles", "project", ep.project, "branch", ep.branch, "err", err)
@@ -752,11 +759,15 @@ func (m *Manager) start(ep *endpoint) error {
 }
 
 // provision makes sure the cluster of a freshly started endpoint has the
-// built-in roles (EnsureRoles) and reports its verifiers.
-func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster) error {
-	conn, err := pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres"))
-	if err != nil {
-		return err
+// built-in roles (EnsureRoles) and reports its verifiers, on conn (the
+// readiness probe's superuser session, which it closes) or, when nil, a
+// new one: a second connection would cost every wake a backend start.
+func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster, conn *pgx.Conn) error {
+	if conn == nil {
+		var err error
+		if conn, err = pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres")); err != nil {
+			return err
+		}
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if err := EnsureRoles(ctx, conn); err != nil {
@@ -802,8 +813,9 @@ func (m *Manager) reportVerifiers(ctx context.Context, ep *endpoint, conn *pgx.C
 // working server). Probing is cheap but each probe makes the postmaster
 // fork, which slows a start on a busy machine; so it probes only once the
 // postmaster.pid status line says "ready" (checked every 2 ms), and once a
-// second regardless.
-func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) error {
+// second regardless. It returns the probe's connection when the probe got
+// in (the caller closes it), nil when it proved readiness by failing.
+func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) (*pgx.Conn, error) {
 	cs := pm.ConnString(m.cfg.User, m.cfg.Password, "postgres")
 	pidFile := filepath.Join(pm.Options().DataDir, "postmaster.pid")
 	const tick = 2 * time.Millisecond
@@ -813,22 +825,22 @@ func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) error {
 		if pidFileReady(pidFile) || time.Since(lastProbe) >= time.Second {
 			lastProbe = time.Now()
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			var conn *pgconn.PgConn
-			conn, err = pgconn.Connect(cctx, cs)
-			if err == nil {
-				conn.Close(context.Background())
-			}
+			var conn *pgx.Conn
+			conn, err = pgx.Connect(cctx, cs)
 			cancel()
+			if err == nil {
+				return conn, nil
+			}
 			var pgErr *pgconn.PgError
-			if err == nil || (errors.As(err, &pgErr) && pgErr.Code != "57P03") {
-				return nil
+			if errors.As(err, &pgErr) && pgErr.Code != "57P03" {
+				return nil, nil
 			}
 		}
 		select {
 		case <-pm.Done():
-			return fmt.Errorf("%w: %v", pg.ErrExited, pm.ExitErr())
+			return nil, fmt.Errorf("%w: %v", pg.ErrExited, pm.ExitErr())
 		case <-ctx.Done():
-			return fmt.Errorf("wait for postgres: %w (last error: %v)", ctx.Err(), err)
+			return nil, fmt.Errorf("wait for postgres: %w (last error: %v)", ctx.Err(), err)
 		case <-time.After(tick):
 		}
 	}

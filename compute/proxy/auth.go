@@ -298,37 +298,59 @@ func (l *limiter) prune(src string, now time.Time) []time.Time {
 // and in total) and connections past authentication (per branch and in
 // total), and refuses those beyond the caps.
 type admission struct {
-	mu        sync.Mutex
-	preauth   map[string]int
-	preTotal  int
-	perBranch map[Route]int
-	total     int
+	preauth capped[string]
+	conns   capped[Route]
+}
+
+// capped counts holders per key and in total under one lock.
+type capped[K comparable] struct {
+	mu    sync.Mutex
+	per   map[K]int
+	total int
+}
+
+// take counts one more holder of k unless that passes maxTotal (over is
+// "total") or maxPer (over is "per"); the returned func (idempotent)
+// gives it back. n is the count that was at its limit.
+func (c *capped[K]) take(k K, maxTotal, maxPer int) (release func(), over string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.total >= maxTotal {
+		return nil, "total", c.total
+	}
+	if c.per[k] >= maxPer {
+		return nil, "per", c.per[k]
+	}
+	if c.per == nil {
+		c.per = map[K]int{}
+	}
+	c.per[k]++
+	c.total++
+	return sync.OnceFunc(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.per[k]--; c.per[k] == 0 {
+			delete(c.per, k)
+		}
+		c.total--
+	}), "", 0
 }
 
 // admitUnauthenticated counts a new connection of src in the pre-auth
 // phase; the returned func (idempotent) ends that phase.
 func (s *Server) admitUnauthenticated(src string) (func(), error) {
-	a := &s.admission
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.preTotal >= s.cfg.MaxUnauthenticated {
+	release, over, n := s.admission.preauth.take(src, s.cfg.MaxUnauthenticated, s.cfg.MaxUnauthenticatedPerSource)
+	switch over {
+	case "total":
 		s.metrics.preauthRefused.WithLabelValues("total").Inc()
-		return nil, fmt.Errorf("%w: %d in total, the limit", ErrTooManyAuthenticating, a.preTotal)
-	}
-	if a.preauth[src] >= s.cfg.MaxUnauthenticatedPerSource {
+		return nil, fmt.Errorf("%w: %d in total, the limit", ErrTooManyAuthenticating, n)
+	case "per":
 		s.metrics.preauthRefused.WithLabelValues("source").Inc()
-		return nil, fmt.Errorf("%w: %d from %s, the limit per source", ErrTooManyAuthenticating, a.preauth[src], src)
+		return nil, fmt.Errorf("%w: %d from %s, the limit per source", ErrTooManyAuthenticating, n, src)
 	}
-	a.preauth[src]++
-	a.preTotal++
 	s.metrics.preauth.Inc()
 	return sync.OnceFunc(func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if a.preauth[src]--; a.preauth[src] == 0 {
-			delete(a.preauth, src)
-		}
-		a.preTotal--
+		release()
 		s.metrics.preauth.Dec()
 	}), nil
 }
@@ -336,27 +358,16 @@ func (s *Server) admitUnauthenticated(src string) (func(), error) {
 // admitConn counts a connection to route past authentication; the
 // returned func (idempotent) ends it.
 func (s *Server) admitConn(r Route) (func(), error) {
-	a := &s.admission
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.total >= s.cfg.MaxConns {
+	release, over, n := s.admission.conns.take(r, s.cfg.MaxConns, s.cfg.MaxConnsPerBranch)
+	switch over {
+	case "total":
 		s.metrics.capRefused.WithLabelValues("total").Inc()
-		return nil, fmt.Errorf("%w: %d connections through the proxy, the limit (MaxConns)", ErrTooManyConns, a.total)
-	}
-	if a.perBranch[r] >= s.cfg.MaxConnsPerBranch {
+		return nil, fmt.Errorf("%w: %d connections through the proxy, the limit (MaxConns)", ErrTooManyConns, n)
+	case "per":
 		s.metrics.capRefused.WithLabelValues("branch").Inc()
-		return nil, fmt.Errorf("%w: %d connections to branch %s/%s, the limit per branch (MaxConnsPerBranch)", ErrTooManyConns, a.perBranch[r], r.Project, r.Branch)
+		return nil, fmt.Errorf("%w: %d connections to branch %s/%s, the limit per branch (MaxConnsPerBranch)", ErrTooManyConns, n, r.Project, r.Branch)
 	}
-	a.perBranch[r]++
-	a.total++
-	return sync.OnceFunc(func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if a.perBranch[r]--; a.perBranch[r] == 0 {
-			delete(a.perBranch, r)
-		}
-		a.total--
-	}), nil
+	return release, nil
 }
 
 // refuseEarly answers a connection refused before its startup packet was

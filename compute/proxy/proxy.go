@@ -231,9 +231,8 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "proxy"), metrics: newMetrics(),
 		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, cancels: map[string]string{},
-		secret:    newSecret(),
-		limiter:   limiter{max: cfg.MaxAuthFailures, window: cfg.AuthFailureWindow, now: cfg.Now, fails: map[string][]time.Time{}},
-		admission: admission{preauth: map[string]int{}, perBranch: map[Route]int{}},
+		secret:  newSecret(),
+		limiter: limiter{max: cfg.MaxAuthFailures, window: cfg.AuthFailureWindow, now: cfg.Now, fails: map[string][]time.Time{}},
 	}, nil
 }
 
