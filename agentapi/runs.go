@@ -243,7 +243,7 @@ func (s *Server) acceptRun(c echo.Context) error {
 func (s *Server) runEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := param(c, "id")
-	r, err := s.svc.GetRun(ctx, id)
+	r, err := s.svc.GetRunStatus(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -253,9 +253,6 @@ func (s *Server) runEvents(c echo.Context) error {
 	w.WriteHeader(http.StatusOK)
 	last := ""
 	for {
-		for i := range r.Variants {
-			r.Variants[i].Results = nil
-		}
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -287,7 +284,7 @@ func (s *Server) runEvents(c echo.Context) error {
 			return nil
 		case <-time.After(250 * time.Millisecond):
 		}
-		if r, err = s.svc.GetRun(ctx, id); err != nil {
+		if r, err = s.svc.GetRunStatus(ctx, id); err != nil {
 			return nil
 		}
 	}

@@ -95,11 +95,15 @@
 // (SearchSpec.IterativeScan). Latency and QPS are then measured after
 // warm-up, over repeated passes and at concurrent clients (TimingSpec,
 // TimingReport). Everything is recorded in the control
-// database; forks are discarded unless KeepBranches. At most
+// database: per-query rankings in batches as they are produced, beside
+// the run's record (rankings.go), so a million-document run holds only
+// document ids in memory and a cancelled or interrupted variant keeps the
+// rankings it made; forks are discarded unless KeepBranches. At most
 // Spec.Concurrency groups run at once; a failing variant is recorded with
 // its phase and cause and the others go on; CancelRun and Close cancel.
-// GetRun returns a run's record with its status, each variant's phase and
-// metrics (read scope), ListRuns the runs a caller may read newest first
+// GetRun returns a run's record with its status, each variant's phase,
+// metrics and rankings (read scope), GetRunStatus the same without
+// rankings (for progress displays), ListRuns the runs a caller may read newest first
 // without per-query results, and WaitRun polls until a run is done.
 // Offline embedders with exact search give identical numbers on rerun
 // (pgvector's HNSW and IVFFlat builds are randomized, so ANN variants may

@@ -298,7 +298,21 @@ func (s *Service) updateRun(id string, fn func(r *Run)) error {
 	})
 }
 
+// getRun returns a run's record with its per-query rankings.
 func (s *Service) getRun(id string) (*Run, error) {
+	r, err := s.getRunRecord(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.withResults(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// getRunRecord returns a run's record without the rankings stored beside
+// it (rankings.go).
+func (s *Service) getRunRecord(id string) (*Run, error) {
 	var r Run
 	err := s.withDB(func(db *controldb.DB) error { return db.Get(runKey(id), &r) })
 	if errors.Is(err, controldb.ErrNotFound) {
@@ -310,14 +324,31 @@ func (s *Service) getRun(id string) (*Run, error) {
 	return &r, nil
 }
 
-// GetRun returns a run's full record (read scope on its project).
+// GetRun returns a run's full record with every variant's per-query
+// rankings (read scope on its project).
 func (s *Service) GetRun(ctx context.Context, id string) (*Run, error) {
-	r, err := s.getRun(id)
+	r, err := s.GetRunStatus(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.withResults(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// GetRunStatus returns a run's record without per-query rankings (read
+// scope on its project): what progress displays poll.
+func (s *Service) GetRunStatus(ctx context.Context, id string) (*Run, error) {
+	r, err := s.getRunRecord(id)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.authorize(ctx, RoleRead, r.Project, ""); err != nil {
 		return nil, err
+	}
+	for i := range r.Variants {
+		r.Variants[i].Results = nil
 	}
 	return r, nil
 }
@@ -395,12 +426,12 @@ func (s *Service) CancelRun(ctx context.Context, id string) error {
 // record.
 func (s *Service) WaitRun(ctx context.Context, id string) (*Run, error) {
 	for {
-		r, err := s.GetRun(ctx, id)
+		r, err := s.GetRunStatus(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		if r.Status.done() {
-			return r, nil
+			return s.GetRun(ctx, id)
 		}
 		select {
 		case <-ctx.Done():
@@ -485,7 +516,7 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			for _, i := range group {
-				s.finishVariant(run.ID, i, VariantRun{Status: StatusCancelled, Error: "cancelled before start"})
+				s.finishVariant(run, i, VariantRun{Status: StatusCancelled, Error: "cancelled before start"})
 			}
 			continue
 		}
@@ -505,7 +536,7 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 				})
 			}}
 			for j, vr := range s.runGroup(ctx, run, base, vs, ds, docs, progress.report) {
-				s.finishVariant(run.ID, group[j], vr)
+				s.finishVariant(run, group[j], vr)
 			}
 		}()
 	}
@@ -565,7 +596,17 @@ func statusOf(ctx context.Context, otherwise RunStatus) RunStatus {
 	return otherwise
 }
 
-func (s *Service) finishVariant(runID string, i int, vr VariantRun) {
+// finishVariant records the outcome of variant i of run; rankings that
+// were not streamed as produced (a run_file variant's) are stored beside
+// the record.
+func (s *Service) finishVariant(run *Run, i int, vr VariantRun) {
+	runID := run.ID
+	if len(vr.Results) > 0 {
+		if err := s.storeResults(runID, run.Variants[i].Name, vr.Results); err != nil {
+			vr.Status, vr.Error, vr.Results = StatusFailed, err.Error(), nil
+		}
+		vr.Results = nil
+	}
 	err := s.updateRun(runID, func(r *Run) {
 		vr.Name, vr.Spec = r.Variants[i].Name, r.Variants[i].Spec
 		vr.Phase, vr.Progress = "", nil
@@ -839,7 +880,10 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 	if err != nil {
 		return fail("plan", err)
 	}
-	// Every query runs with the planned settings, index forced included.
+	// Every query runs with the planned settings, index forced included;
+	// each ranking is recorded as it is produced (rankings.go) and only
+	// the document ids stay in memory, for the evaluation.
+	results := s.newResultWriter(run.ID, v.Name)
 	rankings := map[string][]string{}
 	exactIDs, annIDs := map[string][]string{}, map[string][]string{}
 	for i, q := range queries {
@@ -869,6 +913,9 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 			ids = append(ids, h.DocID)
 		}
 		rankings[q.ID] = ids
+		if err := results.add(qr); err != nil {
+			return fail("eval", err)
+		}
 		if indexed {
 			ex, err := vectors.Search(ctx, fk.conn, tbl, vectors.Query{Vector: qvecs[i], K: k, Metric: metric, Exact: true})
 			if err != nil {
@@ -883,15 +930,18 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 				exactIDs[q.ID] = append(exactIDs[q.ID], h.ID)
 			}
 		}
-		vr.Results = append(vr.Results, qr)
+	}
+	if err := results.flush(); err != nil {
+		return fail("eval", err)
 	}
 	lat, tr, medians, err := s.timeQueries(ctx, fk, tbl, sq, qvecs, run.Spec.Timing)
 	if err != nil {
 		return fail("timing", err)
 	}
 	vr.Latency, vr.Timing = lat, &tr
-	for i := range vr.Results {
-		vr.Results[i].LatencyUS = medians[i].Microseconds()
+	timed := make(map[string]int64, len(queries))
+	for i, q := range queries {
+		timed[q.ID] = medians[i].Microseconds()
 	}
 	vr.Timings.Eval = ms(time.Since(t))
 	if indexed {
@@ -918,8 +968,12 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 		vr.Measures = append(vr.Measures, m.String())
 		vr.Metrics[m.String()] = er.All[i]
 	}
-	for i := range vr.Results {
-		vr.Results[i].Values = er.PerQuery[vr.Results[i].Query]
+	// The recorded rankings get their measures and timed latency.
+	err = s.updateResults(run.ID, v.Name, func(qr *QueryRanking) {
+		qr.LatencyUS, qr.Values = timed[qr.Query], er.PerQuery[qr.Query]
+	})
+	if err != nil {
+		return fail("eval", err)
 	}
 	if cached != nil {
 		vr.CacheHits, vr.CacheMisses = cached.Stats()

@@ -167,6 +167,11 @@ func (s *Service) ImportRun(ctx context.Context, req ImportRequest, body io.Read
 		if err != nil {
 			return err
 		}
+		if err := s.storeResults(run.ID, vr.Name, vr.Results); err != nil {
+			return err
+		}
+		rec := vr
+		rec.Results = nil // stored beside the record
 		err = s.updateRun(run.ID, func(r *Run) {
 			for _, v := range r.Variants {
 				if v.Name == vr.Name {
@@ -174,7 +179,7 @@ func (s *Service) ImportRun(ctx context.Context, req ImportRequest, body io.Read
 					return
 				}
 			}
-			r.Variants = append(r.Variants, vr)
+			r.Variants = append(r.Variants, rec)
 		})
 		out = &vr
 		return err

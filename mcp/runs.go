@@ -249,7 +249,7 @@ func (s *Server) getRunTool() *tool {
 		// handler's "started" was 0.
 		last := 0.0
 		for {
-			r, err := s.svc.GetRun(ctx, a.ID)
+			r, err := s.svc.GetRunStatus(ctx, a.ID)
 			if err != nil {
 				return nil, "", err
 			}

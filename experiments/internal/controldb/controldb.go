@@ -115,3 +115,32 @@ func (d *DB) Delete(key []byte) error {
 	}
 	return nil
 }
+
+// KV is one record of a PutAll.
+type KV struct {
+	Key   []byte
+	Value any
+}
+
+// PutAll stores every record as JSON in one durable (synced) batch: all
+// or none of them.
+func (d *DB) PutAll(kvs []KV) error {
+	if len(kvs) == 0 {
+		return nil
+	}
+	b := d.db.NewBatch()
+	defer b.Close()
+	for _, kv := range kvs {
+		v, err := json.Marshal(kv.Value)
+		if err != nil {
+			return fmt.Errorf("encode %q: %w", kv.Key, err)
+		}
+		if err := b.Set(kv.Key, v, nil); err != nil {
+			return fmt.Errorf("put: %w", err)
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("put: %w", err)
+	}
+	return nil
+}
