@@ -13,11 +13,14 @@ import (
 // the data directory runs low, in two tiers:
 //
 //   - Below Options.MinFreeBytes + Options.SharedReserveBytes ("low"), each
-//     branch may grow the store by at most a share (SharedReserveBytes/8)
-//     counted from the moment space went low; a branch past its share gets
-//     ErrNoSpace while every other branch keeps its own share. The branch
-//     that fills the disk thus hits ENOSPC first and alone, and the others
-//     keep running (checkpoints, small writes).
+//     branch may grow its files (write past their end, create files) by at
+//     most a share (SharedReserveBytes/8) counted from the moment space
+//     went low; a branch past its share gets ErrNoSpace while every other
+//     branch keeps its own share. The branch that fills the disk thus hits
+//     ENOSPC first and alone, and the others keep running: overwrites of
+//     existing blocks (checkpoints, hint bits, vacuum, recycled WAL
+//     segments) do not count against the share, since GC frees the
+//     versions they replace while space is low.
 //   - Below Options.MinFreeBytes every write that grows the store is
 //     refused: that reserve belongs to pebble.
 //
@@ -39,8 +42,10 @@ type spaceGuard struct {
 	// freed is set when something was deleted while space is low; the
 	// background loop then compacts so the space returns to the disk.
 	freed atomic.Bool
-	// gcAt is when reclaim last ran GC; only the background loop uses it.
-	gcAt time.Time
+	// gcAt is when reclaim last ran GC, again when it compacts once more
+	// (blob files become rewritable only at blobRewriteAge); only
+	// reclaimLoop uses them.
+	gcAt, again time.Time
 }
 
 const (
@@ -48,15 +53,17 @@ const (
 	spaceBytes    = 1 << 20
 	// shareDivisor: a branch's share of the shared reserve while space is low.
 	shareDivisor = 8
+	// blobRewriteAge is the pebble ValueSeparationPolicy's RewriteMinimumAge.
+	blobRewriteAge = 10 * time.Second
 	// reclaimGCEvery is the least time between two GC passes of reclaim.
 	reclaimGCEvery = 2 * time.Second
 )
 
-// admit returns an error wrapping ErrNoSpace if timeline tl may not grow the
-// store by n more bytes. It calls statfs at most every spaceInterval or
+// admit returns an error wrapping ErrNoSpace if timeline tl may not write
+// n more bytes, grow of them past the end of files. It calls statfs at most every spaceInterval or
 // spaceBytes, and on every call once the free space is below twice the
 // low line.
-func (s *Store) admit(tl uint64, n int) error {
+func (s *Store) admit(tl uint64, n, grow int) error {
 	floor := s.opts.MinFreeBytes
 	if floor <= 0 {
 		return nil
@@ -76,11 +83,11 @@ func (s *Store) admit(tl uint64, n int) error {
 	}
 	if g.avail < lowLine+uint64(n) {
 		share := uint64(s.opts.SharedReserveBytes) / shareDivisor
-		if g.grew[tl]+uint64(n) > share {
+		if g.grew[tl]+uint64(grow) > share {
 			return fmt.Errorf("%w: %d bytes available, this branch used its share (%d bytes) of the reserve %d",
 				ErrNoSpace, g.avail, share, lowLine)
 		}
-		g.grew[tl] += uint64(n)
+		g.grew[tl] += uint64(grow)
 	}
 	return nil
 }
@@ -162,7 +169,15 @@ func (s *Store) reclaim(ctx context.Context) {
 			s.space.freed.Store(true)
 		}
 	}
-	if !s.space.freed.Swap(false) {
+	switch {
+	case s.space.freed.Swap(false):
+		s.space.again = time.Now().Add(blobRewriteAge + time.Second)
+	case !s.space.again.IsZero() && time.Now().After(s.space.again):
+		// Blob files written before the deletion are old enough now for
+		// pebble to rewrite them without their garbage; a compaction makes
+		// it pick them.
+		s.space.again = time.Time{}
+	default:
 		return
 	}
 	_ = s.db.Flush()

@@ -58,9 +58,10 @@ type Options struct {
 	MinFreeBytes int64
 	// SharedReserveBytes is kept above MinFreeBytes for the branches that
 	// did not fill the disk: below MinFreeBytes+SharedReserveBytes free,
-	// each branch may grow the store by at most SharedReserveBytes/8 more
-	// (counted from when space went low) and then gets ErrNoSpace alone,
-	// while the others keep writing. While space is that low the store
+	// each branch may write at most SharedReserveBytes/8 more bytes past
+	// the end of its files (counted from when space went low) and then
+	// gets ErrNoSpace alone, while the others keep writing; overwrites
+	// stay allowed down to MinFreeBytes. While space is that low the store
 	// also frees space promptly: GC runs every few seconds keeping no
 	// history beyond the newest tick (point-in-time forks into the past
 	// fail with ErrBeforeHorizon), and whatever is deleted (a branch, a
@@ -182,11 +183,15 @@ func Open(dir string, opts *Options) (*Store, error) {
 		heads: map[uint64]*Head{}, views: map[*View]bool{}, pins: map[uint64]map[uint64]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		// pebble reads RewriteMinimumAge once, at open; the garbage ratio
+		// it reads on every pick. Below 30% garbage no blob file is
+		// rewritten, so the short minimum age only matters once that much
+		// space is wasted, or while space is low (5%: rewrite blob files
+		// holding deleted blocks now).
 		p := pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 1024, MaxBlobReferenceDepth: 10,
-			RewriteMinimumAge: 5 * time.Minute, TargetGarbageRatio: 0.3}
+			RewriteMinimumAge: blobRewriteAge, TargetGarbageRatio: 0.3}
 		if s.space.low.Load() {
-			// Space is low: rewrite blob files holding deleted blocks now.
-			p.RewriteMinimumAge, p.TargetGarbageRatio = 0, 0.05
+			p.TargetGarbageRatio = 0.05
 		}
 		return p
 	}
