@@ -127,7 +127,10 @@
 //
 // Every cluster has the roles RoleSuperuser, RoleWrite and RoleRead
 // (EnsureRoles, at project init and on the first start of an older
-// cluster). Endpoints run with a pg_hba.conf of the Manager's (hba_file on
+// cluster). On every start the Manager also brings the vector extension
+// of each database to the installed pgvector's version (UpdateVector: ALTER
+// EXTENSION vector UPDATE), once per lineage and version thanks to a marker
+// file in PGDATA that forks inherit. Endpoints run with a pg_hba.conf of the Manager's (hba_file on
 // the command line; PGDATA's travels with the branch and is not used) that
 // trusts the private socket (Config.LocalAuth): the proxy authenticates
 // clients with SCRAM against each branch's own credentials before it

@@ -759,7 +759,8 @@ func (m *Manager) start(ep *endpoint) error {
 }
 
 // provision makes sure the cluster of a freshly started endpoint has the
-// built-in roles (EnsureRoles) and reports its verifiers, on conn (the
+// built-in roles (EnsureRoles) and the installed pgvector version in every
+// database (UpdateVector), and reports its verifiers, on conn (the
 // readiness probe's superuser session, which it closes) or, when nil, a
 // new one: a second connection would cost every wake a backend start.
 func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster, conn *pgx.Conn) error {
@@ -772,6 +773,15 @@ func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster
 	defer conn.Close(context.WithoutCancel(ctx))
 	if err := EnsureRoles(ctx, conn); err != nil {
 		return err
+	}
+	// A pgvector upgraded under existing branches (scripts/setup) reaches
+	// their databases here, once per lineage (see UpdateVector).
+	updated, err := UpdateVector(ctx, conn, func(db string) string { return pm.ConnString(RoleSuperuser, "", db) }, pm.Options().DataDir)
+	if len(updated) > 0 {
+		m.log.Info("updated the vector extension", "project", ep.project, "branch", ep.branch, "databases", updated)
+	}
+	if err != nil {
+		m.log.Error("update the vector extension; run ALTER EXTENSION vector UPDATE in each database", "project", ep.project, "branch", ep.branch, "err", err)
 	}
 	return m.reportVerifiers(ctx, ep, conn)
 }

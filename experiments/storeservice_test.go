@@ -21,10 +21,21 @@ import (
 // extra Postgres settings of every endpoint.
 func storeService(tb testing.TB, project string, settings map[string]string) *Service {
 	tb.Helper()
+	svc, _ := storeServiceOn(tb, pgtest.Dir(tb), "", nil, project, settings)
+	return svc
+}
+
+// storeServiceOn is storeService with its run directories in dir and its
+// store in storeDir (default dir/store) opened with opts; it returns the
+// store too.
+func storeServiceOn(tb testing.TB, dir, storeDir string, opts *storage.Options, project string, settings map[string]string) (*Service, *storage.Store) {
+	tb.Helper()
 	ctx := context.Background()
-	dir := pgtest.Dir(tb)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := storage.Open(filepath.Join(dir, "store"), nil)
+	if storeDir == "" {
+		storeDir = filepath.Join(dir, "store")
+	}
+	st, err := storage.Open(storeDir, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -69,7 +80,7 @@ func storeService(tb testing.TB, project string, settings map[string]string) *Se
 	if _, err := svc.CreateProject(WithCaller(ctx, LocalCaller), project); err != nil {
 		tb.Fatal(err)
 	}
-	return svc
+	return svc, st
 }
 
 // forkHook is a RunBranches that calls before (when set) ahead of every

@@ -814,7 +814,11 @@ func (s *Store) dropUnreferencedLocked(bt *pebble.Batch, ids ...uint64) error {
 			queue = append(queue, t.Parent)
 		}
 	}
-	return bt.Commit(pebble.Sync)
+	if err := bt.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	s.noteFreed()
+	return nil
 }
 
 // BranchUpdate changes a branch's attributes; nil fields are left alone.

@@ -117,6 +117,21 @@
 // or branches with children). Deleting a branch drops its timeline with
 // range deletions once nothing else reads it.
 //
+// # A low disk
+//
+// Writes that grow the store are admitted against two reserves (see
+// Options.MinFreeBytes and Options.SharedReserveBytes): below the upper
+// line each branch may extend its files by only a share of the shared
+// reserve, so the branch that fills the disk gets ENOSPC alone; below
+// MinFreeBytes every growing write is refused. While space is below the
+// upper line (SpaceLow) the store frees space promptly: GC runs every few
+// seconds with the history window shrunk to the newest tick, and whatever
+// it or a branch deletion drops is compacted at once, so pebble removes
+// the files that held only deleted data. Blob files that also hold live
+// blocks are rewritten by pebble's blob rewrites once they are older than
+// 10 s and the store's garbage ratio passes 5% (30% otherwise); until then
+// a dropped table's blocks may keep occupying disk.
+//
 // Storage layout choices: sstable blocks are not compressed (an 8 KiB read
 // costs a copy, not a decompression; Options.Compress turns snappy-class
 // compression on), and values of 1 KiB or more are separated into pebble

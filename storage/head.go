@@ -361,7 +361,11 @@ func (h *Head) WriteAt(ino uint64, p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := h.s.admit(len(p)); err != nil {
+	grow := 0 // bytes past the end of the file: what counts against the branch's share
+	if end := uint64(off) + uint64(len(p)); end > a.Size {
+		grow = int(min(end-a.Size, uint64(len(p))))
+	}
+	if err := h.s.admit(h.tl, len(p), grow); err != nil {
 		return 0, fmt.Errorf("write: %w", err)
 	}
 	var it *pebble.Iterator
@@ -619,7 +623,7 @@ func (h *Head) newNode(parent uint64, name string, mode, uid, gid uint32, conten
 	} else if ok {
 		return Attr{}, fmt.Errorf("%q: %w", name, ErrExist)
 	}
-	if err := h.s.admit(len(name) + len(content)); err != nil {
+	if err := h.s.admit(h.tl, len(name)+len(content), len(name)+len(content)); err != nil {
 		return Attr{}, err
 	}
 	ino, err := h.s.nextID()
@@ -717,7 +721,7 @@ func (h *Head) Link(ino, newParent uint64, newName string) (Attr, error) {
 	} else if ok {
 		return Attr{}, fmt.Errorf("link %q: %w", newName, ErrExist)
 	}
-	if err := h.s.admit(len(newName)); err != nil {
+	if err := h.s.admit(h.tl, len(newName), len(newName)); err != nil {
 		return Attr{}, fmt.Errorf("link: %w", err)
 	}
 	na := *a

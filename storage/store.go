@@ -53,8 +53,20 @@ type Options struct {
 	// Removals, truncations, flushes of already buffered writes, Sync and
 	// catalog operations stay allowed, so space can be freed. It must
 	// cover pebble's memtable flushes and compactions and the heads'
-	// buffers. Default 128 MiB; negative disables the check.
+	// buffers. Default 128 MiB; negative disables the check (and
+	// SharedReserveBytes with it).
 	MinFreeBytes int64
+	// SharedReserveBytes is kept above MinFreeBytes for the branches that
+	// did not fill the disk: below MinFreeBytes+SharedReserveBytes free,
+	// each branch may write at most SharedReserveBytes/8 more bytes past
+	// the end of its files (counted from when space went low) and then
+	// gets ErrNoSpace alone, while the others keep writing; overwrites
+	// stay allowed down to MinFreeBytes. While space is that low the store
+	// also frees space promptly: GC runs every few seconds keeping no
+	// history beyond the newest tick (point-in-time forks into the past
+	// fail with ErrBeforeHorizon), and whatever is deleted (a branch, a
+	// dropped table) is compacted away at once. Default 128 MiB.
+	SharedReserveBytes int64
 	// Now returns the wall-clock time. Default time.Now. Tests replace it.
 	Now func() time.Time
 }
@@ -84,6 +96,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.MinFreeBytes == 0 {
 		r.MinFreeBytes = 128 << 20
+	}
+	if r.SharedReserveBytes <= 0 {
+		r.SharedReserveBytes = 128 << 20
 	}
 	if r.Now == nil {
 		r.Now = time.Now
@@ -164,9 +179,21 @@ func Open(dir string, opts *Options) (*Store, error) {
 	}
 	// 8 KiB block values go to blob files that compactions do not rewrite:
 	// versions kept for the history window otherwise cost an LSM rewrite per level.
+	s := &Store{dir: dir, opts: o,
+		heads: map[uint64]*Head{}, views: map[*View]bool{}, pins: map[uint64]map[uint64]int{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-		return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 1024, MaxBlobReferenceDepth: 10,
-			RewriteMinimumAge: 5 * time.Minute, TargetGarbageRatio: 0.3}
+		// pebble reads RewriteMinimumAge once, at open; the garbage ratio
+		// it reads on every pick. Below 30% garbage no blob file is
+		// rewritten, so the short minimum age only matters once that much
+		// space is wasted, or while space is low (5%: rewrite blob files
+		// holding deleted blocks now).
+		p := pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 1024, MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge: blobRewriteAge, TargetGarbageRatio: 0.3}
+		if s.space.low.Load() {
+			p.TargetGarbageRatio = 0.05
+		}
+		return p
 	}
 	if o.Compress {
 		popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
@@ -178,9 +205,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{db: db, dir: dir, opts: o,
-		heads: map[uint64]*Head{}, views: map[*View]bool{}, pins: map[uint64]map[uint64]int{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+	s.db = db
 	s.sync.db = db
 	if err := s.load(); err != nil {
 		_ = db.Close()
@@ -391,6 +416,12 @@ func (s *Store) background() {
 		<-s.stop
 		cancel()
 	}()
+	reclaimed := make(chan struct{})
+	defer func() { <-reclaimed }()
+	go func() {
+		defer close(reclaimed)
+		s.reclaimLoop(ctx)
+	}()
 	tk := time.NewTicker(s.opts.HistoryTick)
 	defer tk.Stop()
 	var gcC <-chan time.Time
@@ -406,6 +437,7 @@ func (s *Store) background() {
 		case <-tk.C:
 			s.flushHeads()
 			s.recordTick()
+			s.checkSpace()
 		case <-gcC:
 			_, _ = s.GC(ctx)
 		}
@@ -451,6 +483,11 @@ func (s *Store) Tick() {
 // before now-HistoryWindow (0 if none). Reads at seqs below it are not
 // guaranteed unless pinned by a branch point, snapshot or view. s.mu held.
 func (s *Store) horizonLocked() uint64 {
+	if s.space.low.Load() && len(s.ticks) > 0 {
+		// Space is low: history beyond the newest tick goes (see
+		// Options.SharedReserveBytes).
+		return s.ticks[len(s.ticks)-1].seq
+	}
 	cut := s.opts.Now().Add(-s.opts.HistoryWindow).UnixNano()
 	i := sort.Search(len(s.ticks), func(i int) bool { return s.ticks[i].t > cut })
 	if i == 0 {

@@ -257,6 +257,35 @@ func TestBrowserBranches(t *testing.T) {
 	}
 	screenshot(t, ctx, dir, "branches-forked")
 
+	// Labels and TTL are edited in place (the prompt answers as a user would).
+	eval[bool](t, ctx, `window.prompt = (msg, def) => { window.lastPrompt = def; return "team=search, stage=dev"; }; true`)
+	do(t, ctx, "labels",
+		chromedp.Click(chromedp.CSS(sel+` button[data-field="labels"]`)),
+		chromedp.WaitVisible(chromedp.CSS(sel+` .tag`)),
+	)
+	eval[bool](t, ctx, `window.prompt = () => "2h"; true`)
+	do(t, ctx, "ttl",
+		chromedp.Click(chromedp.CSS(sel+` button[data-field="ttl"]`)),
+		chromedp.WaitVisible(chromedp.CSS(sel+` .ttl`)),
+	)
+	b, err = svc.GetBranch(local, "p", name)
+	if err != nil || b.Labels["team"] != "search" || b.Labels["stage"] != "dev" || b.ExpiresAt == nil || time.Until(*b.ExpiresAt) <= time.Hour {
+		t.Fatalf("facade after UI labels and TTL: %+v, %v", b, err)
+	}
+	// The landing page lists the project with its tree, labels included.
+	do(t, ctx, "landing",
+		chromedp.Navigate(srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.CSS(`section[data-project="p"] li[data-branch="dev-1"] li[data-branch="`+name+`"]`)),
+	)
+	if tags := text(t, ctx, `section[data-project="p"] li[data-branch="`+name+`"] .tag`); !strings.Contains(tags, "=") {
+		t.Errorf("landing page shows no labels of %s: %q", name, tags)
+	}
+	screenshot(t, ctx, dir, "landing")
+	do(t, ctx, "back to the tree",
+		chromedp.Navigate(srv.URL+"/ui/projects/p/branches"),
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+	)
+
 	// Delete asks for confirmation: refused, nothing happens; accepted,
 	// the branch goes.
 	eval[bool](t, ctx, `window.confirm = () => false; true`)

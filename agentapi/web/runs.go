@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sort"
 	"strconv"
@@ -286,24 +287,64 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
+// indexPage is the landing page: every project the caller may see with its
+// branch tree, and the recent runs.
 type indexPage struct {
-	Projects []string
+	Projects []projectTree
 	Runs     []runRow
 }
 
+// projectTree is one project on the landing page. Note says why its tree
+// is missing (no branch catalog, or the caller's scope), if it is.
+type projectTree struct {
+	Name  string
+	Count int
+	Roots []*treeNode
+	Note  string
+	// Runs counts the project's runs among the recent ones.
+	Runs int
+}
+
+// index lists the projects with their branch trees, and the recent runs.
 func (u *UI) index(ctx context.Context, _ *http.Request) (string, *view, error) {
 	runs, err := u.cfg.Service.ListRuns(ctx, experiments.RunFilter{Limit: 10})
 	if err != nil {
 		return "", nil, err
 	}
 	pg := indexPage{}
-	seen := map[string]bool{}
+	recent := map[string]int{}
+	var names []string
 	for _, r := range runs {
 		pg.Runs = append(pg.Runs, headline(r))
-		if !seen[r.Project] {
-			seen[r.Project] = true
-			pg.Projects = append(pg.Projects, r.Project)
+		if recent[r.Project] == 0 {
+			names = append(names, r.Project)
 		}
+		recent[r.Project]++
+	}
+	projects, err := u.cfg.Service.ListProjects(ctx)
+	switch {
+	case errors.Is(err, experiments.ErrUnavailable):
+		// No project catalog (no store): the projects that have runs.
+	case err != nil:
+		return "", nil, err
+	default:
+		names = names[:0]
+		for _, p := range projects {
+			names = append(names, p.Name)
+		}
+	}
+	for _, name := range names {
+		pt := projectTree{Name: name, Runs: recent[name]}
+		bs, err := u.branchSource().ProjectBranches(ctx, name)
+		switch {
+		case errors.Is(err, experiments.ErrUnavailable):
+			pt.Note = "branch catalog unavailable"
+		case err != nil:
+			_, pt.Note = statusOf(err)
+		default:
+			pt.Roots, pt.Count = buildTree(bs), len(bs)
+		}
+		pg.Projects = append(pg.Projects, pt)
 	}
 	return "index", &view{Title: "offshoot", Data: pg}, nil
 }

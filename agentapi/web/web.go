@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -109,11 +110,33 @@ func New(cfg Config) (*UI, error) {
 	m.HandleFunc("GET /ui/compare", u.page(u.compare))
 	m.HandleFunc("GET /ui/schedules", u.page(u.schedules))
 	m.HandleFunc("GET /ui/schedules/{id}", u.page(u.schedule))
-	m.HandleFunc("GET /ui/", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead || apiLike(r) {
+			// A client that expects the API gets the API's error shape.
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": "Not Found", "status": http.StatusNotFound,
+				"detail": "no such route: " + r.Method + " " + r.URL.Path + " (the API is under /v1)"})
+			return
+		}
 		u.render(w, r, http.StatusNotFound, "error", &view{Title: "Not found", Data: "No page at " + r.URL.Path + "."})
 	})
 	u.mux = m
 	return u, nil
+}
+
+// apiLike reports whether a request under Prefix looks meant for the API:
+// an API path below /ui/ (/ui/v1/..., /ui/api/..., /ui/mcp, /ui/openapi.json)
+// or a client that accepts JSON but not HTML.
+func apiLike(r *http.Request) bool {
+	rest := strings.TrimPrefix(r.URL.Path, Prefix)
+	for _, p := range []string{"v1/", "v1", "api/", "api", "mcp", "openapi.json", "healthz", "readyz", "metrics"} {
+		if rest == p || (strings.HasSuffix(p, "/") && strings.HasPrefix(rest, p)) {
+			return true
+		}
+	}
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "json") && !strings.Contains(accept, "text/html")
 }
 
 // ServeHTTP serves "/" (a redirect) and everything under Prefix.

@@ -85,8 +85,8 @@ func testPages(t *testing.T, e *env, ab, sweep *experiments.Run, sc *experiments
 		status int
 		want   []string
 	}{
-		{"/ui/", 200, []string{"Recent runs", ab.ID, `src="/ui/static/app.js"`, `<main id="main">`}},
-		{"/ui/projects/p/branches", 200, []string{`<ul class="tree" aria-label="Branches of p"`, `data-branch="main"`, `data-branch="feature"`, "from main @ seq", `data-state-for="feature"`, "owner=test", "Delete", "data-confirm=", "Copy connection string"}},
+		{"/ui/", 200, []string{"Recent runs", ab.ID, `src="/ui/static/app.js"`, `<main id="main">`, `aria-label="Project p"`, `aria-label="Branches of p"`, `data-branch="feature"`, "owner=test"}},
+		{"/ui/projects/p/branches", 200, []string{`<ul class="tree" aria-label="Branches of p"`, `data-branch="main"`, `data-branch="feature"`, "from main @ seq", `data-state-for="feature"`, "owner=test", "Delete", "data-confirm=", "Copy connection string", `data-field="labels"`, `data-default="owner=test, "`, `data-field="ttl"`}},
 		{"/ui/projects/p/branches/feature", 200, []string{"SQL console", `id="sql-form"`, "public.items", "price", "items_name", `value="main"`, `id="log-h"`}},
 		{"/ui/projects/p/branches/feature?against=main&sample_rows=5", 200, []string{`class="l-add"`, "price numeric", `id="diff-tables"`, "renamed", "new item"}},
 		{"/ui/projects/p/branches/nope?against=main", 404, []string{"not found"}},
@@ -103,6 +103,8 @@ func testPages(t *testing.T, e *env, ab, sweep *experiments.Run, sc *experiments
 		{"/ui/schedules", 200, []string{"nightly", "0 3 * * *"}},
 		{"/ui/schedules/" + sc.ID, 200, []string{"has not run yet", "ndcg_cut_10"}},
 		{"/ui/nothing-here", 404, []string{"No page at"}},
+		{"/ui/v1/projects", 404, []string{`"status":404`, `"title":"Not Found"`}},
+		{"/ui/openapi.json", 404, []string{`"status":404`}},
 		{"/ui/static/app.js", 200, []string{"sessionStorage", "Bearer"}},
 		{"/ui/static/app.css", 200, []string{".tree"}},
 	}

@@ -70,7 +70,7 @@ func (a *app) doctorChecks() []check {
 				}
 				return p, nil
 			}},
-		{name: "pgvector", required: true, fix: "run scripts/setup (builds pgvector 0.8.0 from Debian's source package)",
+		{name: "pgvector", required: true, fix: "run scripts/setup (builds pgvector 0.8.7 from Debian's source package)",
 			run: checkPgvector},
 		{name: "fuse", required: true, fix: "load the fuse module (modprobe fuse), give the process /dev/fuse (containers: --device /dev/fuse --cap-add SYS_ADMIN), and run as root",
 			run: checkFUSE},

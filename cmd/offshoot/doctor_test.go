@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func freeAddr(t *testing.T) string {
@@ -134,5 +139,82 @@ func TestConfigFileAndPrecedence(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("config output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestServeStartsOnALowDisk: below its free-space threshold serve still
+// starts, with a loud warning, so that branches can be deleted to free
+// space; queries, forks and deletions work.
+func TestServeStartsOnALowDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt, err := os.MkdirTemp("", "offshoot-lowdisk-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(mnt)
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=700m,mode=0755"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	defer func() {
+		if err := syscall.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmount: %v", err)
+			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := freeAddr(t)
+	srv := "http://" + addr
+	served := make(chan string, 1)
+	go func() {
+		out, errOut, code := run(t, ctx, "serve", "--data-dir", filepath.Join(mnt, "data"), "--http-addr", addr, "--proxy-addr", freeAddr(t))
+		served <- fmt.Sprintf("%s%sexit %d", out, errOut, code)
+	}()
+	var log string
+	defer func() {
+		cancel()
+		if log == "" {
+			log = <-served
+		}
+	}()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get(srv + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case log = <-served:
+			t.Fatalf("serve exited on a low disk: %s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not become ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cli := func(args ...string) (string, string, int) {
+		t.Helper()
+		return run(t, ctx, append(args, "--server", srv)...)
+	}
+	if out, errOut, code := cli("query", "main", "SELECT 41 + 1 AS answer"); code != 0 || !strings.Contains(out, "42") {
+		t.Errorf("query on main: exit %d %s %s", code, out, errOut)
+	}
+	if out, errOut, code := cli("branch", "create", "tmp"); code != 0 {
+		t.Errorf("branch create: exit %d %s %s", code, out, errOut)
+	}
+	if out, errOut, code := cli("branch", "delete", "tmp"); code != 0 {
+		t.Errorf("branch delete: exit %d %s %s", code, out, errOut)
+	}
+	cancel()
+	log = <-served
+	if !strings.Contains(log, "LOW DISK SPACE") || !strings.Contains(log, "warn  disk space") {
+		t.Errorf("no loud warning about the low disk:\n%s", log)
 	}
 }

@@ -243,8 +243,25 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return &exitError{code: 2, err: errTLSFlags}
 	}
-	if _, err := runChecks(ctx, a.stderr, a.doctorChecks()); err != nil {
+	checks := a.doctorChecks()
+	for i := range checks {
+		if checks[i].name == "disk space" {
+			// Below the threshold serve still starts, so that branches can
+			// be deleted and tables dropped to free space (the store keeps
+			// its own reserve, see storage.Options.MinFreeBytes).
+			checks[i].required = false
+		}
+	}
+	results, err := runChecks(ctx, a.stderr, checks)
+	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("%w (see the fixes above; `offshoot doctor` repeats these checks)", err)}
+	}
+	for _, r := range results {
+		if r.name == "disk space" && r.err != nil {
+			a.log.Warn("LOW DISK SPACE: starting anyway so that space can be freed; writes that grow a branch fail with ENOSPC once free space falls below the store's reserve. Delete branches (offshoot branch delete), drop tables, or grow the disk",
+				"err", r.err, "data_dir", a.cfg.DataDir)
+			fmt.Fprintf(a.stderr, "\n*** LOW DISK SPACE (%v): serving anyway so that space can be freed; see the warning above ***\n\n", r.err)
+		}
 	}
 	lock, err := lockDataDir(a.cfg.DataDir)
 	if err != nil {

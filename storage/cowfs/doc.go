@@ -45,7 +45,11 @@
 // default 128 MiB) because its engine cannot survive a full disk: below it,
 // writes that grow the store fail with storage.ErrNoSpace, which the mount
 // returns as ENOSPC; removals keep working, and writes work again once
-// space is freed.
+// space is freed. Above it lies a shared reserve
+// (storage.Options.SharedReserveBytes, default 128 MiB) in which each
+// branch may extend its files by only an eighth of it, so the branch that
+// fills the disk gets ENOSPC alone while the other branches keep running;
+// while space is that low the store gives deleted data back promptly.
 //
 // # Caching
 //

@@ -126,6 +126,19 @@
     });
   }
 
+  // parseLabels reads "k=v, k2=v2" into {k: "v", k2: "v2"}.
+  function parseLabels(text) {
+    const out = {};
+    for (const part of text.split(",")) {
+      const p = part.trim();
+      if (!p) continue;
+      const i = p.indexOf("=");
+      if (i <= 0) throw new Error("labels: want key=value, got " + p);
+      out[p.slice(0, i).trim()] = p.slice(i + 1).trim();
+    }
+    return out;
+  }
+
   function formJSON(form) {
     const o = {};
     for (const [k, v] of new FormData(form)) if (v !== "") o[k] = v;
@@ -150,12 +163,12 @@
       b.addEventListener("click", async () => {
         let body;
         if (b.dataset.confirm && !confirm(b.dataset.confirm)) return;
-        if (b.dataset.prompt) {
-          const v = prompt(b.dataset.prompt);
-          if (v === null) return;
-          body = { [b.dataset.field]: v };
-        }
         try {
+          if (b.dataset.prompt) {
+            const v = prompt(b.dataset.prompt, b.dataset.default || "");
+            if (v === null) return;
+            body = { [b.dataset.field]: b.dataset.kind === "labels" ? parseLabels(v) : v };
+          }
           await api(b.dataset.action, b.dataset.url, body);
           if (b.dataset.after) location.assign(b.dataset.after);
           else await reloadMain();
