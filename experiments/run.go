@@ -603,7 +603,7 @@ func (s *Service) finishVariant(run *Run, i int, vr VariantRun) {
 	runID := run.ID
 	if len(vr.Results) > 0 {
 		if err := s.storeResults(runID, run.Variants[i].Name, vr.Results); err != nil {
-			vr.Status, vr.Error, vr.Results = StatusFailed, err.Error(), nil
+			vr.Status, vr.Error = StatusFailed, err.Error()
 		}
 		vr.Results = nil
 	}

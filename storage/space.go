@@ -100,8 +100,9 @@ func (g *spaceGuard) statfsLocked(dir string, lowLine uint64) error {
 	}
 	g.last, g.since, g.avail = time.Now(), 0, st.Bavail*uint64(st.Bsize)
 	low := g.avail < lowLine
-	if !low || g.grew == nil {
-		// Shares count from the moment space went low.
+	if g.grew == nil || (!low && len(g.grew) > 0) {
+		// Shares count from the moment space went low; while it is not,
+		// the map stays empty and is not reallocated on every check.
 		g.grew = map[uint64]uint64{}
 	}
 	g.low.Store(low)
