@@ -363,6 +363,7 @@ const (
 	atSnapshot
 	atSeq
 	atTime
+	atForkPoint
 )
 
 // AtHead is the branch's current state.
@@ -378,6 +379,13 @@ func AtSeq(seq uint64) At { return At{kind: atSeq, seq: seq} }
 // AtTime is the branch's state as of wall-clock time t (at tick granularity).
 func AtTime(t time.Time) At { return At{kind: atTime, time: t} }
 
+// AtForkPoint is the state branch (of the same project) was forked from:
+// its parent's timeline at its fork seq, exactly (not rounded to a tick),
+// which the branch itself keeps from GC. The base of a three-way merge of
+// branch with its parent or a sibling. A root branch has no fork point
+// (ErrNoParent).
+func AtForkPoint(branch string) At { return At{kind: atForkPoint, snapshot: branch} }
+
 // String describes the point for messages.
 func (a At) String() string {
 	switch a.kind {
@@ -387,6 +395,8 @@ func (a At) String() string {
 		return fmt.Sprintf("seq %d", a.seq)
 	case atTime:
 		return "time " + a.time.Format(time.RFC3339Nano)
+	case atForkPoint:
+		return "fork point of " + a.snapshot
 	}
 	return "head"
 }
@@ -418,6 +428,16 @@ func (s *Store) resolveLocked(p *Project, b *Branch, at At) (tl, seq uint64, err
 			return 0, 0, err
 		}
 		return sn.Timeline, sn.Seq, nil
+	case atForkPoint:
+		_, child, err := s.branchLocked(p.Name, at.snapshot)
+		if err != nil {
+			return 0, 0, err
+		}
+		t := s.cat.timelines[child.Timeline]
+		if t == nil || t.Parent == 0 {
+			return 0, 0, fmt.Errorf("%s: %w", at, ErrNoParent)
+		}
+		return t.Parent, t.ParentSeq, nil
 	}
 	if b == nil {
 		return 0, 0, fmt.Errorf("%s: %w", at, ErrBranchNotFound)

@@ -111,6 +111,23 @@ func TestForkPoints(t *testing.T) {
 	if _, err := s.Fork("p", "main", "x", AtSnapshot("nope"), BranchOptions{}); !errors.Is(err, ErrSnapshotNotFound) {
 		t.Errorf("unknown snapshot: %v", err)
 	}
+
+	// The fork point of at-head (main at v3) is exact, where AtSeq of
+	// its seq rounds down to a tick boundary (main at v2).
+	fp := must[Branch](t)(s.Branch("p", "at-head")).ParentSeq
+	if y := must[Branch](t)(s.Fork("p", "main", "y", AtSeq(fp), BranchOptions{})); y.ParentSeq == fp {
+		t.Errorf("AtSeq(%d) was not rounded: the check below cannot fail", fp)
+	}
+	base := must[Branch](t)(s.Fork("p", "main", "base", AtForkPoint("at-head"), BranchOptions{}))
+	if got := readFile(t, s, "base", AtHead(), "f"); got != "v3" || base.ParentSeq != fp {
+		t.Errorf("fork at at-head's fork point reads %q at seq %d, want v3 at %d", got, base.ParentSeq, fp)
+	}
+	if _, err := s.Fork("p", "main", "z", AtForkPoint("main"), BranchOptions{}); !errors.Is(err, ErrNoParent) {
+		t.Errorf("fork point of the root: %v", err)
+	}
+	if _, err := s.Fork("p", "main", "z", AtForkPoint("nope"), BranchOptions{}); !errors.Is(err, ErrBranchNotFound) {
+		t.Errorf("fork point of an unknown branch: %v", err)
+	}
 }
 
 func TestCatalogErrors(t *testing.T) {
