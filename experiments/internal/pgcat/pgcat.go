@@ -134,7 +134,8 @@ type Column struct {
 	Name string
 	// Type is format_type's spelling, e.g. "integer" or "vector(3)".
 	Type string
-	// Default is the default expression, "" for none.
+	// Default is the default expression (the generation expression of a
+	// generated column), "" for none.
 	Default string
 	NotNull bool
 	// Identity is "a" (always), "d" (by default) or "".
@@ -202,7 +203,7 @@ SELECT n.nspname, c.relname,
     JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
     WHERE x.indrelid = c.oid AND x.indisprimary), '{}'),
   coalesce((SELECT json_agg(json_build_object('Name', a.attname, 'Type', format_type(a.atttypid, a.atttypmod),
-      'Default', CASE WHEN a.attgenerated = '' THEN coalesce(pg_get_expr(ad.adbin, ad.adrelid), '') ELSE '' END,
+      'Default', coalesce(pg_get_expr(ad.adbin, ad.adrelid), ''),
       'NotNull', a.attnotnull, 'Identity', a.attidentity::text, 'Generated', a.attgenerated = 's',
       'Missing', CASE WHEN a.atthasmissing THEN coalesce(format('(%L::%s[])[1]', a.attmissingval::text, format_type(a.atttypid, a.atttypmod)), '') ELSE '' END)
       ORDER BY a.attnum)

@@ -1,0 +1,845 @@
+package merge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/offshootdb/offshoot/experiments/internal/pgcat"
+)
+
+// batchSize is the number of keys read or rows written per statement.
+const batchSize = 500
+
+// rowChange is one key the source changed since the base.
+type rowChange struct {
+	key []string
+	src Change
+	// baseT is the base's hash over the columns base and target share;
+	// srcT the source's over the columns source and target share.
+	baseT, srcT string
+}
+
+// custom is a row a resolution gives values for; obj nil deletes it.
+type custom struct {
+	key     []string
+	obj     map[string]any
+	present bool // the target has the row
+}
+
+// tablePlan is what the row merge writes to one target table.
+type tablePlan struct {
+	name                     string
+	st, tt                   pgcat.Table
+	cols                     []string // written: the source's columns the target has
+	inserts, updates, delete [][]string
+	customs                  []custom
+}
+
+// rows merges the rows of every source table, writing parents before
+// children and deleting children before parents.
+func (r *run) rows(ctx context.Context) error {
+	tgtTabs, err := pgcat.Tables(ctx, r.Target)
+	if err != nil {
+		return err
+	}
+	rank, err := fkRanks(ctx, r.Target)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(r.srcTabs))
+	for n := range r.srcTabs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var plans []*tablePlan
+	for _, n := range names {
+		if r.skip[n] {
+			continue
+		}
+		st := r.srcTabs[n]
+		bt, inB := r.baseTabs[n]
+		tt, inT := tgtTabs[n]
+		if !inT {
+			if err := r.missingOnTarget(ctx, n, bt, inB, st); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(st.PK) == 0 || !pgcat.SameKey(st, tt) || (inB && !pgcat.SameKey(bt, st)) {
+			if err := r.unkeyed(ctx, n, bt, inB, st, tt); err != nil {
+				return fmt.Errorf("table %s: %w", n, err)
+			}
+			continue
+		}
+		p, err := r.plan(ctx, n, bt, inB, st, tt)
+		if err != nil {
+			return fmt.Errorf("table %s: %w", n, err)
+		}
+		if p != nil {
+			plans = append(plans, p)
+		}
+	}
+	sort.SliceStable(plans, func(i, j int) bool { return rank[plans[i].name] < rank[plans[j].name] })
+	for _, p := range plans {
+		if err := r.write(ctx, p); err != nil {
+			return fmt.Errorf("table %s: %w", p.name, err)
+		}
+	}
+	for i := len(plans) - 1; i >= 0; i-- {
+		if err := r.writeDeletes(ctx, plans[i]); err != nil {
+			return fmt.Errorf("table %s: %w", plans[i].name, err)
+		}
+	}
+	return nil
+}
+
+// srcExprs returns the expressions over the source's columns (but the
+// ones left out of the merge) on the source and on the base: a column
+// the base lacks reads as the value the source's rows that predate it
+// read (its missing value), or NULL.
+func (r *run) srcExprs(n string, bt pgcat.Table, inB bool, st pgcat.Table) (src, base []string) {
+	for _, c := range st.Cols {
+		if r.skipCol[n+"\x00"+c.Name] {
+			continue
+		}
+		src = append(src, pgcat.Quote(c.Name))
+		switch _, ok := bt.Col(c.Name); {
+		case inB && ok:
+			base = append(base, pgcat.Quote(c.Name))
+		case c.Missing != "":
+			base = append(base, c.Missing)
+		default:
+			base = append(base, "NULL")
+		}
+	}
+	return src, base
+}
+
+// shared returns the names of a's columns that b has too, but the ones
+// left out of the merge.
+func (r *run) shared(n string, a, b pgcat.Table) []string {
+	var out []string
+	for _, c := range common(a, b) {
+		if !r.skipCol[n+"\x00"+c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// plan finds the source's changes to table n and decides each against
+// the target.
+func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, tt pgcat.Table) (*tablePlan, error) {
+	srcE, baseE := r.srcExprs(n, bt, inB, st)
+	btCols, stCols := r.shared(n, bt, tt), r.shared(n, st, tt)
+	var changes []rowChange
+	sr, err := pgcat.RowStream(ctx, r.Source, st, "", srcE, pgcat.Exprs(stCols))
+	if err != nil {
+		return nil, err
+	}
+	defer sr.Close()
+	if inB {
+		br, err := pgcat.RowStream(ctx, r.Base, bt, "", baseE, pgcat.Exprs(btCols))
+		if err != nil {
+			return nil, err
+		}
+		defer br.Close()
+		if changes, err = joinChanges(br, sr, st); err != nil {
+			return nil, err
+		}
+	} else {
+		nk := len(st.PK)
+		for {
+			s, ok, err := pgcat.Next(sr, nk)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				break
+			}
+			changes = append(changes, rowChange{key: s.Key, src: Inserted, srcT: s.Hashes[1]})
+		}
+	}
+	sr.Close()
+	if len(changes) == 0 {
+		r.res.Unchanged++
+		return nil, nil
+	}
+	p := &tablePlan{name: n, st: st, tt: tt}
+	for _, c := range stCols {
+		if col, _ := tt.Col(c); !col.Generated {
+			p.cols = append(p.cols, c)
+		}
+	}
+	for i := 0; i < len(changes); i += batchSize {
+		batch := changes[i:min(i+batchSize, len(changes))]
+		keys := make([][]string, len(batch))
+		for j, c := range batch {
+			keys[j] = c.key
+		}
+		tr, err := pgcat.RowStream(ctx, r.Target, tt, keyFilter(tt, keys), pgcat.Exprs(btCols), pgcat.Exprs(stCols))
+		if err != nil {
+			return nil, err
+		}
+		tgt := map[string][]string{}
+		for {
+			t, ok, err := pgcat.Next(tr, len(tt.PK))
+			if err != nil {
+				tr.Close()
+				return nil, err
+			}
+			if !ok {
+				break
+			}
+			tgt[strings.Join(t.Key, "\x00")] = t.Hashes
+		}
+		for _, c := range batch {
+			if err := r.decide(ctx, p, bt, c, tgt[strings.Join(c.key, "\x00")]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// joinChanges merge-joins the base's and the source's ordered streams
+// (each with the hash over the source's columns, then the hash over the
+// columns shared with the target) into the source's changes.
+func joinChanges(br, sr pgx.Rows, st pgcat.Table) ([]rowChange, error) {
+	nk := len(st.PK)
+	var out []rowChange
+	b, bok, err := pgcat.Next(br, nk)
+	if err != nil {
+		return nil, err
+	}
+	s, sok, err := pgcat.Next(sr, nk)
+	if err != nil {
+		return nil, err
+	}
+	for (bok || sok) && err == nil {
+		c := 0
+		switch {
+		case !bok:
+			c = 1
+		case !sok:
+			c = -1
+		default:
+			c = pgcat.CompareKeys(b.Key, s.Key, st.PKTypes)
+		}
+		switch {
+		case c < 0:
+			out = append(out, rowChange{key: b.Key, src: Deleted, baseT: b.Hashes[1]})
+			b, bok, err = pgcat.Next(br, nk)
+		case c > 0:
+			out = append(out, rowChange{key: s.Key, src: Inserted, srcT: s.Hashes[1]})
+			s, sok, err = pgcat.Next(sr, nk)
+		default:
+			if b.Hashes[0] != s.Hashes[0] {
+				out = append(out, rowChange{key: s.Key, src: Updated, baseT: b.Hashes[1], srcT: s.Hashes[1]})
+			}
+			if b, bok, err = pgcat.Next(br, nk); err == nil {
+				s, sok, err = pgcat.Next(sr, nk)
+			}
+		}
+	}
+	return out, err
+}
+
+// keyFilter is a WHERE clause over the table t AS t keeping the given
+// keys, typed by t's own row type.
+func keyFilter(t pgcat.Table, keys [][]string) string {
+	objs := make([]map[string]string, len(keys))
+	for i, k := range keys {
+		objs[i] = keyMap(t.PK, k)
+	}
+	b, _ := json.Marshal(objs)
+	var tc, rc []string
+	for _, k := range t.PK {
+		tc = append(tc, pgcat.Quote(k))
+		rc = append(rc, "r."+pgx.Identifier{k}.Sanitize())
+	}
+	return fmt.Sprintf("(%s) IN (SELECT %s FROM jsonb_populate_recordset(NULL::%s, %s::jsonb) r)",
+		strings.Join(tc, ", "), strings.Join(rc, ", "), t.Ident, literal(string(b)))
+}
+
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func keyMap(pk, key []string) map[string]string {
+	m := make(map[string]string, len(pk))
+	for i, k := range pk {
+		m[k] = key[i]
+	}
+	return m
+}
+
+// decide classifies one source change against the target's hashes of the
+// key (nil when the target has no such row) and plans the write.
+func (r *run) decide(ctx context.Context, p *tablePlan, bt pgcat.Table, c rowChange, th []string) error {
+	inBase, inSrc, inTgt := c.src != Inserted, c.src != Deleted, th != nil
+	var tc Change
+	switch {
+	case inBase && !inTgt:
+		tc = Deleted
+	case !inBase && inTgt:
+		tc = Inserted
+	case inBase && inTgt && th[0] != c.baseT:
+		tc = Updated
+	}
+	if tc == Unchanged {
+		p.take(c.key, inSrc, inTgt)
+		return nil
+	}
+	if (!inSrc && !inTgt) || (inSrc && inTgt && th[1] == c.srcT) {
+		return nil // both made the same change
+	}
+	conf := Conflict{Kind: KindRow, Table: p.name, Key: keyMap(p.st.PK, c.key), SourceChange: c.src, TargetChange: tc,
+		Message: fmt.Sprintf("%s and %s both changed this row of %s, differently", r.SourceName, r.TargetName, p.name),
+		Hint:    "keep the target's row (ours), take the source's (theirs) or give the row's values (custom)"}
+	var err error
+	if inBase {
+		if conf.Base, err = pgcat.FetchRow(ctx, r.Base, bt, c.key); err != nil {
+			return err
+		}
+	}
+	if inSrc {
+		if conf.Source, err = pgcat.FetchRow(ctx, r.Source, p.st, c.key); err != nil {
+			return err
+		}
+	}
+	if inTgt {
+		if conf.Target, err = pgcat.FetchRow(ctx, r.Target, p.tt, c.key); err != nil {
+			return err
+		}
+	}
+	res, ok := r.conflict(conf, c.srcT, strings.Join(th, ","))
+	if !ok {
+		return nil
+	}
+	switch res.Choice {
+	case ChoiceTheirs:
+		p.take(c.key, inSrc, inTgt)
+	case ChoiceCustom:
+		cu, err := customRow(c.key, p.st.PK, res.Values, conf.Target, conf.Source, inTgt)
+		if err != nil {
+			r.reopen(err.Error())
+			return nil
+		}
+		p.customs = append(p.customs, cu)
+	}
+	return nil
+}
+
+// take plans writing the source's state of key.
+func (p *tablePlan) take(key []string, inSrc, inTgt bool) {
+	switch {
+	case inSrc && inTgt:
+		p.updates = append(p.updates, key)
+	case inSrc:
+		p.inserts = append(p.inserts, key)
+	case inTgt:
+		p.delete = append(p.delete, key)
+	}
+}
+
+// customRow builds the row a custom resolution writes: values over the
+// target's row, or the source's where the target has none; the key stays.
+func customRow(key, pk []string, values, target, source json.RawMessage, inTgt bool) (custom, error) {
+	cu := custom{key: key, present: inTgt}
+	if len(values) == 0 {
+		return cu, fmt.Errorf("custom resolution without values")
+	}
+	if string(values) == "null" {
+		return cu, nil
+	}
+	over := map[string]any{}
+	if err := json.Unmarshal(values, &over); err != nil {
+		return cu, fmt.Errorf("custom values must be a JSON object of column values: %v", err)
+	}
+	cu.obj = map[string]any{}
+	start := target
+	if start == nil {
+		start = source
+	}
+	if start != nil {
+		if err := json.Unmarshal(start, &cu.obj); err != nil {
+			return cu, err
+		}
+	}
+	for k, v := range over {
+		cu.obj[k] = v
+	}
+	for i, k := range pk {
+		cu.obj[k] = key[i]
+	}
+	return cu, nil
+}
+
+// write inserts and updates the planned rows, from the source, and the
+// custom rows; a batch the target refuses is retried row by row, and
+// each refused row is a constraint conflict.
+func (r *run) write(ctx context.Context, p *tablePlan) error {
+	for _, op := range []struct {
+		kind Change
+		keys [][]string
+	}{{Inserted, p.inserts}, {Updated, p.updates}} {
+		for i := 0; i < len(op.keys); i += batchSize {
+			batch := op.keys[i:min(i+batchSize, len(op.keys))]
+			rows, err := fetchRows(ctx, r.Source, p.st, batch)
+			if err != nil {
+				return err
+			}
+			if err := r.writeBatch(ctx, p, op.kind, rows); err != nil {
+				return err
+			}
+		}
+	}
+	for _, cu := range p.customs {
+		if err := r.writeCustom(ctx, p, cu); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchRows reads the rows of the given keys as JSON objects.
+func fetchRows(ctx context.Context, conn *pgx.Conn, t pgcat.Table, keys [][]string) ([]json.RawMessage, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT to_jsonb(t)::text FROM ONLY %s AS t WHERE %s", t.Ident, keyFilter(t, keys)), pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (json.RawMessage, error) {
+		var s string
+		err := r.Scan(&s)
+		return json.RawMessage(s), err
+	})
+}
+
+// rowsSQL is the statement that writes (kind Inserted or Updated) or
+// deletes (Deleted) the JSON rows in $1 on the target.
+func (p *tablePlan) rowsSQL(kind Change) string {
+	src := fmt.Sprintf("jsonb_populate_recordset(NULL::%s, $1::jsonb) r", p.tt.Ident)
+	var match []string
+	for _, k := range p.tt.PK {
+		id := pgx.Identifier{k}.Sanitize()
+		match = append(match, "t."+id+" = r."+id)
+	}
+	switch kind {
+	case Inserted:
+		var cols, rcols []string
+		for _, c := range p.cols {
+			id := pgx.Identifier{c}.Sanitize()
+			cols = append(cols, id)
+			rcols = append(rcols, "r."+id)
+		}
+		return fmt.Sprintf("INSERT INTO %s AS t (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s", p.tt.Ident, strings.Join(cols, ", "), strings.Join(rcols, ", "), src)
+	case Updated:
+		var set []string
+		for _, c := range p.cols {
+			col, _ := p.tt.Col(c)
+			if slicesContains(p.tt.PK, c) || col.Identity == "a" {
+				continue
+			}
+			id := pgx.Identifier{c}.Sanitize()
+			set = append(set, id+" = r."+id)
+		}
+		if len(set) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("UPDATE ONLY %s AS t SET %s FROM %s WHERE %s", p.tt.Ident, strings.Join(set, ", "), src, strings.Join(match, " AND "))
+	}
+	return fmt.Sprintf("DELETE FROM ONLY %s AS t USING %s WHERE %s", p.tt.Ident, src, strings.Join(match, " AND "))
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// exec runs a rowsSQL statement for rows in a savepoint.
+func (r *run) exec(ctx context.Context, sql string, rows []json.RawMessage) (int64, *pgconn.PgError, error) {
+	if sql == "" || len(rows) == 0 {
+		return 0, nil, nil
+	}
+	arr, err := json.Marshal(rows)
+	if err != nil {
+		return 0, nil, err
+	}
+	var n int64
+	pe, err := r.try(ctx, func() error {
+		tag, err := r.Target.Exec(ctx, sql, string(arr))
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, pe, err
+}
+
+func (r *run) tally(table string, kind Change, n int64) {
+	c := r.count(table)
+	switch kind {
+	case Inserted:
+		c.Inserted += n
+	case Updated:
+		c.Updated += n
+	case Deleted:
+		c.Deleted += n
+	}
+}
+
+// writeBatch writes rows (kind Inserted, Updated or Deleted) in one
+// statement, or row by row when the target refuses the batch.
+func (r *run) writeBatch(ctx context.Context, p *tablePlan, kind Change, rows []json.RawMessage) error {
+	sql := p.rowsSQL(kind)
+	n, pe, err := r.exec(ctx, sql, rows)
+	if err != nil || pe == nil {
+		r.tally(p.name, kind, n)
+		return err
+	}
+	for _, row := range rows {
+		n, pe, err := r.exec(ctx, sql, []json.RawMessage{row})
+		if err != nil {
+			return err
+		}
+		r.tally(p.name, kind, n)
+		if pe != nil {
+			if err := r.refused(ctx, p, kind, row, pe); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refused records a source row change the target refuses as a constraint
+// conflict and applies its resolution.
+func (r *run) refused(ctx context.Context, p *tablePlan, kind Change, row json.RawMessage, pe *pgconn.PgError) error {
+	var obj map[string]any
+	if err := json.Unmarshal(row, &obj); err != nil {
+		return err
+	}
+	key := make([]string, len(p.tt.PK))
+	for i, k := range p.tt.PK {
+		key[i] = textOf(obj[k])
+	}
+	target, err := pgcat.FetchRow(ctx, r.Target, p.tt, key)
+	if err != nil {
+		return err
+	}
+	c := Conflict{Kind: KindConstraint, Table: p.name, Object: pe.ConstraintName, Key: keyMap(p.tt.PK, key), SourceChange: kind,
+		Target:  target,
+		Message: fmt.Sprintf("%s refuses %s's %s of this row of %s: %s", r.TargetName, r.SourceName, kind, p.name, describe(pe)),
+		Hint:    "skip the source's change (ours) or give values that satisfy the constraint (custom)"}
+	if kind != Deleted {
+		c.Source = row
+	}
+	res, ok := r.conflict(c, string(row), pe.Code)
+	if !ok {
+		return nil
+	}
+	switch res.Choice {
+	case ChoiceTheirs:
+		r.reopen("the target refuses the source's row: resolve with ours or custom")
+	case ChoiceCustom:
+		cu, err := customRow(key, p.tt.PK, res.Values, target, c.Source, target != nil)
+		if err != nil {
+			r.reopen(err.Error())
+			return nil
+		}
+		return r.writeCustom(ctx, p, cu)
+	}
+	return nil
+}
+
+// textOf renders a JSON value of a key column as the key's text.
+func textOf(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// writeCustom writes one custom row; a refusal reopens its conflict.
+func (r *run) writeCustom(ctx context.Context, p *tablePlan, cu custom) error {
+	kind := Updated
+	var row []byte
+	var err error
+	switch {
+	case cu.obj == nil && !cu.present:
+		return nil
+	case cu.obj == nil:
+		kind = Deleted
+		row, err = json.Marshal(keyMap(p.tt.PK, cu.key))
+	default:
+		if !cu.present {
+			kind = Inserted
+		}
+		row, err = json.Marshal(cu.obj)
+	}
+	if err != nil {
+		return err
+	}
+	n, pe, err := r.exec(ctx, p.rowsSQL(kind), []json.RawMessage{row})
+	if err != nil {
+		return err
+	}
+	r.tally(p.name, kind, n)
+	if pe != nil {
+		r.reopen("the target refuses the custom values: " + describe(pe))
+	}
+	return nil
+}
+
+// writeDeletes deletes the planned rows.
+func (r *run) writeDeletes(ctx context.Context, p *tablePlan) error {
+	for i := 0; i < len(p.delete); i += batchSize {
+		batch := p.delete[i:min(i+batchSize, len(p.delete))]
+		rows := make([]json.RawMessage, len(batch))
+		for j, k := range batch {
+			b, err := json.Marshal(keyMap(p.tt.PK, k))
+			if err != nil {
+				return err
+			}
+			rows[j] = b
+		}
+		if err := r.writeBatch(ctx, p, Deleted, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// missingOnTarget handles a source table the target does not have (it
+// dropped it): a conflict when the source changed its rows.
+func (r *run) missingOnTarget(ctx context.Context, n string, bt pgcat.Table, inB bool, st pgcat.Table) error {
+	if inB {
+		srcE, baseE := r.srcExprs(n, bt, inB, st)
+		a, err := aggregate(ctx, r.Base, bt, baseE)
+		if err != nil {
+			return err
+		}
+		b, err := aggregate(ctx, r.Source, st, srcE)
+		if err != nil {
+			return err
+		}
+		if a == b {
+			return nil
+		}
+	}
+	_, ok := r.conflict(Conflict{Kind: KindTable, Table: n, SourceChange: Updated, TargetChange: Deleted,
+		Message: fmt.Sprintf("%s changed rows of %s, which %s dropped", r.SourceName, n, r.TargetName),
+		Hint:    "keep the table dropped (ours), or create it on the target and merge again"})
+	if ok && r.res.Conflicts[len(r.res.Conflicts)-1].Resolution.Choice != ChoiceOurs {
+		r.reopen("only ours applies: the target has no such table")
+	}
+	return nil
+}
+
+// unkeyed merges a table without a usable primary key: only when the
+// target left it unchanged (the source's rows replace the target's), or
+// the source did (nothing to do).
+func (r *run) unkeyed(ctx context.Context, n string, bt pgcat.Table, inB bool, st, tt pgcat.Table) error {
+	srcE, baseE := r.srcExprs(n, bt, inB, st)
+	srcChanged := true
+	tgtChanged := false
+	if inB {
+		a, err := aggregate(ctx, r.Base, bt, baseE)
+		if err != nil {
+			return err
+		}
+		b, err := aggregate(ctx, r.Source, st, srcE)
+		if err != nil {
+			return err
+		}
+		srcChanged = a != b
+		cols := pgcat.Exprs(r.shared(n, bt, tt))
+		if a, err = aggregate(ctx, r.Base, bt, cols); err != nil {
+			return err
+		}
+		if b, err = aggregate(ctx, r.Target, tt, cols); err != nil {
+			return err
+		}
+		tgtChanged = a != b
+	} else {
+		n, err := pgcat.CountRows(ctx, r.Target, tt)
+		if err != nil {
+			return err
+		}
+		tgtChanged = n > 0
+	}
+	if !srcChanged {
+		r.res.Unchanged++
+		return nil
+	}
+	if tgtChanged {
+		why := "has no primary key"
+		if len(st.PK) > 0 {
+			why = "has a different primary key on each side"
+		}
+		res, ok := r.conflict(Conflict{Kind: KindTable, Table: n, SourceChange: Updated, TargetChange: Updated,
+			Message: fmt.Sprintf("table %s %s and both %s and %s changed its rows: it cannot be merged row by row", n, why, r.SourceName, r.TargetName),
+			Hint:    fmt.Sprintf("add the same primary key to %s on both branches (ALTER TABLE %s ADD PRIMARY KEY (...)) and merge again, or keep the target's rows (ours) or take the source's (theirs)", n, st.Ident)})
+		if !ok || res.Choice != ChoiceTheirs {
+			return nil
+		}
+	}
+	return r.replace(ctx, n, st, tt)
+}
+
+// replace puts the source's rows of a table in place of the target's.
+func (r *run) replace(ctx context.Context, n string, st, tt pgcat.Table) error {
+	p := &tablePlan{name: n, st: st, tt: tt}
+	for _, c := range r.shared(n, st, tt) {
+		if col, _ := tt.Col(c); !col.Generated {
+			p.cols = append(p.cols, c)
+		}
+	}
+	var ins, del int64
+	pe, err := r.try(ctx, func() error {
+		tag, err := r.Target.Exec(ctx, "DELETE FROM ONLY "+tt.Ident)
+		if err != nil {
+			return err
+		}
+		del = tag.RowsAffected()
+		rows, err := r.Source.Query(ctx, fmt.Sprintf("SELECT to_jsonb(t)::text FROM ONLY %s AS t", st.Ident))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var batch []json.RawMessage
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			arr, _ := json.Marshal(batch)
+			tag, err := r.Target.Exec(ctx, p.rowsSQL(Inserted), string(arr))
+			ins += tag.RowsAffected()
+			batch = batch[:0]
+			return err
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				return err
+			}
+			if batch = append(batch, json.RawMessage(s)); len(batch) == batchSize {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return flush()
+	})
+	if err != nil {
+		return err
+	}
+	if pe != nil {
+		_, ok := r.conflict(Conflict{Kind: KindConstraint, Table: n, Object: pe.ConstraintName, SourceChange: Updated,
+			Message: fmt.Sprintf("%s refuses %s's rows of %s: %s", r.TargetName, r.SourceName, n, describe(pe)),
+			Hint:    "keep the target's rows (ours)"}, pe.Code)
+		if ok && r.res.Conflicts[len(r.res.Conflicts)-1].Resolution.Choice != ChoiceOurs {
+			r.reopen("only ours applies")
+		}
+		return nil
+	}
+	r.tally(n, Deleted, del)
+	r.tally(n, Inserted, ins)
+	return nil
+}
+
+// fkRanks ranks the target's tables so that a table referenced by a
+// foreign key ranks below the tables referencing it (cycles stop at the
+// number of foreign keys).
+func fkRanks(ctx context.Context, conn *pgx.Conn) (map[string]int, error) {
+	rows, err := conn.Query(ctx, `
+SELECT sn.nspname || '.' || s.relname, tn.nspname || '.' || t.relname
+FROM pg_constraint c
+JOIN pg_class s ON s.oid = c.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace
+JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE c.contype = 'f' AND c.conrelid <> c.confrelid`)
+	if err != nil {
+		return nil, err
+	}
+	type edge struct{ child, parent string }
+	edges, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (edge, error) {
+		var e edge
+		err := r.Scan(&e.child, &e.parent)
+		return e, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rank := map[string]int{}
+	for range len(edges) + 1 {
+		changed := false
+		for _, e := range edges {
+			if rank[e.child] <= rank[e.parent] && rank[e.parent] < len(edges) {
+				rank[e.child] = rank[e.parent] + 1
+				changed = true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	return rank, nil
+}
+
+// sequences advances every sequence of the target that the source has
+// too to the source's value when that is ahead.
+func (r *run) sequences(ctx context.Context) error {
+	read := func(conn *pgx.Conn) (map[string]*int64, error) {
+		rows, err := conn.Query(ctx, "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value FROM pg_sequences WHERE increment_by > 0")
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]*int64{}
+		var name string
+		var last *int64
+		_, err = pgx.ForEachRow(rows, []any{&name, &last}, func() error {
+			out[name] = last
+			return nil
+		})
+		return out, err
+	}
+	src, err := read(r.Source)
+	if err != nil {
+		return err
+	}
+	tgt, err := read(r.Target)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(src))
+	for n := range src {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := src[n]
+		t, ok := tgt[n]
+		if !ok || s == nil || (t != nil && *t >= *s) {
+			continue
+		}
+		if _, err := r.Target.Exec(ctx, "SELECT setval($1::regclass, $2)", n, *s); err != nil {
+			return fmt.Errorf("advance %s: %w", n, err)
+		}
+		r.res.Sequences++
+	}
+	return nil
+}
