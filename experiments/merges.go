@@ -33,6 +33,9 @@ const (
 	MergeOpen = "open"
 	// MergeAborted: a session discarded by Abort.
 	MergeAborted = "aborted"
+	// MergeUndone: a merged merge whose target was put back onto its
+	// pre-merge snapshot by UndoMerge.
+	MergeUndone = "undone"
 )
 
 // MergeRequest merges branch Source into branch Target of Project.
@@ -350,7 +353,9 @@ func (m *Merge) next() string {
 		}
 		return fmt.Sprintf("%d conflicts are open: resolve each (ours, theirs or custom values), then complete the merge; abort discards it", m.OpenConflicts)
 	case MergeMerged:
-		return fmt.Sprintf("merged into %s; to undo, restore snapshot %s onto %s", m.Target, m.Snapshot, m.Target)
+		return fmt.Sprintf("merged into %s; to undo it, undo merge %s (puts %s back onto snapshot %s)", m.Target, m.ID, m.Target, m.Snapshot)
+	case MergeUndone:
+		return fmt.Sprintf("undone: %s is back as it was before the merge; its merged state is kept as snapshot %s", m.Target, m.Snapshot)
 	}
 	return ""
 }
@@ -496,6 +501,52 @@ func (s *Service) AbortMerge(ctx context.Context, project, id string) (*Merge, e
 		}
 		s.dropBase(ctx, m)
 		m.Status, m.UpdatedAt = MergeAborted, s.cfg.Now().UTC()
+		m.Next = m.next()
+		out = m
+		return s.saveMerge(m)
+	})
+	return out, err
+}
+
+// UndoMerge puts the target of a merged merge back onto its pre-merge
+// snapshot, in place: the branch keeps its name, settings and children
+// (which keep what they were forked from), and everything written on it
+// since the merge, the merge included, is kept as snapshot
+// post-merge.<id>. Needs write scope on the target; refused for a
+// protected target (unprotect it first) and for a merge not in status
+// merged (ErrConflict).
+func (s *Service) UndoMerge(ctx context.Context, project, id string) (*Merge, error) {
+	var out *Merge
+	err := s.audited(ctx, "merge.undo", project+"/"+id, "", func() error {
+		m, err := s.loadMerge(ctx, project, id, RoleWrite)
+		if err != nil {
+			return err
+		}
+		if m.Status != MergeMerged {
+			return fmt.Errorf("merge %s is %s: only a merged merge can be undone: %w", id, m.Status, ErrConflict)
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		dst, err := st.Branch(project, m.Target)
+		if err != nil {
+			return storeErr(err)
+		}
+		if dst.Protected {
+			return fmt.Errorf("branch %s is protected; unprotect it first: %w", m.Target, ErrConflict)
+		}
+		if err := s.stopEndpoint(ctx, project, m.Target, false); err != nil {
+			return err
+		}
+		post := "post-merge." + m.ID
+		if _, err := st.Reset(project, m.Target, storage.ResetOptions{To: storage.AtSnapshot(m.Snapshot), Snapshot: post}); err != nil {
+			return storeErr(err)
+		}
+		if err := st.DeleteSnapshot(project, m.Snapshot); err != nil {
+			s.log.Warn("merge undo: delete pre-merge snapshot", slog.String("snapshot", m.Snapshot), slog.String("err", err.Error()))
+		}
+		m.Status, m.Snapshot, m.UpdatedAt = MergeUndone, post, s.cfg.Now().UTC()
 		m.Next = m.next()
 		out = m
 		return s.saveMerge(m)

@@ -633,11 +633,16 @@ type ResetOptions struct {
 	Snapshot string
 	// Discard drops the old head instead of keeping it as a snapshot.
 	Discard bool
+	// To is the state the branch is put onto; only AtSnapshot is
+	// accepted. Zero: the parent branch's current head.
+	To At
 }
 
-// Reset points branch at its parent branch's current head. The old head is
-// kept as a snapshot unless opts.Discard. Refused for protected branches
-// (ErrProtected), root branches (ErrNoParent) and while a head is open (ErrBusy).
+// Reset points branch at its parent branch's current head, or at opts.To.
+// The branch keeps its ID, name, attributes and children (which keep
+// reading what they were forked from). The old head is kept as a snapshot
+// unless opts.Discard. Refused for protected branches (ErrProtected), root
+// branches without opts.To (ErrNoParent) and while a head is open (ErrBusy).
 func (s *Store) Reset(project, branch string, opts ResetOptions) (Branch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -659,8 +664,11 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 	if s.heads[b.Timeline] != nil {
 		return Branch{}, ErrBusy
 	}
+	if opts.To.kind != atHead && opts.To.kind != atSnapshot {
+		return Branch{}, fmt.Errorf("reset onto %s: only a snapshot: %w", opts.To, ErrInvalidArgument)
+	}
 	pb := s.cat.branches[b.Parent]
-	if pb == nil {
+	if pb == nil && opts.To.kind != atSnapshot {
 		return Branch{}, ErrNoParent
 	}
 	old := s.cat.timelines[b.Timeline]
@@ -682,15 +690,27 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 		}
 		sn = &Snapshot{ID: id, Project: p.ID, Name: name, Branch: b.ID, Timeline: old.ID, Seq: s.curSeq(), CreatedAt: s.opts.Now().UTC()}
 	}
-	seq := s.quiesceLocked(pb.Timeline)
+	var tl, seq uint64
+	if opts.To.kind == atSnapshot {
+		if tl, seq, err = s.resolveLocked(p, nil, opts.To); err != nil {
+			return Branch{}, err
+		}
+	} else {
+		tl, seq = pb.Timeline, s.quiesceLocked(pb.Timeline)
+	}
 	id, err := s.nextID()
 	if err != nil {
 		return Branch{}, err
 	}
 	now := s.opts.Now().UTC()
-	t := &Timeline{ID: id, Project: p.ID, Parent: pb.Timeline, ParentSeq: seq, StartSeq: seq, CreatedAt: now, Branch: b.ID}
+	t := &Timeline{ID: id, Project: p.ID, Parent: tl, ParentSeq: seq, StartSeq: s.curSeq(), CreatedAt: now, Branch: b.ID}
 	nb := copyBranch(b)
-	nb.Timeline, nb.ParentSeq, nb.ParentTime = t.ID, seq, now
+	nb.Timeline = t.ID
+	if opts.To.kind != atSnapshot {
+		// Re-forked from the parent: the fork point moves; onto a
+		// snapshot, the branch keeps the one it had.
+		nb.ParentSeq, nb.ParentTime = seq, now
+	}
 	oldc := *old
 	oldc.Branch = 0
 	bt := s.db.NewBatch()

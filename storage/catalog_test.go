@@ -242,6 +242,52 @@ func TestResetAndDelete(t *testing.T) {
 	}
 }
 
+// TestResetOntoSnapshot: a root branch with a child is put back onto a
+// snapshot of itself in place: it reads the snapshot, keeps its ID and
+// fork point, its child keeps reading what it forked, and the state it
+// left is kept as a snapshot, which GC and Check respect.
+func TestResetOntoSnapshot(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	writeFile(t, h, "f", "v1")
+	must[Snapshot](t)(s.Snapshot("p", "main", "pre", SnapshotOptions{}))
+	writeFile(t, h, "f", "v2")
+	must[Branch](t)(s.Fork("p", "main", "child", AtHead(), BranchOptions{}))
+	writeFile(t, h, "g", "new")
+	if _, err := s.Reset("p", "main", ResetOptions{To: AtSnapshot("pre")}); !errors.Is(err, ErrBusy) {
+		t.Errorf("reset with open head: %v", err)
+	}
+	ok(t, h.Close())
+	if _, err := s.Reset("p", "main", ResetOptions{To: AtSeq(1)}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("reset onto a seq: %v", err)
+	}
+	if _, err := s.Reset("p", "main", ResetOptions{To: AtSnapshot("nope")}); !errors.Is(err, ErrSnapshotNotFound) {
+		t.Errorf("reset onto an unknown snapshot: %v", err)
+	}
+	old := must[Branch](t)(s.Branch("p", "main"))
+	nb := must[Branch](t)(s.Reset("p", "main", ResetOptions{To: AtSnapshot("pre"), Snapshot: "post"}))
+	if nb.ID != old.ID || nb.Timeline == old.Timeline || nb.ParentSeq != old.ParentSeq {
+		t.Errorf("reset onto a snapshot: %+v, was %+v", nb, old)
+	}
+	if got := readFile(t, s, "main", AtHead(), "f"); got != "v1" {
+		t.Errorf("main after reset onto pre: %q", got)
+	}
+	if got := readFile(t, s, "child", AtHead(), "f"); got != "v2" {
+		t.Errorf("child after its parent's reset: %q", got)
+	}
+	if got := readFile(t, s, "", AtSnapshot("post"), "g"); got != "new" {
+		t.Errorf("the state main left: %q", got)
+	}
+	ok(t, s.DeleteSnapshot("p", "pre"))
+	must[GCStats](t)(s.GC(context.Background()))
+	if got := readFile(t, s, "main", AtHead(), "f"); got != "v1" {
+		t.Errorf("main after its snapshot was deleted and GC: %q", got)
+	}
+	ok(t, s.Check())
+}
+
 func TestFormatVersion(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir, &Options{GCInterval: -1})

@@ -152,9 +152,10 @@ type Resolution struct {
 type Resolver func(c *Conflict) (r Resolution, ok bool)
 
 // Resolve is the Resolver of a strategy: Ours and Theirs decide every
-// conflict (Theirs keeps the target's side where the source's cannot
-// apply, and reports so), Fail and Manual none. decided, keyed by
-// conflict ID, comes first.
+// conflict, Fail and Manual none. Where the source's side cannot apply
+// (a change the target's constraints refuse), Theirs leaves the conflict
+// open rather than drop the change silently: it needs ours or custom
+// values. decided, keyed by conflict ID, comes first.
 func Resolve(s Strategy, decided map[string]Resolution) Resolver {
 	return func(c *Conflict) (Resolution, bool) {
 		if r, ok := decided[c.ID]; ok {
