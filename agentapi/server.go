@@ -143,6 +143,7 @@ func (s *Server) routes() {
 	e.GET("/v1/audit", s.auditLog, s.auth("audit.list"))
 	s.branchRoutes()
 	s.maskRoutes()
+	s.mergeRoutes()
 	s.runRoutes()
 	if s.cfg.MCP != nil {
 		e.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", s.mcp, s.auth("mcp"))

@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -391,6 +393,41 @@ func (s *Service) loadMerge(ctx context.Context, project, id string, role Role) 
 // GetMerge returns a merge or merge session (read scope on its target).
 func (s *Service) GetMerge(ctx context.Context, project, id string) (*Merge, error) {
 	return s.loadMerge(ctx, project, id, RoleRead)
+}
+
+// ListMerges returns the merges and merge sessions of a project whose
+// target the caller can read, newest first, without their conflicts
+// (GetMerge has them).
+func (s *Service) ListMerges(ctx context.Context, project string) ([]Merge, error) {
+	if err := validName("project", project); err != nil {
+		return nil, err
+	}
+	caller, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	lower := mergeKey(project, "")
+	upper := append(bytes.Clone(lower[:len(lower)-1]), '/'+1)
+	out := []Merge{}
+	err := s.withDB(func(db *controldb.DB) error {
+		return db.Scan(lower, upper, func(_, v []byte) (bool, error) {
+			var m Merge
+			if err := json.Unmarshal(v, &m); err != nil {
+				return false, err
+			}
+			if caller.Allows(RoleRead, project, m.Target) {
+				m.Conflicts, m.Resolutions = nil, nil
+				m.Next = m.next()
+				out = append(out, m)
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, nil
 }
 
 // openSession loads an open merge session for a change (write scope on

@@ -309,7 +309,7 @@ func branchCmd(a *app) *cobra.Command {
 		})
 	rotate.Flags().StringVar(&rotateRole, "role", "", "only this role: read, write or superuser (default all the key may rotate)")
 
-	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd, rotate, branchLogCmd(a))
+	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd, rotate, branchLogCmd(a), branchMergeCmd(a))
 	return cmd
 }
 
