@@ -108,7 +108,9 @@ func mergeCmd(a *app) *cobra.Command {
 		{"undo", "Put a merge's target back as it was before the merge (its merged state is kept as a snapshot)"},
 	} {
 		c, _ := verb(a, v.name+" ID", v.short, cobra.ExactArgs(1), &project,
-			func(args []string) (string, string, any, error) { return "POST", mergeURL(project, args[0]) + "/" + v.name, nil, nil }, showMerge)
+			func(args []string) (string, string, any, error) {
+				return "POST", mergeURL(project, args[0]) + "/" + v.name, nil, nil
+			}, showMerge)
 		actions = append(actions, c)
 	}
 	cmd.AddCommand(append([]*cobra.Command{list, show, resolve}, actions...)...)
