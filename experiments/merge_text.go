@@ -35,6 +35,10 @@ func (m *Merge) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	if m.UnchangedTables+m.NarrowedByBlocks > 0 {
+		fmt.Fprintf(w, "  unchanged tables: %d (%d never read: storage shows no block written since the base); %d read only in changed blocks\n",
+			m.UnchangedTables, m.SkippedByBlocks, m.NarrowedByBlocks)
+	}
 	if m.Sequences > 0 {
 		fmt.Fprintf(w, "  sequences advanced: %d\n", m.Sequences)
 	}

@@ -50,6 +50,10 @@ type MergeRequest struct {
 	Strategy merge.Strategy `json:"strategy,omitempty"`
 	// DryRun computes the merge (conflicts included) and changes nothing.
 	DryRun bool `json:"dry_run,omitempty"`
+	// FullCompare compares every row of every table of the base and the
+	// source instead of only the heap blocks storage shows either wrote:
+	// slower, in proportion to the database; for verification.
+	FullCompare bool `json:"full_compare,omitempty"`
 }
 
 // Merge is a merge: its outcome, or a manual merge session.
@@ -59,6 +63,8 @@ type Merge struct {
 	Source   string         `json:"source"`
 	Target   string         `json:"target"`
 	Strategy merge.Strategy `json:"strategy"`
+	// FullCompare is MergeRequest.FullCompare.
+	FullCompare bool `json:"full_compare,omitempty"`
 	// Base describes the common ancestor: a branch as of a store seq.
 	Base    string `json:"base"`
 	BaseSeq uint64 `json:"base_seq"`
@@ -72,6 +78,13 @@ type Merge struct {
 	Schema    []string            `json:"schema"`
 	Tables    []merge.TableCounts `json:"tables"`
 	Sequences int                 `json:"sequences"`
+	// UnchangedTables counts the source's tables with no row change;
+	// SkippedByBlocks those of them storage showed neither the base nor
+	// the source wrote (never read), NarrowedByBlocks the tables read
+	// only in the heap blocks either side wrote since the base.
+	UnchangedTables  int `json:"unchanged_tables"`
+	SkippedByBlocks  int `json:"skipped_by_blocks"`
+	NarrowedByBlocks int `json:"narrowed_by_blocks"`
 	// Conflicts lists every conflict with its resolution, if any;
 	// OpenConflicts counts those without.
 	Conflicts     []merge.Conflict `json:"conflicts"`
@@ -159,7 +172,7 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 		}
 		now := s.cfg.Now().UTC()
 		m := &Merge{ID: hex.EncodeToString(b), Project: req.Project, Source: req.Source, Target: req.Target,
-			Strategy: req.Strategy, CreatedAt: now, UpdatedAt: now}
+			Strategy: req.Strategy, FullCompare: req.FullCompare, CreatedAt: now, UpdatedAt: now}
 		if err := s.mergeBase(m, src, dst); err != nil {
 			return err
 		}
@@ -319,12 +332,18 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 		return fmt.Errorf("merge: begin: %w", err)
 	}
 	defer dst.Exec(context.Background(), "ROLLBACK")
-	res, err := merge.Run(ctx, merge.Sides{Base: base, Source: src, Target: dst,
-		BaseName: "the base", SourceName: m.Source, TargetName: m.Target}, resolve)
+	sides := merge.Sides{Base: base, Source: src, Target: dst, BaseName: "the base", SourceName: m.Source, TargetName: m.Target}
+	if !m.FullCompare {
+		blocks := &storeBlocks{s: s, project: m.Project, base: m.BaseBranch, source: m.Source}
+		defer blocks.close()
+		sides.Blocks = blocks
+	}
+	res, err := merge.Run(ctx, sides, resolve)
 	if err != nil {
 		return err
 	}
 	m.Schema, m.Tables, m.Sequences, m.Conflicts = res.Schema, res.Tables, res.Sequences, res.Conflicts
+	m.UnchangedTables, m.SkippedByBlocks, m.NarrowedByBlocks = res.Unchanged, res.SkippedByBlocks, res.NarrowedByBlocks
 	m.OpenConflicts = len(res.Open())
 	m.UpdatedAt = s.cfg.Now().UTC()
 	if !apply || m.OpenConflicts > 0 {

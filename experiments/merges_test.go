@@ -32,7 +32,11 @@ CREATE TABLE customers (id integer PRIMARY KEY, email text UNIQUE NOT NULL, name
 CREATE TABLE orders (id serial PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers (id), total numeric CHECK (total >= 0));
 INSERT INTO customers SELECT i, 'c' || i || '@x', 'Customer ' || i, jsonb_build_object('n', i), ARRAY['t' || i], ARRAY[i, i, i]::vector
   FROM generate_series(1, 50) i;
-INSERT INTO orders (customer_id, total) SELECT 1 + i % 50, i FROM generate_series(1, 100) i`)
+INSERT INTO orders (customer_id, total) SELECT 1 + i % 50, i FROM generate_series(1, 100) i;
+CREATE TABLE big (id bigint PRIMARY KEY, pad text);
+INSERT INTO big SELECT i, repeat('x', 200) FROM generate_series(1, 20000) i;
+CREATE TABLE wide (id bigint PRIMARY KEY, pad text);
+INSERT INTO wide SELECT i, repeat('w', 200) FROM generate_series(1, 5000) i`)
 	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f", ParentID: "main"}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +82,10 @@ INSERT INTO customers (id, email, name, doc, tags, emb) VALUES (51, 'c51@x', 'Ne
 UPDATE customers SET name = 'Renamed', doc = doc || '{"k": [1, 2]}', tags = tags || 'x'::text, emb = '[9,9,9]', score = 1 WHERE id IN (3, 4);
 DELETE FROM orders WHERE customer_id = 5;
 DELETE FROM customers WHERE id = 5;
-INSERT INTO orders (customer_id, total) VALUES (51, 12.5), (51, 0)`)
+INSERT INTO orders (customer_id, total) VALUES (51, 12.5), (51, 0);
+UPDATE wide SET pad = 'moved' WHERE id % 97 = 0;
+DELETE FROM wide WHERE id % 101 = 0;
+INSERT INTO wide SELECT i, 'new' FROM generate_series(5001, 5010) i`)
 
 	pre, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main", DryRun: true})
 	if err != nil {
@@ -96,6 +103,21 @@ INSERT INTO orders (customer_id, total) VALUES (51, 12.5), (51, 0)`)
 	}
 	if c := counts["public.orders"]; c.Inserted != 2 || c.Deleted != 2 {
 		t.Errorf("preview orders %+v, want 2 inserted, 2 deleted", c)
+	}
+	if c := counts["public.wide"]; c.Inserted != 10 || c.Updated != 51 || c.Deleted != 49 {
+		t.Errorf("preview wide %+v, want 10 inserted, 51 updated, 49 deleted", c)
+	}
+	// Storage shows big untouched: never read. customers, orders and wide
+	// are read only where their blocks changed.
+	if pre.SkippedByBlocks != 1 || pre.NarrowedByBlocks != 3 || pre.UnchangedTables != 1 {
+		t.Errorf("preview: %d tables skipped and %d narrowed by blocks, %d unchanged; want 1, 3 and 1", pre.SkippedByBlocks, pre.NarrowedByBlocks, pre.UnchangedTables)
+	}
+	full, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main", DryRun: true, FullCompare: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fmt.Sprint(full.Tables, full.Schema), fmt.Sprint(pre.Tables, pre.Schema); a != b || full.SkippedByBlocks+full.NarrowedByBlocks != 0 {
+		t.Errorf("a full comparison found\n%s\nthe block comparison\n%s", a, b)
 	}
 	if got := dump(t, s, ctx, "main"); got != before {
 		t.Fatal("a preview changed the target")

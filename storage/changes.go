@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -15,12 +16,12 @@ import (
 type BlockRange struct{ Start, End uint64 }
 
 // DiffBlocks returns the blocks of the file at path (slash-separated,
-// relative to the branch's root) that may differ between views a and b
-// of the same project: every block either side wrote since the state
-// the two share, and, where the sizes or truncations differ, the blocks
-// past the shorter end. A block outside the ranges reads the same bytes
-// in both views. The cost follows the block versions written since the
-// shared state, not the file's size.
+// relative to the branch's root) whose bytes differ between views a and
+// b of the same project, and the blocks past the shorter end where the
+// sizes differ. The candidates are the blocks either side wrote since the
+// state the two share (and what a truncation cut); each is read on both
+// sides. The cost follows the block versions written since the shared
+// state, not the file's size.
 //
 // ok is false when the path does not name the same file in both views
 // (missing in one, or created anew on one side): the views cannot be
@@ -116,6 +117,30 @@ func (s *Store) DiffBlocks(a, b *View, path string) (ranges []BlockRange, ok boo
 	}
 	for blk := from; blk < end; blk++ {
 		blks = append(blks, blk)
+	}
+	// A block both sides wrote the same bytes to (the same WAL replayed by
+	// each fork's recovery, say) does not differ.
+	candidates := toRanges(blks)
+	blks = blks[:0]
+	inBoth := min(attrA.Size, attrB.Size)
+	ba, bb := make([]byte, BlockSize), make([]byte, BlockSize)
+	for _, r := range candidates {
+		for blk := r.Start; blk < r.End; blk++ {
+			off := int64(blk * BlockSize)
+			if blk*BlockSize+BlockSize > inBoth {
+				blks = append(blks, blk)
+				continue
+			}
+			if _, err := a.readAt(ino, ba, off); err != nil {
+				return nil, false, err
+			}
+			if _, err := b.readAt(ino, bb, off); err != nil {
+				return nil, false, err
+			}
+			if !bytes.Equal(ba, bb) {
+				blks = append(blks, blk)
+			}
+		}
 	}
 	return toRanges(blks), true, nil
 }

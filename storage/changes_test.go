@@ -6,10 +6,11 @@ import (
 	"testing"
 )
 
-// TestDiffBlocks: the blocks two views may differ in are exactly those
-// either side wrote since the state they share (a fork into its parent,
-// siblings, a parent that moved on), plus what a truncation cut; a file
-// created anew on one side is not comparable by blocks.
+// TestDiffBlocks: the blocks two views differ in are those either side
+// wrote since the state they share with other bytes (a fork into its
+// parent, siblings, a parent that moved on), plus what a truncation cut;
+// a block both wrote alike does not differ; a file created anew on one
+// side is not comparable by blocks.
 func TestDiffBlocks(t *testing.T) {
 	s := openTest(t, nil)
 	_, _, err := s.CreateProject("p")
@@ -30,9 +31,14 @@ func TestDiffBlocks(t *testing.T) {
 	for _, blk := range []int64{3, 4, 5, 90} {
 		must[int](t)(ha.WriteAt(f.Ino, []byte("a"), blk*BlockSize+7))
 	}
+	must[int](t)(ha.WriteAt(f.Ino, []byte("same"), 7*BlockSize))
 	g := must[Attr](t)(ha.Create(dir.Ino, "16385", 0o600, 0, 0))
 	must[int](t)(ha.WriteAt(g.Ino, []byte("new"), 0))
 	ok(t, ha.Close())
+	// The base writes block 7 as a did: written on both, yet equal.
+	hbase := must[*Head](t)(s.OpenHead("p", "base"))
+	must[int](t)(hbase.WriteAt(f.Ino, []byte("same"), 7*BlockSize))
+	ok(t, hbase.Close())
 	hb := must[*Head](t)(s.OpenHead("p", "b"))
 	must[int](t)(hb.WriteAt(f.Ino, []byte("b"), 20*BlockSize))
 	must[Attr](t)(hb.SetAttr(f.Ino, SetAttrIn{Valid: SetSize, Size: 80 * BlockSize}))
@@ -51,9 +57,9 @@ func TestDiffBlocks(t *testing.T) {
 	}{
 		{"fork into its base", base, a, []BlockRange{{3, 6}, {90, 91}}},
 		{"the base against itself", base, base, nil},
-		{"siblings", a, b, []BlockRange{{3, 6}, {20, 21}, {80, 100}}},
-		{"parent moved on", base, main, []BlockRange{{50, 51}}},
-		{"fork against its moved parent", main, a, []BlockRange{{3, 6}, {50, 51}, {90, 91}}},
+		{"siblings", a, b, []BlockRange{{3, 6}, {7, 8}, {20, 21}, {80, 100}}},
+		{"parent moved on", base, main, []BlockRange{{7, 8}, {50, 51}}},
+		{"fork against its moved parent", main, a, []BlockRange{{3, 6}, {7, 8}, {50, 51}, {90, 91}}},
 	} {
 		got, same, err := s.DiffBlocks(tc.x, tc.y, "base/1/16384")
 		ok(t, err)

@@ -28,13 +28,13 @@ func mergeURL(p, id string) string { return projectPath(p) + "/merges/" + url.Pa
 // branchMergeCmd is `offshoot branch merge SRC --into DST`.
 func branchMergeCmd(a *app) *cobra.Command {
 	var project, into, strategy string
-	var dryRun bool
+	var dryRun, full bool
 	cmd, _ := verb(a, "merge SOURCE --into TARGET", "Merge SOURCE into TARGET three-way (schema and rows, with conflicts)", cobra.ExactArgs(1), &project,
 		func(args []string) (string, string, any, error) {
 			if into == "" {
 				return "", "", nil, errors.New("--into TARGET is required")
 			}
-			return "POST", branchURL(project, args[0]) + "/merge", map[string]any{"target": into, "strategy": strategy, "dry_run": dryRun}, nil
+			return "POST", branchURL(project, args[0]) + "/merge", map[string]any{"target": into, "strategy": strategy, "dry_run": dryRun, "full_compare": full}, nil
 		}, showMerge)
 	cmd.Long = `Merge SOURCE into TARGET three-way. The base is their nearest common ancestor in the
 store's history (for a fork merged back, the parent as of the fork point). Schema changes
@@ -54,6 +54,7 @@ Exits 6 when conflicts are left open.`
 	cmd.Flags().StringVar(&into, "into", "", "the branch that receives the changes (required)")
 	cmd.Flags().StringVar(&strategy, "strategy", "fail", "fail, ours, theirs or manual")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would change and conflict; change nothing")
+	cmd.Flags().BoolVar(&full, "full-compare", false, "compare every row of every table, not only the blocks storage shows changed (slower; for verification)")
 	return cmd
 }
 

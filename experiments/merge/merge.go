@@ -192,6 +192,11 @@ type Result struct {
 	Conflicts []Conflict `json:"conflicts"`
 	// Unchanged counts the source tables Run found no change in.
 	Unchanged int `json:"unchanged_tables"`
+	// SkippedByBlocks counts the tables storage showed the source did
+	// not write since the base (never read); NarrowedByBlocks those read
+	// only in the heap blocks either side wrote.
+	SkippedByBlocks  int `json:"skipped_by_blocks"`
+	NarrowedByBlocks int `json:"narrowed_by_blocks"`
 }
 
 // Open returns the conflicts left open.
@@ -213,6 +218,9 @@ type Sides struct {
 	Base, Source, Target *pgx.Conn
 	// Names label the sides in messages.
 	BaseName, SourceName, TargetName string
+	// Blocks, when set, narrows the comparison of base and source to
+	// what storage says they can differ in.
+	Blocks Blocks
 }
 
 // run is the state of one Run.
@@ -222,6 +230,8 @@ type run struct {
 	res     *Result
 	counts  map[string]*TableCounts
 	sp      int // savepoint counter
+	// prepared is set once Blocks.Prepare ran.
+	prepared bool
 	// Tables of the base and the source, by schema.name.
 	baseTabs, srcTabs map[string]pgcat.Table
 	// skip holds tables, skipCol table\x00column pairs, the row merge leaves alone.
@@ -238,7 +248,8 @@ func Run(ctx context.Context, sides Sides, resolve Resolver) (*Result, error) {
 	r := &run{Sides: sides, resolve: resolve, res: &Result{Schema: []string{}, Tables: []TableCounts{}, Conflicts: []Conflict{}},
 		counts: map[string]*TableCounts{}}
 	for _, c := range []*pgx.Conn{sides.Base, sides.Source} {
-		if _, err := c.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		// SELECT 1 takes the snapshot now, before Blocks.Prepare.
+		if _, err := c.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"); err != nil {
 			return nil, fmt.Errorf("merge: begin: %w", err)
 		}
 		defer c.Exec(context.Background(), "ROLLBACK")

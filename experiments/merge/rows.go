@@ -139,13 +139,39 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 	srcE, baseE := r.srcExprs(n, bt, inB, st)
 	btCols, stCols := r.shared(n, bt, tt), r.shared(n, st, tt)
 	var changes []rowChange
-	sr, err := pgcat.RowStream(ctx, r.Source, st, "", srcE, pgcat.Exprs(stCols))
+	var blocks [][2]uint64
+	narrow := false
+	if inB {
+		var err error
+		if blocks, narrow, err = r.changedBlocks(ctx, n, bt, st); err != nil {
+			return nil, err
+		}
+		if narrow && len(blocks) == 0 {
+			r.res.Unchanged++
+			r.res.SkippedByBlocks++
+			return nil, nil
+		}
+	}
+	stream := func(c *pgx.Conn, t pgcat.Table, hashes ...[]string) (pgcat.Stream, error) {
+		if narrow {
+			return pgcat.BlockRows(ctx, c, t, blocks, hashes...)
+		}
+		rows, err := pgcat.RowStream(ctx, c, t, "", hashes...)
+		if err != nil {
+			return nil, err
+		}
+		return pgcat.Ordered(rows, len(t.PK)), nil
+	}
+	sr, err := stream(r.Source, st, srcE, pgcat.Exprs(stCols))
 	if err != nil {
 		return nil, err
 	}
 	defer sr.Close()
+	if narrow {
+		r.res.NarrowedByBlocks++
+	}
 	if inB {
-		br, err := pgcat.RowStream(ctx, r.Base, bt, "", baseE, pgcat.Exprs(btCols))
+		br, err := stream(r.Base, bt, baseE, pgcat.Exprs(btCols))
 		if err != nil {
 			return nil, err
 		}
@@ -154,9 +180,8 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 			return nil, err
 		}
 	} else {
-		nk := len(st.PK)
 		for {
-			s, ok, err := pgcat.Next(sr, nk)
+			s, ok, err := sr.Next()
 			if err != nil {
 				return nil, err
 			}
@@ -211,14 +236,13 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 // joinChanges merge-joins the base's and the source's ordered streams
 // (each with the hash over the source's columns, then the hash over the
 // columns shared with the target) into the source's changes.
-func joinChanges(br, sr pgx.Rows, st pgcat.Table) ([]rowChange, error) {
-	nk := len(st.PK)
+func joinChanges(br, sr pgcat.Stream, st pgcat.Table) ([]rowChange, error) {
 	var out []rowChange
-	b, bok, err := pgcat.Next(br, nk)
+	b, bok, err := br.Next()
 	if err != nil {
 		return nil, err
 	}
-	s, sok, err := pgcat.Next(sr, nk)
+	s, sok, err := sr.Next()
 	if err != nil {
 		return nil, err
 	}
@@ -235,16 +259,16 @@ func joinChanges(br, sr pgx.Rows, st pgcat.Table) ([]rowChange, error) {
 		switch {
 		case c < 0:
 			out = append(out, rowChange{key: b.Key, src: Deleted, baseT: b.Hashes[1]})
-			b, bok, err = pgcat.Next(br, nk)
+			b, bok, err = br.Next()
 		case c > 0:
 			out = append(out, rowChange{key: s.Key, src: Inserted, srcT: s.Hashes[1]})
-			s, sok, err = pgcat.Next(sr, nk)
+			s, sok, err = sr.Next()
 		default:
 			if b.Hashes[0] != s.Hashes[0] {
 				out = append(out, rowChange{key: s.Key, src: Updated, baseT: b.Hashes[1], srcT: s.Hashes[1]})
 			}
-			if b, bok, err = pgcat.Next(br, nk); err == nil {
-				s, sok, err = pgcat.Next(sr, nk)
+			if b, bok, err = br.Next(); err == nil {
+				s, sok, err = sr.Next()
 			}
 		}
 	}

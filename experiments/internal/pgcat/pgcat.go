@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -271,8 +272,82 @@ func RowStream(ctx context.Context, conn *pgx.Conn, t Table, where string, hashe
 	return conn.Query(ctx, streamSQL(t, where, hashes), pgx.QueryExecModeSimpleProtocol)
 }
 
+// Stream is an ordered stream of keyed rows (see RowStream).
+type Stream interface {
+	Next() (KeyedRow, bool, error)
+	Close()
+}
+
+// Ordered is the Stream of RowStream's rows, nkey key columns each.
+func Ordered(rows pgx.Rows, nkey int) Stream { return pgStream{rows, nkey} }
+
+type pgStream struct {
+	rows pgx.Rows
+	nkey int
+}
+
+func (p pgStream) Next() (KeyedRow, bool, error) { return Next(p.rows, p.nkey) }
+func (p pgStream) Close()                        { p.rows.Close() }
+
+// blockArms is the most TID range scans of one BlockRows statement.
+const blockArms = 256
+
+// BlockRows reads the keys and hashes of RowStream of the rows in the
+// given ranges of heap blocks only ([start, end) pairs), each range by a
+// TID range scan, so the cost follows the blocks, not the table; the
+// rows are sorted in memory, in key order.
+func BlockRows(ctx context.Context, conn *pgx.Conn, t Table, blocks [][2]uint64, hashes ...[]string) (Stream, error) {
+	sel, _ := selectList(t, hashes)
+	var out []KeyedRow
+	for i := 0; i < len(blocks); i += blockArms {
+		arms := make([]string, 0, blockArms)
+		for _, b := range blocks[i:min(i+blockArms, len(blocks))] {
+			arms = append(arms, fmt.Sprintf("SELECT * FROM ONLY %s AS t WHERE ctid >= '(%d,0)'::tid AND ctid < '(%d,0)'::tid", t.Ident, b[0], b[1]))
+		}
+		sql := fmt.Sprintf("SELECT %s FROM (%s) AS t", strings.Join(sel, ", "), strings.Join(arms, " UNION ALL "))
+		rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return nil, err
+		}
+		for {
+			r, ok, err := Next(rows, len(t.PK))
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if !ok {
+				break
+			}
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return CompareKeys(out[i].Key, out[j].Key, t.PKTypes) < 0 })
+	return &sliceStream{rows: out}, nil
+}
+
+type sliceStream struct{ rows []KeyedRow }
+
+func (s *sliceStream) Next() (KeyedRow, bool, error) {
+	if len(s.rows) == 0 {
+		return KeyedRow{}, false, nil
+	}
+	r := s.rows[0]
+	s.rows = s.rows[1:]
+	return r, true, nil
+}
+func (s *sliceStream) Close() { s.rows = nil }
+
 func streamSQL(t Table, where string, hashes [][]string) string {
-	var sel, order []string
+	sel, order := selectList(t, hashes)
+	if where != "" {
+		where = " WHERE " + where
+	}
+	return fmt.Sprintf("SELECT %s FROM ONLY %s AS t%s ORDER BY %s", strings.Join(sel, ", "), t.Ident, where, strings.Join(order, ", "))
+}
+
+// selectList is the key text and hash expressions of a row stream over
+// t, and the ORDER BY that sorts it by key.
+func selectList(t Table, hashes [][]string) (sel, order []string) {
 	for i, k := range t.PK {
 		// Qualified, so ORDER BY sees the column, not the text output.
 		id := Quote(k)
@@ -287,10 +362,7 @@ func streamSQL(t Table, where string, hashes [][]string) string {
 		// hashtextextended is a 64-bit hash, twice as fast as md5 here.
 		sel = append(sel, fmt.Sprintf("hashtextextended(ROW(%s)::text, 0)", strings.Join(h, ", ")))
 	}
-	if where != "" {
-		where = " WHERE " + where
-	}
-	return fmt.Sprintf("SELECT %s FROM ONLY %s AS t%s ORDER BY %s", strings.Join(sel, ", "), t.Ident, where, strings.Join(order, ", "))
+	return sel, order
 }
 
 // CompareKeys orders keys the way RowStream sorts them: integer columns

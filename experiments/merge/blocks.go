@@ -1,0 +1,88 @@
+package merge
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/offshootdb/offshoot/experiments/internal/pgcat"
+)
+
+// Blocks tells the row merge where the base and the source can differ,
+// from the storage both are forks of, so that a table the source did not
+// write is skipped and a table it changed a little is compared only in
+// the heap blocks it wrote: the cost of a merge follows the change, not
+// the size of the database.
+type Blocks interface {
+	// Prepare runs once Run holds its snapshots of the base and the
+	// source and before any Changed: it makes storage hold every page
+	// those snapshots can read (a checkpoint on both).
+	Prepare(ctx context.Context) error
+	// Changed returns the ranges of heap blocks [start, end) of the
+	// relation whose files are at relpath (pg_relation_filepath, all
+	// segments of a relation of nblocks blocks) in which the base and
+	// the source may differ; ok false when storage cannot tell.
+	Changed(relpath string, nblocks uint64) (ranges [][2]uint64, ok bool, err error)
+}
+
+// maxRanges bounds the block ranges of one table: ranges closer than a
+// growing gap are read as one.
+const maxRanges = 4096
+
+// changedBlocks returns the heap block ranges of table n in which the
+// base and the source may differ, ok false when it must be compared
+// whole (no Blocks, its file was rewritten on a side, storage cannot tell).
+func (r *run) changedBlocks(ctx context.Context, n string, bt, st pgcat.Table) (ranges [][2]uint64, ok bool, err error) {
+	if r.Blocks == nil {
+		return nil, false, nil
+	}
+	if !r.prepared {
+		if err := r.Blocks.Prepare(ctx); err != nil {
+			return nil, false, fmt.Errorf("prepare block comparison: %w", err)
+		}
+		r.prepared = true
+	}
+	pb, nb, err := relFile(ctx, r.Base, bt)
+	if err != nil {
+		return nil, false, err
+	}
+	ps, ns, err := relFile(ctx, r.Source, st)
+	if err != nil || pb == "" || pb != ps {
+		return nil, false, err
+	}
+	ranges, ok, err = r.Blocks.Changed(pb, max(nb, ns))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return coalesce(ranges, maxRanges), true, nil
+}
+
+// relFile returns the path of a table's main file and its size in blocks.
+func relFile(ctx context.Context, c *pgx.Conn, t pgcat.Table) (string, uint64, error) {
+	var path *string
+	var size int64
+	err := c.QueryRow(ctx, "SELECT pg_relation_filepath(c.oid), pg_relation_size(c.oid) / current_setting('block_size')::int FROM pg_class c WHERE c.oid = $1::regclass",
+		t.Ident).Scan(&path, &size)
+	if err != nil || path == nil {
+		return "", 0, err
+	}
+	return *path, uint64(size), nil
+}
+
+// coalesce joins ranges separated by the smallest gaps until at most n
+// remain.
+func coalesce(rs [][2]uint64, n int) [][2]uint64 {
+	for gap := uint64(1); len(rs) > n; gap *= 2 {
+		out := rs[:1]
+		for _, r := range rs[1:] {
+			if last := &out[len(out)-1]; r[0]-last[1] < gap {
+				last[1] = r[1]
+				continue
+			}
+			out = append(out, r)
+		}
+		rs = out
+	}
+	return rs
+}
