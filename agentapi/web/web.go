@@ -105,6 +105,8 @@ func New(cfg Config) (*UI, error) {
 	m.HandleFunc("GET /ui/projects/{project}/branches", u.page(u.branches))
 	m.HandleFunc("GET /ui/projects/{project}/branches/{branch...}", u.page(u.branch))
 	m.HandleFunc("GET /ui/projects/{project}/states", u.states)
+	m.HandleFunc("GET /ui/projects/{project}/merges", u.page(u.merges))
+	m.HandleFunc("GET /ui/projects/{project}/merges/{id}", u.page(u.merge))
 	m.HandleFunc("GET /ui/runs", u.page(u.runs))
 	m.HandleFunc("GET /ui/runs/{id}", u.page(u.run))
 	m.HandleFunc("GET /ui/compare", u.page(u.compare))

@@ -111,6 +111,16 @@ func TestE2EMerge(t *testing.T) {
 	if len(m.Conflicts) != 1 {
 		t.Fatalf("session %s: %d conflicts", m.ID, len(m.Conflicts))
 	}
+	// The web page shows the conflict's three sides and its resolve actions.
+	code, page := s.apiAs(agent.Token, "GET", "/ui/projects/main/merges/"+m.ID, nil)
+	for _, want := range []string{"conflict-" + m.Conflicts[0].ID, "Keep target (ours)", "Resolve with values", `&#34;name&#34;: &#34;agent&#34;`, `&#34;name&#34;: &#34;main&#34;`, `&#34;name&#34;: &#34;ITEM 7&#34;`} {
+		if code != 200 || !strings.Contains(string(page), want) {
+			t.Errorf("merge page (%d): no %q", code, want)
+		}
+	}
+	if code, page := s.apiAs(agent.Token, "GET", "/ui/projects/main/merges", nil); code != 200 || !strings.Contains(string(page), m.ID) {
+		t.Errorf("merges page (%d) does not list %s", code, m.ID)
+	}
 	text, isErr = mcpCall(t, mc, "resolve_conflict", map[string]any{"merge": m.ID, "conflict": m.Conflicts[0].ID, "choice": "custom", "values": map[string]any{"name": "both"}})
 	if isErr || !strings.Contains(squash(text), "resolved: custom") {
 		t.Fatalf("resolve_conflict: %s", text)

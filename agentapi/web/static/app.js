@@ -141,7 +141,8 @@
 
   function formJSON(form) {
     const o = {};
-    for (const [k, v] of new FormData(form)) if (v !== "") o[k] = v;
+    const json = (form.dataset.jsonFields || "").split(",");
+    for (const [k, v] of new FormData(form)) if (v !== "") o[k] = json.includes(k) ? JSON.parse(v) : v;
     return o;
   }
 
@@ -164,6 +165,7 @@
         let body;
         if (b.dataset.confirm && !confirm(b.dataset.confirm)) return;
         try {
+          if (b.dataset.body) body = JSON.parse(b.dataset.body);
           if (b.dataset.prompt) {
             const v = prompt(b.dataset.prompt, b.dataset.default || "");
             if (v === null) return;
