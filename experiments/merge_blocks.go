@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/offshootdb/offshoot/experiments/merge"
 	"github.com/offshootdb/offshoot/storage"
 )
 
@@ -53,7 +54,7 @@ func (b *storeBlocks) Changed(relpath string, nblocks uint64) ([][2]uint64, bool
 		if seg > 0 {
 			p = fmt.Sprintf("%s.%d", relpath, seg)
 		}
-		rs, ok, err := b.s.cfg.Store.DiffBlocks(b.vb, b.vs, p)
+		rs, ok, err := b.s.cfg.Store.DiffBlocks(b.vb, b.vs, p, merge.SameHeapPage)
 		if err != nil || !ok {
 			return nil, false, err
 		}

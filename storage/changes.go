@@ -26,7 +26,11 @@ type BlockRange struct{ Start, End uint64 }
 // ok is false when the path does not name the same file in both views
 // (missing in one, or created anew on one side): the views cannot be
 // compared by blocks, and the caller compares contents instead.
-func (s *Store) DiffBlocks(a, b *View, path string) (ranges []BlockRange, ok bool, err error) {
+//
+// same decides whether two blocks that differ in bytes are the same for
+// the caller (a Postgres heap page whose only change is hint bits, say);
+// nil compares bytes only.
+func (s *Store) DiffBlocks(a, b *View, path string, same func(x, y []byte) bool) (ranges []BlockRange, ok bool, err error) {
 	if err := a.check(); err != nil {
 		return nil, false, err
 	}
@@ -137,7 +141,7 @@ func (s *Store) DiffBlocks(a, b *View, path string) (ranges []BlockRange, ok boo
 			if _, err := b.readAt(ino, bb, off); err != nil {
 				return nil, false, err
 			}
-			if !bytes.Equal(ba, bb) {
+			if !bytes.Equal(ba, bb) && (same == nil || !same(ba, bb)) {
 				blks = append(blks, blk)
 			}
 		}

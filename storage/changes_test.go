@@ -61,18 +61,27 @@ func TestDiffBlocks(t *testing.T) {
 		{"parent moved on", base, main, []BlockRange{{7, 8}, {50, 51}}},
 		{"fork against its moved parent", main, a, []BlockRange{{3, 6}, {7, 8}, {50, 51}, {90, 91}}},
 	} {
-		got, same, err := s.DiffBlocks(tc.x, tc.y, "base/1/16384")
+		got, same, err := s.DiffBlocks(tc.x, tc.y, "base/1/16384", nil)
 		ok(t, err)
 		if !same || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %v %v, want %v", tc.name, got, same, tc.want)
 		}
 	}
-	if _, same, err := s.DiffBlocks(base, a, "base/1/16385"); err != nil || same {
+	if _, same, err := s.DiffBlocks(base, a, "base/1/16385", nil); err != nil || same {
 		t.Errorf("a file only one side has: comparable %v, %v", same, err)
+	}
+	// A comparison that finds a's writes the same drops them; the tail
+	// past the shorter file stays, whatever the comparison says.
+	same := func(x, y []byte) bool { return true }
+	if got, _, _ := s.DiffBlocks(base, a, "base/1/16384", same); got != nil {
+		t.Errorf("with a comparison that finds every block the same: %v", got)
+	}
+	if got, _, _ := s.DiffBlocks(a, b, "base/1/16384", same); !reflect.DeepEqual(got, []BlockRange{{80, 100}}) {
+		t.Errorf("siblings with a comparison that finds every block the same: %v", got)
 	}
 	// GC keeps what the views read; the answer does not change.
 	must[GCStats](t)(s.GC(context.Background()))
-	if got, _, _ := s.DiffBlocks(base, a, "base/1/16384"); !reflect.DeepEqual(got, []BlockRange{{3, 6}, {90, 91}}) {
+	if got, _, _ := s.DiffBlocks(base, a, "base/1/16384", nil); !reflect.DeepEqual(got, []BlockRange{{3, 6}, {90, 91}}) {
 		t.Errorf("after GC: %v", got)
 	}
 }

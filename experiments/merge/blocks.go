@@ -28,7 +28,7 @@ type Blocks interface {
 
 // maxRanges bounds the block ranges of one table: ranges closer than a
 // growing gap are read as one.
-const maxRanges = 4096
+const maxRanges = 65536
 
 // changedBlocks returns the heap block ranges of table n in which the
 // base and the source may differ, ok false when it must be compared

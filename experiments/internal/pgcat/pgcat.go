@@ -290,7 +290,7 @@ func (p pgStream) Next() (KeyedRow, bool, error) { return Next(p.rows, p.nkey) }
 func (p pgStream) Close()                        { p.rows.Close() }
 
 // blockArms is the most TID range scans of one BlockRows statement.
-const blockArms = 256
+const blockArms = 512
 
 // BlockRows reads the keys and hashes of RowStream of the rows in the
 // given ranges of heap blocks only ([start, end) pairs), each range by a
