@@ -385,3 +385,38 @@ func TestMergeRefusals(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestMergeSchema: schema changes each side made to different objects
+// merge; the same column added with different types on both sides is a
+// schema conflict that ours resolves, keeping the target's definition
+// while the rest of the source's changes apply.
+func TestMergeSchema(t *testing.T) {
+	t.Parallel()
+	s, ctx := mergeProject(t)
+	exec(t, s, ctx, "f", `
+ALTER TABLE customers ADD COLUMN note integer;
+ALTER TABLE orders ALTER COLUMN total SET DEFAULT 1;
+CREATE INDEX orders_customer ON orders (customer_id);
+UPDATE customers SET name = 'f' WHERE id = 2`)
+	exec(t, s, ctx, "main", `
+ALTER TABLE customers ADD COLUMN note text;
+CREATE TABLE audit (id int PRIMARY KEY, what text)`)
+	m, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main", DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.OpenConflicts != 1 || m.Conflicts[0].Kind != merge.KindSchema || !strings.Contains(m.Conflicts[0].Object, "note") {
+		t.Fatalf("the same column added with two types: %+v", m.Conflicts)
+	}
+	ours, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main", Strategy: merge.Ours})
+	if err != nil || ours.Status != MergeMerged {
+		t.Fatalf("ours: %+v %v", ours, err)
+	}
+	got := val(t, s, ctx, "main", `SELECT format_type(atttypid, atttypmod) || ' ' || (SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_customer')
+  || ' ' || (SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = 'orders'::regclass AND a.attname = 'total')
+  || ' ' || (SELECT name FROM customers WHERE id = 2) || ' ' || to_regclass('audit')::text
+  FROM pg_attribute WHERE attrelid = 'customers'::regclass AND attname = 'note'`)
+	if got != "text 1 1 f audit" {
+		t.Errorf("main after merging f with ours: %q, want the target's note (text), f's index, default and row, main's table", got)
+	}
+}
