@@ -225,35 +225,16 @@ func diffRows(ctx context.Context, name string, base, head *pgx.Conn, bt, ht pgc
 			samples[kind] = append(samples[kind], key)
 		}
 	}
-	b, bok, err := pgcat.Next(br, n)
-	if err != nil {
-		return td, err
-	}
-	h, hok, err := pgcat.Next(hr, n)
-	if err != nil {
-		return td, err
-	}
-	for bok || hok {
-		c := 0
+	err = pgcat.Join(pgcat.Ordered(br, n), pgcat.Ordered(hr, n), bt.PKTypes, func(b, h *pgcat.KeyedRow) error {
 		switch {
-		case !bok:
-			c = 1
-		case !hok:
-			c = -1
-		default:
-			c = pgcat.CompareKeys(b.Key, h.Key, bt.PKTypes)
-		}
-		switch {
-		case c < 0: // only in base
+		case h == nil: // only in base
 			td.Removed++
 			td.BaseRows++
 			add(1, b.Key)
-			b, bok, err = pgcat.Next(br, n)
-		case c > 0: // only in head
+		case b == nil: // only in head
 			td.Added++
 			td.BranchRows++
 			add(0, h.Key)
-			h, hok, err = pgcat.Next(hr, n)
 		default:
 			if b.Hashes[0] != h.Hashes[0] {
 				td.Changed++
@@ -261,14 +242,11 @@ func diffRows(ctx context.Context, name string, base, head *pgx.Conn, bt, ht pgc
 			}
 			td.BaseRows++
 			td.BranchRows++
-			b, bok, err = pgcat.Next(br, n)
-			if err == nil {
-				h, hok, err = pgcat.Next(hr, n)
-			}
 		}
-		if err != nil {
-			return td, err
-		}
+		return nil
+	})
+	if err != nil {
+		return td, err
 	}
 	br.Close()
 	hr.Close()

@@ -238,40 +238,17 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 // columns shared with the target) into the source's changes.
 func joinChanges(br, sr pgcat.Stream, st pgcat.Table) ([]rowChange, error) {
 	var out []rowChange
-	b, bok, err := br.Next()
-	if err != nil {
-		return nil, err
-	}
-	s, sok, err := sr.Next()
-	if err != nil {
-		return nil, err
-	}
-	for (bok || sok) && err == nil {
-		c := 0
+	err := pgcat.Join(br, sr, st.PKTypes, func(b, s *pgcat.KeyedRow) error {
 		switch {
-		case !bok:
-			c = 1
-		case !sok:
-			c = -1
-		default:
-			c = pgcat.CompareKeys(b.Key, s.Key, st.PKTypes)
-		}
-		switch {
-		case c < 0:
+		case s == nil:
 			out = append(out, rowChange{key: b.Key, src: Deleted, baseT: b.Hashes[1]})
-			b, bok, err = br.Next()
-		case c > 0:
+		case b == nil:
 			out = append(out, rowChange{key: s.Key, src: Inserted, srcT: s.Hashes[1]})
-			s, sok, err = sr.Next()
-		default:
-			if b.Hashes[0] != s.Hashes[0] {
-				out = append(out, rowChange{key: s.Key, src: Updated, baseT: b.Hashes[1], srcT: s.Hashes[1]})
-			}
-			if b, bok, err = br.Next(); err == nil {
-				s, sok, err = sr.Next()
-			}
+		case b.Hashes[0] != s.Hashes[0]:
+			out = append(out, rowChange{key: s.Key, src: Updated, baseT: b.Hashes[1], srcT: s.Hashes[1]})
 		}
-	}
+		return nil
+	})
 	return out, err
 }
 

@@ -289,6 +289,45 @@ type pgStream struct {
 func (p pgStream) Next() (KeyedRow, bool, error) { return Next(p.rows, p.nkey) }
 func (p pgStream) Close()                        { p.rows.Close() }
 
+// Join merge-joins two streams ordered by key (types are the key
+// columns' types, as CompareKeys takes them): visit gets each key once,
+// with the row of each side that has it and nil for a side that does not.
+func Join(a, b Stream, types []uint32, visit func(x, y *KeyedRow) error) error {
+	x, xok, err := a.Next()
+	if err != nil {
+		return err
+	}
+	y, yok, err := b.Next()
+	for (xok || yok) && err == nil {
+		c := 0
+		switch {
+		case !xok:
+			c = 1
+		case !yok:
+			c = -1
+		default:
+			c = CompareKeys(x.Key, y.Key, types)
+		}
+		switch {
+		case c < 0:
+			if err = visit(&x, nil); err == nil {
+				x, xok, err = a.Next()
+			}
+		case c > 0:
+			if err = visit(nil, &y); err == nil {
+				y, yok, err = b.Next()
+			}
+		default:
+			if err = visit(&x, &y); err == nil {
+				if x, xok, err = a.Next(); err == nil {
+					y, yok, err = b.Next()
+				}
+			}
+		}
+	}
+	return err
+}
+
 // blockArms is the most TID range scans of one BlockRows statement.
 const blockArms = 512
 
