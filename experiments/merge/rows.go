@@ -626,17 +626,9 @@ func (r *run) writeDeletes(ctx context.Context, p *tablePlan) error {
 // dropped it): a conflict when the source changed its rows.
 func (r *run) missingOnTarget(ctx context.Context, n string, bt pgcat.Table, inB bool, st pgcat.Table) error {
 	if inB {
-		srcE, baseE := r.srcExprs(n, bt, inB, st)
-		a, err := aggregate(ctx, r.Base, bt, baseE)
-		if err != nil {
+		changed, err := r.sourceChanged(ctx, n, bt, st)
+		if err != nil || !changed {
 			return err
-		}
-		b, err := aggregate(ctx, r.Source, st, srcE)
-		if err != nil {
-			return err
-		}
-		if a == b {
-			return nil
 		}
 	}
 	_, ok := r.conflict(Conflict{Kind: KindTable, Table: n, SourceChange: Updated, TargetChange: Deleted,
@@ -648,28 +640,36 @@ func (r *run) missingOnTarget(ctx context.Context, n string, bt pgcat.Table, inB
 	return nil
 }
 
+// sourceChanged reports whether the source's rows of table n differ from
+// the base's, by an aggregate hash of each side.
+func (r *run) sourceChanged(ctx context.Context, n string, bt, st pgcat.Table) (bool, error) {
+	srcE, baseE := r.srcExprs(n, bt, true, st)
+	a, err := aggregate(ctx, r.Base, bt, baseE)
+	if err != nil {
+		return false, err
+	}
+	b, err := aggregate(ctx, r.Source, st, srcE)
+	return a != b, err
+}
+
 // unkeyed merges a table without a usable primary key: only when the
 // target left it unchanged (the source's rows replace the target's), or
 // the source did (nothing to do).
 func (r *run) unkeyed(ctx context.Context, n string, bt pgcat.Table, inB bool, st, tt pgcat.Table) error {
-	srcE, baseE := r.srcExprs(n, bt, inB, st)
 	srcChanged := true
 	tgtChanged := false
 	if inB {
-		a, err := aggregate(ctx, r.Base, bt, baseE)
-		if err != nil {
+		var err error
+		if srcChanged, err = r.sourceChanged(ctx, n, bt, st); err != nil {
 			return err
 		}
-		b, err := aggregate(ctx, r.Source, st, srcE)
-		if err != nil {
-			return err
-		}
-		srcChanged = a != b
 		cols := pgcat.Exprs(r.shared(n, bt, tt))
-		if a, err = aggregate(ctx, r.Base, bt, cols); err != nil {
+		a, err := aggregate(ctx, r.Base, bt, cols)
+		if err != nil {
 			return err
 		}
-		if b, err = aggregate(ctx, r.Target, tt, cols); err != nil {
+		b, err := aggregate(ctx, r.Target, tt, cols)
+		if err != nil {
 			return err
 		}
 		tgtChanged = a != b
