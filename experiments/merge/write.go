@@ -1,0 +1,257 @@
+package merge
+
+// Writing the planned row changes to the target, and the conflicts a
+// refusal of the target makes.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/offshootdb/offshoot/experiments/internal/pgcat"
+)
+
+// write inserts and updates the planned rows, from the source, and the
+// custom rows; a batch the target refuses is retried row by row, and
+// each refused row is a constraint conflict.
+func (r *run) write(ctx context.Context, p *tablePlan) error {
+	for _, op := range []struct {
+		kind Change
+		keys [][]string
+	}{{Inserted, p.inserts}, {Updated, p.updates}} {
+		for i := 0; i < len(op.keys); i += batchSize {
+			batch := op.keys[i:min(i+batchSize, len(op.keys))]
+			rows, err := fetchRows(ctx, r.Source, p.st, batch)
+			if err != nil {
+				return err
+			}
+			if err := r.writeBatch(ctx, p, op.kind, rows); err != nil {
+				return err
+			}
+		}
+	}
+	for _, cu := range p.customs {
+		if err := r.writeCustom(ctx, p, cu); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchRows reads the rows of the given keys as JSON objects.
+func fetchRows(ctx context.Context, conn *pgx.Conn, t pgcat.Table, keys [][]string) ([]json.RawMessage, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT to_jsonb(t)::text FROM ONLY %s AS t WHERE %s", t.Ident, keyFilter(t, keys)), pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (json.RawMessage, error) {
+		var s string
+		err := r.Scan(&s)
+		return json.RawMessage(s), err
+	})
+}
+
+// rowsSQL is the statement that writes (kind Inserted or Updated) or
+// deletes (Deleted) the JSON rows in $1 on the target.
+func (p *tablePlan) rowsSQL(kind Change) string {
+	src := fmt.Sprintf("jsonb_populate_recordset(NULL::%s, $1::jsonb) r", p.tt.Ident)
+	var match []string
+	for _, k := range p.tt.PK {
+		id := pgx.Identifier{k}.Sanitize()
+		match = append(match, "t."+id+" = r."+id)
+	}
+	switch kind {
+	case Inserted:
+		var cols, rcols []string
+		for _, c := range p.cols {
+			id := pgx.Identifier{c}.Sanitize()
+			cols = append(cols, id)
+			rcols = append(rcols, "r."+id)
+		}
+		return fmt.Sprintf("INSERT INTO %s AS t (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s", p.tt.Ident, strings.Join(cols, ", "), strings.Join(rcols, ", "), src)
+	case Updated:
+		var set []string
+		for _, c := range p.cols {
+			col, _ := p.tt.Col(c)
+			if slicesContains(p.tt.PK, c) || col.Identity == "a" {
+				continue
+			}
+			id := pgx.Identifier{c}.Sanitize()
+			set = append(set, id+" = r."+id)
+		}
+		if len(set) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("UPDATE ONLY %s AS t SET %s FROM %s WHERE %s", p.tt.Ident, strings.Join(set, ", "), src, strings.Join(match, " AND "))
+	}
+	return fmt.Sprintf("DELETE FROM ONLY %s AS t USING %s WHERE %s", p.tt.Ident, src, strings.Join(match, " AND "))
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// exec runs a rowsSQL statement for rows in a savepoint.
+func (r *run) exec(ctx context.Context, sql string, rows []json.RawMessage) (int64, *pgconn.PgError, error) {
+	if sql == "" || len(rows) == 0 {
+		return 0, nil, nil
+	}
+	arr, err := json.Marshal(rows)
+	if err != nil {
+		return 0, nil, err
+	}
+	var n int64
+	pe, err := r.try(ctx, func() error {
+		tag, err := r.Target.Exec(ctx, sql, string(arr))
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, pe, err
+}
+
+func (r *run) tally(table string, kind Change, n int64) {
+	c := r.count(table)
+	switch kind {
+	case Inserted:
+		c.Inserted += n
+	case Updated:
+		c.Updated += n
+	case Deleted:
+		c.Deleted += n
+	}
+}
+
+// writeBatch writes rows (kind Inserted, Updated or Deleted) in one
+// statement, or row by row when the target refuses the batch.
+func (r *run) writeBatch(ctx context.Context, p *tablePlan, kind Change, rows []json.RawMessage) error {
+	sql := p.rowsSQL(kind)
+	n, pe, err := r.exec(ctx, sql, rows)
+	if err != nil || pe == nil {
+		r.tally(p.name, kind, n)
+		return err
+	}
+	for _, row := range rows {
+		n, pe, err := r.exec(ctx, sql, []json.RawMessage{row})
+		if err != nil {
+			return err
+		}
+		r.tally(p.name, kind, n)
+		if pe != nil {
+			if err := r.refused(ctx, p, kind, row, pe); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refused records a source row change the target refuses as a constraint
+// conflict and applies its resolution.
+func (r *run) refused(ctx context.Context, p *tablePlan, kind Change, row json.RawMessage, pe *pgconn.PgError) error {
+	var obj map[string]any
+	if err := json.Unmarshal(row, &obj); err != nil {
+		return err
+	}
+	key := make([]string, len(p.tt.PK))
+	for i, k := range p.tt.PK {
+		key[i] = textOf(obj[k])
+	}
+	target, err := pgcat.FetchRow(ctx, r.Target, p.tt, key)
+	if err != nil {
+		return err
+	}
+	c := Conflict{Kind: KindConstraint, Table: p.name, Object: pe.ConstraintName, Key: keyMap(p.tt.PK, key), SourceChange: kind,
+		Target:  target,
+		Message: fmt.Sprintf("%s refuses %s's %s of this row of %s: %s", r.TargetName, r.SourceName, kind, p.name, describe(pe)),
+		Hint:    "skip the source's change (ours) or give values that satisfy the constraint (custom)"}
+	if kind != Deleted {
+		c.Source = row
+	}
+	res, ok := r.conflict(c, string(row), pe.Code)
+	if !ok {
+		return nil
+	}
+	switch res.Choice {
+	case ChoiceTheirs:
+		r.reopen("the target refuses the source's row: resolve with ours or custom")
+	case ChoiceCustom:
+		cu, err := customRow(key, p.tt.PK, res.Values, target, c.Source, target != nil)
+		if err != nil {
+			r.reopen(err.Error())
+			return nil
+		}
+		return r.writeCustom(ctx, p, cu)
+	}
+	return nil
+}
+
+// textOf renders a JSON value of a key column as the key's text.
+func textOf(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// writeCustom writes one custom row; a refusal reopens its conflict.
+func (r *run) writeCustom(ctx context.Context, p *tablePlan, cu custom) error {
+	kind := Updated
+	var row []byte
+	var err error
+	switch {
+	case cu.obj == nil && !cu.present:
+		return nil
+	case cu.obj == nil:
+		kind = Deleted
+		row, err = json.Marshal(keyMap(p.tt.PK, cu.key))
+	default:
+		if !cu.present {
+			kind = Inserted
+		}
+		row, err = json.Marshal(cu.obj)
+	}
+	if err != nil {
+		return err
+	}
+	n, pe, err := r.exec(ctx, p.rowsSQL(kind), []json.RawMessage{row})
+	if err != nil {
+		return err
+	}
+	r.tally(p.name, kind, n)
+	if pe != nil {
+		r.reopen("the target refuses the custom values: " + describe(pe))
+	}
+	return nil
+}
+
+// writeDeletes deletes the planned rows.
+func (r *run) writeDeletes(ctx context.Context, p *tablePlan) error {
+	for i := 0; i < len(p.delete); i += batchSize {
+		batch := p.delete[i:min(i+batchSize, len(p.delete))]
+		rows := make([]json.RawMessage, len(batch))
+		for j, k := range batch {
+			b, err := json.Marshal(keyMap(p.tt.PK, k))
+			if err != nil {
+				return err
+			}
+			rows[j] = b
+		}
+		if err := r.writeBatch(ctx, p, Deleted, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
