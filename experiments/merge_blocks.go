@@ -46,23 +46,37 @@ func (b *storeBlocks) Prepare(ctx context.Context) error {
 	return nil
 }
 
-// Changed maps the relation's segment files to their differing blocks.
-func (b *storeBlocks) Changed(relpath string, nblocks uint64) ([][2]uint64, bool, error) {
-	var out [][2]uint64
+// Changed maps the relation's segment files to the blocks and tuples
+// in which they differ (merge.HeapChanges).
+func (b *storeBlocks) Changed(relpath string, nblocks uint64) (merge.Region, bool, error) {
+	var reg merge.Region
 	for seg := uint64(0); seg == 0 || seg*relSegBlocks < nblocks; seg++ {
 		p := relpath
 		if seg > 0 {
 			p = fmt.Sprintf("%s.%d", relpath, seg)
 		}
-		rs, ok, err := b.s.cfg.Store.DiffBlocks(b.vb, b.vs, p, merge.SameHeapPage)
+		first := seg * relSegBlocks
+		_, ok, err := b.s.cfg.Store.DiffBlocks(b.vb, b.vs, p, func(blk uint64, x, y []byte) bool {
+			offs, whole := merge.HeapChanges(x, y)
+			switch {
+			case whole:
+				if n := len(reg.Blocks); n > 0 && reg.Blocks[n-1][1] == first+blk {
+					reg.Blocks[n-1][1]++
+				} else {
+					reg.Blocks = append(reg.Blocks, [2]uint64{first + blk, first + blk + 1})
+				}
+			case len(offs) > 0:
+				for _, o := range offs {
+					reg.Tuples = append(reg.Tuples, [2]uint64{first + blk, uint64(o)})
+				}
+			}
+			return whole || len(offs) > 0
+		})
 		if err != nil || !ok {
-			return nil, false, err
-		}
-		for _, r := range rs {
-			out = append(out, [2]uint64{seg*relSegBlocks + r.Start, seg*relSegBlocks + min(r.End, relSegBlocks)})
+			return merge.Region{}, false, err
 		}
 	}
-	return out, true, nil
+	return reg, true, nil
 }
 
 func (b *storeBlocks) close() {

@@ -27,10 +27,11 @@ type BlockRange struct{ Start, End uint64 }
 // (missing in one, or created anew on one side): the views cannot be
 // compared by blocks, and the caller compares contents instead.
 //
-// same decides whether two blocks that differ in bytes are the same for
-// the caller (a Postgres heap page whose only change is hint bits, say);
-// nil compares bytes only.
-func (s *Store) DiffBlocks(a, b *View, path string, same func(x, y []byte) bool) (ranges []BlockRange, ok bool, err error) {
+// differ decides, for each candidate block whose bytes differ, whether it
+// differs for the caller (a Postgres heap page whose only change is hint
+// bits does not, say), and may note what differs in it; x or y is nil
+// for a block past that side's end. nil counts every byte difference.
+func (s *Store) DiffBlocks(a, b *View, path string, differ func(blk uint64, x, y []byte) bool) (ranges []BlockRange, ok bool, err error) {
 	if err := a.check(); err != nil {
 		return nil, false, err
 	}
@@ -126,22 +127,28 @@ func (s *Store) DiffBlocks(a, b *View, path string, same func(x, y []byte) bool)
 	// each fork's recovery, say) does not differ.
 	candidates := toRanges(blks)
 	blks = blks[:0]
-	inBoth := min(attrA.Size, attrB.Size)
 	ba, bb := make([]byte, BlockSize), make([]byte, BlockSize)
 	for _, r := range candidates {
 		for blk := r.Start; blk < r.End; blk++ {
 			off := int64(blk * BlockSize)
-			if blk*BlockSize+BlockSize > inBoth {
-				blks = append(blks, blk)
-				continue
-			}
-			if _, err := a.readAt(ino, ba, off); err != nil {
+			x, y := ba, bb
+			if blk*BlockSize+BlockSize > attrA.Size {
+				x = nil
+			} else if _, err := a.readAt(ino, ba, off); err != nil {
 				return nil, false, err
 			}
-			if _, err := b.readAt(ino, bb, off); err != nil {
+			if blk*BlockSize+BlockSize > attrB.Size {
+				y = nil
+			} else if _, err := b.readAt(ino, bb, off); err != nil {
 				return nil, false, err
 			}
-			if !bytes.Equal(ba, bb) && (same == nil || !same(ba, bb)) {
+			switch {
+			case x != nil && y != nil && bytes.Equal(x, y):
+			case differ != nil:
+				if differ(blk, x, y) {
+					blks = append(blks, blk)
+				}
+			default:
 				blks = append(blks, blk)
 			}
 		}

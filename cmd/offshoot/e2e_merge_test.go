@@ -144,6 +144,13 @@ func TestE2EMerge(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT string_agg(name, ',' ORDER BY id) FROM items WHERE id IN (7, 8)`).Scan(&got); err != nil || got != "main,ITEM 8" {
 		t.Fatalf("items 7 and 8 after undo: %q %v", got, err)
 	}
+	// Every step is in the audit log, with the key that took it.
+	code, audit := s.apiAs(admin.Token, "GET", "/v1/audit?limit=200", nil)
+	for _, action := range []string{"branch.merge", "merge.resolve", "merge.complete", "merge.undo"} {
+		if code != 200 || !strings.Contains(string(audit), `"action":"`+action+`"`) {
+			t.Errorf("audit log (%d) has no %s", code, action)
+		}
+	}
 	// A read key may not merge.
 	if code, body := s.apiAs(reader.Token, "POST", branchPath("agent-1")+"/merge", map[string]any{"target": "main"}); code != 403 {
 		t.Errorf("merge with a read key: %d %s", code, body)

@@ -19,43 +19,56 @@ type Blocks interface {
 	// source and before any Changed: it makes storage hold every page
 	// those snapshots can read (a checkpoint on both).
 	Prepare(ctx context.Context) error
-	// Changed returns the ranges of heap blocks [start, end) of the
-	// relation whose files are at relpath (pg_relation_filepath, all
-	// segments of a relation of nblocks blocks) in which the base and
-	// the source may differ; ok false when storage cannot tell.
-	Changed(relpath string, nblocks uint64) (ranges [][2]uint64, ok bool, err error)
+	// Changed returns the part of the relation whose files are at
+	// relpath (pg_relation_filepath, all segments of a relation of
+	// nblocks blocks) in which the base and the source may differ; ok
+	// false when storage cannot tell.
+	Changed(relpath string, nblocks uint64) (r Region, ok bool, err error)
 }
+
+// Region is where a table's heap may differ between the base and the
+// source: whole blocks, and single tuples of blocks both sides have.
+type Region struct {
+	// Blocks are ranges [start, end) of heap blocks.
+	Blocks [][2]uint64
+	// Tuples are (block, offset) addresses of line pointers.
+	Tuples [][2]uint64
+}
+
+// Empty reports whether the region holds nothing.
+func (r Region) Empty() bool { return len(r.Blocks) == 0 && len(r.Tuples) == 0 }
 
 // maxRanges bounds the block ranges of one table: ranges closer than a
 // growing gap are read as one.
 const maxRanges = 65536
 
-// changedBlocks returns the heap block ranges of table n in which the
-// base and the source may differ, ok false when it must be compared
-// whole (no Blocks, its file was rewritten on a side, storage cannot tell).
-func (r *run) changedBlocks(ctx context.Context, n string, bt, st pgcat.Table) (ranges [][2]uint64, ok bool, err error) {
+// changedRegion returns the part of table n's heap in which the base
+// and the source may differ, ok false when it must be compared whole (no
+// Blocks, its file was rewritten on a side, storage cannot tell).
+func (r *run) changedRegion(ctx context.Context, bt, st pgcat.Table) (reg Region, ok bool, err error) {
 	if r.Blocks == nil {
-		return nil, false, nil
+		return Region{}, false, nil
 	}
 	if !r.prepared {
 		if err := r.Blocks.Prepare(ctx); err != nil {
-			return nil, false, fmt.Errorf("prepare block comparison: %w", err)
+			return Region{}, false, fmt.Errorf("prepare block comparison: %w", err)
 		}
 		r.prepared = true
 	}
 	pb, nb, err := relFile(ctx, r.Base, bt)
 	if err != nil {
-		return nil, false, err
+		return Region{}, false, err
 	}
 	ps, ns, err := relFile(ctx, r.Source, st)
 	if err != nil || pb == "" || pb != ps {
-		return nil, false, err
+		return Region{}, false, err
 	}
-	ranges, ok, err = r.Blocks.Changed(pb, max(nb, ns))
+	reg, ok, err = r.Blocks.Changed(pb, max(nb, ns))
 	if err != nil || !ok {
-		return nil, false, err
+		return Region{}, false, err
 	}
-	return coalesce(ranges, maxRanges), true, nil
+	reg.Blocks = coalesce(reg.Blocks, maxRanges)
+	return reg, true, nil
 }
 
 // relFile returns the path of a table's main file and its size in blocks.

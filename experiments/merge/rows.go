@@ -138,14 +138,14 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 	srcE, baseE := r.srcExprs(n, bt, inB, st)
 	btCols, stCols := r.shared(n, bt, tt), r.shared(n, st, tt)
 	var changes []rowChange
-	var blocks [][2]uint64
+	var region Region
 	narrow := false
 	if inB {
 		var err error
-		if blocks, narrow, err = r.changedBlocks(ctx, n, bt, st); err != nil {
+		if region, narrow, err = r.changedRegion(ctx, bt, st); err != nil {
 			return nil, err
 		}
-		if narrow && len(blocks) == 0 {
+		if narrow && region.Empty() {
 			r.res.Unchanged++
 			r.res.SkippedByBlocks++
 			return nil, nil
@@ -153,7 +153,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 	}
 	stream := func(c *pgx.Conn, t pgcat.Table, hashes ...[]string) (pgcat.Stream, error) {
 		if narrow {
-			return pgcat.BlockRows(ctx, c, t, blocks, hashes...)
+			return pgcat.BlockRows(ctx, c, t, region.Blocks, region.Tuples, hashes...)
 		}
 		rows, err := pgcat.RowStream(ctx, c, t, "", hashes...)
 		if err != nil {

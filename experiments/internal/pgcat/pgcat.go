@@ -331,19 +331,36 @@ func Join(a, b Stream, types []uint32, visit func(x, y *KeyedRow) error) error {
 // blockArms is the most TID range scans of one BlockRows statement.
 const blockArms = 512
 
+// tidsPerStatement is the most single tuples one BlockRows statement reads.
+const tidsPerStatement = 20000
+
 // BlockRows reads the keys and hashes of RowStream of the rows in the
-// given ranges of heap blocks only ([start, end) pairs), each range by a
-// TID range scan, so the cost follows the blocks, not the table; the
-// rows are sorted in memory, in key order.
-func BlockRows(ctx context.Context, conn *pgx.Conn, t Table, blocks [][2]uint64, hashes ...[]string) (Stream, error) {
+// given ranges of heap blocks ([start, end) pairs) and at the given tuple
+// addresses ((block, offset) pairs) only, by TID range and TID scans, so
+// the cost follows what is read, not the table; the rows come sorted in
+// key order (in memory).
+func BlockRows(ctx context.Context, conn *pgx.Conn, t Table, blocks, tuples [][2]uint64, hashes ...[]string) (Stream, error) {
 	sel, _ := selectList(t, hashes)
-	var out []KeyedRow
+	var stmts []string
 	for i := 0; i < len(blocks); i += blockArms {
 		arms := make([]string, 0, blockArms)
 		for _, b := range blocks[i:min(i+blockArms, len(blocks))] {
 			arms = append(arms, fmt.Sprintf("SELECT * FROM ONLY %s AS t WHERE ctid >= '(%d,0)'::tid AND ctid < '(%d,0)'::tid", t.Ident, b[0], b[1]))
 		}
-		sql := fmt.Sprintf("SELECT %s FROM (%s) AS t", strings.Join(sel, ", "), strings.Join(arms, " UNION ALL "))
+		stmts = append(stmts, fmt.Sprintf("SELECT %s FROM (%s) AS t", strings.Join(sel, ", "), strings.Join(arms, " UNION ALL ")))
+	}
+	for i := 0; i < len(tuples); i += tidsPerStatement {
+		var list strings.Builder
+		for j, tid := range tuples[i:min(i+tidsPerStatement, len(tuples))] {
+			if j > 0 {
+				list.WriteByte(',')
+			}
+			fmt.Fprintf(&list, `"(%d,%d)"`, tid[0], tid[1])
+		}
+		stmts = append(stmts, fmt.Sprintf("SELECT %s FROM ONLY %s AS t WHERE ctid = ANY('{%s}'::tid[])", strings.Join(sel, ", "), t.Ident, list.String()))
+	}
+	var out []KeyedRow
+	for _, sql := range stmts {
 		rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 		if err != nil {
 			return nil, err
