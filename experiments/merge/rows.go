@@ -151,7 +151,23 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 			return nil, nil
 		}
 	}
+	// Narrowed, the base's rows are read while the source's are.
+	var baseRows pgcat.Stream
+	var baseErr error
+	var baseDone chan struct{}
+	if narrow {
+		baseDone = make(chan struct{})
+		go func() {
+			defer close(baseDone)
+			baseRows, baseErr = pgcat.BlockRows(ctx, r.Base, bt, region.Blocks, region.Tuples, baseE, pgcat.Exprs(btCols))
+		}()
+		defer func() { <-baseDone }()
+	}
 	stream := func(c *pgx.Conn, t pgcat.Table, hashes ...[]string) (pgcat.Stream, error) {
+		if narrow && c == r.Base {
+			<-baseDone
+			return baseRows, baseErr
+		}
 		if narrow {
 			return pgcat.BlockRows(ctx, c, t, region.Blocks, region.Tuples, hashes...)
 		}
