@@ -6,13 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/internal/tmpfs"
 	"github.com/offshootdb/offshoot/storage"
 )
 
@@ -23,26 +23,12 @@ import (
 // runs; a DROP TABLE works; then writes beyond a branch's share of the
 // reserve work again, on an old branch and on a new one.
 func TestDiskFullSequence(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	dir := pgtest.Dir(t)
 	small := filepath.Join(dir, "small")
-	if err := os.Mkdir(small, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=768m,mode=0755"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	// Registered first, so it runs after the service's cleanup.
-	t.Cleanup(func() {
-		if err := syscall.Unmount(small, 0); err != nil {
-			t.Errorf("unmount the tmpfs: %v", err)
-			_ = syscall.Unmount(small, syscall.MNT_DETACH)
-		}
-	})
+	// Mounted first, so it is unmounted after the service's cleanup.
+	tmpfs.Mount(t, small, "768m")
 	opts := &storage.Options{MinFreeBytes: 64 << 20, SharedReserveBytes: 128 << 20}
 	lowLine := uint64(opts.MinFreeBytes + opts.SharedReserveBytes)
 	share := uint64(opts.SharedReserveBytes / 8)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/offshootdb/offshoot/internal/tmpfs"
 )
 
 // TestDiskFull fills a small tmpfs through one branch's head: its writes
@@ -21,18 +23,8 @@ import (
 // freed space comes back while the store stays open, writes succeed again,
 // and synced data survives a reopen.
 func TestDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
 	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=512m"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mnt, 0); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	tmpfs.Mount(t, mnt, "512m")
 	ctx := context.Background()
 	if d, ok := t.Deadline(); ok {
 		var cancel context.CancelFunc

@@ -9,9 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/offshootdb/offshoot/internal/tmpfs"
 )
 
 func freeAddr(t *testing.T) string {
@@ -146,23 +147,13 @@ func TestConfigFileAndPrecedence(t *testing.T) {
 // starts, with a loud warning, so that branches can be deleted to free
 // space; queries, forks and deletions work.
 func TestServeStartsOnALowDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	// Not t.TempDir: the server's OS users must reach the data dir.
 	mnt, err := os.MkdirTemp("", "offshoot-lowdisk-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.Remove(mnt)
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=700m,mode=0755"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	defer func() {
-		if err := syscall.Unmount(mnt, 0); err != nil {
-			t.Errorf("unmount: %v", err)
-			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
-		}
-	}()
+	t.Cleanup(func() { os.Remove(mnt) })
+	tmpfs.Mount(t, mnt, "700m")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr := freeAddr(t)

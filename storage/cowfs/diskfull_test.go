@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/internal/tmpfs"
 )
 
 // TestDiskFull runs a branch on a store whose disk (a small tmpfs) fills
@@ -24,13 +25,7 @@ func TestDiskFull(t *testing.T) {
 	defer cancel()
 	dir := pgtest.Dir(t)
 	small := filepath.Join(dir, "small")
-	if err := os.Mkdir(small, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=512m,mode=0755"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(small, syscall.MNT_DETACH) })
+	tmpfs.Mount(t, small, "512m")
 	f := &fixture{t: t, dir: dir, storeDir: filepath.Join(small, "store"), opts: &storage.Options{MinFreeBytes: 64 << 20}}
 	f.open()
 	pw := f.initProject("p")
