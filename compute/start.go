@@ -1,0 +1,271 @@
+package compute
+
+// Starting an endpoint's Postgres on its volume, waiting until it accepts
+// connections, and provisioning its roles.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/offshootdb/offshoot/compute/pg"
+)
+
+// start mounts (when stopped) and starts Postgres for ep, which is busy in
+// state Starting.
+func (m *Manager) start(ep *endpoint) error {
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.StartTimeout)
+	defer cancel()
+	if ep.vol == nil {
+		vol, err := m.cfg.Volumes.Mount(ctx, ep.project, ep.branch)
+		if err != nil {
+			return fmt.Errorf("mount: %w", err)
+		}
+		m.mu.Lock()
+		ep.vol = vol
+		m.mu.Unlock()
+	}
+	// Isolation: Postgres runs as the volume's OS user, in a run dir only
+	// that user (and root) can enter.
+	user, err := endpointUser(ep.vol)
+	if err != nil {
+		return err
+	}
+	if err := makeRunDir(ep.dir, user); err != nil {
+		return err
+	}
+	if err := clearStaleLock(ctx, ep.vol.Dir()); err != nil {
+		return err
+	}
+	// Logs go to the endpoint's log file under RunDir, not into PGDATA.
+	// Crash recovery, which every fork of a running branch goes through,
+	// first makes the data directory durable: with the default (fsync) by
+	// opening and fsyncing each of its ~1,000 files, a FUSE round trip or
+	// three each; syncfs writes back the mount's dirty pages in one call.
+	// On a copy-on-write volume that is as safe: any fsync the recovery's
+	// end-of-recovery checkpoint then makes commits everything written
+	// through the mount (cowfs' Fsync is mount-wide).
+	// Authentication is the Manager's too: hba_file points at a pg_hba.conf
+	// in the run dir that trusts the private socket (see hbaConf).
+	hba, err := writeHBA(ep.dir, m.cfg.LocalAuth, m.cfg.TCPAuth, user)
+	if err != nil {
+		return err
+	}
+	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100",
+		"logging_collector": "off", "log_destination": "stderr", "recovery_init_sync_method": "syncfs",
+		"hba_file": hba, "unix_socket_permissions": "0700"}
+	for k, v := range m.cfg.Settings {
+		switch k {
+		case "port", "unix_socket_directories", "listen_addresses", "hba_file", "unix_socket_permissions":
+			// the Manager's own: the proxy must find the endpoint
+		default:
+			settings[k] = v
+		}
+	}
+	opts := pg.Options{DataDir: ep.vol.Dir(), SocketDir: m.socketDir(ep), Settings: settings, LogFile: m.logFile(ep), User: user}
+	if m.cfg.TCP {
+		port, err := freePort()
+		if err != nil {
+			return fmt.Errorf("pick a loopback port: %w", err)
+		}
+		opts.Port = port
+	}
+	m.mu.Lock()
+	ep.port = opts.SocketPort()
+	m.mu.Unlock()
+	pm, err := pg.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	p := &proc{pm: pm, started: time.Now()}
+	m.mu.Lock()
+	ep.proc = p
+	m.mu.Unlock()
+	if err := writePidFile(m.pidFile(ep), pidRecord{Pid: pm.Pid(), DataDir: opts.DataDir, Project: ep.project, Branch: ep.branch}); err != nil {
+		m.log.Warn("write pid file", "err", err)
+	}
+	m.wg.Add(1)
+	go m.supervise(ep, p)
+	probe, err := m.waitAccepting(ctx, pm)
+	if err != nil {
+		m.mu.Lock()
+		p.stopping = true
+		ep.proc = nil
+		m.mu.Unlock()
+		sctx, scancel := context.WithTimeout(context.Background(), m.cfg.StopTimeout)
+		_ = pm.Stop(sctx, pg.Immediate)
+		scancel()
+		_ = syscall.Kill(-pm.Pid(), syscall.SIGKILL)
+		os.Remove(m.pidFile(ep))
+		return fmt.Errorf("%w: %v; last log lines:\n%s", ErrStartFailed, err, pg.LastLines(opts.LogFile, 10))
+	}
+	if m.cfg.LocalAuth != "trust" || m.cfg.User != RoleSuperuser {
+		if probe != nil {
+			probe.Close(context.WithoutCancel(ctx))
+		}
+		if m.cfg.LocalAuth != "trust" {
+			return nil
+		}
+		probe = nil
+	}
+	if err := m.provision(ctx, ep, pm, probe); err != nil {
+		// The endpoint runs; clients of the built-in roles will see the
+		// cause when they connect. Record it rather than fail the start.
+		m.log.Error("provision roles", "project", ep.project, "branch", ep.branch, "err", err)
+	}
+	return nil
+}
+
+// provision makes sure the cluster of a freshly started endpoint has the
+// built-in roles (EnsureRoles) and the installed pgvector version in every
+// database (UpdateVector), and reports its verifiers, on conn (the
+// readiness probe's superuser session, which it closes) or, when nil, a
+// new one: a second connection would cost every wake a backend start.
+func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster, conn *pgx.Conn) error {
+	if conn == nil {
+		var err error
+		if conn, err = pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres")); err != nil {
+			return err
+		}
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := EnsureRoles(ctx, conn); err != nil {
+		return err
+	}
+	// A pgvector upgraded under existing branches (scripts/setup) reaches
+	// their databases here, once per lineage (see UpdateVector).
+	updated, err := UpdateVector(ctx, conn, func(db string) string { return pm.ConnString(RoleSuperuser, "", db) }, pm.Options().DataDir)
+	if len(updated) > 0 {
+		m.log.Info("updated the vector extension", "project", ep.project, "branch", ep.branch, "databases", updated)
+	}
+	if err != nil {
+		m.log.Error("update the vector extension; run ALTER EXTENSION vector UPDATE in each database", "project", ep.project, "branch", ep.branch, "err", err)
+	}
+	return m.reportVerifiers(ctx, ep, conn)
+}
+
+// captureVerifiers reports the verifiers of a running endpoint before it
+// stops (roles created or changed in the session).
+func (m *Manager) captureVerifiers(ep *endpoint, pm *pg.Postmaster) {
+	if m.cfg.Verifiers == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres"))
+	if err != nil {
+		m.log.Warn("capture verifiers", "project", ep.project, "branch", ep.branch, "err", err)
+		return
+	}
+	defer conn.Close(context.Background())
+	if err := m.reportVerifiers(ctx, ep, conn); err != nil {
+		m.log.Warn("capture verifiers", "project", ep.project, "branch", ep.branch, "err", err)
+	}
+}
+
+func (m *Manager) reportVerifiers(ctx context.Context, ep *endpoint, conn *pgx.Conn) error {
+	if m.cfg.Verifiers == nil {
+		return nil
+	}
+	v, err := Verifiers(ctx, conn)
+	if err != nil {
+		return err
+	}
+	m.cfg.Verifiers(ep.project, ep.branch, v)
+	return nil
+}
+
+// waitAccepting returns when Postgres accepts connections: a real
+// connection completes its startup (ReadyForQuery), or fails with anything
+// but "starting up" (like pg_isready: a failed authentication proves a
+// working server). Probing is cheap but each probe makes the postmaster
+// fork, which slows a start on a busy machine; so it probes only once the
+// postmaster.pid status line says "ready" (checked every 2 ms), and once a
+// second regardless. It returns the probe's connection when the probe got
+// in (the caller closes it), nil when it proved readiness by failing.
+func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) (*pgx.Conn, error) {
+	cs := pm.ConnString(m.cfg.User, m.cfg.Password, "postgres")
+	pidFile := filepath.Join(pm.Options().DataDir, "postmaster.pid")
+	const tick = 2 * time.Millisecond
+	var err error
+	lastProbe := time.Time{}
+	for {
+		if pidFileReady(pidFile) || time.Since(lastProbe) >= time.Second {
+			lastProbe = time.Now()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			var conn *pgx.Conn
+			conn, err = pgx.Connect(cctx, cs)
+			cancel()
+			if err == nil {
+				return conn, nil
+			}
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code != "57P03" {
+				return nil, nil
+			}
+		}
+		select {
+		case <-pm.Done():
+			return nil, fmt.Errorf("%w: %v", pg.ErrExited, pm.ExitErr())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for postgres: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(tick):
+		}
+	}
+}
+
+// pidFileReady reports whether postmaster.pid's status line (the 8th) says
+// the server accepts connections.
+func pidFileReady(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(string(b), "\n")
+	return len(lines) > 7 && strings.TrimSpace(lines[7]) == "ready"
+}
+
+// clearStaleLock prepares dataDir for a start after a crash: when
+// postmaster.pid names a live postmaster serving it, that is an error;
+// otherwise the leftover processes of the dead one are killed and the lock
+// file removed (a zombie pid in it would pass Postgres' own liveness
+// check).
+func clearStaleLock(ctx context.Context, dataDir string) error {
+	f := filepath.Join(dataDir, "postmaster.pid")
+	b, err := os.ReadFile(f)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && isPostmaster(pid, dataDir) {
+		return fmt.Errorf("another postmaster (pid %d) serves %s", pid, dataDir)
+	}
+	if err := killCluster(ctx, dataDir); err != nil {
+		return err
+	}
+	return os.Remove(f)
+}
+
+// freePort finds a free loopback TCP port. Another process may take it
+// before Postgres binds it; the start then fails and the next Acquire picks
+// again.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
