@@ -41,8 +41,9 @@ var benchSettings = map[string]string{
 // benchCluster is a Postgres cluster for a benchmark: native (data on
 // local disk) or on a branch mount.
 type benchCluster struct {
-	name string
-	s    *server
+	name  string
+	s     *server
+	mount *MountPoint // nil for native
 }
 
 func nativeCluster(b *testing.B, dir string) *benchCluster {
@@ -64,7 +65,7 @@ func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *be
 	if err := pg.InitDB(ctx, pg.InitOptions{DataDir: m.Dir()}); err != nil {
 		b.Fatal(err)
 	}
-	return &benchCluster{name: project, s: startPG(b, m.Dir(), f.dir, "", benchSettings)}
+	return &benchCluster{name: project, s: startPG(b, m.Dir(), f.dir, "", benchSettings), mount: m}
 }
 
 // BenchmarkPgbench: pgbench initialization (bulk COPY, index build,

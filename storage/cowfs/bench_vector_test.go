@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/vectors"
 	"github.com/pgvector/pgvector-go"
 )
@@ -196,6 +197,7 @@ func BenchmarkCopy(b *testing.B) {
 	f := newFixture(b, nil)
 	native := nativeCluster(b, dir)
 	branch := branchCluster(b, f, "branch", MountOptions{})
+	mount := branch.mount
 	const rounds = 3
 	total := map[string]time.Duration{}
 	for round := range rounds {
@@ -207,6 +209,7 @@ func BenchmarkCopy(b *testing.B) {
 			table := fmt.Sprintf("accounts%d", round)
 			c.s.exec(ctx, "CREATE TABLE "+table+" (aid int NOT NULL, bid int, abalance int, filler char(84))")
 			conn := c.s.connect(ctx)
+			st0, eng0 := snapStats(mount.Stats()), f.s.EngineStats()
 			start := time.Now()
 			got, err := conn.CopyFrom(ctx, pgx.Identifier{table}, []string{"aid", "bid", "abalance", "filler"},
 				&accountRows{n: n, filler: strings.Repeat(" ", 84)})
@@ -220,6 +223,9 @@ func BenchmarkCopy(b *testing.B) {
 			d := time.Since(start)
 			total[c.name] += d
 			b.Logf("%s round %d: COPY %d rows %v, with checkpoint %v", c.name, round, n, copied, d)
+			if c == branch {
+				logWritePath(b, snapStats(mount.Stats()).sub(st0), f.s.EngineStats().Sub(eng0))
+			}
 			conn.Close(ctx)
 		}
 	}
@@ -227,4 +233,35 @@ func BenchmarkCopy(b *testing.B) {
 	b.ReportMetric(br, "copy-branch-s")
 	b.ReportMetric(nat, "copy-native-s")
 	b.ReportMetric(br/nat, "copy-ratio")
+}
+
+// statsSnap is a plain copy of a mount's Stats.
+type statsSnap struct{ lookups, getattrs, setattrs, writes, writeBytes, fsyncs, storeSyncs uint64 }
+
+func snapStats(s *Stats) statsSnap {
+	return statsSnap{s.Lookups.Load(), s.GetAttrs.Load(), s.SetAttrs.Load(), s.Writes.Load(), s.WriteBytes.Load(), s.Fsyncs.Load(), s.StoreSyncs.Load()}
+}
+
+func (a statsSnap) sub(b statsSnap) statsSnap {
+	return statsSnap{a.lookups - b.lookups, a.getattrs - b.getattrs, a.setattrs - b.setattrs, a.writes - b.writes,
+		a.writeBytes - b.writeBytes, a.fsyncs - b.fsyncs, a.storeSyncs - b.storeSyncs}
+}
+
+// logWritePath logs where a bulk write's bytes went, per 8 KiB that
+// Postgres wrote through the mount: FUSE requests and their mean size,
+// attribute updates, fsyncs, and what the engine wrote (WAL, flushes,
+// compactions) for it.
+func logWritePath(b *testing.B, st statsSnap, e storage.EngineStats) {
+	pages := float64(st.writeBytes) / 8192
+	if pages == 0 {
+		return
+	}
+	per := func(v float64) float64 { return v / pages }
+	b.Logf("write path: %.0f MiB through FUSE in %d WRITE requests (mean %.0f KiB), per 8 KiB: %.3f writes, %.4f setattrs, %.4f getattrs, %.5f fsyncs (%d, %d store syncs)",
+		float64(st.writeBytes)/(1<<20), st.writes, float64(st.writeBytes)/float64(max(st.writes, 1))/1024,
+		per(float64(st.writes)), per(float64(st.setattrs)), per(float64(st.getattrs)), per(float64(st.fsyncs)), st.fsyncs, st.storeSyncs)
+	b.Logf("engine per 8 KiB written: WAL %.0f B in / %.0f B written; flushes %d writing %.0f B sstables + %.0f B blob files; compactions %d writing %.0f B sstables + %.0f B blob files; ingested %.0f B; total engine write amplification %.2f",
+		per(float64(e.WALBytesIn)), per(float64(e.WALBytesWritten)), e.Flushes, per(float64(e.FlushTableBytes)), per(float64(e.FlushBlobBytes)),
+		e.Compactions, per(float64(e.CompactTableBytes)), per(float64(e.CompactBlobBytes)), per(float64(e.IngestedBytes)),
+		float64(e.WALBytesWritten+e.FlushTableBytes+e.FlushBlobBytes+e.CompactTableBytes+e.CompactBlobBytes+e.IngestedBytes)/float64(st.writeBytes))
 }

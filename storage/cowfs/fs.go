@@ -63,8 +63,8 @@ func (fs *rawFS) String() string { return "offshoot" }
 // Stats count the requests a mount has served. Fields are read and updated
 // atomically.
 type Stats struct {
-	Lookups, GetAttrs, Opens, Reads, Writes, Fsyncs, StoreSyncs atomic.Uint64
-	ReadBytes, WriteBytes                                       atomic.Uint64
+	Lookups, GetAttrs, SetAttrs, Opens, Reads, Writes, Fsyncs, StoreSyncs atomic.Uint64
+	ReadBytes, WriteBytes                                                 atomic.Uint64
 }
 
 // errno maps a store error to the errno the caller of the system call sees.
@@ -182,6 +182,7 @@ func (fs *rawFS) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOu
 	if fs.rw == nil {
 		return fuse.EROFS
 	}
+	fs.stats.SetAttrs.Add(1)
 	defer fs.changed()
 	var s storage.SetAttrIn
 	if m, ok := in.GetMode(); ok {
