@@ -28,7 +28,8 @@ func (s *Store) EngineStats() EngineStats {
 		e.FlushTableBytes += l.TableBytesFlushed
 		e.FlushBlobBytes += l.BlobBytesFlushed
 		e.CompactTableBytes += l.TableBytesCompacted
-		e.CompactBlobBytes += l.BlobBytesCompacted
+		// pebble counts a flush's blob bytes as compacted too.
+		e.CompactBlobBytes += l.BlobBytesCompacted - l.BlobBytesFlushed
 		e.IngestedBytes += l.TableBytesIngested
 	}
 	return e
