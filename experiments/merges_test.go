@@ -420,3 +420,29 @@ CREATE TABLE audit (id int PRIMARY KEY, what text)`)
 		t.Errorf("main after merging f with ours: %q, want the target's note (text), f's index, default and row, main's table", got)
 	}
 }
+
+// TestMergePartitioned: a partitioned table merges through its
+// partitions, rows moving into a partition the merge writes included.
+func TestMergePartitioned(t *testing.T) {
+	t.Parallel()
+	s, ctx := mergeProject(t)
+	exec(t, s, ctx, "main", `CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE ev_1 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+CREATE TABLE ev_2 PARTITION OF ev FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+INSERT INTO ev SELECT i, '2026-01-01'::date + (i % 50), 'x' FROM generate_series(1, 100) i`)
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "g", ParentID: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, ctx, "g", `UPDATE ev SET v = 'g' WHERE id % 10 = 0; INSERT INTO ev VALUES (500, '2026-02-10', 'new'); DELETE FROM ev WHERE id = 1`)
+	m, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "g", Target: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(m.Tables); got != "[{public.ev_1 0 8 1} {public.ev_2 1 2 0}]" {
+		t.Errorf("merged %s, want ev_1: 8 updated, 1 deleted; ev_2: 1 inserted, 2 updated", got)
+	}
+	d, err := s.Diff(ctx, DiffRequest{Project: "p", Branch: "g", Against: "main"})
+	if err != nil || d.Schema.Changed || len(d.Tables) != 0 {
+		t.Errorf("main differs from g after the merge: %+v %v", d, err)
+	}
+}
