@@ -20,8 +20,14 @@ import (
 )
 
 // LabelMerge marks the temporary branch that holds a merge's base: its
-// value is the merge's ID. The branch is deleted when the merge ends.
+// value is the merge's ID. The branch is deleted when the merge ends; the
+// base of an open merge session expires after sessionBaseTTL and is forked
+// again (from the same fork point, which the branches keep) when needed.
 const LabelMerge = "offshoot.merge"
+
+// sessionBaseTTL is how long an open merge session keeps its base branch
+// (and the compute it may run) when nothing happens to the session.
+const sessionBaseTTL = 24 * time.Hour
 
 // Statuses of a Merge.
 const (
@@ -173,7 +179,11 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 		now := s.cfg.Now().UTC()
 		m := &Merge{ID: hex.EncodeToString(b), Project: req.Project, Source: req.Source, Target: req.Target,
 			Strategy: req.Strategy, FullCompare: req.FullCompare, CreatedAt: now, UpdatedAt: now}
-		if err := s.mergeBase(m, src, dst); err != nil {
+		var expires time.Time
+		if req.Strategy == merge.Manual && !req.DryRun {
+			expires = now.Add(sessionBaseTTL)
+		}
+		if err := s.mergeBase(m, src, dst, expires); err != nil {
 			return err
 		}
 		keep := req.Strategy == merge.Manual && !req.DryRun
@@ -204,7 +214,7 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 
 // mergeBase finds the nearest common ancestor of src and dst and forks
 // the temporary branch holding its state at the lower fork point.
-func (s *Service) mergeBase(m *Merge, src, dst storage.Branch) error {
+func (s *Service) mergeBase(m *Merge, src, dst storage.Branch, expires time.Time) error {
 	st := s.cfg.Store
 	bs, err := st.Branches(m.Project)
 	if err != nil {
@@ -250,7 +260,7 @@ func (s *Service) mergeBase(m *Merge, src, dst storage.Branch) error {
 		return fmt.Errorf("branches %s and %s have no common ancestor in the catalog (a parent was deleted): merge needs one: %w", m.Source, m.Target, ErrConflict)
 	}
 	m.BaseBranch = "merge-base." + m.ID
-	base, err := st.Fork(m.Project, anc.Name, m.BaseBranch, storage.AtForkPoint(child.Name), storage.BranchOptions{Labels: map[string]string{LabelMerge: m.ID}})
+	base, err := st.Fork(m.Project, anc.Name, m.BaseBranch, storage.AtForkPoint(child.Name), storage.BranchOptions{Labels: map[string]string{LabelMerge: m.ID}, ExpiresAt: expires})
 	if errors.Is(err, storage.ErrBeforeHorizon) {
 		return fmt.Errorf("the merge base (%s as of seq %d) is no longer retained: %w", anc.Name, child.ParentSeq, ErrConflict)
 	}
@@ -531,6 +541,9 @@ func (s *Service) CompleteMerge(ctx context.Context, project, id string) (*Merge
 		if err != nil {
 			return err
 		}
+		if err := s.sessionBase(m); err != nil {
+			return err
+		}
 		if err := s.runMerge(ctx, m, merge.Resolve(merge.Fail, m.Resolutions), true); err != nil {
 			return err
 		}
@@ -544,6 +557,28 @@ func (s *Service) CompleteMerge(ctx context.Context, project, id string) (*Merge
 		return s.saveMerge(m)
 	})
 	return out, err
+}
+
+// sessionBase makes sure an open session's base branch exists: when it
+// expired, it is forked again from the same fork point.
+func (s *Service) sessionBase(m *Merge) error {
+	st := s.cfg.Store
+	if m.BaseBranch != "" {
+		if _, err := st.Branch(m.Project, m.BaseBranch); err == nil {
+			return nil
+		} else if !errors.Is(err, storage.ErrBranchNotFound) {
+			return storeErr(err)
+		}
+	}
+	src, err := st.Branch(m.Project, m.Source)
+	if err != nil {
+		return storeErr(err)
+	}
+	dst, err := st.Branch(m.Project, m.Target)
+	if err != nil {
+		return storeErr(err)
+	}
+	return s.mergeBase(m, src, dst, s.cfg.Now().Add(sessionBaseTTL))
 }
 
 // AbortMerge discards an open merge session and its base branch (write

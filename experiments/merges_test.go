@@ -297,6 +297,14 @@ DELETE FROM customers WHERE id = 20`)
 	if _, err := s.ResolveConflict(ctx, ResolveRequest{Project: "p", Merge: sess.ID, Conflict: row.ID, Choice: "mine"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("resolve with a bad choice: %v", err)
 	}
+	// The session's base expires when the session sits idle; complete
+	// forks it again from the same fork point.
+	if b, err := s.cfg.Store.Branch("p", sess.BaseBranch); err != nil || b.ExpiresAt.IsZero() {
+		t.Errorf("the session's base %s: %+v %v, want an expiry", sess.BaseBranch, b, err)
+	}
+	if err := s.deleteBranch(ctx, "p", sess.BaseBranch, false); err != nil {
+		t.Fatal(err)
+	}
 	done, err := s.CompleteMerge(ctx, "p", sess.ID)
 	if err != nil || done.Status != MergeMerged {
 		t.Fatalf("complete: %+v %v", done, err)

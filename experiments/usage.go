@@ -98,7 +98,7 @@ func (s *Service) warnLead(b storage.Branch) time.Duration {
 // and was not warned about for this expiry yet. Expired, protected and
 // main branches get none.
 func (s *Service) warnExpiring(ctx context.Context, project string, b storage.Branch, now time.Time) {
-	if s.cfg.ExpiryWarning < 0 || b.ExpiresAt.IsZero() || b.Protected || s.isMain(project, b) || !b.ExpiresAt.After(now) {
+	if s.cfg.ExpiryWarning < 0 || b.ExpiresAt.IsZero() || b.Protected || s.isMain(project, b) || !b.ExpiresAt.After(now) || b.Labels[LabelMerge] != "" {
 		return
 	}
 	left := b.ExpiresAt.Sub(now)
