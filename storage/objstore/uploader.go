@@ -63,6 +63,7 @@ type Uploader struct {
 	lastOK  time.Time // checkpoint time of the last complete round
 	started time.Time
 	fails   int
+	sent    Stats
 
 	rounds, failures, files, bytes prometheus.Counter
 	lag                            prometheus.GaugeFunc
@@ -117,7 +118,9 @@ func New(ctx context.Context, cfg Config, sources []Source, stateDir string, log
 func (u *Uploader) statePath() string { return filepath.Join(u.dir, "state.json") }
 
 // Collector returns the uploader's metrics.
-func (u *Uploader) Collector() prometheus.Collector { return collectors{u.rounds, u.failures, u.files, u.bytes, u.lag} }
+func (u *Uploader) Collector() prometheus.Collector {
+	return collectors{u.rounds, u.failures, u.files, u.bytes, u.lag}
+}
 
 type collectors []prometheus.Collector
 
@@ -143,6 +146,19 @@ func (u *Uploader) Lag() time.Duration {
 		t = u.started
 	}
 	return time.Since(t)
+}
+
+// Stats counts what this Uploader sent.
+type Stats struct {
+	Files, Immutable int // files uploaded; of them sstables and blob files
+	Bytes            int64
+}
+
+// Sent returns what this Uploader has uploaded since New.
+func (u *Uploader) Sent() Stats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.sent
 }
 
 // Generation returns the number of the last complete round.
@@ -303,7 +319,10 @@ func (u *Uploader) uploadDir(ctx context.Context, src, dir string) ([]file, erro
 		u.st.Uploaded[key] = info.Size()
 		u.files.Inc()
 		u.bytes.Add(float64(info.Size()))
+		u.sent.Files++
+		u.sent.Bytes += info.Size()
 		if immutable(rel) {
+			u.sent.Immutable++
 			// Progress survives a restart mid-round.
 			return u.saveState()
 		}
