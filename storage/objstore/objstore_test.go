@@ -10,7 +10,7 @@ import (
 
 	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/storage/objstore"
-	"github.com/offshootdb/offshoot/storage/objstore/internal/s3test"
+	"github.com/offshootdb/offshoot/storage/objstore/s3test"
 )
 
 func config(s *s3test.Server, bucket string) objstore.Config {
