@@ -346,6 +346,14 @@ func (s *Service) Ready() error {
 	return nil
 }
 
+// CheckpointControl writes a consistent copy of the control database
+// (projects, branches' records, snapshots' names, keys, audit, runs) with
+// every write made before the call into dir, which must not exist. The
+// object storage tier uploads it.
+func (s *Service) CheckpointControl(dir string) error {
+	return s.withDB(func(db *controldb.DB) error { return db.Checkpoint(dir) })
+}
+
 // withDB runs fn with the open database under the shared lock.
 func (s *Service) withDB(fn func(db *controldb.DB) error) error {
 	s.mu.RLock()

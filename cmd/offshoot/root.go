@@ -39,6 +39,9 @@ type config struct {
 	// AuditSQL is text (the default) or hash: what audit entries keep of
 	// the SQL of queries.
 	AuditSQL string `yaml:"audit_sql,omitempty"`
+	// ObjectStore, when its URL is set, uploads the data dir to an
+	// S3-compatible bucket (see objectStoreConfig). Default off.
+	ObjectStore objectStoreConfig `yaml:"object_store,omitempty"`
 }
 
 // addServerFlags adds the flags of a command that runs a server (serve,
@@ -47,6 +50,9 @@ func addServerFlags(cmd *cobra.Command, a *app) {
 	f := cmd.Flags()
 	f.StringVar(&a.cfg.DatasetsDir, "datasets-dir", "", "BEIR datasets (one directory each): list_datasets reports them and experiment specs may only name these (default <data-dir>/datasets; env OFFSHOOT_DATASETS_DIR)")
 	f.StringSliceVar(&a.cfg.WebhookAllow, "webhook-allow", nil, "CIDRs, addresses or host names schedule webhooks may reach although loopback or link-local (repeat or comma-separate; config webhook_allow)")
+	f.StringVar(&a.cfg.ObjectStore.URL, "s3", "", "upload the data dir to this S3 bucket, s3://bucket[/prefix] (default off; env OFFSHOOT_S3_URL; config object_store.url)")
+	f.DurationVar(&a.cfg.ObjectStore.Interval, "s3-interval", 0, "time between uploads to the bucket: the recovery point (default 10s)")
+	addObjectStoreFlags(cmd, &a.cfg.ObjectStore)
 	f.StringVar(&a.cfg.AuditSQL, "audit-sql", "", "what audit entries keep of a query's SQL: text or hash (SHA-256) (default text; env OFFSHOOT_AUDIT_SQL)")
 }
 
@@ -200,6 +206,7 @@ func (a *app) resolve(cmd *cobra.Command) error {
 		DatasetsDir: os.Getenv("OFFSHOOT_DATASETS_DIR"),
 		AuditSQL:    os.Getenv("OFFSHOOT_AUDIT_SQL"),
 	}
+	envCfg.ObjectStore.URL = os.Getenv("OFFSHOOT_S3_URL")
 	overlay(&a.cfg, envCfg, set)
 	log, err := newLogger(a.stderr, a.cfg.LogLevel, a.cfg.LogFormat)
 	if err != nil {
@@ -225,6 +232,15 @@ func overlay(dst *config, src config, flagSet map[string]bool) {
 	pick(&dst.Prices.Currency, src.Prices.Currency, "price-currency")
 	pick(&dst.DatasetsDir, src.DatasetsDir, "datasets-dir")
 	pick(&dst.AuditSQL, src.AuditSQL, "audit-sql")
+	pick(&dst.ObjectStore.URL, src.ObjectStore.URL, "s3")
+	pick(&dst.ObjectStore.Endpoint, src.ObjectStore.Endpoint, "s3-endpoint")
+	pick(&dst.ObjectStore.Region, src.ObjectStore.Region, "s3-region")
+	if src.ObjectStore.PathStyle && !flagSet["s3-path-style"] {
+		dst.ObjectStore.PathStyle = true
+	}
+	if src.ObjectStore.Interval != 0 && !flagSet["s3-interval"] {
+		dst.ObjectStore.Interval = src.ObjectStore.Interval
+	}
 	if len(src.WebhookAllow) > 0 && !flagSet["webhook-allow"] {
 		dst.WebhookAllow = src.WebhookAllow
 	}

@@ -379,6 +379,13 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	}
 	defer svc.Close()
 	facade.Store(svc)
+	up, err := a.startUploader(ctx, st, svc, reg)
+	if err != nil {
+		return err
+	}
+	if up != nil {
+		defer up.Close()
+	}
 	created, err := svc.EnsureDefaultProject(ctx)
 	if err != nil {
 		return fmt.Errorf("create default project %q: %w", defaultProject, err)

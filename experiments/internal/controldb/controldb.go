@@ -144,3 +144,12 @@ func (d *DB) PutAll(kvs []KV) error {
 	}
 	return nil
 }
+
+// Checkpoint writes a consistent copy of the database, with every write
+// made before the call, into dir, which must not exist.
+func (d *DB) Checkpoint(dir string) error {
+	if err := d.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("control db checkpoint: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/offshootdb/offshoot/experiments"
+	"github.com/offshootdb/offshoot/storage"
+	"github.com/offshootdb/offshoot/storage/objstore"
+)
+
+// objectStoreConfig is the object storage tier (storage/objstore). Off
+// unless URL is set. Credentials come from the environment or a file (see
+// objstore.Config.LoadCredentials), never from flags.
+type objectStoreConfig struct {
+	// URL is s3://bucket[/prefix]. Env OFFSHOOT_S3_URL.
+	URL string `yaml:"url,omitempty"`
+	// Endpoint is host:port or http(s)://host:port. Env OFFSHOOT_S3_ENDPOINT.
+	Endpoint string `yaml:"endpoint,omitempty"`
+	// Region. Default us-east-1. Env OFFSHOOT_S3_REGION.
+	Region string `yaml:"region,omitempty"`
+	// PathStyle addresses the bucket in the URL path. Default false.
+	PathStyle bool `yaml:"path_style,omitempty"`
+	// Interval between upload rounds: the recovery point. Default 10s.
+	Interval time.Duration `yaml:"interval,omitempty"`
+}
+
+func (c objectStoreConfig) objstore() (objstore.Config, error) {
+	bucket, prefix, err := objstore.ParseURL(c.URL)
+	if err != nil {
+		return objstore.Config{}, err
+	}
+	oc := objstore.Config{Endpoint: c.Endpoint, Bucket: bucket, Prefix: prefix, Region: c.Region,
+		PathStyle: c.PathStyle, Interval: c.Interval}
+	if err := oc.LoadCredentials(); err != nil {
+		return objstore.Config{}, err
+	}
+	return oc, nil
+}
+
+func addObjectStoreFlags(cmd *cobra.Command, c *objectStoreConfig) {
+	f := cmd.Flags()
+	f.StringVar(&c.Endpoint, "s3-endpoint", os.Getenv("OFFSHOOT_S3_ENDPOINT"), "S3-compatible endpoint, host:port or http(s)://host:port (env OFFSHOOT_S3_ENDPOINT); credentials from OFFSHOOT_S3_ACCESS_KEY/OFFSHOOT_S3_SECRET_KEY, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or OFFSHOOT_S3_CREDENTIALS_FILE")
+	f.StringVar(&c.Region, "s3-region", os.Getenv("OFFSHOOT_S3_REGION"), "S3 region (default us-east-1; env OFFSHOOT_S3_REGION)")
+	f.BoolVar(&c.PathStyle, "s3-path-style", os.Getenv("OFFSHOOT_S3_PATH_STYLE") == "true", "path-style bucket addressing (env OFFSHOOT_S3_PATH_STYLE=true)")
+}
+
+// startUploader starts the object storage tier when configured: it checks
+// the bucket (an unreachable endpoint or a missing bucket stops serve) and
+// uploads the store and the control database every interval.
+func (a *app) startUploader(ctx context.Context, st *storage.Store, svc *experiments.Service, reg *prometheus.Registry) (*objstore.Uploader, error) {
+	c := a.cfg.ObjectStore
+	if c.URL == "" {
+		return nil, nil
+	}
+	oc, err := c.objstore()
+	if err != nil {
+		return nil, err
+	}
+	sources := []objstore.Source{
+		// The control database first: the store checkpointed after it
+		// holds every timeline its records name.
+		{Name: "control", Checkpoint: svc.CheckpointControl},
+		{Name: "store", Checkpoint: st.Checkpoint},
+	}
+	u, err := objstore.New(ctx, oc, sources, filepath.Join(a.cfg.DataDir, "objstore"), a.log)
+	if err != nil {
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	reg.MustRegister(u.Collector())
+	u.Start()
+	a.log.Info("uploading to object store", "url", c.URL, "endpoint", oc.Endpoint, "interval", oc.Interval)
+	return u, nil
+}
+
+func init() {
+	subcommands = append(subcommands, func(a *app) *cobra.Command {
+		var c objectStoreConfig
+		cmd := &cobra.Command{
+			Use:   "restore --from s3://bucket/prefix --data-dir DIR",
+			Short: "Restore a data dir from the object storage tier's last complete upload",
+			Long: "Restore brings back every project, branch, snapshot, key, audit record and experiment run as of the\n" +
+				"last complete upload round into an empty (or new) data dir; `offshoot serve` then runs on it.",
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				if c.URL == "" {
+					return &exitError{code: 2, err: fmt.Errorf("restore: --from s3://bucket/prefix is required")}
+				}
+				oc, err := c.objstore()
+				if err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				r, err := objstore.Restore(cmd.Context(), oc, a.cfg.DataDir)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "restored generation %d (uploaded state as of %s): %d files, %d bytes into %s\n",
+					r.Gen, r.Time.UTC().Format(time.RFC3339), r.Files, r.Bytes, a.cfg.DataDir)
+				return nil
+			},
+		}
+		cmd.Flags().StringVar(&c.URL, "from", "", "s3://bucket[/prefix] to restore from")
+		addObjectStoreFlags(cmd, &c)
+		return cmd
+	})
+}

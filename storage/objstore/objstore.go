@@ -1,0 +1,137 @@
+// Package objstore is the object storage tier: it uploads consistent
+// checkpoints of the data directory's pebble databases (the branch store and
+// the control database) to an S3-compatible bucket, and restores a data
+// directory from the last complete upload.
+//
+// Every Interval the Uploader asks each Source for a checkpoint into a
+// staging directory (pebble's Checkpoint: hard links to the immutable
+// sstables and blob files, copies of the MANIFEST, OPTIONS and the synced
+// WAL). Immutable files are uploaded once, under their own name; the small
+// mutable ones (MANIFEST, WAL, markers) under their name and content hash, so
+// an unchanged one is not sent again. Once every file of a round is in the
+// bucket, a generation record listing them is written, then "latest". A
+// round is therefore the unit of recovery: the recovery point (RPO) is the
+// Interval plus the time a round takes, and a crash mid-round leaves the
+// previous generation intact. Files already in the bucket (by name and
+// size) are not sent again after a restart.
+package objstore
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Errors returned by this package.
+var (
+	// ErrConfig means the configuration is incomplete or malformed.
+	ErrConfig = errors.New("object store configuration")
+	// ErrNoBucket means the bucket does not exist.
+	ErrNoBucket = errors.New("bucket does not exist")
+	// ErrUnreachable means the endpoint did not answer.
+	ErrUnreachable = errors.New("object store unreachable")
+	// ErrNoBackup means the bucket and prefix hold no complete upload.
+	ErrNoBackup = errors.New("no upload found under the prefix")
+	// ErrNotEmpty means a restore was pointed at a non-empty directory.
+	ErrNotEmpty = errors.New("data dir is not empty")
+)
+
+// DefaultInterval is the default time between upload rounds.
+const DefaultInterval = 10 * time.Second
+
+// Config names an S3-compatible bucket and how to reach it.
+type Config struct {
+	// Endpoint is host:port or a URL; http:// means no TLS. Required.
+	Endpoint string
+	// Bucket must exist. Required.
+	Bucket string
+	// Prefix is prepended to every key ("" for the bucket's root).
+	Prefix string
+	// AccessKey and SecretKey sign requests; both empty means anonymous.
+	AccessKey, SecretKey string
+	// Region is sent in signatures. Default us-east-1.
+	Region string
+	// PathStyle addresses the bucket in the path (http://host/bucket/key)
+	// instead of the host name. Default false (virtual-host style where
+	// the endpoint supports it).
+	PathStyle bool
+	// Interval is the time between upload rounds, and with the round's own
+	// duration the recovery point. Default DefaultInterval.
+	Interval time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	c.Prefix = strings.Trim(c.Prefix, "/")
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Endpoint == "" {
+		return fmt.Errorf("%w: no endpoint", ErrConfig)
+	}
+	if c.Bucket == "" {
+		return fmt.Errorf("%w: no bucket", ErrConfig)
+	}
+	if (c.AccessKey == "") != (c.SecretKey == "") {
+		return fmt.Errorf("%w: access key and secret key must be given together", ErrConfig)
+	}
+	return nil
+}
+
+// ParseURL splits s3://bucket/prefix into bucket and prefix.
+func ParseURL(s string) (bucket, prefix string, err error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return "", "", fmt.Errorf("%w: %q is not s3://bucket[/prefix]", ErrConfig, s)
+	}
+	return u.Host, strings.Trim(u.Path, "/"), nil
+}
+
+// LoadCredentials fills AccessKey and SecretKey when both are empty: from
+// OFFSHOOT_S3_ACCESS_KEY and OFFSHOOT_S3_SECRET_KEY, else
+// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else the file named by
+// OFFSHOOT_S3_CREDENTIALS_FILE (lines access_key=... and secret_key=...).
+func (c *Config) LoadCredentials() error {
+	if c.AccessKey != "" || c.SecretKey != "" {
+		return nil
+	}
+	for _, p := range [][2]string{{"OFFSHOOT_S3_ACCESS_KEY", "OFFSHOOT_S3_SECRET_KEY"}, {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}} {
+		if a, s := os.Getenv(p[0]), os.Getenv(p[1]); a != "" || s != "" {
+			c.AccessKey, c.SecretKey = a, s
+			return nil
+		}
+	}
+	f := os.Getenv("OFFSHOOT_S3_CREDENTIALS_FILE")
+	if f == "" {
+		return nil
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return fmt.Errorf("%w: credentials file: %w", ErrConfig, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "access_key":
+			c.AccessKey = strings.TrimSpace(v)
+		case "secret_key":
+			c.SecretKey = strings.TrimSpace(v)
+		}
+	}
+	if c.AccessKey == "" || c.SecretKey == "" {
+		return fmt.Errorf("%w: credentials file %s needs access_key= and secret_key= lines", ErrConfig, f)
+	}
+	return nil
+}
