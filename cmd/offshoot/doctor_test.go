@@ -123,10 +123,12 @@ func TestConfigFileAndPrecedence(t *testing.T) {
 		t.Fatalf("unknown config field accepted: exit %d %q", code, errOut)
 	}
 
-	if err := os.WriteFile(cfgFile, []byte("data_dir: /from/file\nlog_level: debug\nproxy_addr: 127.0.0.1:1111\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("data_dir: /from/file\nlog_level: debug\nproxy_addr: 127.0.0.1:1111\n"+
+		"object_store:\n  endpoint: file:9000\n  region: file-region\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("OFFSHOOT_PROXY_ADDR", "127.0.0.1:2222")
+	t.Setenv("OFFSHOOT_S3_ENDPOINT", "env:9000")
 	out, errOut, code := run(t, context.Background(), "config", "--config", cfgFile, "--log-level", "warn")
 	if code != 0 {
 		t.Fatalf("config: exit %d %s", code, errOut)
@@ -136,6 +138,8 @@ func TestConfigFileAndPrecedence(t *testing.T) {
 		"log_level: warn\n",            // flag over file
 		"proxy_addr: 127.0.0.1:2222\n", // env over file
 		"http_addr: 127.0.0.1:8432\n",  // default
+		"endpoint: env:9000\n",         // env over file, for the S3 settings too
+		"region: file-region\n",        // file over default
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config output lacks %q:\n%s", want, out)

@@ -31,6 +31,19 @@ type objectStoreConfig struct {
 	Interval time.Duration `yaml:"interval,omitempty"`
 }
 
+// fromEnv fills what the environment sets and c does not.
+func (c *objectStoreConfig) fromEnv() {
+	if c.Endpoint == "" {
+		c.Endpoint = os.Getenv("OFFSHOOT_S3_ENDPOINT")
+	}
+	if c.Region == "" {
+		c.Region = os.Getenv("OFFSHOOT_S3_REGION")
+	}
+	if os.Getenv("OFFSHOOT_S3_PATH_STYLE") == "true" {
+		c.PathStyle = true
+	}
+}
+
 func (c objectStoreConfig) objstore() (objstore.Config, error) {
 	bucket, prefix, err := objstore.ParseURL(c.URL)
 	if err != nil {
@@ -46,9 +59,12 @@ func (c objectStoreConfig) objstore() (objstore.Config, error) {
 
 func addObjectStoreFlags(cmd *cobra.Command, c *objectStoreConfig) {
 	f := cmd.Flags()
-	f.StringVar(&c.Endpoint, "s3-endpoint", os.Getenv("OFFSHOOT_S3_ENDPOINT"), "S3-compatible endpoint, host:port or http(s)://host:port (env OFFSHOOT_S3_ENDPOINT); credentials from OFFSHOOT_S3_ACCESS_KEY/OFFSHOOT_S3_SECRET_KEY, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or OFFSHOOT_S3_CREDENTIALS_FILE")
-	f.StringVar(&c.Region, "s3-region", os.Getenv("OFFSHOOT_S3_REGION"), "S3 region (default us-east-1; env OFFSHOOT_S3_REGION)")
-	f.BoolVar(&c.PathStyle, "s3-path-style", os.Getenv("OFFSHOOT_S3_PATH_STYLE") == "true", "path-style bucket addressing (env OFFSHOOT_S3_PATH_STYLE=true)")
+	// Defaults stay empty: the environment is read in resolve (restore,
+	// which has no config file, reads it in objstore), so that the order
+	// defaults < file < environment < flags holds for these too.
+	f.StringVar(&c.Endpoint, "s3-endpoint", "", "S3-compatible endpoint, host:port or http(s)://host:port (env OFFSHOOT_S3_ENDPOINT); credentials from OFFSHOOT_S3_ACCESS_KEY/OFFSHOOT_S3_SECRET_KEY, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or OFFSHOOT_S3_CREDENTIALS_FILE")
+	f.StringVar(&c.Region, "s3-region", "", "S3 region (default us-east-1; env OFFSHOOT_S3_REGION)")
+	f.BoolVar(&c.PathStyle, "s3-path-style", false, "path-style bucket addressing (env OFFSHOOT_S3_PATH_STYLE=true)")
 }
 
 // startUploader starts the object storage tier when configured: it checks
@@ -92,6 +108,7 @@ func init() {
 				if c.URL == "" {
 					return &exitError{code: 2, err: fmt.Errorf("restore: --from s3://bucket/prefix is required")}
 				}
+				c.fromEnv()
 				oc, err := c.objstore()
 				if err != nil {
 					return &exitError{code: 2, err: err}

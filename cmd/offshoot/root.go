@@ -207,6 +207,7 @@ func (a *app) resolve(cmd *cobra.Command) error {
 		AuditSQL:    os.Getenv("OFFSHOOT_AUDIT_SQL"),
 	}
 	envCfg.ObjectStore.URL = os.Getenv("OFFSHOOT_S3_URL")
+	envCfg.ObjectStore.fromEnv()
 	overlay(&a.cfg, envCfg, set)
 	log, err := newLogger(a.stderr, a.cfg.LogLevel, a.cfg.LogFormat)
 	if err != nil {
