@@ -143,6 +143,9 @@ type VariantRun struct {
 	// IndexBuild is how the index was built: the memory and workers
 	// chosen for it.
 	IndexBuild *IndexBuild `json:"index_build,omitempty"`
+	// Materialization is the materialization the variant forked
+	// (Reused; it skipped embed, load and index) or built and kept.
+	Materialization *MaterializationUse `json:"materialization,omitempty"`
 }
 
 // Timings are phase durations in milliseconds.
@@ -152,6 +155,9 @@ type Timings struct {
 	Load  float64 `json:"load"`
 	Index float64 `json:"index"`
 	Eval  float64 `json:"eval"`
+	// Materialize is the checkpoint and snapshot that kept the
+	// variant's fork as a materialization.
+	Materialize float64 `json:"materialize,omitempty"`
 }
 
 // QueryRanking is one query's ranking, latency and measures.
@@ -502,6 +508,7 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
 		return
 	}
+	run.Provenance = prov // the variants' materialization keys name the corpus by it
 	_ = s.updateRun(run.ID, func(r *Run) {
 		r.Base, r.Docs, r.Queries, r.Judged = base, docs.docs, len(ds.Queries), len(ds.Qrels)
 		r.Provenance = prov
