@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -173,4 +174,117 @@ func fmtp(p *float64) any {
 		return nil
 	}
 	return *p
+}
+
+// TestMaterializationLifecycle: a pinned materialization survives the
+// storage budget's eviction and the TTL, an evicted one is rebuilt on
+// demand, one whose snapshot vanished is rebuilt (and says so), and
+// delete releases the snapshot.
+func TestMaterializationLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and FUSE")
+	}
+	svc := storeService(t, "p", nil)
+	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), LocalCaller), 10*time.Minute)
+	defer cancel()
+	sp := ExperimentSpec{Name: "life", Project: "p", Base: BranchPoint{Branch: "main"},
+		Dataset: DatasetSpec{BEIR: evalstest.Cranfield(t)}, Metrics: []string{"ndcg_cut.10"},
+		Variants: []VariantSpec{{Name: "a", Embedder: "hash-bow?dims=16"}, {Name: "b", Embedder: "hash-char?dims=16"}}}
+	run := func() (a, b *MaterializationUse) {
+		t.Helper()
+		r, err := svc.StartRun(ctx, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err = svc.WaitRun(ctx, r.ID); err != nil || r.Status != StatusSucceeded {
+			t.Fatalf("run: %v %+v", err, r)
+		}
+		return r.Variants[0].Materialization, r.Variants[1].Materialization
+	}
+	ids := func() []string {
+		t.Helper()
+		ms, err := svc.ListMaterializations(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	snapshotOf := func(id string) bool {
+		t.Helper()
+		snaps, err := svc.ListSnapshots(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sn := range snaps {
+			if strings.HasPrefix(sn.Name, "mat."+id+".") {
+				return true
+			}
+		}
+		return false
+	}
+	a, b := run()
+	if a.Reused || b.Reused || len(ids()) != 2 {
+		t.Fatalf("first run: %+v %+v, kept %v", a, b, ids())
+	}
+	u, err := svc.materializationUsage("p")
+	if err != nil || u.Count != 2 || u.DeltaBytes <= 0 {
+		t.Errorf("usage %+v (%v)", u, err)
+	}
+	if m, err := svc.PinMaterialization(ctx, "p", a.ID, true); err != nil || !m.Pinned || m.ExpiresAt != nil {
+		t.Fatalf("pin: %+v (%v)", m, err)
+	}
+	// A budget of one byte: everything unpinned goes.
+	svc.cfg.MaterializationBudget = 1
+	if n := svc.expireMaterializations(ctx); n != 1 || !reflect.DeepEqual(ids(), []string{a.ID}) || snapshotOf(b.ID) || !snapshotOf(a.ID) {
+		t.Fatalf("budget eviction dropped %d, kept %v (snapshots: a %v, b %v)", n, ids(), snapshotOf(a.ID), snapshotOf(b.ID))
+	}
+	svc.cfg.MaterializationBudget = 0
+	// The evicted one is rebuilt on demand, the pinned one reused.
+	a2, b2 := run()
+	if !a2.Reused || a2.ID != a.ID || b2.Reused || b2.ID != b.ID || b2.Note != "" {
+		t.Fatalf("after eviction: %+v %+v", a2, b2)
+	}
+	// A TTL of 1ns: the unpinned one expires at once, the pinned one
+	// stays until unpinned.
+	svc.cfg.MaterializationTTL = time.Nanosecond
+	if n := svc.expireMaterializations(ctx); n != 1 || !reflect.DeepEqual(ids(), []string{a.ID}) {
+		t.Fatalf("ttl dropped %d, kept %v", n, ids())
+	}
+	if m, err := svc.PinMaterialization(ctx, "p", a.ID, false); err != nil || m.Pinned || m.ExpiresAt == nil {
+		t.Fatalf("unpin: %+v (%v)", m, err)
+	}
+	time.Sleep(time.Millisecond)
+	if n := svc.expireMaterializations(ctx); n != 1 || len(ids()) != 0 || snapshotOf(a.ID) {
+		t.Fatalf("ttl after unpin dropped %d, kept %v", n, ids())
+	}
+	svc.cfg.MaterializationTTL = time.Hour
+
+	// A materialization whose snapshot went behind its back: the variant
+	// is built cold, says why, and keeps a new one.
+	run()
+	m, err := svc.GetMaterialization(ctx, "p", a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.DeleteSnapshot(ctx, "p", m.Point.Snapshot); err != nil {
+		t.Fatal(err)
+	}
+	a3, b3 := run()
+	if a3.Reused || !strings.Contains(a3.Note, "rebuilt: ") || !b3.Reused {
+		t.Errorf("after its snapshot vanished: %+v %+v", a3, b3)
+	}
+	if m2, err := svc.GetMaterialization(ctx, "p", a.ID); err != nil || m2.Point == m.Point || !snapshotOf(a.ID) {
+		t.Errorf("rebuilt: %+v (%v)", m2, err)
+	}
+	// Delete releases the snapshot; a second delete is not found.
+	if err := svc.DeleteMaterialization(ctx, "p", b.ID); err != nil || snapshotOf(b.ID) {
+		t.Errorf("delete: %v, snapshot left %v", err, snapshotOf(b.ID))
+	}
+	if err := svc.DeleteMaterialization(ctx, "p", b.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("delete again: %v", err)
+	}
 }
