@@ -144,6 +144,7 @@ func (s *Server) routes() {
 	s.branchRoutes()
 	s.maskRoutes()
 	s.runRoutes()
+	s.materializationRoutes()
 	if s.cfg.MCP != nil {
 		e.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", s.mcp, s.auth("mcp"))
 	}
