@@ -106,6 +106,9 @@ type Usage struct {
 	Wakes          int64         `json:"wakes"`
 	// Cost sums the branches' costs; set when Config.Prices is.
 	Cost *Cost `json:"cost,omitempty"`
+	// Materializations counts the project's materializations and the
+	// storage they hold of their own (not in the branches' totals).
+	Materializations MaterializationUsage `json:"materializations"`
 }
 
 // Snapshot is a named, fixed point of a branch.
@@ -1199,6 +1202,9 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 		out.DeltaBytes += bu.DeltaBytes
 		out.ComputeSeconds += bu.ComputeSeconds
 		out.Wakes += bu.Wakes
+	}
+	if out.Materializations, err = s.materializationUsage(project); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

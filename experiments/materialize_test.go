@@ -230,12 +230,14 @@ func TestMaterializationLifecycle(t *testing.T) {
 	if a.Reused || b.Reused || len(ids()) != 2 {
 		t.Fatalf("first run: %+v %+v, kept %v", a, b, ids())
 	}
-	u, err := svc.materializationUsage("p")
-	if err != nil || u.Count != 2 || u.DeltaBytes <= 0 {
+	if u, err := svc.ProjectUsage(ctx, "p"); err != nil || u.Materializations.Count != 2 || u.Materializations.DeltaBytes <= 0 {
 		t.Errorf("usage %+v (%v)", u, err)
 	}
 	if m, err := svc.PinMaterialization(ctx, "p", a.ID, true); err != nil || !m.Pinned || m.ExpiresAt != nil {
 		t.Fatalf("pin: %+v (%v)", m, err)
+	}
+	if u, err := svc.ProjectUsage(ctx, "p"); err != nil || u.Materializations.Pinned != 1 {
+		t.Errorf("usage after pin %+v (%v)", u, err)
 	}
 	// A budget of one byte: everything unpinned goes.
 	svc.cfg.MaterializationBudget = 1
