@@ -3,6 +3,7 @@ package experiments
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 	"github.com/offshootdb/offshoot/vectors"
@@ -147,6 +150,10 @@ type MaterializationUse struct {
 
 func matKey(project, id string) []byte { return []byte("mat/" + project + "/" + id) }
 
+// matExactPrefix prefixes the exact top-k results recorded on a
+// materialization (exactIDs).
+func matExactPrefix(project, id string) []byte { return []byte("matx/" + project + "/" + id + "/") }
+
 func matPrefix(project string) (lo, hi []byte) {
 	return []byte("mat/" + project + "/"), []byte("mat/" + project + "0")
 }
@@ -232,7 +239,67 @@ func (s *Service) dropMat(ctx context.Context, m *Materialization) error {
 	if err := s.materializer().Drop(ctx, m.Project, m.Point); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("drop materialization %s: %w", m.ID, err)
 	}
-	return s.withDB(func(db *controldb.DB) error { return db.Delete(matKey(m.Project, m.ID)) })
+	return s.withDB(func(db *controldb.DB) error {
+		lo := matExactPrefix(m.Project, m.ID)
+		hi := append(lo[:len(lo)-1:len(lo)-1], '0')
+		var keys [][]byte
+		if err := db.Scan(lo, hi, func(k, _ []byte) (bool, error) {
+			keys = append(keys, append([]byte(nil), k...))
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range append(keys, matKey(m.Project, m.ID)) {
+			if err := db.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// kept reports whether u names the materialization on the variant's
+// fork: one it reused, or one it built and kept.
+func (u *MaterializationUse) kept() bool {
+	return u != nil && (u.Reused || u.Note == "" || strings.HasPrefix(u.Note, "rebuilt: "))
+}
+
+// exactIDs returns the ids of the exact top k rows of tbl nearest to vec
+// by metric, the ground truth of ANN recall. On a fork holding a
+// materialization (use) they depend on nothing but the key, the vector, k
+// and the metric, so they are recorded with the materialization and a
+// reuse reads them instead of scanning the table again.
+func (s *Service) exactIDs(ctx context.Context, project string, use *MaterializationUse, conn *pgx.Conn, tbl vectors.Table,
+	vec []float32, k int, metric vectors.Metric) ([]string, error) {
+	var key []byte
+	if use.kept() {
+		h := sha256.New()
+		fmt.Fprintf(h, "%s|%d|", metric, k)
+		_ = binary.Write(h, binary.LittleEndian, vec)
+		key = append(matExactPrefix(project, use.ID), hex.EncodeToString(h.Sum(nil))...)
+		var ids []string
+		err := s.withDB(func(db *controldb.DB) error { return db.Get(key, &ids) })
+		if err == nil {
+			return ids, nil
+		}
+		if !errors.Is(err, controldb.ErrNotFound) {
+			return nil, err
+		}
+	}
+	ex, err := vectors.Search(ctx, conn, tbl, vectors.Query{Vector: vec, K: k, Metric: metric, Exact: true})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(ex.Hits))
+	for _, h := range ex.Hits {
+		ids = append(ids, h.ID)
+	}
+	if key != nil {
+		if err := s.withDB(func(db *controldb.DB) error { return db.Put(key, ids) }); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }
 
 // expired reports whether m is past its TTL at now.

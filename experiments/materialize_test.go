@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -101,8 +102,31 @@ func TestMaterializations(t *testing.T) {
 	if err := svc.DeleteBranch(ctx, "p", "gone", false); err != nil {
 		t.Fatal(err)
 	}
-	r2 := run(spec("main", exact, hnsw))
+	// Kept after the run, so that the HNSW fork's table statistics show
+	// how it was read.
+	again := spec("main", exact, hnsw)
+	again.KeepBranches = true
+	r2 := run(again)
 	reused(r2, r1)
+	// The reuse read the exact top-k (ANN recall's ground truth) recorded
+	// with the materialization: less than one pass over the table (the
+	// provenance samples 1000 rows' norms), not one per query.
+	var seqRead, idxScans int64
+	res, err := svc.Query(ctx, QueryRequest{Project: "p", Branch: r2.Variants[1].Branch,
+		SQL: "SELECT seq_tup_read, idx_scan FROM pg_stat_user_tables WHERE relname = '" + runTable + "'"})
+	if err != nil || len(res.Results[0].Rows) != 1 {
+		t.Fatalf("table statistics of the reused HNSW fork: %+v (%v)", res, err)
+	}
+	row := res.Results[0].Rows[0]
+	seqRead, idxScans = asInt(t, row[0]), asInt(t, row[1])
+	if seqRead >= 1400 || idxScans < 225 {
+		t.Errorf("the reused HNSW fork read %d rows sequentially and scanned its index %d times", seqRead, idxScans)
+	}
+	for _, v := range r2.Variants {
+		if err := svc.DeleteBranch(ctx, "p", v.Branch, false); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, v := range r2.Variants {
 		m, err := svc.GetMaterialization(ctx, "p", v.Materialization.ID)
 		if err != nil || m.Hits != 1 || !m.LastUsedAt.After(m.CreatedAt) {
@@ -167,6 +191,24 @@ func same(t *testing.T, a, b VariantRun) {
 			return
 		}
 	}
+}
+
+func asInt(t *testing.T, v any) int64 {
+	t.Helper()
+	switch x := v.(type) {
+	case int64:
+		return x
+	case float64:
+		return int64(x)
+	case json.Number:
+		n, err := x.Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	t.Fatalf("%v (%T) is not a number", v, v)
+	return 0
 }
 
 func fmtp(p *float64) any {

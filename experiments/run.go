@@ -754,7 +754,7 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 			return fail("eval", err)
 		}
 		if indexed {
-			ex, err := vectors.Search(ctx, fk.conn, tbl, vectors.Query{Vector: qvecs[i], K: k, Metric: metric, Exact: true})
+			ex, err := s.exactIDs(ctx, run.Project, vr.Materialization, fk.conn, tbl, qvecs[i], k, metric)
 			if err != nil {
 				return fail("eval", fmt.Errorf("exact query %s: %w", q.ID, err))
 			}
@@ -763,9 +763,7 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 					annIDs[q.ID] = append(annIDs[q.ID], h.ID)
 				}
 			}
-			for _, h := range ex.Hits {
-				exactIDs[q.ID] = append(exactIDs[q.ID], h.ID)
-			}
+			exactIDs[q.ID] = ex
 		}
 	}
 	if err := results.flush(); err != nil {
