@@ -268,7 +268,8 @@ func (u *MaterializationUse) kept() bool {
 // by metric, the ground truth of ANN recall. On a fork holding a
 // materialization (use) they depend on nothing but the key, the vector, k
 // and the metric, so they are recorded with the materialization and a
-// reuse reads them instead of scanning the table again.
+// reuse reads them instead of scanning the table again; a build (also a
+// cold one) computes and records them afresh.
 func (s *Service) exactIDs(ctx context.Context, project string, use *MaterializationUse, conn *pgx.Conn, tbl vectors.Table,
 	vec []float32, k int, metric vectors.Metric) ([]string, error) {
 	var key []byte
@@ -277,6 +278,8 @@ func (s *Service) exactIDs(ctx context.Context, project string, use *Materializa
 		fmt.Fprintf(h, "%s|%d|", metric, k)
 		_ = binary.Write(h, binary.LittleEndian, vec)
 		key = append(matExactPrefix(project, use.ID), hex.EncodeToString(h.Sum(nil))...)
+	}
+	if key != nil && use.Reused {
 		var ids []string
 		err := s.withDB(func(db *controldb.DB) error { return db.Get(key, &ids) })
 		if err == nil {
