@@ -447,6 +447,9 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 			if err := deleteMaskRecords(db, name); err != nil {
 				return err
 			}
+			if err := deleteMatRecords(db, name); err != nil {
+				return err
+			}
 			return db.Delete(projectKey(name))
 		})
 	})

@@ -240,22 +240,40 @@ func (s *Service) dropMat(ctx context.Context, m *Materialization) error {
 		return fmt.Errorf("drop materialization %s: %w", m.ID, err)
 	}
 	return s.withDB(func(db *controldb.DB) error {
-		lo := matExactPrefix(m.Project, m.ID)
-		hi := append(lo[:len(lo)-1:len(lo)-1], '0')
-		var keys [][]byte
-		if err := db.Scan(lo, hi, func(k, _ []byte) (bool, error) {
-			keys = append(keys, append([]byte(nil), k...))
-			return true, nil
-		}); err != nil {
+		if err := deletePrefix(db, matExactPrefix(m.Project, m.ID)); err != nil {
 			return err
 		}
-		for _, k := range append(keys, matKey(m.Project, m.ID)) {
-			if err := db.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return db.Delete(matKey(m.Project, m.ID))
 	})
+}
+
+// deletePrefix deletes every record whose key starts with prefix, which
+// ends in '/'.
+func deletePrefix(db *controldb.DB, prefix []byte) error {
+	hi := append(prefix[:len(prefix)-1:len(prefix)-1], '0')
+	var keys [][]byte
+	if err := db.Scan(prefix, hi, func(k, _ []byte) (bool, error) {
+		keys = append(keys, append([]byte(nil), k...))
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := db.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteMatRecords forgets the materializations of a deleted project
+// (their snapshots went with it).
+func deleteMatRecords(db *controldb.DB, project string) error {
+	if err := deletePrefix(db, []byte("matx/"+project+"/")); err != nil {
+		return err
+	}
+	lo, _ := matPrefix(project)
+	return deletePrefix(db, lo)
 }
 
 // kept reports whether u names the materialization on the variant's

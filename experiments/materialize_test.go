@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/offshootdb/offshoot/evals/evalstest"
+	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 )
 
 // TestMaterializations runs Cranfield on the real stack (copy-on-write
@@ -330,5 +331,19 @@ func TestMaterializationLifecycle(t *testing.T) {
 	}
 	if err := svc.DeleteMaterialization(ctx, "p", b.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("delete again: %v", err)
+	}
+	// A deleted project's materializations (and their recorded exact
+	// top-k) are forgotten with it.
+	if err := svc.DeleteProject(ctx, "p", true); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := svc.withDB(func(db *controldb.DB) error {
+		return db.Scan([]byte("mat"), []byte("mau"), func(k, _ []byte) (bool, error) {
+			n++
+			return true, nil
+		})
+	}); err != nil || n != 0 {
+		t.Errorf("%d materialization records left after the project's deletion (%v)", n, err)
 	}
 }
