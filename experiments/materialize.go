@@ -131,6 +131,9 @@ type Materialization struct {
 	// Build is what building it took (fork, embed, load and index
 	// phases): what a reuse saves.
 	Build Timings `json:"build_ms"`
+	// Incremental is set when it was built from another materialization
+	// and the corpus delta (the index maintained in place, not built).
+	Incremental *IncrementalDelta `json:"incremental,omitempty"`
 }
 
 // MaterializationUse is how a variant used a materialization.
@@ -146,6 +149,9 @@ type MaterializationUse struct {
 	// Note says why a materialization was not kept, or could not be
 	// reused and the variant was built cold.
 	Note string `json:"note,omitempty"`
+	// Incremental is set when the variant built it from another
+	// materialization of the same family and the corpus delta.
+	Incremental *IncrementalDelta `json:"incremental,omitempty"`
 }
 
 func matKey(project, id string) []byte { return []byte("mat/" + project + "/" + id) }
@@ -349,19 +355,26 @@ func (s *Service) forkMaterialization(ctx context.Context, project string, key M
 		}
 		return nil, ForkInfo{}, nil
 	}
-	fi, err := s.cfg.Branches.Fork(ctx, project, m.Point, name)
+	fi, err := s.forkMatLocked(ctx, m, name)
+	return m, fi, err
+}
+
+// forkMatLocked forks m into branch name and records the use; s.matMu
+// held. A materialization whose point is gone is forgotten.
+func (s *Service) forkMatLocked(ctx context.Context, m *Materialization, name string) (ForkInfo, error) {
+	fi, err := s.cfg.Branches.Fork(ctx, m.Project, m.Point, name)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) { // its point is gone: forget it
 			_ = s.dropMat(ctx, m)
 		}
-		return m, ForkInfo{}, fmt.Errorf("fork materialization %s: %w", m.ID, err)
+		return ForkInfo{}, fmt.Errorf("fork materialization %s: %w", m.ID, err)
 	}
 	m.Hits++
 	m.LastUsedAt = s.cfg.Now()
 	if err := s.putMat(m); err != nil {
 		s.log.Warn("materialization: record use", slog.String("id", m.ID), slog.String("err", err.Error()))
 	}
-	return m, fi, nil
+	return fi, nil
 }
 
 // forgetMaterialization drops m after a reuse of it failed for cause, so
@@ -385,10 +398,12 @@ func (s *Service) forgetMaterialization(ctx context.Context, m *Materialization,
 // starts without replaying the load, then Materializer.Keep, then the
 // record, which replaces an unpinned one of the same key (a pinned one
 // stays and the new point is dropped). It returns how the variant used
-// it, with a Note when it was not kept.
-func (s *Service) keepMaterialization(ctx context.Context, run *Run, key MaterializationKey, branch string, vr *VariantRun) *MaterializationUse {
+// it, with a Note when it was not kept; delta is set for an incremental
+// build.
+func (s *Service) keepMaterialization(ctx context.Context, run *Run, key MaterializationKey, branch string, vr *VariantRun,
+	delta *IncrementalDelta) *MaterializationUse {
 	id := key.ID()
-	use := &MaterializationUse{ID: id, CreatedByRun: run.ID, CreatedByVariant: vr.Name}
+	use := &MaterializationUse{ID: id, CreatedByRun: run.ID, CreatedByVariant: vr.Name, Incremental: delta}
 	conn, release, err := s.connect(ctx, run.Project, branch, Superuser)
 	if err == nil {
 		_, err = conn.Exec(ctx, "CHECKPOINT")
@@ -407,7 +422,7 @@ func (s *Service) keepMaterialization(ctx context.Context, run *Run, key Materia
 	}
 	m := &Materialization{ID: id, Project: run.Project, Key: key, Point: pt, CreatedByRun: run.ID, CreatedByVariant: vr.Name,
 		CreatedAt: now, LastUsedAt: now, Rows: vr.Rows, ModelID: vr.ModelID, IndexName: vr.IndexName, IndexBytes: vr.IndexBytes,
-		DeltaBytes: vr.StorageDelta, Build: vr.Timings}
+		DeltaBytes: vr.StorageDelta, Build: vr.Timings, Incremental: delta}
 	if vr.Provenance != nil {
 		m.Normalization = vr.Provenance.Normalization
 	}

@@ -25,9 +25,10 @@ type loadedFork struct {
 	chunked bool
 }
 
-// errStaleMaterialization marks a materialization that was forked but
-// could not be used; the group is then built cold.
-var errStaleMaterialization = errors.New("materialization not reusable")
+// errBuildCold marks a materialization that was forked but could not be
+// used (reused or maintained incrementally); the group is then built
+// cold.
+var errBuildCold = errors.New("materialization not used")
 
 // runGroup runs the variants vs, which differ at most in search
 // parameters, on one fork named after the first, and evaluates each of
@@ -36,7 +37,9 @@ var errStaleMaterialization = errors.New("materialization not reusable")
 // the corpus is streamed, a pass to fit the embedder's IDF (for models
 // that have one), then a pass that chunks, embeds and copies it
 // IngestBatch rows at a time, then the index is built, and the loaded
-// fork is kept as a materialization.
+// fork is kept as a materialization. Between the two, a variant whose
+// embedder is not fitted on the corpus forks the nearest materialization
+// that differs only in the corpus and applies the delta (incremental.go).
 func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset, docs corpus, progress progressFunc) []VariantRun {
 	v := vs[0]
 	if v.Type == VariantRunFile {
@@ -45,16 +48,17 @@ func (s *Service) runGroup(ctx context.Context, run *Run, base BranchPoint, vs [
 	key := s.materializationKey(run, v)
 	reuse := key != nil && run.Spec.Reuse != ReuseNever
 	out, err := s.runGroupOn(ctx, run, base, vs, ds, docs, progress, key, reuse, "")
-	if errors.Is(err, errStaleMaterialization) {
+	if errors.Is(err, errBuildCold) {
 		out, _ = s.runGroupOn(ctx, run, base, vs, ds, docs, progress, key, false, err.Error())
 	}
 	return out
 }
 
 // runGroupOn is runGroup on a fork of the materialization of key (when
-// reuse and there is one) or of base. It returns errStaleMaterialization
-// (and no result) when the materialization it forked cannot be used;
-// note is recorded on the variants built instead.
+// reuse and there is one), of the nearest one of its family (when reuse,
+// there is one and v's embedder allows it), or of base. It returns
+// errBuildCold (and no result) when the materialization it forked cannot
+// be used; note is recorded on the variants built instead.
 func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs []VariantSpec, ds *evals.Dataset, docs corpus,
 	progress progressFunc, key *MaterializationKey, reuse bool, note string) (out []VariantRun, _ error) {
 	v := vs[0]
@@ -75,13 +79,18 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	var mat *Materialization
 	var fi ForkInfo
 	var err error
+	incr := false // mat is the nearest materialization, to bring up to date
 	if reuse {
 		mat, fi, err = s.forkMaterialization(ctx, run.Project, *key, name)
+		if err == nil && mat == nil && incremental(v) {
+			mat, fi, err = s.forkNearestMaterialization(ctx, run.Project, *key, name)
+			incr = mat != nil
+		}
 		if err != nil {
 			note = err.Error()
 		}
 		if err != nil || mat == nil {
-			mat = nil
+			mat, incr = nil, false
 			fi, err = s.cfg.Branches.Fork(ctx, run.Project, base, name)
 		}
 	} else {
@@ -113,7 +122,7 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	// the store's accounting takes (about a second at 100k x 384): its
 	// materialization records what it holds.
 	usage, _ := s.cfg.Branches.(ForkUsage)
-	if mat != nil {
+	if mat != nil && !incr {
 		usage = nil
 	}
 	var before int64
@@ -130,15 +139,28 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	defer func() { release() }()
 
 	var lf *loadedFork
-	if mat != nil {
+	var delta *IncrementalDelta
+	switch {
+	case mat != nil:
 		if lf, err = s.adoptMaterialization(ctx, conn, v, mat, &vr); err != nil {
-			stale = fmt.Errorf("%w: %s: %w", errStaleMaterialization, mat.ID, err)
+			stale = fmt.Errorf("%w: %s: %w", errBuildCold, mat.ID, err)
 			s.forgetMaterialization(ctx, mat, err)
 			return nil, stale
 		}
-		vr.Materialization = &MaterializationUse{ID: mat.ID, Reused: true, CreatedByRun: mat.CreatedByRun,
-			CreatedByVariant: mat.CreatedByVariant}
-	} else {
+		if !incr {
+			vr.Materialization = &MaterializationUse{ID: mat.ID, Reused: true, CreatedByRun: mat.CreatedByRun,
+				CreatedByVariant: mat.CreatedByVariant}
+			break
+		}
+		// The delta's time is the build's: embed and load, no index build.
+		if delta, err = s.applyDelta(ctx, conn, lf, v, docs, mat, &vr, progress); err != nil {
+			if ctx.Err() != nil {
+				return fail("load", err), nil
+			}
+			stale = fmt.Errorf("%w: incremental from %s: %w", errBuildCold, mat.ID, err)
+			return nil, stale
+		}
+	default:
 		var phase string
 		if lf, phase, err = s.buildFork(ctx, run, conn, name, v, docs, key != nil, &vr, progress); err != nil {
 			return fail(phase, err), nil
@@ -153,12 +175,12 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	if vr.Provenance, err = variantProvenance(ctx, conn, lf.tbl, v, lf.emb, lf.metric, vr.IndexName); err != nil {
 		return fail("provenance", err), nil
 	}
-	if mat == nil && key != nil {
+	if (mat == nil || incr) && key != nil {
 		// Part of the build phase as progress displays count them.
 		progress("index", &PhaseProgress{Detail: "keeping the loaded fork as materialization " + key.ID()})
 		t := time.Now()
 		vr.Name = v.Name
-		vr.Materialization = s.keepMaterialization(ctx, run, *key, name, &vr)
+		vr.Materialization = s.keepMaterialization(ctx, run, *key, name, &vr, delta)
 		vr.Timings.Materialize = ms(time.Since(t))
 		if note != "" && vr.Materialization.Note == "" {
 			vr.Materialization.Note = "rebuilt: " + note
@@ -231,6 +253,16 @@ func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branc
 			return nil, "load", err
 		}
 	}
+	// Text by text embedders get the document hashes the next corpus's
+	// delta is computed against (an extra pass over the corpus).
+	var hashing time.Duration
+	if fit && idf == nil && incremental(v) {
+		t := time.Now()
+		if err := storeDocHashes(ctx, conn, docs, s.cfg.IngestBatch); err != nil {
+			return nil, "load", err
+		}
+		hashing = time.Since(t)
+	}
 	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch}
 	if v.Chunking != nil {
 		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
@@ -250,7 +282,7 @@ func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branc
 	}, opt)
 	vr.Rows = st.Rows
 	vr.Timings.Embed = ms(fitTime + st.Embed)
-	vr.Timings.Load = ms(st.Load)
+	vr.Timings.Load = ms(st.Load + hashing)
 	if err != nil {
 		return nil, "ingest", err
 	}

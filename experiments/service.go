@@ -146,6 +146,11 @@ type Config struct {
 	// least recently used unpinned ones are dropped. Default 0: no
 	// budget.
 	MaterializationBudget int64
+	// IncrementalMaxShare is the largest corpus delta (documents added,
+	// changed and deleted, as a share of the corpus) that a variant
+	// applies to the nearest materialization of its family instead of
+	// building cold. Default 0.3; negative: never incremental.
+	IncrementalMaxShare float64
 	// Branches forks and discards the branches of experiment runs.
 	// Default: the Service's own branches when Store is set; otherwise
 	// StartRun fails with ErrUnavailable.
@@ -268,6 +273,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaterializationTTL == 0 {
 		cfg.MaterializationTTL = 7 * 24 * time.Hour
+	}
+	if cfg.IncrementalMaxShare == 0 {
+		cfg.IncrementalMaxShare = 0.3
 	}
 	if cfg.Prices != nil {
 		if err := cfg.Prices.validate(); err != nil {
