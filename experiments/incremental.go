@@ -177,7 +177,7 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 		return nil, fmt.Errorf("delta: %w", err)
 	}
 	if limit := s.cfg.IncrementalMaxShare; d.Share() > limit {
-		return d, fmt.Errorf("%w: %d added, %d changed and %d deleted of %d documents is %.1f%% of the corpus, over the %.0f%% limit",
+		return d, fmt.Errorf("%w: %d added, %d changed and %d deleted of %d documents is %.1f%% of the corpus, over the %g%% limit",
 			errDeltaTooLarge, d.Added, d.Changed, d.Deleted, d.Docs, 100*d.Share(), 100*limit)
 	}
 	// The ids to embed are held (at most that share of the corpus); the
