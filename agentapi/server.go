@@ -145,6 +145,7 @@ func (s *Server) routes() {
 	s.maskRoutes()
 	s.mergeRoutes()
 	s.runRoutes()
+	s.materializationRoutes()
 	if s.cfg.MCP != nil {
 		e.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", s.mcp, s.auth("mcp"))
 	}

@@ -1,6 +1,10 @@
 package evals
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
 
 // ANNRecall is the recall of an approximate top-k against the exact top-k
 // on the same embeddings: |approx[:k] ∩ exact[:k]| / |exact[:k]|. Ids
@@ -43,7 +47,10 @@ func MeanANNRecall(exact, approx map[string][]string, k int) (float64, map[strin
 	}
 	per := make(map[string]float64, len(exact))
 	var sum float64
-	for q, ex := range exact {
+	// Summed in query order, so that the same rankings give the same
+	// mean to the last bit.
+	for _, q := range slices.Sorted(maps.Keys(exact)) {
+		ex := exact[q]
 		ap, ok := approx[q]
 		if !ok {
 			return 0, nil, fmt.Errorf("ann recall: query %q has no approximate results: %w", q, ErrMismatch)

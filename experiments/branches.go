@@ -106,6 +106,9 @@ type Usage struct {
 	Wakes          int64         `json:"wakes"`
 	// Cost sums the branches' costs; set when Config.Prices is.
 	Cost *Cost `json:"cost,omitempty"`
+	// Materializations counts the project's materializations and the
+	// storage they hold of their own (not in the branches' totals).
+	Materializations MaterializationUsage `json:"materializations"`
 }
 
 // Snapshot is a named, fixed point of a branch.
@@ -442,6 +445,9 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 		}
 		return s.withDB(func(db *controldb.DB) error {
 			if err := deleteMaskRecords(db, name); err != nil {
+				return err
+			}
+			if err := deleteMatRecords(db, name); err != nil {
 				return err
 			}
 			return db.Delete(projectKey(name))
@@ -1199,6 +1205,9 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 		out.DeltaBytes += bu.DeltaBytes
 		out.ComputeSeconds += bu.ComputeSeconds
 		out.Wakes += bu.Wakes
+	}
+	if out.Materializations, err = s.materializationUsage(project); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -118,6 +118,36 @@
 // AllowDifferentQueries; SweepPoints gives the recall–QPS points and
 // their Pareto front.
 //
+// # Materializations
+//
+// A variant's loaded and indexed fork is kept after its run as a
+// Materialization (materialize.go), keyed by content
+// (MaterializationKey: the corpus fingerprint of the run's Provenance,
+// chunking, embedder as canonical spec with its model id and dims,
+// distance, table layout version, index type and build parameters). With
+// a RunBranches that is a Materializer (the store's: a snapshot
+// "mat.<id>.<ns>" of the fork, taken after a CHECKPOINT, so it outlives
+// the fork and its base and a fork of it starts without replaying the
+// load) a later variant of any run in the project with the same key
+// forks it and goes straight to evaluation: no IDF pass (the fitted IDF
+// is stored on the fork, table offshoot_exp_fit), embedding, load or
+// index build, and ANN recall's exact top-k is read from what the build
+// recorded (control database, "matx/"). Such a variant records
+// VariantRun.Materialization (Reused, the run and variant that built
+// it); one that builds records what it kept, with a Note when it did not
+// keep it or rebuilt because the materialization could not be used. The
+// rest of a reused fork is the materialization's base, not the run's.
+// Spec reuse "never" (the CLI's --cold) builds from the base and replaces
+// the kept materialization of its key unless that one is pinned.
+// Materializations are listed, shown, pinned and deleted
+// (ListMaterializations, GetMaterialization, PinMaterialization,
+// DeleteMaterialization), counted in ProjectUsage, and expire
+// Config.MaterializationTTL after their last use (default 7 days) and,
+// per project past Config.MaterializationBudget bytes, least recently
+// used first; pinned ones never. Expiry runs with the TTL sweeper and
+// when a lookup finds one expired; lookups, forks of one, keeps and
+// deletions are serialized, so one is never dropped while it is forked.
+//
 // # Schedules
 //
 // A Schedule fires its spec on a cron expression (seconds optional,

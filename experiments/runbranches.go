@@ -81,3 +81,19 @@ func (b storeBranches) UsageBytes(ctx context.Context, project, branch string) (
 	}
 	return int64(br.Usage.DeltaBytes), nil
 }
+
+// Keep implements Materializer: a snapshot of the fork's head, which
+// keeps its data forkable after the fork is discarded and never expires
+// by itself (materializations expire by their own rules).
+func (b storeBranches) Keep(ctx context.Context, project, branch, name string) (BranchPoint, error) {
+	sn, err := b.s.CreateSnapshot(ctx, CreateSnapshotRequest{Project: project, Branch: branch, Name: name})
+	if err != nil {
+		return BranchPoint{}, err
+	}
+	return BranchPoint{Branch: branch, Seq: sn.LSN, Snapshot: sn.Name}, nil
+}
+
+// Drop implements Materializer: it deletes the snapshot Keep made.
+func (b storeBranches) Drop(ctx context.Context, project string, at BranchPoint) error {
+	return b.s.DeleteSnapshot(ctx, project, at.Snapshot)
+}

@@ -136,6 +136,21 @@ type Config struct {
 	// the store's GC deletes it afterwards. Default 30 days; negative:
 	// forever.
 	RunBaseRetention time.Duration
+	// MaterializationTTL is how long a materialization (a variant's
+	// loaded and indexed fork kept for reuse, see Materialization) is
+	// kept after its last use, unless pinned. Default 7 days; negative:
+	// forever.
+	MaterializationTTL time.Duration
+	// MaterializationBudget bounds the bytes one project's
+	// materializations hold (their copy-on-write deltas); past it the
+	// least recently used unpinned ones are dropped. Default 0: no
+	// budget.
+	MaterializationBudget int64
+	// IncrementalMaxShare is the largest corpus delta (documents added,
+	// changed and deleted, as a share of the corpus) that a variant
+	// applies to the nearest materialization of its family instead of
+	// building cold. Default 0.3; negative: never incremental.
+	IncrementalMaxShare float64
 	// Branches forks and discards the branches of experiment runs.
 	// Default: the Service's own branches when Store is set; otherwise
 	// StartRun fails with ErrUnavailable.
@@ -187,6 +202,7 @@ type Service struct {
 	lastAu auditClock
 
 	sweepStop, sweepDone chan struct{} // TTL sweeper; nil when not running
+	matMu                sync.Mutex    // serializes changes to materializations, and their forks
 	warnMu               sync.Mutex
 	warned               map[string]time.Time // "project/branch" → expiry already warned about
 	rn                   *runner              // experiment runs and schedules; stopped by Close
@@ -254,6 +270,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.RunBaseRetention == 0 {
 		cfg.RunBaseRetention = 30 * 24 * time.Hour
+	}
+	if cfg.MaterializationTTL == 0 {
+		cfg.MaterializationTTL = 7 * 24 * time.Hour
+	}
+	if cfg.IncrementalMaxShare == 0 {
+		cfg.IncrementalMaxShare = 0.3
 	}
 	if cfg.Prices != nil {
 		if err := cfg.Prices.validate(); err != nil {

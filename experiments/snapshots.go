@@ -233,6 +233,7 @@ func (s *Service) sweeper(stop <-chan struct{}, done chan<- struct{}) {
 			return
 		case <-t.C:
 			s.sweep(context.Background())
+			s.expireMaterializations(context.Background())
 		}
 	}
 }

@@ -47,6 +47,11 @@ type ExperimentSpec struct {
 	// passes, cache state, concurrent clients); see TimingSpec for the
 	// defaults.
 	Timing TimingSpec `json:"timing,omitempty"`
+	// Reuse says whether variants may fork a materialization of the same
+	// key instead of embedding, loading and indexing (see
+	// Materialization): "auto" (the default) or "never", which rebuilds
+	// every variant from the base (the CLI's --cold).
+	Reuse string `json:"reuse,omitempty"`
 }
 
 // BranchPoint names data to fork: a branch's head, or the branch at a
@@ -242,6 +247,11 @@ func (sp *ExperimentSpec) Validate() error {
 		return invalid("dataset.queries_sql", "is required with corpus_sql")
 	case d.BEIR == "" && d.QrelsSQL == "":
 		return invalid("dataset.qrels_sql", "is required with corpus_sql")
+	}
+	switch sp.Reuse {
+	case "", ReuseAuto, ReuseNever:
+	default:
+		return invalid("reuse", "want %q or %q, not %q", ReuseAuto, ReuseNever, sp.Reuse)
 	}
 	if len(sp.Metrics) == 0 {
 		sp.Metrics = []string{"ndcg_cut.10", "recall.10,100", "P.10", "recip_rank"}

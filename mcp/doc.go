@@ -21,7 +21,9 @@
 // RUN:VARIANT; verdict, per-measure delta, CI and p, the most regressed
 // queries); export_run (a variant's rankings as a TREC run file or JSON
 // lines) and import_run (an external TREC run, as text, added to a
-// finished run as a run_file variant for compare_runs). Every tool sets all four annotations (readOnlyHint,
+// finished run as a run_file variant for compare_runs);
+// list_materializations (the loaded and indexed forks later runs reuse).
+// Every tool sets all four annotations (readOnlyHint,
 // destructiveHint, idempotentHint, openWorldHint); destructive ones say
 // CHANGES DATA or DELETES in their description. Results carry the facade's
 // JSON as structured content plus a compact text rendering (row and cell

@@ -29,7 +29,7 @@ func runIDArg(desc string) mcpgo.ToolOption {
 // GetRun, ListRuns, CancelRun and CompareRuns.
 func (s *Server) runTools() []*tool {
 	return []*tool{s.startRunTool(), s.getRunTool(), s.listRunsTool(), s.cancelRunTool(), s.compareRunsTool(), s.listDatasetsTool(),
-		s.exportRunTool(), s.importRunTool()}
+		s.exportRunTool(), s.importRunTool(), s.listMaterializationsTool()}
 }
 
 func (s *Server) startRunTool() *tool {
@@ -43,7 +43,7 @@ func (s *Server) startRunTool() *tool {
 			"The experiment spec as a JSON object: {\"name\": \"ab\" (lowercase, digits, - _), \"project\" (default the server's default project), "+
 				"\"base\": {\"branch\": \"main\"} (its head; or add one of \"snapshot\", \"seq\", or \"at\": an RFC 3339 time within the history window), \"dataset\": {\"beir\": \"/path/to/beir/dir\", \"split\": \"test\"} (or corpus_sql, queries_sql, qrels_sql run on the pinned base), "+
 				"\"variants\": [{\"name\": \"bow\", \"embedder\": \"hash-bow?dims=256\", \"distance\": \"cosine\", \"index\": {\"type\": \"hnsw\", \"m\": 16}, \"search\": {\"ef_search\": 40, \"iterative_scan\": \"auto\"}, \"chunking\": {\"size\": 800}, \"sweep\": {\"ef_search\": [20, 40]}}], "+
-				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1, "+
+				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1, \"reuse\": \"auto\" (fork a kept materialization of the same corpus, embedder, chunking and index instead of rebuilding; \"never\" rebuilds, see list_materializations), "+
 				"\"timing\": {\"warmup\": 1, \"repeats\": 3, \"clients\": 0 (0: the server's cores), \"cache\": \"warm\" or \"cold\"}}. "+
 				"iterative_scan: auto (default: pgvector's iterative scan when ef_search is below the rows fetched, so recall@k is not capped), off (such a spec is refused, naming the field), relaxed_order or strict_order. Unknown fields are refused.")),
 	)

@@ -68,8 +68,11 @@ func FitIDF(spec Spec, texts []string) (*IDF, error) {
 type IDFFitter struct{ f *IDF }
 
 // NewIDFFitter starts fitting the IDF of spec's model (ErrNotFittable for
-// models that use none).
+// models that use none, and with Spec.NoIDF).
 func NewIDFFitter(spec Spec) (*IDFFitter, error) {
+	if spec.NoIDF {
+		return nil, fmt.Errorf("fit %q with idf=none: %w", spec.Model, ErrNotFittable)
+	}
 	kind, err := featureKind(spec.Model)
 	if err != nil {
 		return nil, err

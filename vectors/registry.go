@@ -12,9 +12,9 @@ import (
 
 // Spec describes an embedder. Its string form (see ParseSpec) is
 //
-//	model[:name][?dims=N&seed=S&base_url=URL]
+//	model[:name][?dims=N&seed=S&base_url=URL&idf=none]
 //
-// e.g. "hash-bow?dims=384", "hash-rp?dims=256&seed=7",
+// e.g. "hash-bow?dims=384", "hash-rp?dims=256&seed=7", "hash-bow?idf=none",
 // "openai:text-embedding-3-small?dims=1536",
 // "ollama:nomic-embed-text?dims=768&base_url=http://localhost:11434".
 // The API key is never part of the string form.
@@ -35,6 +35,12 @@ type Spec struct {
 	BaseURL string
 	// APIKey is the OpenAI-compatible bearer token (required for openai).
 	APIKey string
+	// NoIDF ("idf=none") builds an offline model without corpus
+	// statistics (every feature weighs 1): its vectors depend on each
+	// text alone, so a changed corpus changes only the changed texts'
+	// vectors. Such a model is not fittable (NewIDFFitter says
+	// ErrNotFittable). Providers ignore it.
+	NoIDF bool
 }
 
 // DefaultOfflineDims is the dimension offline models get when Spec.Dims is 0.
@@ -74,6 +80,11 @@ func ParseSpec(s string) (Spec, error) {
 			sp.Seed = n
 		case "base_url":
 			sp.BaseURL = v
+		case "idf":
+			if v != "none" {
+				return Spec{}, fmt.Errorf("parse spec %q: idf %q (only none): %w", s, v, ErrBadSpec)
+			}
+			sp.NoIDF = true
 		default:
 			return Spec{}, fmt.Errorf("parse spec %q: unknown parameter %q: %w", s, k, ErrBadSpec)
 		}
@@ -98,6 +109,9 @@ func (s Spec) String() string {
 	}
 	if s.BaseURL != "" {
 		v.Set("base_url", s.BaseURL)
+	}
+	if s.NoIDF {
+		v.Set("idf", "none")
 	}
 	if len(v) > 0 {
 		b.WriteString("?" + v.Encode())
@@ -130,6 +144,9 @@ func NewRegistry() *Registry {
 			dims := spec.Dims
 			if dims == 0 {
 				dims = DefaultOfflineDims
+			}
+			if spec.NoIDF && fit != nil {
+				return nil, fmt.Errorf("%s with idf=none takes no fitted IDF: %w", spec.Model, ErrFitMismatch)
 			}
 			return NewOffline(spec.Model, dims, spec.Seed, fit)
 		})

@@ -26,6 +26,8 @@ func TestParseSpec(t *testing.T) {
 		{"hash-bow?seed=-1", Spec{}, ErrBadSpec},
 		{"hash-bow?color=red", Spec{}, ErrBadSpec},
 		{"hash-bow?dims=%zz", Spec{}, ErrBadSpec},
+		{"hash-bow?dims=64&idf=none", Spec{Model: "hash-bow", Dims: 64, NoIDF: true}, nil},
+		{"hash-bow?idf=corpus", Spec{}, ErrBadSpec},
 	} {
 		got, err := ParseSpec(tc.in)
 		if !errors.Is(err, tc.err) {
@@ -56,6 +58,14 @@ func TestRegistryNew(t *testing.T) {
 	}
 	if e.Dims() != 128 || e.ModelID() != "hash-char/v1/seed2/noidf" {
 		t.Errorf("got %s/%d", e.ModelID(), e.Dims())
+	}
+	// idf=none: not fittable, never fitted.
+	noidf := must(ParseSpec("hash-bow?idf=none"))
+	if _, err := NewIDFFitter(noidf); !errors.Is(err, ErrNotFittable) {
+		t.Errorf("fitter of idf=none: %v", err)
+	}
+	if _, err := r.New(noidf, must(FitIDF(Spec{Model: "hash-bow"}, []string{"a b"}))); !errors.Is(err, ErrFitMismatch) {
+		t.Errorf("idf=none with a fitted IDF: %v", err)
 	}
 	if e := must(r.New(Spec{Model: "hash-bow"}, nil)); e.Dims() != DefaultOfflineDims {
 		t.Errorf("default dims %d", e.Dims())

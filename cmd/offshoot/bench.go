@@ -91,6 +91,9 @@ var benchSpecs = []benchSpec{
 	{bench: "RecoveryPoint", label: "objstore: recovery point (max age of the state in the bucket) under 1 MiB commits every 20 ms, vs the 2 s upload interval", offshoot: "lag-max-ms", baselineConst: 2000, unit: "ms", ratio: "max/interval", goal: atMost(1.5)},
 	{bench: "Merge", label: "merge: a fork that changed 0.1% of the rows of a 1 GiB table into its parent, merge vs full-table comparison (time)", offshoot: "merge-ms", baseline: "full-ms", unit: "ms", ratio: "merge/full", goal: atMost(0.05)},
 	{bench: "ExperimentCycle/base=data", label: "experiments: the same cycle on a base with 270 MiB of app data, cycles/h, vs TEMPLATE + DROP DATABASE", offshoot: "offshoot-cycles/h", baseline: "native-cycles/h", unit: "/h", ratio: "ratio", goal: atLeast(1)},
+	// experiments: reruns that fork a materialization (issue 15)
+	{bench: "MaterializedRerun", label: "experiments: rerun of an unchanged 100k x 384 HNSW experiment, reused materialization vs cold (reuse: never, embeddings cached), wall time; ratio cold/reused", offshoot: "reused-s", baseline: "cold-s", unit: "s", ratio: "cold/reused", goal: atLeast(20)},
+	{bench: "MaterializedRerun", label: "experiments: storage a materialization holds of its own (its delta) vs its table and index", offshoot: "mat-delta-MiB", baseline: "table+index-MiB", unit: "MiB", ratio: "delta/full"},
 	// vectors
 	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (binary vectors)", offshoot: "copy_vec/s", baseline: "insert_vec/s", unit: "vec/s", ratio: "copy/insert", goal: atLeast(5)},
 	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (text vectors)", offshoot: "copy_vec/s", baseline: "insert_text_vec/s", unit: "vec/s", ratio: "copy/insert_text", goal: atLeast(5)},

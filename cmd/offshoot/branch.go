@@ -407,7 +407,14 @@ func usageCmd(a *app) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%d\t%s\n", b.Branch, humanBytes(b.LogicalBytes), humanBytes(b.DeltaBytes), humanBytes(b.SharedBytes), b.ComputeSeconds, b.Wakes, cost(b.Cost))
 			}
 			fmt.Fprintf(tw, "total\t%s\t%s\t\t%.1f\t%d\t%s\n", humanBytes(u.LogicalBytes), humanBytes(u.DeltaBytes), u.ComputeSeconds, u.Wakes, cost(u.Cost))
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if m := u.Materializations; m.Count > 0 {
+				_, err := fmt.Fprintf(w, "materializations: %d (%d pinned), %s of their own\n", m.Count, m.Pinned, humanBytes(uint64(max(m.DeltaBytes, 0))))
+				return err
+			}
+			return nil
 		})
 	return cmd
 }

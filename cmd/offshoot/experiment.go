@@ -15,16 +15,18 @@ func init() {
 func newExperimentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "experiment", Short: "Run experiments (one branch per variant)"}
 	var c client
+	var cold bool
 	run := &cobra.Command{
 		Use:     "run SPEC.yaml",
 		Short:   "Start an experiment run, follow its variants' progress and print the results (run start --wait)",
 		Example: "  offshoot experiment run ab.yaml",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return startRun(cmd.Context(), a, &c, args[0], true, "", baselineGate{})
+			return startRun(cmd.Context(), a, &c, args[0], true, cold, "", baselineGate{})
 		},
 	}
 	addClientFlags(run, a, &c)
+	addColdFlag(run, &cold)
 	cmd.AddCommand(run)
 	return cmd
 }
@@ -36,6 +38,7 @@ func newEvalRunCmd(a *app) *cobra.Command {
 	var c client
 	var baseline string
 	var gate baselineGate
+	var cold bool
 	cmd := &cobra.Command{
 		Use:   "run SPEC.yaml --baseline RUN|SCHEDULE",
 		Short: "Run an experiment spec once on the server; exit 1 on a regression against the baseline (for CI and cron)",
@@ -50,10 +53,11 @@ accepted). Exit status: 0 no regression, 1 a regression (or a failed run),
 			if baseline == "" {
 				return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline is required (a run id, or a schedule's id or name, to compare with)")}
 			}
-			return startRun(cmd.Context(), a, &c, args[0], true, baseline, gate)
+			return startRun(cmd.Context(), a, &c, args[0], true, cold, baseline, gate)
 		},
 	}
 	addClientFlags(cmd, a, &c)
+	addColdFlag(cmd, &cold)
 	cmd.Flags().StringVar(&baseline, "baseline", "", "the run to compare with, or a schedule (id or name) whose accepted baseline run to use (required)")
 	cmd.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "the measure that must not drop")
 	cmd.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "significance level of a drop")

@@ -64,7 +64,7 @@ func newRunCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "run", Short: "Start, list, show, cancel and compare experiment runs"}
 
 	var c client
-	var wait bool
+	var wait, cold bool
 	var baseline string
 	var gate baselineGate
 	start := &cobra.Command{
@@ -73,11 +73,12 @@ func newRunCmd(a *app) *cobra.Command {
 		Example: "  offshoot run start ab.yaml --wait",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return startRun(cmd.Context(), a, &c, args[0], wait, baseline, gate)
+			return startRun(cmd.Context(), a, &c, args[0], wait, cold, baseline, gate)
 		},
 	}
 	addClientFlags(start, a, &c)
 	start.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish and print its results")
+	addColdFlag(start, &cold)
 	start.Flags().StringVar(&baseline, "baseline", "", "with --wait: compare each variant with the same-named variant of this run (an id, or a schedule's id or name for its accepted baseline) and exit 1 on a regression (for CI)")
 	start.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "with --baseline: the measure that must not drop")
 	start.Flags().Float64Var(&gate.Alpha, "alpha", 0.05, "with --baseline: significance level of a drop")
@@ -234,10 +235,18 @@ func newRunCmd(a *app) *cobra.Command {
 // with a progress line per change of a variant's status or phase, prints
 // the results and, with baseline, gates on a regression against that run.
 // run start, experiment run and eval run all come here.
-func startRun(ctx context.Context, a *app, c *client, path string, wait bool, baseline string, gate baselineGate) error {
+// addColdFlag adds --cold, which sets the spec's reuse to never.
+func addColdFlag(cmd *cobra.Command, cold *bool) {
+	cmd.Flags().BoolVar(cold, "cold", false, "build every variant from the base: no materialization is reused (the spec's reuse: never)")
+}
+
+func startRun(ctx context.Context, a *app, c *client, path string, wait, cold bool, baseline string, gate baselineGate) error {
 	sp, err := readSpec(path)
 	if err != nil {
 		return err
+	}
+	if cold {
+		sp.Reuse = experiments.ReuseNever
 	}
 	if baseline != "" && !wait {
 		return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline needs --wait")}
@@ -334,6 +343,7 @@ func printRun(w io.Writer, r *experiments.Run) error {
 			fmt.Fprintf(w, "%s: %s\n", v.Name, v.Error)
 		}
 	}
+	writeMaterializations(w, r)
 	if r.Verdict != nil {
 		fmt.Fprintf(w, "verdict vs baseline %s: regression=%v accepted=%v\n", r.Verdict.Baseline, r.Verdict.Regression, r.Verdict.Accepted)
 		for _, vv := range r.Verdict.Variants {

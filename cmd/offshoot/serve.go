@@ -39,6 +39,8 @@ type serveOptions struct {
 	sweepInterval time.Duration
 	expiryWarning time.Duration
 	runBaseKeep   time.Duration
+	matTTL        time.Duration
+	matBudget     int64
 	timers        compute.Timers
 	stopTimeout   time.Duration
 	tlsCert       string   // PEM certificate (chain) of both listeners; with tlsKey
@@ -75,6 +77,8 @@ and the store is closed.`,
 		f.DurationVar(&o.sweepInterval, "ttl-sweep", 5*time.Second, "period of the sweeper deleting expired branches (negative disables)")
 		f.DurationVar(&o.expiryWarning, "expiry-warning", 10*time.Minute, "warn (audit branch.expiring + log) this long before a branch expires, at most 10% of its TTL (negative disables)")
 		f.DurationVar(&o.runBaseKeep, "run-base-retention", 30*24*time.Hour, "keep the snapshot pinning each experiment run's base (run-base.*) this long, so the run's data can be forked again (negative: forever)")
+		f.DurationVar(&o.matTTL, "materialization-ttl", 7*24*time.Hour, "keep a materialization (a variant's loaded and indexed fork, reused by later runs of the same corpus, embedder and index) this long after its last use unless pinned (negative: forever)")
+		f.Int64Var(&o.matBudget, "materialization-budget", 0, "bytes one project's materializations may hold; past it the least recently used unpinned ones are dropped (0: no budget)")
 		f.Float64Var(&a.cfg.Prices.ComputeHour, "price-compute-hour", 0, "price of an endpoint-hour for estimated costs (config prices.compute_hour)")
 		f.Float64Var(&a.cfg.Prices.StorageGiBMonth, "price-storage-gib-month", 0, "price of a GiB-month of branch delta for estimated costs (config prices.storage_gib_month)")
 		f.StringVar(&a.cfg.Prices.Currency, "price-currency", "", "currency label of estimated costs (default USD; config prices.currency)")
@@ -364,6 +368,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		Store: st, Compute: m, InitDir: initDir, ProxyAddr: px.Addr().String(), DefaultProject: defaultProject,
 		MaxBranches: o.maxBranches, SweepInterval: o.sweepInterval, EmbedCache: cache,
 		ExpiryWarning: o.expiryWarning, Prices: a.cfg.Prices.table(), RunBaseRetention: o.runBaseKeep,
+		MaterializationTTL: o.matTTL, MaterializationBudget: o.matBudget,
 		DatasetsDir: datasetsDir, WebhookAllow: a.cfg.WebhookAllow, AuditSQL: a.cfg.AuditSQL, ProxySSLMode: "require",
 	}
 	if tl.caFile != "" {
