@@ -86,6 +86,11 @@ func (s *Server) usage(c echo.Context) error {
 
 func (s *Server) listBranches(c echo.Context) error {
 	req := experiments.ListBranchesRequest{Project: param(c, "project"), Prefix: c.QueryParam("prefix"), Cursor: c.QueryParam("cursor")}
+	eps, err := boolParam(c, "endpoints")
+	if err != nil {
+		return err
+	}
+	req.Endpoints = eps
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {

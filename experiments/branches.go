@@ -173,6 +173,10 @@ type ListBranchesRequest struct {
 	// from the Next of a previous page.
 	Limit  int
 	Cursor string
+	// Endpoints fills each listed branch's Endpoint from compute in the
+	// same call (nil without compute), so a caller showing states needs
+	// no call per branch.
+	Endpoints bool
 }
 
 // BranchPage is a page of branches.
@@ -573,6 +577,11 @@ func (s *Service) ListBranches(ctx context.Context, req ListBranchesRequest) (*B
 	if start < len(match) {
 		end := min(start+req.Limit, len(match))
 		page.Branches = match[start:end]
+		if req.Endpoints {
+			for i := range page.Branches {
+				page.Branches[i].Endpoint = s.endpointStatus(req.Project, page.Branches[i].Name)
+			}
+		}
 		if end < len(match) {
 			page.Next = strconv.Itoa(end)
 		}

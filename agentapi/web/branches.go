@@ -42,13 +42,13 @@ type BranchSource interface {
 }
 
 // facadeBranches is the BranchSource over the facade: the branch catalog
-// (ListBranches, every page), storage accounting (ProjectUsage) and each
-// endpoint's state (Endpoint; "none" without compute).
+// (ListBranches, every page, endpoint states filled in the same call),
+// storage accounting (ProjectUsage); state is "none" without compute.
 type facadeBranches struct{ svc *experiments.Service }
 
 func (f facadeBranches) ProjectBranches(ctx context.Context, project string) ([]Branch, error) {
 	var all []experiments.Branch
-	req := experiments.ListBranchesRequest{Project: project, Limit: 1000}
+	req := experiments.ListBranchesRequest{Project: project, Limit: 1000, Endpoints: true}
 	for {
 		pg, err := f.svc.ListBranches(ctx, req)
 		if err != nil {
@@ -78,8 +78,8 @@ func (f facadeBranches) ProjectBranches(ctx context.Context, project string) ([]
 		if u, ok := usage[b.Name]; ok {
 			v.LogicalBytes, v.DeltaBytes, v.SharedBytes = int64(u.LogicalBytes), int64(u.DeltaBytes), int64(u.SharedBytes)
 		}
-		if e, err := f.svc.Endpoint(ctx, project, b.Name); err == nil && e != nil {
-			v.State = e.State
+		if b.Endpoint != nil {
+			v.State = b.Endpoint.State
 		}
 		out = append(out, v)
 	}
