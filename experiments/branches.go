@@ -89,7 +89,13 @@ type BranchUsage struct {
 	// copy-on-write delta, history included).
 	DeltaBytes uint64 `json:"delta_bytes"`
 	// SharedBytes is the part of LogicalBytes read from ancestors.
-	SharedBytes    uint64  `json:"shared_bytes"`
+	SharedBytes uint64 `json:"shared_bytes"`
+	// CurrentBytes and HistoryBytes split DeltaBytes: what the branch
+	// holds now on its own, and the versions it no longer reads, kept for
+	// the point-in-time window, snapshots and children until GC drops
+	// them (plus file metadata).
+	CurrentBytes   uint64  `json:"current_bytes"`
+	HistoryBytes   uint64  `json:"history_bytes"`
 	ComputeSeconds float64 `json:"compute_seconds"`
 	Wakes          int64   `json:"wakes"`
 	// Cost is the estimated cost so far; set when Config.Prices is.
@@ -102,6 +108,8 @@ type Usage struct {
 	Branches       []BranchUsage `json:"branches"`
 	LogicalBytes   uint64        `json:"logical_bytes"`
 	DeltaBytes     uint64        `json:"delta_bytes"`
+	CurrentBytes   uint64        `json:"current_bytes"`
+	HistoryBytes   uint64        `json:"history_bytes"`
 	ComputeSeconds float64       `json:"compute_seconds"`
 	Wakes          int64         `json:"wakes"`
 	// Cost sums the branches' costs; set when Config.Prices is.
@@ -625,7 +633,7 @@ func (s *Service) GetBranch(ctx context.Context, project, branch string) (*Branc
 		if err != nil {
 			return nil, storeErr(err)
 		}
-		bu := BranchUsage{Branch: branch, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes}
+		bu := branchUsage(branch, u)
 		if b.Endpoint != nil {
 			bu.ComputeSeconds, bu.Wakes = b.Endpoint.ComputeSeconds, b.Endpoint.Wakes
 		}
@@ -1203,7 +1211,7 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 			}
 			return nil, storeErr(err)
 		}
-		bu := BranchUsage{Branch: b.Name, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes}
+		bu := branchUsage(b.Name, u)
 		if e := s.endpointStatus(project, b.Name); e != nil {
 			bu.ComputeSeconds, bu.Wakes = e.ComputeSeconds, e.Wakes
 		}
@@ -1212,6 +1220,8 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 		out.Branches = append(out.Branches, bu)
 		out.LogicalBytes += bu.LogicalBytes
 		out.DeltaBytes += bu.DeltaBytes
+		out.CurrentBytes += bu.CurrentBytes
+		out.HistoryBytes += bu.HistoryBytes
 		out.ComputeSeconds += bu.ComputeSeconds
 		out.Wakes += bu.Wakes
 	}
@@ -1219,6 +1229,12 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 		return nil, err
 	}
 	return out, nil
+}
+
+// branchUsage is the storage part of a branch's usage.
+func branchUsage(branch string, u storage.BranchUsage) BranchUsage {
+	return BranchUsage{Branch: branch, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes,
+		CurrentBytes: u.CurrentBytes, HistoryBytes: u.HistoryBytes}
 }
 
 // computeConn is the Connector over compute: a lease on the branch's
