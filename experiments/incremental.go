@@ -55,6 +55,13 @@ func (d IncrementalDelta) Share() float64 {
 	return float64(d.Added+d.Changed+d.Deleted) / float64(max(d.Docs, 1))
 }
 
+// freshRows is what an incremental build changed: the documents it
+// embedded (new and changed) and the rows it inserted for them.
+type freshRows struct {
+	docs map[string]bool
+	ids  []string
+}
+
 // errDeltaTooLarge is a delta past Config.IncrementalMaxShare.
 var errDeltaTooLarge = errors.New("delta too large for an incremental build")
 
@@ -203,7 +210,8 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 	d.RowsDeleted = tag.RowsAffected()
 	prep := time.Since(t)
 
-	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch}
+	lf.fresh = &freshRows{docs: embed}
+	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch, Loaded: func(id string) { lf.fresh.ids = append(lf.fresh.ids, id) }}
 	if v.Chunking != nil {
 		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
 	}
