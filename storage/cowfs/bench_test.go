@@ -38,6 +38,17 @@ var benchSettings = map[string]string{
 	"max_connections": "30",
 }
 
+// branchSettings are benchSettings plus what compute sets on every
+// endpoint for its copy-on-write mount (compute/start.go): WAL segments
+// are created, not recycled, and not zero-filled.
+var branchSettings = map[string]string{
+	"shared_buffers":  "128MB",
+	"max_wal_size":    "1GB",
+	"max_connections": "30",
+	"wal_recycle":     "off",
+	"wal_init_zero":   "off",
+}
+
 // benchCluster is a Postgres cluster for a benchmark: native (data on
 // local disk) or on a branch mount.
 type benchCluster struct {
@@ -65,7 +76,7 @@ func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *be
 	if err := pg.InitDB(ctx, pg.InitOptions{DataDir: m.Dir()}); err != nil {
 		b.Fatal(err)
 	}
-	return &benchCluster{name: project, s: startPG(b, m.Dir(), f.dir, "", benchSettings), mount: m}
+	return &benchCluster{name: project, s: startPG(b, m.Dir(), f.dir, "", branchSettings), mount: m}
 }
 
 // BenchmarkPgbench: pgbench initialization (bulk COPY, index build,
