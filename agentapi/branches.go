@@ -91,6 +91,9 @@ func (s *Server) listBranches(c echo.Context) error {
 		return err
 	}
 	req.Endpoints = eps
+	if req.Usage, err = boolParam(c, "usage"); err != nil {
+		return err
+	}
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {

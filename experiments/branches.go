@@ -185,12 +185,19 @@ type ListBranchesRequest struct {
 	// same call (nil without compute), so a caller showing states needs
 	// no call per branch.
 	Endpoints bool
+	// Usage fills each listed branch's Usage (storage accounting and
+	// compute) in the same call; it reads each branch's storage, so a page
+	// costs its branches' sizes.
+	Usage bool
 }
 
 // BranchPage is a page of branches.
 type BranchPage struct {
 	Branches []Branch `json:"branches"`
 	Next     string   `json:"next,omitempty"`
+	// Total counts the project's branches when the list is not filtered
+	// (no prefix or labels, and the caller sees every branch).
+	Total *int `json:"total,omitempty"`
 }
 
 // ConnectionRequest asks for a branch's connection string.
@@ -541,11 +548,34 @@ func (s *Service) ListBranches(ctx context.Context, req ListBranchesRequest) (*B
 		return nil, storeErr(err)
 	}
 	page := &BranchPage{Branches: make([]Branch, 0, len(bs))}
+	if keep == nil {
+		if n, err := st.BranchCount(req.Project); err == nil {
+			page.Total = &n
+		}
+	}
 	for _, b := range bs {
 		v := s.view(req.Project, b.Branch, s.branchName)
 		v.Depth = b.Depth
-		if req.Endpoints {
+		if req.Endpoints || req.Usage {
 			v.Endpoint = s.endpointStatus(req.Project, b.Name)
+		}
+		if req.Usage {
+			u, err := st.Usage(req.Project, b.Name)
+			if errors.Is(err, storage.ErrBranchNotFound) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return nil, storeErr(err)
+			}
+			bu := branchUsage(b.Name, u)
+			if v.Endpoint != nil {
+				bu.ComputeSeconds, bu.Wakes = v.Endpoint.ComputeSeconds, v.Endpoint.Wakes
+			}
+			bu.Cost = s.cost(bu, v.CreatedAt)
+			v.Usage = &bu
+			if !req.Endpoints {
+				v.Endpoint = nil
+			}
 		}
 		page.Branches = append(page.Branches, v)
 	}

@@ -94,6 +94,18 @@ func TestBranchLifecycle(t *testing.T) {
 	if _, err := s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Limit: 3, Cursor: "not a cursor!"}); !errors.Is(err, experiments.ErrInvalid) {
 		t.Errorf("a malformed cursor: %v", err)
 	}
+	if page.Total == nil || *page.Total != 4 || page.Branches[0].Usage != nil {
+		t.Errorf("page 1: total %v, usage %+v", page.Total, page.Branches[0].Usage)
+	}
+	withUsage, err := s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Limit: 3, Usage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range withUsage.Branches {
+		if u := b.Usage; u == nil || u.Branch != b.Name || u.CurrentBytes+u.HistoryBytes != u.DeltaBytes || b.Endpoint != nil {
+			t.Errorf("%s listed with usage: %+v, endpoint %+v", b.Name, u, b.Endpoint)
+		}
+	}
 	page, err = s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Limit: 3, Cursor: page.Next})
 	if err != nil || len(page.Branches) != 1 || page.Next != "" {
 		t.Fatalf("page 2: %+v %v", page, err)

@@ -35,57 +35,70 @@ type Branch struct {
 	Labels    map[string]string
 }
 
-// BranchSource lists the branches of a project, in any order. Implementations
-// must be safe for concurrent use; errors should wrap the facade's
-// sentinels (experiments.ErrNotFound for an unknown project).
+// BranchSource lists the branches of a project a page at a time, in tree
+// order (a branch's descendants after it). Implementations must be safe
+// for concurrent use; errors should wrap the facade's sentinels
+// (experiments.ErrNotFound for an unknown project, experiments.ErrInvalid
+// for a bad cursor).
 type BranchSource interface {
-	ProjectBranches(ctx context.Context, project string) ([]Branch, error)
+	ProjectBranches(ctx context.Context, project, cursor string, limit int) (BranchesPage, error)
+	// Branch describes one branch (experiments.ErrNotFound if none).
+	Branch(ctx context.Context, project, name string) (Branch, error)
 }
 
-// facadeBranches is the BranchSource over the facade: the branch catalog
-// (ListBranches, every page, endpoint states filled in the same call),
-// storage accounting (ProjectUsage); state is "none" without compute.
+// BranchesPage is a page of a project's branches: Next continues it (""
+// at the end); Total counts all of them, -1 when unknown.
+type BranchesPage struct {
+	Branches []Branch
+	Next     string
+	Total    int
+}
+
+// facadeBranches is the BranchSource over the facade: one ListBranches
+// call per page with endpoint states and usage filled in, so a page costs
+// its branches, not the project's; state is "none" without compute.
 type facadeBranches struct{ svc *experiments.Service }
 
-func (f facadeBranches) ProjectBranches(ctx context.Context, project string) ([]Branch, error) {
-	var all []experiments.Branch
-	req := experiments.ListBranchesRequest{Project: project, Limit: 1000, Endpoints: true}
-	for {
-		pg, err := f.svc.ListBranches(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, pg.Branches...)
-		if pg.Next == "" {
-			break
-		}
-		req.Cursor = pg.Next
+func (f facadeBranches) ProjectBranches(ctx context.Context, project, cursor string, limit int) (BranchesPage, error) {
+	pg, err := f.svc.ListBranches(ctx, experiments.ListBranchesRequest{Project: project, Limit: limit, Cursor: cursor, Endpoints: true, Usage: true})
+	if err != nil {
+		return BranchesPage{}, err
 	}
-	usage := map[string]experiments.BranchUsage{}
-	if u, err := f.svc.ProjectUsage(ctx, project); err == nil {
-		for _, b := range u.Branches {
-			usage[b.Branch] = b
-		}
+	out := BranchesPage{Branches: make([]Branch, 0, len(pg.Branches)), Next: pg.Next, Total: -1}
+	if pg.Total != nil {
+		out.Total = *pg.Total
 	}
-	out := make([]Branch, 0, len(all))
-	for _, b := range all {
-		v := Branch{Name: b.Name, Parent: b.ParentID, ForkSeq: b.ParentLSN, Created: b.CreatedAt, Protected: b.Protected, Labels: b.Labels, State: "none"}
-		if b.ParentTimestamp != nil {
-			v.ForkTime = *b.ParentTimestamp
-		}
-		if b.ExpiresAt != nil {
-			v.Expires = *b.ExpiresAt
-		}
-		if u, ok := usage[b.Name]; ok {
-			v.LogicalBytes, v.DeltaBytes, v.SharedBytes = int64(u.LogicalBytes), int64(u.DeltaBytes), int64(u.SharedBytes)
-			v.CurrentBytes, v.HistoryBytes = int64(u.CurrentBytes), int64(u.HistoryBytes)
-		}
-		if b.Endpoint != nil {
-			v.State = b.Endpoint.State
-		}
-		out = append(out, v)
+	for _, b := range pg.Branches {
+		out.Branches = append(out.Branches, treeBranch(b))
 	}
 	return out, nil
+}
+
+func (f facadeBranches) Branch(ctx context.Context, project, name string) (Branch, error) {
+	b, err := f.svc.GetBranch(ctx, project, name)
+	if err != nil {
+		return Branch{}, err
+	}
+	return treeBranch(*b), nil
+}
+
+// treeBranch is the tree's view of a facade branch.
+func treeBranch(b experiments.Branch) Branch {
+	v := Branch{Name: b.Name, Parent: b.ParentID, ForkSeq: b.ParentLSN, Created: b.CreatedAt, Protected: b.Protected, Labels: b.Labels, State: "none"}
+	if b.ParentTimestamp != nil {
+		v.ForkTime = *b.ParentTimestamp
+	}
+	if b.ExpiresAt != nil {
+		v.Expires = *b.ExpiresAt
+	}
+	if u := b.Usage; u != nil {
+		v.LogicalBytes, v.DeltaBytes, v.SharedBytes = int64(u.LogicalBytes), int64(u.DeltaBytes), int64(u.SharedBytes)
+		v.CurrentBytes, v.HistoryBytes = int64(u.CurrentBytes), int64(u.HistoryBytes)
+	}
+	if b.Endpoint != nil {
+		v.State = b.Endpoint.State
+	}
+	return v
 }
 
 // treeNode is a branch with its children, for the nested list.
@@ -126,28 +139,35 @@ func buildTree(bs []Branch) []*treeNode {
 	return roots
 }
 
+// treePage is how many branches a page of the tree shows.
+const treePage = 200
+
 type branchesPage struct {
 	Project   string
 	Available bool
 	Roots     []*treeNode
-	Count     int
-	// Logical, Physical are the sums of logical sizes and of deltas: what
-	// full copies would take against what copy-on-write takes.
+	// Count is the project's branch count (-1: unknown), Shown how many
+	// this page shows; Cursor is the page's own, Next the following one's.
+	Count, Shown int
+	Cursor, Next string
+	// Logical, Physical are the sums of the page's logical sizes and of
+	// its deltas: what full copies would take against what copy-on-write
+	// takes.
 	Logical, Physical int64
 }
 
 func (u *UI) branches(ctx context.Context, r *http.Request) (string, *view, error) {
 	p := r.PathValue("project")
-	pg := branchesPage{Project: p, Available: true}
-	bs, err := u.branchSource().ProjectBranches(ctx, p)
+	pg := branchesPage{Project: p, Available: true, Cursor: r.URL.Query().Get("cursor")}
+	bp, err := u.branchSource().ProjectBranches(ctx, p, pg.Cursor, treePage)
 	switch {
 	case errors.Is(err, experiments.ErrUnavailable):
 		pg.Available = false
 	case err != nil:
 		return "", nil, err
 	default:
-		pg.Roots, pg.Count = buildTree(bs), len(bs)
-		for _, b := range bs {
+		pg.Roots, pg.Count, pg.Shown, pg.Next = buildTree(bp.Branches), bp.Total, len(bp.Branches), bp.Next
+		for _, b := range bp.Branches {
 			pg.Logical += b.LogicalBytes
 			pg.Physical += b.DeltaBytes
 		}
@@ -162,15 +182,17 @@ func (u *UI) branchSource() BranchSource {
 	return facadeBranches{u.cfg.Service}
 }
 
-// states answers the endpoint state of every branch of a project as a
-// JSON object {branch: state}, which the page script polls to keep the
-// tree and the branch page live without reloading them.
+// states answers the endpoint state of every branch of a page of a
+// project's tree (its cursor, the first page by default) as a JSON object
+// {branch: state}, which the page script polls to keep the tree and the
+// branch page live without reloading them.
 func (u *UI) states(w http.ResponseWriter, r *http.Request) {
 	ctx, err := u.cfg.Caller(r)
-	var bs []Branch
+	var bp BranchesPage
 	if err == nil {
-		bs, err = u.branchSource().ProjectBranches(ctx, r.PathValue("project"))
+		bp, err = u.branchSource().ProjectBranches(ctx, r.PathValue("project"), r.URL.Query().Get("cursor"), treePage)
 	}
+	bs := bp.Branches
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if err != nil {
@@ -228,14 +250,9 @@ type diffLine struct{ Kind, Text string }
 func (u *UI) branch(ctx context.Context, r *http.Request) (string, *view, error) {
 	p, b := r.PathValue("project"), r.PathValue("branch")
 	pg := branchPage{Project: p, Branch: b, Against: r.URL.Query().Get("against")}
-	if bs, err := u.branchSource().ProjectBranches(ctx, p); err == nil {
-		for _, x := range bs {
-			if x.Name == b {
-				x := x
-				pg.Info = &x
-				pg.Parent = x.Parent
-			}
-		}
+	if x, err := u.branchSource().Branch(ctx, p, b); err == nil {
+		pg.Info = &x
+		pg.Parent = x.Parent
 	}
 	if sn, err := u.cfg.Service.ListSnapshots(ctx, p); err == nil {
 		for _, s := range sn {

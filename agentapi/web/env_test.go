@@ -125,8 +125,27 @@ func (b *pgBranches) Conn(ctx context.Context, _ string, branch string, _ experi
 }
 
 // ProjectBranches implements web.BranchSource: "main" and its forks, with
-// database sizes as logical sizes.
-func (b *pgBranches) ProjectBranches(ctx context.Context, project string) ([]web.Branch, error) {
+// database sizes as logical sizes, all on one page.
+func (b *pgBranches) ProjectBranches(ctx context.Context, project, _ string, _ int) (web.BranchesPage, error) {
+	bs, err := b.all(ctx, project)
+	return web.BranchesPage{Branches: bs, Total: len(bs)}, err
+}
+
+// Branch implements web.BranchSource.
+func (b *pgBranches) Branch(ctx context.Context, project, name string) (web.Branch, error) {
+	bs, err := b.all(ctx, project)
+	if err != nil {
+		return web.Branch{}, err
+	}
+	for _, x := range bs {
+		if x.Name == name {
+			return x, nil
+		}
+	}
+	return web.Branch{}, fmt.Errorf("branch %s: %w", name, experiments.ErrNotFound)
+}
+
+func (b *pgBranches) all(ctx context.Context, project string) ([]web.Branch, error) {
 	if project != "p" {
 		return nil, fmt.Errorf("project %s: %w", project, experiments.ErrNotFound)
 	}

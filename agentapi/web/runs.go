@@ -296,11 +296,17 @@ type indexPage struct {
 
 // projectTree is one project on the landing page. Note says why its tree
 // is missing (no branch catalog, or the caller's scope), if it is.
+// indexBranches is how many branches of each project the landing page
+// shows (the first of its tree); the project's page shows them all.
+const indexBranches = 50
+
 type projectTree struct {
 	Name  string
 	Count int
 	Roots []*treeNode
-	Note  string
+	// More is set when the project has branches beyond those shown.
+	More bool
+	Note string
 	// Runs counts the project's runs among the recent ones.
 	Runs int
 }
@@ -335,14 +341,17 @@ func (u *UI) index(ctx context.Context, _ *http.Request) (string, *view, error) 
 	}
 	for _, name := range names {
 		pt := projectTree{Name: name, Runs: recent[name]}
-		bs, err := u.branchSource().ProjectBranches(ctx, name)
+		bp, err := u.branchSource().ProjectBranches(ctx, name, "", indexBranches)
 		switch {
 		case errors.Is(err, experiments.ErrUnavailable):
 			pt.Note = "branch catalog unavailable"
 		case err != nil:
 			_, pt.Note = statusOf(err)
 		default:
-			pt.Roots, pt.Count = buildTree(bs), len(bs)
+			pt.Roots, pt.Count, pt.More = buildTree(bp.Branches), bp.Total, bp.Next != ""
+			if pt.Count < 0 {
+				pt.Count = len(bp.Branches)
+			}
 		}
 		pg.Projects = append(pg.Projects, pt)
 	}
