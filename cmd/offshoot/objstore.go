@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,8 @@ type objectStoreConfig struct {
 	PathStyle bool `yaml:"path_style,omitempty"`
 	// Interval between upload rounds: the recovery point. Default 10s.
 	Interval time.Duration `yaml:"interval,omitempty"`
+	// Keep is how long past uploads stay restorable. Default 0: all.
+	Keep time.Duration `yaml:"keep,omitempty"`
 }
 
 // fromEnv fills what the environment sets and c does not.
@@ -50,7 +53,7 @@ func (c objectStoreConfig) objstore() (objstore.Config, error) {
 		return objstore.Config{}, err
 	}
 	oc := objstore.Config{Endpoint: c.Endpoint, Bucket: bucket, Prefix: prefix, Region: c.Region,
-		PathStyle: c.PathStyle, Interval: c.Interval}
+		PathStyle: c.PathStyle, Interval: c.Interval, Keep: c.Keep}
 	if err := oc.LoadCredentials(); err != nil {
 		return objstore.Config{}, err
 	}
@@ -98,22 +101,51 @@ func (a *app) startUploader(ctx context.Context, st *storage.Store, svc *experim
 func init() {
 	subcommands = append(subcommands, func(a *app) *cobra.Command {
 		var c objectStoreConfig
+		var gen uint64
+		var at string
+		var list bool
 		cmd := &cobra.Command{
-			Use:   "restore --from s3://bucket/prefix --data-dir DIR",
-			Short: "Restore a data dir from the object storage tier's last complete upload",
-			Long: "Restore brings back every project, branch, snapshot, key, audit record and experiment run as of the\n" +
-				"last complete upload round into an empty (or new) data dir; `offshoot serve` then runs on it.",
+			Use:   "restore --from s3://bucket/prefix --data-dir DIR [--generation N | --at TIME] | --list",
+			Short: "Restore a data dir from the object storage tier (the last upload, or an older one)",
+			Long: "Restore brings back every project, branch, snapshot, key, audit record and experiment run as of one\n" +
+				"complete upload round into an empty (or new) data dir; `offshoot serve` then runs on it. The last\n" +
+				"round by default; --generation N or --at TIME (RFC 3339: the newest at or before it) go back as far\n" +
+				"as the bucket keeps (serve --s3-keep). --list shows the generations the bucket holds.",
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				if c.URL == "" {
 					return &exitError{code: 2, err: fmt.Errorf("restore: --from s3://bucket/prefix is required")}
+				}
+				var opt objstore.RestoreOptions
+				opt.Gen = gen
+				if at != "" {
+					t, err := time.Parse(time.RFC3339, at)
+					if err != nil {
+						return &exitError{code: 2, err: fmt.Errorf("restore: --at %q: want RFC 3339, e.g. 2026-12-04T06:00:00Z", at)}
+					}
+					opt.At = t
+				}
+				if gen != 0 && at != "" {
+					return &exitError{code: 2, err: fmt.Errorf("restore: give --generation or --at, not both")}
 				}
 				c.fromEnv()
 				oc, err := c.objstore()
 				if err != nil {
 					return &exitError{code: 2, err: err}
 				}
-				r, err := objstore.Restore(cmd.Context(), oc, a.cfg.DataDir)
+				if list {
+					gens, err := objstore.Generations(cmd.Context(), oc)
+					if err != nil {
+						return err
+					}
+					tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "GENERATION\tSTATE AS OF\tFILES\tBYTES")
+					for _, g := range gens {
+						fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", g.Gen, g.Time.UTC().Format(time.RFC3339), g.Files, humanBytes(uint64(g.Bytes)))
+					}
+					return tw.Flush()
+				}
+				r, err := objstore.Restore(cmd.Context(), oc, a.cfg.DataDir, opt)
 				if err != nil {
 					return err
 				}
@@ -123,6 +155,9 @@ func init() {
 			},
 		}
 		cmd.Flags().StringVar(&c.URL, "from", "", "s3://bucket[/prefix] to restore from")
+		cmd.Flags().Uint64Var(&gen, "generation", 0, "restore this generation (see --list) instead of the last")
+		cmd.Flags().StringVar(&at, "at", "", "restore the newest generation checkpointed at or before this time (RFC 3339)")
+		cmd.Flags().BoolVar(&list, "list", false, "list the generations the bucket holds and exit")
 		addObjectStoreFlags(cmd, &c)
 		return cmd
 	})

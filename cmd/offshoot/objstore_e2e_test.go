@@ -131,6 +131,10 @@ func TestE2EObjectStoreRestore(t *testing.T) {
 	if _, errOut, code := run(t, ctx, args...); code == 0 || !strings.Contains(errOut, "not empty") {
 		t.Errorf("restore into a non-empty dir: exit %d %s", code, errOut)
 	}
+	list := append([]string{"restore", "--list", "--from", "s3://bkt/e2e"}, s3...)
+	if out, errOut, code := run(t, ctx, list...); code != 0 || !strings.Contains(out, "GENERATION") || strings.Count(out, "\n") < 3 {
+		t.Errorf("restore --list: exit %d\n%s%s", code, out, errOut)
+	}
 	r := &e2eServer{t: t, dataDir: dir}
 	t.Cleanup(func() {
 		if r.cmd != nil && r.cmd.ProcessState == nil {
@@ -191,6 +195,8 @@ func TestObjectStoreBadInput(t *testing.T) {
 		{[]string{"restore", "--from", "s3://bkt/x", "--s3-endpoint", "http://127.0.0.1:1", "--s3-path-style"}, "unreachable"},
 		{[]string{"restore", "--from", "s3://bkt/empty", "--s3-endpoint", srv.Endpoint(), "--s3-path-style"}, "no upload found"},
 		{[]string{"restore", "--from", "bkt/x", "--s3-endpoint", srv.Endpoint()}, "s3://bucket"},
+		{[]string{"restore", "--from", "s3://bkt/x", "--s3-endpoint", srv.Endpoint(), "--at", "yesterday"}, "RFC 3339"},
+		{[]string{"restore", "--from", "s3://bkt/x", "--s3-endpoint", srv.Endpoint(), "--at", "2026-12-04T00:00:00Z", "--generation", "3"}, "not both"},
 	} {
 		args := append(c.args, "--data-dir", filepath.Join(t.TempDir(), "d"))
 		if _, errOut, code := run(t, ctx, args...); code == 0 || !strings.Contains(errOut, c.want) {

@@ -52,6 +52,7 @@ func addServerFlags(cmd *cobra.Command, a *app) {
 	f.StringSliceVar(&a.cfg.WebhookAllow, "webhook-allow", nil, "CIDRs, addresses or host names schedule webhooks may reach although loopback or link-local (repeat or comma-separate; config webhook_allow)")
 	f.StringVar(&a.cfg.ObjectStore.URL, "s3", "", "upload the data dir to this S3 bucket, s3://bucket[/prefix] (default off; env OFFSHOOT_S3_URL; config object_store.url)")
 	f.DurationVar(&a.cfg.ObjectStore.Interval, "s3-interval", 0, "time between uploads to the bucket: the recovery point (default 10s)")
+	f.DurationVar(&a.cfg.ObjectStore.Keep, "s3-keep", 0, "how long past uploads stay restorable (restore --at/--generation): all of the last hour, then one an hour; older ones and their files are deleted from the bucket (default 0: keep every upload)")
 	addObjectStoreFlags(cmd, &a.cfg.ObjectStore)
 	f.StringVar(&a.cfg.AuditSQL, "audit-sql", "", "what audit entries keep of a query's SQL: text or hash (SHA-256) (default text; env OFFSHOOT_AUDIT_SQL)")
 }
@@ -241,6 +242,9 @@ func overlay(dst *config, src config, flagSet map[string]bool) {
 	}
 	if src.ObjectStore.Interval != 0 && !flagSet["s3-interval"] {
 		dst.ObjectStore.Interval = src.ObjectStore.Interval
+	}
+	if src.ObjectStore.Keep != 0 && !flagSet["s3-keep"] {
+		dst.ObjectStore.Keep = src.ObjectStore.Keep
 	}
 	if len(src.WebhookAllow) > 0 && !flagSet["webhook-allow"] {
 		dst.WebhookAllow = src.WebhookAllow

@@ -35,6 +35,9 @@ var (
 	ErrUnreachable = errors.New("object store unreachable")
 	// ErrNoBackup means the bucket and prefix hold no complete upload.
 	ErrNoBackup = errors.New("no upload found under the prefix")
+	// ErrNoGeneration means the bucket holds no generation that a
+	// restore's choice (a number, a time) names.
+	ErrNoGeneration = errors.New("no such generation")
 	// ErrNotEmpty means a restore was pointed at a non-empty directory.
 	ErrNotEmpty = errors.New("data dir is not empty")
 )
@@ -61,6 +64,14 @@ type Config struct {
 	// Interval is the time between upload rounds, and with the round's own
 	// duration the recovery point. Default DefaultInterval.
 	Interval time.Duration
+	// Keep is how long past generations stay restorable (see
+	// retention.go): every one of the last KeepAll, then the newest of
+	// each hour. Objects only dropped generations named are deleted.
+	// Default 0: every generation is kept and nothing is deleted.
+	Keep time.Duration
+	// KeepAll is the recent window in which every generation is kept.
+	// Default 1 h (at most Keep).
+	KeepAll time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +80,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Interval <= 0 {
 		c.Interval = DefaultInterval
+	}
+	if c.KeepAll <= 0 {
+		c.KeepAll = time.Hour
+	}
+	if c.Keep > 0 {
+		c.KeepAll = min(c.KeepAll, c.Keep)
 	}
 	c.Prefix = strings.Trim(c.Prefix, "/")
 	return c
@@ -80,6 +97,9 @@ func (c Config) validate() error {
 	}
 	if c.Bucket == "" {
 		return fmt.Errorf("%w: no bucket", ErrConfig)
+	}
+	if c.Keep < 0 {
+		return fmt.Errorf("%w: keep %v: want 0 (keep every generation) or a duration", ErrConfig, c.Keep)
 	}
 	if (c.AccessKey == "") != (c.SecretKey == "") {
 		return fmt.Errorf("%w: access key and secret key must be given together", ErrConfig)

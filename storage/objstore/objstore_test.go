@@ -92,7 +92,7 @@ func TestUploadRestoreResume(t *testing.T) {
 	}
 
 	dst := filepath.Join(t.TempDir(), "restored")
-	r, err := objstore.Restore(ctx, cfg, dst)
+	r, err := objstore.Restore(ctx, cfg, dst, objstore.RestoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestUploadRestoreResume(t *testing.T) {
 		t.Fatalf("restored store: %v", err)
 	}
 	// A second restore into the now non-empty dir is refused.
-	if _, err := objstore.Restore(ctx, cfg, dst); !errors.Is(err, objstore.ErrNotEmpty) {
+	if _, err := objstore.Restore(ctx, cfg, dst, objstore.RestoreOptions{}); !errors.Is(err, objstore.ErrNotEmpty) {
 		t.Fatalf("restore into a non-empty dir: %v, want ErrNotEmpty", err)
 	}
 }
@@ -131,7 +131,7 @@ func TestBadConfig(t *testing.T) {
 	if _, err := objstore.New(ctx, cfg, src, t.TempDir(), nil); !errors.Is(err, objstore.ErrUnreachable) {
 		t.Errorf("unreachable endpoint: %v, want ErrUnreachable", err)
 	}
-	if _, err := objstore.Restore(ctx, config(srv, "bkt"), t.TempDir()); !errors.Is(err, objstore.ErrNoBackup) {
+	if _, err := objstore.Restore(ctx, config(srv, "bkt"), t.TempDir(), objstore.RestoreOptions{}); !errors.Is(err, objstore.ErrNoBackup) {
 		t.Errorf("restore of an empty prefix: %v, want ErrNoBackup", err)
 	}
 	for _, u := range []string{"http://bkt/x", "s3://", "bkt"} {

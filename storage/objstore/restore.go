@@ -19,10 +19,17 @@ type Restored struct {
 	Bytes int64
 }
 
-// Restore recreates, under dataDir, every source of the last complete
-// upload round. dataDir must not exist or be empty (ErrNotEmpty); on error
-// nothing is left in it.
-func Restore(ctx context.Context, cfg Config, dataDir string) (Restored, error) {
+// RestoreOptions choose the generation a restore brings back: Gen, else
+// the newest checkpointed at or before At, else the latest.
+type RestoreOptions struct {
+	Gen uint64
+	At  time.Time
+}
+
+// Restore recreates, under dataDir, every source of one complete upload
+// round (the latest unless opt says otherwise). dataDir must not exist or
+// be empty (ErrNotEmpty); on error nothing is left in it.
+func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions) (Restored, error) {
 	cfg = cfg.withDefaults()
 	if ents, err := os.ReadDir(dataDir); err == nil && len(ents) > 0 {
 		return Restored{}, fmt.Errorf("%w: %s", ErrNotEmpty, dataDir)
@@ -33,16 +40,12 @@ func Restore(ctx context.Context, cfg Config, dataDir string) (Restored, error) 
 	if err != nil {
 		return Restored{}, err
 	}
-	data, err := b.get(ctx, b.key("latest.json"))
+	gen, err := pickGeneration(ctx, b, opt)
 	if errors.Is(err, errNoKey) {
 		return Restored{}, fmt.Errorf("%w: s3://%s/%s", ErrNoBackup, cfg.Bucket, cfg.Prefix)
 	}
 	if err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
-	}
-	var gen generation
-	if err := json.Unmarshal(data, &gen); err != nil {
-		return Restored{}, fmt.Errorf("restore: latest.json: %w", err)
 	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
@@ -78,4 +81,47 @@ func Restore(ctx context.Context, cfg Config, dataDir string) (Restored, error) 
 	}
 	ok = true
 	return r, nil
+}
+
+// pickGeneration reads the generation opt names; errNoKey when the bucket
+// has none, ErrNoGeneration when it has none that matches.
+func pickGeneration(ctx context.Context, b *bucket, opt RestoreOptions) (*generation, error) {
+	switch {
+	case opt.Gen != 0:
+		g, err := b.generation(ctx, opt.Gen)
+		if errors.Is(err, errNoKey) {
+			return nil, fmt.Errorf("%w: generation %d is not in the bucket (offshoot restore --list shows those that are)", ErrNoGeneration, opt.Gen)
+		}
+		return g, err
+	case !opt.At.IsZero():
+		nums, err := b.generations(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(nums) == 0 {
+			return nil, errNoKey
+		}
+		for i := len(nums) - 1; i >= 0; i-- {
+			g, err := b.generation(ctx, nums[i])
+			if errors.Is(err, errNoKey) {
+				continue // pruned meanwhile
+			}
+			if err != nil {
+				return nil, err
+			}
+			if !g.Time.After(opt.At) {
+				return g, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: none was checkpointed at or before %s", ErrNoGeneration, opt.At.Format(time.RFC3339))
+	}
+	data, err := b.get(ctx, b.key("latest.json"))
+	if err != nil {
+		return nil, err
+	}
+	var g generation
+	if err := json.Unmarshal(data, &g); err != nil {
+		return nil, fmt.Errorf("latest.json: %w", err)
+	}
+	return &g, nil
 }

@@ -70,6 +70,10 @@ type Uploader struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	gens      map[uint64]*generation // generation records read by prune
+	lastPrune time.Time
+	pruned    PruneStats // totals
 }
 
 // New checks the bucket and returns an Uploader that keeps its state and
@@ -248,7 +252,7 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := u.b.put(ctx, u.b.key("generations", fmt.Sprintf("%020d.json", gen.Gen)), bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := u.b.put(ctx, genKey(u.b, gen.Gen), bytes.NewReader(data), int64(len(data))); err != nil {
 		return fmt.Errorf("upload generation: %w", err)
 	}
 	if err := u.b.put(ctx, u.b.key("latest.json"), bytes.NewReader(data), int64(len(data))); err != nil {
@@ -257,7 +261,41 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 	u.st.Gen = gen.Gen
 	u.lastOK = at
 	u.rounds.Inc()
-	return u.saveState()
+	if err := u.saveState(); err != nil {
+		return err
+	}
+	if g := gen; u.cfg.Keep > 0 {
+		if u.gens == nil {
+			u.gens = map[uint64]*generation{}
+		}
+		u.gens[g.Gen] = &g
+	}
+	// Pruning is bookkeeping: the round is complete whatever it does.
+	if u.cfg.Keep > 0 && time.Since(u.lastPrune) >= u.pruneEvery() {
+		st, err := u.prune(ctx, at)
+		if err != nil {
+			u.log.Warn("object store prune failed; retried after the next round", "err", err)
+		} else {
+			u.lastPrune = time.Now()
+			u.pruned.Generations += st.Generations
+			u.pruned.Objects += st.Objects
+			u.pruned.Bytes += st.Bytes
+		}
+	}
+	return nil
+}
+
+// pruneEvery is how often rounds prune: a sixth of KeepAll, between one
+// interval and ten minutes.
+func (u *Uploader) pruneEvery() time.Duration {
+	return max(u.cfg.Interval, min(10*time.Minute, u.cfg.KeepAll/6))
+}
+
+// Pruned returns what pruning has removed from the bucket so far.
+func (u *Uploader) Pruned() PruneStats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.pruned
 }
 
 func (u *Uploader) saveState() error {
