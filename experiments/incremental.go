@@ -62,6 +62,9 @@ var errDeltaTooLarge = errors.New("delta too large for an incremental build")
 // its own (not fitted on the corpus), so that its rows can be maintained
 // document by document.
 func incremental(v VariantSpec) bool {
+	if v.Type != "" {
+		return false
+	}
 	spec, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {
 		return false
