@@ -240,7 +240,7 @@ func TestLexicalUnknownConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), LocalCaller), 5*time.Minute)
 	defer cancel()
 	r, err := svc.StartRun(ctx, ExperimentSpec{Name: "lexbad", Project: "p", Base: BranchPoint{Branch: "main"},
-		Dataset: DatasetSpec{BEIR: evalstest.Cranfield(t)},
+		Dataset:  DatasetSpec{BEIR: evalstest.Cranfield(t)},
 		Variants: []VariantSpec{{Name: "klingon", Type: VariantLexical, Lexical: &LexicalSpec{TextSearchConfig: "klingon"}}}})
 	if err != nil {
 		t.Fatal(err)
