@@ -105,6 +105,15 @@ func TestLexicalHybrid(t *testing.T) {
 		bm.Provenance == nil || !strings.Contains(bm.Provenance.IndexDDL, "gin (tsv)") || bm.Provenance.Settings["lexical.query"] != "or" {
 		t.Errorf("lexical variant: %+v", bm)
 	}
+	t.Logf("lexical plan: %s", bm.Plan)
+	if bm.Plan == nil || len(bm.Plan.Nodes) == 0 || bm.Plan.Rows != 100 {
+		t.Errorf("lexical plan: %+v", bm.Plan)
+	}
+	m, err := svc.GetMaterialization(ctx, "p", bm.Materialization.ID)
+	if err != nil || m.Key.Layout != lexLayout || m.Key.TextSearchConfig != "english" || m.Key.Index.Type != "gin" || m.Key.Embedder != "" ||
+		m.Key.Retriever() != "postgres-fts:english" || m.Rows != 1400 || m.IndexBytes != bm.IndexBytes || m.Key.Corpus != r1.Provenance.Data.Corpus {
+		t.Errorf("lexical materialization: %+v (%v)", m, err)
+	}
 	for _, n := range []string{"bm-cd", "bm-norm", "bm-and", "bm-web"} {
 		if byName[n].Branch != bm.Branch {
 			t.Errorf("%s ran on %s, not on the shared fork %s", n, byName[n].Branch, bm.Branch)

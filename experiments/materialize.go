@@ -93,6 +93,15 @@ type MaterializationKey struct {
 	TextSearchConfig string `json:"text_search_config,omitempty"`
 }
 
+// Retriever names what ranks on a materialization: the embedder, or
+// "postgres-fts:<config>" for a lexical variant's.
+func (k MaterializationKey) Retriever() string {
+	if k.Layout == lexLayout {
+		return "postgres-fts:" + k.TextSearchConfig
+	}
+	return k.Embedder
+}
+
 // ID is the key's identity: 16 hex digits of the SHA-256 of its JSON.
 func (k MaterializationKey) ID() string {
 	b, _ := json.Marshal(k)
