@@ -158,9 +158,11 @@ func lexModelID(l LexicalSpec) string { return "postgres-fts:" + l.TextSearchCon
 
 // buildLexical loads docs into lexTable on conn (chunked as v says; the
 // tsvector column computed as rows are copied) and builds its GIN index,
-// recording rows, phases and the index in vr. On error it returns the
-// phase that failed.
-func (s *Service) buildLexical(ctx context.Context, conn *pgx.Conn, v VariantSpec, docs corpus, vr *VariantRun,
+// recording rows, phases and the index in vr. With fit (the fork is to be
+// kept as a materialization) it also stores the document hashes the next
+// corpus's delta is computed against. On error it returns the phase that
+// failed.
+func (s *Service) buildLexical(ctx context.Context, conn *pgx.Conn, v VariantSpec, docs corpus, fit bool, vr *VariantRun,
 	progress progressFunc) (*loadedFork, string, error) {
 	l := v.Lexical.withDefaults()
 	lf := &loadedFork{lexical: true, chunked: v.Chunking != nil}
@@ -181,13 +183,47 @@ func (s *Service) buildLexical(ctx context.Context, conn *pgx.Conn, v VariantSpe
 		"tsv tsvector GENERATED ALWAYS AS (to_tsvector(%s::regconfig, body)) STORED)", tbl, quoteLiteral(l.TextSearchConfig))); err != nil {
 		return nil, "load", err
 	}
+	n, err := s.copyLexical(ctx, conn, v, docs, nil, progress)
+	vr.Rows = n
+	if err == nil && fit {
+		err = storeDocHashes(ctx, conn, docs, s.cfg.IngestBatch)
+	}
+	vr.Timings.Load = ms(time.Since(t))
+	if err != nil {
+		return nil, "load", err
+	}
+	progress("index", nil)
+	t = time.Now()
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE INDEX %s ON %s USING gin (tsv)", pgx.Identifier{lexIndex}.Sanitize(), tbl)); err != nil {
+		return nil, "index", err
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE "+tbl); err != nil {
+		return nil, "index", err
+	}
+	vr.Timings.Index = ms(time.Since(t))
+	vr.IndexName = lexIndex
+	if err := conn.QueryRow(ctx, "SELECT pg_relation_size($1::regclass)", lexIndex).Scan(&vr.IndexBytes); err != nil {
+		return nil, "index", err
+	}
+	return lf, "", nil
+}
+
+// copyLexical copies the documents of docs that only selects (every one
+// when only is nil) into lexTable on conn, chunked as v says, and returns
+// the rows copied.
+func (s *Service) copyLexical(ctx context.Context, conn *pgx.Conn, v VariantSpec, docs corpus, only map[string]bool,
+	progress progressFunc) (int64, error) {
 	var chunker *vectors.Chunker
 	if v.Chunking != nil {
 		chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
 	}
+	total := int64(docs.docs)
+	if only != nil {
+		total = int64(len(only))
+	}
 	batch := max(s.cfg.IngestBatch, 1)
 	var rows [][]any
-	var ndocs int64
+	var ndocs, copied int64
 	flush := func() error {
 		if len(rows) == 0 {
 			return nil
@@ -196,13 +232,15 @@ func (s *Service) buildLexical(ctx context.Context, conn *pgx.Conn, v VariantSpe
 		if err != nil {
 			return fmt.Errorf("copy %d rows: %w", len(rows), err)
 		}
-		vr.Rows += n
+		copied += n
 		rows = rows[:0]
-		progress("load", &PhaseProgress{Unit: "docs", Done: ndocs, Total: int64(docs.docs),
-			Detail: fmt.Sprintf("%d rows copied", vr.Rows)})
+		progress("load", &PhaseProgress{Unit: "docs", Done: ndocs, Total: total, Detail: fmt.Sprintf("%d rows copied", copied)})
 		return nil
 	}
 	err := docs.each(ctx, func(d evals.Doc) error {
+		if only != nil && !only[d.ID] {
+			return nil
+		}
 		ndocs++
 		text := docText(d)
 		if chunker == nil {
@@ -224,24 +262,7 @@ func (s *Service) buildLexical(ctx context.Context, conn *pgx.Conn, v VariantSpe
 	if err == nil {
 		err = flush()
 	}
-	vr.Timings.Load = ms(time.Since(t))
-	if err != nil {
-		return nil, "load", err
-	}
-	progress("index", nil)
-	t = time.Now()
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE INDEX %s ON %s USING gin (tsv)", pgx.Identifier{lexIndex}.Sanitize(), tbl)); err != nil {
-		return nil, "index", err
-	}
-	if _, err := conn.Exec(ctx, "ANALYZE "+tbl); err != nil {
-		return nil, "index", err
-	}
-	vr.Timings.Index = ms(time.Since(t))
-	vr.IndexName = lexIndex
-	if err := conn.QueryRow(ctx, "SELECT pg_relation_size($1::regclass)", lexIndex).Scan(&vr.IndexBytes); err != nil {
-		return nil, "index", err
-	}
-	return lf, "", nil
+	return copied, err
 }
 
 // adoptLexical readies a fork of lexical materialization m for

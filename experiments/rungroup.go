@@ -218,7 +218,7 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branch string, v VariantSpec, docs corpus, fit bool,
 	vr *VariantRun, progress progressFunc) (*loadedFork, string, error) {
 	if v.Type == VariantLexical {
-		return s.buildLexical(ctx, conn, v, docs, vr, progress)
+		return s.buildLexical(ctx, conn, v, docs, fit, vr, progress)
 	}
 	spec, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {
