@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/vectors"
@@ -229,6 +231,10 @@ func (s *Service) copyLexical(ctx context.Context, conn *pgx.Conn, v VariantSpec
 			return nil
 		}
 		n, err := conn.CopyFrom(ctx, pgx.Identifier{lexTable}, []string{"id", "doc_id", "body"}, pgx.CopyFromRows(rows))
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "54000" { // a tsvector holds at most 1 MB
+			return fmt.Errorf("copy %d rows: %w (split long documents with chunking)", len(rows), err)
+		}
 		if err != nil {
 			return fmt.Errorf("copy %d rows: %w", len(rows), err)
 		}

@@ -312,27 +312,47 @@ func TestLexicalIncremental(t *testing.T) {
 	}
 }
 
-// TestLexicalUnknownConfig: a text search configuration the server lacks
-// fails the variant in its load phase, saying which.
-func TestLexicalUnknownConfig(t *testing.T) {
+// TestLexicalLoadErrors: a text search configuration the server lacks
+// fails the variant in its load phase, saying which; a document whose
+// tsvector would pass Postgres' 1 MB limit fails it suggesting chunking,
+// and the same corpus chunked loads and finds it.
+func TestLexicalLoadErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres and FUSE")
 	}
 	svc := storeService(t, "p", nil)
 	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), LocalCaller), 5*time.Minute)
 	defer cancel()
-	r, err := svc.StartRun(ctx, ExperimentSpec{Name: "lexbad", Project: "p", Base: BranchPoint{Branch: "main"},
-		Dataset:  DatasetSpec{BEIR: evalstest.Cranfield(t)},
-		Variants: []VariantSpec{{Name: "klingon", Type: VariantLexical, Lexical: &LexicalSpec{TextSearchConfig: "klingon"}}}})
+	if _, err := svc.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: `CREATE TABLE docs(id text, body text);
+		INSERT INTO docs VALUES ('small', 'supersonic boundary layer'),
+			('huge', (SELECT string_agg('word' || g, ' ') FROM generate_series(1, 150000) g) || ' hypersonic');
+		CREATE TABLE qs(id text, q text); INSERT INTO qs VALUES ('1', 'hypersonic flow');
+		CREATE TABLE judged(q text, d text, g int); INSERT INTO judged VALUES ('1', 'huge', 1)`}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := svc.StartRun(ctx, ExperimentSpec{Name: "lexbad", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: sqlDataset,
+		Timing: TimingSpec{Warmup: 1, Repeats: 1, Clients: 1},
+		Variants: []VariantSpec{
+			{Name: "klingon", Type: VariantLexical, Lexical: &LexicalSpec{TextSearchConfig: "klingon"}},
+			{Name: "whole", Type: VariantLexical},
+			{Name: "chunked", Type: VariantLexical, Chunking: &ChunkSpec{Size: 100000}},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r, err = svc.WaitRun(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	v := r.Variants[0]
-	if r.Status != StatusFailed || v.Phase != "load" || !strings.Contains(v.Error, `no text search configuration "klingon"`) {
-		t.Errorf("run %s, variant %s in %s: %s", r.Status, v.Status, v.Phase, v.Error)
+	if r.Status != StatusPartial {
+		t.Errorf("run %s: %s", r.Status, r.Error)
+	}
+	for i, want := range []string{`no text search configuration "klingon"`, "split long documents with chunking"} {
+		if v := r.Variants[i]; v.Status != StatusFailed || v.Phase != "load" || !strings.Contains(v.Error, want) {
+			t.Errorf("%s: %s in %s: %s", v.Name, v.Status, v.Phase, v.Error)
+		}
+	}
+	if v := r.Variants[2]; v.Status != StatusSucceeded || v.Rows < 10 || v.Metrics["recip_rank"] != 1 {
+		t.Errorf("chunked: %s %s, %d rows, metrics %v", v.Status, v.Error, v.Rows, v.Metrics)
 	}
 }
 
