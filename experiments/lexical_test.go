@@ -203,6 +203,14 @@ func TestLexicalHybrid(t *testing.T) {
 		same(t, v, r1.Variants[i])
 	}
 
+	// A hybrid compares with the variants it fuses like any variant.
+	cmp, err := svc.CompareRuns(ctx, CompareRequest{A: r2.ID + ":dense", B: r2.ID + ":rrf-k60", Metric: "ndcg_cut_10"})
+	if err != nil || cmp.Comparison.Queries != 225 || cmp.Verdict != "better" {
+		t.Errorf("rrf-k60 against dense: %+v (%v)", cmp, err)
+	} else {
+		t.Logf("rrf-k60 against dense: %s (%d queries)", cmp.Verdict, cmp.Comparison.Queries)
+	}
+
 	// A hybrid's rankings export as a TREC run that reads back to the
 	// recorded ranking, and scores as recorded.
 	var buf bytes.Buffer
