@@ -296,10 +296,10 @@ func lexicalProvenance(ctx context.Context, conn *pgx.Conn, v VariantSpec) (*Var
 	return p, nil
 }
 
-// LexicalSQL is the statement a lexical point ranks with, for the query
+// lexicalSQL is the statement a lexical point ranks with, for the query
 // text $1 and the limit $2 (documents): each matching row ranked, a
 // chunked document by its best chunk, ties by document id.
-func LexicalSQL(l LexicalSpec, chunked bool) string {
+func lexicalSQL(l LexicalSpec, chunked bool) string {
 	l = (&l).withDefaults()
 	cfg := quoteLiteral(l.TextSearchConfig) + "::regconfig"
 	var tsq string
@@ -364,7 +364,7 @@ func (s *Service) evalLexical(ctx context.Context, run *Run, fk *evalFork, chunk
 	}
 	sort.Slice(queries, func(i, j int) bool { return queries[i].ID < queries[j].ID })
 	l := v.Lexical.withDefaults()
-	sql := LexicalSQL(l, chunked)
+	sql := lexicalSQL(l, chunked)
 	k := run.Spec.K
 	vr.Provenance = vr.Provenance.withLexical(l)
 	var plan []byte
