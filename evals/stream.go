@@ -29,7 +29,13 @@ type Collection struct {
 // that every judged document is in it (ErrUnknownID names the qrels file
 // and the first missing document). Unlike LoadBEIR it does not check
 // that document ids are unique (see ScanCorpus).
-func OpenBEIR(dir, split string) (*Collection, error) {
+func OpenBEIR(dir, split string) (*Collection, error) { return OpenBEIRFunc(dir, split, nil) }
+
+// OpenBEIRFunc is OpenBEIR, calling visit (when not nil) for every
+// document of the scan it makes anyway, in file order: a caller that needs
+// one pass over the corpus (a fingerprint, say) gets it without a second
+// read. The documents visited are only valid if it returns no error.
+func OpenBEIRFunc(dir, split string, visit func(Doc)) (*Collection, error) {
 	c := &Collection{Name: filepath.Base(filepath.Clean(dir)), Corpus: filepath.Join(dir, "corpus.jsonl")}
 	qpath := filepath.Join(dir, "queries.jsonl")
 	f, err := os.Open(qpath)
@@ -69,6 +75,9 @@ func OpenBEIR(dir, split string) (*Collection, error) {
 		c.Docs++
 		if _, ok := judged[d.ID]; ok {
 			judged[d.ID] = true
+		}
+		if visit != nil {
+			visit(d)
 		}
 		return nil
 	}); err != nil {

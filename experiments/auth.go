@@ -189,6 +189,17 @@ func (c Caller) AllowsBranch(role Role, project, branch string, masked bool) boo
 	return false
 }
 
+// seesAllBranches reports whether the caller may read every branch of
+// project, whatever its name or masking (AllowsBranch is true for all).
+func (c Caller) seesAllBranches(project string) bool {
+	for _, sc := range c.Scopes {
+		if sc.Role == RoleAdmin || (sc.Project == "*" || sc.Project == project) && !sc.Masked && sc.Branches == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // hasMasked reports whether one of the caller's scopes is masked.
 func (c Caller) hasMasked() bool {
 	for _, sc := range c.Scopes {

@@ -89,7 +89,13 @@ type BranchUsage struct {
 	// copy-on-write delta, history included).
 	DeltaBytes uint64 `json:"delta_bytes"`
 	// SharedBytes is the part of LogicalBytes read from ancestors.
-	SharedBytes    uint64  `json:"shared_bytes"`
+	SharedBytes uint64 `json:"shared_bytes"`
+	// CurrentBytes and HistoryBytes split DeltaBytes: what the branch
+	// holds now on its own, and the versions it no longer reads, kept for
+	// the point-in-time window, snapshots and children until GC drops
+	// them (plus file metadata).
+	CurrentBytes   uint64  `json:"current_bytes"`
+	HistoryBytes   uint64  `json:"history_bytes"`
 	ComputeSeconds float64 `json:"compute_seconds"`
 	Wakes          int64   `json:"wakes"`
 	// Cost is the estimated cost so far; set when Config.Prices is.
@@ -102,6 +108,8 @@ type Usage struct {
 	Branches       []BranchUsage `json:"branches"`
 	LogicalBytes   uint64        `json:"logical_bytes"`
 	DeltaBytes     uint64        `json:"delta_bytes"`
+	CurrentBytes   uint64        `json:"current_bytes"`
+	HistoryBytes   uint64        `json:"history_bytes"`
 	ComputeSeconds float64       `json:"compute_seconds"`
 	Wakes          int64         `json:"wakes"`
 	// Cost sums the branches' costs; set when Config.Prices is.
@@ -459,10 +467,10 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 	})
 }
 
-// view turns a storage branch into a facade branch; names maps branch ids
-// to names.
-func (s *Service) view(project string, b storage.Branch, names map[uint64]string) Branch {
-	out := Branch{Name: b.Name, Project: project, ParentID: names[b.Parent], ParentLSN: b.ParentSeq,
+// view turns a storage branch into a facade branch; nameOf names branch
+// ids.
+func (s *Service) view(project string, b storage.Branch, nameOf func(id uint64) string) Branch {
+	out := Branch{Name: b.Name, Project: project, ParentID: nameOf(b.Parent), ParentLSN: b.ParentSeq,
 		CreatedAt: b.CreatedAt, Labels: b.Labels, Protected: b.Protected}
 	if !b.ParentTime.IsZero() {
 		t := b.ParentTime
@@ -475,60 +483,12 @@ func (s *Service) view(project string, b storage.Branch, names map[uint64]string
 	return out
 }
 
-// tree returns the branches of a project in depth-first order from the
-// root, children by name, with their depth.
 // isMain reports whether b is the main branch of project. A branch
 // without a parent is not always main: a fork of a snapshot whose branch
 // has since been deleted has none.
 func (s *Service) isMain(project string, b storage.Branch) bool {
 	p, err := s.cfg.Store.Project(project)
 	return err == nil && p.Main == b.ID
-}
-
-func (s *Service) tree(project string) ([]Branch, []storage.Branch, error) {
-	st, err := s.storeOr()
-	if err != nil {
-		return nil, nil, err
-	}
-	bs, err := st.Branches(project)
-	if err != nil {
-		return nil, nil, storeErr(err)
-	}
-	names := map[uint64]string{}
-	kids := map[uint64][]storage.Branch{}
-	for _, b := range bs {
-		names[b.ID] = b.Name
-	}
-	var roots []storage.Branch
-	for _, b := range bs {
-		if _, ok := names[b.Parent]; b.Parent == 0 || !ok {
-			roots = append(roots, b)
-		} else {
-			kids[b.Parent] = append(kids[b.Parent], b)
-		}
-	}
-	byName := func(l []storage.Branch) {
-		sort.Slice(l, func(i, j int) bool { return l[i].Name < l[j].Name })
-	}
-	byName(roots)
-	var out []Branch
-	var raw []storage.Branch
-	var walk func(b storage.Branch, depth int)
-	walk = func(b storage.Branch, depth int) {
-		v := s.view(project, b, names)
-		v.Depth = depth
-		out = append(out, v)
-		raw = append(raw, b)
-		k := kids[b.ID]
-		byName(k)
-		for _, c := range k {
-			walk(c, depth+1)
-		}
-	}
-	for _, r := range roots {
-		walk(r, 0)
-	}
-	return out, raw, nil
 }
 
 // ListBranches lists the branches the caller may read, in tree order.
@@ -546,45 +506,51 @@ func (s *Service) ListBranches(ctx context.Context, req ListBranchesRequest) (*B
 	if req.Limit < 0 || req.Limit > 1000 {
 		return nil, invalid("limit", "want 1..1000")
 	}
-	start := 0
+	var after []string
 	if req.Cursor != "" {
-		n, err := strconv.Atoi(req.Cursor)
-		if err != nil || n < 0 {
+		raw, err := base64.RawURLEncoding.DecodeString(req.Cursor)
+		if err != nil || len(raw) == 0 {
 			return nil, invalid("cursor", "use the next value of a previous page")
 		}
-		start = n
+		after = strings.Split(string(raw), "\n")
 	}
-	all, _, err := s.tree(req.Project)
+	st, err := s.storeOr()
 	if err != nil {
 		return nil, err
 	}
-	var match []Branch
-	for _, b := range all {
-		if !strings.HasPrefix(b.Name, req.Prefix) || !c.AllowsBranch(RoleRead, req.Project, b.Name, b.Labels[LabelMasked] == MaskedDone) {
-			continue
-		}
-		ok := true
-		for k, v := range req.Labels {
-			if b.Labels[k] != v {
-				ok = false
+	var keep func(name string, labels map[string]string) bool
+	if req.Prefix != "" || len(req.Labels) > 0 || !c.seesAllBranches(req.Project) {
+		keep = func(name string, labels map[string]string) bool {
+			if !strings.HasPrefix(name, req.Prefix) || !c.AllowsBranch(RoleRead, req.Project, name, labels[LabelMasked] == MaskedDone) {
+				return false
 			}
-		}
-		if ok {
-			match = append(match, b)
+			for k, v := range req.Labels {
+				if labels[k] != v {
+					return false
+				}
+			}
+			return true
 		}
 	}
-	page := &BranchPage{Branches: []Branch{}}
-	if start < len(match) {
-		end := min(start+req.Limit, len(match))
-		page.Branches = match[start:end]
+	// A page visits at most scanLimit branches, so that a selective
+	// filter does not walk a whole large project in one call: a short
+	// page with a next cursor means "more may follow".
+	scanLimit := max(10*req.Limit, 1000)
+	bs, next, err := st.TreePage(req.Project, after, req.Limit, scanLimit, keep)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	page := &BranchPage{Branches: make([]Branch, 0, len(bs))}
+	for _, b := range bs {
+		v := s.view(req.Project, b.Branch, s.branchName)
+		v.Depth = b.Depth
 		if req.Endpoints {
-			for i := range page.Branches {
-				page.Branches[i].Endpoint = s.endpointStatus(req.Project, page.Branches[i].Name)
-			}
+			v.Endpoint = s.endpointStatus(req.Project, b.Name)
 		}
-		if end < len(match) {
-			page.Next = strconv.Itoa(end)
-		}
+		page.Branches = append(page.Branches, v)
+	}
+	if next != nil {
+		page.Next = base64.RawURLEncoding.EncodeToString([]byte(strings.Join(next, "\n")))
 	}
 	return page, nil
 }
@@ -612,20 +578,23 @@ func (s *Service) GetBranch(ctx context.Context, project, branch string) (*Branc
 	if err := s.authorize(ctx, RoleRead, project, branch); err != nil {
 		return nil, err
 	}
-	all, _, err := s.tree(project)
+	st, err := s.storeOr()
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range all {
-		if b.Name != branch {
-			continue
-		}
+	raw, err := st.Branch(project, branch)
+	if err != nil && !errors.Is(err, storage.ErrBranchNotFound) && !errors.Is(err, storage.ErrInvalidName) {
+		return nil, storeErr(err)
+	}
+	if err == nil {
+		b := s.view(project, raw, s.branchName)
+		b.Depth = s.depth(project, raw)
 		b.Endpoint = s.endpointStatus(project, branch)
 		u, err := s.cfg.Store.Usage(project, branch)
 		if err != nil {
 			return nil, storeErr(err)
 		}
-		bu := BranchUsage{Branch: branch, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes}
+		bu := branchUsage(branch, u)
 		if b.Endpoint != nil {
 			bu.ComputeSeconds, bu.Wakes = b.Endpoint.ComputeSeconds, b.Endpoint.Wakes
 		}
@@ -704,15 +673,7 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 		}
 		parent := req.ParentID
 		if parent == "" && req.Snapshot == "" {
-			bs, err := st.Branches(req.Project)
-			if err != nil {
-				return storeErr(err)
-			}
-			for _, b := range bs {
-				if b.ID == p.Main {
-					parent = b.Name
-				}
-			}
+			parent = s.branchName(p.Main)
 		}
 		var parentMasked *bool // nil: look it up
 		if req.Masked {
@@ -754,12 +715,12 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 			}
 		}
 		if s.cfg.MaxBranches > 0 {
-			bs, err := st.Branches(req.Project)
+			n, err := st.BranchCount(req.Project)
 			if err != nil {
 				return storeErr(err)
 			}
-			if len(bs) >= s.cfg.MaxBranches {
-				return fmt.Errorf("project %s has %d branches, the maximum (max_branches): delete some first: %w", req.Project, len(bs), ErrCapacity)
+			if n >= s.cfg.MaxBranches {
+				return fmt.Errorf("project %s has %d branches, the maximum (max_branches): delete some first: %w", req.Project, n, ErrCapacity)
 			}
 		}
 		b, err := st.Fork(req.Project, parent, req.Name, at, storage.BranchOptions{ExpiresAt: exp, Labels: labels, Protected: req.Protected})
@@ -771,11 +732,7 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 				return err
 			}
 		}
-		names, err := s.names(req.Project)
-		if err != nil {
-			return err
-		}
-		v := s.view(req.Project, b, names)
+		v := s.view(req.Project, b, s.branchName)
 		v.Depth = s.depth(req.Project, b)
 		out = &v
 		return nil
@@ -790,37 +747,30 @@ func ptrIf(s string) *string {
 	return &s
 }
 
-// depth is b's distance from the root of its project's tree, as
-// ListBranches reports it.
+// depth is b's depth in its project's tree: its ancestors still there
+// (a parent deleted since makes a root, as in ListBranches).
 func (s *Service) depth(project string, b storage.Branch) int {
-	bs, err := s.cfg.Store.Branches(project)
-	if err != nil {
-		return 0
-	}
-	parent := make(map[uint64]uint64, len(bs))
-	for _, x := range bs {
-		parent[x.ID] = x.Parent
-	}
 	d := 0
-	for id := b.Parent; id != 0; id = parent[id] {
-		if _, ok := parent[id]; !ok {
-			break // a parent deleted since: a root, as in ListBranches
+	for id := b.Parent; id != 0; d++ {
+		p, err := s.cfg.Store.BranchByID(id)
+		if err != nil {
+			break
 		}
-		d++
+		id = p.Parent
 	}
 	return d
 }
 
-func (s *Service) names(project string) (map[uint64]string, error) {
-	bs, err := s.cfg.Store.Branches(project)
+// branchName is the name of branch id, "" when it is gone.
+func (s *Service) branchName(id uint64) string {
+	if id == 0 {
+		return ""
+	}
+	b, err := s.cfg.Store.BranchByID(id)
 	if err != nil {
-		return nil, storeErr(err)
+		return ""
 	}
-	names := map[uint64]string{}
-	for _, b := range bs {
-		names[b.ID] = b.Name
-	}
-	return names, nil
+	return b.Name
 }
 
 // UpdateBranch changes labels, protection, expiry and (last) the name.
@@ -859,11 +809,7 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 				return err
 			}
 		}
-		names, err := s.names(req.Project)
-		if err != nil {
-			return err
-		}
-		v := s.view(req.Project, b, names)
+		v := s.view(req.Project, b, s.branchName)
 		v.Depth = s.depth(req.Project, b)
 		out = &v
 		return nil
@@ -906,11 +852,7 @@ func (s *Service) rename(ctx context.Context, project, from, to string) (storage
 // Old's head is kept as snapshot keep unless keep is "".
 func (s *Service) recreate(ctx context.Context, project string, old storage.Branch, to, source, keep string, opts storage.BranchOptions) (storage.Branch, error) {
 	st := s.cfg.Store
-	names, err := s.names(project)
-	if err != nil {
-		return storage.Branch{}, err
-	}
-	parent := names[old.Parent]
+	parent := s.branchName(old.Parent)
 	if err := s.stopEndpoint(ctx, project, old.Name, false); err != nil {
 		return storage.Branch{}, err
 	}
@@ -984,42 +926,23 @@ func (s *Service) deleteBranch(ctx context.Context, project, branch string, casc
 	if err != nil {
 		return err
 	}
-	all, raw, err := s.tree(project)
-	if err != nil {
-		return err
-	}
-	var victims []string
-	var target *storage.Branch
-	for i := range raw {
-		if raw[i].Name == branch {
-			target = &raw[i]
-		}
-	}
-	if target == nil {
+	sub, err := st.Subtree(project, branch)
+	if errors.Is(err, storage.ErrBranchNotFound) {
 		return fmt.Errorf("branch %s of project %s: %w", branch, project, ErrNotFound)
 	}
-	if s.isMain(project, *target) {
+	if err != nil {
+		return storeErr(err)
+	}
+	if s.isMain(project, sub[0].Branch) {
 		return fmt.Errorf("branch %s is the project's main branch and cannot be deleted: %w", branch, ErrConflict)
 	}
-	// Descendants follow their ancestor in tree order, one level deeper.
-	for i, b := range all {
-		if b.Name != branch {
-			continue
+	// The branch and its descendants, in tree order.
+	var victims []string
+	for _, b := range sub {
+		if b.Protected {
+			return fmt.Errorf("branch %s is protected; unprotect it first: %w", b.Name, ErrConflict)
 		}
 		victims = append(victims, b.Name)
-		for _, d := range all[i+1:] {
-			if d.Depth <= b.Depth {
-				break
-			}
-			victims = append(victims, d.Name)
-		}
-	}
-	for _, v := range victims {
-		for _, b := range raw {
-			if b.Name == v && b.Protected {
-				return fmt.Errorf("branch %s is protected; unprotect it first: %w", v, ErrConflict)
-			}
-		}
 	}
 	if len(victims) > 1 && !cascade {
 		return fmt.Errorf("branch %s has %d descendant branches; delete them or pass cascade: %w", branch, len(victims)-1, ErrConflict)
@@ -1054,11 +977,7 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 			return storeErr(err)
 		}
 		if cur.Labels[LabelMasked] != "" {
-			names, err := s.names(project)
-			if err != nil {
-				return err
-			}
-			if !s.maskedBranch(project, names[cur.Parent]) {
+			if !s.maskedBranch(project, s.branchName(cur.Parent)) {
 				return fmt.Errorf("branch %s is masked and its parent is not: a reset would bring back original values; fork the parent with masked instead: %w", branch, ErrConflict)
 			}
 		}
@@ -1069,11 +988,7 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 		if err != nil {
 			return storeErr(err)
 		}
-		names, err := s.names(project)
-		if err != nil {
-			return err
-		}
-		v := s.view(project, b, names)
+		v := s.view(project, b, s.branchName)
 		v.Depth = s.depth(project, b)
 		out = &v
 		return nil
@@ -1203,7 +1118,7 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 			}
 			return nil, storeErr(err)
 		}
-		bu := BranchUsage{Branch: b.Name, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes}
+		bu := branchUsage(b.Name, u)
 		if e := s.endpointStatus(project, b.Name); e != nil {
 			bu.ComputeSeconds, bu.Wakes = e.ComputeSeconds, e.Wakes
 		}
@@ -1212,6 +1127,8 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 		out.Branches = append(out.Branches, bu)
 		out.LogicalBytes += bu.LogicalBytes
 		out.DeltaBytes += bu.DeltaBytes
+		out.CurrentBytes += bu.CurrentBytes
+		out.HistoryBytes += bu.HistoryBytes
 		out.ComputeSeconds += bu.ComputeSeconds
 		out.Wakes += bu.Wakes
 	}
@@ -1219,6 +1136,12 @@ func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, err
 		return nil, err
 	}
 	return out, nil
+}
+
+// branchUsage is the storage part of a branch's usage.
+func branchUsage(branch string, u storage.BranchUsage) BranchUsage {
+	return BranchUsage{Branch: branch, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes,
+		CurrentBytes: u.CurrentBytes, HistoryBytes: u.HistoryBytes}
 }
 
 // computeConn is the Connector over compute: a lease on the branch's

@@ -15,7 +15,7 @@ import (
 
 // branchService is a Service over a real store whose project p was
 // created in storage directly (no cluster: these calls never start Postgres).
-func branchService(t *testing.T, cfg experiments.Config) (*experiments.Service, *storage.Store) {
+func branchService(t testing.TB, cfg experiments.Config) (*experiments.Service, *storage.Store) {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := storage.Open(filepath.Join(dir, "store"), &storage.Options{GCInterval: -1})
@@ -88,8 +88,11 @@ func TestBranchLifecycle(t *testing.T) {
 		t.Errorf("tree %s", got)
 	}
 	page, err = s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Limit: 3})
-	if err != nil || len(page.Branches) != 3 || page.Next != "3" {
+	if err != nil || len(page.Branches) != 3 || page.Next == "" {
 		t.Fatalf("page 1: %+v %v", page, err)
+	}
+	if _, err := s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Limit: 3, Cursor: "not a cursor!"}); !errors.Is(err, experiments.ErrInvalid) {
+		t.Errorf("a malformed cursor: %v", err)
 	}
 	page, err = s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p", Limit: 3, Cursor: page.Next})
 	if err != nil || len(page.Branches) != 1 || page.Next != "" {

@@ -58,6 +58,13 @@ func (d IncrementalDelta) Share() float64 {
 	return float64(d.Added+d.Changed+d.Deleted) / float64(max(d.Docs, 1))
 }
 
+// freshRows is what an incremental build changed: the documents it
+// embedded (new and changed) and the rows it inserted for them.
+type freshRows struct {
+	docs map[string]bool
+	ids  []string
+}
+
 // errDeltaTooLarge is a delta past Config.IncrementalMaxShare.
 var errDeltaTooLarge = errors.New("delta too large for an incremental build")
 
@@ -250,10 +257,11 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 }
 
 // embedDelta chunks, embeds and inserts the documents of docs in ids
-// into lf's table.
+// into lf's table, and records them and the rows inserted in lf.fresh.
 func (s *Service) embedDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork, v VariantSpec, docs corpus, ids map[string]bool,
 	progress progressFunc) (vectors.StreamStats, error) {
-	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch}
+	lf.fresh = &freshRows{docs: ids}
+	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch, Loaded: func(id string) { lf.fresh.ids = append(lf.fresh.ids, id) }}
 	if v.Chunking != nil {
 		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
 	}

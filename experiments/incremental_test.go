@@ -4,8 +4,11 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/vectors"
@@ -74,7 +77,35 @@ func TestIncrementalMaterialization(t *testing.T) {
 	exec("DELETE FROM docs WHERE id IN (SELECT id FROM docs ORDER BY id DESC LIMIT 7)")
 	exec("UPDATE docs SET body = body || ' revised' WHERE id IN (SELECT id FROM docs ORDER BY id LIMIT 7)")
 	exec("INSERT INTO docs SELECT 'new-' || g, 'a new report on the boundary layer of a swept wing, number ' || g FROM generate_series(1, 14) g")
+	// The exact top k (ANN recall's ground truth) of the incremental
+	// HNSW variant: taken among the previous materialization's top k and
+	// the inserted rows where that is exact, and then equal to a full
+	// scan of the new table.
+	var mu sync.Mutex
+	among, differ := 0, 0
+	testHookExactAmong = func(ctx context.Context, conn *pgx.Conn, tbl vectors.Table, q vectors.Query, got []string) {
+		q.IDs = nil
+		full, err := vectors.Search(ctx, conn, tbl, q)
+		mu.Lock()
+		defer mu.Unlock()
+		among++
+		if err != nil || len(full.Hits) != len(got) {
+			differ++
+			return
+		}
+		for i, h := range full.Hits {
+			if h.ID != got[i] {
+				differ++
+				return
+			}
+		}
+	}
 	r2 := run(sp)
+	testHookExactAmong = nil
+	t.Logf("exact top k of %d queries taken among candidates", among)
+	if among < 100 || differ != 0 {
+		t.Errorf("exact top k among candidates for %d queries (want most of the 225), %d differ from a full scan", among, differ)
+	}
 	misses := int64(0)
 	for i, v := range r2.Variants[:2] {
 		u := v.Materialization

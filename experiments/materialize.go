@@ -164,6 +164,9 @@ type MaterializationUse struct {
 	// Incremental is set when the variant built it from another
 	// materialization of the same family and the corpus delta.
 	Incremental *IncrementalDelta `json:"incremental,omitempty"`
+	// fresh is what the incremental build inserted, while its run
+	// evaluates (exactCandidates); not recorded.
+	fresh *freshRows
 }
 
 func matKey(project, id string) []byte { return []byte("mat/" + project + "/" + id) }
@@ -328,7 +331,15 @@ func (s *Service) exactIDs(ctx context.Context, project string, use *Materializa
 			return nil, err
 		}
 	}
-	ex, err := vectors.Search(ctx, conn, tbl, vectors.Query{Vector: vec, K: k, Metric: metric, Exact: true})
+	q := vectors.Query{Vector: vec, K: k, Metric: metric, Exact: true}
+	if key != nil && use.Incremental != nil && use.fresh != nil {
+		among, err := s.exactCandidates(ctx, project, use, conn, tbl, key[len(matExactPrefix(project, use.ID)):])
+		if err != nil {
+			return nil, err
+		}
+		q.IDs = among // nil: scan the table
+	}
+	ex, err := vectors.Search(ctx, conn, tbl, q)
 	if err != nil {
 		return nil, err
 	}
@@ -336,12 +347,58 @@ func (s *Service) exactIDs(ctx context.Context, project string, use *Materializa
 	for _, h := range ex.Hits {
 		ids = append(ids, h.ID)
 	}
+	if q.IDs != nil && testHookExactAmong != nil {
+		testHookExactAmong(ctx, conn, tbl, q, ids)
+	}
 	if key != nil {
 		if err := s.withDB(func(db *controldb.DB) error { return db.Put(key, ids) }); err != nil {
 			return nil, err
 		}
 	}
 	return ids, nil
+}
+
+// testHookExactAmong, when set by a test, is called with every exact top
+// k that exactIDs took among candidates (q.IDs), on the fork's connection.
+var testHookExactAmong func(ctx context.Context, conn *pgx.Conn, tbl vectors.Table, q vectors.Query, got []string)
+
+// exactCandidates returns the rows among which an incremental build's
+// exact top k for one query (hash, the suffix of its record key) must be:
+// the top k recorded for the materialization it started from, and the
+// rows it inserted. That holds when none of those top k rows was deleted
+// or re-embedded: every other row kept its distance and ranked below
+// them. Otherwise (or with no record) it returns nil, and the caller
+// scans the table. Exact search orders ties by id, so the top k among the
+// candidates is the top k of the table, to the last bit.
+func (s *Service) exactCandidates(ctx context.Context, project string, use *MaterializationUse, conn *pgx.Conn, tbl vectors.Table,
+	hash []byte) ([]string, error) {
+	var prev []string
+	err := s.withDB(func(db *controldb.DB) error {
+		return db.Get(append(matExactPrefix(project, use.Incremental.From), hash...), &prev)
+	})
+	if errors.Is(err, controldb.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, "SELECT doc_id FROM "+pgx.Identifier{tbl.Name}.Sanitize()+" WHERE id = ANY($1::text[])", prev)
+	if err != nil {
+		return nil, fmt.Errorf("exact candidates: %w", err)
+	}
+	docs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("exact candidates: %w", err)
+	}
+	if len(docs) != len(prev) {
+		return nil, nil // a row of the previous top k was deleted
+	}
+	for _, d := range docs {
+		if use.fresh.docs[d] {
+			return nil, nil // re-embedded: its distance changed
+		}
+	}
+	return append(append(make([]string, 0, len(prev)+len(use.fresh.ids)), prev...), use.fresh.ids...), nil
 }
 
 // expired reports whether m is past its TTL at now.

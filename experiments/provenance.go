@@ -141,13 +141,10 @@ func (f *fingerprint) result() SetFingerprint {
 
 // fingerprintDataset fingerprints ds as read.
 func fingerprintDataset(ctx context.Context, base BranchPoint, ds *evals.Dataset, docs corpus) (DataFingerprint, error) {
-	var c, q, j fingerprint
-	// The corpus is streamed (it may not fit in memory): one more pass.
-	if err := docs.each(ctx, func(d evals.Doc) error {
-		c.add(d.ID, d.Title, d.Text)
-		return nil
-	}); err != nil {
-		return DataFingerprint{}, fmt.Errorf("fingerprint the corpus: %w", err)
+	var q, j fingerprint
+	cfp, err := corpusFingerprint(ctx, docs)
+	if err != nil {
+		return DataFingerprint{}, err
 	}
 	for _, x := range ds.Queries {
 		q.add(x.ID, x.Text)
@@ -157,7 +154,23 @@ func fingerprintDataset(ctx context.Context, base BranchPoint, ds *evals.Dataset
 			j.add(qid, doc, strconv.Itoa(g))
 		}
 	}
-	return DataFingerprint{Base: base, Corpus: c.result(), Queries: q.result(), Qrels: j.result()}, nil
+	return DataFingerprint{Base: base, Corpus: cfp, Queries: q.result(), Qrels: j.result()}, nil
+}
+
+// corpusFingerprint is docs' fingerprint: the one its opening pass
+// computed, or one more pass over the stream (it may not fit in memory).
+func corpusFingerprint(ctx context.Context, docs corpus) (SetFingerprint, error) {
+	if docs.fingerprint != nil {
+		return *docs.fingerprint, nil
+	}
+	var c fingerprint
+	if err := docs.each(ctx, func(d evals.Doc) error {
+		c.add(d.ID, d.Title, d.Text)
+		return nil
+	}); err != nil {
+		return SetFingerprint{}, fmt.Errorf("fingerprint the corpus: %w", err)
+	}
+	return c.result(), nil
 }
 
 // newProvenance is the run-level provenance of spec's run on base over ds.

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/offshootdb/offshoot/evals"
+	"github.com/offshootdb/offshoot/evals/evalstest"
 )
 
 // TestRunProvenance: two runs of one spec on the same data record equal
@@ -172,6 +173,22 @@ func TestFingerprint(t *testing.T) {
 	ds.Qrels["q1"]["d1"] = 2
 	if b, _ := fingerprintDataset(context.Background(), BranchPoint{Branch: "main", Seq: 7}, ds, docs); b.Qrels == a.Qrels || b.Corpus != a.Corpus || b.Queries != a.Queries {
 		t.Errorf("one judgment changed: %+v vs %+v", b, a)
+	}
+
+	// A BEIR corpus fingerprinted by the scan that opens it is the one a
+	// pass of its own gives.
+	var scan fingerprint
+	col, err := evals.OpenBEIRFunc(evalstest.Cranfield(t), "test", func(d evals.Doc) { scan.add(d.ID, d.Title, d.Text) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := scan.result()
+	want, err := corpusFingerprint(context.Background(), beirCorpus(col, nil))
+	if err != nil || got != want || got.Rows != 1400 {
+		t.Errorf("fingerprint of the opening scan %+v, of a pass %+v (%v)", got, want, err)
+	}
+	if f, err := corpusFingerprint(context.Background(), beirCorpus(col, &got)); err != nil || f != got {
+		t.Errorf("a known fingerprint: %+v %v", f, err)
 	}
 }
 

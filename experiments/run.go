@@ -474,13 +474,16 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 			fail(StatusFailed, fmt.Errorf("dataset: %w", err))
 			return
 		}
-		col, err := evals.OpenBEIR(d.BEIR, d.Split)
+		// The scan that validates the corpus also fingerprints it.
+		var fp fingerprint
+		col, err := evals.OpenBEIRFunc(d.BEIR, d.Split, func(d evals.Doc) { fp.add(d.ID, d.Title, d.Text) })
 		if err != nil {
 			fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
 			return
 		}
 		ds = &evals.Dataset{Name: col.Name, Queries: col.Queries, Qrels: col.Qrels}
-		docs = beirCorpus(col)
+		cfp := fp.result()
+		docs = beirCorpus(col, &cfp)
 	}
 	base, err := s.cfg.Branches.Resolve(ctx, run.Project, run.Spec.Base)
 	if err != nil {

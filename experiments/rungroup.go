@@ -26,6 +26,8 @@ type loadedFork struct {
 	// lexical is set for a lexical variant's fork (lexical.go): no
 	// embedder, table or vector index.
 	lexical bool
+	// fresh is what an incremental build inserted (nil otherwise).
+	fresh *freshRows
 }
 
 // errBuildCold marks a materialization that was forked but could not be
@@ -189,6 +191,7 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 		t := time.Now()
 		vr.Name = v.Name
 		vr.Materialization = s.keepMaterialization(ctx, run, *key, name, &vr, delta)
+		vr.Materialization.fresh = lf.fresh
 		vr.Timings.Materialize = ms(time.Since(t))
 		if note != "" && vr.Materialization.Note == "" {
 			vr.Materialization.Note = "rebuilt: " + note

@@ -122,10 +122,14 @@ func (t *throttle) report(phase string, p *PhaseProgress) {
 type corpus struct {
 	docs int
 	each func(ctx context.Context, fn func(evals.Doc) error) error
+	// fingerprint is the corpus' fingerprint when the pass that opened it
+	// computed it (nil: fingerprintDataset makes a pass of its own).
+	fingerprint *SetFingerprint
 }
 
-func beirCorpus(c *evals.Collection) corpus {
-	return corpus{docs: c.Docs, each: func(ctx context.Context, fn func(evals.Doc) error) error {
+// beirCorpus streams c's corpus; fp is its fingerprint, when known.
+func beirCorpus(c *evals.Collection, fp *SetFingerprint) corpus {
+	return corpus{docs: c.Docs, fingerprint: fp, each: func(ctx context.Context, fn func(evals.Doc) error) error {
 		return c.EachDoc(func(d evals.Doc) error {
 			if err := ctx.Err(); err != nil {
 				return err

@@ -115,7 +115,8 @@ type Config struct {
 	// names none, and the one EnsureDefaultProject creates. Default "main".
 	DefaultProject string
 	// MaxBranches caps the branches of one project (main included); a
-	// fork past it fails with ErrCapacity. Default 1000; negative: no cap.
+	// fork past it fails with ErrCapacity. Default 10000 (measured: list,
+	// fork and delete cost the same as with 10); negative: no cap.
 	MaxBranches int
 	// SweepInterval is the period of the TTL sweeper, which deletes
 	// expired unprotected branches. Default 5 s; negative disables it.
@@ -257,7 +258,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.DefaultProject = "main"
 	}
 	if cfg.MaxBranches == 0 {
-		cfg.MaxBranches = 1000
+		cfg.MaxBranches = 10000
 	}
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = 5 * time.Second

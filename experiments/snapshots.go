@@ -31,8 +31,8 @@ type RestoreRequest struct {
 	Branch    string `json:"branch,omitempty"`
 }
 
-func (s *Service) snapView(project string, sn storage.Snapshot, names map[uint64]string) Snapshot {
-	out := Snapshot{Name: sn.Name, Project: project, Branch: names[sn.Branch], LSN: sn.Seq, CreatedAt: sn.CreatedAt}
+func (s *Service) snapView(project string, sn storage.Snapshot, nameOf func(id uint64) string) Snapshot {
+	out := Snapshot{Name: sn.Name, Project: project, Branch: nameOf(sn.Branch), LSN: sn.Seq, CreatedAt: sn.CreatedAt}
 	if !sn.ExpiresAt.IsZero() {
 		t := sn.ExpiresAt
 		out.ExpiresAt = &t
@@ -67,11 +67,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, req CreateSnapshotRequest)
 		if err != nil {
 			return storeErr(err)
 		}
-		names, err := s.names(req.Project)
-		if err != nil {
-			return err
-		}
-		v := s.snapView(req.Project, sn, names)
+		v := s.snapView(req.Project, sn, s.branchName)
 		out = &v
 		return nil
 	})
@@ -91,13 +87,9 @@ func (s *Service) ListSnapshots(ctx context.Context, project string) ([]Snapshot
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	names, err := s.names(project)
-	if err != nil {
-		return nil, err
-	}
 	out := []Snapshot{}
 	for _, sn := range sns {
-		out = append(out, s.snapView(project, sn, names))
+		out = append(out, s.snapView(project, sn, s.branchName))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LSN < out[j].LSN })
 	return out, nil
@@ -179,11 +171,7 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 		} else if b, err = st.Fork(req.Project, "", name, storage.AtSnapshot(req.Snapshot), storage.BranchOptions{}); err != nil {
 			return storeErr(err)
 		}
-		names, err := s.names(req.Project)
-		if err != nil {
-			return err
-		}
-		v := s.view(req.Project, b, names)
+		v := s.view(req.Project, b, s.branchName)
 		v.Depth = s.depth(req.Project, b)
 		out = &v
 		return nil

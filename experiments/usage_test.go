@@ -49,11 +49,19 @@ func TestUsageCost(t *testing.T) {
 		t.Fatalf("usage %+v", u)
 	}
 	var sum float64
+	var current, history uint64
 	for _, b := range u.Branches {
 		if b.Cost == nil {
 			t.Fatalf("branch %s has no cost", b.Branch)
 		}
 		sum += b.Cost.Total
+		if b.CurrentBytes+b.HistoryBytes != b.DeltaBytes {
+			t.Errorf("branch %s: current %d + history %d != delta %d", b.Branch, b.CurrentBytes, b.HistoryBytes, b.DeltaBytes)
+		}
+		current, history = current+b.CurrentBytes, history+b.HistoryBytes
+	}
+	if u.CurrentBytes != current || u.HistoryBytes != history || u.CurrentBytes+u.HistoryBytes != u.DeltaBytes {
+		t.Errorf("project: current %d history %d delta %d; branches sum to %d and %d", u.CurrentBytes, u.HistoryBytes, u.DeltaBytes, current, history)
 	}
 	if math.Abs(sum-u.Cost.Total) > 1e-12 {
 		t.Errorf("project total %v, branches sum to %v", u.Cost.Total, sum)

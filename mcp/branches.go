@@ -321,7 +321,7 @@ func renderBranch(b *experiments.Branch) string {
 		fmt.Fprintf(&sb, ", compute %s", b.Endpoint.State)
 	}
 	if b.Usage != nil {
-		fmt.Fprintf(&sb, ", %d bytes logical, %d bytes own", b.Usage.LogicalBytes, b.Usage.DeltaBytes)
+		fmt.Fprintf(&sb, ", %d bytes logical, %d bytes own (%d current, %d history)", b.Usage.LogicalBytes, b.Usage.DeltaBytes, b.Usage.CurrentBytes, b.Usage.HistoryBytes)
 	}
 	sb.WriteString("\n")
 	return sb.String()

@@ -84,6 +84,9 @@ type catalog struct {
 	timelines map[uint64]*Timeline
 	branches  map[uint64]*Branch
 	snapshots map[uint64]*Snapshot
+	// The branch tree's indexes (tree.go), kept in step with branches
+	// by putBranch and dropBranch.
+	tree branchIndex
 }
 
 func decodeRecord[T any](kind byte, k, v []byte) (*T, uint64, error) {
@@ -102,6 +105,7 @@ func (c *catalog) load(db *pebble.DB) error {
 	c.projects = map[uint64]*Project{}
 	c.timelines = map[uint64]*Timeline{}
 	c.branches = map[uint64]*Branch{}
+	c.tree = branchIndex{}
 	c.snapshots = map[uint64]*Snapshot{}
 	scan := func(kind byte, f func(k, v []byte) error) error {
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{kind}, UpperBound: []byte{kind + 1}})
@@ -145,7 +149,7 @@ func (c *catalog) load(db *pebble.DB) error {
 				if r.ID != id {
 					return fmt.Errorf("%w: branch id %d under key %d", ErrCorrupt, r.ID, id)
 				}
-				c.branches[id] = r
+				c.putBranch(r)
 			}
 			return err
 		})
@@ -196,10 +200,8 @@ func (s *Store) branchLocked(project, name string) (*Project, *Branch, error) {
 	if err := checkName("branch", name); err != nil {
 		return nil, nil, err
 	}
-	for _, b := range s.cat.branches {
-		if b.Project == p.ID && b.Name == name {
-			return p, b, nil
-		}
+	if b := s.cat.tree.byName[p.ID][name]; b != nil {
+		return p, b, nil
 	}
 	return nil, nil, fmt.Errorf("branch %q in project %q: %w", name, project, ErrBranchNotFound)
 }
@@ -264,7 +266,7 @@ func (s *Store) CreateProject(name string) (Project, Branch, error) {
 	}
 	s.cat.projects[p.ID] = p
 	s.cat.timelines[tl.ID] = tl
-	s.cat.branches[br.ID] = br
+	s.cat.putBranch(br)
 	return *p, copyBranch(br), nil
 }
 
@@ -310,11 +312,9 @@ func (s *Store) Branches(project string) ([]Branch, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Branch
-	for _, b := range s.cat.branches {
-		if b.Project == p.ID {
-			out = append(out, copyBranch(b))
-		}
+	out := make([]Branch, 0, len(s.cat.tree.byName[p.ID]))
+	for _, b := range s.cat.tree.byName[p.ID] {
+		out = append(out, copyBranch(b))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -543,7 +543,7 @@ func (s *Store) forkLocked(project, parent, name string, at At, opts BranchOptio
 		return Branch{}, err
 	}
 	s.cat.timelines[t.ID] = t
-	s.cat.branches[br.ID] = br
+	s.cat.putBranch(br)
 	return copyBranch(br), nil
 }
 
@@ -722,7 +722,7 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 	}
 	s.cat.timelines[t.ID] = t
 	s.cat.timelines[oldc.ID] = &oldc
-	s.cat.branches[nb.ID] = &nb
+	s.cat.putBranch(&nb)
 	if sn != nil {
 		s.cat.snapshots[sn.ID] = sn
 	}
@@ -789,7 +789,7 @@ func (s *Store) deleteLocked(project, branch string, opts DeleteOptions) error {
 	var tls []uint64
 	for _, x := range order {
 		_ = bt.Delete(enc.IDKey(enc.KindBranch, x.ID), nil)
-		delete(s.cat.branches, x.ID)
+		s.cat.dropBranch(x.ID)
 		t := *s.cat.timelines[x.Timeline]
 		t.Branch = 0
 		s.cat.timelines[t.ID] = &t
@@ -797,17 +797,6 @@ func (s *Store) deleteLocked(project, branch string, opts DeleteOptions) error {
 		tls = append(tls, t.ID)
 	}
 	return s.dropUnreferencedLocked(bt, tls...)
-}
-
-func (s *Store) sortedChildrenLocked(id uint64) []*Branch {
-	var out []*Branch
-	for _, c := range s.cat.branches {
-		if c.Parent == id && id != 0 {
-			out = append(out, c)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
 }
 
 // referencedLocked reports whether timeline id is still needed: by a
@@ -891,7 +880,7 @@ func (s *Store) UpdateBranch(project, branch string, u BranchUpdate) (Branch, er
 	if err := bt.Commit(pebble.Sync); err != nil {
 		return Branch{}, fmt.Errorf("update branch: %w", err)
 	}
-	s.cat.branches[nb.ID] = &nb
+	s.cat.putBranch(&nb)
 	return copyBranch(&nb), nil
 }
 

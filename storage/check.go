@@ -144,6 +144,9 @@ func (s *Store) checkCatalog() ([]checkPoint, error) {
 		}
 		points = append(points, checkPoint{"branch " + b.Name, s.chainLocked(b.Timeline, math.MaxUint64)})
 	}
+	if err := c.checkIndex(); err != nil {
+		return nil, err
+	}
 	for _, t := range c.timelines {
 		if c.projects[t.Project] == nil {
 			return nil, fmt.Errorf("timeline %d: project %d missing", t.ID, t.Project)

@@ -107,7 +107,7 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 		return err
 	}
 	for _, b := range order {
-		delete(s.cat.branches, b.ID)
+		s.cat.dropBranch(b.ID)
 	}
 	for _, id := range snaps {
 		delete(s.cat.snapshots, id)

@@ -19,6 +19,14 @@ type BranchUsage struct {
 	// SharedBytes is the part of LogicalBytes read from ancestor timelines
 	// (whole blocks, capped at the file size).
 	SharedBytes uint64
+	// CurrentBytes is the part of ExclusiveBytes the head reads: the
+	// stored versions of its own blocks that are current (keys and
+	// values). What the branch holds now, on its own.
+	CurrentBytes uint64
+	// HistoryBytes is the rest of ExclusiveBytes: versions the head no
+	// longer reads (kept for the point-in-time window, snapshots and
+	// children until GC drops them), deletion markers and file metadata.
+	HistoryBytes uint64
 }
 
 // StoreUsage is the accounting of the whole store.
@@ -69,6 +77,10 @@ func (s *Store) Usage(project, branch string) (u BranchUsage, err error) {
 	if err := s.treeUsage(r, &u); err != nil {
 		return u, fmt.Errorf("usage: %w", err)
 	}
+	// The walk and the timeline's scan see different instants when the
+	// head flushes in between: current never exceeds what is stored.
+	u.CurrentBytes = min(u.CurrentBytes, u.ExclusiveBytes)
+	u.HistoryBytes = u.ExclusiveBytes - u.CurrentBytes
 	return u, nil
 }
 
@@ -156,7 +168,11 @@ func (s *Store) treeUsage(r *reader, u *BranchUsage) error {
 					if err != nil {
 						return fmt.Errorf("%w: %w", ErrCorrupt, err)
 					}
-					if i > 0 && !a.Shadowed(blk, seq) && len(it.Value()) > 0 {
+					switch {
+					case len(it.Value()) == 0: // a hole
+					case i == 0:
+						u.CurrentBytes += uint64(len(it.Key()) + len(it.Value()))
+					case !a.Shadowed(blk, seq):
 						u.SharedBytes += min(BlockSize, a.Size-blk*BlockSize)
 					}
 					break

@@ -31,8 +31,39 @@ func TestUsage(t *testing.T) {
 	if mu.ExclusiveBytes < blocks*BlockSize || du.ExclusiveBytes > 2*BlockSize {
 		t.Fatalf("exclusive main %d dev %d", mu.ExclusiveBytes, du.ExclusiveBytes)
 	}
+	// Current and history: main's 100 blocks are current; dev's one
+	// block is, and it has no history yet.
+	if mu.CurrentBytes < blocks*BlockSize || mu.CurrentBytes+mu.HistoryBytes != mu.ExclusiveBytes ||
+		mu.HistoryBytes > blocks*BlockSize/10 {
+		t.Fatalf("main: current %d history %d of %d", mu.CurrentBytes, mu.HistoryBytes, mu.ExclusiveBytes)
+	}
+	if du.CurrentBytes < BlockSize || du.CurrentBytes > 2*BlockSize || du.CurrentBytes+du.HistoryBytes != du.ExclusiveBytes {
+		t.Fatalf("dev: current %d history %d of %d", du.CurrentBytes, du.HistoryBytes, du.ExclusiveBytes)
+	}
 	tu := must[StoreUsage](t)(s.TotalUsage())
 	if tu.LogicalBytes != 2*blocks*BlockSize || tu.SavedBytes < (blocks-3)*BlockSize {
 		t.Fatalf("total %+v", tu)
+	}
+	// Rewriting every block of main twice keeps 100 current blocks and
+	// moves 200 versions into history (main is inside its history
+	// window); truncating the file to half moves 50 more.
+	for round := range 2 {
+		for i := range blocks {
+			must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{byte(i + 10 + round)}, BlockSize), int64(i)*BlockSize))
+		}
+		ok(t, h.Sync())
+	}
+	mu = must[BranchUsage](t)(s.Usage("p", "main"))
+	if mu.CurrentBytes < blocks*BlockSize || mu.CurrentBytes > blocks*BlockSize*11/10 ||
+		mu.HistoryBytes < 2*blocks*BlockSize || mu.CurrentBytes+mu.HistoryBytes != mu.ExclusiveBytes {
+		t.Fatalf("main rewritten twice: current %d history %d of %d", mu.CurrentBytes, mu.HistoryBytes, mu.ExclusiveBytes)
+	}
+	_, err = h.SetAttr(f.Ino, SetAttrIn{Valid: SetSize, Size: blocks / 2 * BlockSize})
+	ok(t, err)
+	ok(t, h.Sync())
+	mu = must[BranchUsage](t)(s.Usage("p", "main"))
+	if mu.CurrentBytes < blocks/2*BlockSize || mu.CurrentBytes > blocks/2*BlockSize*11/10 ||
+		mu.HistoryBytes < (2*blocks+blocks/2)*BlockSize {
+		t.Fatalf("main truncated to half: current %d history %d of %d", mu.CurrentBytes, mu.HistoryBytes, mu.ExclusiveBytes)
 	}
 }

@@ -104,6 +104,9 @@ type StreamOptions struct {
 	// Progress, if set, is called after every batch is copied with the
 	// totals so far, on the goroutine that runs docs.
 	Progress func(StreamStats)
+	// Loaded, if set, is called with the id of every row copied, after
+	// its batch, on the goroutine that runs docs.
+	Loaded func(id string)
 }
 
 // IngestStream is Ingest for corpora too large to hold: docs calls yield
@@ -157,6 +160,11 @@ func IngestStream(ctx context.Context, db DB, t Table, e Embedder, docs func(yie
 		st.Rows += n
 		if err != nil {
 			return err
+		}
+		if opt.Loaded != nil {
+			for _, r := range rows {
+				opt.Loaded(r.ID)
+			}
 		}
 		clear(rows) // drop the texts and vectors for the collector
 		rows = rows[:0]

@@ -157,6 +157,24 @@ func testCranfield(t *testing.T, conn *pgx.Conn) {
 		}
 	}
 	t.Logf("documents with NaN cosine distance (empty text): %v", nan)
+
+	// An exact search among ids (the full top 20 and every 7th document)
+	// is the full exact search's top 10, in its order; among none it is
+	// empty.
+	among := ids(Result{Hits: full.Hits[:20]})
+	for i := 0; i < len(c.docIDs); i += 7 {
+		among = append(among, c.docIDs[i])
+	}
+	sub, err := Search(ctx, conn, r.table, Query{Vector: r.qs[0], K: 10, Exact: true, IDs: among})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(sub), ids(Result{Hits: full.Hits[:10]}); !reflect.DeepEqual(got, want) {
+		t.Errorf("exact among ids %v, want %v", got, want)
+	}
+	if none, err := Search(ctx, conn, r.table, Query{Vector: r.qs[0], K: 10, Exact: true, IDs: []string{}}); err != nil || len(none.Hits) != 0 {
+		t.Errorf("exact among no ids: %v %v", none.Hits, err)
+	}
 	if len(full.Hits) != len(c.docs) || len(nan) != 2 {
 		t.Errorf("%d hits, NaN for %v", len(full.Hits), nan)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +41,11 @@ type Query struct {
 	// off) so that the planner takes an index it would otherwise skip,
 	// as it does on small tables or when the LIMIT exceeds ef_search.
 	ForceIndex bool
+	// IDs, if not nil, restricts the search to the rows with these ids (a
+	// primary key lookup). With Exact it gives the exact top K among them,
+	// in the order a full exact search gives them: the same distance
+	// function and ties by id.
+	IDs []string
 }
 
 // Hit is one search result. Distance is the metric's operator value (for
@@ -145,14 +151,22 @@ func (t Table) searchSQL(q Query) (sql string, args []any, sets []string, err er
 		vec = pgvector.NewHalfVector(q.Vector)
 	}
 	args = []any{vec, q.K}
-	where := ""
+	var conds []string
 	if len(q.Filter) > 0 {
 		f, err := json.Marshal(q.Filter)
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("search %s: filter: %w: %w", t.Name, ErrBadQuery, err)
 		}
 		args = append(args, f)
-		where = "WHERE metadata @> $3::jsonb "
+		conds = append(conds, fmt.Sprintf("metadata @> $%d::jsonb", len(args)))
+	}
+	if q.IDs != nil {
+		args = append(args, q.IDs)
+		conds = append(conds, fmt.Sprintf("id = ANY($%d::text[])", len(args)))
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = "WHERE " + strings.Join(conds, " AND ") + " "
 	}
 	order := "embedding " + op + " $1"
 	if q.Exact {

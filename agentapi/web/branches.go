@@ -25,9 +25,10 @@ type Branch struct {
 	// State is the endpoint's state: running, idle, suspended, stopped,
 	// starting.
 	State string
-	// LogicalBytes is the branch's size; DeltaBytes what it owns alone;
+	// LogicalBytes is the branch's size; DeltaBytes what it owns alone,
+	// CurrentBytes of it held now and HistoryBytes older versions;
 	// SharedBytes what it shares with its ancestors.
-	LogicalBytes, DeltaBytes, SharedBytes int64
+	LogicalBytes, DeltaBytes, CurrentBytes, HistoryBytes, SharedBytes int64
 	// Expires is when the TTL sweeper deletes the branch; zero: never.
 	Expires   time.Time
 	Protected bool
@@ -77,6 +78,7 @@ func (f facadeBranches) ProjectBranches(ctx context.Context, project string) ([]
 		}
 		if u, ok := usage[b.Name]; ok {
 			v.LogicalBytes, v.DeltaBytes, v.SharedBytes = int64(u.LogicalBytes), int64(u.DeltaBytes), int64(u.SharedBytes)
+			v.CurrentBytes, v.HistoryBytes = int64(u.CurrentBytes), int64(u.HistoryBytes)
 		}
 		if b.Endpoint != nil {
 			v.State = b.Endpoint.State

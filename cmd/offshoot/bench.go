@@ -96,6 +96,13 @@ var benchSpecs = []benchSpec{
 	// experiments: reruns that fork a materialization (issue 15)
 	{bench: "MaterializedRerun", label: "experiments: rerun of an unchanged 100k x 384 HNSW experiment, reused materialization vs cold (reuse: never, embeddings cached), wall time; ratio cold/reused", offshoot: "reused-s", baseline: "cold-s", unit: "s", ratio: "cold/reused", goal: atLeast(20)},
 	{bench: "MaterializedRerun", label: "experiments: storage a materialization holds of its own (its delta) vs its table and index", offshoot: "mat-delta-MiB", baseline: "table+index-MiB", unit: "MiB", ratio: "delta/full"},
+	{bench: "MaterializedRerun", label: "experiments: the same rerun, reused materialization vs the native path (TEMPLATE, load, build, query, drop); ratio native/reused", offshoot: "reused-s", baseline: "native-s", unit: "s", ratio: "native/reused"},
+	{bench: "IncrementalRerun", label: "experiments: rerun after a 1% corpus change (100k x 384 HNSW), incremental materialization vs cold; ratio cold/incremental", offshoot: "incremental-s", baseline: "cold-s", unit: "s", ratio: "cold/incremental", goal: atLeast(10)},
+	{bench: "IncrementalRerun", label: "experiments: the same, incremental vs the native path; ratio native/incremental", offshoot: "incremental-s", baseline: "native-s", unit: "s", ratio: "native/incremental"},
+	// experiments: many branches in one project (issue 20)
+	{bench: "ManyBranches", label: "branches: first page of the branch list (10, with endpoint states), 10,000 branches vs 10", offshoot: "list-many-ms", baseline: "list-10-ms", unit: "ms", ratio: "list-many/10", goal: atMost(1.5)},
+	{bench: "ManyBranches", label: "branches: fork (CreateBranch), 10,000 branches vs 10", offshoot: "fork-many-ms", baseline: "fork-10-ms", unit: "ms", ratio: "fork-many/10", goal: atMost(1.5)},
+	{bench: "ManyBranches", label: "branches: delete, 10,000 branches vs 10", offshoot: "discard-many-ms", baseline: "discard-10-ms", unit: "ms", ratio: "discard-many/10", goal: atMost(1.5)},
 	// vectors
 	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (binary vectors)", offshoot: "copy_vec/s", baseline: "insert_vec/s", unit: "vec/s", ratio: "copy/insert", goal: atLeast(5)},
 	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (text vectors)", offshoot: "copy_vec/s", baseline: "insert_text_vec/s", unit: "vec/s", ratio: "copy/insert_text", goal: atLeast(5)},

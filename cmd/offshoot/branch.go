@@ -98,7 +98,8 @@ func showBranch(w io.Writer, raw []byte) error {
 		}
 	}
 	if u := b.Usage; u != nil {
-		fmt.Fprintf(tw, "storage\tlogical %s, delta %s, shared %s\n", humanBytes(u.LogicalBytes), humanBytes(u.DeltaBytes), humanBytes(u.SharedBytes))
+		fmt.Fprintf(tw, "storage\tlogical %s, delta %s (current %s, history %s), shared %s\n", humanBytes(u.LogicalBytes),
+			humanBytes(u.DeltaBytes), humanBytes(u.CurrentBytes), humanBytes(u.HistoryBytes), humanBytes(u.SharedBytes))
 	}
 	return tw.Flush()
 }
@@ -398,15 +399,17 @@ func usageCmd(a *app) *cobra.Command {
 				return costString(c) + "\t"
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-			head := "BRANCH\tLOGICAL\tDELTA\tSHARED\tCOMPUTE S\tWAKES\t"
+			head := "BRANCH\tLOGICAL\tDELTA\tCURRENT\tHISTORY\tSHARED\tCOMPUTE S\tWAKES\t"
 			if u.Cost != nil {
 				head += "EST. COST\t"
 			}
 			fmt.Fprintln(tw, head)
 			for _, b := range u.Branches {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%d\t%s\n", b.Branch, humanBytes(b.LogicalBytes), humanBytes(b.DeltaBytes), humanBytes(b.SharedBytes), b.ComputeSeconds, b.Wakes, cost(b.Cost))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%d\t%s\n", b.Branch, humanBytes(b.LogicalBytes), humanBytes(b.DeltaBytes),
+					humanBytes(b.CurrentBytes), humanBytes(b.HistoryBytes), humanBytes(b.SharedBytes), b.ComputeSeconds, b.Wakes, cost(b.Cost))
 			}
-			fmt.Fprintf(tw, "total\t%s\t%s\t\t%.1f\t%d\t%s\n", humanBytes(u.LogicalBytes), humanBytes(u.DeltaBytes), u.ComputeSeconds, u.Wakes, cost(u.Cost))
+			fmt.Fprintf(tw, "total\t%s\t%s\t%s\t%s\t\t%.1f\t%d\t%s\n", humanBytes(u.LogicalBytes), humanBytes(u.DeltaBytes),
+				humanBytes(u.CurrentBytes), humanBytes(u.HistoryBytes), u.ComputeSeconds, u.Wakes, cost(u.Cost))
 			if err := tw.Flush(); err != nil {
 				return err
 			}

@@ -72,7 +72,7 @@ and the store is closed.`,
 		f := cmd.Flags()
 		f.StringVar(&o.runDir, "run-dir", "", "mount points, sockets and logs of endpoints; the endpoints' OS users (postgres and one per project) must be able to traverse it (default <data-dir>/run, or $TMPDIR/offshoot-run-<hash> when it cannot)")
 		f.StringVar(&o.addrFile, "addr-file", "", "write the bound addresses as JSON {\"http\":...,\"proxy\":...} to this file once ready (for scripts using port 0)")
-		f.IntVar(&o.maxBranches, "max-branches", 1000, "maximum branches per project (negative: no limit)")
+		f.IntVar(&o.maxBranches, "max-branches", 10000, "maximum branches per project (negative: no limit)")
 		f.IntVar(&o.maxEndpoints, "max-endpoints", 16, "maximum running endpoints")
 		f.DurationVar(&o.sweepInterval, "ttl-sweep", 5*time.Second, "period of the sweeper deleting expired branches (negative disables)")
 		f.DurationVar(&o.expiryWarning, "expiry-warning", 10*time.Minute, "warn (audit branch.expiring + log) this long before a branch expires, at most 10% of its TTL (negative disables)")
