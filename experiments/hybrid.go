@@ -245,6 +245,13 @@ func (s *Service) runHybrid(ctx context.Context, run *Run, v VariantSpec, ds *ev
 		return fail(err)
 	}
 	h := v.Hybrid.withDefaults()
+	vr.Provenance = &VariantProvenance{ModelID: "fusion:" + h.Fusion, Settings: map[string]string{
+		settingFusion: h.Fusion, settingHybridDense: h.Dense, settingHybridLexical: h.Lexical}}
+	if h.Fusion == FusionRRF {
+		vr.Provenance.Settings["rrf_k"] = strconv.Itoa(h.K)
+	} else {
+		vr.Provenance.Settings["alpha"] = strconv.FormatFloat(*h.Alpha, 'g', -1, 64)
+	}
 	parts := [2]map[string]QueryRanking{}
 	for i, name := range []string{h.Dense, h.Lexical} {
 		var part *VariantRun

@@ -138,6 +138,14 @@ func (v *VariantSpec) validateLexical(f string) error {
 	return nil
 }
 
+// Provenance settings of lexical and hybrid variants.
+const (
+	settingTextSearch    = "text_search_config"
+	settingFusion        = "fusion"
+	settingHybridDense   = "hybrid.dense"
+	settingHybridLexical = "hybrid.lexical"
+)
+
 // lexTable is the table a lexical fork's documents (or chunks) are
 // loaded into; lexIndex its GIN index.
 const (
@@ -285,7 +293,7 @@ func adoptLexical(v VariantSpec, m *Materialization, vr *VariantRun) (*loadedFor
 func lexicalProvenance(ctx context.Context, conn *pgx.Conn, v VariantSpec) (*VariantProvenance, error) {
 	l := v.Lexical.withDefaults()
 	p := &VariantProvenance{ModelID: lexModelID(l), Chunking: v.Chunking, Normalization: "none (lexical)",
-		Settings: map[string]string{"text_search_config": l.TextSearchConfig}}
+		Settings: map[string]string{settingTextSearch: l.TextSearchConfig}}
 	if err := conn.QueryRow(ctx, "SELECT version(), coalesce((SELECT extversion FROM pg_extension WHERE extname = 'vector'), '')").
 		Scan(&p.Postgres, &p.PGVector); err != nil {
 		return nil, fmt.Errorf("provenance: versions: %w", err)

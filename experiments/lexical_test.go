@@ -126,6 +126,17 @@ func TestLexicalHybrid(t *testing.T) {
 		t.Errorf("dense and lexical materializations: %+v, %+v", d.Materialization, bm.Materialization)
 	}
 
+	var prov bytes.Buffer
+	if err := WriteProvenance(&prov, r1); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"  bm: Postgres full-text search, text search configuration english; chunking one chunk per document\n",
+		"lexical.query=or", "  rrf-k60: fusion of dense and bm\n", "rrf_k=60", "  wsum-alpha0.3: fusion of dense and bm\n", "alpha=0.3"} {
+		if !strings.Contains(prov.String(), want) {
+			t.Errorf("provenance lacks %q:\n%s", want, prov.String())
+		}
+	}
+
 	// The lexical ranking is what a full-text query written by hand gives
 	// on the fork: the query's lexemes ORed, ranked by ts_rank.
 	conn, release, err := svc.connect(ctx, "p", bm.Branch, ReadOnly)
