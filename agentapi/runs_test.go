@@ -28,6 +28,19 @@ func TestRunRoutes(t *testing.T) {
 	if code, _ := e.call(t, "POST", "/v1/runs", "", bad, &prob); code != http.StatusBadRequest || prob.Field != "variants[0].index.type" {
 		t.Errorf("bad spec: %d %+v", code, prob)
 	}
+	// A lexical variant with an embedder, a hybrid naming a variant the
+	// spec lacks: 400, naming the field.
+	for field, v := range map[string]map[string]any{
+		"variants[1].embedder":       {"name": "bm", "type": "lexical", "embedder": "hash-bow"},
+		"variants[1].hybrid.lexical": {"name": "h", "type": "hybrid", "hybrid": map[string]any{"dense": "a", "lexical": "bm"}},
+	} {
+		lex := map[string]any{"name": "ab", "project": "p", "base": map[string]any{"branch": "main"}, "dataset": spec["dataset"],
+			"variants": []any{map[string]any{"name": "a", "embedder": "hash-bow?dims=64"}, v}}
+		prob = Problem{}
+		if code, _ := e.call(t, "POST", "/v1/runs", "", lex, &prob); code != http.StatusBadRequest || prob.Field != field {
+			t.Errorf("%s: %d %+v", field, code, prob)
+		}
+	}
 	if code, _ := e.call(t, "POST", "/v1/runs", "", map[string]any{"nme": "x"}, &prob); code != http.StatusBadRequest || prob.Field != "nme" {
 		t.Errorf("unknown field: %d %+v", code, prob)
 	}

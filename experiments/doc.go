@@ -118,6 +118,19 @@
 // AllowDifferentQueries; SweepPoints gives the recall–QPS points and
 // their Pareto front.
 //
+// # Lexical and hybrid variants
+//
+// A variant of type VariantLexical retrieves with Postgres full-text
+// search on its own fork (lexical.go: a generated tsvector column with a
+// GIN index, LexicalSpec's configuration, ranking function,
+// normalization and query mode; no embedder) and is a materialization
+// like a dense one, in a layout of its own. A variant of type
+// VariantHybrid fuses the recorded rankings of a dense and a lexical
+// variant of the same run (hybrid.go: Fuse, RRF or weighted score
+// fusion, ties by document id) after the forked variants have finished;
+// it has no fork, and its rankings are recorded, compared and exported
+// like any variant's.
+//
 // # Materializations
 //
 // A variant's loaded and indexed fork is kept after its run as a

@@ -25,7 +25,10 @@ import (
 // the result as a new materialization. Only embedders whose vectors
 // depend on each text alone can be maintained so: providers, and offline
 // models with idf=none; a model fitted on the corpus (IDF) changes every
-// vector when the corpus changes. A delta larger than
+// vector when the corpus changes. Lexical variants are maintained so too
+// (rows copied, the GIN index maintained in place, no embedding): ts_rank
+// and ts_rank_cd read only the document and the query, no corpus
+// statistics, so the result ranks exactly as a cold build. A delta larger than
 // Config.IncrementalMaxShare of the corpus is built cold instead, and the
 // variant says so.
 
@@ -69,6 +72,13 @@ var errDeltaTooLarge = errors.New("delta too large for an incremental build")
 // its own (not fitted on the corpus), so that its rows can be maintained
 // document by document.
 func incremental(v VariantSpec) bool {
+	switch v.Type {
+	case VariantLexical: // ts_rank reads no corpus statistics
+		return true
+	case "":
+	default:
+		return false
+	}
 	spec, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {
 		return false
@@ -202,7 +212,11 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 	for _, id := range ids {
 		embed[id] = true
 	}
-	tag, err := conn.Exec(ctx, `DELETE FROM `+pgx.Identifier{runTable}.Sanitize()+` c USING `+old+` o
+	table := runTable
+	if lf.lexical {
+		table = lexTable
+	}
+	tag, err := conn.Exec(ctx, `DELETE FROM `+pgx.Identifier{table}.Sanitize()+` c USING `+old+` o
 		WHERE c.doc_id = o.doc_id AND NOT EXISTS (SELECT 1 FROM `+neu+` n WHERE n.doc_id = o.doc_id AND n.sha256 = o.sha256)`)
 	if err != nil {
 		return nil, fmt.Errorf("delete the rows of deleted and changed documents: %w", err)
@@ -210,24 +224,14 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 	d.RowsDeleted = tag.RowsAffected()
 	prep := time.Since(t)
 
-	lf.fresh = &freshRows{docs: embed}
-	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch, Loaded: func(id string) { lf.fresh.ids = append(lf.fresh.ids, id) }}
-	if v.Chunking != nil {
-		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
+	var st vectors.StreamStats
+	if lf.lexical {
+		t := time.Now()
+		st.Rows, err = s.copyLexical(ctx, conn, v, docs, embed, progress)
+		st.Load = time.Since(t)
+	} else {
+		st, err = s.embedDelta(ctx, conn, lf, v, docs, embed, progress)
 	}
-	progress("load", &PhaseProgress{Unit: "docs", Total: int64(len(ids)), Detail: fmt.Sprintf("embedding %d new and changed documents", len(ids))})
-	opt.Progress = func(st vectors.StreamStats) {
-		progress("load", &PhaseProgress{Unit: "docs", Done: st.Docs, Total: int64(len(ids)),
-			Detail: fmt.Sprintf("%d rows of new and changed documents embedded and inserted", st.Rows)})
-	}
-	st, err := vectors.IngestStream(ctx, conn, lf.tbl, lf.emb, func(yield func(vectors.Document) error) error {
-		return docs.each(ctx, func(doc evals.Doc) error {
-			if !embed[doc.ID] {
-				return nil
-			}
-			return yield(vectors.Document{ID: doc.ID, Text: docText(doc)})
-		})
-	}, opt)
 	vr.Timings.Embed = ms(st.Embed)
 	if err != nil {
 		return nil, fmt.Errorf("insert new and changed documents: %w", err)
@@ -250,4 +254,28 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 	s.log.Info("incremental materialization", slog.String("from", from.ID), slog.Int64("docs", d.Docs),
 		slog.Int64("added", d.Added), slog.Int64("changed", d.Changed), slog.Int64("deleted", d.Deleted))
 	return d, nil
+}
+
+// embedDelta chunks, embeds and inserts the documents of docs in ids
+// into lf's table, and records them and the rows inserted in lf.fresh.
+func (s *Service) embedDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork, v VariantSpec, docs corpus, ids map[string]bool,
+	progress progressFunc) (vectors.StreamStats, error) {
+	lf.fresh = &freshRows{docs: ids}
+	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch, Loaded: func(id string) { lf.fresh.ids = append(lf.fresh.ids, id) }}
+	if v.Chunking != nil {
+		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
+	}
+	progress("load", &PhaseProgress{Unit: "docs", Total: int64(len(ids)), Detail: fmt.Sprintf("embedding %d new and changed documents", len(ids))})
+	opt.Progress = func(st vectors.StreamStats) {
+		progress("load", &PhaseProgress{Unit: "docs", Done: st.Docs, Total: int64(len(ids)),
+			Detail: fmt.Sprintf("%d rows of new and changed documents embedded and inserted", st.Rows)})
+	}
+	return vectors.IngestStream(ctx, conn, lf.tbl, lf.emb, func(yield func(vectors.Document) error) error {
+		return docs.each(ctx, func(doc evals.Doc) error {
+			if !ids[doc.ID] {
+				return nil
+			}
+			return yield(vectors.Document{ID: doc.ID, Text: docText(doc)})
+		})
+	}, opt)
 }

@@ -86,8 +86,20 @@ type MaterializationKey struct {
 	// Layout is the table layout version.
 	Layout string `json:"layout"`
 	// Index is the index type and build parameters; type "none" for
-	// exact search.
+	// exact search, "gin" for a lexical variant's tsvector index.
 	Index IndexSpec `json:"index"`
+	// TextSearchConfig is a lexical variant's text search configuration
+	// (layout lexLayout; no embedder).
+	TextSearchConfig string `json:"text_search_config,omitempty"`
+}
+
+// Retriever names what ranks on a materialization: the embedder, or
+// "postgres-fts:<config>" for a lexical variant's.
+func (k MaterializationKey) Retriever() string {
+	if k.Layout == lexLayout {
+		return "postgres-fts:" + k.TextSearchConfig
+	}
+	return k.Embedder
 }
 
 // ID is the key's identity: 16 hex digits of the SHA-256 of its JSON.
@@ -178,8 +190,11 @@ func (s *Service) materializer() Materializer {
 // runs keep no materializations (no Materializer, no corpus fingerprint, a
 // run_file variant) or the embedder does not build.
 func (s *Service) materializationKey(run *Run, v VariantSpec) *MaterializationKey {
-	if s.materializer() == nil || run.Provenance == nil || v.Type == VariantRunFile {
+	if s.materializer() == nil || run.Provenance == nil || v.Type == VariantRunFile || v.Type == VariantHybrid {
 		return nil
+	}
+	if v.Type == VariantLexical {
+		return lexicalKey(run.Provenance.Data.Corpus, v)
 	}
 	spec, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {

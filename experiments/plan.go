@@ -355,6 +355,19 @@ func (f *evalFork) restart(ctx context.Context) error {
 // Clients clients on connections of their own. It returns the pooled
 // one-client stats, the report and each query's median latency.
 func (s *Service) timeQueries(ctx context.Context, fk *evalFork, tbl vectors.Table, q vectors.Query, qvecs [][]float32, ts TimingSpec) (evals.LatencyStats, TimingReport, []time.Duration, error) {
+	search := func(conn *pgx.Conn, i int) (time.Duration, error) {
+		qq := q
+		qq.Vector = qvecs[i%len(qvecs)]
+		res, err := vectors.Search(ctx, conn, tbl, qq)
+		return res.Latency, err
+	}
+	return s.timeSearches(ctx, fk, len(qvecs), search, ts)
+}
+
+// timeSearches is timeQueries for any search: search(conn, i) runs query
+// i mod n of a point on conn and returns its latency.
+func (s *Service) timeSearches(ctx context.Context, fk *evalFork, n int, search func(conn *pgx.Conn, i int) (time.Duration, error),
+	ts TimingSpec) (evals.LatencyStats, TimingReport, []time.Duration, error) {
 	if err := ts.validate(); err != nil { // also fills the defaults of runs stored before timing existed
 		return evals.LatencyStats{}, TimingReport{}, nil, err
 	}
@@ -362,22 +375,16 @@ func (s *Service) timeQueries(ctx context.Context, fk *evalFork, tbl vectors.Tab
 		ts.Clients = min(runtime.NumCPU(), 64)
 	}
 	tr := TimingReport{Cache: ts.Cache, Warmup: ts.Warmup, Repeats: ts.Repeats}
-	search := func(conn *pgx.Conn, i int) (time.Duration, error) {
-		qq := q
-		qq.Vector = qvecs[i%len(qvecs)]
-		res, err := vectors.Search(ctx, conn, tbl, qq)
-		return res.Latency, err
-	}
 	cold := ts.Cache == CacheCold
 	if cold {
 		tr.Warmup = 0
 	}
 	for range tr.Warmup {
-		if _, _, err := timedPass(ctx, []*pgx.Conn{fk.conn}, len(qvecs), search); err != nil {
+		if _, _, err := timedPass(ctx, []*pgx.Conn{fk.conn}, n, search); err != nil {
 			return evals.LatencyStats{}, tr, nil, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	perQuery := make([][]time.Duration, len(qvecs))
+	perQuery := make([][]time.Duration, n)
 	var all []time.Duration
 	var wall time.Duration
 	for range ts.Repeats {
@@ -386,7 +393,7 @@ func (s *Service) timeQueries(ctx context.Context, fk *evalFork, tbl vectors.Tab
 				return evals.LatencyStats{}, tr, nil, err
 			}
 		}
-		durs, w, err := timedPass(ctx, []*pgx.Conn{fk.conn}, len(qvecs), search)
+		durs, w, err := timedPass(ctx, []*pgx.Conn{fk.conn}, n, search)
 		if err != nil {
 			return evals.LatencyStats{}, tr, nil, err
 		}
@@ -414,7 +421,7 @@ func (s *Service) timeQueries(ctx context.Context, fk *evalFork, tbl vectors.Tab
 	tr.P50Spread = spread(func(p evals.LatencyStats) time.Duration { return p.P50 })
 	tr.P95Spread = spread(func(p evals.LatencyStats) time.Duration { return p.P95 })
 	tr.P99Spread = spread(func(p evals.LatencyStats) time.Duration { return p.P99 })
-	medians := make([]time.Duration, len(qvecs))
+	medians := make([]time.Duration, n)
 	for i, ds := range perQuery {
 		slices.Sort(ds)
 		medians[i] = ds[(len(ds)-1)/2]
@@ -434,8 +441,7 @@ func (s *Service) timeQueries(ctx context.Context, fk *evalFork, tbl vectors.Tab
 		defer release()
 		conns = append(conns, conn)
 	}
-	n := len(qvecs) * ts.Repeats
-	durs, w, err := timedPass(ctx, conns, n, search)
+	durs, w, err := timedPass(ctx, conns, n*ts.Repeats, search)
 	if err != nil {
 		return evals.LatencyStats{}, tr, nil, fmt.Errorf("concurrent clients: %w", err)
 	}

@@ -337,9 +337,18 @@ func WriteProvenance(w io.Writer, r *Run) error {
 		if c := vp.Chunking; c != nil {
 			chunking = fmt.Sprintf("size %d overlap %d", c.Size, c.Overlap)
 		}
-		fmt.Fprintf(w, "  %s: embedder %s (model %s, %d dims, normalization %s); chunking %s; distance %s\n",
-			v.Name, vp.Embedder, vp.ModelID, vp.Dims, vp.Normalization, chunking, vp.Distance)
-		fmt.Fprintf(w, "    %s; pgvector %s\n", vp.Postgres, vp.PGVector)
+		switch {
+		case vp.Settings[settingFusion] != "": // a hybrid: no fork
+			fmt.Fprintf(w, "  %s: fusion of %s and %s\n", v.Name, vp.Settings[settingHybridDense], vp.Settings[settingHybridLexical])
+		case vp.Settings[settingTextSearch] != "":
+			fmt.Fprintf(w, "  %s: Postgres full-text search, text search configuration %s; chunking %s\n",
+				v.Name, vp.Settings[settingTextSearch], chunking)
+			fmt.Fprintf(w, "    %s\n", vp.Postgres)
+		default:
+			fmt.Fprintf(w, "  %s: embedder %s (model %s, %d dims, normalization %s); chunking %s; distance %s\n",
+				v.Name, vp.Embedder, vp.ModelID, vp.Dims, vp.Normalization, chunking, vp.Distance)
+			fmt.Fprintf(w, "    %s; pgvector %s\n", vp.Postgres, vp.PGVector)
+		}
 		if vp.IndexDDL != "" {
 			fmt.Fprintf(w, "    index: %s\n", vp.IndexDDL)
 		}

@@ -520,7 +520,12 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 	// starts), at most Concurrency at a time.
 	sem := make(chan struct{}, run.Spec.Concurrency)
 	var wg sync.WaitGroup
+	var hybrids []int // run once the variants they fuse are done
 	for _, group := range buildGroups(run.Variants) {
+		if run.Variants[group[0]].Spec.Type == VariantHybrid {
+			hybrids = append(hybrids, group...)
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -554,6 +559,10 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		discardDataset()
 		discardDataset = nil
 	}
+	for _, i := range hybrids {
+		_ = s.updateRun(run.ID, func(r *Run) { r.Variants[i].Status, r.Variants[i].Phase = StatusRunning, "eval" })
+		s.finishVariant(run, i, s.runHybrid(ctx, run, run.Variants[i].Spec, ds))
+	}
 	now := s.cfg.Now()
 	_ = s.updateRun(run.ID, func(r *Run) {
 		ok, bad := 0, 0
@@ -586,6 +595,9 @@ func buildGroups(vs []VariantRun) [][]int {
 	for i, v := range vs {
 		sp := v.Spec
 		sp.Name, sp.Search = "", SearchSpec{}
+		if sp.Type == VariantLexical { // its ranking function and query mode are search settings
+			sp.Lexical = sp.Lexical.build()
+		}
 		b, _ := json.Marshal(sp)
 		g, ok := byKey[string(b)]
 		if !ok {
@@ -789,28 +801,7 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 		}
 		vr.ANNRecall = &rec
 	}
-	erun, err := evals.RunFromRankings(run.ID+"/"+v.Name, rankings)
-	if err != nil {
-		return fail("eval", err)
-	}
-	measures, err := evals.ParseMeasures(run.Spec.Metrics...)
-	if err != nil {
-		return fail("eval", err)
-	}
-	er, err := evals.Evaluate(ds.Qrels, erun, measures, evals.Options{Complete: true})
-	if err != nil {
-		return fail("eval", err)
-	}
-	vr.Metrics = map[string]float64{}
-	for i, m := range er.Measures {
-		vr.Measures = append(vr.Measures, m.String())
-		vr.Metrics[m.String()] = er.All[i]
-	}
-	// The recorded rankings get their measures and timed latency.
-	err = s.updateResults(run.ID, v.Name, func(qr *QueryRanking) {
-		qr.LatencyUS, qr.Values = timed[qr.Query], er.PerQuery[qr.Query]
-	})
-	if err != nil {
+	if err := s.recordMeasures(run, v.Name, ds, rankings, timed, &vr); err != nil {
 		return fail("eval", err)
 	}
 	if cached != nil {
@@ -821,6 +812,35 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 	}
 	vr.Status = StatusSucceeded
 	return vr
+}
+
+// recordMeasures scores the rankings of variant name of run (document
+// ids by query, best first; evals.RunFromRankings) with the run's metrics
+// over ds's judgments, trec_eval -c, into vr, and rewrites the variant's
+// recorded rankings with their measures and timed latency.
+func (s *Service) recordMeasures(run *Run, name string, ds *evals.Dataset, rankings map[string][]string, timed map[string]int64, vr *VariantRun) error {
+	erun, err := evals.RunFromRankings(run.ID+"/"+name, rankings)
+	if err != nil {
+		return err
+	}
+	measures, err := evals.ParseMeasures(run.Spec.Metrics...)
+	if err != nil {
+		return err
+	}
+	er, err := evals.Evaluate(ds.Qrels, erun, measures, evals.Options{Complete: true})
+	if err != nil {
+		return err
+	}
+	vr.Metrics = map[string]float64{}
+	vr.Measures = nil
+	for i, m := range er.Measures {
+		vr.Measures = append(vr.Measures, m.String())
+		vr.Metrics[m.String()] = er.All[i]
+	}
+	// The recorded rankings get their measures and timed latency.
+	return s.updateResults(run.ID, name, func(qr *QueryRanking) {
+		qr.LatencyUS, qr.Values = timed[qr.Query], er.PerQuery[qr.Query]
+	})
 }
 
 func docText(d evals.Doc) string {

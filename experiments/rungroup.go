@@ -23,6 +23,9 @@ type loadedFork struct {
 	metric  vectors.Metric
 	indexed bool
 	chunked bool
+	// lexical is set for a lexical variant's fork (lexical.go): no
+	// embedder, table or vector index.
+	lexical bool
 	// fresh is what an incremental build inserted (nil otherwise).
 	fresh *freshRows
 }
@@ -174,7 +177,12 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 			vr.StorageDelta = &d
 		}
 	}
-	if vr.Provenance, err = variantProvenance(ctx, conn, lf.tbl, v, lf.emb, lf.metric, vr.IndexName); err != nil {
+	if lf.lexical {
+		vr.Provenance, err = lexicalProvenance(ctx, conn, v)
+	} else {
+		vr.Provenance, err = variantProvenance(ctx, conn, lf.tbl, v, lf.emb, lf.metric, vr.IndexName)
+	}
+	if err != nil {
 		return fail("provenance", err), nil
 	}
 	if (mat == nil || incr) && key != nil {
@@ -197,6 +205,10 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	release = fk.close
 	out = make([]VariantRun, len(vs))
 	for i, p := range vs {
+		if lf.lexical {
+			out[i] = s.evalLexical(ctx, run, fk, lf.chunked, p, ds, vr)
+			continue
+		}
 		out[i] = s.evalPoint(ctx, run, fk, lf.tbl, lf.emb, lf.cached, lf.metric, lf.indexed, lf.chunked, p, ds, vr)
 	}
 	return out, nil
@@ -208,6 +220,9 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 // error it returns the phase that failed.
 func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branch string, v VariantSpec, docs corpus, fit bool,
 	vr *VariantRun, progress progressFunc) (*loadedFork, string, error) {
+	if v.Type == VariantLexical {
+		return s.buildLexical(ctx, conn, v, docs, fit, vr, progress)
+	}
 	spec, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {
 		return nil, "embedder", err
@@ -315,6 +330,9 @@ func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branc
 // the counts and index of the build. It fails when the fork's fitted
 // embedder is not the one m recorded.
 func (s *Service) adoptMaterialization(ctx context.Context, conn *pgx.Conn, v VariantSpec, m *Materialization, vr *VariantRun) (*loadedFork, error) {
+	if v.Type == VariantLexical {
+		return adoptLexical(v, m, vr)
+	}
 	spec, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {
 		return nil, err

@@ -110,10 +110,13 @@ type VariantSpec struct {
 	// Name is unique in the experiment; same character rules as the
 	// experiment name.
 	Name string `json:"name"`
-	// Type is empty for a system run on its own fork, or VariantRunFile
-	// ("run_file") for an external system's TREC run read from RunFile
-	// (or imported by ImportRun); such a variant has no embedder, index,
-	// search or sweep fields.
+	// Type is empty for a dense system run on its own fork;
+	// VariantRunFile ("run_file") for an external system's TREC run read
+	// from RunFile (or imported by ImportRun), which has no embedder,
+	// index, search or sweep fields; VariantLexical ("lexical") for
+	// Postgres full-text search on its own fork (see Lexical); or
+	// VariantHybrid ("hybrid") for the fusion of a dense and a lexical
+	// variant of the experiment (see Hybrid).
 	Type string `json:"type,omitempty"`
 	// RunFile is the TREC run file of a run_file variant: a path inside
 	// the server's datasets directory, as dataset.beir. On an imported
@@ -129,6 +132,12 @@ type VariantSpec struct {
 	Index *IndexSpec `json:"index,omitempty"`
 	// Search holds per-query search parameters.
 	Search SearchSpec `json:"search,omitempty"`
+	// Lexical configures a lexical variant (optional: its fields have
+	// defaults); only with type lexical.
+	Lexical *LexicalSpec `json:"lexical,omitempty"`
+	// Hybrid names the variants a hybrid variant fuses and how; required
+	// with type hybrid, and only with it.
+	Hybrid *HybridSpec `json:"hybrid,omitempty"`
 	// Sweep lists values to grid over; each combination becomes a
 	// variant named "<name>-m16-ef40" and so on. Points that differ only
 	// in search parameters are evaluated on one shared fork (named after
@@ -173,6 +182,11 @@ type SweepSpec struct {
 	Probes   []int `json:"probes,omitempty"`
 	M        []int `json:"m,omitempty"`
 	Lists    []int `json:"lists,omitempty"`
+	// RRFK (fusion rrf) and Alpha (fusion weighted) grid a hybrid
+	// variant's hybrid.k and hybrid.alpha; points are named "-k60" and
+	// "-alpha0.3".
+	RRFK  []int     `json:"rrf_k,omitempty"`
+	Alpha []float64 `json:"alpha,omitempty"`
 }
 
 var identRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
@@ -282,24 +296,33 @@ func (sp *ExperimentSpec) Validate() error {
 	if len(sp.Variants) == 0 {
 		return invalid("variants", "at least one variant is required")
 	}
-	seen := map[string]bool{}
+	seen := map[string]string{} // concrete variant name → type
 	for i, v := range sp.Variants {
 		f := fmt.Sprintf("variants[%d]", i)
 		if err := v.validate(f); err != nil {
 			return err
 		}
-		if err := v.validateSearch(f, fetchRows(sp.K, v.Chunking != nil)); err != nil {
-			return err
+		if v.Type == "" {
+			if err := v.validateSearch(f, fetchRows(sp.K, v.Chunking != nil)); err != nil {
+				return err
+			}
 		}
 		for _, x := range v.Expand() {
-			if seen[x.Name] {
+			if _, ok := seen[x.Name]; ok {
 				return invalid(f+".name", "variant %q appears twice", x.Name)
 			}
-			seen[x.Name] = true
+			seen[x.Name] = x.Type
 		}
 	}
 	if len(seen) > 64 {
 		return invalid("variants", "%d variants after sweeps; at most 64", len(seen))
+	}
+	for i, v := range sp.Variants {
+		if v.Type == VariantHybrid {
+			if err := v.Hybrid.validateParts(fmt.Sprintf("variants[%d].hybrid", i), seen); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -313,16 +336,30 @@ func (v *VariantSpec) validate(f string) error {
 		if v.RunFile != "" {
 			return invalid(f+".run_file", "needs type %s", VariantRunFile)
 		}
+		if v.Lexical != nil {
+			return invalid(f+".lexical", "needs type %s", VariantLexical)
+		}
+		if v.Hybrid != nil {
+			return invalid(f+".hybrid", "needs type %s", VariantHybrid)
+		}
+		if s := v.Sweep; s != nil && (len(s.RRFK) > 0 || len(s.Alpha) > 0) {
+			return invalid(f+".sweep", "rrf_k and alpha sweeps need type %s", VariantHybrid)
+		}
 	case VariantRunFile:
 		if v.RunFile == "" {
 			return invalid(f+".run_file", "is required with type %s: a TREC run file in the datasets directory", VariantRunFile)
 		}
-		if v.Embedder != "" || v.Chunking != nil || v.Distance != "" || v.Index != nil || v.Search != (SearchSpec{}) || v.Sweep != nil {
+		if v.Embedder != "" || v.Chunking != nil || v.Distance != "" || v.Index != nil || v.Search != (SearchSpec{}) || v.Sweep != nil ||
+			v.Lexical != nil || v.Hybrid != nil {
 			return invalid(f, "a %s variant takes only name and run_file", VariantRunFile)
 		}
 		return nil
+	case VariantLexical:
+		return v.validateLexical(f)
+	case VariantHybrid:
+		return v.validateHybrid(f)
 	default:
-		return invalid(f+".type", "must be empty or %s", VariantRunFile)
+		return invalid(f+".type", "must be empty (dense), %s, %s or %s", VariantLexical, VariantHybrid, VariantRunFile)
 	}
 	es, err := vectors.ParseSpec(v.Embedder)
 	if err != nil {
@@ -382,6 +419,9 @@ func (v VariantSpec) Expand() []VariantSpec {
 			return []int{0}
 		}
 		return xs
+	}
+	if v.Type == VariantHybrid {
+		return v.expandHybrid()
 	}
 	var out []VariantSpec
 	for _, m := range axis(v.Sweep.M) {

@@ -39,7 +39,7 @@ func (s *Server) listMaterializationsTool() *tool {
 				expires = m.ExpiresAt.Format(time.RFC3339)
 			}
 			fmt.Fprintf(&b, "%s: %s, %s, %d rows, %s on disk, %d hits, last used %s, expires %s, pinned %t, built by %s/%s\n",
-				m.ID, m.Key.Embedder, index, m.Rows, size, m.Hits, m.LastUsedAt.Format(time.RFC3339), expires, m.Pinned,
+				m.ID, m.Key.Retriever(), index, m.Rows, size, m.Hits, m.LastUsedAt.Format(time.RFC3339), expires, m.Pinned,
 				m.CreatedByRun, m.CreatedByVariant)
 		}
 		return map[string]any{"materializations": ms}, b.String(), nil

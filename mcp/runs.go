@@ -34,7 +34,7 @@ func (s *Server) runTools() []*tool {
 
 func (s *Server) startRunTool() *tool {
 	def := mcpgo.NewTool("run_experiment",
-		mcpgo.WithDescription("Start an experiment run that compares retrieval variants (embedder, chunking, distance, ANN index, search parameters) on a test collection with relevance judgments. "+
+		mcpgo.WithDescription("Start an experiment run that compares retrieval variants (embedder, chunking, distance, ANN index, search parameters; or lexical Postgres full-text search, and hybrid fusions of a dense and a lexical variant) on a test collection with relevance judgments. "+
 			"The run pins the base branch, then forks ONE BRANCH PER VARIANT (copy-on-write, instant) and on each fork embeds the corpus, loads it into a table, builds the index and runs every query, scoring with trec_eval measures; the forks are discarded afterwards unless keep_branches is set, so the base branch is never changed. "+
 			"Cost: runs in the background for seconds to many minutes (embedding and index builds dominate; a sweep multiplies the variants) and uses each fork's compute and storage while it runs. "+
 			"Returns at once with the run id and status queued; follow it with get_run (wait_seconds waits for the end and reports progress notifications) until the status is succeeded, partial, failed or cancelled, then compare_runs. Needs write scope on the project."),
@@ -45,6 +45,8 @@ func (s *Server) startRunTool() *tool {
 				"\"variants\": [{\"name\": \"bow\", \"embedder\": \"hash-bow?dims=256\", \"distance\": \"cosine\", \"index\": {\"type\": \"hnsw\", \"m\": 16}, \"search\": {\"ef_search\": 40, \"iterative_scan\": \"auto\"}, \"chunking\": {\"size\": 800}, \"sweep\": {\"ef_search\": [20, 40]}}], "+
 				"\"metrics\": [\"ndcg_cut.10\", \"recall.100\"], \"k\": 10, \"keep_branches\": false, \"concurrency\": 1, \"reuse\": \"auto\" (fork a kept materialization of the same corpus, embedder, chunking and index instead of rebuilding; \"never\" rebuilds, see list_materializations), "+
 				"\"timing\": {\"warmup\": 1, \"repeats\": 3, \"clients\": 0 (0: the server's cores), \"cache\": \"warm\" or \"cold\"}}. "+
+				"Lexical baseline, no embedding service: {\"name\": \"bm\", \"type\": \"lexical\", \"lexical\": {\"text_search_config\": \"english\", \"rank\": \"ts_rank\" or \"ts_rank_cd\", \"normalization\": 0 (Postgres' bitmask, 0..63; 1 divides by 1+log(length)), \"query\": \"or\" (default: any of the query's lexemes; \"and\" is plainto_tsquery, \"websearch\" websearch_to_tsquery, both match few documents for natural-language queries)}, \"chunking\" optional} (no embedder, index or search). "+
+				"Hybrid: {\"name\": \"rrf\", \"type\": \"hybrid\", \"hybrid\": {\"dense\": \"bow\", \"lexical\": \"bm\", \"fusion\": \"rrf\" (k, default 60) or \"weighted\" (alpha in [0,1], the dense weight on min-max normalized scores, default 0.5)}, \"sweep\": {\"rrf_k\": [10, 60]} or {\"alpha\": [0.3, 0.7]}}: fuses the two variants' recorded rankings (each k deep) once they finish; it names variants of the same spec, a swept one by its point's name (\"bow-ef40\"). "+
 				"iterative_scan: auto (default: pgvector's iterative scan when ef_search is below the rows fetched, so recall@k is not capped), off (such a spec is refused, naming the field), relaxed_order or strict_order. Unknown fields are refused.")),
 	)
 	return newTool(def, writeTool, "list_branches and list_snapshots show what the spec's base can name", func(ctx context.Context, c call, a struct {

@@ -86,6 +86,8 @@ var benchSpecs = []benchSpec{
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy's Unix socket vs direct Unix socket", offshoot: "proxy-unix-tps", baseline: "unix-tps", unit: "tps", goal: atLeast(0.9)},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct Unix socket", offshoot: "proxy-tps", baseline: "unix-tps", unit: "tps", ratio: "ratio-vs-unix", goal: atLeast(0.9)},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct loopback TCP", offshoot: "proxy-tps", baseline: "tcp-tps", unit: "tps", ratio: "ratio-vs-tcp", goal: atLeast(0.9)},
+	// experiments: a lexical variant's rerun on its materialization (issue 15, item 5)
+	{bench: "LexicalRerun", label: "experiments: rerun of an unchanged 100k-document lexical (tsvector + GIN) experiment, reused materialization vs cold (reuse: never), wall time; ratio cold/reused", offshoot: "reused_s", baseline: "cold_s", unit: "s", ratio: "cold/reused"},
 	// experiments: the whole cycle of a run's variant
 	{bench: "ExperimentCycle/base=empty", label: "experiments: fork → load 10k x 384 → HNSW → 100 queries → discard, cycles/h, vs TEMPLATE + DROP DATABASE (empty base)", offshoot: "offshoot-cycles/h", baseline: "native-cycles/h", unit: "/h", ratio: "ratio"},
 	{bench: "RecoveryPoint", label: "objstore: recovery point (max age of the state in the bucket) under 1 MiB commits every 20 ms, vs the 2 s upload interval", offshoot: "lag-max-ms", baselineConst: 2000, unit: "ms", ratio: "max/interval", goal: atMost(1.5)},

@@ -39,7 +39,7 @@ func materializationCmd(a *app) *cobra.Command {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tEMBEDDER\tINDEX\tROWS\tSIZE\tHITS\tLAST USED\tEXPIRES\tBUILT BY")
 			for _, m := range out.Materializations {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s/%s\n", m.ID, m.Key.Embedder, indexString(m.Key.Index), m.Rows,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s/%s\n", m.ID, m.Key.Retriever(), indexString(m.Key.Index), m.Rows,
 					deltaString(m.DeltaBytes), m.Hits, m.LastUsedAt.Format(time.RFC3339), expiresString(&m), m.CreatedByRun, m.CreatedByVariant)
 			}
 			return tw.Flush()
@@ -74,7 +74,11 @@ func showMaterialization(w io.Writer, raw []byte) error {
 		chunking = fmt.Sprintf("size %d overlap %d", c.Size, c.Overlap)
 	}
 	fmt.Fprintf(tw, "chunking\t%s\n", chunking)
-	fmt.Fprintf(tw, "embedder\t%s (model %s, %d dims, normalization %s)\n", k.Embedder, m.ModelID, k.Dims, m.Normalization)
+	if k.TextSearchConfig != "" {
+		fmt.Fprintf(tw, "retriever\tPostgres full-text search, text search configuration %s\n", k.TextSearchConfig)
+	} else {
+		fmt.Fprintf(tw, "embedder\t%s (model %s, %d dims, normalization %s)\n", k.Embedder, m.ModelID, k.Dims, m.Normalization)
+	}
 	fmt.Fprintf(tw, "index\t%s, distance %s, layout %s\n", indexString(k.Index), k.Distance, k.Layout)
 	fmt.Fprintf(tw, "rows\t%d\n", m.Rows)
 	if m.IndexName != "" {
@@ -96,6 +100,8 @@ func indexString(ix experiments.IndexSpec) string {
 		return fmt.Sprintf("hnsw m=%d ef_construction=%d", ix.M, ix.EfConstruction)
 	case "ivfflat":
 		return fmt.Sprintf("ivfflat lists=%d", ix.Lists)
+	case "gin":
+		return "gin (tsvector)"
 	}
 	return "exact"
 }
