@@ -140,6 +140,10 @@ type Materialization struct {
 	// accounting when it was kept; absent when the branches report no
 	// usage.
 	DeltaBytes *int64 `json:"delta_bytes,omitempty"`
+	// CurrentBytes is the part of DeltaBytes its snapshot reads: what it
+	// holds once the history its build wrote (WAL segments, rewritten
+	// pages) has aged out of the store's history window.
+	CurrentBytes *int64 `json:"current_bytes,omitempty"`
 	// Build is what building it took (fork, embed, load and index
 	// phases): what a reuse saves.
 	Build Timings `json:"build_ms"`
@@ -485,6 +489,12 @@ func (s *Service) keepMaterialization(ctx context.Context, run *Run, key Materia
 		use.Note = "not kept: checkpoint: " + err.Error()
 		return use
 	}
+	var current *int64
+	if u, ok := s.cfg.Branches.(ForkUsage); ok {
+		if n, err := u.CurrentBytes(ctx, run.Project, branch); err == nil {
+			current = &n
+		}
+	}
 	now := s.cfg.Now()
 	name := fmt.Sprintf("mat.%s.%d", id, now.UnixNano())
 	pt, err := s.materializer().Keep(ctx, run.Project, branch, name)
@@ -494,7 +504,7 @@ func (s *Service) keepMaterialization(ctx context.Context, run *Run, key Materia
 	}
 	m := &Materialization{ID: id, Project: run.Project, Key: key, Point: pt, CreatedByRun: run.ID, CreatedByVariant: vr.Name,
 		CreatedAt: now, LastUsedAt: now, Rows: vr.Rows, ModelID: vr.ModelID, IndexName: vr.IndexName, IndexBytes: vr.IndexBytes,
-		DeltaBytes: vr.StorageDelta, Build: vr.Timings, Incremental: delta}
+		DeltaBytes: vr.StorageDelta, CurrentBytes: current, Build: vr.Timings, Incremental: delta}
 	if vr.Provenance != nil {
 		m.Normalization = vr.Provenance.Normalization
 	}

@@ -207,6 +207,10 @@ func (mb *matBench) reportStorage(id string) {
 	b.ReportMetric(float64(*m.DeltaBytes)/(1<<20), "mat-delta-MiB")
 	b.ReportMetric(float64(full)/(1<<20), "table+index-MiB")
 	b.ReportMetric(float64(*m.DeltaBytes)/float64(full), "delta/full")
+	if m.CurrentBytes != nil {
+		b.ReportMetric(float64(*m.CurrentBytes)/(1<<20), "mat-current-MiB")
+		b.ReportMetric(float64(*m.CurrentBytes)/float64(full), "current/full")
+	}
 	b.Logf("materialization %s holds %d bytes, its table and index %d", m.ID, *m.DeltaBytes, full)
 }
 

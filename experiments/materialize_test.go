@@ -90,7 +90,7 @@ func TestMaterializations(t *testing.T) {
 		t.Fatalf("materializations after the first run: %+v (%v)", ms, err)
 	}
 	for _, m := range ms {
-		if m.CreatedByRun != r1.ID || m.Hits != 0 || m.Rows != 1400 || m.DeltaBytes == nil || *m.DeltaBytes <= 0 || m.ExpiresAt == nil ||
+		if m.CreatedByRun != r1.ID || m.Hits != 0 || m.Rows != 1400 || m.DeltaBytes == nil || *m.DeltaBytes <= 0 || m.CurrentBytes == nil || *m.CurrentBytes <= 0 || m.ExpiresAt == nil ||
 			m.Point.Snapshot == "" || m.Key.Corpus != r1.Provenance.Data.Corpus || m.Normalization != "l2" || m.Build.Embed == 0 {
 			t.Errorf("materialization %+v", m)
 		}

@@ -41,6 +41,9 @@ type RunBranches interface {
 // branch's storage, from which runs record the storage delta of a fork.
 type ForkUsage interface {
 	UsageBytes(ctx context.Context, project, branch string) (int64, error)
+	// CurrentBytes is the part of the branch's own storage its head
+	// reads: what it holds once the history of its writes ages out.
+	CurrentBytes(ctx context.Context, project, branch string) (int64, error)
 }
 
 // ForkInfo describes a fork.

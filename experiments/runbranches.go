@@ -72,14 +72,25 @@ func (b storeBranches) Discard(ctx context.Context, project, branch string) erro
 
 // UsageBytes is the fork's own storage (its copy-on-write delta).
 func (b storeBranches) UsageBytes(ctx context.Context, project, branch string) (int64, error) {
+	u, err := b.usage(ctx, project, branch)
+	return int64(u.DeltaBytes), err
+}
+
+// CurrentBytes is the part of the fork's own storage its head reads.
+func (b storeBranches) CurrentBytes(ctx context.Context, project, branch string) (int64, error) {
+	u, err := b.usage(ctx, project, branch)
+	return int64(u.CurrentBytes), err
+}
+
+func (b storeBranches) usage(ctx context.Context, project, branch string) (BranchUsage, error) {
 	br, err := b.s.GetBranch(ctx, project, branch)
 	if err != nil {
-		return 0, err
+		return BranchUsage{}, err
 	}
 	if br.Usage == nil {
-		return 0, fmt.Errorf("usage of %s/%s: %w", project, branch, ErrUnavailable)
+		return BranchUsage{}, fmt.Errorf("usage of %s/%s: %w", project, branch, ErrUnavailable)
 	}
-	return int64(br.Usage.DeltaBytes), nil
+	return *br.Usage, nil
 }
 
 // Keep implements Materializer: a snapshot of the fork's head, which

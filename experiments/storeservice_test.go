@@ -105,3 +105,12 @@ func (h forkHook) UsageBytes(ctx context.Context, project, branch string) (int64
 	}
 	return u.UsageBytes(ctx, project, branch)
 }
+
+// CurrentBytes forwards to the wrapped RunBranches when it reports usage.
+func (h forkHook) CurrentBytes(ctx context.Context, project, branch string) (int64, error) {
+	u, ok := h.RunBranches.(ForkUsage)
+	if !ok {
+		return 0, ErrUnavailable
+	}
+	return u.CurrentBytes(ctx, project, branch)
+}

@@ -112,6 +112,11 @@ func (b *pgBranches) UsageBytes(ctx context.Context, _ string, branch string) (i
 	return n, err
 }
 
+// CurrentBytes is UsageBytes: a database copy holds all of itself.
+func (b *pgBranches) CurrentBytes(ctx context.Context, project, branch string) (int64, error) {
+	return b.UsageBytes(ctx, project, branch)
+}
+
 func (b *pgBranches) Conn(ctx context.Context, _ string, branch string, _ experiments.Access) (*pgx.Conn, func(), error) {
 	conn, err := pgx.Connect(ctx, b.c.Postmaster.ConnString("postgres", "", dbName(branch)))
 	if err != nil {

@@ -84,7 +84,11 @@ func showMaterialization(w io.Writer, raw []byte) error {
 	if m.IndexName != "" {
 		fmt.Fprintf(tw, "index size\t%s (%s)\n", humanBytes(uint64(max(m.IndexBytes, 0))), m.IndexName)
 	}
-	fmt.Fprintf(tw, "storage\t%s of its own\n", deltaString(m.DeltaBytes))
+	fmt.Fprintf(tw, "storage\t%s of its own", deltaString(m.DeltaBytes))
+	if m.CurrentBytes != nil {
+		fmt.Fprintf(tw, ", %s once its build's history ages out", humanBytes(uint64(max(*m.CurrentBytes, 0))))
+	}
+	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "forks from\t%s\n", m.Point)
 	fmt.Fprintf(tw, "built by\trun %s variant %s, %s (embed %.0f ms, load %.0f ms, index %.0f ms)\n", m.CreatedByRun, m.CreatedByVariant,
 		m.CreatedAt.Format(time.RFC3339), m.Build.Embed, m.Build.Load, m.Build.Index)
