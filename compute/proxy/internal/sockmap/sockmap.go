@@ -267,3 +267,17 @@ func incoming(fd int, c uint64) (uint64, error) {
 	}
 	return rc, nil
 }
+
+// Kick makes the kernel forward bytes that reached a TCP socket of the
+// pair before it was paired (they wait for the next arrival otherwise):
+// setting SO_RCVLOWAT runs the socket's data-ready callback, which hands
+// the whole receive queue, in order, to the verdict program. AF_UNIX
+// sockets have no such hook, so callers pair them only while their
+// receive queues are empty.
+func (p *Pair) Kick(rc syscall.RawConn) error {
+	var err error
+	cerr := rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
+	})
+	return errors.Join(err, cerr)
+}

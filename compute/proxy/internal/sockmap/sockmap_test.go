@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pairOf returns two connected sockets of network ("tcp" or "unix"):
@@ -110,5 +112,49 @@ func TestForwardTCPUnix(t *testing.T) {
 			}
 			p.Unpair()
 		})
+	}
+}
+
+// TestKick checks that bytes queued on a TCP socket before it was paired
+// are forwarded, in order, once the pair is kicked, and that without the
+// kick they wait (so the test can fail).
+func TestKick(t *testing.T) {
+	f := newForwarder(t)
+	client, proxyA := pairOf(t, "tcp")
+	server, proxyB := pairOf(t, "unix")
+	if _, err := client.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the bytes are queued on the proxy's side.
+	for i := 0; ; i++ {
+		var n int
+		_ = rawOf(t, proxyA).Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		if n == 5 {
+			break
+		}
+		if i > 1000 {
+			t.Fatal("bytes never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p, err := f.Pair(rawOf(t, proxyA), rawOf(t, proxyB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	_ = server.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := server.Read(buf); err == nil {
+		t.Fatalf("queued bytes %q forwarded without a kick; the test proves nothing", buf[:n])
+	}
+	if err := p.Kick(rawOf(t, proxyA)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Write([]byte("-late")); err != nil {
+		t.Fatal(err)
+	}
+	_ = server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 10)
+	if _, err := io.ReadFull(server, got); err != nil || string(got) != "early-late" {
+		t.Fatalf("server got %q, %v; want early-late", got, err)
 	}
 }
