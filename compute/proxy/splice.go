@@ -134,7 +134,8 @@ func (s *Server) splice(raw, conn, backend net.Conn, socket string, proxyAuth bo
 // sent nothing: the switch stops the client-to-server copy (every byte it
 // read is written), checks that no byte is in flight (the proxy's buffer
 // and both sockets' receive queues are empty; otherwise the copy path),
-// pairs the sockets, and only then writes the ReadyForQuery, so whatever
+// pairs the sockets, and only then writes the ReadyForQuery (with the
+// messages before it still in the proxy's buffer), so whatever
 // the client sends next finds the kernel forwarding. Bytes that arrive
 // between the check and the pairing stay queued on the client's socket
 // until the kick after the ReadyForQuery hands them to the kernel in
@@ -155,7 +156,7 @@ func (s *Server) switchToKernel(raw, conn, backend net.Conn, br *bufio.Reader, b
 	}
 	crc, err1 := client.SyscallConn()
 	brc, err2 := backend.(syscall.Conn).SyscallConn()
-	if err1 != nil || err2 != nil || br.Buffered() > 0 || bw.Buffered() > 0 {
+	if err1 != nil || err2 != nil || br.Buffered() > 0 {
 		return reasonPipelined
 	}
 	if !up.stop(conn) {
@@ -173,7 +174,8 @@ func (s *Server) switchToKernel(raw, conn, backend net.Conn, br *bufio.Reader, b
 	}
 	defer pair.Unpair()
 	s.metrics.splices.WithLabelValues(pathKernel, reasonKernel).Inc()
-	if _, err := conn.Write(ready); err != nil {
+	if _, err := bw.Write(ready); err != nil || bw.Flush() != nil {
+		backend.Close()
 		return reasonKernel
 	}
 	base, _ := queued(crc)
