@@ -32,10 +32,13 @@ func TestDoctorPassesOnThisMachine(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("doctor exit %d\n%s%s", code, out, errOut)
 	}
-	for _, name := range []string{"postgres 15", "postgres user", "project users", "pgvector", "fuse", "data dir", "disk space", "http port", "proxy port"} {
+	for _, name := range []string{"postgres 15", "postgres user", "project users", "pgvector", "fuse", "data dir", "disk space", "http port", "proxy path", "proxy port"} {
 		if !strings.Contains(out, "ok    "+name) {
 			t.Errorf("no ok line for %q in:\n%s", name, out)
 		}
+	}
+	if !strings.Contains(out, "ok    proxy path   kernel: ") {
+		t.Errorf("doctor does not report the proxy's kernel path:\n%s", out)
 	}
 }
 
