@@ -182,6 +182,7 @@ type Server struct {
 	secret    []byte             // keys dummy verifiers
 	fwd       *sockmap.Forwarder // nil: the copy path only
 	fwdErr    error              // why fwd is nil
+	watch     *sockmap.Watcher   // with fwd: hang-ups of kernel-path sockets
 	limiter   limiter
 	admission admission
 
@@ -244,6 +245,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CopyOnly {
 		s.fwdErr = errors.New("Config.CopyOnly")
 	} else if s.fwd, s.fwdErr = sockmap.New(cfg.MaxConns); s.fwdErr != nil {
+		s.log.Info("proxy: kernel path unavailable, relaying with the copy loop", "err", s.fwdErr)
+	} else if s.watch, s.fwdErr = sockmap.NewWatcher(); s.fwdErr != nil {
+		s.fwd.Close()
+		s.fwd = nil
 		s.log.Info("proxy: kernel path unavailable, relaying with the copy loop", "err", s.fwdErr)
 	} else {
 		s.metrics.kernelPath.Set(1)
@@ -315,7 +320,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	if s.fwd != nil {
-		err = errors.Join(err, s.fwd.Close())
+		err = errors.Join(err, s.fwd.Close(), s.watch.Close())
 	}
 	return err
 }

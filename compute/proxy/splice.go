@@ -162,7 +162,7 @@ func (s *Server) switchToKernel(raw, conn, backend net.Conn, br *bufio.Reader, b
 	if !up.stop(conn) {
 		return reasonClosed // up.done is closed
 	}
-	if inq(crc) > 0 || inq(brc) > 0 {
+	if inq(crc) > 0 || inq(brc) > 0 { // (before pairing: a paired socket's SIOCINQ reads 0)
 		up.restart(backend, conn)
 		return reasonPipelined
 	}
@@ -178,31 +178,65 @@ func (s *Server) switchToKernel(raw, conn, backend net.Conn, br *bufio.Reader, b
 		backend.Close()
 		return reasonKernel
 	}
-	base, _ := queued(crc)
+	var base uint64
+	_ = crc.Control(func(fd uintptr) { base, _ = queued(int(fd)) })
 	if err := pair.Kick(crc); err != nil {
 		s.log.Warn("kernel path: kick", "err", err)
 	}
 
-	// Steady state: each side's reader sees only its peer closing (bytes
-	// reach it only if the pair is gone, and are then passed on).
-	serverGone := make(chan struct{})
-	go func() {
-		defer close(serverGone)
-		_ = copyLoop(conn, backend, make([]byte, 512))
-		// The endpoint's last bytes (a FATAL on shutdown) may still be on
-		// their way to the client through the kernel: let them leave
-		// before closing the client.
-		_, down := pair.Bytes()
-		drain(crc, base+down, time.Second)
-		conn.Close()
-	}()
-	_ = copyLoop(backend, conn, make([]byte, 512))
-	backend.Close()
-	<-serverGone
+	// Steady state: the proxy only waits for either side to hang up, on
+	// duplicates of the two sockets outside Go's poller (see
+	// sockmap.Watcher).
+	cfd, bfd, err := detach(client, backend.(syscall.Conn))
+	if err != nil {
+		s.log.Warn("kernel path: detach sockets", "err", err)
+		return reasonKernel // the caller closes both
+	}
+	defer unix.Close(cfd)
+	defer unix.Close(bfd)
+	hup, stop, err := s.watch.Watch(cfd, bfd)
+	if err != nil {
+		s.log.Warn("kernel path: watch sockets", "err", err)
+		return reasonKernel
+	}
+	select {
+	case <-hup:
+	case <-s.ctx.Done():
+	}
+	stop()
+	// The endpoint's last bytes (a FATAL on shutdown) may still be on
+	// their way to the client through the kernel: let them leave before
+	// closing the client (drain returns at once if the client is gone).
 	toServer, toClient := pair.Bytes()
+	drain(cfd, base+toClient, time.Second)
 	s.metrics.kernelBytes.WithLabelValues("to_endpoint").Add(float64(toServer))
 	s.metrics.kernelBytes.WithLabelValues("to_client").Add(float64(toClient))
 	return reasonKernel
+}
+
+// detach takes two connections out of Go's poller: it duplicates their
+// descriptors and closes the connections (the sockets live on in the
+// duplicates, and in the sockmap). On an error both stay as they were.
+func detach(a, b syscall.Conn) (fa, fb int, err error) {
+	dup := func(c syscall.Conn) (int, error) {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return -1, err
+		}
+		fd := -1
+		cerr := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+		return fd, errors.Join(err, cerr)
+	}
+	if fa, err = dup(a); err != nil {
+		return -1, -1, err
+	}
+	if fb, err = dup(b); err != nil {
+		unix.Close(fa)
+		return -1, -1, err
+	}
+	a.(io.Closer).Close()
+	b.(io.Closer).Close()
+	return fa, fb, nil
 }
 
 // upstream is the client-to-server copy of the startup exchange, which
@@ -271,22 +305,20 @@ func inq(rc syscall.RawConn) int {
 
 // queued returns the bytes a TCP socket has taken to send since it
 // opened, and whether it is still established.
-func queued(rc syscall.RawConn) (q uint64, established bool) {
-	_ = rc.Control(func(fd uintptr) {
-		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			q = ti.Bytes_sent - ti.Bytes_retrans + uint64(ti.Notsent_bytes)
-			established = ti.State == unix.BPF_TCP_ESTABLISHED
-		}
-	})
-	return q, established
+func queued(fd int) (q uint64, established bool) {
+	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0, false
+	}
+	return ti.Bytes_sent - ti.Bytes_retrans + uint64(ti.Notsent_bytes), ti.State == unix.BPF_TCP_ESTABLISHED
 }
 
 // drain waits until a TCP socket has taken target bytes to send, for at
 // most max, and not once its peer is gone (bytes to it cannot leave).
-func drain(rc syscall.RawConn, target uint64, max time.Duration) {
+func drain(fd int, target uint64, max time.Duration) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
-		q, ok := queued(rc)
+		q, ok := queued(fd)
 		if !ok || q >= target {
 			return
 		}

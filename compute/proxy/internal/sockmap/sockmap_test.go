@@ -16,6 +16,11 @@ import (
 // the one a client dialled and the one a listener accepted.
 func pairOf(t *testing.T, network string) (dialed, accepted net.Conn) {
 	t.Helper()
+	return pairOfB(t, network)
+}
+
+func pairOfB(t testing.TB, network string) (dialed, accepted net.Conn) {
+	t.Helper()
 	addr := "127.0.0.1:0"
 	if network == "unix" {
 		addr = filepath.Join(t.TempDir(), "s")
