@@ -10,11 +10,11 @@ import (
 // through a relay to a Unix-socket echo server, with the relay in the
 // kernel (a Pair) or a user-space copy loop per direction.
 func BenchmarkPingPong(b *testing.B) {
-	for _, mode := range []string{"kernel", "copy"} {
+	for _, mode := range []string{"kernel", "kernel-reader", "copy"} {
 		b.Run(mode, func(b *testing.B) {
 			client, proxyA := pairOfB(b, "tcp")
 			server, proxyB := pairOfB(b, "unix")
-			if mode == "kernel" {
+			if mode != "copy" {
 				f, err := New(4)
 				if err != nil {
 					b.Fatal(err)
@@ -24,6 +24,10 @@ func BenchmarkPingPong(b *testing.B) {
 				rb, _ := proxyB.(*net.UnixConn).SyscallConn()
 				if _, err := f.Pair(ra, rb); err != nil {
 					b.Fatal(err)
+				}
+				if mode == "kernel-reader" {
+					go proxyA.Read(make([]byte, 1))
+					go proxyB.Read(make([]byte, 1))
 				}
 			} else {
 				go io.Copy(struct{ io.Writer }{proxyB}, struct{ io.Reader }{proxyA})
