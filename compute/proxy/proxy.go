@@ -3,7 +3,11 @@
 // parameter (`endpoint=<branch>` or `branch=<branch>`, optionally
 // `project=<project>`), authenticates the client (below), wakes the
 // branch's endpoint through the compute.Manager, connects to the
-// endpoint's Unix socket and splices bytes both ways.
+// endpoint's Unix socket and splices bytes both ways: once the endpoint is
+// ready for queries, a plain-text TCP connection's bytes are forwarded by
+// the kernel (a BPF sockmap; see splice.go), and TLS connections, clients
+// on the proxy's Unix socket and hosts without BPF keep the proxy's copy
+// loop (Server.Path, KernelPath, offshoot_proxy_splices_total say which).
 //
 // Authentication happens at the proxy, before anything wakes (Config.Auth;
 // serve always sets it). The proxy runs the SCRAM-SHA-256 exchange with the
