@@ -83,6 +83,9 @@ func (a *app) doctorChecks() []check {
 			run: func(context.Context) (string, error) { return checkPortFree(a.cfg.HTTPAddr) }},
 		{name: "proxy path", fix: "run offshoot as root on Linux 5.15 or later with BPF enabled (CAP_BPF and CAP_NET_ADMIN in containers); without it the proxy relays every connection with its copy loop, which costs about two thirds of the throughput of small queries",
 			run: func(context.Context) (string, error) {
+				if copyOnly, err := proxyCopyOnly(a.cfg.ProxyPath); err != nil || copyOnly {
+					return "copy loop for every connection (proxy_path copy)", err
+				}
 				if err := proxy.KernelPath(); err != nil {
 					return "", fmt.Errorf("copy loop for every connection: %w", err)
 				}

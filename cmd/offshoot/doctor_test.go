@@ -116,6 +116,16 @@ func TestBadGlobalFlags(t *testing.T) {
 	}
 }
 
+// TestServeRejectsBadProxyPath: a proxy_path other than auto or copy stops
+// serve before it starts anything, naming the values it takes.
+func TestServeRejectsBadProxyPath(t *testing.T) {
+	_, errOut, code := run(t, context.Background(), "serve", "--data-dir", t.TempDir(), "--proxy-path", "kernel",
+		"--http-addr", freeAddr(t), "--proxy-addr", freeAddr(t))
+	if code != 2 || !strings.Contains(errOut, `--proxy-path "kernel": want auto or copy`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
 func TestConfigFileAndPrecedence(t *testing.T) {
 	cfgFile := filepath.Join(t.TempDir(), "offshoot.yaml")
 	if err := os.WriteFile(cfgFile, []byte("data_dir: /from/file\nlog_level: debug\nbogus: 1\n"), 0o644); err != nil {
