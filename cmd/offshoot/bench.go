@@ -88,6 +88,7 @@ var benchSpecs = []benchSpec{
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct Unix socket", offshoot: "proxy-tps", baseline: "unix-tps", unit: "tps", ratio: "ratio-vs-unix", goal: atLeast(0.9)},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct loopback TCP", offshoot: "proxy-tps", baseline: "tcp-tps", unit: "tps", ratio: "ratio-vs-tcp", goal: atLeast(0.8)},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy's copy loop (TCP, CopyOnly) vs direct loopback TCP", offshoot: "proxy-copy-tps", baseline: "tcp-tps", unit: "tps", ratio: "copy-ratio-vs-tcp"},
+	{bench: "PgbenchSelectOnly", label: "proxy: the proxy process's CPU per pgbench -S transaction, kernel path vs copy loop", offshoot: "proxy-cpu-us/tx", baseline: "proxy-copy-cpu-us/tx", unit: "µs"},
 	// experiments: the whole cycle of a run's variant
 	{bench: "ExperimentCycle/base=empty", label: "experiments: fork → load 10k x 384 → HNSW → 100 queries → discard, cycles/h, vs TEMPLATE + DROP DATABASE (empty base)", offshoot: "offshoot-cycles/h", baseline: "native-cycles/h", unit: "/h", ratio: "ratio"},
 	{bench: "RecoveryPoint", label: "objstore: recovery point (max age of the state in the bucket) under 1 MiB commits every 20 ms, vs the 2 s upload interval", offshoot: "lag-max-ms", baselineConst: 2000, unit: "ms", ratio: "max/interval", goal: atMost(1.5)},

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,7 +252,21 @@ func BenchmarkSelect1(b *testing.B) {
 	}
 }
 
-var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+var (
+	tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	txRE  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+)
+
+// cpuTime is the CPU time (user and system) this process has used: the
+// proxies' (and the Manager's) share of a pgbench run, which runs in other
+// processes, as does Postgres.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // BenchmarkPgbenchSelectOnly runs pgbench -S (4 clients, 2 threads, 5 s)
 // through the proxy (TCP on the kernel path, and its Unix socket), through
@@ -259,7 +274,10 @@ var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection tim
 // on the endpoint's Unix socket (the baseline) and on its loopback TCP
 // port. Each of max(b.N, benchReps) repetitions runs every target once, in
 // an order rotated from one repetition to the next; every reported value
-// is the median over the repetitions (ratios are taken within each).
+// is the median over the repetitions (ratios are taken within each). It
+// also reports the CPU time of this process (the proxies) per transaction
+// on the kernel and the copy path: what the kernel path saves, whatever
+// the machine's load.
 func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	bin := filepath.Join(pg.BinDir(), "pgbench")
 	if _, err := os.Stat(bin); err != nil {
@@ -298,17 +316,22 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	}
 	const viaProxy, direct, directTCP, proxyUnix, proxyCopy = 0, 1, 2, 3, 4
 	run(false, append(targets[direct].args, "-U", "postgres", "-i", "-q", "-s", "2", "postgres")...)
-	tps := make([][]float64, len(targets)) // per target, per repetition
+	tps := make([][]float64, len(targets))      // per target, per repetition
+	cpuPerTx := make([][]float64, len(targets)) // this process's (the proxies') CPU µs per transaction
 	for r := range max(b.N, benchReps) {
 		for k := range targets {
 			i := (k + r) % len(targets)
+			cpu0 := cpuTime()
 			out := run(targets[i].proxied, append(targets[i].args, "-U", "postgres", "-S", "-c", "4", "-j", "2", "-T", "5", "postgres")...)
-			m := tpsRE.FindStringSubmatch(out)
-			if m == nil {
+			cpu := cpuTime() - cpu0
+			m, n := tpsRE.FindStringSubmatch(out), txRE.FindStringSubmatch(out)
+			if m == nil || n == nil {
 				b.Fatalf("no tps in pgbench output:\n%s", out)
 			}
 			v, _ := strconv.ParseFloat(m[1], 64)
+			tx, _ := strconv.ParseFloat(n[1], 64)
 			tps[i] = append(tps[i], v)
+			cpuPerTx[i] = append(cpuPerTx[i], float64(cpu.Nanoseconds())/1e3/max(tx, 1))
 		}
 	}
 	ratio := func(x, y int) float64 {
@@ -328,8 +351,10 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	b.ReportMetric(ratio(proxyUnix, direct), "unix-ratio-vs-unix")
 	b.ReportMetric(median(tps[proxyCopy]), "proxy-copy-tps")
 	b.ReportMetric(ratio(proxyCopy, directTCP), "copy-ratio-vs-tcp")
+	b.ReportMetric(median(cpuPerTx[viaProxy]), "proxy-cpu-us/tx")
+	b.ReportMetric(median(cpuPerTx[proxyCopy]), "proxy-copy-cpu-us/tx")
 	for i, t := range targets {
-		b.Logf("%s tps per repetition: %.0f", t.name, tps[i])
+		b.Logf("%s tps per repetition: %.0f; proxy process CPU µs/transaction: %.1f", t.name, tps[i], cpuPerTx[i])
 	}
 }
 
