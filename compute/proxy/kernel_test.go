@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/compute/proxy"
@@ -357,5 +359,55 @@ func TestFallbackUnixClientAndCopyOnly(t *testing.T) {
 	}
 	if sp := counters(t, c.srv, "offshoot_proxy_splices_total"); sp["copy/disabled"] != 1 || len(sp) != 1 {
 		t.Fatalf("splices %v, want one copy/disabled", sp)
+	}
+}
+
+// TestPipelinedStartupTakesCopyPath: a client that sends its first query
+// before ReadyForQuery (pipelining) cannot be switched without risking
+// the order of the answers; it stays on the copy path (pipelined) and gets
+// every answer in order.
+func TestPipelinedStartupTakesCopyPath(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, compute.Config{}, proxy.Config{}, "main")
+	requireKernel(t, e.srv)
+	// Wake the endpoint first, so the startup below is quick.
+	e.connect(t, "endpoint=main").Close(context.Background())
+	c, err := net.Dial("tcp", e.srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "postgres", "database": "postgres", "options": "endpoint=main"}})
+	fe.Send(&pgproto3.Query{String: "SELECT 42"})
+	fe.Send(&pgproto3.Query{String: "SELECT 43"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for ready := 0; ready < 3; {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("after %d ReadyForQuery: %v", ready, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			ready++
+		case *pgproto3.DataRow:
+			rows = append(rows, fmt.Sprintf("%d:%s", ready, m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("error: %+v", m)
+		}
+	}
+	if strings.Join(rows, ",") != "1:42,2:43" {
+		t.Fatalf("rows %v, want 42 after the first ReadyForQuery and 43 after the second", rows)
+	}
+	fe.Send(&pgproto3.Terminate{})
+	_ = fe.Flush()
+	sp := counters(t, e.srv, "offshoot_proxy_splices_total")
+	if sp["copy/pipelined"] != 1 || sp["kernel/"] != 1 {
+		t.Fatalf("splices %v, want the pipelining client on copy/pipelined (and the first on the kernel path)", sp)
 	}
 }

@@ -132,8 +132,9 @@ func (s *Server) splice(raw, conn, backend net.Conn, socket string, proxyAuth bo
 // nothing after ReadyForQuery until the client sends, and a client that
 // waits for ReadyForQuery before its first query (libpq, pgx, JDBC) has
 // sent nothing: the switch stops the client-to-server copy (every byte it
-// read is written), checks that no byte is in flight (the proxy's buffer
-// and both sockets' receive queues are empty; otherwise the copy path),
+// read is written), checks that the client sent nothing but password
+// messages and that no byte is in flight (the proxy's buffer and both
+// sockets' receive queues are empty; otherwise the copy path),
 // pairs the sockets, and only then writes the ReadyForQuery (with the
 // messages before it still in the proxy's buffer), so whatever
 // the client sends next finds the kernel forwarding. Bytes that arrive
@@ -162,7 +163,7 @@ func (s *Server) switchToKernel(raw, conn, backend net.Conn, br *bufio.Reader, b
 	if !up.stop(conn) {
 		return reasonClosed // up.done is closed
 	}
-	if inq(crc) > 0 || inq(brc) > 0 { // (before pairing: a paired socket's SIOCINQ reads 0)
+	if up.msgs.other || inq(crc) > 0 || inq(brc) > 0 { // (before pairing: a paired socket's SIOCINQ reads 0)
 		up.restart(backend, conn)
 		return reasonPipelined
 	}
@@ -244,6 +245,41 @@ func detach(a, b syscall.Conn) (fa, fb int, err error) {
 type upstream struct {
 	done chan struct{} // closed when the copy returned
 	err  error         // why, once done is closed
+	msgs framer        // the client's messages, read once done is closed
+}
+
+// framer follows the message framing of the client's bytes and notes a
+// message other than a password message ('p': password, SASL): before
+// ReadyForQuery a client that waits for it sends nothing else, so such a
+// message means a pipelining client, whose query may be answered while the
+// proxy switches.
+type framer struct {
+	hdr   [5]byte
+	hn    int // header bytes seen
+	body  int // body bytes still to skip
+	other bool
+}
+
+func (f *framer) feed(b []byte) {
+	for len(b) > 0 {
+		if f.body > 0 {
+			k := min(f.body, len(b))
+			f.body -= k
+			b = b[k:]
+			continue
+		}
+		k := copy(f.hdr[f.hn:], b)
+		f.hn += k
+		b = b[k:]
+		if f.hn == len(f.hdr) {
+			f.hn = 0
+			f.body = int(binary.BigEndian.Uint32(f.hdr[1:])) - 4
+			if f.hdr[0] != 'p' || f.body < 0 {
+				f.other = true
+				f.body = 0
+			}
+		}
+	}
 }
 
 // copyUp copies src to dst until either fails; unless stopped, it then
@@ -258,7 +294,7 @@ func (u *upstream) restart(dst, src net.Conn) {
 	u.done = make(chan struct{})
 	go func() {
 		defer close(u.done)
-		u.err = copyLoop(dst, src, make([]byte, 32<<10))
+		u.err = copyLoop(dst, src, make([]byte, 32<<10), &u.msgs)
 		if !errors.Is(u.err, os.ErrDeadlineExceeded) {
 			dst.Close()
 		}
@@ -275,13 +311,17 @@ func (u *upstream) stop(src net.Conn) bool {
 }
 
 // copyLoop copies src to dst with a plain read/write loop until either
-// fails, and returns the error. (io.Copy would splice(2) between the
+// fails, and returns the error, showing what it copied to f (if not
+// nil). (io.Copy would splice(2) between the
 // sockets through a pipe, which costs more than it saves for the small
 // messages of a query protocol.)
-func copyLoop(dst io.Writer, src io.Reader, buf []byte) error {
+func copyLoop(dst io.Writer, src io.Reader, buf []byte, f *framer) error {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if f != nil {
+				f.feed(buf[:n])
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
@@ -293,7 +333,7 @@ func copyLoop(dst io.Writer, src io.Reader, buf []byte) error {
 }
 
 // pipe is copyLoop with a fresh buffer and no result.
-func pipe(dst io.Writer, src io.Reader) { _ = copyLoop(dst, src, make([]byte, 32<<10)) }
+func pipe(dst io.Writer, src io.Reader) { _ = copyLoop(dst, src, make([]byte, 32<<10), nil) }
 
 // inq returns the bytes waiting in a socket's receive queue (0 when it
 // cannot tell).
