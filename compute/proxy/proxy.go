@@ -6,8 +6,9 @@
 // endpoint's Unix socket and splices bytes both ways: once the endpoint is
 // ready for queries, a plain-text TCP connection's bytes are forwarded by
 // the kernel (a BPF sockmap; see splice.go), and TLS connections, clients
-// on the proxy's Unix socket and hosts without BPF keep the proxy's copy
-// loop (Server.Path, KernelPath, offshoot_proxy_splices_total say which).
+// on the proxy's Unix socket, clients that pipeline queries before
+// ReadyForQuery and hosts without BPF keep the proxy's copy loop
+// (Server.Path, KernelPath, offshoot_proxy_splices_total say which).
 //
 // Authentication happens at the proxy, before anything wakes (Config.Auth;
 // serve always sets it). The proxy runs the SCRAM-SHA-256 exchange with the
