@@ -84,6 +84,8 @@ var benchSpecs = []benchSpec{
 	{bench: "Select1", label: "proxy: SELECT 1 latency, proxy (TCP) vs direct loopback TCP", offshoot: "proxy-us/query", baseline: "tcp-us/query", unit: "µs", ratio: "ratio-vs-tcp", goal: atMost(1.1)},
 	{bench: "Select1", label: "proxy: SELECT 1 latency, proxy's copy loop (TCP, CopyOnly) vs direct loopback TCP", offshoot: "proxy-copy-us/query", baseline: "tcp-us/query", unit: "µs", ratio: "copy-ratio-vs-tcp"},
 	{bench: "Select1", label: "proxy: SELECT 1 latency, proxy's Unix socket vs direct Unix socket", offshoot: "proxy-unix-us/query", baseline: "unix-us/query", unit: "µs", goal: atMost(1.2)},
+	{bench: "Select1Libpq", label: "proxy: SELECT 1 latency, libpq client (pgbench -c 1), proxy (TCP) vs direct loopback TCP", offshoot: "proxy-us/query", baseline: "tcp-us/query", unit: "µs", ratio: "ratio-vs-tcp", goal: atMost(1.1)},
+	{bench: "Select1Libpq", label: "proxy: SELECT 1 latency, libpq client (pgbench -c 1), proxy's copy loop (TCP, CopyOnly) vs direct loopback TCP", offshoot: "proxy-copy-us/query", baseline: "tcp-us/query", unit: "µs", ratio: "copy-ratio-vs-tcp"},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy's Unix socket vs direct Unix socket", offshoot: "proxy-unix-tps", baseline: "unix-tps", unit: "tps", goal: atLeast(0.9)},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct Unix socket", offshoot: "proxy-tps", baseline: "unix-tps", unit: "tps", ratio: "ratio-vs-unix", goal: atLeast(0.9)},
 	{bench: "PgbenchSelectOnly", label: "proxy: pgbench -S TPS, proxy (TCP) vs direct loopback TCP", offshoot: "proxy-tps", baseline: "tcp-tps", unit: "tps", ratio: "ratio-vs-tcp", goal: atLeast(0.8)},

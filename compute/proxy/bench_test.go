@@ -252,9 +252,81 @@ func BenchmarkSelect1(b *testing.B) {
 	}
 }
 
+// BenchmarkSelect1Libpq is BenchmarkSelect1 with a C client: pgbench with
+// one client running `SELECT 1` (simple protocol, no vacuum) for 4 s
+// through the proxy on the kernel path, through a copy-loop proxy and
+// directly on loopback TCP, each of max(b.N, benchReps) repetitions in an
+// order rotated from one to the next; it reports pgbench's average
+// latency, medians over the repetitions (ratios within each). libpq waits
+// for an answer in poll(2), while a Go client such as BenchmarkSelect1's
+// pgx first spins on its CPU, which delays the kernel worker that forwards
+// the query there (see docs/benchmarks.md).
+func BenchmarkSelect1Libpq(b *testing.B) {
+	bin := filepath.Join(pg.BinDir(), "pgbench")
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("pgbench not installed")
+	}
+	e := newEnv(b, compute.Config{TCP: true, TCPAuth: "trust"}, proxy.Config{}, "main")
+	copyPort := copyProxy(b, e)
+	l, err := e.m.Acquire(context.Background(), "p", "main")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Release()
+	script := filepath.Join(b.TempDir(), "select1.sql")
+	if err := os.WriteFile(script, []byte("SELECT 1;\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	targets := []struct {
+		name    string
+		proxied bool
+		port    int
+	}{{"proxy", true, e.port}, {"proxy-copy", true, copyPort}, {"tcp", false, l.Port}}
+	const viaProxy, proxyCopy, directTCP = 0, 1, 2
+	us := make([][]float64, len(targets))
+	for r := range max(b.N, benchReps) {
+		for k := range targets {
+			i := (k + r) % len(targets)
+			cmd := exec.Command(bin, "-h", "127.0.0.1", "-p", strconv.Itoa(targets[i].port), "-U", "postgres",
+				"-n", "-f", script, "-c", "1", "-T", "4", "postgres")
+			cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
+			if targets[i].proxied {
+				cmd.Env = append(cmd.Env, "PGOPTIONS=endpoint=main")
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				b.Fatalf("pgbench: %v\n%s", err, out)
+			}
+			m := latRE.FindStringSubmatch(string(out))
+			if m == nil {
+				b.Fatalf("no latency in pgbench output:\n%s", out)
+			}
+			ms, _ := strconv.ParseFloat(m[1], 64)
+			us[i] = append(us[i], ms*1000)
+		}
+	}
+	ratio := func(x, y int) float64 {
+		var rs []float64
+		for r := range us[x] {
+			rs = append(rs, us[x][r]/us[y][r])
+		}
+		return median(rs)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(us[viaProxy]), "proxy-us/query")
+	b.ReportMetric(median(us[proxyCopy]), "proxy-copy-us/query")
+	b.ReportMetric(median(us[directTCP]), "tcp-us/query")
+	b.ReportMetric(ratio(viaProxy, directTCP), "ratio-vs-tcp")
+	b.ReportMetric(ratio(proxyCopy, directTCP), "copy-ratio-vs-tcp")
+	for i, t := range targets {
+		b.Logf("%s µs/query per repetition: %.0f", t.name, us[i])
+	}
+}
+
 var (
 	tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 	txRE  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+	latRE = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
 )
 
 // cpuTime is the CPU time (user and system) this process has used: the
