@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/compute/proxy"
 )
 
 // check is one doctor check. run returns what it found, or an error with
@@ -80,6 +81,16 @@ func (a *app) doctorChecks() []check {
 			run: func(context.Context) (string, error) { return checkDiskSpace(a.cfg.DataDir) }},
 		{name: "http port", required: true, fix: "stop what listens there or set --http-addr (OFFSHOOT_HTTP_ADDR)",
 			run: func(context.Context) (string, error) { return checkPortFree(a.cfg.HTTPAddr) }},
+		{name: "proxy path", fix: "run offshoot as root on Linux 5.15 or later with BPF enabled (CAP_BPF and CAP_NET_ADMIN in containers); without it the proxy relays every connection with its copy loop, which costs about two thirds of the throughput of small queries",
+			run: func(context.Context) (string, error) {
+				if copyOnly, err := proxyCopyOnly(a.cfg.ProxyPath); err != nil || copyOnly {
+					return "copy loop for every connection (proxy_path copy)", err
+				}
+				if err := proxy.KernelPath(); err != nil {
+					return "", fmt.Errorf("copy loop for every connection: %w", err)
+				}
+				return "kernel: plain-text TCP connections forwarded by a BPF sockmap (TLS and Unix-socket clients: copy loop)", nil
+			}},
 		{name: "proxy port", required: true, fix: "stop what listens there or set --proxy-addr (OFFSHOOT_PROXY_ADDR)",
 			run: func(context.Context) (string, error) { return checkPortFree(a.cfg.ProxyAddr) }},
 	}

@@ -32,10 +32,13 @@ func TestDoctorPassesOnThisMachine(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("doctor exit %d\n%s%s", code, out, errOut)
 	}
-	for _, name := range []string{"postgres 15", "postgres user", "project users", "pgvector", "fuse", "data dir", "disk space", "http port", "proxy port"} {
+	for _, name := range []string{"postgres 15", "postgres user", "project users", "pgvector", "fuse", "data dir", "disk space", "http port", "proxy path", "proxy port"} {
 		if !strings.Contains(out, "ok    "+name) {
 			t.Errorf("no ok line for %q in:\n%s", name, out)
 		}
+	}
+	if !strings.Contains(out, "ok    proxy path   kernel: ") {
+		t.Errorf("doctor does not report the proxy's kernel path:\n%s", out)
 	}
 }
 
@@ -110,6 +113,16 @@ func TestBadGlobalFlags(t *testing.T) {
 		if code == 0 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errOut, tc.want)
 		}
+	}
+}
+
+// TestServeRejectsBadProxyPath: a proxy_path other than auto or copy stops
+// serve before it starts anything, naming the values it takes.
+func TestServeRejectsBadProxyPath(t *testing.T) {
+	_, errOut, code := run(t, context.Background(), "serve", "--data-dir", t.TempDir(), "--proxy-path", "kernel",
+		"--http-addr", freeAddr(t), "--proxy-addr", freeAddr(t))
+	if code != 2 || !strings.Contains(errOut, `--proxy-path "kernel": want auto or copy`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
 

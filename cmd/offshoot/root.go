@@ -24,6 +24,11 @@ type config struct {
 	HTTPAddr string `yaml:"http_addr"`
 	// ProxyAddr is where the pgwire proxy listens. Default 127.0.0.1:55432.
 	ProxyAddr string `yaml:"proxy_addr"`
+	// ProxyPath is how the proxy relays a connection once it is ready for
+	// queries: auto (the kernel, through a BPF sockmap, where the host and
+	// connection allow it; else the copy loop) or copy (the copy loop
+	// always). Default auto.
+	ProxyPath string `yaml:"proxy_path,omitempty"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -54,6 +59,7 @@ func addServerFlags(cmd *cobra.Command, a *app) {
 	f.DurationVar(&a.cfg.ObjectStore.Interval, "s3-interval", 0, "time between uploads to the bucket: the recovery point (default 10s)")
 	f.DurationVar(&a.cfg.ObjectStore.Keep, "s3-keep", 0, "how long past uploads stay restorable (restore --at/--generation): all of the last hour, then one an hour; older ones and their files are deleted from the bucket (default 0: keep every upload)")
 	addObjectStoreFlags(cmd, &a.cfg.ObjectStore)
+	f.StringVar(&a.cfg.ProxyPath, "proxy-path", "", "how the proxy relays a ready connection: auto (in the kernel where possible) or copy (its user-space copy loop always) (default auto; env OFFSHOOT_PROXY_PATH)")
 	f.StringVar(&a.cfg.AuditSQL, "audit-sql", "", "what audit entries keep of a query's SQL: text or hash (SHA-256) (default text; env OFFSHOOT_AUDIT_SQL)")
 }
 
@@ -202,6 +208,7 @@ func (a *app) resolve(cmd *cobra.Command) error {
 		DataDir:     os.Getenv("OFFSHOOT_DATA_DIR"),
 		HTTPAddr:    os.Getenv("OFFSHOOT_HTTP_ADDR"),
 		ProxyAddr:   os.Getenv("OFFSHOOT_PROXY_ADDR"),
+		ProxyPath:   os.Getenv("OFFSHOOT_PROXY_PATH"),
 		LogLevel:    os.Getenv("OFFSHOOT_LOG_LEVEL"),
 		LogFormat:   os.Getenv("OFFSHOOT_LOG_FORMAT"),
 		DatasetsDir: os.Getenv("OFFSHOOT_DATASETS_DIR"),
@@ -229,6 +236,7 @@ func overlay(dst *config, src config, flagSet map[string]bool) {
 	pick(&dst.DataDir, src.DataDir, "data-dir")
 	pick(&dst.HTTPAddr, src.HTTPAddr, "http-addr")
 	pick(&dst.ProxyAddr, src.ProxyAddr, "proxy-addr")
+	pick(&dst.ProxyPath, src.ProxyPath, "proxy-path")
 	pick(&dst.LogLevel, src.LogLevel, "log-level")
 	pick(&dst.LogFormat, src.LogFormat, "log-format")
 	pick(&dst.Prices.Currency, src.Prices.Currency, "price-currency")

@@ -247,6 +247,9 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return &exitError{code: 2, err: errTLSFlags}
 	}
+	if _, err := proxyCopyOnly(a.cfg.ProxyPath); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	checks := a.doctorChecks()
 	for i := range checks {
 		if checks[i].name == "disk space" {
@@ -340,8 +343,12 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		}
 		return "", false
 	})
+	copyOnly, err := proxyCopyOnly(a.cfg.ProxyPath)
+	if err != nil {
+		return err
+	}
 	px, err := proxy.New(proxy.Config{Addr: a.cfg.ProxyAddr, Manager: m, DefaultProject: defaultProject, Logger: a.log, Auth: auth,
-		TLS: tl.cfg, RequireTLS: !o.insecurePlain})
+		TLS: tl.cfg, RequireTLS: !o.insecurePlain, CopyOnly: copyOnly})
 	if err != nil {
 		return err
 	}
@@ -470,4 +477,15 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	}
 	a.log.Info("shutting down: closing proxy, stopping endpoints, releasing mounts, closing store")
 	return nil
+}
+
+// proxyCopyOnly maps the proxy_path setting to proxy.Config.CopyOnly.
+func proxyCopyOnly(path string) (bool, error) {
+	switch path {
+	case "", "auto":
+		return false, nil
+	case "copy":
+		return true, nil
+	}
+	return false, fmt.Errorf("--proxy-path %q: want auto or copy", path)
 }

@@ -147,6 +147,10 @@ func TestAuthConnect(t *testing.T) {
 	if got := scalar(t, victim, "SELECT 'still usable'"); got != "still usable" {
 		t.Fatal(got)
 	}
+	// Authenticated at the proxy, every one of them went on in the kernel.
+	if sp := counters(t, e.srv, "offshoot_proxy_splices_total"); sp["kernel/"] != 4 || len(sp) != 1 {
+		t.Fatalf("splices %v, want 4 on the kernel path", sp)
+	}
 }
 
 // TestAuthFailuresLookAlike: a wrong or empty password, an unknown role,
@@ -519,6 +523,10 @@ func TestConnCaps(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(e.srv.Collector(), "offshoot_proxy_cap_refused_total"); n != 2 {
 		t.Fatalf("cap_refused series: %d", n)
+	}
+	// The caps counted connections on the kernel path.
+	if sp := counters(t, e.srv, "offshoot_proxy_splices_total"); sp["kernel/"] < 4 || len(sp) != 1 {
+		t.Fatalf("splices %v, want every connection on the kernel path", sp)
 	}
 }
 

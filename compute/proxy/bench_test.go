@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,39 +141,64 @@ func BenchmarkWake(b *testing.B) {
 	}
 }
 
-// BenchmarkSelect1 measures SELECT 1 round trips through the proxy (its TCP
-// port and its Unix socket) against direct connections to the endpoint's
-// Unix socket (the baseline) and to its loopback TCP port (which shows how
-// much of the difference is TCP rather than the proxy), alternately in one
-// loop, and reports the latency ratios.
-func BenchmarkSelect1(b *testing.B) {
-	e := newEnv(b, compute.Config{TCP: true, TCPAuth: "trust"}, proxy.Config{}, "main")
-	ctx := context.Background()
-	viaProxy, err := pgx.Connect(ctx, e.dsn("endpoint=main"))
+// copyProxy starts a second proxy on e's Manager that relays every
+// connection with the copy loop (Config.CopyOnly), and returns its port.
+func copyProxy(b *testing.B, e *env) int {
+	srv, err := proxy.New(proxy.Config{Addr: "127.0.0.1:0", Manager: e.m, DefaultProject: "p", Logger: quiet, CopyOnly: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer viaProxy.Close(ctx)
+	if err := srv.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	return srv.Addr().(*net.TCPAddr).Port
+}
+
+// median returns the median of xs (the upper one of an even count).
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// benchReps is the number of repetitions a ratio benchmark takes the
+// median of.
+const benchReps = 3
+
+// BenchmarkSelect1 measures SELECT 1 round trips through the proxy (its TCP
+// port, on the kernel path, and its Unix socket), through a second proxy
+// that relays with the copy loop (Config.CopyOnly), directly on the
+// endpoint's Unix socket and on its loopback TCP port, alternately query by
+// query in one loop. The loop is cut into benchReps repetitions; every
+// reported value is the median over them (ratios are taken within each
+// repetition).
+func BenchmarkSelect1(b *testing.B) {
+	e := newEnv(b, compute.Config{TCP: true, TCPAuth: "trust"}, proxy.Config{}, "main")
+	copyPort := copyProxy(b, e)
+	ctx := context.Background()
 	l, err := e.m.Acquire(ctx, "p", "main")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Release()
-	direct, err := pgx.Connect(ctx, l.ConnString("postgres", "", "postgres"))
-	if err != nil {
-		b.Fatal(err)
+	dsns := []string{
+		e.dsn("endpoint=main"),                   // proxy, TCP, kernel path
+		l.ConnString("postgres", "", "postgres"), // direct Unix socket
+		fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", l.Port), // direct TCP
+		fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres options=endpoint=main", filepath.Dir(e.srv.SocketPath()), e.port),
+		fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable options=endpoint=main", copyPort),
 	}
-	defer direct.Close(ctx)
-	directTCP, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", l.Port))
-	if err != nil {
-		b.Fatal(err)
+	const viaProxy, direct, directTCP, proxyUnix, proxyCopy = 0, 1, 2, 3, 4
+	conns := make([]*pgx.Conn, len(dsns))
+	for i, dsn := range dsns {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close(ctx)
+		conns[i] = c
 	}
-	defer directTCP.Close(ctx)
-	proxyUnix, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres options=endpoint=main", filepath.Dir(e.srv.SocketPath()), e.port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer proxyUnix.Close(ctx)
 	one := func(c *pgx.Conn) time.Duration {
 		t0 := time.Now()
 		var n int
@@ -181,53 +208,165 @@ func BenchmarkSelect1(b *testing.B) {
 		return time.Since(t0)
 	}
 	for range 100 { // warm up
-		one(viaProxy)
-		one(direct)
-		one(directTCP)
-		one(proxyUnix)
+		for _, c := range conns {
+			one(c)
+		}
 	}
-	var p, d, dt, pu time.Duration
+	us := make([][]float64, len(conns)) // per target, per repetition: µs/query
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		p += one(viaProxy)
-		d += one(direct)
-		dt += one(directTCP)
-		pu += one(proxyUnix)
+	for r := range benchReps {
+		n := b.N / benchReps
+		if r == 0 {
+			n += b.N % benchReps
+		}
+		sum := make([]time.Duration, len(conns))
+		for range n {
+			for i, c := range conns {
+				sum[i] += one(c)
+			}
+		}
+		for i := range conns {
+			us[i] = append(us[i], float64(sum[i].Nanoseconds())/1e3/float64(max(n, 1)))
+		}
 	}
 	b.StopTimer()
+	ratio := func(x, y int) float64 {
+		var rs []float64
+		for r := range us[x] {
+			rs = append(rs, us[x][r]/us[y][r])
+		}
+		return median(rs)
+	}
 	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(float64(p.Microseconds())/float64(b.N), "proxy-us/query")
-	b.ReportMetric(float64(d.Microseconds())/float64(b.N), "unix-us/query")
-	b.ReportMetric(float64(dt.Microseconds())/float64(b.N), "tcp-us/query")
-	b.ReportMetric(float64(p)/float64(d), "ratio-vs-unix")
-	b.ReportMetric(float64(p)/float64(dt), "ratio-vs-tcp")
-	b.ReportMetric(float64(pu.Microseconds())/float64(b.N), "proxy-unix-us/query")
-	b.ReportMetric(float64(pu)/float64(d), "unix-ratio-vs-unix")
+	b.ReportMetric(median(us[viaProxy]), "proxy-us/query")
+	b.ReportMetric(median(us[direct]), "unix-us/query")
+	b.ReportMetric(median(us[directTCP]), "tcp-us/query")
+	b.ReportMetric(ratio(viaProxy, direct), "ratio-vs-unix")
+	b.ReportMetric(ratio(viaProxy, directTCP), "ratio-vs-tcp")
+	b.ReportMetric(median(us[proxyUnix]), "proxy-unix-us/query")
+	b.ReportMetric(ratio(proxyUnix, direct), "unix-ratio-vs-unix")
+	b.ReportMetric(median(us[proxyCopy]), "proxy-copy-us/query")
+	b.ReportMetric(ratio(proxyCopy, directTCP), "copy-ratio-vs-tcp")
+	for i, name := range []string{"proxy", "unix", "tcp", "proxy-unix", "proxy-copy"} {
+		b.Logf("%s µs/query per repetition: %.1f", name, us[i])
+	}
 }
 
-var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+// BenchmarkSelect1Libpq is BenchmarkSelect1 with a C client: pgbench with
+// one client running `SELECT 1` (simple protocol, no vacuum) for 4 s
+// through the proxy on the kernel path, through a copy-loop proxy and
+// directly on loopback TCP, each of max(b.N, benchReps) repetitions in an
+// order rotated from one to the next; it reports pgbench's average
+// latency, medians over the repetitions (ratios within each). libpq waits
+// for an answer in poll(2), while a Go client such as BenchmarkSelect1's
+// pgx first spins on its CPU, which delays the kernel worker that forwards
+// the query there (see docs/benchmarks.md).
+func BenchmarkSelect1Libpq(b *testing.B) {
+	bin := filepath.Join(pg.BinDir(), "pgbench")
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("pgbench not installed")
+	}
+	e := newEnv(b, compute.Config{TCP: true, TCPAuth: "trust"}, proxy.Config{}, "main")
+	copyPort := copyProxy(b, e)
+	l, err := e.m.Acquire(context.Background(), "p", "main")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Release()
+	script := filepath.Join(b.TempDir(), "select1.sql")
+	if err := os.WriteFile(script, []byte("SELECT 1;\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	targets := []struct {
+		name    string
+		proxied bool
+		port    int
+	}{{"proxy", true, e.port}, {"proxy-copy", true, copyPort}, {"tcp", false, l.Port}}
+	const viaProxy, proxyCopy, directTCP = 0, 1, 2
+	us := make([][]float64, len(targets))
+	for r := range max(b.N, benchReps) {
+		for k := range targets {
+			i := (k + r) % len(targets)
+			cmd := exec.Command(bin, "-h", "127.0.0.1", "-p", strconv.Itoa(targets[i].port), "-U", "postgres",
+				"-n", "-f", script, "-c", "1", "-T", "4", "postgres")
+			cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
+			if targets[i].proxied {
+				cmd.Env = append(cmd.Env, "PGOPTIONS=endpoint=main")
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				b.Fatalf("pgbench: %v\n%s", err, out)
+			}
+			m := latRE.FindStringSubmatch(string(out))
+			if m == nil {
+				b.Fatalf("no latency in pgbench output:\n%s", out)
+			}
+			ms, _ := strconv.ParseFloat(m[1], 64)
+			us[i] = append(us[i], ms*1000)
+		}
+	}
+	ratio := func(x, y int) float64 {
+		var rs []float64
+		for r := range us[x] {
+			rs = append(rs, us[x][r]/us[y][r])
+		}
+		return median(rs)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(us[viaProxy]), "proxy-us/query")
+	b.ReportMetric(median(us[proxyCopy]), "proxy-copy-us/query")
+	b.ReportMetric(median(us[directTCP]), "tcp-us/query")
+	b.ReportMetric(ratio(viaProxy, directTCP), "ratio-vs-tcp")
+	b.ReportMetric(ratio(proxyCopy, directTCP), "copy-ratio-vs-tcp")
+	for i, t := range targets {
+		b.Logf("%s µs/query per repetition: %.0f", t.name, us[i])
+	}
+}
+
+var (
+	tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	txRE  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+	latRE = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
+)
+
+// cpuTime is the CPU time (user and system) this process has used: the
+// proxies' (and the Manager's) share of a pgbench run, which runs in other
+// processes, as does Postgres.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // BenchmarkPgbenchSelectOnly runs pgbench -S (4 clients, 2 threads, 5 s)
-// through the proxy (TCP and Unix socket), directly on the endpoint's Unix
-// socket (the baseline) and on its loopback TCP port, and reports the TPS
-// ratios. Run with
-// -benchtime=1x or more.
+// through the proxy (TCP on the kernel path, and its Unix socket), through
+// a second proxy that relays with the copy loop (Config.CopyOnly), directly
+// on the endpoint's Unix socket (the baseline) and on its loopback TCP
+// port. Each of max(b.N, benchReps) repetitions runs every target once, in
+// an order rotated from one repetition to the next; every reported value
+// is the median over the repetitions (ratios are taken within each). It
+// also reports the CPU time of this process (the proxies) per transaction
+// on the kernel and the copy path: what the kernel path saves, whatever
+// the machine's load.
 func BenchmarkPgbenchSelectOnly(b *testing.B) {
 	bin := filepath.Join(pg.BinDir(), "pgbench")
 	if _, err := os.Stat(bin); err != nil {
 		b.Skip("pgbench not installed")
 	}
 	e := newEnv(b, compute.Config{TCP: true, TCPAuth: "trust"}, proxy.Config{}, "main")
+	copyPort := copyProxy(b, e)
 	ctx := context.Background()
 	l, err := e.m.Acquire(ctx, "p", "main")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Release()
-	run := func(args ...string) string {
+	run := func(proxied bool, args ...string) string {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "PGSSLMODE=disable")
-		if args[3] == strconv.Itoa(e.port) { // through the proxy
+		if proxied {
 			cmd.Env = append(cmd.Env, "PGOPTIONS=endpoint=main")
 		}
 		out, err := cmd.CombinedOutput()
@@ -236,35 +375,59 @@ func BenchmarkPgbenchSelectOnly(b *testing.B) {
 		}
 		return string(out)
 	}
-	direct := []string{"-h", l.SocketDir, "-p", strconv.Itoa(l.Port), "-U", "postgres"}
-	viaProxy := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", "postgres"}
-	directTCP := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(l.Port), "-U", "postgres"}
-	proxyUnix := []string{"-h", filepath.Dir(e.srv.SocketPath()), "-p", strconv.Itoa(e.port), "-U", "postgres"}
-	run(append(direct, "-i", "-q", "-s", "2", "postgres")...)
-	tps := func(target []string) float64 {
-		out := run(append(target, "-S", "-c", "4", "-j", "2", "-T", "5", "postgres")...)
-		m := tpsRE.FindStringSubmatch(out)
-		if m == nil {
-			b.Fatalf("no tps in pgbench output:\n%s", out)
-		}
-		v, _ := strconv.ParseFloat(m[1], 64)
-		return v
+	targets := []struct {
+		name    string
+		proxied bool
+		args    []string
+	}{
+		{"proxy", true, []string{"-h", "127.0.0.1", "-p", strconv.Itoa(e.port)}},
+		{"unix", false, []string{"-h", l.SocketDir, "-p", strconv.Itoa(l.Port)}},
+		{"tcp", false, []string{"-h", "127.0.0.1", "-p", strconv.Itoa(l.Port)}},
+		{"proxy-unix", true, []string{"-h", filepath.Dir(e.srv.SocketPath()), "-p", strconv.Itoa(e.port)}},
+		{"proxy-copy", true, []string{"-h", "127.0.0.1", "-p", strconv.Itoa(copyPort)}},
 	}
-	var pt, dt, tt, ut float64
-	for i := 0; i < b.N; i++ {
-		dt += tps(direct)
-		pt += tps(viaProxy)
-		tt += tps(directTCP)
-		ut += tps(proxyUnix)
+	const viaProxy, direct, directTCP, proxyUnix, proxyCopy = 0, 1, 2, 3, 4
+	run(false, append(targets[direct].args, "-U", "postgres", "-i", "-q", "-s", "2", "postgres")...)
+	tps := make([][]float64, len(targets))      // per target, per repetition
+	cpuPerTx := make([][]float64, len(targets)) // this process's (the proxies') CPU µs per transaction
+	for r := range max(b.N, benchReps) {
+		for k := range targets {
+			i := (k + r) % len(targets)
+			cpu0 := cpuTime()
+			out := run(targets[i].proxied, append(targets[i].args, "-U", "postgres", "-S", "-c", "4", "-j", "2", "-T", "5", "postgres")...)
+			cpu := cpuTime() - cpu0
+			m, n := tpsRE.FindStringSubmatch(out), txRE.FindStringSubmatch(out)
+			if m == nil || n == nil {
+				b.Fatalf("no tps in pgbench output:\n%s", out)
+			}
+			v, _ := strconv.ParseFloat(m[1], 64)
+			tx, _ := strconv.ParseFloat(n[1], 64)
+			tps[i] = append(tps[i], v)
+			cpuPerTx[i] = append(cpuPerTx[i], float64(cpu.Nanoseconds())/1e3/max(tx, 1))
+		}
+	}
+	ratio := func(x, y int) float64 {
+		var rs []float64
+		for r := range tps[x] {
+			rs = append(rs, tps[x][r]/tps[y][r])
+		}
+		return median(rs)
 	}
 	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(pt/float64(b.N), "proxy-tps")
-	b.ReportMetric(dt/float64(b.N), "unix-tps")
-	b.ReportMetric(tt/float64(b.N), "tcp-tps")
-	b.ReportMetric(pt/dt, "ratio-vs-unix")
-	b.ReportMetric(pt/tt, "ratio-vs-tcp")
-	b.ReportMetric(ut/float64(b.N), "proxy-unix-tps")
-	b.ReportMetric(ut/dt, "unix-ratio-vs-unix")
+	b.ReportMetric(median(tps[viaProxy]), "proxy-tps")
+	b.ReportMetric(median(tps[direct]), "unix-tps")
+	b.ReportMetric(median(tps[directTCP]), "tcp-tps")
+	b.ReportMetric(ratio(viaProxy, direct), "ratio-vs-unix")
+	b.ReportMetric(ratio(viaProxy, directTCP), "ratio-vs-tcp")
+	b.ReportMetric(median(tps[proxyUnix]), "proxy-unix-tps")
+	b.ReportMetric(ratio(proxyUnix, direct), "unix-ratio-vs-unix")
+	b.ReportMetric(median(tps[proxyCopy]), "proxy-copy-tps")
+	b.ReportMetric(ratio(proxyCopy, directTCP), "copy-ratio-vs-tcp")
+	b.ReportMetric(median(cpuPerTx[viaProxy]), "proxy-cpu-us/tx")
+	b.ReportMetric(median(cpuPerTx[proxyCopy]), "proxy-copy-cpu-us/tx")
+	for i, t := range targets {
+		b.Logf("%s tps per repetition: %.0f; proxy process CPU µs/transaction: %.1f", t.name, tps[i], cpuPerTx[i])
+	}
 }
 
 // BenchmarkWakeMany wakes 20 suspended branches at once through the proxy

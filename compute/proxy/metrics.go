@@ -14,6 +14,10 @@ type metrics struct {
 	preauth        prometheus.Gauge
 	preauthRefused *prometheus.CounterVec
 	capRefused     *prometheus.CounterVec
+
+	kernelPath  prometheus.Gauge
+	splices     *prometheus.CounterVec
+	kernelBytes *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -54,12 +58,25 @@ func newMetrics() *metrics {
 			Namespace: "offshoot", Subsystem: "proxy", Name: "cap_refused_total",
 			Help: "Authenticated connections refused by a connection cap, by cap (branch, total).",
 		}, []string{"cap"}),
+		kernelPath: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "offshoot", Subsystem: "proxy", Name: "kernel_path_available",
+			Help: "1 when the proxy forwards plain-text TCP connections in the kernel (BPF sockmap), 0 when every connection takes the copy loop.",
+		}),
+		splices: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "offshoot", Subsystem: "proxy", Name: "splices_total",
+			Help: "Connections that reached the steady state, by path (kernel, copy) and, for copy, reason (disabled, unavailable, tls, unix_client, pipelined, pair_failed, closed).",
+		}, []string{"path", "reason"}),
+		kernelBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "offshoot", Subsystem: "proxy", Name: "kernel_bytes_total",
+			Help: "Bytes the kernel forwarded on closed kernel-path connections, by direction (to_endpoint, to_client).",
+		}, []string{"direction"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.accepted, m.active, m.cancels, m.errors,
-		m.authFailures, m.rateLimited, m.preauth, m.preauthRefused, m.capRefused}
+		m.authFailures, m.rateLimited, m.preauth, m.preauthRefused, m.capRefused,
+		m.kernelPath, m.splices, m.kernelBytes}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
@@ -85,5 +102,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // (wrong_password, unknown, protocol), offshoot_proxy_auth_rate_limited_total,
 // offshoot_proxy_connections_unauthenticated,
 // offshoot_proxy_unauthenticated_refused_total{limit} (source, total) and
-// offshoot_proxy_cap_refused_total{cap} (branch, total).
+// offshoot_proxy_cap_refused_total{cap} (branch, total); for the steady
+// state offshoot_proxy_kernel_path_available,
+// offshoot_proxy_splices_total{path,reason} and
+// offshoot_proxy_kernel_bytes_total{direction}.
 func (s *Server) Collector() prometheus.Collector { return s.metrics }

@@ -3,7 +3,12 @@
 // parameter (`endpoint=<branch>` or `branch=<branch>`, optionally
 // `project=<project>`), authenticates the client (below), wakes the
 // branch's endpoint through the compute.Manager, connects to the
-// endpoint's Unix socket and splices bytes both ways.
+// endpoint's Unix socket and splices bytes both ways: once the endpoint is
+// ready for queries, a plain-text TCP connection's bytes are forwarded by
+// the kernel (a BPF sockmap; see splice.go), and TLS connections, clients
+// on the proxy's Unix socket, clients that pipeline queries before
+// ReadyForQuery and hosts without BPF keep the proxy's copy loop
+// (Server.Path, KernelPath, offshoot_proxy_splices_total say which).
 //
 // Authentication happens at the proxy, before anything wakes (Config.Auth;
 // serve always sets it). The proxy runs the SCRAM-SHA-256 exchange with the
@@ -41,7 +46,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -57,6 +61,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/proxy/internal/sockmap"
 )
 
 // Errors returned by this package.
@@ -161,6 +166,11 @@ type Config struct {
 	MaxConns int
 	// Now is the clock of the rate limit. Default time.Now.
 	Now func() time.Time
+	// CopyOnly makes every connection relay its steady state through the
+	// proxy's user-space copy loop. Default false: plain-text TCP
+	// connections are forwarded in the kernel where the host allows it
+	// (see splice.go and KernelPath).
+	CopyOnly bool
 }
 
 // Server is a running proxy. Its methods are safe for concurrent use.
@@ -174,7 +184,10 @@ type Server struct {
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
 
-	secret    []byte // keys dummy verifiers
+	secret    []byte             // keys dummy verifiers
+	fwd       *sockmap.Forwarder // nil: the copy path only
+	fwdErr    error              // why fwd is nil
+	watch     *sockmap.Watcher   // with fwd: hang-ups of kernel-path sockets
 	limiter   limiter
 	admission admission
 
@@ -229,11 +242,23 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, log: cfg.Logger.With("component", "proxy"), metrics: newMetrics(),
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "proxy"), metrics: newMetrics(),
 		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, cancels: map[string]string{},
 		secret:  newSecret(),
 		limiter: limiter{max: cfg.MaxAuthFailures, window: cfg.AuthFailureWindow, now: cfg.Now, fails: map[string][]time.Time{}},
-	}, nil
+	}
+	if cfg.CopyOnly {
+		s.fwdErr = errors.New("Config.CopyOnly")
+	} else if s.fwd, s.fwdErr = sockmap.New(cfg.MaxConns); s.fwdErr != nil {
+		s.log.Info("proxy: kernel path unavailable, relaying with the copy loop", "err", s.fwdErr)
+	} else if s.watch, s.fwdErr = sockmap.NewWatcher(); s.fwdErr != nil {
+		s.fwd.Close()
+		s.fwd = nil
+		s.log.Info("proxy: kernel path unavailable, relaying with the copy loop", "err", s.fwdErr)
+	} else {
+		s.metrics.kernelPath.Set(1)
+	}
+	return s, nil
 }
 
 // Open listens on Config.Addr and serves until Close.
@@ -299,6 +324,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.fwd != nil {
+		err = errors.Join(err, s.fwd.Close(), s.watch.Close())
+	}
 	return err
 }
 
@@ -493,54 +521,7 @@ func (s *Server) serveStartup(raw, conn net.Conn, m *pgproto3.StartupMessage, au
 	_ = raw.SetDeadline(time.Time{})
 	s.metrics.active.Inc()
 	defer s.metrics.active.Dec()
-
-	// Client to server: plain copy from the start (passwords, queries).
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pipe(backend, conn)
-		backend.Close()
-	}()
-	// Server to client: read messages until ReadyForQuery to learn the
-	// backend key data, then copy.
-	br := bufio.NewReaderSize(backend, 32<<10)
-	bw := bufio.NewWriterSize(conn, 8<<10)
-	var cancelKey string
-	for first := true; ; first = false {
-		typ, msg, err := readMessage(br)
-		if err == nil && first && proxyAuth && typ == 'R' && len(msg) >= 9 && binary.BigEndian.Uint32(msg[5:]) != 0 {
-			// The client authenticated here; the endpoint must not ask again.
-			s.fail(conn, errEndpointAuth)
-			break
-		}
-		if err == nil {
-			_, err = bw.Write(msg)
-		}
-		if err == nil && br.Buffered() == 0 {
-			err = bw.Flush()
-		}
-		if err != nil {
-			break
-		}
-		if typ == 'K' {
-			var kd pgproto3.BackendKeyData
-			if kd.Decode(msg[5:]) == nil {
-				cancelKey = keyOf(kd.ProcessID, kd.SecretKey)
-				s.mu.Lock()
-				s.cancels[cancelKey] = lease.Socket()
-				s.mu.Unlock()
-			}
-		}
-		if typ == 'Z' {
-			if bw.Flush() == nil {
-				pipe(conn, br)
-			}
-			break
-		}
-	}
-	conn.Close()
-	backend.Close()
-	<-done
+	cancelKey := s.splice(raw, conn, backend, lease.Socket(), proxyAuth)
 	if cancelKey != "" {
 		s.mu.Lock()
 		delete(s.cancels, cancelKey)
@@ -549,30 +530,6 @@ func (s *Server) serveStartup(raw, conn net.Conn, m *pgproto3.StartupMessage, au
 }
 
 var errBackend = errors.New("cannot reach the endpoint")
-
-// pipe copies src to dst with a plain read/write loop until either fails.
-// (io.Copy would splice(2) between the sockets through a pipe, which costs
-// more than it saves for the small messages of a query protocol.)
-func pipe(dst io.Writer, src io.Reader) {
-	_, _ = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 32<<10))
-}
-
-// readMessage reads one typed protocol message and returns it whole.
-func readMessage(r *bufio.Reader) (byte, []byte, error) {
-	hdr, err := r.Peek(5)
-	if err != nil {
-		return 0, nil, err
-	}
-	n := int(binary.BigEndian.Uint32(hdr[1:]))
-	if n < 4 || n > 1<<26 {
-		return 0, nil, fmt.Errorf("server message of %d bytes", n)
-	}
-	msg := make([]byte, 1+n)
-	if _, err := io.ReadFull(r, msg); err != nil {
-		return 0, nil, err
-	}
-	return msg[0], msg, nil
-}
 
 func keyOf(pid uint32, secret []byte) string {
 	b := binary.BigEndian.AppendUint32(nil, pid)
