@@ -2,50 +2,20 @@ package experiments
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/url"
-	"os"
-	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/offshootdb/offshoot/compute"
-	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 	"github.com/offshootdb/offshoot/storage"
 )
 
 // superuser is the role every project's cluster is created with.
 const superuser = "postgres"
-
-// Project is a project as listed and described.
-type Project struct {
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-	// Branches is the number of branches (main included).
-	Branches int `json:"branches"`
-	// Default is true for the project the proxy assumes when a connection
-	// names none.
-	Default bool `json:"default"`
-}
-
-// projectRecord is what the control DB keeps per project: the superuser
-// password, which the storage catalog has no field for.
-type projectRecord struct {
-	Password  string    `json:"password"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-func projectKey(name string) []byte { return []byte("project/" + name) }
 
 // Branch is a branch as listed and described. Endpoint and Usage are set
 // by GetBranch only.
@@ -66,57 +36,6 @@ type Branch struct {
 	Depth    int             `json:"depth"`
 	Endpoint *EndpointStatus `json:"endpoint,omitempty"`
 	Usage    *BranchUsage    `json:"usage,omitempty"`
-}
-
-// EndpointStatus is the state of a branch's compute endpoint.
-type EndpointStatus struct {
-	State          string     `json:"state"`
-	Since          *time.Time `json:"since,omitempty"`
-	LastActive     *time.Time `json:"last_active,omitempty"`
-	Connections    int        `json:"connections"`
-	Wakes          int64      `json:"wakes"`
-	Crashes        int64      `json:"crashes"`
-	ComputeSeconds float64    `json:"compute_seconds"`
-	LastError      string     `json:"last_error,omitempty"`
-}
-
-// BranchUsage is a branch's storage accounting and compute use.
-type BranchUsage struct {
-	Branch string `json:"branch"`
-	// LogicalBytes is what a full copy of the branch would occupy.
-	LogicalBytes uint64 `json:"logical_bytes"`
-	// DeltaBytes is what the branch's own timeline stores (its
-	// copy-on-write delta, history included).
-	DeltaBytes uint64 `json:"delta_bytes"`
-	// SharedBytes is the part of LogicalBytes read from ancestors.
-	SharedBytes uint64 `json:"shared_bytes"`
-	// CurrentBytes and HistoryBytes split DeltaBytes: what the branch
-	// holds now on its own, and the versions it no longer reads, kept for
-	// the point-in-time window, snapshots and children until GC drops
-	// them (plus file metadata).
-	CurrentBytes   uint64  `json:"current_bytes"`
-	HistoryBytes   uint64  `json:"history_bytes"`
-	ComputeSeconds float64 `json:"compute_seconds"`
-	Wakes          int64   `json:"wakes"`
-	// Cost is the estimated cost so far; set when Config.Prices is.
-	Cost *Cost `json:"cost,omitempty"`
-}
-
-// Usage is a project's usage: per branch and totals.
-type Usage struct {
-	Project        string        `json:"project"`
-	Branches       []BranchUsage `json:"branches"`
-	LogicalBytes   uint64        `json:"logical_bytes"`
-	DeltaBytes     uint64        `json:"delta_bytes"`
-	CurrentBytes   uint64        `json:"current_bytes"`
-	HistoryBytes   uint64        `json:"history_bytes"`
-	ComputeSeconds float64       `json:"compute_seconds"`
-	Wakes          int64         `json:"wakes"`
-	// Cost sums the branches' costs; set when Config.Prices is.
-	Cost *Cost `json:"cost,omitempty"`
-	// Materializations counts the project's materializations and the
-	// storage they hold of their own (not in the branches' totals).
-	Materializations MaterializationUsage `json:"materializations"`
 }
 
 // Snapshot is a named, fixed point of a branch.
@@ -200,27 +119,6 @@ type BranchPage struct {
 	Total *int `json:"total,omitempty"`
 }
 
-// ConnectionRequest asks for a branch's connection string.
-type ConnectionRequest struct {
-	Project, Branch string
-	// Password includes the password of the role, which is the branch's
-	// own: it opens this branch only. Handing it out is audited.
-	Password bool
-	// Role is the database role: "superuser" (admin only), "write" (write
-	// scope) or "read"; default the strongest the caller's scope allows.
-	Role string
-}
-
-// Connection is how to reach a branch through the proxy.
-type Connection struct {
-	URI      string `json:"uri"`
-	Host     string `json:"host"`
-	Port     int    `json:"port"`
-	User     string `json:"user"`
-	Database string `json:"database"`
-	Options  string `json:"options"`
-}
-
 func (s *Service) storeOr() (*storage.Store, error) {
 	if s.cfg.Store == nil {
 		return nil, fmt.Errorf("no branch store is configured: %w", ErrUnavailable)
@@ -275,203 +173,6 @@ func checkStoreName(field, name string) error {
 		return invalid(field, "%q is not a valid name (want [a-z0-9][a-z0-9._/-]{0,62}, e.g. feature/x or experiment-42)", name)
 	}
 	return nil
-}
-
-func randomPassword() (string, error) {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-// CreateProject creates a project: a storage project whose main branch
-// gets a fresh Postgres cluster with pgvector (compute.InitProject) and a
-// generated superuser password, kept in the control DB. Admin only.
-func (s *Service) CreateProject(ctx context.Context, name string) (*Project, error) {
-	var out *Project
-	err := s.audited(ctx, "project.create", name, "", func() error {
-		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
-			return err
-		}
-		st, err := s.storeOr()
-		if err != nil {
-			return err
-		}
-		if err := checkStoreName("name", name); err != nil {
-			return err
-		}
-		p, _, err := st.CreateProject(name)
-		if err != nil {
-			return storeErr(err)
-		}
-		pw, err := randomPassword()
-		if err != nil {
-			return fmt.Errorf("create project: %w", err)
-		}
-		h, err := st.OpenHead(name, "main")
-		if err != nil {
-			return storeErr(err)
-		}
-		mnt, err := os.MkdirTemp(s.cfg.InitDir, "init-")
-		if err == nil {
-			err = os.Chmod(mnt, 0o755)
-		}
-		if err != nil {
-			h.Close()
-			return fmt.Errorf("create project: %w", err)
-		}
-		defer os.Remove(mnt)
-		_, ierr := compute.InitProject(ctx, h, mnt, compute.InitOptions{Superuser: superuser, Password: pw, Project: name,
-			LogFile: filepath.Join(s.cfg.InitDir, "init-"+strings.ReplaceAll(name, "/", "_")+".log")})
-		if cerr := h.Close(); ierr == nil && cerr != nil {
-			ierr = cerr
-		}
-		if ierr != nil {
-			return fmt.Errorf("create project %s: %w: %w", name, ErrUnavailable, ierr)
-		}
-		if err := s.withDB(func(db *controldb.DB) error {
-			return db.Put(projectKey(name), projectRecord{Password: pw, CreatedAt: p.CreatedAt})
-		}); err != nil {
-			return err
-		}
-		out = &Project{Name: name, CreatedAt: p.CreatedAt, Branches: 1, Default: name == s.cfg.DefaultProject}
-		return nil
-	})
-	return out, err
-}
-
-// EnsureDefaultProject creates the default project when the store has no
-// project at all (the first start on an empty data directory).
-func (s *Service) EnsureDefaultProject(ctx context.Context) (created bool, err error) {
-	st, err := s.storeOr()
-	if err != nil {
-		return false, err
-	}
-	if len(st.Projects()) > 0 {
-		return false, nil
-	}
-	ctx = WithCaller(ctx, Caller{KeyID: "server", Scopes: []Scope{{Role: RoleAdmin}}})
-	if _, err := s.CreateProject(ctx, s.cfg.DefaultProject); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// canSeeProject reports whether the caller has any scope on project.
-func canSeeProject(c Caller, project string) bool {
-	for _, sc := range c.Scopes {
-		if sc.Role == RoleAdmin || sc.Project == "*" || sc.Project == project {
-			return true
-		}
-	}
-	return false
-}
-
-// ListProjects lists the projects the caller has a scope on, by name.
-func (s *Service) ListProjects(ctx context.Context) ([]Project, error) {
-	c, ok := CallerFrom(ctx)
-	if !ok {
-		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
-	}
-	st, err := s.storeOr()
-	if err != nil {
-		return nil, err
-	}
-	out := []Project{}
-	for _, p := range st.Projects() {
-		if !canSeeProject(c, p.Name) {
-			continue
-		}
-		bs, err := st.Branches(p.Name)
-		if err != nil {
-			return nil, storeErr(err)
-		}
-		out = append(out, Project{Name: p.Name, CreatedAt: p.CreatedAt, Branches: len(bs), Default: p.Name == s.cfg.DefaultProject})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-// GetProject describes a project.
-func (s *Service) GetProject(ctx context.Context, name string) (*Project, error) {
-	c, ok := CallerFrom(ctx)
-	if !ok {
-		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
-	}
-	if !canSeeProject(c, name) {
-		return nil, fmt.Errorf("key %s has no scope on project %s: %w", c.KeyID, name, ErrForbidden)
-	}
-	st, err := s.storeOr()
-	if err != nil {
-		return nil, err
-	}
-	p, err := st.Project(name)
-	if err != nil {
-		return nil, storeErr(err)
-	}
-	bs, err := st.Branches(name)
-	if err != nil {
-		return nil, storeErr(err)
-	}
-	return &Project{Name: p.Name, CreatedAt: p.CreatedAt, Branches: len(bs), Default: p.Name == s.cfg.DefaultProject}, nil
-}
-
-// DeleteProject deletes a project: its endpoints are stopped, then storage
-// drops every branch, snapshot and timeline of it in one step, and its
-// stored superuser password is removed from the control DB. Without force
-// it is refused (ErrConflict) when the project has branches other than
-// main, a protected branch, or is the server's default project; with force
-// all of them go. A branch whose endpoint is restarted by a connection
-// between the stop and the deletion makes the call fail with ErrConflict
-// (busy); nothing is deleted then. Unknown project: ErrNotFound. Admin only.
-func (s *Service) DeleteProject(ctx context.Context, name string, force bool) error {
-	return s.audited(ctx, "project.delete", name, fmt.Sprintf("force=%t", force), func() error {
-		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
-			return err
-		}
-		st, err := s.storeOr()
-		if err != nil {
-			return err
-		}
-		if err := checkStoreName("name", name); err != nil {
-			return err
-		}
-		bs, err := st.Branches(name)
-		if err != nil {
-			return storeErr(err)
-		}
-		if !force {
-			if name == s.cfg.DefaultProject {
-				return fmt.Errorf("project %s is the default project; pass force to delete it: %w", name, ErrConflict)
-			}
-			for _, b := range bs {
-				if !s.isMain(name, b) {
-					return fmt.Errorf("project %s has %d branches besides main; pass force to delete them all: %w", name, len(bs)-1, ErrConflict)
-				}
-				if b.Protected {
-					return fmt.Errorf("branch %s of project %s is protected; pass force or unprotect it: %w", b.Name, name, ErrConflict)
-				}
-			}
-		}
-		for _, b := range bs {
-			if err := s.stopEndpoint(ctx, name, b.Name, true); err != nil {
-				return err
-			}
-		}
-		if err := st.DeleteProject(name, storage.DeleteProjectOptions{Force: force}); err != nil {
-			return storeErr(err)
-		}
-		return s.withDB(func(db *controldb.DB) error {
-			if err := deleteMaskRecords(db, name); err != nil {
-				return err
-			}
-			if err := deleteMatRecords(db, name); err != nil {
-				return err
-			}
-			return db.Delete(projectKey(name))
-		})
-	})
 }
 
 // view turns a storage branch into a facade branch; nameOf names branch
@@ -583,23 +284,6 @@ func (s *Service) ListBranches(ctx context.Context, req ListBranchesRequest) (*B
 		page.Next = base64.RawURLEncoding.EncodeToString([]byte(strings.Join(next, "\n")))
 	}
 	return page, nil
-}
-
-// endpointStatus reads a branch's endpoint from compute.
-func (s *Service) endpointStatus(project, branch string) *EndpointStatus {
-	if s.cfg.Compute == nil {
-		return nil
-	}
-	st := s.cfg.Compute.Status(project, branch)
-	e := &EndpointStatus{State: string(st.State), Connections: st.Connections, Wakes: st.Wakes, Crashes: st.Crashes,
-		ComputeSeconds: st.ComputeSeconds, LastError: st.LastError}
-	if !st.Since.IsZero() {
-		e.Since = &st.Since
-	}
-	if !st.LastActive.IsZero() {
-		e.LastActive = &st.LastActive
-	}
-	return e
 }
 
 // GetBranch describes a branch: catalog fields, its endpoint's state and
@@ -921,24 +605,6 @@ func (s *Service) recreate(ctx context.Context, project string, old storage.Bran
 	return nb, nil
 }
 
-// stopEndpoint stops a branch's endpoint so that its volume (the storage
-// head) is released before a catalog change that needs it closed. With
-// discard, for a branch about to be deleted, Postgres skips the shutdown
-// checkpoint (compute.Manager.Discard).
-func (s *Service) stopEndpoint(ctx context.Context, project, branch string, discard bool) error {
-	if s.cfg.Compute == nil {
-		return nil
-	}
-	stop := s.cfg.Compute.Stop
-	if discard {
-		stop = s.cfg.Compute.Discard
-	}
-	if err := stop(ctx, project, branch); err != nil {
-		return fmt.Errorf("stop endpoint of %s: %w", branch, computeErr(err))
-	}
-	return nil
-}
-
 // DeleteBranch discards a branch: protected branches and the main branch
 // are refused, branches with children too unless cascade. Endpoints of
 // the deleted branches are stopped first.
@@ -1024,185 +690,4 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 		return nil
 	})
 	return out, err
-}
-
-// Connection returns the libpq URI of a branch through the proxy, for the
-// database role the caller's scope allows (see ConnectionRequest.Role).
-// With Password it carries the role's password on this branch (made on
-// first request); every such grant is audited as branch.credential.
-func (s *Service) Connection(ctx context.Context, req ConnectionRequest) (*Connection, error) {
-	if !req.Password {
-		return s.connection(ctx, req)
-	}
-	var out *Connection
-	err := s.audited(ctx, "branch.credential", req.Project+"/"+req.Branch, "role="+req.Role, func() error {
-		var err error
-		out, err = s.connection(ctx, req)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) connection(ctx context.Context, req ConnectionRequest) (*Connection, error) {
-	role, err := s.dbRoleFor(ctx, req.Project, req.Branch, req.Role)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.storeOr()
-	if err != nil {
-		return nil, err
-	}
-	b, err := st.Branch(req.Project, req.Branch)
-	if err != nil {
-		return nil, storeErr(err)
-	}
-	host, portS, err := net.SplitHostPort(s.cfg.ProxyAddr)
-	if err != nil {
-		return nil, fmt.Errorf("proxy address %q: %w", s.cfg.ProxyAddr, err)
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	port, _ := strconv.Atoi(portS)
-	opts := "endpoint=" + req.Branch
-	if req.Project != s.cfg.DefaultProject {
-		opts += " project=" + req.Project
-	}
-	user := url.User(role)
-	if req.Password {
-		c, err := s.credential(b, req.Project, role, false)
-		if err != nil {
-			return nil, err
-		}
-		user = url.UserPassword(role, c.Password)
-	}
-	u := url.URL{Scheme: "postgresql", User: user, Host: net.JoinHostPort(host, portS), Path: "/postgres",
-		RawQuery: s.sslParams() + "&options=" + strings.ReplaceAll(url.QueryEscape(opts), "+", "%20")}
-	return &Connection{URI: u.String(), Host: host, Port: port, User: role, Database: "postgres", Options: opts}, nil
-}
-
-// Endpoint returns the state of a branch's endpoint.
-func (s *Service) Endpoint(ctx context.Context, project, branch string) (*EndpointStatus, error) {
-	if err := s.authorize(ctx, RoleRead, project, branch); err != nil {
-		return nil, err
-	}
-	if s.cfg.Compute == nil {
-		return nil, fmt.Errorf("no compute is configured: %w", ErrUnavailable)
-	}
-	if _, err := s.cfg.Store.Branch(project, branch); err != nil {
-		return nil, storeErr(err)
-	}
-	return s.endpointStatus(project, branch), nil
-}
-
-// EndpointAction starts ("start") or suspends ("suspend") a branch's endpoint.
-func (s *Service) EndpointAction(ctx context.Context, project, branch, action string) (*EndpointStatus, error) {
-	var out *EndpointStatus
-	err := s.audited(ctx, "endpoint."+action, project+"/"+branch, "", func() error {
-		if err := s.authorize(ctx, RoleWrite, project, branch); err != nil {
-			return err
-		}
-		if s.cfg.Compute == nil {
-			return fmt.Errorf("no compute is configured: %w", ErrUnavailable)
-		}
-		switch action {
-		case "start":
-			l, err := s.cfg.Compute.Acquire(ctx, project, branch)
-			if err != nil {
-				return computeErr(err)
-			}
-			l.Release()
-		case "suspend":
-			if err := s.cfg.Compute.Suspend(ctx, project, branch); err != nil {
-				return computeErr(err)
-			}
-		default:
-			return invalid("action", "want start or suspend")
-		}
-		out = s.endpointStatus(project, branch)
-		return nil
-	})
-	return out, err
-}
-
-// ProjectUsage reports storage and compute use per branch and in total.
-func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, error) {
-	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
-		return nil, err
-	}
-	st, err := s.storeOr()
-	if err != nil {
-		return nil, err
-	}
-	bs, err := st.Branches(project)
-	if err != nil {
-		return nil, storeErr(err)
-	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
-	out := &Usage{Project: project, Branches: []BranchUsage{}}
-	for _, b := range bs {
-		u, err := st.Usage(project, b.Name)
-		if err != nil {
-			if errors.Is(err, storage.ErrBranchNotFound) {
-				continue // deleted meanwhile
-			}
-			return nil, storeErr(err)
-		}
-		bu := branchUsage(b.Name, u)
-		if e := s.endpointStatus(project, b.Name); e != nil {
-			bu.ComputeSeconds, bu.Wakes = e.ComputeSeconds, e.Wakes
-		}
-		bu.Cost = s.cost(bu, b.CreatedAt)
-		out.Cost = out.Cost.add(bu.Cost)
-		out.Branches = append(out.Branches, bu)
-		out.LogicalBytes += bu.LogicalBytes
-		out.DeltaBytes += bu.DeltaBytes
-		out.CurrentBytes += bu.CurrentBytes
-		out.HistoryBytes += bu.HistoryBytes
-		out.ComputeSeconds += bu.ComputeSeconds
-		out.Wakes += bu.Wakes
-	}
-	if out.Materializations, err = s.materializationUsage(project); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// branchUsage is the storage part of a branch's usage.
-func branchUsage(branch string, u storage.BranchUsage) BranchUsage {
-	return BranchUsage{Branch: branch, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes,
-		CurrentBytes: u.CurrentBytes, HistoryBytes: u.HistoryBytes}
-}
-
-// computeConn is the Connector over compute: a lease on the branch's
-// endpoint and a connection over its private Unix socket (trusted, see
-// compute's pg_hba) as the role access calls for: compute.RoleRead,
-// compute.RoleWrite or, for Superuser, the bootstrap superuser.
-func (s *Service) computeConn(ctx context.Context, project, branch string, access Access) (*pgx.Conn, func(), error) {
-	role := compute.RoleWrite
-	switch access {
-	case ReadOnly:
-		role = compute.RoleRead
-	case Superuser:
-		role = compute.RoleSuperuser
-	}
-	l, err := s.cfg.Compute.Acquire(ctx, project, branch)
-	if err != nil {
-		return nil, nil, computeErr(err)
-	}
-	conn, err := pgx.Connect(ctx, l.ConnString(role, "", "postgres"))
-	if err != nil {
-		l.Release()
-		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return conn, func() {
-		conn.Close(context.Background())
-		l.Release()
-	}, nil
-}
-
-type connectorFunc func(ctx context.Context, project, branch string, access Access) (*pgx.Conn, func(), error)
-
-func (f connectorFunc) Conn(ctx context.Context, project, branch string, access Access) (*pgx.Conn, func(), error) {
-	return f(ctx, project, branch, access)
 }

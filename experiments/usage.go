@@ -2,9 +2,11 @@ package experiments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/offshootdb/offshoot/storage"
@@ -162,4 +164,92 @@ func (s *Service) EndpointLog(ctx context.Context, project, branch string, lines
 		return nil, fmt.Errorf("endpoint log of %s/%s: %w", project, branch, err)
 	}
 	return out, nil
+}
+
+// BranchUsage is a branch's storage accounting and compute use.
+type BranchUsage struct {
+	Branch string `json:"branch"`
+	// LogicalBytes is what a full copy of the branch would occupy.
+	LogicalBytes uint64 `json:"logical_bytes"`
+	// DeltaBytes is what the branch's own timeline stores (its
+	// copy-on-write delta, history included).
+	DeltaBytes uint64 `json:"delta_bytes"`
+	// SharedBytes is the part of LogicalBytes read from ancestors.
+	SharedBytes uint64 `json:"shared_bytes"`
+	// CurrentBytes and HistoryBytes split DeltaBytes: what the branch
+	// holds now on its own, and the versions it no longer reads, kept for
+	// the point-in-time window, snapshots and children until GC drops
+	// them (plus file metadata).
+	CurrentBytes   uint64  `json:"current_bytes"`
+	HistoryBytes   uint64  `json:"history_bytes"`
+	ComputeSeconds float64 `json:"compute_seconds"`
+	Wakes          int64   `json:"wakes"`
+	// Cost is the estimated cost so far; set when Config.Prices is.
+	Cost *Cost `json:"cost,omitempty"`
+}
+
+// Usage is a project's usage: per branch and totals.
+type Usage struct {
+	Project        string        `json:"project"`
+	Branches       []BranchUsage `json:"branches"`
+	LogicalBytes   uint64        `json:"logical_bytes"`
+	DeltaBytes     uint64        `json:"delta_bytes"`
+	CurrentBytes   uint64        `json:"current_bytes"`
+	HistoryBytes   uint64        `json:"history_bytes"`
+	ComputeSeconds float64       `json:"compute_seconds"`
+	Wakes          int64         `json:"wakes"`
+	// Cost sums the branches' costs; set when Config.Prices is.
+	Cost *Cost `json:"cost,omitempty"`
+	// Materializations counts the project's materializations and the
+	// storage they hold of their own (not in the branches' totals).
+	Materializations MaterializationUsage `json:"materializations"`
+}
+
+// ProjectUsage reports storage and compute use per branch and in total.
+func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, error) {
+	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
+		return nil, err
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, err
+	}
+	bs, err := st.Branches(project)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
+	out := &Usage{Project: project, Branches: []BranchUsage{}}
+	for _, b := range bs {
+		u, err := st.Usage(project, b.Name)
+		if err != nil {
+			if errors.Is(err, storage.ErrBranchNotFound) {
+				continue // deleted meanwhile
+			}
+			return nil, storeErr(err)
+		}
+		bu := branchUsage(b.Name, u)
+		if e := s.endpointStatus(project, b.Name); e != nil {
+			bu.ComputeSeconds, bu.Wakes = e.ComputeSeconds, e.Wakes
+		}
+		bu.Cost = s.cost(bu, b.CreatedAt)
+		out.Cost = out.Cost.add(bu.Cost)
+		out.Branches = append(out.Branches, bu)
+		out.LogicalBytes += bu.LogicalBytes
+		out.DeltaBytes += bu.DeltaBytes
+		out.CurrentBytes += bu.CurrentBytes
+		out.HistoryBytes += bu.HistoryBytes
+		out.ComputeSeconds += bu.ComputeSeconds
+		out.Wakes += bu.Wakes
+	}
+	if out.Materializations, err = s.materializationUsage(project); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// branchUsage is the storage part of a branch's usage.
+func branchUsage(branch string, u storage.BranchUsage) BranchUsage {
+	return BranchUsage{Branch: branch, LogicalBytes: u.LogicalBytes, DeltaBytes: u.ExclusiveBytes, SharedBytes: u.SharedBytes,
+		CurrentBytes: u.CurrentBytes, HistoryBytes: u.HistoryBytes}
 }
