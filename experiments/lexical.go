@@ -415,10 +415,7 @@ func (s *Service) evalLexical(ctx context.Context, run *Run, fk *evalFork, chunk
 		return fail("timing", err)
 	}
 	vr.Latency, vr.Timing = lat, &tr
-	timed := make(map[string]int64, len(queries))
-	for i, q := range queries {
-		timed[q.ID] = medians[i].Microseconds()
-	}
+	timed := timedByQuery(queries, medians)
 	vr.Timings.Eval = ms(time.Since(t))
 	if err := s.recordMeasures(run, v.Name, ds, rankings, timed, &vr); err != nil {
 		return fail("eval", err)

@@ -792,10 +792,7 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 		return fail("timing", err)
 	}
 	vr.Latency, vr.Timing = lat, &tr
-	timed := make(map[string]int64, len(queries))
-	for i, q := range queries {
-		timed[q.ID] = medians[i].Microseconds()
-	}
+	timed := timedByQuery(queries, medians)
 	vr.Timings.Eval = ms(time.Since(t))
 	if indexed {
 		rec, _, err := evals.MeanANNRecall(exactIDs, annIDs, k)
@@ -983,4 +980,14 @@ func markInterrupted(db *controldb.DB, now time.Time) ([]Run, error) {
 		}
 	}
 	return stale, nil
+}
+
+// timedByQuery maps each query's id to its median timed latency in µs
+// (medians[i] is queries[i]'s).
+func timedByQuery(queries []evals.Query, medians []time.Duration) map[string]int64 {
+	timed := make(map[string]int64, len(queries))
+	for i, q := range queries {
+		timed[q.ID] = medians[i].Microseconds()
+	}
+	return timed
 }
