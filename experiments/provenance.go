@@ -235,7 +235,7 @@ func variantProvenance(ctx context.Context, conn *pgx.Conn, tbl vectors.Table, v
 // withSearch returns a copy of p (nil stays nil) with the search settings
 // one evaluation point ran with; 0 and "" mean the setting was not set
 // and are left out.
-func (p *VariantProvenance) withSearch(efSearch, probes int, iterative string) *VariantProvenance {
+func (p *VariantProvenance) withSearch(efSearch, probes int, iterative string, rerank int) *VariantProvenance {
 	if p == nil {
 		return nil
 	}
@@ -252,6 +252,9 @@ func (p *VariantProvenance) withSearch(efSearch, probes int, iterative string) *
 	}
 	if iterative != "" {
 		cp.Settings["iterative_scan"] = iterative
+	}
+	if rerank > 0 {
+		cp.Settings["rerank"] = strconv.Itoa(rerank)
 	}
 	return &cp
 }

@@ -689,21 +689,23 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 	}
 	k := run.Spec.K
 	fetch := fetchRows(k, chunked)
-	sq := vectors.Query{K: fetch, Metric: metric}
+	sq := vectors.Query{K: fetch, Metric: metric, Rerank: rerankFor(v, fetch)}
 	if indexed {
+		// The index scan fetches the rerank candidates of a binary point.
+		scan := scanRows(v, fetch)
 		sq.Probes = v.Search.Probes
 		if v.Index.Type == "hnsw" {
 			// hnsw.ef_search also caps how many rows an HNSW scan returns
 			// unless iterative scans are on (iterativeFor).
-			sq.EfSearch = efSearchFor(v, fetch)
+			sq.EfSearch = efSearchFor(v, scan)
 		}
-		it, err := iterativeFor(v, fetch)
+		it, err := iterativeFor(v, scan)
 		if err != nil {
 			return fail("eval", fmt.Errorf("search.iterative_scan: %w", err))
 		}
 		sq.IterativeScan = it
 	}
-	vr.Provenance = vr.Provenance.withSearch(sq.EfSearch, sq.Probes, string(sq.IterativeScan))
+	vr.Provenance = vr.Provenance.withSearch(sq.EfSearch, sq.Probes, string(sq.IterativeScan), sq.Rerank)
 	if len(qvecs) == 0 {
 		return fail("eval", errors.New("no queries"))
 	}

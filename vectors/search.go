@@ -40,6 +40,14 @@ type Query struct {
 	// off) so that the planner takes an index it would otherwise skip,
 	// as it does on small tables or when the LIMIT exceeds ef_search.
 	ForceIndex bool
+	// Rerank, if positive, searches binary quantized (pgvector's
+	// pattern): the Rerank rows nearest to the query by Hamming distance
+	// between binary_quantize of the embedding and of the query (through
+	// an Index with Binary set, when there is one) are re-ranked by
+	// Metric on the full embedding, and the K nearest returned, ties by
+	// id. K ≤ Rerank ≤ 10000; EfSearch and Probes then bound the
+	// candidate scan, which must return Rerank rows.
+	Rerank int
 }
 
 // Hit is one search result. Distance is the metric's operator value (for
@@ -153,6 +161,19 @@ func (t Table) searchSQL(q Query) (sql string, args []any, sets []string, err er
 		}
 		args = append(args, f)
 		where = "WHERE metadata @> $3::jsonb "
+	}
+	if q.Rerank != 0 {
+		if q.Rerank < q.K || q.Rerank > 10000 {
+			return "", nil, nil, fmt.Errorf("search %s: rerank %d not in k..10000: %w", t.Name, q.Rerank, ErrBadQuery)
+		}
+		args = append(args, q.Rerank)
+		// $1 is typed by its first use, binary_quantize, which takes
+		// vector and halfvec: say which.
+		sql = fmt.Sprintf(`SELECT id, doc_id, embedding %s $1 AS distance FROM (
+	SELECT id, doc_id, embedding FROM %s %sORDER BY %s <~> %s LIMIT $%d) AS candidates
+ORDER BY distance, id LIMIT $2`, op, t.ident().Sanitize(), where, t.bitExpr("embedding"),
+			t.bitExpr("$1::"+string(t.vtype())), len(args))
+		return sql, args, sets, nil
 	}
 	order := "embedding " + op + " $1"
 	if q.Exact {
