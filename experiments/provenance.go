@@ -204,7 +204,8 @@ func variantProvenance(ctx context.Context, conn *pgx.Conn, tbl vectors.Table, v
 	}
 	var lo, hi *float64
 	var n int
-	q := fmt.Sprintf("SELECT min(n), max(n), count(*) FROM (SELECT vector_norm(embedding) AS n FROM %s LIMIT %d) s WHERE n > 0",
+	// vector_norm takes vectors; halfvecs are cast to one, exactly.
+	q := fmt.Sprintf("SELECT min(n), max(n), count(*) FROM (SELECT vector_norm(embedding::vector) AS n FROM %s LIMIT %d) s WHERE n > 0",
 		pgx.Identifier{tbl.Name}.Sanitize(), normSample)
 	if err := conn.QueryRow(ctx, q).Scan(&lo, &hi, &n); err != nil {
 		return nil, fmt.Errorf("provenance: norms: %w", err)

@@ -733,12 +733,17 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 			return fail("eval", fmt.Errorf("query %s: %w", q.ID, err))
 		}
 		if indexed && int64(len(res.Hits)) < min(int64(fetch), vr.Rows) {
-			field := "search.probes"
+			field, what := "search.probes", "the index scan returned"
 			if v.Index.Type == "hnsw" {
 				field = "search.ef_search"
 			}
-			return fail("eval", fmt.Errorf("query %s: the index scan returned %d of the %d rows fetched (%s): recall would be capped; raise %s or set search.iterative_scan to auto",
-				q.ID, len(res.Hits), min(int64(fetch), vr.Rows), plan, field))
+			if v.binary() {
+				// Candidates without a distance (cosine of a zero vector)
+				// are dropped.
+				field, what = "search.rerank (or "+field+")", fmt.Sprintf("the %d re-ranked candidates gave", sq.Rerank)
+			}
+			return fail("eval", fmt.Errorf("query %s: %s %d of the %d rows fetched (%s): recall would be capped; raise %s or set search.iterative_scan to auto",
+				q.ID, what, len(res.Hits), min(int64(fetch), vr.Rows), plan, field))
 		}
 		qr := QueryRanking{Query: q.ID, LatencyUS: res.Latency.Microseconds()}
 		seen := map[string]bool{}

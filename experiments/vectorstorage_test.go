@@ -143,16 +143,18 @@ func (materializingBranches) Keep(context.Context, string, string, string) (Bran
 }
 func (materializingBranches) Drop(context.Context, string, BranchPoint) error { return nil }
 
-// TestVectorStorageRun runs Cranfield (1400 documents, 256 dims) on the
+// TestVectorStorageRun runs Cranfield (1400 documents, hash-rp at 256
+// dims: dense vectors whose sign bits approximate their angle) on the
 // real stack with every storage type. Exact search on halfvec gives
-// metrics within 0.01 of vector's: half precision rounds each component
-// to 11 significant bits (relative error ≤ 2⁻¹¹), which moves distances
-// by about 1e-3 and only swaps near ties (measured: see the log). The
+// metrics within 0.002 of vector's, not always equal ones: half precision
+// rounds each component to 11 significant bits (relative error ≤ 2⁻¹¹),
+// which moves distances by about 1e-3 and so swaps only near ties
+// (measured: equal here; hash-bow at 256 dims: nDCG@10 Δ −2.7e-5). The
 // halfvec HNSW index is smaller than the vector one and the binary
 // (bit) index smaller still; every indexed point records its build,
 // ANN recall and a plan that scans its own index, and the binary points'
 // ANN recall is against the full-precision exact search (the exact
-// vector variant's rankings), which re-ranking all candidates reaches.
+// vector variant's rankings), which re-ranking every row reaches.
 // A rerun reuses every materialization; a variant whose storage type
 // changed forks the materialization of its new type, and one whose type
 // was never built misses.
@@ -169,7 +171,7 @@ func TestVectorStorageRun(t *testing.T) {
 	}
 	loadSQLDataset(t, conn, evalstest.Cranfield(t))
 	release()
-	const emb = "hash-bow?dims=256"
+	const emb = "hash-rp?dims=256"
 	hnsw := &IndexSpec{Type: "hnsw", M: 8, EfConstruction: 32}
 	sp := ExperimentSpec{Name: "quant", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: sqlDataset,
 		Metrics: []string{"ndcg_cut.10", "recall.10"}, Timing: TimingSpec{Repeats: 1, Clients: 1},
@@ -178,8 +180,13 @@ func TestVectorStorageRun(t *testing.T) {
 			{Name: "exact-half", Embedder: emb, VectorType: VectorTypeHalfVec},
 			{Name: "hnsw", Embedder: emb, Index: hnsw},
 			{Name: "hnsw-half", Embedder: emb, VectorType: VectorTypeHalfVec, Index: hnsw},
-			// 1400 candidates: every row, so re-ranking gives exact search.
-			{Name: "bq", Embedder: emb, Quantization: QuantizationBinary, Index: hnsw, Sweep: &SweepSpec{Rerank: []int{10, 40, 1400}}},
+			{Name: "bq", Embedder: emb, Quantization: QuantizationBinary, Index: hnsw, Sweep: &SweepSpec{Rerank: []int{20, 40, 200}}},
+			// Every list probed and every row a candidate: re-ranking
+			// gives exact search, so its ANN recall against the
+			// full-precision exact search is 1 (and would not be against
+			// Hamming search).
+			{Name: "bq-ivf", Embedder: emb, Quantization: QuantizationBinary, Index: &IndexSpec{Type: "ivfflat", Lists: 10},
+				Search: SearchSpec{Probes: 10, Rerank: 1400}},
 		}}
 	run := func(sp ExperimentSpec) (*Run, map[string]VariantRun) {
 		t.Helper()
@@ -188,7 +195,11 @@ func TestVectorStorageRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		if r, err = svc.WaitRun(ctx, r.ID); err != nil || r.Status != StatusSucceeded {
-			t.Fatalf("run: %v %+v", err, r)
+			var errs []string
+			for _, v := range r.Variants {
+				errs = append(errs, v.Name+": "+string(v.Status)+" "+v.Error)
+			}
+			t.Fatalf("run: %v %s %s: %s", err, r.Status, r.Error, strings.Join(errs, "; "))
 		}
 		by := map[string]VariantRun{}
 		for _, v := range r.Variants {
@@ -201,14 +212,14 @@ func TestVectorStorageRun(t *testing.T) {
 	for _, m := range []string{"ndcg_cut_10", "recall_10"} {
 		a, b := ex.Metrics[m], half.Metrics[m]
 		t.Logf("exact %s: vector %.6f, halfvec %.6f (Δ %.2g)", m, a, b, b-a)
-		if a == 0 || math.Abs(a-b) > 0.01 {
+		if a == 0 || math.Abs(a-b) > 0.002 {
 			t.Errorf("exact %s: vector %.6f, halfvec %.6f", m, a, b)
 		}
 	}
 	if half.Plan == nil || half.Plan.UsesIndex || half.ANNRecall != nil || half.IndexName != "" {
 		t.Errorf("exact halfvec: plan %+v, recall %v, index %q", half.Plan, fmtp(half.ANNRecall), half.IndexName)
 	}
-	for _, name := range []string{"hnsw", "hnsw-half", "bq-rerank10", "bq-rerank40", "bq-rerank1400"} {
+	for _, name := range []string{"hnsw", "hnsw-half", "bq-rerank20", "bq-rerank40", "bq-rerank200", "bq-ivf"} {
 		v := by[name]
 		p := v.Plan
 		t.Logf("%s: index %s %d bytes, build %.0f ms (%+v), ann recall %v, p50 %v, plan %s", name, v.IndexName, v.IndexBytes,
@@ -237,16 +248,16 @@ func TestVectorStorageRun(t *testing.T) {
 	}
 	// Binary ANN recall is against the full-precision exact search: the
 	// exact vector variant's rankings.
-	for _, name := range []string{"bq-rerank10", "bq-rerank40", "bq-rerank1400"} {
+	for _, name := range []string{"bq-rerank20", "bq-rerank40", "bq-rerank200", "bq-ivf"} {
 		if got, want := *by[name].ANNRecall, overlap(t, by[name], ex); math.Abs(got-want) > 1e-9 {
 			t.Errorf("%s: ann recall %.6f, overlap with full-precision exact search %.6f", name, got, want)
 		}
 	}
-	if r := *by["bq-rerank1400"].ANNRecall; r != 1 {
+	if r := *by["bq-ivf"].ANNRecall; r != 1 {
 		t.Errorf("re-ranking every row: ann recall %.4f, want 1", r)
 	}
-	if a, b := *by["bq-rerank10"].ANNRecall, *by["bq-rerank1400"].ANNRecall; a >= b {
-		t.Errorf("ann recall with 10 candidates %.4f, with all %.4f: re-ranking does nothing?", a, b)
+	if a, b := *by["bq-rerank20"].ANNRecall, *by["bq-rerank200"].ANNRecall; a >= b {
+		t.Errorf("ann recall with 20 candidates %.4f, with 200 %.4f: re-ranking does nothing?", a, b)
 	}
 	// halfvec's index is measured against exact search on what its table
 	// holds: the exact halfvec variant's rankings.

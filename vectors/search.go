@@ -45,8 +45,9 @@ type Query struct {
 	// between binary_quantize of the embedding and of the query (through
 	// an Index with Binary set, when there is one) are re-ranked by
 	// Metric on the full embedding, and the K nearest returned, ties by
-	// id. K ≤ Rerank ≤ 10000; EfSearch and Probes then bound the
-	// candidate scan, which must return Rerank rows.
+	// id; candidates whose distance is NaN (cosine of a zero vector)
+	// are dropped. K ≤ Rerank ≤ 10000; EfSearch and Probes then bound
+	// the candidate scan.
 	Rerank int
 }
 
@@ -167,11 +168,12 @@ func (t Table) searchSQL(q Query) (sql string, args []any, sets []string, err er
 			return "", nil, nil, fmt.Errorf("search %s: rerank %d not in k..10000: %w", t.Name, q.Rerank, ErrBadQuery)
 		}
 		args = append(args, q.Rerank)
-		// $1 is typed by its first use, binary_quantize, which takes
-		// vector and halfvec: say which.
-		sql = fmt.Sprintf(`SELECT id, doc_id, embedding %s $1 AS distance FROM (
-	SELECT id, doc_id, embedding FROM %s %sORDER BY %s <~> %s LIMIT $%d) AS candidates
-ORDER BY distance, id LIMIT $2`, op, t.ident().Sanitize(), where, t.bitExpr("embedding"),
+		// binary_quantize takes vector and halfvec: $1 says which. A
+		// candidate without a distance (cosine of a zero vector, which
+		// an HNSW or IVFFlat cosine index leaves out too) is dropped.
+		sql = fmt.Sprintf(`SELECT id, doc_id, distance FROM (
+	SELECT id, doc_id, embedding %s $1 AS distance FROM %s %sORDER BY %s <~> %s LIMIT $%d) AS candidates
+WHERE distance <> 'NaN' ORDER BY distance, id LIMIT $2`, op, t.ident().Sanitize(), where, t.bitExpr("embedding"),
 			t.bitExpr("$1::"+string(t.vtype())), len(args))
 		return sql, args, sets, nil
 	}
