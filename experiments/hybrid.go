@@ -72,7 +72,8 @@ func (h HybridSpec) withDefaults() HybridSpec {
 }
 
 func (v *VariantSpec) validateHybrid(f string) error {
-	if v.Embedder != "" || v.RunFile != "" || v.Chunking != nil || v.Distance != "" || v.Index != nil || v.Search != (SearchSpec{}) || v.Lexical != nil {
+	if v.Embedder != "" || v.RunFile != "" || v.Chunking != nil || v.Distance != "" || v.VectorType != "" || v.Quantization != "" ||
+		v.Index != nil || v.Search != (SearchSpec{}) || v.Lexical != nil {
 		return invalid(f, "a %s variant takes only name, hybrid and sweep (rrf_k or alpha): it fuses the rankings of two other variants", VariantHybrid)
 	}
 	h := v.Hybrid
@@ -101,7 +102,7 @@ func (v *VariantSpec) validateHybrid(f string) error {
 		return invalid(f+".hybrid.fusion", "must be %s or %s, not %q", FusionRRF, FusionWeighted, h.Fusion)
 	}
 	if s := v.Sweep; s != nil {
-		if len(s.EfSearch) > 0 || len(s.Probes) > 0 || len(s.M) > 0 || len(s.Lists) > 0 {
+		if len(s.EfSearch) > 0 || len(s.Probes) > 0 || len(s.M) > 0 || len(s.Lists) > 0 || len(s.Rerank) > 0 {
 			return invalid(f+".sweep", "a %s variant sweeps only rrf_k or alpha; sweep the fused variants' own parameters on them", VariantHybrid)
 		}
 		rrf := h.Fusion == "" || h.Fusion == FusionRRF

@@ -112,8 +112,9 @@ func (v *VariantSpec) validateLexical(f string) error {
 	if v.Embedder != "" {
 		return invalid(f+".embedder", "a %s variant retrieves with Postgres full-text search and takes no embedder; remove it", VariantLexical)
 	}
-	if v.RunFile != "" || v.Distance != "" || v.Index != nil || v.Search != (SearchSpec{}) || v.Hybrid != nil || v.Sweep != nil {
-		return invalid(f, "a %s variant takes only name, chunking and lexical (not run_file, distance, index, search, hybrid or sweep)", VariantLexical)
+	if v.RunFile != "" || v.Distance != "" || v.VectorType != "" || v.Quantization != "" || v.Index != nil || v.Search != (SearchSpec{}) ||
+		v.Hybrid != nil || v.Sweep != nil {
+		return invalid(f, "a %s variant takes only name, chunking and lexical (not run_file, distance, vector_type, quantization, index, search, hybrid or sweep)", VariantLexical)
 	}
 	if c := v.Chunking; c != nil && (c.Size < 1 || c.Overlap < 0 || c.Overlap >= c.Size) {
 		return invalid(f+".chunking", "need size ≥ 1 and 0 ≤ overlap < size")

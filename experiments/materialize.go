@@ -88,6 +88,11 @@ type MaterializationKey struct {
 	// Index is the index type and build parameters; type "none" for
 	// exact search, "gin" for a lexical variant's tsvector index.
 	Index IndexSpec `json:"index"`
+	// VectorType is the embedding column's type, empty for "vector"
+	// (so that keys made before vector types existed keep their id), and
+	// Quantization the index's, empty for none.
+	VectorType   string `json:"vector_type,omitempty"`
+	Quantization string `json:"quantization,omitempty"`
 	// TextSearchConfig is a lexical variant's text search configuration
 	// (layout lexLayout; no embedder).
 	TextSearchConfig string `json:"text_search_config,omitempty"`
@@ -215,6 +220,12 @@ func (s *Service) materializationKey(run *Run, v VariantSpec) *MaterializationKe
 	}
 	if v.Index != nil && v.Index.Type != "none" {
 		k.Index = *v.Index
+	}
+	if vt := v.vectorType(); vt != vectors.Vector {
+		k.VectorType = string(vt)
+	}
+	if v.binary() {
+		k.Quantization = QuantizationBinary
 	}
 	return k
 }

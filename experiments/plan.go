@@ -153,10 +153,23 @@ func (v VariantSpec) validateSearch(f string, fetch int) error {
 	default:
 		return invalid(f+".search.iterative_scan", "must be auto, off, relaxed_order or strict_order")
 	}
+	if err := v.validateRerank(f, fetch); err != nil {
+		return err
+	}
 	if v.Index == nil || v.Index.Type != "hnsw" || v.Search.IterativeScan != IterativeOff {
 		return nil
 	}
-	hint := fmt.Sprintf("is below the %d rows a query fetches (k); with iterative_scan off, recall would be capped: raise it or set search.iterative_scan to auto", fetch)
+	what := "rows a query fetches (k)"
+	if v.binary() {
+		// The rerank candidates are what the index scan fetches; a sweep
+		// of them is checked at its largest.
+		fetch = rerankFor(v, fetch)
+		if v.Sweep != nil && len(v.Sweep.Rerank) > 0 {
+			fetch = slices.Max(v.Sweep.Rerank)
+		}
+		what = "rerank candidates a query fetches"
+	}
+	hint := fmt.Sprintf("is below the %d %s; with iterative_scan off, recall would be capped: raise it or set search.iterative_scan to auto", fetch, what)
 	if v.Sweep != nil && len(v.Sweep.EfSearch) > 0 {
 		for j, ef := range v.Sweep.EfSearch {
 			if ef < fetch {
@@ -193,6 +206,9 @@ type PlanSummary struct {
 	EfSearch      int    `json:"ef_search,omitempty"`
 	Probes        int    `json:"probes,omitempty"`
 	IterativeScan string `json:"iterative_scan,omitempty"`
+	// Rerank is, for a binary quantized point, the candidates the index
+	// scan fetches by Hamming distance for re-ranking (the inner LIMIT).
+	Rerank int `json:"rerank,omitempty"`
 	// Rows is the LIMIT: the rows a query fetches for k hits.
 	Rows int `json:"rows"`
 }
@@ -215,6 +231,9 @@ func (p PlanSummary) String() string {
 	}
 	if p.IterativeScan != "" {
 		s += " iterative=" + p.IterativeScan
+	}
+	if p.Rerank > 0 {
+		s += fmt.Sprintf(" rerank=%d", p.Rerank)
 	}
 	return s + fmt.Sprintf(" limit=%d", p.Rows)
 }
@@ -255,7 +274,7 @@ func planNodes(explain []byte) (nodes, indexes []string, err error) {
 // the index forced (q.ForceIndex, which the caller's measurements must
 // then use too); a plan that still does not scan it is an error.
 func explainPoint(ctx context.Context, conn *pgx.Conn, tbl vectors.Table, q *vectors.Query, index string) (PlanSummary, error) {
-	ps := PlanSummary{Rows: q.K, EfSearch: q.EfSearch, Probes: q.Probes, IterativeScan: string(q.IterativeScan)}
+	ps := PlanSummary{Rows: q.K, EfSearch: q.EfSearch, Probes: q.Probes, IterativeScan: string(q.IterativeScan), Rerank: q.Rerank}
 	plan := func() error {
 		b, err := vectors.Explain(ctx, conn, tbl, *q)
 		if err != nil {

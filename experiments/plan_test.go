@@ -348,4 +348,25 @@ func TestExplainPoint(t *testing.T) {
 	if err == nil || ps.UsesIndex || !strings.Contains(err.Error(), "does not scan index "+l2.Name) {
 		t.Errorf("cosine query on an l2 index: %+v, %v; want an error naming the index", ps, err)
 	}
+
+	// Binary quantization: the Hamming candidate scan is forced onto the
+	// bit index; a binary query has no use of the vector index, nor a
+	// plain query of the bit index, and either is an error.
+	bit, err := vectors.CreateIndex(ctx, conn, tbl, vectors.Index{Method: vectors.HNSW, Metric: vectors.L2, Binary: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q = vectors.Query{Vector: []float32{1, 2, 3}, K: 5, Metric: vectors.L2, EfSearch: 40, Rerank: 20}
+	ps, err = explainPoint(ctx, conn, tbl, &q, bit.Name)
+	if err != nil || !ps.UsesIndex || ps.Index != bit.Name || !ps.Forced || ps.Rerank != 20 || !strings.Contains(ps.String(), "rerank=20") {
+		t.Errorf("binary point: %+v, %v; want forced onto %s", ps, err, bit.Name)
+	}
+	q = vectors.Query{Vector: []float32{1, 2, 3}, K: 5, Metric: vectors.L2, EfSearch: 40, Rerank: 20}
+	if ps, err = explainPoint(ctx, conn, tbl, &q, l2.Name); err == nil || ps.UsesIndex {
+		t.Errorf("binary query on the vector index: %+v, %v; want an error", ps, err)
+	}
+	q = vectors.Query{Vector: []float32{1, 2, 3}, K: 5, Metric: vectors.L2, EfSearch: 40}
+	if ps, err = explainPoint(ctx, conn, tbl, &q, bit.Name); err == nil || ps.UsesIndex {
+		t.Errorf("plain query on the bit index: %+v, %v; want an error", ps, err)
+	}
 }

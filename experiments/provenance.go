@@ -217,7 +217,8 @@ func variantProvenance(ctx context.Context, conn *pgx.Conn, tbl vectors.Table, v
 	}
 	var lo, hi *float64
 	var n int
-	q := fmt.Sprintf("SELECT min(n), max(n), count(*) FROM (SELECT vector_norm(embedding) AS n FROM %s LIMIT %d) s WHERE n > 0",
+	// vector_norm takes vectors; halfvecs are cast to one, exactly.
+	q := fmt.Sprintf("SELECT min(n), max(n), count(*) FROM (SELECT vector_norm(embedding::vector) AS n FROM %s LIMIT %d) s WHERE n > 0",
 		pgx.Identifier{tbl.Name}.Sanitize(), normSample)
 	if err := conn.QueryRow(ctx, q).Scan(&lo, &hi, &n); err != nil {
 		return nil, fmt.Errorf("provenance: norms: %w", err)
@@ -248,7 +249,7 @@ func variantProvenance(ctx context.Context, conn *pgx.Conn, tbl vectors.Table, v
 // withSearch returns a copy of p (nil stays nil) with the search settings
 // one evaluation point ran with; 0 and "" mean the setting was not set
 // and are left out.
-func (p *VariantProvenance) withSearch(efSearch, probes int, iterative string) *VariantProvenance {
+func (p *VariantProvenance) withSearch(efSearch, probes int, iterative string, rerank int) *VariantProvenance {
 	if p == nil {
 		return nil
 	}
@@ -265,6 +266,9 @@ func (p *VariantProvenance) withSearch(efSearch, probes int, iterative string) *
 	}
 	if iterative != "" {
 		cp.Settings["iterative_scan"] = iterative
+	}
+	if rerank > 0 {
+		cp.Settings["rerank"] = strconv.Itoa(rerank)
 	}
 	return &cp
 }

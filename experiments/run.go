@@ -707,21 +707,23 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 	}
 	k := run.Spec.K
 	fetch := fetchRows(k, chunked)
-	sq := vectors.Query{K: fetch, Metric: metric}
+	sq := vectors.Query{K: fetch, Metric: metric, Rerank: rerankFor(v, fetch)}
 	if indexed {
+		// The index scan fetches the rerank candidates of a binary point.
+		scan := scanRows(v, fetch)
 		sq.Probes = v.Search.Probes
 		if v.Index.Type == "hnsw" {
 			// hnsw.ef_search also caps how many rows an HNSW scan returns
 			// unless iterative scans are on (iterativeFor).
-			sq.EfSearch = efSearchFor(v, fetch)
+			sq.EfSearch = efSearchFor(v, scan)
 		}
-		it, err := iterativeFor(v, fetch)
+		it, err := iterativeFor(v, scan)
 		if err != nil {
 			return fail("eval", fmt.Errorf("search.iterative_scan: %w", err))
 		}
 		sq.IterativeScan = it
 	}
-	vr.Provenance = vr.Provenance.withSearch(sq.EfSearch, sq.Probes, string(sq.IterativeScan))
+	vr.Provenance = vr.Provenance.withSearch(sq.EfSearch, sq.Probes, string(sq.IterativeScan), sq.Rerank)
 	if len(qvecs) == 0 {
 		return fail("eval", errors.New("no queries"))
 	}
@@ -749,12 +751,17 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 			return fail("eval", fmt.Errorf("query %s: %w", q.ID, err))
 		}
 		if indexed && int64(len(res.Hits)) < min(int64(fetch), vr.Rows) {
-			field := "search.probes"
+			field, what := "search.probes", "the index scan returned"
 			if v.Index.Type == "hnsw" {
 				field = "search.ef_search"
 			}
-			return fail("eval", fmt.Errorf("query %s: the index scan returned %d of the %d rows fetched (%s): recall would be capped; raise %s or set search.iterative_scan to auto",
-				q.ID, len(res.Hits), min(int64(fetch), vr.Rows), plan, field))
+			if v.binary() {
+				// Candidates without a distance (cosine of a zero vector)
+				// are dropped.
+				field, what = "search.rerank (or "+field+")", fmt.Sprintf("the %d re-ranked candidates gave", sq.Rerank)
+			}
+			return fail("eval", fmt.Errorf("query %s: %s %d of the %d rows fetched (%s): recall would be capped; raise %s or set search.iterative_scan to auto",
+				q.ID, what, len(res.Hits), min(int64(fetch), vr.Rows), plan, field))
 		}
 		qr := QueryRanking{Query: q.ID, LatencyUS: res.Latency.Microseconds()}
 		seen := map[string]bool{}

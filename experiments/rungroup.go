@@ -256,7 +256,7 @@ func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branc
 		lf.cached = s.cfg.EmbedCache.Wrap(emb)
 		lf.emb = lf.cached
 	}
-	lf.tbl = vectors.Table{Name: runTable, Dims: emb.Dims()}
+	lf.tbl = vectors.Table{Name: runTable, Dims: emb.Dims(), Type: v.vectorType()}
 	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
 		return nil, "load", err
 	}
@@ -307,7 +307,7 @@ func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branc
 	lf.indexed = v.Index != nil && v.Index.Type != "none"
 	if lf.indexed {
 		ix := vectors.Index{Method: vectors.Method(v.Index.Type), Metric: lf.metric, M: v.Index.M,
-			EfConstruction: v.Index.EfConstruction, Lists: v.Index.Lists}
+			EfConstruction: v.Index.EfConstruction, Lists: v.Index.Lists, Binary: v.binary()}
 		plan := vectors.SizeBuild(lf.tbl, ix, vr.Rows, s.cfg.IndexMemoryBudget, runtime.NumCPU())
 		ix.MaintenanceWorkMem, ix.ParallelWorkers = plan.Setting(), plan.ParallelWorkers
 		vr.IndexBuild = &IndexBuild{BuildPlan: plan, MaintenanceWorkMemSetting: plan.Setting(), BudgetBytes: s.cfg.IndexMemoryBudget}
@@ -353,7 +353,7 @@ func (s *Service) adoptMaterialization(ctx context.Context, conn *pgx.Conn, v Va
 	if emb.ModelID() != m.ModelID {
 		return nil, fmt.Errorf("the fork's embedder is %s, the materialization recorded %s", emb.ModelID(), m.ModelID)
 	}
-	lf := &loadedFork{emb: emb, metric: metricOf(v), tbl: vectors.Table{Name: runTable, Dims: emb.Dims()},
+	lf := &loadedFork{emb: emb, metric: metricOf(v), tbl: vectors.Table{Name: runTable, Dims: emb.Dims(), Type: v.vectorType()},
 		indexed: m.IndexName != "", chunked: v.Chunking != nil}
 	if s.cfg.EmbedCache != nil {
 		lf.cached = s.cfg.EmbedCache.Wrap(emb)

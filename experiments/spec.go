@@ -128,6 +128,18 @@ type VariantSpec struct {
 	Chunking *ChunkSpec `json:"chunking,omitempty"`
 	// Distance is "cosine" (default), "l2" or "ip".
 	Distance string `json:"distance,omitempty"`
+	// VectorType is the embedding column's type: "vector" (the default,
+	// 4-byte floats) or "halfvec" (2-byte floats: half the table and
+	// index, indexable up to 4,000 dimensions instead of 2,000).
+	VectorType string `json:"vector_type,omitempty"`
+	// Quantization is "none" (the default) or "binary": the table keeps
+	// the full embeddings, the index (hnsw or ivfflat, required) holds
+	// binary_quantize(embedding)::bit(dims) by Hamming distance, and a
+	// query re-ranks the index's Search.Rerank nearest candidates by
+	// Distance on the full embeddings. The sign bits approximate the
+	// angle between vectors: faithful to cosine, and to l2 and ip for
+	// unit vectors (Provenance.Normalization says whether they are).
+	Quantization string `json:"quantization,omitempty"`
 	// Index is the ANN index; absent or type "none": exact search.
 	Index *IndexSpec `json:"index,omitempty"`
 	// Search holds per-query search parameters.
@@ -173,7 +185,14 @@ type SearchSpec struct {
 	// would cap the hits below k (and fails an IVFFlat point whose probes
 	// return fewer rows than fetched); "relaxed_order" and
 	// "strict_order" (HNSW only) set it. A run records the mode used.
+	// With binary quantization, the rows the index scan fetches are the
+	// Rerank candidates.
 	IterativeScan string `json:"iterative_scan,omitempty"`
+	// Rerank is, with quantization "binary", the number of candidates
+	// fetched by Hamming distance and re-ranked by the full embeddings:
+	// at least the rows a query fetches (k, 4k with chunking), at most
+	// 10000. Default 4 times those rows (at most 10000).
+	Rerank int `json:"rerank,omitempty"`
 }
 
 // SweepSpec is a parameter grid.
@@ -187,6 +206,9 @@ type SweepSpec struct {
 	// "-alpha0.3".
 	RRFK  []int     `json:"rrf_k,omitempty"`
 	Alpha []float64 `json:"alpha,omitempty"`
+	// Rerank sweeps Search.Rerank (quantization binary); a search
+	// parameter, so its points share one fork.
+	Rerank []int `json:"rerank,omitempty"`
 }
 
 var identRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
@@ -349,8 +371,8 @@ func (v *VariantSpec) validate(f string) error {
 		if v.RunFile == "" {
 			return invalid(f+".run_file", "is required with type %s: a TREC run file in the datasets directory", VariantRunFile)
 		}
-		if v.Embedder != "" || v.Chunking != nil || v.Distance != "" || v.Index != nil || v.Search != (SearchSpec{}) || v.Sweep != nil ||
-			v.Lexical != nil || v.Hybrid != nil {
+		if v.Embedder != "" || v.Chunking != nil || v.Distance != "" || v.VectorType != "" || v.Quantization != "" || v.Index != nil ||
+			v.Search != (SearchSpec{}) || v.Sweep != nil || v.Lexical != nil || v.Hybrid != nil {
 			return invalid(f, "a %s variant takes only name and run_file", VariantRunFile)
 		}
 		return nil
@@ -373,8 +395,13 @@ func (v *VariantSpec) validate(f string) error {
 	}
 	switch vectors.Metric(v.Distance) {
 	case "", vectors.Cosine, vectors.L2, vectors.InnerProduct:
+	case "hamming", "jaccard":
+		return invalid(f+".distance", "must be cosine, l2 or ip: the distance results are ranked by; %s search over bits is quantization %s, which re-ranks its candidates by one of them", v.Distance, QuantizationBinary)
 	default:
 		return invalid(f+".distance", "must be cosine, l2 or ip")
+	}
+	if err := v.validateStorage(f, es); err != nil {
+		return err
 	}
 	if ix := v.Index; ix != nil {
 		switch ix.Type {
@@ -393,7 +420,7 @@ func (v *VariantSpec) validate(f string) error {
 		return invalid(f+".search.probes", "must not be negative")
 	}
 	if s := v.Sweep; s != nil {
-		for name, xs := range map[string][]int{"ef_search": s.EfSearch, "probes": s.Probes, "m": s.M, "lists": s.Lists} {
+		for name, xs := range map[string][]int{"ef_search": s.EfSearch, "probes": s.Probes, "m": s.M, "lists": s.Lists, "rerank": s.Rerank} {
 			for j, x := range xs {
 				if x < 1 {
 					return invalid(fmt.Sprintf("%s.sweep.%s[%d]", f, name, j), "must be positive")
@@ -408,8 +435,9 @@ func (v *VariantSpec) validate(f string) error {
 }
 
 // Expand returns the concrete variants of v: v itself without a sweep, or
-// one per grid point of its sweep, named "<name>-m<M>-lists<L>-ef<E>-probes<P>"
-// for the swept fields, in grid order (index parameters outermost).
+// one per grid point of its sweep, named
+// "<name>-m<M>-lists<L>-ef<E>-probes<P>-rerank<R>" for the swept fields,
+// in grid order (index parameters outermost).
 func (v VariantSpec) Expand() []VariantSpec {
 	if v.Sweep == nil {
 		return []VariantSpec{v}
@@ -428,31 +456,37 @@ func (v VariantSpec) Expand() []VariantSpec {
 		for _, l := range axis(v.Sweep.Lists) {
 			for _, ef := range axis(v.Sweep.EfSearch) {
 				for _, p := range axis(v.Sweep.Probes) {
-					x := v
-					x.Sweep = nil
-					name := v.Name
-					if v.Index != nil {
-						ix := *v.Index
-						if m > 0 {
-							ix.M = m
-							name += "-m" + strconv.Itoa(m)
+					for _, r := range axis(v.Sweep.Rerank) {
+						x := v
+						x.Sweep = nil
+						name := v.Name
+						if v.Index != nil {
+							ix := *v.Index
+							if m > 0 {
+								ix.M = m
+								name += "-m" + strconv.Itoa(m)
+							}
+							if l > 0 {
+								ix.Lists = l
+								name += "-lists" + strconv.Itoa(l)
+							}
+							x.Index = &ix
 						}
-						if l > 0 {
-							ix.Lists = l
-							name += "-lists" + strconv.Itoa(l)
+						if ef > 0 {
+							x.Search.EfSearch = ef
+							name += "-ef" + strconv.Itoa(ef)
 						}
-						x.Index = &ix
+						if p > 0 {
+							x.Search.Probes = p
+							name += "-probes" + strconv.Itoa(p)
+						}
+						if r > 0 {
+							x.Search.Rerank = r
+							name += "-rerank" + strconv.Itoa(r)
+						}
+						x.Name = name
+						out = append(out, x)
 					}
-					if ef > 0 {
-						x.Search.EfSearch = ef
-						name += "-ef" + strconv.Itoa(ef)
-					}
-					if p > 0 {
-						x.Search.Probes = p
-						name += "-probes" + strconv.Itoa(p)
-					}
-					x.Name = name
-					out = append(out, x)
 				}
 			}
 		}

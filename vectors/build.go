@@ -49,14 +49,17 @@ type BuildPlan struct {
 
 // SizeBuild sizes the build of ix over rows rows of t within budget bytes
 // of memory on a machine with cores cores: maintenance_work_mem from the
-// estimated graph size rows × (vector bytes + 2·M neighbours × 16 bytes +
-// overhead) for HNSW, or the k-means sample (50 vectors per list, at most
+// estimated graph size rows × (vector bytes, Dims/8 for a Binary index,
+// + 2·M neighbours × 16 bytes + overhead) for HNSW, or the k-means sample (50 vectors per list, at most
 // the rows) for IVFFlat; parallel workers one per core besides the
 // leader, at least Postgres' default 2 and at most 7. A budget below the
 // server default is raised to it.
 func SizeBuild(t Table, ix Index, rows int64, budget int64, cores int) BuildPlan {
 	vec := int64(t.Dims) * 4
-	if t.vtype() == HalfVec {
+	switch {
+	case ix.Binary:
+		vec = (int64(t.Dims) + 7) / 8
+	case t.vtype() == HalfVec:
 		vec = int64(t.Dims) * 2
 	}
 	var est int64

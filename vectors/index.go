@@ -71,6 +71,31 @@ type Index struct {
 	// ParallelWorkers, if positive, sets max_parallel_maintenance_workers
 	// for the build; zero leaves the server's setting (2 by default).
 	ParallelWorkers int
+	// Binary indexes binary_quantize(embedding)::bit(Dims), one bit per
+	// dimension (its sign), with bit_hamming_ops instead of the
+	// embedding: an index of Dims/8 bytes per row, searched by Hamming
+	// distance for candidates that Query.Rerank re-ranks by Metric on the
+	// full embedding. Metric is then only the re-rank's.
+	Binary bool
+}
+
+// Index dimension limits of pgvector 0.8 (HNSW and IVFFlat alike).
+const (
+	MaxIndexDimsVector  = 2000
+	MaxIndexDimsHalfVec = 4000
+	MaxIndexDimsBit     = 64000
+)
+
+// MaxIndexDims is the most dimensions an index on a column of type vt can
+// have: of the column itself, or of its binary quantization.
+func MaxIndexDims(vt VectorType, binary bool) int {
+	switch {
+	case binary:
+		return MaxIndexDimsBit
+	case vt == HalfVec:
+		return MaxIndexDimsHalfVec
+	}
+	return MaxIndexDimsVector
 }
 
 // IndexInfo reports a built index.
@@ -81,10 +106,28 @@ type IndexInfo struct {
 }
 
 // IndexName is the name CreateIndex gives ix on t:
-// "<table>_<method>_<metric>_idx" (in the table's schema).
+// "<table>_<method>_<metric>_idx", or "<table>_<method>_hamming_idx" for
+// a Binary index (in the table's schema).
 func (t Table) IndexName(ix Index) string {
 	id := t.ident()
-	return fmt.Sprintf("%s_%s_%s_idx", id[len(id)-1], ix.Method, ix.Metric)
+	op := string(ix.Metric)
+	if ix.Binary {
+		op = "hamming"
+	}
+	return fmt.Sprintf("%s_%s_%s_idx", id[len(id)-1], ix.Method, op)
+}
+
+// indexed is the indexed expression and operator class of ix on t.
+func (t Table) indexed(ix Index) string {
+	if ix.Binary {
+		return fmt.Sprintf("(%s) bit_hamming_ops", t.bitExpr("embedding"))
+	}
+	return fmt.Sprintf("embedding %s_%s", t.vtype(), ix.Metric.opsSuffix())
+}
+
+// bitExpr is the binary quantization of expr, as a Binary index holds it.
+func (t Table) bitExpr(expr string) string {
+	return fmt.Sprintf("binary_quantize(%s)::bit(%d)", expr, t.Dims)
 }
 
 func (t Table) indexIdent(ix Index) pgx.Identifier {
@@ -140,8 +183,11 @@ func CreateIndex(ctx context.Context, db DB, t Table, ix Index) (IndexInfo, erro
 		return IndexInfo{}, err
 	}
 	info := IndexInfo{Name: t.IndexName(ix)}
-	sql := fmt.Sprintf("CREATE INDEX %s ON %s USING %s (embedding %s_%s) WITH %s",
-		pgx.Identifier{info.Name}.Sanitize(), t.ident().Sanitize(), ix.Method, t.vtype(), ix.Metric.opsSuffix(), with)
+	if n := MaxIndexDims(t.vtype(), ix.Binary); t.Dims > n {
+		return IndexInfo{}, fmt.Errorf("index on %s: %d dims, at most %d: %w", t.Name, t.Dims, n, ErrBadIndex)
+	}
+	sql := fmt.Sprintf("CREATE INDEX %s ON %s USING %s (%s) WITH %s",
+		pgx.Identifier{info.Name}.Sanitize(), t.ident().Sanitize(), ix.Method, t.indexed(ix), with)
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if ix.MaintenanceWorkMem != "" {
 			if _, err := tx.Exec(ctx, "SELECT set_config('maintenance_work_mem', $1, true)", ix.MaintenanceWorkMem); err != nil {
@@ -194,7 +240,7 @@ const (
 func (q Query) settings() ([]string, error) {
 	var out []string
 	if q.Exact {
-		if q.EfSearch != 0 || q.Probes != 0 || q.IterativeScan != "" || q.ForceIndex {
+		if q.EfSearch != 0 || q.Probes != 0 || q.IterativeScan != "" || q.ForceIndex || q.Rerank != 0 {
 			return nil, fmt.Errorf("exact search takes no index settings: %w", ErrBadQuery)
 		}
 		return []string{"SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off"}, nil

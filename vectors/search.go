@@ -46,6 +46,15 @@ type Query struct {
 	// in the order a full exact search gives them: the same distance
 	// function and ties by id.
 	IDs []string
+	// Rerank, if positive, searches binary quantized (pgvector's
+	// pattern): the Rerank rows nearest to the query by Hamming distance
+	// between binary_quantize of the embedding and of the query (through
+	// an Index with Binary set, when there is one) are re-ranked by
+	// Metric on the full embedding, and the K nearest returned, ties by
+	// id; candidates whose distance is NaN (cosine of a zero vector)
+	// are dropped. K ≤ Rerank ≤ 10000; EfSearch and Probes then bound
+	// the candidate scan.
+	Rerank int
 }
 
 // Hit is one search result. Distance is the metric's operator value (for
@@ -167,6 +176,20 @@ func (t Table) searchSQL(q Query) (sql string, args []any, sets []string, err er
 	where := ""
 	if len(conds) > 0 {
 		where = "WHERE " + strings.Join(conds, " AND ") + " "
+	}
+	if q.Rerank != 0 {
+		if q.Rerank < q.K || q.Rerank > 10000 {
+			return "", nil, nil, fmt.Errorf("search %s: rerank %d not in k..10000: %w", t.Name, q.Rerank, ErrBadQuery)
+		}
+		args = append(args, q.Rerank)
+		// binary_quantize takes vector and halfvec: $1 says which. A
+		// candidate without a distance (cosine of a zero vector, which
+		// an HNSW or IVFFlat cosine index leaves out too) is dropped.
+		sql = fmt.Sprintf(`SELECT id, doc_id, distance FROM (
+	SELECT id, doc_id, embedding %s $1 AS distance FROM %s %sORDER BY %s <~> %s LIMIT $%d) AS candidates
+WHERE distance <> 'NaN' ORDER BY distance, id LIMIT $2`, op, t.ident().Sanitize(), where, t.bitExpr("embedding"),
+			t.bitExpr("$1::"+string(t.vtype())), len(args))
+		return sql, args, sets, nil
 	}
 	order := "embedding " + op + " $1"
 	if q.Exact {

@@ -178,7 +178,7 @@ func SweepChart(pts []experiments.SweepPoint) (*plot.Plot, error) {
 
 // EfSearchChart plots ANN recall against ef_search for the HNSW variants
 // of a run, a line per index configuration (embedder, m,
-// ef_construction). It needs at least one variant with ef_search and an
+// ef_construction, vector type, quantization and rerank). It needs at least one variant with ef_search and an
 // ANN recall.
 func EfSearchChart(r *experiments.Run) (*plot.Plot, error) {
 	lines := map[string]plotter.XYs{}
@@ -187,6 +187,15 @@ func EfSearchChart(r *experiments.Run) (*plot.Plot, error) {
 			continue
 		}
 		key := fmt.Sprintf("%s m=%d efc=%d", v.Spec.Embedder, v.Spec.Index.M, v.Spec.Index.EfConstruction)
+		if v.Spec.VectorType != "" && v.Spec.VectorType != experiments.VectorTypeVector {
+			key += " " + v.Spec.VectorType
+		}
+		if v.Spec.Quantization == experiments.QuantizationBinary {
+			key += " binary"
+			if v.Spec.Search.Rerank > 0 {
+				key += fmt.Sprintf(" rerank=%d", v.Spec.Search.Rerank)
+			}
+		}
 		lines[key] = append(lines[key], plotter.XY{X: float64(v.Spec.Search.EfSearch), Y: *v.ANNRecall})
 	}
 	if len(lines) == 0 {

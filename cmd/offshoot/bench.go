@@ -111,6 +111,15 @@ var benchSpecs = []benchSpec{
 	// vectors
 	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (binary vectors)", offshoot: "copy_vec/s", baseline: "insert_vec/s", unit: "vec/s", ratio: "copy/insert", goal: atLeast(5)},
 	{bench: "Load", label: "vectors: 100k x 384 load, binary COPY vs multi-row INSERT (text vectors)", offshoot: "copy_vec/s", baseline: "insert_text_vec/s", unit: "vec/s", ratio: "copy/insert_text", goal: atLeast(5)},
+	// vectors: storage types of a dense variant (issue 15, item 6)
+	{bench: "VectorStorage", label: "vectors: HNSW build time (50k x 384), halfvec vs vector", offshoot: "halfvec-build-s", baseline: "vector-build-s", unit: "s", ratio: "halfvec/vector-build"},
+	{bench: "VectorStorage", label: "vectors: HNSW index size (50k x 384), halfvec vs vector", offshoot: "halfvec-index-MiB", baseline: "vector-index-MiB", unit: "MiB", ratio: "halfvec/vector-index"},
+	{bench: "VectorStorage", label: "vectors: search p50 (k 10, ef_search 40), halfvec vs vector", offshoot: "halfvec-p50-us", baseline: "vector-p50-us", unit: "µs", ratio: "halfvec/vector-p50"},
+	{bench: "VectorStorage", label: "vectors: recall@10 against full-precision exact search, halfvec vs vector", offshoot: "halfvec-recall", baseline: "vector-recall", ratio: "halfvec/vector-recall"},
+	{bench: "VectorStorage", label: "vectors: index build time (50k x 384), binary (bit, Hamming) vs vector HNSW", offshoot: "binary-build-s", baseline: "vector-build-s", unit: "s", ratio: "binary/vector-build"},
+	{bench: "VectorStorage", label: "vectors: index size (50k x 384), binary (bit, Hamming) vs vector HNSW", offshoot: "binary-index-MiB", baseline: "vector-index-MiB", unit: "MiB", ratio: "binary/vector-index"},
+	{bench: "VectorStorage", label: "vectors: search p50, binary with 40 candidates re-ranked vs vector HNSW", offshoot: "binary-p50-us", baseline: "vector-p50-us", unit: "µs", ratio: "binary/vector-p50"},
+	{bench: "VectorStorage", label: "vectors: recall@10 against full-precision exact search, binary (40 re-ranked) vs vector HNSW", offshoot: "binary-recall", baseline: "vector-recall", ratio: "binary/vector-recall"},
 }
 
 // parseBench reads `go test -bench` output.
