@@ -332,27 +332,31 @@ func (s *Service) exactIDs(ctx context.Context, project string, use *Materializa
 	var key []byte
 	if use.kept() {
 		h := sha256.New()
-		fmt.Fprintf(h, "%s|%d|", metric, k)
+		fmt.Fprintf(h, "v2|%s|%d|", metric, k)
 		_ = binary.Write(h, binary.LittleEndian, vec)
 		key = append(matExactPrefix(project, use.ID), hex.EncodeToString(h.Sum(nil))...)
 	}
 	if key != nil && use.Reused {
-		var ids []string
-		err := s.withDB(func(db *controldb.DB) error { return db.Get(key, &ids) })
-		if err == nil {
-			return ids, nil
+		var rec exactRecord
+		err := s.withDB(func(db *controldb.DB) error { return db.Get(key, &rec) })
+		if err == nil && (len(rec.IDs) >= k || rec.Complete) {
+			return rec.IDs[:min(k, len(rec.IDs))], nil
 		}
-		if !errors.Is(err, controldb.ErrNotFound) {
+		if err != nil && !errors.Is(err, controldb.ErrNotFound) {
 			return nil, err
 		}
 	}
-	q := vectors.Query{Vector: vec, K: k, Metric: metric, Exact: true}
+	depth := exactDepth(k)
+	q := vectors.Query{Vector: vec, K: depth, Metric: metric, Exact: true}
+	valid := -1 // how many of the hits are the table's exact order: all
 	if key != nil && use.Incremental != nil && use.fresh != nil {
-		among, err := s.exactCandidates(ctx, project, use, conn, tbl, key[len(matExactPrefix(project, use.ID)):])
+		among, exact, err := s.exactCandidates(ctx, project, use, conn, tbl, key[len(matExactPrefix(project, use.ID)):], k)
 		if err != nil {
 			return nil, err
 		}
-		q.IDs = among // nil: scan the table
+		if among != nil {
+			q.IDs, valid = among, exact
+		}
 	}
 	ex, err := vectors.Search(ctx, conn, tbl, q)
 	if err != nil {
@@ -362,58 +366,87 @@ func (s *Service) exactIDs(ctx context.Context, project string, use *Materializa
 	for _, h := range ex.Hits {
 		ids = append(ids, h.ID)
 	}
+	rec := exactRecord{IDs: ids, Complete: len(ids) < depth}
+	if valid >= 0 && valid < len(ids) {
+		rec = exactRecord{IDs: ids[:valid]}
+	}
 	if q.IDs != nil && testHookExactAmong != nil {
-		testHookExactAmong(ctx, conn, tbl, q, ids)
+		testHookExactAmong(ctx, conn, tbl, q, rec.IDs)
 	}
 	if key != nil {
-		if err := s.withDB(func(db *controldb.DB) error { return db.Put(key, ids) }); err != nil {
+		if err := s.withDB(func(db *controldb.DB) error { return db.Put(key, rec) }); err != nil {
 			return nil, err
 		}
 	}
-	return ids, nil
+	return ids[:min(k, len(ids))], nil
 }
 
-// testHookExactAmong, when set by a test, is called with every exact top
-// k that exactIDs took among candidates (q.IDs), on the fork's connection.
+// exactRecord is the exact order recorded with a materialization for one
+// query: the table's first len(IDs) rows by distance, ties by id (up to
+// exactDepth of the k asked for), Complete when they are all its rows.
+// The depth past k lets an incremental build lose a few of them and still
+// know its own top k without scanning (exactCandidates).
+type exactRecord struct {
+	IDs      []string `json:"ids"`
+	Complete bool     `json:"complete,omitempty"`
+}
+
+// exactDepth is how deep exactIDs records the exact order for a top k.
+func exactDepth(k int) int { return min(2*k, 10000) }
+
+// testHookExactAmong, when set by a test, is called with every exact
+// order that exactIDs took among candidates (q.IDs) and recorded, on the
+// fork's connection.
 var testHookExactAmong func(ctx context.Context, conn *pgx.Conn, tbl vectors.Table, q vectors.Query, got []string)
 
 // exactCandidates returns the rows among which an incremental build's
-// exact top k for one query (hash, the suffix of its record key) must be:
-// the top k recorded for the materialization it started from, and the
-// rows it inserted. That holds when none of those top k rows was deleted
-// or re-embedded: every other row kept its distance and ranked below
-// them. Otherwise (or with no record) it returns nil, and the caller
-// scans the table. Exact search orders ties by id, so the top k among the
-// candidates is the top k of the table, to the last bit.
+// exact order for one query (hash, the suffix of its record key) is to be
+// found, and how deep that order is exact: the rows recorded for the
+// materialization it started from that are still there and were not
+// re-embedded ("kept"), and the rows it inserted. Every other row kept its
+// distance and ranked below all recorded ones, so the first len(kept) of
+// the candidates' exact order are the table's (all of it when the record
+// was complete: exact -1); exact search orders ties by id, so to the last
+// bit. It returns nil (scan the table) without a record, or when fewer
+// than k rows are kept.
 func (s *Service) exactCandidates(ctx context.Context, project string, use *MaterializationUse, conn *pgx.Conn, tbl vectors.Table,
-	hash []byte) ([]string, error) {
-	var prev []string
-	err := s.withDB(func(db *controldb.DB) error {
+	hash []byte, k int) (among []string, exact int, err error) {
+	var prev exactRecord
+	err = s.withDB(func(db *controldb.DB) error {
 		return db.Get(append(matExactPrefix(project, use.Incremental.From), hash...), &prev)
 	})
 	if errors.Is(err, controldb.ErrNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	rows, err := conn.Query(ctx, "SELECT doc_id FROM "+pgx.Identifier{tbl.Name}.Sanitize()+" WHERE id = ANY($1::text[])", prev)
+	rows, err := conn.Query(ctx, "SELECT id, doc_id FROM "+pgx.Identifier{tbl.Name}.Sanitize()+" WHERE id = ANY($1::text[])", prev.IDs)
 	if err != nil {
-		return nil, fmt.Errorf("exact candidates: %w", err)
+		return nil, 0, fmt.Errorf("exact candidates: %w", err)
 	}
-	docs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	there := map[string]bool{}
+	var id, doc string
+	_, err = pgx.ForEachRow(rows, []any{&id, &doc}, func() error {
+		there[id] = !use.fresh.docs[doc] // re-embedded: its distance changed
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("exact candidates: %w", err)
+		return nil, 0, fmt.Errorf("exact candidates: %w", err)
 	}
-	if len(docs) != len(prev) {
-		return nil, nil // a row of the previous top k was deleted
-	}
-	for _, d := range docs {
-		if use.fresh.docs[d] {
-			return nil, nil // re-embedded: its distance changed
+	kept := make([]string, 0, len(prev.IDs)+len(use.fresh.ids))
+	for _, id := range prev.IDs {
+		if there[id] {
+			kept = append(kept, id)
 		}
 	}
-	return append(append(make([]string, 0, len(prev)+len(use.fresh.ids)), prev...), use.fresh.ids...), nil
+	exact = len(kept)
+	if prev.Complete {
+		exact = -1
+	} else if exact < k {
+		return nil, 0, nil
+	}
+	return append(kept, use.fresh.ids...), exact, nil
 }
 
 // expired reports whether m is past its TTL at now.
