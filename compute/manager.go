@@ -100,8 +100,8 @@ type Config struct {
 	// Settings are -c options for every postmaster, on top of the defaults
 	// shared_buffers=128MB, max_connections=100, logging_collector=off,
 	// log_destination=stderr (the log is RunDir/<endpoint>/postgres.log),
-	// recovery_init_sync_method=syncfs, wal_recycle=off and
-	// wal_init_zero=off (see start). Port, socket and
+	// recovery_init_sync_method=syncfs and wal_recycle=off (see start).
+	// Port, socket and
 	// listen settings are the Manager's own and cannot be overridden.
 	Settings map[string]string
 	// TCP makes every endpoint also listen on a free loopback port

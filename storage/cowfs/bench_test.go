@@ -40,13 +40,12 @@ var benchSettings = map[string]string{
 
 // branchSettings are benchSettings plus what compute sets on every
 // endpoint for its copy-on-write mount (compute/start.go): WAL segments
-// are created, not recycled, and not zero-filled.
+// are created, not recycled.
 var branchSettings = map[string]string{
 	"shared_buffers":  "128MB",
 	"max_wal_size":    "1GB",
 	"max_connections": "30",
 	"wal_recycle":     "off",
-	"wal_init_zero":   "off",
 }
 
 // benchCluster is a Postgres cluster for a benchmark: native (data on
