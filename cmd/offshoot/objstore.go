@@ -116,8 +116,8 @@ func init() {
 				if c.URL == "" {
 					return &exitError{code: 2, err: fmt.Errorf("restore: --from s3://bucket/prefix is required")}
 				}
-				var opt objstore.RestoreOptions
-				opt.Gen = gen
+				// The uploader of the restored dir keeps its state here (startUploader).
+				opt := objstore.RestoreOptions{Gen: gen, StateDir: filepath.Join(a.cfg.DataDir, "objstore")}
 				if at != "" {
 					t, err := time.Parse(time.RFC3339, at)
 					if err != nil {

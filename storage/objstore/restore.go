@@ -2,6 +2,8 @@ package objstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +26,14 @@ type Restored struct {
 type RestoreOptions struct {
 	Gen uint64
 	At  time.Time
+	// StateDir, if set, is where the restored data dir's uploader will
+	// keep its state (New's stateDir). Restore seeds it: the files it
+	// brought back are known to be in the bucket under their keys, the
+	// round numbers continue after the bucket's last, and the files the
+	// restored server writes from then on get keys of a new lineage, so
+	// that they never overwrite, or pass for, files of other generations
+	// with the same names.
+	StateDir string
 }
 
 // Restore recreates, under dataDir, every source of one complete upload
@@ -79,8 +89,45 @@ func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions
 			r.Bytes += f.Size
 		}
 	}
+	if opt.StateDir != "" {
+		if err := seedState(ctx, b, opt.StateDir, gen); err != nil {
+			return Restored{}, fmt.Errorf("restore: %w", err)
+		}
+	}
 	ok = true
 	return r, nil
+}
+
+// seedState writes the uploader state of a data dir restored from gen.
+func seedState(ctx context.Context, b *bucket, dir string, gen *generation) error {
+	st := state{Gen: gen.Gen, Uploaded: map[string]int64{}, Known: map[string]string{}}
+	if data, err := b.get(ctx, b.key("latest.json")); err == nil {
+		var last generation
+		if json.Unmarshal(data, &last) == nil {
+			st.Gen = max(st.Gen, last.Gen)
+		}
+	}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	st.Lineage = hex.EncodeToString(id[:])
+	for name, files := range gen.Sources {
+		for _, f := range files {
+			if immutable(f.Name) {
+				st.Known[name+"/"+f.Name] = f.Key
+				st.Uploaded[f.Key] = f.Size
+			}
+		}
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "state.json"), data, 0o600)
 }
 
 // pickGeneration reads the generation opt names; errNoKey when the bucket

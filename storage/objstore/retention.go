@@ -50,6 +50,9 @@ func Generations(ctx context.Context, cfg Config) ([]GenerationInfo, error) {
 	out := make([]GenerationInfo, 0, len(gens))
 	for _, n := range gens {
 		g, err := b.generation(ctx, n)
+		if errors.Is(err, errNoKey) {
+			continue // pruned since the listing
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -100,8 +103,9 @@ func (b *bucket) generation(ctx context.Context, n uint64) (*generation, error) 
 }
 
 type object struct {
-	key  string
-	size int64
+	key      string
+	size     int64
+	modified time.Time
 }
 
 // list lists the objects whose keys start with prefix.
@@ -111,7 +115,7 @@ func (b *bucket) list(ctx context.Context, prefix string) ([]object, error) {
 		if o.Err != nil {
 			return nil, o.Err
 		}
-		out = append(out, object{key: o.Key, size: o.Size})
+		out = append(out, object{key: o.Key, size: o.Size, modified: o.LastModified})
 	}
 	return out, nil
 }
@@ -150,9 +154,12 @@ func keepGenerations(gens map[uint64]time.Time, now time.Time, keep, keepAll tim
 }
 
 // prune drops the generations past the retention and then every object
-// under the sources' prefixes that no kept generation names. It runs after
-// a round, under u.mu, so that no upload is in flight; an object a failed
-// round left unnamed goes too (the next round sends it again).
+// under the sources' prefixes that no kept generation names and that is
+// older than unnamedGrace: it runs after a round, under u.mu, so that
+// none of this uploader's uploads is in flight, and the grace keeps what
+// a round still in progress elsewhere has sent (one server per prefix is
+// the rule; a machine being replaced may still be uploading). An object a
+// failed round left unnamed goes too (the next round sends it again).
 func (u *Uploader) prune(ctx context.Context, now time.Time) (PruneStats, error) {
 	var st PruneStats
 	if u.cfg.Keep <= 0 {
@@ -198,27 +205,44 @@ func (u *Uploader) prune(ctx context.Context, now time.Time) (PruneStats, error)
 		delete(u.gens, n)
 		st.Generations++
 	}
+	var drop []object
 	for _, s := range u.sources {
 		objs, err := u.b.list(ctx, u.b.key(s.Name)+"/")
 		if err != nil {
 			return st, err
 		}
 		for _, o := range objs {
-			if named[o.key] {
-				continue
+			if !named[o.key] && now.Sub(o.modified) > u.unnamedGrace() {
+				drop = append(drop, o)
 			}
-			if err := u.b.remove(ctx, o.key); err != nil {
-				return st, err
-			}
-			delete(u.st.Uploaded, o.key)
-			st.Objects++
-			st.Bytes += o.size
 		}
+	}
+	// The state forgets them first: a crash in between leaves objects
+	// that the next prune deletes, never a state that trusts a deleted
+	// one.
+	for _, o := range drop {
+		delete(u.st.Uploaded, o.key)
+	}
+	if err := u.saveState(); err != nil {
+		return st, err
+	}
+	for _, o := range drop {
+		if err := u.b.remove(ctx, o.key); err != nil {
+			return st, err
+		}
+		st.Objects++
+		st.Bytes += o.size
 	}
 	if st.Generations+st.Objects > 0 {
 		u.log.Info("object store pruned", "generations", st.Generations, "objects", st.Objects, "bytes", st.Bytes)
 	}
 	return st, u.saveState()
+}
+
+// unnamedGrace is how long an object no kept generation names is left
+// alone: a round in progress may have sent it.
+func (u *Uploader) unnamedGrace() time.Duration {
+	return max(u.cfg.KeepAll, 10*u.cfg.Interval)
 }
 
 // genCached reads generation record n once (records never change).

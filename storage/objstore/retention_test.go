@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +160,120 @@ func TestRetention(t *testing.T) {
 	}
 	if _, err := Restore(ctx, cfg, t.TempDir(), RestoreOptions{Gen: 1}); !errors.Is(err, ErrNoGeneration) {
 		t.Errorf("restore of a pruned generation: %v", err)
+	}
+}
+
+// TestRestoreOlderThenUpload: a data dir restored from an older generation
+// writes sstables under the file numbers the original server used after
+// that generation; uploading from it to the same prefix leaves every
+// object of the newer generations as it was (its files take keys of a
+// lineage of their own), and both the newer generations and its own
+// restore whole.
+func TestRestoreOlderThenUpload(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "bkt")
+	cfg := Config{Endpoint: srv.Endpoint(), Bucket: "bkt", Prefix: "lineage", AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey, PathStyle: true}
+	// round opens the store in dir (reopening flushes the WAL into
+	// sstables), lets change alter it, and uploads one round from it.
+	round := func(dir string, change func(*storage.Store)) {
+		t.Helper()
+		st, err := storage.Open(filepath.Join(dir, "store"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(st)
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if st, err = storage.Open(filepath.Join(dir, "store"), nil); err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		u, err := New(ctx, cfg, []Source{{Name: "store", Checkpoint: st.Checkpoint}}, filepath.Join(dir, "objstore"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		if err := u.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	project := func(name string) func(*storage.Store) {
+		return func(st *storage.Store) {
+			if _, _, err := st.CreateProject(name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	orig := t.TempDir()
+	for _, p := range []string{"p1", "p2", "p3"} {
+		round(orig, project(p))
+	}
+	b, err := openBucket(ctx, cfg.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() map[string]int64 {
+		objs, err := b.list(ctx, b.key("store")+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, o := range objs {
+			out[o.key] = o.size
+		}
+		return out
+	}
+	before := snapshot()
+
+	restored := filepath.Join(t.TempDir(), "r")
+	if _, err := Restore(ctx, cfg, restored, RestoreOptions{Gen: 1, StateDir: filepath.Join(restored, "objstore")}); err != nil {
+		t.Fatal(err)
+	}
+	round(restored, project("q"))
+	after := snapshot()
+	for k, size := range before {
+		if after[k] != size {
+			t.Errorf("object %s: %d bytes before the restored dir uploaded, %d after", k, size, after[k])
+		}
+	}
+	news := 0
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			news++
+			if !strings.Contains(k, "/l-") && !strings.Contains(k, "/m/") {
+				t.Errorf("the restored dir's new immutable file %s is not under a lineage of its own", k)
+			}
+		}
+	}
+	if news == 0 {
+		t.Error("the restored dir uploaded no new file")
+	}
+	projects := func(opt RestoreOptions) string {
+		t.Helper()
+		dst := filepath.Join(t.TempDir(), "x")
+		if _, err := Restore(ctx, cfg, dst, opt); err != nil {
+			t.Fatal(err)
+		}
+		s, err := storage.Open(filepath.Join(dst, "store"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.Check(); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range s.Projects() {
+			out = append(out, p.Name)
+		}
+		sort.Strings(out)
+		return fmt.Sprint(out)
+	}
+	if got := projects(RestoreOptions{Gen: 3}); got != "[p1 p2 p3]" {
+		t.Errorf("generation 3 after the restored dir uploaded: %s", got)
+	}
+	if got := projects(RestoreOptions{}); got != "[p1 q]" {
+		t.Errorf("the restored dir's own generation: %s", got)
 	}
 }

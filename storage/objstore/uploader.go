@@ -47,6 +47,14 @@ type file struct {
 type state struct {
 	Gen      uint64           `json:"gen"`
 	Uploaded map[string]int64 `json:"uploaded"` // key -> size
+	// Lineage, set on a restored data dir, names the keys of the
+	// immutable files it writes from then on: a dir restored from an
+	// older generation writes sstables under the file numbers the original
+	// server used after that generation, with other contents, and must
+	// never take (or be mistaken for) their keys. Known maps the files it
+	// restored ("store/000012.sst") to their keys in the bucket.
+	Lineage string            `json:"lineage,omitempty"`
+	Known   map[string]string `json:"known,omitempty"`
 }
 
 // Uploader uploads checkpoints of its sources every Interval. Its methods
@@ -332,6 +340,12 @@ func (u *Uploader) uploadDir(ctx context.Context, src, dir string) ([]file, erro
 		}
 		rel = filepath.ToSlash(rel)
 		key := u.b.key(src, rel)
+		if u.st.Lineage != "" {
+			key = u.b.key(src, "l-"+u.st.Lineage, rel)
+		}
+		if k, ok := u.st.Known[src+"/"+rel]; ok && immutable(rel) && u.st.Uploaded[k] == info.Size() {
+			key = k // brought back by the restore, unchanged
+		}
 		if !immutable(rel) {
 			sum, err := hashFile(p)
 			if err != nil {
