@@ -54,7 +54,8 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 	if main == nil {
 		return fmt.Errorf("%w: project %q has no main branch", ErrCorrupt, name)
 	}
-	// Branches children first (post-order from main), so a crash-free
+	// Branches children first (post-order from every root: main, and
+	// forks of snapshots whose branch was deleted since), so a crash-free
 	// replay of the batch never sees a child without its parent.
 	var order []*Branch
 	var walk func(b *Branch)
@@ -64,9 +65,11 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 		}
 		order = append(order, b)
 	}
-	walk(main)
-	if n := len(order); n != s.projectBranchesLocked(p.ID) {
-		return fmt.Errorf("%w: project %q has %d branches outside main's tree", ErrCorrupt, name, s.projectBranchesLocked(p.ID)-n)
+	for _, r := range s.cat.tree.roots[p.ID] {
+		walk(r)
+	}
+	if n, all := len(order), len(s.cat.tree.byName[p.ID]); n != all {
+		return fmt.Errorf("%w: project %q has %d branches outside its trees", ErrCorrupt, name, all-n)
 	}
 	if !opts.Force {
 		for _, b := range order {
@@ -117,14 +120,4 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 	}
 	delete(s.cat.projects, p.ID)
 	return nil
-}
-
-func (s *Store) projectBranchesLocked(id uint64) int {
-	n := 0
-	for _, b := range s.cat.branches {
-		if b.Project == id {
-			n++
-		}
-	}
-	return n
 }

@@ -129,3 +129,26 @@ func createProject(t testing.TB, s *Store, name string) {
 		t.Fatal(err)
 	}
 }
+
+// TestDeleteProjectSecondRoot: a fork of a snapshot whose branch was
+// deleted has no parent, a second root beside main; deleting the project
+// takes it too.
+func TestDeleteProjectSecondRoot(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	must[Branch](t)(s.Fork("p", "main", "b", AtHead(), BranchOptions{}))
+	must[Snapshot](t)(s.Snapshot("p", "b", "s1", SnapshotOptions{}))
+	ok(t, s.DeleteBranch("p", "b", DeleteOptions{}))
+	c := must[Branch](t)(s.Fork("p", "", "c", AtSnapshot("s1"), BranchOptions{}))
+	if c.Parent != 0 {
+		t.Fatalf("fork of an orphaned snapshot has parent %d", c.Parent)
+	}
+	if err := s.DeleteProject("p", DeleteProjectOptions{}); !errors.Is(err, ErrProjectNotEmpty) {
+		t.Errorf("delete without force: %v, want ErrProjectNotEmpty", err)
+	}
+	ok(t, s.DeleteProject("p", DeleteProjectOptions{Force: true}))
+	if _, err := s.Project("p"); !errors.Is(err, ErrProjectNotFound) {
+		t.Errorf("project after delete: %v", err)
+	}
+}

@@ -170,9 +170,10 @@ func (s *Store) treeUsage(r *reader, u *BranchUsage) error {
 					}
 					switch {
 					case len(it.Value()) == 0: // a hole
+					case a.Shadowed(blk, seq): // cut by a truncation: reads as zeros
 					case i == 0:
 						u.CurrentBytes += uint64(len(it.Key()) + len(it.Value()))
-					case !a.Shadowed(blk, seq):
+					default:
 						u.SharedBytes += min(BlockSize, a.Size-blk*BlockSize)
 					}
 					break
