@@ -68,8 +68,7 @@ func (m *Manager) start(ep *endpoint) error {
 	// reserve (TestDiskFullSequence failed 9 runs in 10 with it off).
 	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100",
 		"logging_collector": "off", "log_destination": "stderr", "recovery_init_sync_method": "syncfs",
-		"wal_recycle": "off",
-		"hba_file": hba, "unix_socket_permissions": "0700"}
+		"wal_recycle": "off", "hba_file": hba, "unix_socket_permissions": "0700"}
 	for k, v := range m.cfg.Settings {
 		switch k {
 		case "port", "unix_socket_directories", "listen_addresses", "hba_file", "unix_socket_permissions":
