@@ -243,6 +243,11 @@ func (q Query) settings() ([]string, error) {
 		if q.EfSearch != 0 || q.Probes != 0 || q.IterativeScan != "" || q.ForceIndex || q.Rerank != 0 {
 			return nil, fmt.Errorf("exact search takes no index settings: %w", ErrBadQuery)
 		}
+		if q.IDs != nil {
+			// Rows by id: the primary key's bitmap scan (an ANN index
+			// has none, so it cannot order the rows).
+			return []string{"SET LOCAL enable_indexscan = off"}, nil
+		}
 		return []string{"SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off"}, nil
 	}
 	if q.EfSearch != 0 {

@@ -175,6 +175,11 @@ func testCranfield(t *testing.T, conn *pgx.Conn) {
 	if none, err := Search(ctx, conn, r.table, Query{Vector: r.qs[0], K: 10, Exact: true, IDs: []string{}}); err != nil || len(none.Hits) != 0 {
 		t.Errorf("exact among no ids: %v %v", none.Hits, err)
 	}
+	// A few ids are found through the primary key, not a table scan.
+	if plan, err := Explain(ctx, conn, r.table, Query{Vector: r.qs[0], K: 10, Exact: true, IDs: among[:10]}); err != nil ||
+		!strings.Contains(string(plan), "Bitmap Heap Scan") || strings.Contains(string(plan), "Seq Scan") {
+		t.Errorf("exact among 10 ids: plan %s (%v), want a bitmap scan of the primary key", plan, err)
+	}
 	if len(full.Hits) != len(c.docs) || len(nan) != 2 {
 		t.Errorf("%d hits, NaN for %v", len(full.Hits), nan)
 	}

@@ -44,7 +44,8 @@ type Query struct {
 	// IDs, if not nil, restricts the search to the rows with these ids (a
 	// primary key lookup). With Exact it gives the exact top K among them,
 	// in the order a full exact search gives them: the same distance
-	// function and ties by id.
+	// function and ties by id; the rows are found through the primary
+	// key's bitmap scan, not by a sequential scan of the table.
 	IDs []string
 	// Rerank, if positive, searches binary quantized (pgvector's
 	// pattern): the Rerank rows nearest to the query by Hamming distance
