@@ -146,6 +146,7 @@ func (s *Server) routes() {
 	s.mergeRoutes()
 	s.runRoutes()
 	s.materializationRoutes()
+	s.replicaRoutes()
 	if s.cfg.MCP != nil {
 		e.Match([]string{http.MethodGet, http.MethodPost, http.MethodDelete}, "/mcp", s.mcp, s.auth("mcp"))
 	}

@@ -130,6 +130,13 @@ type Config struct {
 	// it. Called without locks held; it must not call back into the
 	// Manager.
 	Verifiers func(project, branch string, verifiers map[string]string)
+	// Standby, when set, is asked before every start whether the branch is
+	// a replica: a non-nil Standby starts it as a hot standby following
+	// that primary (see standby.go); nil starts it as an ordinary server,
+	// ending a recovery its data directory was left in. An error fails the
+	// start. Called without locks held; it must not call back into the
+	// Manager.
+	Standby func(project, branch string) (*Standby, error)
 	// StartTimeout bounds one Postgres start (crash recovery included).
 	// Default 2 min.
 	StartTimeout time.Duration

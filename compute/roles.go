@@ -25,10 +25,14 @@ const (
 	// RoleRead reads every table (pg_read_all_data); its sessions default
 	// to read-only transactions.
 	RoleRead = "offshoot_read"
+	// RoleReplication streams the cluster's WAL to replicas on other
+	// nodes (LOGIN REPLICATION) and has no other privilege: it opens no
+	// database for queries. Its per-branch password is for admins only.
+	RoleReplication = "offshoot_replication"
 )
 
-// ensureRolesSQL creates RoleRead and RoleWrite in a cluster that lacks
-// them, and on that first run hands the user objects the bootstrap
+// ensureRolesSQL creates RoleReplication, RoleRead and RoleWrite in a
+// cluster that lacks them, and on the first run of the latter two hands the user objects the bootstrap
 // superuser owned in database postgres (outside the system schemas and
 // extensions) to RoleWrite, so clusters made before the roles existed get
 // the same model. It changes nothing when the roles exist.
@@ -36,6 +40,9 @@ const ensureRolesSQL = `
 DO $ensure$
 DECLARE r record;
 BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_replication') THEN
+    CREATE ROLE offshoot_replication LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+  END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_write')
      AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_read') THEN
     RETURN;
@@ -116,8 +123,11 @@ func Verifiers(ctx context.Context, conn *pgx.Conn) (map[string]string, error) {
 // takes the method Config.TCPAuth names.
 const hbaConf = `# written by offshoot for this endpoint; PGDATA's pg_hba.conf is not used
 local all all %[1]s
+local replication all %[1]s
 host all all 127.0.0.1/32 %[2]s
 host all all ::1/128 %[2]s
+host replication all 127.0.0.1/32 %[2]s
+host replication all ::1/128 %[2]s
 `
 
 // writeHBA writes hbaConf with the local and TCP methods into dir, owned

@@ -77,6 +77,17 @@ func (m *Manager) start(ep *endpoint) error {
 			settings[k] = v
 		}
 	}
+	sb, err := m.standbyOf(ep)
+	if err != nil {
+		return err
+	}
+	standby, err := prepareStandby(sb, ep.dir, ep.vol.Dir(), user)
+	if err != nil {
+		return err
+	}
+	for k, v := range standby {
+		settings[k] = v
+	}
 	opts := pg.Options{DataDir: ep.vol.Dir(), SocketDir: m.socketDir(ep), Settings: settings, LogFile: m.logFile(ep), User: user}
 	if m.cfg.TCP {
 		port, err := freePort()
@@ -123,7 +134,7 @@ func (m *Manager) start(ep *endpoint) error {
 		}
 		probe = nil
 	}
-	if err := m.provision(ctx, ep, pm, probe); err != nil {
+	if err := m.provision(ctx, ep, pm, probe, sb != nil); err != nil {
 		// The endpoint runs; clients of the built-in roles will see the
 		// cause when they connect. Record it rather than fail the start.
 		m.log.Error("provision roles", "project", ep.project, "branch", ep.branch, "err", err)
@@ -135,8 +146,10 @@ func (m *Manager) start(ep *endpoint) error {
 // built-in roles (EnsureRoles) and the installed pgvector version in every
 // database (UpdateVector), and reports its verifiers, on conn (the
 // readiness probe's superuser session, which it closes) or, when nil, a
-// new one: a second connection would cost every wake a backend start.
-func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster, conn *pgx.Conn) error {
+// new one: a second connection would cost every wake a backend start. A
+// standby only reports its verifiers: it is read-only, and its roles and
+// extensions are its primary's.
+func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster, conn *pgx.Conn, standby bool) error {
 	if conn == nil {
 		var err error
 		if conn, err = pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres")); err != nil {
@@ -144,6 +157,9 @@ func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster
 		}
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if standby {
+		return m.reportVerifiers(ctx, ep, conn)
+	}
 	if err := EnsureRoles(ctx, conn); err != nil {
 		return err
 	}

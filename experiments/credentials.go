@@ -57,13 +57,13 @@ func capturedKey(project string, branchID uint64) []byte {
 
 // builtinRole reports whether role is one of the roles offshoot manages.
 func builtinRole(role string) bool {
-	return role == compute.RoleSuperuser || role == compute.RoleWrite || role == compute.RoleRead
+	return role == compute.RoleSuperuser || role == compute.RoleWrite || role == compute.RoleRead || role == compute.RoleReplication
 }
 
 // roleNeeds is the scope role a database role requires.
 func roleNeeds(dbRole string) Role {
 	switch dbRole {
-	case compute.RoleSuperuser:
+	case compute.RoleSuperuser, compute.RoleReplication:
 		return RoleAdmin
 	case compute.RoleWrite:
 		return RoleWrite
@@ -83,9 +83,11 @@ func (s *Service) dbRoleFor(ctx context.Context, project, branch, asked string) 
 		asked = compute.RoleWrite
 	case "read":
 		asked = compute.RoleRead
-	case "", compute.RoleSuperuser, compute.RoleWrite, compute.RoleRead:
+	case "replication":
+		asked = compute.RoleReplication
+	case "", compute.RoleSuperuser, compute.RoleWrite, compute.RoleRead, compute.RoleReplication:
 	default:
-		return "", invalid("role", "want superuser, write or read (%s, %s, %s)", compute.RoleSuperuser, compute.RoleWrite, compute.RoleRead)
+		return "", invalid("role", "want superuser, write, read or replication (%s, %s, %s, %s)", compute.RoleSuperuser, compute.RoleWrite, compute.RoleRead, compute.RoleReplication)
 	}
 	if asked != "" {
 		if err := s.authorize(ctx, roleNeeds(asked), project, branch); err != nil {

@@ -189,46 +189,60 @@ func (s *Service) DeleteProject(ctx context.Context, name string, force bool) er
 		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
 			return err
 		}
-		st, err := s.storeOr()
-		if err != nil {
+		rec, rerr := s.replicaRecord(name)
+		if err := s.deleteProject(ctx, name, force); err != nil {
 			return err
 		}
-		if err := checkStoreName("name", name); err != nil {
-			return err
+		if rerr == nil {
+			s.forgetReplica(ctx, name, rec)
 		}
-		bs, err := st.Branches(name)
-		if err != nil {
-			return storeErr(err)
-		}
-		if !force {
-			if name == s.cfg.DefaultProject {
-				return fmt.Errorf("project %s is the default project; pass force to delete it: %w", name, ErrConflict)
-			}
-			for _, b := range bs {
-				if !s.isMain(name, b) {
-					return fmt.Errorf("project %s has %d branches besides main; pass force to delete them all: %w", name, len(bs)-1, ErrConflict)
-				}
-				if b.Protected {
-					return fmt.Errorf("branch %s of project %s is protected; pass force or unprotect it: %w", b.Name, name, ErrConflict)
-				}
-			}
+		return nil
+	})
+}
+
+// deleteProject is DeleteProject after authorization; a replica project
+// stops being followed first.
+func (s *Service) deleteProject(ctx context.Context, name string, force bool) error {
+	st, err := s.storeOr()
+	if err != nil {
+		return err
+	}
+	if err := checkStoreName("name", name); err != nil {
+		return err
+	}
+	bs, err := st.Branches(name)
+	if err != nil {
+		return storeErr(err)
+	}
+	if !force {
+		if name == s.cfg.DefaultProject {
+			return fmt.Errorf("project %s is the default project; pass force to delete it: %w", name, ErrConflict)
 		}
 		for _, b := range bs {
-			if err := s.stopEndpoint(ctx, name, b.Name, true); err != nil {
-				return err
+			if !s.isMain(name, b) {
+				return fmt.Errorf("project %s has %d branches besides main; pass force to delete them all: %w", name, len(bs)-1, ErrConflict)
+			}
+			if b.Protected {
+				return fmt.Errorf("branch %s of project %s is protected; pass force or unprotect it: %w", b.Name, name, ErrConflict)
 			}
 		}
-		if err := st.DeleteProject(name, storage.DeleteProjectOptions{Force: force}); err != nil {
-			return storeErr(err)
+	}
+	s.unfollow(name)
+	for _, b := range bs {
+		if err := s.stopEndpoint(ctx, name, b.Name, true); err != nil {
+			return err
 		}
-		return s.withDB(func(db *controldb.DB) error {
-			if err := deleteMaskRecords(db, name); err != nil {
-				return err
-			}
-			if err := deleteMatRecords(db, name); err != nil {
-				return err
-			}
-			return db.Delete(projectKey(name))
-		})
+	}
+	if err := st.DeleteProject(name, storage.DeleteProjectOptions{Force: force}); err != nil {
+		return storeErr(err)
+	}
+	return s.withDB(func(db *controldb.DB) error {
+		if err := deleteMaskRecords(db, name); err != nil {
+			return err
+		}
+		if err := deleteMatRecords(db, name); err != nil {
+			return err
+		}
+		return db.Delete(projectKey(name))
 	})
 }

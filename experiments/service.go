@@ -209,6 +209,8 @@ type Service struct {
 	rn                   *runner              // experiment runs and schedules; stopped by Close
 	hooks                webhookPolicy        // where webhooks may go
 	hookClient           *http.Client         // delivers webhooks under hooks
+	replMu               sync.Mutex
+	followers            map[string]*follower // replica project → its follower
 }
 
 // New validates cfg and returns an unopened Service.
@@ -340,6 +342,7 @@ func (s *Service) Open(ctx context.Context) error {
 // using the database. A closed Service cannot start runs again.
 func (s *Service) Close() error {
 	s.rn.shutdown()
+	s.unfollowAll()
 	s.mu.Lock()
 	stop, done := s.sweepStop, s.sweepDone
 	s.sweepStop, s.sweepDone = nil, nil

@@ -56,7 +56,7 @@ func branchArg(desc string) mcpgo.ToolOption {
 
 // toolTable lists every tool (tools/list sorts them by name).
 func (s *Server) toolTable() []*tool {
-	return append(append(append(s.branchTools(), s.runTools()...), s.mergeTools()...),
+	return append(append(append(append(s.branchTools(), s.runTools()...), s.mergeTools()...), s.replicaTools()...),
 		s.runSQLTool(),
 		s.runSQLTransactionTool(),
 		s.diffBranchesTool(),

@@ -310,7 +310,27 @@ func branchCmd(a *app) *cobra.Command {
 		})
 	rotate.Flags().StringVar(&rotateRole, "role", "", "only this role: read, write or superuser (default all the key may rotate)")
 
-	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd, rotate, branchLogCmd(a), branchMergeCmd(a))
+	var connRole string
+	var connPassword bool
+	connect, _ := verb(a, "connect BRANCH", "Print a branch's connection URI through the proxy", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) {
+			q := url.Values{"password": {fmt.Sprint(connPassword)}}
+			if connRole != "" {
+				q.Set("role", connRole)
+			}
+			return "GET", branchURL(project, args[0]) + "/connection?" + q.Encode(), nil, nil
+		}, func(w io.Writer, raw []byte) error {
+			var c experiments.Connection
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintln(w, c.URI)
+			return err
+		})
+	connect.Flags().StringVar(&connRole, "role", "", "database role: read, write, superuser or replication (default the strongest the key allows)")
+	connect.Flags().BoolVar(&connPassword, "password", false, "include the role's password on this branch (audited)")
+
+	cmd.AddCommand(create, list, show, del, reset, rename, protectCmd, ttlCmd, rotate, connect, branchLogCmd(a), branchMergeCmd(a))
 	return cmd
 }
 

@@ -316,6 +316,12 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 				svc.CaptureVerifiers(project, branch, v)
 			}
 		},
+		Standby: func(project, branch string) (*compute.Standby, error) {
+			if svc := facade.Load(); svc != nil {
+				return svc.StandbyOf(project, branch)
+			}
+			return nil, errors.New("the service is not ready")
+		},
 	})
 	if err != nil {
 		return err
@@ -391,6 +397,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	}
 	defer svc.Close()
 	facade.Store(svc)
+	svc.FollowReplicas()
 	up, err := a.startUploader(ctx, st, svc, reg)
 	if err != nil {
 		return err

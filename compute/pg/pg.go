@@ -204,7 +204,7 @@ func InitDB(ctx context.Context, o InitOptions) error {
 	}
 	out, err := u.Command(ctx, "initdb", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("initdb %s: %w: %s", o.DataDir, err, lastLines(string(out), 10))
+		return fmt.Errorf("initdb %s: %w: %s", o.DataDir, err, LastLinesOf(string(out), 10))
 	}
 	return nil
 }
@@ -415,7 +415,8 @@ func (p *Postmaster) Stop(ctx context.Context, mode StopMode) error {
 	return fmt.Errorf("stop postgres %d: %w", p.Pid(), ctx.Err())
 }
 
-func lastLines(s string, n int) string {
+// LastLinesOf returns the last n lines of s (a program's output).
+func LastLinesOf(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -429,5 +430,5 @@ func LastLines(path string, n int) string {
 	if err != nil {
 		return ""
 	}
-	return lastLines(string(b), n)
+	return LastLinesOf(string(b), n)
 }

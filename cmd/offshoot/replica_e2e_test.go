@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/experiments"
+)
+
+// connTo connects to a branch of any project through the proxy as role
+// (read, write, superuser; "" the strongest).
+func (s *e2eServer) connTo(project, branch, role string) *pgx.Conn {
+	s.t.Helper()
+	var c struct{ URI string }
+	q := url.Values{"password": {"true"}}
+	if role != "" {
+		q.Set("role", role)
+	}
+	s.must(200, "GET", "/v1/projects/"+url.PathEscape(project)+"/branches/"+url.PathEscape(branch)+"/connection?"+q.Encode(), nil, &c)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URI)
+	if err != nil {
+		s.t.Fatalf("connect to %s/%s through the proxy: %v\n%s", project, branch, err, s.log())
+	}
+	s.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// waitRow waits until the replica (project rep on b) sees items row id,
+// and returns how long that took.
+func waitRow(t *testing.T, b *e2eServer, project string, id int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c := b.connTo(project, "main", "read")
+	defer c.Close(context.Background())
+	for {
+		var n int
+		if err := c.QueryRow(context.Background(), "SELECT count(*) FROM items WHERE id = $1", id).Scan(&n); err != nil {
+			t.Fatalf("read the replica: %v", err)
+		}
+		if n == 1 {
+			return time.Since(start)
+		}
+		if time.Since(start) > time.Minute {
+			var r experiments.Replica
+			b.must(200, "GET", "/v1/replicas/"+project, nil, &r)
+			t.Fatalf("row %d not on the replica after 1 min; replica %+v lag %+v\n%s", id, r, r.Lag, b.log())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// slots counts the replication slots named slot on a's main branch.
+func slots(t *testing.T, a *e2eServer, slot string) int {
+	t.Helper()
+	c := a.connTo("main", "main", "superuser")
+	defer c.Close(context.Background())
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestE2EReplica runs two servers on this machine: server b keeps a
+// replica of server a's main branch. It checks bad sources, that reads on
+// b see commits on a (under pgbench load too), that the replica follows
+// again after a restart of b and of a and stays readable while a is down,
+// that a fork of it is writable, that promote makes it writable with the
+// pgbench invariant intact and drops the slot on a, and that deleting a
+// following replica drops its slot.
+func TestE2EReplica(t *testing.T) {
+	a := newE2EServer(t)
+	b := newE2EServer(t)
+	ctx := context.Background()
+	a.exec("main", "CREATE TABLE items (id int PRIMARY KEY)", "INSERT INTO items VALUES (1), (2)")
+	var src struct{ URI string }
+	a.must(200, "GET", branchPath("main")+"/connection?password=true&role=replication", nil, &src)
+	if !strings.Contains(src.URI, "offshoot_replication:") {
+		t.Fatalf("replication URI %s", src.URI)
+	}
+	// The replication role runs no queries.
+	if c, err := pgx.Connect(ctx, src.URI); err == nil {
+		_, err = c.Exec(ctx, "SELECT 1")
+		c.Close(ctx)
+		if err == nil {
+			t.Fatal("offshoot_replication ran a query")
+		}
+	}
+
+	// Bad sources: a clear error, and nothing left behind.
+	if p := b.problem(400, "POST", "/v1/replicas", map[string]any{"project": "rep", "source": "not a uri"}); p.Field != "source" {
+		t.Fatalf("bad URI: %+v", p)
+	}
+	u, _ := url.Parse(src.URI)
+	u.User = url.User(u.User.Username())
+	if p := b.problem(400, "POST", "/v1/replicas", map[string]any{"project": "rep", "source": u.String()}); !strings.Contains(p.Detail, "password") {
+		t.Fatalf("no password: %+v", p)
+	}
+	u.User = url.UserPassword(u.User.Username(), "wrong")
+	if p := b.problem(503, "POST", "/v1/replicas", map[string]any{"project": "rep", "source": u.String()}); !strings.Contains(p.Detail, "password authentication failed") {
+		t.Fatalf("wrong password: %+v", p)
+	}
+	b.problem(404, "GET", "/v1/projects/rep", nil)
+	b.problem(404, "GET", "/v1/replicas/rep", nil)
+
+	// Create with the CLI.
+	out, err := runCLI(t, "replica", "create", "rep", "--source", src.URI, "--server", b.http)
+	if err != nil || !strings.Contains(out, "source branch") {
+		t.Fatalf("replica create: %v\n%s", err, out)
+	}
+	if strings.Contains(out, u.User.Username()+":") {
+		t.Fatalf("replica create printed the password:\n%s", out)
+	}
+	var r experiments.Replica
+	b.must(200, "GET", "/v1/replicas/rep", nil, &r)
+	if r.Slot == "" || r.SourceBranch != "main" || r.SystemID == "" || slots(t, a, r.Slot) != 1 {
+		t.Fatalf("replica %+v; slot on the source: %d", r, slots(t, a, r.Slot))
+	}
+	b.problem(409, "POST", "/v1/replicas", map[string]any{"project": "rep", "source": src.URI})
+	if got := b.idsIn("rep"); got != "1,2" {
+		t.Fatalf("replica reads %q, want 1,2", got)
+	}
+	w := b.connTo("rep", "main", "write")
+	if _, err := w.Exec(ctx, "INSERT INTO items VALUES (100)"); !isSQLState(err, "25006") {
+		t.Fatalf("write on the replica: %v, want read_only_sql_transaction", err)
+	}
+	w.Close(ctx)
+
+	// It follows, under pgbench load too.
+	a.exec("main", "INSERT INTO items VALUES (3)")
+	lag := waitRow(t, b, "rep", 3)
+	t.Logf("row 3 on the replica after %v", lag)
+	var srcURI struct{ URI string }
+	a.must(200, "GET", branchPath("main")+"/connection?password=true", nil, &srcURI)
+	pgbench := filepath.Join(pg.BinDir(), "pgbench")
+	if out, err := exec.Command(pgbench, "-i", "-s", "1", "-q", srcURI.URI).CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(pgbench, "-n", "-c", "2", "-T", "5", srcURI.URI).CombinedOutput(); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	a.exec("main", "INSERT INTO items VALUES (4)")
+	waitRow(t, b, "rep", 4)
+	b.must(200, "GET", "/v1/replicas/rep", nil, &r)
+	if r.State != "streaming" || r.Lag == nil || r.Lag.ReplayedLSN == "" {
+		t.Fatalf("replica after the load: %s %+v", r.State, r.Lag)
+	}
+	out, err = runCLI(t, "replica", "list", "--server", b.http)
+	if err != nil || !strings.Contains(out, "rep") || !strings.Contains(out, "streaming") {
+		t.Fatalf("replica list: %v\n%s", err, out)
+	}
+	mc := b.mcpAs("")
+	if text, isErr := mcpCall(t, mc, "list_replicas", map[string]any{}); isErr || !strings.Contains(text, "rep: streaming") {
+		t.Fatalf("list_replicas: %s", text)
+	}
+
+	// A restart of the replica's server: it follows again.
+	b.stop()
+	b.start()
+	a.exec("main", "INSERT INTO items VALUES (5)")
+	waitRow(t, b, "rep", 5)
+
+	// The source's server down: the replica stays readable; it follows
+	// again once the source is back.
+	a.stop()
+	if got := b.idsIn("rep"); got != "1,2,3,4,5" {
+		t.Fatalf("replica with the source down reads %q", got)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for b.must(200, "GET", "/v1/replicas/rep", nil, &r); r.State == "streaming"; b.must(200, "GET", "/v1/replicas/rep", nil, &r) {
+		if time.Now().After(deadline) {
+			t.Fatal("replica still streaming 1 min after its source stopped")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.start()
+	a.exec("main", "INSERT INTO items VALUES (6)")
+	waitRow(t, b, "rep", 6)
+
+	// A fork of the replica is an ordinary writable branch.
+	b.must(201, "POST", "/v1/projects/rep/branches", map[string]any{"name": "scratch"}, nil)
+	fc := b.connTo("rep", "scratch", "write")
+	if _, err := fc.Exec(ctx, "INSERT INTO items VALUES (200)"); err != nil {
+		t.Fatalf("write on a fork of the replica: %v", err)
+	}
+	fc.Close(ctx)
+
+	// Promote: writable, slot dropped on the source, pgbench invariant.
+	out, err = runCLI(t, "replica", "promote", "rep", "--server", b.http)
+	if err != nil || !strings.Contains(out, "promoted") || strings.Contains(out, "warning") {
+		t.Fatalf("replica promote: %v\n%s", err, out)
+	}
+	if n := slots(t, a, r.Slot); n != 0 {
+		t.Fatalf("%d slots %s on the source after promote", n, r.Slot)
+	}
+	b.problem(409, "POST", "/v1/replicas/rep/promote", nil)
+	pc := b.connTo("rep", "main", "write")
+	if _, err := pc.Exec(ctx, "INSERT INTO items VALUES (7)"); err != nil {
+		t.Fatalf("write on the promoted replica: %v", err)
+	}
+	var ok bool
+	if err := pc.QueryRow(ctx, `SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)
+  AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)
+  AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT sum(delta) FROM pgbench_history)
+  AND (SELECT count(*) FROM pgbench_history) > 0`).Scan(&ok); err != nil || !ok {
+		t.Fatalf("pgbench invariant on the promoted replica: %t %v", ok, err)
+	}
+	pc.Close(ctx)
+
+	// Deleting a following replica drops its slot on the source.
+	var r2 experiments.Replica
+	b.must(201, "POST", "/v1/replicas", map[string]any{"project": "rep2", "source": src.URI}, &r2)
+	if slots(t, a, r2.Slot) != 1 {
+		t.Fatalf("no slot %s on the source", r2.Slot)
+	}
+	var deleted experiments.Replica
+	b.must(200, "DELETE", "/v1/replicas/rep2", nil, &deleted)
+	if len(deleted.Warnings) != 0 || slots(t, a, r2.Slot) != 0 {
+		t.Fatalf("delete: warnings %v, slots left %d", deleted.Warnings, slots(t, a, r2.Slot))
+	}
+	b.problem(404, "GET", "/v1/projects/rep2", nil)
+}
+
+func isSQLState(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+// idsIn returns the ordered ids of table items on project's main branch.
+func (s *e2eServer) idsIn(project string) string {
+	s.t.Helper()
+	c := s.connTo(project, "main", "read")
+	defer c.Close(context.Background())
+	var got string
+	if err := c.QueryRow(context.Background(), "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM items").Scan(&got); err != nil {
+		s.t.Fatalf("ids on %s: %v", project, err)
+	}
+	return got
+}

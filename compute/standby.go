@@ -1,0 +1,198 @@
+package compute
+
+// Hot standbys: endpoints that follow a primary elsewhere with PostgreSQL's
+// streaming replication, and the base backup that seeds them.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/storage/cowfs"
+)
+
+// Standby makes an endpoint a hot standby of a primary reached with
+// libpq: Config.Standby returns one for each branch that is a replica.
+type Standby struct {
+	// ConnInfo is libpq keyword/value connection parameters of the
+	// primary (host, port, user, options, sslmode, ...), without password,
+	// passfile or sslrootcert: those three the Manager adds from the fields
+	// below, as files in the endpoint's run directory, so that no secret
+	// reaches a command line or the branch's data directory.
+	ConnInfo string
+	// Password of ConnInfo's user; "" for none.
+	Password string
+	// RootCert is the PEM of the CA that signs the primary's certificate,
+	// for sslmode verify-ca or verify-full; nil for none.
+	RootCert []byte
+	// Slot is the physical replication slot on the primary that keeps the
+	// WAL the standby has not received yet.
+	Slot string
+}
+
+// standbySignal is the file in PGDATA that starts Postgres as a standby.
+const standbySignal = "standby.signal"
+
+// standbyOf asks Config.Standby about ep. An error (for example the service
+// that knows its replicas is not ready) fails the start: starting a
+// replica as an ordinary server would end its recovery for good.
+func (m *Manager) standbyOf(ep *endpoint) (*Standby, error) {
+	if m.cfg.Standby == nil {
+		return nil, nil
+	}
+	sb, err := m.cfg.Standby(ep.project, ep.branch)
+	if err != nil {
+		return nil, fmt.Errorf("is %s/%s a replica: %w", ep.project, ep.branch, err)
+	}
+	return sb, nil
+}
+
+// prepareStandby readies ep's data directory and run directory for its
+// role: for a standby it writes standby.signal into PGDATA and the
+// password and CA files into the run directory (readable by the
+// endpoint's group only) and returns the settings that point Postgres at
+// the primary; for any other branch it removes a standby.signal the
+// branch inherited (a fork of a replica, or a replica whose promotion was
+// cut short), so the branch ends recovery and comes up writable.
+func prepareStandby(sb *Standby, runDir, dataDir string, u pg.OSUser) (map[string]string, error) {
+	signal := filepath.Join(dataDir, standbySignal)
+	if sb == nil {
+		if err := os.Remove(signal); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove %s: %w", standbySignal, err)
+		}
+		return nil, nil
+	}
+	if err := os.WriteFile(signal, nil, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", standbySignal, err)
+	}
+	conninfo := sb.ConnInfo
+	if sb.Password != "" {
+		// passfile lines are host:port:database:user:password; a
+		// replication connection looks up database "replication".
+		line := "*:*:*:*:" + strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(sb.Password) + "\n"
+		p, err := writeRunFile(runDir, "primary.pgpass", []byte(line), u)
+		if err != nil {
+			return nil, err
+		}
+		conninfo += " passfile=" + quoteConnValue(p)
+	}
+	if len(sb.RootCert) > 0 {
+		p, err := writeRunFile(runDir, "primary-root.crt", sb.RootCert, u)
+		if err != nil {
+			return nil, err
+		}
+		conninfo += " sslrootcert=" + quoteConnValue(p)
+	}
+	return map[string]string{"primary_conninfo": conninfo, "primary_slot_name": sb.Slot, "hot_standby": "on"}, nil
+}
+
+// writeRunFile writes a file into an endpoint's run directory owned by
+// root and readable by the group of u only (0640), like its pg_hba.conf.
+func writeRunFile(dir, name string, data []byte, u pg.OSUser) (string, error) {
+	p := filepath.Join(dir, name)
+	err := os.WriteFile(p, data, 0o640)
+	if err == nil {
+		err = os.Chown(p, 0, int(u.GID))
+	}
+	if err == nil {
+		err = os.Chmod(p, 0o640) // a file left by an earlier run keeps its mode otherwise
+	}
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// quoteConnValue quotes a libpq keyword/value connection parameter value.
+func quoteConnValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// BaseBackupOptions configure BaseBackup.
+type BaseBackupOptions struct {
+	// Standby is the primary to copy and, later, follow. Its slot is
+	// created by the backup (it must not exist yet) and keeps the WAL
+	// from the backup's start until the standby connects.
+	Standby Standby
+	// Project is the project whose OS user the mount presents as owner
+	// (ProjectUser); "" for the postgres OS user.
+	Project string
+	// LogFile receives pg_basebackup's output; default: none.
+	LogFile string
+}
+
+// BaseBackup seeds head, the empty head of a project's root timeline,
+// with a copy of a running primary: it mounts head at mnt (created if
+// missing) privately to the OS user, runs pg_basebackup there with WAL
+// streamed alongside and a new replication slot, writes standby.signal,
+// syncs the store and unmounts. The endpoint then starts as a hot standby
+// when Config.Standby names the branch.
+func BaseBackup(ctx context.Context, head cowfs.WritableFiles, mnt string, o BaseBackupOptions) (err error) {
+	u, err := pg.PostgresUser()
+	if o.Project != "" {
+		u, err = ProjectUser(ctx, o.Project)
+	}
+	if err != nil {
+		return fmt.Errorf("base backup: %w", err)
+	}
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return fmt.Errorf("base backup: %w", err)
+	}
+	m, err := cowfs.Mount(mnt, head, cowfs.MountOptions{Owner: &cowfs.Owner{UID: u.UID, GID: u.GID}})
+	if err != nil {
+		return fmt.Errorf("base backup: %w", err)
+	}
+	defer func() {
+		if uerr := m.Unmount(context.WithoutCancel(ctx)); uerr != nil && err == nil {
+			err = fmt.Errorf("base backup: %w", uerr)
+		}
+	}()
+	// pg_basebackup runs as root, which reads the CA file the caller
+	// named and writes through the mount, whose files every reader sees
+	// as the project user's. The password travels in the environment, not
+	// on the command line.
+	conninfo := o.Standby.ConnInfo
+	if len(o.Standby.RootCert) > 0 {
+		f, err := os.CreateTemp("", "offshoot-root-*.crt")
+		if err != nil {
+			return fmt.Errorf("base backup: %w", err)
+		}
+		defer os.Remove(f.Name())
+		_, err = f.Write(o.Standby.RootCert)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("base backup: %w", err)
+		}
+		conninfo += " sslrootcert=" + quoteConnValue(f.Name())
+	}
+	cmd := exec.CommandContext(ctx, pg.Bin("pg_basebackup"), "--pgdata", m.Dir(), "--dbname", conninfo,
+		"--wal-method", "stream", "--checkpoint", "fast", "--slot", o.Standby.Slot, "--create-slot", "--no-sync",
+		"--label", "offshoot replica "+o.Standby.Slot)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "PGCONNECT_TIMEOUT=30")
+	if o.Standby.Password != "" {
+		cmd.Env = append(cmd.Env, "PGPASSWORD="+o.Standby.Password)
+	}
+	out, err := cmd.CombinedOutput()
+	if o.LogFile != "" {
+		_ = os.WriteFile(o.LogFile, out, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("base backup: pg_basebackup: %w: %s", err, strings.TrimSpace(pg.LastLinesOf(string(out), 5)))
+	}
+	if err := os.WriteFile(filepath.Join(m.Dir(), standbySignal), nil, 0o600); err != nil {
+		return fmt.Errorf("base backup: %w", err)
+	}
+	if err := head.Sync(); err != nil {
+		return fmt.Errorf("base backup: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,749 @@
+package experiments
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/proxy"
+	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+	"github.com/offshootdb/offshoot/storage"
+)
+
+// Replicas.
+//
+// A replica is a read-only copy of a branch of another offshoot server
+// (the source) that follows it with PostgreSQL's streaming replication.
+// It lives in a project of its own on this server, as that project's main
+// branch: a physical copy is a whole cluster, with the source's roles,
+// databases and system identifier. CreateReplica seeds it with
+// pg_basebackup through the source's proxy, as the source branch's
+// replication role (compute.RoleReplication, whose password an admin of
+// the source hands out), and creates a physical replication slot there so
+// the source keeps the WAL the replica has not received. Its endpoint then
+// runs as a hot standby (compute.Standby) that streams from the source
+// through the same proxy; a follower holds a lease on it so it neither
+// suspends nor is evicted, and starts it again after a crash or a restart
+// of this server. Reads go through this server's proxy with this server's
+// credentials. PromoteReplica ends the following (pg_promote) and makes
+// the branch writable; forks of a replica start writable too. The source
+// keeps its endpoint running while a replica streams from it.
+
+// LabelReplica marks the main branch of a replica project: "following"
+// until it is promoted, then "promoted".
+const LabelReplica = "offshoot.replica"
+
+// replicaRecord is what the control DB keeps per replica.
+type replicaRecord struct {
+	// Source is the libpq URI of the source without its password.
+	Source string `json:"source"`
+	// ConnInfo is Source as keyword/value parameters (compute.Standby).
+	ConnInfo   string     `json:"conninfo"`
+	Password   string     `json:"password"`
+	RootCert   []byte     `json:"root_cert,omitempty"`
+	Slot       string     `json:"slot"`
+	SystemID   string     `json:"system_id"`
+	// SourceProject and SourceBranch are what the URI's options name.
+	SourceProject string `json:"source_project,omitempty"`
+	SourceBranch  string `json:"source_branch,omitempty"`
+	BranchID   uint64     `json:"branch_id"`
+	CreatedAt  time.Time  `json:"created_at"`
+	PromotedAt *time.Time `json:"promoted_at,omitempty"`
+}
+
+func replicaKey(project string) []byte { return []byte("replica/" + project) }
+
+// replicaBranch is the branch of a replica project that follows the source.
+const replicaBranch = "main"
+
+// Replica describes a replica.
+type Replica struct {
+	Project string `json:"project"`
+	Branch  string `json:"branch"`
+	// Source is the connection URI of the source branch, without password.
+	Source string `json:"source"`
+	// SourceProject and SourceBranch are the source branch as the URI's
+	// options name it ("" project: the source server's default project).
+	SourceProject string `json:"source_project,omitempty"`
+	SourceBranch  string `json:"source_branch,omitempty"`
+	// SystemID is the source cluster's system identifier.
+	SystemID string `json:"system_id"`
+	// Slot is the replication slot on the source.
+	Slot string `json:"slot"`
+	// State is "streaming" (connected and following), "connecting" (its
+	// WAL receiver is starting or reconnecting), "disconnected" (no WAL
+	// receiver: the source is unreachable), the endpoint's state when it
+	// does not run ("starting", "stopped", ...), or "promoted".
+	State      string     `json:"state"`
+	CreatedAt  time.Time  `json:"created_at"`
+	PromotedAt *time.Time `json:"promoted_at,omitempty"`
+	// Lag is how far the replica is behind, read from its running
+	// endpoint; nil when it does not run or is promoted.
+	Lag      *ReplicaLag     `json:"lag,omitempty"`
+	Endpoint *EndpointStatus `json:"endpoint,omitempty"`
+	// Warnings says what a call could not finish on the source (a slot
+	// that could not be dropped there).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// ReplicaLag is a replica's distance behind its source.
+type ReplicaLag struct {
+	// Bytes is the WAL the source reported as written that the replica
+	// has not replayed yet.
+	Bytes int64 `json:"bytes"`
+	// Seconds is how old the last replayed transaction is when WAL is
+	// waiting to be replayed, and 0 when the replica has replayed all it
+	// received (so after a long quiet spell on the source the first new
+	// transaction shows the quiet time until it is replayed).
+	Seconds float64 `json:"seconds"`
+	// SourceLSN is the end of WAL the source last reported; ReceivedLSN and
+	// ReplayedLSN are the replica's.
+	SourceLSN   string `json:"source_lsn,omitempty"`
+	ReceivedLSN string `json:"received_lsn,omitempty"`
+	ReplayedLSN string `json:"replayed_lsn,omitempty"`
+	// LastMessageAt is when the replica last heard from the source.
+	LastMessageAt *time.Time `json:"last_message_at,omitempty"`
+}
+
+// CreateReplicaRequest asks for a replica.
+type CreateReplicaRequest struct {
+	// Project is the new project on this server that holds the replica.
+	Project string `json:"project"`
+	// Source is the libpq URI of the source branch through the source
+	// server's proxy, as role offshoot_replication with its password: on
+	// the source, `offshoot branch connect BRANCH --role replication
+	// --password` (admin) prints it. sslrootcert, when given, names a file
+	// on this server; it is read once and kept.
+	Source string `json:"source"`
+}
+
+// source is a parsed replica source.
+type source struct {
+	display  string // URI without password
+	standby  compute.Standby
+	project  string
+	branch   string
+	identify string // replication connection string for pgconn
+}
+
+// parseSource checks a source URI and turns it into the parameters the
+// standby and pg_basebackup connect with.
+func parseSource(raw, project string) (source, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return source{}, invalid("source", "want a postgresql://user:password@host:port/db?options=... URI of the source branch")
+	}
+	if strings.Contains(u.Host, ",") {
+		return source{}, invalid("source", "names several hosts; a replica follows one source")
+	}
+	pw, ok := u.User.Password()
+	if u.User == nil || u.User.Username() == "" || !ok || pw == "" {
+		return source{}, invalid("source", "needs the user and password of role %s on the source branch: get them there with `offshoot branch connect BRANCH --role replication --password`", compute.RoleReplication)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	if db == "" {
+		db = "postgres"
+	}
+	kv := []string{"host=" + quoteConn(host), "port=" + quoteConn(port), "user=" + quoteConn(u.User.Username()), "dbname=" + quoteConn(db),
+		"application_name=" + quoteConn("offshoot-replica-"+project)}
+	var rootCert []byte
+	q := u.Query()
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := q.Get(k)
+		switch k {
+		case "sslmode", "options", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout", "sslnegotiation":
+			kv = append(kv, k+"="+quoteConn(v))
+		case "sslrootcert":
+			if rootCert, err = os.ReadFile(v); err != nil {
+				return source{}, invalid("source", "sslrootcert: %v", err)
+			}
+		default:
+			return source{}, invalid("source", "parameter %q is not supported for a replica source", k)
+		}
+	}
+	r, _, err := proxy.ParseRoute(map[string]string{"options": q.Get("options")}, "-")
+	if err != nil {
+		return source{}, invalid("source", "options must name the source branch (endpoint=BRANCH, and project=PROJECT unless it is the source server's default): %v", err)
+	}
+	if r.Project == "-" {
+		r.Project = ""
+	}
+	shown := *u
+	shown.User = url.User(u.User.Username())
+	slot := make([]byte, 8)
+	if _, err := rand.Read(slot); err != nil {
+		return source{}, err
+	}
+	identify := strings.Join(kv, " ")
+	if len(rootCert) > 0 {
+		identify += " sslrootcert=" + quoteConn(q.Get("sslrootcert"))
+	}
+	return source{display: shown.String(), project: r.Project, branch: r.Branch, identify: identify + " password=" + quoteConn(pw),
+		standby: compute.Standby{ConnInfo: strings.Join(kv, " "), Password: pw, RootCert: rootCert, Slot: "offshoot_" + hex.EncodeToString(slot)}}, nil
+}
+
+func quoteConn(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// replicationConn opens a physical replication connection to a source.
+func replicationConn(ctx context.Context, connString string) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["replication"] = "true"
+	return pgconn.ConnectConfig(ctx, cfg)
+}
+
+// identifySource checks that the source answers as a replication source
+// and returns its system identifier.
+func identifySource(ctx context.Context, connString string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	c, err := replicationConn(ctx, connString)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	res, err := c.Exec(ctx, "IDENTIFY_SYSTEM").ReadAll()
+	if err != nil {
+		return "", err
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 1 {
+		return "", errors.New("IDENTIFY_SYSTEM returned no row")
+	}
+	return string(res[0].Rows[0][0]), nil
+}
+
+// dropSourceSlot drops a replica's slot on its source, waiting a little
+// for a WAL sender that still holds it to notice its receiver is gone.
+func dropSourceSlot(ctx context.Context, rec replicaRecord) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn := rec.ConnInfo + " password=" + quoteConn(rec.Password)
+	if len(rec.RootCert) > 0 {
+		f, err := os.CreateTemp("", "offshoot-root-*.crt")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		_, err = f.Write(rec.RootCert)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		conn += " sslrootcert=" + quoteConn(f.Name())
+	}
+	c, err := replicationConn(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	for {
+		_, err = c.Exec(ctx, "DROP_REPLICATION_SLOT "+rec.Slot).ReadAll()
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &pgErr) && pgErr.Code == "42704": // undefined_object: gone already
+			return nil
+		case errors.As(err, &pgErr) && pgErr.Code == "55006" && ctx.Err() == nil: // object_in_use
+			time.Sleep(200 * time.Millisecond)
+		default:
+			return err
+		}
+	}
+}
+
+func slotWarning(rec replicaRecord, err error) string {
+	return fmt.Sprintf("replication slot %s on the source was not dropped (%v): the source keeps WAL for it until it is; drop it there with SELECT pg_drop_replication_slot('%s')", rec.Slot, err, rec.Slot)
+}
+
+// CreateReplica creates a replica of a branch of another server in a new
+// project: it copies the source with pg_basebackup (creating its slot),
+// starts the copy as a hot standby and keeps it following. It returns
+// once the replica serves reads. Admin only. A failure leaves neither the
+// project nor the slot behind.
+func (s *Service) CreateReplica(ctx context.Context, req CreateReplicaRequest) (*Replica, error) {
+	var out *Replica
+	shown := req.Source
+	if u, err := url.Parse(req.Source); err == nil && u.User != nil {
+		u.User = url.User(u.User.Username())
+		shown = u.String()
+	} else if err != nil {
+		shown = ""
+	}
+	err := s.audited(ctx, "replica.create", req.Project, "source="+shown, func() error {
+		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
+			return err
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		if s.cfg.Compute == nil {
+			return fmt.Errorf("replicas need compute: %w", ErrUnavailable)
+		}
+		if err := checkStoreName("project", req.Project); err != nil {
+			return err
+		}
+		src, err := parseSource(req.Source, req.Project)
+		if err != nil {
+			return err
+		}
+		sysID, err := identifySource(ctx, src.identify)
+		if err != nil {
+			return fmt.Errorf("source %s does not answer as a replication source: %w: %w", src.display, ErrUnavailable, err)
+		}
+		p, _, err := st.CreateProject(req.Project)
+		if err != nil {
+			return storeErr(err)
+		}
+		rec := replicaRecord{Source: src.display, ConnInfo: src.standby.ConnInfo, Password: src.standby.Password,
+			RootCert: src.standby.RootCert, Slot: src.standby.Slot, SystemID: sysID, CreatedAt: p.CreatedAt,
+			SourceProject: src.project, SourceBranch: src.branch}
+		undo := func(cause error) error {
+			_ = st.DeleteProject(req.Project, storage.DeleteProjectOptions{Force: true})
+			_ = s.withDB(func(db *controldb.DB) error {
+				_ = db.Delete(replicaKey(req.Project))
+				return db.Delete(projectKey(req.Project))
+			})
+			if err := dropSourceSlot(context.WithoutCancel(ctx), rec); err != nil {
+				s.log.Warn("create replica: undo", "project", req.Project, "warning", slotWarning(rec, err))
+			}
+			return cause
+		}
+		if err := s.seedReplica(ctx, st, req.Project, src.standby); err != nil {
+			return undo(err)
+		}
+		b, err := st.UpdateBranch(req.Project, replicaBranch, storage.BranchUpdate{Labels: map[string]string{LabelReplica: "following"}})
+		if err != nil {
+			return undo(storeErr(err))
+		}
+		rec.BranchID = b.ID
+		if err := s.withDB(func(db *controldb.DB) error {
+			if err := db.Put(projectKey(req.Project), projectRecord{CreatedAt: p.CreatedAt}); err != nil {
+				return err
+			}
+			return db.Put(replicaKey(req.Project), rec)
+		}); err != nil {
+			return undo(err)
+		}
+		// The first start replays the backup's WAL and connects to the
+		// source: the replica serves reads once it returns.
+		l, err := s.cfg.Compute.Acquire(ctx, req.Project, replicaBranch)
+		if err != nil {
+			_ = s.stopEndpoint(context.WithoutCancel(ctx), req.Project, replicaBranch, true)
+			return undo(fmt.Errorf("start the replica: %w", computeErr(err)))
+		}
+		l.Release()
+		s.follow(req.Project)
+		out, err = s.replicaView(ctx, req.Project, rec)
+		return err
+	})
+	return out, err
+}
+
+// seedReplica copies the source into the empty main branch of project.
+func (s *Service) seedReplica(ctx context.Context, st *storage.Store, project string, sb compute.Standby) error {
+	h, err := st.OpenHead(project, replicaBranch)
+	if err != nil {
+		return storeErr(err)
+	}
+	mnt, err := os.MkdirTemp(s.cfg.InitDir, "replica-")
+	if err == nil {
+		err = os.Chmod(mnt, 0o755)
+	}
+	if err != nil {
+		h.Close()
+		return fmt.Errorf("create replica: %w", err)
+	}
+	defer os.Remove(mnt)
+	berr := compute.BaseBackup(ctx, h, mnt, compute.BaseBackupOptions{Standby: sb, Project: project})
+	if cerr := h.Close(); berr == nil && cerr != nil {
+		berr = cerr
+	}
+	if berr != nil {
+		return fmt.Errorf("copy the source: %w: %w", ErrUnavailable, berr)
+	}
+	return nil
+}
+
+// StandbyOf tells compute whether a branch is a following replica
+// (compute.Config.Standby): only the branch the replica was seeded into,
+// until it is promoted; its forks start writable.
+func (s *Service) StandbyOf(project, branch string) (*compute.Standby, error) {
+	var rec replicaRecord
+	err := s.withDB(func(db *controldb.DB) error { return db.Get(replicaKey(project), &rec) })
+	if errors.Is(err, controldb.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.PromotedAt != nil {
+		return nil, nil
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, err
+	}
+	b, err := st.Branch(project, branch)
+	if err != nil {
+		return nil, err
+	}
+	if b.ID != rec.BranchID {
+		return nil, nil
+	}
+	return &compute.Standby{ConnInfo: rec.ConnInfo, Password: rec.Password, RootCert: rec.RootCert, Slot: rec.Slot}, nil
+}
+
+// replicaRecords lists the replicas, by project.
+func (s *Service) replicaRecords() (map[string]replicaRecord, error) {
+	out := map[string]replicaRecord{}
+	err := s.withDB(func(db *controldb.DB) error {
+		return db.Scan([]byte("replica/"), []byte("replica0"), func(k, v []byte) (bool, error) {
+			var rec replicaRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return false, fmt.Errorf("replica %s: %w", k, err)
+			}
+			out[strings.TrimPrefix(string(k), "replica/")] = rec
+			return true, nil
+		})
+	})
+	return out, err
+}
+
+func (s *Service) replicaRecord(project string) (replicaRecord, error) {
+	var rec replicaRecord
+	err := s.withDB(func(db *controldb.DB) error { return db.Get(replicaKey(project), &rec) })
+	if errors.Is(err, controldb.ErrNotFound) {
+		return rec, fmt.Errorf("project %s is not a replica: %w", project, ErrNotFound)
+	}
+	return rec, err
+}
+
+// ListReplicas lists the replicas the caller can see, with their lag.
+func (s *Service) ListReplicas(ctx context.Context) ([]Replica, error) {
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	recs, err := s.replicaRecords()
+	if err != nil {
+		return nil, err
+	}
+	out := []Replica{}
+	for p, rec := range recs {
+		if !canSeeProject(c, p) {
+			continue
+		}
+		r, err := s.replicaView(ctx, p, rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Project < out[j].Project })
+	return out, nil
+}
+
+// GetReplica describes one replica, with its lag.
+func (s *Service) GetReplica(ctx context.Context, project string) (*Replica, error) {
+	if err := s.authorize(ctx, RoleRead, project, replicaBranch); err != nil {
+		return nil, err
+	}
+	rec, err := s.replicaRecord(project)
+	if err != nil {
+		return nil, err
+	}
+	return s.replicaView(ctx, project, rec)
+}
+
+// replicaView describes a replica; the lag is read only from a running
+// endpoint (a look does not wake it).
+func (s *Service) replicaView(ctx context.Context, project string, rec replicaRecord) (*Replica, error) {
+	r := &Replica{Project: project, Branch: replicaBranch, Source: rec.Source, SourceProject: rec.SourceProject, SourceBranch: rec.SourceBranch,
+		SystemID: rec.SystemID, Slot: rec.Slot, CreatedAt: rec.CreatedAt, PromotedAt: rec.PromotedAt,
+		Endpoint: s.endpointStatus(project, replicaBranch)}
+	if rec.PromotedAt != nil {
+		r.State = "promoted"
+		return r, nil
+	}
+	r.State = string(compute.Stopped)
+	if r.Endpoint != nil {
+		r.State = r.Endpoint.State
+	}
+	if r.State != string(compute.Running) && r.State != string(compute.Idle) {
+		return r, nil
+	}
+	lag, status, err := s.replicaLag(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	r.Lag = lag
+	switch status {
+	case "streaming":
+		r.State = "streaming"
+	case "":
+		r.State = "disconnected"
+	default:
+		r.State = "connecting"
+	}
+	return r, nil
+}
+
+// replicaLagSQL reads a standby's position against what its source last
+// reported (pg_stat_wal_receiver.latest_end_lsn is the source's end of
+// WAL as of its last message).
+const replicaLagSQL = `SELECT
+  r.status,
+  r.latest_end_lsn::text, pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
+  r.last_msg_receipt_time,
+  greatest(coalesce(pg_wal_lsn_diff(greatest(r.latest_end_lsn, pg_last_wal_receive_lsn()), pg_last_wal_replay_lsn()), 0), 0)::bigint,
+  CASE WHEN pg_last_wal_receive_lsn() IS NULL
+         OR greatest(r.latest_end_lsn, pg_last_wal_receive_lsn()) <= pg_last_wal_replay_lsn() THEN 0
+       ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8
+FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true`
+
+func (s *Service) replicaLag(ctx context.Context, project string) (*ReplicaLag, string, error) {
+	conn, done, err := s.cfg.Connector.Conn(ctx, project, replicaBranch, Superuser)
+	if err != nil {
+		return nil, "", err
+	}
+	defer done()
+	var status, srcLSN, recvLSN, replayLSN *string
+	var lastMsg *time.Time
+	lag := &ReplicaLag{}
+	if err := conn.QueryRow(ctx, replicaLagSQL).Scan(&status, &srcLSN, &recvLSN, &replayLSN, &lastMsg, &lag.Bytes, &lag.Seconds); err != nil {
+		return nil, "", fmt.Errorf("read the replica's lag: %w: %w", ErrUnavailable, err)
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	lag.SourceLSN, lag.ReceivedLSN, lag.ReplayedLSN, lag.LastMessageAt = str(srcLSN), str(recvLSN), str(replayLSN), lastMsg
+	return lag, str(status), nil
+}
+
+// PromoteReplica ends a replica's following and makes its branch writable
+// (pg_promote), then drops its slot on the source; a slot that cannot be
+// dropped there (the source is down) is reported in Warnings. Admin only.
+func (s *Service) PromoteReplica(ctx context.Context, project string) (*Replica, error) {
+	var out *Replica
+	err := s.audited(ctx, "replica.promote", project, "", func() error {
+		if err := s.authorize(ctx, RoleAdmin, project, replicaBranch); err != nil {
+			return err
+		}
+		rec, err := s.replicaRecord(project)
+		if err != nil {
+			return err
+		}
+		if rec.PromotedAt != nil {
+			return fmt.Errorf("replica %s was promoted at %s: %w", project, rec.PromotedAt.Format(time.RFC3339), ErrConflict)
+		}
+		st, err := s.storeOr()
+		if err != nil {
+			return err
+		}
+		s.unfollow(project)
+		// Recorded first: should the server stop between here and the
+		// end of the promotion, the next start ends the recovery itself
+		// (compute removes standby.signal) instead of following again.
+		now := s.cfg.Now().UTC()
+		rec.PromotedAt = &now
+		if err := s.withDB(func(db *controldb.DB) error { return db.Put(replicaKey(project), rec) }); err != nil {
+			return err
+		}
+		if _, err := st.UpdateBranch(project, replicaBranch, storage.BranchUpdate{Labels: map[string]string{LabelReplica: "promoted"}}); err != nil {
+			return storeErr(err)
+		}
+		conn, done, err := s.cfg.Connector.Conn(ctx, project, replicaBranch, Superuser)
+		if err != nil {
+			return err
+		}
+		var promoted, inRecovery bool
+		err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+		if err == nil && inRecovery {
+			err = conn.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&promoted)
+			if err == nil && !promoted {
+				err = errors.New("the promotion did not finish within 60 s")
+			}
+		}
+		done()
+		if err != nil {
+			return fmt.Errorf("promote %s: %w: %w", project, ErrUnavailable, err)
+		}
+		out, err = s.replicaView(ctx, project, rec)
+		if err != nil {
+			return err
+		}
+		if err := dropSourceSlot(ctx, rec); err != nil {
+			out.Warnings = append(out.Warnings, slotWarning(rec, err))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeleteReplica deletes a replica's project (every branch of it) and its
+// slot on the source; a slot that cannot be dropped there is reported in
+// Warnings. Admin only.
+func (s *Service) DeleteReplica(ctx context.Context, project string) (*Replica, error) {
+	var out *Replica
+	err := s.audited(ctx, "replica.delete", project, "", func() error {
+		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
+			return err
+		}
+		rec, err := s.replicaRecord(project)
+		if err != nil {
+			return err
+		}
+		out = &Replica{Project: project, Branch: replicaBranch, Source: rec.Source, SystemID: rec.SystemID, Slot: rec.Slot,
+			CreatedAt: rec.CreatedAt, PromotedAt: rec.PromotedAt, State: "deleted"}
+		if err := s.deleteProject(ctx, project, true); err != nil {
+			return err
+		}
+		if w := s.forgetReplica(ctx, project, rec); w != "" {
+			out.Warnings = append(out.Warnings, w)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// forgetReplica removes a deleted replica project's record and drops its
+// slot on the source (a promoted replica dropped it already); it returns
+// a warning when the slot could not be dropped.
+func (s *Service) forgetReplica(ctx context.Context, project string, rec replicaRecord) string {
+	if err := s.withDB(func(db *controldb.DB) error { return db.Delete(replicaKey(project)) }); err != nil {
+		s.log.Warn("forget replica", "project", project, "err", err)
+	}
+	if rec.PromotedAt != nil {
+		return ""
+	}
+	if err := dropSourceSlot(ctx, rec); err != nil {
+		w := slotWarning(rec, err)
+		s.log.Warn("delete replica", "project", project, "warning", w)
+		return w
+	}
+	return ""
+}
+
+// FollowReplicas starts following every replica that is not promoted
+// (serve calls it once the compute manager can ask StandbyOf).
+func (s *Service) FollowReplicas() {
+	recs, err := s.replicaRecords()
+	if err != nil {
+		s.log.Error("follow replicas", "err", err)
+		return
+	}
+	for p, rec := range recs {
+		if rec.PromotedAt == nil {
+			s.follow(p)
+		}
+	}
+}
+
+// follow keeps a replica's endpoint running: a follower holds a lease on
+// it (so it neither suspends nor is evicted) and acquires it again when
+// it stopped (a crash, a stop by hand), backing off up to 30 s while it
+// cannot start.
+func (s *Service) follow(project string) {
+	s.replMu.Lock()
+	defer s.replMu.Unlock()
+	if s.followers == nil {
+		s.followers = map[string]*follower{}
+	}
+	if _, ok := s.followers[project]; ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &follower{cancel: cancel, done: make(chan struct{})}
+	s.followers[project] = f
+	go func() {
+		defer close(f.done)
+		backoff := time.Second
+		for ctx.Err() == nil {
+			l, err := s.cfg.Compute.Acquire(ctx, project, replicaBranch)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("replica endpoint did not start; retrying", "project", project, "in", backoff, "err", err)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 30*time.Second)
+				continue
+			}
+			backoff = time.Second
+			for ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+				if st := s.cfg.Compute.Status(project, replicaBranch).State; st != compute.Running && st != compute.Idle {
+					break
+				}
+			}
+			l.Release()
+		}
+	}()
+}
+
+type follower struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// unfollow stops following a replica and waits for its follower to
+// release its lease.
+func (s *Service) unfollow(project string) {
+	s.replMu.Lock()
+	f := s.followers[project]
+	delete(s.followers, project)
+	s.replMu.Unlock()
+	if f != nil {
+		f.cancel()
+		<-f.done
+	}
+}
+
+// unfollowAll stops every follower (Close).
+func (s *Service) unfollowAll() {
+	s.replMu.Lock()
+	ps := make([]string, 0, len(s.followers))
+	for p := range s.followers {
+		ps = append(ps, p)
+	}
+	s.replMu.Unlock()
+	for _, p := range ps {
+		s.unfollow(p)
+	}
+}
