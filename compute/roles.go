@@ -26,8 +26,9 @@ const (
 	// to read-only transactions.
 	RoleRead = "offshoot_read"
 	// RoleReplication streams the cluster's WAL to replicas on other
-	// nodes (LOGIN REPLICATION) and has no other privilege: it opens no
-	// database for queries. Its per-branch password is for admins only.
+	// nodes (LOGIN REPLICATION) and has no other privilege: its queries
+	// read no table. What it streams is every database, so its per-branch
+	// password is for admins only.
 	RoleReplication = "offshoot_replication"
 )
 

@@ -75,10 +75,19 @@ func prepareStandby(sb *Standby, runDir, dataDir string, u pg.OSUser) (map[strin
 	if sb.Password != "" {
 		// passfile lines are host:port:database:user:password; a
 		// replication connection looks up database "replication".
+		// libpq ignores a password file others may read: it is the
+		// endpoint user's, mode 0600.
 		line := "*:*:*:*:" + strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(sb.Password) + "\n"
-		p, err := writeRunFile(runDir, "primary.pgpass", []byte(line), u)
+		p := filepath.Join(runDir, "primary.pgpass")
+		err := os.WriteFile(p, []byte(line), 0o600)
+		if err == nil {
+			err = os.Chown(p, int(u.UID), int(u.GID))
+		}
+		if err == nil {
+			err = os.Chmod(p, 0o600)
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("write the primary's password file: %w", err)
 		}
 		conninfo += " passfile=" + quoteConnValue(p)
 	}

@@ -132,10 +132,18 @@ func (u OSUser) Chown(path string) error { return os.Chown(path, int(u.UID), int
 func (u OSUser) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, Bin(name), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "TZ=UTC")
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID}
+		// Not root's home: libpq inside the server (a standby's WAL
+		// receiver, postgres_fdw) looks there for ~/.postgresql client
+		// certificates and fails on a directory it may not enter.
+		home := "/nonexistent"
+		if pu, err := user.LookupId(strconv.FormatUint(uint64(u.UID), 10)); err == nil && pu.HomeDir != "" {
+			home = pu.HomeDir
+		}
+		cmd.Env = append(cmd.Env, "HOME="+home)
 	}
-	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "TZ=UTC")
 	return cmd
 }
 
