@@ -243,6 +243,9 @@ type branchPage struct {
 	// Log is the tail of the endpoint's Postgres log; LogErr why it is missing.
 	Log    []string
 	LogErr string
+	// Replica describes the branch when it is a replica of a branch of
+	// another server.
+	Replica *experiments.Replica
 }
 
 type diffLine struct{ Kind, Text string }
@@ -253,6 +256,11 @@ func (u *UI) branch(ctx context.Context, r *http.Request) (string, *view, error)
 	if x, err := u.branchSource().Branch(ctx, p, b); err == nil {
 		pg.Info = &x
 		pg.Parent = x.Parent
+	}
+	if pg.Info != nil && pg.Info.Labels[experiments.LabelReplica] != "" {
+		if rep, err := u.cfg.Service.GetReplica(ctx, p); err == nil && rep.Branch == b {
+			pg.Replica = rep
+		}
 	}
 	if sn, err := u.cfg.Service.ListSnapshots(ctx, p); err == nil {
 		for _, s := range sn {

@@ -292,6 +292,8 @@ func sortedKeys(m map[string]bool) []string {
 type indexPage struct {
 	Projects []projectTree
 	Runs     []runRow
+	// Replicas are the replicas on this server with their lag.
+	Replicas []experiments.Replica
 }
 
 // projectTree is one project on the landing page. Note says why its tree
@@ -354,6 +356,11 @@ func (u *UI) index(ctx context.Context, _ *http.Request) (string, *view, error) 
 			}
 		}
 		pg.Projects = append(pg.Projects, pt)
+	}
+	if rs, err := u.cfg.Service.ListReplicas(ctx); err == nil {
+		pg.Replicas = rs
+	} else {
+		u.log.Warn("web: list replicas", "err", err)
 	}
 	return "index", &view{Title: "offshoot", Data: pg}, nil
 }

@@ -160,6 +160,14 @@ func TestE2EReplica(t *testing.T) {
 	if r.State != "streaming" || r.Lag == nil || r.Lag.ReplayedLSN == "" {
 		t.Fatalf("replica after the load: %s %+v", r.State, r.Lag)
 	}
+	code, page := b.api("GET", "/ui/", nil)
+	if code != 200 || !strings.Contains(string(page), `data-replica="rep"`) || !strings.Contains(string(page), "st-streaming") {
+		t.Errorf("landing page (%d) does not list replica rep as streaming", code)
+	}
+	code, page = b.api("GET", "/ui/projects/rep/branches/main", nil)
+	if code != 200 || !strings.Contains(string(page), `id="replica-info"`) || !strings.Contains(string(page), r.Slot) || !strings.Contains(string(page), "source at") {
+		t.Errorf("replica's branch page (%d) shows no replica, slot or lag", code)
+	}
 	out, err = runCLI(t, "replica", "list", "--server", b.http)
 	if err != nil || !strings.Contains(out, "rep") || !strings.Contains(out, "streaming") {
 		t.Fatalf("replica list: %v\n%s", err, out)
