@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 // e2eServer is a running `offshoot serve` process on a temp data dir with
 // ephemeral ports.
 type e2eServer struct {
-	t       *testing.T
+	t       testing.TB
 	dataDir string
 	cmd     *exec.Cmd
 	done    chan error
@@ -59,13 +59,13 @@ type e2eServer struct {
 	args    []string // extra serve flags, after the defaults (so they win)
 }
 
-func newE2EServer(t *testing.T) *e2eServer {
+func newE2EServer(t testing.TB) *e2eServer {
 	t.Helper()
 	return newE2EServerArgs(t)
 }
 
 // newE2EServerArgs is newE2EServer with extra serve flags.
-func newE2EServerArgs(t *testing.T, args ...string) *e2eServer {
+func newE2EServerArgs(t testing.TB, args ...string) *e2eServer {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test runs Postgres on FUSE; skipped with -short")
