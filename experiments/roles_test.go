@@ -136,6 +136,8 @@ func TestConnectionRoles(t *testing.T) {
 		{write, "a", "superuser", "", ErrForbidden},
 		{write, "main", "", "", ErrForbidden},
 		{admin, "main", "nobody", "", ErrInvalid},
+		{admin, "main", "replication", compute.RoleReplication, nil},
+		{write, "a", "replication", "", ErrForbidden},
 	} {
 		c, err := svc.Connection(tc.ctx, ConnectionRequest{Project: "p", Branch: tc.branch, Role: tc.role, Password: true})
 		if tc.err != nil {
@@ -190,8 +192,8 @@ func TestConnectionRoles(t *testing.T) {
 			results[e.Result]++
 		}
 	}
-	if results["ok"] != 8 || results["denied"] != 4 || results["error"] != 1 {
-		t.Fatalf("audited credential requests %v, want 8 ok, 4 denied, 1 error", results)
+	if results["ok"] != 9 || results["denied"] != 5 || results["error"] != 1 {
+		t.Fatalf("audited credential requests %v, want 9 ok, 5 denied, 1 error", results)
 	}
 	// Verifiers of the user's own roles come from the cluster, and forks
 	// inherit them until their own endpoint has run.
