@@ -8,7 +8,7 @@ import (
 
 // run executes the offshoot command line in-process and returns its output
 // and exit code, as main would produce them.
-func run(t *testing.T, ctx context.Context, args ...string) (stdout, stderr string, code int) {
+func run(t testing.TB, ctx context.Context, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	cmd := newRootCmd(&out, &errb)

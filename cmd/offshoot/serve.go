@@ -403,7 +403,19 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 		return err
 	}
 	if up != nil {
-		defer up.Close()
+		// A clean stop ends with one more round, so the bucket holds
+		// everything the server acknowledged (the proxy and the API are
+		// closed by then: nothing commits during it).
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := up.Sync(sctx); err != nil {
+				a.log.Warn("the final upload round failed: the bucket holds the previous round", "err", err)
+			} else {
+				a.log.Info("final upload round done", "generation", up.Generation())
+			}
+			up.Close()
+		}()
 	}
 	created, err := svc.EnsureDefaultProject(ctx)
 	if err != nil {
