@@ -38,12 +38,22 @@ type RunBranches interface {
 }
 
 // ForkUsage is optionally implemented by a RunBranches to report a
-// branch's storage, from which runs record the storage delta of a fork.
+// branch's storage, from which runs record the storage delta of a fork
+// and a kept materialization what it holds.
 type ForkUsage interface {
-	UsageBytes(ctx context.Context, project, branch string) (int64, error)
-	// CurrentBytes is the part of the branch's own storage its head
-	// reads: what it holds once the history of its writes ages out.
-	CurrentBytes(ctx context.Context, project, branch string) (int64, error)
+	// ForkUsage reports the branch's own storage. One call is one walk
+	// of the branch's blocks, whose cost grows with the branch's size.
+	ForkUsage(ctx context.Context, project, branch string) (ForkBytes, error)
+}
+
+// ForkBytes is a branch's own storage as one walk of it finds it.
+type ForkBytes struct {
+	// Delta is what the branch stores on its own: its copy-on-write
+	// delta, the history of its writes included.
+	Delta int64
+	// Current is the part of Delta its head reads: what it holds once
+	// the history of its writes ages out.
+	Current int64
 }
 
 // ForkInfo describes a fork.
@@ -121,7 +131,8 @@ type VariantRun struct {
 	IndexName   string `json:"index_name,omitempty"`
 	IndexBytes  int64  `json:"index_bytes"`
 	// StorageDelta is the fork's growth in bytes, when the branch
-	// manager reports usage.
+	// manager reports usage: measured after the build, or for a build
+	// kept as a materialization after the checkpoint that keeps it.
 	StorageDelta *int64             `json:"storage_delta_bytes,omitempty"`
 	Latency      evals.LatencyStats `json:"latency"`
 	// ANNRecall is the mean recall@K of the index against exact search
