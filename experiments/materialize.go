@@ -515,13 +515,13 @@ func (s *Service) forgetMaterialization(ctx context.Context, m *Materialization,
 
 // keepMaterialization keeps branch (variant vr of run, loaded and indexed
 // under key) as a materialization: a checkpoint so that a fork of it
-// starts without replaying the load, then Materializer.Keep, then the
-// record, which replaces an unpinned one of the same key (a pinned one
-// stays and the new point is dropped). It returns how the variant used
-// it, with a Note when it was not kept; delta is set for an incremental
-// build.
+// starts without replaying the load, then one measure of growth (which
+// records vr.StorageDelta), then Materializer.Keep, then the record,
+// which replaces an unpinned one of the same key (a pinned one stays and
+// the new point is dropped). It returns how the variant used it, with a
+// Note when it was not kept; delta is set for an incremental build.
 func (s *Service) keepMaterialization(ctx context.Context, run *Run, key MaterializationKey, branch string, vr *VariantRun,
-	delta *IncrementalDelta) *MaterializationUse {
+	delta *IncrementalDelta, growth *forkGrowth) *MaterializationUse {
 	id := key.ID()
 	use := &MaterializationUse{ID: id, CreatedByRun: run.ID, CreatedByVariant: vr.Name, Incremental: delta}
 	conn, release, err := s.connect(ctx, run.Project, branch, Superuser)
@@ -529,15 +529,14 @@ func (s *Service) keepMaterialization(ctx context.Context, run *Run, key Materia
 		_, err = conn.Exec(ctx, "CHECKPOINT")
 		release()
 	}
+	// Measured after the checkpoint, which writes the build's dirty pages
+	// to the fork and removes or recycles the WAL segments of the load:
+	// before it, the delta misses those pages and the current bytes count
+	// WAL that the snapshot Keep takes next no longer reads.
+	current := growth.measure(ctx, vr)
 	if err != nil {
 		use.Note = "not kept: checkpoint: " + err.Error()
 		return use
-	}
-	var current *int64
-	if u, ok := s.cfg.Branches.(ForkUsage); ok {
-		if n, err := u.CurrentBytes(ctx, run.Project, branch); err == nil {
-			current = &n
-		}
 	}
 	now := s.cfg.Now()
 	name := fmt.Sprintf("mat.%s.%d", id, now.UnixNano())

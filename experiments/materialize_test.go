@@ -97,6 +97,19 @@ func TestMaterializations(t *testing.T) {
 		if (m.CreatedByVariant == "hnsw") != (m.IndexName != "" && m.Key.Index.Type == "hnsw" && m.IndexBytes > 0) {
 			t.Errorf("materialization of %s: index %q %d bytes, key %+v", m.CreatedByVariant, m.IndexName, m.IndexBytes, m.Key.Index)
 		}
+		// One walk of the fork after the checkpoint that keeps it gives
+		// both numbers, and its variant the same delta.
+		if m.DeltaBytes == nil || m.CurrentBytes == nil {
+			continue
+		}
+		if *m.CurrentBytes > *m.DeltaBytes {
+			t.Errorf("materialization of %s: current bytes %d over its delta %d", m.CreatedByVariant, *m.CurrentBytes, *m.DeltaBytes)
+		}
+		for _, v := range r1.Variants {
+			if v.Name == m.CreatedByVariant && (v.StorageDelta == nil || *v.StorageDelta != *m.DeltaBytes) {
+				t.Errorf("variant %s: storage delta %v, its materialization's %d", v.Name, v.StorageDelta, *m.DeltaBytes)
+			}
+		}
 	}
 	// The base the materializations were built on goes; they fork from
 	// their own snapshots.

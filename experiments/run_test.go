@@ -133,7 +133,8 @@ func (b *pgBranches) Restart(ctx context.Context, _, _ string) error {
 	return np.WaitReady(ctx, b.c.ConnString)
 }
 
-func (b *pgBranches) UsageBytes(ctx context.Context, _ string, branch string) (int64, error) {
+// size is the database's size on disk.
+func (b *pgBranches) size(ctx context.Context, branch string) (int64, error) {
 	conn, err := b.admin(ctx)
 	if err != nil {
 		return 0, err
@@ -144,9 +145,11 @@ func (b *pgBranches) UsageBytes(ctx context.Context, _ string, branch string) (i
 	return n, err
 }
 
-// CurrentBytes is UsageBytes: a database copy holds all of itself.
-func (b *pgBranches) CurrentBytes(ctx context.Context, project, branch string) (int64, error) {
-	return b.UsageBytes(ctx, project, branch)
+// ForkUsage is the database's size, as delta and as current bytes: a
+// database copy holds all of itself.
+func (b *pgBranches) ForkUsage(ctx context.Context, _ string, branch string) (ForkBytes, error) {
+	n, err := b.size(ctx, branch)
+	return ForkBytes{Delta: n, Current: n}, err
 }
 
 func (b *pgBranches) Conn(ctx context.Context, _ string, branch string, _ Access) (*pgx.Conn, func(), error) {

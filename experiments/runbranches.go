@@ -70,27 +70,17 @@ func (b storeBranches) Discard(ctx context.Context, project, branch string) erro
 	return b.s.DeleteBranch(ctx, project, branch, false)
 }
 
-// UsageBytes is the fork's own storage (its copy-on-write delta).
-func (b storeBranches) UsageBytes(ctx context.Context, project, branch string) (int64, error) {
-	u, err := b.usage(ctx, project, branch)
-	return int64(u.DeltaBytes), err
-}
-
-// CurrentBytes is the part of the fork's own storage its head reads.
-func (b storeBranches) CurrentBytes(ctx context.Context, project, branch string) (int64, error) {
-	u, err := b.usage(ctx, project, branch)
-	return int64(u.CurrentBytes), err
-}
-
-func (b storeBranches) usage(ctx context.Context, project, branch string) (BranchUsage, error) {
+// ForkUsage is the fork's own storage (its copy-on-write delta) and the
+// part of it its head reads, from one walk of the store's accounting.
+func (b storeBranches) ForkUsage(ctx context.Context, project, branch string) (ForkBytes, error) {
 	br, err := b.s.GetBranch(ctx, project, branch)
 	if err != nil {
-		return BranchUsage{}, err
+		return ForkBytes{}, err
 	}
 	if br.Usage == nil {
-		return BranchUsage{}, fmt.Errorf("usage of %s/%s: %w", project, branch, ErrUnavailable)
+		return ForkBytes{}, fmt.Errorf("usage of %s/%s: %w", project, branch, ErrUnavailable)
 	}
-	return *br.Usage, nil
+	return ForkBytes{Delta: int64(br.Usage.DeltaBytes), Current: int64(br.Usage.CurrentBytes)}, nil
 }
 
 // Keep implements Materializer: a snapshot of the fork's head, which

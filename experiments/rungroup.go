@@ -126,15 +126,11 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	// A reused fork grows by nothing worth the walk over its blocks that
 	// the store's accounting takes (about a second at 100k x 384): its
 	// materialization records what it holds.
-	usage, _ := s.cfg.Branches.(ForkUsage)
-	if mat != nil && !incr {
-		usage = nil
-	}
-	var before int64
-	if usage != nil {
-		before, err = usage.UsageBytes(ctx, run.Project, name)
-		if err != nil {
-			usage = nil
+	built := mat == nil || incr
+	var growth *forkGrowth
+	if usage, ok := s.cfg.Branches.(ForkUsage); ok && built {
+		if b, err := usage.ForkUsage(ctx, run.Project, name); err == nil {
+			growth = &forkGrowth{usage: usage, project: run.Project, branch: name, before: b.Delta}
 		}
 	}
 	conn, release, err := s.connect(ctx, run.Project, name, ReadWrite)
@@ -171,11 +167,11 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 			return fail(phase, err), nil
 		}
 	}
-	if usage != nil {
-		if after, err := usage.UsageBytes(ctx, run.Project, name); err == nil {
-			d := after - before
-			vr.StorageDelta = &d
-		}
+	// A build to keep is measured once, after keepMaterialization's
+	// checkpoint.
+	keep := built && key != nil
+	if !keep {
+		growth.measure(ctx, &vr)
 	}
 	if lf.lexical {
 		vr.Provenance, err = lexicalProvenance(ctx, conn, v)
@@ -185,12 +181,12 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	if err != nil {
 		return fail("provenance", err), nil
 	}
-	if (mat == nil || incr) && key != nil {
+	if keep {
 		// Part of the build phase as progress displays count them.
 		progress("index", &PhaseProgress{Detail: "keeping the loaded fork as materialization " + key.ID()})
 		t := time.Now()
 		vr.Name = v.Name
-		vr.Materialization = s.keepMaterialization(ctx, run, *key, name, &vr, delta)
+		vr.Materialization = s.keepMaterialization(ctx, run, *key, name, &vr, delta, growth)
 		vr.Materialization.fresh = lf.fresh
 		vr.Timings.Materialize = ms(time.Since(t))
 		if note != "" && vr.Materialization.Note == "" {
@@ -212,6 +208,31 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 		out[i] = s.evalPoint(ctx, run, fk, lf.tbl, lf.emb, lf.cached, lf.metric, lf.indexed, lf.chunked, p, ds, vr)
 	}
 	return out, nil
+}
+
+// forkGrowth measures a fork's growth against the walk of its usage
+// taken when it was forked. A nil *forkGrowth (the branches report no
+// usage, or that walk failed) measures nothing.
+type forkGrowth struct {
+	usage           ForkUsage
+	project, branch string
+	before          int64 // the fork's delta when it was forked
+}
+
+// measure walks the fork's usage once: it records the fork's growth in
+// vr.StorageDelta and returns the fork's current bytes, nil when there
+// is no measure.
+func (g *forkGrowth) measure(ctx context.Context, vr *VariantRun) *int64 {
+	if g == nil {
+		return nil
+	}
+	b, err := g.usage.ForkUsage(ctx, g.project, g.branch)
+	if err != nil {
+		return nil
+	}
+	d := b.Delta - g.before
+	vr.StorageDelta = &d
+	return &b.Current
 }
 
 // buildFork fits the embedder, then embeds, loads and indexes the corpus

@@ -97,20 +97,11 @@ func (h forkHook) Fork(ctx context.Context, project string, from BranchPoint, na
 	return h.RunBranches.Fork(ctx, project, from, name)
 }
 
-// UsageBytes forwards to the wrapped RunBranches when it reports usage.
-func (h forkHook) UsageBytes(ctx context.Context, project, branch string) (int64, error) {
+// ForkUsage forwards to the wrapped RunBranches when it reports usage.
+func (h forkHook) ForkUsage(ctx context.Context, project, branch string) (ForkBytes, error) {
 	u, ok := h.RunBranches.(ForkUsage)
 	if !ok {
-		return 0, ErrUnavailable
+		return ForkBytes{}, ErrUnavailable
 	}
-	return u.UsageBytes(ctx, project, branch)
-}
-
-// CurrentBytes forwards to the wrapped RunBranches when it reports usage.
-func (h forkHook) CurrentBytes(ctx context.Context, project, branch string) (int64, error) {
-	u, ok := h.RunBranches.(ForkUsage)
-	if !ok {
-		return 0, ErrUnavailable
-	}
-	return u.CurrentBytes(ctx, project, branch)
+	return u.ForkUsage(ctx, project, branch)
 }

@@ -5,8 +5,58 @@ import (
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
+
+// Projects: creating one with its main branch and root directory, and
+// deleting one with every branch, snapshot and timeline it holds.
+
+// CreateProject creates a project with an empty root directory on its main
+// branch (named "main"). It returns the project and its main branch.
+func (s *Store) CreateProject(name string) (Project, Branch, error) {
+	if err := checkName("project", name); err != nil {
+		return Project{}, Branch{}, fmt.Errorf("create project: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Project{}, Branch{}, ErrClosed
+	}
+	if _, err := s.projectLocked(name); err == nil {
+		return Project{}, Branch{}, fmt.Errorf("create project %q: %w", name, ErrProjectExists)
+	}
+	ids := make([]uint64, 3)
+	for i := range ids {
+		id, err := s.nextID()
+		if err != nil {
+			return Project{}, Branch{}, fmt.Errorf("create project: %w", err)
+		}
+		ids[i] = id
+	}
+	seq, err := s.nextSeq()
+	if err != nil {
+		return Project{}, Branch{}, fmt.Errorf("create project: %w", err)
+	}
+	now := s.opts.Now().UTC()
+	p := &Project{ID: ids[0], Name: name, Main: ids[2], CreatedAt: now}
+	tl := &Timeline{ID: ids[1], Project: p.ID, StartSeq: seq - 1, CreatedAt: now, Branch: ids[2]}
+	br := &Branch{ID: ids[2], Project: p.ID, Name: "main", Timeline: tl.ID, CreatedAt: now}
+	b := s.db.NewBatch()
+	putRecord(b, enc.KindProject, p.ID, p)
+	putRecord(b, enc.KindTimeline, tl.ID, tl)
+	putRecord(b, enc.KindBranch, br.ID, br)
+	t := now.UnixNano()
+	root := enc.Attr{Mode: ModeDir | 0o755, Nlink: 2, Atime: t, Mtime: t, Ctime: t, Parent: RootIno}
+	_ = b.Set(enc.InodeKey(nil, tl.ID, RootIno, seq), enc.AppendAttr(nil, &root), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return Project{}, Branch{}, fmt.Errorf("create project: %w", err)
+	}
+	s.cat.projects[p.ID] = p
+	s.cat.timelines[tl.ID] = tl
+	s.cat.putBranch(br)
+	return *p, copyBranch(br), nil
+}
 
 // DeleteProjectOptions control DeleteProject.
 type DeleteProjectOptions struct {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/offshootdb/offshoot/evals/evalstest"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/offshootdb/offshoot/agentapi"
 	"github.com/offshootdb/offshoot/agentapi/web"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
+	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/experiments"
 )
 
@@ -101,7 +101,8 @@ func (b *pgBranches) Discard(ctx context.Context, _ string, branch string) error
 	return err
 }
 
-func (b *pgBranches) UsageBytes(ctx context.Context, _ string, branch string) (int64, error) {
+// size is the database's size on disk.
+func (b *pgBranches) size(ctx context.Context, branch string) (int64, error) {
 	conn, err := b.admin(ctx)
 	if err != nil {
 		return 0, err
@@ -112,9 +113,11 @@ func (b *pgBranches) UsageBytes(ctx context.Context, _ string, branch string) (i
 	return n, err
 }
 
-// CurrentBytes is UsageBytes: a database copy holds all of itself.
-func (b *pgBranches) CurrentBytes(ctx context.Context, project, branch string) (int64, error) {
-	return b.UsageBytes(ctx, project, branch)
+// ForkUsage is the database's size, as delta and as current bytes: a
+// database copy holds all of itself.
+func (b *pgBranches) ForkUsage(ctx context.Context, _ string, branch string) (experiments.ForkBytes, error) {
+	n, err := b.size(ctx, branch)
+	return experiments.ForkBytes{Delta: n, Current: n}, err
 }
 
 func (b *pgBranches) Conn(ctx context.Context, _ string, branch string, _ experiments.Access) (*pgx.Conn, func(), error) {
@@ -165,7 +168,7 @@ func (b *pgBranches) all(ctx context.Context, project string) ([]web.Branch, err
 	b.mu.Unlock()
 	var out []web.Branch
 	for n, parent := range names {
-		size, err := b.UsageBytes(ctx, project, n)
+		size, err := b.size(ctx, n)
 		if err != nil {
 			return nil, err
 		}
