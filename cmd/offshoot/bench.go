@@ -96,6 +96,8 @@ var benchSpecs = []benchSpec{
 	// experiments: the whole cycle of a run's variant
 	{bench: "ExperimentCycle/base=empty", label: "experiments: fork → load 10k x 384 → HNSW → 100 queries → discard, cycles/h, vs TEMPLATE + DROP DATABASE (empty base)", offshoot: "offshoot-cycles/h", baseline: "native-cycles/h", unit: "/h", ratio: "ratio"},
 	{bench: "RecoveryPoint", label: "objstore: recovery point (max age of the state in the bucket) under 1 MiB commits every 20 ms, vs the 2 s upload interval", offshoot: "lag-max-ms", baselineConst: 2000, unit: "ms", ratio: "max/interval", goal: atMost(1.5)},
+	{bench: "ObjectStore", label: "objstore: pgbench TPC-B TPS on a branch, object tier on (10 s rounds to a local S3) vs off", offshoot: "tier-on-tps", baseline: "tier-off-tps", unit: "tps", ratio: "on/off", goal: atLeast(0.9)},
+	{bench: "ObjectStore", label: "objstore: restore of a data dir holding a ~1 GiB pgbench project from the bucket vs cp -a of the data dir (time)", offshoot: "restore-s", baseline: "copy-s", unit: "s", ratio: "restore/copy"},
 	{bench: "ReplicaLag", label: "replicas: commit-to-visible lag p95 on a replica on a second server under pgbench TPC-B, vs the 1 s goal", offshoot: "offshoot-p95-ms", baselineConst: 1000, unit: "ms", ratio: "p95/goal", goal: atMost(1)},
 	{bench: "ReplicaLag", label: "replicas: the same lag p95, offshoot replica vs a plain PostgreSQL streaming standby on local disk", offshoot: "offshoot-p95-ms", baseline: "native-p95-ms", unit: "ms", ratio: "p95/native"},
 	{bench: "Merge", label: "merge: a fork that changed 0.1% of the rows of a 1 GiB table into its parent, merge vs full-table comparison (time)", offshoot: "merge-ms", baseline: "full-ms", unit: "ms", ratio: "merge/full", goal: atMost(0.05)},
