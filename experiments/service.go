@@ -341,6 +341,22 @@ func (s *Service) Open(ctx context.Context) error {
 // made afterwards fail with ErrUnavailable. It waits for calls that are
 // using the database. A closed Service cannot start runs again.
 func (s *Service) Close() error {
+	s.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// Stop ends the service's background work: it cancels runs in flight and
+// waits for them (their forks are discarded), stops following replicas,
+// the scheduler and the TTL sweeper. Calls still work (the control
+// database stays open) until Close, which calls Stop first. Idempotent.
+func (s *Service) Stop() {
 	s.rn.shutdown()
 	s.unfollowAll()
 	s.mu.Lock()
@@ -351,14 +367,6 @@ func (s *Service) Close() error {
 		close(stop)
 		<-done
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.db == nil {
-		return nil
-	}
-	err := s.db.Close()
-	s.db = nil
-	return err
 }
 
 // Ready reports whether the service can serve calls: nil once Open

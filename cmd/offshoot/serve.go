@@ -405,8 +405,14 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if up != nil {
 		// A clean stop ends with one more round, so the bucket holds
 		// everything the server acknowledged (the proxy and the API are
-		// closed by then: nothing commits during it).
+		// closed by then: nothing commits during it). The runs stop and
+		// the endpoints shut down first, so the round holds each branch
+		// checkpointed: a restore starts without crash recovery.
 		defer func() {
+			svc.Stop()
+			if err := m.Close(); err != nil {
+				a.log.Warn("close compute before the final upload round", "err", err)
+			}
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			if err := up.Sync(sctx); err != nil {
