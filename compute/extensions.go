@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/offshootdb/offshoot/compute/pg"
 )
 
 // vectorMarker is a file in PGDATA naming the pgvector version every
@@ -99,4 +103,57 @@ func writeMarker(dataDir, marker, version string) error {
 		return os.Chown(marker, int(st.Uid), int(st.Gid))
 	}
 	return nil
+}
+
+// provisionedMarker is a file in PGDATA saying that the cluster has the
+// built-in roles and its vector extension at the version named in it
+// (provisionKey). Like vectorMarker it travels with forks; an endpoint
+// whose PGDATA has the current key starts without the provisioning queries
+// and without a readiness probe (see Manager.start).
+const provisionedMarker = "offshoot_provisioned"
+
+// rolesVersion changes whenever ensureRolesSQL does, so that every lineage
+// runs it once again.
+const rolesVersion = "2"
+
+// provisionKey is the marker's content for the installed pgvector: the
+// roles version and the extension's default version, read from its control
+// file once per process ("" when it cannot be read: then every start
+// provisions).
+var provisionKey = sync.OnceValue(func() string {
+	out, err := exec.Command(pg.Bin("pg_config"), "--sharedir").Output()
+	if err != nil {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "extension", "vector.control"))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) == "default_version" {
+			return "roles " + rolesVersion + ", vector " + strings.Trim(strings.TrimSpace(v), "'")
+		}
+	}
+	return ""
+})
+
+// provisioned reports whether dataDir's cluster was provisioned for the
+// current key.
+func provisioned(dataDir string) bool {
+	key := provisionKey()
+	if key == "" {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, provisionedMarker))
+	return err == nil && strings.TrimSpace(string(b)) == key
+}
+
+// markProvisioned records in dataDir that its cluster is provisioned.
+func markProvisioned(dataDir string) error {
+	key := provisionKey()
+	if key == "" {
+		return nil
+	}
+	return writeMarker(dataDir, filepath.Join(dataDir, provisionedMarker), key)
 }

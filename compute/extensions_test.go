@@ -67,8 +67,11 @@ func TestUpdateVectorOnStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A branch made before the upgrade has no marker, or an older one.
+	// A branch made before the upgrade has no markers, or older ones.
 	if err := os.WriteFile(filepath.Join(p, "offshoot_vector_version"), []byte("0.0.1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, "offshoot_provisioned"), []byte("roles 2, vector 0.0.1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.m.Stop(ctx, "p", "b"); err != nil {
@@ -98,5 +101,50 @@ func TestUpdateVectorOnStart(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(p, "offshoot_vector_version"))
 	if err != nil || strings.TrimSpace(string(b)) != want {
 		t.Fatalf("marker: %q, %v; want %s", b, err, want)
+	}
+}
+
+// TestProvisionOnce: the first start of a lineage provisions its cluster
+// (roles, vector) and records it in PGDATA; later wakes start without the
+// provisioning queries (a role dropped by hand stays dropped), and a
+// marker of another key provisions again.
+func TestProvisionOnce(t *testing.T) {
+	e := newEnv(t, compute.Config{})
+	e.branch(t, "p", "b")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l := acquire(t, e.m, "p", "b")
+	p, err := e.vols.Path("p", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(p, "offshoot_provisioned")
+	b, err := os.ReadFile(marker)
+	if err != nil || !strings.HasPrefix(string(b), "roles ") {
+		t.Fatalf("marker after the first start: %q, %v", b, err)
+	}
+	run(t, l, "DROP ROLE "+compute.RoleReplication)
+	l.Release()
+	if err := e.m.Suspend(ctx, "p", "b"); err != nil {
+		t.Fatal(err)
+	}
+	l = acquire(t, e.m, "p", "b")
+	if got := query(t, l, "SELECT count(*) FROM pg_roles WHERE rolname = '"+compute.RoleReplication+"'"); got != "0" {
+		t.Fatalf("a wake of a provisioned cluster ran the provisioning: %s", got)
+	}
+	l.Release()
+	if err := os.WriteFile(marker, []byte("roles 1, vector 0.0.1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Suspend(ctx, "p", "b"); err != nil {
+		t.Fatal(err)
+	}
+	l = acquire(t, e.m, "p", "b")
+	defer l.Release()
+	if got := query(t, l, "SELECT count(*) FROM pg_roles WHERE rolname = '"+compute.RoleReplication+"'"); got != "1" {
+		t.Fatalf("a stale marker did not provision again: %s roles", got)
+	}
+	if b2, _ := os.ReadFile(marker); string(b2) != string(b) {
+		t.Fatalf("marker after provisioning again: %q, want %q", b2, b)
 	}
 }

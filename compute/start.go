@@ -112,7 +112,17 @@ func (m *Manager) start(ep *endpoint) error {
 	}
 	m.wg.Add(1)
 	go m.supervise(ep, p)
-	probe, err := m.waitAccepting(ctx, pm)
+	// A cluster already provisioned (its PGDATA says so: every wake after
+	// the first of a lineage) needs no query before clients come: it is
+	// ready when postmaster.pid says so, as for a native start, and its
+	// verifiers are captured in the background.
+	fast := sb == nil && m.cfg.LocalAuth == "trust" && m.cfg.User == RoleSuperuser && provisioned(ep.vol.Dir())
+	var probe *pgx.Conn
+	if fast {
+		err = m.waitPidReady(ctx, pm)
+	} else {
+		probe, err = m.waitAccepting(ctx, pm)
+	}
 	if err != nil {
 		m.mu.Lock()
 		p.stopping = true
@@ -134,10 +144,37 @@ func (m *Manager) start(ep *endpoint) error {
 		}
 		probe = nil
 	}
+	if fast {
+		if m.cfg.Verifiers != nil {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.captureVerifiers(ep, pm)
+			}()
+		}
+		return nil
+	}
 	if err := m.provision(ctx, ep, pm, probe, sb != nil); err != nil {
 		// The endpoint runs; clients of the built-in roles will see the
 		// cause when they connect. Record it rather than fail the start.
 		m.log.Error("provision roles", "project", ep.project, "branch", ep.branch, "err", err)
+	}
+	return nil
+}
+
+// waitPidReady returns when postmaster.pid's status line says the server
+// accepts connections (checked every 2 ms), or fails when the postmaster
+// exits or ctx ends.
+func (m *Manager) waitPidReady(ctx context.Context, pm *pg.Postmaster) error {
+	pidFile := filepath.Join(pm.Options().DataDir, "postmaster.pid")
+	for !pidFileReady(pidFile) {
+		select {
+		case <-pm.Done():
+			return fmt.Errorf("%w: %v", pg.ErrExited, pm.ExitErr())
+		case <-ctx.Done():
+			return fmt.Errorf("wait for postgres: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 	return nil
 }
@@ -171,6 +208,8 @@ func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster
 	}
 	if err != nil {
 		m.log.Error("update the vector extension; run ALTER EXTENSION vector UPDATE in each database", "project", ep.project, "branch", ep.branch, "err", err)
+	} else if err := markProvisioned(pm.Options().DataDir); err != nil {
+		m.log.Warn("mark provisioned", "project", ep.project, "branch", ep.branch, "err", err)
 	}
 	return m.reportVerifiers(ctx, ep, conn)
 }
