@@ -123,6 +123,28 @@ func quoteConnValue(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
+// WithRootCert returns ConnInfo for a client of this process: with
+// sslrootcert naming a temporary copy of RootCert when there is one, and
+// a func that removes the copy.
+func (sb Standby) WithRootCert() (conninfo string, done func(), err error) {
+	if len(sb.RootCert) == 0 {
+		return sb.ConnInfo, func() {}, nil
+	}
+	f, err := os.CreateTemp("", "offshoot-root-*.crt")
+	if err != nil {
+		return "", nil, err
+	}
+	_, err = f.Write(sb.RootCert)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", nil, err
+	}
+	return sb.ConnInfo + " sslrootcert=" + quoteConnValue(f.Name()), func() { os.Remove(f.Name()) }, nil
+}
+
 // BaseBackupOptions configure BaseBackup.
 type BaseBackupOptions struct {
 	// Standby is the primary to copy and, later, follow. Its slot is
@@ -166,22 +188,11 @@ func BaseBackup(ctx context.Context, head cowfs.WritableFiles, mnt string, o Bas
 	// named and writes through the mount, whose files every reader sees
 	// as the project user's. The password travels in the environment, not
 	// on the command line.
-	conninfo := o.Standby.ConnInfo
-	if len(o.Standby.RootCert) > 0 {
-		f, err := os.CreateTemp("", "offshoot-root-*.crt")
-		if err != nil {
-			return fmt.Errorf("base backup: %w", err)
-		}
-		defer os.Remove(f.Name())
-		_, err = f.Write(o.Standby.RootCert)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("base backup: %w", err)
-		}
-		conninfo += " sslrootcert=" + quoteConnValue(f.Name())
+	conninfo, done, err := o.Standby.WithRootCert()
+	if err != nil {
+		return fmt.Errorf("base backup: %w", err)
 	}
+	defer done()
 	cmd := exec.CommandContext(ctx, pg.Bin("pg_basebackup"), "--pgdata", m.Dir(), "--dbname", conninfo,
 		"--wal-method", "stream", "--checkpoint", "fast", "--slot", o.Standby.Slot, "--create-slot", "--no-sync",
 		"--label", "offshoot replica "+o.Standby.Slot)

@@ -49,17 +49,17 @@ type replicaRecord struct {
 	// Source is the libpq URI of the source without its password.
 	Source string `json:"source"`
 	// ConnInfo is Source as keyword/value parameters (compute.Standby).
-	ConnInfo   string     `json:"conninfo"`
-	Password   string     `json:"password"`
-	RootCert   []byte     `json:"root_cert,omitempty"`
-	Slot       string     `json:"slot"`
-	SystemID   string     `json:"system_id"`
+	ConnInfo string `json:"conninfo"`
+	Password string `json:"password"`
+	RootCert []byte `json:"root_cert,omitempty"`
+	Slot     string `json:"slot"`
+	SystemID string `json:"system_id"`
 	// SourceProject and SourceBranch are what the URI's options name.
-	SourceProject string `json:"source_project,omitempty"`
-	SourceBranch  string `json:"source_branch,omitempty"`
-	BranchID   uint64     `json:"branch_id"`
-	CreatedAt  time.Time  `json:"created_at"`
-	PromotedAt *time.Time `json:"promoted_at,omitempty"`
+	SourceProject string     `json:"source_project,omitempty"`
+	SourceBranch  string     `json:"source_branch,omitempty"`
+	BranchID      uint64     `json:"branch_id"`
+	CreatedAt     time.Time  `json:"created_at"`
+	PromotedAt    *time.Time `json:"promoted_at,omitempty"`
 }
 
 func replicaKey(project string) []byte { return []byte("replica/" + project) }
@@ -241,23 +241,12 @@ func identifySource(ctx context.Context, connString string) (string, error) {
 func dropSourceSlot(ctx context.Context, rec replicaRecord) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn := rec.ConnInfo + " password=" + quoteConn(rec.Password)
-	if len(rec.RootCert) > 0 {
-		f, err := os.CreateTemp("", "offshoot-root-*.crt")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		_, err = f.Write(rec.RootCert)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-		conn += " sslrootcert=" + quoteConn(f.Name())
+	conn, done, err := rec.standby().WithRootCert()
+	if err != nil {
+		return err
 	}
-	c, err := replicationConn(ctx, conn)
+	defer done()
+	c, err := replicationConn(ctx, conn+" password="+quoteConn(rec.Password))
 	if err != nil {
 		return err
 	}
@@ -418,7 +407,13 @@ func (s *Service) StandbyOf(project, branch string) (*compute.Standby, error) {
 	if b.ID != rec.BranchID {
 		return nil, nil
 	}
-	return &compute.Standby{ConnInfo: rec.ConnInfo, Password: rec.Password, RootCert: rec.RootCert, Slot: rec.Slot}, nil
+	sb := rec.standby()
+	return &sb, nil
+}
+
+// standby is how the replica reaches its source.
+func (rec replicaRecord) standby() compute.Standby {
+	return compute.Standby{ConnInfo: rec.ConnInfo, Password: rec.Password, RootCert: rec.RootCert, Slot: rec.Slot}
 }
 
 // replicaRecords lists the replicas, by project.

@@ -57,13 +57,7 @@ func TestE2EMerge(t *testing.T) {
 	}
 	conn := s.conn("main")
 	ctx := context.Background()
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)
-  AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)
-  AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT sum(delta) FROM pgbench_history)
-  AND (SELECT count(*) FROM pgbench_history) > 0`).Scan(&ok); err != nil || !ok {
-		t.Fatalf("pgbench invariant after the merge: %t %v", ok, err)
-	}
+	checkPgbenchInvariant(t, conn, "after the merge")
 	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS amcheck`); err != nil {
 		t.Fatal(err)
 	}
@@ -159,3 +153,17 @@ func TestE2EMerge(t *testing.T) {
 
 // squash collapses the runs of white space of tabular output.
 func squash(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// checkPgbenchInvariant checks pgbench TPC-B's balance invariant on conn:
+// the accounts, branches, tellers and history sum to the same, and some
+// transactions ran.
+func checkPgbenchInvariant(t testing.TB, conn *pgx.Conn, where string) {
+	t.Helper()
+	var ok bool
+	if err := conn.QueryRow(context.Background(), `SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)
+  AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)
+  AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT sum(delta) FROM pgbench_history)
+  AND (SELECT count(*) FROM pgbench_history) > 0`).Scan(&ok); err != nil || !ok {
+		t.Fatalf("pgbench invariant %s: %t %v", where, ok, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/storage/objstore/s3test"
 )
 
@@ -94,7 +95,7 @@ func BenchmarkObjectStore(b *testing.B) {
 	var rest, copies, first []float64
 	var restoredBytes int64
 	for i := 0; i < 3; i++ {
-		dst := pgtestDir(b)
+		dst := pgtest.Dir(b)
 		start := time.Now()
 		out, errOut, code := run(b, ctx, append([]string{"restore", "--from", "s3://bkt/bench", "--data-dir", dst}, s3...)...)
 		if code != 0 {
@@ -118,7 +119,7 @@ func BenchmarkObjectStore(b *testing.B) {
 		r.stop()
 		os.RemoveAll(dst)
 
-		cp := pgtestDir(b)
+		cp := pgtest.Dir(b)
 		start = time.Now()
 		if out, err := exec.Command("cp", "-a", on.dataDir+"/.", cp).CombinedOutput(); err != nil {
 			b.Fatalf("cp -a: %v\n%s", err, out)
@@ -132,18 +133,4 @@ func BenchmarkObjectStore(b *testing.B) {
 	b.ReportMetric(medianOf(rest)/medianOf(copies), "restore/copy")
 	b.ReportMetric(medianOf(first), "first-query-s")
 	b.ReportMetric(float64(restoredBytes)/(1<<20), "restored-MiB")
-}
-
-// pgtestDir is a temporary directory other users may traverse.
-func pgtestDir(b *testing.B) string {
-	b.Helper()
-	d, err := os.MkdirTemp("", "offshoot-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Chmod(d, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(d) })
-	return d
 }

@@ -53,6 +53,31 @@ func (s *e2eServer) waitRounds(token string, n float64) {
 	}
 }
 
+// restoredServer restores the bucket's prefix from (an s3:// URL) into a
+// new data dir and returns a server on it, not started (removed when the
+// test ends).
+func restoredServer(t testing.TB, from string, s3 []string) *e2eServer {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "offshoot-restored-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &e2eServer{t: t, dataDir: dir}
+	t.Cleanup(func() {
+		if r.cmd != nil && r.cmd.ProcessState == nil {
+			r.stop()
+		}
+		os.RemoveAll(dir)
+	})
+	if out, errOut, code := run(t, context.Background(), append([]string{"restore", "--from", from, "--data-dir", dir}, s3...)...); code != 0 || !strings.Contains(out, "restored generation") {
+		t.Fatalf("restore: exit %d\n%s%s", code, out, errOut)
+	}
+	return r
+}
+
 // TestE2EObjectStoreRestore runs serve with the object storage tier on a
 // real S3 server (versitygw), fills a project with branches, a snapshot,
 // an experiment run, a key and audit entries, takes the object store away
@@ -116,18 +141,9 @@ func TestE2EObjectStoreRestore(t *testing.T) {
 	s.stop()
 
 	// Restore into a fresh data dir and serve it.
-	dir, err := os.MkdirTemp("", "offshoot-restored-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	args := append([]string{"restore", "--from", "s3://bkt/e2e", "--data-dir", dir}, s3...)
-	if out, errOut, code := run(t, ctx, args...); code != 0 || !strings.Contains(out, "restored generation") {
-		t.Fatalf("restore: exit %d\n%s%s", code, out, errOut)
-	}
+	r := restoredServer(t, "s3://bkt/e2e", s3)
+	args := append([]string{"restore", "--from", "s3://bkt/e2e", "--data-dir", r.dataDir}, s3...)
 	if _, errOut, code := run(t, ctx, args...); code == 0 || !strings.Contains(errOut, "not empty") {
 		t.Errorf("restore into a non-empty dir: exit %d %s", code, errOut)
 	}
@@ -135,13 +151,6 @@ func TestE2EObjectStoreRestore(t *testing.T) {
 	if out, errOut, code := run(t, ctx, list...); code != 0 || !strings.Contains(out, "GENERATION") || strings.Count(out, "\n") < 3 {
 		t.Errorf("restore --list: exit %d\n%s%s", code, out, errOut)
 	}
-	r := &e2eServer{t: t, dataDir: dir}
-	t.Cleanup(func() {
-		if r.cmd != nil && r.cmd.ProcessState == nil {
-			r.stop()
-		}
-		os.RemoveAll(dir)
-	})
 	r.start()
 	var branches struct{ Branches []struct{ Name string } }
 	r.mustAs(tok, 200, "GET", "/v1/projects/main/branches", nil, &branches)

@@ -104,24 +104,7 @@ func TestE2EObjectStoreKill(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir, err := os.MkdirTemp("", "offshoot-restored-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"restore", "--from", "s3://bkt/kill", "--data-dir", dir}, s3...)
-	if out, errOut, code := run(t, ctx, args...); code != 0 || !strings.Contains(out, "restored generation") {
-		t.Fatalf("restore: exit %d\n%s%s", code, out, errOut)
-	}
-	r := &e2eServer{t: t, dataDir: dir}
-	t.Cleanup(func() {
-		if r.cmd != nil && r.cmd.ProcessState == nil {
-			r.stop()
-		}
-		os.RemoveAll(dir)
-	})
+	r := restoredServer(t, "s3://bkt/kill", s3)
 	r.start()
 	var snaps struct{ Snapshots []struct{ Name string } }
 	r.must(200, "GET", "/v1/projects/main/snapshots", nil, &snaps)
@@ -164,13 +147,7 @@ func TestE2EObjectStoreKill(t *testing.T) {
 	if before == 0 || lost != 0 {
 		t.Fatalf("%d of %d commits acknowledged more than %v before the kill are missing after the restore", lost, before, lag)
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)
-  AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)
-  AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT sum(delta) FROM pgbench_history)
-  AND (SELECT count(*) FROM pgbench_history) > 0`).Scan(&ok); err != nil || !ok {
-		t.Fatalf("pgbench invariant after the restore: %t %v", ok, err)
-	}
+	checkPgbenchInvariant(t, conn, "after the restore")
 	var su struct{ URI string }
 	r.must(200, "GET", branchPath("main")+"/connection?password=true&role=superuser", nil, &su)
 	out, err := exec.Command(filepath.Join(pg.BinDir(), "pg_amcheck"), "--install-missing", "--heapallindexed", su.URI).CombinedOutput()
@@ -193,24 +170,7 @@ func TestE2EObjectStoreFinalRound(t *testing.T) {
 	if !strings.Contains(s.log(), "final upload round done") {
 		t.Fatalf("no final round in the log:\n%s", s.log())
 	}
-	dir, err := os.MkdirTemp("", "offshoot-restored-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if out, errOut, code := run(t, ctx, append([]string{"restore", "--from", "s3://bkt/final", "--data-dir", dir}, s3...)...); code != 0 {
-		t.Fatalf("restore: exit %d\n%s%s", code, out, errOut)
-	}
-	r := &e2eServer{t: t, dataDir: dir}
-	t.Cleanup(func() {
-		if r.cmd != nil && r.cmd.ProcessState == nil {
-			r.stop()
-		}
-		os.RemoveAll(dir)
-	})
+	r := restoredServer(t, "s3://bkt/final", s3)
 	r.start()
 	if got := r.ids("main"); got != "1,2" {
 		t.Fatalf("restored main has ids %q, want 1,2", got)
