@@ -66,6 +66,9 @@ func prepareStandby(sb *Standby, runDir, dataDir string, u pg.OSUser) (map[strin
 		if err := os.Remove(signal); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("remove %s: %w", standbySignal, err)
 		}
+		// A promoted replica keeps no way into its former source.
+		os.Remove(filepath.Join(runDir, "primary.pgpass"))
+		os.Remove(filepath.Join(runDir, "primary-root.crt"))
 		return nil, nil
 	}
 	if err := os.WriteFile(signal, nil, 0o600); err != nil {

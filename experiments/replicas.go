@@ -60,6 +60,8 @@ type replicaRecord struct {
 	BranchID      uint64     `json:"branch_id"`
 	CreatedAt     time.Time  `json:"created_at"`
 	PromotedAt    *time.Time `json:"promoted_at,omitempty"`
+	// SlotDropped is set once the slot on the source is known dropped.
+	SlotDropped bool `json:"slot_dropped,omitempty"`
 }
 
 func replicaKey(project string) []byte { return []byte("replica/" + project) }
@@ -278,12 +280,16 @@ func slotWarning(rec replicaRecord, err error) string {
 // project nor the slot behind.
 func (s *Service) CreateReplica(ctx context.Context, req CreateReplicaRequest) (*Replica, error) {
 	var out *Replica
-	shown := req.Source
-	if u, err := url.Parse(req.Source); err == nil && u.User != nil {
-		u.User = url.User(u.User.Username())
+	shown := ""
+	if u, err := url.Parse(req.Source); err == nil {
+		if u.User != nil {
+			u.User = url.User(u.User.Username())
+		}
+		q := u.Query()
+		q.Del("password")
+		q.Del("sslpassword")
+		u.RawQuery = q.Encode()
 		shown = u.String()
-	} else if err != nil {
-		shown = ""
 	}
 	err := s.audited(ctx, "replica.create", req.Project, "source="+shown, func() error {
 		if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
@@ -598,8 +604,13 @@ func (s *Service) PromoteReplica(ctx context.Context, project string) (*Replica,
 		if err != nil {
 			return err
 		}
-		if err := dropSourceSlot(ctx, rec); err != nil {
+		if err := dropSourceSlot(context.WithoutCancel(ctx), rec); err != nil {
 			out.Warnings = append(out.Warnings, slotWarning(rec, err))
+		} else {
+			rec.SlotDropped = true
+			if err := s.withDB(func(db *controldb.DB) error { return db.Put(replicaKey(project), rec) }); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -639,10 +650,10 @@ func (s *Service) forgetReplica(ctx context.Context, project string, rec replica
 	if err := s.withDB(func(db *controldb.DB) error { return db.Delete(replicaKey(project)) }); err != nil {
 		s.log.Warn("forget replica", "project", project, "err", err)
 	}
-	if rec.PromotedAt != nil {
+	if rec.SlotDropped {
 		return ""
 	}
-	if err := dropSourceSlot(ctx, rec); err != nil {
+	if err := dropSourceSlot(context.WithoutCancel(ctx), rec); err != nil {
 		w := slotWarning(rec, err)
 		s.log.Warn("delete replica", "project", project, "warning", w)
 		return w
