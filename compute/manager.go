@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -404,7 +403,7 @@ func (l *Lease) Socket() string {
 func (l *Lease) ConnString(user, password, database string) string {
 	s := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", l.SocketDir, l.Port, user, database)
 	if password != "" {
-		s += " password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(password) + "'"
+		s += " password=" + QuoteConnValue(password)
 	}
 	return s
 }

@@ -92,14 +92,14 @@ func prepareStandby(sb *Standby, runDir, dataDir string, u pg.OSUser) (map[strin
 		if err != nil {
 			return nil, fmt.Errorf("write the primary's password file: %w", err)
 		}
-		conninfo += " passfile=" + quoteConnValue(p)
+		conninfo += " passfile=" + QuoteConnValue(p)
 	}
 	if len(sb.RootCert) > 0 {
 		p, err := writeRunFile(runDir, "primary-root.crt", sb.RootCert, u)
 		if err != nil {
 			return nil, err
 		}
-		conninfo += " sslrootcert=" + quoteConnValue(p)
+		conninfo += " sslrootcert=" + QuoteConnValue(p)
 	}
 	return map[string]string{"primary_conninfo": conninfo, "primary_slot_name": sb.Slot, "hot_standby": "on"}, nil
 }
@@ -121,8 +121,8 @@ func writeRunFile(dir, name string, data []byte, u pg.OSUser) (string, error) {
 	return p, nil
 }
 
-// quoteConnValue quotes a libpq keyword/value connection parameter value.
-func quoteConnValue(v string) string {
+// QuoteConnValue quotes a libpq keyword/value connection parameter value.
+func QuoteConnValue(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
@@ -145,7 +145,7 @@ func (sb Standby) WithRootCert() (conninfo string, done func(), err error) {
 		os.Remove(f.Name())
 		return "", nil, err
 	}
-	return sb.ConnInfo + " sslrootcert=" + quoteConnValue(f.Name()), func() { os.Remove(f.Name()) }, nil
+	return sb.ConnInfo + " sslrootcert=" + QuoteConnValue(f.Name()), func() { os.Remove(f.Name()) }, nil
 }
 
 // BaseBackupOptions configure BaseBackup.

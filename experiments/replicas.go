@@ -161,8 +161,8 @@ func parseSource(raw, project string) (source, error) {
 	if db == "" {
 		db = "postgres"
 	}
-	kv := []string{"host=" + quoteConn(host), "port=" + quoteConn(port), "user=" + quoteConn(u.User.Username()), "dbname=" + quoteConn(db),
-		"application_name=" + quoteConn("offshoot-replica-"+project)}
+	kv := []string{"host=" + compute.QuoteConnValue(host), "port=" + compute.QuoteConnValue(port), "user=" + compute.QuoteConnValue(u.User.Username()), "dbname=" + compute.QuoteConnValue(db),
+		"application_name=" + compute.QuoteConnValue("offshoot-replica-"+project)}
 	var rootCert []byte
 	q := u.Query()
 	keys := make([]string, 0, len(q))
@@ -174,7 +174,7 @@ func parseSource(raw, project string) (source, error) {
 		v := q.Get(k)
 		switch k {
 		case "sslmode", "options", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout", "sslnegotiation":
-			kv = append(kv, k+"="+quoteConn(v))
+			kv = append(kv, k+"="+compute.QuoteConnValue(v))
 		case "sslrootcert":
 			if rootCert, err = os.ReadFile(v); err != nil {
 				return source{}, invalid("source", "sslrootcert: %v", err)
@@ -198,14 +198,10 @@ func parseSource(raw, project string) (source, error) {
 	}
 	identify := strings.Join(kv, " ")
 	if len(rootCert) > 0 {
-		identify += " sslrootcert=" + quoteConn(q.Get("sslrootcert"))
+		identify += " sslrootcert=" + compute.QuoteConnValue(q.Get("sslrootcert"))
 	}
-	return source{display: shown.String(), project: r.Project, branch: r.Branch, identify: identify + " password=" + quoteConn(pw),
+	return source{display: shown.String(), project: r.Project, branch: r.Branch, identify: identify + " password=" + compute.QuoteConnValue(pw),
 		standby: compute.Standby{ConnInfo: strings.Join(kv, " "), Password: pw, RootCert: rootCert, Slot: "offshoot_" + hex.EncodeToString(slot)}}, nil
-}
-
-func quoteConn(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // replicationConn opens a physical replication connection to a source.
@@ -248,7 +244,7 @@ func dropSourceSlot(ctx context.Context, rec replicaRecord) error {
 		return err
 	}
 	defer done()
-	c, err := replicationConn(ctx, conn+" password="+quoteConn(rec.Password))
+	c, err := replicationConn(ctx, conn+" password="+compute.QuoteConnValue(rec.Password))
 	if err != nil {
 		return err
 	}
