@@ -191,6 +191,7 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 	if err := s.dropUnreferencedLocked(bt, old.ID); err != nil {
 		return Branch{}, err
 	}
+	s.detachedLocked(old.ID)
 	return copyBranch(&nb), nil
 }
 
@@ -258,7 +259,23 @@ func (s *Store) deleteLocked(project, branch string, opts DeleteOptions) error {
 		putRecord(bt, enc.KindTimeline, t.ID, &t)
 		tls = append(tls, t.ID)
 	}
-	return s.dropUnreferencedLocked(bt, tls...)
+	if err := s.dropUnreferencedLocked(bt, tls...); err != nil {
+		return err
+	}
+	s.detachedLocked(tls...)
+	return nil
+}
+
+// detachedLocked notes that the given timelines lost their branch: those
+// still kept (read by a snapshot, child or view) lost their head and
+// history ticks as read points, so the next GC pass visits them whole.
+// s.mu held.
+func (s *Store) detachedLocked(tls ...uint64) {
+	for _, id := range tls {
+		if s.cat.timelines[id] != nil {
+			s.cands.markFull(id)
+		}
+	}
 }
 
 // BranchUpdate changes a branch's attributes; nil fields are left alone.

@@ -349,7 +349,9 @@ func (s *Store) dropUnreferencedLocked(bt *pebble.Batch, ids ...uint64) error {
 			_ = bt.DeleteRange(enc.TimelinePrefix(kind, id), enc.TimelinePrefix(kind, id+1), nil)
 		}
 		delete(s.cat.timelines, id)
+		s.cands.drop(id)
 		if t.Parent != 0 {
+			s.cands.release(t.Parent, t.ParentSeq)
 			queue = append(queue, t.Parent)
 		}
 	}

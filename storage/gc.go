@@ -1,12 +1,12 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/offshootdb/offshoot/storage/internal/enc"
@@ -14,24 +14,45 @@ import (
 
 // GCStats reports one GC pass.
 type GCStats struct {
-	Deleted           int // versions removed
-	Batches           int // batches committed (each under the catalog lock)
-	ExpiredBranches   int // branches deleted because their ExpiresAt passed
-	ExpiredSnapshots  int // snapshots deleted because their ExpiresAt passed
-	DroppedTicks      int // history index entries older than the window
-	RemainingVersions int // versions kept
+	Deleted           int           // versions removed
+	Batches           int           // batches committed (each under the catalog lock)
+	ExpiredBranches   int           // branches deleted because their ExpiresAt passed
+	ExpiredSnapshots  int           // snapshots deleted because their ExpiresAt passed
+	DroppedTicks      int           // history index entries older than the window
+	RemainingVersions int           // versions visited and kept
+	Full              bool          // the pass visited every key (GCFull, or the first pass after Open)
+	Candidates        int           // candidates visited (incremental passes)
+	FullTimelines     int           // timelines visited whole (detached since the last pass, or all in a full pass)
+	Visited           int           // versions visited
+	BytesFreed        int64         // key and value bytes of the removed versions
+	Duration          time.Duration // wall time of the pass
 }
 
 // GC runs one garbage-collection pass: it deletes expired branches and
 // snapshots, history ticks older than the window, and then every version no
-// read point needs (see the package doc). It works in batches of at most
-// Options.GCBatch deletions (a batch always finishes the key it is in), each
-// decided and committed under the catalog lock, so forks, snapshots and
-// views resolved between batches are honoured. GC never changes what a
-// branch head, snapshot, branch point, open view or in-window tick reads.
-// The background loop calls it every Options.GCInterval.
-func (s *Store) GC(ctx context.Context) (GCStats, error) {
+// read point needs (see the package doc). The pass is incremental: it
+// visits only the keys written, or freed by a deleted snapshot, child
+// branch or closed view, whose versions may have become collectable since
+// they were last visited (see gccand.go), so its cost follows the garbage,
+// not the store. The first pass after Open is a full pass (GCFull).
+//
+// It works in batches of at most Options.GCBatch deletions (a batch always
+// finishes the key it is in), each decided and committed under the catalog
+// lock, so forks, snapshots and views resolved between batches are
+// honoured. GC never changes what a branch head, snapshot, branch point,
+// open view or in-window tick reads. The background loop calls it every
+// Options.GCInterval.
+func (s *Store) GC(ctx context.Context) (GCStats, error) { return s.gc(ctx, false) }
+
+// GCFull is GC visiting every key of every timeline, as a pass after Open
+// does. After incremental passes it finds nothing more to delete (tests
+// check that); it is kept for diagnosis and for those tests.
+func (s *Store) GCFull(ctx context.Context) (GCStats, error) { return s.gc(ctx, true) }
+
+func (s *Store) gc(ctx context.Context, full bool) (GCStats, error) {
 	var st GCStats
+	begin := time.Now()
+	defer func() { st.Duration = time.Since(begin) }()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -44,6 +65,10 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	if err == nil {
 		err = s.dropDetachedLocked()
 	}
+	s.cands.mu.Lock()
+	full = full || s.cands.needFull
+	s.cands.mu.Unlock()
+	st.Full = full
 	tls := make([]uint64, 0, len(s.cat.timelines))
 	for id := range s.cat.timelines {
 		tls = append(tls, id)
@@ -54,27 +79,97 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	}
 	slices.Sort(tls)
 	for _, tl := range tls {
-		for _, kind := range []byte{enc.KindDirent, enc.KindInode, enc.KindBlock} {
-			start := enc.TimelinePrefix(kind, tl)
-			end := enc.TimelinePrefix(kind, tl+1)
-			for start != nil {
-				if err := ctx.Err(); err != nil {
-					return st, err
-				}
-				s.mu.Lock()
-				if s.closed || s.cat.timelines[tl] == nil {
-					s.mu.Unlock()
-					break
-				}
-				start, err = s.gcBatchLocked(kind, tl, start, end, s.gcPlanLocked(tl), &st)
+		if s.cands.takeFull(tl, full) {
+			st.FullTimelines++
+			err = s.gcTimeline(ctx, tl, &st)
+		} else {
+			err = s.gcCandidates(ctx, tl, &st)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				err = fmt.Errorf("gc timeline %d: %w", tl, err)
+			}
+			if !full {
+				s.cands.markFull(tl) // visit it whole next time: candidates may be lost
+			}
+			return st, err
+		}
+	}
+	if full {
+		s.cands.mu.Lock()
+		s.cands.needFull = false
+		s.cands.mu.Unlock()
+	}
+	return st, nil
+}
+
+// gcTimeline visits every key of timeline tl.
+func (s *Store) gcTimeline(ctx context.Context, tl uint64, st *GCStats) error {
+	for _, kind := range []byte{enc.KindBlock, enc.KindInode, enc.KindDirent} {
+		start := enc.TimelinePrefix(kind, tl)
+		end := enc.TimelinePrefix(kind, tl+1)
+		for start != nil {
+			if err := ctx.Err(); err != nil {
+				s.cands.markFull(tl)
+				return err
+			}
+			s.mu.Lock()
+			if s.closed || s.cat.timelines[tl] == nil {
 				s.mu.Unlock()
-				if err != nil {
-					return st, fmt.Errorf("gc timeline %d: %w", tl, err)
-				}
+				return nil
+			}
+			c, err := s.newCollector(tl, st)
+			if err == nil {
+				start, err = c.scan(kind, start, end, true)
+				err = c.finish(err)
+			}
+			s.mu.Unlock()
+			if err != nil {
+				s.cands.markFull(tl)
+				return err
 			}
 		}
 	}
-	return st, nil
+	return nil
+}
+
+// gcCandidates visits the ripe candidates of timeline tl.
+func (s *Store) gcCandidates(ctx context.Context, tl uint64, st *GCStats) error {
+	s.mu.Lock()
+	if s.closed || s.cat.timelines[tl] == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	plan := s.gcPlanLocked(tl)
+	keys := s.cands.ripe(tl, plan.live, plan.lastTick, plan.horizon)
+	s.mu.Unlock()
+	for len(keys) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.closed || s.cat.timelines[tl] == nil {
+			s.mu.Unlock()
+			return nil
+		}
+		c, err := s.newCollector(tl, st)
+		for err == nil && len(keys) > 0 && c.bt.Count() < uint32(s.opts.GCBatch) {
+			k := keys[0]
+			keys = keys[1:]
+			if cd := s.cands.take(tl, k); cd != nil {
+				st.Candidates++
+				err = c.visit(k, cd)
+			}
+		}
+		if c != nil {
+			err = c.finish(err)
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dropDetachedLocked drops every detached timeline nothing reads any more
@@ -101,6 +196,7 @@ func (s *Store) expireLocked(st *GCStats) error {
 			bt := s.db.NewBatch()
 			_ = bt.Delete(enc.IDKey(enc.KindSnapshot, sn.ID), nil)
 			delete(s.cat.snapshots, sn.ID)
+			s.cands.release(sn.Timeline, sn.Seq)
 			if err := s.dropUnreferencedLocked(bt, sn.Timeline); err != nil {
 				return err
 			}
@@ -141,14 +237,16 @@ func (s *Store) dropTicksLocked(st *GCStats) error {
 
 // gcPlan holds the read points of one timeline.
 type gcPlan struct {
-	points   []uint64 // explicit read points, ascending
+	points   []uint64 // explicit read points (snapshots, child branch points, open views), ascending
+	ticks    []uint64 // history ticks inside the window (live timelines only), ascending
 	live     bool     // a branch owns the timeline: its head and every seq after lastTick are read points
 	lastTick uint64
+	horizon  uint64
 }
 
 func (s *Store) gcPlanLocked(tl uint64) gcPlan {
 	t := s.cat.timelines[tl]
-	p := gcPlan{live: t.Branch != 0}
+	p := gcPlan{live: t.Branch != 0, horizon: s.horizonLocked()}
 	for _, sn := range s.cat.snapshots {
 		if sn.Timeline == tl {
 			p.points = append(p.points, sn.Seq)
@@ -162,31 +260,41 @@ func (s *Store) gcPlanLocked(tl uint64) gcPlan {
 	for seq := range s.pins[tl] {
 		p.points = append(p.points, seq)
 	}
-	if p.live && len(s.ticks) > 0 {
-		h := s.horizonLocked()
-		for _, tk := range s.ticks {
-			if tk.seq >= h {
-				p.points = append(p.points, tk.seq)
+	if len(s.ticks) > 0 {
+		p.lastTick = s.ticks[len(s.ticks)-1].seq
+		if p.live {
+			for _, tk := range s.ticks {
+				if tk.seq >= p.horizon {
+					p.ticks = append(p.ticks, tk.seq)
+				}
 			}
 		}
-		p.lastTick = s.ticks[len(s.ticks)-1].seq
 	}
 	slices.Sort(p.points)
 	return p
+}
+
+// pointIn returns the first of the ascending points in [v, ub).
+func pointIn(points []uint64, v, ub uint64) (uint64, bool) {
+	i := sort.Search(len(points), func(i int) bool { return points[i] >= v })
+	if i < len(points) && points[i] < ub {
+		return points[i], true
+	}
+	return 0, false
 }
 
 // needed reports whether a version at seq v that stops being visible at ub
 // (the next newer version, a truncation or a deletion; MaxUint64 if never)
 // is read by some read point r with v <= r < ub.
 func (p *gcPlan) needed(v, ub uint64) bool {
-	if ub == math.MaxUint64 && p.live {
+	if p.live && (ub == math.MaxUint64 || ub-1 > p.lastTick) {
 		return true
 	}
-	if p.live && ub-1 > p.lastTick {
+	if _, ok := pointIn(p.points, v, ub); ok {
 		return true
 	}
-	i := sort.Search(len(p.points), func(i int) bool { return p.points[i] >= v })
-	return i < len(p.points) && p.points[i] < ub
+	_, ok := pointIn(p.ticks, v, ub)
+	return ok
 }
 
 type attrVersion struct {
@@ -231,73 +339,6 @@ func (s *Store) attrVersions(tl, ino uint64) ([]attrVersion, error) {
 		out = append(out, attrVersion{seq: seq, attr: a, ok: ok})
 	}
 	return out, it.Error()
-}
-
-// gcBatchLocked collects versions of one kind in one timeline from start,
-// stopping after the key in progress once GCBatch deletions are staged. It
-// returns where the next batch starts (nil when done). s.mu held.
-func (s *Store) gcBatchLocked(kind byte, tl uint64, start, end []byte, plan gcPlan, st *GCStats) ([]byte, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	bt := s.db.NewBatch()
-	defer bt.Close()
-	var (
-		prefix  []byte
-		prevSeq uint64 // seq of the next newer version of the current key
-		attrIno uint64
-		avs     []attrVersion
-		next    []byte
-	)
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		n := enc.Split(k)
-		if n == len(k) {
-			return nil, fmt.Errorf("%w: unversioned key %x in versioned keyspace", ErrCorrupt, k)
-		}
-		if !bytes.Equal(k[:n], prefix) {
-			if bt.Count() >= uint32(s.opts.GCBatch) {
-				next = slices.Clone(k)
-				break
-			}
-			prefix = append(prefix[:0], k[:n]...)
-			prevSeq = math.MaxUint64
-		}
-		seq := ^uint64(0) ^ beUint64(k[n:])
-		ub := prevSeq
-		prevSeq = seq
-		if kind == enc.KindBlock {
-			_, ino, blk, _, err := enc.DecodeBlockKey(k)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
-			}
-			if avs == nil || ino != attrIno {
-				if avs, err = s.attrVersions(tl, ino); err != nil {
-					return nil, err
-				}
-				attrIno = ino
-			}
-			ub = min(ub, death(avs, blk, seq))
-		}
-		if plan.needed(seq, ub) {
-			st.RemainingVersions++
-			continue
-		}
-		_ = bt.Delete(k, nil)
-	}
-	if err := it.Error(); err != nil {
-		return nil, err
-	}
-	if c := int(bt.Count()); c > 0 {
-		if err := bt.Commit(pebble.NoSync); err != nil {
-			return nil, err
-		}
-		st.Deleted += c
-		st.Batches++
-	}
-	return next, nil
 }
 
 func beUint64(b []byte) uint64 {

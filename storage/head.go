@@ -185,6 +185,7 @@ func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	h.s.cands.noteBatch(h.tl, seq, b)
 	h.gen.Add(1)
 	h.lastSeq = seq
 	return nil
@@ -232,6 +233,7 @@ func (h *Head) flushLocked() error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
+	h.s.cands.noteBatch(h.tl, seq, b)
 	h.gen.Add(1)
 	for k, v := range h.wbuf {
 		h.free = append(h.free, v)

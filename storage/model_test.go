@@ -140,8 +140,10 @@ var modelPaths = []string{"f0", "f1", "f2", "f3", "d0/f0", "d0/f1", "d1/f0", "d1
 func (m *modelRun) step() string {
 	t := m.t
 	b := m.branches[m.pick(m.branchNames())]
-	r := m.rng.IntN(100)
+	r := m.rng.IntN(112)
 	switch {
+	case r >= 100:
+		return m.shortLived(b)
 	case r < 40:
 		p := m.pick(modelPaths)
 		off := m.rng.IntN(6 * BlockSize)
@@ -203,11 +205,7 @@ func (m *modelRun) step() string {
 		m.recordAll()
 		return "tick"
 	case r < 92:
-		st, err := m.s.GC(context.Background())
-		ok(t, err)
-		m.verifyAll("gc")
-		m.t.Logf("gc: %+v", st)
-		return fmt.Sprintf("gc (%d deleted)", st.Deleted)
+		return m.gc()
 	case r < 94:
 		m.reopen()
 		m.recordAll()
@@ -219,6 +217,90 @@ func (m *modelRun) step() string {
 	default:
 		return "verify old " + m.verifyOld()
 	}
+}
+
+// gc runs an incremental GC pass and, at random, a full pass after it,
+// which must find nothing more to delete: incremental GC misses nothing.
+func (m *modelRun) gc() string {
+	st, err := m.s.GC(context.Background())
+	ok(m.t, err)
+	m.verifyAll("gc")
+	m.t.Logf("gc: %+v", st)
+	if m.rng.IntN(2) == 0 {
+		fst, err := m.s.GCFull(context.Background())
+		ok(m.t, err)
+		if fst.Deleted != 0 {
+			m.t.Fatalf("a full GC pass after an incremental one deleted %d versions (incremental: %+v)", fst.Deleted, st)
+		}
+		m.verifyAll("full gc")
+	}
+	return fmt.Sprintf("gc (%d deleted, %d visited, full %v)", st.Deleted, st.Visited, st.Full)
+}
+
+// shortLived forks a branch off b, writes to it, runs GC passes between
+// its operations, maybe snapshots it or forks it again, and deletes it
+// (with its children), as agents do with throwaway branches.
+func (m *modelRun) shortLived(b *mbranch) string {
+	if len(m.branches) >= 10 {
+		return "noop"
+	}
+	name := fmt.Sprintf("e%d", m.nextName)
+	m.nextName++
+	br := must[Branch](m.t)(m.s.Fork("p", b.name, name, AtHead(), BranchOptions{}))
+	m.record(b)
+	e := m.newBranch(name, b.name, br, b.state)
+	ops := []string{"short " + name}
+	for range 1 + m.rng.IntN(6) {
+		if m.branches[name] != e {
+			break // deleted with an ancestor, or to make room for a fork
+		}
+		switch m.rng.IntN(7) {
+		case 0, 1:
+			p := m.pick(modelPaths)
+			data := make([]byte, 1+m.rng.IntN(2*BlockSize))
+			for i := range data {
+				data[i] = byte(1 + m.rng.IntN(3))
+			}
+			m.write(e, p, m.rng.IntN(4*BlockSize), data)
+			ops = append(ops, "write "+p)
+		case 2:
+			p := m.pick(modelPaths)
+			m.unlink(e, p)
+			ops = append(ops, "unlink "+p)
+		case 3:
+			from, to := m.pick(modelPaths), m.pick(modelPaths)
+			m.rename(e, from, to)
+			ops = append(ops, "rename "+from+" "+to)
+		case 4:
+			m.clk.Add(time.Duration(1+m.rng.IntN(20)) * time.Second)
+			m.s.Tick()
+			m.recordAll()
+			ops = append(ops, "tick")
+		case 5:
+			ops = append(ops, m.gc())
+		case 6:
+			if m.rng.IntN(2) == 0 {
+				sn := fmt.Sprintf("s%d", m.nextName)
+				m.nextName++
+				must[Snapshot](m.t)(m.s.Snapshot("p", e.name, sn, SnapshotOptions{}))
+				m.snaps[sn] = e.state
+				m.record(e)
+				ops = append(ops, "snapshot "+sn)
+			} else {
+				ops = append(ops, m.fork(e))
+			}
+		}
+	}
+	if m.rng.IntN(2) == 0 {
+		ops = append(ops, m.gc())
+	}
+	if m.branches[name] == e {
+		ops = append(ops, m.deleteBranch(e))
+	}
+	if m.rng.IntN(2) == 0 {
+		ops = append(ops, m.gc())
+	}
+	return strings.Join(ops, "; ")
 }
 
 // ensureDir returns the inode of directory dir (creating it if needed) in

@@ -167,6 +167,7 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 	}
 	for _, id := range tls {
 		delete(s.cat.timelines, id)
+		s.cands.drop(id)
 	}
 	delete(s.cat.projects, p.ID)
 	return nil

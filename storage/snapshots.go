@@ -85,6 +85,7 @@ func (s *Store) DeleteSnapshot(project, name string) error {
 	bt := s.db.NewBatch()
 	_ = bt.Delete(enc.IDKey(enc.KindSnapshot, sn.ID), nil)
 	delete(s.cat.snapshots, sn.ID)
+	s.cands.release(sn.Timeline, sn.Seq)
 	if err := s.dropUnreferencedLocked(bt, sn.Timeline); err != nil {
 		return fmt.Errorf("delete snapshot: %w", err)
 	}

@@ -133,6 +133,7 @@ type Store struct {
 
 	sync  syncer
 	space spaceGuard
+	cands candidates // what the next incremental GC pass visits
 
 	stop chan struct{}
 	done chan struct{}
@@ -182,6 +183,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	s := &Store{dir: dir, opts: o,
 		heads: map[uint64]*Head{}, views: map[*View]bool{}, pins: map[uint64]map[uint64]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
+	s.cands.needFull = true
 	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		// pebble reads RewriteMinimumAge once, at open; the garbage ratio
 		// it reads on every pick. Below 30% garbage no blob file is

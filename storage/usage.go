@@ -103,6 +103,7 @@ func (s *Store) unpinLocked(tl, seq uint64) error {
 	if m := s.pins[tl]; m != nil {
 		if m[seq]--; m[seq] <= 0 {
 			delete(m, seq)
+			s.cands.release(tl, seq)
 		}
 		if len(m) == 0 {
 			delete(s.pins, tl)

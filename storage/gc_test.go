@@ -1,0 +1,117 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/offshootdb/offshoot/storage/internal/enc"
+)
+
+// countKeys counts the stored versions of kind in timeline tl whose key
+// starts with the given fields (an inode for inodes and blocks, a
+// directory for dirents).
+func countKeys(t testing.TB, s *Store, kind byte, tl, ino uint64) int {
+	t.Helper()
+	lo := append(enc.TimelinePrefix(kind, tl), enc.U64(ino)...)
+	hi := append(enc.TimelinePrefix(kind, tl), enc.U64(ino+1)...)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	ok(t, err)
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	ok(t, it.Error())
+	return n
+}
+
+// TestGCTombstones: directory-entry and inode tombstones go once nothing
+// reads through them, and stay while a child's branch point reads the
+// versions they shadow or while they shadow the parent's data.
+func TestGCTombstones(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	s := openTest(t, &Options{GCInterval: -1, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now})
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	d := must[Attr](t)(h.Mkdir(RootIno, "d", 0o755, 0, 0))
+	f := must[Attr](t)(h.Create(d.Ino, "f", 0o644, 0, 0))
+	for i := range 3 {
+		must[int](t)(h.WriteAt(f.Ino, page(i+1), int64(i)*BlockSize))
+	}
+	ok(t, h.Sync())
+	s.Tick()
+	must[Branch](t)(s.Fork("p", "main", "c", AtHead(), BranchOptions{}))
+	ok(t, h.Unlink(d.Ino, "f"))
+	ok(t, h.Forget(f.Ino))
+	ok(t, h.Rmdir(RootIno, "d"))
+	hc := must[*Head](t)(s.OpenHead("p", "c"))
+	ok(t, hc.Unlink(d.Ino, "f"))
+	ok(t, hc.Forget(f.Ino))
+	ok(t, hc.Close())
+
+	pass := func() GCStats {
+		t.Helper()
+		for range 3 {
+			clk.Add(6 * time.Second)
+			s.Tick()
+		}
+		st := must[GCStats](t)(s.GC(context.Background()))
+		if fst := must[GCStats](t)(s.GCFull(context.Background())); fst.Deleted != 0 {
+			t.Fatalf("full pass after incremental deleted %d", fst.Deleted)
+		}
+		return st
+	}
+	main := must[Branch](t)(s.Branch("p", "main")).Timeline
+	child := must[Branch](t)(s.Branch("p", "c")).Timeline
+	pass()
+	// The child's branch point reads d/f: main keeps its versions and its
+	// tombstones; the child's tombstones shadow main's data.
+	if n := countKeys(t, s, enc.KindBlock, main, f.Ino); n != 3 {
+		t.Fatalf("main keeps %d blocks of f, want 3", n)
+	}
+	if n := countKeys(t, s, enc.KindInode, child, f.Ino); n != 1 {
+		t.Fatalf("child keeps %d versions of f's inode, want its tombstone", n)
+	}
+	if n := countKeys(t, s, enc.KindDirent, child, d.Ino); n != 1 {
+		t.Fatalf("child keeps %d versions of d/f, want its tombstone", n)
+	}
+	v := must[*View](t)(s.OpenView("p", "c", AtHead()))
+	if _, err := v.Lookup(d.Ino, "f"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("child reads d/f after unlinking it: %v", err)
+	}
+	ok(t, v.Close())
+	v = must[*View](t)(s.OpenView("p", "main", AtForkPoint("c")))
+	if got := readAll(t, v, must[Attr](t)(v.Lookup(d.Ino, "f")).Ino); !bytes.Equal(got[:BlockSize], page(1)) || len(got) != 3*BlockSize {
+		t.Fatal("the branch point reads d/f wrong")
+	}
+	ok(t, v.Close())
+	ok(t, s.DeleteBranch("p", "c", DeleteOptions{}))
+	st := pass()
+	if st.Full {
+		t.Fatal("second pass was full")
+	}
+	for _, k := range []struct {
+		kind byte
+		ino  uint64
+		what string
+	}{{enc.KindBlock, f.Ino, "blocks of f"}, {enc.KindInode, f.Ino, "inode f"}, {enc.KindInode, d.Ino, "inode d"},
+		{enc.KindDirent, d.Ino, "entries of d"}} {
+		if n := countKeys(t, s, k.kind, main, k.ino); n != 0 {
+			t.Errorf("%s: %d versions left after the branch point went (stats %+v)", k.what, n, st)
+		}
+	}
+	// The root's entry "d" was created and removed in main: its tombstone goes too.
+	if n := countKeys(t, s, enc.KindDirent, main, RootIno); n != 0 {
+		t.Errorf("entries of the root: %d versions left", n)
+	}
+	if _, err := h.Lookup(RootIno, "d"); err == nil {
+		t.Fatal("d is back")
+	}
+	ok(t, h.Close())
+}
