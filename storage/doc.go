@@ -111,7 +111,21 @@
 // HistoryWindow (default 24 h), and every seq after the newest tick. Inside
 // the window history is therefore kept at tick granularity (a fork at an
 // older seq rounds down to its tick), outside it only at the explicit
-// points. GC runs in the background every GCInterval (default 1 min) in
+// points. A tombstone that is the only version of its key a timeline
+// keeps goes too once the parent reads the key as absent (for an inode:
+// once no version of its blocks is kept either): reads through it then
+// find nothing either way.
+//
+// GC is incremental: each head commit registers the keys it wrote as
+// candidates (in memory, by runs of 64 blocks, inode and entry), and a pass
+// visits only the candidates that may have become collectable (a tick or
+// the horizon passed the shadowing write, or the snapshot, child branch
+// point or view that kept them went away), plus once each timeline whose
+// branch was deleted while a snapshot or child still reads it. A pass thus
+// costs in proportion to what was written and freed, not to the store's
+// size. The first pass after Open is a full one (Store.GCFull), which
+// rebuilds the candidates. GC runs in the background every GCInterval
+// (default 1 min) in
 // batches of GCBatch deletions, each under the catalog lock; it also deletes
 // branches and snapshots whose ExpiresAt passed (never protected branches
 // or branches with children). Deleting a branch drops its timeline with

@@ -49,8 +49,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) { return s.gc(ctx, fals
 // check that); it is kept for diagnosis and for those tests.
 func (s *Store) GCFull(ctx context.Context) (GCStats, error) { return s.gc(ctx, true) }
 
-func (s *Store) gc(ctx context.Context, full bool) (GCStats, error) {
-	var st GCStats
+func (s *Store) gc(ctx context.Context, full bool) (st GCStats, err error) {
 	begin := time.Now()
 	defer func() { st.Duration = time.Since(begin) }()
 	s.mu.Lock()
@@ -58,7 +57,7 @@ func (s *Store) gc(ctx context.Context, full bool) (GCStats, error) {
 		s.mu.Unlock()
 		return st, ErrClosed
 	}
-	err := s.expireLocked(&st)
+	err = s.expireLocked(&st)
 	if err == nil {
 		err = s.dropTicksLocked(&st)
 	}

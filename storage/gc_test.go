@@ -110,6 +110,9 @@ func TestGCTombstones(t *testing.T) {
 	if n := countKeys(t, s, enc.KindDirent, main, RootIno); n != 0 {
 		t.Errorf("entries of the root: %d versions left", n)
 	}
+	if _, pinned := s.cands.count(); pinned != 0 {
+		t.Errorf("%d candidates still parked under read points that went away", pinned)
+	}
 	if _, err := h.Lookup(RootIno, "d"); err == nil {
 		t.Fatal("d is back")
 	}

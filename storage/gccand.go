@@ -274,4 +274,3 @@ func (cs *candidates) count() (active, pinned int) {
 	}
 	return active, pinned
 }
-

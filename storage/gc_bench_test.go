@@ -1,0 +1,135 @@
+package storage
+
+import (
+	"context"
+	"flag"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+var benchGCMiB = flag.Int("bench.gcmib", 1024, "size of the big store in MiB for BenchmarkGCPass (the small one is a tenth)")
+
+// gcFixture is a store holding one file of mib MiB written through a
+// Head, with a settable clock so rewritten blocks can be made collectable.
+type gcFixture struct {
+	s      *Store
+	h      *Head
+	clk    *clock
+	ino    uint64
+	blocks int
+	rng    *rand.Rand
+}
+
+func newGCFixture(b *testing.B, mib int) *gcFixture {
+	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	s, err := Open(benchDir(b), &Options{GCInterval: -1, HistoryWindow: time.Minute, HistoryTick: time.Hour, Now: clk.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := s.CreateProject("p"); err != nil {
+		b.Fatal(err)
+	}
+	h, err := s.OpenHead("p", "main")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &gcFixture{s: s, h: h, clk: clk, ino: fillFile(b, h, "data", mib), blocks: mib << 20 / BlockSize, rng: rand.New(rand.NewPCG(uint64(mib), 1))}
+	f.age()
+	if _, err := s.GC(context.Background()); err != nil { // the full pass after Open
+		b.Fatal(err)
+	}
+	settle(b, s)
+	return f
+}
+
+// age moves the clock past the history window with ticks, so everything
+// shadowed so far is collectable.
+func (f *gcFixture) age() {
+	for range 3 {
+		f.clk.Add(40 * time.Second)
+		f.s.Tick()
+	}
+}
+
+// rewrite overwrites n random blocks and ages them out of the window.
+func (f *gcFixture) rewrite(b *testing.B, n int) {
+	for range n {
+		blk := f.rng.IntN(f.blocks)
+		if _, err := f.h.WriteAt(f.ino, page(blk+f.rng.IntN(1000)), int64(blk)*BlockSize); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.h.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.age()
+}
+
+// pass rewrites n blocks and times one GC pass (incremental or full).
+func (f *gcFixture) pass(b *testing.B, n int, full bool) (time.Duration, GCStats) {
+	f.rewrite(b, n)
+	gc := f.s.GC
+	if full {
+		gc = f.s.GCFull
+	}
+	start := time.Now()
+	st, err := gc(context.Background())
+	d := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if st.Deleted < n*9/10 {
+		b.Fatalf("pass deleted %d versions after %d rewrites", st.Deleted, n)
+	}
+	return d, st
+}
+
+func (f *gcFixture) close() {
+	_ = f.h.Close()
+	_ = f.s.Close()
+}
+
+// BenchmarkGCPass times a GC pass over a store of bench.gcmib MiB and over
+// one a tenth of that size, each with the same garbage: 1% of the big
+// store's blocks rewritten at random (so 10% of the small one's) and aged
+// out of the history window. Repetitions are interleaved (3 of each); the
+// medians are reported with their ratio for the incremental pass (goal:
+// at most 1.5, cost follows the garbage, not the store) and for the full
+// pass (GCFull, what every pass cost before), for comparison.
+func BenchmarkGCPass(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("one run is the measurement; use -benchtime=1x")
+	}
+	big := newGCFixture(b, *benchGCMiB)
+	defer big.close()
+	small := newGCFixture(b, *benchGCMiB/10)
+	defer small.close()
+	n := big.blocks / 100
+	var inc, full [2][]time.Duration
+	var st [2]GCStats
+	b.ResetTimer()
+	for range 3 {
+		for i, f := range []*gcFixture{big, small} {
+			d, s := f.pass(b, n, false)
+			inc[i] = append(inc[i], d)
+			st[i] = s
+			d, _ = f.pass(b, n, true)
+			full[i] = append(full[i], d)
+		}
+	}
+	b.StopTimer()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	ib, is, fb, fs := median(inc[0]), median(inc[1]), median(full[0]), median(full[1])
+	b.ReportMetric(ms(ib), "inc-big-ms")
+	b.ReportMetric(ms(is), "inc-small-ms")
+	b.ReportMetric(float64(ib)/float64(is), "inc-ratio")
+	b.ReportMetric(ms(fb), "full-big-ms")
+	b.ReportMetric(ms(fs), "full-small-ms")
+	b.ReportMetric(float64(fb)/float64(fs), "full-ratio")
+	b.ReportMetric(float64(n), "rewritten-blocks")
+	b.ReportMetric(float64(st[0].Visited), "inc-big-visited")
+	b.ReportMetric(float64(st[1].Visited), "inc-small-visited")
+	b.Logf("incremental pass, big: %+v", st[0])
+	b.Logf("incremental pass, small: %+v", st[1])
+}
