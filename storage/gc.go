@@ -139,8 +139,13 @@ func (s *Store) gcCandidates(ctx context.Context, tl uint64, st *GCStats) error 
 		s.mu.Unlock()
 		return nil
 	}
-	plan := s.gcPlanLocked(tl)
-	keys := s.cands.ripe(tl, plan.live, plan.lastTick, plan.horizon)
+	// Not the whole plan: most timelines have nothing ripe, and the plan
+	// looks at every snapshot and timeline.
+	var lastTick uint64
+	if n := len(s.ticks); n > 0 {
+		lastTick = s.ticks[n-1].seq
+	}
+	keys := s.cands.ripe(tl, s.cat.timelines[tl].Branch != 0, lastTick, s.horizonLocked())
 	s.mu.Unlock()
 	for len(keys) > 0 {
 		if err := ctx.Err(); err != nil {

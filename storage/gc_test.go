@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -117,4 +119,76 @@ func TestGCTombstones(t *testing.T) {
 		t.Fatal("d is back")
 	}
 	ok(t, h.Close())
+}
+
+// TestGCConcurrentWrites runs GC passes, ticks and short-lived forks while
+// a head rewrites blocks: reads stay right, and once the writer stops an
+// incremental pass leaves nothing for a full pass (no write registered
+// during a pass is lost).
+func TestGCConcurrentWrites(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	s := openTest(t, &Options{GCInterval: -1, HistoryWindow: 5 * time.Second, HistoryTick: time.Hour, GCBatch: 20, HeadBufferBytes: 2 * BlockSize, Now: clk.Now})
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	const blocks = 40
+	want := make([]byte, blocks*BlockSize)
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			blk := rng.IntN(blocks)
+			p := page(i)
+			if _, err := h.WriteAt(f.Ino, p, int64(blk)*BlockSize); err != nil {
+				done <- err
+				return
+			}
+			copy(want[blk*BlockSize:], p)
+			if i%7 == 0 {
+				if err := h.Flush(); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+	}()
+	for i := range 60 {
+		clk.Add(time.Second)
+		s.Tick()
+		if i%5 == 0 {
+			name := fmt.Sprintf("e%d", i)
+			must[Branch](t)(s.Fork("p", "main", name, AtHead(), BranchOptions{}))
+			if i%10 == 0 {
+				must[Snapshot](t)(s.Snapshot("p", name, "s"+name, SnapshotOptions{}))
+			}
+			ok(t, s.DeleteBranch("p", name, DeleteOptions{}))
+			if i%10 == 0 && i > 0 {
+				ok(t, s.DeleteSnapshot("p", fmt.Sprintf("se%d", i-10)))
+			}
+		}
+		must[GCStats](t)(s.GC(context.Background()))
+	}
+	close(stop)
+	ok(t, <-done)
+	ok(t, h.Flush())
+	for range 8 {
+		clk.Add(time.Second)
+		s.Tick()
+	}
+	must[GCStats](t)(s.GC(context.Background()))
+	if st := must[GCStats](t)(s.GCFull(context.Background())); st.Deleted != 0 {
+		t.Fatalf("full pass after incremental deleted %d", st.Deleted)
+	}
+	if got := readAll(t, h, f.Ino); !bytes.Equal(got, want[:len(got)]) {
+		t.Fatal("content differs after GC")
+	}
 }
