@@ -69,6 +69,7 @@ func (f *gcFixture) rewrite(b *testing.B, n int) {
 // pass rewrites n blocks and times one GC pass (incremental or full).
 func (f *gcFixture) pass(b *testing.B, n int, full bool) (time.Duration, GCStats) {
 	f.rewrite(b, n)
+	f.quiesce(b) // both stores start the pass with their writes flushed and no compaction running
 	gc := f.s.GC
 	if full {
 		gc = f.s.GCFull
@@ -83,6 +84,19 @@ func (f *gcFixture) pass(b *testing.B, n int, full bool) (time.Duration, GCStats
 		b.Fatalf("pass deleted %d versions after %d rewrites", st.Deleted, n)
 	}
 	return d, st
+}
+
+// quiesce flushes the memtable and waits (up to 5 s) for running
+// compactions to end.
+func (f *gcFixture) quiesce(b *testing.B) {
+	if err := f.s.db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if f.s.db.Metrics().Compact.NumInProgress == 0 {
+			return
+		}
+	}
 }
 
 func (f *gcFixture) close() {
