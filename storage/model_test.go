@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
 
 var (
@@ -127,6 +129,45 @@ func TestModel(t *testing.T) {
 		}
 	}
 	m.verifyAll("end")
+	m.dropAllButMain()
+}
+
+// dropAllButMain deletes every other branch and every snapshot, lets the
+// history window pass and runs GC: then nothing can read through a
+// tombstone any more, so none may be left, and the main branch still reads
+// its model state.
+func (m *modelRun) dropAllButMain() {
+	for _, name := range m.branchNames() {
+		if b := m.branches[name]; name != "main" && b != nil {
+			m.deleteBranch(b) // with its children
+		}
+	}
+	for name := range m.snaps {
+		ok(m.t, m.s.DeleteSnapshot("p", name))
+		delete(m.snaps, name)
+	}
+	main := m.branches["main"]
+	ok(m.t, main.head.Flush())
+	for range 4 {
+		m.clk.Add(m.opts.HistoryWindow / 2)
+		m.s.Tick()
+	}
+	m.record(main)
+	m.gc()
+	if st := must[GCStats](m.t)(m.s.GCFull(context.Background())); st.Deleted != 0 {
+		m.t.Fatalf("full pass after the last incremental one deleted %d", st.Deleted)
+	}
+	m.verifyTree(main.head, main.state, "main alone")
+	it, err := m.s.db.NewIter(nil)
+	ok(m.t, err)
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		lv := it.LazyValue()
+		if (k[0] == enc.KindDirent || k[0] == enc.KindInode) && lv.Len() == 0 {
+			m.t.Fatalf("tombstone %x left with nothing reading through it", k)
+		}
+	}
 }
 
 func (m *modelRun) pick(names []string) string { return names[m.rng.IntN(len(names))] }
