@@ -40,6 +40,11 @@ type collector struct {
 	keptCount int
 	scanned   uint64 // inode whose blocks this collector visited from block 0 (0: none)
 
+	// A prefix walk stops after the first version older than stopBelow
+	// (0: visits all); truncated says it stopped early.
+	stopBelow uint64
+	truncated bool
+
 	res     candSet
 	pinned  map[uint64]candSet
 	bytes   int64
@@ -138,21 +143,40 @@ func (c *collector) walk(it *pebble.Iterator, kind byte, lo, hi []byte, limit bo
 			prefix = append(prefix[:0], k[:n]...)
 		}
 		lv := it.LazyValue()
-		vs = append(vs, ver{key: slices.Clone(k), seq: ^uint64(0) ^ beUint64(k[n:]), size: lv.Len(), tomb: lv.Len() == 0})
+		seq := ^uint64(0) ^ beUint64(k[n:])
+		vs = append(vs, ver{key: slices.Clone(k), seq: seq, size: lv.Len(), tomb: lv.Len() == 0})
+		if hi == nil && seq < c.stopBelow {
+			c.truncated = it.Next() // older versions left unvisited
+			break
+		}
 	}
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
 	if len(vs) > 0 {
-		if err := c.group(kind, vs); err != nil {
+		err := c.group(kind, vs)
+		c.truncated = false
+		if err != nil {
 			return nil, err
 		}
 	}
 	return nil, nil
 }
 
-// visit visits one candidate.
+// visit visits one candidate. One that is ripe only because a tick passed
+// its writes (not the horizon, not a released read point) needs only the
+// versions from its oldest unticked write on and the one each shadowed:
+// older ones were decided before and wait for the horizon (which the
+// candidate is put back for), so a key rewritten every tick does not cost
+// its whole history window at every pass.
 func (c *collector) visit(k candKey, cd *cand) error {
+	c.stopBelow = 0
+	if c.plan.live && cd.horizonDue > c.plan.horizon && cd.tickDue <= c.plan.lastTick {
+		c.stopBelow = cd.tickDue
+		back := &cand{mask: cd.mask, blocksFrom: math.MaxUint64, tickDue: math.MaxUint64, horizonDue: cd.horizonDue}
+		c.res.add(k, back)
+	}
+	defer func() { c.stopBelow = 0 }()
 	switch k.kind {
 	case enc.KindBlock:
 		for i := uint64(0); i < candBlocks; i++ {
@@ -267,7 +291,7 @@ func (c *collector) group(kind byte, vs []ver) error {
 	// A kept tombstone with nothing older kept goes once the timeline's
 	// parent reads the key as absent too: every read through it then
 	// still finds nothing.
-	if kind != enc.KindBlock && newest >= 0 && vs[newest].tomb && !older {
+	if kind != enc.KindBlock && newest >= 0 && vs[newest].tomb && !older && !c.truncated {
 		dead, err := c.tombstoneDead(ck)
 		if err != nil {
 			return err
