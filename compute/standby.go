@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -159,6 +161,9 @@ type BaseBackupOptions struct {
 	Project string
 	// LogFile receives pg_basebackup's output; default: none.
 	LogFile string
+	// MaxRate caps the transfer rate from the primary, as pg_basebackup's
+	// --max-rate takes it (kB/s, or with a k or M suffix); "": no cap.
+	MaxRate string
 }
 
 // BaseBackup seeds head, the empty head of a project's root timeline,
@@ -199,6 +204,9 @@ func BaseBackup(ctx context.Context, head cowfs.WritableFiles, mnt string, o Bas
 	cmd := exec.CommandContext(ctx, pg.Bin("pg_basebackup"), "--pgdata", m.Dir(), "--dbname", conninfo,
 		"--wal-method", "stream", "--checkpoint", "fast", "--slot", o.Standby.Slot, "--create-slot", "--no-sync",
 		"--label", "offshoot replica "+o.Standby.Slot)
+	if o.MaxRate != "" {
+		cmd.Args = append(cmd.Args, "--max-rate", o.MaxRate)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "PGCONNECT_TIMEOUT=30")
 	if o.Standby.Password != "" {
@@ -218,4 +226,32 @@ func BaseBackup(ctx context.Context, head cowfs.WritableFiles, mnt string, o Bas
 		return fmt.Errorf("base backup: %w", err)
 	}
 	return nil
+}
+
+// KillBaseBackups kills the pg_basebackup processes that copy into a
+// standby with the given slot (BaseBackup's, left running by a killed
+// server: they hold the slot on the primary) and returns how many it
+// found.
+func KillBaseBackups(slot string) int {
+	n := 0
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if filepath.Base(args[0]) != "pg_basebackup" || !slices.Contains(args, "--slot") || !slices.Contains(args, slot) {
+			continue
+		}
+		// Its WAL streamer is a forked child with the same command line.
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
 }

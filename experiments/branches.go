@@ -672,6 +672,11 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 		if err != nil {
 			return storeErr(err)
 		}
+		if sb, err := s.StandbyOf(project, branch); err != nil {
+			return err
+		} else if sb != nil {
+			return fmt.Errorf("branch %s is a replica that follows its source; promote it first (or fork it): %w", branch, ErrConflict)
+		}
 		if cur.Labels[LabelMasked] != "" {
 			if !s.maskedBranch(project, s.branchName(cur.Parent)) {
 				return fmt.Errorf("branch %s is masked and its parent is not: a reset would bring back original values; fork the parent with masked instead: %w", branch, ErrConflict)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,10 @@ type replicaRecord struct {
 	PromotedAt    *time.Time `json:"promoted_at,omitempty"`
 	// SlotDropped is set once the slot on the source is known dropped.
 	SlotDropped bool `json:"slot_dropped,omitempty"`
+	// Seeding is set while CreateReplica copies the source: a record
+	// still seeding at start-up is what a crash left of a create, undone
+	// by FollowReplicas (project, record and slot).
+	Seeding bool `json:"seeding,omitempty"`
 }
 
 func replicaKey(project string) []byte { return []byte("replica/" + project) }
@@ -86,7 +91,9 @@ type Replica struct {
 	// State is "streaming" (connected and following), "connecting" (its
 	// WAL receiver is starting or reconnecting), "disconnected" (no WAL
 	// receiver: the source is unreachable), the endpoint's state when it
-	// does not run ("starting", "stopped", ...), or "promoted".
+	// does not run ("starting", "stopped", ...), "promoted", "seeding"
+	// (CreateReplica copies the source), or "unknown" (its position could
+	// not be read; Warnings says why).
 	State      string     `json:"state"`
 	CreatedAt  time.Time  `json:"created_at"`
 	PromotedAt *time.Time `json:"promoted_at,omitempty"`
@@ -128,6 +135,29 @@ type CreateReplicaRequest struct {
 	// --password` (admin) prints it. sslrootcert, when given, names a file
 	// on this server; it is read once and kept.
 	Source string `json:"source"`
+	// MaxRate caps the rate of the initial copy so that it does not
+	// saturate the source: kB/s, or with a k or M suffix ("20M"), between
+	// 32k and 1024M as pg_basebackup --max-rate takes it; "": no cap.
+	MaxRate string `json:"max_rate,omitempty"`
+}
+
+// checkMaxRate validates CreateReplicaRequest.MaxRate.
+func checkMaxRate(v string) error {
+	if v == "" {
+		return nil
+	}
+	num, unit := v, uint64(1)
+	switch {
+	case strings.HasSuffix(v, "k"):
+		num = v[:len(v)-1]
+	case strings.HasSuffix(v, "M"):
+		num, unit = v[:len(v)-1], 1024
+	}
+	n, err := strconv.ParseUint(num, 10, 32)
+	if err != nil || n*unit < 32 || n*unit > 1024*1024 {
+		return invalid("max_rate", "want kB/s between 32 and 1048576, or with a k or M suffix (\"500k\", \"20M\"); got %q", v)
+	}
+	return nil
 }
 
 // source is a parsed replica source.
@@ -305,42 +335,48 @@ func (s *Service) CreateReplica(ctx context.Context, req CreateReplicaRequest) (
 		if err != nil {
 			return err
 		}
+		if err := checkMaxRate(req.MaxRate); err != nil {
+			return err
+		}
 		sysID, err := identifySource(ctx, src.identify)
 		if err != nil {
 			return fmt.Errorf("source %s does not answer as a replication source: %w: %w", src.display, ErrUnavailable, err)
+		}
+		if _, err := s.replicaRecord(req.Project); err == nil {
+			return fmt.Errorf("replica %s exists or is still being removed: %w", req.Project, ErrConflict)
 		}
 		p, _, err := st.CreateProject(req.Project)
 		if err != nil {
 			return storeErr(err)
 		}
+		s.setCreating(req.Project, true)
+		defer s.setCreating(req.Project, false)
 		rec := replicaRecord{Source: src.display, ConnInfo: src.standby.ConnInfo, Password: src.standby.Password,
 			RootCert: src.standby.RootCert, Slot: src.standby.Slot, SystemID: sysID, CreatedAt: p.CreatedAt,
-			SourceProject: src.project, SourceBranch: src.branch}
+			SourceProject: src.project, SourceBranch: src.branch, Seeding: true}
 		undo := func(cause error) error {
-			_ = st.DeleteProject(req.Project, storage.DeleteProjectOptions{Force: true})
-			_ = s.withDB(func(db *controldb.DB) error {
-				_ = db.Delete(replicaKey(req.Project))
-				return db.Delete(projectKey(req.Project))
-			})
-			if err := dropSourceSlot(context.WithoutCancel(ctx), rec); err != nil {
-				s.log.Warn("create replica: undo", "project", req.Project, "warning", slotWarning(rec, err))
-			}
+			s.undoReplica(context.WithoutCancel(ctx), req.Project, rec)
 			return cause
 		}
-		if err := s.seedReplica(ctx, st, req.Project, src.standby); err != nil {
-			return undo(err)
-		}
-		b, err := st.UpdateBranch(req.Project, replicaBranch, storage.BranchUpdate{Labels: map[string]string{LabelReplica: "following"}})
-		if err != nil {
-			return undo(storeErr(err))
-		}
-		rec.BranchID = b.ID
+		// Recorded before the copy creates the slot on the source: a crash
+		// from here on leaves a seeding record, which the next start undoes.
 		if err := s.withDB(func(db *controldb.DB) error {
 			if err := db.Put(projectKey(req.Project), projectRecord{CreatedAt: p.CreatedAt}); err != nil {
 				return err
 			}
 			return db.Put(replicaKey(req.Project), rec)
 		}); err != nil {
+			return undo(err)
+		}
+		if err := s.seedReplica(ctx, st, req.Project, compute.BaseBackupOptions{Standby: src.standby, Project: req.Project, MaxRate: req.MaxRate}); err != nil {
+			return undo(err)
+		}
+		b, err := st.UpdateBranch(req.Project, replicaBranch, storage.BranchUpdate{Labels: map[string]string{LabelReplica: "following"}})
+		if err != nil {
+			return undo(storeErr(err))
+		}
+		rec.BranchID, rec.Seeding = b.ID, false
+		if err := s.withDB(func(db *controldb.DB) error { return db.Put(replicaKey(req.Project), rec) }); err != nil {
 			return undo(err)
 		}
 		// The first start replays the backup's WAL and connects to the
@@ -352,14 +388,14 @@ func (s *Service) CreateReplica(ctx context.Context, req CreateReplicaRequest) (
 		}
 		l.Release()
 		s.follow(req.Project)
-		out, err = s.replicaView(ctx, req.Project, rec)
-		return err
+		out = s.replicaView(ctx, req.Project, rec)
+		return nil
 	})
 	return out, err
 }
 
 // seedReplica copies the source into the empty main branch of project.
-func (s *Service) seedReplica(ctx context.Context, st *storage.Store, project string, sb compute.Standby) error {
+func (s *Service) seedReplica(ctx context.Context, st *storage.Store, project string, o compute.BaseBackupOptions) error {
 	h, err := st.OpenHead(project, replicaBranch)
 	if err != nil {
 		return storeErr(err)
@@ -373,7 +409,7 @@ func (s *Service) seedReplica(ctx context.Context, st *storage.Store, project st
 		return fmt.Errorf("create replica: %w", err)
 	}
 	defer os.Remove(mnt)
-	berr := compute.BaseBackup(ctx, h, mnt, compute.BaseBackupOptions{Standby: sb, Project: project})
+	berr := compute.BaseBackup(ctx, h, mnt, o)
 	if cerr := h.Close(); berr == nil && cerr != nil {
 		berr = cerr
 	}
@@ -381,6 +417,92 @@ func (s *Service) seedReplica(ctx context.Context, st *storage.Store, project st
 		return fmt.Errorf("copy the source: %w: %w", ErrUnavailable, berr)
 	}
 	return nil
+}
+
+// setCreating marks a replica project as being seeded by this process.
+func (s *Service) setCreating(project string, on bool) {
+	s.replMu.Lock()
+	defer s.replMu.Unlock()
+	if s.creating == nil {
+		s.creating = map[string]bool{}
+	}
+	if on {
+		s.creating[project] = true
+	} else {
+		delete(s.creating, project)
+	}
+}
+
+// checkSeeded refuses a call on a replica CreateReplica has not finished.
+func (s *Service) checkSeeded(project string, rec replicaRecord) error {
+	if !rec.Seeding {
+		return nil
+	}
+	s.replMu.Lock()
+	inFlight := s.creating[project]
+	s.replMu.Unlock()
+	if inFlight {
+		return fmt.Errorf("replica %s is still being created: %w", project, ErrConflict)
+	}
+	return nil
+}
+
+// undoReplica removes what an unfinished CreateReplica made: the
+// project, the slot on the source and then the records. A slot that
+// cannot be dropped yet (the source is down) leaves the record seeding,
+// and a background task retries until it is dropped (or the next start
+// does).
+func (s *Service) undoReplica(ctx context.Context, project string, rec replicaRecord) {
+	if err := s.removeReplica(ctx, project, rec); err != nil {
+		s.log.Warn("create replica: undo; retrying in the background", "project", project, "warning", slotWarning(rec, err))
+		s.keep(project, func(ctx context.Context) { s.retryRemoval(ctx, project, rec) })
+	}
+}
+
+// removeReplica deletes a replica's project, drops its slot on the
+// source and, once that succeeded, forgets its records. A copy of the
+// source a killed server left running (it holds the slot) is killed
+// first.
+func (s *Service) removeReplica(ctx context.Context, project string, rec replicaRecord) error {
+	if n := compute.KillBaseBackups(rec.Slot); n > 0 {
+		s.log.Warn("killed a copy of a replica's source left by a crash", "project", project, "slot", rec.Slot, "processes", n)
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return err
+	}
+	if err := st.DeleteProject(project, storage.DeleteProjectOptions{Force: true}); err != nil && !errors.Is(err, storage.ErrProjectNotFound) {
+		return err
+	}
+	if !rec.SlotDropped {
+		if err := dropSourceSlot(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return s.withDB(func(db *controldb.DB) error {
+		if err := db.Delete(replicaKey(project)); err != nil {
+			return err
+		}
+		return db.Delete(projectKey(project))
+	})
+}
+
+// retryRemoval is removeReplica until it succeeds or ctx ends, backing
+// off up to 5 min between tries.
+func (s *Service) retryRemoval(ctx context.Context, project string, rec replicaRecord) {
+	for backoff := 5 * time.Second; ; backoff = min(2*backoff, 5*time.Minute) {
+		err := s.removeReplica(ctx, project, rec)
+		if err == nil {
+			s.log.Info("removed what a replica left behind", "project", project, "slot", rec.Slot)
+			return
+		}
+		s.log.Warn("remove replica; retrying", "project", project, "in", backoff, "warning", slotWarning(rec, err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // StandbyOf tells compute whether a branch is a following replica
@@ -458,11 +580,7 @@ func (s *Service) ListReplicas(ctx context.Context) ([]Replica, error) {
 		if !canSeeProject(c, p) {
 			continue
 		}
-		r, err := s.replicaView(ctx, p, rec)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *r)
+		out = append(out, *s.replicaView(ctx, p, rec))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Project < out[j].Project })
 	return out, nil
@@ -477,29 +595,39 @@ func (s *Service) GetReplica(ctx context.Context, project string) (*Replica, err
 	if err != nil {
 		return nil, err
 	}
-	return s.replicaView(ctx, project, rec)
+	return s.replicaView(ctx, project, rec), nil
 }
 
 // replicaView describes a replica; the lag is read only from a running
 // endpoint (a look does not wake it).
-func (s *Service) replicaView(ctx context.Context, project string, rec replicaRecord) (*Replica, error) {
+func (s *Service) replicaView(ctx context.Context, project string, rec replicaRecord) *Replica {
 	r := &Replica{Project: project, Branch: replicaBranch, Source: rec.Source, SourceProject: rec.SourceProject, SourceBranch: rec.SourceBranch,
 		SystemID: rec.SystemID, Slot: rec.Slot, CreatedAt: rec.CreatedAt, PromotedAt: rec.PromotedAt,
 		Endpoint: s.endpointStatus(project, replicaBranch)}
 	if rec.PromotedAt != nil {
 		r.State = "promoted"
-		return r, nil
+		return r
+	}
+	if rec.Seeding {
+		r.State = "seeding"
+		if s.checkSeeded(project, rec) == nil {
+			r.State = "removing" // a create that failed or a crash cut
+		}
+		return r
 	}
 	r.State = string(compute.Stopped)
 	if r.Endpoint != nil {
 		r.State = r.Endpoint.State
 	}
 	if r.State != string(compute.Running) && r.State != string(compute.Idle) {
-		return r, nil
+		return r
 	}
 	lag, status, err := s.replicaLag(ctx, project)
 	if err != nil {
-		return nil, err
+		// One replica that cannot answer does not hide the others.
+		r.State = "unknown"
+		r.Warnings = append(r.Warnings, err.Error())
+		return r
 	}
 	r.Lag = lag
 	switch status {
@@ -510,7 +638,7 @@ func (s *Service) replicaView(ctx context.Context, project string, rec replicaRe
 	default:
 		r.State = "connecting"
 	}
-	return r, nil
+	return r
 }
 
 // replicaLagSQL reads a standby's position against what its source last
@@ -523,7 +651,7 @@ const replicaLagSQL = `SELECT
   greatest(coalesce(pg_wal_lsn_diff(greatest(r.latest_end_lsn, pg_last_wal_receive_lsn()), pg_last_wal_replay_lsn()), 0), 0)::bigint,
   CASE WHEN pg_last_wal_receive_lsn() IS NULL
          OR greatest(r.latest_end_lsn, pg_last_wal_receive_lsn()) <= pg_last_wal_replay_lsn() THEN 0
-       ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8
+       ELSE greatest(coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0), 0) END::float8
 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true`
 
 func (s *Service) replicaLag(ctx context.Context, project string) (*ReplicaLag, string, error) {
@@ -564,6 +692,9 @@ func (s *Service) PromoteReplica(ctx context.Context, project string) (*Replica,
 		if rec.PromotedAt != nil {
 			return fmt.Errorf("replica %s was promoted at %s: %w", project, rec.PromotedAt.Format(time.RFC3339), ErrConflict)
 		}
+		if rec.Seeding {
+			return fmt.Errorf("replica %s was not created to the end; delete it: %w", project, ErrConflict)
+		}
 		st, err := s.storeOr()
 		if err != nil {
 			return err
@@ -596,10 +727,7 @@ func (s *Service) PromoteReplica(ctx context.Context, project string) (*Replica,
 		if err != nil {
 			return fmt.Errorf("promote %s: %w: %w", project, ErrUnavailable, err)
 		}
-		out, err = s.replicaView(ctx, project, rec)
-		if err != nil {
-			return err
-		}
+		out = s.replicaView(ctx, project, rec)
 		if err := dropSourceSlot(context.WithoutCancel(ctx), rec); err != nil {
 			out.Warnings = append(out.Warnings, slotWarning(rec, err))
 		} else {
@@ -626,9 +754,14 @@ func (s *Service) DeleteReplica(ctx context.Context, project string) (*Replica, 
 		if err != nil {
 			return err
 		}
+		if err := s.checkSeeded(project, rec); err != nil {
+			return err
+		}
 		out = &Replica{Project: project, Branch: replicaBranch, Source: rec.Source, SystemID: rec.SystemID, Slot: rec.Slot,
 			CreatedAt: rec.CreatedAt, PromotedAt: rec.PromotedAt, State: "deleted"}
-		if err := s.deleteProject(ctx, project, true); err != nil {
+		// ErrNotFound: a delete a crash interrupted after the project
+		// went; forgetting the replica finishes it.
+		if err := s.deleteProject(ctx, project, true); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		if w := s.forgetReplica(ctx, project, rec); w != "" {
@@ -643,7 +776,12 @@ func (s *Service) DeleteReplica(ctx context.Context, project string) (*Replica, 
 // slot on the source (a promoted replica dropped it already); it returns
 // a warning when the slot could not be dropped.
 func (s *Service) forgetReplica(ctx context.Context, project string, rec replicaRecord) string {
-	if err := s.withDB(func(db *controldb.DB) error { return db.Delete(replicaKey(project)) }); err != nil {
+	if err := s.withDB(func(db *controldb.DB) error {
+		if err := db.Delete(replicaKey(project)); err != nil {
+			return err
+		}
+		return db.Delete(projectKey(project))
+	}); err != nil {
 		s.log.Warn("forget replica", "project", project, "err", err)
 	}
 	if rec.SlotDropped {
@@ -665,8 +803,19 @@ func (s *Service) FollowReplicas() {
 		s.log.Error("follow replicas", "err", err)
 		return
 	}
+	st, err := s.storeOr()
+	if err != nil {
+		s.log.Error("follow replicas", "err", err)
+		return
+	}
 	for p, rec := range recs {
-		if rec.PromotedAt == nil {
+		_, err := st.Branch(p, replicaBranch)
+		switch {
+		case rec.Seeding, errors.Is(err, storage.ErrProjectNotFound):
+			// A create a crash interrupted, or a delete after the project
+			// went: finish removing it (its slot on the source too).
+			s.keep(p, func(ctx context.Context) { s.retryRemoval(ctx, p, rec) })
+		case rec.PromotedAt == nil:
 			s.follow(p)
 		}
 	}
@@ -677,19 +826,7 @@ func (s *Service) FollowReplicas() {
 // it stopped (a crash, a stop by hand), backing off up to 30 s while it
 // cannot start.
 func (s *Service) follow(project string) {
-	s.replMu.Lock()
-	defer s.replMu.Unlock()
-	if s.followers == nil {
-		s.followers = map[string]*follower{}
-	}
-	if _, ok := s.followers[project]; ok {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	f := &follower{cancel: cancel, done: make(chan struct{})}
-	s.followers[project] = f
-	go func() {
-		defer close(f.done)
+	s.keep(project, func(ctx context.Context) {
 		backoff := time.Second
 		for ctx.Err() == nil {
 			l, err := s.cfg.Compute.Acquire(ctx, project, replicaBranch)
@@ -716,20 +853,50 @@ func (s *Service) follow(project string) {
 			}
 			l.Release()
 		}
+	})
+}
+
+// keep runs f in the background for a replica project until f returns or
+// unfollow (or Stop) cancels it; one task per project at a time (a second
+// is not started while one runs).
+func (s *Service) keep(project string, f func(ctx context.Context)) {
+	s.replMu.Lock()
+	defer s.replMu.Unlock()
+	if s.replTasks == nil {
+		s.replTasks = map[string]*replTask{}
+	}
+	if _, ok := s.replTasks[project]; ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	fl := &replTask{cancel: cancel, done: make(chan struct{})}
+	s.replTasks[project] = fl
+	go func() {
+		defer close(fl.done)
+		defer func() {
+			s.replMu.Lock()
+			if s.replTasks[project] == fl {
+				delete(s.replTasks, project)
+			}
+			s.replMu.Unlock()
+		}()
+		f(ctx)
 	}()
 }
 
-type follower struct {
+// replTask is a replica project's background task: its follower, or the
+// removal of what a failed create or an interrupted delete left.
+type replTask struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// unfollow stops following a replica and waits for its follower to
-// release its lease.
+// unfollow stops a replica project's task and waits for it to end (a
+// follower releases its lease).
 func (s *Service) unfollow(project string) {
 	s.replMu.Lock()
-	f := s.followers[project]
-	delete(s.followers, project)
+	f := s.replTasks[project]
+	delete(s.replTasks, project)
 	s.replMu.Unlock()
 	if f != nil {
 		f.cancel()
@@ -737,11 +904,11 @@ func (s *Service) unfollow(project string) {
 	}
 }
 
-// unfollowAll stops every follower (Close).
+// unfollowAll stops every replica task (Stop).
 func (s *Service) unfollowAll() {
 	s.replMu.Lock()
-	ps := make([]string, 0, len(s.followers))
-	for p := range s.followers {
+	ps := make([]string, 0, len(s.replTasks))
+	for p := range s.replTasks {
 		ps = append(ps, p)
 	}
 	s.replMu.Unlock()

@@ -210,7 +210,8 @@ type Service struct {
 	hooks                webhookPolicy        // where webhooks may go
 	hookClient           *http.Client         // delivers webhooks under hooks
 	replMu               sync.Mutex
-	followers            map[string]*follower // replica project → its follower
+	replTasks            map[string]*replTask // replica project → its follower or removal
+	creating             map[string]bool      // replica projects CreateReplica is seeding
 }
 
 // New validates cfg and returns an unopened Service.

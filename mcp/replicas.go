@@ -33,6 +33,7 @@ func (s *Server) replicaTools() []*tool {
 			annotations(false, false, false),
 			mcpgo.WithString("project", mcpgo.Required(), mcpgo.Description("The new project on this server that holds the replica.")),
 			mcpgo.WithString("source", mcpgo.Required(), mcpgo.Description("postgresql://offshoot_replication:PASSWORD@host:port/postgres?sslmode=require&options=endpoint%3DBRANCH (add %20project%3DPROJECT unless the source's default project).")),
+			mcpgo.WithString("max_rate", mcpgo.Description("Optional cap on the initial copy's rate so that it does not saturate the source: kB/s or with a k or M suffix (\"20M\"), as pg_basebackup --max-rate.")),
 		), writeTool, "", func(ctx context.Context, _ call, a experiments.CreateReplicaRequest) (any, string, error) {
 			r, err := s.svc.CreateReplica(ctx, a)
 			if err != nil {

@@ -145,6 +145,19 @@ func (s *e2eServer) log() string {
 	return string(b)
 }
 
+// logLines returns the lines of the whole server log that contain
+// substr, HTTP request lines left out.
+func (s *e2eServer) logLines(substr string) string {
+	b, _ := os.ReadFile(filepath.Join(s.dataDir, "server.log"))
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, substr) && !strings.Contains(l, `msg="http request"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // stop sends SIGTERM and requires a clean exit (status 0) and no mount
 // left under the data dir.
 func (s *e2eServer) stop() {
@@ -170,6 +183,16 @@ func (s *e2eServer) stop() {
 	if strings.Contains(string(mi), s.dataDir) {
 		t.Errorf("mounts left under %s after shutdown:\n%s", s.dataDir, mi)
 	}
+}
+
+// kill sends SIGKILL and waits for the server to exit.
+func (s *e2eServer) kill() {
+	s.t.Helper()
+	if err := s.cmd.Process.Kill(); err != nil {
+		s.t.Fatal(err)
+	}
+	<-s.done
+	s.stderr.Close()
 }
 
 // api calls the HTTP API and returns the status and body.
@@ -550,12 +573,8 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 	if len(before) < 4 {
 		t.Fatalf("%d endpoint processes before the kill, want two clusters' worth", len(before))
 	}
-	if err := s.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-s.done
+	s.kill()
 	<-loadDone
-	s.stderr.Close()
 	s.start()
 	var got int
 	if err := s.conn("main").QueryRow(context.Background(), "SELECT id FROM crash").Scan(&got); err != nil || got != 7 {

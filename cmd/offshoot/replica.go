@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,15 +27,17 @@ func replicaCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "replica",
 		Short: "Create, list, show, promote and delete replicas (read-only copies of a branch of another server that follow it)"}
 	path := func(project string) string { return "/v1/replicas/" + url.PathEscape(project) }
-	var source string
+	var source, maxRate string
 	create, _ := verb(a, "create PROJECT --source URI", "Copy a branch of another server into a new project here and keep following it", cobra.ExactArgs(1), nil,
 		func(args []string) (string, string, any, error) {
-			if source == "" {
-				return "", "", nil, fmt.Errorf("--source is required: the source branch's URI as role offshoot_replication (on the source: offshoot branch connect BRANCH --role replication --password)")
+			src, err := replicaSource(source, os.Stdin)
+			if err != nil {
+				return "", "", nil, err
 			}
-			return "POST", "/v1/replicas", map[string]any{"project": args[0], "source": source}, nil
+			return "POST", "/v1/replicas", map[string]any{"project": args[0], "source": src, "max_rate": maxRate}, nil
 		}, showReplica)
-	create.Flags().StringVar(&source, "source", "", "libpq URI of the source branch as offshoot_replication, with its password")
+	create.Flags().StringVar(&source, "source", "", "libpq URI of the source branch as offshoot_replication, with its password; - reads it from standard input (default: $"+sourceEnv+"), which keeps the password off the command line")
+	create.Flags().StringVar(&maxRate, "max-rate", "", "cap on the initial copy's rate (kB/s, or 500k, 20M) so that it does not saturate the source")
 	list, _ := verb(a, "list", "List the replicas on this server with their lag", cobra.NoArgs, nil,
 		func([]string) (string, string, any, error) { return "GET", "/v1/replicas", nil, nil },
 		func(w io.Writer, raw []byte) error {
@@ -56,6 +62,30 @@ func replicaCmd(a *app) *cobra.Command {
 		func(args []string) (string, string, any, error) { return "DELETE", path(args[0]), nil, nil }, showReplica)
 	cmd.AddCommand(create, list, show, promote, del)
 	return cmd
+}
+
+// sourceEnv names the variable replica create reads the source URI from
+// when --source is not given.
+const sourceEnv = "OFFSHOOT_REPLICA_SOURCE"
+
+// replicaSource is --source: the URI itself, "-" for the first line of
+// stdin, or "" for $OFFSHOOT_REPLICA_SOURCE.
+func replicaSource(flag string, stdin io.Reader) (string, error) {
+	src := flag
+	switch flag {
+	case "-":
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("--source -: %w", err)
+		}
+		src = strings.TrimSpace(line)
+	case "":
+		src = os.Getenv(sourceEnv)
+	}
+	if src == "" {
+		return "", fmt.Errorf("--source is required (or $%s, or - for standard input): the source branch's URI as role offshoot_replication (on the source: offshoot branch connect BRANCH --role replication --password)", sourceEnv)
+	}
+	return src, nil
 }
 
 func lagString(l *experiments.ReplicaLag) string {

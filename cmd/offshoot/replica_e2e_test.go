@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,24 @@ func slots(t *testing.T, a *e2eServer, slot string) int {
 	return n
 }
 
+// waitSlot waits for a replica slot to appear on a's main branch and
+// returns its name.
+func waitSlot(t *testing.T, a *e2eServer) string {
+	t.Helper()
+	c := a.connTo("main", "main", "superuser")
+	defer c.Close(context.Background())
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var name string
+		err := c.QueryRow(context.Background(), "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'offshoot\\_%'").Scan(&name)
+		if err == nil {
+			return name
+		}
+		if !errors.Is(err, pgx.ErrNoRows) || time.Now().After(deadline) {
+			t.Fatalf("no replica slot on the source: %v", err)
+		}
+	}
+}
+
 // TestE2EReplica runs two servers on this machine: server b keeps a
 // replica of server a's main branch. It checks bad sources, that reads on
 // b see commits on a (under pgbench load too), that the replica follows
@@ -117,9 +136,15 @@ func TestE2EReplica(t *testing.T) {
 	b.problem(404, "GET", "/v1/projects/rep", nil)
 	b.problem(404, "GET", "/v1/replicas/rep", nil)
 
+	if p := b.problem(400, "POST", "/v1/replicas", map[string]any{"project": "rep", "source": src.URI, "max_rate": "10"}); p.Field != "max_rate" {
+		t.Fatalf("max_rate below 32 kB/s: %+v", p)
+	}
+	b.problem(404, "GET", "/v1/projects/rep", nil)
+
 	var out string
-	// Create with the CLI.
-	out, err = runCLI(t, "replica", "create", "rep", "--source", src.URI, "--server", b.http)
+	// Create with the CLI, the password kept off its command line.
+	t.Setenv("OFFSHOOT_REPLICA_SOURCE", src.URI)
+	out, err = runCLI(t, "replica", "create", "rep", "--server", b.http)
 	if err != nil || !strings.Contains(out, "source branch") {
 		t.Fatalf("replica create: %v\n%s", err, out)
 	}
@@ -205,6 +230,11 @@ func TestE2EReplica(t *testing.T) {
 	}
 	fc.Close(ctx)
 
+	// A following replica cannot be reset (it would stop following).
+	if p := b.problem(409, "POST", "/v1/projects/rep/branches/main/reset", map[string]any{}); !strings.Contains(p.Detail, "replica") {
+		t.Fatalf("reset of a following replica: %+v", p)
+	}
+
 	// Promote: writable, slot dropped on the source, pgbench invariant.
 	out, err = runCLI(t, "replica", "promote", "rep", "--server", b.http)
 	if err != nil || !strings.Contains(out, "promoted") || strings.Contains(out, "warning") {
@@ -233,6 +263,44 @@ func TestE2EReplica(t *testing.T) {
 		t.Fatalf("delete: warnings %v, slots left %d", deleted.Warnings, slots(t, a, r2.Slot))
 	}
 	b.problem(404, "GET", "/v1/projects/rep2", nil)
+
+	// A crash of the replica's server during the initial copy (slowed
+	// down with max_rate): the next start removes the project, its
+	// records and the slot the copy created on the source.
+	created := make(chan string, 1)
+	go func() {
+		body := strings.NewReader(fmt.Sprintf(`{"project":"rep4","source":%q,"max_rate":"32k"}`, src.URI))
+		resp, err := http.Post(b.http+"/v1/replicas", "application/json", body)
+		if err != nil {
+			created <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		created <- resp.Status
+	}()
+	slot := waitSlot(t, a)
+	var seeding experiments.Replica
+	b.must(200, "GET", "/v1/replicas/rep4", nil, &seeding)
+	if seeding.State != "seeding" || seeding.Slot != slot {
+		t.Fatalf("replica during its copy: %+v, want seeding with slot %s", seeding, slot)
+	}
+	b.problem(409, "DELETE", "/v1/replicas/rep4", nil)
+	b.problem(409, "POST", "/v1/replicas/rep4/promote", nil)
+	b.kill()
+	t.Logf("create cut by the kill: %s", <-created)
+	b.start()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		c1, _ := b.api("GET", "/v1/replicas/rep4", nil)
+		c2, _ := b.api("GET", "/v1/projects/rep4", nil)
+		n := slots(t, a, slot)
+		if c1 == 404 && c2 == 404 && n == 0 {
+			t.Logf("after the restart:\n%s", b.logLines("left"))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("2 min after a crash during the copy: replica %d, project %d, slots %d\n%s", c1, c2, n, b.logLines("replica"))
+		}
+	}
 
 	// MCP (a key makes the API require keys from here on).
 	var admin struct {
