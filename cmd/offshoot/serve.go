@@ -32,21 +32,22 @@ import (
 
 // serveOptions are the serve flags beyond the shared configuration.
 type serveOptions struct {
-	runDir        string
-	addrFile      string
-	maxBranches   int
-	maxEndpoints  int
-	sweepInterval time.Duration
-	expiryWarning time.Duration
-	runBaseKeep   time.Duration
-	matTTL        time.Duration
-	matBudget     int64
-	timers        compute.Timers
-	stopTimeout   time.Duration
-	tlsCert       string   // PEM certificate (chain) of both listeners; with tlsKey
-	tlsKey        string   // its key
-	tlsHosts      []string // extra names of the generated server certificate
-	insecurePlain bool     // serve plain text to non-loopback peers too
+	runDir         string
+	addrFile       string
+	maxBranches    int
+	maxEndpoints   int
+	sweepInterval  time.Duration
+	expiryWarning  time.Duration
+	runBaseKeep    time.Duration
+	matTTL         time.Duration
+	matBudget      int64
+	timers         compute.Timers
+	stopTimeout    time.Duration
+	requestTimeout time.Duration
+	tlsCert        string   // PEM certificate (chain) of both listeners; with tlsKey
+	tlsKey         string   // its key
+	tlsHosts       []string // extra names of the generated server certificate
+	insecurePlain  bool     // serve plain text to non-loopback peers too
 }
 
 func init() {
@@ -86,6 +87,7 @@ and the store is closed.`,
 		f.DurationVar(&o.timers.SuspendAfter, "suspend-after", o.timers.SuspendAfter, "suspend (stop Postgres) after no connection for this long (0 never)")
 		f.DurationVar(&o.timers.StopAfter, "stop-after", o.timers.StopAfter, "release the volume after no connection for this long (0 never)")
 		f.DurationVar(&o.stopTimeout, "stop-timeout", 15*time.Second, "fast shutdown of an endpoint escalates to immediate after this")
+		f.DurationVar(&o.requestTimeout, "request-timeout", 6*time.Minute, "longest an API call may run (a replica's initial copy runs within its create call)")
 		f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) for both listeners, with --tls-key (default: a certificate signed by a CA generated into <data-dir>/tls)")
 		f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 		f.StringArrayVar(&o.tlsHosts, "tls-host", nil, "extra DNS name or IP of the generated server certificate (repeatable; localhost, loopback, the hostname and the bind addresses are always in it)")
@@ -434,7 +436,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: a.log, Registry: reg, MCP: mcpSrv.Handler()})
+	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: a.log, Registry: reg, MCP: mcpSrv.Handler(), RequestTimeout: o.requestTimeout})
 	if err != nil {
 		return err
 	}
