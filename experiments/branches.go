@@ -437,6 +437,9 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 				return fmt.Errorf("project %s has %d branches, the maximum (max_branches): delete some first: %w", req.Project, n, ErrCapacity)
 			}
 		}
+		if points == 0 && parent != "" {
+			s.checkpointForFork(ctx, req.Project, parent)
+		}
 		b, err := st.Fork(req.Project, parent, req.Name, at, storage.BranchOptions{ExpiresAt: exp, Labels: labels, Protected: req.Protected})
 		if err != nil {
 			return storeErr(err)

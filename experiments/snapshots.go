@@ -62,6 +62,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, req CreateSnapshotRequest)
 		if req.Timestamp != nil {
 			sn, err = st.SnapshotAt(req.Project, req.Branch, req.Name, storage.AtTime(*req.Timestamp), opts)
 		} else {
+			s.checkpointForFork(ctx, req.Project, req.Branch)
 			sn, err = st.Snapshot(req.Project, req.Branch, req.Name, opts)
 		}
 		if err != nil {
