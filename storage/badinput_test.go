@@ -113,6 +113,7 @@ func TestOrphansAfterCrash(t *testing.T) {
 	// Simulate a crash of the head: it never runs Close.
 	h.mu.Lock()
 	h.closed = true
+	h.closeIters()
 	h.mu.Unlock()
 	s.mu.Lock()
 	delete(s.heads, h.tl)

@@ -77,9 +77,14 @@ func (s *Store) forkLocked(project, parent, name string, at At, opts BranchOptio
 	t := &Timeline{ID: ids[0], Project: p.ID, Parent: tlID, ParentSeq: seq, StartSeq: s.curSeq(), CreatedAt: now, Branch: ids[1]}
 	br := &Branch{ID: ids[1], Project: p.ID, Name: name, Timeline: t.ID, Parent: parentID, ParentSeq: seq,
 		ParentTime: ptime, CreatedAt: now, ExpiresAt: opts.ExpiresAt, Labels: maps.Clone(opts.Labels), Protected: opts.Protected}
+	c, err := s.childCountsLocked(tlID, seq)
+	if err != nil {
+		return Branch{}, err
+	}
 	bt := s.db.NewBatch()
 	putRecord(bt, enc.KindTimeline, t.ID, t)
 	putRecord(bt, enc.KindBranch, br.ID, br)
+	s.counts.create(bt, t.ID, c)
 	if err := bt.Commit(pebble.Sync); err != nil {
 		return Branch{}, err
 	}
@@ -173,10 +178,15 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 		// snapshot, the branch keeps the one it had.
 		nb.ParentSeq, nb.ParentTime = seq, now
 	}
+	c, err := s.childCountsLocked(tl, seq)
+	if err != nil {
+		return Branch{}, err
+	}
 	oldc := *old
 	oldc.Branch = 0
 	bt := s.db.NewBatch()
 	putRecord(bt, enc.KindTimeline, t.ID, t)
+	s.counts.create(bt, t.ID, c)
 	putRecord(bt, enc.KindTimeline, oldc.ID, &oldc)
 	putRecord(bt, enc.KindBranch, nb.ID, &nb)
 	if sn != nil {

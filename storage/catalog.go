@@ -345,6 +345,7 @@ func (s *Store) dropUnreferencedLocked(bt *pebble.Batch, ids ...uint64) error {
 			continue
 		}
 		_ = bt.Delete(enc.IDKey(enc.KindTimeline, id), nil)
+		s.counts.drop(bt, id)
 		for _, kind := range []byte{enc.KindDirent, enc.KindInode, enc.KindBlock, enc.KindOrphan} {
 			_ = bt.DeleteRange(enc.TimelinePrefix(kind, id), enc.TimelinePrefix(kind, id+1), nil)
 		}

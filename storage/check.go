@@ -45,6 +45,9 @@ func (s *Store) Check() error {
 			return fmt.Errorf("%w: %s: %w", ErrCorrupt, p.what, err)
 		}
 	}
+	if err := s.checkCounts(); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
 	return nil
 }
 
@@ -87,6 +90,10 @@ func (s *Store) checkKeys() error {
 		case enc.KindInode:
 			if tl, _, _, err = enc.DecodeInodeKey(k); err == nil {
 				_, _, err = enc.DecodeAttr(v)
+			}
+		case enc.KindCounts:
+			if tl, err = enc.DecodeCountsKey(k); err == nil {
+				_, err = enc.DecodeCounts(v)
 			}
 		case enc.KindOrphan:
 			if tl, _, err = enc.DecodeOrphanKey(k); err == nil && len(v) != 0 {

@@ -69,35 +69,3 @@ func TestDeleteBranchWithOpenView(t *testing.T) {
 		t.Errorf("stored bytes %d after delete, %d before the branch's writes", got, before)
 	}
 }
-
-// TestDeleteBranchDuringUsage: a branch deleted while Usage reads it is
-// freed when Usage returns.
-func TestDeleteBranchDuringUsage(t *testing.T) {
-	s := openTest(t, nil)
-	_, _, err := s.CreateProject("p")
-	ok(t, err)
-	before, _ := forkWithData(t, s, 64)
-	var delErr error
-	testHookUsagePinned = func() {
-		testHookUsagePinned = nil
-		delErr = s.DeleteBranch("p", "dev", DeleteOptions{})
-		if delErr == nil {
-			delErr = s.Check()
-		}
-	}
-	defer func() { testHookUsagePinned = nil }()
-	u := must[BranchUsage](t)(s.Usage("p", "dev"))
-	ok(t, delErr)
-	if u.LogicalBytes != 64*BlockSize {
-		t.Errorf("usage during delete: logical %d", u.LogicalBytes)
-	}
-	ok(t, s.Check())
-	must[GCStats](t)(s.GC(context.Background()))
-	ok(t, s.Check())
-	if n := timelineCount(s); n != 1 {
-		t.Errorf("%d timelines left, want 1", n)
-	}
-	if got := must[StoreUsage](t)(s.TotalUsage()).StoredBytes; got > before {
-		t.Errorf("stored bytes %d after delete, %d before the branch's writes", got, before)
-	}
-}

@@ -217,8 +217,21 @@ func (r *reader) attr(it *pebble.Iterator, ino uint64) (*enc.Attr, error) {
 		defer r.putIter(p)
 		it = p.it
 	}
+	found, err := r.storedAttr(it, ino)
+	if err != nil {
+		return nil, err
+	}
+	r.setCached(ino, found)
+	if found == nil {
+		return nil, fmt.Errorf("inode %d: %w", ino, ErrNotExist)
+	}
+	return found, nil
+}
+
+// storedAttr reads ino's attributes through the chain, bypassing the
+// cache (which a head keeps ahead of the store); nil if it has none.
+func (r *reader) storedAttr(it *pebble.Iterator, ino uint64) (*enc.Attr, error) {
 	var key []byte
-	var found *enc.Attr
 	for _, l := range r.chain {
 		key = enc.InodeKey(key, l.tl, ino, l.seq)
 		if it.SeekPrefixGE(key) {
@@ -226,20 +239,16 @@ func (r *reader) attr(it *pebble.Iterator, ino uint64) (*enc.Attr, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: inode %d: %w", ErrCorrupt, ino, err)
 			}
-			if ok {
-				found = &a
+			if !ok {
+				return nil, nil
 			}
-			break
+			return &a, nil
 		}
 		if err := it.Error(); err != nil {
 			return nil, err
 		}
 	}
-	r.setCached(ino, found)
-	if found == nil {
-		return nil, fmt.Errorf("inode %d: %w", ino, ErrNotExist)
-	}
-	return found, nil
+	return nil, nil
 }
 
 func checkFileName(name string) error {

@@ -49,6 +49,7 @@ type collector struct {
 	pinned  map[uint64]candSet
 	bytes   int64
 	deleted int
+	gone    map[string]bool // keys whose deletion is staged
 	vs      []ver
 }
 
@@ -63,7 +64,7 @@ type ver struct {
 // newCollector starts a batch for timeline tl. s.mu held.
 func (s *Store) newCollector(tl uint64, st *GCStats) (*collector, error) {
 	c := &collector{s: s, tl: tl, plan: s.gcPlanLocked(tl), st: st, bt: s.db.NewBatch(),
-		res: candSet{}, pinned: map[uint64]candSet{}}
+		res: candSet{}, pinned: map[uint64]candSet{}, gone: map[string]bool{}}
 	var err error
 	if c.it, err = s.db.NewIter(nil); err != nil {
 		c.bt.Close()
@@ -92,7 +93,7 @@ func (c *collector) finish(err error) error {
 		c.fallback.closeIters()
 	}
 	if err == nil && c.deleted > 0 {
-		if err = c.bt.Commit(pebble.NoSync); err == nil {
+		if err = c.s.counts.commit(c.tl, 0, cdelta{exclusive: -c.bytes}, c.bt, pebble.NoSync); err == nil {
 			c.st.Deleted += c.deleted
 			c.st.BytesFreed += c.bytes
 			c.st.Batches++
@@ -305,6 +306,10 @@ func (c *collector) group(kind byte, vs []ver) error {
 			c.keep(ck, blk, v.seq, ubs[i])
 			continue
 		}
+		if c.gone[string(v.key)] {
+			continue // staged already by another visit in this batch
+		}
+		c.gone[string(v.key)] = true
 		_ = c.bt.Delete(v.key, nil)
 		c.deleted++
 		c.bytes += int64(len(v.key) + v.size)

@@ -182,13 +182,23 @@ func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
 	if b.Empty() {
 		return nil
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := h.commit(seq, b); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	h.s.cands.noteBatch(h.tl, seq, b)
 	h.gen.Add(1)
 	h.lastSeq = seq
 	return nil
+}
+
+// commit commits batch b of seq without fsync, with the change of the
+// timeline's counters it makes. h.mu held for writing.
+func (h *Head) commit(seq uint64, b *pebble.Batch) error {
+	d, err := h.countBatch(seq, b)
+	if err != nil {
+		return err
+	}
+	return h.s.counts.commit(h.tl, seq, d, b, pebble.NoSync)
 }
 
 // putAttr stages a new version of ino's attributes and caches it.
@@ -230,7 +240,7 @@ func (h *Head) flushLocked() error {
 			_ = b.Set(enc.InodeKey(key, h.tl, ino, seq), h.buf, nil)
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := h.commit(seq, b); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
 	h.s.cands.noteBatch(h.tl, seq, b)

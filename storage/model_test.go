@@ -121,6 +121,9 @@ func TestModel(t *testing.T) {
 		if t.Failed() {
 			t.Fatalf("step %d (%s) failed", step, op)
 		}
+		if step%25 == 24 {
+			m.checkCounts(fmt.Sprintf("step %d (%s)", step, op))
+		}
 		if step%100 == 99 {
 			m.verifyAll(fmt.Sprintf("step %d (%s)", step, op))
 			if err := m.s.Check(); err != nil {
@@ -266,6 +269,7 @@ func (m *modelRun) gc() string {
 	st, err := m.s.GC(context.Background())
 	ok(m.t, err)
 	m.verifyAll("gc")
+	m.checkCounts("gc")
 	m.t.Logf("gc: %+v", st)
 	if m.rng.IntN(2) == 0 {
 		fst, err := m.s.GCFull(context.Background())
@@ -274,8 +278,17 @@ func (m *modelRun) gc() string {
 			m.t.Fatalf("a full GC pass after an incremental one deleted %d versions (incremental: %+v)", fst.Deleted, st)
 		}
 		m.verifyAll("full gc")
+		m.checkCounts("full gc")
 	}
 	return fmt.Sprintf("gc (%d deleted, %d visited, full %v)", st.Deleted, st.Visited, st.Full)
+}
+
+// checkCounts compares every timeline's usage counters with a recount.
+func (m *modelRun) checkCounts(what string) {
+	m.t.Helper()
+	if err := m.s.checkCounts(); err != nil {
+		m.t.Fatalf("%s: %v", what, err)
+	}
 }
 
 // shortLived forks a branch off b, writes to it, runs GC passes between

@@ -48,7 +48,9 @@ func (s *Store) CreateProject(name string) (Project, Branch, error) {
 	putRecord(b, enc.KindBranch, br.ID, br)
 	t := now.UnixNano()
 	root := enc.Attr{Mode: ModeDir | 0o755, Nlink: 2, Atime: t, Mtime: t, Ctime: t, Parent: RootIno}
-	_ = b.Set(enc.InodeKey(nil, tl.ID, RootIno, seq), enc.AppendAttr(nil, &root), nil)
+	rk, rv := enc.InodeKey(nil, tl.ID, RootIno, seq), enc.AppendAttr(nil, &root)
+	_ = b.Set(rk, rv, nil)
+	s.counts.create(b, tl.ID, enc.Counts{Exclusive: uint64(len(rk) + len(rv))})
 	if err := b.Commit(pebble.Sync); err != nil {
 		return Project{}, Branch{}, fmt.Errorf("create project: %w", err)
 	}
@@ -151,6 +153,7 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 	}
 	for _, id := range tls {
 		_ = bt.Delete(enc.IDKey(enc.KindTimeline, id), nil)
+		s.counts.drop(bt, id)
 		for _, kind := range []byte{enc.KindDirent, enc.KindInode, enc.KindBlock, enc.KindOrphan} {
 			_ = bt.DeleteRange(enc.TimelinePrefix(kind, id), enc.TimelinePrefix(kind, id+1), nil)
 		}

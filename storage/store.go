@@ -131,9 +131,10 @@ type Store struct {
 	ticks  []tick // ascending
 	closed bool
 
-	sync  syncer
-	space spaceGuard
-	cands candidates // what the next incremental GC pass visits
+	sync   syncer
+	space  spaceGuard
+	cands  candidates // what the next incremental GC pass visits
+	counts counters   // every timeline's usage counters
 
 	stop chan struct{}
 	done chan struct{}
@@ -258,6 +259,9 @@ func (s *Store) load() error {
 	}
 	s.id = s.idCeil
 	if err := s.cat.load(s.db); err != nil {
+		return err
+	}
+	if err := s.loadCounts(); err != nil {
 		return err
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{enc.KindTick}, UpperBound: []byte{enc.KindTick + 1}})

@@ -44,9 +44,10 @@ type StoreUsage struct {
 	SavedBytes uint64
 }
 
-// Usage returns the accounting of one branch. It reads the branch's whole
-// tree and its own versions, so its cost grows with the branch's size.
-func (s *Store) Usage(project, branch string) (u BranchUsage, err error) {
+// Usage returns the accounting of one branch from its timeline's
+// counters (see counters.go) after flushing its head: its cost does not
+// depend on the branch's size.
+func (s *Store) Usage(project, branch string) (BranchUsage, error) {
 	s.mu.Lock()
 	_, b, err := s.branchLocked(project, branch)
 	if err != nil {
@@ -54,39 +55,23 @@ func (s *Store) Usage(project, branch string) (u BranchUsage, err error) {
 		return BranchUsage{}, fmt.Errorf("usage: %w", err)
 	}
 	tl := b.Timeline
-	seq := s.quiesceLocked(tl)
-	chain := s.chainLocked(tl, seq)
-	s.pinLocked(tl, seq)
+	s.quiesceLocked(tl)
+	c := s.counts.get(tl)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		uerr := s.unpinLocked(tl, seq)
-		s.mu.Unlock()
-		if uerr != nil && err == nil {
-			err = fmt.Errorf("usage: %w", uerr)
-		}
-	}()
-	if testHookUsagePinned != nil {
-		testHookUsagePinned()
-	}
-	u = BranchUsage{Branch: branch}
-	if u.ExclusiveBytes, err = s.timelineBytes(tl); err != nil {
-		return u, fmt.Errorf("usage: %w", err)
-	}
-	r := &reader{s: s, tl: tl, chain: chain, cache: map[uint64]*enc.Attr{}}
-	if err := s.treeUsage(r, &u); err != nil {
-		return u, fmt.Errorf("usage: %w", err)
-	}
-	// The walk and the timeline's scan see different instants when the
-	// head flushes in between: current never exceeds what is stored.
-	u.CurrentBytes = min(u.CurrentBytes, u.ExclusiveBytes)
-	u.HistoryBytes = u.ExclusiveBytes - u.CurrentBytes
-	return u, nil
+	return branchUsage(branch, c), nil
 }
 
-// testHookUsagePinned, when set by a test, runs in Usage after the
-// branch's timeline is pinned.
-var testHookUsagePinned func()
+// branchUsage derives a branch's accounting from its timeline's counters.
+func branchUsage(branch string, c enc.Counts) BranchUsage {
+	return BranchUsage{
+		Branch:         branch,
+		LogicalBytes:   c.Logical,
+		ExclusiveBytes: c.Exclusive,
+		SharedBytes:    c.Logical - min(c.Own, c.Logical),
+		CurrentBytes:   min(c.Current, c.Exclusive),
+		HistoryBytes:   c.Exclusive - min(c.Current, c.Exclusive),
+	}
+}
 
 // pinLocked pins (tl, seq) against GC and against dropping tl. s.mu held.
 func (s *Store) pinLocked(tl, seq uint64) {
@@ -134,59 +119,6 @@ func (s *Store) timelineBytes(tl uint64) (uint64, error) {
 	return n, nil
 }
 
-func (s *Store) treeUsage(r *reader, u *BranchUsage) error {
-	it, err := r.newIter()
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var key []byte
-	var walk func(dir uint64) error
-	walk = func(dir uint64) error {
-		ents, err := r.readDir(dir)
-		if err != nil {
-			return err
-		}
-		for _, e := range ents {
-			if e.Mode == ModeDir {
-				if err := walk(e.Ino); err != nil {
-					return err
-				}
-				continue
-			}
-			a, err := r.attr(it, e.Ino)
-			if err != nil {
-				return err
-			}
-			u.LogicalBytes += a.Size
-			for blk := uint64(0); blk*BlockSize < a.Size; blk++ {
-				for i, l := range r.chain {
-					key = enc.BlockKey(key, l.tl, e.Ino, blk, l.seq)
-					if !it.SeekPrefixGE(key) {
-						continue
-					}
-					_, _, _, seq, err := enc.DecodeBlockKey(it.Key())
-					if err != nil {
-						return fmt.Errorf("%w: %w", ErrCorrupt, err)
-					}
-					switch {
-					case len(it.Value()) == 0: // a hole
-					case a.Shadowed(blk, seq): // cut by a truncation: reads as zeros
-					case i == 0:
-						u.CurrentBytes += uint64(len(it.Key()) + len(it.Value()))
-					default:
-						u.SharedBytes += min(BlockSize, a.Size-blk*BlockSize)
-					}
-					break
-				}
-			}
-		}
-		return nil
-	}
-	defer r.closeIters()
-	return walk(RootIno)
-}
-
 // TotalUsage returns the accounting of every branch of every project and
 // of the store as a whole.
 func (s *Store) TotalUsage() (StoreUsage, error) {
@@ -206,18 +138,10 @@ func (s *Store) TotalUsage() (StoreUsage, error) {
 		}
 	}
 	s.mu.Lock()
-	tls := make([]uint64, 0, len(s.cat.timelines))
 	for id := range s.cat.timelines {
-		tls = append(tls, id)
+		su.StoredBytes += s.counts.get(id).Exclusive
 	}
 	s.mu.Unlock()
-	for _, tl := range tls {
-		n, err := s.timelineBytes(tl)
-		if err != nil {
-			return su, fmt.Errorf("usage: %w", err)
-		}
-		su.StoredBytes += n
-	}
 	su.DiskBytes = s.db.Metrics().DiskSpaceUsage()
 	if su.LogicalBytes > su.StoredBytes {
 		su.SavedBytes = su.LogicalBytes - su.StoredBytes

@@ -42,6 +42,7 @@ const (
 	KindInode    = 'I'
 	KindBlock    = 'B'
 	KindOrphan   = 'O'
+	KindCounts   = 'C'
 )
 
 // FormatKey is the key of the on-disk format version.
@@ -281,6 +282,42 @@ func DecodeAttr(v []byte) (a Attr, ok bool, err error) {
 		}
 	}
 	return a, true, nil
+}
+
+// Counts is the stored form of a timeline's usage counters (see
+// storage/counters.go for their meaning).
+type Counts struct {
+	Seq       uint64 // seq of the newest head batch counted; 0 if none
+	Logical   uint64
+	Exclusive uint64
+	Current   uint64
+	Own       uint64
+}
+
+// CountsKey is the key of timeline tl's counters.
+func CountsKey(tl uint64) []byte { return TimelinePrefix(KindCounts, tl) }
+
+// DecodeCountsKey decodes a counters key.
+func DecodeCountsKey(k []byte) (tl uint64, err error) {
+	if len(k) != 9 || k[0] != KindCounts {
+		return 0, fmt.Errorf("counts key: %w", ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(k[1:]), nil
+}
+
+// AppendCounts appends the encoding of c to b.
+func AppendCounts(b []byte, c Counts) []byte {
+	return put64(put64(put64(put64(put64(b, c.Seq), c.Logical), c.Exclusive), c.Current), c.Own)
+}
+
+// DecodeCounts decodes a counters value.
+func DecodeCounts(v []byte) (Counts, error) {
+	if len(v) != 5*8 {
+		return Counts{}, fmt.Errorf("counts value: %w", ErrCorrupt)
+	}
+	be := binary.BigEndian
+	return Counts{Seq: be.Uint64(v), Logical: be.Uint64(v[8:]), Exclusive: be.Uint64(v[16:]),
+		Current: be.Uint64(v[24:]), Own: be.Uint64(v[32:])}, nil
 }
 
 // Dirent is the stored form of a directory entry.
