@@ -174,7 +174,8 @@ type BranchUsage struct {
 	// DeltaBytes is what the branch's own timeline stores (its
 	// copy-on-write delta, history included).
 	DeltaBytes uint64 `json:"delta_bytes"`
-	// SharedBytes is the part of LogicalBytes read from ancestors.
+	// SharedBytes is the part of LogicalBytes the branch does not store
+	// itself: read from ancestors (or sparse, reading as zeros).
 	SharedBytes uint64 `json:"shared_bytes"`
 	// CurrentBytes and HistoryBytes split DeltaBytes: what the branch
 	// holds now on its own, and the versions it no longer reads, kept for

@@ -26,6 +26,7 @@
 //	I<tl><ino><^seq>           inode attributes (mode, uid, gid, nlink, size,
 //	                           times, parent dir, truncation records) or tombstone
 //	B<tl><ino><blk><^seq>      one 8 KiB block, trailing zeros trimmed
+//	C<tl>                      the timeline's usage counters (unversioned)
 //
 // Files are addressed by inode, so rename rewrites two directory entries and
 // never copies data; Postgres recycles 16 MiB WAL segments that way.
@@ -130,6 +131,39 @@
 // branches and snapshots whose ExpiresAt passed (never protected branches
 // or branches with children). Deleting a branch drops its timeline with
 // range deletions once nothing else reads it.
+//
+// # Usage accounting
+//
+// Store.Usage reports a branch's logical, exclusive (current + history) and
+// shared bytes from counters its timeline keeps, so its cost does not
+// depend on the branch's size: Logical (sizes of the live files, each
+// inode once), Exclusive (keys and values of every version stored),
+// Current (those of the block versions the head reads) and Own (the file
+// bytes those cover); History is Exclusive - Current and Shared is
+// Logical - Own (read from ancestors, or sparse). Each commit keeps them
+// exact: a head batch computes its change from the batch and the state
+// before it (an attribute read per inode it touches, a prefix seek per
+// block it rewrites inside the file's old size, none for appends, and a
+// walk over the stored blocks whose counting a truncation, a size change
+// or a file's last unlink alters); a GC batch subtracts what it deletes
+// (it never deletes what a head reads); a fork or reset gives the child
+// its parent's Logical at the branch point (a copy at the parent's newest
+// state, else a walk of the files' attributes there: one read per file,
+// not per block); dropping a timeline drops its record. A detached
+// timeline has no head: GC may collect its newest state, and only its
+// Exclusive still describes what it stores. Check compares every
+// timeline's counters with a full recount (the scan Usage used to be).
+//
+// The counters are persisted, not rebuilt: the record C<tl> is written in
+// the same pebble batch as the change it counts, under a per-timeline lock
+// held across the commit (so a head's and GC's commits to one timeline
+// reach the WAL in the order their values were computed). After a crash
+// every record matches the recovered prefix, and Open reads them in
+// O(timelines); the cost is one 49-byte write per batch and commits of
+// one timeline serialized with GC's. Rebuilding at Open instead would cost
+// a scan of the whole store (or, riding on the first full GC pass, a scan
+// fallback for Usage until it ends). A store written before counters
+// existed is recounted once at Open.
 //
 // # A low disk
 //

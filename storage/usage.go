@@ -7,17 +7,23 @@ import (
 	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
 
-// BranchUsage is the storage accounting of one branch.
+// BranchUsage is the storage accounting of one branch. Usage reads it from
+// counters kept with every commit (see counters.go); Check compares them
+// with a full recount.
 type BranchUsage struct {
 	Branch string
-	// LogicalBytes is the sum of the sizes of the files at the head: what a
-	// full copy of the branch would occupy.
+	// LogicalBytes is the sum of the sizes of the files (and symlinks) at
+	// the head, each inode once however many names it has: what a full
+	// copy of the branch would occupy.
 	LogicalBytes uint64
 	// ExclusiveBytes is what the branch's own timeline stores (keys and
 	// values of all its versions, history included): its copy-on-write delta.
 	ExclusiveBytes uint64
-	// SharedBytes is the part of LogicalBytes read from ancestor timelines
-	// (whole blocks, capped at the file size).
+	// SharedBytes is the part of LogicalBytes the branch does not store
+	// itself: LogicalBytes minus the file bytes its current blocks cover
+	// (whole blocks, capped at the file size). That is what it reads from
+	// ancestor timelines, plus sparse ranges (never written, or written as
+	// all zeros), which read as zeros from anywhere.
 	SharedBytes uint64
 	// CurrentBytes is the part of ExclusiveBytes the head reads: the
 	// stored versions of its own blocks that are current (keys and
