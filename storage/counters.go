@@ -303,7 +303,8 @@ func (h *Head) countBatch(seq uint64, b *pebble.Batch) (cdelta, error) {
 // inodeDelta adds to d the change of inode ino from attributes old to nw
 // (nil: none) with blocks written at seq. Blocks neither written nor in
 // [lo, hi) count the same under old and nw: both are full blocks below
-// both sizes, and the truncations that can cut them are the same.
+// both sizes, and the truncations that can cut them are the same (with
+// equal sizes and truncations, that is every block: [lo, hi) is empty).
 func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *enc.Attr, writes map[uint64]blockWrite, seq uint64) error {
 	ol, nl := live(old), live(nw)
 	if !ol && !nl {
@@ -322,8 +323,10 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 	case ol != nl:
 		lo, hi = 0, max(blocks(size(old, ol)), blocks(size(nw, nl)))
 	default:
-		lo = min(old.Size/BlockSize, nw.Size/BlockSize, truncDiff(old, nw))
-		hi = max(blocks(old.Size), blocks(nw.Size))
+		if td := truncDiff(old, nw); old.Size != nw.Size || td != math.MaxUint64 {
+			lo = min(old.Size/BlockSize, nw.Size/BlockSize, td)
+			hi = max(blocks(old.Size), blocks(nw.Size))
+		}
 	}
 	var olds map[uint64][2]int64 // blocks in [lo, hi) written now: what their old version counted
 	if lo < hi {
