@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -338,7 +340,7 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrCorrupt, err)
 			}
-			kl, vl := len(it.Key()), len(it.Value())
+			kl, vl := len(it.Key()), valueLen(it)
 			oc, oo := blockCounts(old, ol, blk, vseq, kl, vl)
 			if _, w := writes[blk]; w {
 				olds[blk] = [2]int64{oc, oo}
@@ -354,7 +356,8 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 		}
 	}
 	var key []byte
-	for blk, w := range writes {
+	for _, blk := range slices.Sorted(maps.Keys(writes)) { // in key order: seeks move forward
+		w := writes[blk]
 		var oc, oo int64
 		switch {
 		case blk >= lo && blk < hi:
@@ -367,7 +370,7 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 				if err != nil {
 					return fmt.Errorf("%w: %w", ErrCorrupt, err)
 				}
-				oc, oo = blockCounts(old, ol, blk, vseq, len(it.Key()), len(it.Value()))
+				oc, oo = blockCounts(old, ol, blk, vseq, len(it.Key()), valueLen(it))
 			} else if err := it.Error(); err != nil {
 				return err
 			}
@@ -393,6 +396,13 @@ func nextBlock(it *pebble.Iterator, blk uint64) bool {
 	}
 	tl, ino, _, _, _ := enc.DecodeBlockKey(it.Key())
 	return it.SeekGE(enc.BlockKey(nil, tl, ino, blk+1, math.MaxUint64))
+}
+
+// valueLen is the length of it's value, without fetching a value
+// separated into a blob file.
+func valueLen(it *pebble.Iterator) int {
+	lv := it.LazyValue()
+	return lv.Len()
 }
 
 // blocks is the number of blocks a file of size bytes spans.
@@ -452,7 +462,7 @@ func (s *Store) recount(chain []link) (enc.Counts, error) {
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrCorrupt, err)
 			}
-			cur, own := blockCounts(a, true, blk, seq, len(it.Key()), len(it.Value()))
+			cur, own := blockCounts(a, true, blk, seq, len(it.Key()), valueLen(it))
 			c.Current += uint64(cur)
 			c.Own += uint64(own)
 		}

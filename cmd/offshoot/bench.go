@@ -65,6 +65,7 @@ var benchSpecs = []benchSpec{
 	{bench: "SeqWrite8K", label: "storage: sequential 8 KiB writes (no sync), throughput vs plain file", offshoot: "ns/op-store", baseline: "ns/op-plain", unit: "ns/op", ratio: "store/plain-throughput", goal: atLeast(0.3)},
 	{bench: "RandWrite8K", label: "storage: random 8 KiB writes (no sync), throughput vs plain file", offshoot: "ns/op-store", baseline: "ns/op-plain", unit: "ns/op", ratio: "store/plain-throughput", goal: atLeast(0.3)},
 	{bench: "Depth20vs1Read", label: "storage: read latency at branch depth 20 vs depth 1", offshoot: "ns/read-depth20", baseline: "ns/read-depth1", unit: "ns", ratio: "depth20/depth1", goal: atMost(2)},
+	{bench: "Usage", label: "storage: usage of one branch (counters), 1 GiB vs 10 MiB project", offshoot: "usage-big-us", baseline: "usage-small-us", unit: "µs", ratio: "usage-ratio", goal: atMost(1.5)},
 	// storage/cowfs: Postgres on a branch vs Postgres on local disk
 	{bench: "Pgbench", label: "cowfs: pgbench TPC-B TPS, branch vs native", offshoot: "tpcb-branch-tps", baseline: "tpcb-native-tps", unit: "tps", ratio: "tpcb-ratio", goal: atLeast(0.7)},
 	{bench: "Pgbench", label: "cowfs: pgbench select-only TPS, branch vs native", offshoot: "select-only-branch-tps", baseline: "select-only-native-tps", unit: "tps", ratio: "select-only-ratio", goal: atLeast(0.9)},
