@@ -158,6 +158,7 @@ func (s *Store) loadCounts() error {
 		if err != nil {
 			return fmt.Errorf("recount timeline %d: %w", tl, err)
 		}
+		c.Seq = s.seq // its head batches are unknown: a fork in its past walks the files
 		s.counts.create(b, tl, c)
 	}
 	if b.Empty() {

@@ -3,6 +3,10 @@ package storage
 import (
 	"bytes"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
 
 func TestUsage(t *testing.T) {
@@ -66,4 +70,60 @@ func TestUsage(t *testing.T) {
 		mu.HistoryBytes < (2*blocks+blocks/2)*BlockSize {
 		t.Fatalf("main truncated to half: current %d history %d of %d", mu.CurrentBytes, mu.HistoryBytes, mu.ExclusiveBytes)
 	}
+}
+
+// TestUsageCounters pins down what the counters count: each inode once
+// however many names it has, nothing for a file unlinked while open,
+// sparse ranges as not stored by the branch.
+func TestUsageCounters(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{1}, 2*BlockSize), 0))
+	must[Attr](t)(h.Link(f.Ino, RootIno, "g"))
+	// A sparse file: one block written at 3 blocks in, ending mid-block.
+	sp := must[Attr](t)(h.Create(RootIno, "sparse", 0o644, 0, 0))
+	must[int](t)(h.WriteAt(sp.Ino, bytes.Repeat([]byte{2}, 100), 3*BlockSize))
+	u := must[BranchUsage](t)(s.Usage("p", "main"))
+	if want := uint64(2*BlockSize + 3*BlockSize + 100); u.LogicalBytes != want || u.SharedBytes != 3*BlockSize {
+		t.Fatalf("logical %d (want %d), shared %d (want the sparse file's 3 blocks)", u.LogicalBytes, want, u.SharedBytes)
+	}
+	ok(t, s.Check())
+	// Unlinked while open: it no longer counts, though it is still written.
+	ok(t, h.Unlink(RootIno, "g"))
+	ok(t, h.Unlink(RootIno, "f"))
+	must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{3}, BlockSize), 5*BlockSize))
+	u = must[BranchUsage](t)(s.Usage("p", "main"))
+	if u.LogicalBytes != 3*BlockSize+100 || u.CurrentBytes > 2*BlockSize {
+		t.Fatalf("after unlink: %+v", u)
+	}
+	ok(t, s.Check())
+	ok(t, h.Forget(f.Ino))
+	ok(t, s.Check())
+}
+
+// TestCountsRebuiltAtOpen: a store without counter records (written before
+// they existed) gets them recounted at Open.
+func TestCountsRebuiltAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := must[*Store](t)(Open(dir, &Options{GCInterval: -1}))
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{1}, 5*BlockSize+7), 0))
+	ok(t, h.Close())
+	must[Branch](t)(s.Fork("p", "main", "dev", AtHead(), BranchOptions{}))
+	want := must[BranchUsage](t)(s.Usage("p", "dev"))
+	ok(t, s.db.DeleteRange([]byte{enc.KindCounts}, []byte{enc.KindCounts + 1}, pebble.Sync))
+	ok(t, s.Close())
+	s = must[*Store](t)(Open(dir, &Options{GCInterval: -1}))
+	defer s.Close()
+	if got := must[BranchUsage](t)(s.Usage("p", "dev")); got != want {
+		t.Fatalf("after rebuild %+v, before %+v", got, want)
+	}
+	ok(t, s.Check())
 }
