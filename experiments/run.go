@@ -39,12 +39,12 @@ type RunBranches interface {
 // branch's storage, from which runs record the storage delta of a fork
 // and a kept materialization what it holds.
 type ForkUsage interface {
-	// ForkUsage reports the branch's own storage. One call is one walk
-	// of the branch's blocks, whose cost grows with the branch's size.
+	// ForkUsage reports the branch's own storage. The store keeps it as
+	// counters, so a call does not depend on the branch's size.
 	ForkUsage(ctx context.Context, project, branch string) (ForkBytes, error)
 }
 
-// ForkBytes is a branch's own storage as one walk of it finds it.
+// ForkBytes is a branch's own storage as the store accounts it.
 type ForkBytes struct {
 	// Delta is what the branch stores on its own: its copy-on-write
 	// delta, the history of its writes included.

@@ -71,7 +71,7 @@ func (b storeBranches) Discard(ctx context.Context, project, branch string) erro
 }
 
 // ForkUsage is the fork's own storage (its copy-on-write delta) and the
-// part of it its head reads, from one walk of the store's accounting.
+// part of it its head reads, from the store's usage counters.
 func (b storeBranches) ForkUsage(ctx context.Context, project, branch string) (ForkBytes, error) {
 	br, err := b.s.GetBranch(ctx, project, branch)
 	if err != nil {

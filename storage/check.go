@@ -21,7 +21,10 @@ import (
 //     timeline ancestry has no cycles;
 //   - at every read point (branch heads, snapshots, child branch points)
 //     the tree is complete: every entry's inode exists with the entry's
-//     type and every file reads to its size.
+//     type and every file reads to its size;
+//   - every timeline's usage counters equal a full recount (for a
+//     detached timeline, its exclusive bytes only); commits to a timeline
+//     wait while it is recounted.
 //
 // It reads the whole store, so it is meant for tests (which run it after
 // every test) and for offline diagnosis. It may run concurrently with

@@ -281,20 +281,25 @@ func (h *Head) countBatch(seq uint64, b *pebble.Batch) (cdelta, error) {
 	}
 	defer h.putIter(p)
 	for ino, st := range inos {
-		old, err := h.storedAttr(p.it, ino)
-		if err != nil {
-			return d, err
-		}
-		nw := old
+		var nw *enc.Attr
 		if st.attr != nil {
 			a, ok, err := enc.DecodeAttr(st.attr)
 			if err != nil {
 				return d, err
 			}
-			nw = nil
+			if ok && a.Mode&ModeType == ModeDir {
+				continue // directories count nothing
+			}
 			if ok {
 				nw = &a
 			}
+		}
+		old, err := h.storedAttr(p.it, ino)
+		if err != nil {
+			return d, err
+		}
+		if st.attr == nil {
+			nw = old
 		}
 		if err := h.inodeDelta(p.it, &d, ino, old, nw, st.blocks, seq); err != nil {
 			return d, err
