@@ -103,6 +103,20 @@ func TestUsageCounters(t *testing.T) {
 	ok(t, s.Check())
 	ok(t, h.Forget(f.Ino))
 	ok(t, s.Check())
+	// A symlink counts its target; fallocate extends a file sparsely;
+	// truncating into the written block cuts it to its remaining bytes.
+	must[Attr](t)(h.Symlink(RootIno, "l", "sparse", 0, 0))
+	ok(t, h.Fallocate(sp.Ino, 0, 6*BlockSize))
+	u = must[BranchUsage](t)(s.Usage("p", "main"))
+	if u.LogicalBytes != 6*BlockSize+6 || u.SharedBytes != 5*BlockSize {
+		t.Fatalf("after symlink and fallocate: %+v", u)
+	}
+	must[Attr](t)(h.SetAttr(sp.Ino, SetAttrIn{Valid: SetSize, Size: 3*BlockSize + 10}))
+	u = must[BranchUsage](t)(s.Usage("p", "main"))
+	if u.LogicalBytes != 3*BlockSize+16 || u.SharedBytes != 3*BlockSize {
+		t.Fatalf("after truncate: %+v", u)
+	}
+	ok(t, s.Check())
 }
 
 // TestCountsRebuiltAtOpen: a store without counter records (written before
