@@ -116,16 +116,31 @@ const provisionedMarker = "offshoot_provisioned"
 // runs it once again.
 const rolesVersion = "2"
 
-// provisionKey is the marker's content for the installed pgvector: the
-// roles version and the extension's default version, read from its control
-// file once per process ("" when it cannot be read: then every start
-// provisions).
-var provisionKey = sync.OnceValue(func() string {
+// shareDir is pg_config --sharedir ("" when it cannot be run).
+var shareDir = sync.OnceValue(func() string {
 	out, err := exec.Command(pg.Bin("pg_config"), "--sharedir").Output()
 	if err != nil {
 		return ""
 	}
-	b, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "extension", "vector.control"))
+	return strings.TrimSpace(string(out))
+})
+
+// vectorControl is the path of pgvector's control file (a variable for
+// tests).
+var vectorControl = func() string {
+	if shareDir() == "" {
+		return ""
+	}
+	return filepath.Join(shareDir(), "extension", "vector.control")
+}
+
+// provisionKey is the marker's content for the installed pgvector: the
+// roles version and the extension's default version, read from its control
+// file at every call, so that a pgvector upgraded under a running server
+// (scripts/setup) reaches the next start of every lineage ("" when it
+// cannot be read: then every start provisions).
+func provisionKey() string {
+	b, err := os.ReadFile(vectorControl())
 	if err != nil {
 		return ""
 	}
@@ -136,7 +151,7 @@ var provisionKey = sync.OnceValue(func() string {
 		}
 	}
 	return ""
-})
+}
 
 // provisioned reports whether dataDir's cluster was provisioned for the
 // current key.
@@ -149,9 +164,10 @@ func provisioned(dataDir string) bool {
 	return err == nil && strings.TrimSpace(string(b)) == key
 }
 
-// markProvisioned records in dataDir that its cluster is provisioned.
-func markProvisioned(dataDir string) error {
-	key := provisionKey()
+// markProvisioned records in dataDir that its cluster is provisioned for
+// key, read before the provisioning (so that a pgvector upgraded meanwhile
+// is provisioned again at the next start, never skipped).
+func markProvisioned(dataDir, key string) error {
 	if key == "" {
 		return nil
 	}

@@ -197,6 +197,7 @@ func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster
 	if standby {
 		return m.reportVerifiers(ctx, ep, conn)
 	}
+	key := provisionKey()
 	if err := EnsureRoles(ctx, conn); err != nil {
 		return err
 	}
@@ -208,7 +209,7 @@ func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster
 	}
 	if err != nil {
 		m.log.Error("update the vector extension; run ALTER EXTENSION vector UPDATE in each database", "project", ep.project, "branch", ep.branch, "err", err)
-	} else if err := markProvisioned(pm.Options().DataDir); err != nil {
+	} else if err := markProvisioned(pm.Options().DataDir, key); err != nil {
 		m.log.Warn("mark provisioned", "project", ep.project, "branch", ep.branch, "err", err)
 	}
 	return m.reportVerifiers(ctx, ep, conn)
