@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -72,6 +73,16 @@ func (m *Manager) cleanOrphans(ctx context.Context) error {
 		os.Remove(f)
 	}
 	return ctx.Err()
+}
+
+// eachProc calls fn with the pid of every process but this one.
+func eachProc(fn func(pid int)) {
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if pid, err := strconv.Atoi(d.Name()); err == nil && pid != os.Getpid() {
+			fn(pid)
+		}
+	}
 }
 
 // alive reports whether pid runs (zombies count as dead).

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -234,24 +233,19 @@ func BaseBackup(ctx context.Context, head cowfs.WritableFiles, mnt string, o Bas
 // found.
 func KillBaseBackups(slot string) int {
 	n := 0
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+	eachProc(func(pid int) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		if err != nil {
-			continue
+			return
 		}
 		args := strings.Split(string(b), "\x00")
 		if filepath.Base(args[0]) != "pg_basebackup" || !slices.Contains(args, "--slot") || !slices.Contains(args, slot) {
-			continue
+			return
 		}
 		// Its WAL streamer is a forked child with the same command line.
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
 			n++
 		}
-	}
+	})
 	return n
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -55,18 +54,13 @@ func (m *Manager) crashedLocked(ep *endpoint, p *proc) {
 func killCluster(ctx context.Context, dataDir string) error {
 	for {
 		left := false
-		dirs, _ := os.ReadDir("/proc")
-		for _, d := range dirs {
-			pid, err := strconv.Atoi(d.Name())
-			if err != nil || pid == os.Getpid() {
-				continue
-			}
-			if cwd, err := os.Readlink("/proc/" + d.Name() + "/cwd"); err != nil || cwd != dataDir || !alive(pid) {
-				continue
+		eachProc(func(pid int) {
+			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != dataDir || !alive(pid) {
+				return
 			}
 			left = true
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+		})
 		if !left {
 			return nil
 		}

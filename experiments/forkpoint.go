@@ -24,22 +24,21 @@ const checkpointBeforeFork = 16 << 20
 
 // checkpointForFork checkpoints a running branch whose WAL since its last
 // checkpoint exceeds checkpointBeforeFork, so that forks of its head
-// start without a long recovery. It reports whether it checkpointed. A
-// failure only costs the fork a slower first start: it is logged, not
-// returned.
-func (s *Service) checkpointForFork(ctx context.Context, project, branch string) bool {
+// start without a long recovery. A failure only costs the fork a slower
+// first start: it is logged, not returned.
+func (s *Service) checkpointForFork(ctx context.Context, project, branch string) {
 	if s.cfg.Compute == nil || s.cfg.Connector == nil {
-		return false
+		return
 	}
 	if st := s.cfg.Compute.Status(project, branch).State; st != compute.Running && st != compute.Idle {
-		return false
+		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	conn, release, err := s.cfg.Connector.Conn(ctx, project, branch, Superuser)
 	if err != nil {
 		s.log.Warn("checkpoint before a fork", "project", project, "branch", branch, "err", err)
-		return false
+		return
 	}
 	defer release()
 	// A standby (a following replica) has no WAL of its own to bound.
@@ -50,13 +49,12 @@ func (s *Service) checkpointForFork(ctx context.Context, project, branch string)
 		if err != nil {
 			s.log.Warn("checkpoint before a fork", "project", project, "branch", branch, "err", err)
 		}
-		return false
+		return
 	}
 	t := time.Now()
 	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
 		s.log.Warn("checkpoint before a fork", "project", project, "branch", branch, "err", err)
-		return false
+		return
 	}
 	s.log.Info("checkpointed before a fork", "project", project, "branch", branch, "wal_backlog_bytes", backlog, "took", time.Since(t))
-	return true
 }
