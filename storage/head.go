@@ -228,7 +228,14 @@ func (h *Head) flushLocked() error {
 		return err
 	}
 	b := h.batch
-	b.Reset()
+	if n := flushBatchSize(len(h.wbuf), len(h.dirty)); n > smallFlush {
+		// A batch grows by doubling and copying what it holds: sized
+		// up front, the buffered blocks are copied into it once.
+		b = h.s.db.NewBatchWithSize(n)
+		defer b.Close()
+	} else {
+		b.Reset()
+	}
 	var key []byte
 	for k, v := range h.wbuf {
 		key = enc.BlockKey(key, h.tl, k.ino, k.blk, seq)
@@ -251,11 +258,21 @@ func (h *Head) flushLocked() error {
 	}
 	clear(h.dirty)
 	h.lastSeq = seq
-	if b.Len() > 4<<20 {
-		// Do not keep a huge batch buffer around.
-		h.batch = h.s.db.NewBatch()
-	}
 	return nil
+}
+
+// smallFlush is the largest flush batch that reuses the head's batch; a
+// larger one gets a batch of its own, sized up front and released after
+// the commit (pebble keeps at most 1 MiB of a reused batch's buffer).
+const smallFlush = 1 << 20
+
+// flushBatchSize bounds the batch a flush of blocks buffered blocks and
+// attrs attribute records takes: each record is a kind byte, two varint
+// lengths (at most 5 bytes each), a key of at most 33 bytes and a value
+// (a block of at most BlockSize bytes, attributes of at most 512), plus
+// the batch header and the counters record.
+func flushBatchSize(blocks, attrs int) int {
+	return blocks*(BlockSize+44) + attrs*(512+44) + 256
 }
 
 // Flush commits buffered writes without fsync, giving them a seq.
