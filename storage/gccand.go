@@ -113,18 +113,18 @@ func (cs *candidates) tlLocked(tl uint64) *tlCands {
 	return t
 }
 
-// noteBatch registers the versioned keys a committed batch of timeline tl
-// wrote at seq.
-func (cs *candidates) noteBatch(tl, seq uint64, b *pebble.Batch) {
+// batchCands returns the candidates that batch b of a head, to be
+// committed at seq, registers: the versioned keys it writes. It reads b
+// before the commit, since pebble takes the buffer of a large batch (over
+// half a memtable: a full head buffer) when it commits it.
+func batchCands(seq uint64, b *pebble.Batch) candSet {
 	r := b.Reader()
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	t := cs.tlLocked(tl)
+	cs := candSet{}
 	due := &cand{blocksFrom: math.MaxUint64, tickDue: seq, horizonDue: seq}
 	for {
 		kind, k, v, ok, err := r.Next()
 		if !ok || err != nil {
-			return
+			return cs
 		}
 		if kind != pebble.InternalKeyKindSet || len(k) == 0 {
 			continue
@@ -137,7 +137,7 @@ func (cs *candidates) noteBatch(tl, seq uint64, b *pebble.Batch) {
 			}
 			c := *due
 			c.mask = 1 << (blk % candBlocks)
-			t.active.add(candKey{kind: enc.KindBlock, ino: ino, idx: blk / candBlocks}, &c)
+			cs.add(candKey{kind: enc.KindBlock, ino: ino, idx: blk / candBlocks}, &c)
 		case enc.KindInode:
 			_, ino, _, err := enc.DecodeInodeKey(k)
 			if err != nil {
@@ -154,14 +154,25 @@ func (cs *candidates) noteBatch(tl, seq uint64, b *pebble.Batch) {
 					}
 				}
 			}
-			t.active.add(candKey{kind: enc.KindInode, ino: ino}, &c)
+			cs.add(candKey{kind: enc.KindInode, ino: ino}, &c)
 		case enc.KindDirent:
 			_, dir, name, _, err := enc.DecodeDirentKey(k)
 			if err != nil {
 				continue
 			}
-			t.active.add(candKey{kind: enc.KindDirent, ino: dir, name: name}, due)
+			cs.add(candKey{kind: enc.KindDirent, ino: dir, name: name}, due)
 		}
+	}
+}
+
+// note registers the candidates of a committed batch of timeline tl (see
+// batchCands).
+func (cs *candidates) note(tl uint64, c candSet) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	t := cs.tlLocked(tl)
+	for k, v := range c {
+		t.active.add(k, v)
 	}
 }
 

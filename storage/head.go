@@ -183,10 +183,11 @@ func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
 	if b.Empty() {
 		return nil
 	}
+	cands := batchCands(seq, b)
 	if err := h.commit(seq, b); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	h.s.cands.noteBatch(h.tl, seq, b)
+	h.s.cands.note(h.tl, cands)
 	h.gen.Add(1)
 	h.lastSeq = seq
 	return nil
@@ -248,10 +249,11 @@ func (h *Head) flushLocked() error {
 			_ = b.Set(enc.InodeKey(key, h.tl, ino, seq), h.buf, nil)
 		}
 	}
+	cands := batchCands(seq, b)
 	if err := h.commit(seq, b); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
-	h.s.cands.noteBatch(h.tl, seq, b)
+	h.s.cands.note(h.tl, cands)
 	h.gen.Add(1)
 	for k, v := range h.wbuf {
 		h.free = append(h.free, v)

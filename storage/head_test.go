@@ -1,6 +1,12 @@
 package storage
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/offshootdb/offshoot/storage/internal/enc"
+)
 
 // TestTrimZeros: trailing zeros go, whatever chunk boundary the last
 // non-zero byte sits at; nothing else does.
@@ -21,4 +27,47 @@ func TestTrimZeros(t *testing.T) {
 	if got := trimZeros([]byte{1, 0, 0}); len(got) != 1 {
 		t.Errorf("short: %d bytes", len(got))
 	}
+}
+
+// TestGCLargeFlush: a head flush big enough that pebble commits it as a
+// large batch (it takes the batch's buffer at the commit) still registers
+// its keys as GC candidates: what it shadows is collected by the next
+// incremental pass, and a full pass then finds nothing more.
+func TestGCLargeFlush(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	s := openTest(t, &Options{GCInterval: -1, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now})
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	must[GCStats](t)(s.GC(context.Background())) // the first pass after Open is a full one
+	const n = 3 << 10                            // 24 MiB in one flush: over half the memtable
+	write := func(round int) {
+		t.Helper()
+		p := make([]byte, 64*BlockSize)
+		for off := 0; off < n*BlockSize; off += len(p) {
+			for i := range p {
+				p[i] = byte(round + off/len(p) + i/BlockSize + 1)
+			}
+			must[int](t)(h.WriteAt(f.Ino, p, int64(off)))
+		}
+		ok(t, h.Sync())
+		clk.Add(time.Second)
+		s.Tick()
+	}
+	write(0)
+	write(1)
+	for range 3 {
+		clk.Add(6 * time.Second)
+		s.Tick()
+	}
+	st := must[GCStats](t)(s.GC(context.Background()))
+	if fst := must[GCStats](t)(s.GCFull(context.Background())); fst.Deleted != 0 {
+		t.Fatalf("full pass after incremental (deleted %d) deleted %d", st.Deleted, fst.Deleted)
+	}
+	tl := must[Branch](t)(s.Branch("p", "main")).Timeline
+	if got := countKeys(t, s, enc.KindBlock, tl, f.Ino); got != n {
+		t.Fatalf("%d block versions kept, want %d", got, n)
+	}
+	ok(t, h.Close())
 }
