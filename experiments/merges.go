@@ -95,6 +95,9 @@ type Merge struct {
 	// OpenConflicts counts those without.
 	Conflicts     []merge.Conflict `json:"conflicts"`
 	OpenConflicts int              `json:"open_conflicts"`
+	// Timings are where the merge's time went (the last run of it, for a
+	// session: the preparation or the completion).
+	Timings MergeTimings `json:"timings"`
 	// Next says what to do next.
 	Next      string    `json:"next"`
 	CreatedAt time.Time `json:"created_at"`
@@ -104,6 +107,19 @@ type Merge struct {
 	BaseBranch  string                      `json:"base_branch,omitempty"`
 	Resolutions map[string]merge.Resolution `json:"resolutions,omitempty"`
 }
+
+// MergeTimings are a merge's phases in milliseconds: forking the base,
+// starting the computes of the base (a new fork: its Postgres recovers to
+// the fork point) and of the source and target, then merge.Run's phases.
+type MergeTimings struct {
+	BaseFork   float64 `json:"base_fork_ms"`
+	BaseStart  float64 `json:"base_start_ms"`
+	SidesStart float64 `json:"sides_start_ms"`
+	merge.Timings
+	Total float64 `json:"total_ms"`
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
 // ResolveRequest resolves one conflict of a merge session.
 type ResolveRequest struct {
@@ -183,9 +199,11 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 		if req.Strategy == merge.Manual && !req.DryRun {
 			expires = now.Add(sessionBaseTTL)
 		}
+		start := time.Now()
 		if err := s.mergeBase(m, src, dst, expires); err != nil {
 			return err
 		}
+		m.Timings.BaseFork = msSince(start)
 		keep := req.Strategy == merge.Manual && !req.DryRun
 		defer func() {
 			if !keep {
@@ -196,6 +214,7 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 		if err := s.runMerge(ctx, m, merge.Resolve(req.Strategy, nil), apply); err != nil {
 			return err
 		}
+		m.Timings.Total = msSince(start)
 		switch {
 		case req.DryRun:
 			m.Status = MergePreview
@@ -310,11 +329,14 @@ func (s *Service) runMerge(ctx context.Context, m *Merge, resolve merge.Resolver
 }
 
 func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Resolver, apply bool) error {
+	t0 := time.Now()
 	base, releaseBase, err := s.connect(ctx, m.Project, m.BaseBranch, ReadOnly)
 	if err != nil {
 		return err
 	}
 	defer releaseBase()
+	m.Timings.BaseStart = msSince(t0)
+	t0 = time.Now()
 	src, releaseSrc, err := s.connect(ctx, m.Project, m.Source, ReadOnly)
 	if err != nil {
 		return err
@@ -325,6 +347,7 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 		return err
 	}
 	defer releaseDst()
+	m.Timings.SidesStart = msSince(t0)
 	snapshot := ""
 	if apply {
 		snapshot = "pre-merge." + m.ID
@@ -352,6 +375,7 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 	if err != nil {
 		return err
 	}
+	m.Timings.Timings = res.Timings
 	m.Schema, m.Tables, m.Sequences, m.Conflicts = res.Schema, res.Tables, res.Sequences, res.Conflicts
 	m.UnchangedTables, m.SkippedByBlocks, m.NarrowedByBlocks = res.Unchanged, res.SkippedByBlocks, res.NarrowedByBlocks
 	m.OpenConflicts = len(res.Open())
@@ -541,12 +565,16 @@ func (s *Service) CompleteMerge(ctx context.Context, project, id string) (*Merge
 		if err != nil {
 			return err
 		}
+		m.Timings = MergeTimings{}
+		start := time.Now()
 		if err := s.sessionBase(m); err != nil {
 			return err
 		}
+		m.Timings.BaseFork = msSince(start)
 		if err := s.runMerge(ctx, m, merge.Resolve(merge.Fail, m.Resolutions), true); err != nil {
 			return err
 		}
+		m.Timings.Total = msSince(start)
 		if m.Status == MergeMerged {
 			s.dropBase(ctx, m)
 		} else {

@@ -95,6 +95,13 @@ INSERT INTO wide SELECT i, 'new' FROM generate_series(5001, 5010) i`)
 	if pre.Status != MergePreview || pre.OpenConflicts != 0 || len(pre.Schema) == 0 {
 		t.Fatalf("preview: %+v", pre)
 	}
+	// Every phase ran and is inside the total; the block comparison's
+	// set-up is inside the rows phase.
+	tm := pre.Timings
+	if tm.BaseStart <= 0 || tm.Rows <= 0 || tm.Prepare <= 0 || tm.Prepare > tm.Rows ||
+		tm.BaseFork+tm.BaseStart+tm.SidesStart+tm.Schema+tm.Rows+tm.Sequences > tm.Total {
+		t.Fatalf("preview timings: %+v", tm)
+	}
 	counts := map[string]merge.TableCounts{}
 	for _, c := range pre.Tables {
 		counts[c.Table] = c

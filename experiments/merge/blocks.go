@@ -3,6 +3,7 @@ package merge
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -50,10 +51,12 @@ func (r *run) changedRegion(ctx context.Context, bt, st pgcat.Table) (reg Region
 		return Region{}, false, nil
 	}
 	if !r.prepared {
+		t0 := time.Now()
 		if err := r.Blocks.Prepare(ctx); err != nil {
 			return Region{}, false, fmt.Errorf("prepare block comparison: %w", err)
 		}
 		r.prepared = true
+		r.res.Timings.Prepare = ms(time.Since(t0))
 	}
 	pb, nb, err := relFile(ctx, r.Base, bt)
 	if err != nil {

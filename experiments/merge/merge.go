@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -197,7 +198,21 @@ type Result struct {
 	// only in the heap blocks either side wrote.
 	SkippedByBlocks  int `json:"skipped_by_blocks"`
 	NarrowedByBlocks int `json:"narrowed_by_blocks"`
+	// Timings are Run's phases.
+	Timings Timings `json:"timings"`
 }
+
+// Timings are the phases of a merge, in milliseconds. Rows includes
+// Prepare (the block comparison's set-up: checkpoints of the base and the
+// source), which Run does when the first table needs it.
+type Timings struct {
+	Schema    float64 `json:"schema_ms"`
+	Prepare   float64 `json:"prepare_ms"`
+	Rows      float64 `json:"rows_ms"`
+	Sequences float64 `json:"sequences_ms"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // Open returns the conflicts left open.
 func (r *Result) Open() []Conflict {
@@ -258,15 +273,20 @@ func Run(ctx context.Context, sides Sides, resolve Resolver) (*Result, error) {
 	if _, err := sides.Target.Exec(ctx, "SET LOCAL check_function_bodies = off"); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
+	t0 := time.Now()
 	if err := r.schema(ctx); err != nil {
 		return nil, fmt.Errorf("merge: schema: %w", err)
 	}
+	t1 := time.Now()
 	if err := r.rows(ctx); err != nil {
 		return nil, fmt.Errorf("merge: rows: %w", err)
 	}
+	t2 := time.Now()
 	if err := r.sequences(ctx); err != nil {
 		return nil, fmt.Errorf("merge: sequences: %w", err)
 	}
+	tm := &r.res.Timings
+	tm.Schema, tm.Rows, tm.Sequences = ms(t1.Sub(t0)), ms(t2.Sub(t1)), ms(time.Since(t2))
 	for _, c := range r.counts {
 		if c.Inserted+c.Updated+c.Deleted > 0 {
 			r.res.Tables = append(r.res.Tables, *c)
