@@ -1,18 +1,16 @@
 package experiments
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/offshootdb/offshoot/evals"
+	"github.com/offshootdb/offshoot/internal/procstatus"
 	"github.com/offshootdb/offshoot/vectors"
 )
 
@@ -23,20 +21,11 @@ import (
 // procStatusKB reads a field of /proc/self/status in kB.
 func procStatusKB(tb testing.TB, field string) int64 {
 	tb.Helper()
-	f, err := os.Open("/proc/self/status")
+	n, err := procstatus.Bytes(field)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fs := strings.Fields(sc.Text()); len(fs) >= 2 && fs[0] == field+":" {
-			n, _ := strconv.ParseInt(fs[1], 10, 64)
-			return n
-		}
-	}
-	tb.Fatalf("no %s in /proc/self/status", field)
-	return 0
+	return n >> 10
 }
 
 // BenchmarkScale runs one experiment over a synthetic corpus of
