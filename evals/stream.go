@@ -1,11 +1,12 @@
 package evals
 
 import (
+	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // Collection is a BEIR-layout dataset whose corpus stays on disk: queries
@@ -32,10 +33,12 @@ type Collection struct {
 func OpenBEIR(dir, split string) (*Collection, error) { return OpenBEIRFunc(dir, split, nil) }
 
 // OpenBEIRFunc is OpenBEIR, calling visit (when not nil) for every
-// document of the scan it makes anyway, in file order: a caller that needs
-// one pass over the corpus (a fingerprint, say) gets it without a second
-// read. The documents visited are only valid if it returns no error.
-func OpenBEIRFunc(dir, split string, visit func(Doc)) (*Collection, error) {
+// document of the scan it makes anyway, in file order, with its 1-based
+// line number in corpus.jsonl (DocsAt reads it back by that number): a
+// caller that needs one pass over the corpus (a fingerprint, say) gets it
+// without a second read. The documents visited are only valid if it
+// returns no error.
+func OpenBEIRFunc(dir, split string, visit func(line int, d Doc)) (*Collection, error) {
 	c := &Collection{Name: filepath.Base(filepath.Clean(dir)), Corpus: filepath.Join(dir, "corpus.jsonl")}
 	qpath := filepath.Join(dir, "queries.jsonl")
 	f, err := os.Open(qpath)
@@ -71,13 +74,13 @@ func OpenBEIRFunc(dir, split string, visit func(Doc)) (*Collection, error) {
 			judged[d] = false
 		}
 	}
-	if err := c.EachDoc(func(d Doc) error {
+	if err := c.eachDoc(func(n int, d Doc) error {
 		c.Docs++
 		if _, ok := judged[d.ID]; ok {
 			judged[d.ID] = true
 		}
 		if visit != nil {
-			visit(d)
+			visit(n, d)
 		}
 		return nil
 	}); err != nil {
@@ -100,10 +103,76 @@ func OpenBEIRFunc(dir, split string, visit func(Doc)) (*Collection, error) {
 // EachDoc calls fn for every document in file order (see ScanCorpus); an
 // error from fn stops the scan and is returned as is.
 func (c *Collection) EachDoc(fn func(Doc) error) error {
+	return c.eachDoc(func(_ int, d Doc) error { return fn(d) })
+}
+
+// eachDoc is EachDoc, passing each document's line number too.
+func (c *Collection) eachDoc(fn func(n int, d Doc) error) error {
 	f, err := os.Open(c.Corpus)
 	if err != nil {
 		return fmt.Errorf("read corpus: %w", err)
 	}
 	defer f.Close()
-	return ScanCorpus(io.Reader(f), c.Corpus, fn)
+	var fnErr error
+	err = scanCorpus(f, c.Corpus, func(n int, d Doc) error {
+		if err := fn(n, d); err != nil {
+			fnErr = err
+			return err
+		}
+		return nil
+	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("scan corpus: %w", err)
+	}
+	return err
+}
+
+// DocsAt calls fn for the documents on lines (1-based line numbers of
+// corpus.jsonl as OpenBEIRFunc reports them, ascending), in that order,
+// and decodes no other line: a caller that noted where documents are
+// reads a few of them back for the cost of reading the file up to the
+// last one, not of parsing every document. A line that holds no
+// document is an ErrFormat error, and so is a line past the end of the
+// file (the file changed since it was scanned); an error from fn stops
+// the read and is returned as is.
+func (c *Collection) DocsAt(lines []int, fn func(line int, d Doc) error) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	f, err := os.Open(c.Corpus)
+	if err != nil {
+		return fmt.Errorf("read corpus: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
+	n, i := 0, 0
+	for i < len(lines) && sc.Scan() {
+		n++
+		if lines[i] < n {
+			return fmt.Errorf("read corpus: lines %d and %d are not ascending", lines[max(i-1, 0)], lines[i])
+		}
+		if lines[i] > n {
+			continue
+		}
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" {
+			return fmt.Errorf("read corpus: %w", lineErr(c.Corpus, n, ErrFormat, "no document on the line"))
+		}
+		rec, err := jsonRecord(c.Corpus, n, line, []string{"_id", "text"}, []string{"title"})
+		if err != nil {
+			return fmt.Errorf("read corpus: %w", err)
+		}
+		if err := fn(n, Doc{ID: rec["_id"], Title: rec["title"], Text: rec["text"]}); err != nil {
+			return err
+		}
+		i++
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read corpus: %w", err)
+	}
+	if i < len(lines) {
+		return fmt.Errorf("read corpus: %w", lineErr(c.Corpus, lines[i], ErrFormat, "past the end of the file (%d lines)", n))
+	}
+	return nil
 }

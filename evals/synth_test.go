@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -141,5 +143,70 @@ func TestOpenBEIRUnknownDoc(t *testing.T) {
 	f.Close()
 	if _, err := OpenBEIR(dir, "test"); !errors.Is(err, ErrUnknownID) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Fatalf("err %v, want ErrUnknownID naming nope", err)
+	}
+}
+
+// TestDocsAt reads documents back by the line numbers OpenBEIRFunc
+// reported, across blank lines and CRLF endings, and refuses lines that
+// hold no document or are past the end.
+func TestDocsAt(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteSynth(dir, SynthOptions{Docs: 40, Queries: 4, Relevant: 2}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "corpus.jsonl")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Blank lines and CRLF endings shift line numbers from document order.
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	var b strings.Builder
+	for i, l := range lines {
+		if i%7 == 3 {
+			b.WriteString("\n  \r\n")
+		}
+		b.WriteString(l + "\r\n")
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	at := map[int]Doc{}
+	col, err := OpenBEIRFunc(dir, "test", func(n int, d Doc) { at[n] = d })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(at) != 40 {
+		t.Fatalf("visited %d documents, want 40", len(at))
+	}
+	var want []int
+	for n := range at {
+		if n%3 != 0 {
+			want = append(want, n)
+		}
+	}
+	sort.Ints(want)
+	var got []int
+	if err := col.DocsAt(want, func(n int, d Doc) error {
+		if d != at[n] {
+			t.Errorf("line %d: %+v, the scan saw %+v", n, d, at[n])
+		}
+		got = append(got, n)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("read lines %v, want %v", got, want)
+	}
+	for _, bad := range [][]int{{5}, {len(lines) + 20}, {want[1], want[0]}} {
+		if err := col.DocsAt(bad, func(int, Doc) error { return nil }); err == nil {
+			t.Errorf("DocsAt(%v): no error", bad)
+		}
+	}
+	for _, bad := range [][]int{{5}, {len(lines) + 20}} {
+		if err := col.DocsAt(bad, func(int, Doc) error { return nil }); !errors.Is(err, ErrFormat) {
+			t.Errorf("DocsAt(%v): %v, want ErrFormat", bad, err)
+		}
 	}
 }

@@ -121,116 +121,203 @@ func (s *Service) forkNearestMaterialization(ctx context.Context, project string
 	return best, fi, err
 }
 
+// docHash is one document of a corpus as its delta sees it: its id, the
+// SHA-256 of the text it embeds (docText), and its place, the line of a
+// BEIR corpus file when the pass that opened the corpus recorded it
+// (corpus.at reads it back by that), else its index in a pass.
+type docHash struct {
+	id    string
+	sum   [sha256.Size]byte
+	place int
+}
+
+// textHash is the SHA-256 of the text d embeds.
+func textHash(d evals.Doc) [sha256.Size]byte { return sha256.Sum256([]byte(docText(d))) }
+
+// errCorpusChanged is a document read back for embedding that is not the
+// one the delta was computed from: the corpus changed during the run.
+var errCorpusChanged = errors.New("the corpus changed during the run")
+
+// docHashes returns the hashes of c's documents in corpus order: those
+// the pass that opened it recorded, or those of a pass of its own.
+func (c corpus) docHashes(ctx context.Context) ([]docHash, error) {
+	if c.hashes != nil {
+		return c.hashes, nil
+	}
+	out := make([]docHash, 0, c.docs)
+	err := c.each(ctx, func(d evals.Doc) error {
+		out = append(out, docHash{id: d.ID, sum: textHash(d), place: len(out)})
+		return nil
+	})
+	return out, err
+}
+
+// subset streams the documents sel names (taken from c.docHashes, in
+// corpus order): read back at their places when c can (c.at), else
+// picked from a pass. A document whose text no longer hashes to what sel
+// recorded, or that is gone, fails the pass with errCorpusChanged.
+func (c corpus) subset(sel []docHash) corpus {
+	return corpus{docs: len(sel), each: func(ctx context.Context, fn func(evals.Doc) error) error {
+		if c.at != nil {
+			places := make([]int, len(sel))
+			for i, h := range sel {
+				places[i] = h.place
+			}
+			i := 0
+			err := c.at(ctx, places, func(d evals.Doc) error {
+				if d.ID != sel[i].id || textHash(d) != sel[i].sum {
+					return fmt.Errorf("document %q: %w", sel[i].id, errCorpusChanged)
+				}
+				i++
+				return fn(d)
+			})
+			if errors.Is(err, evals.ErrFormat) { // a line gone or emptied
+				err = fmt.Errorf("%w: %w", errCorpusChanged, err)
+			}
+			return err
+		}
+		// A cursor's order may differ from one pass to the next.
+		want := make(map[string][sha256.Size]byte, len(sel))
+		for _, h := range sel {
+			want[h.id] = h.sum
+		}
+		err := c.each(ctx, func(d evals.Doc) error {
+			sum, ok := want[d.ID]
+			if !ok {
+				return nil
+			}
+			if textHash(d) != sum {
+				return fmt.Errorf("document %q: %w", d.ID, errCorpusChanged)
+			}
+			delete(want, d.ID)
+			return fn(d)
+		})
+		if err == nil && len(want) > 0 {
+			err = fmt.Errorf("%d documents gone: %w", len(want), errCorpusChanged)
+		}
+		return err
+	}}
+}
+
 // storeDocHashes records each document of docs and the SHA-256 of its
 // text in docsTable on conn's database.
-func storeDocHashes(ctx context.Context, conn *pgx.Conn, docs corpus, batch int) error {
+func storeDocHashes(ctx context.Context, conn *pgx.Conn, docs corpus) error {
+	hs, err := docs.docHashes(ctx)
+	if err != nil {
+		return fmt.Errorf("document hashes: %w", err)
+	}
 	tbl := pgx.Identifier{docsTable}
 	if _, err := conn.Exec(ctx, "CREATE TABLE "+tbl.Sanitize()+" (doc_id text PRIMARY KEY, sha256 text NOT NULL)"); err != nil {
 		return fmt.Errorf("document hashes: %w", err)
 	}
-	return copyDocHashes(ctx, conn, tbl, docs, batch)
+	return copyDocHashes(ctx, conn, hs)
 }
 
-// copyDocHashes copies (id, SHA-256 of docText) of every document of docs
-// into tbl, batch rows per COPY.
-func copyDocHashes(ctx context.Context, conn *pgx.Conn, tbl pgx.Identifier, docs corpus, batch int) error {
-	batch = max(batch, 1) * 8
-	rows := make([][]any, 0, batch)
-	flush := func() error {
-		if len(rows) == 0 {
-			return nil
-		}
-		_, err := conn.CopyFrom(ctx, tbl, []string{"doc_id", "sha256"}, pgx.CopyFromRows(rows))
-		rows = rows[:0]
-		return err
-	}
-	err := docs.each(ctx, func(d evals.Doc) error {
-		h := sha256.Sum256([]byte(docText(d)))
-		rows = append(rows, []any{d.ID, hex.EncodeToString(h[:])})
-		if len(rows) == batch {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
+// copyDocHashes copies (id, hex SHA-256) of every document of hs into
+// docsTable.
+func copyDocHashes(ctx context.Context, conn *pgx.Conn, hs []docHash) error {
+	_, err := conn.CopyFrom(ctx, pgx.Identifier{docsTable}, []string{"doc_id", "sha256"},
+		pgx.CopyFromSlice(len(hs), func(i int) ([]any, error) {
+			return []any{hs[i].id, hex.EncodeToString(hs[i].sum[:])}, nil
+		}))
 	if err != nil {
 		return fmt.Errorf("document hashes: %w", err)
 	}
 	return nil
 }
 
+// docState is a document of the new corpus against a materialization's
+// docsTable.
+type docState uint8
+
+const (
+	docAdded docState = iota
+	docSame
+	docChanged
+)
+
 // applyDelta brings the fork of materialization from (on conn, adopted as
 // lf) to the corpus docs: the delta by document id and text hash against
 // docsTable, then the rows of deleted and changed documents deleted, and
-// new and changed documents chunked, embedded and inserted, the index
-// maintained in place; docsTable is updated to match. It records the
-// phases in vr (embed and load; no index build) and returns the delta, or
-// errDeltaTooLarge (changing nothing) when the delta exceeds maxShare of
-// the corpus.
+// new and changed documents (read back alone, corpus.subset) chunked,
+// embedded and inserted, the index maintained in place; docsTable is
+// updated to match. It records the phases in vr (embed and load; no
+// index build) and returns the delta, or errDeltaTooLarge (changing
+// nothing) when the delta exceeds maxShare of the corpus.
 func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork, v VariantSpec, docs corpus, from *Materialization,
 	vr *VariantRun, progress progressFunc) (*IncrementalDelta, error) {
 	progress("load", &PhaseProgress{Unit: "docs", Total: int64(docs.docs), Detail: "computing the delta against materialization " + from.ID})
 	t := time.Now()
-	newDocs := pgx.Identifier{"offshoot_new_docs"}
-	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE "+newDocs.Sanitize()+" (doc_id text PRIMARY KEY, sha256 text NOT NULL)"); err != nil {
-		return nil, err
+	cur, err := docs.docHashes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("document hashes: %w", err)
 	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+newDocs.Sanitize()) }()
-	if err := copyDocHashes(ctx, conn, newDocs, docs, s.cfg.IngestBatch); err != nil {
-		return nil, err
+	tHash := time.Since(t)
+	d := &IncrementalDelta{From: from.ID, Docs: int64(len(cur))}
+	index := make(map[string]int, len(cur))
+	for i, h := range cur {
+		if _, dup := index[h.id]; dup {
+			return nil, fmt.Errorf("delta: document %q is in the corpus twice", h.id)
+		}
+		index[h.id] = i
 	}
-	d := &IncrementalDelta{From: from.ID}
-	const (
-		old = docsTable
-		neu = "offshoot_new_docs"
-	)
-	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+neu+`),
-		(SELECT count(*) FROM `+neu+` n WHERE NOT EXISTS (SELECT 1 FROM `+old+` o WHERE o.doc_id = n.doc_id)),
-		(SELECT count(*) FROM `+neu+` n JOIN `+old+` o USING (doc_id) WHERE o.sha256 <> n.sha256),
-		(SELECT count(*) FROM `+old+` o WHERE NOT EXISTS (SELECT 1 FROM `+neu+` n WHERE n.doc_id = o.doc_id))`).
-		Scan(&d.Docs, &d.Added, &d.Changed, &d.Deleted); err != nil {
+	state := make([]docState, len(cur)) // docAdded until docsTable names it
+	var gone []string                   // deleted and changed documents, whose rows go
+	rows, err := conn.Query(ctx, "SELECT doc_id, sha256 FROM "+pgx.Identifier{docsTable}.Sanitize())
+	if err != nil {
 		return nil, fmt.Errorf("delta: %w", err)
 	}
+	var id, sum string
+	_, err = pgx.ForEachRow(rows, []any{&id, &sum}, func() error {
+		i, ok := index[id]
+		switch {
+		case !ok:
+			d.Deleted++
+			gone = append(gone, id)
+		case sum != hex.EncodeToString(cur[i].sum[:]):
+			d.Changed++
+			state[i] = docChanged
+			gone = append(gone, id)
+		default:
+			state[i] = docSame
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delta: %w", err)
+	}
+	var sel []docHash // new and changed documents, in corpus order
+	for i, st := range state {
+		if st != docSame {
+			sel = append(sel, cur[i])
+		}
+	}
+	d.Added = int64(len(sel)) - d.Changed
 	if limit := s.cfg.IncrementalMaxShare; d.Share() > limit {
 		return d, fmt.Errorf("%w: %d added, %d changed and %d deleted of %d documents is %.1f%% of the corpus, over the %g%% limit",
 			errDeltaTooLarge, d.Added, d.Changed, d.Deleted, d.Docs, 100*d.Share(), 100*limit)
-	}
-	// The ids to embed are held (at most that share of the corpus); the
-	// rest of the corpus streams past them.
-	rows, err := conn.Query(ctx, `SELECT n.doc_id FROM `+neu+` n LEFT JOIN `+old+` o USING (doc_id)
-		WHERE o.doc_id IS NULL OR o.sha256 <> n.sha256`)
-	if err != nil {
-		return nil, fmt.Errorf("delta: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("delta: %w", err)
-	}
-	embed := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		embed[id] = true
 	}
 	table := runTable
 	if lf.lexical {
 		table = lexTable
 	}
-	tag, err := conn.Exec(ctx, `DELETE FROM `+pgx.Identifier{table}.Sanitize()+` c USING `+old+` o
-		WHERE c.doc_id = o.doc_id AND NOT EXISTS (SELECT 1 FROM `+neu+` n WHERE n.doc_id = o.doc_id AND n.sha256 = o.sha256)`)
-	if err != nil {
-		return nil, fmt.Errorf("delete the rows of deleted and changed documents: %w", err)
+	tDelta := time.Since(t)
+	if len(gone) > 0 {
+		tag, err := conn.Exec(ctx, `DELETE FROM `+pgx.Identifier{table}.Sanitize()+` WHERE doc_id = ANY($1)`, gone)
+		if err != nil {
+			return nil, fmt.Errorf("delete the rows of deleted and changed documents: %w", err)
+		}
+		d.RowsDeleted = tag.RowsAffected()
 	}
-	d.RowsDeleted = tag.RowsAffected()
 	prep := time.Since(t)
 
 	var st vectors.StreamStats
 	if lf.lexical {
 		t := time.Now()
-		st.Rows, err = s.copyLexical(ctx, conn, v, docs, embed, progress)
+		st.Rows, err = s.copyLexical(ctx, conn, v, docs.subset(sel), progress)
 		st.Load = time.Since(t)
 	} else {
-		st, err = s.embedDelta(ctx, conn, lf, v, docs, embed, progress)
+		st, err = s.embedDelta(ctx, conn, lf, v, docs.subset(sel), progress)
 	}
 	vr.Timings.Embed = ms(st.Embed)
 	if err != nil {
@@ -238,11 +325,13 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 	}
 	d.RowsInserted = st.Rows
 	t = time.Now()
-	if _, err := conn.Exec(ctx, `DELETE FROM `+old+` o WHERE NOT EXISTS (SELECT 1 FROM `+neu+` n WHERE n.doc_id = o.doc_id AND n.sha256 = o.sha256)`); err != nil {
-		return nil, fmt.Errorf("document hashes: %w", err)
+	if len(gone) > 0 {
+		if _, err := conn.Exec(ctx, `DELETE FROM `+pgx.Identifier{docsTable}.Sanitize()+` WHERE doc_id = ANY($1)`, gone); err != nil {
+			return nil, fmt.Errorf("document hashes: %w", err)
+		}
 	}
-	if _, err := conn.Exec(ctx, `INSERT INTO `+old+` SELECT n.doc_id, n.sha256 FROM `+neu+` n WHERE NOT EXISTS (SELECT 1 FROM `+old+` o WHERE o.doc_id = n.doc_id)`); err != nil {
-		return nil, fmt.Errorf("document hashes: %w", err)
+	if err := copyDocHashes(ctx, conn, sel); err != nil {
+		return nil, err
 	}
 	vr.Timings.Load = ms(prep + st.Load + time.Since(t))
 	vr.Rows = from.Rows - d.RowsDeleted + d.RowsInserted
@@ -252,29 +341,30 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 		}
 	}
 	s.log.Info("incremental materialization", slog.String("from", from.ID), slog.Int64("docs", d.Docs),
-		slog.Int64("added", d.Added), slog.Int64("changed", d.Changed), slog.Int64("deleted", d.Deleted))
+		slog.Int64("added", d.Added), slog.Int64("changed", d.Changed), slog.Int64("deleted", d.Deleted),
+		slog.Duration("hash", tHash), slog.Duration("delta", tDelta-tHash), slog.Duration("delete", prep-tDelta),
+		slog.Duration("embed", st.Embed), slog.Duration("insert", st.Load), slog.Duration("record", time.Since(t)))
 	return d, nil
 }
 
-// embedDelta chunks, embeds and inserts the documents of docs in ids
-// into lf's table, and records them and the rows inserted in lf.fresh.
-func (s *Service) embedDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork, v VariantSpec, docs corpus, ids map[string]bool,
+// embedDelta chunks, embeds and inserts the documents of docs (the new
+// and changed ones) into lf's table, and records them and the rows
+// inserted in lf.fresh.
+func (s *Service) embedDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork, v VariantSpec, docs corpus,
 	progress progressFunc) (vectors.StreamStats, error) {
-	lf.fresh = &freshRows{docs: ids}
+	lf.fresh = &freshRows{docs: make(map[string]bool, docs.docs)}
 	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch, Loaded: func(id string) { lf.fresh.ids = append(lf.fresh.ids, id) }}
 	if v.Chunking != nil {
 		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
 	}
-	progress("load", &PhaseProgress{Unit: "docs", Total: int64(len(ids)), Detail: fmt.Sprintf("embedding %d new and changed documents", len(ids))})
+	progress("load", &PhaseProgress{Unit: "docs", Total: int64(docs.docs), Detail: fmt.Sprintf("embedding %d new and changed documents", docs.docs)})
 	opt.Progress = func(st vectors.StreamStats) {
-		progress("load", &PhaseProgress{Unit: "docs", Done: st.Docs, Total: int64(len(ids)),
+		progress("load", &PhaseProgress{Unit: "docs", Done: st.Docs, Total: int64(docs.docs),
 			Detail: fmt.Sprintf("%d rows of new and changed documents embedded and inserted", st.Rows)})
 	}
 	return vectors.IngestStream(ctx, conn, lf.tbl, lf.emb, func(yield func(vectors.Document) error) error {
 		return docs.each(ctx, func(doc evals.Doc) error {
-			if !ids[doc.ID] {
-				return nil
-			}
+			lf.fresh.docs[doc.ID] = true
 			return yield(vectors.Document{ID: doc.ID, Text: docText(doc)})
 		})
 	}, opt)

@@ -1,7 +1,11 @@
 package experiments
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -10,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/evals/evalstest"
 	"github.com/offshootdb/offshoot/vectors"
 )
@@ -155,5 +160,83 @@ func TestIncrementalMaterialization(t *testing.T) {
 	if u := r4.Variants[0].Materialization; u == nil || u.Reused || u.Incremental != nil ||
 		!strings.Contains(u.Note, "rebuilt: ") || !strings.Contains(u.Note, "over the 0.1% limit") || r4.Variants[0].Rows != 1410 {
 		t.Errorf("a delta over the share: %+v, %d rows", u, r4.Variants[0].Rows)
+	}
+}
+
+// TestCorpusSubset: the documents a delta selects are read back alone, at
+// the lines the opening scan noted (a BEIR file) or picked from a pass (a
+// corpus without places), and equal what the scan saw; a file that
+// changed since is errCorpusChanged, not another document embedded.
+func TestCorpusSubset(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if _, err := evals.WriteSynth(dir, evals.SynthOptions{Docs: 200, Queries: 5, Relevant: 2, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var hashes []docHash
+	byID := map[string]evals.Doc{}
+	col, err := evals.OpenBEIRFunc(dir, "test", func(line int, d evals.Doc) {
+		hashes = append(hashes, docHash{id: d.ID, sum: textHash(d), place: line})
+		byID[d.ID] = d
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sel []docHash
+	for i, h := range hashes {
+		if i%9 == 4 || i == len(hashes)-1 {
+			sel = append(sel, h)
+		}
+	}
+	read := func(c corpus) ([]string, error) {
+		var ids []string
+		err := c.subset(sel).each(ctx, func(d evals.Doc) error {
+			if d != byID[d.ID] {
+				t.Errorf("%s: read %+v, the scan saw %+v", d.ID, d, byID[d.ID])
+			}
+			ids = append(ids, d.ID)
+			return nil
+		})
+		return ids, err
+	}
+	placed, pass := beirCorpus(col, nil, hashes), beirCorpus(col, nil, nil)
+	if pass.at != nil {
+		t.Fatal("a corpus without hashes reads back by place")
+	}
+	if got, err := pass.docHashes(ctx); err != nil || len(got) != len(hashes) || got[7].sum != hashes[7].sum {
+		t.Fatalf("hashes of a pass: %d, %v", len(got), err)
+	}
+	for name, c := range map[string]corpus{"placed": placed, "pass": pass} {
+		ids, err := read(c)
+		if err != nil || len(ids) != len(sel) || ids[0] != sel[0].id || ids[len(ids)-1] != sel[len(sel)-1].id {
+			t.Fatalf("%s: read %d of %d documents: %v", name, len(ids), len(sel), err)
+		}
+	}
+
+	// The file changes under the run: one selected document's text, then
+	// the file cut short.
+	path := filepath.Join(dir, "corpus.jsonl")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := byID[sel[1].id]
+	old, _ := json.Marshal(d)
+	d.Text += " changed"
+	neu, _ := json.Marshal(d)
+	changed := strings.Replace(string(data), string(old), string(neu), 1)
+	if changed == string(data) {
+		t.Fatal("document not found in the file")
+	}
+	cut := string(data[:bytes.LastIndexByte(data[:len(data)/2], '\n')+1])
+	for what, text := range map[string]string{"changed": changed, "cut short": cut} {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for name, c := range map[string]corpus{"placed": placed, "pass": pass} {
+			if _, err := read(c); !errors.Is(err, errCorpusChanged) {
+				t.Errorf("%s, %s: %v, want errCorpusChanged", what, name, err)
+			}
+		}
 	}
 }

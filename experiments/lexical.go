@@ -194,10 +194,10 @@ func (s *Service) buildLexical(ctx context.Context, conn *pgx.Conn, v VariantSpe
 		"tsv tsvector GENERATED ALWAYS AS (to_tsvector(%s::regconfig, body)) STORED)", tbl, quoteLiteral(l.TextSearchConfig))); err != nil {
 		return nil, "load", err
 	}
-	n, err := s.copyLexical(ctx, conn, v, docs, nil, progress)
+	n, err := s.copyLexical(ctx, conn, v, docs, progress)
 	vr.Rows = n
 	if err == nil && fit {
-		err = storeDocHashes(ctx, conn, docs, s.cfg.IngestBatch)
+		err = storeDocHashes(ctx, conn, docs)
 	}
 	vr.Timings.Load = ms(time.Since(t))
 	if err != nil {
@@ -219,19 +219,14 @@ func (s *Service) buildLexical(ctx context.Context, conn *pgx.Conn, v VariantSpe
 	return lf, "", nil
 }
 
-// copyLexical copies the documents of docs that only selects (every one
-// when only is nil) into lexTable on conn, chunked as v says, and returns
-// the rows copied.
-func (s *Service) copyLexical(ctx context.Context, conn *pgx.Conn, v VariantSpec, docs corpus, only map[string]bool,
-	progress progressFunc) (int64, error) {
+// copyLexical copies the documents of docs into lexTable on conn, chunked
+// as v says, and returns the rows copied.
+func (s *Service) copyLexical(ctx context.Context, conn *pgx.Conn, v VariantSpec, docs corpus, progress progressFunc) (int64, error) {
 	var chunker *vectors.Chunker
 	if v.Chunking != nil {
 		chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
 	}
 	total := int64(docs.docs)
-	if only != nil {
-		total = int64(len(only))
-	}
 	batch := max(s.cfg.IngestBatch, 1)
 	var rows [][]any
 	var ndocs, copied int64
@@ -253,9 +248,6 @@ func (s *Service) copyLexical(ctx context.Context, conn *pgx.Conn, v VariantSpec
 		return nil
 	}
 	err := docs.each(ctx, func(d evals.Doc) error {
-		if only != nil && !only[d.ID] {
-			return nil
-		}
 		ndocs++
 		text := docText(d)
 		if chunker == nil {

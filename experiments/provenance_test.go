@@ -178,16 +178,16 @@ func TestFingerprint(t *testing.T) {
 	// A BEIR corpus fingerprinted by the scan that opens it is the one a
 	// pass of its own gives.
 	var scan fingerprint
-	col, err := evals.OpenBEIRFunc(evalstest.Cranfield(t), "test", func(d evals.Doc) { scan.add(d.ID, d.Title, d.Text) })
+	col, err := evals.OpenBEIRFunc(evalstest.Cranfield(t), "test", func(_ int, d evals.Doc) { scan.add(d.ID, d.Title, d.Text) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := scan.result()
-	want, err := corpusFingerprint(context.Background(), beirCorpus(col, nil))
+	want, err := corpusFingerprint(context.Background(), beirCorpus(col, nil, nil))
 	if err != nil || got != want || got.Rows != 1400 {
 		t.Errorf("fingerprint of the opening scan %+v, of a pass %+v (%v)", got, want, err)
 	}
-	if f, err := corpusFingerprint(context.Background(), beirCorpus(col, &got)); err != nil || f != got {
+	if f, err := corpusFingerprint(context.Background(), beirCorpus(col, &got, nil)); err != nil || f != got {
 		t.Errorf("a known fingerprint: %+v %v", f, err)
 	}
 }

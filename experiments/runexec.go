@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,16 +52,26 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 			fail(StatusFailed, fmt.Errorf("dataset: %w", err))
 			return
 		}
-		// The scan that validates the corpus also fingerprints it.
+		// The scan that validates the corpus also fingerprints it and,
+		// for variants that may be maintained incrementally, hashes each
+		// document and notes its line: what their delta and the read of
+		// its new and changed documents need, without passes of their own.
 		var fp fingerprint
-		col, err := evals.OpenBEIRFunc(d.BEIR, d.Split, func(d evals.Doc) { fp.add(d.ID, d.Title, d.Text) })
+		var hashes []docHash
+		keep := slices.ContainsFunc(run.Variants, func(v VariantRun) bool { return incremental(v.Spec) })
+		col, err := evals.OpenBEIRFunc(d.BEIR, d.Split, func(line int, d evals.Doc) {
+			fp.add(d.ID, d.Title, d.Text)
+			if keep {
+				hashes = append(hashes, docHash{id: d.ID, sum: textHash(d), place: line})
+			}
+		})
 		if err != nil {
 			fail(statusOf(ctx, StatusFailed), fmt.Errorf("dataset: %w", err))
 			return
 		}
 		ds = &evals.Dataset{Name: col.Name, Queries: col.Queries, Qrels: col.Qrels}
 		cfp := fp.result()
-		docs = beirCorpus(col, &cfp)
+		docs = beirCorpus(col, &cfp, hashes)
 	}
 	base, err := s.cfg.Branches.Resolve(ctx, run.Project, run.Spec.Base)
 	if err != nil {

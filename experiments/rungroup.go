@@ -297,7 +297,7 @@ func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branc
 	var hashing time.Duration
 	if fit && idf == nil && incremental(v) {
 		t := time.Now()
-		if err := storeDocHashes(ctx, conn, docs, s.cfg.IngestBatch); err != nil {
+		if err := storeDocHashes(ctx, conn, docs); err != nil {
 			return nil, "load", err
 		}
 		hashing = time.Since(t)

@@ -125,11 +125,18 @@ type corpus struct {
 	// fingerprint is the corpus' fingerprint when the pass that opened it
 	// computed it (nil: fingerprintDataset makes a pass of its own).
 	fingerprint *SetFingerprint
+	// hashes are its documents' hashes in corpus order when the pass
+	// that opened it recorded them (nil: docHashes makes a pass of its
+	// own), and at, when set, reads documents back by their places
+	// there without a pass over the others (incremental.go).
+	hashes []docHash
+	at     func(ctx context.Context, places []int, fn func(evals.Doc) error) error
 }
 
-// beirCorpus streams c's corpus; fp is its fingerprint, when known.
-func beirCorpus(c *evals.Collection, fp *SetFingerprint) corpus {
-	return corpus{docs: c.Docs, fingerprint: fp, each: func(ctx context.Context, fn func(evals.Doc) error) error {
+// beirCorpus streams c's corpus; fp is its fingerprint and hashes its
+// documents' hashes (placed by line), when known.
+func beirCorpus(c *evals.Collection, fp *SetFingerprint, hashes []docHash) corpus {
+	out := corpus{docs: c.Docs, fingerprint: fp, each: func(ctx context.Context, fn func(evals.Doc) error) error {
 		return c.EachDoc(func(d evals.Doc) error {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -137,6 +144,18 @@ func beirCorpus(c *evals.Collection, fp *SetFingerprint) corpus {
 			return fn(d)
 		})
 	}}
+	if hashes != nil {
+		out.hashes = hashes
+		out.at = func(ctx context.Context, lines []int, fn func(evals.Doc) error) error {
+			return c.DocsAt(lines, func(_ int, d evals.Doc) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return fn(d)
+			})
+		}
+	}
+	return out
 }
 
 // sqlCorpus reads corpus_sql with a cursor on the dataset fork, a
