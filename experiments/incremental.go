@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -244,10 +245,20 @@ const (
 // updated to match. It records the phases in vr (embed and load; no
 // index build) and returns the delta, or errDeltaTooLarge (changing
 // nothing) when the delta exceeds maxShare of the corpus.
-func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork, v VariantSpec, docs corpus, from *Materialization,
+func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, project, branch string, lf *loadedFork, v VariantSpec, docs corpus, from *Materialization,
 	vr *VariantRun, progress progressFunc) (*IncrementalDelta, error) {
 	progress("load", &PhaseProgress{Unit: "docs", Total: int64(docs.docs), Detail: "computing the delta against materialization " + from.ID})
 	t := time.Now()
+	// The index is read while the delta is computed (and waited for
+	// before the inserts, or on an early return).
+	var warm sync.WaitGroup
+	var warmErr error
+	warm.Add(1)
+	go func() {
+		defer warm.Done()
+		warmErr = s.prewarmIndex(ctx, project, branch, vr.IndexName)
+	}()
+	defer warm.Wait()
 	cur, err := docs.docHashes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("document hashes: %w", err)
@@ -302,22 +313,23 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 		table = lexTable
 	}
 	tDelta := time.Since(t)
-	if len(gone) > 0 {
-		tag, err := conn.Exec(ctx, `DELETE FROM `+pgx.Identifier{table}.Sanitize()+` WHERE doc_id = ANY($1)`, gone)
-		if err != nil {
-			return nil, fmt.Errorf("delete the rows of deleted and changed documents: %w", err)
-		}
-		d.RowsDeleted = tag.RowsAffected()
+	if d.RowsDeleted, err = deleteDocRows(ctx, conn, table, gone, v.Chunking == nil, lf.lexical); err != nil {
+		return nil, fmt.Errorf("delete the rows of deleted and changed documents: %w", err)
 	}
 	prep := time.Since(t)
 
+	warm.Wait()
+	if warmErr != nil {
+		s.log.Warn("incremental materialization: prewarm the index", slog.String("index", vr.IndexName), slog.String("err", warmErr.Error()))
+	}
+	tWarm := time.Since(t)
 	var st vectors.StreamStats
 	if lf.lexical {
 		t := time.Now()
 		st.Rows, err = s.copyLexical(ctx, conn, v, docs.subset(sel), progress)
 		st.Load = time.Since(t)
 	} else {
-		st, err = s.embedDelta(ctx, conn, lf, v, docs.subset(sel), progress)
+		st, err = s.embedDelta(ctx, conn, project, branch, lf, v, docs, sel, progress)
 	}
 	vr.Timings.Embed = ms(st.Embed)
 	if err != nil {
@@ -342,30 +354,165 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork
 	}
 	s.log.Info("incremental materialization", slog.String("from", from.ID), slog.Int64("docs", d.Docs),
 		slog.Int64("added", d.Added), slog.Int64("changed", d.Changed), slog.Int64("deleted", d.Deleted),
-		slog.Duration("hash", tHash), slog.Duration("delta", tDelta-tHash), slog.Duration("delete", prep-tDelta),
+		slog.Duration("hash", tHash), slog.Duration("delta", tDelta-tHash), slog.Duration("delete", prep-tDelta), slog.Duration("prewarm-wait", tWarm-prep),
 		slog.Duration("embed", st.Embed), slog.Duration("insert", st.Load), slog.Duration("record", time.Since(t)))
 	return d, nil
 }
 
-// embedDelta chunks, embeds and inserts the documents of docs (the new
-// and changed ones) into lf's table, and records them and the rows
-// inserted in lf.fresh.
-func (s *Service) embedDelta(ctx context.Context, conn *pgx.Conn, lf *loadedFork, v VariantSpec, docs corpus,
-	progress progressFunc) (vectors.StreamStats, error) {
-	lf.fresh = &freshRows{docs: make(map[string]bool, docs.docs)}
-	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch, Loaded: func(id string) { lf.fresh.ids = append(lf.fresh.ids, id) }}
+// prewarmIndex reads index (on the fork branch of project; none when
+// empty) into the operating system's cache in one sequential pass with
+// pg_prewarm: the inserts of a delta otherwise read an HNSW graph's pages
+// one random read at a time, through the copy-on-write store, and wait
+// for each. The extension is created in a transaction that is rolled
+// back, so the fork's schema stays as it was (the pages read stay
+// cached). It changes no data; its error is only worth a log line.
+func (s *Service) prewarmIndex(ctx context.Context, project, branch, index string) error {
+	if index == "" {
+		return nil
+	}
+	conn, release, err := s.connect(ctx, project, branch, Superuser)
+	if err != nil {
+		return err
+	}
+	defer release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_prewarm"); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, "SELECT pg_prewarm($1::regclass, 'read')", index)
+	return err
+}
+
+// deleteDocRows deletes the rows of the documents docs from table and
+// returns how many went. An unchunked document is one row whose id
+// follows from the document's (the document's own in a lexical table,
+// its chunk 0's, vectors.Chunk.ID, in a vector table), so the primary
+// key finds them; doc_id has no index, and a delete by it scans the
+// table. When the primary key finds fewer rows than documents (a
+// document that had none, or rows named otherwise), the delete by doc_id
+// follows and takes whatever is left.
+func deleteDocRows(ctx context.Context, conn *pgx.Conn, table string, docs []string, unchunked, lexical bool) (int64, error) {
+	if len(docs) == 0 {
+		return 0, nil
+	}
+	tbl := pgx.Identifier{table}.Sanitize()
+	var n int64
+	if unchunked {
+		ids := make([]string, len(docs))
+		for i, d := range docs {
+			ids[i] = d
+			if !lexical {
+				ids[i] = vectors.Chunk{DocID: d}.ID()
+			}
+		}
+		tag, err := conn.Exec(ctx, `DELETE FROM `+tbl+` WHERE id = ANY($1) AND doc_id = ANY($2)`, ids, docs)
+		if err != nil {
+			return 0, err
+		}
+		if n = tag.RowsAffected(); n == int64(len(docs)) {
+			return n, nil
+		}
+	}
+	tag, err := conn.Exec(ctx, `DELETE FROM `+tbl+` WHERE doc_id = ANY($1)`, docs)
+	return n + tag.RowsAffected(), err
+}
+
+// deltaSplit is the number of new and changed documents from which
+// embedDelta inserts over two connections.
+const deltaSplit = 64
+
+// embedDelta chunks, embeds and inserts the documents sel names (read
+// back from docs, corpus.subset) into lf's table, and records them and
+// the rows inserted in lf.fresh. Inserting a row into an HNSW graph is
+// CPU-bound work of the backend that inserts it, so from deltaSplit
+// documents on, the second half goes over a second connection to the
+// fork (branch of project) at the same time: two backends, two cores.
+// Both halves end in the one graph; in which order rows were linked
+// changes the graph, not exact search, and ANN recall is measured. The
+// stats' Embed is the longer half's embedding and Load the rest of the
+// wall time.
+func (s *Service) embedDelta(ctx context.Context, conn *pgx.Conn, project, branch string, lf *loadedFork, v VariantSpec, docs corpus,
+	sel []docHash, progress progressFunc) (vectors.StreamStats, error) {
+	lf.fresh = &freshRows{docs: make(map[string]bool, len(sel))}
+	for _, h := range sel {
+		lf.fresh.docs[h.id] = true
+	}
+	parts := [][]docHash{sel}
+	if len(sel) >= deltaSplit {
+		parts = [][]docHash{sel[:len(sel)/2], sel[len(sel)/2:]}
+	}
+	total := int64(len(sel))
+	progress("load", &PhaseProgress{Unit: "docs", Total: total, Detail: fmt.Sprintf("embedding %d new and changed documents", total)})
+	var mu sync.Mutex // guards lf.fresh.ids and the progress of each part
+	done := make([]vectors.StreamStats, len(parts))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	t := time.Now()
+	for i, part := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = s.insertPart(ctx, conn, project, branch, i > 0, lf, v, docs.subset(part), func(st vectors.StreamStats, id string) {
+				mu.Lock()
+				defer mu.Unlock()
+				if id != "" {
+					lf.fresh.ids = append(lf.fresh.ids, id)
+					return
+				}
+				done[i] = st
+				var sum vectors.StreamStats
+				for _, d := range done {
+					sum.Docs, sum.Rows = sum.Docs+d.Docs, sum.Rows+d.Rows
+				}
+				progress("load", &PhaseProgress{Unit: "docs", Done: sum.Docs, Total: total,
+					Detail: fmt.Sprintf("%d rows of new and changed documents embedded and inserted", sum.Rows)})
+			}); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	var st vectors.StreamStats
+	for _, d := range done {
+		st.Docs, st.Rows, st.Embed = st.Docs+d.Docs, st.Rows+d.Rows, max(st.Embed, d.Embed)
+	}
+	st.Load = time.Since(t) - st.Embed
+	return st, errors.Join(errs...)
+}
+
+// insertPart embeds and inserts docs into lf's table over conn, or over
+// a connection of its own to the fork when own; report gets the stream's
+// stats after each batch and the id of each row inserted.
+func (s *Service) insertPart(ctx context.Context, conn *pgx.Conn, project, branch string, own bool, lf *loadedFork, v VariantSpec,
+	docs corpus, report func(st vectors.StreamStats, id string)) error {
+	if own {
+		c, release, err := s.connect(ctx, project, branch, ReadWrite)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if err := vectors.RegisterTypes(ctx, c); err != nil {
+			return err
+		}
+		conn = c
+	}
+	opt := vectors.StreamOptions{Batch: s.cfg.IngestBatch,
+		Loaded:   func(id string) { report(vectors.StreamStats{}, id) },
+		Progress: func(st vectors.StreamStats) { report(st, "") }}
 	if v.Chunking != nil {
 		opt.Chunker = &vectors.Chunker{Size: v.Chunking.Size, Overlap: v.Chunking.Overlap}
 	}
-	progress("load", &PhaseProgress{Unit: "docs", Total: int64(docs.docs), Detail: fmt.Sprintf("embedding %d new and changed documents", docs.docs)})
-	opt.Progress = func(st vectors.StreamStats) {
-		progress("load", &PhaseProgress{Unit: "docs", Done: st.Docs, Total: int64(docs.docs),
-			Detail: fmt.Sprintf("%d rows of new and changed documents embedded and inserted", st.Rows)})
-	}
-	return vectors.IngestStream(ctx, conn, lf.tbl, lf.emb, func(yield func(vectors.Document) error) error {
+	st, err := vectors.IngestStream(ctx, conn, lf.tbl, lf.emb, func(yield func(vectors.Document) error) error {
 		return docs.each(ctx, func(doc evals.Doc) error {
-			lf.fresh.docs[doc.ID] = true
 			return yield(vectors.Document{ID: doc.ID, Text: docText(doc)})
 		})
 	}, opt)
+	report(st, "")
+	return err
 }

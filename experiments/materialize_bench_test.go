@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,7 +17,9 @@ import (
 // Knobs (environment) of BenchmarkMaterializedRerun and
 // BenchmarkIncrementalRerun: MAT_BENCH_DOCS (synthetic documents, one
 // chunk each, default 100000, the size), MAT_BENCH_QUERIES
-// (default 100), MAT_BENCH_REPS (runs per side, default 3).
+// (default 100), MAT_BENCH_REPS (runs per side, default 3),
+// MAT_BENCH_LOG (when set, the service logs to stderr: an incremental
+// build's log line splits its delta's time).
 
 // matBench is the stack both benchmarks run on: a synthetic BEIR corpus
 // of MAT_BENCH_DOCS documents in the server's datasets directory, the
@@ -43,6 +46,9 @@ func newMatBench(b *testing.B, embedder string) *matBench {
 	}
 	mb.svc = storeService(b, "bench", cycleSettings)
 	mb.svc.cfg.DatasetsDir = mb.datasets
+	if os.Getenv("MAT_BENCH_LOG") != "" {
+		mb.svc.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	cache, err := vectors.OpenCache(filepath.Join(b.TempDir(), "embeddings"))
 	if err != nil {
 		b.Fatal(err)

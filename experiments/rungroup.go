@@ -154,7 +154,7 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 			break
 		}
 		// The delta's time is the build's: embed and load, no index build.
-		if delta, err = s.applyDelta(ctx, conn, lf, v, docs, mat, &vr, progress); err != nil {
+		if delta, err = s.applyDelta(ctx, conn, run.Project, name, lf, v, docs, mat, &vr, progress); err != nil {
 			if ctx.Err() != nil {
 				return fail("load", err), nil
 			}
