@@ -2,6 +2,7 @@ package evals
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -113,6 +114,31 @@ func FuzzEvaluateTrecEvalOptions(f *testing.F) {
 					t.Fatalf("%s = %v", m, v)
 				}
 			}
+		}
+	})
+}
+
+// FuzzFlatRecord: a line jsonRecord's fast path decodes is one that
+// encoding/json decodes to the same fields.
+func FuzzFlatRecord(f *testing.F) {
+	f.Add(`{"_id":"d1","title":"t","text":"x"}`)
+	f.Add(` { "_id" : "d1" , "text" : "a \"quoted\" \u00e9 \ud83d\ude00 word\\" , "x":"y","text":"z"} `)
+	f.Add(`{"_id":"d1","text":"x","n":1}`)
+	f.Add(`{"_id":"d1","text":"x"}}`)
+	f.Add("{\"_id\":\"d1\",\"text\":\"\xff\"}")
+	f.Add(`{"_id":"d1","te\u0078t":"x"}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		req, opt := []string{"_id", "text"}, []string{"title"}
+		fast, ok := flatRecord(line, req, opt)
+		if !ok {
+			return
+		}
+		slow, err := decodeRecord("fuzz", 1, line, req, opt)
+		if idErr := checkID("fuzz", 1, fast); (err == nil) != (idErr == nil) {
+			t.Fatalf("%q: fast path %v (%v), encoding/json: %v", line, fast, idErr, err)
+		}
+		if err == nil && !maps.Equal(fast, slow) {
+			t.Fatalf("%q: fast path %v, encoding/json %v", line, fast, slow)
 		}
 	})
 }
