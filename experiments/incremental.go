@@ -254,10 +254,10 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, project, branc
 	var warm sync.WaitGroup
 	var warmErr error
 	warm.Add(1)
-	go func() {
+	go func(index string) {
 		defer warm.Done()
-		warmErr = s.prewarmIndex(ctx, project, branch, vr.IndexName)
-	}()
+		warmErr = s.prewarmIndex(ctx, project, branch, index)
+	}(vr.IndexName)
 	defer warm.Wait()
 	cur, err := docs.docHashes(ctx)
 	if err != nil {
@@ -316,13 +316,13 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, project, branc
 	if d.RowsDeleted, err = deleteDocRows(ctx, conn, table, gone, v.Chunking == nil, lf.lexical); err != nil {
 		return nil, fmt.Errorf("delete the rows of deleted and changed documents: %w", err)
 	}
-	prep := time.Since(t)
-
+	tDelete := time.Since(t)
 	warm.Wait()
 	if warmErr != nil {
 		s.log.Warn("incremental materialization: prewarm the index", slog.String("index", vr.IndexName), slog.String("err", warmErr.Error()))
 	}
-	tWarm := time.Since(t)
+	prep := time.Since(t)
+
 	var st vectors.StreamStats
 	if lf.lexical {
 		t := time.Now()
@@ -354,7 +354,7 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, project, branc
 	}
 	s.log.Info("incremental materialization", slog.String("from", from.ID), slog.Int64("docs", d.Docs),
 		slog.Int64("added", d.Added), slog.Int64("changed", d.Changed), slog.Int64("deleted", d.Deleted),
-		slog.Duration("hash", tHash), slog.Duration("delta", tDelta-tHash), slog.Duration("delete", prep-tDelta), slog.Duration("prewarm-wait", tWarm-prep),
+		slog.Duration("hash", tHash), slog.Duration("delta", tDelta-tHash), slog.Duration("delete", tDelete-tDelta), slog.Duration("prewarm-wait", prep-tDelete),
 		slog.Duration("embed", st.Embed), slog.Duration("insert", st.Load), slog.Duration("record", time.Since(t)))
 	return d, nil
 }

@@ -55,7 +55,8 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		// The scan that validates the corpus also fingerprints it and,
 		// for variants that may be maintained incrementally, hashes each
 		// document and notes its line: what their delta and the read of
-		// its new and changed documents need, without passes of their own.
+		// its new and changed documents need, without passes of their own
+		// (held for the run: some 70 bytes a document).
 		var fp fingerprint
 		var hashes []docHash
 		keep := slices.ContainsFunc(run.Variants, func(v VariantRun) bool { return incremental(v.Spec) })
