@@ -156,21 +156,33 @@ func TestDiskFullSequence(t *testing.T) {
 	if err := query("fill2", "CREATE TABLE t (id int, pad text); INSERT INTO t "+fmt.Sprintf(rows, 4000)); err != nil {
 		t.Fatalf("write on a new branch after freeing space (low: %v, %d MiB available): %v", st.SpaceLow(), avail()>>20, err)
 	}
-	// The other branch kept every acknowledged write.
-	l, err := svc.cfg.Compute.Acquire(ctx, "p", "other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
-	c, err := pgx.Connect(ctx, l.ConnString(compute.RoleSuperuser, "", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	// The other branch kept every acknowledged write. It wrote past its
+	// share in step 6, so while free space is still under the low line
+	// (pebble returns space as it compacts, later on a loaded machine) a
+	// background write of its Postgres may get ENOSPC and PANIC, as
+	// documented; what must hold is that its recovery keeps every
+	// acknowledged write. One restart is waited for.
 	var note string
 	var again int
-	if err := c.QueryRow(ctx, "SELECT (SELECT v FROM note), (SELECT count(*) FROM again)").Scan(&note, &again); err != nil {
-		t.Fatal(err)
+	read := func() error {
+		l, err := svc.cfg.Compute.Acquire(ctx, "p", "other")
+		if err != nil {
+			return err
+		}
+		defer l.Release()
+		c, err := pgx.Connect(ctx, l.ConnString(compute.RoleSuperuser, "", "postgres"))
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		return c.QueryRow(ctx, "SELECT (SELECT v FROM note), (SELECT count(*) FROM again)").Scan(&note, &again)
+	}
+	if err := read(); err != nil {
+		t.Logf("read on other failed (low: %v, %d MiB available): %v; once more after its restart\n%s", st.SpaceLow(), avail()>>20, err, logs(t, svc, "other"))
+		time.Sleep(2 * time.Second)
+		if err := read(); err != nil {
+			t.Fatalf("read on other after a restart: %v\n%s", err, logs(t, svc, "other"))
+		}
 	}
 	if note != "still here" || again != 24000 {
 		t.Fatalf("other branch reads %q and %d rows, want %q and 24000", note, again, "still here")
