@@ -273,9 +273,15 @@ func ReadCorpus(r io.Reader, name string) ([]Doc, error) {
 // needs every id in memory); a loader whose table keys on the id catches
 // duplicates. An error from fn stops the scan and is returned as is.
 func ScanCorpus(r io.Reader, name string, fn func(Doc) error) error {
+	return scanCorpusLines(r, name, func(_ int, d Doc) error { return fn(d) })
+}
+
+// scanCorpusLines is ScanCorpus passing each document's line number too:
+// a format error comes back wrapped, an error from fn as is.
+func scanCorpusLines(r io.Reader, name string, fn func(n int, d Doc) error) error {
 	var fnErr error
-	err := scanCorpus(r, name, func(_ int, d Doc) error {
-		if err := fn(d); err != nil {
+	err := scanCorpus(r, name, func(n int, d Doc) error {
+		if err := fn(n, d); err != nil {
 			fnErr = err
 			return err
 		}

@@ -113,18 +113,7 @@ func (c *Collection) eachDoc(fn func(n int, d Doc) error) error {
 		return fmt.Errorf("read corpus: %w", err)
 	}
 	defer f.Close()
-	var fnErr error
-	err = scanCorpus(f, c.Corpus, func(n int, d Doc) error {
-		if err := fn(n, d); err != nil {
-			fnErr = err
-			return err
-		}
-		return nil
-	})
-	if err != nil && fnErr == nil {
-		return fmt.Errorf("scan corpus: %w", err)
-	}
-	return err
+	return scanCorpusLines(f, c.Corpus, fn)
 }
 
 // DocsAt calls fn for the documents on lines (1-based line numbers of

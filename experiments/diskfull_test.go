@@ -38,8 +38,8 @@ func TestDiskFullSequence(t *testing.T) {
 		_, err := svc.Query(admin, QueryRequest{Project: "p", Branch: branch, SQL: sql})
 		return err
 	}
-	// direct runs statements one by one on a superuser connection of its own.
-	direct := func(branch string, sqls ...string) error {
+	// withConn calls fn with a superuser connection of its own to branch.
+	withConn := func(branch string, fn func(c *pgx.Conn) error) error {
 		l, err := svc.cfg.Compute.Acquire(ctx, "p", branch)
 		if err != nil {
 			return err
@@ -50,12 +50,18 @@ func TestDiskFullSequence(t *testing.T) {
 			return err
 		}
 		defer c.Close(ctx)
-		for _, sql := range sqls {
-			if _, err := c.Exec(ctx, sql); err != nil {
-				return fmt.Errorf("%s: %w", sql, err)
+		return fn(c)
+	}
+	// direct runs statements one by one on a superuser connection of its own.
+	direct := func(branch string, sqls ...string) error {
+		return withConn(branch, func(c *pgx.Conn) error {
+			for _, sql := range sqls {
+				if _, err := c.Exec(ctx, sql); err != nil {
+					return fmt.Errorf("%s: %w", sql, err)
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	}
 	storeDir := filepath.Join(small, "store")
 	avail := func() uint64 {
@@ -165,17 +171,9 @@ func TestDiskFullSequence(t *testing.T) {
 	var note string
 	var again int
 	read := func() error {
-		l, err := svc.cfg.Compute.Acquire(ctx, "p", "other")
-		if err != nil {
-			return err
-		}
-		defer l.Release()
-		c, err := pgx.Connect(ctx, l.ConnString(compute.RoleSuperuser, "", "postgres"))
-		if err != nil {
-			return err
-		}
-		defer c.Close(ctx)
-		return c.QueryRow(ctx, "SELECT (SELECT v FROM note), (SELECT count(*) FROM again)").Scan(&note, &again)
+		return withConn("other", func(c *pgx.Conn) error {
+			return c.QueryRow(ctx, "SELECT (SELECT v FROM note), (SELECT count(*) FROM again)").Scan(&note, &again)
+		})
 	}
 	if err := read(); err != nil {
 		t.Logf("read on other failed (low: %v, %d MiB available): %v; once more after its restart\n%s", st.SpaceLow(), avail()>>20, err, logs(t, svc, "other"))
