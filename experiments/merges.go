@@ -119,8 +119,6 @@ type MergeTimings struct {
 	Total float64 `json:"total_ms"`
 }
 
-func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
-
 // ResolveRequest resolves one conflict of a merge session.
 type ResolveRequest struct {
 	Project  string `json:"-"`
@@ -203,7 +201,7 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 		if err := s.mergeBase(m, src, dst, expires); err != nil {
 			return err
 		}
-		m.Timings.BaseFork = msSince(start)
+		m.Timings.BaseFork = ms(time.Since(start))
 		keep := req.Strategy == merge.Manual && !req.DryRun
 		defer func() {
 			if !keep {
@@ -214,7 +212,7 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 		if err := s.runMerge(ctx, m, merge.Resolve(req.Strategy, nil), apply); err != nil {
 			return err
 		}
-		m.Timings.Total = msSince(start)
+		m.Timings.Total = ms(time.Since(start))
 		switch {
 		case req.DryRun:
 			m.Status = MergePreview
@@ -335,7 +333,7 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 		return err
 	}
 	defer releaseBase()
-	m.Timings.BaseStart = msSince(t0)
+	m.Timings.BaseStart = ms(time.Since(t0))
 	t0 = time.Now()
 	src, releaseSrc, err := s.connect(ctx, m.Project, m.Source, ReadOnly)
 	if err != nil {
@@ -347,7 +345,7 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 		return err
 	}
 	defer releaseDst()
-	m.Timings.SidesStart = msSince(t0)
+	m.Timings.SidesStart = ms(time.Since(t0))
 	snapshot := ""
 	if apply {
 		snapshot = "pre-merge." + m.ID
@@ -570,11 +568,11 @@ func (s *Service) CompleteMerge(ctx context.Context, project, id string) (*Merge
 		if err := s.sessionBase(m); err != nil {
 			return err
 		}
-		m.Timings.BaseFork = msSince(start)
+		m.Timings.BaseFork = ms(time.Since(start))
 		if err := s.runMerge(ctx, m, merge.Resolve(merge.Fail, m.Resolutions), true); err != nil {
 			return err
 		}
-		m.Timings.Total = msSince(start)
+		m.Timings.Total = ms(time.Since(start))
 		if m.Status == MergeMerged {
 			s.dropBase(ctx, m)
 		} else {

@@ -141,6 +141,8 @@ func (l *largeStore) build(b *testing.B, files int) {
 				b.Fatal(err)
 			}
 		}
+	} else if _, err2 := l.s.Branches("small"); err2 != nil { // not a store built earlier
+		b.Fatal(err)
 	}
 	l.age()
 	if _, err := l.s.GC(context.Background()); err != nil {
