@@ -46,8 +46,10 @@
 //
 // # Capacity
 //
-// At most MaxRunning endpoints (and at most MemoryBudget/EndpointMemory)
-// are starting, running or idle at once. A wake that needs room suspends the
+// At most MaxRunning endpoints are starting, running or idle at once, and
+// with a MemoryBudget only as many as it holds: each is assumed to use
+// EndpointMemory, plus its shared_buffers beyond the default 128MB (an
+// experiment fork's, SetSettings). A wake that needs room suspends the
 // least recently used endpoint without open connections; when every running
 // endpoint has connections, Acquire fails at once with ErrCapacity ("too
 // many active branches"), which the proxy turns into SQLSTATE 53300.

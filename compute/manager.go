@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -90,8 +91,9 @@ type Config struct {
 	// MaxRunning is the maximum number of endpoints in the starting,
 	// running or idle states. Default 16.
 	MaxRunning int
-	// MemoryBudget bounds MaxRunning further: at most
-	// MemoryBudget/EndpointMemory endpoints run. Default 0, no budget.
+	// MemoryBudget bounds MaxRunning further: the running endpoints'
+	// assumed memory (EndpointMemory each, plus shared_buffers over the
+	// default 128MB) stays within it. Default 0, no budget.
 	MemoryBudget int64
 	// EndpointMemory is what one running endpoint is assumed to use, in
 	// bytes. Default 256 MiB.
@@ -195,6 +197,7 @@ type Manager struct {
 	closed    bool
 	endpoints map[key]*endpoint
 	overrides map[key]Timers
+	settings  map[key]map[string]string // per-branch postmaster settings (SetSettings)
 }
 
 type key struct{ project, branch string }
@@ -269,7 +272,7 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, timers: t, log: cfg.Logger.With("component", "compute"),
 		ctx: ctx, cancel: cancel, poke: make(chan struct{}, 1),
-		endpoints: map[key]*endpoint{}, overrides: map[key]Timers{},
+		endpoints: map[key]*endpoint{}, overrides: map[key]Timers{}, settings: map[key]map[string]string{},
 	}
 	m.metrics = newMetrics(m)
 	return m, nil
@@ -370,6 +373,38 @@ func (m *Manager) SetTimers(project, branch string, t *Timers) {
 		m.overrides[k] = *t
 	}
 	m.kick()
+}
+
+// SetSettings sets postmaster settings of one branch's endpoint on top of
+// Config.Settings, from its next start on (nil removes them): the
+// experiment service gives its run forks shared_buffers that hold their
+// index. The Manager's own settings (port, socket, listen and hba) cannot
+// be set, and a shared_buffers above the default also counts against
+// Config.MemoryBudget (memoryOf).
+func (m *Manager) SetSettings(project, branch string, settings map[string]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := key{project, branch}
+	if settings == nil {
+		delete(m.settings, k)
+		return
+	}
+	m.settings[k] = maps.Clone(settings)
+}
+
+// memoryOf is what ep is assumed to use running: Config.EndpointMemory,
+// plus what its shared_buffers (Config.Settings, then SetSettings) adds
+// over the default 128MB. m.mu held.
+func (m *Manager) memoryOf(ep *endpoint) int64 {
+	sb := m.cfg.Settings["shared_buffers"]
+	if v, ok := m.settings[ep.key]["shared_buffers"]; ok {
+		sb = v
+	}
+	n, err := pgMemory(sb)
+	if err != nil || n <= defaultSharedBuffers {
+		return m.cfg.EndpointMemory
+	}
+	return m.cfg.EndpointMemory + n - defaultSharedBuffers
 }
 
 func (m *Manager) timersOf(k key) Timers {
@@ -613,26 +648,28 @@ func (m *Manager) failLocked(ep *endpoint, err error) {
 	}
 }
 
-func (m *Manager) running() int {
-	n := 0
+// running returns how many endpoints are starting, running or idle and
+// the memory they are assumed to use (memoryOf). m.mu held.
+func (m *Manager) running() (n int, mem int64) {
 	for _, ep := range m.endpoints {
 		if ep.state == Starting || ep.state == Running || ep.state == Idle {
 			n++
+			mem += m.memoryOf(ep)
 		}
 	}
-	return n
+	return n, mem
 }
 
 // makeRoomLocked decides whether ep may start: nil results mean yes; a
 // victim is to be suspended first; wait means another suspend frees room
 // soon. m.mu held.
 func (m *Manager) makeRoomLocked(ep *endpoint) (victim *endpoint, wait <-chan struct{}, err error) {
-	limit := m.cfg.MaxRunning
-	if m.cfg.MemoryBudget > 0 {
-		limit = min(limit, int(m.cfg.MemoryBudget/m.cfg.EndpointMemory))
+	n, mem := m.running()
+	need := m.memoryOf(ep)
+	if m.cfg.MemoryBudget > 0 && need > m.cfg.MemoryBudget {
+		return nil, nil, fmt.Errorf("%w: the memory budget of %d MiB holds no endpoint of %d MiB; raise the memory budget", ErrCapacity, m.cfg.MemoryBudget>>20, need>>20)
 	}
-	n := m.running()
-	if n < limit {
+	if n < m.cfg.MaxRunning && (m.cfg.MemoryBudget <= 0 || mem+need <= m.cfg.MemoryBudget) {
 		return nil, nil, nil
 	}
 	for _, o := range m.endpoints {
@@ -648,9 +685,6 @@ func (m *Manager) makeRoomLocked(ep *endpoint) (victim *endpoint, wait <-chan st
 	}
 	if victim != nil {
 		return victim, nil, nil
-	}
-	if limit < 1 {
-		return nil, nil, fmt.Errorf("%w: the memory budget of %d MiB holds no endpoint of %d MiB; raise the memory budget", ErrCapacity, m.cfg.MemoryBudget>>20, m.cfg.EndpointMemory>>20)
 	}
 	return nil, nil, fmt.Errorf("%w: all %d running endpoints have open connections; close connections to other branches or raise the limit of running endpoints", ErrCapacity, n)
 }

@@ -227,6 +227,53 @@ func TestCapacityLRU(t *testing.T) {
 	}
 }
 
+// TestBranchSettings: SetSettings gives one branch's postmaster its own
+// settings from its next start (the Manager's own stay), and a larger
+// shared_buffers counts against the memory budget.
+func TestBranchSettings(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, compute.Config{MemoryBudget: 700 << 20, EndpointMemory: 200 << 20})
+	for _, b := range []string{"big", "x", "y"} {
+		e.branch(t, "p", b)
+	}
+	e.m.SetSettings("p", "big", map[string]string{"shared_buffers": "384MB", "work_mem": "7MB", "port": "1"})
+	lb := acquire(t, e.m, "p", "big")
+	if got := query(t, lb, "SELECT current_setting('shared_buffers') || ' ' || current_setting('work_mem')"); got != "384MB 7MB" {
+		t.Fatalf("big's settings: %q, want 384MB 7MB", got)
+	}
+	if got := query(t, lb, "SELECT current_setting('port')"); got == "1" {
+		t.Fatal("SetSettings overrode the Manager's own port")
+	}
+	lx := acquire(t, e.m, "p", "x")
+	if got := query(t, lx, "SELECT current_setting('shared_buffers')"); got != "128MB" {
+		t.Fatalf("x's shared_buffers: %q, want the default 128MB", got)
+	}
+	lx.Release()
+	// big is assumed to use 200 + 256 MiB: with x's 200 the budget of 700
+	// holds no third endpoint while big is leased (x is not, so it makes room).
+	ly := acquire(t, e.m, "p", "y")
+	if s := e.m.Status("p", "x").State; s != compute.Suspended {
+		t.Fatalf("x is %s, want suspended to make room for y within the budget", s)
+	}
+	ly.Release()
+	lb.Release()
+	// Without its settings (and after a restart), big is an ordinary endpoint.
+	e.m.SetSettings("p", "big", nil)
+	if err := e.m.Suspend(context.Background(), "p", "big"); err != nil {
+		t.Fatal(err)
+	}
+	lb = acquire(t, e.m, "p", "big")
+	defer lb.Release()
+	if got := query(t, lb, "SELECT current_setting('shared_buffers')"); got != "128MB" {
+		t.Fatalf("big's shared_buffers after SetSettings(nil): %q, want 128MB", got)
+	}
+	// A branch whose shared_buffers alone exceeds the budget is refused.
+	e.m.SetSettings("p", "x", map[string]string{"shared_buffers": "1GB"})
+	if _, err := e.m.Acquire(context.Background(), "p", "x"); !errors.Is(err, compute.ErrCapacity) {
+		t.Fatalf("shared_buffers over the budget: want ErrCapacity, got %v", err)
+	}
+}
+
 // TestTimersAndMetrics walks one branch through every state on its own
 // timers, with per-branch overrides, and checks the metrics.
 func TestTimersAndMetrics(t *testing.T) {

@@ -66,15 +66,17 @@ func (m *Manager) start(ep *endpoint) error {
 	// overwritten. They are still zero-filled (wal_init_zero stays on): a
 	// sparse segment let a branch write past its share of the free-space
 	// reserve (TestDiskFullSequence failed 9 runs in 10 with it off).
-	settings := map[string]string{"shared_buffers": "128MB", "max_connections": "100",
+	settings := map[string]string{"shared_buffers": strconv.Itoa(defaultSharedBuffers>>20) + "MB", "max_connections": "100",
 		"logging_collector": "off", "log_destination": "stderr", "recovery_init_sync_method": "syncfs",
 		"wal_recycle": "off", "hba_file": hba, "unix_socket_permissions": "0700"}
-	for k, v := range m.cfg.Settings {
-		switch k {
-		case "port", "unix_socket_directories", "listen_addresses", "hba_file", "unix_socket_permissions":
-			// the Manager's own: the proxy must find the endpoint
-		default:
-			settings[k] = v
+	m.mu.Lock()
+	own := m.settings[ep.key]
+	m.mu.Unlock()
+	for _, set := range []map[string]string{m.cfg.Settings, own} {
+		for k, v := range set {
+			if !ownSetting(k) {
+				settings[k] = v
+			}
 		}
 	}
 	sb, err := m.standbyOf(ep)
