@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -390,6 +391,25 @@ func (m *Manager) SetSettings(project, branch string, settings map[string]string
 		return
 	}
 	m.settings[k] = maps.Clone(settings)
+}
+
+// MaxSharedBuffers is the largest shared_buffers (bytes) one endpoint can
+// be given with SetSettings and still start within Config.MemoryBudget;
+// math.MaxInt64 without a budget.
+func (m *Manager) MaxSharedBuffers() int64 {
+	if m.cfg.MemoryBudget <= 0 {
+		return math.MaxInt64
+	}
+	return max(m.cfg.MemoryBudget-m.cfg.EndpointMemory+defaultSharedBuffers, 0)
+}
+
+// SharedBuffers is the shared_buffers (bytes) of endpoints without their
+// own (SetSettings): Config.Settings' or the default 128MB.
+func (m *Manager) SharedBuffers() int64 {
+	if n, err := pgMemory(m.cfg.Settings["shared_buffers"]); err == nil && m.cfg.Settings["shared_buffers"] != "" {
+		return n
+	}
+	return defaultSharedBuffers
 }
 
 // memoryOf is what ep is assumed to use running: Config.EndpointMemory,

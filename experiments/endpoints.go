@@ -79,6 +79,9 @@ func (s *Service) stopEndpoint(ctx context.Context, project, branch string, disc
 	if err := stop(ctx, project, branch); err != nil {
 		return fmt.Errorf("stop endpoint of %s: %w", branch, computeErr(err))
 	}
+	if discard {
+		s.cfg.Compute.SetSettings(project, branch, nil)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -26,9 +27,24 @@ func TestMaterializations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres and FUSE")
 	}
-	svc := storeService(t, "p", nil)
+	// Endpoints get 16MB of shared buffers, less than an HNSW fork's
+	// evaluation is sized to (buffers.go): the cold build's fork restarts
+	// with them, a reuse's starts with them.
+	svc := storeService(t, "p", map[string]string{"shared_buffers": "16MB"})
 	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), LocalCaller), 10*time.Minute)
 	defer cancel()
+	buffers := func(r *Run) {
+		t.Helper()
+		for _, v := range r.Variants {
+			want := "16MB"
+			if v.Name == "hnsw" {
+				want = fmt.Sprintf("%dMB", svc.evalBuffers(v.IndexBytes)>>20)
+			}
+			if v.Provenance == nil || v.Provenance.Settings["shared_buffers"] != want {
+				t.Errorf("run %s variant %s: provenance %+v, want shared_buffers %s", r.ID, v.Name, v.Provenance, want)
+			}
+		}
+	}
 	if _, err := svc.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "gone"}); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +101,7 @@ func TestMaterializations(t *testing.T) {
 
 	r1 := run(spec("gone", exact, hnsw))
 	built(r1)
+	buffers(r1)
 	ms, err := svc.ListMaterializations(ctx, "p")
 	if err != nil || len(ms) != 2 {
 		t.Fatalf("materializations after the first run: %+v (%v)", ms, err)
@@ -122,6 +139,12 @@ func TestMaterializations(t *testing.T) {
 	again.KeepBranches = true
 	r2 := run(again)
 	reused(r2, r1)
+	buffers(r2)
+	// The kept reuse runs with them (not only records them).
+	if res, err := svc.Query(ctx, QueryRequest{Project: "p", Branch: r2.Variants[1].Branch, SQL: "SHOW shared_buffers"}); err != nil ||
+		len(res.Results[0].Rows) != 1 || res.Results[0].Rows[0][0] != r2.Variants[1].Provenance.Settings["shared_buffers"] {
+		t.Errorf("the reused HNSW fork's shared_buffers: %+v (%v)", res, err)
+	}
 	// The reuse read the exact top-k (ANN recall's ground truth) recorded
 	// with the materialization: less than one pass over the table (the
 	// provenance samples 1000 rows' norms), not one per query.

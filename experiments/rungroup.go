@@ -133,6 +133,9 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 			growth = &forkGrowth{usage: usage, project: run.Project, branch: name, before: b.Delta}
 		}
 	}
+	if mat != nil {
+		s.sizeForkBuffers(run.Project, name, mat.IndexBytes)
+	}
 	conn, release, err := s.connect(ctx, run.Project, name, ReadWrite)
 	if err != nil {
 		return fail("connect", err), nil
@@ -199,6 +202,16 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	// replaces it.
 	fk := &evalFork{s: s, project: run.Project, branch: name, conn: conn, release: release}
 	release = fk.close
+	if _, ok := s.cfg.Branches.(ForkRestarter); ok && mat == nil && s.sizeForkBuffers(run.Project, name, vr.IndexBytes) {
+		// Built with the default; evaluated with the index in memory
+		// (buffers.go). The restart's checkpoint is keepMaterialization's.
+		if err := fk.restart(ctx); err != nil {
+			return fail("eval", fmt.Errorf("restart with shared_buffers for the index: %w", err)), nil
+		}
+	}
+	if err := recordBuffers(ctx, fk.conn, vr.Provenance); err != nil {
+		return fail("provenance", err), nil
+	}
 	out = make([]VariantRun, len(vs))
 	for i, p := range vs {
 		if lf.lexical {
