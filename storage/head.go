@@ -42,6 +42,7 @@ type Head struct {
 	orphans map[uint64]bool // inodes with nlink 0 awaiting Forget
 	wbuf    map[bkey][]byte // buffered block writes (BlockSize each), newest content
 	free    [][]byte        // recycled wbuf blocks
+	tickGen uint64          // gen at the previous tick's flush (Store.flushHeads)
 	lastSeq uint64
 	closed  bool
 	buf     []byte

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -69,5 +70,47 @@ func TestGCLargeFlush(t *testing.T) {
 	if got := countKeys(t, s, enc.KindBlock, tl, f.Ino); got != n {
 		t.Fatalf("%d block versions kept, want %d", got, n)
 	}
+	ok(t, h.Close())
+}
+
+// TestIdleHeadFreesBuffer: the blocks a head recycles after a flush stay
+// for its next writes while it writes, and go once a whole tick passed
+// without a commit: an idle head holds no write buffer. Its data is
+// untouched.
+func TestIdleHeadFreesBuffer(t *testing.T) {
+	s := openTest(t, &Options{GCInterval: -1, HistoryTick: time.Hour})
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	p := make([]byte, 256*BlockSize)
+	for i := range p {
+		p[i] = byte(i/BlockSize + 1)
+	}
+	recycled := func() int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.free)
+	}
+	must[int](t)(h.WriteAt(f.Ino, p, 0))
+	ok(t, h.Sync())
+	if n := recycled(); n != 256 {
+		t.Fatalf("after a flush of 256 blocks the head recycles %d", n)
+	}
+	s.Tick() // the tick that saw the commit keeps them
+	if n := recycled(); n != 256 {
+		t.Fatalf("after a tick with a commit the head recycles %d blocks, want 256", n)
+	}
+	s.Tick() // a whole tick without one
+	if n := recycled(); n != 0 {
+		t.Fatalf("an idle head keeps %d recycled blocks", n)
+	}
+	got := make([]byte, len(p))
+	must[int](t)(h.ReadAt(f.Ino, got, 0))
+	if !bytes.Equal(got, p) {
+		t.Fatal("an idle head's data changed")
+	}
+	must[int](t)(h.WriteAt(f.Ino, p[:BlockSize], 0)) // and it writes again
+	ok(t, h.Sync())
 	ok(t, h.Close())
 }

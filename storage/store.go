@@ -450,13 +450,21 @@ func (s *Store) background() {
 	}
 }
 
-// flushHeads flushes every open head's write-back buffer.
+// flushHeads flushes every open head's write-back buffer. A head that
+// committed nothing since the previous tick also gives its recycled
+// blocks back (up to Options.HeadBufferBytes each), so idle heads hold
+// no write buffer.
 func (s *Store) flushHeads() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, h := range s.heads {
 		h.mu.Lock()
-		_ = h.flushLocked()
+		if h.gen.Load() == h.tickGen && len(h.wbuf) == 0 && len(h.dirty) == 0 {
+			h.free = nil
+		} else {
+			_ = h.flushLocked()
+			h.tickGen = h.gen.Load()
+		}
 		h.mu.Unlock()
 	}
 }
