@@ -94,7 +94,9 @@
 // pgvector's iterative scan when ef_search would cap the hits below k
 // (SearchSpec.IterativeScan). Latency and QPS are then measured after
 // warm-up, over repeated passes and at concurrent clients (TimingSpec,
-// TimingReport). Everything is recorded in the control
+// TimingReport), on a fork whose shared_buffers hold its index (within
+// Config.IndexMemoryBudget; buffers.go, recorded in the provenance's
+// settings). Everything is recorded in the control
 // database: per-query rankings in batches as they are produced, beside
 // the run's record (rankings.go), so a million-document run holds only
 // document ids in memory and a cancelled or interrupted variant keeps the
