@@ -60,7 +60,9 @@
 // A Head caches inode attributes (it is the only writer of its timeline)
 // and buffers block writes (Options.HeadBufferBytes, default 32 MiB):
 // rewriting a block before the next flush replaces it in memory, which is
-// what Postgres does to its current WAL page on every commit. A flush
+// what Postgres does to its current WAL page on every commit. Flushed
+// blocks are recycled for the next writes until a whole history tick
+// passes without a commit; then an idle head lets them go. A flush
 // commits all buffered blocks and attribute changes as one pebble batch with
 // one seq, without fsync. Flushes happen on Sync, when the buffer is full,
 // at every history tick, before any other mutation (so metadata never
