@@ -135,11 +135,7 @@ func TestOrphansAfterCrash(t *testing.T) {
 // (the store then writes explicit tombstones) in a child of a parent with
 // data, and compares with the expected bytes after every step.
 func TestManyTruncations(t *testing.T) {
-	s := openTest(t, nil)
-	_, _, err := s.CreateProject("p")
-	ok(t, err)
-	h := must[*Head](t)(s.OpenHead("p", "main"))
-	f := must[Attr](t)(h.Create(RootIno, "f", 0o600, 0, 0))
+	s, h, f := headFile(t, nil, 0o600)
 	want := make([]byte, 40*BlockSize)
 	for i := range want {
 		want[i] = byte(i%251) + 1

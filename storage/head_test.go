@@ -36,11 +36,7 @@ func TestTrimZeros(t *testing.T) {
 // incremental pass, and a full pass then finds nothing more.
 func TestGCLargeFlush(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
-	s := openTest(t, &Options{GCInterval: -1, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now})
-	_, _, err := s.CreateProject("p")
-	ok(t, err)
-	h := must[*Head](t)(s.OpenHead("p", "main"))
-	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	s, h, f := headFile(t, &Options{GCInterval: -1, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now}, 0o644)
 	must[GCStats](t)(s.GC(context.Background())) // the first pass after Open is a full one
 	const n = 3 << 10                            // 24 MiB in one flush: over half the memtable
 	write := func(round int) {
@@ -78,11 +74,7 @@ func TestGCLargeFlush(t *testing.T) {
 // without a commit: an idle head holds no write buffer. Its data is
 // untouched.
 func TestIdleHeadFreesBuffer(t *testing.T) {
-	s := openTest(t, &Options{GCInterval: -1, HistoryTick: time.Hour})
-	_, _, err := s.CreateProject("p")
-	ok(t, err)
-	h := must[*Head](t)(s.OpenHead("p", "main"))
-	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	s, h, f := headFile(t, &Options{GCInterval: -1, HistoryTick: time.Hour}, 0o644)
 	p := make([]byte, 256*BlockSize)
 	for i := range p {
 		p[i] = byte(i/BlockSize + 1)

@@ -29,6 +29,17 @@ func openTest(t testing.TB, opts *Options) *Store {
 	return s
 }
 
+// headFile opens a store with opts (openTest), creates project "p" and a
+// file "f" with mode in its main head, and returns them.
+func headFile(t testing.TB, opts *Options, mode uint32) (*Store, *Head, Attr) {
+	t.Helper()
+	s := openTest(t, opts)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	return s, h, must[Attr](t)(h.Create(RootIno, "f", mode, 0, 0))
+}
+
 func must[T any](t testing.TB) func(v T, err error) T {
 	return func(v T, err error) T {
 		t.Helper()
