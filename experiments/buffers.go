@@ -3,6 +3,7 @@ package experiments
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -44,6 +45,28 @@ func (s *Service) sizeForkBuffers(project, branch string, indexBytes int64) bool
 	}
 	s.cfg.Compute.SetSettings(project, branch, map[string]string{"shared_buffers": fmt.Sprintf("%dMB", n>>20)})
 	return true
+}
+
+// dropSizedBuffers gives run fork branch of project the endpoints'
+// default shared_buffers again, after it did not start with the sized ones
+// (err: a host that refuses that much shared memory, or compute's memory
+// budget taken by other endpoints). The caller starts it again.
+func (s *Service) dropSizedBuffers(project, branch string, err error) {
+	s.log.Warn("run fork did not start with shared_buffers sized to its index; starting it with the default",
+		slog.String("project", project), slog.String("branch", branch), slog.String("err", err.Error()))
+	s.cfg.Compute.SetSettings(project, branch, nil)
+}
+
+// connectFork connects to run fork branch of project, whose shared_buffers
+// were sized (sized) or not: a fork that does not start with sized ones
+// starts with the default.
+func (s *Service) connectFork(ctx context.Context, project, branch string, sized bool) (*pgx.Conn, func(), error) {
+	conn, release, err := s.connect(ctx, project, branch, ReadWrite)
+	if err == nil || !sized || ctx.Err() != nil {
+		return conn, release, err
+	}
+	s.dropSizedBuffers(project, branch, err)
+	return s.connect(ctx, project, branch, ReadWrite)
 }
 
 // recordBuffers adds the fork's shared_buffers to the settings p records.

@@ -134,10 +134,8 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 			growth = &forkGrowth{usage: usage, project: run.Project, branch: name, before: b.Delta}
 		}
 	}
-	if mat != nil {
-		s.sizeForkBuffers(run.Project, name, mat.IndexBytes)
-	}
-	conn, release, err := s.connect(ctx, run.Project, name, ReadWrite)
+	sized := mat != nil && s.sizeForkBuffers(run.Project, name, mat.IndexBytes)
+	conn, release, err := s.connectFork(ctx, run.Project, name, sized)
 	if err != nil {
 		return fail("connect", err), nil
 	}
@@ -206,8 +204,13 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	if _, ok := s.cfg.Branches.(ForkRestarter); ok && mat == nil && s.sizeForkBuffers(run.Project, name, vr.IndexBytes) {
 		// Built with the default; evaluated with the index in memory
 		// (buffers.go). The restart's checkpoint is keepMaterialization's.
-		if err := fk.restart(ctx); err != nil {
-			return fail("eval", fmt.Errorf("restart with shared_buffers for the index: %w", err)), nil
+		if err := fk.restart(ctx); err != nil && ctx.Err() == nil {
+			s.dropSizedBuffers(run.Project, name, err)
+			if err := fk.restart(ctx); err != nil {
+				return fail("eval", fmt.Errorf("restart: %w", err)), nil
+			}
+		} else if err != nil {
+			return fail("eval", err), nil
 		}
 	}
 	if err := recordBuffers(ctx, fk.conn, vr.Provenance); err != nil {

@@ -1,0 +1,44 @@
+package experiments
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestForkBuffersFallBack: a run fork whose Postgres does not start with
+// the shared_buffers it was given (here 1TB, which this host refuses to
+// map) starts with the endpoints' default instead, and keeps it.
+func TestForkBuffersFallBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and FUSE")
+	}
+	t.Parallel()
+	svc := storeService(t, "p", nil)
+	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), LocalCaller), 5*time.Minute)
+	defer cancel()
+	for _, b := range []string{"plain", "fallback"} {
+		if _, err := svc.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: b}); err != nil {
+			t.Fatal(err)
+		}
+		svc.cfg.Compute.SetSettings("p", b, map[string]string{"shared_buffers": "1TB"})
+	}
+	// Without the fallback the start fails: the test's premise.
+	if _, _, err := svc.connectFork(ctx, "p", "plain", false); err == nil {
+		t.Log("DEBUG no error")
+	} else {
+		t.Log("DEBUG", err)
+	}
+	if _, _, err := svc.connectFork(ctx, "p", "plain", false); err == nil {
+		t.Fatal("a fork with shared_buffers 1TB started; this test needs a host that refuses it")
+	}
+	conn, release, err := svc.connectFork(ctx, "p", "fallback", true)
+	if err != nil {
+		t.Fatalf("the fallback to the default shared_buffers: %v", err)
+	}
+	defer release()
+	var sb string
+	if err := conn.QueryRow(ctx, "SHOW shared_buffers").Scan(&sb); err != nil || sb != "128MB" {
+		t.Fatalf("shared_buffers after the fallback: %q (%v), want the default 128MB", sb, err)
+	}
+}
