@@ -69,18 +69,19 @@ func (s *Service) connectFork(ctx context.Context, project, branch string, sized
 	return s.connect(ctx, project, branch, ReadWrite)
 }
 
-// recordBuffers adds the fork's shared_buffers to the settings p records.
-func recordBuffers(ctx context.Context, conn *pgx.Conn, p *VariantProvenance) error {
-	if p == nil {
-		return nil
-	}
+// recordBuffers adds the fork's shared_buffers to the settings p records
+// (when there is a p) and returns them in bytes.
+func recordBuffers(ctx context.Context, conn *pgx.Conn, p *VariantProvenance) (int64, error) {
 	var sb string
-	if err := conn.QueryRow(ctx, "SELECT current_setting('shared_buffers')").Scan(&sb); err != nil {
-		return fmt.Errorf("shared_buffers: %w", err)
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT current_setting('shared_buffers'), setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'").Scan(&sb, &n); err != nil {
+		return 0, fmt.Errorf("shared_buffers: %w", err)
 	}
-	if p.Settings == nil {
-		p.Settings = map[string]string{}
+	if p != nil {
+		if p.Settings == nil {
+			p.Settings = map[string]string{}
+		}
+		p.Settings["shared_buffers"] = sb
 	}
-	p.Settings["shared_buffers"] = sb
-	return nil
+	return n, nil
 }

@@ -362,9 +362,10 @@ func (s *Service) applyDelta(ctx context.Context, conn *pgx.Conn, project, branc
 // prewarmIndex reads index (on the fork branch of project; none when
 // empty) into shared buffers (sized to hold it, buffers.go) and the
 // operating system's cache in one sequential pass with pg_prewarm: the
-// inserts of a delta otherwise read an HNSW graph's pages one random
-// read at a time, through the copy-on-write store, and wait for each. The extension is created in a transaction that is rolled
-// back, so the fork's schema stays as it was (the pages read stay
+// inserts of a delta and the first queries otherwise read an HNSW graph's
+// pages one random read at a time, through the copy-on-write store, and
+// wait for each. The extension is created in a transaction that is
+// rolled back, so the fork's schema stays as it was (the pages read stay
 // cached). It changes no data; its error is only worth a log line.
 func (s *Service) prewarmIndex(ctx context.Context, project, branch, index string) error {
 	if index == "" {

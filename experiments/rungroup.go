@@ -213,14 +213,15 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 			return fail("eval", err), nil
 		}
 	}
-	if err := recordBuffers(ctx, fk.conn, vr.Provenance); err != nil {
+	buffers, err := recordBuffers(ctx, fk.conn, vr.Provenance)
+	if err != nil {
 		return fail("provenance", err), nil
 	}
-	// The index goes into memory in one sequential pass (a delta's did
-	// already), not page by page under the first queries; the first
-	// point's evaluation counts it.
+	// An index that fits goes into memory in one sequential pass (a
+	// delta's did already), not page by page under the first queries; the
+	// first point's evaluation counts it.
 	var warm time.Duration
-	if !incr && vr.IndexName != "" {
+	if !incr && vr.IndexName != "" && vr.IndexBytes <= buffers {
 		t := time.Now()
 		if err := s.prewarmIndex(ctx, run.Project, name, vr.IndexName); err != nil {
 			s.log.Warn("prewarm the index", slog.String("index", vr.IndexName), slog.String("err", err.Error()))
