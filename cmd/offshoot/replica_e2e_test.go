@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -300,6 +301,16 @@ func TestE2EReplica(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("2 min after a crash during the copy: replica %d, project %d, slots %d\n%s", c1, c2, n, b.logLines("replica"))
 		}
+	}
+
+	// Nor is the copy's mount left behind (its FUSE server died with the
+	// server): the restart detached it.
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if init := filepath.Join(b.dataDir, "run", "init"); strings.Contains(string(mounts), " "+init+"/") {
+		t.Fatalf("a mount under %s survived the restart:\n%s", init, mounts)
 	}
 
 	// MCP (a key makes the API require keys from here on).

@@ -27,6 +27,7 @@ import (
 	"github.com/offshootdb/offshoot/experiments"
 	"github.com/offshootdb/offshoot/mcp"
 	"github.com/offshootdb/offshoot/storage"
+	"github.com/offshootdb/offshoot/storage/cowfs"
 	"github.com/offshootdb/offshoot/vectors"
 )
 
@@ -294,6 +295,16 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	initDir := filepath.Join(o.runDir, "init")
 	if err := os.MkdirAll(initDir, 0o755); err != nil {
 		return err
+	}
+	// A crash while a project was created or a replica seeded leaves that
+	// mount here (its FUSE server gone); nothing else is mounted yet.
+	stale, err := cowfs.CleanStale(initDir)
+	if err != nil {
+		return fmt.Errorf("clean stale mounts under %s: %w", initDir, err)
+	}
+	for _, m := range stale {
+		a.log.Warn("detached a mount a crashed run left", "mount", m)
+		_ = os.Remove(m)
 	}
 
 	st, err := storage.Open(filepath.Join(a.cfg.DataDir, "store"), nil)
