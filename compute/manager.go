@@ -406,7 +406,7 @@ func (m *Manager) MaxSharedBuffers() int64 {
 // SharedBuffers is the shared_buffers (bytes) of endpoints without their
 // own (SetSettings): Config.Settings' or the default 128MB.
 func (m *Manager) SharedBuffers() int64 {
-	if n, err := pgMemory(m.cfg.Settings["shared_buffers"]); err == nil && m.cfg.Settings["shared_buffers"] != "" {
+	if n, err := pgMemory(m.cfg.Settings["shared_buffers"]); err == nil {
 		return n
 	}
 	return defaultSharedBuffers

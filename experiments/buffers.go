@@ -69,12 +69,31 @@ func (s *Service) connectFork(ctx context.Context, project, branch string, sized
 	return s.connect(ctx, project, branch, ReadWrite)
 }
 
+// resizeForkBuffers restarts the built fork fk with the shared_buffers
+// evalBuffers sizes for its index of indexBytes, when they differ from the
+// default and the branches can restart a fork; a fork that does not start
+// with them restarts with the default.
+func (s *Service) resizeForkBuffers(ctx context.Context, fk *evalFork, indexBytes int64) error {
+	if _, ok := s.cfg.Branches.(ForkRestarter); !ok || !s.sizeForkBuffers(fk.project, fk.branch, indexBytes) {
+		return nil
+	}
+	err := fk.restart(ctx)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	s.dropSizedBuffers(fk.project, fk.branch, err)
+	if err := fk.restart(ctx); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	return nil
+}
+
 // recordBuffers adds the fork's shared_buffers to the settings p records
 // (when there is a p) and returns them in bytes.
 func recordBuffers(ctx context.Context, conn *pgx.Conn, p *VariantProvenance) (int64, error) {
 	var sb string
 	var n int64
-	if err := conn.QueryRow(ctx, "SELECT current_setting('shared_buffers'), setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'").Scan(&sb, &n); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT current_setting('shared_buffers'), setting::bigint * current_setting('block_size')::bigint FROM pg_settings WHERE name = 'shared_buffers'").Scan(&sb, &n); err != nil {
 		return 0, fmt.Errorf("shared_buffers: %w", err)
 	}
 	if p != nil {

@@ -201,15 +201,10 @@ func (s *Service) runGroupOn(ctx context.Context, run *Run, base BranchPoint, vs
 	// replaces it.
 	fk := &evalFork{s: s, project: run.Project, branch: name, conn: conn, release: release}
 	release = fk.close
-	if _, ok := s.cfg.Branches.(ForkRestarter); ok && mat == nil && s.sizeForkBuffers(run.Project, name, vr.IndexBytes) {
+	if mat == nil {
 		// Built with the default; evaluated with the index in memory
 		// (buffers.go). The restart's checkpoint is keepMaterialization's.
-		if err := fk.restart(ctx); err != nil && ctx.Err() == nil {
-			s.dropSizedBuffers(run.Project, name, err)
-			if err := fk.restart(ctx); err != nil {
-				return fail("eval", fmt.Errorf("restart: %w", err)), nil
-			}
-		} else if err != nil {
+		if err := s.resizeForkBuffers(ctx, fk, vr.IndexBytes); err != nil {
 			return fail("eval", err), nil
 		}
 	}
