@@ -66,7 +66,9 @@ func (r *run) changedRegion(ctx context.Context, bt, st pgcat.Table) (reg Region
 	if err != nil || pb == "" || pb != ps {
 		return Region{}, false, err
 	}
+	t0 := time.Now()
 	reg, ok, err = r.Blocks.Changed(pb, max(nb, ns))
+	r.res.Timings.Compare += ms(time.Since(t0))
 	if err != nil || !ok {
 		return Region{}, false, err
 	}

@@ -204,11 +204,19 @@ type Result struct {
 
 // Timings are the phases of a merge, in milliseconds. Rows includes
 // Prepare (the block comparison's set-up: checkpoints of the base and the
-// source), which Run does when the first table needs it.
+// source), which Run does when the first table needs it, and the row
+// merge's parts over all tables: Compare (storage's block comparison),
+// Read (the changed rows of the base and the source), Lookup (the
+// changed keys on the target, and deciding each) and Write (the writes
+// to the target).
 type Timings struct {
 	Schema    float64 `json:"schema_ms"`
 	Prepare   float64 `json:"prepare_ms"`
 	Rows      float64 `json:"rows_ms"`
+	Compare   float64 `json:"compare_ms"`
+	Read      float64 `json:"read_ms"`
+	Lookup    float64 `json:"lookup_ms"`
+	Write     float64 `json:"write_ms"`
 	Sequences float64 `json:"sequences_ms"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -85,6 +86,8 @@ func (r *run) rows(ctx context.Context) error {
 		}
 	}
 	sort.SliceStable(plans, func(i, j int) bool { return rank[plans[i].name] < rank[plans[j].name] })
+	t0 := time.Now()
+	defer func() { r.res.Timings.Write += ms(time.Since(t0)) }()
 	for _, p := range plans {
 		if err := r.write(ctx, p); err != nil {
 			return fmt.Errorf("table %s: %w", p.name, err)
@@ -151,6 +154,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 			return nil, nil
 		}
 	}
+	t0 := time.Now()
 	// Narrowed, the base's rows are read while the source's are.
 	var baseRows pgcat.Stream
 	var baseErr error
@@ -207,6 +211,9 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		}
 	}
 	sr.Close()
+	t1 := time.Now()
+	r.res.Timings.Read += ms(t1.Sub(t0))
+	defer func() { r.res.Timings.Lookup += ms(time.Since(t1)) }()
 	if len(changes) == 0 {
 		r.res.Unchanged++
 		return nil, nil
