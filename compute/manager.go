@@ -463,6 +463,17 @@ func (l *Lease) ConnString(user, password, database string) string {
 	return s
 }
 
+// DataDir is the endpoint's PGDATA, its mounted volume, valid while the
+// lease is held.
+func (l *Lease) DataDir() string {
+	l.m.mu.Lock()
+	defer l.m.mu.Unlock()
+	if l.ep.vol == nil {
+		return ""
+	}
+	return l.ep.vol.Dir()
+}
+
 // Release ends the lease; the endpoint's idle timer starts when its last
 // lease is released. Safe to call more than once.
 func (l *Lease) Release() {

@@ -2,9 +2,11 @@ package merge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -30,28 +32,33 @@ type step struct {
 // schema replays the source's schema changes on the target and records
 // the sides' tables for the row merge.
 func (r *run) schema(ctx context.Context) error {
+	// The three catalogs are read at once, each on its own connection.
 	var objs [3]map[string]pgcat.Object
-	var err error
+	var tabs [3]map[string]pgcat.Table
+	var errs [3]error
+	var wg sync.WaitGroup
 	for i, c := range []*pgx.Conn{r.Base, r.Source, r.Target} {
-		list, err := pgcat.Objects(ctx, c)
-		if err != nil {
-			return err
-		}
-		objs[i] = map[string]pgcat.Object{}
-		for _, o := range list {
-			objs[i][o.Key] = o
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			list, err := pgcat.Objects(ctx, c)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			objs[i] = map[string]pgcat.Object{}
+			for _, o := range list {
+				objs[i][o.Key] = o
+			}
+			tabs[i], errs[i] = pgcat.Tables(ctx, c)
+		}()
 	}
-	if r.baseTabs, err = pgcat.Tables(ctx, r.Base); err != nil {
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
 		return err
 	}
-	if r.srcTabs, err = pgcat.Tables(ctx, r.Source); err != nil {
-		return err
-	}
-	tgtTabs, err := pgcat.Tables(ctx, r.Target)
-	if err != nil {
-		return err
-	}
+	r.baseTabs, r.srcTabs = tabs[0], tabs[1]
+	tgtTabs := tabs[2]
 	r.skip = map[string]bool{}
 	keys := map[string]bool{}
 	for _, m := range objs {
