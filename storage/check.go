@@ -77,6 +77,8 @@ func (s *Store) checkKeys() error {
 			continue
 		case enc.KindMeta:
 			_, err = enc.DecodeU64(v)
+		case enc.KindGCCands:
+			err = errors.New("saved GC candidates in an open store (Open deletes them)")
 		case enc.KindProject, enc.KindTimeline, enc.KindBranch, enc.KindSnapshot:
 			_, _, err = enc.DecodeIDKey(k)
 			if err == nil && !json.Valid(v) {

@@ -80,7 +80,9 @@ func (s *Store) gc(ctx context.Context, full bool) (st GCStats, err error) {
 	for _, tl := range tls {
 		if s.cands.takeFull(tl, full) {
 			st.FullTimelines++
-			err = s.gcTimeline(ctx, tl, &st)
+			if err = s.gcTimeline(ctx, tl, &st); err == nil {
+				s.cands.fullDone(tl)
+			}
 		} else {
 			err = s.gcCandidates(ctx, tl, &st)
 		}
@@ -113,7 +115,11 @@ func (s *Store) gcTimeline(ctx context.Context, tl uint64, st *GCStats) error {
 				return err
 			}
 			s.mu.Lock()
-			if s.closed || s.cat.timelines[tl] == nil {
+			if s.closed {
+				s.mu.Unlock()
+				return ErrClosed // the visit did not finish: tl stays marked
+			}
+			if s.cat.timelines[tl] == nil {
 				s.mu.Unlock()
 				return nil
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -190,5 +191,97 @@ func TestGCConcurrentWrites(t *testing.T) {
 	}
 	if got := readAll(t, h, f.Ino); !bytes.Equal(got, want[:len(got)]) {
 		t.Fatal("content differs after GC")
+	}
+}
+
+// TestGCCandidatesAcrossRestart: a clean close saves the GC candidates,
+// so the first pass after reopening is incremental, keeps what a snapshot
+// still reads (the parked candidates come back, and park again) and
+// collects it once the snapshot goes, with nothing left for a full pass
+// to find; the saved records are gone once the store is open, so a crash
+// finds none. A store closed before its first (full) pass finished saves
+// nothing and starts with a full pass.
+func TestGCCandidatesAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	opts := &Options{GCInterval: -1, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now}
+	age := func(s *Store) {
+		for range 3 {
+			clk.Add(6 * time.Second)
+			s.Tick()
+		}
+	}
+	reopen := func(s *Store) *Store {
+		t.Helper()
+		ok(t, s.Close())
+		s = must[*Store](t)(Open(dir, opts))
+		ok(t, s.Check()) // no saved candidates left in the open store
+		return s
+	}
+	s := must[*Store](t)(Open(dir, opts))
+	defer func() { _ = s.Close() }()
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	const blocks, rewritten = 64, 32
+	for i := range blocks {
+		must[int](t)(h.WriteAt(f.Ino, page(i), int64(i)*BlockSize))
+	}
+	ok(t, h.Sync())
+	age(s)
+	if st := must[GCStats](t)(s.GC(context.Background())); !st.Full {
+		t.Fatalf("first pass after Open: %+v, want a full one", st)
+	}
+	must[Snapshot](t)(s.Snapshot("p", "main", "before", SnapshotOptions{}))
+	for i := range rewritten {
+		must[int](t)(h.WriteAt(f.Ino, page(1000+i), int64(i)*BlockSize))
+	}
+	ok(t, h.Close())
+	tl := must[Branch](t)(s.Branch("p", "main")).Timeline
+	s = reopen(s)
+	v := must[*View](t)(s.OpenView("p", "main", AtSnapshot("before")))
+	for i := range rewritten {
+		got := make([]byte, BlockSize)
+		must[int](t)(v.ReadAt(f.Ino, got, int64(i)*BlockSize))
+		if !bytes.Equal(got, page(i)) {
+			t.Fatalf("block %d at the snapshot changed", i)
+		}
+	}
+	ok(t, v.Close())
+	age(s)
+	st := must[GCStats](t)(s.GC(context.Background()))
+	if st.Full || st.Candidates == 0 || st.Deleted != 0 {
+		t.Fatalf("first pass after a clean reopen: %+v, want an incremental pass that keeps what the snapshot reads", st)
+	}
+	if active, pinned := s.cands.count(); active != 0 || pinned == 0 {
+		t.Fatalf("after the pass: %d active and %d parked candidates, want only parked ones", active, pinned)
+	}
+	// Closed and reopened again while the versions are parked under the
+	// snapshot: they come back with the candidates.
+	s = reopen(s)
+	ok(t, s.DeleteSnapshot("p", "before"))
+	age(s)
+	st = must[GCStats](t)(s.GC(context.Background()))
+	if st.Full || st.Deleted < rewritten {
+		t.Fatalf("pass after the snapshot went: %+v, want an incremental pass deleting the %d old versions", st, rewritten)
+	}
+	if n := countKeys(t, s, enc.KindBlock, tl, f.Ino); n != blocks {
+		t.Fatalf("%d block versions left, want %d", n, blocks)
+	}
+	if fst := must[GCStats](t)(s.GCFull(context.Background())); fst.Deleted != 0 {
+		t.Fatalf("a full pass after the incremental ones deleted %d versions", fst.Deleted)
+	}
+	// What a crash leaves (pebble's consistent copy of the open store):
+	// no saved candidates, so the first pass is a full one; closed before
+	// that pass, it saves none either.
+	crashed := filepath.Join(t.TempDir(), "crashed")
+	ok(t, s.db.Checkpoint(crashed))
+	c := must[*Store](t)(Open(crashed, opts))
+	ok(t, c.Close())
+	c = must[*Store](t)(Open(crashed, opts))
+	defer func() { _ = c.Close() }()
+	if st := must[GCStats](t)(c.GC(context.Background())); !st.Full {
+		t.Fatalf("first pass after a crash: %+v, want a full one", st)
 	}
 }

@@ -26,10 +26,10 @@ import (
 // tick passes its shadowing seq; the newest version of a key in a live
 // timeline comes back with the next write of that key. A timeline whose
 // branch went away (detached, still read by a snapshot or child) is
-// visited whole once. Candidates live in memory only: the first pass
-// after Open is a full pass that rebuilds them (no write-path cost and no
-// on-disk format for them; a restart costs one pass over the store, as
-// every pass did before).
+// visited whole once. Candidates live in memory (no write-path cost for
+// them); a clean Close saves them and the next Open loads them
+// (gccandsave.go), while the first pass after a crash is a full pass that
+// rebuilds them.
 
 // candBlocks is the number of blocks one block candidate covers (one bit each).
 const candBlocks = 64
@@ -206,8 +206,9 @@ func (cs *candidates) drop(tl uint64) {
 	delete(cs.tls, tl)
 }
 
-// takeFull reports whether tl is to be visited whole (clearing the mark),
-// and if so forgets its candidates: the visit records them anew.
+// takeFull reports whether tl is to be visited whole, and if so forgets
+// its candidates: the visit records them anew. The mark stays until the
+// visit finished (fullDone), so that an interrupted visit is done again.
 func (cs *candidates) takeFull(tl uint64, all bool) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -216,7 +217,22 @@ func (cs *candidates) takeFull(tl uint64, all bool) bool {
 		return false
 	}
 	delete(cs.tls, tl)
+	cs.tlLocked(tl).full = true
 	return true
+}
+
+// fullDone clears tl's mark once a whole visit of it finished.
+func (cs *candidates) fullDone(tl uint64) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	t := cs.tls[tl]
+	switch {
+	case t == nil:
+	case len(t.active) == 0 && len(t.pinned) == 0:
+		delete(cs.tls, tl)
+	default:
+		t.full = false
+	}
 }
 
 // ripe returns the keys of tl's active candidates a pass should visit, in

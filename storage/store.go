@@ -214,6 +214,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	if err := s.cands.load(db, func(tl uint64) bool { return s.cat.timelines[tl] != nil }); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	go s.background()
 	return s, nil
 }
@@ -326,9 +330,15 @@ func (s *Store) Close() error {
 	<-s.done
 	s.mu.Lock()
 	s.closed = true
+	// No head, view or pass changes the candidates any more (a pass
+	// stops at its next batch, which needs s.mu).
+	serr := s.cands.save(s.db)
 	s.mu.Unlock()
 	s.recordTick()
-	return s.db.Close()
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	return serr
 }
 
 // nextSeq allocates the next seq. The reservation that covers it is durable

@@ -43,6 +43,9 @@ const (
 	KindBlock    = 'B'
 	KindOrphan   = 'O'
 	KindCounts   = 'C'
+	// KindGCCands records hold the GC candidates while the store is
+	// closed: written by a clean close, read and deleted by the next open.
+	KindGCCands = 'G'
 )
 
 // FormatKey is the key of the on-disk format version.
@@ -296,6 +299,10 @@ type Counts struct {
 
 // CountsKey is the key of timeline tl's counters.
 func CountsKey(tl uint64) []byte { return TimelinePrefix(KindCounts, tl) }
+
+// GCCandsKey is the key of chunk n of the saved GC candidates; chunk 0
+// holds the number of chunks that follow it.
+func GCCandsKey(n uint64) []byte { return IDKey(KindGCCands, n) }
 
 // DecodeCountsKey decodes a counters key.
 func DecodeCountsKey(k []byte) (tl uint64, err error) {
