@@ -67,12 +67,17 @@ func page(i int) []byte {
 
 // fillFile writes mib MiB of non-zero 8 KiB pages to a new file name.
 func fillFile(b *testing.B, h *Head, name string, mib int) uint64 {
+	return fillFileWith(b, h, name, mib, page)
+}
+
+// fillFileWith is fillFile with block i's contents from gen(i).
+func fillFileWith(b *testing.B, h *Head, name string, mib int, gen func(int) []byte) uint64 {
 	a, err := h.Create(RootIno, name, 0o600, 0, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for i := range mib * (1 << 20) / BlockSize {
-		if _, err := h.WriteAt(a.Ino, page(i), int64(i)*BlockSize); err != nil {
+		if _, err := h.WriteAt(a.Ino, gen(i), int64(i)*BlockSize); err != nil {
 			b.Fatal(err)
 		}
 	}

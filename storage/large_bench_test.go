@@ -25,6 +25,10 @@ import (
 var (
 	benchLargeGiB = flag.Int("bench.largegib", 0, "total size in GiB of the large projects of BenchmarkLargeStore's large store (0: skip)")
 	benchLargeDir = flag.String("bench.largedir", "", "directory for BenchmarkLargeStore's stores (default: a temporary one); a store already there is reused")
+	// With compression, a store holds more logical data than the disk has
+	// room for uncompressed: the files get textPage blocks, which
+	// compress to a little under half, as text-heavy heap pages do.
+	benchLargeCompress = flag.Bool("bench.largecompress", false, "open BenchmarkLargeStore's stores with Options.Compress and fill them with blocks that compress to under half")
 )
 
 const (
@@ -53,7 +57,7 @@ type largeStore struct {
 }
 
 func (l *largeStore) opts() *Options {
-	return &Options{GCInterval: -1, HistoryWindow: time.Minute, HistoryTick: time.Hour, Now: l.clk.Now}
+	return &Options{GCInterval: -1, HistoryWindow: time.Minute, HistoryTick: time.Hour, Now: l.clk.Now, Compress: *benchLargeCompress}
 }
 
 func (l *largeStore) open(b *testing.B) time.Duration {
@@ -109,7 +113,11 @@ func (l *largeStore) build(b *testing.B, files int) {
 				l.files[p] = append(l.files[p], a.Ino)
 				continue
 			}
-			l.files[p] = append(l.files[p], fillFile(b, h, fn, l.mib))
+			gen := page
+			if *benchLargeCompress {
+				gen = textPage
+			}
+			l.files[p] = append(l.files[p], fillFileWith(b, h, fn, l.mib, gen))
 		}
 		if err := h.Close(); err != nil {
 			b.Fatal(err)
@@ -152,6 +160,33 @@ func (l *largeStore) build(b *testing.B, files int) {
 	l.close(b)
 }
 
+// textPool is the random bytes textPage takes its blocks' first part from.
+var textPool = func() []byte {
+	r := rand.New(rand.NewPCG(7, 7))
+	p := make([]byte, 4<<20)
+	for i := range p {
+		p[i] = byte(r.Uint32())
+	}
+	return p
+}()
+
+// textPage is block i of a file whose blocks compress to about 40% with
+// pebble's fastest compression: a third random bytes (a stretch of
+// textPool that repeats only every 530 blocks, far beyond a compressor's
+// window), then a repeated 64-byte row that starts with the block number.
+func textPage(i int) []byte {
+	p := make([]byte, BlockSize)
+	n := BlockSize / 3
+	off := i * 7919 % (len(textPool) - n)
+	copy(p, textPool[off:off+n])
+	row := make([]byte, 64)
+	copy(row, fmt.Sprintf("%012d|customer|note: lorem ipsum dolor sit amet consectetur", i))
+	for j := n; j < BlockSize; j += len(row) {
+		copy(p[j:], row)
+	}
+	return p
+}
+
 // block picks a random block of a random file of a random large project.
 func (l *largeStore) block() (project int, ino uint64, off int64) {
 	p := l.rng.IntN(largeProjects)
@@ -161,12 +196,14 @@ func (l *largeStore) block() (project int, ino uint64, off int64) {
 
 // largeRep is one repetition's measurements of one store.
 type largeRep struct {
-	open, firstGC, read, readP95, fork, incGC time.Duration
-	firstGCStats, incGCStats                  GCStats
+	open, firstGC, fullGC, read, readP95, fork, incGC time.Duration
+	firstGCStats, fullGCStats, incGCStats            GCStats
 	rss, heap, cache                          int64 // bytes after the repetition
 }
 
-// rep opens the store, runs the first (full) GC pass, the random reads,
+// rep opens the store, runs the first GC pass (incremental after the
+// clean close that ended the previous repetition or the build), a full
+// pass (what the first one costs after a crash), the random reads,
 // the forks, a rewrite and an incremental pass, notes the memory, and
 // closes it again.
 func (l *largeStore) rep(b *testing.B) largeRep {
@@ -178,6 +215,11 @@ func (l *largeStore) rep(b *testing.B) largeRep {
 		b.Fatal(err)
 	}
 	r.firstGC = r.firstGCStats.Duration
+	// What the first pass costs after a crash (no saved candidates).
+	if r.fullGCStats, err = l.s.GCFull(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	r.fullGC = r.fullGCStats.Duration
 	var views [largeProjects]*View
 	for p := range views {
 		if views[p], err = l.s.OpenView(fmt.Sprintf("large%d", p), "main", AtHead()); err != nil {
@@ -287,7 +329,7 @@ func dirBytes(b *testing.B, dir string) int64 {
 // project with smallBranches small branches, and a store of the same shape
 // whose large projects hold one 256 MiB file each. Then, 3 repetitions
 // interleaved between the two stores, each opening the store afresh:
-// restart (Open), the first GC pass after it (a full one), random 8 KiB
+// restart (Open), the first GC pass after it and a full pass, random 8 KiB
 // reads across the large projects (median and p95), forks of a large
 // project's main (median), and an incremental GC pass after the same
 // number of rewritten blocks; the process's RSS, the Go heap and pebble's
@@ -314,9 +356,13 @@ func BenchmarkLargeStore(b *testing.B) {
 		}
 	}
 	filesPer := max(1, *benchLargeGiB*1024/largeFileMiB/largeProjects)
+	kind := "" // a compressed store is not reused for an uncompressed run, and back
+	if *benchLargeCompress {
+		kind = "-compressed"
+	}
 	stores := []*largeStore{
-		{name: "large", dir: fmt.Sprintf("%s/large-%dg", root, *benchLargeGiB), clk: &clock{t: start}, mib: largeFileMiB},
-		{name: "small", dir: root + "/small", clk: &clock{t: start}, mib: baselineFileMiB},
+		{name: "large", dir: fmt.Sprintf("%s/large-%dg%s", root, *benchLargeGiB, kind), clk: &clock{t: start}, mib: largeFileMiB},
+		{name: "small", dir: root + "/small" + kind, clk: &clock{t: start}, mib: baselineFileMiB},
 	}
 	for _, l := range stores {
 		t0 := time.Now()
@@ -366,6 +412,7 @@ func BenchmarkLargeStore(b *testing.B) {
 	}{
 		{"open", func(r largeRep) time.Duration { return r.open }},
 		{"first-gc", func(r largeRep) time.Duration { return r.firstGC }},
+		{"full-gc", func(r largeRep) time.Duration { return r.fullGC }},
 		{"read", func(r largeRep) time.Duration { return r.read }},
 		{"read-p95", func(r largeRep) time.Duration { return r.readP95 }},
 		{"fork", func(r largeRep) time.Duration { return r.fork }},
@@ -393,6 +440,7 @@ func BenchmarkLargeStore(b *testing.B) {
 	}
 	for i, l := range stores {
 		fmt.Printf("%s: first pass %+v\n", l.name, reps[i][len(reps[i])-1].firstGCStats)
+		fmt.Printf("%s: full pass %+v\n", l.name, reps[i][len(reps[i])-1].fullGCStats)
 		fmt.Printf("%s: incremental pass %+v\n", l.name, reps[i][len(reps[i])-1].incGCStats)
 		fmt.Printf("%s: %s\n", l.name, fileCounts(b, l.dir))
 		b.ReportMetric(float64(dirBytes(b, l.dir))/(1<<30), l.name+"-GiB")
