@@ -197,8 +197,8 @@ func (l *largeStore) block() (project int, ino uint64, off int64) {
 // largeRep is one repetition's measurements of one store.
 type largeRep struct {
 	open, firstGC, fullGC, read, readP95, fork, incGC time.Duration
-	firstGCStats, fullGCStats, incGCStats            GCStats
-	rss, heap, cache                          int64 // bytes after the repetition
+	firstGCStats, fullGCStats, incGCStats             GCStats
+	rss, heap, cache                                  int64 // bytes after the repetition
 }
 
 // rep opens the store, runs the first GC pass (incremental after the
