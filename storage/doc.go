@@ -126,8 +126,9 @@
 // point or view that kept them went away), plus once each timeline whose
 // branch was deleted while a snapshot or child still reads it. A pass thus
 // costs in proportion to what was written and freed, not to the store's
-// size. The first pass after Open is a full one (Store.GCFull), which
-// rebuilds the candidates. GC runs in the background every GCInterval
+// size. A clean Close saves the candidates and the next Open loads them
+// (and deletes the saved copy); after a crash the first pass is a full one
+// (Store.GCFull), which rebuilds them. GC runs in the background every GCInterval
 // (default 1 min) in
 // batches of GCBatch deletions, each under the catalog lock; it also deletes
 // branches and snapshots whose ExpiresAt passed (never protected branches

@@ -20,7 +20,7 @@ type GCStats struct {
 	ExpiredSnapshots  int           // snapshots deleted because their ExpiresAt passed
 	DroppedTicks      int           // history index entries older than the window
 	RemainingVersions int           // versions visited and kept
-	Full              bool          // the pass visited every key (GCFull, or the first pass after Open)
+	Full              bool          // the pass visited every key (GCFull, or the first pass after a crash)
 	Candidates        int           // candidates visited (incremental passes)
 	FullTimelines     int           // timelines visited whole (detached since the last pass, or all in a full pass)
 	Visited           int           // versions visited
@@ -34,7 +34,8 @@ type GCStats struct {
 // visits only the keys written, or freed by a deleted snapshot, child
 // branch or closed view, whose versions may have become collectable since
 // they were last visited (see gccand.go), so its cost follows the garbage,
-// not the store. The first pass after Open is a full pass (GCFull).
+// not the store. A clean Close saves the candidates for the next Open;
+// after a crash, the first pass is a full pass (GCFull).
 //
 // It works in batches of at most Options.GCBatch deletions (a batch always
 // finishes the key it is in), each decided and committed under the catalog
