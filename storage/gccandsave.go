@@ -103,8 +103,9 @@ func (cs *candidates) load(db *pebble.DB, timelines func(uint64) bool) error {
 		return err
 	}
 	loaded := &candidates{}
-	want, chunks, header := uint64(0), uint64(0), false
+	want, chunks, header, seen := uint64(0), uint64(0), false, false
 	for it.First(); it.Valid() && err == nil; it.Next() {
+		seen = true
 		var n uint64
 		if _, n, err = enc.DecodeIDKey(it.Key()); err != nil {
 			break
@@ -121,6 +122,9 @@ func (cs *candidates) load(db *pebble.DB, timelines func(uint64) bool) error {
 		err = it.Error()
 	}
 	_ = it.Close()
+	if !seen {
+		return nil // nothing saved (a new store, or a crash): no write at start-up
+	}
 	// Deleted (and synced) before anything runs: candidates are only ever
 	// complete in memory from here on, and a crash must find none.
 	if derr := db.DeleteRange([]byte{enc.KindGCCands}, []byte{enc.KindGCCands + 1}, pebble.Sync); derr != nil {
