@@ -2,7 +2,6 @@ package cowfs
 
 import (
 	"context"
-	"github.com/offshootdb/offshoot/storage"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/offshootdb/offshoot/storage"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/offshootdb/offshoot/compute/pg"
