@@ -3,12 +3,19 @@ package storage
 import (
 	"context"
 	"flag"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"testing"
 	"time"
 )
 
-var benchGCMiB = flag.Int("bench.gcmib", 1024, "size of the big store in MiB for BenchmarkGCPass (the small one is a tenth)")
+var (
+	benchGCMiB  = flag.Int("bench.gcmib", 1024, "size of the big store in MiB for BenchmarkGCPass (the small one is a tenth)")
+	benchGCReps = flag.Int("bench.gcreps", 3, "BenchmarkGCPass repetitions")
+	benchGCProf = flag.String("bench.gcprof", "", "BenchmarkGCPass writes a CPU profile of each incremental pass to PATH.<store's blocks>.<n> (merge them with go tool pprof)")
+)
 
 // gcFixture is a store holding one file of mib MiB written through a
 // Head, with a settable clock so rewritten blocks can be made collectable.
@@ -19,6 +26,9 @@ type gcFixture struct {
 	ino    uint64
 	blocks int
 	rng    *rand.Rand
+	// profile: CPU-profile the incremental passes (profiles counts them).
+	profile  bool
+	profiles int
 }
 
 func newGCFixture(b *testing.B, mib int) *gcFixture {
@@ -74,6 +84,18 @@ func (f *gcFixture) pass(b *testing.B, n int, full bool) (time.Duration, GCStats
 	if full {
 		gc = f.s.GCFull
 	}
+	if f.profile && !full {
+		out, err := os.Create(fmt.Sprintf("%s.%d.%d", *benchGCProf, f.blocks, f.profiles))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.profiles++
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	st, err := gc(context.Background())
 	d := time.Since(start)
@@ -86,15 +108,20 @@ func (f *gcFixture) pass(b *testing.B, n int, full bool) (time.Duration, GCStats
 	return d, st
 }
 
-// quiesce flushes the memtable and waits (up to 5 s) for running
-// compactions to end.
+// quiesce flushes the memtable and waits (up to 30 s) until no compaction
+// has run for 200 ms: a compaction the flush leads to can start after a
+// first idle moment, and one running during the pass takes one of the two
+// cores from it.
 func (f *gcFixture) quiesce(b *testing.B) {
 	if err := f.s.db.Flush(); err != nil {
 		b.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	idle := 0
+	for deadline := time.Now().Add(30 * time.Second); idle < 10 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if f.s.db.Metrics().Compact.NumInProgress == 0 {
-			return
+			idle++
+		} else {
+			idle = 0
 		}
 	}
 }
@@ -123,8 +150,9 @@ func BenchmarkGCPass(b *testing.B) {
 	var inc, full [2][]time.Duration
 	var st [2]GCStats
 	b.ResetTimer()
-	for range 3 {
+	for range *benchGCReps {
 		for i, f := range []*gcFixture{big, small} {
+			f.profile = *benchGCProf != ""
 			d, s := f.pass(b, n, false)
 			inc[i] = append(inc[i], d)
 			st[i] = s
@@ -144,6 +172,9 @@ func BenchmarkGCPass(b *testing.B) {
 	b.ReportMetric(float64(n), "rewritten-blocks")
 	b.ReportMetric(float64(st[0].Visited), "inc-big-visited")
 	b.ReportMetric(float64(st[1].Visited), "inc-small-visited")
+	b.Logf("big store's LSM:\n%s", big.s.db.Metrics())
+	b.Logf("small store's LSM:\n%s", small.s.db.Metrics())
+	b.Logf("incremental passes, big: %v; small: %v", inc[0], inc[1])
 	b.Logf("incremental pass, big: %+v", st[0])
 	b.Logf("incremental pass, small: %+v", st[1])
 }

@@ -147,6 +147,14 @@ type tick struct {
 
 const reserve = 1 << 16
 
+// targetFileSize is pebble's L0 target file size (each level below
+// doubles it). Pebble counts the blob values a table references towards
+// its size, and a table of block keys references about 200 times its own
+// bytes: at pebble's default 2 MiB the tables held 10 KiB of keys, a
+// 10 GiB store had 2,100 of them (more than the 1,000 open files pebble
+// keeps) and every GC seek and read reopened files.
+const targetFileSize = 32 << 20
+
 // pebbleComparer orders keys bytewise and splits versioned keys into
 // (prefix, seq) for prefix bloom filters and pebble's columnar blocks.
 // Separator and Successor return their first key unchanged: pebble requires
@@ -179,6 +187,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	popts.TargetFileSizes[0] = targetFileSize
 	// 8 KiB block values go to blob files that compactions do not rewrite:
 	// versions kept for the history window otherwise cost an LSM rewrite per level.
 	s := &Store{dir: dir, opts: o,
