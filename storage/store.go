@@ -190,6 +190,14 @@ func Open(dir string, opts *Options) (*Store, error) {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	popts.TargetFileSizes[0] = targetFileSize
+	// A flush writes its blob files with L0's block size, and pebble
+	// writes each finished blob block with its own write(2) when the
+	// block is larger than its 4 KiB write buffer: at the default 4 KiB,
+	// one system call per 8 KiB block. 16 KiB blocks hold two, halve
+	// those calls and let sequential reads fetch two blocks at a time;
+	// random reads read twice the bytes, which measured no slower (32 KiB
+	// did: docs/benchmarks.md, "Pebble's tables sized for block keys").
+	popts.Levels[0].BlockSize = 16 << 10
 	// 8 KiB block values go to blob files that compactions do not rewrite:
 	// versions kept for the history window otherwise cost an LSM rewrite per level.
 	s := &Store{dir: dir, opts: o,
@@ -202,7 +210,13 @@ func Open(dir string, opts *Options) (*Store, error) {
 		// rewritten, so the short minimum age only matters once that much
 		// space is wasted, or while space is low (5%: rewrite blob files
 		// holding deleted blocks now).
-		p := pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 1024, MaxBlobReferenceDepth: 10,
+		// A compaction whose inputs reference more than
+		// MaxBlobReferenceDepth overlapping blob files copies their values
+		// into new ones. Every flush writes a blob file of its own, so at
+		// 10 a compaction of a dozen flushes of rewritten blocks copied
+		// every block once more; a block is read alone, so the locality
+		// those copies buy is worth little here.
+		p := pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 1024, MaxBlobReferenceDepth: 100,
 			RewriteMinimumAge: blobRewriteAge, TargetGarbageRatio: 0.3}
 		if s.space.low.Load() {
 			p.TargetGarbageRatio = 0.05
