@@ -196,7 +196,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	// one system call per 8 KiB block. 16 KiB blocks hold two, halve
 	// those calls and let sequential reads fetch two blocks at a time;
 	// random reads read twice the bytes, which measured no slower (32 KiB
-	// did: docs/benchmarks.md, "Pebble's tables sized for block keys").
+	// did: docs/benchmarks.md, "Blob blocks and reference depth").
 	popts.Levels[0].BlockSize = 16 << 10
 	// 8 KiB block values go to blob files that compactions do not rewrite:
 	// versions kept for the history window otherwise cost an LSM rewrite per level.
@@ -214,8 +214,8 @@ func Open(dir string, opts *Options) (*Store, error) {
 		// MaxBlobReferenceDepth overlapping blob files copies their values
 		// into new ones. Every flush writes a blob file of its own, so at
 		// 10 a compaction of a dozen flushes of rewritten blocks copied
-		// every block once more; a block is read alone, so the locality
-		// those copies buy is worth little here.
+		// every block once more. The locality those copies buy matters
+		// little for 8 KiB values read one or two blocks at a time.
 		p := pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 1024, MaxBlobReferenceDepth: 100,
 			RewriteMinimumAge: blobRewriteAge, TargetGarbageRatio: 0.3}
 		if s.space.low.Load() {
