@@ -20,15 +20,13 @@ var (
 // gcFixture is a store holding one file of mib MiB written through a
 // Head, with a settable clock so rewritten blocks can be made collectable.
 type gcFixture struct {
-	s      *Store
-	h      *Head
-	clk    *clock
-	ino    uint64
-	blocks int
-	rng    *rand.Rand
-	// profile: CPU-profile the incremental passes (profiles counts them).
-	profile  bool
-	profiles int
+	s        *Store
+	h        *Head
+	clk      *clock
+	ino      uint64
+	blocks   int
+	rng      *rand.Rand
+	profiles int // incremental passes profiled (-bench.gcprof)
 }
 
 func newGCFixture(b *testing.B, mib int) *gcFixture {
@@ -84,7 +82,7 @@ func (f *gcFixture) pass(b *testing.B, n int, full bool) (time.Duration, GCStats
 	if full {
 		gc = f.s.GCFull
 	}
-	if f.profile && !full {
+	if *benchGCProf != "" && !full {
 		out, err := os.Create(fmt.Sprintf("%s.%d.%d", *benchGCProf, f.blocks, f.profiles))
 		if err != nil {
 			b.Fatal(err)
@@ -152,7 +150,6 @@ func BenchmarkGCPass(b *testing.B) {
 	b.ResetTimer()
 	for range *benchGCReps {
 		for i, f := range []*gcFixture{big, small} {
-			f.profile = *benchGCProf != ""
 			d, s := f.pass(b, n, false)
 			inc[i] = append(inc[i], d)
 			st[i] = s

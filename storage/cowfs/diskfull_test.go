@@ -10,12 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/offshootdb/offshoot/storage"
-
 	"github.com/jackc/pgx/v5"
 	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/internal/tmpfs"
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // TestDiskFull runs a branch on a store whose disk (a small tmpfs) fills
