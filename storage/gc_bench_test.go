@@ -74,10 +74,15 @@ func (f *gcFixture) rewrite(b *testing.B, n int) {
 	f.age()
 }
 
-// pass rewrites n blocks and times one GC pass (incremental or full).
-func (f *gcFixture) pass(b *testing.B, n int, full bool) (time.Duration, GCStats) {
+// pass rewrites n blocks and times one GC pass (incremental or full),
+// once f and the other fixtures have flushed and run no compaction (the
+// other store's compactions after its own pass would take a core from
+// this one).
+func (f *gcFixture) pass(b *testing.B, n int, full bool, others ...*gcFixture) (time.Duration, GCStats) {
 	f.rewrite(b, n)
-	f.quiesce(b) // both stores start the pass with their writes flushed and no compaction running
+	for _, g := range append(others, f) {
+		g.quiesce(b)
+	}
 	gc := f.s.GC
 	if full {
 		gc = f.s.GCFull
@@ -106,17 +111,19 @@ func (f *gcFixture) pass(b *testing.B, n int, full bool) (time.Duration, GCStats
 	return d, st
 }
 
-// quiesce flushes the memtable and waits (up to 30 s) until no compaction
-// has run for 200 ms: a compaction the flush leads to can start after a
-// first idle moment, and one running during the pass takes one of the two
+// quiesce flushes the memtable and waits (up to 60 s) until for 500 ms no
+// compaction has run and no table waits for its statistics
+// (which, once loaded, can start a compaction of the tombstones an earlier
+// pass wrote): a compaction running during the pass takes one of the two
 // cores from it.
 func (f *gcFixture) quiesce(b *testing.B) {
 	if err := f.s.db.Flush(); err != nil {
 		b.Fatal(err)
 	}
 	idle := 0
-	for deadline := time.Now().Add(30 * time.Second); idle < 10 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if f.s.db.Metrics().Compact.NumInProgress == 0 {
+	for deadline := time.Now().Add(60 * time.Second); idle < 25 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		m := f.s.db.Metrics()
+		if m.Compact.NumInProgress == 0 && m.Table.PendingStatsCollectionCount == 0 {
 			idle++
 		} else {
 			idle = 0
@@ -150,10 +157,11 @@ func BenchmarkGCPass(b *testing.B) {
 	b.ResetTimer()
 	for range *benchGCReps {
 		for i, f := range []*gcFixture{big, small} {
-			d, s := f.pass(b, n, false)
+			other := []*gcFixture{small, big}[i]
+			d, s := f.pass(b, n, false, other)
 			inc[i] = append(inc[i], d)
 			st[i] = s
-			d, _ = f.pass(b, n, true)
+			d, _ = f.pass(b, n, true, other)
 			full[i] = append(full[i], d)
 		}
 	}
