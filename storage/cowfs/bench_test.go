@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +25,9 @@ import (
 // Knobs (environment): COWFS_BENCH_SCALE (pgbench scale, default 10),
 // COWFS_BENCH_SECONDS (per pgbench run, default 20), COWFS_BENCH_CLIENTS
 // (default 4), COWFS_BENCH_FORK_SCALE (database size for the fork
-// benchmark, default 16, about 250 MB; 68 is about 1 GiB).
+// benchmark, default 16, about 250 MB; 68 is about 1 GiB),
+// COWFS_BENCH_CPUPROFILE (BenchmarkPgbench writes a CPU profile of this
+// process for each pgbench run to $COWFS_BENCH_CPUPROFILE.<cluster>.<mode>.<round>).
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -119,9 +124,21 @@ func BenchmarkPgbench(b *testing.B) {
 		tps := map[string]float64{}
 		for round := range 2 {
 			for _, c := range clusters {
-				args := append([]string{"-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(secs / 2)}, mode.args...)
-				t := c.s.pgbench(ctx, args...)
+				args := append([]string{"-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(secs / 2), "-r"}, mode.args...)
+				var st0 statsSnap
+				if c.mount != nil {
+					st0 = snapStats(c.mount.Stats())
+				}
+				eng0, cpu0 := f.s.EngineStats(), processCPU()
+				stop := startProfile(b, fmt.Sprintf("%s.%s.%d", c.name, mode.name, round))
+				t, out := c.s.pgbenchOut(ctx, args...)
+				stop()
 				b.Logf("%s %s round %d: %.0f tps", c.name, mode.name, round, t)
+				if c.mount != nil {
+					logPerTransaction(b, out, snapStats(c.mount.Stats()).sub(st0), f.s.EngineStats().Sub(eng0), processCPU()-cpu0)
+				} else {
+					logPerTransaction(b, out, statsSnap{}, storage.EngineStats{}, 0)
+				}
 				tps[c.name] += t / 2
 			}
 		}
@@ -210,4 +227,52 @@ func BenchmarkFork(b *testing.B) {
 	b.ReportMetric(templateTime.Seconds()/n, "template-s")
 	b.ReportMetric(fileCopyTime.Seconds()/n, "template-file-copy-s")
 	b.ReportMetric(forkTime.Seconds()/min(templateTime, fileCopyTime).Seconds(), "fork/template-ratio")
+}
+
+// startProfile starts a CPU profile of this process (the store and its
+// FUSE servers) into $COWFS_BENCH_CPUPROFILE.<name> when that is set, and
+// returns what stops it.
+func startProfile(b *testing.B, name string) (stop func()) {
+	path := os.Getenv("COWFS_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	out, err := os.Create(path + "." + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = out.Close()
+	}
+}
+
+var (
+	txnsRE      = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+	latenciesRE = regexp.MustCompile(`(?s)statement latencies in milliseconds.*`)
+)
+
+// logPerTransaction logs what one pgbench run cost per transaction: the
+// statements' mean latencies (pgbench -r) and, on a branch, the FUSE
+// requests, the engine's writes and the CPU of this process (the store
+// and its FUSE servers).
+func logPerTransaction(b *testing.B, out string, st statsSnap, e storage.EngineStats, cpu time.Duration) {
+	if l := latenciesRE.FindString(out); l != "" {
+		b.Logf("%s", strings.TrimSpace(l))
+	}
+	m := txnsRE.FindStringSubmatch(out)
+	if m == nil || cpu == 0 {
+		return
+	}
+	n, _ := strconv.ParseFloat(m[1], 64)
+	if n == 0 {
+		return
+	}
+	b.Logf("per transaction (%.0f): server CPU %.0f µs; FUSE %.2f writes of %.0f B, %.3f setattrs, %.3f getattrs, %.2f fsyncs, %.2f store syncs; engine WAL %.0f B, flushes %.0f B",
+		n, float64(cpu.Microseconds())/n, float64(st.writes)/n, float64(st.writeBytes)/float64(max(st.writes, 1)),
+		float64(st.setattrs)/n, float64(st.getattrs)/n, float64(st.fsyncs)/n, float64(st.storeSyncs)/n,
+		float64(e.WALBytesWritten)/n, float64(e.FlushTableBytes+e.FlushBlobBytes)/n)
 }

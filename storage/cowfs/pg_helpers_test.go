@@ -152,16 +152,23 @@ var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection tim
 // its tps.
 func (s *server) pgbench(ctx context.Context, args ...string) float64 {
 	s.t.Helper()
+	tps, _ := s.pgbenchOut(ctx, args...)
+	return tps
+}
+
+// pgbenchOut is pgbench that also returns pgbench's report.
+func (s *server) pgbenchOut(ctx context.Context, args ...string) (float64, string) {
+	s.t.Helper()
 	out, err := s.client(ctx, "pgbench", append(args, "postgres")...)
 	if err != nil {
 		s.t.Fatalf("%v\n%s", err, s.log(20))
 	}
 	m := tpsRE.FindStringSubmatch(out)
 	if m == nil {
-		return 0
+		return 0, out
 	}
 	tps, _ := strconv.ParseFloat(m[1], 64)
-	return tps
+	return tps, out
 }
 
 // checkPgbenchInvariant checks TPC-B's balance invariant: every committed
