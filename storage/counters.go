@@ -308,6 +308,71 @@ func (h *Head) countBatch(seq uint64, b *pebble.Batch) (cdelta, error) {
 	return d, nil
 }
 
+// shadow is the newest stored version of a block: its seq and key and
+// value lengths, what counting a write that shadows it needs.
+type shadow struct {
+	seq    uint64
+	kl, vl int32
+}
+
+type pendingShadow struct {
+	ino, blk uint64
+	kl, vl   int32
+}
+
+// Bounds of Head.shadows: a batch writing more blocks than
+// maxPendingShadows records none of them (a bulk write rarely rewrites
+// them soon), and the map starts over past maxShadows blocks.
+const (
+	maxPendingShadows = 256
+	maxShadows        = 4096
+)
+
+// dropShadows forgets what ino's blocks hold: a change of its size,
+// truncations or links changes which versions count, and GC may delete
+// versions a truncation cut. h.mu held for writing.
+func (h *Head) dropShadows(ino uint64) { delete(h.shadows, ino) }
+
+// stageShadows records the blocks a batch writes for ino, kept as their
+// newest versions once it commits (keepShadows). The versions they
+// shadow are no longer the newest either way. h.mu held for writing.
+func (h *Head) stageShadows(ino uint64, writes map[uint64]blockWrite) {
+	m := h.shadows[ino]
+	for blk, w := range writes {
+		delete(m, blk)
+		if !h.pendingOver {
+			h.pending = append(h.pending, pendingShadow{ino, blk, int32(w.kl), int32(w.vl)})
+		}
+	}
+	if len(h.pending) > maxPendingShadows {
+		h.pending, h.pendingOver = h.pending[:0], true
+	}
+}
+
+// keepShadows records the staged blocks as committed at seq. h.mu held
+// for writing.
+func (h *Head) keepShadows(seq uint64) {
+	if len(h.pending) == 0 {
+		return
+	}
+	n := 0
+	for _, m := range h.shadows {
+		n += len(m)
+	}
+	if h.shadows == nil || n+len(h.pending) > maxShadows {
+		h.shadows = map[uint64]map[uint64]shadow{}
+	}
+	for _, p := range h.pending {
+		m := h.shadows[p.ino]
+		if m == nil {
+			m = map[uint64]shadow{}
+			h.shadows[p.ino] = m
+		}
+		m[p.blk] = shadow{seq: seq, kl: p.kl, vl: p.vl}
+	}
+	h.pending = h.pending[:0]
+}
+
 // inodeDelta adds to d the change of inode ino from attributes old to nw
 // (nil: none) with blocks written at seq. Blocks neither written nor in
 // [lo, hi) count the same under old and nw: both are full blocks below
@@ -315,6 +380,10 @@ func (h *Head) countBatch(seq uint64, b *pebble.Batch) (cdelta, error) {
 // equal sizes and truncations, that is every block: [lo, hi) is empty).
 func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *enc.Attr, writes map[uint64]blockWrite, seq uint64) error {
 	ol, nl := live(old), live(nw)
+	if !ol || !nl || old.Size != nw.Size || truncDiff(old, nw) != math.MaxUint64 {
+		h.dropShadows(ino)
+	}
+	defer h.stageShadows(ino, writes) // after the lookups below, which it replaces
 	if !ol && !nl {
 		return nil
 	}
@@ -370,6 +439,10 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 			o := olds[blk]
 			oc, oo = o[0], o[1]
 		case ol && blk*BlockSize < old.Size:
+			if v, ok := h.shadows[ino][blk]; ok {
+				oc, oo = blockCounts(old, ol, blk, v.seq, int(v.kl), int(v.vl))
+				break
+			}
 			key = enc.BlockKey(key, h.tl, ino, blk, math.MaxUint64)
 			if it.SeekPrefixGE(key) {
 				_, _, _, vseq, err := enc.DecodeBlockKey(it.Key())

@@ -43,9 +43,17 @@ type Head struct {
 	wbuf    map[bkey][]byte // buffered block writes (BlockSize each), newest content
 	free    [][]byte        // recycled wbuf blocks
 	tickGen uint64          // gen at the previous tick's flush (Store.flushHeads)
-	lastSeq uint64
-	closed  bool
-	buf     []byte
+	// shadows are the newest stored versions of blocks this head wrote
+	// lately (by inode, then block): what countBatch would otherwise seek
+	// for when the next write shadows them (Postgres rewrites its current
+	// WAL page at every commit). pending holds the current batch's, kept
+	// once it commits.
+	shadows     map[uint64]map[uint64]shadow
+	pending     []pendingShadow
+	pendingOver bool // the batch writes too many blocks to record
+	lastSeq     uint64
+	closed      bool
+	buf         []byte
 }
 
 // bkey is the key of a buffered block write: inode and block number.
@@ -197,11 +205,17 @@ func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
 // commit commits batch b of seq without fsync, with the change of the
 // timeline's counters it makes. h.mu held for writing.
 func (h *Head) commit(seq uint64, b *pebble.Batch) error {
+	h.pending, h.pendingOver = h.pending[:0], false
 	d, err := h.countBatch(seq, b)
+	if err == nil {
+		err = h.s.counts.commit(h.tl, seq, d, b, pebble.NoSync)
+	}
 	if err != nil {
+		h.shadows = nil // what the batch's inodes hold is unknown now
 		return err
 	}
-	return h.s.counts.commit(h.tl, seq, d, b, pebble.NoSync)
+	h.keepShadows(seq)
+	return nil
 }
 
 // putAttr stages a new version of ino's attributes and caches it.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"maps"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -139,5 +140,63 @@ func TestCountsRebuiltAtOpen(t *testing.T) {
 	if got := must[BranchUsage](t)(s.Usage("p", "dev")); got != want {
 		t.Fatalf("after rebuild %+v, before %+v", got, want)
 	}
+	ok(t, s.Check())
+}
+
+// TestUsageShadows: the counters of a block rewritten again and again
+// (Postgres's current WAL page) come from what the head remembers of its
+// last flush instead of a seek, and stay equal to a recount through
+// rewrites of other lengths, truncation, extension and unlink.
+func TestUsageShadows(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	f := must[Attr](t)(h.Create(RootIno, "wal", 0o600, 0, 0))
+	must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{1}, 3*BlockSize), 0))
+	ok(t, h.Flush())
+	remembered := func() map[uint64]shadow {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		return maps.Clone(h.shadows[f.Ino])
+	}
+	if sh := remembered(); len(sh) != 3 || sh[1].seq != h.Seq() || sh[1].vl != BlockSize {
+		t.Fatalf("after the first flush the head remembers %+v, want 3 blocks at seq %d", sh, h.Seq())
+	}
+	// Rewrites with shorter and longer contents (zero tails are trimmed).
+	for i := range 20 {
+		p := make([]byte, BlockSize)
+		copy(p, bytes.Repeat([]byte{byte(i + 2)}, 100+i*300))
+		must[int](t)(h.WriteAt(f.Ino, p, BlockSize))
+		ok(t, h.Flush())
+		if sh := remembered(); sh[1].vl != int32(100+i*300) {
+			t.Fatalf("rewrite %d: remembered %+v", i, sh[1])
+		}
+	}
+	ok(t, s.Check())
+	// A truncation changes which versions count: forgotten, but for the
+	// block it cut in the middle, which it rewrites.
+	must[Attr](t)(h.SetAttr(f.Ino, SetAttrIn{Valid: SetSize, Size: BlockSize + 10}))
+	if sh := remembered(); len(sh) != 1 || sh[1].vl != 10 || sh[1].seq != h.Seq() {
+		t.Fatalf("after truncate the head remembers %+v", sh)
+	}
+	ok(t, s.Check())
+	must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{9}, 2*BlockSize), BlockSize))
+	ok(t, h.Flush())
+	must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{8}, BlockSize), BlockSize))
+	ok(t, h.Flush())
+	ok(t, s.Check())
+	// Time-only attribute changes keep what the head remembers.
+	must[Attr](t)(h.SetAttr(f.Ino, SetAttrIn{Valid: SetMtime, Mtime: 5}))
+	if sh := remembered(); len(sh) != 2 {
+		t.Fatalf("after a time-only setattr the head remembers %+v", sh)
+	}
+	must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{7}, BlockSize), 2*BlockSize))
+	ok(t, h.Flush())
+	ok(t, s.Check())
+	ok(t, h.Unlink(RootIno, "wal"))
+	must[int](t)(h.WriteAt(f.Ino, bytes.Repeat([]byte{6}, BlockSize), 2*BlockSize))
+	ok(t, h.Flush())
 	ok(t, s.Check())
 }
