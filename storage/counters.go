@@ -315,6 +315,14 @@ type shadow struct {
 	kl, vl int32
 }
 
+// oldVersion is the newest stored version of a block a batch writes:
+// what it counted and its seq and key and value size (seq 0: none).
+type oldVersion struct {
+	cur, own int64
+	seq      uint64
+	size     int32
+}
+
 type pendingShadow struct {
 	ino, blk uint64
 	kl, vl   int32
@@ -405,9 +413,9 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 			hi = max(blocks(old.Size), blocks(nw.Size))
 		}
 	}
-	var olds map[uint64][2]int64 // blocks in [lo, hi) written now: what their old version counted
+	var olds map[uint64]oldVersion // blocks in [lo, hi) written now: their newest stored version
 	if lo < hi {
-		olds = map[uint64][2]int64{}
+		olds = map[uint64]oldVersion{}
 		lower := enc.BlockKey(nil, h.tl, ino, lo, math.MaxUint64)
 		upper := enc.BlockKey(nil, h.tl, ino, hi, math.MaxUint64)
 		for ok := it.SeekGE(lower); ok && bytes.Compare(it.Key(), upper) < 0; {
@@ -418,7 +426,7 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 			kl, vl := len(it.Key()), valueLen(it)
 			oc, oo := blockCounts(old, ol, blk, vseq, kl, vl)
 			if _, w := writes[blk]; w {
-				olds[blk] = [2]int64{oc, oo}
+				olds[blk] = oldVersion{oc, oo, vseq, int32(kl + vl)}
 			} else {
 				nc, no := blockCounts(nw, nl, blk, vseq, kl, vl)
 				d.current += nc - oc
@@ -433,14 +441,15 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 	var key []byte
 	for _, blk := range slices.Sorted(maps.Keys(writes)) { // in key order: seeks move forward
 		w := writes[blk]
-		var oc, oo int64
+		var o oldVersion
+		known := true // o is the newest stored version (seq 0: none)
 		switch {
 		case blk >= lo && blk < hi:
-			o := olds[blk]
-			oc, oo = o[0], o[1]
+			o = olds[blk]
 		case ol && blk*BlockSize < old.Size:
 			if v, ok := h.shadows[ino][blk]; ok {
-				oc, oo = blockCounts(old, ol, blk, v.seq, int(v.kl), int(v.vl))
+				o.seq, o.size = v.seq, v.kl+v.vl
+				o.cur, o.own = blockCounts(old, ol, blk, v.seq, int(v.kl), int(v.vl))
 				break
 			}
 			key = enc.BlockKey(key, h.tl, ino, blk, math.MaxUint64)
@@ -449,11 +458,22 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 				if err != nil {
 					return fmt.Errorf("%w: %w", ErrCorrupt, err)
 				}
-				oc, oo = blockCounts(old, ol, blk, vseq, len(it.Key()), valueLen(it))
+				kl, vl := len(it.Key()), valueLen(it)
+				o = oldVersion{seq: vseq, size: int32(kl + vl)}
+				o.cur, o.own = blockCounts(old, ol, blk, vseq, kl, vl)
 			} else if err := it.Error(); err != nil {
 				return err
 			}
+		default:
+			known = false
 		}
+		// Name the version this write shadows for GC (gcexact.go) if no
+		// pass can delete it before the batch commits: none, or one the
+		// head reads now (inside the file, not cut by a truncation).
+		if known && ol && (o.seq == 0 || blk*BlockSize < old.Size && !old.Shadowed(blk, o.seq)) {
+			h.shadowedVers = append(h.shadowedVers, shadowed{ino: ino, blk: blk, seq: o.seq, by: seq, size: o.size})
+		}
+		oc, oo := o.cur, o.own
 		nc, no := blockCounts(nw, nl, blk, seq, w.kl, w.vl)
 		d.current += nc - oc
 		d.own += no - oo

@@ -24,6 +24,7 @@ type GCStats struct {
 	Candidates        int           // candidates visited (incremental passes)
 	FullTimelines     int           // timelines visited whole (detached since the last pass, or all in a full pass)
 	Visited           int           // versions visited
+	Exact             int           // of Deleted: deleted by key, named by the write that shadowed them (no read)
 	BytesFreed        int64         // key and value bytes of the removed versions
 	Duration          time.Duration // wall time of the pass
 }

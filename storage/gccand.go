@@ -29,7 +29,9 @@ import (
 // visited whole once. Candidates live in memory (no write-path cost for
 // them); a clean Close saves them and the next Open loads them
 // (gccandsave.go), while the first pass after a crash is a full pass that
-// rebuilds them.
+// rebuilds them. A block candidate of a rewrite in place also names the
+// versions the rewrite shadowed, which a pass deletes by key without a
+// read (gcexact.go); saved candidates name none.
 
 // candBlocks is the number of blocks one block candidate covers (one bit each).
 const candBlocks = 64
@@ -62,6 +64,12 @@ type cand struct {
 	blocksFrom uint64 // inodes: also visit the inode's blocks from this one on (MaxUint64: none)
 	tickDue    uint64 // ripe once the newest tick is at or past this seq
 	horizonDue uint64 // ripe once the GC horizon is at or past this seq
+
+	// Blocks: the versions the writes shadowed (gcexact.go).
+	exactMask uint64     // blocks whose shadowed version is known
+	exact     []shadowed // those versions
+	gen       uint64     // the inode's generation before the writes were counted
+	inexact   bool       // merged with a candidate that names nothing
 }
 
 func newCand() *cand {
@@ -69,6 +77,7 @@ func newCand() *cand {
 }
 
 func (c *cand) merge(o *cand) {
+	c.mergeExact(o)
 	c.mask |= o.mask
 	c.blocksFrom = min(c.blocksFrom, o.blocksFrom)
 	c.tickDue = min(c.tickDue, o.tickDue)
@@ -99,6 +108,7 @@ type candidates struct {
 	mu       sync.Mutex
 	tls      map[uint64]*tlCands
 	needFull bool // no candidates yet (after Open): the next pass is full
+	gens     gens // of exact candidates' inodes
 }
 
 func (cs *candidates) tlLocked(tl uint64) *tlCands {
@@ -135,9 +145,14 @@ func batchCands(seq uint64, b *pebble.Batch) candSet {
 			if err != nil {
 				continue
 			}
+			ck := candKey{kind: enc.KindBlock, ino: ino, idx: blk / candBlocks}
+			if x := cs[ck]; x != nil {
+				x.mask |= 1 << (blk % candBlocks) // same dues; nothing named yet
+				continue
+			}
 			c := *due
 			c.mask = 1 << (blk % candBlocks)
-			cs.add(candKey{kind: enc.KindBlock, ino: ino, idx: blk / candBlocks}, &c)
+			cs.add(ck, &c)
 		case enc.KindInode:
 			_, ino, _, err := enc.DecodeInodeKey(k)
 			if err != nil {
@@ -204,6 +219,7 @@ func (cs *candidates) drop(tl uint64) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	delete(cs.tls, tl)
+	delete(cs.gens.of, tl)
 }
 
 // takeFull reports whether tl is to be visited whole, and if so forgets

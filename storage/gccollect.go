@@ -49,6 +49,8 @@ type collector struct {
 	pinned  map[uint64]candSet
 	bytes   int64
 	deleted int
+	exact   int             // of deleted: named by exact candidates
+	bumped  uint64          // the inode whose generation this batch bumped last (0: none)
 	gone    map[string]bool // keys whose deletion is staged
 	vs      []ver
 }
@@ -95,6 +97,7 @@ func (c *collector) finish(err error) error {
 	if err == nil && c.deleted > 0 {
 		if err = c.s.counts.commit(c.tl, 0, cdelta{exclusive: -c.bytes}, c.bt, pebble.NoSync); err == nil {
 			c.st.Deleted += c.deleted
+			c.st.Exact += c.exact
 			c.st.BytesFreed += c.bytes
 			c.st.Batches++
 		}
@@ -171,6 +174,9 @@ func (c *collector) walk(it *pebble.Iterator, kind byte, lo, hi []byte, limit bo
 // candidate is put back for), so a key rewritten every tick does not cost
 // its whole history window at every pass.
 func (c *collector) visit(k candKey, cd *cand) error {
+	if c.visitExact(k, cd) {
+		return nil
+	}
 	c.stopBelow = 0
 	if c.plan.live && cd.horizonDue > c.plan.horizon && cd.tickDue <= c.plan.lastTick {
 		c.stopBelow = cd.tickDue
@@ -310,6 +316,10 @@ func (c *collector) group(kind byte, vs []ver) error {
 			continue // staged already by another visit in this batch
 		}
 		c.gone[string(v.key)] = true
+		if kind == enc.KindBlock && c.bumped != ck.ino {
+			c.s.cands.bump(c.tl, ck.ino) // exact candidates of ck.ino may name v
+			c.bumped = ck.ino
+		}
 		_ = c.bt.Delete(v.key, nil)
 		c.deleted++
 		c.bytes += int64(len(v.key) + v.size)

@@ -51,9 +51,12 @@ type Head struct {
 	shadows     map[uint64]map[uint64]shadow
 	pending     []pendingShadow
 	pendingOver bool // the batch writes too many blocks to record
-	lastSeq     uint64
-	closed      bool
-	buf         []byte
+	// shadowedVers are the versions the batch being committed shadows
+	// that GC may delete by key (gcexact.go).
+	shadowedVers []shadowed
+	lastSeq      uint64
+	closed       bool
+	buf          []byte
 }
 
 // bkey is the key of a buffered block write: inode and block number.
@@ -192,20 +195,22 @@ func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
 	if b.Empty() {
 		return nil
 	}
-	cands := batchCands(seq, b)
 	if err := h.commit(seq, b); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	h.s.cands.note(h.tl, cands)
 	h.gen.Add(1)
 	h.lastSeq = seq
 	return nil
 }
 
 // commit commits batch b of seq without fsync, with the change of the
-// timeline's counters it makes. h.mu held for writing.
+// timeline's counters it makes, and registers its GC candidates. h.mu
+// held for writing.
 func (h *Head) commit(seq uint64, b *pebble.Batch) error {
 	h.pending, h.pendingOver = h.pending[:0], false
+	h.shadowedVers = h.shadowedVers[:0]
+	cands := batchCands(seq, b) // before the commit, which may take b's buffer
+	h.s.cands.stamp(h.tl, cands)
 	d, err := h.countBatch(seq, b)
 	if err == nil {
 		err = h.s.counts.commit(h.tl, seq, d, b, pebble.NoSync)
@@ -215,6 +220,8 @@ func (h *Head) commit(seq uint64, b *pebble.Batch) error {
 		return err
 	}
 	h.keepShadows(seq)
+	attach(cands, h.shadowedVers)
+	h.s.cands.note(h.tl, cands)
 	return nil
 }
 
@@ -264,11 +271,9 @@ func (h *Head) flushLocked() error {
 			_ = b.Set(enc.InodeKey(key, h.tl, ino, seq), h.buf, nil)
 		}
 	}
-	cands := batchCands(seq, b)
 	if err := h.commit(seq, b); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
-	h.s.cands.note(h.tl, cands)
 	h.gen.Add(1)
 	for k, v := range h.wbuf {
 		h.free = append(h.free, v)
