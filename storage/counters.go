@@ -439,6 +439,8 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 		}
 	}
 	var key []byte
+	var gen uint64
+	genOK := false
 	for _, blk := range slices.Sorted(maps.Keys(writes)) { // in key order: seeks move forward
 		w := writes[blk]
 		var o oldVersion
@@ -467,11 +469,14 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 		default:
 			known = false
 		}
-		// Name the version this write shadows for GC (gcexact.go) if no
+		// Name the version this write shadows for GC (gcnamed.go) if no
 		// pass can delete it before the batch commits: none, or one the
 		// head reads now (inside the file, not cut by a truncation).
 		if known && ol && (o.seq == 0 || blk*BlockSize < old.Size && !old.Shadowed(blk, o.seq)) {
-			h.shadowedVers = append(h.shadowedVers, shadowed{ino: ino, blk: blk, seq: o.seq, by: seq, size: o.size})
+			if !genOK { // before the commit: a walking visit after it bumps it
+				gen, genOK = h.s.cands.gen(h.tl, ino), true
+			}
+			h.shadowedVers = append(h.shadowedVers, shadowed{ino: ino, blk: blk, seq: o.seq, by: seq, gen: gen, size: o.size})
 		}
 		oc, oo := o.cur, o.own
 		nc, no := blockCounts(nw, nl, blk, seq, w.kl, w.vl)

@@ -24,7 +24,7 @@ type GCStats struct {
 	Candidates        int           // candidates visited (incremental passes)
 	FullTimelines     int           // timelines visited whole (detached since the last pass, or all in a full pass)
 	Visited           int           // versions visited
-	Exact             int           // of Deleted: deleted by key, named by the write that shadowed them (no read)
+	Named             int           // of Deleted: named by the write that shadowed them, deleted by key without a read
 	BytesFreed        int64         // key and value bytes of the removed versions
 	Duration          time.Duration // wall time of the pass
 }
@@ -153,9 +153,46 @@ func (s *Store) gcCandidates(ctx context.Context, tl uint64, st *GCStats) error 
 	if n := len(s.ticks); n > 0 {
 		lastTick = s.ticks[n-1].seq
 	}
-	keys := s.cands.ripe(tl, s.cat.timelines[tl].Branch != 0, lastTick, s.horizonLocked())
+	live, horizon := s.cat.timelines[tl].Branch != 0, s.horizonLocked()
 	s.mu.Unlock()
-	for len(keys) > 0 {
+	// Named versions first, in batches of their own: a walking visit in
+	// the same batch could stage a version one of them names.
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.closed || s.cat.timelines[tl] == nil {
+			s.mu.Unlock()
+			return nil
+		}
+		vs := s.cands.takeNamed(tl, s.opts.GCBatch, live, max(lastTick, horizon))
+		if len(vs) == 0 {
+			s.mu.Unlock()
+			break
+		}
+		c, err := s.newCollector(tl, st)
+		if err == nil {
+			c.visitNamed(vs)
+			err = c.finish(nil)
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return err // the versions taken are lost: the caller marks tl full
+		}
+	}
+	return s.gcKeys(ctx, tl, st, s.cands.ripe(tl, live, lastTick, horizon))
+}
+
+// gcTakeChunk is how many candidates a batch takes at a time.
+const gcTakeChunk = 256
+
+// gcKeys visits candidates keys of tl in batches, taking them as it goes
+// (a candidate taken and not visited goes back before the batch ends,
+// so that Close saves it).
+func (s *Store) gcKeys(ctx context.Context, tl uint64, st *GCStats, keys []candKey) error {
+	var cds []*cand
+	for pos := 0; pos < len(keys); {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -165,17 +202,30 @@ func (s *Store) gcCandidates(ctx context.Context, tl uint64, st *GCStats) error 
 			return nil
 		}
 		c, err := s.newCollector(tl, st)
-		for err == nil && len(keys) > 0 && c.bt.Count() < uint32(s.opts.GCBatch) {
-			k := keys[0]
-			keys = keys[1:]
-			if cd := s.cands.take(tl, k); cd != nil {
-				st.Candidates++
-				err = c.visit(k, cd)
+		back := candSet{}
+		for err == nil && pos < len(keys) && c.bt.Count() < uint32(s.opts.GCBatch) {
+			chunk := keys[pos:min(len(keys), pos+gcTakeChunk)]
+			cds = s.cands.take(tl, chunk, cds[:0])
+			for i, cd := range cds {
+				if err != nil || c.bt.Count() >= uint32(s.opts.GCBatch) {
+					for j := i; j < len(chunk); j++ {
+						if cds[j] != nil {
+							back[chunk[j]] = cds[j] // for the next batch
+						}
+					}
+					break
+				}
+				pos++
+				if cd != nil { // nil: gone since ripe
+					st.Candidates++
+					err = c.visit(chunk[i], cd)
+				}
 			}
 		}
 		if c != nil {
 			err = c.finish(err)
 		}
+		s.cands.putBack(tl, back, nil)
 		s.mu.Unlock()
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"testing"
 	"time"
@@ -94,6 +95,9 @@ func (f *gcFixture) pass(b *testing.B, n int, full bool, others ...*gcFixture) (
 		}
 		f.profiles++
 		defer out.Close()
+		// A pass takes milliseconds: sample at 2 kHz, not 100 Hz (pprof
+		// then warns that the rate was set already).
+		runtime.SetCPUProfileRate(2000)
 		if err := pprof.StartCPUProfile(out); err != nil {
 			b.Fatal(err)
 		}
@@ -177,6 +181,8 @@ func BenchmarkGCPass(b *testing.B) {
 	b.ReportMetric(float64(n), "rewritten-blocks")
 	b.ReportMetric(float64(st[0].Visited), "inc-big-visited")
 	b.ReportMetric(float64(st[1].Visited), "inc-small-visited")
+	b.ReportMetric(float64(st[0].Named), "inc-big-named")
+	b.ReportMetric(float64(st[1].Named), "inc-small-named")
 	b.Logf("big store's LSM:\n%s", big.s.db.Metrics())
 	b.Logf("small store's LSM:\n%s", small.s.db.Metrics())
 	b.Logf("incremental passes, big: %v; small: %v", inc[0], inc[1])

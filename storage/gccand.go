@@ -29,9 +29,8 @@ import (
 // visited whole once. Candidates live in memory (no write-path cost for
 // them); a clean Close saves them and the next Open loads them
 // (gccandsave.go), while the first pass after a crash is a full pass that
-// rebuilds them. A block candidate of a rewrite in place also names the
-// versions the rewrite shadowed, which a pass deletes by key without a
-// read (gcexact.go); saved candidates name none.
+// rebuilds them. A rewrite in place names the versions it shadowed
+// instead, which a pass deletes by key without a read (gcnamed.go).
 
 // candBlocks is the number of blocks one block candidate covers (one bit each).
 const candBlocks = 64
@@ -64,12 +63,6 @@ type cand struct {
 	blocksFrom uint64 // inodes: also visit the inode's blocks from this one on (MaxUint64: none)
 	tickDue    uint64 // ripe once the newest tick is at or past this seq
 	horizonDue uint64 // ripe once the GC horizon is at or past this seq
-
-	// Blocks: the versions the writes shadowed (gcexact.go).
-	exactMask uint64     // blocks whose shadowed version is known
-	exact     []shadowed // those versions
-	gen       uint64     // the inode's generation before the writes were counted
-	inexact   bool       // merged with a candidate that names nothing
 }
 
 func newCand() *cand {
@@ -77,7 +70,6 @@ func newCand() *cand {
 }
 
 func (c *cand) merge(o *cand) {
-	c.mergeExact(o)
 	c.mask |= o.mask
 	c.blocksFrom = min(c.blocksFrom, o.blocksFrom)
 	c.tickDue = min(c.tickDue, o.tickDue)
@@ -99,6 +91,7 @@ func (cs candSet) add(k candKey, c *cand) {
 type tlCands struct {
 	active candSet            // visited once ripe
 	pinned map[uint64]candSet // by the explicit read point that keeps them
+	named  []shadowed         // versions a write shadowed, in commit order (gcnamed.go)
 	full   bool               // visit the whole timeline at the next pass
 }
 
@@ -108,7 +101,8 @@ type candidates struct {
 	mu       sync.Mutex
 	tls      map[uint64]*tlCands
 	needFull bool // no candidates yet (after Open): the next pass is full
-	gens     gens // of exact candidates' inodes
+	gens     gens // of the inodes of named versions
+	named    int  // named versions in all timelines
 }
 
 func (cs *candidates) tlLocked(tl uint64) *tlCands {
@@ -181,11 +175,13 @@ func batchCands(seq uint64, b *pebble.Batch) candSet {
 }
 
 // note registers the candidates of a committed batch of timeline tl (see
-// batchCands).
-func (cs *candidates) note(tl uint64, c candSet) {
+// batchCands) and the versions it shadowed that it names (see
+// gcnamed.go), which its block candidates then leave out.
+func (cs *candidates) note(tl uint64, c candSet, named []shadowed) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	t := cs.tlLocked(tl)
+	cs.nameLocked(t, c, named)
 	for k, v := range c {
 		t.active.add(k, v)
 	}
@@ -218,7 +214,7 @@ func (cs *candidates) markFull(tl uint64) {
 func (cs *candidates) drop(tl uint64) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	delete(cs.tls, tl)
+	cs.forgetLocked(tl)
 	delete(cs.gens.of, tl)
 }
 
@@ -232,7 +228,7 @@ func (cs *candidates) takeFull(tl uint64, all bool) bool {
 	if !all && (t == nil || !t.full) {
 		return false
 	}
-	delete(cs.tls, tl)
+	cs.forgetLocked(tl)
 	cs.tlLocked(tl).full = true
 	return true
 }
@@ -244,7 +240,7 @@ func (cs *candidates) fullDone(tl uint64) {
 	t := cs.tls[tl]
 	switch {
 	case t == nil:
-	case len(t.active) == 0 && len(t.pinned) == 0:
+	case len(t.active) == 0 && len(t.pinned) == 0 && len(t.named) == 0:
 		delete(cs.tls, tl)
 	default:
 		t.full = false
@@ -252,7 +248,7 @@ func (cs *candidates) fullDone(tl uint64) {
 }
 
 // ripe returns the keys of tl's active candidates a pass should visit, in
-// key order.
+// key order (their seeks move forward).
 func (cs *candidates) ripe(tl uint64, live bool, lastTick, horizon uint64) []candKey {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -270,17 +266,20 @@ func (cs *candidates) ripe(tl uint64, live bool, lastTick, horizon uint64) []can
 	return out
 }
 
-// take removes and returns the active candidate k of tl (nil if gone).
-func (cs *candidates) take(tl uint64, k candKey) *cand {
+// take removes and returns the active candidates ks of tl (nil where gone).
+func (cs *candidates) take(tl uint64, ks []candKey, out []*cand) []*cand {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	t := cs.tls[tl]
-	if t == nil {
-		return nil
+	for _, k := range ks {
+		var c *cand
+		if t != nil {
+			c = t.active[k]
+			delete(t.active, k)
+		}
+		out = append(out, c)
 	}
-	c := t.active[k]
-	delete(t.active, k)
-	return c
+	return out
 }
 
 // putBack merges what a visit kept: res ripens by its dues, pinned waits
@@ -305,12 +304,13 @@ func (cs *candidates) putBack(tl uint64, res candSet, pinned map[uint64]candSet)
 	}
 }
 
-// count returns the number of active and parked candidates (for tests).
+// count returns the number of active (with named versions) and parked
+// candidates (for tests).
 func (cs *candidates) count() (active, pinned int) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, t := range cs.tls {
-		active += len(t.active)
+		active += len(t.active) + len(t.named)
 		for _, set := range t.pinned {
 			pinned += len(set)
 		}

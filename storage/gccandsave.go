@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -62,6 +63,10 @@ func (cs *candidates) save(db *pebble.DB) error {
 		}
 		for k, c := range t.active {
 			put(k, c)
+		}
+		for _, v := range t.named { // saved as what the write would have registered
+			put(candKey{kind: enc.KindBlock, ino: v.ino, idx: v.blk / candBlocks},
+				&cand{mask: 1 << (v.blk % candBlocks), blocksFrom: math.MaxUint64, tickDue: v.by, horizonDue: v.by})
 		}
 		for _, set := range t.pinned {
 			for k, c := range set {

@@ -49,10 +49,15 @@ type collector struct {
 	pinned  map[uint64]candSet
 	bytes   int64
 	deleted int
-	exact   int             // of deleted: named by exact candidates
+	named   int             // of deleted: named versions (gcnamed.go)
 	bumped  uint64          // the inode whose generation this batch bumped last (0: none)
 	gone    map[string]bool // keys whose deletion is staged
 	vs      []ver
+	key     []byte // scratch
+
+	// The generation of inode genIno when genOK (named versions).
+	genIno, genOf uint64
+	genOK         bool
 }
 
 // ver is one version of the key being decided.
@@ -97,7 +102,7 @@ func (c *collector) finish(err error) error {
 	if err == nil && c.deleted > 0 {
 		if err = c.s.counts.commit(c.tl, 0, cdelta{exclusive: -c.bytes}, c.bt, pebble.NoSync); err == nil {
 			c.st.Deleted += c.deleted
-			c.st.Exact += c.exact
+			c.st.Named += c.named
 			c.st.BytesFreed += c.bytes
 			c.st.Batches++
 		}
@@ -174,9 +179,6 @@ func (c *collector) walk(it *pebble.Iterator, kind byte, lo, hi []byte, limit bo
 // candidate is put back for), so a key rewritten every tick does not cost
 // its whole history window at every pass.
 func (c *collector) visit(k candKey, cd *cand) error {
-	if c.visitExact(k, cd) {
-		return nil
-	}
 	c.stopBelow = 0
 	if c.plan.live && cd.horizonDue > c.plan.horizon && cd.tickDue <= c.plan.lastTick {
 		c.stopBelow = cd.tickDue
@@ -317,8 +319,8 @@ func (c *collector) group(kind byte, vs []ver) error {
 		}
 		c.gone[string(v.key)] = true
 		if kind == enc.KindBlock && c.bumped != ck.ino {
-			c.s.cands.bump(c.tl, ck.ino) // exact candidates of ck.ino may name v
-			c.bumped = ck.ino
+			c.s.cands.bump(c.tl, ck.ino) // a named version of ck.ino may be v
+			c.bumped, c.genOK = ck.ino, false
 		}
 		_ = c.bt.Delete(v.key, nil)
 		c.deleted++

@@ -52,7 +52,7 @@ type Head struct {
 	pending     []pendingShadow
 	pendingOver bool // the batch writes too many blocks to record
 	// shadowedVers are the versions the batch being committed shadows
-	// that GC may delete by key (gcexact.go).
+	// that GC may delete by key (gcnamed.go).
 	shadowedVers []shadowed
 	lastSeq      uint64
 	closed       bool
@@ -210,7 +210,6 @@ func (h *Head) commit(seq uint64, b *pebble.Batch) error {
 	h.pending, h.pendingOver = h.pending[:0], false
 	h.shadowedVers = h.shadowedVers[:0]
 	cands := batchCands(seq, b) // before the commit, which may take b's buffer
-	h.s.cands.stamp(h.tl, cands)
 	d, err := h.countBatch(seq, b)
 	if err == nil {
 		err = h.s.counts.commit(h.tl, seq, d, b, pebble.NoSync)
@@ -220,8 +219,7 @@ func (h *Head) commit(seq uint64, b *pebble.Batch) error {
 		return err
 	}
 	h.keepShadows(seq)
-	attach(cands, h.shadowedVers)
-	h.s.cands.note(h.tl, cands)
+	h.s.cands.note(h.tl, cands, h.shadowedVers)
 	return nil
 }
 

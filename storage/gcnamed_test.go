@@ -3,21 +3,29 @@ package storage
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
 
-// TestGCExact: a pass deletes the versions rewrites in place shadowed by
-// key (exact candidates); a version a snapshot reads is kept and goes by
-// an ordinary visit once the snapshot does; and an exact candidate whose
-// versions a walking visit deleted in between (what a full pass running
-// while the rewrite's candidates are registered does) is visited by
-// walking, so nothing is deleted or uncounted twice.
-func TestGCExact(t *testing.T) {
+// TestGCNamed: a pass deletes the versions rewrites in place shadowed by
+// key (named versions); a version a snapshot reads is kept and goes by
+// an ordinary visit once the snapshot does; and a named version that a
+// walking visit deleted in between (what a full pass running while the
+// rewrite is registered does) is visited by walking, so nothing is
+// deleted or uncounted twice.
+func TestGCNamed(t *testing.T) {
+	for _, batch := range []int{0, 3} { // the default, and batches that end inside candidates
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) { testGCNamed(t, batch) })
+	}
+}
+
+func testGCNamed(t *testing.T, batch int) {
 	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
-	s := openTest(t, &Options{GCInterval: -1, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now})
+	s := openTest(t, &Options{GCInterval: -1, GCBatch: batch, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now})
 	age := func() {
 		for range 3 {
 			clk.Add(6 * time.Second)
@@ -68,7 +76,7 @@ func TestGCExact(t *testing.T) {
 	write(0, 32, 1)
 	write(0, 16, 2)
 	age()
-	if st := gc(); st.Exact != 48 {
+	if st := gc(); st.Named != 48 {
 		t.Fatalf("pass after 48 rewrites: %+v, want 48 versions deleted by key", st)
 	}
 	check(blocks)
@@ -79,40 +87,38 @@ func TestGCExact(t *testing.T) {
 	must[Snapshot](t)(s.Snapshot("p", "main", "snap", SnapshotOptions{}))
 	write(32, 40, 2)
 	age()
-	if st := gc(); st.Exact != 8 {
+	if st := gc(); st.Named != 8 {
 		t.Fatalf("pass with a snapshot: %+v, want the 8 versions before it deleted by key", st)
 	}
 	check(blocks + 8)
 	ok(t, s.DeleteSnapshot("p", "snap"))
 	age()
-	if st := gc(); st.Deleted < 8 || st.Exact != 0 {
+	if st := gc(); st.Deleted < 8 || st.Named != 0 {
 		t.Fatalf("pass after the snapshot went: %+v, want its 8 versions deleted by a visit", st)
 	}
 	check(blocks)
 
-	// A walking visit deletes what an exact candidate names before the
-	// candidate is visited.
+	// A walking visit deletes named versions before a pass takes them.
 	write(40, 48, 1)
 	age()
-	k := candKey{kind: enc.KindBlock, ino: f.Ino, idx: 0}
-	cd := s.cands.take(tl, k)
-	if cd == nil || !cd.exactOK() || len(cd.exact) != 8 {
-		t.Fatalf("candidate of the rewrite: %+v, want one naming 8 versions", cd)
+	named := s.cands.takeNamed(tl, 100, true, math.MaxUint64)
+	if len(named) != 8 {
+		t.Fatalf("named versions of the rewrite: %+v, want 8", named)
 	}
 	if st := must[GCStats](t)(s.GCFull(context.Background())); st.Deleted < 8 {
 		t.Fatalf("full pass: %+v, want the 8 shadowed versions deleted", st)
 	}
-	s.cands.note(tl, candSet{k: cd}) // registered after the walk
+	s.cands.note(tl, candSet{}, named) // registered after the walk
 	if st := gc(); st.Deleted != 0 || st.Candidates != 1 {
-		t.Fatalf("pass over the stale exact candidate: %+v, want it visited and nothing deleted", st)
+		t.Fatalf("pass over the stale named versions: %+v, want it visited and nothing deleted", st)
 	}
 	check(blocks)
 }
 
-// TestGCExactCutVersion: a rewrite does not name a version a truncation
+// TestGCNamedCutVersion: a rewrite does not name a version a truncation
 // cut, which a pass may delete before the rewrite is counted (through an
 // iterator the head opened before that pass).
-func TestGCExactCutVersion(t *testing.T) {
+func TestGCNamedCutVersion(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
 	s := openTest(t, &Options{GCInterval: -1, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now})
 	age := func() {
@@ -145,7 +151,52 @@ func TestGCExactCutVersion(t *testing.T) {
 	age()
 	st := must[GCStats](t)(s.GC(context.Background()))
 	ok(t, s.Check())
-	if st.Exact != 0 {
+	if st.Named != 0 {
 		t.Fatalf("pass after the rewrite: %+v, want no version deleted by key", st)
+	}
+}
+
+// TestGCNamedAcrossRestart: named versions not yet collected when the
+// store closes come back after Open as ordinary candidates.
+func TestGCNamedAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	opts := &Options{GCInterval: -1, HistoryWindow: 10 * time.Second, HistoryTick: time.Hour, Now: clk.Now}
+	age := func(s *Store) {
+		for range 3 {
+			clk.Add(6 * time.Second)
+			s.Tick()
+		}
+	}
+	s := must[*Store](t)(Open(dir, opts))
+	defer func() { _ = s.Close() }()
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	f := must[Attr](t)(h.Create(RootIno, "f", 0o644, 0, 0))
+	for i := range 16 {
+		must[int](t)(h.WriteAt(f.Ino, page(i), int64(i)*BlockSize))
+	}
+	ok(t, h.Sync())
+	age(s)
+	must[GCStats](t)(s.GC(context.Background())) // the full pass after Open
+	for i := range 16 {
+		must[int](t)(h.WriteAt(f.Ino, page(100+i), int64(i)*BlockSize))
+	}
+	ok(t, h.Close())
+	tl := must[Branch](t)(s.Branch("p", "main")).Timeline
+	if active, _ := s.cands.count(); active < 16 {
+		t.Fatalf("%d candidates before Close, want the 16 named versions among them", active)
+	}
+	ok(t, s.Close())
+	s = must[*Store](t)(Open(dir, opts))
+	age(s)
+	st := must[GCStats](t)(s.GC(context.Background()))
+	ok(t, s.Check())
+	if st.Full || st.Deleted < 16 {
+		t.Fatalf("first pass after a clean reopen: %+v, want an incremental one deleting the 16 shadowed versions", st)
+	}
+	if n := countKeys(t, s, enc.KindBlock, tl, f.Ino); n != 16 {
+		t.Fatalf("%d block versions left, want 16", n)
 	}
 }
