@@ -126,7 +126,10 @@
 // point or view that kept them went away), plus once each timeline whose
 // branch was deleted while a snapshot or child still reads it. A pass thus
 // costs in proportion to what was written and freed, not to the store's
-// size. A clean Close saves the candidates and the next Open loads them
+// size. A rewrite of a block in place also names the version it shadowed
+// (its seq is known to the commit's counters), and a pass deletes a named
+// version that has ripened by its exact key, without a seek (gcnamed.go).
+// A clean Close saves the candidates and the next Open loads them
 // (and deletes the saved copy); after a crash the first pass is a full one
 // (Store.GCFull), which rebuilds them. GC runs in the background every GCInterval
 // (default 1 min) in
