@@ -280,7 +280,7 @@ func (m *modelRun) gc() string {
 		m.verifyAll("full gc")
 		m.checkCounts("full gc")
 	}
-	return fmt.Sprintf("gc (%d deleted, %d visited, full %v)", st.Deleted, st.Visited, st.Full)
+	return fmt.Sprintf("gc (%d deleted, %d of them named, %d visited, full %v)", st.Deleted, st.Named, st.Visited, st.Full)
 }
 
 // checkCounts compares every timeline's usage counters with a recount.
