@@ -214,7 +214,10 @@ type staged struct {
 // attribute read per inode b touches, one prefix seek per block b
 // rewrites inside the file's old size, and the stored versions of blocks
 // whose counting a size, truncation or link change alters (all of them
-// when a file loses its last link). h.mu held for writing.
+// when a file loses its last link). What the head remembers of its own
+// recent commits (its shadows and stored attributes) replaces the reads
+// it can, and a batch they all cover opens no iterator. h.mu held for
+// writing.
 func (h *Head) countBatch(seq uint64, b *pebble.Batch) (cdelta, error) {
 	var d cdelta
 	inos := map[uint64]*staged{}
@@ -275,11 +278,23 @@ func (h *Head) countBatch(seq uint64, b *pebble.Batch) (cdelta, error) {
 	if len(inos) == 0 {
 		return d, nil
 	}
-	p, err := h.getIter()
-	if err != nil {
-		return d, err
+	var p pooledIter
+	opened := false
+	iter := func() (*pebble.Iterator, error) {
+		if !opened {
+			var err error
+			if p, err = h.getIter(); err != nil {
+				return nil, err
+			}
+			opened = true
+		}
+		return p.it, nil
 	}
-	defer h.putIter(p)
+	defer func() {
+		if opened {
+			h.putIter(p)
+		}
+	}()
 	for ino, st := range inos {
 		var nw *enc.Attr
 		if st.attr != nil {
@@ -294,14 +309,21 @@ func (h *Head) countBatch(seq uint64, b *pebble.Batch) (cdelta, error) {
 				nw = &a
 			}
 		}
-		old, err := h.storedAttr(p.it, ino)
-		if err != nil {
-			return d, err
+		old, ok := h.stored[ino]
+		if !ok {
+			it, err := iter()
+			if err != nil {
+				return d, err
+			}
+			if old, err = h.storedAttr(it, ino); err != nil {
+				return d, err
+			}
 		}
 		if st.attr == nil {
 			nw = old
 		}
-		if err := h.inodeDelta(p.it, &d, ino, old, nw, st.blocks, seq); err != nil {
+		h.storedNext = append(h.storedNext, storedAttr{ino, nw})
+		if err := h.inodeDelta(iter, &d, ino, old, nw, st.blocks, seq); err != nil {
 			return d, err
 		}
 	}
@@ -381,12 +403,40 @@ func (h *Head) keepShadows(seq uint64) {
 	h.pending = h.pending[:0]
 }
 
+// storedAttr is an inode's attributes as a batch leaves them (nil: none).
+type storedAttr struct {
+	ino  uint64
+	attr *enc.Attr
+}
+
+// maxStored bounds Head.stored: past it the map starts over.
+const maxStored = 1024
+
+// keepStored records the attributes the committed batch left, the
+// stored state the next batch's counting starts from. An inode left
+// without attributes is forgotten rather than remembered as none (GC may
+// later drop its tombstone). h.mu held for writing.
+func (h *Head) keepStored() {
+	if h.stored == nil || len(h.stored)+len(h.storedNext) > maxStored {
+		h.stored = map[uint64]*enc.Attr{}
+	}
+	for _, a := range h.storedNext {
+		if a.attr == nil {
+			delete(h.stored, a.ino)
+		} else {
+			h.stored[a.ino] = a.attr
+		}
+	}
+	h.storedNext = h.storedNext[:0]
+}
+
 // inodeDelta adds to d the change of inode ino from attributes old to nw
-// (nil: none) with blocks written at seq. Blocks neither written nor in
+// (nil: none) with blocks written at seq. iter opens the iterator the
+// lookups the head's shadows do not cover read through. Blocks neither written nor in
 // [lo, hi) count the same under old and nw: both are full blocks below
 // both sizes, and the truncations that can cut them are the same (with
 // equal sizes and truncations, that is every block: [lo, hi) is empty).
-func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *enc.Attr, writes map[uint64]blockWrite, seq uint64) error {
+func (h *Head) inodeDelta(iter func() (*pebble.Iterator, error), d *cdelta, ino uint64, old, nw *enc.Attr, writes map[uint64]blockWrite, seq uint64) error {
 	ol, nl := live(old), live(nw)
 	if !ol || !nl || old.Size != nw.Size || truncDiff(old, nw) != math.MaxUint64 {
 		h.dropShadows(ino)
@@ -416,6 +466,10 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 	var olds map[uint64]oldVersion // blocks in [lo, hi) written now: their newest stored version
 	if lo < hi {
 		olds = map[uint64]oldVersion{}
+		it, err := iter()
+		if err != nil {
+			return err
+		}
 		lower := enc.BlockKey(nil, h.tl, ino, lo, math.MaxUint64)
 		upper := enc.BlockKey(nil, h.tl, ino, hi, math.MaxUint64)
 		for ok := it.SeekGE(lower); ok && bytes.Compare(it.Key(), upper) < 0; {
@@ -453,6 +507,10 @@ func (h *Head) inodeDelta(it *pebble.Iterator, d *cdelta, ino uint64, old, nw *e
 				o.seq, o.size = v.seq, v.kl+v.vl
 				o.cur, o.own = blockCounts(old, ol, blk, v.seq, int(v.kl), int(v.vl))
 				break
+			}
+			it, err := iter()
+			if err != nil {
+				return err
 			}
 			key = enc.BlockKey(key, h.tl, ino, blk, math.MaxUint64)
 			if it.SeekPrefixGE(key) {

@@ -51,6 +51,11 @@ type Head struct {
 	shadows     map[uint64]map[uint64]shadow
 	pending     []pendingShadow
 	pendingOver bool // the batch writes too many blocks to record
+	// stored are the attributes of inodes this head's batches touched
+	// lately as the store holds them now: what countBatch would otherwise
+	// read. storedNext holds the current batch's, kept once it commits.
+	stored     map[uint64]*enc.Attr
+	storedNext []storedAttr
 	// shadowedVers are the versions the batch being committed shadows
 	// that GC may delete by key (gcnamed.go).
 	shadowedVers []shadowed
@@ -208,6 +213,7 @@ func (h *Head) mutate(f func(seq uint64, b *pebble.Batch) error) error {
 // held for writing.
 func (h *Head) commit(seq uint64, b *pebble.Batch) error {
 	h.pending, h.pendingOver = h.pending[:0], false
+	h.storedNext = h.storedNext[:0]
 	h.shadowedVers = h.shadowedVers[:0]
 	cands := batchCands(seq, b) // before the commit, which may take b's buffer
 	d, err := h.countBatch(seq, b)
@@ -215,10 +221,11 @@ func (h *Head) commit(seq uint64, b *pebble.Batch) error {
 		err = h.s.counts.commit(h.tl, seq, d, b, pebble.NoSync)
 	}
 	if err != nil {
-		h.shadows = nil // what the batch's inodes hold is unknown now
+		h.shadows, h.stored = nil, nil // what the batch's inodes hold is unknown now
 		return err
 	}
 	h.keepShadows(seq)
+	h.keepStored()
 	h.s.cands.note(h.tl, cands, h.shadowedVers)
 	return nil
 }
