@@ -322,7 +322,7 @@ func (h *Head) countBatch(seq uint64, b *pebble.Batch) (cdelta, error) {
 		if st.attr == nil {
 			nw = old
 		}
-		h.storedNext = append(h.storedNext, storedAttr{ino, nw})
+		h.storedNext = append(h.storedNext, keptAttr{ino, nw})
 		if err := h.inodeDelta(iter, &d, ino, old, nw, st.blocks, seq); err != nil {
 			return d, err
 		}
@@ -403,8 +403,8 @@ func (h *Head) keepShadows(seq uint64) {
 	h.pending = h.pending[:0]
 }
 
-// storedAttr is an inode's attributes as a batch leaves them (nil: none).
-type storedAttr struct {
+// keptAttr is an inode's attributes as a batch leaves them (nil: none).
+type keptAttr struct {
 	ino  uint64
 	attr *enc.Attr
 }
@@ -431,11 +431,12 @@ func (h *Head) keepStored() {
 }
 
 // inodeDelta adds to d the change of inode ino from attributes old to nw
-// (nil: none) with blocks written at seq. iter opens the iterator the
-// lookups the head's shadows do not cover read through. Blocks neither written nor in
+// (nil: none) with blocks written at seq. Blocks neither written nor in
 // [lo, hi) count the same under old and nw: both are full blocks below
 // both sizes, and the truncations that can cut them are the same (with
 // equal sizes and truncations, that is every block: [lo, hi) is empty).
+// iter opens the iterator for the lookups the head's shadows do not
+// cover.
 func (h *Head) inodeDelta(iter func() (*pebble.Iterator, error), d *cdelta, ino uint64, old, nw *enc.Attr, writes map[uint64]blockWrite, seq uint64) error {
 	ol, nl := live(old), live(nw)
 	if !ol || !nl || old.Size != nw.Size || truncDiff(old, nw) != math.MaxUint64 {

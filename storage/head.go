@@ -55,7 +55,7 @@ type Head struct {
 	// lately as the store holds them now: what countBatch would otherwise
 	// read. storedNext holds the current batch's, kept once it commits.
 	stored     map[uint64]*enc.Attr
-	storedNext []storedAttr
+	storedNext []keptAttr
 	// shadowedVers are the versions the batch being committed shadows
 	// that GC may delete by key (gcnamed.go).
 	shadowedVers []shadowed
