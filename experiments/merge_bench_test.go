@@ -29,17 +29,7 @@ func BenchmarkMerge(b *testing.B) {
 	}
 	s := storeService(b, "p", map[string]string{"max_wal_size": "4GB"})
 	ctx := WithCaller(context.Background(), LocalCaller)
-	q := func(branch, sql string) {
-		b.Helper()
-		c, release, err := s.connect(ctx, "p", branch, Superuser)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer release()
-		if _, err := c.Exec(ctx, sql); err != nil {
-			b.Fatalf("%s: %v", sql, err)
-		}
-	}
+	q := func(branch, sql string) { super(b, s, ctx, branch, sql) }
 	q("main", fmt.Sprintf(`CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL, pad text);
 INSERT INTO big SELECT i, 0, repeat('p', 120) FROM generate_series(1, %d) i;
 CHECKPOINT`, rows))

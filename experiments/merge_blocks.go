@@ -1,15 +1,21 @@
 package experiments
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/experiments/merge"
 	"github.com/offshootdb/offshoot/storage"
 )
@@ -19,37 +25,77 @@ import (
 const relSegBlocks = 131072
 
 // storeBlocks is merge.Blocks over the store the base and the source
-// branches are forks in: after a checkpoint on both, storage's block
-// versions say which heap blocks either wrote since their shared state.
+// branches are forks in: storage's block versions say which heap blocks
+// either wrote since their shared state, and the source's WAL since its
+// last checkpoint what it changed in pages it has not written yet
+// (merge.WALChanges); when that WAL cannot be read, a checkpoint of the
+// source writes those pages instead.
 type storeBlocks struct {
 	s                     *Service
 	project, base, source string
 	vb, vs                *storage.View
+	// wal holds the source's changes since its last checkpoint, per
+	// relation file, when Prepare read them from its WAL.
+	wal map[merge.RelFile]merge.Region
+	// from says where Prepare found the source's unwritten changes: its
+	// WAL (MergeFromWAL) or a checkpoint (MergeFromCheckpoint).
+	from string
 	// prefetches are the read-aheads Changed started, stopped by close.
 	prefetches []*prefetch
 }
 
-// Prepare checkpoints the base and the source, at once, so that every
-// page their merge snapshots read is in the store, then fixes a view of
-// each.
+// Where a merge found the source's changes that storage did not have
+// yet (Merge.SourceChanges).
+const (
+	MergeFromWAL        = "wal"
+	MergeFromCheckpoint = "checkpoint"
+)
+
+// defaultMergeWALLimit is Service.mergeWALLimit unless a test sets it: a
+// checkpoint of Postgres's default max_wal_size (1 GiB) writes at most
+// about this much dirty data, and pg_waldump reads it in about a second.
+const defaultMergeWALLimit = 256 << 20
+
+// Prepare makes storage and the source's WAL cover every page the
+// merge's snapshots of the base and the source read: it checkpoints the
+// base (a new fork, whose recovery left little to write) and reads the
+// source's WAL since its last checkpoint, or, when that fails,
+// checkpoints the source too; then it fixes a view of each in storage.
+// Both run at once.
 func (b *storeBlocks) Prepare(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i, br := range []string{b.base, b.source} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, release, err := b.s.connect(ctx, b.project, br, Superuser)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			defer release()
-			if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
-				errs[i] = fmt.Errorf("checkpoint %s: %w", br, err)
-			}
-		}()
+	checkpoint := func(i int, br string) {
+		c, release, err := b.s.connect(ctx, b.project, br, Superuser)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		defer release()
+		if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
+			errs[i] = fmt.Errorf("checkpoint %s: %w", br, err)
+		}
 	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		checkpoint(0, b.base)
+	}()
+	go func() {
+		defer wg.Done()
+		wal, err := b.s.sourceWAL(ctx, b.project, b.source)
+		if err == nil {
+			b.wal, b.from = wal, MergeFromWAL
+			return
+		}
+		if ctx.Err() != nil {
+			errs[1] = err
+			return
+		}
+		b.s.log.Info("merge: reading the source's changes from a checkpoint", "branch", b.source, "wal", err)
+		b.from = MergeFromCheckpoint
+		checkpoint(1, b.source)
+	}()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -63,6 +109,93 @@ func (b *storeBlocks) Prepare(ctx context.Context) error {
 		return storeErr(err)
 	}
 	return nil
+}
+
+// sourceWAL returns the changes the branch's WAL holds since its last
+// completed checkpoint, up to a point after every transaction the
+// caller's snapshot of it sees: the pages that checkpoint wrote are in
+// storage, and every later change to a page is in that WAL. It writes
+// and flushes the WAL up to there (committing a transaction that writes
+// a record) and reads it with pg_waldump through the branch's mount.
+func (s *Service) sourceWAL(ctx context.Context, project, branch string) (map[merge.RelFile]merge.Region, error) {
+	if s.cfg.Compute == nil {
+		return nil, errors.New("no compute")
+	}
+	l, err := s.cfg.Compute.Acquire(ctx, project, branch)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Release()
+	dir := l.DataDir()
+	if dir == "" {
+		return nil, errors.New("the endpoint's data directory is not a mount")
+	}
+	c, release, err := s.connect(ctx, project, branch, Superuser)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	var redo, end string
+	// The checkpoint first: a later one only moves its redo point ahead.
+	if err := c.QueryRow(ctx, "SELECT redo_lsn::text FROM pg_control_checkpoint()").Scan(&redo); err != nil {
+		return nil, fmt.Errorf("last checkpoint: %w", err)
+	}
+	// Every record of a transaction the merge's snapshot sees was inserted
+	// before this position. A transaction that writes a record (a logical
+	// decoding message, which changes no page) flushes the WAL through its
+	// commit, so all of them are on disk even if they committed
+	// asynchronously.
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+		return nil, err
+	}
+	if err := tx.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text, pg_logical_emit_message(true, 'offshoot.merge', '')").Scan(&end, nil); err != nil {
+		return nil, fmt.Errorf("WAL position: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	from, err1 := parseLSN(redo)
+	to, err2 := parseLSN(end)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	if to < from || to-from > s.mergeWALLimit {
+		return nil, fmt.Errorf("%d MiB of WAL since the last checkpoint", (to-from)>>20)
+	}
+	cmd := osexec.CommandContext(ctx, pg.Bin("pg_waldump"), "--path", filepath.Join(dir, "pg_wal"), "--start", redo, "--end", end)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	changes, perr := merge.WALChanges(out)
+	if perr != nil {
+		_, _ = io.Copy(io.Discard, out)
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("pg_waldump: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return changes, perr
+}
+
+// parseLSN parses a WAL position as Postgres prints it (0/17A7E78).
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("WAL position %q", s)
+	}
+	return h<<32 | l, nil
 }
 
 // Changed maps the relation's segment files to the blocks and tuples
@@ -95,6 +228,13 @@ func (b *storeBlocks) Changed(relpath string, nblocks uint64) (merge.Region, boo
 		if err != nil || !ok {
 			return merge.Region{}, false, err
 		}
+	}
+	if b.wal != nil {
+		f, err := merge.ParseRelPath(relpath)
+		if err != nil {
+			return merge.Region{}, false, nil
+		}
+		reg = reg.Union(b.wal[f])
 	}
 	for _, br := range []string{b.base, b.source} {
 		if p := b.s.startPrefetch(b.project, br, relpath, reg); p != nil {

@@ -91,6 +91,11 @@ type Merge struct {
 	UnchangedTables  int `json:"unchanged_tables"`
 	SkippedByBlocks  int `json:"skipped_by_blocks"`
 	NarrowedByBlocks int `json:"narrowed_by_blocks"`
+	// SourceChanges says where the block comparison found the source's
+	// changes that storage did not hold yet: "wal" (its WAL since its last
+	// checkpoint) or "checkpoint" (a checkpoint wrote them); empty when
+	// every row was compared.
+	SourceChanges string `json:"source_changes,omitempty"`
 	// Conflicts lists every conflict with its resolution, if any;
 	// OpenConflicts counts those without.
 	Conflicts     []merge.Conflict `json:"conflicts"`
@@ -376,6 +381,9 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 	m.Timings.Timings = res.Timings
 	m.Schema, m.Tables, m.Sequences, m.Conflicts = res.Schema, res.Tables, res.Sequences, res.Conflicts
 	m.UnchangedTables, m.SkippedByBlocks, m.NarrowedByBlocks = res.Unchanged, res.SkippedByBlocks, res.NarrowedByBlocks
+	if sides.Blocks != nil {
+		m.SourceChanges = sides.Blocks.(*storeBlocks).from
+	}
 	m.OpenConflicts = len(res.Open())
 	m.UpdatedAt = s.cfg.Now().UTC()
 	if !apply || m.OpenConflicts > 0 {

@@ -19,6 +19,20 @@ func exec(t *testing.T, s *Service, ctx context.Context, branch, sql string) {
 	}
 }
 
+// super runs sql as the superuser on a branch of p, outside any
+// transaction block the caller does not write (VACUUM, CHECKPOINT).
+func super(tb testing.TB, s *Service, ctx context.Context, branch, sql string) {
+	tb.Helper()
+	c, release, err := s.connect(ctx, "p", branch, Superuser)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer release()
+	if _, err := c.Exec(ctx, sql); err != nil {
+		tb.Fatalf("%s on %s: %v", sql, branch, err)
+	}
+}
+
 // mergeProject is a store service with project p whose main branch holds
 // customers (unique email; JSON, array and vector columns) and orders
 // (foreign key to customers, serial key), and a fork f of main.
@@ -118,6 +132,10 @@ INSERT INTO wide SELECT i, 'new' FROM generate_series(5001, 5010) i`)
 	// Storage shows big untouched (but for hint bits, which f's read set on
 	// every page): never read. customers, orders and wide are read only
 	// where their blocks changed.
+	// f wrote none of it back yet: its changes come from its WAL.
+	if pre.SourceChanges != MergeFromWAL {
+		t.Errorf("preview found the source's changes from %q, want its WAL", pre.SourceChanges)
+	}
 	if pre.SkippedByBlocks != 1 || pre.NarrowedByBlocks != 3 || pre.UnchangedTables != 1 {
 		t.Errorf("preview: %d tables skipped and %d narrowed by blocks, %d unchanged; want 1, 3 and 1", pre.SkippedByBlocks, pre.NarrowedByBlocks, pre.UnchangedTables)
 	}

@@ -212,6 +212,10 @@ type Service struct {
 	replMu               sync.Mutex
 	replTasks            map[string]*replTask // replica project → its follower or removal
 	creating             map[string]bool      // replica projects CreateReplica is seeding
+	// mergeWALLimit is the most WAL since a merge source's last checkpoint
+	// the merge reads for its changes; past it, a checkpoint of the source
+	// is cheaper (storeBlocks.Prepare). Tests lower it.
+	mergeWALLimit uint64
 }
 
 // New validates cfg and returns an unopened Service.
@@ -297,7 +301,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, rn: newRunner(), hooks: hooks, hookClient: hooks.client()}
+	s := &Service{cfg: cfg, log: cfg.Logger, rn: newRunner(), hooks: hooks, hookClient: hooks.client(), mergeWALLimit: defaultMergeWALLimit}
 	if cfg.Connector == nil && cfg.Compute != nil {
 		s.cfg.Connector = connectorFunc(s.computeConn)
 	}
