@@ -57,7 +57,7 @@ CHECKPOINT`, rows))
 				if len(m.Tables) != 1 || m.Tables[0].Updated != int64(rows/1000) {
 					b.Fatalf("merge of %s (full %t): %+v, want %d rows updated", fork, fullCompare, m.Tables, rows/1000)
 				}
-				fmt.Printf("round %d %s full=%t: %+v\n", round, fork, fullCompare, m.Timings)
+				fmt.Printf("round %d %s full=%t from=%s: %+v\n", round, fork, fullCompare, m.SourceChanges, m.Timings)
 				if fullCompare {
 					full = append(full, time.Since(start))
 				} else {

@@ -136,8 +136,9 @@ func (s *Service) sourceWAL(ctx context.Context, project, branch string) (map[me
 	}
 	defer release()
 	var redo, end string
+	var timeline int32
 	// The checkpoint first: a later one only moves its redo point ahead.
-	if err := c.QueryRow(ctx, "SELECT redo_lsn::text FROM pg_control_checkpoint()").Scan(&redo); err != nil {
+	if err := c.QueryRow(ctx, "SELECT redo_lsn::text, timeline_id FROM pg_control_checkpoint()").Scan(&redo, &timeline); err != nil {
 		return nil, fmt.Errorf("last checkpoint: %w", err)
 	}
 	// Every record of a transaction the merge's snapshot sees was inserted
@@ -167,7 +168,8 @@ func (s *Service) sourceWAL(ctx context.Context, project, branch string) (map[me
 	if to < from || to-from > s.mergeWALLimit {
 		return nil, fmt.Errorf("%d MiB of WAL since the last checkpoint", (to-from)>>20)
 	}
-	cmd := osexec.CommandContext(ctx, pg.Bin("pg_waldump"), "--path", filepath.Join(dir, "pg_wal"), "--start", redo, "--end", end)
+	cmd := osexec.CommandContext(ctx, pg.Bin("pg_waldump"), "--path", filepath.Join(dir, "pg_wal"),
+		"--timeline", strconv.Itoa(int(timeline)), "--start", redo, "--end", end)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -17,8 +17,10 @@ import (
 // the size of the database.
 type Blocks interface {
 	// Prepare runs once Run holds its snapshots of the base and the
-	// source and before any Changed: it makes storage hold every page
-	// those snapshots can read (a checkpoint on both).
+	// source and before any Changed: storage must then hold every page
+	// those snapshots read, or Changed know from elsewhere where the
+	// source changed the pages storage does not hold (its WAL since its
+	// last checkpoint; see WALChanges).
 	Prepare(ctx context.Context) error
 	// Changed returns the part of the relation whose files are at
 	// relpath (pg_relation_filepath, all segments of a relation of

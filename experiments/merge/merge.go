@@ -203,9 +203,10 @@ type Result struct {
 }
 
 // Timings are the phases of a merge, in milliseconds. Rows includes
-// Prepare (the block comparison's set-up: checkpoints of the base and the
-// source), which Run does when the first table needs it, and the row
-// merge's parts over all tables: Compare (storage's block comparison),
+// Prepare (the block comparison's set-up: a checkpoint of the base, and
+// the source's WAL since its last checkpoint or a checkpoint of it),
+// which Run does when the first table needs it, and the row merge's
+// parts over all tables: Compare (storage's block comparison),
 // Read (the changed rows of the base and the source), Lookup (the
 // changed keys on the target, and deciding each) and Write (the writes
 // to the target).
