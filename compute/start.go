@@ -66,9 +66,13 @@ func (m *Manager) start(ep *endpoint) error {
 	// overwritten. They are still zero-filled (wal_init_zero stays on): a
 	// sparse segment let a branch write past its share of the free-space
 	// reserve (TestDiskFullSequence failed 9 runs in 10 with it off).
+	// Full-page images are compressed (lz4): the WAL is a branch's file
+	// like any other, so every byte of it goes through the mount and is
+	// kept by the store (and by every snapshot that holds it), and the
+	// first change to each page after a checkpoint logs the whole page.
 	settings := map[string]string{"shared_buffers": strconv.Itoa(defaultSharedBuffers>>20) + "MB", "max_connections": "100",
 		"logging_collector": "off", "log_destination": "stderr", "recovery_init_sync_method": "syncfs",
-		"wal_recycle": "off", "hba_file": hba, "unix_socket_permissions": "0700"}
+		"wal_recycle": "off", "wal_compression": "lz4", "hba_file": hba, "unix_socket_permissions": "0700"}
 	m.mu.Lock()
 	own := m.settings[ep.key]
 	m.mu.Unlock()

@@ -22,12 +22,18 @@ import (
 // their ratio (lower is better) for a vacuumed parent, and the ratio for
 // a freshly loaded one (fresh-merge/full), whose pages all get hint bits
 // on the fork's first scan, so storage reads every block to compare.
+// MERGE_BENCH_ROWS sets the table's rows; MERGE_BENCH_WAL_COMPRESSION
+// overrides the branches' wal_compression (lz4), e.g. off.
 func BenchmarkMerge(b *testing.B) {
 	rows := 7_000_000
 	if v, err := strconv.Atoi(os.Getenv("MERGE_BENCH_ROWS")); err == nil && v > 0 {
 		rows = v
 	}
-	s := storeService(b, "p", map[string]string{"max_wal_size": "4GB"})
+	settings := map[string]string{"max_wal_size": "4GB"}
+	if v := os.Getenv("MERGE_BENCH_WAL_COMPRESSION"); v != "" {
+		settings["wal_compression"] = v
+	}
+	s := storeService(b, "p", settings)
 	ctx := WithCaller(context.Background(), LocalCaller)
 	q := func(branch, sql string) { super(b, s, ctx, branch, sql) }
 	q("main", fmt.Sprintf(`CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL, pad text);

@@ -51,9 +51,10 @@ const (
 	MergeFromCheckpoint = "checkpoint"
 )
 
-// defaultMergeWALLimit is Service.mergeWALLimit unless a test sets it: a
-// checkpoint of Postgres's default max_wal_size (1 GiB) writes at most
-// about this much dirty data, and pg_waldump reads it in about a second.
+// defaultMergeWALLimit is Service.mergeWALLimit unless a test sets it.
+// A checkpoint writes at most the source's dirty shared buffers (128 MiB
+// by default); past twice that much WAL, reading it is not clearly the
+// cheaper way.
 const defaultMergeWALLimit = 256 << 20
 
 // Prepare makes storage and the source's WAL cover every page the

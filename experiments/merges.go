@@ -369,8 +369,9 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 	}
 	defer dst.Exec(context.Background(), "ROLLBACK")
 	sides := merge.Sides{Base: base, Source: src, Target: dst, BaseName: "the base", SourceName: m.Source, TargetName: m.Target}
+	var blocks *storeBlocks
 	if !m.FullCompare {
-		blocks := &storeBlocks{s: s, project: m.Project, base: m.BaseBranch, source: m.Source}
+		blocks = &storeBlocks{s: s, project: m.Project, base: m.BaseBranch, source: m.Source}
 		defer blocks.close()
 		sides.Blocks = blocks
 	}
@@ -381,8 +382,8 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 	m.Timings.Timings = res.Timings
 	m.Schema, m.Tables, m.Sequences, m.Conflicts = res.Schema, res.Tables, res.Sequences, res.Conflicts
 	m.UnchangedTables, m.SkippedByBlocks, m.NarrowedByBlocks = res.Unchanged, res.SkippedByBlocks, res.NarrowedByBlocks
-	if sides.Blocks != nil {
-		m.SourceChanges = sides.Blocks.(*storeBlocks).from
+	if blocks != nil {
+		m.SourceChanges = blocks.from
 	}
 	m.OpenConflicts = len(res.Open())
 	m.UpdatedAt = s.cfg.Now().UTC()
