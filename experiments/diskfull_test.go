@@ -142,8 +142,17 @@ func TestDiskFullSequence(t *testing.T) {
 		t.Fatalf("drop table on a low disk: %v", err)
 	}
 	u0, _ := st.Usage("p", "other")
-	time.Sleep(3 * time.Second)
-	u1, _ := st.Usage("p", "other")
+	// GC runs in the background: wait (up to 30 s) until it gave the
+	// table's versions up or free space is back above the low line, as
+	// step 6 writes beyond other's share. A fixed 3 s was too short on a
+	// loaded machine (other's bytes 49 -> 49 MiB, and still low).
+	u1 := u0
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		u1, _ = st.Usage("p", "other")
+		if !st.SpaceLow() || u1.ExclusiveBytes < share {
+			break
+		}
+	}
 	t.Logf("DROP TABLE big: other's own bytes %d -> %d MiB, free space %+d MiB", u0.ExclusiveBytes>>20, u1.ExclusiveBytes>>20, (int64(avail()+walBytes(storeDir))-int64(before))>>20)
 
 	// 6. Writes work again: beyond its share on the branch that freed
