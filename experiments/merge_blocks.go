@@ -166,6 +166,9 @@ func (s *Service) sourceWAL(ctx context.Context, project, branch string) (map[me
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, err
 	}
+	if to == from {
+		return map[merge.RelFile]merge.Region{}, nil // nothing since the checkpoint
+	}
 	if to < from || to-from > s.mergeWALLimit {
 		return nil, fmt.Errorf("%d MiB of WAL since the last checkpoint", (to-from)>>20)
 	}
