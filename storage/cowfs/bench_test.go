@@ -27,7 +27,9 @@ import (
 // (default 4), COWFS_BENCH_FORK_SCALE (database size for the fork
 // benchmark, default 16, about 250 MB; 68 is about 1 GiB),
 // COWFS_BENCH_CPUPROFILE (BenchmarkPgbench writes a CPU profile of this
-// process for each pgbench run to $COWFS_BENCH_CPUPROFILE.<cluster>.<mode>.<round>).
+// process for each pgbench run to $COWFS_BENCH_CPUPROFILE.<cluster>.<mode>.<round>),
+// COWFS_BENCH_WAL_COMPRESSION (both clusters' wal_compression, default
+// lz4 as on compute's endpoints).
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -45,12 +47,25 @@ var benchSettings = map[string]string{
 
 // branchSettings are benchSettings plus what compute sets on every
 // endpoint for its copy-on-write mount (compute/start.go): WAL segments
-// are created, not recycled.
+// are created, not recycled. (wal_compression, which compute sets too,
+// is set on both; see init.)
 var branchSettings = map[string]string{
 	"shared_buffers":  "128MB",
 	"max_wal_size":    "1GB",
 	"max_connections": "30",
 	"wal_recycle":     "off",
+}
+
+// Both clusters compress full-page images as compute does on every
+// endpoint (wal_compression=lz4), unless COWFS_BENCH_WAL_COMPRESSION
+// names another value (off, pglz, zstd).
+func init() {
+	v := os.Getenv("COWFS_BENCH_WAL_COMPRESSION")
+	if v == "" {
+		v = "lz4"
+	}
+	benchSettings["wal_compression"] = v
+	branchSettings["wal_compression"] = v
 }
 
 // benchCluster is a Postgres cluster for a benchmark: native (data on
