@@ -105,9 +105,11 @@ func TestE2EMerge(t *testing.T) {
 	if len(m.Conflicts) != 1 {
 		t.Fatalf("session %s: %d conflicts", m.ID, len(m.Conflicts))
 	}
-	// The web page shows the conflict's three sides and its resolve actions.
+	// The web page shows the conflict's three sides and its resolve
+	// actions, and where the source's changes came from (agent-1 wrote
+	// none of its pages back yet: its WAL).
 	code, page := s.apiAs(agent.Token, "GET", "/ui/projects/main/merges/"+m.ID, nil)
-	for _, want := range []string{"conflict-" + m.Conflicts[0].ID, "Keep target (ours)", "Resolve with values", `&#34;name&#34;: &#34;agent&#34;`, `&#34;name&#34;: &#34;main&#34;`, `&#34;name&#34;: &#34;ITEM 7&#34;`} {
+	for _, want := range []string{"conflict-" + m.Conflicts[0].ID, "unwritten changes read from its WAL", "Keep target (ours)", "Resolve with values", `&#34;name&#34;: &#34;agent&#34;`, `&#34;name&#34;: &#34;main&#34;`, `&#34;name&#34;: &#34;ITEM 7&#34;`} {
 		if code != 200 || !strings.Contains(string(page), want) {
 			t.Errorf("merge page (%d): no %q", code, want)
 		}
