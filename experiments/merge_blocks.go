@@ -119,18 +119,11 @@ func (b *storeBlocks) Prepare(ctx context.Context) error {
 // and flushes the WAL up to there (committing a transaction that writes
 // a record) and reads it with pg_waldump through the branch's mount.
 func (s *Service) sourceWAL(ctx context.Context, project, branch string) (map[merge.RelFile]merge.Region, error) {
-	if s.cfg.Compute == nil {
-		return nil, errors.New("no compute")
-	}
-	l, err := s.cfg.Compute.Acquire(ctx, project, branch)
+	dir, unlease, err := s.mountedDataDir(ctx, project, branch)
 	if err != nil {
 		return nil, err
 	}
-	defer l.Release()
-	dir := l.DataDir()
-	if dir == "" {
-		return nil, errors.New("the endpoint's data directory is not a mount")
-	}
+	defer unlease()
 	c, release, err := s.connect(ctx, project, branch, Superuser)
 	if err != nil {
 		return nil, err
@@ -191,6 +184,25 @@ func (s *Service) sourceWAL(ctx context.Context, project, branch string) (map[me
 		return nil, fmt.Errorf("pg_waldump: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return changes, perr
+}
+
+// mountedDataDir holds a lease on the branch's endpoint (waking it) and
+// returns its PGDATA, the branch's mount, and the lease's release; an
+// error when compute is not configured or its volumes are not mounts.
+func (s *Service) mountedDataDir(ctx context.Context, project, branch string) (string, func(), error) {
+	if s.cfg.Compute == nil {
+		return "", nil, errors.New("no compute")
+	}
+	l, err := s.cfg.Compute.Acquire(ctx, project, branch)
+	if err != nil {
+		return "", nil, err
+	}
+	dir := l.DataDir()
+	if dir == "" {
+		l.Release()
+		return "", nil, errors.New("the endpoint's data directory is not a mount")
+	}
+	return dir, l.Release, nil
 }
 
 // parseLSN parses a WAL position as Postgres prints it (0/17A7E78).
@@ -281,22 +293,17 @@ type prefetch struct {
 // nil when the branch has no mounted endpoint to read through (compute
 // is not configured, or its volumes are not mounts).
 func (s *Service) startPrefetch(project, branch, relpath string, reg merge.Region) *prefetch {
-	if s.cfg.Compute == nil || reg.Empty() {
+	if reg.Empty() {
 		return nil
 	}
-	l, err := s.cfg.Compute.Acquire(context.Background(), project, branch)
+	dir, unlease, err := s.mountedDataDir(context.Background(), project, branch)
 	if err != nil {
-		return nil
-	}
-	dir := l.DataDir()
-	if dir == "" {
-		l.Release()
 		return nil
 	}
 	p := &prefetch{quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		defer l.Release()
+		defer unlease()
 		files := map[uint64]*os.File{}
 		defer func() {
 			for _, f := range files {
