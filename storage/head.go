@@ -25,7 +25,8 @@ import (
 // attribute changes as one atomic pebble batch with one seq; it happens on
 // Sync, when the buffer is full, at every history tick, before every other
 // mutation (so metadata never overtakes earlier writes), before a fork,
-// snapshot or view of the head, and on Close. Every other mutation is one
+// snapshot or view of the head, and on Close; a head with an Absorber
+// (absorb.go) commits what it stages first. Every other mutation is one
 // atomic batch with its own seq. Batches are committed in order without
 // fsync, so after a crash the store holds a prefix of the mutations in
 // order; Sync makes everything so far durable.
@@ -61,6 +62,8 @@ type Head struct {
 	shadowedVers []shadowed
 	lastSeq      uint64
 	closed       bool
+	absorber     Absorber // see absorb.go
+	absorbing    bool     // absorber running: its own flushes do not call it
 	buf          []byte
 }
 
@@ -249,7 +252,15 @@ func (h *Head) delAttr(b *pebble.Batch, seq, ino uint64) {
 // flushLocked commits buffered block writes and attribute changes as one
 // batch with one seq (without fsync). h.mu held for writing.
 func (h *Head) flushLocked() error {
-	if (len(h.dirty) == 0 && len(h.wbuf) == 0) || h.closed {
+	if h.closed {
+		return nil
+	}
+	if h.absorber != nil && !h.absorbing {
+		if err := h.absorbLocked(); err != nil {
+			return err
+		}
+	}
+	if len(h.dirty) == 0 && len(h.wbuf) == 0 {
 		return nil
 	}
 	seq, err := h.s.nextSeq()

@@ -24,6 +24,11 @@ func (h *Head) WriteAt(ino uint64, p []byte, off int64) (int, error) {
 	if err := h.checkLocked(); err != nil {
 		return 0, err
 	}
+	return h.writeAtLocked(ino, p, off)
+}
+
+// writeAtLocked is WriteAt with h.mu held for writing and off checked.
+func (h *Head) writeAtLocked(ino uint64, p []byte, off int64) (int, error) {
 	a, err := h.fileAttr(nil, ino)
 	if err != nil {
 		return 0, fmt.Errorf("write: %w", err)

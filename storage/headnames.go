@@ -25,6 +25,12 @@ func (h *Head) newNode(parent uint64, name string, mode, uid, gid uint32, conten
 	if err := h.checkLocked(); err != nil {
 		return Attr{}, err
 	}
+	return h.newNodeLocked(parent, name, mode, uid, gid, content)
+}
+
+// newNodeLocked is newNode with h.mu held for writing and its arguments
+// checked.
+func (h *Head) newNodeLocked(parent uint64, name string, mode, uid, gid uint32, content []byte) (Attr, error) {
 	it, err := h.newIter()
 	if err != nil {
 		return Attr{}, err
@@ -211,6 +217,11 @@ func (h *Head) remove(parent uint64, name string, dir bool) error {
 	if err := h.checkLocked(); err != nil {
 		return err
 	}
+	return h.removeLocked(parent, name, dir)
+}
+
+// removeLocked is remove with h.mu held for writing and name checked.
+func (h *Head) removeLocked(parent uint64, name string, dir bool) error {
 	it, err := h.newIter()
 	if err != nil {
 		return err

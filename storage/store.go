@@ -494,8 +494,15 @@ func (s *Store) flushHeads() {
 	defer s.mu.Unlock()
 	for _, h := range s.heads {
 		h.mu.Lock()
-		if h.gen.Load() == h.tickGen && len(h.wbuf) == 0 && len(h.dirty) == 0 {
-			h.free = nil
+		if g := h.gen.Load(); g == h.tickGen && len(h.wbuf) == 0 && len(h.dirty) == 0 {
+			if h.absorber != nil {
+				_ = h.flushLocked() // the absorber's sources may have changed
+			}
+			if h.gen.Load() == g {
+				h.free = nil
+			} else {
+				h.tickGen = h.gen.Load()
+			}
 		} else {
 			_ = h.flushLocked()
 			h.tickGen = h.gen.Load()
