@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime/pprof"
@@ -29,7 +30,11 @@ import (
 // COWFS_BENCH_CPUPROFILE (BenchmarkPgbench writes a CPU profile of this
 // process for each pgbench run to $COWFS_BENCH_CPUPROFILE.<cluster>.<mode>.<round>),
 // COWFS_BENCH_WAL_COMPRESSION (both clusters' wal_compression, default
-// lz4 as on compute's endpoints).
+// lz4 as on compute's endpoints), COWFS_BENCH_LOCAL_WAL (tier: branch clusters run
+// with MountOptions.LocalWAL, their pg_wal on local disk and absorbed by
+// the store, docs/wal-tier.md; symlink: their pg_wal is a plain symlink to
+// local disk and never reaches the store, the ceiling of such a tier, an
+// experiment and not a mode offshoot has).
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -94,6 +99,27 @@ func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *be
 	m := f.mount(project, h, o)
 	if err := pg.InitDB(ctx, pg.InitOptions{DataDir: m.Dir()}); err != nil {
 		b.Fatal(err)
+	}
+	switch v := os.Getenv("COWFS_BENCH_LOCAL_WAL"); v {
+	case "":
+	case "tier": // the mount's local WAL tier
+		if err := m.Unmount(ctx); err != nil {
+			b.Fatal(err)
+		}
+		o.LocalWAL = filepath.Join(f.dir, project+"-localwal")
+		m = f.mount(project+"-tier", h, o)
+		b.Logf("%s: pg_wal on local disk, absorbed by the store (%s)", project, o.LocalWAL)
+	case "symlink": // the ceiling: pg_wal on local disk, never in the store
+		local := filepath.Join(f.dir, project+"-wal")
+		wal := filepath.Join(m.Dir(), "pg_wal")
+		for _, args := range [][]string{{"cp", "-a", wal, local}, {"rm", "-r", wal}, {"ln", "-s", local, wal}, {"chown", "-h", "postgres:postgres", wal}} {
+			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+				b.Fatalf("%v: %v: %s", args, err, out)
+			}
+		}
+		b.Logf("%s: pg_wal on local disk, not in the store (%s)", project, local)
+	default:
+		b.Fatalf("COWFS_BENCH_LOCAL_WAL=%q: want tier or symlink", v)
 	}
 	return &benchCluster{name: project, s: startPG(b, m.Dir(), f.dir, "", branchSettings), mount: m}
 }

@@ -11,10 +11,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // FSType is the file system type of offshoot's mounts in /proc/mounts.
@@ -47,6 +50,15 @@ type MountOptions struct {
 	// and so do its forks. Files created through the mount store the
 	// creator's uid and gid as usual. Default nil: ownership as stored.
 	Owner *Owner
+	// LocalWAL, for a read-write mount of a head whose store holds a
+	// pg_wal directory, is a directory on local disk (absent, or left by a
+	// mount that did not end cleanly) where Postgres keeps its WAL: the
+	// mount shows pg_wal as a symlink to it, and the head copies it into
+	// the store before every commit, at every history tick and at
+	// Unmount, which then removes it (localwal.go, docs/wal-tier.md).
+	// Its parent must be reachable by the OS user Postgres runs as.
+	// Default "": the WAL goes through the mount like every other file.
+	LocalWAL string
 }
 
 // Owner is the uid and gid a private mount presents (MountOptions.Owner).
@@ -61,6 +73,9 @@ type MountPoint struct {
 	srv      *fuse.Server
 	served   chan struct{}
 	fs       *rawFS
+	wal      *localWAL // nil without MountOptions.LocalWAL
+	walOnce  sync.Once
+	walErr   error
 }
 
 // Stats are the mount's request counters.
@@ -74,8 +89,8 @@ func (m *MountPoint) Stats() *Stats { return &m.fs.stats }
 // private to that user). If dir holds a stale offshoot
 // mount left by a crashed process (its connection is gone: ENOTCONN), it
 // is detached first; a live mount there is refused with ErrMounted.
-func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
-	dir, err := filepath.Abs(dir)
+func Mount(dir string, files Files, o MountOptions) (_ *MountPoint, err error) {
+	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("mount: %w", err)
 	}
@@ -93,6 +108,27 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 		}
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 			return nil, fmt.Errorf("mount %s: detach stale mount: %w", dir, err)
+		}
+	}
+	var wal *localWAL
+	if o.LocalWAL != "" {
+		h, ok := files.(*storage.Head)
+		if !ok {
+			return nil, fmt.Errorf("mount %s: a local WAL needs a branch head", dir)
+		}
+		if wal, err = openLocalWAL(h, o.LocalWAL, o.Logger); err != nil {
+			return nil, fmt.Errorf("mount %s: %w", dir, err)
+		}
+		if wal != nil {
+			files = &walFiles{WritableFiles: h, w: wal}
+			h.SetAbsorber(wal.absorb)
+			defer func() {
+				if err != nil { // nothing ran on it: the store takes all of it back
+					if cerr := wal.close(); cerr != nil {
+						o.Logger.Error("cowfs: mount failed", "err", cerr)
+					}
+				}
+			}()
 		}
 	}
 	fs := newRawFS(files, o.Logger, o.Owner)
@@ -149,7 +185,7 @@ func Mount(dir string, files Files, o MountOptions) (*MountPoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	m := &MountPoint{dir: dir, readOnly: fs.rw == nil, srv: srv, served: make(chan struct{}), fs: fs}
+	m := &MountPoint{dir: dir, readOnly: fs.rw == nil, srv: srv, served: make(chan struct{}), fs: fs, wal: wal}
 	go func() {
 		srv.Serve()
 		close(m.served)
@@ -199,11 +235,12 @@ func (m *MountPoint) Done() <-chan struct{} { return m.served }
 // Unmount returns ctx's error and the
 // detached mount is served until its last user lets go (see Done).
 // Unmount returns nil once the server has stopped; calling it again
-// returns nil.
+// returns nil. With MountOptions.LocalWAL, a clean Unmount absorbs the
+// local WAL directory into the store, syncs, and removes it.
 func (m *MountPoint) Unmount(ctx context.Context) error {
 	select {
 	case <-m.served:
-		return nil
+		return m.finishWAL()
 	default:
 	}
 	var dev uint64
@@ -219,7 +256,7 @@ func (m *MountPoint) Unmount(ctx context.Context) error {
 	}
 	select {
 	case <-m.served:
-		return nil
+		return m.finishWAL()
 	case <-ctx.Done():
 	}
 	if dev != 0 {
@@ -233,6 +270,21 @@ func (m *MountPoint) Unmount(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("unmount %s: still in use: %w", m.dir, ctx.Err())
+}
+
+// finishWAL ends the local WAL tier once the mount is gone with nobody
+// left using it: the store absorbs the local directory, which then goes.
+// After an aborted connection the directory stays (Postgres may still run
+// on it); the next Mount of the head absorbs it.
+func (m *MountPoint) finishWAL() error {
+	if m.wal == nil {
+		return nil
+	}
+	m.walOnce.Do(func() { m.walErr = m.wal.close() })
+	if m.walErr != nil {
+		return fmt.Errorf("unmount %s: %w", m.dir, m.walErr)
+	}
+	return nil
 }
 
 // abortConn aborts a FUSE connection through fusectl, if it is mounted

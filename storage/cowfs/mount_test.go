@@ -24,6 +24,7 @@ const serveEnv = "COWFS_TEST_SERVE"
 
 type serveSpec struct {
 	Store, Project, Branch, Mount string
+	LocalWAL                      string `json:",omitempty"`
 }
 
 func TestMain(m *testing.M) {
@@ -51,7 +52,7 @@ func serveChild(spec string) error {
 	if err != nil {
 		return err
 	}
-	m, err := Mount(sp.Mount, h, MountOptions{NoWritebackCache: testNoWriteback})
+	m, err := Mount(sp.Mount, h, MountOptions{NoWritebackCache: testNoWriteback, LocalWAL: sp.LocalWAL})
 	if err != nil {
 		return err
 	}

@@ -127,7 +127,16 @@ func parseTPS(out string) float64 {
 // TestCrashSafety SIGKILLs the process serving the mount while a client
 // commits rows and records each id once COMMIT has returned; after a
 // restart every acknowledged row is there.
-func TestCrashSafety(t *testing.T) {
+func TestCrashSafety(t *testing.T) { crashSafety(t, false) }
+
+// TestCrashSafetyLocalWAL is TestCrashSafety with the WAL on local disk
+// (MountOptions.LocalWAL). Commits do not wait for the store then, so they
+// go on after the kill until Postgres is stopped too; the restarted
+// mount finds the local directory, the store absorbs it, and every
+// acknowledged row is there, also those committed after the kill.
+func TestCrashSafetyLocalWAL(t *testing.T) { crashSafety(t, true) }
+
+func crashSafety(t *testing.T, localWAL bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	f := newFixture(t, nil)
@@ -135,7 +144,11 @@ func TestCrashSafety(t *testing.T) {
 	f.close()
 	run := filepath.Join(f.dir, "run")
 	mnt := f.mountDir("run/data")
-	srv := startServer(t, serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt})
+	sp := serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt}
+	if localWAL {
+		sp.LocalWAL = filepath.Join(f.dir, "wal-main")
+	}
+	srv := startServer(t, sp)
 	s := startPG(t, mnt, f.dir, pw, nil)
 	s.exec(ctx, "CREATE TABLE acked (id int PRIMARY KEY, pad text)")
 
@@ -158,19 +171,25 @@ func TestCrashSafety(t *testing.T) {
 	}()
 	time.Sleep(3 * time.Second)
 	srv.kill()
+	if localWAL {
+		time.Sleep(time.Second)
+		s.stop(pg.Immediate)
+	}
 	err := <-errc
 	t.Logf("client stopped after %d acknowledged commits: %v", len(acked), err)
 	if len(acked) < 50 {
 		t.Fatalf("only %d commits before the crash", len(acked))
 	}
-	s.stop(pg.Immediate)
+	if !localWAL {
+		s.stop(pg.Immediate)
+	}
 
 	cleaned, err := CleanStale(run)
 	if err != nil || len(cleaned) != 1 {
 		t.Fatalf("clean stale: %v %v", cleaned, err)
 	}
 	f.open()
-	m := f.mount("run/data", f.head("p", "main"), MountOptions{})
+	m := f.mount("run/data", f.head("p", "main"), MountOptions{LocalWAL: sp.LocalWAL})
 	s = startPG(t, m.Dir(), f.dir, pw, nil)
 	conn := s.connect(ctx)
 	var n int64

@@ -1,0 +1,525 @@
+package cowfs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+
+	"github.com/offshootdb/offshoot/storage"
+)
+
+// The local WAL tier (docs/wal-tier.md): with MountOptions.LocalWAL, the
+// mount shows PGDATA's pg_wal as a symlink to a directory on local disk,
+// so Postgres writes and fsyncs its WAL there at the disk's speed, and the
+// head absorbs that directory into the store's own pg_wal (hidden from the
+// mount) before every commit and at every history tick (storage.Absorber).
+// Postgres fsyncs WAL before it writes the pages it covers, so every seq of
+// the store stays a crash image that holds the WAL its data needs.
+
+const (
+	walName = "pg_wal"
+	// walIno is the virtual symlink's inode number. The store numbers
+	// inodes upwards from 1 and never comes near it.
+	walIno = 1 << 62
+	// smallFile is the size up to which a file of pg_wal is compared
+	// whole at each absorb (history files, archive status); larger ones
+	// (segments) are written front to back and copied from their last
+	// copied page to their first page of zeros.
+	smallFile = 64 << 10
+)
+
+// localWAL is one mount's local WAL directory and what the store holds of it.
+type localWAL struct {
+	head *storage.Head
+	dir  string // absolute
+	link storage.Attr
+	// Store inodes of pg_wal's directories and files by path relative to
+	// it ("" is pg_wal itself).
+	dirs  map[string]uint64
+	files map[string]*walFile
+	log   *slog.Logger
+	buf   []byte
+}
+
+type walFile struct {
+	ino    uint64
+	size   uint64 // the size the store holds
+	copied int64  // large files: bytes copied, up to the end of the last non-zero page
+	whole  []byte // small files: the content the store holds
+	synced bool   // small files: whole is what the store holds
+}
+
+// openLocalWAL prepares dir as h's local WAL directory: a directory left
+// by a mount that did not end cleanly holds WAL the store may not have yet
+// and is kept (the first absorb brings the store up to it); otherwise the
+// store's pg_wal is copied there. It returns nil when the store has no
+// pg_wal (a cluster not yet initialized writes its WAL through the mount).
+func openLocalWAL(h *storage.Head, dir string, log *slog.Logger) (*localWAL, error) {
+	pa, err := h.Lookup(storage.RootIno, walName)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("local WAL: %w", err)
+	}
+	if !pa.IsDir() {
+		return nil, fmt.Errorf("local WAL: %s in the store is not a directory", walName)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("local WAL: %w", err)
+	}
+	w := &localWAL{head: h, dir: dir, dirs: map[string]uint64{}, files: map[string]*walFile{}, log: log,
+		buf: make([]byte, storage.BlockSize)}
+	w.link = storage.Attr{Ino: walIno, Mode: storage.ModeSymlink | 0o777, Uid: pa.Uid, Gid: pa.Gid, Nlink: 1,
+		Size: uint64(len(dir)), Atime: pa.Atime, Mtime: pa.Mtime, Ctime: pa.Ctime}
+	_, statErr := os.Lstat(dir)
+	leftover := statErr == nil
+	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
+		return nil, fmt.Errorf("local WAL: %w", statErr)
+	}
+	tmp := ""
+	if !leftover {
+		tmp = dir + ".tmp"
+		if err := os.RemoveAll(tmp); err != nil {
+			return nil, fmt.Errorf("local WAL: %w", err)
+		}
+	}
+	if err := w.walkStore("", pa, tmp); err != nil {
+		if tmp != "" {
+			_ = os.RemoveAll(tmp)
+		}
+		return nil, fmt.Errorf("local WAL: %w", err)
+	}
+	if leftover {
+		log.Warn("cowfs: local WAL left by an unclean stop; the store absorbs it", "dir", dir)
+		return w, nil
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		_ = os.RemoveAll(tmp)
+		return nil, fmt.Errorf("local WAL: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("local WAL: %w", err)
+	}
+	return w, nil
+}
+
+// walkStore records the store's pg_wal tree below rel (a directory with
+// attributes a) and, when to is set, copies it there.
+func (w *localWAL) walkStore(rel string, a storage.Attr, to string) error {
+	w.dirs[rel] = a.Ino
+	local := filepath.Join(to, rel)
+	if to != "" {
+		if err := os.Mkdir(local, os.FileMode(a.Mode&storage.ModePerm)); err != nil {
+			return err
+		}
+		if err := os.Lchown(local, int(a.Uid), int(a.Gid)); err != nil {
+			return err
+		}
+	}
+	ents, err := w.head.ReadDir(a.Ino)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		ca, err := w.head.GetAttr(e.Ino)
+		if err != nil {
+			return err
+		}
+		crel := path.Join(rel, e.Name)
+		switch ca.Mode & storage.ModeType {
+		case storage.ModeDir:
+			if err := w.walkStore(crel, ca, to); err != nil {
+				return err
+			}
+		case storage.ModeRegular:
+			f := &walFile{ino: ca.Ino, size: ca.Size}
+			w.files[crel] = f
+			if to != "" {
+				if err := w.copyOut(f, ca, filepath.Join(to, crel)); err != nil {
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("%s/%s: %w", walName, crel, ErrFileType)
+		}
+	}
+	if to != "" {
+		return syncDir(local)
+	}
+	return nil
+}
+
+// copyOut writes the store's file f to a new local file p, leaving zero
+// blocks as holes, and records what was copied.
+func (w *localWAL) copyOut(f *walFile, a storage.Attr, p string) error {
+	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, os.FileMode(a.Mode&storage.ModePerm))
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	var whole []byte
+	for off := int64(0); off < int64(a.Size); off += storage.BlockSize {
+		n, err := w.head.ReadAt(a.Ino, w.buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		blk := w.buf[:n]
+		if a.Size <= smallFile {
+			whole = append(whole, blk...)
+		}
+		if isZero(blk) {
+			continue
+		}
+		if _, err := out.WriteAt(blk, off); err != nil {
+			return err
+		}
+		f.copied = off + int64(n)
+	}
+	if err := out.Truncate(int64(a.Size)); err != nil {
+		return err
+	}
+	if err := out.Chown(int(a.Uid), int(a.Gid)); err != nil {
+		return err
+	}
+	if a.Size <= smallFile {
+		f.whole, f.synced = whole, true
+	}
+	return out.Sync()
+}
+
+// absorb is the head's Absorber: it stages what changed in the local
+// directory since the last absorb. New directories and files first, then
+// contents, removals last, so that every seq in between still holds every
+// segment a crash image needs.
+func (w *localWAL) absorb(tx *storage.AbsorbTx) error {
+	seenDirs, seenFiles := map[string]bool{"": true}, map[string]bool{}
+	err := filepath.WalkDir(w.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p != w.dir {
+				return nil // removed while listed: the next absorb removes it
+			}
+			return err
+		}
+		rel, err := filepath.Rel(w.dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		st, _ := info.Sys().(*syscall.Stat_t)
+		uid, gid := uint32(0), uint32(0)
+		if st != nil {
+			uid, gid = st.Uid, st.Gid
+		}
+		parent, ok := w.dirs[dirOf(rel)]
+		if !ok {
+			return fmt.Errorf("%s: parent not absorbed", rel)
+		}
+		switch {
+		case d.IsDir():
+			seenDirs[rel] = true
+			if _, ok := w.dirs[rel]; !ok {
+				a, err := tx.Mkdir(parent, d.Name(), uint32(info.Mode().Perm()), uid, gid)
+				if err != nil {
+					return err
+				}
+				w.dirs[rel] = a.Ino
+			}
+		case d.Type().IsRegular():
+			seenFiles[rel] = true
+			f, ok := w.files[rel]
+			if !ok {
+				a, err := tx.Create(parent, d.Name(), uint32(info.Mode().Perm()), uid, gid)
+				if err != nil {
+					return err
+				}
+				f = &walFile{ino: a.Ino}
+				w.files[rel] = f
+			}
+			if err := w.absorbFile(tx, f, p, uint64(info.Size())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s/%s: %w", walName, rel, err)
+			}
+		default:
+			w.log.Warn("cowfs: local WAL: not a file or directory, left out of the store", "path", p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("local WAL %s: %w", w.dir, err)
+	}
+	for rel := range w.files {
+		if !seenFiles[rel] {
+			if err := tx.Remove(w.dirs[dirOf(rel)], path.Base(rel), false); err != nil && !errors.Is(err, storage.ErrNotExist) {
+				return fmt.Errorf("local WAL: remove %s: %w", rel, err)
+			}
+			delete(w.files, rel)
+		}
+	}
+	var gone []string
+	for rel := range w.dirs {
+		if !seenDirs[rel] {
+			gone = append(gone, rel)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(gone))) // children before parents
+	for _, rel := range gone {
+		if err := tx.Remove(w.dirs[dirOf(rel)], path.Base(rel), true); err != nil && !errors.Is(err, storage.ErrNotExist) {
+			return fmt.Errorf("local WAL: remove %s: %w", rel, err)
+		}
+		delete(w.dirs, rel)
+	}
+	return nil
+}
+
+// dirOf is the directory of rel, "" for pg_wal itself.
+func dirOf(rel string) string {
+	if d := path.Dir(rel); d != "." {
+		return d
+	}
+	return ""
+}
+
+// absorbFile stages the changes of one local file p of size size.
+func (w *localWAL) absorbFile(tx *storage.AbsorbTx, f *walFile, p string, size uint64) error {
+	in, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if size <= smallFile {
+		data := make([]byte, size)
+		n, err := io.ReadFull(in, data)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			return err
+		}
+		data = data[:n]
+		if f.synced && bytes.Equal(data, f.whole) && f.size == uint64(n) {
+			return nil
+		}
+		if len(data) > 0 {
+			if _, err := tx.WriteAt(f.ino, data, 0); err != nil {
+				return err
+			}
+		}
+		if f.size != uint64(n) || !f.synced {
+			if err := tx.Truncate(f.ino, uint64(n)); err != nil {
+				return err
+			}
+		}
+		f.whole, f.size, f.synced = data, uint64(n), true
+		return nil
+	}
+	// From the page copied last, again (Postgres rewrites its current WAL
+	// page, whole, as it fills it), to the end of what was written: the
+	// first page of zeros (a new segment is zero-filled) or, in a segment,
+	// the first page whose header names another position (a recycled
+	// segment still holds old WAL), as Postgres finds the end of its WAL.
+	base, isSeg := segmentStart(path.Base(p), size)
+	for off := max(f.copied-1, 0) / storage.BlockSize * storage.BlockSize; off < int64(size); off += storage.BlockSize {
+		n, err := in.ReadAt(w.buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		blk := w.buf[:n]
+		if isZero(blk) || isSeg && (n < 16 || binary.LittleEndian.Uint64(blk[8:16]) != base+uint64(off)) {
+			if off >= f.copied {
+				break
+			}
+			continue
+		}
+		if _, err := tx.WriteAt(f.ino, blk, off); err != nil {
+			return err
+		}
+		f.copied = off + int64(n)
+	}
+	if f.size != size {
+		if err := tx.Truncate(f.ino, size); err != nil {
+			return err
+		}
+		f.size = size
+	}
+	return nil
+}
+
+// segmentStart returns the WAL position of a segment file's first byte,
+// from its name (timeline, log and segment number in 24 hex digits,
+// optionally followed by a suffix such as .partial) and its size (the
+// segment size, a power of two), and whether name is a segment's.
+func segmentStart(name string, size uint64) (uint64, bool) {
+	if len(name) < 24 || size < 1<<20 || size&(size-1) != 0 {
+		return 0, false
+	}
+	log, err1 := strconv.ParseUint(name[8:16], 16, 32)
+	seg, err2 := strconv.ParseUint(name[16:24], 16, 32)
+	if _, err := strconv.ParseUint(name[:8], 16, 32); err != nil || err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return log<<32 + seg*size, true
+}
+
+// close ends the tier at a clean unmount: a last absorb with a sync, then
+// the local directory goes (the store holds all of it).
+func (w *localWAL) close() error {
+	if err := w.head.Sync(); err != nil {
+		return fmt.Errorf("local WAL: last absorb: %w", err)
+	}
+	w.head.SetAbsorber(nil)
+	if err := os.RemoveAll(w.dir); err != nil {
+		return fmt.Errorf("local WAL: %w", err)
+	}
+	return nil
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= len(zeroPage) {
+		if !bytes.Equal(b[:len(zeroPage)], zeroPage[:]) {
+			return false
+		}
+		b = b[len(zeroPage):]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+var zeroPage [512]byte
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// walFiles is a head with pg_wal in its root replaced by the symlink to
+// the local WAL directory. The store's own pg_wal is not reachable
+// through it, and the symlink cannot be changed.
+type walFiles struct {
+	WritableFiles
+	w *localWAL
+}
+
+var errWALLink = fmt.Errorf("%s is the local WAL directory's symlink: %w", walName, syscall.EPERM)
+
+func (f *walFiles) isLink(parent uint64, name string) bool {
+	return parent == storage.RootIno && name == walName
+}
+
+func (f *walFiles) Lookup(parent uint64, name string) (storage.Attr, error) {
+	if f.isLink(parent, name) {
+		return f.w.link, nil
+	}
+	return f.WritableFiles.Lookup(parent, name)
+}
+
+func (f *walFiles) GetAttr(ino uint64) (storage.Attr, error) {
+	if ino == walIno {
+		return f.w.link, nil
+	}
+	return f.WritableFiles.GetAttr(ino)
+}
+
+func (f *walFiles) Readlink(ino uint64) (string, error) {
+	if ino == walIno {
+		return f.w.dir, nil
+	}
+	return f.WritableFiles.Readlink(ino)
+}
+
+func (f *walFiles) ReadDir(ino uint64) ([]storage.DirEntry, error) {
+	ents, err := f.WritableFiles.ReadDir(ino)
+	if err != nil || ino != storage.RootIno {
+		return ents, err
+	}
+	for i := range ents {
+		if ents[i].Name == walName {
+			ents[i] = storage.DirEntry{Name: walName, Ino: walIno, Mode: storage.ModeSymlink}
+		}
+	}
+	return ents, nil
+}
+
+func (f *walFiles) SetAttr(ino uint64, in storage.SetAttrIn) (storage.Attr, error) {
+	if ino == walIno {
+		return storage.Attr{}, errWALLink
+	}
+	return f.WritableFiles.SetAttr(ino, in)
+}
+
+func (f *walFiles) Create(parent uint64, name string, mode, uid, gid uint32) (storage.Attr, error) {
+	if f.isLink(parent, name) {
+		return storage.Attr{}, errWALLink
+	}
+	return f.WritableFiles.Create(parent, name, mode, uid, gid)
+}
+
+func (f *walFiles) Mkdir(parent uint64, name string, mode, uid, gid uint32) (storage.Attr, error) {
+	if f.isLink(parent, name) {
+		return storage.Attr{}, errWALLink
+	}
+	return f.WritableFiles.Mkdir(parent, name, mode, uid, gid)
+}
+
+func (f *walFiles) Symlink(parent uint64, name, target string, uid, gid uint32) (storage.Attr, error) {
+	if f.isLink(parent, name) {
+		return storage.Attr{}, errWALLink
+	}
+	return f.WritableFiles.Symlink(parent, name, target, uid, gid)
+}
+
+func (f *walFiles) Link(ino, newParent uint64, newName string) (storage.Attr, error) {
+	if ino == walIno || f.isLink(newParent, newName) {
+		return storage.Attr{}, errWALLink
+	}
+	return f.WritableFiles.Link(ino, newParent, newName)
+}
+
+func (f *walFiles) Unlink(parent uint64, name string) error {
+	if f.isLink(parent, name) {
+		return errWALLink
+	}
+	return f.WritableFiles.Unlink(parent, name)
+}
+
+func (f *walFiles) Rmdir(parent uint64, name string) error {
+	if f.isLink(parent, name) {
+		return errWALLink
+	}
+	return f.WritableFiles.Rmdir(parent, name)
+}
+
+func (f *walFiles) Rename(oldParent uint64, oldName string, newParent uint64, newName string) error {
+	if f.isLink(oldParent, oldName) || f.isLink(newParent, newName) {
+		return errWALLink
+	}
+	return f.WritableFiles.Rename(oldParent, oldName, newParent, newName)
+}
+
+func (f *walFiles) Forget(ino uint64) error {
+	if ino == walIno {
+		return nil
+	}
+	return f.WritableFiles.Forget(ino)
+}
