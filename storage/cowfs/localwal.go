@@ -49,6 +49,27 @@ type localWAL struct {
 	files map[string]*walFile
 	log   *slog.Logger
 	buf   []byte
+	// owner, when set, owns the local files; the store's keep storeUID
+	// and storeGID.
+	owner              *Owner
+	storeUID, storeGID uint32
+}
+
+// localOwner is who owns a local copy of a store file of uid and gid.
+func (w *localWAL) localOwner(uid, gid uint32) (int, int) {
+	if w.owner != nil {
+		return int(w.owner.UID), int(w.owner.GID)
+	}
+	return int(uid), int(gid)
+}
+
+// storeOwner is who owns in the store a file a local one of uid and gid
+// becomes.
+func (w *localWAL) storeOwner(uid, gid uint32) (uint32, uint32) {
+	if w.owner != nil {
+		return w.storeUID, w.storeGID
+	}
+	return uid, gid
 }
 
 type walFile struct {
@@ -64,7 +85,11 @@ type walFile struct {
 // and is kept (the first absorb brings the store up to it); otherwise the
 // store's pg_wal is copied there. It returns nil when the store has no
 // pg_wal (a cluster not yet initialized writes its WAL through the mount).
-func openLocalWAL(h *storage.Head, dir string, log *slog.Logger) (*localWAL, error) {
+//
+// With owner set (a private mount, MountOptions.Owner), the local files
+// are the owner's, as the mount presents them, and what the store takes
+// in keeps the uid and gid of its pg_wal.
+func openLocalWAL(h *storage.Head, dir string, owner *Owner, log *slog.Logger) (*localWAL, error) {
 	pa, err := h.Lookup(storage.RootIno, walName)
 	if errors.Is(err, storage.ErrNotExist) {
 		return nil, nil
@@ -79,7 +104,7 @@ func openLocalWAL(h *storage.Head, dir string, log *slog.Logger) (*localWAL, err
 		return nil, fmt.Errorf("local WAL: %w", err)
 	}
 	w := &localWAL{head: h, dir: dir, dirs: map[string]uint64{}, files: map[string]*walFile{}, log: log,
-		buf: make([]byte, storage.BlockSize)}
+		buf: make([]byte, storage.BlockSize), owner: owner, storeUID: pa.Uid, storeGID: pa.Gid}
 	w.link = storage.Attr{Ino: walIno, Mode: storage.ModeSymlink | 0o777, Uid: pa.Uid, Gid: pa.Gid, Nlink: 1,
 		Size: uint64(len(dir)), Atime: pa.Atime, Mtime: pa.Mtime, Ctime: pa.Ctime}
 	_, statErr := os.Lstat(dir)
@@ -123,7 +148,8 @@ func (w *localWAL) walkStore(rel string, a storage.Attr, to string) error {
 		if err := os.Mkdir(local, os.FileMode(a.Mode&storage.ModePerm)); err != nil {
 			return err
 		}
-		if err := os.Lchown(local, int(a.Uid), int(a.Gid)); err != nil {
+		uid, gid := w.localOwner(a.Uid, a.Gid)
+		if err := os.Lchown(local, uid, gid); err != nil {
 			return err
 		}
 	}
@@ -189,7 +215,7 @@ func (w *localWAL) copyOut(f *walFile, a storage.Attr, p string) error {
 	if err := out.Truncate(int64(a.Size)); err != nil {
 		return err
 	}
-	if err := out.Chown(int(a.Uid), int(a.Gid)); err != nil {
+	if err := out.Chown(w.localOwner(a.Uid, a.Gid)); err != nil {
 		return err
 	}
 	if a.Size <= smallFile {
@@ -228,6 +254,7 @@ func (w *localWAL) absorb(tx *storage.AbsorbTx) error {
 		if st != nil {
 			uid, gid = st.Uid, st.Gid
 		}
+		uid, gid = w.storeOwner(uid, gid)
 		parent, ok := w.dirs[dirOf(rel)]
 		if !ok {
 			return fmt.Errorf("%s: parent not absorbed", rel)
@@ -372,6 +399,25 @@ func segmentStart(name string, size uint64) (uint64, bool) {
 		return 0, false
 	}
 	return log<<32 + seg*size, true
+}
+
+// AbsorbLocalWAL brings head h up to a local WAL directory that a mount
+// with MountOptions.LocalWAL left when it did not end cleanly (a crash),
+// syncs, and removes the directory: from then on the store alone holds
+// the branch, as after a clean unmount. A missing dir is not an error.
+func AbsorbLocalWAL(h *storage.Head, dir string, log *slog.Logger) error {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	w, err := openLocalWAL(h, dir, nil, log)
+	if err != nil {
+		return err
+	}
+	if w == nil {
+		return fmt.Errorf("local WAL %s: the branch has no %s to absorb it into", dir, walName)
+	}
+	h.SetAbsorber(w.absorb)
+	return w.close()
 }
 
 // close ends the tier at a clean unmount: a last absorb with a sync, then

@@ -116,7 +116,7 @@ func Mount(dir string, files Files, o MountOptions) (_ *MountPoint, err error) {
 		if !ok {
 			return nil, fmt.Errorf("mount %s: a local WAL needs a branch head", dir)
 		}
-		if wal, err = openLocalWAL(h, o.LocalWAL, o.Logger); err != nil {
+		if wal, err = openLocalWAL(h, o.LocalWAL, o.Owner, o.Logger); err != nil {
 			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
 		if wal != nil {

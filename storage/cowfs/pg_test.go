@@ -3,6 +3,8 @@ package cowfs
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -127,16 +129,26 @@ func parseTPS(out string) float64 {
 // TestCrashSafety SIGKILLs the process serving the mount while a client
 // commits rows and records each id once COMMIT has returned; after a
 // restart every acknowledged row is there.
-func TestCrashSafety(t *testing.T) { crashSafety(t, false) }
+func TestCrashSafety(t *testing.T) { crashSafety(t, "") }
 
 // TestCrashSafetyLocalWAL is TestCrashSafety with the WAL on local disk
 // (MountOptions.LocalWAL). Commits do not wait for the store then, so they
 // go on after the kill until Postgres is stopped too; the restarted
 // mount finds the local directory, the store absorbs it, and every
 // acknowledged row is there, also those committed after the kill.
-func TestCrashSafetyLocalWAL(t *testing.T) { crashSafety(t, true) }
+func TestCrashSafetyLocalWAL(t *testing.T) { crashSafety(t, "mount") }
 
-func crashSafety(t *testing.T, localWAL bool) {
+// TestCrashSafetyAbsorbLocalWAL: the same crash, recovered as the server
+// recovers at start-up: AbsorbLocalWAL takes the local directory into the
+// store and removes it, and the branch then runs without the tier, from
+// the store alone.
+func TestCrashSafetyAbsorbLocalWAL(t *testing.T) { crashSafety(t, "absorb") }
+
+// crashSafety runs the crash test with the WAL through the mount
+// (recovery ""), or on local disk, recovered by the next Mount ("mount")
+// or by AbsorbLocalWAL ("absorb").
+func crashSafety(t *testing.T, recovery string) {
+	localWAL := recovery != ""
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	f := newFixture(t, nil)
@@ -189,7 +201,18 @@ func crashSafety(t *testing.T, localWAL bool) {
 		t.Fatalf("clean stale: %v %v", cleaned, err)
 	}
 	f.open()
-	m := f.mount("run/data", f.head("p", "main"), MountOptions{LocalWAL: sp.LocalWAL})
+	h := f.head("p", "main")
+	o := MountOptions{LocalWAL: sp.LocalWAL}
+	if recovery == "absorb" {
+		if err := AbsorbLocalWAL(h, sp.LocalWAL, slog.Default()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(sp.LocalWAL); !os.IsNotExist(err) {
+			t.Fatalf("the local WAL directory after AbsorbLocalWAL: %v", err)
+		}
+		o = MountOptions{}
+	}
+	m := f.mount("run/data", h, o)
 	s = startPG(t, m.Dir(), f.dir, pw, nil)
 	conn := s.connect(ctx)
 	var n int64
