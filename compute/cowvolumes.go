@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/storage"
@@ -35,6 +38,14 @@ type StoreVolumes struct {
 	MountDir string
 	// Options are the cowfs options of every mount.
 	Options cowfs.MountOptions
+	// LocalWALDir, when set, turns on the local WAL tier
+	// (docs/wal-tier.md): each endpoint's Postgres keeps its WAL in
+	// LocalWALDir/<project>/<timeline> (cowfs.MountOptions.LocalWAL),
+	// which its store absorbs before every commit, and Recover absorbs
+	// what a crash left there. It must be on the store's file system (the
+	// WAL is as durable as that disk) and traversable like MountDir.
+	// Default "": the WAL goes through the mount.
+	LocalWALDir string
 }
 
 // Exists implements Volumes.
@@ -87,6 +98,14 @@ func (v StoreVolumes) Mount(ctx context.Context, project, branch string) (Volume
 	}
 	o := v.Options
 	o.Owner = &cowfs.Owner{UID: u.UID, GID: u.GID}
+	if v.LocalWALDir != "" {
+		pdir := filepath.Join(v.LocalWALDir, url.PathEscape(project))
+		if err := privateDir(pdir, u); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("mount %s/%s: %w", project, branch, err)
+		}
+		o.LocalWAL = filepath.Join(pdir, strconv.FormatUint(h.Timeline(), 10))
+	}
 	m, err := cowfs.Mount(dir, h, o)
 	if err != nil {
 		h.Close()
@@ -121,6 +140,72 @@ func (v StoreVolumes) Recover(context.Context) error {
 	}
 	if _, err := cowfs.CleanStale(v.MountDir); err != nil {
 		return fmt.Errorf("recover mounts: %w", err)
+	}
+	if err := v.recoverLocalWAL(); err != nil {
+		return fmt.Errorf("recover local WAL: %w", err)
+	}
+	return nil
+}
+
+// recoverLocalWAL absorbs into its branch every local WAL directory a
+// crash left under LocalWALDir (the acknowledged commits since the
+// branch's last absorb are only there) and removes it, and removes those
+// whose branch is gone: after it, the store alone holds every branch, so
+// a reset, a delete or an upload never meets a stale local directory.
+// Orphaned postmasters are stopped before (Manager.Open).
+func (v StoreVolumes) recoverLocalWAL() error {
+	if v.LocalWALDir == "" {
+		return nil
+	}
+	projects, err := os.ReadDir(v.LocalWALDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, pe := range projects {
+		pdir := filepath.Join(v.LocalWALDir, pe.Name())
+		project, err := url.PathUnescape(pe.Name())
+		if err != nil {
+			return fmt.Errorf("%s: %w", pdir, err)
+		}
+		branches, err := v.Store.Branches(project)
+		if errors.Is(err, storage.ErrProjectNotFound) {
+			branches = nil
+		} else if err != nil {
+			return err
+		}
+		byTimeline := map[string]string{}
+		for _, b := range branches {
+			byTimeline[strconv.FormatUint(b.Timeline, 10)] = b.Name
+		}
+		ents, err := os.ReadDir(pdir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			dir := filepath.Join(pdir, e.Name())
+			branch, ok := byTimeline[e.Name()]
+			if !ok { // its branch is gone, or a copy a crash cut short (.tmp)
+				if err := os.RemoveAll(dir); err != nil {
+					return err
+				}
+				continue
+			}
+			h, err := v.Store.OpenHead(project, branch)
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", project, branch, err)
+			}
+			err = cowfs.AbsorbLocalWAL(h, dir, slog.Default())
+			if cerr := h.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", project, branch, err)
+			}
+			slog.Default().Warn("absorbed the local WAL a crash left", "project", project, "branch", branch)
+		}
 	}
 	return nil
 }

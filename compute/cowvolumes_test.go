@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,16 @@ import (
 // TestStoreVolumes runs a branch of the copy-on-write store through the
 // Manager on a real FUSE mount, forks it in storage while it runs, starts
 // the child and checks that writes on either side stay on their side.
-func TestStoreVolumes(t *testing.T) {
+func TestStoreVolumes(t *testing.T) { storeVolumesTest(t, false) }
+
+// TestStoreVolumesLocalWAL is TestStoreVolumes with the endpoints' WAL on
+// local disk (StoreVolumes.LocalWALDir): the fork of the running branch
+// still sees the row committed before it (the fork's flush absorbs the
+// local WAL), a running endpoint's directory is there and goes when it
+// stops, and Recover removes directories whose branch is gone.
+func TestStoreVolumesLocalWAL(t *testing.T) { storeVolumesTest(t, true) }
+
+func storeVolumesTest(t *testing.T, localWAL bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := pgtest.Dir(t)
@@ -50,6 +61,9 @@ func TestStoreVolumes(t *testing.T) {
 	}
 	run := filepath.Join(dir, "run")
 	vols := compute.StoreVolumes{Store: st, MountDir: filepath.Join(run, "mnt")}
+	if localWAL {
+		vols.LocalWALDir = filepath.Join(run, "wal")
+	}
 	m, err := compute.New(compute.Config{Volumes: vols, RunDir: filepath.Join(run, "compute"), Password: pw,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -112,5 +126,45 @@ func TestStoreVolumes(t *testing.T) {
 	}
 	if _, err := m.Acquire(ctx, "p", "child"); !errors.Is(err, compute.ErrBranchNotFound) {
 		t.Errorf("acquire deleted branch: %v, want ErrBranchNotFound", err)
+	}
+	if !localWAL {
+		return
+	}
+	b, err := st.Branch("p", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(vols.LocalWALDir, "p", strconv.FormatUint(b.Timeline, 10))
+	if target, err := os.Readlink(filepath.Join(vols.MountPoint("p", "main"), "pg_wal")); err != nil || target != local {
+		t.Fatalf("main's pg_wal: %q %v, want a symlink to %s", target, err, local)
+	}
+	if err := m.Stop(ctx, "p", "main"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(local); !os.IsNotExist(err) {
+		t.Fatalf("main's local WAL directory after its endpoint stopped: %v", err)
+	}
+	if got := exec("main", "SELECT sum(id) FROM t"); got != 3 {
+		t.Errorf("main sum(id) = %d after a restart from the store, want 3", got)
+	}
+	if err := m.Stop(ctx, "p", "main"); err != nil { // Recover runs before anything is mounted
+		t.Fatal(err)
+	}
+	// What a crash could leave for branches that are gone: Recover
+	// removes it.
+	gone := []string{filepath.Join(vols.LocalWALDir, "p", "999999"), filepath.Join(vols.LocalWALDir, "p", "1.tmp"),
+		filepath.Join(vols.LocalWALDir, "nosuchproject", "1")}
+	for _, d := range gone {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vols.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range gone {
+		if _, err := os.Lstat(d); !os.IsNotExist(err) {
+			t.Errorf("%s after Recover: %v", d, err)
+		}
 	}
 }

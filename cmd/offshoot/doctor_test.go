@@ -32,7 +32,7 @@ func TestDoctorPassesOnThisMachine(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("doctor exit %d\n%s%s", code, out, errOut)
 	}
-	for _, name := range []string{"postgres 15", "postgres user", "project users", "pgvector", "fuse", "data dir", "disk space", "http port", "proxy path", "proxy port"} {
+	for _, name := range []string{"postgres 15", "postgres user", "project users", "pgvector", "fuse", "data dir", "disk space", "http port", "wal path", "proxy path", "proxy port"} {
 		if !strings.Contains(out, "ok    "+name) {
 			t.Errorf("no ok line for %q in:\n%s", name, out)
 		}
@@ -122,6 +122,15 @@ func TestServeRejectsBadProxyPath(t *testing.T) {
 	_, errOut, code := run(t, context.Background(), "serve", "--data-dir", t.TempDir(), "--proxy-path", "kernel",
 		"--http-addr", freeAddr(t), "--proxy-addr", freeAddr(t))
 	if code != 2 || !strings.Contains(errOut, `--proxy-path "kernel": want auto or copy`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestServeRejectsBadWALPath: likewise for wal_path.
+func TestServeRejectsBadWALPath(t *testing.T) {
+	_, errOut, code := run(t, context.Background(), "serve", "--data-dir", t.TempDir(), "--wal-path", "tmpfs",
+		"--http-addr", freeAddr(t), "--proxy-addr", freeAddr(t))
+	if code != 2 || !strings.Contains(errOut, `--wal-path "tmpfs": want store or local`) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }

@@ -29,6 +29,11 @@ type config struct {
 	// connection allow it; else the copy loop) or copy (the copy loop
 	// always). Default auto.
 	ProxyPath string `yaml:"proxy_path,omitempty"`
+	// WALPath is where endpoints write their WAL: store (through the
+	// mount, like every other file) or local (a directory on the data
+	// dir's disk that the store absorbs before every commit;
+	// docs/wal-tier.md). Default store.
+	WALPath string `yaml:"wal_path,omitempty"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -59,6 +64,7 @@ func addServerFlags(cmd *cobra.Command, a *app) {
 	f.DurationVar(&a.cfg.ObjectStore.Interval, "s3-interval", 0, "time between uploads to the bucket: the recovery point (default 10s)")
 	f.DurationVar(&a.cfg.ObjectStore.Keep, "s3-keep", 0, "how long past uploads stay restorable (restore --at/--generation): all of the last hour, then one an hour; older ones and their files are deleted from the bucket (default 0: keep every upload)")
 	addObjectStoreFlags(cmd, &a.cfg.ObjectStore)
+	f.StringVar(&a.cfg.WALPath, "wal-path", "", "where endpoints write their WAL: store (through the mount) or local (local disk, absorbed by the store before every commit; experimental, docs/wal-tier.md) (default store; env OFFSHOOT_WAL_PATH; config wal_path)")
 	f.StringVar(&a.cfg.ProxyPath, "proxy-path", "", "how the proxy relays a ready connection: auto (in the kernel where possible) or copy (its user-space copy loop always) (default auto; env OFFSHOOT_PROXY_PATH)")
 	f.StringVar(&a.cfg.AuditSQL, "audit-sql", "", "what audit entries keep of a query's SQL: text or hash (SHA-256) (default text; env OFFSHOOT_AUDIT_SQL)")
 }
@@ -209,6 +215,7 @@ func (a *app) resolve(cmd *cobra.Command) error {
 		HTTPAddr:    os.Getenv("OFFSHOOT_HTTP_ADDR"),
 		ProxyAddr:   os.Getenv("OFFSHOOT_PROXY_ADDR"),
 		ProxyPath:   os.Getenv("OFFSHOOT_PROXY_PATH"),
+		WALPath:     os.Getenv("OFFSHOOT_WAL_PATH"),
 		LogLevel:    os.Getenv("OFFSHOOT_LOG_LEVEL"),
 		LogFormat:   os.Getenv("OFFSHOOT_LOG_FORMAT"),
 		DatasetsDir: os.Getenv("OFFSHOOT_DATASETS_DIR"),
@@ -237,6 +244,7 @@ func overlay(dst *config, src config, flagSet map[string]bool) {
 	pick(&dst.HTTPAddr, src.HTTPAddr, "http-addr")
 	pick(&dst.ProxyAddr, src.ProxyAddr, "proxy-addr")
 	pick(&dst.ProxyPath, src.ProxyPath, "proxy-path")
+	pick(&dst.WALPath, src.WALPath, "wal-path")
 	pick(&dst.LogLevel, src.LogLevel, "log-level")
 	pick(&dst.LogFormat, src.LogFormat, "log-format")
 	pick(&dst.Prices.Currency, src.Prices.Currency, "price-currency")

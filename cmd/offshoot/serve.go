@@ -253,6 +253,9 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if _, err := proxyCopyOnly(a.cfg.ProxyPath); err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	if _, err := walLocal(a.cfg.WALPath); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	checks := a.doctorChecks()
 	for i := range checks {
 		if checks[i].name == "disk space" {
@@ -320,8 +323,15 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	// then verifiers captured by endpoints have nowhere to go, and no
 	// endpoint runs before it anyway.
 	var facade atomic.Pointer[experiments.Service]
+	volumes := compute.StoreVolumes{Store: st, MountDir: filepath.Join(o.runDir, "mnt")}
+	if local, _ := walLocal(a.cfg.WALPath); local {
+		if volumes.LocalWALDir, err = localWALDir(o.runDir, a.cfg.DataDir); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		a.log.Info("endpoints write their WAL to local disk (wal_path local)", "dir", volumes.LocalWALDir)
+	}
 	m, err := compute.New(compute.Config{
-		Volumes: compute.StoreVolumes{Store: st, MountDir: filepath.Join(o.runDir, "mnt")},
+		Volumes: volumes,
 		RunDir:  filepath.Join(o.runDir, "compute"), Timers: &o.timers, MaxRunning: o.maxEndpoints,
 		StopTimeout: o.stopTimeout, Logger: a.log,
 		Verifiers: func(project, branch string, v map[string]string) {
@@ -515,6 +525,36 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	}
 	a.log.Info("shutting down: closing proxy, stopping endpoints, releasing mounts, closing store")
 	return nil
+}
+
+// walLocal maps the wal_path setting to whether endpoints keep their WAL
+// on local disk.
+func walLocal(path string) (bool, error) {
+	switch path {
+	case "", "store":
+		return false, nil
+	case "local":
+		return true, nil
+	}
+	return false, fmt.Errorf("--wal-path %q: want store or local", path)
+}
+
+// localWALDir is where endpoints keep their WAL with wal_path local:
+// <run-dir>/wal, which must be on the data dir's file system (not a
+// tmpfs), since acknowledged commits live there until the store absorbs
+// them.
+func localWALDir(runDir, dataDir string) (string, error) {
+	var rs, ds syscall.Stat_t
+	if err := syscall.Stat(runDir, &rs); err != nil {
+		return "", fmt.Errorf("wal_path local: %w", err)
+	}
+	if err := syscall.Stat(dataDir, &ds); err != nil {
+		return "", fmt.Errorf("wal_path local: %w", err)
+	}
+	if rs.Dev != ds.Dev {
+		return "", fmt.Errorf("wal_path local: the run dir %s is not on the data dir's file system (%s), so WAL kept there would not be as durable as the store; use a run dir inside the data dir", runDir, dataDir)
+	}
+	return filepath.Join(runDir, "wal"), nil
 }
 
 // proxyCopyOnly maps the proxy_path setting to proxy.Config.CopyOnly.
