@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -316,4 +317,55 @@ func logPerTransaction(b *testing.B, out string, st statsSnap, e storage.EngineS
 		n, float64(cpu.Microseconds())/n, float64(st.writes)/n, float64(st.writeBytes)/float64(max(st.writes, 1)),
 		float64(st.setattrs)/n, float64(st.getattrs)/n, float64(st.fsyncs)/n, float64(st.storeSyncs)/n,
 		float64(e.WALBytesWritten)/n, float64(e.FlushTableBytes+e.FlushBlobBytes)/n)
+}
+
+// BenchmarkMountLocalWAL: what the local WAL tier adds to an endpoint's
+// wake and suspend: mount and unmount of a head whose cluster was shut
+// down cleanly, with MountOptions.LocalWAL (the store's pg_wal copied out,
+// then absorbed back and removed) and without, alternating.
+//
+//	go test ./storage/cowfs -run '^$' -bench '^BenchmarkMountLocalWAL$' -benchtime 20x
+func BenchmarkMountLocalWAL(b *testing.B) {
+	ctx := context.Background()
+	f := newFixture(b, nil)
+	pw := f.initProject("p")
+	h := f.head("p", "main")
+	m := f.mount("main", h, MountOptions{})
+	s := startPG(b, m.Dir(), f.dir, pw, branchSettings)
+	s.pgbench(ctx, "-i", "-q", "-s", "2")
+	s.stop(pg.Fast)
+	if err := m.Unmount(ctx); err != nil {
+		b.Fatal(err)
+	}
+	local := filepath.Join(f.dir, "wal-main")
+	cycle := func(o MountOptions) time.Duration {
+		t0 := time.Now()
+		m, err := Mount(f.mountDir("main"), h, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Unmount(ctx); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	var with, without []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			with = append(with, cycle(MountOptions{LocalWAL: local}))
+			without = append(without, cycle(MountOptions{}))
+		} else {
+			without = append(without, cycle(MountOptions{}))
+			with = append(with, cycle(MountOptions{LocalWAL: local}))
+		}
+	}
+	b.StopTimer()
+	med := func(d []time.Duration) time.Duration {
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(med(with).Microseconds())/1000, "localwal-ms")
+	b.ReportMetric(float64(med(without).Microseconds())/1000, "plain-ms")
 }

@@ -36,6 +36,9 @@ const (
 	// (segments) are written front to back and copied from their last
 	// copied page to their first page of zeros.
 	smallFile = 64 << 10
+	// copyChunk is how much of a store file one read takes when a mount
+	// copies pg_wal out.
+	copyChunk = 1 << 20
 )
 
 // localWAL is one mount's local WAL directory and what the store holds of it.
@@ -127,6 +130,9 @@ func openLocalWAL(h *storage.Head, dir string, owner *Owner, log *slog.Logger) (
 	}
 	if leftover {
 		log.Warn("cowfs: local WAL left by an unclean stop; the store absorbs it", "dir", dir)
+		if err := w.fillHoles(); err != nil {
+			return nil, fmt.Errorf("local WAL: %w", err)
+		}
 		return w, nil
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -195,22 +201,25 @@ func (w *localWAL) copyOut(f *walFile, a storage.Attr, p string) error {
 	}
 	defer out.Close()
 	var whole []byte
-	for off := int64(0); off < int64(a.Size); off += storage.BlockSize {
-		n, err := w.head.ReadAt(a.Ino, w.buf, off)
+	chunk := make([]byte, copyChunk)
+	for coff := int64(0); coff < int64(a.Size); coff += copyChunk {
+		cn, err := w.head.ReadAt(a.Ino, chunk, coff)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
-		blk := w.buf[:n]
-		if a.Size <= smallFile {
-			whole = append(whole, blk...)
+		for i := 0; i < cn; i += storage.BlockSize {
+			blk, off := chunk[i:min(i+storage.BlockSize, cn)], coff+int64(i)
+			if a.Size <= smallFile {
+				whole = append(whole, blk...)
+			}
+			if isZero(blk) {
+				continue
+			}
+			if _, err := out.WriteAt(blk, off); err != nil {
+				return err
+			}
+			f.copied = off + int64(len(blk))
 		}
-		if isZero(blk) {
-			continue
-		}
-		if _, err := out.WriteAt(blk, off); err != nil {
-			return err
-		}
-		f.copied = off + int64(n)
 	}
 	if err := out.Truncate(int64(a.Size)); err != nil {
 		return err
@@ -221,7 +230,67 @@ func (w *localWAL) copyOut(f *walFile, a storage.Attr, p string) error {
 	if a.Size <= smallFile {
 		f.whole, f.synced = whole, true
 	}
-	return out.Sync()
+	// Not synced here: Postgres' first fdatasync of a segment makes the
+	// whole file durable, and a crash before that leaves pages of zeros
+	// that the next mount fills from the store (fillHoles).
+	return nil
+}
+
+// fillHoles gives the local files of a directory a crash left back what
+// it may have lost of the copy out of the store: every page of zeros there
+// that the store holds non-zero. (A copy is not synced, and a page of
+// zeros is one Postgres never wrote: it writes no WAL page of zeros, and
+// a segment's name is used once.) Files the store holds that are not
+// there were removed by Postgres and stay removed.
+func (w *localWAL) fillHoles() error {
+	chunk, local := make([]byte, copyChunk), make([]byte, copyChunk)
+	for rel, f := range w.files {
+		p := filepath.Join(w.dir, filepath.FromSlash(rel))
+		out, err := os.OpenFile(p, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = w.fillFile(out, f, chunk, local)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (w *localWAL) fillFile(out *os.File, f *walFile, chunk, local []byte) error {
+	filled := false
+	for coff := int64(0); coff < int64(f.size); coff += copyChunk {
+		cn, err := w.head.ReadAt(f.ino, chunk, coff)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		ln, err := out.ReadAt(local[:cn], coff)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		clear(local[ln:cn])
+		for i := 0; i < cn; i += storage.BlockSize {
+			end := min(i+storage.BlockSize, cn)
+			if isZero(local[i:end]) && !isZero(chunk[i:end]) {
+				if _, err := out.WriteAt(chunk[i:end], coff+int64(i)); err != nil {
+					return err
+				}
+				filled = true
+			}
+		}
+	}
+	if filled {
+		w.log.Warn("cowfs: local WAL: restored pages a crash lost from the store's copy", "file", out.Name())
+		return out.Sync()
+	}
+	return nil
 }
 
 // absorb is the head's Absorber: it stages what changed in the local
