@@ -262,6 +262,9 @@ func (m *MountPoint) Unmount(ctx context.Context) error {
 	if dev != 0 {
 		mountFusectl()
 	}
+	if m.wal != nil {
+		m.walOnce.Do(func() {}) // Postgres may still run on the local WAL: it stays for the next Mount
+	}
 	if dev != 0 && abortConn(dev) {
 		select {
 		case <-m.served:
