@@ -16,7 +16,7 @@ RACE_PKGS ?= ./storage ./experiments/... ./evals/... ./compute/...
 # adds nothing on the others, whose service code the remaining tests of the
 # package cover under it. They run once, without it, next to the other
 # packages; every other test of RACE_PKGS runs under it.
-PLAIN_TESTS ?= ^(TestVectorStorageRun|TestVectorStorageIncremental|TestIncrementalMaterialization|TestMaterializations|TestMaterializationLifecycle|TestCheckpointBeforeFork|TestDiskFullSequence|TestLexicalHybrid|TestLexicalIncremental)$$
+PLAIN_TESTS ?= ^(TestVectorStorageRun|TestVectorStorageIncremental|TestIncrementalMaterialization|TestMaterializations|TestMaterializationLifecycle|TestCheckpointBeforeFork|TestDiskFullSequence|TestDiskFullSequenceLocalWAL|TestLexicalHybrid|TestLexicalIncremental)$$
 BIN := bin/offshoot
 
 .PHONY: setup setup-test build run demo test bench bench-scale bench-large lint fmt clean

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/storage"
@@ -147,6 +148,38 @@ func (v StoreVolumes) Recover(context.Context) error {
 	return nil
 }
 
+// Sweep implements Sweeper: it removes the local WAL directories of
+// project's branches that are gone. A directory outlives its mount only
+// when a crash or a full disk kept it; once its branch is deleted, its
+// space comes back here rather than at the next start.
+func (v StoreVolumes) Sweep(_ context.Context, project string) error {
+	if v.LocalWALDir == "" {
+		return nil
+	}
+	pdir := filepath.Join(v.LocalWALDir, url.PathEscape(project))
+	ents, err := os.ReadDir(pdir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sweep local WAL: %w", err)
+	}
+	for _, e := range ents {
+		tl, err := strconv.ParseUint(e.Name(), 10, 64)
+		if err == nil {
+			if t, ok := v.Store.Timeline(tl); ok && t.Branch != 0 {
+				continue
+			}
+		} else if !strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(pdir, e.Name())); err != nil {
+			return fmt.Errorf("sweep local WAL: %w", err)
+		}
+	}
+	return nil
+}
+
 // recoverLocalWAL absorbs into its branch every local WAL directory a
 // crash left under LocalWALDir (the acknowledged commits since the
 // branch's last absorb are only there) and removes it, and removes those
@@ -224,6 +257,14 @@ func (s *storeVolume) User() pg.OSUser { return s.u }
 func (s *storeVolume) Release(ctx context.Context) error {
 	uerr := s.m.Unmount(ctx)
 	cerr := s.h.Close()
+	if errors.Is(uerr, cowfs.ErrWALKept) {
+		// A full disk refused the last absorb: the local WAL stays for the
+		// branch's next mount (or is dropped with the branch,
+		// SweepLocalWAL), and the head, closed, committed nothing it does
+		// not cover. The endpoint is stopped all the same.
+		slog.Default().Warn("release: local WAL kept", "mount", s.m.Dir(), "err", uerr)
+		return nil
+	}
 	if uerr != nil {
 		return fmt.Errorf("release: %w", uerr)
 	}

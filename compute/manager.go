@@ -376,6 +376,15 @@ func (m *Manager) SetTimers(project, branch string, t *Timers) {
 	m.kick()
 }
 
+// SweepVolumes lets the volumes drop what they keep for project's
+// branches that are gone (Sweeper); the caller deleted some.
+func (m *Manager) SweepVolumes(ctx context.Context, project string) error {
+	if sw, ok := m.cfg.Volumes.(Sweeper); ok {
+		return sw.Sweep(ctx, project)
+	}
+	return nil
+}
+
 // SetSettings sets postmaster settings of one branch's endpoint on top of
 // Config.Settings, from its next start on (nil removes them): the
 // experiment service gives its run forks shared_buffers that hold their

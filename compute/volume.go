@@ -32,6 +32,13 @@ type Volume interface {
 	Release(ctx context.Context) error
 }
 
+// Sweeper is implemented by Volumes that keep state of a branch beside
+// its data (StoreVolumes with a local WAL): Sweep drops what belongs to a
+// project's branches that are gone. Manager.SweepVolumes calls it.
+type Sweeper interface {
+	Sweep(ctx context.Context, project string) error
+}
+
 // Recoverer is implemented by Volumes that can leave state behind when the
 // process dies (FUSE mounts). Manager.Open calls Recover before anything
 // else so that stale mounts of a crashed run are cleaned.

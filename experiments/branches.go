@@ -651,7 +651,17 @@ func (s *Service) deleteBranch(ctx context.Context, project, branch string, casc
 			return err
 		}
 	}
-	return storeErr(st.DeleteBranch(project, branch, storage.DeleteOptions{Cascade: cascade}))
+	if err := st.DeleteBranch(project, branch, storage.DeleteOptions{Cascade: cascade}); err != nil {
+		return storeErr(err)
+	}
+	if s.cfg.Compute != nil {
+		// What compute kept of the branches beside the store (a local WAL
+		// a full disk would not take in) goes with them.
+		if err := s.cfg.Compute.SweepVolumes(ctx, project); err != nil {
+			s.log.Warn("delete branch: sweep volumes", "project", project, "branch", branch, "err", err)
+		}
+	}
+	return nil
 }
 
 // ResetBranch points a branch at its parent's current head. The old head

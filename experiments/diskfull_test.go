@@ -22,7 +22,16 @@ import (
 // deletion of the filling branch gives its space back while the server
 // runs; a DROP TABLE works; then writes beyond a branch's share of the
 // reserve work again, on an old branch and on a new one.
-func TestDiskFullSequence(t *testing.T) {
+func TestDiskFullSequence(t *testing.T) { diskFullSequence(t, false) }
+
+// TestDiskFullSequenceLocalWAL is the same sequence with the endpoints'
+// WAL on local disk, on the same small file system (wal_path local): the
+// filling branch's local WAL stops taking new segments once the store
+// refuses it for space, and deleting the branch gives its local WAL back
+// too.
+func TestDiskFullSequenceLocalWAL(t *testing.T) { diskFullSequence(t, true) }
+
+func diskFullSequence(t *testing.T, localWAL bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a guard against a hung store: under -race on a busy 2-core machine the sequence took over 40 s
 	defer cancel()
 	dir := pgtest.Dir(t)
@@ -32,7 +41,11 @@ func TestDiskFullSequence(t *testing.T) {
 	opts := &storage.Options{MinFreeBytes: 64 << 20, SharedReserveBytes: 128 << 20}
 	lowLine := uint64(opts.MinFreeBytes + opts.SharedReserveBytes)
 	share := uint64(opts.SharedReserveBytes / 8)
-	svc, st := storeServiceOn(t, dir, filepath.Join(small, "store"), opts, "p", nil)
+	wal := ""
+	if localWAL {
+		wal = filepath.Join(small, "wal")
+	}
+	svc, st := storeServiceWAL(t, dir, filepath.Join(small, "store"), opts, "p", nil, wal)
 	admin := WithCaller(ctx, LocalCaller)
 	query := func(branch, sql string) error {
 		_, err := svc.Query(admin, QueryRequest{Project: "p", Branch: branch, SQL: sql})
@@ -117,6 +130,19 @@ func TestDiskFullSequence(t *testing.T) {
 	if avail() < uint64(opts.MinFreeBytes) {
 		t.Fatalf("%d bytes available: the filling branch ate into the store's own reserve", avail())
 	}
+	fillWAL := ""
+	if localWAL {
+		// Its local WAL takes no new segment from Postgres any more.
+		b, err := st.Branch("p", "fill")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fillWAL = filepath.Join(wal, "p", fmt.Sprint(b.Timeline))
+		fi, err := os.Stat(fillWAL)
+		if err != nil || fi.Mode().Perm()&0o200 != 0 {
+			t.Fatalf("the filling branch's local WAL directory: %v %v, want it without write permission", fi.Mode(), err)
+		}
+	}
 
 	// 2. The other branch still answers and writes a little.
 	if err := query("other", "SELECT count(*) FROM big"); err != nil {
@@ -129,6 +155,12 @@ func TestDiskFullSequence(t *testing.T) {
 	// 4. Deleting the filling branch gives its space back.
 	if err := svc.DeleteBranch(admin, "p", "fill", false); err != nil {
 		t.Fatalf("delete the filling branch: %v", err)
+	}
+	if fillWAL != "" {
+		// The store would not take its last WAL in; it goes with the branch.
+		if _, err := os.Stat(fillWAL); !os.IsNotExist(err) {
+			t.Fatalf("the deleted branch's local WAL directory: %v, want it gone", err)
+		}
 	}
 	waitAvail(ctx, t, st, storeDir, lowLine+64<<20, "after deleting branch fill")
 	t.Logf("space back: %d MiB available", avail()>>20)

@@ -30,6 +30,13 @@ func storeService(tb testing.TB, project string, settings map[string]string) *Se
 // store too.
 func storeServiceOn(tb testing.TB, dir, storeDir string, opts *storage.Options, project string, settings map[string]string) (*Service, *storage.Store) {
 	tb.Helper()
+	return storeServiceWAL(tb, dir, storeDir, opts, project, settings, "")
+}
+
+// storeServiceWAL is storeServiceOn with endpoints' WAL in localWAL
+// (StoreVolumes.LocalWALDir; "" for through the mount).
+func storeServiceWAL(tb testing.TB, dir, storeDir string, opts *storage.Options, project string, settings map[string]string, localWAL string) (*Service, *storage.Store) {
+	tb.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if storeDir == "" {
@@ -40,7 +47,7 @@ func storeServiceOn(tb testing.TB, dir, storeDir string, opts *storage.Options, 
 		tb.Fatal(err)
 	}
 	var svc *Service // set below; no endpoint runs before
-	m, err := compute.New(compute.Config{Volumes: compute.StoreVolumes{Store: st, MountDir: filepath.Join(dir, "mnt")},
+	m, err := compute.New(compute.Config{Volumes: compute.StoreVolumes{Store: st, MountDir: filepath.Join(dir, "mnt"), LocalWALDir: localWAL},
 		RunDir: filepath.Join(dir, "compute"), Settings: settings, Logger: quiet,
 		Verifiers: func(project, branch string, v map[string]string) { svc.CaptureVerifiers(project, branch, v) }})
 	if err != nil {

@@ -19,6 +19,11 @@ var (
 	ErrNotEmpty = errors.New("directory not empty")
 	// ErrFileType means a file is neither a directory, a regular file nor a symlink.
 	ErrFileType = errors.New("unsupported file type")
+	// ErrWALKept means an unmount could not bring the store up to its
+	// local WAL directory (a full disk): the mount is gone, the directory
+	// stays for the next Mount of the head or AbsorbLocalWAL, and the head
+	// refuses to commit until then (its Close fails alike).
+	ErrWALKept = errors.New("local WAL kept for the next mount")
 )
 
 // maxNameLen is the longest file name (NAME_MAX).

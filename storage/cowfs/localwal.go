@@ -52,6 +52,7 @@ type localWAL struct {
 	files map[string]*walFile
 	log   *slog.Logger
 	buf   []byte
+	full  bool // the store refused an absorb for space: dir is mode 0500
 	// owner, when set, owns the local files; the store's keep storeUID
 	// and storeGID.
 	owner              *Owner
@@ -130,6 +131,9 @@ func openLocalWAL(h *storage.Head, dir string, owner *Owner, log *slog.Logger) (
 	}
 	if leftover {
 		log.Warn("cowfs: local WAL left by an unclean stop; the store absorbs it", "dir", dir)
+		if err := os.Chmod(dir, 0o700); err != nil { // taken away when the disk was full
+			return nil, fmt.Errorf("local WAL: %w", err)
+		}
 		if err := w.fillHoles(); err != nil {
 			return nil, fmt.Errorf("local WAL: %w", err)
 		}
@@ -293,11 +297,36 @@ func (w *localWAL) fillFile(out *os.File, f *walFile, chunk, local []byte) error
 	return nil
 }
 
-// absorb is the head's Absorber: it stages what changed in the local
-// directory since the last absorb. New directories and files first, then
-// contents, removals last, so that every seq in between still holds every
-// segment a crash image needs.
+// absorb is the head's Absorber. When the store refuses it for space
+// (the branch used its share of the reserve while the disk is low), the
+// local directory stops taking new files from Postgres (mode 0500: its
+// next WAL segment cannot be created, so that branch stops instead of
+// taking the last free space from every branch), until an absorb
+// succeeds again.
 func (w *localWAL) absorb(tx *storage.AbsorbTx) error {
+	err := w.absorbTree(tx)
+	switch {
+	case errors.Is(err, syscall.ENOSPC) && !w.full:
+		if cerr := os.Chmod(w.dir, 0o500); cerr != nil {
+			return errors.Join(err, cerr)
+		}
+		w.full = true
+		w.log.Warn("cowfs: local WAL: the store refused it for space; no new WAL segments for this branch", "dir", w.dir)
+	case err == nil && w.full:
+		if cerr := os.Chmod(w.dir, 0o700); cerr != nil {
+			return cerr
+		}
+		w.full = false
+		w.log.Info("cowfs: local WAL: the store takes it again", "dir", w.dir)
+	}
+	return err
+}
+
+// absorbTree stages what changed in the local directory since the last
+// absorb. New directories and files first, then contents, removals last,
+// so that every seq in between still holds every segment a crash image
+// needs.
+func (w *localWAL) absorbTree(tx *storage.AbsorbTx) error {
 	seenDirs, seenFiles := map[string]bool{"": true}, map[string]bool{}
 	err := filepath.WalkDir(w.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -493,7 +522,9 @@ func AbsorbLocalWAL(h *storage.Head, dir string, log *slog.Logger) error {
 // the local directory goes (the store holds all of it).
 func (w *localWAL) close() error {
 	if err := w.head.Sync(); err != nil {
-		return fmt.Errorf("local WAL: last absorb: %w", err)
+		// The absorber stays: the head commits nothing more that the store's
+		// WAL might not cover.
+		return fmt.Errorf("%w: %w", ErrWALKept, err)
 	}
 	w.head.SetAbsorber(nil)
 	if err := os.RemoveAll(w.dir); err != nil {

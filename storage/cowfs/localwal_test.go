@@ -160,3 +160,30 @@ func TestLocalWALFillsLostCopy(t *testing.T) {
 		t.Fatalf("%d rows after the lost copy was filled, want 1000", n)
 	}
 }
+
+// TestLocalWALKeptWhenUnabsorbable: when an unmount cannot bring the store
+// up to the local WAL (here the directory vanished; in life a full disk
+// refuses it), Unmount says so with ErrWALKept, and the head commits
+// nothing more until it can: no data without the WAL it needs.
+func TestLocalWALKeptWhenUnabsorbable(t *testing.T) {
+	f := newFixture(t, nil)
+	f.initProject("p")
+	h := f.head("p", "main")
+	local := filepath.Join(f.dir, "wal-main")
+	m, err := Mount(f.mountDir("main"), h, MountOptions{LocalWAL: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.Dir(), "data"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(local); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unmount(context.Background()); !errors.Is(err, ErrWALKept) {
+		t.Fatalf("unmount with its local WAL gone: %v, want ErrWALKept", err)
+	}
+	if err := h.Sync(); err == nil {
+		t.Fatal("the head commits although its local WAL cannot be absorbed")
+	}
+}
