@@ -599,9 +599,20 @@ func (s *Store) seqAtLocked(t time.Time) (uint64, error) {
 // Checkpoint writes a consistent copy of the store into dir, which must not
 // exist: hard links to its immutable files where the file system allows,
 // copies of the rest, and every write committed before the call (the WAL is
-// synced first). A store opened on dir is the store as of the call. Safe to
+// synced first). Heads with an Absorber absorb first, so the copy also
+// holds what they had not taken in yet (a local WAL's acknowledged
+// commits). A store opened on dir is the store as of the call. Safe to
 // call concurrently with writes.
 func (s *Store) Checkpoint(dir string) error {
+	s.mu.Lock()
+	for _, h := range s.heads {
+		h.mu.Lock()
+		if h.absorber != nil {
+			_ = h.flushLocked() // a refused absorb (a full disk) leaves it out, as a crash would
+		}
+		h.mu.Unlock()
+	}
+	s.mu.Unlock()
 	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
