@@ -53,6 +53,9 @@ type localWAL struct {
 	log   *slog.Logger
 	buf   []byte
 	full  bool // the store refused an absorb for space: dir is mode 0500
+	// redo is where the WAL a mount copies out begins (checkpointRedo);
+	// 0 for all of it.
+	redo uint64
 	// owner, when set, owns the local files; the store's keep storeUID
 	// and storeGID.
 	owner              *Owner
@@ -122,6 +125,9 @@ func openLocalWAL(h *storage.Head, dir string, owner *Owner, log *slog.Logger) (
 		if err := os.RemoveAll(tmp); err != nil {
 			return nil, fmt.Errorf("local WAL: %w", err)
 		}
+	}
+	if !leftover {
+		w.redo = checkpointRedo(h)
 	}
 	if err := w.walkStore("", pa, tmp); err != nil {
 		if tmp != "" {
@@ -206,7 +212,31 @@ func (w *localWAL) copyOut(f *walFile, a storage.Attr, p string) error {
 	defer out.Close()
 	var whole []byte
 	chunk := make([]byte, copyChunk)
-	for coff := int64(0); coff < int64(a.Size); coff += copyChunk {
+	from := int64(0)
+	if base, ok := segmentStart(path.Base(p), a.Size); ok && w.redo != 0 {
+		// WAL before the redo point of the cluster's last checkpoint is
+		// read by nobody (no replication slot holds it): left as zeros
+		// here, and as it is in the store (an absorb never writes a page
+		// of zeros), but for a segment's first page, whose long header
+		// Postgres checks whenever it reads in a segment. A segment wholly
+		// before it is all zeros here.
+		switch {
+		case base+a.Size <= w.redo:
+			from, f.copied = int64(a.Size), int64(a.Size)
+		case base < w.redo:
+			from = int64(w.redo-base) / storage.BlockSize * storage.BlockSize
+		}
+	}
+	if from > 0 && from < int64(a.Size) {
+		n, err := w.head.ReadAt(a.Ino, chunk[:storage.BlockSize], 0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if _, err := out.WriteAt(chunk[:n], 0); err != nil {
+			return err
+		}
+	}
+	for coff := from / copyChunk * copyChunk; coff < int64(a.Size); coff += copyChunk {
 		cn, err := w.head.ReadAt(a.Ino, chunk, coff)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
@@ -216,7 +246,7 @@ func (w *localWAL) copyOut(f *walFile, a storage.Attr, p string) error {
 			if a.Size <= smallFile {
 				whole = append(whole, blk...)
 			}
-			if isZero(blk) {
+			if isZero(blk) || off < from {
 				continue
 			}
 			if _, err := out.WriteAt(blk, off); err != nil {
@@ -481,6 +511,35 @@ func (w *localWAL) absorbFile(tx *storage.AbsorbTx, f *walFile, p string, size u
 		f.size = size
 	}
 	return nil
+}
+
+// checkpointRedo returns the redo point of the last checkpoint that the
+// store's global/pg_control records (PostgreSQL 15's ControlFileData:
+// checkPointCopy.redo, 40 bytes in), or 0 when the WAL before it may still
+// be read: a replication slot exists (a replica reads from the slot's
+// position), or pg_control cannot be read as expected.
+func checkpointRedo(h *storage.Head) uint64 {
+	if d, err := h.Lookup(storage.RootIno, "pg_replslot"); err == nil {
+		if ents, err := h.ReadDir(d.Ino); err != nil || len(ents) > 0 {
+			return 0
+		}
+	}
+	g, err := h.Lookup(storage.RootIno, "global")
+	if err != nil {
+		return 0
+	}
+	c, err := h.Lookup(g.Ino, "pg_control")
+	if err != nil {
+		return 0
+	}
+	var b [48]byte
+	if n, err := h.ReadAt(c.Ino, b[:], 0); n != len(b) || err != nil && !errors.Is(err, io.EOF) {
+		return 0
+	}
+	if binary.LittleEndian.Uint32(b[8:12]) != 1300 { // pg_control_version of PostgreSQL 15
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b[40:48])
 }
 
 // segmentStart returns the WAL position of a segment file's first byte,

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -185,5 +188,39 @@ func TestLocalWALKeptWhenUnabsorbable(t *testing.T) {
 	}
 	if err := h.Sync(); err == nil {
 		t.Fatal("the head commits although its local WAL cannot be absorbed")
+	}
+}
+
+// TestCheckpointRedo: the redo point a mount copies the WAL out from is
+// the one pg_controldata reports, and none (all of the WAL) once a
+// replication slot exists, since a replica reads from the slot's position.
+func TestCheckpointRedo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := newFixture(t, nil)
+	pw := f.initProject("p")
+	h := f.head("p", "main")
+	m := f.mount("main", h, MountOptions{})
+	s := startPG(t, m.Dir(), f.dir, pw, nil)
+	s.exec(ctx, "CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g", "CHECKPOINT")
+	s.stop(pg.Fast)
+	out, err := exec.CommandContext(ctx, pg.Bin("pg_controldata"), m.Dir()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_controldata: %v\n%s", err, out)
+	}
+	mm := regexp.MustCompile(`Latest checkpoint's REDO location:\s+([0-9A-F]+)/([0-9A-F]+)`).FindSubmatch(out)
+	if mm == nil {
+		t.Fatalf("no redo location in\n%s", out)
+	}
+	hi, _ := strconv.ParseUint(string(mm[1]), 16, 32)
+	lo, _ := strconv.ParseUint(string(mm[2]), 16, 32)
+	if got, want := checkpointRedo(h), hi<<32|lo; got != want || want == 0 {
+		t.Fatalf("checkpointRedo %X, pg_controldata %X", got, want)
+	}
+	s = startPG(t, m.Dir(), f.dir, pw, nil)
+	s.exec(ctx, "SELECT pg_create_physical_replication_slot('replica')")
+	s.stop(pg.Fast)
+	if got := checkpointRedo(h); got != 0 {
+		t.Fatalf("checkpointRedo with a replication slot: %X, want 0", got)
 	}
 }
