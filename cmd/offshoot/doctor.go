@@ -91,12 +91,12 @@ func (a *app) doctorChecks() []check {
 				}
 				return "kernel: plain-text TCP connections forwarded by a BPF sockmap (TLS and Unix-socket clients: copy loop)", nil
 			}},
-		{name: "wal path", fix: "set wal_path to store or local",
+		{name: "wal path", fix: "set wal_path to local or store; local needs the run dir (--run-dir) on the data dir's file system",
 			run: func(context.Context) (string, error) {
 				if local, err := walLocal(a.cfg.WALPath); err != nil || !local {
 					return "store: endpoints write their WAL through the mount (wal_path store)", err
 				}
-				return "local: endpoints write their WAL to <run-dir>/wal on the data dir's disk, absorbed by the store before every commit (wal_path local, experimental)", nil
+				return "local: endpoints write their WAL to <run-dir>/wal on the data dir's disk, absorbed by the store before every commit (wal_path local)", nil
 			}},
 		{name: "proxy port", required: true, fix: "stop what listens there or set --proxy-addr (OFFSHOOT_PROXY_ADDR)",
 			run: func(context.Context) (string, error) { return checkPortFree(a.cfg.ProxyAddr) }},

@@ -37,6 +37,9 @@ func TestDoctorPassesOnThisMachine(t *testing.T) {
 			t.Errorf("no ok line for %q in:\n%s", name, out)
 		}
 	}
+	if !strings.Contains(out, "ok    wal path     local: ") {
+		t.Errorf("doctor does not report the local WAL, the default:\n%s", out)
+	}
 	if !strings.Contains(out, "ok    proxy path   kernel: ") {
 		t.Errorf("doctor does not report the proxy's kernel path:\n%s", out)
 	}

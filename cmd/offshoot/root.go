@@ -29,10 +29,11 @@ type config struct {
 	// connection allow it; else the copy loop) or copy (the copy loop
 	// always). Default auto.
 	ProxyPath string `yaml:"proxy_path,omitempty"`
-	// WALPath is where endpoints write their WAL: store (through the
-	// mount, like every other file) or local (a directory on the data
-	// dir's disk that the store absorbs before every commit;
-	// docs/wal-tier.md). Default store.
+	// WALPath is where endpoints write their WAL: local (a directory on
+	// the data dir's disk that the store absorbs before every commit;
+	// docs/wal-tier.md) or store (through the mount, like every other
+	// file). Default local, or store when the run dir is not on the data
+	// dir's file system.
 	WALPath string `yaml:"wal_path,omitempty"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
@@ -64,7 +65,7 @@ func addServerFlags(cmd *cobra.Command, a *app) {
 	f.DurationVar(&a.cfg.ObjectStore.Interval, "s3-interval", 0, "time between uploads to the bucket: the recovery point (default 10s)")
 	f.DurationVar(&a.cfg.ObjectStore.Keep, "s3-keep", 0, "how long past uploads stay restorable (restore --at/--generation): all of the last hour, then one an hour; older ones and their files are deleted from the bucket (default 0: keep every upload)")
 	addObjectStoreFlags(cmd, &a.cfg.ObjectStore)
-	f.StringVar(&a.cfg.WALPath, "wal-path", "", "where endpoints write their WAL: store (through the mount) or local (local disk, absorbed by the store before every commit; experimental, docs/wal-tier.md) (default store; env OFFSHOOT_WAL_PATH; config wal_path)")
+	f.StringVar(&a.cfg.WALPath, "wal-path", "", "where endpoints write their WAL: local (<run-dir>/wal on the data dir's disk, absorbed by the store before every commit; docs/wal-tier.md) or store (through the mount) (default local, or store when the run dir is on another file system; env OFFSHOOT_WAL_PATH; config wal_path)")
 	f.StringVar(&a.cfg.ProxyPath, "proxy-path", "", "how the proxy relays a ready connection: auto (in the kernel where possible) or copy (its user-space copy loop always) (default auto; env OFFSHOOT_PROXY_PATH)")
 	f.StringVar(&a.cfg.AuditSQL, "audit-sql", "", "what audit entries keep of a query's SQL: text or hash (SHA-256) (default text; env OFFSHOOT_AUDIT_SQL)")
 }
