@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/storage"
@@ -165,12 +164,13 @@ func (v StoreVolumes) Sweep(_ context.Context, project string) error {
 		return fmt.Errorf("sweep local WAL: %w", err)
 	}
 	for _, e := range ents {
+		// A copy in progress (<timeline>.tmp) belongs to a mount under
+		// way; Recover removes those a crash left.
 		tl, err := strconv.ParseUint(e.Name(), 10, 64)
-		if err == nil {
-			if t, ok := v.Store.Timeline(tl); ok && t.Branch != 0 {
-				continue
-			}
-		} else if !strings.HasSuffix(e.Name(), ".tmp") {
+		if err != nil {
+			continue
+		}
+		if t, ok := v.Store.Timeline(tl); ok && t.Branch != 0 {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(pdir, e.Name())); err != nil {
