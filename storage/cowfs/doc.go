@@ -75,6 +75,18 @@
 // up, so the fsync of every file that crash recovery starts with is
 // redundant (it cost 370 ms of a 600 ms start of a fork).
 //
+// # The local WAL tier
+//
+// With MountOptions.LocalWAL (compute's default, wal_path local) the
+// mount shows pg_wal as a symlink to a directory on local disk: Postgres
+// writes and fsyncs its WAL there, and the head absorbs it into the
+// store's hidden pg_wal before every commit and at every history tick
+// (storage.Head.SetAbsorber), so every seq of the store stays a crash
+// image. A clean Unmount absorbs, syncs and removes the directory; one a
+// crash left is absorbed by the next Mount or by AbsorbLocalWAL. When the
+// store refuses an absorb for space, the directory stops taking new WAL
+// segments from Postgres. Design, invariants and costs: docs/wal-tier.md.
+//
 // # Lifecycle
 //
 // Mount, MountPoint.Unmount (clean, or lazy while something still holds
