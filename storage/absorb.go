@@ -1,9 +1,6 @@
 package storage
 
-import (
-	"fmt"
-	"math"
-)
+import "fmt"
 
 // Absorbing: a head that copies in, before each of its commits, what a
 // process wrote outside the store that the commit may depend on. The use
@@ -77,33 +74,24 @@ func (tx *AbsorbTx) ReadDir(ino uint64) ([]DirEntry, error) { return tx.h.readDi
 
 // Create is Head.Create.
 func (tx *AbsorbTx) Create(parent uint64, name string, mode, uid, gid uint32) (Attr, error) {
-	if err := checkFileName(name); err != nil {
-		return Attr{}, fmt.Errorf("create %q: %w", name, err)
-	}
-	a, err := tx.h.newNodeLocked(parent, name, mode&ModePerm|ModeRegular, uid, gid, nil)
-	if err != nil {
-		return Attr{}, fmt.Errorf("create %q: %w", name, err)
-	}
-	return a, nil
+	return tx.node("create", parent, name, mode&ModePerm|ModeRegular, uid, gid)
 }
 
 // Mkdir is Head.Mkdir.
 func (tx *AbsorbTx) Mkdir(parent uint64, name string, mode, uid, gid uint32) (Attr, error) {
-	if err := checkFileName(name); err != nil {
-		return Attr{}, fmt.Errorf("mkdir %q: %w", name, err)
-	}
-	a, err := tx.h.newNodeLocked(parent, name, mode&ModePerm|ModeDir, uid, gid, nil)
+	return tx.node("mkdir", parent, name, mode&ModePerm|ModeDir, uid, gid)
+}
+
+func (tx *AbsorbTx) node(op string, parent uint64, name string, mode, uid, gid uint32) (Attr, error) {
+	a, err := tx.h.newNodeLocked(parent, name, mode, uid, gid, nil)
 	if err != nil {
-		return Attr{}, fmt.Errorf("mkdir %q: %w", name, err)
+		return Attr{}, fmt.Errorf("%s %q: %w", op, name, err)
 	}
 	return a, nil
 }
 
 // Remove is Head.Unlink (dir false) or Head.Rmdir (dir true).
 func (tx *AbsorbTx) Remove(parent uint64, name string, dir bool) error {
-	if err := checkFileName(name); err != nil {
-		return fmt.Errorf("remove %q: %w", name, err)
-	}
 	if err := tx.h.removeLocked(parent, name, dir); err != nil {
 		return fmt.Errorf("remove %q: %w", name, err)
 	}
@@ -112,9 +100,6 @@ func (tx *AbsorbTx) Remove(parent uint64, name string, dir bool) error {
 
 // WriteAt is Head.WriteAt.
 func (tx *AbsorbTx) WriteAt(ino uint64, p []byte, off int64) (int, error) {
-	if off < 0 || uint64(off)+uint64(len(p)) > math.MaxInt64 {
-		return 0, fmt.Errorf("write offset %d: %w", off, ErrInvalidArgument)
-	}
 	return tx.h.writeAtLocked(ino, p, off)
 }
 

@@ -16,9 +16,6 @@ import (
 // reads as zeros. Only the touched blocks are stored (copy-on-write). The
 // write is buffered in the head until the next flush (see Head).
 func (h *Head) WriteAt(ino uint64, p []byte, off int64) (int, error) {
-	if off < 0 || uint64(off)+uint64(len(p)) > math.MaxInt64 {
-		return 0, fmt.Errorf("write offset %d: %w", off, ErrInvalidArgument)
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
@@ -27,8 +24,11 @@ func (h *Head) WriteAt(ino uint64, p []byte, off int64) (int, error) {
 	return h.writeAtLocked(ino, p, off)
 }
 
-// writeAtLocked is WriteAt with h.mu held for writing and off checked.
+// writeAtLocked is WriteAt with h.mu held for writing.
 func (h *Head) writeAtLocked(ino uint64, p []byte, off int64) (int, error) {
+	if off < 0 || uint64(off)+uint64(len(p)) > math.MaxInt64 {
+		return 0, fmt.Errorf("write offset %d: %w", off, ErrInvalidArgument)
+	}
 	a, err := h.fileAttr(nil, ino)
 	if err != nil {
 		return 0, fmt.Errorf("write: %w", err)

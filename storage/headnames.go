@@ -14,12 +14,6 @@ import (
 
 // newNode creates an inode of the given mode linked as name in parent.
 func (h *Head) newNode(parent uint64, name string, mode, uid, gid uint32, content []byte) (Attr, error) {
-	if err := checkFileName(name); err != nil {
-		return Attr{}, err
-	}
-	if mode&ModeType == 0 || mode&^(ModeType|ModePerm) != 0 {
-		return Attr{}, fmt.Errorf("mode %o: %w", mode, ErrInvalidArgument)
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
@@ -28,9 +22,14 @@ func (h *Head) newNode(parent uint64, name string, mode, uid, gid uint32, conten
 	return h.newNodeLocked(parent, name, mode, uid, gid, content)
 }
 
-// newNodeLocked is newNode with h.mu held for writing and its arguments
-// checked.
+// newNodeLocked is newNode with h.mu held for writing.
 func (h *Head) newNodeLocked(parent uint64, name string, mode, uid, gid uint32, content []byte) (Attr, error) {
+	if err := checkFileName(name); err != nil {
+		return Attr{}, err
+	}
+	if mode&ModeType == 0 || mode&^(ModeType|ModePerm) != 0 {
+		return Attr{}, fmt.Errorf("mode %o: %w", mode, ErrInvalidArgument)
+	}
 	it, err := h.newIter()
 	if err != nil {
 		return Attr{}, err
@@ -209,9 +208,6 @@ func (h *Head) Rmdir(parent uint64, name string) error {
 }
 
 func (h *Head) remove(parent uint64, name string, dir bool) error {
-	if err := checkFileName(name); err != nil {
-		return err
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
@@ -220,8 +216,11 @@ func (h *Head) remove(parent uint64, name string, dir bool) error {
 	return h.removeLocked(parent, name, dir)
 }
 
-// removeLocked is remove with h.mu held for writing and name checked.
+// removeLocked is remove with h.mu held for writing.
 func (h *Head) removeLocked(parent uint64, name string, dir bool) error {
+	if err := checkFileName(name); err != nil {
+		return err
+	}
 	it, err := h.newIter()
 	if err != nil {
 		return err

@@ -125,8 +125,6 @@ func openLocalWAL(h *storage.Head, dir string, owner *Owner, log *slog.Logger) (
 		if err := os.RemoveAll(tmp); err != nil {
 			return nil, fmt.Errorf("local WAL: %w", err)
 		}
-	}
-	if !leftover {
 		w.redo = checkpointRedo(h)
 	}
 	if err := w.walkStore("", pa, tmp); err != nil {
