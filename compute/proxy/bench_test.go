@@ -18,7 +18,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/offshootdb/offshoot/compute"
 	"github.com/offshootdb/offshoot/compute/pg"
+	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/compute/proxy"
+	"github.com/offshootdb/offshoot/storage"
 )
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -50,95 +52,203 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // BenchmarkWake measures a wake through the proxy (connect with
 // endpoint=main, SELECT 1) from suspended and from stopped against the
-// baseline a user would otherwise have: starting postgres natively on the
-// same data directory, waiting like pg_ctl -w (postmaster.pid status
-// "ready", polled every 2 ms), connecting and running SELECT 1. Both run alternately in one loop; it reports p50/p95 of
-// each and their ratios. Run with -benchtime=20x or more.
+// baseline a user would otherwise have: starting postgres natively on a
+// data directory on local disk, waiting like pg_ctl -w (postmaster.pid
+// status "ready", polled every 2 ms), connecting and running SELECT 1.
+// Both run alternately in one loop; it reports p50/p95 of each and their
+// ratios. Run with -benchtime=20x or more.
+//
+// volumes=store is what `offshoot serve` runs: the branch on the store,
+// mounted through cowfs with the local WAL tier, its cluster made by
+// InitProject, and the native baseline on a copy of that cluster.
+// volumes=dirs has the endpoint's PGDATA on a plain directory, which the
+// native baseline starts on too: the wake path without the mount.
 func BenchmarkWake(b *testing.B) {
-	for _, from := range []compute.State{compute.Suspended, compute.Stopped} {
-		b.Run("from="+string(from), func(b *testing.B) {
-			e := newEnv(b, compute.Config{}, proxy.Config{}, "main")
-			dataDir, _ := e.vols.Path("p", "main")
-			sockDir := filepath.Join(filepath.Dir(filepath.Dir(dataDir)), "native-sock")
-			ctx := context.Background()
-			wakeOnce := func() time.Duration {
-				t0 := time.Now()
-				conn, err := pgx.Connect(ctx, e.dsn("endpoint=main"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
-					b.Fatal(err)
-				}
-				d := time.Since(t0)
-				conn.Close(ctx)
-				return d
-			}
-			nativeOnce := func() time.Duration {
-				t0 := time.Now()
-				pm, err := pg.Start(ctx, pg.Options{DataDir: dataDir, SocketDir: sockDir, LogFile: sockDir + ".log",
-					Settings: map[string]string{"shared_buffers": "128MB", "max_connections": "100"}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := waitPidFileReady(pm); err != nil {
-					b.Fatalf("%v\n%s", err, pg.LastLines(sockDir+".log", 10))
-				}
-				conn, err := pgx.Connect(ctx, pm.ConnString("postgres", "", "postgres"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
-					b.Fatal(err)
-				}
-				d := time.Since(t0)
-				conn.Close(ctx)
-				if err := pm.Stop(ctx, pg.Fast); err != nil {
-					b.Fatal(err)
-				}
-				return d
-			}
-			park := func() {
-				var err error
-				if from == compute.Stopped {
-					err = e.m.Stop(ctx, "p", "main")
-				} else {
-					err = e.m.Suspend(ctx, "p", "main")
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				if s := e.m.Status("p", "main").State; s != from {
-					b.Fatalf("endpoint is %s, want %s", s, from)
-				}
-			}
-			wakeOnce() // warm up: first start, page cache
-			park()
-			nativeOnce()
-			var wake, native []time.Duration
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				// Alternate the order; the endpoint is parked at the top.
-				if i%2 == 0 {
-					native = append(native, nativeOnce())
-					wake = append(wake, wakeOnce())
-					park()
-				} else {
-					wake = append(wake, wakeOnce())
-					park()
-					native = append(native, nativeOnce())
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(ms(pct(wake, .5)), "wake-p50-ms")
-			b.ReportMetric(ms(pct(wake, .95)), "wake-p95-ms")
-			b.ReportMetric(ms(pct(native, .5)), "native-p50-ms")
-			b.ReportMetric(ms(pct(native, .95)), "native-p95-ms")
-			b.ReportMetric(float64(pct(wake, .5))/float64(pct(native, .5)), "ratio-p50")
-			b.ReportMetric(float64(pct(wake, .95))/float64(pct(native, .95)), "ratio-p95")
-		})
+	for _, vols := range []string{"store", "dirs"} {
+		for _, from := range []compute.State{compute.Suspended, compute.Stopped} {
+			b.Run("volumes="+vols+"/from="+string(from), func(b *testing.B) { benchWake(b, vols, from) })
+		}
 	}
+}
+
+func benchWake(b *testing.B, vols string, from compute.State) {
+	ctx := context.Background()
+	var (
+		e        *env
+		dataDir  string // the native baseline's PGDATA
+		password string
+	)
+	if vols == "store" {
+		e, password = newStoreEnv(b)
+	} else {
+		e = newEnv(b, compute.Config{}, proxy.Config{}, "main")
+		dataDir, _ = e.vols.Path("p", "main")
+	}
+	dsn := e.dsn("endpoint=main") + " password=" + password
+	park := func() {
+		var err error
+		if from == compute.Stopped {
+			err = e.m.Stop(ctx, "p", "main")
+		} else {
+			err = e.m.Suspend(ctx, "p", "main")
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s := e.m.Status("p", "main").State; s != from {
+			b.Fatalf("endpoint is %s, want %s", s, from)
+		}
+	}
+	wakeOnce := func() time.Duration {
+		t0 := time.Now()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(t0)
+		conn.Close(ctx)
+		return d
+	}
+	wakeOnce() // warm up: first start, page cache
+	if vols == "store" {
+		// Copy the suspended cluster (shut down cleanly, still mounted) to
+		// local disk for the native baseline, its WAL from the local tier.
+		if err := e.m.Suspend(ctx, "p", "main"); err != nil {
+			b.Fatal(err)
+		}
+		dataDir = filepath.Join(pgtest.Dir(b), "native")
+		if err := copyCluster(e.mountPoint, dataDir); err != nil {
+			b.Fatal(err)
+		}
+	}
+	park()
+	sockDir := filepath.Join(filepath.Dir(dataDir), "native-sock")
+	nativeOnce := func() time.Duration {
+		t0 := time.Now()
+		pm, err := pg.Start(ctx, pg.Options{DataDir: dataDir, SocketDir: sockDir, LogFile: sockDir + ".log",
+			Settings: map[string]string{"shared_buffers": "128MB", "max_connections": "100"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := waitPidFileReady(pm); err != nil {
+			b.Fatalf("%v\n%s", err, pg.LastLines(sockDir+".log", 10))
+		}
+		conn, err := pgx.Connect(ctx, pm.ConnString("postgres", password, "postgres"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(t0)
+		conn.Close(ctx)
+		if err := pm.Stop(ctx, pg.Fast); err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	nativeOnce()
+	var wake, native []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// Alternate the order; the endpoint is parked at the top.
+		if i%2 == 0 {
+			native = append(native, nativeOnce())
+			wake = append(wake, wakeOnce())
+			park()
+		} else {
+			wake = append(wake, wakeOnce())
+			park()
+			native = append(native, nativeOnce())
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(pct(wake, .5)), "wake-p50-ms")
+	b.ReportMetric(ms(pct(wake, .95)), "wake-p95-ms")
+	b.ReportMetric(ms(pct(native, .5)), "native-p50-ms")
+	b.ReportMetric(ms(pct(native, .95)), "native-p95-ms")
+	b.ReportMetric(float64(pct(wake, .5))/float64(pct(native, .5)), "ratio-p50")
+	b.ReportMetric(float64(pct(wake, .95))/float64(pct(native, .95)), "ratio-p95")
+}
+
+// newStoreEnv is newEnv on the store, as `offshoot serve` runs it: branch
+// main of project p made by InitProject, mounted through cowfs with the
+// local WAL tier. It returns the superuser's password.
+func newStoreEnv(b *testing.B) (*env, string) {
+	ctx := context.Background()
+	dir := pgtest.Dir(b)
+	st, err := storage.Open(filepath.Join(dir, "store"), &storage.Options{GCInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	if _, _, err := st.CreateProject("p"); err != nil {
+		b.Fatal(err)
+	}
+	h, err := st.OpenHead("p", "main")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pw, err := compute.InitProject(ctx, h, filepath.Join(dir, "init"), compute.InitOptions{LogFile: filepath.Join(dir, "init.log")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		b.Fatal(err)
+	}
+	run := filepath.Join(dir, "run")
+	vols := compute.StoreVolumes{Store: st, MountDir: filepath.Join(run, "mnt"), LocalWALDir: filepath.Join(run, "wal")}
+	m, err := compute.New(compute.Config{Volumes: vols, RunDir: filepath.Join(run, "compute"), Password: pw,
+		Timers: &compute.Timers{}, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Open(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	srv, err := proxy.New(proxy.Config{Addr: "127.0.0.1:0", SocketDir: dir, Manager: m, DefaultProject: "p", Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Open(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	return &env{m: m, srv: srv, port: srv.Addr().(*net.TCPAddr).Port, mountPoint: vols.MountPoint("p", "main")}, pw
+}
+
+// copyCluster copies the cluster at src to dst (which must not exist)
+// with cp -a, pg_wal's contents in place of the local WAL tier's symlink,
+// owned by the user pg.Start runs Postgres as.
+func copyCluster(src, dst string) error {
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("cp -a %s %s: %v: %s", src, dst, err, out)
+	}
+	wal := filepath.Join(dst, "pg_wal")
+	target, err := os.Readlink(wal)
+	if err != nil {
+		return nil // a directory already
+	}
+	if err := os.Remove(wal); err != nil {
+		return err
+	}
+	if out, err := exec.Command("cp", "-a", target, wal).CombinedOutput(); err != nil {
+		return fmt.Errorf("cp -a %s %s: %v: %s", target, wal, err, out)
+	}
+	u, err := pg.PostgresUser()
+	if err != nil {
+		return err
+	}
+	owner := fmt.Sprintf("%d:%d", u.UID, u.GID)
+	if out, err := exec.Command("chown", "-R", owner, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("chown -R %s %s: %v: %s", owner, dst, err, out)
+	}
+	return nil
 }
 
 // copyProxy starts a second proxy on e's Manager that relays every

@@ -43,6 +43,8 @@ type env struct {
 	m    *compute.Manager
 	srv  *proxy.Server
 	port int
+	// mountPoint is branch main's mount on the store (newStoreEnv).
+	mountPoint string
 }
 
 // quiet discards logs unless OFFSHOOT_TEST_LOG is set.
