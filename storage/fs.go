@@ -57,7 +57,11 @@ type link struct{ tl, seq uint64 }
 type reader struct {
 	// wbuf, if set, holds blocks newer than anything in the store (the
 	// head's write-back buffer); guarded by the head's lock.
-	wbuf  *map[bkey][]byte
+	wbuf *map[bkey][]byte
+	// dirty, if set, are the inodes whose cached attributes are newer
+	// than the store's (the head's); guarded by the head's lock, which
+	// every caller of setCached holds.
+	dirty *map[uint64]bool
 	s     *Store
 	tl    uint64
 	chain []link
@@ -175,7 +179,7 @@ func (r *reader) loadSet(l link, ino uint64) *blkSet {
 	return set
 }
 
-const maxCached = 1 << 16
+var maxCached = 1 << 16 // a variable for tests
 
 func (r *reader) newIter() (*pebble.Iterator, error) {
 	it, err := r.s.db.NewIter(nil)
@@ -195,7 +199,14 @@ func (r *reader) cached(ino uint64) (*enc.Attr, bool) {
 func (r *reader) setCached(ino uint64, a *enc.Attr) {
 	r.cmu.Lock()
 	if len(r.cache) >= maxCached {
-		clear(r.cache)
+		// Start over, but keep what exists nowhere else: a head's
+		// attributes not yet flushed (the size a write extended a file
+		// to, its times).
+		for k := range r.cache {
+			if r.dirty == nil || !(*r.dirty)[k] {
+				delete(r.cache, k)
+			}
+		}
 	}
 	r.cache[ino] = a
 	r.cmu.Unlock()

@@ -88,7 +88,7 @@ func (s *Store) OpenHead(project, branch string) (*Head, error) {
 		wbuf:    map[bkey][]byte{},
 		lastSeq: s.curSeq(), buf: make([]byte, BlockSize),
 	}
-	h.reader.wbuf = &h.wbuf
+	h.reader.wbuf, h.reader.dirty = &h.wbuf, &h.dirty
 	if err := h.dropOrphans(); err != nil {
 		return nil, fmt.Errorf("open head of %q: %w", branch, err)
 	}

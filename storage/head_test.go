@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -106,3 +107,37 @@ func TestIdleHeadFreesBuffer(t *testing.T) {
 	ok(t, h.Sync())
 	ok(t, h.Close())
 }
+
+// TestDirtyAttrsSurviveCacheReset: when a head's attribute cache fills up
+// and starts over, it keeps the attributes not yet flushed (here the size
+// a write extended a file to); flushed, the file has all its bytes.
+func TestDirtyAttrsSurviveCacheReset(t *testing.T) {
+	defer func(n int) { maxCached = n }(maxCached)
+	maxCached = 4
+	s, h, f := headFile(t, &Options{GCInterval: -1}, 0o644)
+	var others []Attr
+	for i := range 10 {
+		others = append(others, must[Attr](t)(h.Create(RootIno, fmt.Sprint("o", i), 0o644, 0, 0)))
+	}
+	ok(t, h.Sync())
+	p := bytes.Repeat([]byte{7}, 3*BlockSize)
+	must[int](t)(h.WriteAt(f.Ino, p, 0)) // buffered: the new size is in the cache only
+	for range 2 {
+		for _, o := range others { // fill the cache past maxCached
+			must[Attr](t)(h.GetAttr(o.Ino))
+		}
+	}
+	ok(t, h.Sync())
+	ok(t, h.Close())
+	h = must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	if a := must[Attr](t)(h.GetAttr(f.Ino)); a.Size != uint64(len(p)) {
+		t.Fatalf("size after the flush: %d, want %d", a.Size, len(p))
+	}
+	got := make([]byte, len(p))
+	must[int](t)(h.ReadAt(f.Ino, got, 0))
+	if !bytes.Equal(got, p) {
+		t.Fatal("content differs")
+	}
+}
+
