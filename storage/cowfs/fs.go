@@ -344,15 +344,21 @@ func (fs *rawFS) Readlink(_ <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Sta
 	return []byte(target), fuse.OK
 }
 
+// Open answers ENOSYS, which tells the kernel (FUSE_NO_OPEN_SUPPORT) that
+// opens need no request at all: files are addressed by inode, a handle
+// holds nothing, and without OPEN the kernel keeps the page cache across
+// opens (FOPEN_KEEP_CACHE; nothing but this mount changes the files, and
+// the kernel keeps its cache up to date with what it writes) and sends no
+// RELEASE either. Every open of a Postgres start or backend was a round
+// trip (BenchmarkStart). A read-only mount is mounted MS_RDONLY, so the
+// kernel refuses opens for writing before any request; the check here
+// covers the first open, which is the one that reaches this mount.
 func (fs *rawFS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	fs.stats.Opens.Add(1)
 	if fs.rw == nil && (in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY || in.Flags&syscall.O_TRUNC != 0) {
 		return fuse.EROFS
 	}
-	// Keep the page cache across opens: nothing but this mount changes the
-	// files, and the kernel keeps its cache up to date with what it writes.
-	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
-	return fuse.OK
+	return fuse.ENOSYS
 }
 
 func (fs *rawFS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
@@ -379,7 +385,11 @@ func (fs *rawFS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32
 	return uint32(n), fuse.OK
 }
 
-func (fs *rawFS) Flush(<-chan struct{}, *fuse.FlushIn) fuse.Status { return fuse.OK }
+// Flush answers ENOSYS, so the kernel sends no FLUSH at close(2) from then
+// on: a close has nothing to do here (the kernel still writes a file's
+// dirty pages back before the close returns, FLUSH or not), and every
+// close was a synchronous round trip.
+func (fs *rawFS) Flush(<-chan struct{}, *fuse.FlushIn) fuse.Status { return fuse.ENOSYS }
 
 func (fs *rawFS) Release(<-chan struct{}, *fuse.ReleaseIn) {}
 
@@ -432,33 +442,41 @@ func (fs *rawFS) Fallocate(_ <-chan struct{}, in *fuse.FallocateIn) fuse.Status 
 	}
 }
 
+// OpenDir only names the open directory: its listing is taken at the
+// first READDIR, which the kernel sends only when it has no listing of its
+// own. FOPEN_CACHE_DIR and FOPEN_KEEP_CACHE let it keep the listing across
+// opens; every change of the directory through this mount (the only
+// writer) bumps the directory's version in the kernel, which drops it.
+// Postgres lists every database directory at each start (temporary and
+// unlogged relation files), about 30 requests of a wake before.
 func (fs *rawFS) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	ents, err := fs.files.ReadDir(in.NodeId)
-	if err != nil {
-		return fs.errno("readdir", err)
-	}
-	// "." and ".." first, as POSIX readdir lists them (pg_ls_dir with
-	// include_dot_dirs relies on it). The kernel resolves ".." itself; its
-	// inode number here is the directory's own, as the store keeps no
-	// parent links.
-	dots := []storage.DirEntry{{Name: ".", Ino: in.NodeId, Mode: syscall.S_IFDIR}, {Name: "..", Ino: in.NodeId, Mode: syscall.S_IFDIR}}
-	ents = append(dots, ents...)
 	fs.mu.Lock()
 	fs.nextFh++
 	out.Fh = fs.nextFh
-	fs.dirs[out.Fh] = ents
+	fs.dirs[out.Fh] = nil
 	fs.mu.Unlock()
+	out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	return fuse.OK
 }
 
-// ReadDir serves the listing taken at OpenDir, from the entry after
-// in.Offset (offsets are 1-based entry indexes).
+// ReadDir serves the listing of the open directory, taken at its first
+// READDIR, from the entry after in.Offset (offsets are 1-based entry
+// indexes).
 func (fs *rawFS) ReadDir(_ <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	fs.mu.Lock()
 	ents, ok := fs.dirs[in.Fh]
 	fs.mu.Unlock()
 	if !ok {
 		return fuse.EBADF
+	}
+	if ents == nil {
+		var err error
+		if ents, err = fs.listDir(in.NodeId); err != nil {
+			return fs.errno("readdir", err)
+		}
+		fs.mu.Lock()
+		fs.dirs[in.Fh] = ents
+		fs.mu.Unlock()
 	}
 	for i := int(in.Offset); i < len(ents); i++ {
 		e := ents[i]
@@ -467,6 +485,19 @@ func (fs *rawFS) ReadDir(_ <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryL
 		}
 	}
 	return fuse.OK
+}
+
+// listDir is the listing of directory ino as readdir(3) shows it: "." and
+// ".." first, as POSIX lists them (pg_ls_dir with include_dot_dirs relies
+// on it). The kernel resolves ".." itself; its inode number here is the
+// directory's own, as the store keeps no parent links.
+func (fs *rawFS) listDir(ino uint64) ([]storage.DirEntry, error) {
+	ents, err := fs.files.ReadDir(ino)
+	if err != nil {
+		return nil, err
+	}
+	dots := []storage.DirEntry{{Name: ".", Ino: ino, Mode: syscall.S_IFDIR}, {Name: "..", Ino: ino, Mode: syscall.S_IFDIR}}
+	return append(dots, ents...), nil
 }
 
 func (fs *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
