@@ -203,7 +203,7 @@ func newStoreEnv(b *testing.B) (*env, string) {
 	run := filepath.Join(dir, "run")
 	vols := compute.StoreVolumes{Store: st, MountDir: filepath.Join(run, "mnt"), LocalWALDir: filepath.Join(run, "wal")}
 	m, err := compute.New(compute.Config{Volumes: vols, RunDir: filepath.Join(run, "compute"), Password: pw,
-		Timers: &compute.Timers{}, Logger: quiet})
+		Timers: &compute.Timers{}, Logger: quiet, Verifiers: verifiersHook()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -220,6 +220,15 @@ func newStoreEnv(b *testing.B) (*env, string) {
 	}
 	b.Cleanup(func() { srv.Close() })
 	return &env{m: m, srv: srv, port: srv.Addr().(*net.TCPAddr).Port, mountPoint: vols.MountPoint("p", "main")}, pw
+}
+
+// verifiersHook is what serve gives compute (a receiver of every
+// endpoint's verifiers), unless PROXY_BENCH_VERIFIERS=off.
+func verifiersHook() func(string, string, map[string]string) {
+	if os.Getenv("PROXY_BENCH_VERIFIERS") == "off" {
+		return nil
+	}
+	return func(string, string, map[string]string) {}
 }
 
 // copyCluster copies the cluster at src to dst (which must not exist)

@@ -251,15 +251,23 @@ func processCPU() time.Duration {
 }
 
 // statsSnap is a plain copy of a mount's Stats.
-type statsSnap struct{ lookups, getattrs, setattrs, writes, writeBytes, fsyncs, storeSyncs uint64 }
+type statsSnap struct {
+	lookups, getattrs, setattrs, opens, reads, writes, writeBytes, fsyncs, storeSyncs uint64
+}
 
 func snapStats(s *Stats) statsSnap {
-	return statsSnap{s.Lookups.Load(), s.GetAttrs.Load(), s.SetAttrs.Load(), s.Writes.Load(), s.WriteBytes.Load(), s.Fsyncs.Load(), s.StoreSyncs.Load()}
+	return statsSnap{s.Lookups.Load(), s.GetAttrs.Load(), s.SetAttrs.Load(), s.Opens.Load(), s.Reads.Load(),
+		s.Writes.Load(), s.WriteBytes.Load(), s.Fsyncs.Load(), s.StoreSyncs.Load()}
 }
 
 func (a statsSnap) sub(b statsSnap) statsSnap {
-	return statsSnap{a.lookups - b.lookups, a.getattrs - b.getattrs, a.setattrs - b.setattrs, a.writes - b.writes,
-		a.writeBytes - b.writeBytes, a.fsyncs - b.fsyncs, a.storeSyncs - b.storeSyncs}
+	return statsSnap{a.lookups - b.lookups, a.getattrs - b.getattrs, a.setattrs - b.setattrs, a.opens - b.opens,
+		a.reads - b.reads, a.writes - b.writes, a.writeBytes - b.writeBytes, a.fsyncs - b.fsyncs, a.storeSyncs - b.storeSyncs}
+}
+
+func (a statsSnap) String() string {
+	return fmt.Sprintf("%d lookups, %d getattrs, %d setattrs, %d opens, %d reads, %d writes (%d B), %d fsyncs (%d store syncs)",
+		a.lookups, a.getattrs, a.setattrs, a.opens, a.reads, a.writes, a.writeBytes, a.fsyncs, a.storeSyncs)
 }
 
 // logWritePath logs where a bulk write's bytes went, per 8 KiB that
