@@ -151,23 +151,6 @@ func (h *Head) setAttrLocked(ino uint64, in SetAttrIn) (*enc.Attr, error) {
 		return nil, fmt.Errorf("mode %o: %w", in.Mode, ErrInvalidArgument)
 	}
 	na := *a
-	if in.Valid&^(SetAtime|SetMtime) == 0 {
-		// Times only, which the kernel's writeback cache sends after
-		// writes and at close: buffered like the times of a write and
-		// committed with the next flush, which comes before any later
-		// change of the namespace, not in a flush of their own. A wake
-		// sent about a dozen (BenchmarkStart).
-		if in.Valid&SetAtime != 0 {
-			na.Atime = in.Atime
-		}
-		if in.Valid&SetMtime != 0 {
-			na.Mtime = in.Mtime
-		}
-		na.Ctime = h.now()
-		h.setCached(ino, &na)
-		h.dirty[ino] = true
-		return &na, nil
-	}
 	err = h.mutate(func(seq uint64, b *pebble.Batch) error {
 		now := h.now()
 		if in.Valid&SetMode != 0 {
