@@ -60,6 +60,9 @@ type localWAL struct {
 	// and storeGID.
 	owner              *Owner
 	storeUID, storeGID uint32
+	// watch, when set, lets absorbs that find nothing new skip the walk
+	// (walwatch.go); a mount sets it, a recovery absorbs without.
+	watch *walWatch
 }
 
 // localOwner is who owns a local copy of a store file of uid and gid.
@@ -332,7 +335,13 @@ func (w *localWAL) fillFile(out *os.File, f *walFile, chunk, local []byte) error
 // taking the last free space from every branch), until an absorb
 // succeeds again.
 func (w *localWAL) absorb(tx *storage.AbsorbTx) error {
+	if w.watch != nil && !w.watch.changed() {
+		return nil
+	}
 	err := w.absorbTree(tx)
+	if err == nil && w.watch != nil {
+		w.watch.absorbed()
+	}
 	switch {
 	case errors.Is(err, syscall.ENOSPC) && !w.full:
 		if cerr := os.Chmod(w.dir, 0o500); cerr != nil {
@@ -388,6 +397,11 @@ func (w *localWAL) absorbTree(tx *storage.AbsorbTx) error {
 		switch {
 		case d.IsDir():
 			seenDirs[rel] = true
+			if w.watch != nil {
+				if err := w.watch.add(p); err != nil {
+					return err
+				}
+			}
 			if _, ok := w.dirs[rel]; !ok {
 				a, err := tx.Mkdir(parent, d.Name(), uint32(info.Mode().Perm()), uid, gid)
 				if err != nil {
@@ -575,6 +589,24 @@ func AbsorbLocalWAL(h *storage.Head, dir string, log *slog.Logger) error {
 	return w.close()
 }
 
+// startWatch watches the local directory and its subdirectories for the
+// absorbs of a mount (walWatch). Without inotify (its limits reached) every
+// absorb walks the directory, as before.
+func (w *localWAL) startWatch() {
+	dirs := []string{w.dir}
+	for rel := range w.dirs {
+		if rel != "" {
+			dirs = append(dirs, filepath.Join(w.dir, filepath.FromSlash(rel)))
+		}
+	}
+	ww, err := newWALWatch(dirs...)
+	if err != nil {
+		w.log.Warn("cowfs: local WAL: every absorb walks the directory", "dir", w.dir, "err", err)
+		return
+	}
+	w.watch = ww
+}
+
 // close ends the tier at a clean unmount: a last absorb with a sync, then
 // the local directory goes (the store holds all of it).
 func (w *localWAL) close() error {
@@ -584,6 +616,10 @@ func (w *localWAL) close() error {
 		return fmt.Errorf("%w: %w", ErrWALKept, err)
 	}
 	w.head.SetAbsorber(nil)
+	if w.watch != nil {
+		w.watch.close()
+		w.watch = nil
+	}
 	if err := os.RemoveAll(w.dir); err != nil {
 		return fmt.Errorf("local WAL: %w", err)
 	}

@@ -120,6 +120,7 @@ func Mount(dir string, files Files, o MountOptions) (_ *MountPoint, err error) {
 			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
 		if wal != nil {
+			wal.startWatch()
 			files = &walFiles{WritableFiles: h, w: wal}
 			h.SetAbsorber(wal.absorb)
 			defer func() {
