@@ -140,4 +140,3 @@ func TestDirtyAttrsSurviveCacheReset(t *testing.T) {
 		t.Fatal("content differs")
 	}
 }
-
