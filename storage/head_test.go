@@ -140,3 +140,54 @@ func TestDirtyAttrsSurviveCacheReset(t *testing.T) {
 		t.Fatal("content differs")
 	}
 }
+
+// TestTimesOnlySetAttr: a setattr of times only (what the kernel's
+// writeback cache sends) is visible at once and committed with the next
+// flush, not by a commit of its own; any other setattr commits at once,
+// after the times buffered before it.
+func TestTimesOnlySetAttr(t *testing.T) {
+	s, h, f := headFile(t, &Options{GCInterval: -1}, 0o644)
+	ok(t, h.Sync())
+	seq := s.curSeq()
+	const mtime, atime = int64(1_700_000_000_000_000_000), int64(1_600_000_000_000_000_000)
+	a := must[Attr](t)(h.SetAttr(f.Ino, SetAttrIn{Valid: SetMtime | SetAtime, Mtime: mtime, Atime: atime}))
+	if a.Mtime.UnixNano() != mtime || a.Atime.UnixNano() != atime {
+		t.Fatalf("setattr returned mtime %v atime %v", a.Mtime, a.Atime)
+	}
+	if got := s.curSeq(); got != seq {
+		t.Fatalf("a times-only setattr committed: seq %d -> %d", seq, got)
+	}
+	if a := must[Attr](t)(h.GetAttr(f.Ino)); a.Mtime.UnixNano() != mtime {
+		t.Fatalf("getattr mtime %v, want %d", a.Mtime, mtime)
+	}
+	must[Attr](t)(h.SetAttr(f.Ino, SetAttrIn{Valid: SetMode, Mode: 0o600}))
+	if got := s.curSeq(); got == seq {
+		t.Fatal("a mode change did not commit")
+	}
+	ok(t, h.Sync())
+	ok(t, h.Close())
+	h = must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	a = must[Attr](t)(h.GetAttr(f.Ino))
+	if a.Mtime.UnixNano() != mtime || a.Atime.UnixNano() != atime || a.Mode&ModePerm != 0o600 {
+		t.Fatalf("after reopen: mtime %v atime %v mode %o", a.Mtime, a.Atime, a.Mode)
+	}
+}
+
+// TestTimesOnlySetAttrAbsorbs: a setattr of times only runs the head's
+// absorber, as the flush it no longer makes did (the local WAL tier's
+// full-disk guard counts on those runs).
+func TestTimesOnlySetAttrAbsorbs(t *testing.T) {
+	s, h, f := headFile(t, &Options{GCInterval: -1}, 0o644)
+	ok(t, h.Sync())
+	runs := 0
+	h.SetAbsorber(func(*AbsorbTx) error { runs++; return nil })
+	seq := s.curSeq()
+	must[Attr](t)(h.SetAttr(f.Ino, SetAttrIn{Valid: SetMtime, Mtime: 1}))
+	if runs != 1 {
+		t.Fatalf("absorber ran %d times, want 1", runs)
+	}
+	if got := s.curSeq(); got != seq {
+		t.Fatalf("an absorb with nothing to absorb and a times-only setattr committed: seq %d -> %d", seq, got)
+	}
+}
