@@ -54,7 +54,9 @@
 // # Caching
 //
 // The kernel may trust entries, negative entries and attributes for an
-// hour and keeps file pages across opens (FOPEN_KEEP_CACHE) and across
+// hour and keeps file pages and directory listings across opens (OPEN
+// answers ENOSYS, so opens send no request and keep the cache;
+// FOPEN_CACHE_DIR and FOPEN_KEEP_CACHE on directories) and across
 // attribute changes (explicit data cache control instead of
 // auto-invalidation on mtime changes): all changes to a head come through
 // its one mount, so the kernel's caches are only ever changed by the
