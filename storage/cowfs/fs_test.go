@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 	"testing"
@@ -228,6 +229,37 @@ func testPOSIX(t *testing.T, files WritableFiles) string {
 	// the raw listing starts with "." and ".." (Go's os.ReadDir hides them)
 	if got := rawNames(t, p("big")); len(got) != len(names)+2 || got[0] != "." || got[1] != ".." {
 		t.Errorf("raw readdir: %d entries starting %q, want . and .. then %d names", len(got), got[:min(len(got), 3)], len(names))
+	}
+	// the kernel keeps listings (FOPEN_CACHE_DIR): every change through
+	// the mount drops them
+	has := func(dir, name string) bool { return slices.Contains(rawNames(t, dir), name) }
+	for _, c := range []struct {
+		what      string
+		do        func() error
+		dir, name string
+		want      bool
+	}{
+		{"create", func() error { return os.WriteFile(p("big", "new"), nil, 0o600) }, p("big"), "new", true},
+		{"rename out, source", func() error { return os.Rename(p("big", "new"), p("d2", "moved")) }, p("big"), "new", false},
+		{"rename out, target", func() error { return nil }, p("d2"), "moved", true},
+		{"link", func() error { return os.Link(p("d2", "moved"), p("big", "linked")) }, p("big"), "linked", true},
+		{"unlink", func() error { return os.Remove(p("d2", "moved")) }, p("d2"), "moved", false},
+		{"mkdir", func() error { return os.Mkdir(p("big", "sub"), 0o755) }, p("big"), "sub", true},
+		{"rmdir", func() error { return os.Remove(p("big", "sub")) }, p("big"), "sub", false},
+		{"symlink", func() error { return os.Symlink("x", p("big", "sym")) }, p("big"), "sym", true},
+	} {
+		has(c.dir, c.name) // the kernel holds the listing from before the change
+		if err := c.do(); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		if got := has(c.dir, c.name); got != c.want {
+			t.Errorf("%s: %s listed in %s: %v, want %v", c.what, c.name, c.dir, got, c.want)
+		}
+	}
+	for _, n := range []string{"linked", "sym"} {
+		if err := os.Remove(p("big", n)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// unlink of an open file: Postgres drops relations other backends
 	// still hold open
