@@ -31,10 +31,12 @@ import (
 // COWFS_BENCH_CPUPROFILE (BenchmarkPgbench writes a CPU profile of this
 // process for each pgbench run to $COWFS_BENCH_CPUPROFILE.<cluster>.<mode>.<round>),
 // COWFS_BENCH_WAL_COMPRESSION (both clusters' wal_compression, default
-// lz4 as on compute's endpoints), COWFS_BENCH_LOCAL_WAL (tier: branch clusters run
+// lz4 as on compute's endpoints), COWFS_BENCH_LOCAL_WAL (tier, the default
+// as in `offshoot serve` since session 37's benchmarks: branch clusters run
 // with MountOptions.LocalWAL, their pg_wal on local disk and absorbed by
-// the store, docs/wal-tier.md; symlink: their pg_wal is a plain symlink to
-// local disk and never reaches the store, the ceiling of such a tier, an
+// the store, docs/wal-tier.md; store: their WAL goes through the mount, as
+// with wal_path: store; symlink: their pg_wal is a plain symlink to local
+// disk and never reaches the store, the ceiling of such a tier, an
 // experiment and not a mode offshoot has).
 
 func envInt(name string, def int) int {
@@ -102,8 +104,9 @@ func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *be
 		b.Fatal(err)
 	}
 	switch v := os.Getenv("COWFS_BENCH_LOCAL_WAL"); v {
-	case "":
-	case "tier": // the mount's local WAL tier
+	case "store": // wal_path: store, the WAL through the mount
+		b.Logf("%s: pg_wal through the mount", project)
+	case "", "tier": // the mount's local WAL tier, serve's default (wal_path: local)
 		if err := m.Unmount(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -120,7 +123,7 @@ func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *be
 		}
 		b.Logf("%s: pg_wal on local disk, not in the store (%s)", project, local)
 	default:
-		b.Fatalf("COWFS_BENCH_LOCAL_WAL=%q: want tier or symlink", v)
+		b.Fatalf("COWFS_BENCH_LOCAL_WAL=%q: want tier, store or symlink", v)
 	}
 	return &benchCluster{name: project, s: startPG(b, m.Dir(), f.dir, "", branchSettings), mount: m}
 }
