@@ -70,14 +70,14 @@ var benchSpecs = []benchSpec{
 	{bench: "Depth20vs1Read", label: "storage: read latency at branch depth 20 vs depth 1", offshoot: "ns/read-depth20", baseline: "ns/read-depth1", unit: "ns", ratio: "depth20/depth1", goal: atMost(2)},
 	{bench: "Usage", label: "storage: usage of one branch (counters), 1 GiB vs 10 MiB project", offshoot: "usage-big-us", baseline: "usage-small-us", unit: "µs", ratio: "usage-ratio", goal: atMost(1.5)},
 	// storage/cowfs: Postgres on a branch vs Postgres on local disk
-	{bench: "Pgbench", label: "cowfs: pgbench TPC-B TPS, branch vs native", offshoot: "tpcb-branch-tps", baseline: "tpcb-native-tps", unit: "tps", ratio: "tpcb-ratio", goal: atLeast(0.7)},
-	{bench: "Pgbench", label: "cowfs: pgbench select-only TPS, branch vs native", offshoot: "select-only-branch-tps", baseline: "select-only-native-tps", unit: "tps", ratio: "select-only-ratio", goal: atLeast(0.9)},
+	{bench: "Pgbench", label: "cowfs: pgbench TPC-B TPS, branch vs native", offshoot: "tpcb-branch-tps", baseline: "tpcb-native-tps", unit: "tps", ratio: "tpcb-ratio", goal: atLeast(0.9)},
+	{bench: "Pgbench", label: "cowfs: pgbench select-only TPS, branch vs native", offshoot: "select-only-branch-tps", baseline: "select-only-native-tps", unit: "tps", ratio: "select-only-ratio", goal: atLeast(0.95)},
 	{bench: "Pgbench", label: "cowfs: pgbench -i bulk load (COPY, index, vacuum) time, branch vs native", ratio: "init-time-ratio", goal: atMost(1.5)},
 	{bench: "Fork", label: "cowfs: fork + first query vs CREATE DATABASE ... TEMPLATE (WAL_LOG)", offshoot: "fork+query-s", baseline: "template-s", unit: "s", goal: atMost(0.05)},
 	{bench: "Fork", label: "cowfs: fork + first query vs CREATE DATABASE ... TEMPLATE (FILE_COPY)", offshoot: "fork+query-s", baseline: "template-file-copy-s", unit: "s", goal: atMost(0.05)},
 	{bench: "HNSW", label: "cowfs: HNSW index build (100k x 384), branch vs native", offshoot: "hnsw-build-branch-s", baseline: "hnsw-build-native-s", unit: "s", ratio: "hnsw-build-ratio", goal: atMost(1.3)},
 	{bench: "HNSW", label: "cowfs: HNSW search QPS (ef_search 40, 1 client), branch vs native", offshoot: "hnsw-qps-branch", baseline: "hnsw-qps-native", unit: "qps", ratio: "hnsw-qps-ratio", goal: atLeast(0.95)},
-	{bench: "Copy", label: "cowfs: COPY 1M rows, time, branch vs native", offshoot: "copy-branch-s", baseline: "copy-native-s", unit: "s", ratio: "copy-ratio", goal: atMost(1.5)},
+	{bench: "Copy", label: "cowfs: COPY 1M rows, time, branch vs native", offshoot: "copy-branch-s", baseline: "copy-native-s", unit: "s", ratio: "copy-ratio", goal: atMost(1.3)},
 	// compute
 	{bench: "Wake/volumes=store/from=suspended", label: "compute: wake from suspended, p50, vs native start (store, local WAL)", offshoot: "wake-p50-ms", baseline: "native-p50-ms", unit: "ms", ratio: "ratio-p50", goal: atMost(1.3)},
 	{bench: "Wake/volumes=store/from=suspended", label: "compute: wake from suspended, p95, vs native start (store, local WAL)", offshoot: "wake-p95-ms", baseline: "native-p95-ms", unit: "ms", ratio: "ratio-p95", goal: atMost(1.3)},
