@@ -99,19 +99,7 @@ func benchWake(b *testing.B, vols string, from compute.State) {
 			b.Fatalf("endpoint is %s, want %s", s, from)
 		}
 	}
-	wakeOnce := func() time.Duration {
-		t0 := time.Now()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
-			b.Fatal(err)
-		}
-		d := time.Since(t0)
-		conn.Close(ctx)
-		return d
-	}
+	wakeOnce := func() time.Duration { return firstAnswer(b, dsn, time.Now()) }
 	wakeOnce() // warm up: first start, page cache
 	if vols == "store" {
 		// Copy the suspended cluster (shut down cleanly, still mounted) to
@@ -136,15 +124,7 @@ func benchWake(b *testing.B, vols string, from compute.State) {
 		if err := waitPidFileReady(pm); err != nil {
 			b.Fatalf("%v\n%s", err, pg.LastLines(sockDir+".log", 10))
 		}
-		conn, err := pgx.Connect(ctx, pm.ConnString("postgres", password, "postgres"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
-			b.Fatal(err)
-		}
-		d := time.Since(t0)
-		conn.Close(ctx)
+		d := firstAnswer(b, pm.ConnString("postgres", password, "postgres"), t0)
 		if err := pm.Stop(ctx, pg.Fast); err != nil {
 			b.Fatal(err)
 		}
@@ -173,6 +153,21 @@ func benchWake(b *testing.B, vols string, from compute.State) {
 	b.ReportMetric(ms(pct(native, .95)), "native-p95-ms")
 	b.ReportMetric(float64(pct(wake, .5))/float64(pct(native, .5)), "ratio-p50")
 	b.ReportMetric(float64(pct(wake, .95))/float64(pct(native, .95)), "ratio-p95")
+}
+
+// firstAnswer connects to dsn, runs SELECT 1 and returns the time from t0
+// to its answer; the connection is closed after.
+func firstAnswer(b *testing.B, dsn string, t0 time.Time) time.Duration {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(t0)
 }
 
 // newStoreEnv is newEnv on the store, as `offshoot serve` runs it: branch
