@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/offshootdb/offshoot/compute/pg"
@@ -98,6 +99,9 @@ func (v StoreVolumes) Mount(ctx context.Context, project, branch string) (Volume
 	}
 	o := v.Options
 	o.Owner = &cowfs.Owner{UID: u.UID, GID: u.GID}
+	// The lock file is removed below on every mount, so its fsyncs (six
+	// per start, each a store sync on the wake's path) need not be durable.
+	o.Volatile = slices.Concat(o.Volatile, []string{"postmaster.pid"})
 	if v.LocalWALDir != "" {
 		pdir := filepath.Join(v.LocalWALDir, url.PathEscape(project))
 		if err := privateDir(pdir, u); err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -294,7 +295,15 @@ func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) (*pgx.Co
 // pidFileReady reports whether postmaster.pid's status line (the 8th) says
 // the server accepts connections.
 func pidFileReady(path string) bool {
-	b, err := os.ReadFile(path)
+	// Not os.ReadFile: its fstat would cost a FUSE GETATTR per poll on a
+	// mount (the kernel drops the file's cached attributes as Postgres
+	// writes it); a read of the cached pages costs no request.
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return false
 	}

@@ -146,6 +146,8 @@ func benchWake(b *testing.B, vols string, from compute.State) {
 		}
 	}
 	b.StopTimer()
+	b.Logf("wakes (ms, in order): %s", msList(wake))
+	b.Logf("native starts (ms, in order): %s", msList(native))
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(ms(pct(wake, .5)), "wake-p50-ms")
 	b.ReportMetric(ms(pct(wake, .95)), "wake-p95-ms")
@@ -153,6 +155,15 @@ func benchWake(b *testing.B, vols string, from compute.State) {
 	b.ReportMetric(ms(pct(native, .95)), "native-p95-ms")
 	b.ReportMetric(float64(pct(wake, .5))/float64(pct(native, .5)), "ratio-p50")
 	b.ReportMetric(float64(pct(wake, .95))/float64(pct(native, .95)), "ratio-p95")
+}
+
+// msList formats durations as milliseconds, one decimal.
+func msList(d []time.Duration) string {
+	s := make([]string, len(d))
+	for i, v := range d {
+		s[i] = strconv.FormatFloat(ms(v), 'f', 1, 64)
+	}
+	return strings.Join(s, " ")
 }
 
 // firstAnswer connects to dsn, runs SELECT 1 and returns the time from t0

@@ -252,22 +252,23 @@ func processCPU() time.Duration {
 
 // statsSnap is a plain copy of a mount's Stats.
 type statsSnap struct {
-	lookups, getattrs, setattrs, opens, reads, writes, writeBytes, fsyncs, storeSyncs uint64
+	lookups, getattrs, setattrs, opens, reads, writes, writeBytes, fsyncs, storeSyncs, volatileFsyncs uint64
 }
 
 func snapStats(s *Stats) statsSnap {
 	return statsSnap{s.Lookups.Load(), s.GetAttrs.Load(), s.SetAttrs.Load(), s.Opens.Load(), s.Reads.Load(),
-		s.Writes.Load(), s.WriteBytes.Load(), s.Fsyncs.Load(), s.StoreSyncs.Load()}
+		s.Writes.Load(), s.WriteBytes.Load(), s.Fsyncs.Load(), s.StoreSyncs.Load(), s.VolatileFsyncs.Load()}
 }
 
 func (a statsSnap) sub(b statsSnap) statsSnap {
 	return statsSnap{a.lookups - b.lookups, a.getattrs - b.getattrs, a.setattrs - b.setattrs, a.opens - b.opens,
-		a.reads - b.reads, a.writes - b.writes, a.writeBytes - b.writeBytes, a.fsyncs - b.fsyncs, a.storeSyncs - b.storeSyncs}
+		a.reads - b.reads, a.writes - b.writes, a.writeBytes - b.writeBytes, a.fsyncs - b.fsyncs, a.storeSyncs - b.storeSyncs,
+		a.volatileFsyncs - b.volatileFsyncs}
 }
 
 func (a statsSnap) String() string {
-	return fmt.Sprintf("%d lookups, %d getattrs, %d setattrs, %d opens, %d reads, %d writes (%d B), %d fsyncs (%d store syncs)",
-		a.lookups, a.getattrs, a.setattrs, a.opens, a.reads, a.writes, a.writeBytes, a.fsyncs, a.storeSyncs)
+	return fmt.Sprintf("%d lookups, %d getattrs, %d setattrs, %d opens, %d reads, %d writes (%d B), %d fsyncs (%d store syncs, %d of volatile files)",
+		a.lookups, a.getattrs, a.setattrs, a.opens, a.reads, a.writes, a.writeBytes, a.fsyncs, a.storeSyncs, a.volatileFsyncs)
 }
 
 // logWritePath logs where a bulk write's bytes went, per 8 KiB that

@@ -41,6 +41,11 @@
 // Postgres recovers from: a fork or view of a running head sees what a
 // crash would leave.
 //
+// One exception, by name: the fsync of a file MountOptions.Volatile names
+// (compute names postmaster.pid, a lock file it removes at every mount)
+// returns without a store sync; the next fsync of any other file covers
+// its writes. A start of Postgres fsyncs postmaster.pid six times.
+//
 // The store keeps a free-space reserve (storage.Options.MinFreeBytes,
 // default 128 MiB) because its engine cannot survive a full disk: below it,
 // writes that grow the store fail with storage.ErrNoSpace, which the mount

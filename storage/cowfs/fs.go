@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +38,12 @@ type rawFS struct {
 
 	stats Stats
 
+	// volatile are the root's file names whose fsync does not sync the
+	// store (MountOptions.Volatile); volatileIno the inode last created
+	// under one of them, 0 for none.
+	volatile    []string
+	volatileIno atomic.Uint64
+
 	mu      sync.Mutex
 	nextFh  uint64
 	dirs    map[uint64][]storage.DirEntry // open directory streams by handle
@@ -65,6 +72,7 @@ func (fs *rawFS) String() string { return "offshoot" }
 type Stats struct {
 	Lookups, GetAttrs, SetAttrs, Opens, Reads, Writes, Fsyncs, StoreSyncs atomic.Uint64
 	ReadBytes, WriteBytes                                                 atomic.Uint64
+	VolatileFsyncs                                                        atomic.Uint64 // fsyncs of MountOptions.Volatile files, which sync nothing
 }
 
 // errno maps a store error to the errno the caller of the system call sees.
@@ -236,8 +244,27 @@ func (fs *rawFS) create(dir uint64, name string, mode uint32, c fuse.Caller, out
 	if err != nil {
 		return fs.errno("create", err)
 	}
+	if dir == storage.RootIno && slices.Contains(fs.volatile, name) {
+		fs.volatileIno.Store(a.Ino)
+	}
 	fs.entry(out, a)
 	return fuse.OK
+}
+
+// isVolatile reports whether ino is, right now, the only link of one of the
+// root's volatile files (MountOptions.Volatile). The inode Postgres created
+// under that name is remembered at create; the store confirms it still is
+// that name and nothing else (a rename or link may have moved it).
+func (fs *rawFS) isVolatile(ino uint64) bool {
+	if ino == 0 || ino != fs.volatileIno.Load() {
+		return false
+	}
+	for _, name := range fs.volatile {
+		if a, err := fs.files.Lookup(storage.RootIno, name); err == nil && a.Ino == ino && a.Nlink == 1 {
+			return true
+		}
+	}
+	return false
 }
 
 func (fs *rawFS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
@@ -402,11 +429,15 @@ func (fs *rawFS) changed() { fs.mutations.Add(1) }
 // by concurrent callers. When nothing was changed through the mount since
 // the last sync there is nothing to do (Postgres fsyncs every file of
 // PGDATA when it starts after a crash; Mount syncs once up front).
-func (fs *rawFS) Fsync(<-chan struct{}, *fuse.FsyncIn) fuse.Status {
+func (fs *rawFS) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if fs.rw == nil {
 		return fuse.OK
 	}
 	fs.stats.Fsyncs.Add(1)
+	if fs.isVolatile(in.NodeId) {
+		fs.stats.VolatileFsyncs.Add(1)
+		return fuse.OK
+	}
 	m := fs.mutations.Load()
 	if fs.synced.Load() >= m {
 		return fuse.OK

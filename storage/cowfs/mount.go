@@ -59,6 +59,15 @@ type MountOptions struct {
 	// Its parent must be reachable by the OS user Postgres runs as.
 	// Default "": the WAL goes through the mount like every other file.
 	LocalWAL string
+	// Volatile names files of the root directory that are worthless after
+	// a crash, so their fsync need not commit the store: it returns once
+	// the kernel has handed over the file's dirty pages, and the next
+	// fsync of any other file (or a flush of the head) makes them durable
+	// with everything else. Crash images stay prefixes of what was
+	// written; they just may miss these files' last writes. Compute names
+	// postmaster.pid, which it removes on every mount and Postgres fsyncs
+	// six times per start. Default none.
+	Volatile []string
 }
 
 // Owner is the uid and gid a private mount presents (MountOptions.Owner).
@@ -133,6 +142,7 @@ func Mount(dir string, files Files, o MountOptions) (_ *MountPoint, err error) {
 		}
 	}
 	fs := newRawFS(files, o.Logger, o.Owner)
+	fs.volatile = o.Volatile
 	if fs.rw != nil {
 		// Make whatever the store holds durable (a crashed server may have
 		// left unsynced writes behind), so that fsyncs may skip syncing

@@ -24,7 +24,8 @@ const serveEnv = "COWFS_TEST_SERVE"
 
 type serveSpec struct {
 	Store, Project, Branch, Mount string
-	LocalWAL                      string `json:",omitempty"`
+	LocalWAL                      string   `json:",omitempty"`
+	Volatile                      []string `json:",omitempty"`
 }
 
 func TestMain(m *testing.M) {
@@ -52,7 +53,7 @@ func serveChild(spec string) error {
 	if err != nil {
 		return err
 	}
-	m, err := Mount(sp.Mount, h, MountOptions{NoWritebackCache: testNoWriteback, LocalWAL: sp.LocalWAL})
+	m, err := Mount(sp.Mount, h, MountOptions{NoWritebackCache: testNoWriteback, LocalWAL: sp.LocalWAL, Volatile: sp.Volatile})
 	if err != nil {
 		return err
 	}

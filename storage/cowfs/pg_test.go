@@ -156,7 +156,8 @@ func crashSafety(t *testing.T, recovery string) {
 	f.close()
 	run := filepath.Join(f.dir, "run")
 	mnt := f.mountDir("run/data")
-	sp := serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt}
+	// postmaster.pid volatile, as compute mounts a branch.
+	sp := serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt, Volatile: []string{"postmaster.pid"}}
 	if localWAL {
 		sp.LocalWAL = filepath.Join(f.dir, "wal-main")
 	}
@@ -202,7 +203,7 @@ func crashSafety(t *testing.T, recovery string) {
 	}
 	f.open()
 	h := f.head("p", "main")
-	o := MountOptions{LocalWAL: sp.LocalWAL}
+	o := MountOptions{LocalWAL: sp.LocalWAL, Volatile: sp.Volatile}
 	if recovery == "absorb" {
 		if err := AbsorbLocalWAL(h, sp.LocalWAL, slog.Default()); err != nil {
 			t.Fatal(err)
@@ -210,7 +211,7 @@ func crashSafety(t *testing.T, recovery string) {
 		if _, err := os.Lstat(sp.LocalWAL); !os.IsNotExist(err) {
 			t.Fatalf("the local WAL directory after AbsorbLocalWAL: %v", err)
 		}
-		o = MountOptions{}
+		o = MountOptions{Volatile: sp.Volatile}
 	}
 	m := f.mount("run/data", h, o)
 	s = startPG(t, m.Dir(), f.dir, pw, nil)
