@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"testing"
@@ -113,25 +112,9 @@ func BenchmarkStart(b *testing.B) {
 	}
 	mountOnce() // warm up
 	diskOnce()
-	if d := os.Getenv("START_STRACE"); d != "" {
-		os.Setenv("STRACE_OUT", d+"/mount")
-		mountOnce()
-		os.Setenv("STRACE_OUT", d+"/disk")
-		diskOnce()
-		os.Unsetenv("STRACE_OUT")
-	}
 	onMount, onDisk, startOps, stopOps, startCPU, diskCPU = nil, nil, nil, nil, nil, nil
 	phases = map[string]*[3][]time.Duration{m.Dir(): {}, native: {}}
-	if f := os.Getenv("START_CPUPROFILE"); f != "" { // the loop's CPU alone, without the setup
-		out, err := os.Create(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(out); err != nil {
-			b.Fatal(err)
-		}
-		defer out.Close()
-	}
+	stopProfile := startProfile(b, "start") // the loop's CPU alone, without the setup
 	b.ResetTimer()
 	for i := range b.N {
 		if i%2 == 0 {
@@ -143,7 +126,7 @@ func BenchmarkStart(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	pprof.StopCPUProfile()
+	stopProfile()
 	pctl := func(d []time.Duration, p float64) time.Duration {
 		d = slices.Clone(d)
 		slices.Sort(d)
