@@ -295,20 +295,25 @@ func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) (*pgx.Co
 // pidFileReady reports whether postmaster.pid's status line (the 8th) says
 // the server accepts connections.
 func pidFileReady(path string) bool {
-	// Not os.ReadFile: its fstat would cost a FUSE GETATTR per poll on a
-	// mount (the kernel drops the file's cached attributes as Postgres
-	// writes it); a read of the cached pages costs no request.
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	b, err := io.ReadAll(f)
-	f.Close()
+	b, err := readPGDATAFile(path)
 	if err != nil {
 		return false
 	}
 	lines := strings.Split(string(b), "\n")
 	return len(lines) > 7 && strings.TrimSpace(lines[7]) == "ready"
+}
+
+// readPGDATAFile is os.ReadFile without its fstat, which on a mount costs
+// a FUSE GETATTR whenever the file was read or written since the last one
+// (the kernel drops its cached times then); a read of cached pages costs no
+// request. postmaster.pid is polled every 2 ms while Postgres starts.
+func readPGDATAFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // clearStaleLock prepares dataDir for a start after a crash: when
