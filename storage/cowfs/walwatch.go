@@ -55,8 +55,9 @@ func (ww *walWatch) add(dir string) error {
 }
 
 // changed drains the queued events and reports whether an absorb has
-// anything to look at: an event came, or the last absorb did not succeed.
-// It marks the directory changed until absorbed is called.
+// anything to look at: an event came since the last absorb that
+// succeeded, or none has yet. Reporting a change does not clear it: only
+// absorbed does, so an absorb that fails leaves the next one to walk.
 func (ww *walWatch) changed() bool {
 	for {
 		n, err := unix.Read(ww.fd, ww.buf)
@@ -72,9 +73,7 @@ func (ww *walWatch) changed() bool {
 		}
 		break
 	}
-	c := !ww.clean
-	ww.clean = false
-	return c
+	return !ww.clean
 }
 
 // absorbed records that an absorb which began after the last changed()

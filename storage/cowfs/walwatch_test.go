@@ -26,10 +26,13 @@ func TestWALWatch(t *testing.T) {
 		t.Fatal("the first absorb must walk")
 	}
 	ww.absorbed()
-	if ww.changed() {
-		t.Fatal("nothing happened, yet a change")
+	// An absorb that finds nothing calls nothing back (localWAL.absorb):
+	// the one after it has nothing to look at either.
+	for i := range 3 {
+		if ww.changed() {
+			t.Fatalf("nothing happened, yet a change (check %d)", i)
+		}
 	}
-	ww.absorbed()
 	sub := filepath.Join(dir, "archive_status")
 	for _, c := range []struct {
 		what string
@@ -63,10 +66,9 @@ func TestWALWatch(t *testing.T) {
 			t.Fatalf("%s: no change reported", c.what)
 		}
 		ww.absorbed()
-		if ww.changed() {
+		if ww.changed() || ww.changed() {
 			t.Fatalf("%s: absorbed, and nothing since, yet a change", c.what)
 		}
-		ww.absorbed()
 	}
 	// An absorb that failed (absorbed not called) leaves the next one to walk.
 	if err := os.WriteFile(seg, make([]byte, 8192), 0o600); err != nil {
@@ -79,7 +81,7 @@ func TestWALWatch(t *testing.T) {
 		t.Fatal("after an absorb that did not succeed, the next one must walk")
 	}
 	ww.absorbed()
-	if ww.changed() {
+	if ww.changed() || ww.changed() {
 		t.Fatal("nothing happened since a successful absorb, yet a change")
 	}
 }
