@@ -139,7 +139,8 @@
 // connects for them, so a password of one branch opens no other, and
 // nothing wakes for a stranger. The Manager reports the verifiers of the
 // roles users create themselves (Config.Verifiers) whenever an endpoint
-// starts and before it suspends.
+// starts (a second after a wake without provisioning, so as not to compete
+// with its first clients) and before it suspends.
 //
 // Endpoints whose Volume does not implement UserVolume (DirVolumes, used
 // without FUSE and in tests) all run as the `postgres` OS user and are not

@@ -127,7 +127,9 @@ type Config struct {
 	User, Password string
 	// Verifiers, when set, receives the SCRAM verifiers of a branch's login
 	// roles (role → pg_authid.rolpassword, see Verifiers) each time its
-	// endpoint has started, and again before a suspend or stop, so the
+	// endpoint has started (a second later when the start needed no
+	// provisioning, unless it stops first), and again before a suspend or
+	// stop, so the
 	// proxy can authenticate clients of a suspended branch without waking
 	// it. Called without locks held; it must not call back into the
 	// Manager.

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -188,6 +190,50 @@ func TestKill9Postmaster(t *testing.T) {
 	st := e.m.Status("p", "main")
 	if st.Pid == pid || st.Crashes != 1 || st.Wakes != 2 || st.State != compute.Running {
 		t.Fatalf("status after restart %+v", st)
+	}
+}
+
+// TestWakeCapturesVerifiers: a role made in a session that ended in a
+// crash (so no suspend captured it) is reported by the next wake, which
+// captures the verifiers in the background, a while after the wake.
+func TestWakeCapturesVerifiers(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	reported := map[string]string{}
+	e := newEnv(t, compute.Config{Verifiers: func(_, _ string, v map[string]string) {
+		mu.Lock()
+		defer mu.Unlock()
+		maps.Copy(reported, v)
+	}})
+	e.branch(t, "p", "main")
+	l := acquire(t, e.m, "p", "main")
+	run(t, l, "CREATE ROLE alice LOGIN PASSWORD 'pw'")
+	l.Release()
+	pid := e.m.Status("p", "main").Pid
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for alive(pid) {
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	_, early := reported["alice"]
+	mu.Unlock()
+	if early {
+		t.Fatal("alice reported before the crash")
+	}
+	l = acquire(t, e.m, "p", "main")
+	defer l.Release()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		v := reported["alice"]
+		mu.Unlock()
+		if strings.HasPrefix(v, "SCRAM-SHA-256$") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the wake after the crash did not report alice's verifier (got %q)", v)
+		}
 	}
 }
 
