@@ -160,7 +160,7 @@ func provisioned(dataDir string) bool {
 	if key == "" {
 		return false
 	}
-	b, err := readPGDATAFile(filepath.Join(dataDir, provisionedMarker))
+	b, err := pg.ReadDataFile(filepath.Join(dataDir, provisionedMarker))
 	return err == nil && strings.TrimSpace(string(b)) == key
 }
 

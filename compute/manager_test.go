@@ -166,6 +166,20 @@ func TestCrashLoopBackoff(t *testing.T) {
 	}
 }
 
+// kill9 SIGKILLs the postmaster of a running endpoint, waits until it is
+// gone and returns its pid.
+func kill9(t *testing.T, m *compute.Manager, project, branch string) int {
+	t.Helper()
+	pid := m.Status(project, branch).Pid
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for alive(pid) {
+		time.Sleep(time.Millisecond)
+	}
+	return pid
+}
+
 // TestKill9Postmaster: the next Acquire after a kill -9 gets a working
 // endpoint with the committed data.
 func TestKill9Postmaster(t *testing.T) {
@@ -175,13 +189,7 @@ func TestKill9Postmaster(t *testing.T) {
 	l := acquire(t, e.m, "p", "main")
 	run(t, l, "CREATE TABLE t AS SELECT 'committed'::text AS v")
 	l.Release()
-	pid := e.m.Status("p", "main").Pid
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for alive(pid) {
-		time.Sleep(time.Millisecond)
-	}
+	pid := kill9(t, e.m, "p", "main")
 	l = acquire(t, e.m, "p", "main")
 	defer l.Release()
 	if got := query(t, l, "SELECT v FROM t"); got != "committed" {
@@ -209,13 +217,7 @@ func TestWakeCapturesVerifiers(t *testing.T) {
 	l := acquire(t, e.m, "p", "main")
 	run(t, l, "CREATE ROLE alice LOGIN PASSWORD 'pw'")
 	l.Release()
-	pid := e.m.Status("p", "main").Pid
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for alive(pid) {
-		time.Sleep(time.Millisecond)
-	}
+	kill9(t, e.m, "p", "main")
 	mu.Lock()
 	_, early := reported["alice"]
 	mu.Unlock()

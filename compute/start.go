@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -126,7 +125,7 @@ func (m *Manager) start(ep *endpoint) error {
 	fast := sb == nil && m.cfg.LocalAuth == "trust" && m.cfg.User == RoleSuperuser && provisioned(ep.vol.Dir())
 	var probe *pgx.Conn
 	if fast {
-		err = m.waitPidReady(ctx, pm)
+		err = pm.WaitPidReady(ctx)
 	} else {
 		probe, err = m.waitAccepting(ctx, pm)
 	}
@@ -177,23 +176,6 @@ func (m *Manager) start(ep *endpoint) error {
 		// The endpoint runs; clients of the built-in roles will see the
 		// cause when they connect. Record it rather than fail the start.
 		m.log.Error("provision roles", "project", ep.project, "branch", ep.branch, "err", err)
-	}
-	return nil
-}
-
-// waitPidReady returns when postmaster.pid's status line says the server
-// accepts connections (checked every 2 ms), or fails when the postmaster
-// exits or ctx ends.
-func (m *Manager) waitPidReady(ctx context.Context, pm *pg.Postmaster) error {
-	pidFile := filepath.Join(pm.Options().DataDir, "postmaster.pid")
-	for !pidFileReady(pidFile) {
-		select {
-		case <-pm.Done():
-			return fmt.Errorf("%w: %v", pg.ErrExited, pm.ExitErr())
-		case <-ctx.Done():
-			return fmt.Errorf("wait for postgres: %w", ctx.Err())
-		case <-time.After(2 * time.Millisecond):
-		}
 	}
 	return nil
 }
@@ -281,12 +263,11 @@ func (m *Manager) reportVerifiers(ctx context.Context, ep *endpoint, conn *pgx.C
 // in (the caller closes it), nil when it proved readiness by failing.
 func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) (*pgx.Conn, error) {
 	cs := pm.ConnString(m.cfg.User, m.cfg.Password, "postgres")
-	pidFile := filepath.Join(pm.Options().DataDir, "postmaster.pid")
 	const tick = 2 * time.Millisecond
 	var err error
 	lastProbe := time.Time{}
 	for {
-		if pidFileReady(pidFile) || time.Since(lastProbe) >= time.Second {
+		if pg.PidReady(pm.Options().DataDir) || time.Since(lastProbe) >= time.Second {
 			lastProbe = time.Now()
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			var conn *pgx.Conn
@@ -308,30 +289,6 @@ func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) (*pgx.Co
 		case <-time.After(tick):
 		}
 	}
-}
-
-// pidFileReady reports whether postmaster.pid's status line (the 8th) says
-// the server accepts connections.
-func pidFileReady(path string) bool {
-	b, err := readPGDATAFile(path)
-	if err != nil {
-		return false
-	}
-	lines := strings.Split(string(b), "\n")
-	return len(lines) > 7 && strings.TrimSpace(lines[7]) == "ready"
-}
-
-// readPGDATAFile is os.ReadFile without its fstat, which on a mount costs
-// a FUSE GETATTR whenever the file was read or written since the last one
-// (the kernel drops its cached times then); a read of cached pages costs no
-// request. postmaster.pid is polled every 2 ms while Postgres starts.
-func readPGDATAFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(f)
 }
 
 // clearStaleLock prepares dataDir for a start after a crash: when

@@ -121,3 +121,29 @@ func TestEnsureUser(t *testing.T) {
 		t.Errorf("group %d is postgres', want a group of its own", u.GID)
 	}
 }
+
+// TestPidReady: only a status line (the 8th) that says "ready" counts;
+// a missing, short or starting postmaster.pid does not.
+func TestPidReady(t *testing.T) {
+	dir := t.TempDir()
+	if pg.PidReady(dir) {
+		t.Fatal("ready without postmaster.pid")
+	}
+	head := "123\n" + dir + "\n1700000000\n5432\n/tmp\n\n  1 2\n"
+	for _, c := range []struct {
+		content string
+		want    bool
+	}{
+		{head, false},
+		{head + "starting\n", false},
+		{head + "ready   \n", true},
+		{"123\nready\n", false},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(c.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := pg.PidReady(dir); got != c.want {
+			t.Errorf("PidReady with %q = %v, want %v", c.content, got, c.want)
+		}
+	}
+}

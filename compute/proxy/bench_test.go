@@ -29,25 +29,6 @@ func pct(d []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-// waitPidFileReady is the native baseline's readiness wait: what pg_ctl -w
-// does (watch the status line of postmaster.pid), but every 2 ms instead of
-// pg_ctl's 100 ms.
-func waitPidFileReady(pm *pg.Postmaster) error {
-	f := filepath.Join(pm.Options().DataDir, "postmaster.pid")
-	for {
-		if b, err := os.ReadFile(f); err == nil {
-			if l := strings.Split(string(b), "\n"); len(l) > 7 && strings.TrimSpace(l[7]) == "ready" {
-				return nil
-			}
-		}
-		select {
-		case <-pm.Done():
-			return fmt.Errorf("postgres exited: %v", pm.ExitErr())
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-}
-
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // BenchmarkWake measures a wake through the proxy (connect with
@@ -121,7 +102,9 @@ func benchWake(b *testing.B, vols string, from compute.State) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := waitPidFileReady(pm); err != nil {
+		// What pg_ctl -w does (watch postmaster.pid's status line), but
+		// every 2 ms instead of pg_ctl's 100 ms, as compute waits.
+		if err := pm.WaitPidReady(ctx); err != nil {
 			b.Fatalf("%v\n%s", err, pg.LastLines(sockDir+".log", 10))
 		}
 		d := firstAnswer(b, pm.ConnString("postgres", password, "postgres"), t0)
@@ -598,7 +581,9 @@ func BenchmarkWakeMany(b *testing.B) {
 			return err
 		}
 		pms[i] = pm
-		if err := waitPidFileReady(pm); err != nil {
+		// What pg_ctl -w does (watch postmaster.pid's status line), but
+		// every 2 ms instead of pg_ctl's 100 ms, as compute waits.
+		if err := pm.WaitPidReady(ctx); err != nil {
 			return err
 		}
 		conn, err := pgx.Connect(ctx, pm.ConnString("postgres", "", "postgres"))

@@ -2,12 +2,10 @@ package cowfs
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -58,18 +56,8 @@ func BenchmarkStart(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		pidfile := filepath.Join(data, "postmaster.pid")
-		for {
-			if c, err := readNoStat(pidfile); err == nil { // as compute polls it
-				if l := strings.Split(string(c), "\n"); len(l) > 7 && strings.TrimSpace(l[7]) == "ready" {
-					break
-				}
-			}
-			select {
-			case <-p.Done():
-				b.Fatalf("postgres exited: %v\n%s", p.ExitErr(), pg.LastLines(sock+".log", 10))
-			case <-time.After(2 * time.Millisecond):
-			}
+		if err := p.WaitPidReady(ctx); err != nil { // as compute waits
+			b.Fatalf("%v\n%s", err, pg.LastLines(sock+".log", 10))
 		}
 		ready := time.Since(t0)
 		conn, err := pgx.Connect(ctx, p.ConnString("postgres", pw, "postgres"))
@@ -145,17 +133,6 @@ func BenchmarkStart(b *testing.B) {
 	b.ReportMetric(ms(pctl(onDisk, .5)), "disk-p50-ms")
 	b.ReportMetric(float64(pctl(onMount, .5))/float64(pctl(onDisk, .5)), "ratio-p50")
 	b.ReportMetric(float64(pctl(onMount, .95))/float64(pctl(onDisk, .95)), "ratio-p95")
-}
-
-// readNoStat reads a file without os.ReadFile's fstat, which on a mount
-// costs a GETATTR whenever the file changed since the last one.
-func readNoStat(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(f)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

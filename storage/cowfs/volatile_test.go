@@ -13,13 +13,19 @@ func writeSync(t *testing.T, path, s string) *os.File {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rewriteSync(t, f, s)
+	return f
+}
+
+// rewriteSync writes s at the start of the open file f and fsyncs it.
+func rewriteSync(t *testing.T, f *os.File, s string) {
+	t.Helper()
 	if _, err := f.WriteAt([]byte(s), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	return f
 }
 
 // TestVolatileFsync: the fsync of a volatile file (MountOptions.Volatile)
@@ -58,12 +64,7 @@ func TestVolatileFsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	s0, v0 = syncs()
-	if _, err := pid.WriteAt([]byte("3\n"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := pid.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	rewriteSync(t, pid, "3\n")
 	expect("a linked postmaster.pid", s0, v0, 1, 0)
 	if err := os.Remove(filepath.Join(dir, "pidlink")); err != nil {
 		t.Fatal(err)
@@ -74,12 +75,7 @@ func TestVolatileFsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	s0, v0 = syncs()
-	if _, err := pid.WriteAt([]byte("4\n"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := pid.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	rewriteSync(t, pid, "4\n")
 	expect("a renamed postmaster.pid", s0, v0, 1, 0)
 	pid.Close()
 
@@ -104,12 +100,7 @@ func TestVolatileFsyncCrash(t *testing.T) {
 	c := startServer(t, serveSpec{Store: f.storeDir, Project: "p", Branch: "main", Mount: mnt, Volatile: []string{"postmaster.pid"}})
 	pid := writeSync(t, filepath.Join(mnt, "postmaster.pid"), "first\n")
 	writeSync(t, filepath.Join(mnt, "data"), "acknowledged").Close()
-	if _, err := pid.WriteAt([]byte("second"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := pid.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	rewriteSync(t, pid, "second")
 	c.kill()
 	pid.Close()
 	if _, err := CleanStale(filepath.Dir(mnt)); err != nil {
