@@ -164,13 +164,7 @@ func (h *Head) setAttrLocked(ino uint64, in SetAttrIn) (*enc.Attr, error) {
 				return nil, err
 			}
 		}
-		if in.Valid&SetAtime != 0 {
-			na.Atime = in.Atime
-		}
-		if in.Valid&SetMtime != 0 {
-			na.Mtime = in.Mtime
-		}
-		na.Ctime = h.now()
+		setTimes(&na, in, h.now())
 		h.setCached(ino, &na)
 		h.dirty[ino] = true
 		return &na, nil
@@ -186,13 +180,7 @@ func (h *Head) setAttrLocked(ino uint64, in SetAttrIn) (*enc.Attr, error) {
 		if in.Valid&SetGid != 0 {
 			na.Gid = in.Gid
 		}
-		if in.Valid&SetAtime != 0 {
-			na.Atime = in.Atime
-		}
-		if in.Valid&SetMtime != 0 {
-			na.Mtime = in.Mtime
-		}
-		na.Ctime = now
+		setTimes(&na, in, now)
 		if in.Valid&SetSize != 0 && in.Size != na.Size {
 			if in.Valid&SetMtime == 0 {
 				na.Mtime = now
@@ -211,6 +199,17 @@ func (h *Head) setAttrLocked(ino uint64, in SetAttrIn) (*enc.Attr, error) {
 		return nil, err
 	}
 	return &na, nil
+}
+
+// setTimes applies the times in sets to na, and now as its change time.
+func setTimes(na *enc.Attr, in SetAttrIn, now int64) {
+	if in.Valid&SetAtime != 0 {
+		na.Atime = in.Atime
+	}
+	if in.Valid&SetMtime != 0 {
+		na.Mtime = in.Mtime
+	}
+	na.Ctime = now
 }
 
 // truncate stages the removal of everything past size in na (which still
