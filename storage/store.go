@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
 
@@ -185,6 +186,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       32 << 20,
 		Logger:             quietLogger{},
+		FS:                 writeBufferFS{vfs.Default},
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
