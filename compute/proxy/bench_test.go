@@ -365,10 +365,10 @@ func BenchmarkSelect1(b *testing.B) {
 // through the proxy on the kernel path, through a copy-loop proxy and
 // directly on loopback TCP, each of max(b.N, benchReps) repetitions in an
 // order rotated from one to the next; it reports pgbench's average
-// latency, medians over the repetitions (ratios within each). libpq waits
-// for an answer in poll(2), while a Go client such as BenchmarkSelect1's
-// pgx first spins on its CPU, which delays the kernel worker that forwards
-// the query there (see docs/benchmarks.md).
+// latency, medians over the repetitions (ratios within each). Unlike
+// BenchmarkSelect1 it sends one connection's queries back to back, from a
+// process that does not share the proxy's Go runtime; docs/benchmarks.md
+// ("Known gaps") says how much each of those changes the ratio.
 func BenchmarkSelect1Libpq(b *testing.B) {
 	bin := filepath.Join(pg.BinDir(), "pgbench")
 	if _, err := os.Stat(bin); err != nil {
