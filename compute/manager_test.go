@@ -284,17 +284,17 @@ func TestBranchSettings(t *testing.T) {
 	for _, b := range []string{"big", "x", "y"} {
 		e.branch(t, "p", b)
 	}
-	e.m.SetSettings("p", "big", map[string]string{"shared_buffers": "384MB", "work_mem": "7MB", "port": "1"})
+	e.m.SetSettings("p", "big", map[string]string{"shared_buffers": "384MB", "work_mem": "7MB", "port": "1", "backend_flush_after": "0"})
 	lb := acquire(t, e.m, "p", "big")
-	if got := query(t, lb, "SELECT current_setting('shared_buffers') || ' ' || current_setting('work_mem')"); got != "384MB 7MB" {
-		t.Fatalf("big's settings: %q, want 384MB 7MB", got)
+	if got := query(t, lb, "SELECT current_setting('shared_buffers') || ' ' || current_setting('work_mem') || ' ' || current_setting('backend_flush_after')"); got != "384MB 7MB 0" {
+		t.Fatalf("big's settings: %q, want 384MB 7MB 0", got)
 	}
 	if got := query(t, lb, "SELECT current_setting('port')"); got == "1" {
 		t.Fatal("SetSettings overrode the Manager's own port")
 	}
 	lx := acquire(t, e.m, "p", "x")
-	if got := query(t, lx, "SELECT current_setting('shared_buffers')"); got != "128MB" {
-		t.Fatalf("x's shared_buffers: %q, want the default 128MB", got)
+	if got := query(t, lx, "SELECT current_setting('shared_buffers') || ' ' || current_setting('backend_flush_after')"); got != "128MB 256kB" {
+		t.Fatalf("x's shared_buffers and backend_flush_after: %q, want the defaults 128MB 256kB", got)
 	}
 	lx.Release()
 	// big is assumed to use 200 + 256 MiB: with x's 200 the budget of 700

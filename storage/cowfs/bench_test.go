@@ -58,13 +58,15 @@ var benchSettings = map[string]string{
 
 // branchSettings are benchSettings plus what compute sets on every
 // endpoint for its copy-on-write mount (compute/start.go): WAL segments
-// are created, not recycled. (wal_compression, which compute sets too,
-// is set on both; see init.)
+// are created, not recycled, and backends that write pages themselves ask
+// for their write-back every 256 kB. (wal_compression, which compute sets
+// too, is set on both; see init.)
 var branchSettings = map[string]string{
-	"shared_buffers":  "128MB",
-	"max_wal_size":    "1GB",
-	"max_connections": "30",
-	"wal_recycle":     "off",
+	"shared_buffers":      "128MB",
+	"max_wal_size":        "1GB",
+	"max_connections":     "30",
+	"wal_recycle":         "off",
+	"backend_flush_after": "256kB",
 }
 
 // Both clusters compress full-page images as compute does on every
