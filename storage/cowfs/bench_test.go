@@ -28,9 +28,10 @@ import (
 //
 // Knobs (environment): COWFS_BENCH_SCALE (pgbench scale, default 10),
 // COWFS_BENCH_SECONDS (per pgbench mode and cluster, split into
-// COWFS_BENCH_ROUNDS rounds, default 20 and 3), COWFS_BENCH_CLIENTS (TPC-B's
-// connections, default 4; select-only takes 2), COWFS_BENCH_FORK_SCALE (database size for the fork
-// benchmark, default 16, about 250 MB; 68 is about 1 GiB),
+// COWFS_BENCH_ROUNDS rounds, default 20 and 3), COWFS_BENCH_CLIENTS
+// (TPC-B's connections, default 4; select-only takes 2),
+// COWFS_BENCH_FORK_SCALE (database size for the fork benchmark, default
+// 16, about 250 MB; 68 is about 1 GiB),
 // COWFS_BENCH_CPUPROFILE (BenchmarkPgbench writes a CPU profile of this
 // process for each pgbench run to $COWFS_BENCH_CPUPROFILE.<cluster>.<mode>.<round>),
 // COWFS_BENCH_WAL_COMPRESSION (both clusters' wal_compression, default
