@@ -57,29 +57,33 @@ func TestWriteBufferFS(t *testing.T) {
 		t.Fatalf("read at the end: %v", err)
 	}
 
-	// SyncTo past what the file was handed writes the buffer out first.
+	// SyncTo past what the file was handed, and Sync, write the buffer
+	// out first.
 	tail := []byte("tail")
-	want = append(want, tail...)
-	f.Write(tail)
-	if onDisk(t, path) != int64(len(want)-len(tail)) {
-		t.Fatalf("a 4-byte write reached the file at once")
+	if onDisk(t, path) != int64(len(want)) {
+		t.Fatalf("the file holds %d bytes before the tail, want %d", onDisk(t, path), len(want))
 	}
-	if _, err := f.SyncTo(int64(len(want))); err != nil {
-		t.Fatal(err)
-	}
-	if n := onDisk(t, path); n != int64(len(want)) {
-		t.Fatalf("after SyncTo the file holds %d bytes, want %d", n, len(want))
+	for _, c := range []struct {
+		name string
+		sync func() error
+	}{
+		{"SyncTo", func() error { _, err := f.SyncTo(int64(len(want))); return err }},
+		{"Sync", f.Sync},
+	} {
+		f.Write(tail)
+		want = append(want, tail...)
+		if onDisk(t, path) != int64(len(want)-len(tail)) {
+			t.Fatalf("before %s, a 4-byte write reached the file at once", c.name)
+		}
+		if err := c.sync(); err != nil {
+			t.Fatal(err)
+		}
+		if n := onDisk(t, path); n != int64(len(want)) {
+			t.Fatalf("after %s the file holds %d bytes, want %d", c.name, n, len(want))
+		}
 	}
 
-	// Sync and Close write out what is buffered.
-	f.Write(tail)
-	want = append(want, tail...)
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if n := onDisk(t, path); n != int64(len(want)) {
-		t.Fatalf("after Sync the file holds %d bytes, want %d", n, len(want))
-	}
+	// Close writes out what is buffered.
 	f.Write(tail)
 	want = append(want, tail...)
 	if err := f.Close(); err != nil {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/compute/pg/pgtest"
 	"github.com/offshootdb/offshoot/storage"
@@ -101,8 +100,9 @@ func nativeCluster(b *testing.B, dir string) *benchCluster {
 
 // floorCluster is a cluster on a pass-through FUSE file system: go-fuse's
 // loopback over a directory on local disk, mounted with the options Mount
-// uses (writeback cache, 1 MiB writes, 64 background requests, explicit
-// cache control), pg_wal a symlink to local disk as with the WAL tier.
+// uses (fuseOptions: writeback cache, 1 MiB writes, 64 background
+// requests, explicit cache control, noatime), pg_wal a symlink to local
+// disk as with the WAL tier.
 // Its server only forwards each request to the directory, so its time is
 // what FUSE itself costs Postgres here: the floor of any store behind a
 // FUSE mount, which the branch's ratio can be read against.
@@ -119,11 +119,9 @@ func floorCluster(b *testing.B, dir string) *benchCluster {
 		b.Fatal(err)
 	}
 	long := time.Hour
-	srv, err := fusefs.Mount(mnt, root, &fusefs.Options{AttrTimeout: &long, EntryTimeout: &long, NullPermissions: true,
-		MountOptions: fuse.MountOptions{ExtraCapabilities: fuse.CAP_WRITEBACK_CACHE, DirectMountStrict: true,
-			AllowOther: true, Options: []string{"default_permissions"}, FsName: "floor", Name: "floor",
-			MaxWrite: 1 << 20, MaxBackground: 64, DisableReadDirPlus: true, DisableXAttrs: true,
-			ExplicitDataCacheControl: true}})
+	mo := fuseOptions(true, true)
+	mo.FsName, mo.Name = "floor", "floor"
+	srv, err := fusefs.Mount(mnt, root, &fusefs.Options{AttrTimeout: &long, EntryTimeout: &long, NullPermissions: true, MountOptions: *mo})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,13 +130,18 @@ func floorCluster(b *testing.B, dir string) *benchCluster {
 	if err := pg.InitDB(ctx, pg.InitOptions{DataDir: data}); err != nil {
 		b.Fatal(err)
 	}
+	walToLocal(b, data, wal)
+	return &benchCluster{name: "fuse-floor", s: startPG(b, data, dir, "", branchSettings)}
+}
+
+// walToLocal moves a cluster's pg_wal to local, leaving a symlink to it.
+func walToLocal(b *testing.B, data, local string) {
 	pgWAL := filepath.Join(data, "pg_wal")
-	for _, args := range [][]string{{"cp", "-a", pgWAL, wal}, {"rm", "-r", pgWAL}, {"ln", "-s", wal, pgWAL}, {"chown", "-h", "postgres:postgres", pgWAL}} {
+	for _, args := range [][]string{{"cp", "-a", pgWAL, local}, {"rm", "-r", pgWAL}, {"ln", "-s", local, pgWAL}, {"chown", "-h", "postgres:postgres", pgWAL}} {
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 			b.Fatalf("%v: %v: %s", args, err, out)
 		}
 	}
-	return &benchCluster{name: "fuse-floor", s: startPG(b, data, dir, "", branchSettings)}
 }
 
 func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *benchCluster {
@@ -163,12 +166,7 @@ func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *be
 		b.Logf("%s: pg_wal on local disk, absorbed by the store (%s)", project, o.LocalWAL)
 	case "symlink": // the ceiling: pg_wal on local disk, never in the store
 		local := filepath.Join(f.dir, project+"-wal")
-		wal := filepath.Join(m.Dir(), "pg_wal")
-		for _, args := range [][]string{{"cp", "-a", wal, local}, {"rm", "-r", wal}, {"ln", "-s", local, wal}, {"chown", "-h", "postgres:postgres", wal}} {
-			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-				b.Fatalf("%v: %v: %s", args, err, out)
-			}
-		}
+		walToLocal(b, m.Dir(), local)
 		b.Logf("%s: pg_wal on local disk, not in the store (%s)", project, local)
 	default:
 		b.Fatalf("COWFS_BENCH_LOCAL_WAL=%q: want tier, store or symlink", v)

@@ -151,14 +151,8 @@ func Mount(dir string, files Files, o MountOptions) (_ *MountPoint, err error) {
 			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
 	}
-	flags := uintptr(syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOATIME)
-	if fs.rw == nil {
-		flags |= syscall.MS_RDONLY
-	}
-	var caps uint64
-	if !o.NoWritebackCache && fs.rw != nil {
-		caps |= fuse.CAP_WRITEBACK_CACHE
-	}
+	mo := fuseOptions(fs.rw != nil, !o.NoWritebackCache)
+	mo.Debug = o.Debug
 	// go-fuse opens /dev/fuse without O_CLOEXEC and, for direct mounts,
 	// never sets it: every program this process starts (Postgres) would
 	// inherit the connection of every mount. A holder of the fd can read
@@ -167,26 +161,7 @@ func Mount(dir string, files Files, o MountOptions) (_ *MountPoint, err error) {
 	// then waits forever on its own flush). Holding ForkLock, no fork
 	// happens until the new fd is close-on-exec.
 	syscall.ForkLock.RLock()
-	srv, err := fuse.NewServer(fs, dir, &fuse.MountOptions{
-		ExtraCapabilities: caps,
-		DirectMountStrict: true,
-		DirectMountFlags:  flags,
-		AllowOther:        true,
-		Options:           []string{"default_permissions"},
-		FsName:            "offshoot",
-		Name:              "offshoot",
-		MaxWrite:          1 << 20,
-		MaxBackground:     64,
-		// Postgres only needs names when it lists a directory.
-		DisableReadDirPlus: true,
-		DisableXAttrs:      true,
-		Debug:              o.Debug,
-		// Only this mount changes the files, so the kernel must not drop
-		// a file's page cache when it sees a new mtime or size (which
-		// every write through this mount makes): without this, select-only
-		// pgbench re-read 133 MB through FUSE in 10 s, with it 0.
-		ExplicitDataCacheControl: true,
-	})
+	srv, err := fuse.NewServer(fs, dir, mo)
 	if err == nil {
 		if err = closeFUSEOnExec(); err != nil {
 			defer syscall.Unmount(dir, syscall.MNT_DETACH) // after RUnlock
@@ -471,4 +446,37 @@ func CleanStale(runDir string) ([]string, error) {
 		return done, fmt.Errorf("clean stale mounts: %w", err)
 	}
 	return done, nil
+}
+
+// fuseOptions are the kernel options of a mount (writable or not, with
+// the writeback cache or not): the benchmarks' pass-through FUSE baseline
+// mounts with them too.
+func fuseOptions(writable, writeback bool) *fuse.MountOptions {
+	flags := uintptr(syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOATIME)
+	if !writable {
+		flags |= syscall.MS_RDONLY
+	}
+	var caps uint64
+	if writable && writeback {
+		caps |= fuse.CAP_WRITEBACK_CACHE
+	}
+	return &fuse.MountOptions{
+		ExtraCapabilities: caps,
+		DirectMountStrict: true,
+		DirectMountFlags:  flags,
+		AllowOther:        true,
+		Options:           []string{"default_permissions"},
+		FsName:            "offshoot",
+		Name:              "offshoot",
+		MaxWrite:          1 << 20,
+		MaxBackground:     64,
+		// Postgres only needs names when it lists a directory.
+		DisableReadDirPlus: true,
+		DisableXAttrs:      true,
+		// Only this mount changes the files, so the kernel must not drop
+		// a file's page cache when it sees a new mtime or size (which
+		// every write through this mount makes): without this, select-only
+		// pgbench re-read 133 MB through FUSE in 10 s, with it 0.
+		ExplicitDataCacheControl: true,
+	}
 }
