@@ -213,7 +213,7 @@ func BenchmarkPgbench(b *testing.B) {
 	for round := range rounds {
 		inTurn(round, loaders, func(c *benchCluster) {
 			stop := startProfile(b, fmt.Sprintf("%s.init.%d", c.name, round))
-			start, cpu0 := time.Now(), processCPU()
+			start, cpu0, idle0 := time.Now(), processCPU(), machineIdle()
 			_, out := c.s.pgbenchOut(ctx, "-i", "-q", "-s", strconv.Itoa(scale))
 			loaded := time.Since(start)
 			c.s.exec(ctx, "CHECKPOINT")
@@ -223,8 +223,8 @@ func BenchmarkPgbench(b *testing.B) {
 			// pgbench is a process of its own: this one is the store and its
 			// FUSE server (idle for the native cluster). Its own line names
 			// the phases: drop, create, generate (COPY), vacuum, primary keys.
-			b.Logf("%s round %d: pgbench -i -s %d: %v (CHECKPOINT after it %v); CPU of this process %v; %s", c.name, round, scale,
-				d, d-loaded, processCPU()-cpu0, pgbenchDoneRE.FindString(out))
+			b.Logf("%s round %d: pgbench -i -s %d: %v (CHECKPOINT after it %v); CPU of this process %v; the machine idle %.0f%%; %s",
+				c.name, round, scale, d, d-loaded, processCPU()-cpu0, 100*idleShare(idle0, d), pgbenchDoneRE.FindString(out))
 		})
 	}
 	report("init-time", initTime)

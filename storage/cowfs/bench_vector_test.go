@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -212,7 +214,7 @@ func BenchmarkCopy(b *testing.B) {
 			table := fmt.Sprintf("accounts%d", round)
 			c.s.exec(ctx, "CREATE TABLE "+table+" (aid int NOT NULL, bid int, abalance int, filler char(84))")
 			conn := c.s.connect(ctx)
-			st0, eng0, cpu0 := snapStats(mount.Stats()), f.s.EngineStats(), processCPU()
+			st0, eng0, cpu0, idle0 := snapStats(mount.Stats()), f.s.EngineStats(), processCPU(), machineIdle()
 			start := time.Now()
 			got, err := conn.CopyFrom(ctx, pgx.Identifier{table}, []string{"aid", "bid", "abalance", "filler"},
 				&accountRows{n: n, filler: strings.Repeat(" ", 84)})
@@ -227,7 +229,8 @@ func BenchmarkCopy(b *testing.B) {
 			total[c.name] += d
 			perRound[c.name] = append(perRound[c.name], d.Seconds())
 			cpu[c.name] += dc
-			b.Logf("%s round %d: COPY %d rows %v, with checkpoint %v; CPU of this process %v", c.name, round, n, copied, d, dc)
+			b.Logf("%s round %d: COPY %d rows %v, with checkpoint %v; CPU of this process %v; the machine idle %.0f%%",
+				c.name, round, n, copied, d, dc, 100*idleShare(idle0, d))
 			if c == branch {
 				logWritePath(b, snapStats(mount.Stats()).sub(st0), f.s.EngineStats().Sub(eng0))
 			}
@@ -245,6 +248,31 @@ func BenchmarkCopy(b *testing.B) {
 	// store and its FUSE server too: the difference is what the server
 	// spends per load, a number other work on the machine barely moves.
 	b.ReportMetric((cpu["branch"]-cpu["native"]).Seconds()/rounds, "copy-server-cpu-s")
+}
+
+// machineIdle returns the time the machine's CPUs spent idle or waiting
+// for I/O so far, summed over CPUs (/proc/stat, at USER_HZ 100): with it
+// a load's log says whether the two cores were busy throughout (a load
+// bound by CPU) or waited (on the disk or on a request round trip).
+func machineIdle() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait ...
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0
+	}
+	idle, _ := strconv.ParseInt(f[4], 10, 64)
+	iowait, _ := strconv.ParseInt(f[5], 10, 64)
+	return time.Duration(idle+iowait) * 10 * time.Millisecond
+}
+
+// idleShare is the share of the machine's CPU time spent idle over wall
+// time d since the machineIdle reading idle0.
+func idleShare(idle0, d time.Duration) float64 {
+	return (machineIdle() - idle0).Seconds() / (d.Seconds() * float64(runtime.NumCPU()))
 }
 
 // processCPU returns the CPU time (user and system) this process used so far.
