@@ -28,7 +28,7 @@ type AbsorbTx struct{ h *Head }
 
 // SetAbsorber installs a (nil removes it).
 func (h *Head) SetAbsorber(a Absorber) {
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.absorber = a
 }

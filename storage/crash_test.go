@@ -16,11 +16,8 @@ import (
 )
 
 const (
-	crashEnv = "OFFSHOOT_STORAGE_CRASH_DIR"
-	// crashBufEnv sets the child's HeadBufferBytes in blocks (default:
-	// the store's default, which the child's writes never fill).
-	crashBufEnv = "OFFSHOOT_STORAGE_CRASH_BUFFER"
-	crashSlots  = 64
+	crashEnv   = "OFFSHOOT_STORAGE_CRASH_DIR"
+	crashSlots = 64
 )
 
 func crashBlock(i uint64) []byte {
@@ -40,11 +37,7 @@ func crashChild(dir string) {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
-	opts := &Options{GCInterval: -1}
-	if n, _ := strconv.Atoi(os.Getenv(crashBufEnv)); n > 0 {
-		opts.HeadBufferBytes = n * BlockSize
-	}
-	s, err := Open(dir, opts)
+	s, err := Open(dir, &Options{GCInterval: -1})
 	if err != nil {
 		fail(err)
 	}
@@ -149,26 +142,6 @@ func TestCrash(t *testing.T) {
 		crashChild(dir)
 		return
 	}
-	crashRounds(t, "TestCrash", 0)
-}
-
-// TestCrashFlushBehind is TestCrash with a write buffer of 5 blocks, so
-// that the child's writes fill it every few writes and are committed by
-// flushes behind the head's lock (Head.flushBehindLocked), some of them
-// cut by the SIGKILL.
-func TestCrashFlushBehind(t *testing.T) {
-	if dir := os.Getenv(crashEnv); dir != "" {
-		crashChild(dir)
-		return
-	}
-	crashRounds(t, "TestCrashFlushBehind", 5)
-}
-
-// crashRounds runs test (TestCrash or a variant) as a child in six rounds,
-// each killed with SIGKILL after a few acknowledged syncs, and checks the
-// store after each: a prefix of the writes, holding every acknowledged
-// one. bufBlocks sets the child's write buffer (0: the default).
-func crashRounds(t *testing.T, test string, bufBlocks int) {
 	if testing.Short() {
 		t.Skip("crash test re-executes the test binary")
 	}
@@ -178,8 +151,8 @@ func crashRounds(t *testing.T, test string, bufBlocks int) {
 	dir := t.TempDir()
 	var acked uint64
 	for round := range 6 {
-		cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
-		cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashBufEnv+"="+strconv.Itoa(bufBlocks))
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
+		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
 		out, err := cmd.StdoutPipe()
 		ok(t, err)
 		cmd.Stderr = os.Stderr

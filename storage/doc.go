@@ -67,12 +67,7 @@
 // one seq, without fsync. Flushes happen on Sync, when the buffer is full,
 // at every history tick, before any other mutation (so metadata never
 // overtakes earlier data writes), before a fork, snapshot or view of the
-// head, and on Close. Other mutations commit one batch each. The flush of
-// a full buffer commits with the head's lock released (flush behind):
-// reads find its blocks meanwhile, writes fill a fresh buffer (so a head
-// holds up to twice HeadBufferBytes during a bulk load), and every other
-// change of the head waits for it, so commits keep the order of their
-// seqs. An unlinked
+// head, and on Close. Other mutations commit one batch each. An unlinked
 // file stays readable by inode number until Forget or Close (the FUSE layer
 // calls Forget when the kernel forgets the inode); such inodes are also
 // recorded in the store, and the next OpenHead drops any that a crashed

@@ -58,10 +58,6 @@ type reader struct {
 	// wbuf, if set, holds blocks newer than anything in the store (the
 	// head's write-back buffer); guarded by the head's lock.
 	wbuf *map[bkey][]byte
-	// flushing, set with wbuf, holds the blocks a flush is committing
-	// with the head's lock released (Head.flushBehindLocked): older than
-	// wbuf's, newer than the store's. Guarded by the head's lock.
-	flushing *map[bkey][]byte
 	// dirty, if set, are the inodes whose cached attributes are newer
 	// than the store's (the head's); guarded by the head's lock, which
 	// every caller of setCached holds.
@@ -388,10 +384,6 @@ func (r *reader) readDir(dir uint64) ([]DirEntry, error) {
 func (r *reader) readBlock(it *pebble.Iterator, key []byte, ino uint64, a *enc.Attr, blk uint64, dst []byte) ([]byte, error) {
 	if r.wbuf != nil {
 		if v, ok := (*r.wbuf)[bkey{ino, blk}]; ok {
-			copy(dst, v)
-			return key, nil
-		}
-		if v, ok := (*r.flushing)[bkey{ino, blk}]; ok {
 			copy(dst, v)
 			return key, nil
 		}

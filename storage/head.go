@@ -29,10 +29,7 @@ import (
 // (absorb.go) commits what it stages first. Every other mutation is one
 // atomic batch with its own seq. Batches are committed in order without
 // fsync, so after a crash the store holds a prefix of the mutations in
-// order; Sync makes everything so far durable. The flush of a full buffer
-// commits with the head's lock released while writes fill the next
-// buffer (flushBehindLocked); every other change waits for it (lock), so
-// the order holds (TestFlushBehind, TestCrashFlushBehind).
+// order; Sync makes everything so far durable.
 //
 // Inode numbers are stable across forks: a child reads its parent's inodes
 // under the same numbers, and new inodes get store-wide unique numbers.
@@ -46,12 +43,7 @@ type Head struct {
 	orphans map[uint64]bool // inodes with nlink 0 awaiting Forget
 	wbuf    map[bkey][]byte // buffered block writes (BlockSize each), newest content
 	free    [][]byte        // recycled wbuf blocks
-	// flushing holds the blocks a full buffer's flush commits while h.mu
-	// is released (flushBehindLocked), nil otherwise; flushed signals
-	// (on h.mu) that it is done.
-	flushing map[bkey][]byte
-	flushed  *sync.Cond
-	tickGen  uint64 // gen at the previous tick's flush (Store.flushHeads)
+	tickGen uint64          // gen at the previous tick's flush (Store.flushHeads)
 	// shadows are the newest stored versions of blocks this head wrote
 	// lately (by inode, then block): what countBatch would otherwise seek
 	// for when the next write shadows them (Postgres rewrites its current
@@ -96,8 +88,7 @@ func (s *Store) OpenHead(project, branch string) (*Head, error) {
 		wbuf:    map[bkey][]byte{},
 		lastSeq: s.curSeq(), buf: make([]byte, BlockSize),
 	}
-	h.reader.wbuf, h.reader.dirty, h.reader.flushing = &h.wbuf, &h.dirty, &h.flushing
-	h.flushed = sync.NewCond(&h.mu)
+	h.reader.wbuf, h.reader.dirty = &h.wbuf, &h.dirty
 	if err := h.dropOrphans(); err != nil {
 		return nil, fmt.Errorf("open head of %q: %w", branch, err)
 	}
@@ -154,7 +145,7 @@ func (h *Head) Seq() uint64 {
 // Close flushes deferred attribute updates, drops unlinked inodes nobody
 // forgot yet, syncs, and releases the branch for another writer.
 func (h *Head) Close() error {
-	h.lock()
+	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return ErrClosed
@@ -259,8 +250,7 @@ func (h *Head) delAttr(b *pebble.Batch, seq, ino uint64) {
 }
 
 // flushLocked commits buffered block writes and attribute changes as one
-// batch with one seq (without fsync). h.mu held for writing, taken with
-// lock (no flush behind the lock in flight), never released.
+// batch with one seq (without fsync). h.mu held for writing.
 func (h *Head) flushLocked() error {
 	if h.closed {
 		return nil
@@ -310,119 +300,6 @@ func (h *Head) flushLocked() error {
 	return nil
 }
 
-// lock takes h.mu for writing once no flush commits with it released
-// (flushBehindLocked): every operation that changes the head starts
-// here, so it reads the head's state after that flush is in the store
-// and its own commit comes after the flush's, in the order of their
-// seqs. Waiting inside an operation instead would release h.mu between
-// its reads and its writes.
-func (h *Head) lock() {
-	h.mu.Lock()
-	h.waitFlushLocked()
-}
-
-// waitFlushLocked waits (releasing h.mu meanwhile) until no flush
-// commits with h.mu released. h.mu held for writing.
-func (h *Head) waitFlushLocked() {
-	for h.flushing != nil {
-		h.flushed.Wait()
-	}
-}
-
-// flushBehindLocked is flushLocked for a write buffer that filled up
-// (HeadBufferBytes): it takes the buffered blocks and dirty attributes
-// and a seq with h.mu held, as flushLocked does, but copies them into a
-// batch and commits it with h.mu released. A bulk write's flush holds
-// tens of megabytes, and committing it takes up to ~100 ms in which the
-// head's other readers and writers would wait: the kernel's write-back of
-// other files, and a backend's close of a file, which waits for that
-// write-back (COPY of 1M rows waited ~0.2 s per load for it). Meanwhile
-// readers find the blocks in h.flushing (after h.wbuf, before the
-// store), writes go to a fresh buffer, and every other commit waits for
-// this one first (waitFlushLocked); an absorber's WAL is committed
-// before, with h.mu held, as at every flush. On an error the blocks and
-// attributes go back to the buffer, as flushLocked leaves them there:
-// the commit is retried at the next flush. h.mu held for writing;
-// released and taken again.
-func (h *Head) flushBehindLocked() error {
-	h.waitFlushLocked()
-	if h.closed {
-		return nil
-	}
-	if h.absorber != nil && !h.absorbing {
-		if err := h.absorbLocked(); err != nil {
-			return err
-		}
-	}
-	if len(h.dirty) == 0 && len(h.wbuf) == 0 {
-		return nil
-	}
-	seq, err := h.s.nextSeq()
-	if err != nil {
-		return err
-	}
-	blocks, dirty := h.wbuf, h.dirty
-	attrs := make([]kv, 0, len(dirty))
-	for ino := range dirty {
-		if a, ok := h.cached(ino); ok && a != nil {
-			attrs = append(attrs, kv{enc.InodeKey(nil, h.tl, ino, seq), enc.AppendAttr(nil, a)})
-		}
-	}
-	h.wbuf, h.dirty, h.flushing = map[bkey][]byte{}, map[uint64]bool{}, blocks
-	h.mu.Unlock()
-	if flushBehindHook != nil {
-		flushBehindHook()
-	}
-	err = h.commitBlocks(seq, blocks, attrs)
-	h.mu.Lock()
-	h.flushing = nil
-	h.flushed.Broadcast()
-	if err != nil {
-		for k, v := range blocks {
-			if _, ok := h.wbuf[k]; ok {
-				h.free = append(h.free, v) // rewritten since
-			} else {
-				h.wbuf[k] = v
-			}
-		}
-		for ino := range dirty {
-			h.dirty[ino] = true
-		}
-		return fmt.Errorf("flush: %w", err)
-	}
-	h.gen.Add(1)
-	for _, v := range blocks {
-		h.free = append(h.free, v)
-	}
-	h.lastSeq = seq
-	return nil
-}
-
-// flushBehindHook, when set (by tests), runs in every flushBehindLocked
-// once h.mu is released, before the commit.
-var flushBehindHook func()
-
-// kv is a record of a batch.
-type kv struct{ k, v []byte }
-
-// commitBlocks commits blocks and the attribute records attrs at seq, in
-// a batch of their own. It runs with h.mu released: h.flushing is set, so no
-// other commit of the head runs (the ones who would wait in
-// waitFlushLocked) and commit's bookkeeping is its own.
-func (h *Head) commitBlocks(seq uint64, blocks map[bkey][]byte, attrs []kv) error {
-	b := h.s.db.NewBatchWithSize(flushBatchSize(len(blocks), len(attrs)))
-	defer b.Close()
-	var key []byte
-	for k, v := range blocks {
-		key = enc.BlockKey(key, h.tl, k.ino, k.blk, seq)
-		_ = b.Set(key, trimZeros(v), nil)
-	}
-	for _, a := range attrs {
-		_ = b.Set(a.k, a.v, nil)
-	}
-	return h.commit(seq, b)
-}
-
 // smallFlush is the largest flush batch that reuses the head's batch; a
 // larger one gets a batch of its own, sized up front and released after
 // the commit (pebble keeps at most 1 MiB of a reused batch's buffer).
@@ -439,7 +316,7 @@ func flushBatchSize(blocks, attrs int) int {
 
 // Flush commits buffered writes without fsync, giving them a seq.
 func (h *Head) Flush() error {
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
 		return err
@@ -450,7 +327,7 @@ func (h *Head) Flush() error {
 // Sync makes every mutation of this head (and of every other head) so far
 // durable. Concurrent Syncs share one fsync.
 func (h *Head) Sync() error {
-	h.lock()
+	h.mu.Lock()
 	err := h.checkLocked()
 	if err == nil {
 		err = h.flushLocked()

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -191,66 +189,5 @@ func TestTimesOnlySetAttrAbsorbs(t *testing.T) {
 	}
 	if got := s.curSeq(); got != seq {
 		t.Fatalf("an absorb with nothing to absorb and a times-only setattr committed: seq %d -> %d", seq, got)
-	}
-}
-
-// TestFlushBehind: the flush of a full write buffer commits with the
-// head's lock released. Meanwhile a read finds the flush's blocks (not
-// the older versions in the store), a partial write merges into the
-// flush's version of its block, and a change of attributes waits for the
-// commit, which takes its turn after. Everything is in the store after.
-func TestFlushBehind(t *testing.T) {
-	s, h, f := headFile(t, &Options{GCInterval: -1, HistoryTick: time.Hour, HeadBufferBytes: 2 * BlockSize}, 0o644)
-	block := func(c byte) []byte { return bytes.Repeat([]byte{c}, BlockSize) }
-	must[int](t)(h.WriteAt(f.Ino, block('a'), 0))
-	ok(t, h.Flush()) // block 0 holds 'a' in the store
-
-	inWindow, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	flushBehindHook = func() { once.Do(func() { close(inWindow); <-release }) }
-	var released sync.Once
-	done := func() { released.Do(func() { close(release) }) }
-	defer func() { done(); flushBehindHook = nil }() // a failed check lets the flush go too
-	// Blocks 0 and 1: the buffer fills, and the flush stops in the hook.
-	p := append(block('b'), block('c')...)
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := h.WriteAt(f.Ino, p, 0)
-		wrote <- err
-	}()
-	<-inWindow
-
-	got := make([]byte, 2*BlockSize)
-	must[int](t)(h.ReadAt(f.Ino, got, 0))
-	if !bytes.Equal(got, p) {
-		t.Fatalf("a read during the flush finds blocks starting %q and %q, want 'b' and 'c'", got[:4], got[BlockSize:BlockSize+4])
-	}
-	must[int](t)(h.WriteAt(f.Ino, []byte("xyz"), 100)) // one block: the buffer does not fill
-	chmod := make(chan error, 1)
-	go func() {
-		_, err := h.SetAttr(f.Ino, SetAttrIn{Valid: SetMode, Mode: 0o600})
-		chmod <- err
-	}()
-	select {
-	case err := <-chmod:
-		t.Fatalf("SetAttr returned (%v) while the flush was still committing", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	done()
-	ok(t, <-wrote)
-	ok(t, <-chmod)
-	ok(t, h.Close())
-
-	h = must[*Head](t)(s.OpenHead("p", "main"))
-	defer h.Close()
-	want := slices.Clone(p)
-	copy(want[100:], "xyz")
-	must[int](t)(h.ReadAt(f.Ino, got, 0))
-	if !bytes.Equal(got, want) {
-		t.Fatalf("after reopen block 0 starts %q, holds xyz at 100: %v; block 1 starts %q",
-			got[:4], bytes.Equal(got[100:103], []byte("xyz")), got[BlockSize:BlockSize+4])
-	}
-	if a := must[Attr](t)(h.GetAttr(f.Ino)); a.Mode&ModePerm != 0o600 || a.Size != 2*BlockSize {
-		t.Fatalf("after reopen: mode %o size %d, want 600 and %d", a.Mode&ModePerm, a.Size, 2*BlockSize)
 	}
 }

@@ -15,13 +15,6 @@ import (
 // WriteAt writes p at off, extending the file as needed; a gap before off
 // reads as zeros. Only the touched blocks are stored (copy-on-write). The
 // write is buffered in the head until the next flush (see Head).
-//
-// Unlike the head's other changes, a write does not wait for a flush
-// that commits with h.mu released (see lock): it reads only what such a
-// flush leaves in place (cached attributes, the blocks in h.flushing)
-// and commits nothing itself unless its buffer fills, which waits then,
-// after the write is buffered. So a bulk load's writes go on while its
-// previous buffer commits.
 func (h *Head) WriteAt(ino uint64, p []byte, off int64) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -98,11 +91,7 @@ func (h *Head) writeAtLocked(ino uint64, p []byte, off int64) (int, error) {
 	h.setCached(ino, &na)
 	h.dirty[ino] = true
 	if len(h.wbuf)*BlockSize >= h.s.opts.HeadBufferBytes {
-		flush := h.flushBehindLocked
-		if h.absorbing {
-			flush = h.flushLocked // an absorber's writes commit before the head's own
-		}
-		if err := flush(); err != nil {
+		if err := h.flushLocked(); err != nil {
 			return 0, fmt.Errorf("write: %w", err)
 		}
 	}
@@ -133,7 +122,7 @@ const (
 // SetAttr changes attributes of ino. Setting the size truncates or extends
 // the file: bytes past a shrink never come back (an extension reads zeros).
 func (h *Head) SetAttr(ino uint64, in SetAttrIn) (Attr, error) {
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
 		return Attr{}, err
@@ -287,7 +276,7 @@ func (h *Head) Fallocate(ino uint64, off, length int64) error {
 	if off < 0 || length <= 0 || off+length < off {
 		return fmt.Errorf("fallocate %d+%d: %w", off, length, ErrInvalidArgument)
 	}
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
 		return err

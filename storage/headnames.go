@@ -14,7 +14,7 @@ import (
 
 // newNode creates an inode of the given mode linked as name in parent.
 func (h *Head) newNode(parent uint64, name string, mode, uid, gid uint32, content []byte) (Attr, error) {
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
 		return Attr{}, err
@@ -119,7 +119,7 @@ func (h *Head) Link(ino, newParent uint64, newName string) (Attr, error) {
 	if err := checkFileName(newName); err != nil {
 		return Attr{}, fmt.Errorf("link: %w", err)
 	}
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
 		return Attr{}, err
@@ -208,7 +208,7 @@ func (h *Head) Rmdir(parent uint64, name string) error {
 }
 
 func (h *Head) remove(parent uint64, name string, dir bool) error {
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
 		return err
@@ -271,7 +271,7 @@ func (h *Head) removeLocked(parent uint64, name string, dir bool) error {
 // Forget drops an inode that has no links left (see Unlink); it is a no-op
 // for linked or unknown inodes.
 func (h *Head) Forget(ino uint64) error {
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
 		return err
@@ -302,7 +302,7 @@ func (h *Head) rename(oldParent uint64, oldName string, newParent uint64, newNam
 	if err := checkFileName(newName); err != nil {
 		return err
 	}
-	h.lock()
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.checkLocked(); err != nil {
 		return err

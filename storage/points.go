@@ -65,7 +65,7 @@ func (a At) String() string {
 // committed for tl. s.mu held.
 func (s *Store) quiesceLocked(tl uint64) uint64 {
 	if h := s.heads[tl]; h != nil {
-		h.lock()
+		h.mu.Lock()
 		defer h.mu.Unlock()
 		_ = h.flushLocked()
 	}

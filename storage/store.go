@@ -46,8 +46,7 @@ type Options struct {
 	// Default false: 8 KiB reads then cost a copy instead of a decompression.
 	Compress bool
 	// HeadBufferBytes bounds each Head's write-back buffer of 8 KiB blocks.
-	// Default 32 MiB. A full buffer is committed while the next one fills
-	// (see Head), so a head writing in bulk holds up to twice this.
+	// Default 32 MiB.
 	HeadBufferBytes int
 	// MinFreeBytes is the free space kept on the file system under the
 	// data directory: writes that grow the store (Head.WriteAt, Create,
@@ -496,7 +495,7 @@ func (s *Store) flushHeads() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, h := range s.heads {
-		h.lock()
+		h.mu.Lock()
 		if g := h.gen.Load(); g == h.tickGen && len(h.wbuf) == 0 && len(h.dirty) == 0 {
 			if h.absorber != nil {
 				_ = h.flushLocked() // the absorber's sources may have changed
@@ -609,7 +608,7 @@ func (s *Store) seqAtLocked(t time.Time) (uint64, error) {
 func (s *Store) Checkpoint(dir string) error {
 	s.mu.Lock()
 	for _, h := range s.heads {
-		h.lock()
+		h.mu.Lock()
 		if h.absorber != nil {
 			_ = h.flushLocked() // a refused absorb (a full disk) leaves it out, as a crash would
 		}
