@@ -191,3 +191,38 @@ func TestTimesOnlySetAttrAbsorbs(t *testing.T) {
 		t.Fatalf("an absorb with nothing to absorb and a times-only setattr committed: seq %d -> %d", seq, got)
 	}
 }
+
+// TestTruncateSameSize: a truncation to the size a file has is a change
+// of its times only: it neither flushes the write buffer nor commits
+// (PostgreSQL truncates a dropped relation's empty file at the commit of
+// every TRUNCATE). A truncation that changes the size commits, after the
+// buffered writes.
+func TestTruncateSameSize(t *testing.T) {
+	s, h, f := headFile(t, &Options{GCInterval: -1, HistoryTick: time.Hour}, 0o644)
+	block := func(c byte) []byte { return bytes.Repeat([]byte{c}, BlockSize) }
+	empty := must[Attr](t)(h.Create(RootIno, "empty", 0o600, 0, 0))
+	must[int](t)(h.WriteAt(f.Ino, block('a'), 0))
+	ok(t, h.Flush())
+	must[int](t)(h.WriteAt(f.Ino, block('b'), BlockSize)) // buffered
+	seq := h.Seq()
+	must[Attr](t)(h.SetAttr(empty.Ino, SetAttrIn{Valid: SetSize | SetMtime, Size: 0, Mtime: time.Now().UnixNano()}))
+	if a := must[Attr](t)(h.SetAttr(f.Ino, SetAttrIn{Valid: SetSize, Size: 2 * BlockSize})); a.Size != 2*BlockSize {
+		t.Fatalf("size %d after a truncation to its size %d", a.Size, 2*BlockSize)
+	}
+	if got := h.Seq(); got != seq {
+		t.Fatalf("truncations to the sizes files have committed (seq %d -> %d)", seq, got)
+	}
+	must[Attr](t)(h.SetAttr(f.Ino, SetAttrIn{Valid: SetSize, Size: BlockSize + 10}))
+	if got := h.Seq(); got == seq {
+		t.Fatal("a truncation that changes the size did not commit")
+	}
+	ok(t, h.Close())
+	h = must[*Head](t)(s.OpenHead("p", "main"))
+	defer h.Close()
+	got := make([]byte, 2*BlockSize)
+	n, _ := h.ReadAt(f.Ino, got, 0)
+	want := append(block('a'), block('b')[:10]...)
+	if !bytes.Equal(got[:n], want) {
+		t.Fatalf("after reopen the file holds %d bytes, want %d ('a' block, then 10 bytes of 'b')", n, len(want))
+	}
+}

@@ -151,10 +151,15 @@ func (h *Head) setAttrLocked(ino uint64, in SetAttrIn) (*enc.Attr, error) {
 		return nil, fmt.Errorf("mode %o: %w", in.Mode, ErrInvalidArgument)
 	}
 	na := *a
-	if in.Valid&^(SetAtime|SetMtime) == 0 {
+	if in.Valid&^(SetAtime|SetMtime) == 0 || in.Valid&^(SetAtime|SetMtime|SetSize) == 0 && in.Size == a.Size {
 		// Times only, which the kernel's writeback cache sends after
-		// writes and at close (a wake sent about a dozen): buffered like
-		// the times of a write and committed with the next flush, which
+		// writes and at close (a wake sent about a dozen), or with a
+		// truncation to the size the file has, which changes nothing else
+		// (PostgreSQL truncates the empty file of a relation that a
+		// TRUNCATE replaced when it commits, as pgbench -i does before
+		// its COPY; until session 40 that flushed the write buffer and
+		// committed, holding the head meanwhile): buffered like the
+		// times of a write and committed with the next flush, which
 		// comes before any later change of the namespace. An absorber
 		// still runs, as at every flush: under write load these requests
 		// are most of its runs, and the local WAL tier's full-disk guard
