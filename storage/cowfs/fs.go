@@ -73,6 +73,7 @@ type Stats struct {
 	Lookups, GetAttrs, SetAttrs, Opens, Reads, Writes, Fsyncs, StoreSyncs atomic.Uint64
 	ReadBytes, WriteBytes                                                 atomic.Uint64
 	VolatileFsyncs                                                        atomic.Uint64 // fsyncs of MountOptions.Volatile files, which sync nothing
+	Readlinks                                                             atomic.Uint64
 }
 
 // errno maps a store error to the errno the caller of the system call sees.
@@ -364,6 +365,7 @@ func (fs *rawFS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name strin
 }
 
 func (fs *rawFS) Readlink(_ <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	fs.stats.Readlinks.Add(1)
 	target, err := fs.files.Readlink(h.NodeId)
 	if err != nil {
 		return nil, fs.errno("readlink", err)

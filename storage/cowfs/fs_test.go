@@ -316,6 +316,39 @@ func TestPOSIX(t *testing.T) {
 	testReadOnly(t, f.view("p", "main", storage.AtHead()))
 }
 
+// TestSymlinkCached: the kernel keeps a symlink's target once read
+// (FUSE_CACHE_SYMLINKS): reading it again, and opening a file through
+// it, as Postgres opens every WAL segment through pg_wal with the local
+// WAL tier, asks the mount nothing more.
+func TestSymlinkCached(t *testing.T) {
+	f := newFixture(t, nil)
+	if _, _, err := f.s.CreateProject("p"); err != nil {
+		t.Fatal(err)
+	}
+	m := f.mount("m", f.head("p", "main"), MountOptions{})
+	p := func(names ...string) string { return filepath.Join(append([]string{m.Dir()}, names...)...) }
+	if err := os.Mkdir(p("d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p("d", "x"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("d", p("sl")); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if target, err := os.Readlink(p("sl")); err != nil || target != "d" {
+			t.Fatalf("readlink: %q %v", target, err)
+		}
+		if b, err := os.ReadFile(p("sl", "x")); err != nil || string(b) != "x" {
+			t.Fatalf("read through the symlink: %q %v", b, err)
+		}
+	}
+	if n := m.Stats().Readlinks.Load(); n != 1 {
+		t.Fatalf("5 readlinks and 5 opens through a symlink made %d READLINK requests, want 1", n)
+	}
+}
+
 // rawNames lists a directory with getdents64, "." and ".." included.
 func rawNames(t *testing.T, dir string) []string {
 	t.Helper()

@@ -473,6 +473,9 @@ func fuseOptions(writable, writeback bool) *fuse.MountOptions {
 		// Postgres only needs names when it lists a directory.
 		DisableReadDirPlus: true,
 		DisableXAttrs:      true,
+		// A symlink's target never changes (pg_wal's, with the local
+		// WAL tier, is opened through at every new WAL segment).
+		EnableSymlinkCaching: true,
 		// Only this mount changes the files, so the kernel must not drop
 		// a file's page cache when it sees a new mtime or size (which
 		// every write through this mount makes): without this, select-only
