@@ -16,8 +16,11 @@ import (
 )
 
 const (
-	crashEnv   = "OFFSHOOT_STORAGE_CRASH_DIR"
-	crashSlots = 64
+	crashEnv = "OFFSHOOT_STORAGE_CRASH_DIR"
+	// crashBufEnv sets the child's HeadBufferBytes in blocks (default:
+	// the store's default, which the child's writes never fill).
+	crashBufEnv = "OFFSHOOT_STORAGE_CRASH_BUFFER"
+	crashSlots  = 64
 )
 
 func crashBlock(i uint64) []byte {
@@ -37,7 +40,11 @@ func crashChild(dir string) {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
-	s, err := Open(dir, &Options{GCInterval: -1})
+	opts := &Options{GCInterval: -1}
+	if n, _ := strconv.Atoi(os.Getenv(crashBufEnv)); n > 0 {
+		opts.HeadBufferBytes = n * BlockSize
+	}
+	s, err := Open(dir, opts)
 	if err != nil {
 		fail(err)
 	}
@@ -142,6 +149,25 @@ func TestCrash(t *testing.T) {
 		crashChild(dir)
 		return
 	}
+	crashRounds(t, "TestCrash", 0)
+}
+
+// TestCrashSmallBuffer is TestCrash with a write buffer of 5 blocks: the
+// child's writes fill it every few writes (TestCrash's never do, 64
+// blocks in 32 MiB), so the SIGKILL also cuts flushes of a full buffer.
+func TestCrashSmallBuffer(t *testing.T) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		crashChild(dir)
+		return
+	}
+	crashRounds(t, "TestCrashSmallBuffer", 5)
+}
+
+// crashRounds runs test (TestCrash or a variant) as a child in six rounds,
+// each killed with SIGKILL after a few acknowledged syncs, and checks the
+// store after each: a prefix of the writes, holding every acknowledged
+// one. bufBlocks sets the child's write buffer (0: the default).
+func crashRounds(t *testing.T, test string, bufBlocks int) {
 	if testing.Short() {
 		t.Skip("crash test re-executes the test binary")
 	}
@@ -151,8 +177,8 @@ func TestCrash(t *testing.T) {
 	dir := t.TempDir()
 	var acked uint64
 	for round := range 6 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
-		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+		cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+		cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashBufEnv+"="+strconv.Itoa(bufBlocks))
 		out, err := cmd.StdoutPipe()
 		ok(t, err)
 		cmd.Stderr = os.Stderr
