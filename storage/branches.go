@@ -88,7 +88,7 @@ func (s *Store) forkLocked(project, parent, name string, at At, opts BranchOptio
 	if err := bt.Commit(pebble.Sync); err != nil {
 		return Branch{}, err
 	}
-	s.cat.timelines[t.ID] = t
+	s.cat.putTimeline(t)
 	s.cat.putBranch(br)
 	return copyBranch(br), nil
 }
@@ -192,11 +192,11 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 	if sn != nil {
 		putRecord(bt, enc.KindSnapshot, sn.ID, sn)
 	}
-	s.cat.timelines[t.ID] = t
-	s.cat.timelines[oldc.ID] = &oldc
+	s.cat.putTimeline(t)
+	s.cat.putTimeline(&oldc)
 	s.cat.putBranch(&nb)
 	if sn != nil {
-		s.cat.snapshots[sn.ID] = sn
+		s.cat.putSnapshot(sn)
 	}
 	if err := s.dropUnreferencedLocked(bt, old.ID); err != nil {
 		return Branch{}, err
@@ -265,7 +265,7 @@ func (s *Store) deleteLocked(project, branch string, opts DeleteOptions) error {
 		s.cat.dropBranch(x.ID)
 		t := *s.cat.timelines[x.Timeline]
 		t.Branch = 0
-		s.cat.timelines[t.ID] = &t
+		s.cat.putTimeline(&t)
 		putRecord(bt, enc.KindTimeline, t.ID, &t)
 		tls = append(tls, t.ID)
 	}

@@ -93,6 +93,9 @@ type catalog struct {
 	// The branch tree's indexes (tree.go), kept in step with branches
 	// by putBranch and dropBranch.
 	tree branchIndex
+	// Each timeline's children and snapshots (refs.go), kept in step by
+	// putTimeline, dropTimeline, putSnapshot and dropSnapshot.
+	refs timelineRefs
 }
 
 func decodeRecord[T any](kind byte, k, v []byte) (*T, uint64, error) {
@@ -113,6 +116,7 @@ func (c *catalog) load(db *pebble.DB) error {
 	c.branches = map[uint64]*Branch{}
 	c.tree = branchIndex{}
 	c.snapshots = map[uint64]*Snapshot{}
+	c.refs = timelineRefs{}
 	scan := func(kind byte, f func(k, v []byte) error) error {
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{kind}, UpperBound: []byte{kind + 1}})
 		if err != nil {
@@ -143,7 +147,7 @@ func (c *catalog) load(db *pebble.DB) error {
 				if r.ID != id {
 					return fmt.Errorf("%w: timeline id %d under key %d", ErrCorrupt, r.ID, id)
 				}
-				c.timelines[id] = r
+				c.putTimeline(r)
 			}
 			return err
 		})
@@ -167,7 +171,7 @@ func (c *catalog) load(db *pebble.DB) error {
 				if r.ID != id {
 					return fmt.Errorf("%w: snapshot id %d under key %d", ErrCorrupt, r.ID, id)
 				}
-				c.snapshots[id] = r
+				c.putSnapshot(r)
 			}
 			return err
 		})
@@ -319,17 +323,7 @@ func (s *Store) referencedLocked(id uint64) bool {
 	if t.Branch != 0 {
 		return true
 	}
-	for _, sn := range s.cat.snapshots {
-		if sn.Timeline == id {
-			return true
-		}
-	}
-	for _, c := range s.cat.timelines {
-		if c.Parent == id {
-			return true
-		}
-	}
-	return len(s.pins[id]) > 0
+	return len(s.cat.refs.snapshots[id]) > 0 || len(s.cat.refs.children[id]) > 0 || len(s.pins[id]) > 0
 }
 
 // dropUnreferencedLocked removes the given timelines, and then their
@@ -349,7 +343,7 @@ func (s *Store) dropUnreferencedLocked(bt *pebble.Batch, ids ...uint64) error {
 		for _, kind := range []byte{enc.KindDirent, enc.KindInode, enc.KindBlock, enc.KindOrphan} {
 			_ = bt.DeleteRange(enc.TimelinePrefix(kind, id), enc.TimelinePrefix(kind, id+1), nil)
 		}
-		delete(s.cat.timelines, id)
+		s.cat.dropTimeline(id)
 		s.cands.drop(id)
 		if t.Parent != 0 {
 			s.cands.release(t.Parent, t.ParentSeq)

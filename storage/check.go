@@ -159,6 +159,9 @@ func (s *Store) checkCatalog() ([]checkPoint, error) {
 	if err := c.checkIndex(); err != nil {
 		return nil, err
 	}
+	if err := c.checkRefs(); err != nil {
+		return nil, err
+	}
 	for _, t := range c.timelines {
 		if c.projects[t.Project] == nil {
 			return nil, fmt.Errorf("timeline %d: project %d missing", t.ID, t.Project)

@@ -257,7 +257,7 @@ func (s *Store) expireLocked(st *GCStats) error {
 		if !sn.ExpiresAt.IsZero() && now.After(sn.ExpiresAt) {
 			bt := s.db.NewBatch()
 			_ = bt.Delete(enc.IDKey(enc.KindSnapshot, sn.ID), nil)
-			delete(s.cat.snapshots, sn.ID)
+			s.cat.dropSnapshot(sn.ID)
 			s.cands.release(sn.Timeline, sn.Seq)
 			if err := s.dropUnreferencedLocked(bt, sn.Timeline); err != nil {
 				return err
@@ -309,15 +309,11 @@ type gcPlan struct {
 func (s *Store) gcPlanLocked(tl uint64) gcPlan {
 	t := s.cat.timelines[tl]
 	p := gcPlan{live: t.Branch != 0, horizon: s.horizonLocked()}
-	for _, sn := range s.cat.snapshots {
-		if sn.Timeline == tl {
-			p.points = append(p.points, sn.Seq)
-		}
+	for id := range s.cat.refs.snapshots[tl] {
+		p.points = append(p.points, s.cat.snapshots[id].Seq)
 	}
-	for _, c := range s.cat.timelines {
-		if c.Parent == tl {
-			p.points = append(p.points, c.ParentSeq)
-		}
+	for id := range s.cat.refs.children[tl] {
+		p.points = append(p.points, s.cat.timelines[id].ParentSeq)
 	}
 	for seq := range s.pins[tl] {
 		p.points = append(p.points, seq)

@@ -55,7 +55,7 @@ func (s *Store) CreateProject(name string) (Project, Branch, error) {
 		return Project{}, Branch{}, fmt.Errorf("create project: %w", err)
 	}
 	s.cat.projects[p.ID] = p
-	s.cat.timelines[tl.ID] = tl
+	s.cat.putTimeline(tl)
 	s.cat.putBranch(br)
 	return *p, copyBranch(br), nil
 }
@@ -166,10 +166,10 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 		s.cat.dropBranch(b.ID)
 	}
 	for _, id := range snaps {
-		delete(s.cat.snapshots, id)
+		s.cat.dropSnapshot(id)
 	}
 	for _, id := range tls {
-		delete(s.cat.timelines, id)
+		s.cat.dropTimeline(id)
 		s.cands.drop(id)
 	}
 	delete(s.cat.projects, p.ID)

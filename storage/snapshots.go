@@ -66,7 +66,7 @@ func (s *Store) snapshotAtLocked(project, branch, name string, at At, opts Snaps
 	if err := bt.Commit(pebble.Sync); err != nil {
 		return Snapshot{}, err
 	}
-	s.cat.snapshots[sn.ID] = sn
+	s.cat.putSnapshot(sn)
 	return *sn, nil
 }
 
@@ -84,7 +84,7 @@ func (s *Store) DeleteSnapshot(project, name string) error {
 	}
 	bt := s.db.NewBatch()
 	_ = bt.Delete(enc.IDKey(enc.KindSnapshot, sn.ID), nil)
-	delete(s.cat.snapshots, sn.ID)
+	s.cat.dropSnapshot(sn.ID)
 	s.cands.release(sn.Timeline, sn.Seq)
 	if err := s.dropUnreferencedLocked(bt, sn.Timeline); err != nil {
 		return fmt.Errorf("delete snapshot: %w", err)

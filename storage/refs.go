@@ -1,0 +1,104 @@
+package storage
+
+import "fmt"
+
+// What reads a timeline besides its branch: its child timelines (forks
+// read it at their branch point) and its snapshots. Deleting a branch asks
+// whether its timeline is still read, and GC asks for every read point of
+// a timeline; both cost what a timeline has, not the number of timelines
+// and snapshots in the store (a project may hold thousands).
+
+// timelineRefs indexes the catalog's timelines by parent and its
+// snapshots by timeline. The catalog changes it only through
+// putTimeline, dropTimeline, putSnapshot and dropSnapshot; Check verifies
+// it against a rebuild.
+type timelineRefs struct {
+	children  map[uint64]map[uint64]struct{} // timeline id → ids of its child timelines
+	snapshots map[uint64]map[uint64]struct{} // timeline id → ids of its snapshots
+}
+
+func addRef(m *map[uint64]map[uint64]struct{}, from, id uint64) {
+	if *m == nil {
+		*m = map[uint64]map[uint64]struct{}{}
+	}
+	if (*m)[from] == nil {
+		(*m)[from] = map[uint64]struct{}{}
+	}
+	(*m)[from][id] = struct{}{}
+}
+
+func dropRef(m map[uint64]map[uint64]struct{}, from, id uint64) {
+	delete(m[from], id)
+	if len(m[from]) == 0 {
+		delete(m, from)
+	}
+}
+
+// putTimeline adds or replaces t.
+func (c *catalog) putTimeline(t *Timeline) {
+	if old := c.timelines[t.ID]; old != nil && old.Parent != 0 {
+		dropRef(c.refs.children, old.Parent, old.ID)
+	}
+	c.timelines[t.ID] = t
+	if t.Parent != 0 {
+		addRef(&c.refs.children, t.Parent, t.ID)
+	}
+}
+
+// dropTimeline removes timeline id.
+func (c *catalog) dropTimeline(id uint64) {
+	if old := c.timelines[id]; old != nil && old.Parent != 0 {
+		dropRef(c.refs.children, old.Parent, id)
+	}
+	delete(c.timelines, id)
+}
+
+// putSnapshot adds or replaces sn.
+func (c *catalog) putSnapshot(sn *Snapshot) {
+	if old := c.snapshots[sn.ID]; old != nil {
+		dropRef(c.refs.snapshots, old.Timeline, old.ID)
+	}
+	c.snapshots[sn.ID] = sn
+	addRef(&c.refs.snapshots, sn.Timeline, sn.ID)
+}
+
+// dropSnapshot removes snapshot id.
+func (c *catalog) dropSnapshot(id uint64) {
+	if old := c.snapshots[id]; old != nil {
+		dropRef(c.refs.snapshots, old.Timeline, id)
+	}
+	delete(c.snapshots, id)
+}
+
+// checkRefs compares the index with the catalog's timelines and
+// snapshots. s.mu held.
+func (c *catalog) checkRefs() error {
+	var want timelineRefs
+	for _, t := range c.timelines {
+		if t.Parent != 0 {
+			addRef(&want.children, t.Parent, t.ID)
+		}
+	}
+	for _, sn := range c.snapshots {
+		addRef(&want.snapshots, sn.Timeline, sn.ID)
+	}
+	for _, pair := range []struct {
+		what      string
+		got, want map[uint64]map[uint64]struct{}
+	}{{"children", c.refs.children, want.children}, {"snapshots", c.refs.snapshots, want.snapshots}} {
+		if len(pair.got) != len(pair.want) {
+			return fmt.Errorf("timeline index: %s of %d timelines, want %d", pair.what, len(pair.got), len(pair.want))
+		}
+		for tl, ids := range pair.want {
+			if len(pair.got[tl]) != len(ids) {
+				return fmt.Errorf("timeline index: %d %s of timeline %d, want %d", len(pair.got[tl]), pair.what, tl, len(ids))
+			}
+			for id := range ids {
+				if _, ok := pair.got[tl][id]; !ok {
+					return fmt.Errorf("timeline index: %s of timeline %d lack %d", pair.what, tl, id)
+				}
+			}
+		}
+	}
+	return nil
+}
