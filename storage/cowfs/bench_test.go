@@ -30,7 +30,8 @@ import (
 // COWFS_BENCH_ROUNDS rounds, default 20 and 3), COWFS_BENCH_CLIENTS
 // (TPC-B's connections, default 4; select-only takes 2),
 // COWFS_BENCH_FORK_SCALE (database size for the fork benchmark, default
-// 16, about 250 MB; 68 is about 1 GiB),
+// 16, about 250 MB; 68 is about 1 GiB), COWFS_BENCH_FORK_REPS (its
+// repetitions, default 5),
 // COWFS_BENCH_CPUPROFILE (BenchmarkPgbench writes a CPU profile of this
 // process for each pgbench run to $COWFS_BENCH_CPUPROFILE.<cluster>.<mode>.<round>),
 // COWFS_BENCH_WAL_COMPRESSION (both clusters' wal_compression, default
@@ -288,11 +289,17 @@ func medianRatio(a, b []float64) float64 {
 	for i := range min(len(a), len(b)) {
 		rs = append(rs, a[i]/b[i])
 	}
-	if len(rs) == 0 {
+	return median(rs)
+}
+
+// median is the median of xs (the upper one of an even count; 0 for none).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
 		return 0
 	}
-	slices.Sort(rs)
-	return rs[len(rs)/2]
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func mean(xs []float64) float64 {
@@ -316,11 +323,16 @@ var forkSettings = map[string]string{
 
 // BenchmarkFork: fork a running branch holding a pgbench database and
 // answer a first query on the fork (fork, mount, start Postgres with crash
-// recovery, connect, query) vs CREATE DATABASE ... TEMPLATE of the same
-// database on native disk and a first query on the copy.
+// recovery, waiting for it as compute does, connect, query) vs CREATE
+// DATABASE ... TEMPLATE of the same database on native disk and a first
+// query on the copy (both strategies). Each iteration runs
+// COWFS_BENCH_FORK_REPS (default 5) repetitions of the three, interleaved,
+// and reports their medians; every copy starts after a CHECKPOINT (not
+// timed) and is dropped after its query.
 func BenchmarkFork(b *testing.B) {
 	ctx := context.Background()
 	scale := envInt("COWFS_BENCH_FORK_SCALE", 16)
+	reps := envInt("COWFS_BENCH_FORK_REPS", 5)
 	dir := pgtest.Dir(b)
 	f := newFixture(b, nil)
 	native := nativeCluster(b, dir)
@@ -347,40 +359,48 @@ func BenchmarkFork(b *testing.B) {
 		}
 	}
 
-	var forkTime, templateTime, fileCopyTime time.Duration
+	var forkTimes, templateTimes, fileCopyTimes []float64
 	for i := range b.N {
-		name := fmt.Sprintf("fork%d", i)
-		start := time.Now()
-		if _, err := f.s.Fork("p", "main", name, storage.AtHead(), storage.BranchOptions{}); err != nil {
-			b.Fatal(err)
+		for rep := range reps {
+			name := fmt.Sprintf("fork%d-%d", i, rep)
+			start := time.Now()
+			if _, err := f.s.Fork("p", "main", name, storage.AtHead(), storage.BranchOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			forked := time.Since(start)
+			m := f.mount(name, f.head("p", name), MountOptions{})
+			mounted := time.Since(start)
+			removePidFile(b, m.Dir())
+			s := startPGAsCompute(b, m.Dir(), f.dir, "", forkSettings)
+			ready := time.Since(start)
+			firstQuery(s, "bench")
+			forkTimes = append(forkTimes, time.Since(start).Seconds())
+			b.Logf("fork %v, mounted %v, postgres ready %v, first query answered %v", forked, mounted, ready, time.Since(start))
+			s.stop(pg.Immediate)
+
+			for _, c := range []struct {
+				strategy string
+				times    *[]float64
+			}{{"WAL_LOG", &templateTimes}, {"FILE_COPY", &fileCopyTimes}} {
+				db := fmt.Sprintf("copy%d_%d_%s", i, rep, strings.ToLower(c.strategy))
+				// Each copy starts from a clean cluster: FILE_COPY begins with a
+				// checkpoint, which would otherwise write out the copy before it.
+				native.s.exec(ctx, "CHECKPOINT")
+				start = time.Now()
+				native.s.exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE bench STRATEGY %s", db, c.strategy))
+				firstQuery(native.s, db)
+				*c.times = append(*c.times, time.Since(start).Seconds())
+				native.s.exec(ctx, "DROP DATABASE "+db)
+			}
 		}
-		forked := time.Since(start)
-		m := f.mount(name, f.head("p", name), MountOptions{})
-		mounted := time.Since(start)
-		removePidFile(b, m.Dir())
-		s := startPG(b, m.Dir(), f.dir, "", forkSettings)
-		ready := time.Since(start)
-		firstQuery(s, "bench")
-		forkTime += time.Since(start)
-		b.Logf("fork %v, mounted %v, postgres ready %v, first query answered %v", forked, mounted, ready, time.Since(start))
-		s.stop(pg.Immediate)
-
-		start = time.Now()
-		native.s.exec(ctx, fmt.Sprintf("CREATE DATABASE copy%d TEMPLATE bench", i))
-		firstQuery(native.s, fmt.Sprintf("copy%d", i))
-		templateTime += time.Since(start)
-
-		start = time.Now()
-		native.s.exec(ctx, fmt.Sprintf("CREATE DATABASE fcopy%d TEMPLATE bench STRATEGY FILE_COPY", i))
-		firstQuery(native.s, fmt.Sprintf("fcopy%d", i))
-		fileCopyTime += time.Since(start)
 	}
-	n := float64(b.N)
+	fork, template, fileCopy := median(forkTimes), median(templateTimes), median(fileCopyTimes)
+	b.Logf("fork+query %.4f s, TEMPLATE %.3f s, FILE_COPY %.3f s (runs: %.4f; %.3f; %.3f)", fork, template, fileCopy, forkTimes, templateTimes, fileCopyTimes)
 	b.ReportMetric(float64(size>>20), "db-MB")
-	b.ReportMetric(forkTime.Seconds()/n, "fork+query-s")
-	b.ReportMetric(templateTime.Seconds()/n, "template-s")
-	b.ReportMetric(fileCopyTime.Seconds()/n, "template-file-copy-s")
-	b.ReportMetric(forkTime.Seconds()/min(templateTime, fileCopyTime).Seconds(), "fork/template-ratio")
+	b.ReportMetric(fork, "fork+query-s")
+	b.ReportMetric(template, "template-s")
+	b.ReportMetric(fileCopy, "template-file-copy-s")
+	b.ReportMetric(fork/min(template, fileCopy), "fork/template-ratio")
 }
 
 // startProfile starts a CPU profile of this process (the store and its
