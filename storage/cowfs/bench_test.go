@@ -175,6 +175,18 @@ func branchCluster(b *testing.B, f *fixture, project string, o MountOptions) *be
 	return &benchCluster{name: project, s: startPG(b, m.Dir(), f.dir, "", branchSettings), mount: m}
 }
 
+// asCompute is the mount options compute gives an endpoint's branch
+// (compute/cowvolumes.go): postmaster.pid volatile (every mount removes
+// it), and under the local WAL tier (COWFS_BENCH_LOCAL_WAL empty or tier,
+// serve's default) pg_wal on local disk.
+func asCompute(f *fixture, name string) MountOptions {
+	o := MountOptions{Volatile: []string{"postmaster.pid"}}
+	if v := os.Getenv("COWFS_BENCH_LOCAL_WAL"); v == "" || v == "tier" {
+		o.LocalWAL = filepath.Join(f.dir, name+"-localwal")
+	}
+	return o
+}
+
 // BenchmarkPgbench: pgbench initialization (bulk COPY, index build,
 // vacuum), TPC-B and select-only, native vs branch (default mount
 // options), and branch with the FUSE writeback cache (the default) vs
@@ -322,8 +334,9 @@ var forkSettings = map[string]string{
 }
 
 // BenchmarkFork: fork a running branch holding a pgbench database and
-// answer a first query on the fork (fork, mount, start Postgres with crash
-// recovery, waiting for it as compute does, connect, query) vs CREATE
+// answer a first query on the fork (fork, mount with compute's options,
+// start Postgres with crash recovery, waiting for it as compute does,
+// connect, query) vs CREATE
 // DATABASE ... TEMPLATE of the same database on native disk and a first
 // query on the copy (both strategies). Each iteration runs
 // COWFS_BENCH_FORK_REPS (default 5) repetitions of the three, interleaved,
@@ -368,7 +381,7 @@ func BenchmarkFork(b *testing.B) {
 				b.Fatal(err)
 			}
 			forked := time.Since(start)
-			m := f.mount(name, f.head("p", name), MountOptions{})
+			m := f.mount(name, f.head("p", name), asCompute(f, name))
 			mounted := time.Since(start)
 			removePidFile(b, m.Dir())
 			s := startPGAsCompute(b, m.Dir(), f.dir, "", forkSettings)
