@@ -220,10 +220,8 @@ func (s *Store) snapshotLocked(p *Project, name string) (*Snapshot, error) {
 	if err := checkName("snapshot", name); err != nil {
 		return nil, err
 	}
-	for _, sn := range s.cat.snapshots {
-		if sn.Project == p.ID && sn.Name == name {
-			return sn, nil
-		}
+	if sn := s.cat.refs.snapNames[p.ID][name]; sn != nil {
+		return sn, nil
 	}
 	return nil, fmt.Errorf("snapshot %q in project %q: %w", name, p.Name, ErrSnapshotNotFound)
 }
@@ -293,10 +291,8 @@ func (s *Store) Snapshots(project string) ([]Snapshot, error) {
 		return nil, err
 	}
 	var out []Snapshot
-	for _, sn := range s.cat.snapshots {
-		if sn.Project == p.ID {
-			out = append(out, *sn)
-		}
+	for _, sn := range s.cat.refs.snapNames[p.ID] {
+		out = append(out, *sn)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

@@ -134,10 +134,8 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 		}
 	}
 	var snaps []uint64
-	for _, sn := range s.cat.snapshots {
-		if sn.Project == p.ID {
-			snaps = append(snaps, sn.ID)
-		}
+	for _, sn := range s.cat.refs.snapNames[p.ID] {
+		snaps = append(snaps, sn.ID)
 	}
 	sort.Slice(snaps, func(i, j int) bool { return snaps[i] < snaps[j] })
 	// Children timelines have larger ids than their parents.

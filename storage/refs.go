@@ -6,15 +6,17 @@ import "fmt"
 // read it at their branch point) and its snapshots. Deleting a branch asks
 // whether its timeline is still read, and GC asks for every read point of
 // a timeline; both cost what a timeline has, not the number of timelines
-// and snapshots in the store (a project may hold thousands).
+// and snapshots in the store (a project may hold thousands). Snapshots are
+// also indexed by project and name, for lookups and a project's list.
 
 // timelineRefs indexes the catalog's timelines by parent and its
-// snapshots by timeline. The catalog changes it only through
+// snapshots by timeline and by name. The catalog changes it only through
 // putTimeline, dropTimeline, putSnapshot and dropSnapshot; Check verifies
 // it against a rebuild.
 type timelineRefs struct {
-	children  map[uint64]map[uint64]struct{} // timeline id → ids of its child timelines
-	snapshots map[uint64]map[uint64]struct{} // timeline id → ids of its snapshots
+	children  map[uint64]map[uint64]struct{}  // timeline id → ids of its child timelines
+	snapshots map[uint64]map[uint64]struct{}  // timeline id → ids of its snapshots
+	snapNames map[uint64]map[string]*Snapshot // project id → snapshot name → snapshot
 }
 
 func addRef(m *map[uint64]map[uint64]struct{}, from, id uint64) {
@@ -57,15 +59,33 @@ func (c *catalog) dropTimeline(id uint64) {
 func (c *catalog) putSnapshot(sn *Snapshot) {
 	if old := c.snapshots[sn.ID]; old != nil {
 		dropRef(c.refs.snapshots, old.Timeline, old.ID)
+		c.refs.dropName(old)
 	}
 	c.snapshots[sn.ID] = sn
 	addRef(&c.refs.snapshots, sn.Timeline, sn.ID)
+	if c.refs.snapNames == nil {
+		c.refs.snapNames = map[uint64]map[string]*Snapshot{}
+	}
+	if c.refs.snapNames[sn.Project] == nil {
+		c.refs.snapNames[sn.Project] = map[string]*Snapshot{}
+	}
+	c.refs.snapNames[sn.Project][sn.Name] = sn
+}
+
+func (r *timelineRefs) dropName(sn *Snapshot) {
+	if r.snapNames[sn.Project][sn.Name] == sn {
+		delete(r.snapNames[sn.Project], sn.Name)
+		if len(r.snapNames[sn.Project]) == 0 {
+			delete(r.snapNames, sn.Project)
+		}
+	}
 }
 
 // dropSnapshot removes snapshot id.
 func (c *catalog) dropSnapshot(id uint64) {
 	if old := c.snapshots[id]; old != nil {
 		dropRef(c.refs.snapshots, old.Timeline, id)
+		c.refs.dropName(old)
 	}
 	delete(c.snapshots, id)
 }
@@ -99,6 +119,18 @@ func (c *catalog) checkRefs() error {
 				}
 			}
 		}
+	}
+	n := 0
+	for p, m := range c.refs.snapNames {
+		n += len(m)
+		for name, sn := range m {
+			if c.snapshots[sn.ID] != sn || sn.Project != p || sn.Name != name {
+				return fmt.Errorf("snapshot index: %q of project %d is not in the catalog", name, p)
+			}
+		}
+	}
+	if n != len(c.snapshots) {
+		return fmt.Errorf("snapshot index: %d names for %d snapshots", n, len(c.snapshots))
 	}
 	return nil
 }
