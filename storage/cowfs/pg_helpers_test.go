@@ -37,13 +37,7 @@ var testSettings = map[string]string{
 // when the test ends if the test has not.
 func startPG(t testing.TB, data, dir, password string, settings map[string]string) *server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s := launchPG(t, data, dir, password, settings)
-	if err := s.p.WaitReady(ctx, s.cs); err != nil {
-		t.Fatalf("%v\n%s", err, pg.LastLines(s.opts.LogFile, 30))
-	}
-	return s
+	return startPGWaiting(t, data, dir, password, settings, false)
 }
 
 // startPGAsCompute is startPG waiting as compute does (compute/start.go):
@@ -53,19 +47,14 @@ func startPG(t testing.TB, data, dir, password string, settings map[string]strin
 // start would include up to that much of its polling.
 func startPGAsCompute(t testing.TB, data, dir, password string, settings map[string]string) *server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s := launchPG(t, data, dir, password, settings)
-	if err := s.p.WaitPidReady(ctx); err != nil {
-		t.Fatalf("%v\n%s", err, pg.LastLines(s.opts.LogFile, 30))
-	}
-	return s
+	return startPGWaiting(t, data, dir, password, settings, true)
 }
 
-// launchPG starts Postgres on data (settings over testSettings), its
-// socket and log in a new directory under dir, and stops it (immediate)
-// at cleanup. It does not wait for it to accept connections.
-func launchPG(t testing.TB, data, dir, password string, settings map[string]string) *server {
+// startPGWaiting starts Postgres on data (settings over testSettings), its
+// socket and log in a new directory under dir, waits for it by
+// connecting or, with pidFile, on postmaster.pid, and stops it
+// (immediate) at cleanup.
+func startPGWaiting(t testing.TB, data, dir, password string, settings map[string]string, pidFile bool) *server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -94,6 +83,14 @@ func launchPG(t testing.TB, data, dir, password string, settings map[string]stri
 		defer scancel()
 		_ = p.Stop(sctx, pg.Immediate)
 	})
+	if pidFile {
+		err = p.WaitPidReady(ctx)
+	} else {
+		err = p.WaitReady(ctx, s.cs)
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s", err, pg.LastLines(opts.LogFile, 30))
+	}
 	return s
 }
 
