@@ -90,6 +90,9 @@ type catalog struct {
 	timelines map[uint64]*Timeline
 	branches  map[uint64]*Branch
 	snapshots map[uint64]*Snapshot
+	// projectNames is name → project, kept in step with projects by
+	// putProject and dropProject.
+	projectNames map[string]*Project
 	// The branch tree's indexes (tree.go), kept in step with branches
 	// by putBranch and dropBranch.
 	tree branchIndex
@@ -112,6 +115,7 @@ func decodeRecord[T any](kind byte, k, v []byte) (*T, uint64, error) {
 
 func (c *catalog) load(db *pebble.DB) error {
 	c.projects = map[uint64]*Project{}
+	c.projectNames = map[string]*Project{}
 	c.timelines = map[uint64]*Timeline{}
 	c.branches = map[uint64]*Branch{}
 	c.tree = branchIndex{}
@@ -136,7 +140,7 @@ func (c *catalog) load(db *pebble.DB) error {
 			if r.ID != id {
 				return fmt.Errorf("%w: project id %d under key %d", ErrCorrupt, r.ID, id)
 			}
-			c.projects[id] = r
+			c.putProject(r)
 		}
 		return err
 	})
@@ -179,6 +183,23 @@ func (c *catalog) load(db *pebble.DB) error {
 	return err
 }
 
+// putProject adds or replaces p.
+func (c *catalog) putProject(p *Project) {
+	if old := c.projects[p.ID]; old != nil && c.projectNames[old.Name] == old {
+		delete(c.projectNames, old.Name)
+	}
+	c.projects[p.ID] = p
+	c.projectNames[p.Name] = p
+}
+
+// dropProject removes project id.
+func (c *catalog) dropProject(id uint64) {
+	if old := c.projects[id]; old != nil && c.projectNames[old.Name] == old {
+		delete(c.projectNames, old.Name)
+	}
+	delete(c.projects, id)
+}
+
 func putRecord(b *pebble.Batch, kind byte, id uint64, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -194,10 +215,8 @@ func (s *Store) projectLocked(name string) (*Project, error) {
 	if err := checkName("project", name); err != nil {
 		return nil, err
 	}
-	for _, p := range s.cat.projects {
-		if p.Name == name {
-			return p, nil
-		}
+	if p := s.cat.projectNames[name]; p != nil {
+		return p, nil
 	}
 	return nil, fmt.Errorf("project %q: %w", name, ErrProjectNotFound)
 }

@@ -162,6 +162,14 @@ func (s *Store) checkCatalog() ([]checkPoint, error) {
 	if err := c.checkRefs(); err != nil {
 		return nil, err
 	}
+	if len(c.projectNames) != len(c.projects) {
+		return nil, fmt.Errorf("project index: %d names for %d projects", len(c.projectNames), len(c.projects))
+	}
+	for name, p := range c.projectNames {
+		if c.projects[p.ID] != p || p.Name != name {
+			return nil, fmt.Errorf("project index: %q is not in the catalog", name)
+		}
+	}
 	for _, t := range c.timelines {
 		if c.projects[t.Project] == nil {
 			return nil, fmt.Errorf("timeline %d: project %d missing", t.ID, t.Project)

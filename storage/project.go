@@ -54,7 +54,7 @@ func (s *Store) CreateProject(name string) (Project, Branch, error) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return Project{}, Branch{}, fmt.Errorf("create project: %w", err)
 	}
-	s.cat.projects[p.ID] = p
+	s.cat.putProject(p)
 	s.cat.putTimeline(tl)
 	s.cat.putBranch(br)
 	return *p, copyBranch(br), nil
@@ -170,6 +170,6 @@ func (s *Store) deleteProjectLocked(name string, opts DeleteProjectOptions) erro
 		s.cat.dropTimeline(id)
 		s.cands.drop(id)
 	}
-	delete(s.cat.projects, p.ID)
+	s.cat.dropProject(p.ID)
 	return nil
 }
