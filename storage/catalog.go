@@ -120,7 +120,7 @@ func (c *catalog) load(db *pebble.DB) error {
 	c.branches = map[uint64]*Branch{}
 	c.tree = branchIndex{}
 	c.snapshots = map[uint64]*Snapshot{}
-	c.refs = timelineRefs{}
+	c.refs = newTimelineRefs()
 	scan := func(kind byte, f func(k, v []byte) error) error {
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{kind}, UpperBound: []byte{kind + 1}})
 		if err != nil {

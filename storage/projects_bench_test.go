@@ -1,24 +1,20 @@
 package storage
 
 import (
+	"flag"
 	"fmt"
-	"os"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
 )
 
+var benchProjects = flag.Int("bench.projects", 10000, "projects in the larger store of BenchmarkManyProjects")
+
 // BenchmarkManyProjects: the lookup every store call begins with (a
 // project by name, Store.Project) in a store of 10 projects and in one of
-// MANY_BENCH_PROJECTS (default 10,000), interleaved in 5 repetitions of
-// 2,000 calls each; the medians of the repetitions' mean latencies and
-// their ratio many/few.
+// -bench.projects (10,000), interleaved in 5 repetitions of 2,000 calls
+// each; the medians of the repetitions' mean latencies and their ratio
+// many/few.
 func BenchmarkManyProjects(b *testing.B) {
-	many := 10000
-	if n, err := strconv.Atoi(os.Getenv("MANY_BENCH_PROJECTS")); err == nil && n > 0 {
-		many = n
-	}
 	mk := func(n int) *Store {
 		s := openTest(b, nil)
 		for i := range n {
@@ -28,8 +24,8 @@ func BenchmarkManyProjects(b *testing.B) {
 		}
 		return s
 	}
-	stores := []*Store{mk(10), mk(many)}
-	lat := [2][]float64{}
+	stores := []*Store{mk(10), mk(*benchProjects)}
+	lat := [2][]time.Duration{}
 	const calls = 2000
 	for range b.N {
 		for rep := range 5 {
@@ -41,13 +37,12 @@ func BenchmarkManyProjects(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				lat[k] = append(lat[k], float64(time.Since(t).Nanoseconds())/calls)
+				lat[k] = append(lat[k], time.Since(t)/calls)
 			}
 		}
 	}
-	med := func(xs []float64) float64 { s := slices.Clone(xs); slices.Sort(s); return s[len(s)/2] }
-	few, lots := med(lat[0]), med(lat[1])
-	b.ReportMetric(few, "lookup-10-ns")
-	b.ReportMetric(lots, "lookup-many-ns")
-	b.ReportMetric(lots/few, "lookup-many/10")
+	few, lots := median(lat[0]), median(lat[1])
+	b.ReportMetric(float64(few.Nanoseconds()), "lookup-10-ns")
+	b.ReportMetric(float64(lots.Nanoseconds()), "lookup-many-ns")
+	b.ReportMetric(float64(lots)/float64(few), "lookup-many/10")
 }

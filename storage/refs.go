@@ -19,14 +19,16 @@ type timelineRefs struct {
 	snapNames map[uint64]map[string]*Snapshot // project id → snapshot name → snapshot
 }
 
-func addRef(m *map[uint64]map[uint64]struct{}, from, id uint64) {
-	if *m == nil {
-		*m = map[uint64]map[uint64]struct{}{}
+func newTimelineRefs() timelineRefs {
+	return timelineRefs{children: map[uint64]map[uint64]struct{}{}, snapshots: map[uint64]map[uint64]struct{}{},
+		snapNames: map[uint64]map[string]*Snapshot{}}
+}
+
+func addRef(m map[uint64]map[uint64]struct{}, from, id uint64) {
+	if m[from] == nil {
+		m[from] = map[uint64]struct{}{}
 	}
-	if (*m)[from] == nil {
-		(*m)[from] = map[uint64]struct{}{}
-	}
-	(*m)[from][id] = struct{}{}
+	m[from][id] = struct{}{}
 }
 
 func dropRef(m map[uint64]map[uint64]struct{}, from, id uint64) {
@@ -43,7 +45,7 @@ func (c *catalog) putTimeline(t *Timeline) {
 	}
 	c.timelines[t.ID] = t
 	if t.Parent != 0 {
-		addRef(&c.refs.children, t.Parent, t.ID)
+		addRef(c.refs.children, t.Parent, t.ID)
 	}
 }
 
@@ -62,10 +64,7 @@ func (c *catalog) putSnapshot(sn *Snapshot) {
 		c.refs.dropName(old)
 	}
 	c.snapshots[sn.ID] = sn
-	addRef(&c.refs.snapshots, sn.Timeline, sn.ID)
-	if c.refs.snapNames == nil {
-		c.refs.snapNames = map[uint64]map[string]*Snapshot{}
-	}
+	addRef(c.refs.snapshots, sn.Timeline, sn.ID)
 	if c.refs.snapNames[sn.Project] == nil {
 		c.refs.snapNames[sn.Project] = map[string]*Snapshot{}
 	}
@@ -93,14 +92,14 @@ func (c *catalog) dropSnapshot(id uint64) {
 // checkRefs compares the index with the catalog's timelines and
 // snapshots. s.mu held.
 func (c *catalog) checkRefs() error {
-	var want timelineRefs
+	want := newTimelineRefs()
 	for _, t := range c.timelines {
 		if t.Parent != 0 {
-			addRef(&want.children, t.Parent, t.ID)
+			addRef(want.children, t.Parent, t.ID)
 		}
 	}
 	for _, sn := range c.snapshots {
-		addRef(&want.snapshots, sn.Timeline, sn.ID)
+		addRef(want.snapshots, sn.Timeline, sn.ID)
 	}
 	for _, pair := range []struct {
 		what      string
