@@ -219,6 +219,14 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return maskSQLErr("read triggers", err)
 		}
+		var code string
+		err = tx.QueryRow(ctx, userCodeQuery, masking.QuotedTable(r.Table)).Scan(&code)
+		if err == nil {
+			return fmt.Errorf("masking policy rule %d: an update of table %s runs %s, which a user owns, and masking would run it as the superuser; drop it first: %w", i, r.Table, code, ErrConflict)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return maskSQLErr("read what an update runs", err)
+		}
 	}
 	stmts, err := p.Update(cols)
 	if err != nil {
@@ -257,6 +265,34 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 	}
 	return nil
 }
+
+// userCodeQuery names ($1 the quoted table) one piece of code a user owns
+// that an UPDATE of the table would run: a function, operator or operator
+// class that a check or exclusion constraint, an index (its expressions,
+// predicate or operator classes), a generated column or a partition or
+// child table's own of these uses, a domain or range type of a column
+// (their constraints and functions), or any rule. Triggers are checked
+// on their own: in replica mode only ALWAYS and REPLICA ones fire. The
+// bootstrap superuser's objects (built-in, extensions', the admin's) are
+// not a user's. No row: the update runs no user's code.
+const userCodeQuery = `WITH RECURSIVE parts(classid, objid) AS (
+  SELECT 'pg_class'::regclass::oid, to_regclass($1)::oid
+  UNION
+  SELECT d.classid, d.objid FROM pg_depend d JOIN parts p ON d.refclassid = p.classid AND d.refobjid = p.objid
+  WHERE p.classid = 'pg_class'::regclass
+    AND d.classid IN ('pg_class'::regclass, 'pg_constraint'::regclass, 'pg_attrdef'::regclass)
+), uses AS (
+  SELECT d.refclassid AS classid, d.refobjid AS objid FROM pg_depend d JOIN parts p ON d.classid = p.classid AND d.objid = p.objid
+)
+SELECT pg_describe_object(classid, objid, 0) FROM (
+  SELECT 'pg_rewrite'::regclass::oid AS classid, r.oid AS objid FROM pg_rewrite r JOIN parts p ON p.classid = 'pg_class'::regclass AND r.ev_class = p.objid
+  UNION ALL
+  SELECT u.classid, u.objid FROM uses u
+  WHERE (u.classid = 'pg_proc'::regclass AND (SELECT proowner <> 10 FROM pg_proc WHERE oid = u.objid))
+     OR (u.classid = 'pg_operator'::regclass AND (SELECT oprowner <> 10 FROM pg_operator WHERE oid = u.objid))
+     OR (u.classid = 'pg_opclass'::regclass AND (SELECT opcowner <> 10 FROM pg_opclass WHERE oid = u.objid))
+     OR (u.classid = 'pg_type'::regclass AND (SELECT typowner <> 10 AND typtype IN ('d', 'r', 'm') FROM pg_type WHERE oid = u.objid))
+) code LIMIT 1`
 
 // maskSQLErr reports a failed masking statement without the Postgres
 // detail, which can quote original values.

@@ -248,6 +248,22 @@ func TestMaskFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner := WithCaller(context.Background(), Caller{KeyID: "w", Scopes: []Scope{{Role: RoleWrite, Project: "p"}}})
+	// Nor any other code of a user's that an update runs: a check
+	// constraint's function here, which would make its owner a superuser
+	// on the fork. (NOT VALID: the admin's ALTER would run it on main.)
+	if _, err := s.Query(owner, QueryRequest{Project: "p", Branch: "main", SQL: `CREATE FUNCTION public.chk(t text) RETURNS boolean LANGUAGE plpgsql AS $$
+		BEGIN IF current_setting('is_superuser') = 'on' THEN EXECUTE 'ALTER ROLE offshoot_write SUPERUSER'; END IF; RETURN true; END$$`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: "ALTER TABLE customers ADD CONSTRAINT chk_email CHECK (public.chk(email)) NOT VALID"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f6", Masked: true}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "function public.chk(text)") {
+		t.Errorf("masked fork of a table whose check constraint calls a user's function: %v, want ErrConflict naming it", err)
+	}
+	if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: "ALTER TABLE customers DROP CONSTRAINT chk_email"}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Query(owner, QueryRequest{Project: "p", Branch: "main", SQL: "CREATE TYPE mood AS ENUM ('calm'); CREATE TABLE moods (m mood); INSERT INTO moods VALUES ('calm')"}); err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +279,7 @@ func TestMaskFailure(t *testing.T) {
 	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f3", Masked: true}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("masked fork without a policy: %v, want ErrNotFound", err)
 	}
-	for _, n := range []string{"f1", "f2", "f3", "f4", "f5"} {
+	for _, n := range []string{"f1", "f2", "f3", "f4", "f5", "f6"} {
 		if _, err := s.GetBranch(ctx, "p", n); !errors.Is(err, ErrNotFound) {
 			t.Errorf("branch %s after failed masking: %v, want ErrNotFound", n, err)
 		}
