@@ -114,7 +114,7 @@ const provisionedMarker = "offshoot_provisioned"
 
 // rolesVersion changes whenever ensureRolesSQL does, so that every lineage
 // runs it once again.
-const rolesVersion = "2"
+const rolesVersion = "3"
 
 // shareDir is pg_config --sharedir ("" when it cannot be run).
 var shareDir = sync.OnceValue(func() string {

@@ -17,8 +17,11 @@ import (
 const (
 	// RoleSuperuser is the bootstrap superuser of initdb.
 	RoleSuperuser = "postgres"
-	// RoleWrite owns the user's objects: it owns database postgres and its
-	// schema public, reads and writes every table (pg_read_all_data,
+	// RoleWrite owns the user's objects: it owns the schema public of
+	// database postgres and may create schemas and temporary tables there
+	// (the database itself is the bootstrap superuser's, so that its
+	// defaults, search_path above all, are not this role's to set for
+	// every session), reads and writes every table (pg_read_all_data,
 	// pg_write_all_data) and may create databases. NOSUPERUSER,
 	// NOCREATEROLE, NOREPLICATION, NOBYPASSRLS.
 	RoleWrite = "offshoot_write"
@@ -36,28 +39,37 @@ const (
 // cluster that lacks them, and on the first run of the latter two hands the user objects the bootstrap
 // superuser owned in database postgres (outside the system schemas and
 // extensions) to RoleWrite, so clusters made before the roles existed get
-// the same model. It changes nothing when the roles exist.
+// the same model. Database postgres goes (back) to the bootstrap
+// superuser, with CREATE and TEMPORARY granted to RoleWrite: until roles
+// version 3 RoleWrite owned it, and with it could set a search_path for
+// every session, the server's superuser sessions included. It changes
+// nothing when all that holds.
 const ensureRolesSQL = `
 DO $ensure$
-DECLARE r record;
+DECLARE r record; fresh boolean;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_replication') THEN
     CREATE ROLE offshoot_replication LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
   END IF;
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_write')
-     AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_read') THEN
-    RETURN;
-  END IF;
+  fresh := NOT (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_write')
+     AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_read'));
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_read') THEN
     CREATE ROLE offshoot_read LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
   END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offshoot_write') THEN
     CREATE ROLE offshoot_write LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
   END IF;
+  IF (SELECT datdba FROM pg_database WHERE datname = 'postgres') <> 10 THEN
+    EXECUTE format('ALTER DATABASE postgres OWNER TO %I', (SELECT rolname FROM pg_roles WHERE oid = 10));
+    GRANT CREATE, TEMPORARY ON DATABASE postgres TO offshoot_write;
+  END IF;
+  IF NOT fresh THEN
+    RETURN;
+  END IF;
+  GRANT CREATE, TEMPORARY ON DATABASE postgres TO offshoot_write;
   GRANT pg_read_all_data TO offshoot_read;
   ALTER ROLE offshoot_read SET default_transaction_read_only = on;
   GRANT pg_read_all_data, pg_write_all_data TO offshoot_write;
-  ALTER DATABASE postgres OWNER TO offshoot_write;
   ALTER SCHEMA public OWNER TO offshoot_write;
   FOR r IN
     SELECT n.nspname FROM pg_namespace n

@@ -199,7 +199,7 @@ func (m *Manager) start(ep *endpoint) error {
 func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster, conn *pgx.Conn, standby bool) error {
 	if conn == nil {
 		var err error
-		if conn, err = pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres")); err != nil {
+		if conn, err = pgx.Connect(ctx, pg.Pinned(pm.ConnString(RoleSuperuser, "", "postgres"))); err != nil {
 			return err
 		}
 	}
@@ -213,7 +213,7 @@ func (m *Manager) provision(ctx context.Context, ep *endpoint, pm *pg.Postmaster
 	}
 	// A pgvector upgraded under existing branches (scripts/setup) reaches
 	// their databases here, once per lineage (see UpdateVector).
-	updated, err := UpdateVector(ctx, conn, func(db string) string { return pm.ConnString(RoleSuperuser, "", db) }, pm.Options().DataDir)
+	updated, err := UpdateVector(ctx, conn, func(db string) string { return pg.Pinned(pm.ConnString(RoleSuperuser, "", db)) }, pm.Options().DataDir)
 	if len(updated) > 0 {
 		m.log.Info("updated the vector extension", "project", ep.project, "branch", ep.branch, "databases", updated)
 	}
@@ -239,7 +239,7 @@ func (m *Manager) captureVerifiers(ep *endpoint, pm *pg.Postmaster) {
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, pm.ConnString(RoleSuperuser, "", "postgres"))
+	conn, err := pgx.Connect(ctx, pg.Pinned(pm.ConnString(RoleSuperuser, "", "postgres")))
 	if err != nil {
 		m.log.Warn("capture verifiers", "project", ep.project, "branch", ep.branch, "err", err)
 		return
@@ -271,7 +271,7 @@ func (m *Manager) reportVerifiers(ctx context.Context, ep *endpoint, conn *pgx.C
 // second regardless. It returns the probe's connection when the probe got
 // in (the caller closes it), nil when it proved readiness by failing.
 func (m *Manager) waitAccepting(ctx context.Context, pm *pg.Postmaster) (*pgx.Conn, error) {
-	cs := pm.ConnString(m.cfg.User, m.cfg.Password, "postgres")
+	cs := pg.Pinned(pm.ConnString(m.cfg.User, m.cfg.Password, "postgres"))
 	const tick = 2 * time.Millisecond
 	var err error
 	lastProbe := time.Time{}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/pg"
 )
 
 // EndpointStatus is the state of a branch's compute endpoint.
@@ -187,20 +188,25 @@ func (s *Service) EndpointAction(ctx context.Context, project, branch, action st
 // computeConn is the Connector over compute: a lease on the branch's
 // endpoint and a connection over its private Unix socket (trusted, see
 // compute's pg_hba) as the role access calls for: compute.RoleRead,
-// compute.RoleWrite or, for Superuser, the bootstrap superuser.
+// compute.RoleWrite or, for Superuser and Maintenance, the bootstrap
+// superuser.
 func (s *Service) computeConn(ctx context.Context, project, branch string, access Access) (*pgx.Conn, func(), error) {
 	role := compute.RoleWrite
 	switch access {
 	case ReadOnly:
 		role = compute.RoleRead
-	case Superuser:
+	case Superuser, Maintenance:
 		role = compute.RoleSuperuser
 	}
 	l, err := s.cfg.Compute.Acquire(ctx, project, branch)
 	if err != nil {
 		return nil, nil, computeErr(err)
 	}
-	conn, err := pgx.Connect(ctx, l.ConnString(role, "", "postgres"))
+	cs := l.ConnString(role, "", "postgres")
+	if access == Maintenance {
+		cs = pg.Pinned(cs)
+	}
+	conn, err := pgx.Connect(ctx, cs)
 	if err != nil {
 		l.Release()
 		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -35,7 +35,7 @@ func (s *Service) checkpointForFork(ctx context.Context, project, branch string)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	conn, release, err := s.cfg.Connector.Conn(ctx, project, branch, Superuser)
+	conn, release, err := s.cfg.Connector.Conn(ctx, project, branch, Maintenance)
 	if err != nil {
 		s.log.Warn("checkpoint before a fork", "project", project, "branch", branch, "err", err)
 		return

@@ -371,7 +371,7 @@ func (s *Service) prewarmIndex(ctx context.Context, project, branch, index strin
 	if index == "" {
 		return nil
 	}
-	conn, release, err := s.connect(ctx, project, branch, Superuser)
+	conn, release, err := s.connect(ctx, project, branch, Maintenance)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offshootdb/offshoot/compute"
+	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 	"github.com/offshootdb/offshoot/experiments/masking"
 	"github.com/offshootdb/offshoot/storage"
@@ -180,7 +181,7 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 		return computeErr(err)
 	}
 	defer l.Release()
-	conn, err := pgx.Connect(ctx, l.ConnString(compute.RoleSuperuser, "", "postgres"))
+	conn, err := pgx.Connect(ctx, pg.Pinned(l.ConnString(compute.RoleSuperuser, "", "postgres")))
 	if err != nil {
 		return fmt.Errorf("mask: %w: %w", ErrUnavailable, err)
 	}

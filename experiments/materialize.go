@@ -524,7 +524,7 @@ func (s *Service) keepMaterialization(ctx context.Context, run *Run, key Materia
 	delta *IncrementalDelta, growth *forkGrowth) *MaterializationUse {
 	id := key.ID()
 	use := &MaterializationUse{ID: id, CreatedByRun: run.ID, CreatedByVariant: vr.Name, Incremental: delta}
-	conn, release, err := s.connect(ctx, run.Project, branch, Superuser)
+	conn, release, err := s.connect(ctx, run.Project, branch, Maintenance)
 	if err == nil {
 		_, err = conn.Exec(ctx, "CHECKPOINT")
 		release()

@@ -67,7 +67,7 @@ func (b *storeBlocks) Prepare(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	checkpoint := func(i int, br string) {
-		c, release, err := b.s.connect(ctx, b.project, br, Superuser)
+		c, release, err := b.s.connect(ctx, b.project, br, Maintenance)
 		if err != nil {
 			errs[i] = err
 			return
@@ -124,7 +124,7 @@ func (s *Service) sourceWAL(ctx context.Context, project, branch string) (map[me
 		return nil, err
 	}
 	defer unlease()
-	c, release, err := s.connect(ctx, project, branch, Superuser)
+	c, release, err := s.connect(ctx, project, branch, Maintenance)
 	if err != nil {
 		return nil, err
 	}

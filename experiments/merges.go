@@ -345,7 +345,16 @@ func (s *Service) runMergeOnce(ctx context.Context, m *Merge, resolve merge.Reso
 		return err
 	}
 	defer releaseSrc()
-	dst, releaseDst, err := s.connect(ctx, m.Project, m.Target, Superuser)
+	// A merge writes with the caller's database role: the write role for a
+	// write key, so that none of the source's objects (a SECURITY DEFINER
+	// function, a trigger, a check constraint's function) is created or
+	// run as the superuser on a write key's request; the superuser only
+	// for an admin, whose objects a write role may not alter.
+	access := ReadWrite
+	if c, _ := CallerFrom(ctx); c.Allows(RoleAdmin, m.Project, m.Target) {
+		access = Superuser
+	}
+	dst, releaseDst, err := s.connect(ctx, m.Project, m.Target, access)
 	if err != nil {
 		return err
 	}

@@ -479,3 +479,33 @@ INSERT INTO ev SELECT i, '2026-01-01'::date + (i % 50), 'x' FROM generate_series
 		t.Errorf("main differs from g after the merge: %+v %v", d, err)
 	}
 }
+
+// TestMergeAsWriteRole: a write key's merge writes as the write role, so
+// a SECURITY DEFINER function and a table the source defined arrive
+// owned by it, not by the superuser (which would let the key run code as
+// the superuser on the target).
+func TestMergeAsWriteRole(t *testing.T) {
+	t.Parallel()
+	s, ctx := mergeProject(t)
+	writer := WithCaller(context.Background(), Caller{KeyID: "w", Scopes: []Scope{{Role: RoleWrite, Project: "p"}}})
+	exec(t, s, writer, "f", `
+CREATE FUNCTION public.whoami() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT current_user::text $$;
+CREATE TABLE agent_notes (id integer PRIMARY KEY, body text);
+INSERT INTO agent_notes VALUES (1, 'one')`)
+	m, err := s.MergeBranch(writer, MergeRequest{Project: "p", Source: "f", Target: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != MergeMerged {
+		t.Fatalf("merge: %+v", m)
+	}
+	if got := val(t, s, ctx, "main", "SELECT public.whoami()"); got != "offshoot_write" {
+		t.Errorf("the merged SECURITY DEFINER function runs as %s, want offshoot_write", got)
+	}
+	if got := val(t, s, ctx, "main", "SELECT relowner::regrole::text FROM pg_class WHERE relname = 'agent_notes'"); got != "offshoot_write" {
+		t.Errorf("the merged table is owned by %s, want offshoot_write", got)
+	}
+	if got := val(t, s, ctx, "main", "SELECT body FROM agent_notes WHERE id = 1"); got != "one" {
+		t.Errorf("merged row: %q", got)
+	}
+}

@@ -405,7 +405,7 @@ const replicaLagSQL = `SELECT
 FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true`
 
 func (s *Service) replicaLag(ctx context.Context, project string) (*ReplicaLag, string, error) {
-	conn, done, err := s.cfg.Connector.Conn(ctx, project, replicaBranch, Superuser)
+	conn, done, err := s.cfg.Connector.Conn(ctx, project, replicaBranch, Maintenance)
 	if err != nil {
 		return nil, "", err
 	}
@@ -461,7 +461,7 @@ func (s *Service) PromoteReplica(ctx context.Context, project string) (*Replica,
 		if _, err := st.UpdateBranch(project, replicaBranch, storage.BranchUpdate{Labels: map[string]string{LabelReplica: "promoted"}}); err != nil {
 			return storeErr(err)
 		}
-		conn, done, err := s.cfg.Connector.Conn(ctx, project, replicaBranch, Superuser)
+		conn, done, err := s.cfg.Connector.Conn(ctx, project, replicaBranch, Maintenance)
 		if err != nil {
 			return err
 		}

@@ -52,6 +52,11 @@ const (
 	// cluster's bootstrap superuser. ReadWrite connections use
 	// compute.RoleWrite, which owns the user's objects but is no superuser.
 	Superuser
+	// Maintenance connections are the server's own superuser sessions
+	// (checkpoints, WAL positions, prewarming): as the bootstrap superuser
+	// with the search_path pinned to pg_catalog, pg_temp (pg.Pinned), so
+	// that no name in them resolves to an object a user created.
+	Maintenance
 )
 
 // StaticConnector connects to fixed connection strings, keyed by

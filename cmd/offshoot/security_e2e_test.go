@@ -116,6 +116,10 @@ var escapes = []string{
 	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'postgres' AND pid <> pg_backend_pid()",
 	"CREATE EXTENSION file_fdw",
 	"ALTER ROLE current_user SUPERUSER",
+	// The database's defaults apply to the server's superuser sessions
+	// too: a search_path with public first would run a user's operators
+	// and functions in them.
+	"ALTER DATABASE postgres SET search_path = public, pg_catalog",
 }
 
 // TestE2ESecurity: a read key and a write key, through HTTP, MCP and the

@@ -360,6 +360,16 @@ func (p *Postmaster) ConnString(user, password, database string) string {
 	return s
 }
 
+// Pinned is connString with the session's search_path pinned to
+// pg_catalog, pg_temp (in the startup packet, which no database or role
+// default overrides): the server's own superuser sessions then resolve no
+// function, operator or table through a schema a user owns, where a
+// better-matching overload or a default search_path set by a database's
+// owner would run the user's code as the superuser.
+func Pinned(connString string) string {
+	return connString + " options='-c search_path=pg_catalog,pg_temp'"
+}
+
 // WaitReady returns once a real connection with connString answers a query,
 // or when ctx ends or the postmaster exits.
 func (p *Postmaster) WaitReady(ctx context.Context, connString string) error {
