@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/offshootdb/offshoot/experiments/masking"
+	"github.com/offshootdb/offshoot/experiments/merge"
 )
 
 // maskPolicy is the policy of the masking tests: hash on the key and the
@@ -290,5 +291,40 @@ func TestMaskFailure(t *testing.T) {
 	writer := WithCaller(context.Background(), Caller{KeyID: "w", Scopes: []Scope{{Role: RoleWrite, Project: "p"}}})
 	if _, err := s.SetMaskPolicy(writer, "p", testMaskPolicy); !errors.Is(err, ErrForbidden) {
 		t.Errorf("policy set by a write key: %v, want ErrForbidden", err)
+	}
+}
+
+// TestMaskedMergeBase: merging two masked forks of an unmasked branch
+// compares them with a masked base, so a conflict shows no original
+// value, and rows neither side changed are not conflicts.
+func TestMaskedMergeBase(t *testing.T) {
+	t.Parallel()
+	s, ctx := maskedProject(t)
+	// Keys kept as they are, so that the base has the rows the sides
+	// changed.
+	if _, err := s.SetMaskPolicy(ctx, "p", masking.Policy{Rules: testMaskPolicy.Rules[2:]}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"m1", "m2"} {
+		if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: n, Masked: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agent := WithCaller(context.Background(), Caller{KeyID: "a", Scopes: []Scope{{Role: RoleWrite, Project: "p", Masked: true}}})
+	for n, v := range map[string]string{"m1": "one", "m2": "two"} {
+		if _, err := s.Query(agent, QueryRequest{Project: "p", Branch: n, SQL: "UPDATE customers SET name = '" + v + "' WHERE id = 1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := s.MergeBranch(agent, MergeRequest{Project: "p", Source: "m2", Target: "m1", DryRun: true, Strategy: merge.Manual})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(m)
+	if strings.Contains(string(out), "@shop.test") || strings.Contains(string(out), "Customer ") || strings.Contains(string(out), "+41 79 ") {
+		t.Errorf("a masked key's merge shows original values: %s", out)
+	}
+	if m.OpenConflicts != 1 {
+		t.Errorf("merge of two masked forks that changed one row each: %d conflicts, want 1: %s", m.OpenConflicts, out)
 	}
 }

@@ -203,7 +203,7 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 			expires = now.Add(sessionBaseTTL)
 		}
 		start := time.Now()
-		if err := s.mergeBase(m, src, dst, expires); err != nil {
+		if err := s.mergeBase(ctx, m, src, dst, expires); err != nil {
 			return err
 		}
 		m.Timings.BaseFork = ms(time.Since(start))
@@ -235,8 +235,12 @@ func (s *Service) MergeBranch(ctx context.Context, req MergeRequest) (*Merge, er
 }
 
 // mergeBase finds the nearest common ancestor of src and dst and forks
-// the temporary branch holding its state at the lower fork point.
-func (s *Service) mergeBase(m *Merge, src, dst storage.Branch, expires time.Time) error {
+// the temporary branch holding its state at the lower fork point. When
+// either side is masked and the ancestor is not, the base is masked with
+// the project's policy as a masked fork is: the merge compares masked
+// sides with it, and shows its rows in conflicts, to callers whose keys
+// may see masked values only.
+func (s *Service) mergeBase(ctx context.Context, m *Merge, src, dst storage.Branch, expires time.Time) error {
 	st := s.cfg.Store
 	bs, err := st.Branches(m.Project)
 	if err != nil {
@@ -288,6 +292,16 @@ func (s *Service) mergeBase(m *Merge, src, dst storage.Branch, expires time.Time
 	}
 	if err != nil {
 		return storeErr(err)
+	}
+	if (src.Labels[LabelMasked] != "" || dst.Labels[LabelMasked] != "") && anc.Labels[LabelMasked] == "" {
+		policy, secret, err := s.maskPolicy(m.Project)
+		if err == nil {
+			err = s.applyMask(ctx, m.Project, base.Name, policy.Policy, secret)
+		}
+		if err != nil {
+			s.dropBase(context.WithoutCancel(ctx), m)
+			return fmt.Errorf("mask the merge base of masked branches: %w", err)
+		}
 	}
 	m.Base, m.BaseSeq = anc.Name, base.ParentSeq
 	return nil
@@ -583,7 +597,7 @@ func (s *Service) CompleteMerge(ctx context.Context, project, id string) (*Merge
 		}
 		m.Timings = MergeTimings{}
 		start := time.Now()
-		if err := s.sessionBase(m); err != nil {
+		if err := s.sessionBase(ctx, m); err != nil {
 			return err
 		}
 		m.Timings.BaseFork = ms(time.Since(start))
@@ -605,7 +619,7 @@ func (s *Service) CompleteMerge(ctx context.Context, project, id string) (*Merge
 
 // sessionBase makes sure an open session's base branch exists: when it
 // expired, it is forked again from the same fork point.
-func (s *Service) sessionBase(m *Merge) error {
+func (s *Service) sessionBase(ctx context.Context, m *Merge) error {
 	st := s.cfg.Store
 	if m.BaseBranch != "" {
 		if _, err := st.Branch(m.Project, m.BaseBranch); err == nil {
@@ -622,7 +636,7 @@ func (s *Service) sessionBase(m *Merge) error {
 	if err != nil {
 		return storeErr(err)
 	}
-	return s.mergeBase(m, src, dst, s.cfg.Now().Add(sessionBaseTTL))
+	return s.mergeBase(ctx, m, src, dst, s.cfg.Now().Add(sessionBaseTTL))
 }
 
 // AbortMerge discards an open merge session and its base branch (write
