@@ -315,6 +315,23 @@ func (s *Service) updateRun(id string, fn func(r *Run)) error {
 	})
 }
 
+// modifyRun is updateRun for a change fn may refuse: on fn's error the
+// record is left as it was and the error returned. fn runs under the lock
+// that serializes record updates, so it sees the record no other update
+// changes until it returns; it must not update run records itself.
+func (s *Service) modifyRun(id string, fn func(r *Run) error) error {
+	s.rn.recMu.Lock()
+	defer s.rn.recMu.Unlock()
+	r, err := s.getRunRecord(id)
+	if err != nil {
+		return err
+	}
+	if err := fn(r); err != nil {
+		return err
+	}
+	return s.withDB(func(db *controldb.DB) error { return db.Put(runKey(id), r) })
+}
+
 // getRun returns a run's record with its per-query rankings.
 func (s *Service) getRun(id string) (*Run, error) {
 	r, err := s.getRunRecord(id)

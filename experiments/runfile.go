@@ -129,7 +129,9 @@ type ImportRequest struct {
 // among the run's queries are ignored; a file that shares none is
 // ErrInvalid. The dataset is read again (BEIR directory or SQL on the
 // pinned base); if its query or judged-query counts differ from the
-// run's, the import is refused. Returns the recorded variant.
+// run's, the import is refused. A name the run has is ErrConflict; of
+// imports under one name at once, one is recorded and the others are
+// ErrConflict. Returns the recorded variant.
 func (s *Service) ImportRun(ctx context.Context, req ImportRequest, body io.Reader) (*VariantRun, error) {
 	var out *VariantRun
 	err := func() error {
@@ -167,22 +169,28 @@ func (s *Service) ImportRun(ctx context.Context, req ImportRequest, body io.Read
 		if err != nil {
 			return err
 		}
-		if err := s.storeResults(run.ID, vr.Name, vr.Results); err != nil {
-			return err
-		}
 		rec := vr
 		rec.Results = nil // stored beside the record
-		err = s.updateRun(run.ID, func(r *Run) {
+		// The name is checked again, and the rankings stored, under the
+		// record's lock: of imports under one name at once, one is
+		// recorded with its own rankings and the others conflict.
+		err = s.modifyRun(run.ID, func(r *Run) error {
 			for _, v := range r.Variants {
 				if v.Name == vr.Name {
-					err = fmt.Errorf("variant %q of run %s exists: %w", vr.Name, r.ID, ErrConflict)
-					return
+					return fmt.Errorf("variant %q of run %s exists: %w", vr.Name, r.ID, ErrConflict)
 				}
 			}
+			if err := s.storeResults(r.ID, vr.Name, vr.Results); err != nil {
+				return err
+			}
 			r.Variants = append(r.Variants, rec)
+			return nil
 		})
+		if err != nil {
+			return err
+		}
 		out = &vr
-		return err
+		return nil
 	}()
 	s.record(ctx, "run.import", req.Run+":"+req.Name, req.Source, err)
 	if err != nil {

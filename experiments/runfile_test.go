@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/offshootdb/offshoot/evals"
@@ -276,5 +280,119 @@ func TestRunFileSpecValidation(t *testing.T) {
 	sp.Metrics = []string{"iprec_at_recall", "P.5"}
 	if err := sp.Validate(); err != nil || sp.K != 10 {
 		t.Errorf("k %d (%v), want 10", sp.K, err)
+	}
+}
+
+// importTarget makes e's datasets directory one of the test's own, with a
+// copy of Cranfield (dir/cranfield, loaded as ds) and the oracle's run
+// file (dir/runs/oracle.run), and runs its one run_file variant "ext"
+// (no fork): a finished run to import into.
+func importTarget(t *testing.T, e *runEnv) (r *Run, dir string, ds *evals.Dataset) {
+	t.Helper()
+	dir = t.TempDir()
+	copyDir(t, evalstest.Cranfield(t), filepath.Join(dir, "cranfield"))
+	ds, err := evals.LoadBEIR(filepath.Join(dir, "cranfield"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oracle bytes.Buffer
+	if err := evals.WriteRun(&oracle, oracleRun(ds)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "runs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "runs", "oracle.run"), oracle.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.cfg.DatasetsDir = dir
+	sp := e.spec(VariantSpec{Name: "ext", Type: VariantRunFile, RunFile: "runs/oracle.run"})
+	sp.Dataset.BEIR = "cranfield"
+	r = e.run(t, sp)
+	if r.Status != StatusSucceeded {
+		t.Fatalf("run %s: %s %+v", r.Status, r.Error, r.Variants)
+	}
+	return r, dir, ds
+}
+
+// TestImportRace: imports of different files under one name into one run
+// at once: one is recorded, every other is ErrConflict, and the stored
+// rankings are the recorded one's.
+func TestImportRace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	r, _, ds := importTarget(t, e)
+	// Two systems: the oracle, and the oracle upside down.
+	files := make([][]byte, 2)
+	for i := range files {
+		run := oracleRun(ds)
+		if i == 1 {
+			for _, docs := range run.Results {
+				for j := range docs {
+					docs[j].Score = -docs[j].Score
+				}
+			}
+		}
+		var b bytes.Buffer
+		if err := evals.WriteRun(&b, run); err != nil {
+			t.Fatal(err)
+		}
+		files[i] = b.Bytes()
+	}
+	const n = 8
+	got := make([]*VariantRun, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			got[i], errs[i] = e.svc.ImportRun(e.ctx, ImportRequest{Run: r.ID, Name: "imported", Source: fmt.Sprint(i)},
+				bytes.NewReader(files[i%2]))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	var won *VariantRun
+	for i, err := range errs {
+		switch {
+		case err == nil && won != nil:
+			t.Errorf("import %d succeeded too", i)
+		case err == nil:
+			won = got[i]
+		case !errors.Is(err, ErrConflict):
+			t.Errorf("import %d: %v, want ErrConflict", i, err)
+		}
+	}
+	if won == nil {
+		t.Fatal("no import succeeded")
+	}
+	cur, err := e.svc.GetRun(e.ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec []VariantRun
+	for _, v := range cur.Variants {
+		if v.Name == "imported" {
+			rec = append(rec, v)
+		}
+	}
+	if len(rec) != 1 || rec[0].Spec.RunFile != won.Spec.RunFile || !maps.Equal(rec[0].Metrics, won.Metrics) {
+		for _, v := range rec {
+			t.Errorf("recorded: from %s, %v", v.Spec.RunFile, v.Metrics)
+		}
+		t.Fatalf("the import that succeeded: from %s, %v", won.Spec.RunFile, won.Metrics)
+	}
+	if len(rec[0].Results) != len(won.Results) {
+		t.Fatalf("%d rankings stored, %d imported", len(rec[0].Results), len(won.Results))
+	}
+	for i, q := range rec[0].Results {
+		if w := won.Results[i]; q.Query != w.Query || !slices.Equal(q.Hits, w.Hits) || !slices.Equal(q.Values, w.Values) {
+			t.Fatalf("query %s: stored %v, imported %v", q.Query, q.Hits, w.Hits)
+		}
 	}
 }
