@@ -141,11 +141,18 @@ func (f *fingerprint) result() SetFingerprint {
 
 // fingerprintDataset fingerprints ds as read.
 func fingerprintDataset(ctx context.Context, base BranchPoint, ds *evals.Dataset, docs corpus) (DataFingerprint, error) {
-	var q, j fingerprint
 	cfp, err := corpusFingerprint(ctx, docs)
 	if err != nil {
 		return DataFingerprint{}, err
 	}
+	queries, qrels := judgmentsFingerprint(ds)
+	return DataFingerprint{Base: base, Corpus: cfp, Queries: queries, Qrels: qrels}, nil
+}
+
+// judgmentsFingerprint fingerprints ds's queries and qrels, as
+// DataFingerprint records them.
+func judgmentsFingerprint(ds *evals.Dataset) (queries, qrels SetFingerprint) {
+	var q, j fingerprint
 	for _, x := range ds.Queries {
 		q.add(x.ID, x.Text)
 	}
@@ -154,7 +161,7 @@ func fingerprintDataset(ctx context.Context, base BranchPoint, ds *evals.Dataset
 			j.add(qid, doc, strconv.Itoa(g))
 		}
 	}
-	return DataFingerprint{Base: base, Corpus: cfp, Queries: q.result(), Qrels: j.result()}, nil
+	return q.result(), j.result()
 }
 
 // corpusFingerprint is docs' fingerprint: the one its opening pass

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/offshootdb/offshoot/evals"
 )
@@ -128,8 +129,9 @@ type ImportRequest struct {
 // descending, ties by docno descending). Queries of the file that are not
 // among the run's queries are ignored; a file that shares none is
 // ErrInvalid. The dataset is read again (BEIR directory or SQL on the
-// pinned base); if its query or judged-query counts differ from the
-// run's, the import is refused. A name the run has is ErrConflict; of
+// pinned base); if its queries or qrels differ from those the run read
+// (their Provenance fingerprints; their counts for a run recorded without
+// provenance), the import is ErrConflict. A name the run has is ErrConflict; of
 // imports under one name at once, one is recorded and the others are
 // ErrConflict. Returns the recorded variant.
 func (s *Service) ImportRun(ctx context.Context, req ImportRequest, body io.Reader) (*VariantRun, error) {
@@ -161,9 +163,8 @@ func (s *Service) ImportRun(ctx context.Context, req ImportRequest, body io.Read
 		if err != nil {
 			return err
 		}
-		if len(ds.Queries) != run.Queries || len(ds.Qrels) != run.Judged {
-			return invalid("run", "the dataset changed since run %s (%d queries, %d judged; the run had %d, %d)",
-				run.ID, len(ds.Queries), len(ds.Qrels), run.Queries, run.Judged)
+		if err := sameJudgments(run, ds); err != nil {
+			return err
 		}
 		vr, err := scoreRunFile(run, ds, VariantSpec{Name: req.Name, Type: VariantRunFile, RunFile: req.Source}, ext)
 		if err != nil {
@@ -213,6 +214,35 @@ func readRunFile(body io.Reader, name string) (*evals.Run, error) {
 		return nil, invalid("file", "%v", err)
 	}
 	return run, nil
+}
+
+// sameJudgments checks that ds, a finished run's dataset read again, has
+// the queries and qrels the run read: their fingerprints when the run
+// recorded them (Provenance), else their counts. A change is ErrConflict.
+func sameJudgments(run *Run, ds *evals.Dataset) error {
+	if run.Provenance == nil { // recorded before provenance
+		if len(ds.Queries) != run.Queries || len(ds.Qrels) != run.Judged {
+			return fmt.Errorf("the dataset changed since run %s (%d queries, %d judged; the run had %d, %d): %w",
+				run.ID, len(ds.Queries), len(ds.Qrels), run.Queries, run.Judged, ErrConflict)
+		}
+		return nil
+	}
+	was := run.Provenance.Data
+	queries, qrels := judgmentsFingerprint(ds)
+	var diffs []string
+	if queries != was.Queries {
+		diffs = append(diffs, fmt.Sprintf("queries: %d, sha256 %.12s; the run read %d, sha256 %.12s",
+			queries.Rows, queries.SHA256, was.Queries.Rows, was.Queries.SHA256))
+	}
+	if qrels != was.Qrels {
+		diffs = append(diffs, fmt.Sprintf("relevance judgments: %d, sha256 %.12s; the run read %d, sha256 %.12s",
+			qrels.Rows, qrels.SHA256, was.Qrels.Rows, was.Qrels.SHA256))
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("the dataset changed since run %s, whose scores an import would not be comparable with (%s): %w",
+			run.ID, strings.Join(diffs, "; "), ErrConflict)
+	}
+	return nil
 }
 
 // runDataset reads a finished run's queries and qrels again, as execute

@@ -396,3 +396,38 @@ func TestImportRace(t *testing.T) {
 		}
 	}
 }
+
+// TestImportDatasetChanged: a run file is not scored against judgments
+// that changed since the run, even when their counts did not: the import
+// is ErrConflict and records nothing.
+func TestImportDatasetChanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	r, dir, ds := importTarget(t, e)
+	var oracle bytes.Buffer
+	if err := evals.WriteRun(&oracle, oracleRun(ds)); err != nil {
+		t.Fatal(err)
+	}
+	// One grade changes: as many judgments, of as many queries.
+	qrels := filepath.Join(dir, "cranfield", "qrels", "test.tsv")
+	b, err := os.ReadFile(qrels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), "\n1\t184\t3\n", "\n1\t184\t1\n", 1)
+	if changed == string(b) {
+		t.Fatal("qrels line 1 184 3 not found")
+	}
+	if err := os.WriteFile(qrels, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.ImportRun(e.ctx, ImportRequest{Run: r.ID, Name: "imported"}, bytes.NewReader(oracle.Bytes()))
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "judgments") {
+		t.Errorf("import after the qrels changed: %v, want ErrConflict naming the judgments", err)
+	}
+	if cur, err := e.svc.GetRunStatus(e.ctx, r.ID); err != nil || len(cur.Variants) != 1 {
+		t.Errorf("run after a refused import: %v, %d variants", err, len(cur.Variants))
+	}
+}
