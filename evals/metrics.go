@@ -615,6 +615,13 @@ func (m Measure) IsCount() bool {
 	return ok && (families[fi].agg == aggSum || families[fi].agg == aggCount)
 }
 
+// Compared reports whether Compare tests m: not a count measure (num_*),
+// and not gm_map, whose per-query values are AP, whose arithmetic mean
+// is map (compare map, or the logs).
+func (m Measure) Compared() bool {
+	return !m.IsCount() && !m.geometric()
+}
+
 // geometric reports whether m is averaged by geometric mean (gm_map).
 func (m Measure) geometric() bool {
 	fi, ok := lookupFamily(m.Family)

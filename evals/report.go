@@ -148,8 +148,7 @@ type Comparison struct {
 // Compare compares run B against run A per measure over the queries both
 // evaluated (paired by query id), with means, delta, bootstrap CI,
 // randomization p-value, significance at Alpha and win/tie/loss counts.
-// Count measures (num_*) are skipped, and so is gm_map: its per-query
-// values are AP, whose arithmetic mean is map (compare map, or the logs).
+// Measures that are not Compared are skipped.
 // a and b must have the same measures
 // (ErrMismatch) and share at least one query. Deterministic in opt.Seed.
 func Compare(a, b *Result, opt CompareOptions) (*Comparison, error) {
@@ -186,7 +185,7 @@ func Compare(a, b *Result, opt CompareOptions) (*Comparison, error) {
 		Permutations: opt.Permutations, Resamples: opt.Resamples, Seed: opt.Seed}
 	primary := -1
 	for i, m := range a.Measures {
-		if m.IsCount() || m.geometric() {
+		if !m.Compared() {
 			continue
 		}
 		if (opt.Primary == "" && primary < 0) || m.String() == opt.Primary {

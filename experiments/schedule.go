@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -28,8 +29,10 @@ type Schedule struct {
 	// "@every 10m").
 	Cron string         `json:"cron"`
 	Spec ExperimentSpec `json:"spec"`
-	// Metric is the measure watched for regressions (trec_eval name,
-	// e.g. "ndcg_cut_10"). Required.
+	// Metric is the measure watched for regressions, by its trec_eval
+	// output name (e.g. "ndcg_cut_10"). Required: one of the measures
+	// Spec.Metrics evaluates that comparisons test (not a count or
+	// gm_map).
 	Metric string `json:"metric"`
 	// Alpha is the significance level of the regression test. Default 0.05.
 	Alpha float64 `json:"alpha,omitempty"`
@@ -159,8 +162,8 @@ func (sc *Schedule) validate() error {
 		}
 		return err
 	}
-	if sc.Metric == "" {
-		return invalid("metric", "is required, e.g. ndcg_cut_10")
+	if err := sc.validateMetric(); err != nil {
+		return err
 	}
 	if sc.Alpha == 0 {
 		sc.Alpha = 0.05
@@ -175,6 +178,32 @@ func (sc *Schedule) validate() error {
 		return invalid("correction", "%v", err)
 	}
 	return nil
+}
+
+// validateMetric checks that Metric is a measure the valid Spec
+// evaluates and a comparison tests: one a run can be judged on.
+func (sc *Schedule) validateMetric() error {
+	ms, err := evals.ParseMeasures(sc.Spec.Metrics...)
+	if err != nil {
+		return invalid("spec.metrics", "%v", err)
+	}
+	var names []string
+	for _, m := range ms {
+		if m.Compared() {
+			if m.String() == sc.Metric {
+				return nil
+			}
+			names = append(names, m.String())
+		}
+	}
+	switch {
+	case len(names) == 0:
+		return invalid("metric", "spec.metrics %v evaluates no measure a comparison tests (counts and gm_map are not)", sc.Spec.Metrics)
+	case sc.Metric == "":
+		return invalid("metric", "is required: one of the measures the spec evaluates, %s", strings.Join(names, ", "))
+	}
+	return invalid("metric", "%q: want a measure the spec evaluates and runs are compared on, one of %s (spec.metrics %v)",
+		sc.Metric, strings.Join(names, ", "), sc.Spec.Metrics)
 }
 
 // checkSchedule applies the server's policies to a valid schedule: its
