@@ -196,14 +196,19 @@ type runner struct {
 	mu     sync.Mutex
 	active map[string]context.CancelFunc // run id → cancel
 	recMu  sync.Mutex                    // serializes read-modify-write of run records
-	ctx    context.Context               // cancelled by Close
-	stop   context.CancelFunc
+	ctx    context.Context               // cancelled by Close, with errStopped
+	stop   context.CancelCauseFunc
 	wg     sync.WaitGroup
 	wake   chan struct{} // schedule changes
 }
 
+// errStopped is the cause with which the runner's context, and so every
+// run's, is cancelled when the service stops: runs in flight are then
+// interrupted (statusOf), not cancelled.
+var errStopped = errors.New("the server stopped during the run")
+
 func newRunner() *runner {
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancelCause(context.Background())
 	return &runner{active: map[string]context.CancelFunc{}, ctx: ctx, stop: stop, wake: make(chan struct{}, 1)}
 }
 
@@ -485,7 +490,7 @@ func decodeJSON(b []byte, v any) error {
 // shutdown cancels every run and the scheduler and waits for them.
 func (rn *runner) shutdown() {
 	rn.mu.Lock()
-	rn.stop()
+	rn.stop(errStopped)
 	rn.mu.Unlock()
 	rn.wg.Wait()
 }
@@ -510,24 +515,32 @@ func markInterrupted(db *controldb.DB, now time.Time) ([]Run, error) {
 	}
 	for i := range stale {
 		r := &stale[i]
-		var where []string
 		for j := range r.Variants {
 			v := &r.Variants[j]
 			if !v.Status.done() {
-				if v.Phase != "" {
-					where = append(where, v.Name+" in "+v.Phase)
-				}
 				v.Status, v.Progress = StatusInterrupted, nil
 			}
 		}
-		cause := "interrupted: the server stopped during the run"
-		if len(where) > 0 {
-			cause += " (" + strings.Join(where, ", ") + ")"
-		}
-		r.Status, r.Error, r.FinishedAt = StatusInterrupted, cause, &now
+		r.Status, r.Error, r.FinishedAt = StatusInterrupted, interruptedCause(r), &now
 		if err := db.Put(runKey(r.ID), r); err != nil {
 			return nil, err
 		}
 	}
 	return stale, nil
+}
+
+// interruptedCause is the Error of a run the server stopped in the
+// middle of: errStopped and the phase each interrupted variant stopped in.
+func interruptedCause(r *Run) string {
+	var where []string
+	for _, v := range r.Variants {
+		if v.Status == StatusInterrupted && v.Phase != "" {
+			where = append(where, v.Name+" in "+v.Phase)
+		}
+	}
+	cause := "interrupted: " + errStopped.Error()
+	if len(where) > 0 {
+		cause += " (" + strings.Join(where, ", ") + ")"
+	}
+	return cause
 }

@@ -882,6 +882,52 @@ func TestInterruptedRuns(t *testing.T) {
 	}
 }
 
+// TestStopInterruptsRuns: a run in flight when the service stops is
+// marked interrupted with the cause, as the next Open marks one a crash
+// left, not cancelled as CancelRun marks it; its forks are discarded.
+func TestStopInterruptsRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	// b's fork waits until the run is stopped; c waits for b's slot.
+	forking := make(chan struct{})
+	e.svc.cfg.Branches = forkHook{RunBranches: e.br, before: func(ctx context.Context, name string) {
+		if strings.HasSuffix(name, "/b") {
+			close(forking)
+			<-ctx.Done()
+		}
+	}}
+	sp := e.spec(VariantSpec{Name: "a", Embedder: "hash-bow?dims=32"}, VariantSpec{Name: "b", Embedder: "hash-bow?dims=24"},
+		VariantSpec{Name: "c", Embedder: "hash-bow?dims=16"})
+	sp.Concurrency = 1
+	r, err := e.svc.StartRun(e.ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-forking:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("variant b never forked")
+	}
+	e.svc.Stop() // the control database stays open
+	got, err := e.svc.GetRun(e.ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusInterrupted || !strings.Contains(got.Error, "the server stopped") || !strings.Contains(got.Error, "b in fork") {
+		t.Errorf("run: %s %q", got.Status, got.Error)
+	}
+	for i, want := range []RunStatus{StatusSucceeded, StatusInterrupted, StatusInterrupted} {
+		if v := got.Variants[i]; v.Status != want {
+			t.Errorf("variant %s: %s %q, want %s", v.Name, v.Status, v.Error, want)
+		}
+	}
+	if f := e.br.forks(t); len(f) != 0 {
+		t.Errorf("forks left behind: %v", f)
+	}
+}
+
 // TestForkName: fork names follow exp/<experiment>/<run>/<variant>; those
 // too long for a branch are cut to fit, stay valid and stay distinct.
 func TestForkName(t *testing.T) {

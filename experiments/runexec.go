@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -34,6 +35,9 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 				if !r.Variants[i].Status.done() {
 					r.Variants[i].Status = status
 				}
+			}
+			if status == StatusInterrupted {
+				r.Error = interruptedCause(r)
 			}
 		}); uerr != nil {
 			s.log.Error("run: record failure", slog.String("run", run.ID), slog.String("err", uerr.Error()))
@@ -118,8 +122,9 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
+			st := statusOf(ctx, StatusCancelled)
 			for _, i := range group {
-				s.finishVariant(run, i, VariantRun{Status: StatusCancelled, Error: "cancelled before start"})
+				s.finishVariant(run, i, VariantRun{Status: st, Error: string(st) + " before start"})
 			}
 			continue
 		}
@@ -163,6 +168,8 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 			}
 		}
 		switch {
+		case statusOf(ctx, "") == StatusInterrupted:
+			r.Status, r.Error = StatusInterrupted, interruptedCause(r)
 		case ctx.Err() != nil:
 			r.Status, r.Error = StatusCancelled, "cancelled"
 		case bad == 0:
@@ -199,8 +206,14 @@ func buildGroups(vs []VariantRun) [][]int {
 	return groups
 }
 
+// statusOf is the status of a run or variant that stopped on an error
+// under ctx: interrupted when the service stopped (errStopped), cancelled
+// when the run was (CancelRun), otherwise otherwise.
 func statusOf(ctx context.Context, otherwise RunStatus) RunStatus {
-	if ctx.Err() != nil {
+	switch {
+	case errors.Is(context.Cause(ctx), errStopped):
+		return StatusInterrupted
+	case ctx.Err() != nil:
 		return StatusCancelled
 	}
 	return otherwise

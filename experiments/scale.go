@@ -19,8 +19,11 @@ import (
 )
 
 // StatusInterrupted is the state of a run (and of its unfinished
-// variants) that the server stopped in the middle of: Open marks it, with
-// the cause in Run.Error, and discards its forks.
+// variants) that the server stopped in the middle of, with the cause in
+// Run.Error: Stop marks the runs in flight as they stop (discarding their
+// forks), and Open marks those a process that did not stop left
+// unfinished, and discards their forks. A run cancelled by CancelRun is
+// StatusCancelled.
 const StatusInterrupted RunStatus = "interrupted"
 
 // PhaseProgress is how far the phase in progress has got, for progress

@@ -346,10 +346,11 @@ func (s *Service) Open(ctx context.Context) error {
 	return nil
 }
 
-// Close cancels runs in flight and waits for them (their forks are
-// discarded), stops the scheduler and closes the control database; calls
-// made afterwards fail with ErrUnavailable. It waits for calls that are
-// using the database. A closed Service cannot start runs again.
+// Close interrupts runs in flight and waits for them (they are marked
+// StatusInterrupted and their forks discarded), stops the scheduler and
+// closes the control database; calls made afterwards fail with
+// ErrUnavailable. It waits for calls that are using the database. A
+// closed Service cannot start runs again.
 func (s *Service) Close() error {
 	s.Stop()
 	s.mu.Lock()
@@ -362,10 +363,11 @@ func (s *Service) Close() error {
 	return err
 }
 
-// Stop ends the service's background work: it cancels runs in flight and
-// waits for them (their forks are discarded), stops following replicas,
-// the scheduler and the TTL sweeper. Calls still work (the control
-// database stays open) until Close, which calls Stop first. Idempotent.
+// Stop ends the service's background work: it interrupts runs in flight
+// and waits for them (they are marked StatusInterrupted and their forks
+// discarded), stops following replicas, the scheduler and the TTL
+// sweeper. Calls still work (the control database stays open) until
+// Close, which calls Stop first. Idempotent.
 func (s *Service) Stop() {
 	s.rn.shutdown()
 	s.unfollowAll()
