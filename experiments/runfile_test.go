@@ -283,11 +283,10 @@ func TestRunFileSpecValidation(t *testing.T) {
 	}
 }
 
-// importTarget makes e's datasets directory one of the test's own, with a
+// runFilesDir makes e's datasets directory one of the test's own, with a
 // copy of Cranfield (dir/cranfield, loaded as ds) and the oracle's run
-// file (dir/runs/oracle.run), and runs its one run_file variant "ext"
-// (no fork): a finished run to import into.
-func importTarget(t *testing.T, e *runEnv) (r *Run, dir string, ds *evals.Dataset) {
+// file (dir/runs/oracle.run).
+func runFilesDir(t *testing.T, e *runEnv) (dir string, ds *evals.Dataset) {
 	t.Helper()
 	dir = t.TempDir()
 	copyDir(t, evalstest.Cranfield(t), filepath.Join(dir, "cranfield"))
@@ -306,6 +305,14 @@ func importTarget(t *testing.T, e *runEnv) (r *Run, dir string, ds *evals.Datase
 		t.Fatal(err)
 	}
 	e.svc.cfg.DatasetsDir = dir
+	return dir, ds
+}
+
+// importTarget runs the one run_file variant "ext" of runFilesDir's
+// oracle (no fork): a finished run to import into.
+func importTarget(t *testing.T, e *runEnv) (r *Run, dir string, ds *evals.Dataset) {
+	t.Helper()
+	dir, ds = runFilesDir(t, e)
 	sp := e.spec(VariantSpec{Name: "ext", Type: VariantRunFile, RunFile: "runs/oracle.run"})
 	sp.Dataset.BEIR = "cranfield"
 	r = e.run(t, sp)

@@ -65,10 +65,13 @@ type Schedule struct {
 
 // Verdict compares a scheduled run with its baseline.
 type Verdict struct {
-	Baseline   string           `json:"baseline,omitempty"`
-	Regression bool             `json:"regression"`
-	Metric     string           `json:"metric"`
-	Variants   []VariantVerdict `json:"variants"`
+	Baseline   string `json:"baseline,omitempty"`
+	Regression bool   `json:"regression"`
+	// Reason says why the run as a whole is a regression (it failed);
+	// each variant's verdict has its own.
+	Reason   string           `json:"reason,omitempty"`
+	Metric   string           `json:"metric"`
+	Variants []VariantVerdict `json:"variants"`
 	// Accepted is true when the run became the baseline.
 	Accepted bool `json:"accepted"`
 }
@@ -536,10 +539,15 @@ func (s *Service) afterScheduledRun(scheduleID, runID string) {
 		return
 	}
 	r, err := s.getRun(runID)
-	if err != nil || (r.Status != StatusSucceeded && r.Status != StatusPartial) {
+	// A run cancelled or interrupted says nothing of the suite; one that
+	// failed is a regression, with or without a baseline.
+	if err != nil || (r.Status != StatusSucceeded && r.Status != StatusPartial && r.Status != StatusFailed) {
 		return
 	}
 	v := &Verdict{Metric: sc.Metric, Baseline: sc.BaselineRun, Variants: []VariantVerdict{}}
+	if r.Status == StatusFailed {
+		v.Regression, v.Reason = true, "the run failed: "+r.Error
+	}
 	if sc.BaselineRun != "" {
 		if base, err := s.getRun(sc.BaselineRun); err == nil {
 			v.Variants = judgeAgainst(sc, base, r)
@@ -565,18 +573,31 @@ func (s *Service) afterScheduledRun(scheduleID, runID string) {
 
 // judgeAgainst compares every succeeded variant of cur with the
 // same-named variant of base and judges them as one family (Gate.Judge).
-// A variant that cannot be compared is a regression with the reason. The
-// query sets may differ (the base's data moves between runs): the test
-// pairs the queries both evaluated.
+// A variant that cannot be compared is a regression with the reason: one
+// that succeeded in base and did not in cur (it failed) or is not in cur,
+// and one whose comparison fails. The query sets may differ (the base's
+// data moves between runs): the test pairs the queries both evaluated.
 func judgeAgainst(sc *Schedule, base, cur *Run) []VariantVerdict {
 	var out []VariantVerdict
 	var judged []int // indexes in out of the comparable variants
 	var names []string
 	var ms []evals.MeasureComparison
+	inCur := map[string]bool{}
 	for i := range cur.Variants {
 		cv := &cur.Variants[i]
+		inCur[cv.Name] = true
 		for j := range base.Variants {
-			if base.Variants[j].Name != cv.Name || cv.Status != StatusSucceeded {
+			if base.Variants[j].Name != cv.Name {
+				continue
+			}
+			if cv.Status != StatusSucceeded {
+				if base.Variants[j].Status == StatusSucceeded {
+					reason := "variant " + string(cv.Status)
+					if cv.Error != "" {
+						reason += ": " + cv.Error
+					}
+					out = append(out, VariantVerdict{Variant: cv.Name, Regression: true, Reason: reason})
+				}
 				continue
 			}
 			out = append(out, VariantVerdict{Variant: cv.Name})
@@ -588,6 +609,11 @@ func judgeAgainst(sc *Schedule, base, cur *Run) []VariantVerdict {
 			}
 			m, _ := c.Comparison.Measure(sc.Metric)
 			judged, names, ms = append(judged, len(out)-1), append(names, cv.Name), append(ms, m)
+		}
+	}
+	for _, bv := range base.Variants {
+		if bv.Status == StatusSucceeded && !inCur[bv.Name] {
+			out = append(out, VariantVerdict{Variant: bv.Name, Regression: true, Reason: "missing from the run; the baseline has it"})
 		}
 	}
 	g := Gate{Metric: sc.Metric, Alpha: sc.Alpha, Threshold: sc.Threshold, Correction: sc.Correction}

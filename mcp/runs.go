@@ -220,6 +220,9 @@ func renderRun(r runSummary) string {
 	}
 	if r.Verdict != nil {
 		fmt.Fprintf(&b, "verdict against baseline %s on %s: regression=%t\n", r.Verdict.Baseline, r.Verdict.Metric, r.Verdict.Regression)
+		if r.Verdict.Reason != "" {
+			fmt.Fprintf(&b, "  %s\n", r.Verdict.Reason)
+		}
 	}
 	b.WriteString(r.provenanceText)
 	return b.String()

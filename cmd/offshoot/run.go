@@ -346,6 +346,9 @@ func printRun(w io.Writer, r *experiments.Run) error {
 	writeMaterializations(w, r)
 	if r.Verdict != nil {
 		fmt.Fprintf(w, "verdict vs baseline %s: regression=%v accepted=%v\n", r.Verdict.Baseline, r.Verdict.Regression, r.Verdict.Accepted)
+		if r.Verdict.Reason != "" {
+			fmt.Fprintf(w, "  %s\n", r.Verdict.Reason)
+		}
 		for _, vv := range r.Verdict.Variants {
 			if vv.Reason != "" {
 				fmt.Fprintf(w, "  %s: %s\n", vv.Variant, vv.Reason)
