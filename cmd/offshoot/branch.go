@@ -34,6 +34,14 @@ func branchURL(p, b string) string {
 // successful answer for people (--json prints it raw).
 func verb(a *app, use, short string, args cobra.PositionalArgs, project *string,
 	build func(args []string) (method, path string, body any, err error), show func(w io.Writer, raw []byte) error) (*cobra.Command, *client) {
+	return verbExit(a, use, short, args, project, build, show, nil)
+}
+
+// verbExit is verb whose exit status, once the answer is printed (as
+// text or with --json alike), is exit's for the answer; nil exits 0.
+func verbExit(a *app, use, short string, args cobra.PositionalArgs, project *string,
+	build func(args []string) (method, path string, body any, err error), show func(w io.Writer, raw []byte) error,
+	exit func(raw []byte) error) (*cobra.Command, *client) {
 	c := &client{}
 	cmd := &cobra.Command{
 		Use: use, Short: short, Args: args,
@@ -47,12 +55,16 @@ func verb(a *app, use, short string, args cobra.PositionalArgs, project *string,
 				return err
 			}
 			if c.json || show == nil {
-				if len(raw) == 0 {
-					return nil
+				if len(raw) > 0 {
+					err = printJSON(a.stdout, raw)
 				}
-				return printJSON(a.stdout, raw)
+			} else {
+				err = show(a.stdout, raw)
 			}
-			return show(a.stdout, raw)
+			if err != nil || exit == nil {
+				return err
+			}
+			return exit(raw)
 		},
 	}
 	addClientFlags(cmd, a, c)

@@ -16,8 +16,9 @@ import (
 )
 
 // Three-way merges: `branch merge` starts one; `merge` shows, resolves,
-// completes, aborts and undoes them. A merge that leaves conflicts open
-// exits with exitConflict, so scripts cannot mistake it for a merge.
+// completes, aborts and undoes them. A merge that has conflicts open
+// (failed, a preview, a session) exits with exitConflict, with --json
+// too, so scripts cannot mistake it for a merge (see mergeExit).
 
 func init() {
 	subcommands = append(subcommands, mergeCmd)
@@ -29,13 +30,13 @@ func mergeURL(p, id string) string { return projectPath(p) + "/merges/" + url.Pa
 func branchMergeCmd(a *app) *cobra.Command {
 	var project, into, strategy string
 	var dryRun, full bool
-	cmd, _ := verb(a, "merge SOURCE --into TARGET", "Merge SOURCE into TARGET three-way (schema and rows, with conflicts)", cobra.ExactArgs(1), &project,
+	cmd, _ := verbExit(a, "merge SOURCE --into TARGET", "Merge SOURCE into TARGET three-way (schema and rows, with conflicts)", cobra.ExactArgs(1), &project,
 		func(args []string) (string, string, any, error) {
 			if into == "" {
 				return "", "", nil, errors.New("--into TARGET is required")
 			}
 			return "POST", branchURL(project, args[0]) + "/merge", map[string]any{"target": into, "strategy": strategy, "dry_run": dryRun, "full_compare": full}, nil
-		}, showMerge)
+		}, showMerge, mergeExit)
 	cmd.Long = `Merge SOURCE into TARGET three-way. The base is their nearest common ancestor in the
 store's history (for a fork merged back, the parent as of the fork point). Schema changes
 only one side made are replayed as DDL, then the source's row changes of every table with
@@ -49,7 +50,8 @@ target's constraints refuse, a schema change both made, a keyless table both cha
   theirs  take the source's side (a change the target refuses stays a conflict)
   manual  open a merge session: resolve each conflict, then 'offshoot merge complete ID'
 
-Exits 6 when conflicts are left open.`
+Exits 6 when conflicts are left open: a failed merge, a --dry-run that found conflicts,
+a manual session opened with conflicts (with --json too).`
 	cmd.Example = "  offshoot branch merge feature/x --into main --dry-run\n  offshoot branch merge feature/x --into main --strategy manual"
 	cmd.Flags().StringVar(&into, "into", "", "the branch that receives the changes (required)")
 	cmd.Flags().StringVar(&strategy, "strategy", "fail", "fail, ours, theirs or manual")
@@ -77,10 +79,12 @@ func mergeCmd(a *app) *cobra.Command {
 			}
 			return tw.Flush()
 		})
-	show, _ := verb(a, "show ID", "Show a merge with its conflicts (base, source and target values)", cobra.ExactArgs(1), &project,
-		func(args []string) (string, string, any, error) { return "GET", mergeURL(project, args[0]), nil, nil }, showMerge)
+	show, _ := verbExit(a, "show ID", "Show a merge with its conflicts (base, source and target values); exits 6 while it has conflicts open", cobra.ExactArgs(1), &project,
+		func(args []string) (string, string, any, error) { return "GET", mergeURL(project, args[0]), nil, nil }, showMerge, mergeExit)
 
 	var values string
+	// resolve exits 0 when the resolution is taken, even while other
+	// conflicts of the session stay open: complete says whether it applies.
 	resolve, _ := verb(a, "resolve ID CONFLICT ours|theirs|custom", "Resolve one conflict of a merge session", cobra.ExactArgs(3), &project,
 		func(args []string) (string, string, any, error) {
 			body := map[string]any{"choice": args[2]}
@@ -104,32 +108,45 @@ func mergeCmd(a *app) *cobra.Command {
 
 	var actions []*cobra.Command
 	for _, v := range []struct{ name, short string }{
-		{"complete", "Apply a merge session once its conflicts are resolved"},
+		{"complete", "Apply a merge session once its conflicts are resolved (exits 6 while conflicts stay open)"},
 		{"abort", "Discard a merge session; the branches stay as they are"},
 		{"undo", "Put a merge's target back as it was before the merge (its merged state is kept as a snapshot)"},
 	} {
-		c, _ := verb(a, v.name+" ID", v.short, cobra.ExactArgs(1), &project,
+		c, _ := verbExit(a, v.name+" ID", v.short, cobra.ExactArgs(1), &project,
 			func(args []string) (string, string, any, error) {
 				return "POST", mergeURL(project, args[0]) + "/" + v.name, nil, nil
-			}, showMerge)
+			}, showMerge, mergeExit)
 		actions = append(actions, c)
 	}
 	cmd.AddCommand(append([]*cobra.Command{list, show, resolve}, actions...)...)
 	return cmd
 }
 
-// showMerge prints a merge for people, and fails with exitConflict when
-// it left conflicts open.
+// showMerge prints a merge for people.
 func showMerge(w io.Writer, raw []byte) error {
 	var m experiments.Merge
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return err
 	}
-	if err := m.WriteText(w); err != nil {
+	return m.WriteText(w)
+}
+
+// mergeExit fails with exitConflict when a merge has conflicts open:
+// status conflicts (nothing was changed), or a preview or session that
+// lists open conflicts. Merged, aborted and undone merges and conflict-free
+// previews and sessions exit 0.
+func mergeExit(raw []byte) error {
+	var m experiments.Merge
+	if err := json.Unmarshal(raw, &m); err != nil {
 		return err
 	}
-	if m.Status == experiments.MergeConflicts {
+	switch {
+	case m.Status == experiments.MergeConflicts:
 		return &exitError{code: exitConflict, err: fmt.Errorf("merge %s: %d conflicts are open; nothing was changed", m.ID, m.OpenConflicts)}
+	case m.OpenConflicts > 0 && m.Status == experiments.MergePreview:
+		return &exitError{code: exitConflict, err: fmt.Errorf("merge %s would leave %d conflicts open", m.ID, m.OpenConflicts)}
+	case m.OpenConflicts > 0 && m.Status == experiments.MergeOpen:
+		return &exitError{code: exitConflict, err: fmt.Errorf("merge session %s: %d conflicts are open; resolve them, then complete it", m.ID, m.OpenConflicts)}
 	}
 	return nil
 }
