@@ -480,7 +480,7 @@ func (s *Service) GetMerge(ctx context.Context, project, id string) (*Merge, err
 
 // ListMerges returns the merges and merge sessions of a project whose
 // target the caller can read, newest first, without their conflicts
-// (GetMerge has them).
+// (GetMerge has them). An unknown project is ErrNotFound.
 func (s *Service) ListMerges(ctx context.Context, project string) ([]Merge, error) {
 	if err := validName("project", project); err != nil {
 		return nil, err
@@ -489,10 +489,17 @@ func (s *Service) ListMerges(ctx context.Context, project string) ([]Merge, erro
 	if !ok {
 		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
 	}
+	st, err := s.storeOr()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.Project(project); err != nil {
+		return nil, storeErr(err)
+	}
 	lower := mergeKey(project, "")
 	upper := append(bytes.Clone(lower[:len(lower)-1]), '/'+1)
 	out := []Merge{}
-	err := s.withDB(func(db *controldb.DB) error {
+	err = s.withDB(func(db *controldb.DB) error {
 		return db.Scan(lower, upper, func(_, v []byte) (bool, error) {
 			var m Merge
 			if err := json.Unmarshal(v, &m); err != nil {

@@ -362,8 +362,9 @@ DELETE FROM customers WHERE id = 20`)
 }
 
 // TestMergeRefusals: a table without a primary key changed on both
-// sides, a merge into itself, an unknown branch, a bad strategy and a
-// protected target without the admin scope are clear errors.
+// sides, a merge into itself, an unknown branch or project, a bad
+// strategy and a protected target without the admin scope are clear
+// errors.
 func TestMergeRefusals(t *testing.T) {
 	t.Parallel()
 	s, ctx := mergeProject(t)
@@ -410,6 +411,10 @@ func TestMergeRefusals(t *testing.T) {
 	writer := WithCaller(context.Background(), Caller{KeyID: "w", Scopes: []Scope{{Role: RoleWrite, Project: "p"}}})
 	if _, err := s.MergeBranch(writer, MergeRequest{Project: "p", Source: "f", Target: "g"}); !errors.Is(err, ErrForbidden) {
 		t.Errorf("merge into a protected branch with write scope: %v", err)
+	}
+	// Merges of an unknown project are not found, as its branches are.
+	if _, err := s.ListMerges(ctx, "nosuch"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("merges of an unknown project: %v, want ErrNotFound", err)
 	}
 	reader := WithCaller(context.Background(), Caller{KeyID: "r", Scopes: []Scope{{Role: RoleRead, Project: "p"}}})
 	if _, err := s.MergeBranch(reader, MergeRequest{Project: "p", Source: "f", Target: "main"}); !errors.Is(err, ErrForbidden) {
