@@ -563,12 +563,8 @@ func (s *Service) ResolveConflict(ctx context.Context, req ResolveRequest) (*Mer
 			if c.Kind != merge.KindRow && c.Kind != merge.KindConstraint {
 				return invalid("choice", "custom values resolve row and constraint conflicts only; this one is a %s conflict: choose ours or theirs", c.Kind)
 			}
-			var v any
-			if err := json.Unmarshal(req.Values, &v); err != nil {
-				return invalid("values", "want a JSON object of column values, or null to delete the row")
-			}
-			if _, ok := v.(map[string]any); !ok && v != nil {
-				return invalid("values", "want a JSON object of column values, or null to delete the row")
+			if err := c.CheckValues(req.Values); err != nil {
+				return invalid("values", "%v", err)
 			}
 			r.Values = req.Values
 		default:

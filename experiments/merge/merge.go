@@ -34,6 +34,7 @@
 package merge
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -333,10 +334,60 @@ func (r *run) conflict(c Conflict, parts ...string) (Resolution, bool) {
 
 // reopen marks the last conflict open again, with why its resolution
 // could not apply.
-func (r *run) reopen(why string) {
-	c := &r.res.Conflicts[len(r.res.Conflicts)-1]
+func (r *run) reopen(why string) { r.reopenAt(len(r.res.Conflicts)-1, why) }
+
+// reopenAt marks conflict i open again, with why its resolution could
+// not apply.
+func (r *run) reopenAt(i int, why string) {
+	c := &r.res.Conflicts[i]
 	c.Resolution = nil
 	c.Message += "; " + why
+}
+
+// CheckValues reports why values cannot resolve c as custom values, or
+// nil: they must be a JSON object (or null, to delete the row) of the
+// row's columns (as the conflict shows the row: the target's, else the
+// source's or the base's) that leaves the key as it is.
+func (c *Conflict) CheckValues(values json.RawMessage) error {
+	if c.Kind != KindRow && c.Kind != KindConstraint {
+		return fmt.Errorf("custom values resolve row and constraint conflicts only; this one is a %s conflict: choose ours or theirs", c.Kind)
+	}
+	var v any
+	d := json.NewDecoder(bytes.NewReader(values))
+	d.UseNumber() // a bigint key compares exactly
+	if err := d.Decode(&v); err != nil || d.More() {
+		return errors.New("want a JSON object of column values, or null to delete the row")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		if v == nil {
+			return nil
+		}
+		return errors.New("want a JSON object of column values, or null to delete the row")
+	}
+	var cols map[string]json.RawMessage
+	for _, row := range []json.RawMessage{c.Target, c.Source, c.Base} {
+		if len(row) > 0 && json.Unmarshal(row, &cols) == nil {
+			break
+		}
+	}
+	names := make([]string, 0, len(obj))
+	for k := range obj {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if key, ok := c.Key[k]; ok {
+			if textOf(obj[k]) != key {
+				return fmt.Errorf("column %s is the row's key (%s): custom values cannot change it", k, key)
+			}
+			continue
+		}
+		if _, ok := cols[k]; cols != nil && !ok {
+			return fmt.Errorf("the row of %s has no column %s", c.Table, k)
+		}
+	}
+	return nil
 }
 
 func (r *run) count(table string) *TableCounts {

@@ -232,9 +232,31 @@ func (r *run) writeCustom(ctx context.Context, p *tablePlan, cu custom) error {
 	}
 	r.tally(p.name, kind, n)
 	if pe != nil {
-		r.reopen("the target refuses the custom values: " + describe(pe))
+		r.reopenAt(r.customConflict(p, cu), "the target refuses the custom values: "+describe(pe))
 	}
 	return nil
+}
+
+// customConflict returns the index of the conflict whose custom values
+// cu are: the last conflict of cu's key of table p resolved custom (a
+// row conflict's values are written after every conflict of the table
+// was recorded, a constraint conflict's right away).
+func (r *run) customConflict(p *tablePlan, cu custom) int {
+	key := keyMap(p.tt.PK, cu.key)
+	for i := len(r.res.Conflicts) - 1; i >= 0; i-- {
+		c := r.res.Conflicts[i]
+		if c.Table != p.name || c.Resolution == nil || c.Resolution.Choice != ChoiceCustom || len(c.Key) != len(key) {
+			continue
+		}
+		same := true
+		for k, v := range key {
+			same = same && c.Key[k] == v
+		}
+		if same {
+			return i
+		}
+	}
+	return len(r.res.Conflicts) - 1
 }
 
 // writeDeletes deletes the planned rows.
