@@ -72,7 +72,9 @@ func (r *run) schema(ctx context.Context) error {
 	}
 	sort.Strings(sorted)
 	var steps []step
-	droppedTables := map[string]bool{}
+	// droppedTables go with their objects; keptTables, dropped by the
+	// source but kept by a conflict's resolution, keep theirs.
+	droppedTables, keptTables := map[string]bool{}, map[string]bool{}
 	for _, k := range sorted {
 		b, inB := objs[0][k]
 		s, inS := objs[1][k]
@@ -106,6 +108,7 @@ func (r *run) schema(ctx context.Context) error {
 					Message: fmt.Sprintf("%s dropped table %s, which %s changed", r.SourceName, b.Rel, r.TargetName),
 					Hint:    "keep the table (ours) or drop it with the target's changes (theirs)"})
 				if !ok || res.Choice != ChoiceTheirs {
+					keptTables[b.Rel] = true
 					continue
 				}
 			}
@@ -164,10 +167,10 @@ func (r *run) schema(ctx context.Context) error {
 			steps = append(steps, step{order: createOrder[kind], sql: sql, table: s.Rel, object: k})
 		}
 	}
-	// Objects of a dropped table go with it.
+	// Objects of a dropped table go with it; those of a kept one stay.
 	kept := steps[:0]
 	for _, st := range steps {
-		if st.drop && droppedTables[st.table] && createOrder["table"] < st.order {
+		if st.drop && (droppedTables[st.table] || keptTables[st.table]) && createOrder["table"] < st.order {
 			continue
 		}
 		kept = append(kept, st)
