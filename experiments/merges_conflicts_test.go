@@ -102,3 +102,20 @@ INSERT INTO d_tab VALUES (1, 'a'), (2, 'b'); INSERT INTO rt SELECT * FROM d_tab;
 		t.Errorf("main after ours:\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestMergeWidenedKey: a primary key widened on one side (integer to
+// bigint) still merges row by row, by key.
+func TestMergeWidenedKey(t *testing.T) {
+	t.Parallel()
+	s, ctx := smallMergeProject(t, `CREATE TABLE kw (id int PRIMARY KEY, v text); INSERT INTO kw SELECT i, 'base' FROM generate_series(1, 5) i`)
+	exec(t, s, ctx, "f", `ALTER TABLE kw ALTER COLUMN id TYPE bigint; UPDATE kw SET v = 'f' WHERE id = 2; INSERT INTO kw VALUES (6000000000, 'f')`)
+	exec(t, s, ctx, "main", `UPDATE kw SET v = 'main' WHERE id = 1`)
+	m, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main"})
+	if err != nil || m.Status != MergeMerged {
+		t.Fatalf("merge: %+v %v", m, err)
+	}
+	got := val(t, s, ctx, "main", `SELECT (SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 'kw'::regclass AND attname = 'id') || ' ' || string_agg(id || '=' || v, ',' ORDER BY id) FROM kw`)
+	if want := "bigint 1=main,2=f,3=base,4=base,5=base,6000000000=f"; got != want {
+		t.Errorf("kw on main: %s, want %s", got, want)
+	}
+}

@@ -176,13 +176,17 @@ func (t Table) Col(name string) (Column, bool) {
 	return Column{}, false
 }
 
-// SameKey reports whether a and b have the same primary key columns and types.
+// SameKey reports whether a and b have the same primary key columns, of
+// types whose keys print and sort alike (see CompareKeys), so that their
+// rows join by key: the same type, or integer types of any width (a key
+// widened from integer to bigint on one side).
 func SameKey(a, b Table) bool {
 	if len(a.PK) != len(b.PK) {
 		return false
 	}
 	for i := range a.PK {
-		if a.PK[i] != b.PK[i] || a.PKTypes[i] != b.PKTypes[i] {
+		x, y := a.PKTypes[i], b.PKTypes[i]
+		if a.PK[i] != b.PK[i] || (x != y && !(isIntType(x) && isIntType(y))) {
 			return false
 		}
 	}
