@@ -119,3 +119,57 @@ func TestMergeWidenedKey(t *testing.T) {
 		t.Errorf("kw on main: %s, want %s", got, want)
 	}
 }
+
+// TestMergeDroppedColumn: a column one side dropped or renamed while the
+// other changed values in it is a schema conflict, like a table dropped
+// on one side and changed on the other: ours keeps the target's column
+// (and values), theirs takes the source's drop; a column the target
+// dropped only resolves with ours, which does not count the source's
+// lost changes as written.
+func TestMergeDroppedColumn(t *testing.T) {
+	t.Parallel()
+	s, ctx := smallMergeProject(t, `CREATE TABLE dc (id int PRIMARY KEY, a int, b text);
+INSERT INTO dc SELECT i, i, 'b' FROM generate_series(1, 4) i;
+CREATE TABLE dv (id int PRIMARY KEY, v text);
+INSERT INTO dv SELECT i, 'v' FROM generate_series(1, 4) i`)
+	exec(t, s, ctx, "f", `ALTER TABLE dc DROP COLUMN a; ALTER TABLE dc RENAME COLUMN b TO b2; UPDATE dv SET v = 'f' WHERE id IN (1, 2)`)
+	exec(t, s, ctx, "main", `UPDATE dc SET a = 100, b = 'main' WHERE id = 3; ALTER TABLE dv RENAME COLUMN v TO w`)
+	m, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main", DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byObject := map[string]merge.Conflict{}
+	for _, c := range m.Conflicts {
+		byObject[c.Table+"."+c.Object] = c
+	}
+	for col, want := range map[string]string{"public.dc.a": "f dropped or renamed column a of public.dc, whose values main changed",
+		"public.dc.b": "f dropped or renamed column b of public.dc, whose values main changed",
+		"public.dv.v": "main dropped or renamed column v of public.dv, whose values f changed"} {
+		if c := byObject[col]; c.Kind != merge.KindSchema || !strings.HasPrefix(c.Message, want) || c.Hint == "" {
+			t.Errorf("conflict on column %s: %+v, want %q", col, c, want)
+		}
+	}
+	if m.OpenConflicts != 3 {
+		t.Errorf("%d conflicts open, want 3: %+v", m.OpenConflicts, m.Conflicts)
+	}
+	// theirs drops a and b, but v is gone on the target: only ours.
+	if th, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main", Strategy: merge.Theirs, DryRun: true}); err != nil || th.OpenConflicts != 1 {
+		t.Errorf("theirs: %+v %v, want v's conflict open", th, err)
+	}
+	ours, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main", Strategy: merge.Ours, FullCompare: true})
+	if err != nil || ours.Status != MergeMerged {
+		t.Fatalf("ours: %+v %v", ours, err)
+	}
+	for _, c := range ours.Tables {
+		if c.Table == "public.dv" {
+			t.Errorf("ours wrote %+v: f changed nothing in dv but v, which main renamed", c)
+		}
+	}
+	got := val(t, s, ctx, "main", `SELECT string_agg(concat_ws(':', id, a, b, b2), ',' ORDER BY id) FROM dc`)
+	if want := "1:1:b:b,2:2:b:b,3:100:main,4:4:b:b"; got != want { // row 3: a row conflict, ours
+		t.Errorf("dc on main after ours: %s, want %s", got, want)
+	}
+	if got := val(t, s, ctx, "main", `SELECT string_agg(w, ',' ORDER BY id) FROM dv`); got != "v,v,v,v" {
+		t.Errorf("dv on main after ours: %s", got)
+	}
+}

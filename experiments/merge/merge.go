@@ -82,8 +82,9 @@ const (
 	KindRow = "row"
 	// KindConstraint: a source change the target's constraints refuse.
 	KindConstraint = "constraint"
-	// KindSchema: an object or column both sides changed differently, or
-	// a source change of the schema the target refuses.
+	// KindSchema: an object or column both sides changed differently, a
+	// column one side dropped or renamed while the other changed values
+	// in it, or a source change of the schema the target refuses.
 	KindSchema = "schema"
 	// KindTable: a table that cannot be merged row by row (no primary
 	// key, a different key on each side, dropped on one side and changed

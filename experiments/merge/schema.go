@@ -167,6 +167,9 @@ func (r *run) schema(ctx context.Context) error {
 			steps = append(steps, step{order: createOrder[kind], sql: sql, table: s.Rel, object: k})
 		}
 	}
+	if err := r.droppedOnTarget(ctx, tgtTabs); err != nil {
+		return err
+	}
 	// Objects of a dropped table go with it; those of a kept one stay.
 	kept := steps[:0]
 	for _, st := range steps {
@@ -288,6 +291,25 @@ func (r *run) columns(ctx context.Context, rel string, tgtTabs map[string]pgcat.
 		if (inB == inS && b == s) || (inS == inT && s == t) {
 			continue
 		}
+		if inB && !inS && inT && b == t {
+			// Dropped (or renamed) on the source: only when the target
+			// left its values alone.
+			changed, err := r.columnChanged(ctx, r.Target, bt, tt, n)
+			if err != nil {
+				return nil, err
+			}
+			if changed {
+				res, ok := r.conflict(Conflict{Kind: KindSchema, Table: rel, Object: n, SourceChange: Deleted, TargetChange: Updated,
+					Base: jsonString(b), Target: jsonString(t),
+					Message: fmt.Sprintf("%s dropped or renamed column %s of %s, whose values %s changed", r.SourceName, n, rel, r.TargetName),
+					Hint:    "keep the column with the target's values (ours) or drop it with the target's changes (theirs)"}, b, t)
+				if !ok || res.Choice != ChoiceTheirs {
+					continue
+				}
+			}
+			steps = append(steps, alterColumn(st, tt, n, rel)...)
+			continue
+		}
 		if inB != inT || b != t {
 			c := Conflict{Kind: KindSchema, Table: rel, Object: n, SourceChange: change(inB, inS), TargetChange: change(inB, inT),
 				Message: fmt.Sprintf("%s and %s both changed column %s of %s, differently", r.SourceName, r.TargetName, n, rel),
@@ -313,6 +335,69 @@ func (r *run) columns(ctx context.Context, rel string, tgtTabs map[string]pgcat.
 		steps = append(steps, alterColumn(st, tt, n, rel)...)
 	}
 	return steps, nil
+}
+
+// droppedOnTarget finds the columns the target dropped (or renamed) whose
+// values the source changed, of the tables all three sides have: a
+// schema conflict that only ours resolves (the target has no such
+// column), keeping the column out of the row merge.
+func (r *run) droppedOnTarget(ctx context.Context, tgtTabs map[string]pgcat.Table) error {
+	names := make([]string, 0, len(r.baseTabs))
+	for n := range r.baseTabs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, rel := range names {
+		bt := r.baseTabs[rel]
+		st, inS := r.srcTabs[rel]
+		tt, inT := tgtTabs[rel]
+		if !inS || !inT || r.skip[rel] {
+			continue
+		}
+		for _, c := range bt.Cols {
+			sc, inSc := st.Col(c.Name)
+			if _, inTc := tt.Col(c.Name); inTc || !inSc || colDef(sc) != colDef(c) {
+				continue // a column the source changed too is the column merge's
+			}
+			changed, err := r.columnChanged(ctx, r.Source, bt, st, c.Name)
+			if err != nil {
+				return err
+			}
+			if !changed {
+				continue
+			}
+			def := colDef(c)
+			res, ok := r.conflict(Conflict{Kind: KindSchema, Table: rel, Object: c.Name, SourceChange: Updated, TargetChange: Deleted,
+				Base: jsonString(def), Source: jsonString(def),
+				Message: fmt.Sprintf("%s dropped or renamed column %s of %s, whose values %s changed", r.TargetName, c.Name, rel, r.SourceName),
+				Hint:    fmt.Sprintf("keep the target's columns without %s's changes to %s (ours), or add the column back on the target and merge again", r.SourceName, c.Name)},
+				def, "target")
+			if ok && res.Choice != ChoiceOurs {
+				r.reopen("only ours applies: the target has no such column")
+			}
+			r.skipCols(rel, c.Name)
+		}
+	}
+	return nil
+}
+
+// columnChanged reports whether the rows of side's table differ from
+// the base's bt over its column n and the key columns both have: rows
+// inserted or deleted count, as rows whose n changed do.
+func (r *run) columnChanged(ctx context.Context, side *pgx.Conn, bt, t pgcat.Table, n string) (bool, error) {
+	var cols []string
+	for _, k := range bt.PK {
+		if _, ok := t.Col(k); ok {
+			cols = append(cols, k)
+		}
+	}
+	cols = append(cols, n)
+	a, err := aggregate(ctx, r.Base, bt, pgcat.Exprs(cols))
+	if err != nil {
+		return false, err
+	}
+	b, err := aggregate(ctx, side, t, pgcat.Exprs(cols))
+	return a != b, err
 }
 
 // skipCols keeps column n of rel out of the row merge.
