@@ -56,11 +56,13 @@ func (e *AuthError) Unwrap() error { return ErrAuthFailed }
 // (SQLSTATE 28000).
 type RateLimitError struct {
 	Source string
+	// Target names the role and branch the failures were for.
+	Target string
 	Retry  time.Duration // until the oldest counted failure leaves the window
 }
 
 func (e *RateLimitError) Error() string {
-	return fmt.Sprintf("too many failed authentication attempts from %s; retry in %d s", e.Source, int64((e.Retry+time.Second-1)/time.Second))
+	return fmt.Sprintf("too many failed authentication attempts from %s for %s; retry in %d s", e.Source, e.Target, int64((e.Retry+time.Second-1)/time.Second))
 }
 
 // Unwrap makes errors.Is(err, ErrRateLimited) hold.
@@ -81,16 +83,27 @@ const maxSASLMessage = 65535
 // then SASL against the route's verifier, or against a dummy one when the
 // route or role is unknown, so both look the same to the client until the
 // same final failure.
+//
+// Failures count per source and target (role, branch and project): a
+// client that keeps failing for one role of one branch, such as a
+// replica whose source's password was rotated, locks out only that
+// target from its address, not every other client there.
 func (s *Server) authenticate(conn net.Conn, src string, params map[string]string) error {
-	if err := s.limiter.check(src); err != nil {
-		s.metrics.rateLimited.Inc()
-		return err
-	}
 	route, _, err := ParseRoute(params, s.cfg.DefaultProject)
 	if err != nil {
 		return err
 	}
 	user := params["user"]
+	target := fmt.Sprintf("role %s on branch %s of project %s", user, route.Branch, route.Project)
+	bucket := src + " " + target
+	if err := s.limiter.check(bucket); err != nil {
+		s.metrics.rateLimited.Inc()
+		var rl *RateLimitError
+		if errors.As(err, &rl) {
+			rl.Source, rl.Target = src, target
+		}
+		return err
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartupTimeout)
 	defer cancel()
 	known := false
@@ -111,12 +124,12 @@ func (s *Server) authenticate(conn net.Conn, src string, params map[string]strin
 		if !known {
 			reason = "unknown"
 		}
-		s.limiter.fail(src)
+		s.limiter.fail(bucket)
 		s.metrics.authFailures.WithLabelValues(reason).Inc()
 		s.log.Info("authentication failed", "remote", src, "project", route.Project, "branch", route.Branch, "role", user, "reason", reason)
 		return &AuthError{User: user, Reason: reason}
 	case errors.Is(err, errSASL):
-		s.limiter.fail(src)
+		s.limiter.fail(bucket)
 		s.metrics.authFailures.WithLabelValues("protocol").Inc()
 		return err
 	default: // the client is gone or too slow

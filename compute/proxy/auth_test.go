@@ -303,6 +303,7 @@ func TestAuthRateLimit(t *testing.T) {
 	t.Parallel()
 	store := newStore()
 	store.setPassword(t, "p", "main", "postgres", "right")
+	store.setPassword(t, "p", "main", "offshoot_read", "its-own")
 	var mu sync.Mutex
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -324,7 +325,7 @@ func TestAuthRateLimit(t *testing.T) {
 	}
 	// The failures were at 0, 10 and 20 s; now is 30 s.
 	pgErr := pgError(t, try("127.0.0.1", "right"))
-	if pgErr.Code != "28000" || pgErr.Message != "offshoot proxy: too many failed authentication attempts from 127.0.0.1; retry in 30 s" || pgErr.Hint == "" {
+	if pgErr.Code != "28000" || pgErr.Message != "offshoot proxy: too many failed authentication attempts from 127.0.0.1 for role postgres on branch main of project p; retry in 30 s" || pgErr.Hint == "" {
 		t.Fatalf("want 28000 retry in 30 s, got %s %q", pgErr.Code, pgErr.Message)
 	}
 	if st := e.m.Status("p", "main"); st.Wakes != 0 || st.State != compute.Stopped {
@@ -333,6 +334,13 @@ func TestAuthRateLimit(t *testing.T) {
 	if err := try("127.0.0.2", "right"); err != nil {
 		t.Fatalf("another address is limited too: %v", err)
 	}
+	// Nor is another role from the same address: one client failing
+	// for its role (a replica with a rotated password) locks out no other.
+	c, err := e.connectFrom(ctx, "127.0.0.1", e.authDSN("offshoot_read", "its-own", "endpoint=main"))
+	if err != nil {
+		t.Fatalf("another role from the limited address: %v", err)
+	}
+	c.Close(ctx)
 	// Unix socket clients are one source of their own, "local".
 	local, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=right dbname=postgres options='endpoint=main'",
 		filepath.Dir(e.srv.SocketPath()), e.port))
