@@ -398,6 +398,11 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 				return err
 			}
 		}
+		if req.Snapshot != "" {
+			if err := s.readSnapshot(ctx, req.Project, req.Snapshot, parentMasked); err != nil {
+				return err
+			}
+		}
 		labels := maps.Clone(req.Labels)
 		if labels == nil {
 			labels = map[string]string{}

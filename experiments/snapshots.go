@@ -75,10 +75,16 @@ func (s *Service) CreateSnapshot(ctx context.Context, req CreateSnapshotRequest)
 	return out, err
 }
 
-// ListSnapshots lists a project's snapshots by creation.
+// ListSnapshots lists, by creation, the project's snapshots whose data
+// the caller may read (see readSnapshot): all of them for a caller who
+// reads the whole project, none of deleted branches otherwise.
 func (s *Service) ListSnapshots(ctx context.Context, project string) ([]Snapshot, error) {
-	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
-		return nil, err
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	if !canSeeProject(c, project) {
+		return nil, fmt.Errorf("key %s has no scope on project %s: %w", c.KeyID, project, ErrForbidden)
 	}
 	st, err := s.storeOr()
 	if err != nil {
@@ -90,7 +96,11 @@ func (s *Service) ListSnapshots(ctx context.Context, project string) ([]Snapshot
 	}
 	out := []Snapshot{}
 	for _, sn := range sns {
-		out = append(out, s.snapView(project, sn, s.branchName))
+		v := s.snapView(project, sn, s.branchName)
+		if !c.Allows(RoleRead, project, "") && (v.Branch == "" || !c.AllowsBranch(RoleRead, project, v.Branch, s.maskedBranch(project, v.Branch))) {
+			continue
+		}
+		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LSN < out[j].LSN })
 	return out, nil
@@ -108,6 +118,44 @@ func (s *Service) DeleteSnapshot(ctx context.Context, project, name string) erro
 		}
 		return storeErr(st.DeleteSnapshot(project, name))
 	})
+}
+
+// readSnapshot checks that the caller may read what snapshot name of
+// project holds: read scope on the branch it was taken of (masked as in
+// authorizeAs, nil to look the branch's label up), or on the whole
+// project when that branch is gone. A caller without project-wide read
+// gets the same error for a snapshot that does not exist as for one it
+// may not read, so that names of others' snapshots do not leak.
+func (s *Service) readSnapshot(ctx context.Context, project, name string, masked *bool) error {
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	st, err := s.storeOr()
+	if err != nil {
+		return err
+	}
+	sns, err := st.Snapshots(project)
+	if err != nil {
+		return storeErr(err)
+	}
+	wide := c.Allows(RoleRead, project, "")
+	for _, sn := range sns {
+		if sn.Name != name {
+			continue
+		}
+		if wide {
+			return nil
+		}
+		if b := s.branchName(sn.Branch); b != "" && s.authorizeAs(ctx, RoleRead, project, b, masked) == nil {
+			return nil
+		}
+		break
+	}
+	if wide {
+		return fmt.Errorf("snapshot %s of project %s: %w", name, project, ErrNotFound)
+	}
+	return fmt.Errorf("key %s has no read scope on snapshot %s of project %s, or there is none: %w", c.KeyID, name, project, ErrForbidden)
 }
 
 // RestoreSnapshot forks a new branch from a snapshot, or puts an existing
@@ -136,16 +184,8 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 		if err := checkStoreName("new_branch", name); err != nil {
 			return err
 		}
-		sns, err := st.Snapshots(req.Project)
-		if err != nil {
-			return storeErr(err)
-		}
-		found := false
-		for _, sn := range sns {
-			found = found || sn.Name == req.Snapshot
-		}
-		if !found {
-			return fmt.Errorf("snapshot %s of project %s: %w", req.Snapshot, req.Project, ErrNotFound)
+		if err := s.readSnapshot(ctx, req.Project, req.Snapshot, nil); err != nil {
+			return err
 		}
 		var b storage.Branch
 		if req.Branch != "" {
