@@ -398,8 +398,9 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 				return err
 			}
 		}
+		source := parent // the branch whose data the fork holds
 		if req.Snapshot != "" {
-			if err := s.readSnapshot(ctx, req.Project, req.Snapshot, parentMasked); err != nil {
+			if source, err = s.readSnapshot(ctx, req.Project, req.Snapshot, parentMasked); err != nil {
 				return err
 			}
 		}
@@ -410,10 +411,17 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 		var policy *MaskPolicy
 		var secret string
 		if req.Masked {
-			if policy, secret, err = s.maskPolicy(req.Project); err != nil {
+			run, err := s.remask(ctx, req.Project, source, points == 0)
+			if err != nil {
 				return err
 			}
-			labels[LabelMasked] = MaskedPending
+			labels[LabelMasked] = MaskedDone
+			if run {
+				if policy, secret, err = s.maskPolicy(req.Project); err != nil {
+					return err
+				}
+				labels[LabelMasked] = MaskedPending
+			}
 		} else if points == 0 && parent != "" && s.maskedBranch(req.Project, parent) {
 			labels[LabelMasked] = MaskedDone // the head of a masked branch is masked
 		}
@@ -449,7 +457,7 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 		if err != nil {
 			return storeErr(err)
 		}
-		if req.Masked {
+		if policy != nil {
 			if b, err = s.maskFork(ctx, req.Project, b, policy, secret); err != nil {
 				return err
 			}

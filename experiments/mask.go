@@ -154,6 +154,26 @@ func (s *Service) maskedBranch(project, branch string) bool {
 	return err == nil && b.Labels[LabelMasked] == MaskedDone
 }
 
+// remask tells whether a masked fork of source (the branch whose data it
+// holds, "" when unknown) runs the masking. Masking is deterministic per
+// project, so masking again what a caller wrote on a masked branch would
+// tell it the masked form of values it guessed, an oracle of the masked
+// values there: for all but admin, the head of a masked branch is masked
+// already (the fork is marked so, nothing runs) and a past point or
+// snapshot of a masked branch is refused (it may predate the masking, and
+// masking it again is the oracle).
+func (s *Service) remask(ctx context.Context, project, source string, head bool) (bool, error) {
+	c, _ := CallerFrom(ctx)
+	b, err := s.cfg.Store.Branch(project, source)
+	if source == "" || err != nil || b.Labels[LabelMasked] == "" || c.Allows(RoleAdmin, "", "") {
+		return true, nil
+	}
+	if head && b.Labels[LabelMasked] == MaskedDone {
+		return false, nil
+	}
+	return false, fmt.Errorf("branch %s is masked: a masked fork of it other than of its done head would mask again data written on it, which only admin may do; fork its head: %w", source, ErrForbidden)
+}
+
 // checkLabels refuses labels with the reserved prefix.
 func checkLabels(labels map[string]string) error {
 	for k := range labels {

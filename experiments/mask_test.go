@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offshootdb/offshoot/experiments/masking"
 	"github.com/offshootdb/offshoot/experiments/merge"
@@ -211,6 +212,65 @@ func TestMaskedFork(t *testing.T) {
 	}
 	if _, err := s.ResetBranch(ctx, "p", "m1", "", true); !errors.Is(err, ErrConflict) {
 		t.Errorf("reset m1 onto main: %v, want ErrConflict", err)
+	}
+}
+
+// TestMaskedForkIsNoOracle: masking is deterministic per project, so a
+// masked key that could mask again values it wrote on a masked branch
+// would learn whether a guessed original masks to a value there. A
+// masked fork of a masked head is marked masked without running the
+// masking; past points and snapshots of masked branches are refused.
+func TestMaskedForkIsNoOracle(t *testing.T) {
+	t.Parallel()
+	s, ctx := maskedProject(t)
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "m1", Masked: true}); err != nil {
+		t.Fatal(err)
+	}
+	agent := WithCaller(context.Background(), Caller{KeyID: "agent", Scopes: []Scope{mustScope(t, "write:p::masked")}})
+	// guess counts the rows of m1 whose email is that of the guess (the
+	// row without a phone) on branch b.
+	guess := func(ctx context.Context, b string) string {
+		var email [][]string
+		if err := json.Unmarshal([]byte(rows(t, s, ctx, b, "SELECT email FROM customers WHERE phone IS NULL")), &email); err != nil || len(email) != 1 {
+			t.Fatalf("the guess on %s: %v %v", b, email, err)
+		}
+		return rows(t, s, ctx, "m1", "SELECT count(*) FROM customers WHERE phone IS NOT NULL AND email = '"+email[0][0]+"'")
+	}
+	if _, err := s.Query(agent, QueryRequest{Project: "p", Branch: "m1", SQL: "INSERT INTO customers VALUES (1000, 'user1@shop.test', NULL, NULL)"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSnapshot(agent, CreateSnapshotRequest{Project: "p", Branch: "m1", Name: "guessed"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "o1", ParentID: "m1", Masked: true})
+	if err != nil {
+		t.Fatalf("agent's masked fork of m1's head: %v", err)
+	}
+	if b.Labels[LabelMasked] != MaskedDone {
+		t.Errorf("o1 labels %v, want masked", b.Labels)
+	}
+	if got := guess(agent, "o1"); got != "[[0]]" {
+		t.Errorf("the guess masks to a value of m1 on o1 (%s): masked again", got)
+	}
+	if got := rows(t, s, agent, "o1", "SELECT email FROM customers WHERE id = 1000"); got != `[["user1@shop.test"]]` {
+		t.Errorf("the agent's row on o1: %s, want it as written", got)
+	}
+	now := time.Now()
+	for what, req := range map[string]CreateBranchRequest{
+		"a past point of m1": {Project: "p", Name: "o2", ParentID: "m1", Timestamp: &now, Masked: true},
+		"a snapshot of m1":   {Project: "p", Name: "o3", Snapshot: "guessed", Masked: true},
+	} {
+		if _, err := s.CreateBranch(agent, req); !errors.Is(err, ErrForbidden) {
+			t.Errorf("agent's masked fork of %s: %v, want ErrForbidden", what, err)
+		}
+	}
+	// Admin may mask again (the policy may have changed), and so the
+	// check above can fail.
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "o4", ParentID: "m1", Masked: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := guess(ctx, "o4"); got != "[[1]]" {
+		t.Errorf("admin's masked fork of m1: %s, want the guess masked like user1", got)
 	}
 }
 

@@ -121,41 +121,39 @@ func (s *Service) DeleteSnapshot(ctx context.Context, project, name string) erro
 }
 
 // readSnapshot checks that the caller may read what snapshot name of
-// project holds: read scope on the branch it was taken of (masked as in
+// project holds, and returns the branch it was taken of ("" when gone): read scope on the branch it was taken of (masked as in
 // authorizeAs, nil to look the branch's label up), or on the whole
 // project when that branch is gone. A caller without project-wide read
 // gets the same error for a snapshot that does not exist as for one it
 // may not read, so that names of others' snapshots do not leak.
-func (s *Service) readSnapshot(ctx context.Context, project, name string, masked *bool) error {
+func (s *Service) readSnapshot(ctx context.Context, project, name string, masked *bool) (string, error) {
 	c, ok := CallerFrom(ctx)
 	if !ok {
-		return fmt.Errorf("no caller: %w", ErrUnauthenticated)
+		return "", fmt.Errorf("no caller: %w", ErrUnauthenticated)
 	}
 	st, err := s.storeOr()
 	if err != nil {
-		return err
+		return "", err
 	}
 	sns, err := st.Snapshots(project)
 	if err != nil {
-		return storeErr(err)
+		return "", storeErr(err)
 	}
 	wide := c.Allows(RoleRead, project, "")
 	for _, sn := range sns {
 		if sn.Name != name {
 			continue
 		}
-		if wide {
-			return nil
-		}
-		if b := s.branchName(sn.Branch); b != "" && s.authorizeAs(ctx, RoleRead, project, b, masked) == nil {
-			return nil
+		b := s.branchName(sn.Branch)
+		if wide || b != "" && s.authorizeAs(ctx, RoleRead, project, b, masked) == nil {
+			return b, nil
 		}
 		break
 	}
 	if wide {
-		return fmt.Errorf("snapshot %s of project %s: %w", name, project, ErrNotFound)
+		return "", fmt.Errorf("snapshot %s of project %s: %w", name, project, ErrNotFound)
 	}
-	return fmt.Errorf("key %s has no read scope on snapshot %s of project %s, or there is none: %w", c.KeyID, name, project, ErrForbidden)
+	return "", fmt.Errorf("key %s has no read scope on snapshot %s of project %s, or there is none: %w", c.KeyID, name, project, ErrForbidden)
 }
 
 // RestoreSnapshot forks a new branch from a snapshot, or puts an existing
@@ -184,7 +182,7 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 		if err := checkStoreName("new_branch", name); err != nil {
 			return err
 		}
-		if err := s.readSnapshot(ctx, req.Project, req.Snapshot, nil); err != nil {
+		if _, err := s.readSnapshot(ctx, req.Project, req.Snapshot, nil); err != nil {
 			return err
 		}
 		var b storage.Branch
