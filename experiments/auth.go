@@ -463,6 +463,19 @@ func (s *Service) KeysRequired() bool {
 	return false
 }
 
+// keyLive returns ErrUnauthenticated when id names a key that is
+// revoked; an id that names no key (the local operator, the admin socket,
+// the server's own callers) passes.
+func (s *Service) keyLive(id string) error {
+	s.mu.RLock()
+	k, found := s.keys[id]
+	s.mu.RUnlock()
+	if found && k.RevokedAt != nil {
+		return fmt.Errorf("key %s was revoked at %s: %w", id, k.RevokedAt.Format(time.RFC3339), ErrUnauthenticated)
+	}
+	return nil
+}
+
 // Authenticate returns the caller a bearer token stands for, or
 // ErrUnauthenticated for a malformed, unknown or revoked token.
 func (s *Service) Authenticate(_ context.Context, token string) (Caller, error) {

@@ -826,6 +826,76 @@ func TestRunAndScheduleScopes(t *testing.T) {
 	}
 }
 
+// TestRevokedKeyStopsSchedules: a schedule made with a key fires only
+// while the key is live; once it is revoked the scheduler pauses the
+// schedule with the reason and audits the refusal, while schedules of the
+// local operator (the admin socket) keep firing.
+func TestRevokedKeyStopsSchedules(t *testing.T) {
+	svc, err := New(Config{ControlDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	admin := WithCaller(context.Background(), LocalCaller)
+	if _, err := svc.CreateKey(admin, KeyRequest{Name: "admin", Scopes: []Scope{{Role: RoleAdmin}}}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := svc.CreateKey(admin, KeyRequest{Name: "agent", Scopes: []Scope{mustScope(t, "write:p")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := ExperimentSpec{Name: "x", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: DatasetSpec{CorpusSQL: "SELECT 1", QueriesSQL: "SELECT 1", QrelsSQL: "SELECT 1"},
+		Variants: []VariantSpec{{Name: "a", Embedder: "hash-bow"}}}
+	byKey, err := svc.CreateSchedule(WithCaller(context.Background(), Caller{KeyID: k.ID, Scopes: k.Scopes}),
+		Schedule{Name: "k", Cron: "@daily", Spec: sp, Metric: "ndcg_cut_10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byLocal, err := svc.CreateSchedule(admin, Schedule{Name: "l", Cron: "@daily", Spec: sp, Metric: "ndcg_cut_10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RevokeKey(admin, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Fire both as the scheduler does. The service has no branches, so a
+	// run that starts fails with ErrUnavailable ("error"); a refused one
+	// is "denied".
+	now := time.Now()
+	for _, sc := range []*Schedule{byKey, byLocal} {
+		svc.fire(*sc, now)
+	}
+	page, err := svc.AuditLog(admin, AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := map[string]string{}
+	for _, e := range page.Entries {
+		if e.Action == "schedule.fire" {
+			results[e.Target] = e.Result + " " + e.Error
+		}
+	}
+	if got := results["schedule/"+byKey.ID]; !strings.HasPrefix(got, "denied ") || !strings.Contains(got, "revoked") {
+		t.Errorf("fire of the revoked key's schedule audited %q, want denied: revoked", got)
+	}
+	if got := results["schedule/"+byLocal.ID]; !strings.HasPrefix(got, "error ") || strings.Contains(got, "revoked") {
+		t.Errorf("fire of the local operator's schedule audited %q, want it to start a run", got)
+	}
+	sc, err := svc.GetSchedule(admin, byKey.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Paused || !strings.Contains(sc.Error, "revoked") {
+		t.Errorf("the revoked key's schedule: paused %t, error %q; want paused with the reason", sc.Paused, sc.Error)
+	}
+	if runs, err := svc.ListRuns(admin, RunFilter{ScheduleID: byKey.ID}); err != nil || len(runs) != 0 {
+		t.Errorf("the revoked key's schedule ran: %v %v", runs, err)
+	}
+}
+
 // TestInterruptedRuns: a run the server stopped in the middle of is
 // marked interrupted with the cause on the next Open, and the forks it
 // left (a variant's and the dataset's) are discarded.

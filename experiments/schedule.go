@@ -54,8 +54,12 @@ type Schedule struct {
 	LastFired   time.Time `json:"last_fired,omitzero"`
 	CreatedAt   time.Time `json:"created_at"`
 	CreatedBy   string    `json:"created_by"`
-	// Scopes of the creator; scheduled runs act with them.
+	// Scopes of the creator; scheduled runs act with them, and only while
+	// the creator's key (CreatedBy, when it names a key) is live.
 	Scopes []Scope `json:"scopes"`
+	// Error says why the scheduler paused the schedule (its creator's key
+	// was revoked); "" when it did not.
+	Error string `json:"error,omitempty"`
 	// Correction adjusts the regression test's p-values for the number
 	// of variants compared with the baseline (a sweep tests one
 	// hypothesis per point): "holm" (family-wise error rate), "bh" (false
@@ -520,6 +524,16 @@ func (s *Service) fire(sc Schedule, now time.Time) {
 		}
 	}
 	ctx := WithCaller(context.Background(), Caller{KeyID: sc.CreatedBy, Scopes: sc.Scopes})
+	if err := s.keyLive(sc.CreatedBy); err != nil {
+		err = fmt.Errorf("schedule %s paused, not run: %w; recreate it with a live key", sc.ID, err)
+		s.log.Warn("schedule: creator's key not live", slog.String("schedule", sc.ID), slog.String("err", err.Error()))
+		s.record(ctx, "schedule.fire", "schedule/"+sc.ID, "", err)
+		_ = s.modifySchedule(ctx, sc.ID, func(x *Schedule) error {
+			x.LastFired, x.Paused, x.Error = now, true, err.Error()
+			return nil
+		})
+		return
+	}
 	run, err := s.startRun(ctx, sc.Spec, sc.ID)
 	s.record(ctx, "schedule.fire", "schedule/"+sc.ID, idOf(run), err)
 	_ = s.modifySchedule(ctx, sc.ID, func(x *Schedule) error {
