@@ -299,7 +299,7 @@ func (s *Service) buildFork(ctx context.Context, run *Run, conn *pgx.Conn, branc
 	vr.ModelID = emb.ModelID()
 	lf := &loadedFork{emb: emb, metric: metricOf(v)}
 	if s.cfg.EmbedCache != nil {
-		lf.cached = s.cfg.EmbedCache.Wrap(emb)
+		lf.cached = s.cfg.EmbedCache.Wrap(run.Project, emb)
 		lf.emb = lf.cached
 	}
 	lf.tbl = vectors.Table{Name: runTable, Dims: emb.Dims(), Type: v.vectorType()}
@@ -402,7 +402,7 @@ func (s *Service) adoptMaterialization(ctx context.Context, conn *pgx.Conn, v Va
 	lf := &loadedFork{emb: emb, metric: metricOf(v), tbl: vectors.Table{Name: runTable, Dims: emb.Dims(), Type: v.vectorType()},
 		indexed: m.IndexName != "", chunked: v.Chunking != nil}
 	if s.cfg.EmbedCache != nil {
-		lf.cached = s.cfg.EmbedCache.Wrap(emb)
+		lf.cached = s.cfg.EmbedCache.Wrap(m.Project, emb)
 		lf.emb = lf.cached
 	}
 	vr.ModelID, vr.Rows, vr.IndexName, vr.IndexBytes = m.ModelID, m.Rows, m.IndexName, m.IndexBytes

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -14,16 +15,26 @@ import (
 )
 
 // Cache is a persistent embedding cache in a pebble database, keyed by
-// (model id, dims, role, sha256 of the text). One Cache is meant to be
-// opened once per process and shared by every run and every embedder (pebble
-// locks the directory against a second process). Safe for concurrent use.
+// (namespace, model id, dims, role, sha256 of the text). One Cache is
+// meant to be opened once per process and shared by every run and every
+// embedder (pebble locks the directory against a second process); each
+// namespace (a project) sees only its own entries, so that whether a text
+// hits tells nothing about another namespace's texts. Safe for concurrent
+// use.
 type Cache struct {
 	mu sync.RWMutex // held for reading by users of db, for writing by Close
 	db *pebble.DB
 }
 
-// OpenCache opens or creates the cache in dir.
+// OpenCache opens or creates the cache in dir, which is made (or narrowed
+// to) mode 0700: it holds hashes of every embedded text.
 func OpenCache(dir string) (*Cache, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open embedding cache: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open embedding cache: %w", err)
+	}
 	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		return nil, fmt.Errorf("open embedding cache: %w", err)
@@ -60,9 +71,17 @@ const (
 	roleQuery    = 'q'
 )
 
-func cacheKey(model string, dims int, role byte, text string) []byte {
+// keyVersion starts every key with a namespace. Keys of older caches
+// (which had none) start with the model id's length, never 0, and so
+// just miss.
+const keyVersion = 0
+
+func cacheKey(namespace, model string, dims int, role byte, text string) []byte {
 	sum := sha256.Sum256([]byte(text))
-	k := make([]byte, 0, 8+len(model)+8+1+len(sum))
+	k := make([]byte, 0, 1+8+len(namespace)+8+len(model)+8+1+len(sum))
+	k = append(k, keyVersion)
+	k = binary.AppendUvarint(k, uint64(len(namespace)))
+	k = append(k, namespace...)
 	k = binary.AppendUvarint(k, uint64(len(model)))
 	k = append(k, model...)
 	k = binary.AppendUvarint(k, uint64(dims))
@@ -130,12 +149,17 @@ func (c *Cache) put(keys [][]byte, vecs [][]float32) error {
 type Cached struct {
 	inner  Embedder
 	cache  *Cache
+	ns     string
 	hits   atomic.Int64
 	misses atomic.Int64
 }
 
-// Wrap returns a caching embedder in front of e.
-func (c *Cache) Wrap(e Embedder) *Cached { return &Cached{inner: e, cache: c} }
+// Wrap returns a caching embedder in front of e that reads and writes
+// only the entries of namespace (a project's name: callers that must not
+// learn of each other's texts use different namespaces).
+func (c *Cache) Wrap(namespace string, e Embedder) *Cached {
+	return &Cached{inner: e, cache: c, ns: namespace}
+}
 
 // ModelID implements Embedder; it is the wrapped model's id.
 func (e *Cached) ModelID() string { return e.inner.ModelID() }
@@ -149,7 +173,7 @@ func (e *Cached) Stats() (hits, misses int64) { return e.hits.Load(), e.misses.L
 
 // EmbedQuery implements embeddings.Embedder.
 func (e *Cached) EmbedQuery(ctx context.Context, text string) ([]float32, error) {
-	key := cacheKey(e.inner.ModelID(), e.inner.Dims(), roleQuery, text)
+	key := cacheKey(e.ns, e.inner.ModelID(), e.inner.Dims(), roleQuery, text)
 	v, err := e.cache.get(key, e.inner.Dims())
 	if err != nil {
 		return nil, err
@@ -178,7 +202,7 @@ func (e *Cached) EmbedDocuments(ctx context.Context, texts []string) ([][]float3
 	var missTexts []string
 	var missKeys [][]byte
 	for i, t := range texts {
-		keys[i] = cacheKey(e.inner.ModelID(), dims, roleDocument, t)
+		keys[i] = cacheKey(e.ns, e.inner.ModelID(), dims, roleDocument, t)
 		v, err := e.cache.get(keys[i], dims)
 		if err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package vectors
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync/atomic"
@@ -38,7 +39,7 @@ func TestCacheSecondRunEmbedsNothing(t *testing.T) {
 		}
 		defer cache.Close()
 		inner := &counting{Embedder: must(NewOffline(ModelHashBOW, 128, 0, idf))}
-		e := cache.Wrap(inner)
+		e := cache.Wrap("p", inner)
 		docs, err = e.EmbedDocuments(context.Background(), texts)
 		if err != nil {
 			t.Fatal(err)
@@ -78,7 +79,7 @@ func TestCacheSecondRunEmbedsNothing(t *testing.T) {
 		must(NewOffline(ModelHashRP, 128, 0, idf)),
 	} {
 		inner := &counting{Embedder: e}
-		w := cache.Wrap(inner)
+		w := cache.Wrap("p", inner)
 		if _, err := w.EmbedDocuments(context.Background(), c.docs[:5]); err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +93,38 @@ func TestCacheSecondRunEmbedsNothing(t *testing.T) {
 	if err := cache.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cache.Wrap(must(NewOffline(ModelHashBOW, 8, 0, nil))).EmbedQuery(context.Background(), "x"); !errors.Is(err, ErrCacheClosed) {
+	if _, err := cache.Wrap("p", must(NewOffline(ModelHashBOW, 8, 0, nil))).EmbedQuery(context.Background(), "x"); !errors.Is(err, ErrCacheClosed) {
 		t.Errorf("closed cache: %v", err)
+	}
+}
+
+// TestCacheNamespaces: a namespace (a project) never hits another's
+// entries, so hit counts tell nothing of other projects' texts, and the
+// cache directory is its owner's only.
+func TestCacheNamespaces(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cache := must(OpenCache(dir))
+	defer cache.Close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("cache directory mode %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+	texts := []string{"the secret merger", "layoffs in march"}
+	for _, c := range []struct {
+		ns         string
+		hits, miss int64
+	}{{"main", 0, 2}, {"p2", 0, 2}, {"main", 2, 0}} {
+		w := cache.Wrap(c.ns, must(NewOffline(ModelHashBOW, 16, 0, nil)))
+		if _, err := w.EmbedDocuments(context.Background(), texts); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.EmbedQuery(context.Background(), texts[0]); err != nil {
+			t.Fatal(err)
+		}
+		if hits, misses := w.Stats(); hits != c.hits+c.hits/2 || misses != c.miss+c.miss/2 {
+			t.Errorf("namespace %s: %d hits, %d misses; want %d, %d", c.ns, hits, misses, c.hits+c.hits/2, c.miss+c.miss/2)
+		}
 	}
 }

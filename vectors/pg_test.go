@@ -504,7 +504,7 @@ func testIngest(t *testing.T, conn *pgx.Conn) {
 		if err := CreateTable(ctx, conn, tbl); err != nil {
 			t.Fatal(err)
 		}
-		n, err := Ingest(ctx, conn, tbl, cache.Wrap(inner), docs, IngestOptions{Chunker: ch, EmbedBatch: 500,
+		n, err := Ingest(ctx, conn, tbl, cache.Wrap("p", inner), docs, IngestOptions{Chunker: ch, EmbedBatch: 500,
 			Embedded: func(done, total int) { embedded = append(embedded, done) }})
 		if err != nil {
 			t.Fatal(err)
