@@ -156,6 +156,16 @@ func (s *Service) recordEntry(ctx context.Context, e AuditEntry, err error) {
 	s.Audit(ctx, e)
 }
 
+// refused audits err as a denied call of action on target when it is a
+// refusal (ErrForbidden, ErrUnauthenticated), and returns err: the one
+// path by which calls that audit only their refusals (reads) record them.
+func (s *Service) refused(ctx context.Context, action, target string, err error) error {
+	if errors.Is(err, ErrForbidden) || errors.Is(err, ErrUnauthenticated) {
+		s.record(ctx, action, target, "", err)
+	}
+	return err
+}
+
 // audited runs fn and records its outcome.
 func (s *Service) audited(ctx context.Context, action, target, detail string, fn func() error) error {
 	err := fn()
@@ -181,8 +191,7 @@ type AuditPage struct {
 // AuditLog lists audit entries, oldest first (admin only).
 func (s *Service) AuditLog(ctx context.Context, q AuditQuery) (*AuditPage, error) {
 	if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
-		s.record(ctx, "audit.list", "audit", "", err)
-		return nil, err
+		return nil, s.refused(ctx, "audit.list", "audit", err)
 	}
 	if q.Limit < 0 || q.Limit > 1000 {
 		return nil, invalid("limit", "must be between 1 and 1000")

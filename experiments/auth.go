@@ -367,8 +367,7 @@ func (s *Service) putKey(k storedKey) error {
 // ListKeys lists all keys, revoked ones included, oldest first (admin only).
 func (s *Service) ListKeys(ctx context.Context) ([]Key, error) {
 	if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
-		s.record(ctx, "key.list", "keys", "", err)
-		return nil, err
+		return nil, s.refused(ctx, "key.list", "keys", err)
 	}
 	s.mu.RLock()
 	out := make([]Key, 0, len(s.keys))

@@ -201,12 +201,9 @@ func (s *Service) isMain(project string, b storage.Branch) bool {
 
 // ListBranches lists the branches the caller may read, in tree order.
 func (s *Service) ListBranches(ctx context.Context, req ListBranchesRequest) (*BranchPage, error) {
-	c, ok := CallerFrom(ctx)
-	if !ok {
-		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
-	}
-	if !canSeeProject(c, req.Project) {
-		return nil, fmt.Errorf("key %s has no scope on project %s: %w", c.KeyID, req.Project, ErrForbidden)
+	c, err := s.projectCaller(ctx, req.Project)
+	if err != nil {
+		return nil, s.refused(ctx, "branch.list", req.Project, err)
 	}
 	if req.Limit == 0 {
 		req.Limit = 100
@@ -290,7 +287,7 @@ func (s *Service) ListBranches(ctx context.Context, req ListBranchesRequest) (*B
 // its storage accounting.
 func (s *Service) GetBranch(ctx context.Context, project, branch string) (*Branch, error) {
 	if err := s.authorize(ctx, RoleRead, project, branch); err != nil {
-		return nil, err
+		return nil, s.refused(ctx, "branch.get", project+"/"+branch, err)
 	}
 	st, err := s.storeOr()
 	if err != nil {

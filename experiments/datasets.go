@@ -15,7 +15,9 @@ import (
 type Dataset struct {
 	// Name is the directory's name.
 	Name string `json:"name"`
-	// Path is the directory's absolute path, for a spec's dataset.beir.
+	// Path is what a spec's dataset.beir names the directory by: its
+	// absolute path for admin, its name (relative to the datasets
+	// directory) for other keys, who learn no server path.
 	Path string `json:"path"`
 	// Docs and Queries are the lines of corpus.jsonl and queries.jsonl.
 	Docs    int `json:"docs"`
@@ -27,7 +29,8 @@ type Dataset struct {
 
 // DatasetList is the answer of ListDatasets.
 type DatasetList struct {
-	// Dir is the configured datasets directory ("" when none).
+	// Dir is the configured datasets directory ("" when none, and for
+	// keys other than admin).
 	Dir      string    `json:"dir"`
 	Datasets []Dataset `json:"datasets"`
 	// Hint says why the list is empty, when it is.
@@ -37,11 +40,31 @@ type DatasetList struct {
 // ListDatasets lists the subdirectories of Config.DatasetsDir that hold a
 // BEIR corpus.jsonl, with line counts (cheap: no JSON is parsed). With no
 // DatasetsDir, or a missing one, the list is empty and Hint says why. Any
-// authenticated caller may list. Safe for concurrent use.
+// caller with a scope may list; only admin sees server paths. Safe for
+// concurrent use.
 func (s *Service) ListDatasets(ctx context.Context) (*DatasetList, error) {
-	if _, ok := CallerFrom(ctx); !ok {
-		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, s.refused(ctx, "dataset.list", "datasets", fmt.Errorf("no caller: %w", ErrUnauthenticated))
 	}
+	if len(c.Scopes) == 0 {
+		return nil, s.refused(ctx, "dataset.list", "datasets", fmt.Errorf("key %s has no scope: %w", c.KeyID, ErrForbidden))
+	}
+	out, err := s.listDatasets(ctx)
+	if err != nil || c.Allows(RoleAdmin, "", "") {
+		return out, err
+	}
+	out.Dir = ""
+	for i := range out.Datasets {
+		out.Datasets[i].Path = out.Datasets[i].Name
+	}
+	if out.Hint != "" && s.cfg.DatasetsDir != "" {
+		out.Hint = "no BEIR directory (with corpus.jsonl) in the server's datasets directory; an admin sees where it is"
+	}
+	return out, nil
+}
+
+func (s *Service) listDatasets(ctx context.Context) (*DatasetList, error) {
 	out := &DatasetList{Dir: s.cfg.DatasetsDir, Datasets: []Dataset{}}
 	if out.Dir == "" {
 		out.Hint = "no datasets directory is configured (offshoot serve --datasets-dir)"

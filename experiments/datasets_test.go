@@ -64,6 +64,20 @@ func TestListDatasets(t *testing.T) {
 		t.Errorf("tiny = %+v", d)
 	}
 
+	// Other keys see names, never a server path; a key without any
+	// scope may not list.
+	reader := experiments.WithCaller(context.Background(), experiments.Caller{KeyID: "r", Scopes: []experiments.Scope{{Role: experiments.RoleRead, Project: "p"}}})
+	if l, err = newSvc(root).ListDatasets(reader); err != nil || l.Dir != "" || len(l.Datasets) != 1 || l.Datasets[0].Path != "tiny" {
+		t.Errorf("reader lists %+v, %v; want tiny by name and no directory", l, err)
+	}
+	if l, err = newSvc(missing).ListDatasets(reader); err != nil || strings.Contains(l.Hint, root) {
+		t.Errorf("reader's hint on a missing directory: %+v, %v; want no path", l, err)
+	}
+	none := experiments.WithCaller(context.Background(), experiments.Caller{KeyID: "n"})
+	if _, err := newSvc(root).ListDatasets(none); !errors.Is(err, experiments.ErrForbidden) {
+		t.Errorf("a key without scopes lists datasets: %v", err)
+	}
+
 	// Cranfield, when the shared datasets are beside the module.
 	if cran := filepath.Join("..", "..", "shared", "datasets"); dirExists(cran) {
 		l, err = newSvc(cran).ListDatasets(ctx)

@@ -92,7 +92,8 @@ func (s *Service) stopEndpoint(ctx context.Context, project, branch string, disc
 // first request); every such grant is audited as branch.credential.
 func (s *Service) Connection(ctx context.Context, req ConnectionRequest) (*Connection, error) {
 	if !req.Password {
-		return s.connection(ctx, req)
+		out, err := s.connection(ctx, req)
+		return out, s.refused(ctx, "branch.connection", req.Project+"/"+req.Branch, err)
 	}
 	var out *Connection
 	err := s.audited(ctx, "branch.credential", req.Project+"/"+req.Branch, "role="+req.Role, func() error {
@@ -144,7 +145,7 @@ func (s *Service) connection(ctx context.Context, req ConnectionRequest) (*Conne
 // Endpoint returns the state of a branch's endpoint.
 func (s *Service) Endpoint(ctx context.Context, project, branch string) (*EndpointStatus, error) {
 	if err := s.authorize(ctx, RoleRead, project, branch); err != nil {
-		return nil, err
+		return nil, s.refused(ctx, "endpoint.get", project+"/"+branch, err)
 	}
 	if s.cfg.Compute == nil {
 		return nil, fmt.Errorf("no compute is configured: %w", ErrUnavailable)

@@ -96,8 +96,7 @@ func (s *Service) SetMaskPolicy(ctx context.Context, project string, p masking.P
 // ErrNotFound when it has none.
 func (s *Service) GetMaskPolicy(ctx context.Context, project string) (*MaskPolicy, error) {
 	if err := s.authorize(ctx, RoleAdmin, "", ""); err != nil {
-		s.record(ctx, "mask.get", project, "", err)
-		return nil, err
+		return nil, s.refused(ctx, "mask.get", project, err)
 	}
 	p, _, err := s.maskPolicy(project)
 	return p, err

@@ -580,7 +580,7 @@ func (s *Service) keepMaterialization(ctx context.Context, run *Run, key Materia
 // used first (read scope).
 func (s *Service) ListMaterializations(ctx context.Context, project string) ([]*Materialization, error) {
 	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
-		return nil, err
+		return nil, s.refused(ctx, "materialization.list", project, err)
 	}
 	ms, err := s.listMat(project)
 	if err != nil {
@@ -601,7 +601,7 @@ func (s *Service) ListMaterializations(ctx context.Context, project string) ([]*
 // GetMaterialization returns one materialization (read scope).
 func (s *Service) GetMaterialization(ctx context.Context, project, id string) (*Materialization, error) {
 	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
-		return nil, err
+		return nil, s.refused(ctx, "materialization.get", project+"/"+id, err)
 	}
 	return s.getMat(project, id)
 }

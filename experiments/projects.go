@@ -127,6 +127,18 @@ func canSeeProject(c Caller, project string) bool {
 	return false
 }
 
+// projectCaller returns the caller when it has some scope on project.
+func (s *Service) projectCaller(ctx context.Context, project string) (Caller, error) {
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return Caller{}, fmt.Errorf("no caller: %w", ErrUnauthenticated)
+	}
+	if !canSeeProject(c, project) {
+		return Caller{}, fmt.Errorf("key %s has no scope on project %s: %w", c.KeyID, project, ErrForbidden)
+	}
+	return c, nil
+}
+
 // ListProjects lists the projects the caller has a scope on, by name.
 func (s *Service) ListProjects(ctx context.Context) ([]Project, error) {
 	c, ok := CallerFrom(ctx)
@@ -154,12 +166,8 @@ func (s *Service) ListProjects(ctx context.Context) ([]Project, error) {
 
 // GetProject describes a project.
 func (s *Service) GetProject(ctx context.Context, name string) (*Project, error) {
-	c, ok := CallerFrom(ctx)
-	if !ok {
-		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
-	}
-	if !canSeeProject(c, name) {
-		return nil, fmt.Errorf("key %s has no scope on project %s: %w", c.KeyID, name, ErrForbidden)
+	if _, err := s.projectCaller(ctx, name); err != nil {
+		return nil, s.refused(ctx, "project.get", name, err)
 	}
 	st, err := s.storeOr()
 	if err != nil {

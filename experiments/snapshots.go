@@ -79,12 +79,9 @@ func (s *Service) CreateSnapshot(ctx context.Context, req CreateSnapshotRequest)
 // the caller may read (see readSnapshot): all of them for a caller who
 // reads the whole project, none of deleted branches otherwise.
 func (s *Service) ListSnapshots(ctx context.Context, project string) ([]Snapshot, error) {
-	c, ok := CallerFrom(ctx)
-	if !ok {
-		return nil, fmt.Errorf("no caller: %w", ErrUnauthenticated)
-	}
-	if !canSeeProject(c, project) {
-		return nil, fmt.Errorf("key %s has no scope on project %s: %w", c.KeyID, project, ErrForbidden)
+	c, err := s.projectCaller(ctx, project)
+	if err != nil {
+		return nil, s.refused(ctx, "snapshot.list", project, err)
 	}
 	st, err := s.storeOr()
 	if err != nil {

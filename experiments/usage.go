@@ -141,7 +141,7 @@ func (s *Service) pruneWarned(seen map[string]bool) {
 // endpoint never started. It needs read access to the branch.
 func (s *Service) EndpointLog(ctx context.Context, project, branch string, lines int) ([]string, error) {
 	if err := s.authorize(ctx, RoleRead, project, branch); err != nil {
-		return nil, err
+		return nil, s.refused(ctx, "endpoint.log", project+"/"+branch, err)
 	}
 	switch {
 	case lines == 0:
@@ -209,7 +209,7 @@ type Usage struct {
 // ProjectUsage reports storage and compute use per branch and in total.
 func (s *Service) ProjectUsage(ctx context.Context, project string) (*Usage, error) {
 	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
-		return nil, err
+		return nil, s.refused(ctx, "usage", project, err)
 	}
 	st, err := s.storeOr()
 	if err != nil {

@@ -449,7 +449,11 @@ func (s *Server) listDatasetsTool() *tool {
 			return nil, "", err
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "%d dataset(s) in %q\n", len(l.Datasets), l.Dir)
+		fmt.Fprintf(&b, "%d dataset(s)", len(l.Datasets))
+		if l.Dir != "" {
+			fmt.Fprintf(&b, " in %q", l.Dir)
+		}
+		b.WriteString("\n")
 		for _, d := range l.Datasets {
 			fmt.Fprintf(&b, "%s: %d docs, %d queries, qrels %v, beir %q\n", d.Name, d.Docs, d.Queries, d.Qrels, d.Path)
 		}
