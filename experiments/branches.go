@@ -695,6 +695,11 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 		if err != nil {
 			return storeErr(err)
 		}
+		// The reset brings the parent's current head: the caller must
+		// read the parent (project-wide once it is gone).
+		if err := s.authorize(ctx, RoleRead, project, s.branchName(cur.Parent)); err != nil {
+			return err
+		}
 		if sb, err := s.StandbyOf(project, branch); err != nil {
 			return err
 		} else if sb != nil {

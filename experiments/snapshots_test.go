@@ -110,3 +110,30 @@ func TestSnapshotsKeepBranchScopes(t *testing.T) {
 		t.Errorf("admin restores a snapshot of a deleted branch: %v", err)
 	}
 }
+
+// TestResetKeepsParentScope: a reset brings the parent's current head, so
+// a key limited to feature/* does not reset its branch onto main, which
+// it may not read; onto a parent it reads, it does.
+func TestResetKeepsParentScope(t *testing.T) {
+	t.Parallel()
+	s := storeService(t, "p", nil)
+	admin := WithCaller(context.Background(), LocalCaller)
+	for _, b := range []CreateBranchRequest{{Project: "p", Name: "feature/x"}, {Project: "p", Name: "feature/y"}, {Project: "p", Name: "feature/y1", ParentID: "feature/y"}} {
+		if _, err := s.CreateBranch(admin, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Query(admin, QueryRequest{Project: "p", Branch: "main", SQL: "CREATE TABLE later (v text); INSERT INTO later VALUES ('new on main')"}); err != nil {
+		t.Fatal(err)
+	}
+	key := WithCaller(context.Background(), Caller{KeyID: "k", Scopes: []Scope{mustScope(t, "write:p:feature/*")}})
+	if _, err := s.ResetBranch(key, "p", "feature/x", "", true); !errors.Is(err, ErrForbidden) {
+		t.Errorf("reset of feature/x onto main: %v, want ErrForbidden", err)
+	}
+	if _, err := s.Query(key, QueryRequest{Project: "p", Branch: "feature/x", SQL: "SELECT v FROM later", ReadOnly: true}); err == nil {
+		t.Errorf("the key reads main's new table on feature/x")
+	}
+	if _, err := s.ResetBranch(key, "p", "feature/y1", "", true); err != nil {
+		t.Errorf("reset of feature/y1 onto feature/y: %v", err)
+	}
+}
