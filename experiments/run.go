@@ -222,17 +222,20 @@ func newRunID(now time.Time) string {
 
 // StartRun validates spec, records a queued run and starts it in the
 // background; it returns the run at once. The caller needs write scope on
-// the whole project (runs create branches). Runs stop when cancelled
+// the whole project (runs create branches), checked before the spec is
+// looked at. Runs stop when cancelled
 // (CancelRun) or when the service closes. A BEIR dataset must lie in
 // Config.DatasetsDir (see DatasetSpec.BEIR); the run records its resolved
 // path.
 func (s *Service) StartRun(ctx context.Context, spec ExperimentSpec) (*Run, error) {
 	var run *Run
 	err := func() error {
-		if err := spec.Validate(); err != nil {
+		// Authorized first: validation is work, and its errors describe
+		// the server, for callers who may not start runs.
+		if err := s.authorize(ctx, RoleWrite, spec.Project, ""); err != nil {
 			return err
 		}
-		if err := s.authorize(ctx, RoleWrite, spec.Project, ""); err != nil {
+		if err := spec.Validate(); err != nil {
 			return err
 		}
 		if err := s.resolveDataset(&spec.Dataset); err != nil {

@@ -12,6 +12,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -756,6 +758,50 @@ variants:
 	}
 }
 
+// TestSweepGridBound: a spec whose sweeps name more than 64 points is
+// refused from the sweeps' lengths, before a point is built: a 1.4 KB
+// grid of a million points costs no more than parsing it, and a grid
+// whose size overflows an int is refused as too large.
+func TestSweepGridBound(t *testing.T) {
+	axis := func(from, n int) string {
+		xs := make([]string, n)
+		for i := range xs {
+			xs[i] = strconv.Itoa(from + i)
+		}
+		return "[" + strings.Join(xs, ", ") + "]"
+	}
+	doc := fmt.Sprintf(`{name: x, project: p, base: {branch: main}, dataset: {beir: d}, variants: [
+  {name: a, embedder: hash-bow, index: {type: ivfflat}, sweep: {ef_search: %s, probes: %s, lists: %s}}]}`,
+		axis(1, 100), axis(1, 100), axis(101, 100))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := ParseSpec([]byte(doc))
+	runtime.ReadMemStats(&after)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "variants" || !strings.Contains(fe.Reason, "1000000 variants after sweeps; at most 64") {
+		t.Errorf("a million points: %v", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+		t.Errorf("refusing %d bytes of spec allocated %d MB", len(doc), n>>20)
+	}
+
+	// 2^64 points, from four sweeps of 65536 (valid) values each.
+	same := func(x int) []int {
+		xs := make([]int, 1<<16)
+		for i := range xs {
+			xs[i] = x
+		}
+		return xs
+	}
+	sp := ExperimentSpec{Name: "x", Project: "p", Base: BranchPoint{Branch: "main"}, Dataset: DatasetSpec{BEIR: "d"},
+		Variants: []VariantSpec{{Name: "a", Embedder: "hash-bow", Quantization: QuantizationBinary, Index: &IndexSpec{Type: "ivfflat"},
+			Sweep: &SweepSpec{Lists: same(100), Probes: same(10), EfSearch: same(40), Rerank: same(400)}}}}
+	if err := sp.Validate(); !errors.As(err, &fe) || fe.Field != "variants" || !strings.Contains(fe.Reason, "more than") {
+		t.Errorf("2^64 points: %v", err)
+	}
+}
+
 // patchYAML replaces the top-level key of edit in doc (or appends it).
 func patchYAML(doc, edit string) string {
 	key, _, _ := strings.Cut(edit, ":")
@@ -800,6 +846,17 @@ func TestRunAndScheduleScopes(t *testing.T) {
 	if _, err := svc.StartRun(reader, sp); !errors.Is(err, ErrForbidden) {
 		t.Errorf("reader starts a run: %v", err)
 	}
+	// The scope is checked before the spec: a caller who may not start
+	// runs learns nothing from, and costs nothing with, a bad spec.
+	bad := sp
+	bad.Variants = []VariantSpec{{Name: "a", Embedder: "hash-bow", Index: &IndexSpec{Type: "ivfflat"},
+		Sweep: &SweepSpec{EfSearch: []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, Probes: []int{1, 2, 3, 4, 5, 6, 7, 8, 9}}}}
+	if _, err := svc.StartRun(reader, bad); !errors.Is(err, ErrForbidden) {
+		t.Errorf("reader starts a run with an invalid spec: %v", err)
+	}
+	if _, err := svc.CreateSchedule(reader, Schedule{Name: "n", Cron: "@daily", Spec: bad, Metric: "ndcg_cut_10"}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("reader creates a schedule with an invalid spec: %v", err)
+	}
 	if _, err := svc.StartRun(admin, sp); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("run without branches: %v", err)
 	}
@@ -817,6 +874,11 @@ func TestRunAndScheduleScopes(t *testing.T) {
 	moved.Spec.Project = "q"
 	if _, err := svc.UpdateSchedule(other, sc.ID, moved); !errors.Is(err, ErrForbidden) {
 		t.Errorf("other project takes over schedule: %v", err)
+	}
+	invalidSc := *sc
+	invalidSc.Spec = bad
+	if _, err := svc.UpdateSchedule(reader, sc.ID, invalidSc); !errors.Is(err, ErrForbidden) {
+		t.Errorf("reader updates a schedule with an invalid spec: %v", err)
 	}
 	if list, err := svc.ListSchedules(other); err != nil || len(list) != 0 {
 		t.Errorf("other project lists %d schedules (%v)", len(list), err)

@@ -236,10 +236,10 @@ func (s *Service) checkSchedule(sc *Schedule) error {
 // spec's project). Its runs act with the creator's scopes.
 func (s *Service) CreateSchedule(ctx context.Context, sc Schedule) (*Schedule, error) {
 	err := func() error {
-		if err := sc.validate(); err != nil {
-			return err
-		}
 		if err := s.authorize(ctx, RoleWrite, sc.Spec.Project, ""); err != nil {
+			return err // before validation, as StartRun
+		}
+		if err := sc.validate(); err != nil {
 			return err
 		}
 		if err := s.checkSchedule(&sc); err != nil {
@@ -265,10 +265,10 @@ func (s *Service) CreateSchedule(ctx context.Context, sc Schedule) (*Schedule, e
 func (s *Service) UpdateSchedule(ctx context.Context, id string, upd Schedule) (*Schedule, error) {
 	var out *Schedule
 	err := s.audited(ctx, "schedule.update", "schedule/"+id, "", func() error {
-		if err := upd.validate(); err != nil {
-			return err
-		}
 		if err := s.authorize(ctx, RoleWrite, upd.Spec.Project, ""); err != nil {
+			return err // before validation, as StartRun
+		}
+		if err := upd.validate(); err != nil {
 			return err
 		}
 		if err := s.checkSchedule(&upd); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -318,7 +319,6 @@ func (sp *ExperimentSpec) Validate() error {
 	if len(sp.Variants) == 0 {
 		return invalid("variants", "at least one variant is required")
 	}
-	seen := map[string]string{} // concrete variant name → type
 	for i, v := range sp.Variants {
 		f := fmt.Sprintf("variants[%d]", i)
 		if err := v.validate(f); err != nil {
@@ -329,15 +329,24 @@ func (sp *ExperimentSpec) Validate() error {
 				return err
 			}
 		}
+	}
+	// Counted before anything is expanded: a few bytes of sweep lists
+	// can name a grid of millions of points.
+	if n := sp.points(); n > maxVariants {
+		count := strconv.Itoa(n)
+		if n == math.MaxInt {
+			count = "more than " + count
+		}
+		return invalid("variants", "%s variants after sweeps; at most %d", count, maxVariants)
+	}
+	seen := map[string]string{} // concrete variant name → type
+	for i, v := range sp.Variants {
 		for _, x := range v.Expand() {
 			if _, ok := seen[x.Name]; ok {
-				return invalid(f+".name", "variant %q appears twice", x.Name)
+				return invalid(fmt.Sprintf("variants[%d].name", i), "variant %q appears twice", x.Name)
 			}
 			seen[x.Name] = x.Type
 		}
-	}
-	if len(seen) > 64 {
-		return invalid("variants", "%d variants after sweeps; at most 64", len(seen))
 	}
 	for i, v := range sp.Variants {
 		if v.Type == VariantHybrid {
@@ -434,10 +443,52 @@ func (v *VariantSpec) validate(f string) error {
 	return nil
 }
 
+// maxVariants is the most concrete variants a spec may expand to.
+const maxVariants = 64
+
+// points is the number of concrete variants the spec expands to (the
+// length of Concrete), computed from the sweeps' lengths without
+// expanding them; math.MaxInt when the count overflows.
+func (sp *ExperimentSpec) points() int {
+	n := 0
+	for _, v := range sp.Variants {
+		p := v.points()
+		if p > math.MaxInt-n {
+			return math.MaxInt
+		}
+		n += p
+	}
+	return n
+}
+
+// points is the number of concrete variants v expands to (the length of
+// Expand), math.MaxInt when the product of its sweep axes overflows.
+func (v VariantSpec) points() int {
+	s := v.Sweep
+	switch {
+	case s == nil:
+		return 1
+	case v.Type == VariantHybrid:
+		return max(1, len(s.RRFK)+len(s.Alpha))
+	}
+	n := 1
+	for _, l := range []int{len(s.M), len(s.Lists), len(s.EfSearch), len(s.Probes), len(s.Rerank)} {
+		if l == 0 {
+			continue
+		}
+		if n > math.MaxInt/l {
+			return math.MaxInt
+		}
+		n *= l
+	}
+	return n
+}
+
 // Expand returns the concrete variants of v: v itself without a sweep, or
 // one per grid point of its sweep, named
 // "<name>-m<M>-lists<L>-ef<E>-probes<P>-rerank<R>" for the swept fields,
-// in grid order (index parameters outermost).
+// in grid order (index parameters outermost). It builds the whole grid:
+// call it on a spec Validate accepted, which bounds the grid first.
 func (v VariantSpec) Expand() []VariantSpec {
 	if v.Sweep == nil {
 		return []VariantSpec{v}
@@ -494,7 +545,8 @@ func (v VariantSpec) Expand() []VariantSpec {
 	return out
 }
 
-// Concrete returns every concrete variant of the spec, in order.
+// Concrete returns every concrete variant of the spec, in order; like
+// Expand, only for a spec Validate accepted.
 func (sp *ExperimentSpec) Concrete() []VariantSpec {
 	var out []VariantSpec
 	for _, v := range sp.Variants {
