@@ -467,12 +467,13 @@ func ReadQrelsFile(path string) (Qrels, error) {
 // LoadBEIR loads a BEIR-layout dataset from dir: corpus.jsonl,
 // queries.jsonl and qrels/<split>.tsv. Every record is validated; a
 // judgment naming a query or document that is not in the dataset is an
-// error (ErrUnknownID) naming the qrels file and line. The dataset is named
-// after dir's base name.
+// error (ErrUnknownID) naming the qrels file and line. The split must be
+// a file name in dir's qrels directory: one with a path separator, or
+// whose file links out of that directory, is ErrInvalidArgument. The
+// dataset is named after dir's base name.
 func LoadBEIR(dir, split string) (*Dataset, error) {
 	ds := &Dataset{Name: filepath.Base(filepath.Clean(dir))}
-	read := func(file string, fn func(io.Reader, string) error) error {
-		path := filepath.Join(dir, file)
+	read := func(path string, fn func(io.Reader, string) error) error {
 		f, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("load dataset: %w", err)
@@ -483,13 +484,13 @@ func LoadBEIR(dir, split string) (*Dataset, error) {
 		}
 		return nil
 	}
-	if err := read("corpus.jsonl", func(r io.Reader, name string) (err error) {
+	if err := read(filepath.Join(dir, "corpus.jsonl"), func(r io.Reader, name string) (err error) {
 		ds.Corpus, err = ReadCorpus(r, name)
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	if err := read("queries.jsonl", func(r io.Reader, name string) (err error) {
+	if err := read(filepath.Join(dir, "queries.jsonl"), func(r io.Reader, name string) (err error) {
 		ds.Queries, err = ReadQueries(r, name)
 		return err
 	}); err != nil {
@@ -503,7 +504,11 @@ func LoadBEIR(dir, split string) (*Dataset, error) {
 	for _, q := range ds.Queries {
 		queries[q.ID] = true
 	}
-	if err := read(filepath.Join("qrels", split+".tsv"), func(r io.Reader, name string) error {
+	rpath, err := qrelsFile(dir, split)
+	if err != nil {
+		return nil, fmt.Errorf("load dataset: %w", err)
+	}
+	if err := read(rpath, func(r io.Reader, name string) error {
 		var err error
 		ds.Qrels, err = readQrelsChecked(r, name, queries, docs)
 		return err
@@ -511,6 +516,32 @@ func LoadBEIR(dir, split string) (*Dataset, error) {
 		return nil, err
 	}
 	return ds, nil
+}
+
+// qrelsFile is the path of split's judgments in the BEIR directory dir,
+// qrels/<split>.tsv. The split must be a file name (no '/' or '\', not
+// "." or ".."), and the file, links followed, must lie in the qrels
+// directory, links followed; otherwise the error wraps
+// ErrInvalidArgument and nothing outside that directory has been opened.
+func qrelsFile(dir, split string) (string, error) {
+	qdir := filepath.Join(dir, "qrels")
+	if split == "" || split == "." || split == ".." || strings.ContainsAny(split, `/\`) {
+		return "", fmt.Errorf("qrels split %q is not a file name in %s: %w", split, qdir, ErrInvalidArgument)
+	}
+	path := filepath.Join(qdir, split+".tsv")
+	realDir, err := filepath.EvalSymlinks(qdir)
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", err
+	}
+	if rel, err := filepath.Rel(realDir, real); err != nil || rel == "." || rel == ".." || filepath.IsAbs(rel) ||
+		strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("qrels split %q: %s links outside %s: %w", split, path, qdir, ErrInvalidArgument)
+	}
+	return path, nil
 }
 
 // readQrelsChecked reads BEIR qrels and checks every id against the dataset.

@@ -58,6 +58,42 @@ func writeDataset(t *testing.T, corpus, queries, qrels string) string {
 	return dir
 }
 
+// TestBEIRSplitConfined: the split names a file of the dataset's qrels
+// directory; a split with a path in it, or a qrels file linking out of
+// the directory, is refused before anything outside is read (so nothing
+// of it can show in an error).
+func TestBEIRSplitConfined(t *testing.T) {
+	const corpus = `{"_id":"d1","text":"x"}` + "\n"
+	const queries = `{"_id":"q1","text":"a"}` + "\n"
+	const qrels = "query-id\tcorpus-id\tscore\nq1\td1\t1\n"
+	dir := writeDataset(t, corpus, queries, qrels)
+	outside := filepath.Join(filepath.Dir(dir), "outside.tsv") // dir/qrels/../../outside.tsv
+	if err := os.WriteFile(outside, []byte("secret contents\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "qrels", "link.tsv")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("test.tsv", filepath.Join(dir, "qrels", "alias.tsv")); err != nil {
+		t.Fatal(err)
+	}
+	loaders := map[string]func(dir, split string) error{
+		"LoadBEIR": func(dir, split string) error { _, err := LoadBEIR(dir, split); return err },
+		"OpenBEIR": func(dir, split string) error { _, err := OpenBEIR(dir, split); return err },
+	}
+	for name, load := range loaders {
+		for _, split := range []string{"../../outside", "../qrels/../../outside", "link", ".", "..", ""} {
+			err := load(dir, split)
+			if !errors.Is(err, ErrInvalidArgument) || strings.Contains(err.Error(), "secret") {
+				t.Errorf("%s split %q: err = %v, want ErrInvalidArgument", name, split, err)
+			}
+		}
+		if err := load(dir, "alias"); err != nil {
+			t.Errorf("%s: a link within the qrels directory: %v", name, err)
+		}
+	}
+}
+
 func TestLoadBEIRErrorsNameFileAndLine(t *testing.T) {
 	const corpus = `{"_id":"d1","title":"t","text":"x"}
 {"_id":"d2","text":"y"}

@@ -54,7 +54,10 @@ func OpenBEIRFunc(dir, split string, visit func(line int, d Doc)) (*Collection, 
 	for _, q := range c.Queries {
 		queries[q.ID] = true
 	}
-	rpath := filepath.Join(dir, "qrels", split+".tsv")
+	rpath, err := qrelsFile(dir, split)
+	if err != nil {
+		return nil, fmt.Errorf("open dataset: %w", err)
+	}
 	if f, err = os.Open(rpath); err != nil {
 		return nil, fmt.Errorf("open dataset: %w", err)
 	}

@@ -150,12 +150,17 @@ func countLines(path string) (int, error) {
 // resolveDataset confines a spec's BEIR directory to Config.DatasetsDir:
 // a relative path is taken relative to it, and the path, cleaned and with
 // symbolic links followed, must name a directory strictly inside it. On
-// success d.BEIR is replaced by that resolved absolute path. A spec that
-// reads its dataset by SQL passes untouched. Errors are *FieldError for
-// dataset.beir naming the allowed directory.
+// success d.BEIR is replaced by that resolved absolute path. The split
+// must name a file (see DatasetSpec.Split), also in a spec stored before
+// that was validated. A spec that reads its dataset by SQL passes
+// untouched. Errors are *FieldError for dataset.beir naming the allowed
+// directory, or for dataset.split.
 func (s *Service) resolveDataset(d *DatasetSpec) error {
 	if d.BEIR == "" {
 		return nil
+	}
+	if err := validSplit(d.Split); err != nil {
+		return err
 	}
 	if s.cfg.DatasetsDir == "" {
 		return invalid("dataset.beir", "this server has no datasets directory (offshoot serve --datasets-dir); read the dataset by SQL from the base instead (corpus_sql, queries_sql, qrels_sql)")

@@ -177,11 +177,26 @@ func TestDatasetConfinement(t *testing.T) {
 			t.Errorf("beir %q: %q does not name the datasets directory %s", tc.beir, fe.Reason, dir)
 		}
 	}
+	// The split names a qrels file of the dataset, never a path: no
+	// qrels/<split>.tsv outside it is read.
+	if err := os.WriteFile(filepath.Join(root, "secret", "outside.tsv"), []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outside := spec("cranfield")
+	outside.Dataset.Split = "../../../secret/outside"
+	_, err = s.StartRun(admin(), outside)
+	var fe *experiments.FieldError
+	if !errors.As(err, &fe) || fe.Field != "dataset.split" {
+		t.Errorf("split out of the dataset: %v, want a dataset.split FieldError", err)
+	}
 	// Schedules are checked the same way, under spec.
 	_, err = s.CreateSchedule(admin(), experiments.Schedule{Name: "n", Cron: "@daily", Metric: "ndcg_cut_10", Spec: spec("../../../../etc")})
-	var fe *experiments.FieldError
 	if !errors.As(err, &fe) || fe.Field != "spec.dataset.beir" {
 		t.Errorf("schedule with an outside dataset: %v", err)
+	}
+	_, err = s.CreateSchedule(admin(), experiments.Schedule{Name: "n", Cron: "@daily", Metric: "ndcg_cut_10", Spec: outside})
+	if !errors.As(err, &fe) || fe.Field != "spec.dataset.split" {
+		t.Errorf("schedule with a split out of the dataset: %v", err)
 	}
 	sc, err := s.CreateSchedule(admin(), experiments.Schedule{Name: "n", Cron: "@daily", Metric: "ndcg_cut_10", Spec: spec("alias")})
 	if err != nil {

@@ -95,7 +95,9 @@ type DatasetSpec struct {
 	// (Config.DatasetsDir; a relative path is relative to it). Anything
 	// else, symbolic links out of it included, is refused.
 	BEIR string `json:"beir,omitempty"`
-	// Split is the qrels split. Default "test".
+	// Split is the qrels split, the name of a file qrels/<split>.tsv in
+	// the BEIR directory: 1-64 of letters, digits, '.', '_' and '-',
+	// starting with a letter or digit. Default "test".
 	Split string `json:"split,omitempty"`
 	// CorpusSQL yields (id text, text text) rows of the corpus.
 	CorpusSQL string `json:"corpus_sql,omitempty"`
@@ -212,7 +214,19 @@ type SweepSpec struct {
 	Rerank []int `json:"rerank,omitempty"`
 }
 
-var identRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+var (
+	identRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+	splitRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// validSplit checks a dataset's split: the name of a file in its qrels
+// directory, never a path.
+func validSplit(split string) error {
+	if !splitRE.MatchString(split) {
+		return invalid("dataset.split", "must name a qrels file (qrels/<split>.tsv) in the dataset: 1-64 of letters, digits, '.', '_', '-', starting with a letter or digit, not %q", split)
+	}
+	return nil
+}
 
 // ParseSpec reads a spec from YAML or JSON (JSON is YAML). Unknown fields
 // are errors naming the field.
@@ -274,6 +288,9 @@ func (sp *ExperimentSpec) Validate() error {
 	d := &sp.Dataset
 	if d.Split == "" {
 		d.Split = "test"
+	}
+	if err := validSplit(d.Split); err != nil {
+		return err
 	}
 	switch {
 	case d.BEIR != "" && (d.CorpusSQL != "" || d.QueriesSQL != "" || d.QrelsSQL != ""):
