@@ -182,7 +182,9 @@ type QueryRanking struct {
 	Values []float64 `json:"values,omitempty"`
 }
 
-// RankedDoc is a retrieved document and its distance.
+// RankedDoc is a retrieved document and its distance, always a number:
+// a document with no distance to the query (under cosine, the zero
+// vector of a text without tokens) is not ranked.
 type RankedDoc struct {
 	Doc      string  `json:"doc"`
 	Distance float64 `json:"distance"`

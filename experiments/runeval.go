@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -77,14 +78,34 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 	results := s.newResultWriter(run.ID, v.Name)
 	rankings := map[string][]string{}
 	exactIDs, annIDs := map[string][]string{}, map[string][]string{}
+	// rankable is the rows an index scan can return; under cosine not
+	// the zero vectors (noDistance), counted the first time a scan
+	// returns fewer rows than the table holds.
+	rankable, zeroCounted := vr.Rows, metric != vectors.Cosine
 	for i, q := range queries {
+		if noDistance(metric, qvecs[i]) {
+			// Ranks nothing, as a lexical query without lexemes matches
+			// nothing; it has no exact order to measure recall against.
+			rankings[q.ID] = []string{}
+			if err := results.add(QueryRanking{Query: q.ID, Hits: []RankedDoc{}}); err != nil {
+				return fail("eval", err)
+			}
+			continue
+		}
 		qq := sq
 		qq.Vector = qvecs[i]
 		res, err := vectors.Search(ctx, fk.conn, tbl, qq)
 		if err != nil {
 			return fail("eval", fmt.Errorf("query %s: %w", q.ID, err))
 		}
-		if indexed && int64(len(res.Hits)) < min(int64(fetch), vr.Rows) {
+		if indexed && int64(len(res.Hits)) < min(int64(fetch), rankable) && !zeroCounted {
+			n, err := vectors.ZeroRows(ctx, fk.conn, tbl)
+			if err != nil {
+				return fail("eval", err)
+			}
+			rankable, zeroCounted = vr.Rows-n, true
+		}
+		if indexed && int64(len(res.Hits)) < min(int64(fetch), rankable) {
 			field, what := "search.probes", "the index scan returned"
 			if v.Index.Type == "hnsw" {
 				field = "search.ef_search"
@@ -95,14 +116,14 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 				field, what = "search.rerank (or "+field+")", fmt.Sprintf("the %d re-ranked candidates gave", sq.Rerank)
 			}
 			return fail("eval", fmt.Errorf("query %s: %s %d of the %d rows fetched (%s): recall would be capped; raise %s or set search.iterative_scan to auto",
-				q.ID, what, len(res.Hits), min(int64(fetch), vr.Rows), plan, field))
+				q.ID, what, len(res.Hits), min(int64(fetch), rankable), plan, field))
 		}
 		qr := QueryRanking{Query: q.ID, LatencyUS: res.Latency.Microseconds()}
 		seen := map[string]bool{}
 		var ids []string
 		for _, h := range res.Hits {
-			if seen[h.DocID] || len(qr.Hits) == k {
-				continue
+			if seen[h.DocID] || len(qr.Hits) == k || math.IsNaN(h.Distance) {
+				continue // NaN: a zero vector's chunk, unranked (noDistance)
 			}
 			seen[h.DocID] = true
 			qr.Hits = append(qr.Hits, RankedDoc{Doc: h.DocID, Distance: h.Distance})
@@ -153,6 +174,24 @@ func (s *Service) evalPoint(ctx context.Context, run *Run, fk *evalFork, tbl vec
 	}
 	vr.Status = StatusSucceeded
 	return vr
+}
+
+// noDistance reports whether the query vector vec has no distance to
+// any row by metric: the cosine distance of the zero vector (the
+// embedding of a text without tokens) is NaN. Such a query ranks
+// nothing, and a row holding the zero vector is never ranked (its NaN
+// distance sorts last, and is dropped from a ranking): a zero vector is
+// unranked, as a lexical variant's text without lexemes is unmatched.
+func noDistance(metric vectors.Metric, vec []float32) bool {
+	if metric != vectors.Cosine {
+		return false
+	}
+	for _, x := range vec {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // recordMeasures scores the rankings of variant name of run (document

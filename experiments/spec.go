@@ -129,7 +129,11 @@ type VariantSpec struct {
 	Embedder string `json:"embedder"`
 	// Chunking splits documents; absent: one chunk per document.
 	Chunking *ChunkSpec `json:"chunking,omitempty"`
-	// Distance is "cosine" (default), "l2" or "ip".
+	// Distance is "cosine" (default), "l2" or "ip". A text without
+	// tokens embeds as the zero vector, which has no cosine distance:
+	// under cosine such a query ranks nothing (it counts as a judged
+	// query that retrieved nothing) and such a document is never ranked,
+	// as with a lexical variant.
 	Distance string `json:"distance,omitempty"`
 	// VectorType is the embedding column's type: "vector" (the default,
 	// 4-byte floats) or "halfvec" (2-byte floats: half the table and

@@ -183,6 +183,9 @@ func testCranfield(t *testing.T, conn *pgx.Conn) {
 	if len(full.Hits) != len(c.docs) || len(nan) != 2 {
 		t.Errorf("%d hits, NaN for %v", len(full.Hits), nan)
 	}
+	if n, err := ZeroRows(ctx, conn, r.table); err != nil || n != int64(len(nan)) {
+		t.Errorf("ZeroRows %d (%v), want the %d with NaN distances", n, err, len(nan))
+	}
 
 	info, err := CreateIndex(ctx, conn, r.table, Index{Method: HNSW, Metric: Cosine})
 	if err != nil {

@@ -127,6 +127,22 @@ func Search(ctx context.Context, db DB, t Table, q Query) (Result, error) {
 	return res, nil
 }
 
+// ZeroRows counts the rows of t whose embedding is the zero vector (the
+// embedding of a text without features): rows with no Cosine distance to
+// any query (it is NaN), which an HNSW or IVFFlat cosine index leaves out
+// and a Rerank search drops. It scans the whole table.
+func ZeroRows(ctx context.Context, db DB, t Table) (int64, error) {
+	if err := t.validate(); err != nil {
+		return 0, err
+	}
+	var n int64
+	sql := fmt.Sprintf("SELECT count(*) FROM %s WHERE (embedding <=> embedding) = 'NaN'", t.ident().Sanitize())
+	if err := db.QueryRow(ctx, sql).Scan(&n); err != nil {
+		return 0, fmt.Errorf("zero rows of %s: %w", t.Name, err)
+	}
+	return n, nil
+}
+
 // setLocal runs the SET LOCAL statements sets in tx in one round trip
 // (one simple-protocol query): a search is timed alone, but every round
 // trip before it is time an evaluation waits.
