@@ -110,7 +110,7 @@ func efSearchFor(v VariantSpec, fetch int) int {
 	if v.Search.EfSearch != 0 {
 		return v.Search.EfSearch
 	}
-	return min(max(40, fetch), 1000)
+	return min(max(40, fetch), vectors.MaxEfSearch)
 }
 
 // iterativeFor is the iterative scan a point of an indexed variant uses,

@@ -415,7 +415,11 @@ func TestRuns(t *testing.T) {
 	t.Run("failing variant and sweep", func(t *testing.T) {
 		good := VariantSpec{Name: "hnsw", Embedder: "hash-bow?dims=128", Index: &IndexSpec{Type: "hnsw", M: 8, EfConstruction: 32},
 			Sweep: &SweepSpec{EfSearch: []int{10, 80}}}
-		bad := VariantSpec{Name: "bad", Embedder: "hash-bow?dims=128", Index: &IndexSpec{Type: "hnsw", M: 200}}
+		// Valid, and bound to fail: 1000 lists of 1400 rows hold about
+		// one row each, and a probe without iterative scans returns
+		// fewer than k (an hnsw m of 200, say, is refused up front).
+		bad := VariantSpec{Name: "bad", Embedder: "hash-bow?dims=128", Index: &IndexSpec{Type: "ivfflat", Lists: 1000},
+			Search: SearchSpec{Probes: 1, IterativeScan: IterativeOff}}
 		sp := e.spec(good, bad)
 		sp.KeepBranches = true
 		r := e.run(t, sp)
@@ -426,7 +430,7 @@ func TestRuns(t *testing.T) {
 		for _, v := range r.Variants {
 			byName[v.Name] = v
 		}
-		if v := byName["bad"]; v.Status != StatusFailed || !strings.Contains(v.Error, "index") || !strings.Contains(v.Error, "m 200") {
+		if v := byName["bad"]; v.Status != StatusFailed || !strings.Contains(v.Error, "recall would be capped") || !strings.Contains(v.Error, "search.probes") {
 			t.Errorf("bad variant: %s %q", v.Status, v.Error)
 		}
 		for _, n := range []string{"hnsw-ef10", "hnsw-ef80"} {
@@ -758,6 +762,64 @@ variants:
 		var fe *FieldError
 		if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) || fe.Field != tc.field {
 			t.Errorf("%s: error %v, want field %s", tc.edit, err, tc.field)
+		}
+	}
+}
+
+// TestSpecIndexParams: index and search parameters, fixed or swept, are
+// checked against pgvector 0.8's ranges when the spec is validated (not
+// by CREATE INDEX or SET after the corpus is embedded and loaded); an
+// index takes only its own method's parameters. Errors name the field
+// and the range.
+func TestSpecIndexParams(t *testing.T) {
+	spec := func(variant string) string {
+		return `{name: x, project: p, base: {branch: main}, dataset: {beir: d}, variants: [{name: a, embedder: hash-bow}, ` + variant + `]}`
+	}
+	for _, tc := range []struct{ variant, field, says string }{
+		{`{name: b, embedder: hash-bow, index: {type: hnsw}, sweep: {ef_search: [40, 5000]}}`, "variants[1].sweep.ef_search[1]", "5000 is out of range: hnsw.ef_search must be in 1..1000"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw}, search: {ef_search: 5000}}`, "variants[1].search.ef_search", "1..1000"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw, m: 500}}`, "variants[1].index.m", "hnsw m must be in 2..100"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw, m: 1}}`, "variants[1].index.m", "2..100"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw, m: -3}}`, "variants[1].index.m", "2..100"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw}, sweep: {m: [16, 101]}}`, "variants[1].sweep.m[1]", "2..100"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw, ef_construction: 2000}}`, "variants[1].index.ef_construction", "4..1000"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw, m: 16, ef_construction: 4}}`, "variants[1].index.ef_construction", "below 2·m = 32"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw, m: 40}}`, "variants[1].index.m", "needs ef_construction ≥ 80 (2·m); index.ef_construction is 64 (the default)"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw, ef_construction: 40}, sweep: {m: [8, 24]}}`, "variants[1].sweep.m[1]", "m 24 needs ef_construction ≥ 48"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw, lists: 10}}`, "variants[1].index.lists", "IVFFlat parameter"},
+		{`{name: b, embedder: hash-bow, index: {type: hnsw}, sweep: {lists: [10]}}`, "variants[1].sweep.lists[0]", "IVFFlat parameter"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat, lists: 100000}}`, "variants[1].index.lists", "ivfflat lists must be in 1..32768"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat}, sweep: {lists: [0]}}`, "variants[1].sweep.lists[0]", "1..32768"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat, m: 16}}`, "variants[1].index.m", "HNSW parameter"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat, ef_construction: 64}}`, "variants[1].index.ef_construction", "HNSW parameter"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat}, sweep: {m: [16]}}`, "variants[1].sweep.m[0]", "HNSW parameter"},
+		{`{name: b, embedder: hash-bow, index: {type: none, lists: 10}}`, "variants[1].index", "type none"},
+		{`{name: b, embedder: hash-bow, index: {type: none}, sweep: {lists: [10]}}`, "variants[1].sweep.lists", "give index.type ivfflat"},
+		{`{name: b, embedder: hash-bow, sweep: {m: [16]}}`, "variants[1].sweep.m", "give index.type hnsw"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat, lists: 50}, search: {probes: 60}}`, "variants[1].search.probes", "in 1..50"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat}, sweep: {probes: [10, 200]}}`, "variants[1].sweep.probes[1]", "at most the default 100 lists"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat}, sweep: {lists: [200, 20], probes: [10, 50]}}`, "variants[1].sweep.probes[1]", "lists of variants[1].sweep.lists[1]) must be in 1..20"},
+		{`{name: b, embedder: hash-bow, index: {type: ivfflat}, sweep: {probes: [0]}}`, "variants[1].sweep.probes[0]", "1..100"},
+		{`{name: b, embedder: hash-bow, search: {probes: -1}}`, "variants[1].search.probes", "1..32768"},
+		{`{name: b, embedder: hash-bow, search: {probes: 40000}}`, "variants[1].search.probes", "1..32768"},
+	} {
+		_, err := ParseSpec([]byte(spec(tc.variant)))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tc.field || !strings.Contains(fe.Reason, tc.says) {
+			t.Errorf("%s: error %v, want field %s saying %q", tc.variant, err, tc.field, tc.says)
+		}
+	}
+	for _, variant := range []string{
+		`{name: b, embedder: hash-bow, index: {type: hnsw, m: 32}}`, // ef_construction 64 = 2·32
+		`{name: b, embedder: hash-bow, index: {type: hnsw, m: 100, ef_construction: 1000}, sweep: {ef_search: [1, 1000]}}`,
+		`{name: b, embedder: hash-bow, index: {type: hnsw, ef_construction: 48}, sweep: {m: [2, 24]}}`,
+		`{name: b, embedder: hash-bow, index: {type: ivfflat, lists: 32768}, sweep: {probes: [1, 32768]}}`,
+		`{name: b, embedder: hash-bow, index: {type: ivfflat}, sweep: {lists: [200, 20], probes: [10, 20]}}`,
+		`{name: b, embedder: hash-bow, index: {type: ivfflat}, search: {probes: 100}}`,
+		`{name: b, embedder: hash-bow, index: {type: none}}`,
+	} {
+		if _, err := ParseSpec([]byte(spec(variant))); err != nil {
+			t.Errorf("%s: %v", variant, err)
 		}
 	}
 }

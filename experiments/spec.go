@@ -171,7 +171,10 @@ type ChunkSpec struct {
 }
 
 // IndexSpec configures vectors.Index. Zero parameters take pgvector's
-// defaults.
+// defaults; set ones must be in pgvector's ranges, and an index takes
+// only its own method's: hnsw m 2..100 (default 16) and ef_construction
+// 4..1000 and at least 2·m (default 64), ivfflat lists 1..32768 (default
+// 100).
 type IndexSpec struct {
 	Type           string `json:"type"` // "hnsw", "ivfflat" or "none"
 	M              int    `json:"m,omitempty"`
@@ -181,10 +184,13 @@ type IndexSpec struct {
 
 // SearchSpec holds search-time parameters.
 type SearchSpec struct {
-	// EfSearch sets hnsw.ef_search. It also caps the hits an HNSW scan
-	// returns, so 0 means max(40, the hits a query fetches), up to 1000.
+	// EfSearch sets hnsw.ef_search, 1..1000. It also caps the hits an
+	// HNSW scan returns, so 0 means max(40, the hits a query fetches), up
+	// to 1000.
 	EfSearch int `json:"ef_search,omitempty"`
-	Probes   int `json:"probes,omitempty"`
+	// Probes sets ivfflat.probes: 1..the index's lists (more would probe
+	// them all); 0 means pgvector's default, 1.
+	Probes int `json:"probes,omitempty"`
 	// IterativeScan is pgvector's iterative index scan for the point:
 	// "auto" (the default) turns relaxed_order on for HNSW when ef_search
 	// is below the rows a query fetches (k, or more with chunking), and
@@ -202,7 +208,8 @@ type SearchSpec struct {
 	Rerank int `json:"rerank,omitempty"`
 }
 
-// SweepSpec is a parameter grid.
+// SweepSpec is a parameter grid. Every value is checked as the field it
+// sets would be (ef_search as SearchSpec.EfSearch, m as IndexSpec.M, ...).
 type SweepSpec struct {
 	EfSearch []int `json:"ef_search,omitempty"`
 	Probes   []int `json:"probes,omitempty"`
@@ -433,35 +440,7 @@ func (v *VariantSpec) validate(f string) error {
 	if err := v.validateStorage(f, es); err != nil {
 		return err
 	}
-	if ix := v.Index; ix != nil {
-		switch ix.Type {
-		case "none", "hnsw", "ivfflat":
-		default:
-			return invalid(f+".index.type", "must be hnsw, ivfflat or none")
-		}
-		if ix.M < 0 || ix.EfConstruction < 0 || ix.Lists < 0 {
-			return invalid(f+".index", "parameters must not be negative")
-		}
-	}
-	if v.Search.EfSearch < 0 || v.Search.EfSearch > 1000 {
-		return invalid(f+".search.ef_search", "must be in 0..1000")
-	}
-	if v.Search.Probes < 0 {
-		return invalid(f+".search.probes", "must not be negative")
-	}
-	if s := v.Sweep; s != nil {
-		for name, xs := range map[string][]int{"ef_search": s.EfSearch, "probes": s.Probes, "m": s.M, "lists": s.Lists, "rerank": s.Rerank} {
-			for j, x := range xs {
-				if x < 1 {
-					return invalid(fmt.Sprintf("%s.sweep.%s[%d]", f, name, j), "must be positive")
-				}
-			}
-		}
-		if (len(s.M) > 0 || len(s.Lists) > 0) && v.Index == nil {
-			return invalid(f+".sweep", "m and lists sweeps need an index")
-		}
-	}
-	return nil
+	return v.validateParams(f)
 }
 
 // maxVariants is the most concrete variants a spec may expand to.

@@ -82,12 +82,24 @@ func (v VariantSpec) validateStorage(f string, es vectors.Spec) error {
 	default:
 		return invalid(f+".quantization", "must be %s or %s, not %q", QuantizationNone, QuantizationBinary, v.Quantization)
 	}
-	if !v.binary() && (v.Search.Rerank != 0 || (v.Sweep != nil && len(v.Sweep.Rerank) > 0)) {
-		return invalid(f+".search.rerank", "re-ranks the Hamming candidates of quantization %s; this variant has none", QuantizationBinary)
+	if !v.binary() {
+		field := ""
+		switch {
+		case v.Search.Rerank != 0:
+			field = f + ".search.rerank"
+		case v.Sweep != nil && len(v.Sweep.Rerank) > 0:
+			field = f + ".sweep.rerank"
+		}
+		if field != "" {
+			return invalid(field, "re-ranks the Hamming candidates of quantization %s; this variant has none", QuantizationBinary)
+		}
 	}
 	dims := es.Dims
 	if dims == 0 && (es.Model == vectors.ModelHashBOW || es.Model == vectors.ModelHashChar || es.Model == vectors.ModelHashRP) {
 		dims = vectors.DefaultOfflineDims
+	}
+	if dims > vectors.MaxDims {
+		return invalid(f+".embedder", "has %d dimensions; pgvector stores at most %d in a %s column", dims, vectors.MaxDims, v.vectorType())
 	}
 	if n := vectors.MaxIndexDims(v.vectorType(), v.binary()); indexed && dims > n {
 		what := string(v.vectorType())

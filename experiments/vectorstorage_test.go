@@ -64,17 +64,21 @@ variants:
 		{`variants: [{name: a, embedder: hash-bow, quantization: binary, index: {type: none}}]`, "variants[0].quantization", "index.type hnsw or ivfflat"},
 		{`variants: [{name: a, embedder: hash-bow, distance: hamming, quantization: binary, index: {type: hnsw}}]`, "variants[0].distance", "re-ranks its candidates"},
 		{`variants: [{name: a, embedder: hash-bow, index: {type: hnsw}, search: {rerank: 40}}]`, "variants[0].search.rerank", "quantization binary"},
-		{`variants: [{name: a, embedder: hash-bow, index: {type: hnsw}, sweep: {rerank: [40]}}]`, "variants[0].search.rerank", "quantization binary"},
+		{`variants: [{name: a, embedder: hash-bow, index: {type: hnsw}, sweep: {rerank: [40]}}]`, "variants[0].sweep.rerank", "quantization binary"},
 		{`variants: [{name: a, embedder: hash-bow, quantization: binary, index: {type: hnsw}, search: {rerank: 5}}]`, "variants[0].search.rerank", "at least the 10 rows"},
 		{`variants: [{name: a, embedder: hash-bow, quantization: binary, index: {type: hnsw}, search: {rerank: 20000}}]`, "variants[0].search.rerank", "at most 10000"},
 		{`variants: [{name: a, embedder: hash-bow, quantization: binary, index: {type: hnsw}, sweep: {rerank: [40, 9]}}]`, "variants[0].sweep.rerank[1]", "at least the 10 rows"},
-		{`variants: [{name: a, embedder: hash-bow, quantization: binary, index: {type: hnsw}, sweep: {rerank: [0]}}]`, "variants[0].sweep.rerank[0]", "positive"},
+		{`variants: [{name: a, embedder: hash-bow, quantization: binary, index: {type: hnsw}, sweep: {rerank: [0]}}]`, "variants[0].sweep.rerank[0]", "at least the 10 rows"},
 		{`variants: [{name: a, embedder: hash-bow, quantization: binary, chunking: {size: 200}, index: {type: hnsw}, search: {rerank: 20}}]`, "variants[0].search.rerank", "at least the 40 rows"},
 		{`variants: [{name: a, embedder: hash-bow, quantization: binary, index: {type: hnsw}, search: {ef_search: 30, iterative_scan: "off"}}]`, "variants[0].search.ef_search", "rerank candidates"},
 		{`variants: [{name: a, embedder: "hash-bow?dims=3000", index: {type: hnsw}}]`, "variants[0].embedder", "vector_type halfvec indexes up to 4000"},
 		{`variants: [{name: a, embedder: "hash-bow?dims=5000", vector_type: halfvec, index: {type: ivfflat}}]`, "variants[0].embedder", "halfvec columns of at most 4000"},
 		{`variants: [{name: a, embedder: "openai:text-embedding-3-large?dims=3072", index: {type: hnsw}}]`, "variants[0].embedder", "at most 2000"},
-		{`variants: [{name: a, embedder: "hash-bow?dims=70000", quantization: binary, index: {type: hnsw}}]`, "variants[0].embedder", "bit (binary quantization) columns of at most 64000"},
+		// Binary quantization keeps the full embeddings, which a column
+		// holds up to 16000 dimensions: below the bit index's 64000.
+		{`variants: [{name: a, embedder: "hash-bow?dims=70000", quantization: binary, index: {type: hnsw}}]`, "variants[0].embedder", "stores at most 16000 in a vector column"},
+		{`variants: [{name: a, embedder: "hash-bow?dims=20000"}]`, "variants[0].embedder", "stores at most 16000 in a vector column"},
+		{`variants: [{name: a, embedder: "hash-bow?dims=16001", vector_type: halfvec}]`, "variants[0].embedder", "stores at most 16000 in a halfvec column"},
 		{`variants: [{name: a, type: run_file, run_file: x.run, vector_type: halfvec}]`, "variants[0]", "only name and run_file"},
 	} {
 		_, err := ParseSpec([]byte(patchYAML(good, tc.edit)))
@@ -87,6 +91,8 @@ variants:
 	// vector index limit, every re-rank distance, rerank ≥ 4k chunked.
 	for _, edit := range []string{
 		`variants: [{name: a, embedder: hash-bow, vector_type: halfvec}]`,
+		`variants: [{name: a, embedder: "hash-bow?dims=16000"}]`,
+		`variants: [{name: a, embedder: "hash-bow?dims=16000", quantization: binary, index: {type: hnsw}}]`,
 		`variants: [{name: a, embedder: "hash-bow?dims=3000", vector_type: halfvec, index: {type: hnsw}}]`,
 		`variants: [{name: a, embedder: "hash-bow?dims=5000", quantization: binary, index: {type: ivfflat}}]`,
 		`variants: [{name: a, embedder: hash-bow, quantization: binary, vector_type: halfvec, distance: l2, index: {type: hnsw}}]`,

@@ -86,6 +86,27 @@ const (
 	MaxIndexDimsBit     = 64000
 )
 
+// Parameter ranges of pgvector 0.8 indexes and searches, and the defaults
+// a zero Index parameter stands for.
+const (
+	// HNSW m: MinM..MaxM, default DefaultM.
+	MinM     = 2
+	MaxM     = 100
+	DefaultM = 16
+	// HNSW ef_construction: MinEfConstruction..MaxEfConstruction and at
+	// least 2·m, default DefaultEfConstruction.
+	MinEfConstruction     = 4
+	MaxEfConstruction     = 1000
+	DefaultEfConstruction = 64
+	// hnsw.ef_search: 1..MaxEfSearch (the server's default is 40).
+	MaxEfSearch = 1000
+	// IVFFlat lists: 1..MaxLists, default DefaultLists; ivfflat.probes:
+	// 1..MaxProbes (probes beyond an index's lists probe them all).
+	MaxLists     = 32768
+	DefaultLists = 100
+	MaxProbes    = MaxLists
+)
+
 // MaxIndexDims is the most dimensions an index on a column of type vt can
 // have: of the column itself, or of its binary quantization.
 func MaxIndexDims(vt VectorType, binary bool) int {
@@ -147,12 +168,12 @@ func (ix Index) with() (string, error) {
 		}
 		m, ef := ix.M, ix.EfConstruction
 		if m == 0 {
-			m = 16
+			m = DefaultM
 		}
 		if ef == 0 {
-			ef = 64
+			ef = DefaultEfConstruction
 		}
-		if m < 2 || m > 100 || ef < 4 || ef > 1000 || ef < 2*m {
+		if m < MinM || m > MaxM || ef < MinEfConstruction || ef > MaxEfConstruction || ef < 2*m {
 			return "", fmt.Errorf("hnsw m %d ef_construction %d: %w", m, ef, ErrBadIndex)
 		}
 		return fmt.Sprintf("(m = %d, ef_construction = %d)", m, ef), nil
@@ -162,9 +183,9 @@ func (ix Index) with() (string, error) {
 		}
 		lists := ix.Lists
 		if lists == 0 {
-			lists = 100
+			lists = DefaultLists
 		}
-		if lists < 1 || lists > 32768 {
+		if lists < 1 || lists > MaxLists {
 			return "", fmt.Errorf("ivfflat lists %d: %w", lists, ErrBadIndex)
 		}
 		return fmt.Sprintf("(lists = %d)", lists), nil
@@ -251,14 +272,14 @@ func (q Query) settings() ([]string, error) {
 		return []string{"SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off"}, nil
 	}
 	if q.EfSearch != 0 {
-		if q.EfSearch < 1 || q.EfSearch > 1000 {
-			return nil, fmt.Errorf("ef_search %d not in 1..1000: %w", q.EfSearch, ErrBadQuery)
+		if q.EfSearch < 1 || q.EfSearch > MaxEfSearch {
+			return nil, fmt.Errorf("ef_search %d not in 1..%d: %w", q.EfSearch, MaxEfSearch, ErrBadQuery)
 		}
 		out = append(out, "SET LOCAL hnsw.ef_search = "+strconv.Itoa(q.EfSearch))
 	}
 	if q.Probes != 0 {
-		if q.Probes < 1 || q.Probes > 32768 {
-			return nil, fmt.Errorf("probes %d not in 1..32768: %w", q.Probes, ErrBadQuery)
+		if q.Probes < 1 || q.Probes > MaxProbes {
+			return nil, fmt.Errorf("probes %d not in 1..%d: %w", q.Probes, MaxProbes, ErrBadQuery)
 		}
 		out = append(out, "SET LOCAL ivfflat.probes = "+strconv.Itoa(q.Probes))
 	}

@@ -57,6 +57,10 @@ const (
 	HalfVec VectorType = "halfvec"
 )
 
+// MaxDims is the most dimensions pgvector 0.8 stores in a vector or
+// halfvec column (an index takes fewer: MaxIndexDims).
+const MaxDims = 16000
+
 // Table describes a chunk table:
 //
 //	id text PRIMARY KEY, doc_id text, chunk_start int, chunk_end int,
@@ -68,7 +72,7 @@ const (
 type Table struct {
 	// Name is the table name, optionally schema-qualified ("s.t").
 	Name string
-	// Dims is the embedding dimension (1..16000).
+	// Dims is the embedding dimension (1..MaxDims).
 	Dims int
 	// Type is the embedding column type; empty means Vector.
 	Type VectorType
@@ -94,8 +98,8 @@ func (t Table) validate() error {
 	if t.Name == "" || t.Name[0] == '.' || t.Name[len(t.Name)-1] == '.' {
 		return fmt.Errorf("table name %q: %w", t.Name, ErrBadTable)
 	}
-	if t.Dims < 1 || t.Dims > 16000 {
-		return fmt.Errorf("table %s: dims %d not in 1..16000: %w", t.Name, t.Dims, ErrBadTable)
+	if t.Dims < 1 || t.Dims > MaxDims {
+		return fmt.Errorf("table %s: dims %d not in 1..%d: %w", t.Name, t.Dims, MaxDims, ErrBadTable)
 	}
 	if v := t.vtype(); v != Vector && v != HalfVec {
 		return fmt.Errorf("table %s: vector type %q: %w", t.Name, v, ErrBadTable)
