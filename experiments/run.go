@@ -14,6 +14,7 @@ import (
 
 	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+	"github.com/offshootdb/offshoot/vectors"
 )
 
 // Experiment runs: what they need from branch management, their durable
@@ -33,6 +34,15 @@ type RunBranches interface {
 	Fork(ctx context.Context, project string, from BranchPoint, name string) (ForkInfo, error)
 	// Discard deletes a fork created by Fork.
 	Discard(ctx context.Context, project, branch string) error
+}
+
+// BaseChecker is optionally implemented by a RunBranches to check a
+// run's base without pinning it, so that a run or schedule naming an
+// unknown project, branch or snapshot is refused before it is recorded.
+type BaseChecker interface {
+	// CheckBase returns an error wrapping ErrNotFound, naming what is
+	// missing, for an unknown project, branch or snapshot.
+	CheckBase(ctx context.Context, project string, at BranchPoint) error
 }
 
 // ForkUsage is optionally implemented by a RunBranches to report a
@@ -225,7 +235,9 @@ func newRunID(now time.Time) string {
 // StartRun validates spec, records a queued run and starts it in the
 // background; it returns the run at once. The caller needs write scope on
 // the whole project (runs create branches), checked before the spec is
-// looked at. Runs stop when cancelled
+// looked at. An unknown project, base branch or snapshot (ErrNotFound) or
+// embedding model (a *FieldError naming the variant's embedder) is then
+// refused before anything is recorded. Runs stop when cancelled
 // (CancelRun) or when the service closes. A BEIR dataset must lie in
 // Config.DatasetsDir (see DatasetSpec.BEIR); the run records its resolved
 // path.
@@ -246,12 +258,41 @@ func (s *Service) StartRun(ctx context.Context, spec ExperimentSpec) (*Run, erro
 		if err := s.checkRunFiles(&spec); err != nil {
 			return err
 		}
+		if err := s.checkRunRefs(ctx, &spec); err != nil {
+			return err
+		}
 		r, err := s.startRun(ctx, spec, "")
 		run = r
 		return err
 	}()
 	s.record(ctx, "run.start", spec.Project+"/"+spec.Name, idOf(run), err)
 	return run, err
+}
+
+// checkRunRefs checks what a valid spec names outside itself: its
+// project and base (when the branch manager can check them, BaseChecker)
+// and every dense variant's embedding model, built unfitted as the run
+// builds it, so that a run is not recorded only to fail on them later.
+func (s *Service) checkRunRefs(ctx context.Context, spec *ExperimentSpec) error {
+	for i, v := range spec.Variants {
+		if v.Type != "" {
+			continue
+		}
+		f := fmt.Sprintf("variants[%d].embedder", i)
+		es, err := vectors.ParseSpec(v.Embedder)
+		if err != nil {
+			return invalid(f, "%v", err)
+		}
+		if _, err := s.embedders().New(es, nil); errors.Is(err, vectors.ErrUnknownModel) {
+			return invalid(f, "%v; the models are %s", err, strings.Join(s.embedders().Models(), ", "))
+		} else if err != nil {
+			return invalid(f, "%v", err)
+		}
+	}
+	if bc, ok := s.cfg.Branches.(BaseChecker); ok {
+		return bc.CheckBase(ctx, spec.Project, spec.Base)
+	}
+	return nil
 }
 
 func idOf(r *Run) string {

@@ -2,8 +2,11 @@ package experiments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // storeBranches is the RunBranches of the Service's own branch store:
@@ -16,6 +19,9 @@ type storeBranches struct{ s *Service }
 // snapshot named "run-base.<unix-nanoseconds>", which keeps the base's
 // data forkable at that point for Config.RunBaseRetention.
 func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoint) (BranchPoint, error) {
+	if err := b.CheckBase(ctx, project, at); err != nil { // what is missing, not the pinning snapshot
+		return BranchPoint{}, err
+	}
 	if at.Snapshot != "" {
 		snaps, err := b.s.ListSnapshots(ctx, project)
 		if err != nil {
@@ -45,6 +51,38 @@ func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoi
 		return BranchPoint{}, err
 	}
 	return BranchPoint{Branch: at.Branch, Seq: sn.LSN, Snapshot: sn.Name}, nil
+}
+
+// CheckBase implements BaseChecker from the store's catalog; it pins
+// nothing (Resolve does, when the run executes).
+func (b storeBranches) CheckBase(ctx context.Context, project string, at BranchPoint) error {
+	st, err := b.s.storeOr()
+	if err != nil {
+		return err
+	}
+	if _, err := st.Project(project); errors.Is(err, storage.ErrProjectNotFound) {
+		return fmt.Errorf("project %q: %w", project, ErrNotFound)
+	} else if err != nil {
+		return storeErr(err)
+	}
+	if at.Snapshot != "" { // Resolve forks the snapshot alone, whatever its branch
+		snaps, err := st.Snapshots(project)
+		if err != nil {
+			return storeErr(err)
+		}
+		for _, sn := range snaps {
+			if sn.Name == at.Snapshot {
+				return nil
+			}
+		}
+		return fmt.Errorf("base snapshot %q of project %q: %w", at.Snapshot, project, ErrNotFound)
+	}
+	if _, err := st.Branch(project, at.Branch); errors.Is(err, storage.ErrBranchNotFound) {
+		return fmt.Errorf("base branch %q of project %q: %w", at.Branch, project, ErrNotFound)
+	} else if err != nil {
+		return storeErr(err)
+	}
+	return nil
 }
 
 // Fork creates branch name at the pinned point. A point pinned by a

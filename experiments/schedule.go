@@ -214,15 +214,20 @@ func (sc *Schedule) validateMetric() error {
 }
 
 // checkSchedule applies the server's policies to a valid schedule: its
-// webhook must be one the webhook policy allows and its BEIR dataset must
-// lie in the datasets directory (resolved in place).
-func (s *Service) checkSchedule(sc *Schedule) error {
+// webhook must be one the webhook policy allows, its BEIR dataset must
+// lie in the datasets directory (resolved in place), and what its spec
+// names must exist as StartRun checks it (checkRunRefs).
+func (s *Service) checkSchedule(ctx context.Context, sc *Schedule) error {
 	if sc.Webhook != "" {
 		if err := s.hooks.check(sc.Webhook); err != nil {
 			return err
 		}
 	}
-	if err := s.resolveDataset(&sc.Spec.Dataset); err != nil {
+	err := s.resolveDataset(&sc.Spec.Dataset)
+	if err == nil {
+		err = s.checkRunRefs(ctx, &sc.Spec)
+	}
+	if err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {
 			return invalid("spec."+fe.Field, "%s", fe.Reason)
@@ -242,7 +247,7 @@ func (s *Service) CreateSchedule(ctx context.Context, sc Schedule) (*Schedule, e
 		if err := sc.validate(); err != nil {
 			return err
 		}
-		if err := s.checkSchedule(&sc); err != nil {
+		if err := s.checkSchedule(ctx, &sc); err != nil {
 			return err
 		}
 		caller, _ := CallerFrom(ctx)
@@ -271,7 +276,7 @@ func (s *Service) UpdateSchedule(ctx context.Context, id string, upd Schedule) (
 		if err := upd.validate(); err != nil {
 			return err
 		}
-		if err := s.checkSchedule(&upd); err != nil {
+		if err := s.checkSchedule(ctx, &upd); err != nil {
 			return err
 		}
 		return s.modifySchedule(ctx, id, func(sc *Schedule) error {

@@ -1,0 +1,67 @@
+package experiments
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offshootdb/offshoot/evals/evalstest"
+)
+
+// TestRunRefsChecked starts runs and creates schedules on the real stack
+// whose project, base or embedder does not exist: each is refused at once
+// with an error naming what the user wrote (not the snapshot that would
+// pin the base), and no run or schedule is recorded.
+func TestRunRefsChecked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and FUSE")
+	}
+	svc := storeService(t, "p", nil)
+	ctx, cancel := context.WithTimeout(WithCaller(context.Background(), LocalCaller), 2*time.Minute)
+	defer cancel()
+	good := ExperimentSpec{Name: "refs", Project: "p", Base: BranchPoint{Branch: "main"},
+		Dataset: DatasetSpec{BEIR: evalstest.Cranfield(t)}, Metrics: []string{"ndcg_cut.10"},
+		Variants: []VariantSpec{{Name: "a", Embedder: "hash-bow?dims=8"}, {Name: "b", Embedder: "hash-bow?dims=16"}}}
+	for _, tc := range []struct {
+		name  string
+		edit  func(sp *ExperimentSpec)
+		want  error
+		field string // of a *FieldError, for a run; "spec." + field for a schedule
+		says  string
+	}{
+		{"branch", func(sp *ExperimentSpec) { sp.Base.Branch = "nope" }, ErrNotFound, "", `base branch "nope" of project "p"`},
+		{"snapshot", func(sp *ExperimentSpec) { sp.Base.Snapshot = "nope" }, ErrNotFound, "", `base snapshot "nope" of project "p"`},
+		{"project", func(sp *ExperimentSpec) { sp.Project = "nope" }, ErrNotFound, "", `project "nope"`},
+		{"embedder", func(sp *ExperimentSpec) { sp.Variants[1].Embedder = "nope?dims=64" }, ErrInvalid, "variants[1].embedder", `"nope"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := good
+			sp.Variants = append([]VariantSpec(nil), good.Variants...)
+			tc.edit(&sp)
+			check := func(err error, field string) {
+				t.Helper()
+				var fe *FieldError
+				switch {
+				case !errors.Is(err, tc.want):
+					t.Fatalf("got %v, want %v", err, tc.want)
+				case strings.Contains(err.Error(), "run-base") || !strings.Contains(err.Error(), tc.says):
+					t.Errorf("error %q does not say %s", err, tc.says)
+				case tc.field != "" && (!errors.As(err, &fe) || fe.Field != field):
+					t.Errorf("error %q does not name %s", err, field)
+				}
+			}
+			_, err := svc.StartRun(ctx, sp)
+			check(err, tc.field)
+			_, err = svc.CreateSchedule(ctx, Schedule{Name: "refs", Cron: "@daily", Spec: sp, Metric: "ndcg_cut_10"})
+			check(err, "spec."+tc.field)
+		})
+	}
+	if runs, err := svc.ListRuns(ctx, RunFilter{}); err != nil || len(runs) != 0 {
+		t.Errorf("runs recorded: %v %+v", err, runs)
+	}
+	if scs, err := svc.ListSchedules(ctx); err != nil || len(scs) != 0 {
+		t.Errorf("schedules recorded: %v %+v", err, scs)
+	}
+}
