@@ -38,10 +38,13 @@ type RunBranches interface {
 
 // BaseChecker is optionally implemented by a RunBranches to check a
 // run's base without pinning it, so that a run or schedule naming an
-// unknown project, branch or snapshot is refused before it is recorded.
+// unknown project, branch or snapshot, or a point its branch does not
+// hold, is refused before it is recorded.
 type BaseChecker interface {
 	// CheckBase returns an error wrapping ErrNotFound, naming what is
-	// missing, for an unknown project, branch or snapshot.
+	// missing, for an unknown project, branch or snapshot, and a
+	// *FieldError naming base.seq or base.at for a point outside the
+	// branch's history (later than its head, or older than it keeps).
 	CheckBase(ctx context.Context, project string, at BranchPoint) error
 }
 
@@ -235,12 +238,13 @@ func newRunID(now time.Time) string {
 // StartRun validates spec, records a queued run and starts it in the
 // background; it returns the run at once. The caller needs write scope on
 // the whole project (runs create branches), checked before the spec is
-// looked at. An unknown project, base branch or snapshot (ErrNotFound) or
-// embedding model (a *FieldError naming the variant's embedder) is then
-// refused before anything is recorded. Runs stop when cancelled
-// (CancelRun) or when the service closes. A BEIR dataset must lie in
-// Config.DatasetsDir (see DatasetSpec.BEIR); the run records its resolved
-// path.
+// looked at. An unknown project, base branch or snapshot (ErrNotFound), a
+// base seq or time outside the branch's history or an unknown embedding
+// model (a *FieldError naming base.seq, base.at or the variant's
+// embedder) is then refused before anything is recorded. Runs stop when
+// cancelled (CancelRun) or when the service closes. A BEIR dataset must
+// lie in Config.DatasetsDir (see DatasetSpec.BEIR); the run records its
+// resolved path.
 func (s *Service) StartRun(ctx context.Context, spec ExperimentSpec) (*Run, error) {
 	var run *Run
 	err := func() error {

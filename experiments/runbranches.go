@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/offshootdb/offshoot/storage"
@@ -34,7 +35,7 @@ func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoi
 		}
 		return BranchPoint{}, fmt.Errorf("snapshot %q of project %q: %w", at.Snapshot, project, ErrNotFound)
 	}
-	if at.Seq != 0 {
+	if at.Seq != 0 { // CheckBase found it in the branch's history
 		if _, err := b.s.GetBranch(ctx, project, at.Branch); err != nil {
 			return BranchPoint{}, err
 		}
@@ -53,8 +54,9 @@ func (b storeBranches) Resolve(ctx context.Context, project string, at BranchPoi
 	return BranchPoint{Branch: at.Branch, Seq: sn.LSN, Snapshot: sn.Name}, nil
 }
 
-// CheckBase implements BaseChecker from the store's catalog; it pins
-// nothing (Resolve does, when the run executes).
+// CheckBase implements BaseChecker from the store's catalog; an explicit
+// seq or time must lie in the branch's retained history. It pins nothing
+// (Resolve does, when the run executes).
 func (b storeBranches) CheckBase(ctx context.Context, project string, at BranchPoint) error {
 	st, err := b.s.storeOr()
 	if err != nil {
@@ -82,7 +84,30 @@ func (b storeBranches) CheckBase(ctx context.Context, project string, at BranchP
 	} else if err != nil {
 		return storeErr(err)
 	}
-	return nil
+	if at.Seq == 0 && at.At == nil {
+		return nil
+	}
+	// A view of the point resolves it as a fork of it would, and pins
+	// it only until closed.
+	point, field, what := storage.AtSeq(at.Seq), "base.seq", strconv.FormatUint(at.Seq, 10)
+	if at.At != nil {
+		point, field, what = storage.AtTime(*at.At), "base.at", at.At.UTC().Format(time.RFC3339Nano)
+	}
+	v, err := st.OpenView(project, at.Branch, point)
+	switch {
+	case err == nil:
+		return v.Close()
+	case errors.Is(err, storage.ErrFuture):
+		newest := "its head"
+		if h, err := st.OpenView(project, at.Branch, storage.AtHead()); err == nil {
+			newest = fmt.Sprintf("its newest seq, %d", h.Seq())
+			h.Close()
+		}
+		return invalid(field, "%s is later than %s of branch %q", what, newest, at.Branch)
+	case errors.Is(err, storage.ErrBeforeHorizon):
+		return invalid(field, "%s is older than the history the store keeps of branch %q", what, at.Branch)
+	}
+	return storeErr(err)
 }
 
 // Fork creates branch name at the pinned point. A point pinned by a

@@ -11,9 +11,10 @@ import (
 )
 
 // TestRunRefsChecked starts runs and creates schedules on the real stack
-// whose project, base or embedder does not exist: each is refused at once
-// with an error naming what the user wrote (not the snapshot that would
-// pin the base), and no run or schedule is recorded.
+// whose project, base or embedder does not exist, or whose base seq or
+// time is not in the branch's history: each is refused at once with an
+// error naming what the user wrote (not the snapshot that would pin the
+// base), and no run or schedule is recorded.
 func TestRunRefsChecked(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Postgres and FUSE")
@@ -24,6 +25,7 @@ func TestRunRefsChecked(t *testing.T) {
 	good := ExperimentSpec{Name: "refs", Project: "p", Base: BranchPoint{Branch: "main"},
 		Dataset: DatasetSpec{BEIR: evalstest.Cranfield(t)}, Metrics: []string{"ndcg_cut.10"},
 		Variants: []VariantSpec{{Name: "a", Embedder: "hash-bow?dims=8"}, {Name: "b", Embedder: "hash-bow?dims=16"}}}
+	future := time.Now().Add(time.Hour)
 	for _, tc := range []struct {
 		name  string
 		edit  func(sp *ExperimentSpec)
@@ -35,6 +37,11 @@ func TestRunRefsChecked(t *testing.T) {
 		{"snapshot", func(sp *ExperimentSpec) { sp.Base.Snapshot = "nope" }, ErrNotFound, "", `base snapshot "nope" of project "p"`},
 		{"project", func(sp *ExperimentSpec) { sp.Project = "nope" }, ErrNotFound, "", `project "nope"`},
 		{"embedder", func(sp *ExperimentSpec) { sp.Variants[1].Embedder = "nope?dims=64" }, ErrInvalid, "variants[1].embedder", `"nope"`},
+		// A point the branch does not hold is refused whether or not the
+		// variants would fork it (materializations they reuse do not).
+		{"future seq", func(sp *ExperimentSpec) { sp.Base.Seq = 999999999999 }, ErrInvalid, "base.seq", `999999999999 is later than its newest seq`},
+		{"future time", func(sp *ExperimentSpec) { sp.Base.At = &future }, ErrInvalid, "base.at", `is later than`},
+		{"seq of no branch", func(sp *ExperimentSpec) { sp.Base.Branch, sp.Base.Seq = "nope", 1 }, ErrNotFound, "", `base branch "nope"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sp := good
@@ -58,10 +65,18 @@ func TestRunRefsChecked(t *testing.T) {
 			check(err, "spec."+tc.field)
 		})
 	}
+	// A seq the branch holds passes.
+	sn, err := svc.CreateSnapshot(ctx, CreateSnapshotRequest{Project: "p", Branch: "main", Name: "here"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (storeBranches{svc}).CheckBase(ctx, "p", BranchPoint{Branch: "main", Seq: sn.LSN}); err != nil {
+		t.Errorf("seq %d of main: %v", sn.LSN, err)
+	}
 	if runs, err := svc.ListRuns(ctx, RunFilter{}); err != nil || len(runs) != 0 {
-		t.Errorf("runs recorded: %v %+v", err, runs)
+		t.Errorf("%d runs recorded (%v)", len(runs), err)
 	}
 	if scs, err := svc.ListSchedules(ctx); err != nil || len(scs) != 0 {
-		t.Errorf("schedules recorded: %v %+v", err, scs)
+		t.Errorf("%d schedules recorded (%v)", len(scs), err)
 	}
 }
