@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -126,6 +127,39 @@ func (s *Service) CompareRuns(ctx context.Context, req CompareRequest) (*RunComp
 	return compareVariants(req, va, vb, runA.Provenance, runB.Provenance)
 }
 
+// Check reports what is wrong with g as a gate on runs of sp, before any
+// run: a Metric sp does not measure (by its trec_eval output name, e.g.
+// ndcg_cut_10) or that runs are not compared on (a count, gm_map), an
+// Alpha outside (0, 1), a negative Threshold or an unknown Correction,
+// as a *FieldError naming metric, alpha, threshold or correction. sp
+// must be valid. Pure; safe for concurrent use.
+func (g Gate) Check(sp *ExperimentSpec) error {
+	ms, err := evals.ParseMeasures(sp.Metrics...)
+	if err != nil {
+		return invalid("metrics", "%v", err)
+	}
+	var names []string
+	found := false
+	for _, m := range ms {
+		if m.Compared() {
+			names = append(names, m.String())
+			found = found || m.String() == g.Metric
+		}
+	}
+	switch {
+	case !found:
+		return invalid("metric", "%q is not among the measures the spec's runs are compared on: %s", g.Metric, strings.Join(names, ", "))
+	case g.Alpha != 0 && !(g.Alpha > 0 && g.Alpha < 1):
+		return invalid("alpha", "%v is not in (0, 1)", g.Alpha)
+	case g.Threshold < 0:
+		return invalid("threshold", "must not be negative")
+	}
+	if _, err := evals.Adjust(g.Correction, nil); err != nil {
+		return invalid("correction", "%v", err)
+	}
+	return nil
+}
+
 // compareVariants compares vb against va; pa and pb are their runs'
 // provenance (nil when unknown).
 func compareVariants(req CompareRequest, va, vb *VariantRun, pa, pb *Provenance) (*RunComparison, error) {
@@ -150,9 +184,16 @@ func compareVariants(req CompareRequest, va, vb *VariantRun, pa, pb *Provenance)
 	if ra, rb, err = commonMeasures(ra, rb); err != nil {
 		return nil, err
 	}
+	if req.Alpha != 0 && !(req.Alpha > 0 && req.Alpha < 1) {
+		return nil, invalid("alpha", "%v is not in (0, 1)", req.Alpha)
+	}
 	c, err := evals.Compare(ra, rb, evals.CompareOptions{Alpha: req.Alpha, Primary: req.Metric, Seed: req.Seed})
 	if err != nil {
-		return nil, invalid("metric", "%v", err)
+		field := "metric" // no such measure, or none comparable
+		if errors.Is(err, evals.ErrMismatch) {
+			field = "b" // its queries do not pair with a's
+		}
+		return nil, invalid(field, "%v", err)
 	}
 	out := &RunComparison{A: req.A, B: req.B, Comparison: c, Verdict: "no significant difference",
 		LatencyP50DeltaUS: (vb.Latency.P50 - va.Latency.P50).Microseconds(), QPSDelta: vb.Latency.QPS - va.Latency.QPS,

@@ -1178,3 +1178,34 @@ func TestCompareDifferentMeasures(t *testing.T) {
 		t.Errorf("nothing in common: %v", err)
 	}
 }
+
+// TestCompareErrorFields: a comparison's bad input names its own field;
+// every error of evals.Compare used to be labelled "metric".
+func TestCompareErrorFields(t *testing.T) {
+	variant := func(queries int) *VariantRun {
+		v := &VariantRun{Name: "v", Status: StatusSucceeded, Measures: []string{"ndcg_cut_10", "num_rel_ret"},
+			Metrics: map[string]float64{"ndcg_cut_10": 0.5, "num_rel_ret": 3}}
+		for q := range queries {
+			v.Results = append(v.Results, QueryRanking{Query: fmt.Sprintf("q%02d", q), Values: []float64{0.5, 3}})
+		}
+		return v
+	}
+	a := variant(10)
+	none := &VariantRun{Name: "none", Status: StatusSucceeded, Measures: a.Measures, Metrics: a.Metrics}
+	for _, tc := range []struct {
+		req   CompareRequest
+		b     *VariantRun
+		field string
+	}{
+		{CompareRequest{Alpha: 2}, a, "alpha"},
+		{CompareRequest{Alpha: -0.5}, a, "alpha"},
+		{CompareRequest{Metric: "P_10"}, a, "metric"},
+		{CompareRequest{Metric: "num_rel_ret"}, a, "metric"},
+		{CompareRequest{}, none, "b"}, // no query in common
+	} {
+		var fe *FieldError
+		if _, err := compareVariants(tc.req, a, tc.b, nil, nil); !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("%+v: %v, want a field error of %s", tc.req, err, tc.field)
+		}
+	}
+}

@@ -251,7 +251,14 @@ func startRun(ctx context.Context, a *app, c *client, path string, wait, cold bo
 	if baseline != "" && !wait {
 		return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline needs --wait")}
 	}
-	if baseline != "" { // before anything runs: an unknown baseline is bad input
+	if baseline != "" { // before anything runs: bad gate flags and an unknown baseline are bad input
+		if err := gate.Check(sp); err != nil {
+			var fe *experiments.FieldError
+			if errors.As(err, &fe) {
+				err = fmt.Errorf("--%s: %s", fe.Field, fe.Reason)
+			}
+			return &exitError{code: exitBadInput, err: err}
+		}
 		if baseline, err = resolveBaseline(ctx, c, baseline); err != nil {
 			return err
 		}

@@ -129,6 +129,42 @@ func TestRunAndScheduleCLI(t *testing.T) {
 	}
 }
 
+// TestBaselineGateFlagsFirst: the --baseline gate's flags are checked
+// before the baseline is looked up or anything runs, naming the flag;
+// bad ones used to be reported only after the whole run, --alpha as
+// "metric".
+func TestBaselineGateFlagsFirst(t *testing.T) {
+	t.Parallel()
+	srv, svc := serveAPI(t, experiments.Config{DatasetsDir: t.TempDir()})
+	ctx := context.Background()
+	spec := filepath.Join(t.TempDir(), "gate.yaml")
+	if err := os.WriteFile(spec, []byte("name: gate\nproject: p\nbase: {branch: main}\ndataset: {beir: data/cranfield}\n"+
+		"metrics: [ndcg_cut.10, num_rel_ret]\nvariants: [{name: v, embedder: \"hash-bow?dims=64\"}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		flags []string
+		says  string
+	}{
+		{[]string{"--alpha", "2"}, "--alpha: 2 is not in (0, 1)"},
+		{[]string{"--alpha", "-0.1"}, "--alpha: -0.1 is not in (0, 1)"},
+		{[]string{"--metric", "ndcg_cut.10"}, `--metric: "ndcg_cut.10" is not among the measures the spec's runs are compared on: ndcg_cut_10`},
+		{[]string{"--metric", "num_rel_ret"}, `--metric: "num_rel_ret" is not among`},
+		{[]string{"--correction", "bonferroni"}, `--correction: correction "bonferroni" (want holm, bh or none)`},
+		{[]string{"--threshold", "-1"}, "--threshold: must not be negative"},
+	} {
+		for _, verb := range [][]string{{"eval", "run"}, {"run", "start", "--wait"}} {
+			args := append(append(append(verb, spec, "--baseline", "r-nope"), tc.flags...), "--server", srv)
+			if _, errOut, code := run(t, ctx, args...); code != exitBadInput || !strings.Contains(errOut, tc.says) {
+				t.Errorf("%s: exit %d %s, want %d %s", strings.Join(args, " "), code, errOut, exitBadInput, tc.says)
+			}
+		}
+	}
+	if runs, err := svc.ListRuns(experiments.WithCaller(ctx, experiments.LocalCaller), experiments.RunFilter{}); err != nil || len(runs) != 0 {
+		t.Errorf("%d runs started (%v)", len(runs), err)
+	}
+}
+
 func indent(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i := range lines {
