@@ -270,8 +270,8 @@ func ReadCorpus(r io.Reader, name string) ([]Doc, error) {
 // ScanCorpus reads a BEIR corpus.jsonl as ReadCorpus does and calls fn for
 // each document in file order, holding one line at a time: memory does
 // not grow with the corpus. It does not check that ids are unique (that
-// needs every id in memory); a loader whose table keys on the id catches
-// duplicates. An error from fn stops the scan and is returned as is.
+// needs a record of every id: OpenBEIR checks it with an IDSet). An error
+// from fn stops the scan and is returned as is.
 func ScanCorpus(r io.Reader, name string, fn func(Doc) error) error {
 	return scanCorpusLines(r, name, func(_ int, d Doc) error { return fn(d) })
 }

@@ -28,8 +28,9 @@ type Collection struct {
 // keeping the corpus: it reads queries.jsonl and qrels/<split>.tsv and
 // scans corpus.jsonl once to count and validate its documents and to check
 // that every judged document is in it (ErrUnknownID names the qrels file
-// and the first missing document). Unlike LoadBEIR it does not check
-// that document ids are unique (see ScanCorpus).
+// and the first missing document). Like LoadBEIR it refuses a document id
+// that occurs twice (ErrDuplicate, in a *LineError naming corpus.jsonl,
+// the line and the id), holding a hash of every id for the scan (IDSet).
 func OpenBEIR(dir, split string) (*Collection, error) { return OpenBEIRFunc(dir, split, nil) }
 
 // OpenBEIRFunc is OpenBEIR, calling visit (when not nil) for every
@@ -77,7 +78,11 @@ func OpenBEIRFunc(dir, split string, visit func(line int, d Doc)) (*Collection, 
 			judged[d] = false
 		}
 	}
+	ids := NewIDSet()
 	if err := c.eachDoc(func(n int, d Doc) error {
+		if first, seen := ids.Add(d.ID, n); seen {
+			return lineErr(c.Corpus, n, ErrDuplicate, "document %q already on line %d", d.ID, first)
+		}
 		c.Docs++
 		if _, ok := judged[d.ID]; ok {
 			judged[d.ID] = true

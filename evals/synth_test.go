@@ -2,7 +2,9 @@ package evals
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -208,5 +210,37 @@ func TestDocsAt(t *testing.T) {
 		if err := col.DocsAt(bad, func(int, Doc) error { return nil }); !errors.Is(err, ErrFormat) {
 			t.Errorf("DocsAt(%v): %v, want ErrFormat", bad, err)
 		}
+	}
+}
+
+// TestOpenBEIRDuplicateDoc: a document id on two lines of corpus.jsonl
+// is refused by the scan, naming the file, both lines and the id, as
+// LoadBEIR refuses it (it used to pass, and fail a run only when the
+// second copy was loaded after embedding).
+func TestOpenBEIRDuplicateDoc(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteSynth(dir, SynthOptions{Docs: 40, Queries: 4, Relevant: 2}); err != nil {
+		t.Fatal(err)
+	}
+	corpus := filepath.Join(dir, "corpus.jsonl")
+	b, err := os.ReadFile(corpus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	var first Doc
+	if err := json.Unmarshal([]byte(lines[2]), &struct {
+		ID *string `json:"_id"`
+	}{&first.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(corpus, []byte(string(b)+lines[2]), 0o644); err != nil { // line 3 again, as line 41
+		t.Fatal(err)
+	}
+	_, err = OpenBEIR(dir, "test")
+	var le *LineError
+	if !errors.Is(err, ErrDuplicate) || !errors.As(err, &le) || le.File != corpus || le.Line != 41 ||
+		!strings.Contains(err.Error(), fmt.Sprintf("document %q already on line 3", first.ID)) {
+		t.Fatalf("err %v, want ErrDuplicate at %s:41 naming %s", err, corpus, first.ID)
 	}
 }

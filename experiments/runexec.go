@@ -325,8 +325,12 @@ func (s *Service) sqlDataset(ctx context.Context, run *Run, base BranchPoint) (_
 	d := run.Spec.Dataset
 	ds := &evals.Dataset{Name: run.Spec.Name, Qrels: evals.Qrels{}}
 	docs := 0
-	if err := eachPair(ctx, conn, "corpus_sql", d.CorpusSQL, func(_, _ string) error {
+	ids := evals.NewIDSet() // the chunks' table keys on the id: refuse a repeat before embedding
+	if err := eachPair(ctx, conn, "corpus_sql", d.CorpusSQL, func(id, _ string) error {
 		docs++
+		if first, seen := ids.Add(id, docs); seen {
+			return fmt.Errorf("corpus_sql: document %q on rows %d and %d: %w", id, first, docs, evals.ErrDuplicate)
+		}
 		return nil
 	}); err != nil {
 		return nil, corpus{}, discard, err

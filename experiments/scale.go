@@ -176,13 +176,16 @@ func (s *Service) sqlCorpus(project, branch, sql string, docs int) corpus {
 	}}
 }
 
-// eachPair streams the first two columns of sql's rows as text.
-func eachPair(ctx context.Context, conn *pgx.Conn, field, sql string, fn func(a, b string) error) error {
+// eachPair streams the first two columns of sql's rows, an id and a
+// text, as text; a NULL text is "", a NULL or empty id an error naming
+// field and the row.
+func eachPair(ctx context.Context, conn *pgx.Conn, field, sql string, fn func(id, text string) error) error {
 	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	defer rows.Close()
+	row := 0
 	for rows.Next() {
 		vals, err := rows.Values()
 		if err != nil {
@@ -191,7 +194,18 @@ func eachPair(ctx context.Context, conn *pgx.Conn, field, sql string, fn func(a,
 		if len(vals) < 2 {
 			return fmt.Errorf("%s: want 2 columns, got %d", field, len(vals))
 		}
-		if err := fn(fmt.Sprint(vals[0]), fmt.Sprint(vals[1])); err != nil {
+		row++
+		id, text := "", ""
+		if vals[0] != nil {
+			id = fmt.Sprint(vals[0])
+		}
+		if vals[1] != nil {
+			text = fmt.Sprint(vals[1])
+		}
+		if id == "" {
+			return fmt.Errorf("%s: row %d: the id (first column) is NULL or empty", field, row)
+		}
+		if err := fn(id, text); err != nil {
 			return err
 		}
 	}
