@@ -33,8 +33,9 @@ const (
 // run once untimed to record its ranking; timing starts after that.
 type TimingSpec struct {
 	// Warmup is the number of untimed passes over every query before the
-	// timed ones (after the ranking pass). Default 1; with a cold cache
-	// there is none.
+	// timed ones (after the ranking pass), at most 20. 0 means the
+	// default, 1: a warm cache always gets one. With a cold cache there
+	// is none.
 	Warmup int `json:"warmup,omitempty"`
 	// Repeats is the number of timed passes over every query at one
 	// client; percentiles are reported pooled and per pass, with their
@@ -83,7 +84,7 @@ func (ts *TimingSpec) validate() error {
 	}
 	switch {
 	case ts.Warmup < 0 || ts.Warmup > 20:
-		return invalid("timing.warmup", "must be in 1..20")
+		return invalid("timing.warmup", "must be in 1..20, or 0 for the default (1)")
 	case ts.Repeats < 1 || ts.Repeats > 20:
 		return invalid("timing.repeats", "must be in 1..20")
 	case ts.Clients < 0 || ts.Clients > 64:

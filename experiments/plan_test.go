@@ -370,3 +370,28 @@ func TestExplainPoint(t *testing.T) {
 		t.Errorf("plain query on the bit index: %+v, %v; want an error", ps, err)
 	}
 }
+
+// TestTimingWarmup: warm-up 0 is the default, one pass (a warm cache
+// always gets one), and the error for a count out of range says so; it
+// used to say "must be in 1..20" while accepting 0.
+func TestTimingWarmup(t *testing.T) {
+	for _, tc := range []struct {
+		warmup, want int
+		err          string
+	}{
+		{0, 1, ""},
+		{1, 1, ""},
+		{20, 20, ""},
+		{-1, 0, "timing.warmup: must be in 1..20, or 0 for the default (1)"},
+		{21, 0, "timing.warmup: must be in 1..20, or 0 for the default (1)"},
+	} {
+		ts := TimingSpec{Warmup: tc.warmup}
+		err := ts.validate()
+		switch {
+		case tc.err != "" && (err == nil || err.Error() != tc.err):
+			t.Errorf("warmup %d: %v, want %s", tc.warmup, err, tc.err)
+		case tc.err == "" && (err != nil || ts.Warmup != tc.want):
+			t.Errorf("warmup %d: %v, warmup %d, want %d", tc.warmup, err, ts.Warmup, tc.want)
+		}
+	}
+}
