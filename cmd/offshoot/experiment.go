@@ -16,16 +16,18 @@ func newExperimentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "experiment", Short: "Run experiments (one branch per variant)"}
 	var c client
 	var cold bool
+	var project specProject
 	run := &cobra.Command{
 		Use:     "run SPEC.yaml",
 		Short:   "Start an experiment run, follow its variants' progress and print the results (run start --wait)",
 		Example: "  offshoot experiment run ab.yaml",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return startRun(cmd.Context(), a, &c, args[0], true, cold, "", baselineGate{})
+			return startRun(cmd.Context(), a, &c, args[0], project.given(cmd), true, cold, "", baselineGate{})
 		},
 	}
 	addClientFlags(run, a, &c)
+	addSpecProjectFlag(run, &project)
 	addColdFlag(run, &cold)
 	cmd.AddCommand(run)
 	return cmd
@@ -39,6 +41,7 @@ func newEvalRunCmd(a *app) *cobra.Command {
 	var baseline string
 	var gate baselineGate
 	var cold bool
+	var project specProject
 	cmd := &cobra.Command{
 		Use:   "run SPEC.yaml --baseline RUN|SCHEDULE",
 		Short: "Run an experiment spec once on the server; exit 1 on a regression against the baseline (for CI and cron)",
@@ -53,10 +56,11 @@ accepted). Exit status: 0 no regression, 1 a regression (or a failed run),
 			if baseline == "" {
 				return &exitError{code: exitBadInput, err: fmt.Errorf("--baseline is required (a run id, or a schedule's id or name, to compare with)")}
 			}
-			return startRun(cmd.Context(), a, &c, args[0], true, cold, baseline, gate)
+			return startRun(cmd.Context(), a, &c, args[0], project.given(cmd), true, cold, baseline, gate)
 		},
 	}
 	addClientFlags(cmd, a, &c)
+	addSpecProjectFlag(cmd, &project)
 	addColdFlag(cmd, &cold)
 	cmd.Flags().StringVar(&baseline, "baseline", "", "the run to compare with, or a schedule (id or name) whose accepted baseline run to use (required)")
 	cmd.Flags().StringVar(&gate.Metric, "metric", "ndcg_cut_10", "the measure that must not drop")

@@ -27,13 +27,45 @@ func init() {
 	subcommands = append(subcommands, newRunCmd, newScheduleCmd)
 }
 
-// readSpec reads and validates an experiment spec (YAML or JSON); a
-// relative BEIR directory is made absolute from the working directory
-// when it exists there (see localDataset).
-func readSpec(path string) (*experiments.ExperimentSpec, error) {
+// specProject is the -p/--project of a verb that runs a spec: the
+// project of a spec that names none (default main). Set says it was
+// given on the command line, when a spec naming another is refused.
+type specProject struct {
+	Name string
+	Set  bool
+}
+
+// addSpecProjectFlag adds -p/--project to cmd.
+func addSpecProjectFlag(cmd *cobra.Command, p *specProject) {
+	cmd.Flags().StringVarP(&p.Name, "project", "p", "main", "project of a spec that names none (one that names another is refused)")
+}
+
+// given returns p with Set as cmd's command line says.
+func (p specProject) given(cmd *cobra.Command) specProject {
+	p.Set = cmd.Flags().Changed("project")
+	return p
+}
+
+// readSpec reads and validates an experiment spec (YAML or JSON), in
+// project p when it names none; a relative BEIR directory is made
+// absolute from the working directory when it exists there (see
+// localDataset).
+func readSpec(path string, p specProject) (*experiments.ExperimentSpec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &exitError{code: exitBadInput, err: err}
+	}
+	var top map[string]any // a spec that is no mapping is ParseSpec's to refuse
+	if yaml.Unmarshal(b, &top) == nil && top != nil {
+		switch named := top["project"]; {
+		case named == nil || named == "":
+			top["project"] = p.Name
+			if b, err = json.Marshal(top); err != nil {
+				return nil, &exitError{code: exitBadInput, err: fmt.Errorf("%s: %w", path, err)}
+			}
+		case p.Set && named != p.Name:
+			return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--project %s: %s is a spec of project %v", p.Name, path, named)}
+		}
 	}
 	sp, err := experiments.ParseSpec(b)
 	if err != nil {
@@ -67,16 +99,18 @@ func newRunCmd(a *app) *cobra.Command {
 	var wait, cold bool
 	var baseline string
 	var gate baselineGate
+	var sproject specProject
 	start := &cobra.Command{
 		Use:     "start SPEC.yaml",
 		Short:   "Start an experiment run; prints its id (--wait: waits and prints the results)",
 		Example: "  offshoot run start ab.yaml --wait",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return startRun(cmd.Context(), a, &c, args[0], wait, cold, baseline, gate)
+			return startRun(cmd.Context(), a, &c, args[0], sproject.given(cmd), wait, cold, baseline, gate)
 		},
 	}
 	addClientFlags(start, a, &c)
+	addSpecProjectFlag(start, &sproject)
 	start.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish and print its results")
 	addColdFlag(start, &cold)
 	start.Flags().StringVar(&baseline, "baseline", "", "with --wait: compare each variant with the same-named variant of this run (an id, or a schedule's id or name for its accepted baseline) and exit 1 on a regression (for CI)")
@@ -240,8 +274,8 @@ func addColdFlag(cmd *cobra.Command, cold *bool) {
 	cmd.Flags().BoolVar(cold, "cold", false, "build every variant from the base: no materialization is reused (the spec's reuse: never)")
 }
 
-func startRun(ctx context.Context, a *app, c *client, path string, wait, cold bool, baseline string, gate baselineGate) error {
-	sp, err := readSpec(path)
+func startRun(ctx context.Context, a *app, c *client, path string, project specProject, wait, cold bool, baseline string, gate baselineGate) error {
+	sp, err := readSpec(path, project)
 	if err != nil {
 		return err
 	}

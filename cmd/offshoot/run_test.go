@@ -165,6 +165,65 @@ func TestBaselineGateFlagsFirst(t *testing.T) {
 	}
 }
 
+// TestSpecProjectFlag: run start, experiment run and eval run run a spec
+// that names no project in -p's (default main), and refuse -p naming
+// another project than the spec's; a spec without a project used to be
+// refused, and run start had no -p.
+func TestSpecProjectFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	t.Parallel()
+	data := evalstest.Cranfield(t)
+	br := experimentstest.NewTemplateBranches(t)
+	ctx := context.Background()
+	srv, svc := serveAPI(t, experiments.Config{Connector: br, Branches: br, DatasetsDir: evalstest.DatasetsDir(t)})
+	cli := func(args ...string) (string, string, int) {
+		t.Helper()
+		return run(t, ctx, append(args, "--server", srv)...)
+	}
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	body := fmt.Sprintf("name: proj\nbase: {branch: main}\ndataset: {beir: %s}\nmetrics: [ndcg_cut.10]\nvariants: [{name: v, embedder: \"hash-bow?dims=8\"}]\n", data)
+	none, named := write("none.yaml", body), write("named.yaml", "project: p\n"+body)
+	wctx, cancel := context.WithTimeout(experiments.WithCaller(ctx, experiments.LocalCaller), 2*time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		args    []string
+		project string
+	}{
+		{[]string{"run", "start", none}, "main"},
+		{[]string{"run", "start", none, "-p", "q"}, "q"},
+		{[]string{"run", "start", named, "--project", "p"}, "p"},
+	} {
+		out, errOut, code := cli(tc.args...)
+		if code != 0 {
+			t.Errorf("%s: exit %d %s", strings.Join(tc.args, " "), code, errOut)
+			continue
+		}
+		id := strings.TrimSpace(out)
+		cli("run", "cancel", id) // only its project matters
+		if r, err := svc.WaitRun(wctx, id); err != nil || r.Project != tc.project {
+			t.Errorf("%s: run in project %q (%v), want %q", strings.Join(tc.args, " "), r.Project, err, tc.project)
+		}
+	}
+	for _, verb := range [][]string{{"run", "start"}, {"experiment", "run"}, {"eval", "run", "--baseline", "r1"}} {
+		args := append(verb, named, "-p", "other")
+		if _, errOut, code := cli(args...); code != exitBadInput || !strings.Contains(errOut, "--project other: "+named+" is a spec of project p") {
+			t.Errorf("%s: exit %d %s", strings.Join(args, " "), code, errOut)
+		}
+	}
+	if runs, err := svc.ListRuns(wctx, experiments.RunFilter{}); err != nil || len(runs) != 3 {
+		t.Errorf("%d runs (%v), want 3", len(runs), err)
+	}
+}
+
 func indent(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i := range lines {
