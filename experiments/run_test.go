@@ -1209,3 +1209,19 @@ func TestCompareErrorFields(t *testing.T) {
 		}
 	}
 }
+
+// TestPartialRunError: a partial run's error names the variants that
+// failed (each says why in its own error); it used to be empty, so the
+// CLI ended "run X partial: " with nothing after it.
+func TestPartialRunError(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	// Port 1 on loopback is closed: the provider fails at embed time.
+	down := VariantSpec{Name: "down", Embedder: "ollama:nomic-embed-text?dims=8&base_url=http://127.0.0.1:1"}
+	r := e.run(t, e.spec(VariantSpec{Name: "ok", Embedder: "hash-bow?dims=8"}, down))
+	if r.Status != StatusPartial || r.Error != "1 of 2 variants failed: down" {
+		t.Errorf("run %s %q, want partial naming down", r.Status, r.Error)
+	}
+}

@@ -159,12 +159,12 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 	}
 	now := s.cfg.Now()
 	_ = s.updateRun(run.ID, func(r *Run) {
-		ok, bad := 0, 0
+		ok, bad := 0, []string{}
 		for _, v := range r.Variants {
 			if v.Status == StatusSucceeded {
 				ok++
 			} else {
-				bad++
+				bad = append(bad, v.Name)
 			}
 		}
 		switch {
@@ -172,12 +172,12 @@ func (s *Service) execute(ctx context.Context, run *Run) {
 			r.Status, r.Error = StatusInterrupted, interruptedCause(r)
 		case ctx.Err() != nil:
 			r.Status, r.Error = StatusCancelled, "cancelled"
-		case bad == 0:
+		case len(bad) == 0:
 			r.Status = StatusSucceeded
 		case ok == 0:
 			r.Status, r.Error = StatusFailed, "every variant failed"
-		default:
-			r.Status = StatusPartial
+		default: // each variant's own error says why
+			r.Status, r.Error = StatusPartial, fmt.Sprintf("%d of %d variants failed: %s", len(bad), len(r.Variants), DocList(bad, 10))
 		}
 		r.FinishedAt = &now
 	})
