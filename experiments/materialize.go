@@ -577,10 +577,16 @@ func (s *Service) keepMaterialization(ctx context.Context, run *Run, key Materia
 }
 
 // ListMaterializations lists a project's materializations, most recently
-// used first (read scope).
+// used first (read scope); an unknown project is ErrNotFound, as for its
+// branches.
 func (s *Service) ListMaterializations(ctx context.Context, project string) ([]*Materialization, error) {
 	if err := s.authorize(ctx, RoleRead, project, ""); err != nil {
 		return nil, s.refused(ctx, "materialization.list", project, err)
+	}
+	if st := s.cfg.Store; st != nil { // without a store, runs keep none
+		if _, err := st.Project(project); err != nil {
+			return nil, storeErr(err)
+		}
 	}
 	ms, err := s.listMat(project)
 	if err != nil {

@@ -80,3 +80,20 @@ func TestRunRefsChecked(t *testing.T) {
 		t.Errorf("%d schedules recorded (%v)", len(scs), err)
 	}
 }
+
+// TestMaterializationsOfNoProject: listing the materializations of a
+// project that does not exist is ErrNotFound (404), as listing its
+// branches is; it used to be an empty list.
+func TestMaterializationsOfNoProject(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres and FUSE")
+	}
+	svc := storeService(t, "p", nil)
+	ctx := WithCaller(context.Background(), LocalCaller)
+	if ms, err := svc.ListMaterializations(ctx, "p"); err != nil || len(ms) != 0 {
+		t.Errorf("materializations of p: %v %v", ms, err)
+	}
+	if _, err := svc.ListMaterializations(ctx, "nope"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `project "nope"`) {
+		t.Errorf("materializations of nope: %v, want ErrNotFound naming it", err)
+	}
+}
