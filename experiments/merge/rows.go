@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -143,7 +144,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 	var changes []rowChange
 	var region Region
 	narrow := false
-	if inB {
+	if inB && narrowable(bt, st) {
 		var err error
 		if region, narrow, err = r.changedRegion(ctx, bt, st); err != nil {
 			return nil, err
@@ -253,6 +254,27 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		}
 	}
 	return p, nil
+}
+
+// narrowable reports whether the base's and the source's rows of a table
+// may be compared only where their heaps differ: a column change that
+// writes no heap block (a rename, a column dropped and added again under
+// its name, a type change Postgres does not rewrite the table for)
+// changes what every row reads while storage sees no change. A column
+// only the source has (added since the base: its rows read its missing
+// value on both sides, see srcExprs) and a column only the base has (not
+// compared) keep the table narrowable.
+func narrowable(bt, st pgcat.Table) bool {
+	for _, c := range st.Cols {
+		b, ok := bt.Col(c.Name)
+		if ok && (b.Num != c.Num || b.Type != c.Type) {
+			return false
+		}
+		if !ok && slices.ContainsFunc(bt.Cols, func(b pgcat.Column) bool { return b.Num == c.Num }) {
+			return false // renamed
+		}
+	}
+	return true
 }
 
 // joinChanges merge-joins the base's and the source's ordered streams

@@ -133,6 +133,9 @@ SELECT key, kind, rel, ddl, drop FROM objs ORDER BY key COLLATE "C", ddl COLLATE
 // Column is a column of a user table as merge replays it.
 type Column struct {
 	Name string
+	// Num is the column's attnum: the same column keeps it across a
+	// rename; a column dropped and added again gets a new one.
+	Num int
 	// Type is format_type's spelling, e.g. "integer" or "vector(3)".
 	Type string
 	// Default is the default expression (the generation expression of a
@@ -207,7 +210,7 @@ SELECT n.nspname, c.relname,
     CROSS JOIN unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
     JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
     WHERE x.indrelid = c.oid AND x.indisprimary), '{}'),
-  coalesce((SELECT json_agg(json_build_object('Name', a.attname, 'Type', format_type(a.atttypid, a.atttypmod),
+  coalesce((SELECT json_agg(json_build_object('Name', a.attname, 'Num', a.attnum, 'Type', format_type(a.atttypid, a.atttypmod),
       'Default', coalesce(pg_get_expr(ad.adbin, ad.adrelid), ''),
       'NotNull', a.attnotnull, 'Identity', a.attidentity::text, 'Generated', a.attgenerated = 's',
       'Missing', CASE WHEN a.atthasmissing THEN coalesce(format('(%L::%s[])[1]', a.attmissingval::text, format_type(a.atttypid, a.atttypmod)), '') ELSE '' END)
