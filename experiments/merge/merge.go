@@ -281,7 +281,10 @@ func Run(ctx context.Context, sides Sides, resolve Resolver) (*Result, error) {
 		defer c.Exec(context.Background(), "ROLLBACK")
 	}
 	// Function bodies may name objects created later in the replay.
-	if _, err := sides.Target.Exec(ctx, "SET LOCAL check_function_bodies = off"); err != nil {
+	// Deferrable constraints are checked as each write runs, so that a
+	// change the target refuses is a constraint conflict (in a preview
+	// too), not a failed commit.
+	if _, err := sides.Target.Exec(ctx, "SET LOCAL check_function_bodies = off; SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
 	t0 := time.Now()
