@@ -82,3 +82,46 @@ INSERT INTO dp VALUES (1), (2), (3)`)
 		t.Errorf("dp on main after the merge with ours: %s, want 1,2,3,4", got)
 	}
 }
+
+// TestMergeTriggers: the rows a merge writes are data, not new events:
+// a trigger that changed a row on the source does not change it again on
+// the target, the target's audit trigger does not record the merge's
+// writes (the source's audit rows merge as rows), triggers on a
+// partitioned table stay quiet too, and every trigger is left in the
+// state it had.
+func TestMergeTriggers(t *testing.T) {
+	t.Parallel()
+	s, ctx := mergeProject(t)
+	exec(t, s, ctx, "main", `CREATE TABLE tg (id int PRIMARY KEY, v text);
+CREATE TABLE tg_log (n serial PRIMARY KEY, op text, id int);
+CREATE FUNCTION bang() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.v := NEW.v || '!'; RETURN NEW; END $$;
+CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO tg_log (op, id) VALUES (TG_OP, coalesce(NEW.id, OLD.id)); RETURN NULL; END $$;
+CREATE TRIGGER bang BEFORE INSERT OR UPDATE ON tg FOR EACH ROW EXECUTE FUNCTION bang();
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON tg FOR EACH ROW EXECUTE FUNCTION audit();
+ALTER TABLE tg ENABLE ALWAYS TRIGGER audit;
+INSERT INTO tg VALUES (2, 'x'), (3, 'x');
+TRUNCATE tg_log;
+CREATE TABLE tp (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE tp_1 PARTITION OF tp FOR VALUES FROM (0) TO (10);
+CREATE TRIGGER bang BEFORE INSERT OR UPDATE ON tp FOR EACH ROW EXECUTE FUNCTION bang()`)
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "g", ParentID: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, ctx, "g", `INSERT INTO tg VALUES (1, 'y'); UPDATE tg SET v = 'z' WHERE id = 2; DELETE FROM tg WHERE id = 3;
+INSERT INTO tp VALUES (1, 1, 'y')`)
+	m, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "g", Target: "main"})
+	if err != nil || m.Status != MergeMerged {
+		t.Fatalf("merge: %+v %v", m, err)
+	}
+	for _, q := range []struct{ sql, want string }{
+		{`SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM tg`, "1=y!,2=z!"},
+		{`SELECT string_agg(op || ' ' || id, ',' ORDER BY n) FROM tg_log`, "INSERT 1,UPDATE 2,DELETE 3"},
+		{`SELECT v FROM tp`, "y!"},
+		{`SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname, tgrelid) FROM pg_trigger WHERE NOT tgisinternal`, "audit=A,bang=O,bang=O,bang=O"},
+	} {
+		if got := val(t, s, ctx, "main", q.sql); got != q.want {
+			t.Errorf("%s on main after the merge: %s, want %s", q.sql, got, q.want)
+		}
+	}
+}

@@ -262,6 +262,10 @@ type run struct {
 	baseTabs, srcTabs map[string]pgcat.Table
 	// skip holds tables, skipCol table\x00column pairs, the row merge leaves alone.
 	skip, skipCol map[string]bool
+	// silenced holds the target's tables whose user triggers are off
+	// while the row merge writes; triggers what to turn back on.
+	silenced map[string]bool
+	triggers []userTrigger
 }
 
 // Run merges the source's changes since the base into the target, within
@@ -293,6 +297,9 @@ func Run(ctx context.Context, sides Sides, resolve Resolver) (*Result, error) {
 	}
 	t1 := time.Now()
 	if err := r.rows(ctx); err != nil {
+		return nil, fmt.Errorf("merge: rows: %w", err)
+	}
+	if err := r.restoreTriggers(ctx); err != nil {
 		return nil, fmt.Errorf("merge: rows: %w", err)
 	}
 	t2 := time.Now()

@@ -96,6 +96,9 @@ func (r *run) replace(ctx context.Context, n string, st, tt pgcat.Table) error {
 			p.cols = append(p.cols, c)
 		}
 	}
+	if err := r.silence(ctx, tt); err != nil {
+		return err
+	}
 	var ins, del int64
 	pe, err := r.try(ctx, func() error {
 		tag, err := r.Target.Exec(ctx, "DELETE FROM ONLY "+tt.Ident)

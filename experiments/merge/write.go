@@ -19,6 +19,9 @@ import (
 // custom rows; a batch the target refuses is retried row by row, and
 // each refused row is a constraint conflict.
 func (r *run) write(ctx context.Context, p *tablePlan) error {
+	if err := r.silence(ctx, p.tt); err != nil {
+		return err
+	}
 	for _, op := range []struct {
 		kind Change
 		keys [][]string
@@ -261,6 +264,11 @@ func (r *run) customConflict(p *tablePlan, cu custom) int {
 
 // writeDeletes deletes the planned rows.
 func (r *run) writeDeletes(ctx context.Context, p *tablePlan) error {
+	if len(p.delete) > 0 {
+		if err := r.silence(ctx, p.tt); err != nil {
+			return err
+		}
+	}
 	for i := 0; i < len(p.delete); i += batchSize {
 		batch := p.delete[i:min(i+batchSize, len(p.delete))]
 		rows := make([]json.RawMessage, len(batch))
@@ -275,5 +283,69 @@ func (r *run) writeDeletes(ctx context.Context, p *tablePlan) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// userTrigger is a trigger the row merge turned off, and its state
+// (pg_trigger.tgenabled: O, R or A) to turn it back on in.
+type userTrigger struct {
+	table, name, enabled string
+}
+
+// silence turns off the user triggers of the target's table t (every
+// trigger but those that enforce constraints: foreign keys, deferrable
+// unique keys) for the rest of the row merge: merged rows are data, as
+// pg_dump restores them, not new events, so a trigger does not apply a
+// second time what it did on the source, nor count or audit them on the
+// target. restoreTriggers turns them back on before Run returns.
+func (r *run) silence(ctx context.Context, t pgcat.Table) error {
+	if r.silenced[t.Ident] {
+		return nil
+	}
+	if r.silenced == nil {
+		r.silenced = map[string]bool{}
+	}
+	r.silenced[t.Ident] = true
+	rows, err := r.Target.Query(ctx, `
+SELECT tg.tgname, tg.tgenabled::text FROM pg_trigger tg
+WHERE tg.tgrelid = $1::regclass AND tg.tgenabled <> 'D'
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.oid = tg.tgconstraint AND c.contype <> 't')
+ORDER BY tg.tgname`, t.Ident)
+	if err != nil {
+		return fmt.Errorf("triggers of %s: %w", t.Ident, err)
+	}
+	tgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (userTrigger, error) {
+		tg := userTrigger{table: t.Ident}
+		err := row.Scan(&tg.name, &tg.enabled)
+		return tg, err
+	})
+	if err != nil {
+		return fmt.Errorf("triggers of %s: %w", t.Ident, err)
+	}
+	for _, tg := range tgs {
+		if _, err := r.Target.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DISABLE TRIGGER %s", tg.table, pgx.Identifier{tg.name}.Sanitize())); err != nil {
+			return fmt.Errorf("disable trigger %s on %s: %w", tg.name, tg.table, err)
+		}
+		r.triggers = append(r.triggers, tg)
+	}
+	return nil
+}
+
+// restoreTriggers turns the triggers silence turned off back on, each in
+// the state it had.
+func (r *run) restoreTriggers(ctx context.Context) error {
+	for _, tg := range r.triggers {
+		mode := "ENABLE"
+		switch tg.enabled {
+		case "R":
+			mode = "ENABLE REPLICA"
+		case "A":
+			mode = "ENABLE ALWAYS"
+		}
+		if _, err := r.Target.Exec(ctx, fmt.Sprintf("ALTER TABLE %s %s TRIGGER %s", tg.table, mode, pgx.Identifier{tg.name}.Sanitize())); err != nil {
+			return fmt.Errorf("enable trigger %s on %s: %w", tg.name, tg.table, err)
+		}
+	}
+	r.triggers = nil
 	return nil
 }
