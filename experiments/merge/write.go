@@ -45,9 +45,10 @@ func (r *run) write(ctx context.Context, p *tablePlan) error {
 	return nil
 }
 
-// fetchRows reads the rows of the given keys as JSON objects.
+// fetchRows reads the rows of the given keys as JSON objects of column
+// text values (see rowText).
 func fetchRows(ctx context.Context, conn *pgx.Conn, t pgcat.Table, keys [][]string) ([]json.RawMessage, error) {
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT to_jsonb(t)::text FROM ONLY %s AS t WHERE %s", t.Ident, keyFilter(t, keys)), pgx.QueryExecModeSimpleProtocol)
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT %s FROM ONLY %s AS t WHERE %s", rowText(t), t.Ident, keyFilter(t, keys)), pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return nil, err
 	}
@@ -58,24 +59,55 @@ func fetchRows(ctx context.Context, conn *pgx.Conn, t pgcat.Table, keys [][]stri
 	})
 }
 
+// rowText is the expression over the row t of table tb that carries it
+// from one database to another: a JSON object of each column's text
+// output, null for SQL NULL. The text is what the column's type reads
+// back exactly (a json value keeps its whitespace and duplicate keys; a
+// JSON null is the string "null", not SQL NULL), which a row as JSON
+// (to_jsonb) does not keep.
+func rowText(tb pgcat.Table) string {
+	names := make([]string, len(tb.Cols))
+	vals := make([]string, len(tb.Cols))
+	for i, c := range tb.Cols {
+		names[i] = literal(c.Name)
+		vals[i] = pgcat.Quote(c.Name) + "::text"
+	}
+	return fmt.Sprintf("json_object(ARRAY[%s]::text[], ARRAY[%s]::text[])::text", strings.Join(names, ", "), strings.Join(vals, ", "))
+}
+
 // rowsSQL is the statement that writes (kind Inserted or Updated) or
-// deletes (Deleted) the JSON rows in $1 on the target.
+// deletes (Deleted) the rows in $1, a JSON array of rowText objects, on
+// the target: each value is read by the type of the target's column.
 func (p *tablePlan) rowsSQL(kind Change) string {
-	src := fmt.Sprintf("jsonb_populate_recordset(NULL::%s, $1::jsonb) r", p.tt.Ident)
+	cols := append([]string{}, p.tt.PK...)
+	if kind != Deleted {
+		for _, c := range p.cols {
+			if !slicesContains(cols, c) {
+				cols = append(cols, c)
+			}
+		}
+	}
+	defs := make([]string, len(cols))
+	for i, c := range cols {
+		defs[i] = pgx.Identifier{c}.Sanitize() + " text"
+	}
+	src := fmt.Sprintf("jsonb_to_recordset($1::jsonb) AS r(%s)", strings.Join(defs, ", "))
+	val := func(c string) string {
+		col, _ := p.tt.Col(c)
+		return "r." + pgx.Identifier{c}.Sanitize() + "::" + col.Type
+	}
 	var match []string
 	for _, k := range p.tt.PK {
-		id := pgx.Identifier{k}.Sanitize()
-		match = append(match, "t."+id+" = r."+id)
+		match = append(match, "t."+pgx.Identifier{k}.Sanitize()+" = "+val(k))
 	}
 	switch kind {
 	case Inserted:
-		var cols, rcols []string
+		var ids, vals []string
 		for _, c := range p.cols {
-			id := pgx.Identifier{c}.Sanitize()
-			cols = append(cols, id)
-			rcols = append(rcols, "r."+id)
+			ids = append(ids, pgx.Identifier{c}.Sanitize())
+			vals = append(vals, val(c))
 		}
-		return fmt.Sprintf("INSERT INTO %s AS t (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s", p.tt.Ident, strings.Join(cols, ", "), strings.Join(rcols, ", "), src)
+		return fmt.Sprintf("INSERT INTO %s AS t (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s", p.tt.Ident, strings.Join(ids, ", "), strings.Join(vals, ", "), src)
 	case Updated:
 		var set []string
 		for _, c := range p.cols {
@@ -83,8 +115,7 @@ func (p *tablePlan) rowsSQL(kind Change) string {
 			if slicesContains(p.tt.PK, c) || col.Identity == "a" {
 				continue
 			}
-			id := pgx.Identifier{c}.Sanitize()
-			set = append(set, id+" = r."+id)
+			set = append(set, pgx.Identifier{c}.Sanitize()+" = "+val(c))
 		}
 		if len(set) == 0 {
 			return ""
@@ -177,7 +208,9 @@ func (r *run) refused(ctx context.Context, p *tablePlan, kind Change, row json.R
 		Message: fmt.Sprintf("%s refuses %s's %s of this row of %s: %s", r.TargetName, r.SourceName, kind, p.name, describe(pe)),
 		Hint:    "skip the source's change (ours) or give values that satisfy the constraint (custom)"}
 	if kind != Deleted {
-		c.Source = row
+		if c.Source, err = pgcat.FetchRow(ctx, r.Source, p.st, key); err != nil {
+			return err
+		}
 	}
 	res, ok := r.conflict(c, string(row), pe.Code)
 	if !ok {
@@ -224,7 +257,18 @@ func (r *run) writeCustom(ctx context.Context, p *tablePlan, cu custom) error {
 		if !cu.present {
 			kind = Inserted
 		}
-		row, err = json.Marshal(cu.obj)
+		if row, err = json.Marshal(cu.obj); err != nil {
+			return err
+		}
+		var pe *pgconn.PgError
+		row, pe, err = r.customText(ctx, p, row)
+		if err != nil {
+			return err
+		}
+		if pe != nil {
+			r.reopen("the target refuses the custom values: " + describe(pe))
+			return nil
+		}
 	}
 	if err != nil {
 		return err
@@ -260,6 +304,18 @@ func (r *run) customConflict(p *tablePlan, cu custom) int {
 		}
 	}
 	return len(r.res.Conflicts) - 1
+}
+
+// customText turns a custom row, a JSON object of column values (read as
+// jsonb_populate_record reads them into the target's row type), into the
+// rowText form rowsSQL writes.
+// Values the target's types do not take come back as the *pgconn.PgError.
+func (r *run) customText(ctx context.Context, p *tablePlan, obj []byte) ([]byte, *pgconn.PgError, error) {
+	var s string
+	pe, err := r.try(ctx, func() error {
+		return r.Target.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) AS t", rowText(p.tt), p.tt.Ident), string(obj)).Scan(&s)
+	})
+	return []byte(s), pe, err
 }
 
 // writeDeletes deletes the planned rows.
