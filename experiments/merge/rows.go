@@ -104,9 +104,10 @@ func (r *run) rows(ctx context.Context) error {
 
 // srcExprs returns the expressions over the source's columns (but the
 // ones left out of the merge) on the source and on the base: a column
-// the base lacks reads as the value the source's rows that predate it
+// the source renamed (ren, see renames) reads as the base's column, a
+// column the base lacks as the value the source's rows that predate it
 // read (its missing value), or NULL.
-func (r *run) srcExprs(n string, bt pgcat.Table, inB bool, st pgcat.Table) (src, base []string) {
+func (r *run) srcExprs(n string, bt pgcat.Table, inB bool, st pgcat.Table, ren map[string]string) (src, base []string) {
 	for _, c := range st.Cols {
 		if r.skipCol[n+"\x00"+c.Name] {
 			continue
@@ -115,6 +116,8 @@ func (r *run) srcExprs(n string, bt pgcat.Table, inB bool, st pgcat.Table) (src,
 		switch _, ok := bt.Col(c.Name); {
 		case inB && ok:
 			base = append(base, pgcat.Quote(c.Name))
+		case inB && ren[c.Name] != "":
+			base = append(base, pgcat.Quote(ren[c.Name]))
 		case c.Missing != "":
 			base = append(base, c.Missing)
 		default:
@@ -139,12 +142,17 @@ func (r *run) shared(n string, a, b pgcat.Table) []string {
 // plan finds the source's changes to table n and decides each against
 // the target.
 func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, tt pgcat.Table) (*tablePlan, error) {
-	srcE, baseE := r.srcExprs(n, bt, inB, st)
-	btCols, stCols := r.shared(n, bt, tt), r.shared(n, st, tt)
+	var ren map[string]string
+	if inB {
+		ren = renames(bt, st, tt)
+	}
+	srcE, baseE := r.srcExprs(n, bt, inB, st, ren)
+	btBase, btTgt := r.sharedBase(n, bt, tt, ren)
+	stCols := r.shared(n, st, tt)
 	var changes []rowChange
 	var region Region
 	narrow := false
-	if inB && narrowable(bt, st) {
+	if inB && narrowable(bt, st, ren) {
 		var err error
 		if region, narrow, err = r.changedRegion(ctx, bt, st); err != nil {
 			return nil, err
@@ -164,7 +172,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		baseDone = make(chan struct{})
 		go func() {
 			defer close(baseDone)
-			baseRows, baseErr = pgcat.BlockRows(ctx, r.Base, bt, region.Blocks, region.Tuples, baseE, pgcat.Exprs(btCols))
+			baseRows, baseErr = pgcat.BlockRows(ctx, r.Base, bt, region.Blocks, region.Tuples, baseE, btBase)
 		}()
 		defer func() { <-baseDone }()
 	}
@@ -191,7 +199,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		r.res.NarrowedByBlocks++
 	}
 	if inB {
-		br, err := stream(r.Base, bt, baseE, pgcat.Exprs(btCols))
+		br, err := stream(r.Base, bt, baseE, btBase)
 		if err != nil {
 			return nil, err
 		}
@@ -231,7 +239,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		for j, c := range batch {
 			keys[j] = c.key
 		}
-		tr, err := pgcat.RowStream(ctx, r.Target, tt, keyFilter(tt, keys), pgcat.Exprs(btCols), pgcat.Exprs(stCols))
+		tr, err := pgcat.RowStream(ctx, r.Target, tt, keyFilter(tt, keys), btTgt, pgcat.Exprs(stCols))
 		if err != nil {
 			return nil, err
 		}
@@ -262,11 +270,15 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 // its name, a type change Postgres does not rewrite the table for)
 // changes what every row reads while storage sees no change. A column
 // only the source has (added since the base: its rows read its missing
-// value on both sides, see srcExprs) and a column only the base has (not
-// compared) keep the table narrowable.
-func narrowable(bt, st pgcat.Table) bool {
+// value on both sides, see srcExprs), a column only the base has (not
+// compared) and a rename the base's side reads through (ren, see
+// renames) keep the table narrowable.
+func narrowable(bt, st pgcat.Table, ren map[string]string) bool {
 	for _, c := range st.Cols {
 		b, ok := bt.Col(c.Name)
+		if !ok && ren[c.Name] != "" {
+			b, ok = bt.Col(ren[c.Name])
+		}
 		if ok && (b.Num != c.Num || b.Type != c.Type) {
 			return false
 		}

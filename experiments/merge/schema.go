@@ -283,7 +283,7 @@ func (r *run) columns(ctx context.Context, rel string, tgtTabs map[string]pgcat.
 		c, ok := t.Col(n)
 		return colDef(c), ok
 	}
-	var steps []step
+	steps, bt, tt := renameColumns(rel, bt, st, tt)
 	for _, n := range names {
 		b, inB := def(bt, n)
 		s, inS := def(st, n)

@@ -32,7 +32,7 @@ func (r *run) missingOnTarget(ctx context.Context, n string, bt pgcat.Table, inB
 // sourceChanged reports whether the source's rows of table n differ from
 // the base's, by an aggregate hash of each side.
 func (r *run) sourceChanged(ctx context.Context, n string, bt, st pgcat.Table) (bool, error) {
-	srcE, baseE := r.srcExprs(n, bt, true, st)
+	srcE, baseE := r.srcExprs(n, bt, true, st, nil)
 	a, err := aggregate(ctx, r.Base, bt, baseE)
 	if err != nil {
 		return false, err
