@@ -97,8 +97,8 @@ INSERT INTO dp VALUES (1), (2), (3)`)
 // a trigger that changed a row on the source does not change it again on
 // the target, the target's audit trigger does not record the merge's
 // writes (the source's audit rows merge as rows), triggers on a
-// partitioned table stay quiet too, and every trigger is left in the
-// state it had.
+// partitioned table and on a table without a key (merged whole) stay
+// quiet too, and every trigger is left in the state it had.
 func TestMergeTriggers(t *testing.T) {
 	t.Parallel()
 	s, ctx := mergeProject(t)
@@ -114,12 +114,14 @@ INSERT INTO tg VALUES (2, 'x'), (3, 'x');
 TRUNCATE tg_log;
 CREATE TABLE tp (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
 CREATE TABLE tp_1 PARTITION OF tp FOR VALUES FROM (0) TO (10);
-CREATE TRIGGER bang BEFORE INSERT OR UPDATE ON tp FOR EACH ROW EXECUTE FUNCTION bang()`)
+CREATE TRIGGER bang BEFORE INSERT OR UPDATE ON tp FOR EACH ROW EXECUTE FUNCTION bang();
+CREATE TABLE tk (v text);
+CREATE TRIGGER bang BEFORE INSERT OR UPDATE ON tk FOR EACH ROW EXECUTE FUNCTION bang()`)
 	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "g", ParentID: "main"}); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, s, ctx, "g", `INSERT INTO tg VALUES (1, 'y'); UPDATE tg SET v = 'z' WHERE id = 2; DELETE FROM tg WHERE id = 3;
-INSERT INTO tp VALUES (1, 1, 'y')`)
+INSERT INTO tp VALUES (1, 1, 'y'); INSERT INTO tk VALUES ('y')`)
 	m, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "g", Target: "main"})
 	if err != nil || m.Status != MergeMerged {
 		t.Fatalf("merge: %+v %v", m, err)
@@ -128,7 +130,8 @@ INSERT INTO tp VALUES (1, 1, 'y')`)
 		{`SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM tg`, "1=y!,2=z!"},
 		{`SELECT string_agg(op || ' ' || id, ',' ORDER BY n) FROM tg_log`, "INSERT 1,UPDATE 2,DELETE 3"},
 		{`SELECT v FROM tp`, "y!"},
-		{`SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname, tgrelid) FROM pg_trigger WHERE NOT tgisinternal`, "audit=A,bang=O,bang=O,bang=O"},
+		{`SELECT v FROM tk`, "y!"},
+		{`SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname, tgrelid) FROM pg_trigger WHERE NOT tgisinternal`, "audit=A,bang=O,bang=O,bang=O,bang=O"},
 	} {
 		if got := val(t, s, ctx, "main", q.sql); got != q.want {
 			t.Errorf("%s on main after the merge: %s, want %s", q.sql, got, q.want)
