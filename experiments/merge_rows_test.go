@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -174,5 +175,34 @@ INSERT INTO tw VALUES (`+vals+`), (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NUL
 		if got, want := val(t, s, ctx, "main", q), val(t, s, ctx, "g", q); got != want {
 			t.Errorf("%s\non main after the merge:\n%s\non g:\n%s", q, got, want)
 		}
+	}
+}
+
+// TestMergeCustomValues: a row written from custom values keeps the
+// values the resolution does not give exactly as the row it starts from
+// has them (a json value's text, a JSON null).
+func TestMergeCustomValues(t *testing.T) {
+	t.Parallel()
+	s, ctx := mergeProject(t)
+	exec(t, s, ctx, "main", `CREATE TABLE tv (id int PRIMARY KEY, j json, b jsonb, s text, a int[]);
+INSERT INTO tv VALUES (1, '{"b":1,  "a":2, "a":3}', 'null', 'x', NULL)`)
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "g", ParentID: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, ctx, "g", `UPDATE tv SET s = 'g'`)
+	exec(t, s, ctx, "main", `UPDATE tv SET s = 'main'`)
+	sess, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "g", Target: "main", Strategy: merge.Manual})
+	if err != nil || sess.OpenConflicts != 1 {
+		t.Fatalf("manual: %+v %v", sess, err)
+	}
+	if _, err := s.ResolveConflict(ctx, ResolveRequest{Project: "p", Merge: sess.ID, Conflict: sess.Conflicts[0].ID,
+		Choice: merge.ChoiceCustom, Values: json.RawMessage(`{"s": "both", "a": [1, 2]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := s.CompleteMerge(ctx, "p", sess.ID); err != nil || done.Status != MergeMerged {
+		t.Fatalf("complete: %+v %v", done, err)
+	}
+	if got, want := val(t, s, ctx, "main", `SELECT t::text FROM tv t`), `(1,"{""b"":1,  ""a"":2, ""a"":3}",null,both,"{1,2}")`; got != want {
+		t.Errorf("tv on main after the merge: %s, want %s", got, want)
 	}
 }

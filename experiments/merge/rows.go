@@ -28,8 +28,11 @@ type rowChange struct {
 
 // custom is a row a resolution gives values for; obj nil deletes it.
 type custom struct {
-	key     []string
-	obj     map[string]any
+	key []string
+	obj map[string]any
+	// over holds the values the resolution gives, which obj has over
+	// the row it starts from.
+	over    map[string]any
 	present bool // the target has the row
 }
 
@@ -431,6 +434,7 @@ func customRow(key, pk []string, values, target, source json.RawMessage, inTgt b
 	for k, v := range over {
 		cu.obj[k] = v
 	}
+	cu.over = over
 	for i, k := range pk {
 		cu.obj[k] = key[i]
 	}

@@ -257,16 +257,13 @@ func (r *run) writeCustom(ctx context.Context, p *tablePlan, cu custom) error {
 		if !cu.present {
 			kind = Inserted
 		}
-		if row, err = json.Marshal(cu.obj); err != nil {
-			return err
-		}
 		var pe *pgconn.PgError
-		row, pe, err = r.customText(ctx, p, row)
+		row, pe, err = r.customText(ctx, p, cu)
 		if err != nil {
 			return err
 		}
 		if pe != nil {
-			r.reopen("the target refuses the custom values: " + describe(pe))
+			r.reopenAt(r.customConflict(p, cu), "the target refuses the custom values: "+describe(pe))
 			return nil
 		}
 	}
@@ -306,16 +303,57 @@ func (r *run) customConflict(p *tablePlan, cu custom) int {
 	return len(r.res.Conflicts) - 1
 }
 
-// customText turns a custom row, a JSON object of column values (read as
-// jsonb_populate_record reads them into the target's row type), into the
-// rowText form rowsSQL writes.
-// Values the target's types do not take come back as the *pgconn.PgError.
-func (r *run) customText(ctx context.Context, p *tablePlan, obj []byte) ([]byte, *pgconn.PgError, error) {
-	var s string
-	pe, err := r.try(ctx, func() error {
-		return r.Target.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) AS t", rowText(p.tt), p.tt.Ident), string(obj)).Scan(&s)
-	})
-	return []byte(s), pe, err
+// customText returns the row a custom resolution writes, in the rowText
+// form rowsSQL writes: the row it starts from (the target's, or the
+// source's where the target has none), as it is, with the values the
+// resolution gives (read as jsonb_populate_record reads them into the
+// target's row type) and the key over it. Values the target's types do
+// not take come back as the *pgconn.PgError.
+func (r *run) customText(ctx context.Context, p *tablePlan, cu custom) ([]byte, *pgconn.PgError, error) {
+	conn, t := r.Source, p.st
+	if cu.present {
+		conn, t = r.Target, p.tt
+	}
+	row := map[string]*string{}
+	start, err := fetchRows(ctx, conn, t, [][]string{cu.key})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(start) > 0 {
+		if err := json.Unmarshal(start[0], &row); err != nil {
+			return nil, nil, err
+		}
+	}
+	over := map[string]any{}
+	var cols []pgcat.Column
+	for _, c := range p.tt.Cols {
+		if v, ok := cu.over[c.Name]; ok {
+			over[c.Name] = v
+			cols = append(cols, c)
+		}
+	}
+	if len(cols) > 0 {
+		obj, err := json.Marshal(over)
+		if err != nil {
+			return nil, nil, err
+		}
+		var s string
+		pe, err := r.try(ctx, func() error {
+			return r.Target.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) AS t",
+				rowText(pgcat.Table{Cols: cols}), p.tt.Ident), string(obj)).Scan(&s)
+		})
+		if err != nil || pe != nil {
+			return nil, pe, err
+		}
+		if err := json.Unmarshal([]byte(s), &row); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, k := range p.tt.PK {
+		row[k] = &cu.key[i]
+	}
+	b, err := json.Marshal(row)
+	return b, nil, err
 }
 
 // writeDeletes deletes the planned rows.
