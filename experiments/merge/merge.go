@@ -10,13 +10,15 @@
 // Schema first: the user objects of the three sides are compared as
 // normalized DDL (see experiments/internal/pgcat). An object only the
 // source changed is created, dropped or replaced on the target; a table
-// whose definition changed is merged column by column (add, drop, type,
-// default, NOT NULL). An object both sides changed differently is a schema
-// conflict. Rows second: for every source table with a primary key, the
-// base and the source are streamed in key order with a 64-bit hash of
-// each row, and merge-joined into the source's changes (insert, update,
-// delete). Only the keys the source changed are then read on the target,
-// so the target's share of the work follows the change. A key the target
+// whose definition changed is merged column by column (add, drop, rename,
+// type, default, NOT NULL). An object both sides changed differently is a
+// schema conflict. Rows second: for every source table with a primary
+// key, the base and the source are streamed in key order with a 64-bit
+// hash of each row, and merge-joined into the source's changes (insert,
+// update, delete). Only the keys the source changed are then read on the target,
+// so the target's share of the work follows the change. Rows travel as
+// each column's text output and are written with the target's user
+// triggers off: merged rows are data, not new events. A key the target
 // changed too, to a different value, is a row conflict; a change the
 // target's constraints refuse (unique, foreign key, check, not null) is a
 // constraint conflict. Tables without a primary key merge only when one
