@@ -9,7 +9,9 @@ import (
 )
 
 // TestMergeRenames: a column renamed on the source is renamed on the
-// target, which keeps its own changes to the column's values; a column
+// target, which keeps its own changes to the column's values; the
+// source's changes to a column the target renamed reach it under the
+// target's name; a column
 // dropped and added again under its name, and a renamed table, write no
 // heap block, yet every row reads differently: the block comparison
 // compares such a table whole, so it finds what a full comparison does,
@@ -21,6 +23,8 @@ func TestMergeRenames(t *testing.T) {
 INSERT INTO rc SELECT i, 'v' || i FROM generate_series(1, 100) i;
 CREATE TABLE rd (id int PRIMARY KEY, w int);
 INSERT INTO rd SELECT i, i FROM generate_series(1, 100) i;
+CREATE TABLE re (id int PRIMARY KEY, v text);
+INSERT INTO re SELECT i, 'v' || i FROM generate_series(1, 10) i;
 CREATE TABLE rt (id int PRIMARY KEY, v text);
 INSERT INTO rt SELECT i, 't' || i FROM generate_series(1, 10) i`)
 	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "g", ParentID: "main"}); err != nil {
@@ -28,8 +32,10 @@ INSERT INTO rt SELECT i, 't' || i FROM generate_series(1, 10) i`)
 	}
 	exec(t, s, ctx, "g", `ALTER TABLE rc RENAME COLUMN v TO v2; UPDATE rc SET v2 = 'g' WHERE id = 6;
 ALTER TABLE rd DROP COLUMN w; ALTER TABLE rd ADD COLUMN w int;
-ALTER TABLE rt RENAME TO rt2`)
-	exec(t, s, ctx, "main", `UPDATE rc SET v = 'main' WHERE id = 5`)
+ALTER TABLE rt RENAME TO rt2;
+UPDATE re SET v = 'g' WHERE id = 6; INSERT INTO re VALUES (11, 'g')`)
+	exec(t, s, ctx, "main", `UPDATE rc SET v = 'main' WHERE id = 5;
+ALTER TABLE re RENAME COLUMN v TO v3; UPDATE re SET v3 = 'main' WHERE id = 5`)
 
 	pre, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "g", Target: "main", DryRun: true})
 	if err != nil {
@@ -46,13 +52,14 @@ ALTER TABLE rt RENAME TO rt2`)
 	if err != nil || m.Status != MergeMerged {
 		t.Fatalf("merge: %+v %v", m, err)
 	}
-	if got := fmt.Sprint(m.Tables); got != "[{public.rc 0 1 0} {public.rd 0 100 0} {public.rt2 10 0 0}]" {
-		t.Errorf("merged %s, want rc: 1 updated, rd: 100 updated, rt2: 10 inserted", got)
+	if got := fmt.Sprint(m.Tables); got != "[{public.rc 0 1 0} {public.rd 0 100 0} {public.re 1 1 0} {public.rt2 10 0 0}]" {
+		t.Errorf("merged %s, want rc: 1 updated, rd: 100 updated, re: 1 inserted, 1 updated, rt2: 10 inserted", got)
 	}
 	for _, q := range []struct{ sql, want string }{
 		{`SELECT count(*) FILTER (WHERE v2 = 'v' || id) || ' ' || string_agg(v2, ',' ORDER BY id) FILTER (WHERE id IN (5, 6)) FROM rc`, "98 main,g"},
 		{`SELECT count(*) FILTER (WHERE attname = 'v') FROM pg_attribute WHERE attrelid = 'rc'::regclass AND attnum > 0 AND NOT attisdropped`, "0"},
 		{`SELECT count(*) FILTER (WHERE w IS NULL) FROM rd`, "100"},
+		{`SELECT string_agg(v3, ',' ORDER BY id) FROM re WHERE id IN (4, 5, 6, 11)`, "v4,main,g,g"},
 		{`SELECT count(*) FILTER (WHERE v = 't' || id) || ' ' || coalesce(to_regclass('rt')::text, '-') FROM rt2`, "10 -"},
 	} {
 		if got := val(t, s, ctx, "main", q.sql); got != q.want {

@@ -89,11 +89,27 @@ func withName(t pgcat.Table, old, nw string) pgcat.Table {
 	return t
 }
 
+// targetRenames returns the base's columns the target renamed since the
+// base and the source has under the base's name: the base's name → the
+// target's.
+func targetRenames(bt, st, tt pgcat.Table) map[string]string {
+	out := map[string]string{}
+	for nw, old := range renamed(bt, tt) {
+		b, _ := bt.Col(old)
+		c, ok := st.Col(old)
+		if _, taken := st.Col(nw); ok && !taken && c.Num == b.Num {
+			out[old] = nw
+		}
+	}
+	return out
+}
+
 // sharedBase returns the expressions over the base's columns that the
-// target has too, under the same name or under the name the source
-// renamed it to (ren, see renames), but the ones left out of the merge:
-// on the base and on the target.
-func (r *run) sharedBase(n string, bt, tt pgcat.Table, ren map[string]string) (base, tgt []string) {
+// target has too, under the same name, the name the source renamed it to
+// (ren, see renames) or the name the target renamed it to (tren, see
+// targetRenames), but the ones left out of the merge: on the base and on
+// the target.
+func (r *run) sharedBase(n string, bt, tt pgcat.Table, ren, tren map[string]string) (base, tgt []string) {
 	now := map[string]string{}
 	for nw, old := range ren {
 		now[old] = nw
@@ -103,6 +119,9 @@ func (r *run) sharedBase(n string, bt, tt pgcat.Table, ren map[string]string) (b
 		if _, ok := tt.Col(name); !ok && now[name] != "" {
 			name = now[name]
 		}
+		if _, ok := tt.Col(name); !ok && tren[name] != "" {
+			name = tren[name]
+		}
 		if _, ok := tt.Col(name); !ok || r.skipCol[n+"\x00"+name] {
 			continue
 		}
@@ -110,4 +129,32 @@ func (r *run) sharedBase(n string, bt, tt pgcat.Table, ren map[string]string) (b
 		tgt = append(tgt, pgcat.Quote(name))
 	}
 	return base, tgt
+}
+
+// sharedSource returns the expressions over the source's columns that
+// the target has too, under the same name or the name the target renamed
+// it to (tren, see targetRenames), but the ones left out of the merge:
+// on the source and on the target; then the target's names of those
+// columns, and the source's columns the target renamed, by their
+// target name.
+func (r *run) sharedSource(n string, st, tt pgcat.Table, tren map[string]string) (src, tgt, cols []string, names map[string]string) {
+	for _, c := range st.Cols {
+		name := c.Name
+		if _, ok := tt.Col(name); !ok && tren[name] != "" {
+			name = tren[name]
+		}
+		if _, ok := tt.Col(name); !ok || r.skipCol[n+"\x00"+name] {
+			continue
+		}
+		if name != c.Name {
+			if names == nil {
+				names = map[string]string{}
+			}
+			names[c.Name] = name
+		}
+		src = append(src, pgcat.Quote(c.Name))
+		tgt = append(tgt, pgcat.Quote(name))
+		cols = append(cols, name)
+	}
+	return src, tgt, cols, names
 }

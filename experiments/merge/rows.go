@@ -38,9 +38,11 @@ type custom struct {
 
 // tablePlan is what the row merge writes to one target table.
 type tablePlan struct {
-	name                     string
-	st, tt                   pgcat.Table
-	cols                     []string // written: the source's columns the target has
+	name   string
+	st, tt pgcat.Table
+	cols   []string // written: the source's columns the target has
+	// names maps a source column the target renamed to its target name.
+	names                    map[string]string
 	inserts, updates, delete [][]string
 	customs                  []custom
 }
@@ -150,8 +152,12 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		ren = renames(bt, st, tt)
 	}
 	srcE, baseE := r.srcExprs(n, bt, inB, st, ren)
-	btBase, btTgt := r.sharedBase(n, bt, tt, ren)
-	stCols := r.shared(n, st, tt)
+	var tren map[string]string
+	if inB {
+		tren = targetRenames(bt, st, tt)
+	}
+	btBase, btTgt := r.sharedBase(n, bt, tt, ren, tren)
+	stSrc, stTgt, stCols, names := r.sharedSource(n, st, tt, tren)
 	var changes []rowChange
 	var region Region
 	narrow := false
@@ -193,7 +199,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		}
 		return pgcat.Ordered(rows, len(t.PK)), nil
 	}
-	sr, err := stream(r.Source, st, srcE, pgcat.Exprs(stCols))
+	sr, err := stream(r.Source, st, srcE, stSrc)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +236,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		r.res.Unchanged++
 		return nil, nil
 	}
-	p := &tablePlan{name: n, st: st, tt: tt}
+	p := &tablePlan{name: n, st: st, tt: tt, names: names}
 	for _, c := range stCols {
 		if col, _ := tt.Col(c); !col.Generated {
 			p.cols = append(p.cols, c)
@@ -242,7 +248,7 @@ func (r *run) plan(ctx context.Context, n string, bt pgcat.Table, inB bool, st, 
 		for j, c := range batch {
 			keys[j] = c.key
 		}
-		tr, err := pgcat.RowStream(ctx, r.Target, tt, keyFilter(tt, keys), btTgt, pgcat.Exprs(stCols))
+		tr, err := pgcat.RowStream(ctx, r.Target, tt, keyFilter(tt, keys), btTgt, stTgt)
 		if err != nil {
 			return nil, err
 		}

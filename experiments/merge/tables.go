@@ -106,7 +106,7 @@ func (r *run) replace(ctx context.Context, n string, st, tt pgcat.Table) error {
 			return err
 		}
 		del = tag.RowsAffected()
-		rows, err := r.Source.Query(ctx, fmt.Sprintf("SELECT %s FROM ONLY %s AS t", rowText(st), st.Ident))
+		rows, err := r.Source.Query(ctx, fmt.Sprintf("SELECT %s FROM ONLY %s AS t", rowText(st, nil), st.Ident))
 		if err != nil {
 			return err
 		}

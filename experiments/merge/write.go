@@ -28,7 +28,7 @@ func (r *run) write(ctx context.Context, p *tablePlan) error {
 	}{{Inserted, p.inserts}, {Updated, p.updates}} {
 		for i := 0; i < len(op.keys); i += batchSize {
 			batch := op.keys[i:min(i+batchSize, len(op.keys))]
-			rows, err := fetchRows(ctx, r.Source, p.st, batch)
+			rows, err := fetchRows(ctx, r.Source, p.st, batch, p.names)
 			if err != nil {
 				return err
 			}
@@ -47,8 +47,8 @@ func (r *run) write(ctx context.Context, p *tablePlan) error {
 
 // fetchRows reads the rows of the given keys as JSON objects of column
 // text values (see rowText).
-func fetchRows(ctx context.Context, conn *pgx.Conn, t pgcat.Table, keys [][]string) ([]json.RawMessage, error) {
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT %s FROM ONLY %s AS t WHERE %s", rowText(t), t.Ident, keyFilter(t, keys)), pgx.QueryExecModeSimpleProtocol)
+func fetchRows(ctx context.Context, conn *pgx.Conn, t pgcat.Table, keys [][]string, names map[string]string) ([]json.RawMessage, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT %s FROM ONLY %s AS t WHERE %s", rowText(t, names), t.Ident, keyFilter(t, keys)), pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return nil, err
 	}
@@ -64,15 +64,19 @@ func fetchRows(ctx context.Context, conn *pgx.Conn, t pgcat.Table, keys [][]stri
 // output, null for SQL NULL. The text is what the column's type reads
 // back exactly (a json value keeps its whitespace and duplicate keys; a
 // JSON null is the string "null", not SQL NULL), which a row as JSON
-// (to_jsonb) does not keep.
-func rowText(tb pgcat.Table) string {
-	names := make([]string, len(tb.Cols))
+// (to_jsonb) does not keep. A column in names is keyed by the name it
+// maps to (the target's name of a column the target renamed).
+func rowText(tb pgcat.Table, names map[string]string) string {
+	keys := make([]string, len(tb.Cols))
 	vals := make([]string, len(tb.Cols))
 	for i, c := range tb.Cols {
-		names[i] = literal(c.Name)
+		keys[i] = literal(c.Name)
+		if nw, ok := names[c.Name]; ok {
+			keys[i] = literal(nw)
+		}
 		vals[i] = pgcat.Quote(c.Name) + "::text"
 	}
-	return fmt.Sprintf("json_object(ARRAY[%s]::text[], ARRAY[%s]::text[])::text", strings.Join(names, ", "), strings.Join(vals, ", "))
+	return fmt.Sprintf("json_object(ARRAY[%s]::text[], ARRAY[%s]::text[])::text", strings.Join(keys, ", "), strings.Join(vals, ", "))
 }
 
 // rowsSQL is the statement that writes (kind Inserted or Updated) or
@@ -310,12 +314,12 @@ func (r *run) customConflict(p *tablePlan, cu custom) int {
 // target's row type) and the key over it. Values the target's types do
 // not take come back as the *pgconn.PgError.
 func (r *run) customText(ctx context.Context, p *tablePlan, cu custom) ([]byte, *pgconn.PgError, error) {
-	conn, t := r.Source, p.st
+	conn, t, names := r.Source, p.st, p.names
 	if cu.present {
-		conn, t = r.Target, p.tt
+		conn, t, names = r.Target, p.tt, nil
 	}
 	row := map[string]*string{}
-	start, err := fetchRows(ctx, conn, t, [][]string{cu.key})
+	start, err := fetchRows(ctx, conn, t, [][]string{cu.key}, names)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -340,7 +344,7 @@ func (r *run) customText(ctx context.Context, p *tablePlan, cu custom) ([]byte, 
 		var s string
 		pe, err := r.try(ctx, func() error {
 			return r.Target.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) AS t",
-				rowText(pgcat.Table{Cols: cols}), p.tt.Ident), string(obj)).Scan(&s)
+				rowText(pgcat.Table{Cols: cols}, nil), p.tt.Ident), string(obj)).Scan(&s)
 		})
 		if err != nil || pe != nil {
 			return nil, pe, err
