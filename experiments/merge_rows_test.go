@@ -185,10 +185,10 @@ INSERT INTO tw VALUES (`+vals+`), (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NUL
 	}
 }
 
-// TestMergeCustomValues: a row written from custom values keeps the
+// TestMergeCustomKeepsOthers: a row written from custom values keeps the
 // values the resolution does not give exactly as the row it starts from
 // has them (a json value's text, a JSON null).
-func TestMergeCustomValues(t *testing.T) {
+func TestMergeCustomKeepsOthers(t *testing.T) {
 	t.Parallel()
 	s, ctx := mergeProject(t)
 	exec(t, s, ctx, "main", `CREATE TABLE tv (id int PRIMARY KEY, j json, b jsonb, s text, a int[]);

@@ -359,6 +359,9 @@ func (r *run) droppedOnTarget(ctx context.Context, tgtTabs map[string]pgcat.Tabl
 			if _, inTc := tt.Col(c.Name); inTc || !inSc || colDef(sc) != colDef(c) {
 				continue // a column the source changed too is the column merge's
 			}
+			if tt.HasNum(c.Num) {
+				continue // renamed on the target: the source's changes go under its name
+			}
 			changed, err := r.columnChanged(ctx, r.Source, bt, st, c.Name)
 			if err != nil {
 				return err

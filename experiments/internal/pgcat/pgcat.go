@@ -179,6 +179,17 @@ func (t Table) Col(name string) (Column, bool) {
 	return Column{}, false
 }
 
+// HasNum reports whether t has a column numbered num (Column.Num),
+// whatever its name now.
+func (t Table) HasNum(num int) bool {
+	for _, c := range t.Cols {
+		if c.Num == num {
+			return true
+		}
+	}
+	return false
+}
+
 // SameKey reports whether a and b have the same primary key columns, of
 // types whose keys print and sort alike (see CompareKeys), so that their
 // rows join by key: the same type, or integer types of any width (a key
