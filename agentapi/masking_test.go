@@ -58,7 +58,8 @@ func TestMaskingOverHTTP(t *testing.T) {
 		{"agent connection to main", agent.Token, "GET", branchPath("main") + "/connection", nil, 403},
 		{"agent forks main", agent.Token, "POST", "/v1/projects/p/branches", map[string]any{"name": "a1", "parent_id": "main"}, 403},
 		{"agent forks m in the past", agent.Token, "POST", "/v1/projects/p/branches", map[string]any{"name": "a2", "parent_id": "m", "parent_timestamp": since}, 403},
-		{"agent lists snapshots", agent.Token, "GET", "/v1/projects/p/snapshots", nil, 403},
+		// Listed, but only the snapshots of branches it may read: none.
+		{"agent lists snapshots", agent.Token, "GET", "/v1/projects/p/snapshots", nil, 200},
 		{"agent usage", agent.Token, "GET", "/v1/projects/p/usage", nil, 403},
 		{"agent forks m's head", agent.Token, "POST", "/v1/projects/p/branches", map[string]any{"name": "a3", "parent_id": "m"}, 201},
 		// Masking needs compute, which this server lacks: the fork is
@@ -77,6 +78,9 @@ func TestMaskingOverHTTP(t *testing.T) {
 		code, _ := e.call(t, tc.method, tc.path, tc.token, tc.body, dst)
 		if code != tc.status {
 			t.Errorf("%s: status %d, want %d: %v", tc.name, code, tc.status, out)
+		}
+		if tc.name == "agent lists snapshots" && len(out["snapshots"].([]any)) != 0 {
+			t.Errorf("the masked agent sees snapshots: %v", out)
 		}
 		if tc.name == "get policy" && (out["rules"] == nil || len(out) != 4) {
 			t.Errorf("policy shown as %v; want project, rules, updated_at, updated_by and no secret", out)
