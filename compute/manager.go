@@ -404,6 +404,14 @@ func (m *Manager) SetSettings(project, branch string, settings map[string]string
 	m.settings[k] = maps.Clone(settings)
 }
 
+// Settings returns the postmaster settings SetSettings gave one branch's
+// endpoint (a copy; nil when none).
+func (m *Manager) Settings(project, branch string) map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.settings[key{project, branch}])
+}
+
 // MaxSharedBuffers is the largest shared_buffers (bytes) one endpoint can
 // be given with SetSettings and still start within Config.MemoryBudget;
 // math.MaxInt64 without a budget.

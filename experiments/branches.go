@@ -78,7 +78,7 @@ type CreateBranchRequest struct {
 type UpdateBranchRequest struct {
 	Project string `json:"-"`
 	Branch  string `json:"-"`
-	// Name renames the branch (see RenameBranch for the limits).
+	// Name renames the branch (see rename for the limits).
 	Name      *string           `json:"name,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	Protected *bool             `json:"protected,omitempty"`
@@ -544,12 +544,36 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 	return out, err
 }
 
-// rename gives a branch a new name. The catalog has no rename, so the
-// branch's head is pinned by a temporary snapshot, the branch deleted and
-// re-forked under the new name from that snapshot with the same parent
-// (all O(1)). Its endpoint stops; protected branches, branches with
-// children and the main branch cannot be renamed (ErrConflict).
+// rename gives a branch a new name: a catalog rename in storage, so the
+// branch keeps its timeline and history, its fork point (the base of a
+// merge back), creation time, snapshots, children and per-branch
+// passwords (keyed by its ID). Its endpoint stops (endpoints, mounts and
+// proxy routes go by name) and starts under the new name on the next
+// connection, with the postmaster settings it had. Protected branches and
+// the main branch cannot be renamed (ErrConflict).
 func (s *Service) rename(ctx context.Context, project, from, to string) (storage.Branch, error) {
+	old, err := s.checkRename(ctx, project, from, to)
+	if err != nil {
+		return storage.Branch{}, err
+	}
+	if err := s.stopEndpoint(ctx, project, old.Name, false); err != nil {
+		return storage.Branch{}, err
+	}
+	b, err := s.cfg.Store.RenameBranch(project, from, to)
+	if err != nil {
+		return storage.Branch{}, storeErr(err)
+	}
+	if c := s.cfg.Compute; c != nil {
+		if set := c.Settings(project, from); set != nil {
+			c.SetSettings(project, to, set)
+			c.SetSettings(project, from, nil)
+		}
+	}
+	return b, nil
+}
+
+// checkRename is rename's checks, done before anything changes.
+func (s *Service) checkRename(ctx context.Context, project, from, to string) (storage.Branch, error) {
 	masked := s.maskedBranch(project, from) // the name changes, the data does not
 	if err := s.authorizeAs(ctx, RoleWrite, project, to, &masked); err != nil {
 		return storage.Branch{}, err
@@ -571,7 +595,7 @@ func (s *Service) rename(ctx context.Context, project, from, to string) (storage
 	if _, err := st.Branch(project, to); err == nil {
 		return storage.Branch{}, fmt.Errorf("branch %s already exists: %w", to, ErrConflict)
 	}
-	return s.recreate(ctx, project, old, to, "", "", storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels})
+	return old, nil
 }
 
 // recreate replaces branch old by a branch named to, forked with old's

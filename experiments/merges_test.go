@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offshootdb/offshoot/experiments/merge"
 )
@@ -512,5 +513,59 @@ INSERT INTO agent_notes VALUES (1, 'one')`)
 	}
 	if got := val(t, s, ctx, "main", "SELECT body FROM agent_notes WHERE id = 1"); got != "one" {
 		t.Errorf("merged row: %q", got)
+	}
+}
+
+// TestMergeRenamedFork: a renamed fork is the same branch under a new
+// name: its fork point, creation time, history and snapshots stay, and
+// merging it back into its parent applies its changes.
+func TestMergeRenamedFork(t *testing.T) {
+	t.Parallel()
+	s, ctx := mergeProject(t)
+	exec(t, s, ctx, "f", `UPDATE customers SET name = 'On f' WHERE id = 3`)
+	if _, err := s.CreateSnapshot(ctx, CreateSnapshotRequest{Project: "p", Branch: "f", Name: "f-snap"}); err != nil {
+		t.Fatal(err)
+	}
+	was, err := s.GetBranch(ctx, "p", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // a history tick between the update and the rename
+	beforeRename := time.Now()
+	time.Sleep(1100 * time.Millisecond)
+	name := "f2"
+	if _, err := s.UpdateBranch(ctx, UpdateBranchRequest{Project: "p", Branch: "f", Name: &name}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.GetBranch(ctx, "p", "f2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ParentID != "main" || b.ParentLSN != was.ParentLSN || !b.CreatedAt.Equal(was.CreatedAt) {
+		t.Errorf("renamed: parent %s at %d created %v; was %s at %d created %v", b.ParentID, b.ParentLSN, b.CreatedAt, was.ParentID, was.ParentLSN, was.CreatedAt)
+	}
+	sns, err := s.ListSnapshots(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range sns {
+		if sn.Name == "f-snap" && sn.Branch != "f2" {
+			t.Errorf("snapshot f-snap is of %q, want f2", sn.Branch)
+		}
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "pit", ParentID: "f2", Timestamp: &beforeRename}); err != nil {
+		t.Errorf("point-in-time fork of the renamed branch before its rename: %v", err)
+	} else if got := val(t, s, ctx, "pit", `SELECT name FROM customers WHERE id = 3`); got != "On f" {
+		t.Errorf("pit reads %q", got)
+	}
+	m, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f2", Target: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != MergeMerged {
+		t.Fatalf("merge: %+v", m)
+	}
+	if got := val(t, s, ctx, "main", `SELECT name FROM customers WHERE id = 3`); got != "On f" {
+		t.Errorf("after merging the renamed fork main reads %q", got)
 	}
 }

@@ -205,6 +205,50 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 	return copyBranch(&nb), nil
 }
 
+// RenameBranch gives branch a new name. It changes the catalog record
+// only: the branch keeps its ID, timeline and history (point-in-time
+// branches of any point before the rename), fork point, creation time,
+// attributes, children and snapshots (which refer to it by ID). Refused
+// while a head is open (ErrBusy: a mount is named after the branch) and
+// when the new name is taken (ErrBranchExists).
+func (s *Store) RenameBranch(project, from, to string) (Branch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := s.renameLocked(project, from, to)
+	if err != nil {
+		return Branch{}, fmt.Errorf("rename branch %q: %w", from, err)
+	}
+	return b, nil
+}
+
+func (s *Store) renameLocked(project, from, to string) (Branch, error) {
+	if err := checkName("branch", to); err != nil {
+		return Branch{}, err
+	}
+	_, b, err := s.branchLocked(project, from)
+	if err != nil {
+		return Branch{}, err
+	}
+	if from == to {
+		return copyBranch(b), nil
+	}
+	if _, _, err := s.branchLocked(project, to); err == nil {
+		return Branch{}, fmt.Errorf("branch %q: %w", to, ErrBranchExists)
+	}
+	if s.heads[b.Timeline] != nil {
+		return Branch{}, ErrBusy
+	}
+	nb := copyBranch(b)
+	nb.Name = to
+	bt := s.db.NewBatch()
+	putRecord(bt, enc.KindBranch, nb.ID, &nb)
+	if err := bt.Commit(pebble.Sync); err != nil {
+		return Branch{}, err
+	}
+	s.cat.putBranch(&nb)
+	return copyBranch(&nb), nil
+}
+
 // DeleteOptions control DeleteBranch.
 type DeleteOptions struct {
 	// Cascade deletes child branches (recursively) too; without it a branch
