@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"strings"
 	"time"
@@ -596,50 +595,6 @@ func (s *Service) checkRename(ctx context.Context, project, from, to string) (st
 		return storage.Branch{}, fmt.Errorf("branch %s already exists: %w", to, ErrConflict)
 	}
 	return old, nil
-}
-
-// recreate replaces branch old by a branch named to, forked with old's
-// parent from snapshot source (or, if source is "", from old's own head).
-// Old's head is kept as snapshot keep unless keep is "".
-func (s *Service) recreate(ctx context.Context, project string, old storage.Branch, to, source, keep string, opts storage.BranchOptions) (storage.Branch, error) {
-	st := s.cfg.Store
-	parent := s.branchName(old.Parent)
-	if err := s.stopEndpoint(ctx, project, old.Name, false); err != nil {
-		return storage.Branch{}, err
-	}
-	pin := keep
-	if pin == "" {
-		pin = fmt.Sprintf("tmp.%d", s.cfg.Now().UnixNano())
-	}
-	if _, err := st.Snapshot(project, old.Name, pin, storage.SnapshotOptions{}); err != nil {
-		return storage.Branch{}, storeErr(err)
-	}
-	from := pin
-	if source != "" {
-		from = source
-	}
-	if err := s.deleteBranch(ctx, project, old.Name, false); err != nil {
-		_ = st.DeleteSnapshot(project, pin)
-		return storage.Branch{}, err
-	}
-	nb, err := st.Fork(project, parent, to, storage.AtSnapshot(from), opts)
-	if err != nil {
-		// Put the old branch back where it was.
-		if _, rerr := st.Fork(project, parent, old.Name, storage.AtSnapshot(pin), storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: old.Labels}); rerr != nil {
-			s.log.Error("recreate: old branch lost; its head is kept as a snapshot", slog.String("branch", old.Name), slog.String("snapshot", pin), slog.String("err", rerr.Error()))
-			return storage.Branch{}, storeErr(err)
-		}
-		if keep == "" {
-			_ = st.DeleteSnapshot(project, pin)
-		}
-		return storage.Branch{}, storeErr(err)
-	}
-	if keep == "" {
-		if err := st.DeleteSnapshot(project, pin); err != nil {
-			return storage.Branch{}, storeErr(err)
-		}
-	}
-	return nb, nil
 }
 
 // DeleteBranch discards a branch: protected branches and the main branch

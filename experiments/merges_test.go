@@ -569,3 +569,40 @@ func TestMergeRenamedFork(t *testing.T) {
 		t.Errorf("after merging the renamed fork main reads %q", got)
 	}
 }
+
+// TestMergeRestoredFork: a fork restored onto one of its snapshots keeps
+// its fork point from its parent, so merging it back applies what the
+// snapshot holds.
+func TestMergeRestoredFork(t *testing.T) {
+	t.Parallel()
+	s, ctx := mergeProject(t)
+	was, err := s.GetBranch(ctx, "p", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, ctx, "f", `UPDATE customers SET name = 'Good' WHERE id = 3`)
+	if _, err := s.CreateSnapshot(ctx, CreateSnapshotRequest{Project: "p", Branch: "f", Name: "good"}); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, s, ctx, "f", `UPDATE customers SET name = 'Bad' WHERE id IN (3, 4)`)
+	b, err := s.RestoreSnapshot(ctx, RestoreRequest{Project: "p", Snapshot: "good", Branch: "f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ParentID != "main" || b.ParentLSN != was.ParentLSN || !b.CreatedAt.Equal(was.CreatedAt) {
+		t.Errorf("restored: parent %s at %d created %v; was %s at %d created %v", b.ParentID, b.ParentLSN, b.CreatedAt, was.ParentID, was.ParentLSN, was.CreatedAt)
+	}
+	if got := val(t, s, ctx, "f", `SELECT string_agg(name, ',' ORDER BY id) FROM customers WHERE id IN (3, 4)`); got != "Good,Customer 4" {
+		t.Errorf("f after the restore: %q", got)
+	}
+	m, err := s.MergeBranch(ctx, MergeRequest{Project: "p", Source: "f", Target: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != MergeMerged {
+		t.Fatalf("merge: %+v", m)
+	}
+	if got := val(t, s, ctx, "main", `SELECT string_agg(name, ',' ORDER BY id) FROM customers WHERE id IN (3, 4)`); got != "Good,Customer 4" {
+		t.Errorf("after merging the restored fork main reads %q", got)
+	}
+}

@@ -154,9 +154,10 @@ func (s *Service) readSnapshot(ctx context.Context, project, name string, masked
 }
 
 // RestoreSnapshot forks a new branch from a snapshot, or puts an existing
-// branch onto it. The latter re-creates the branch from the snapshot, so
-// it is refused for protected branches, branches with children and the
-// main branch (ErrConflict).
+// branch onto it. The latter resets the branch onto the snapshot: it keeps
+// its name, ID, creation time, children and fork point, so a merge back
+// into its parent applies what the snapshot holds; it is refused for
+// protected branches and the main branch (ErrConflict).
 func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Branch, error) {
 	var out *Branch
 	err := s.audited(ctx, "snapshot.restore", req.Project+"/"+req.Snapshot, "new_branch="+req.NewBranch+" branch="+req.Branch, func() error {
@@ -198,11 +199,19 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 			if !storage.ValidName(keep) {
 				keep = fmt.Sprintf("pre-restore.%d", s.cfg.Now().UnixNano())
 			}
-			labels := maps.Clone(old.Labels)
-			delete(labels, LabelMasked)
-			b, err = s.recreate(ctx, req.Project, old, old.Name, req.Snapshot, keep, storage.BranchOptions{ExpiresAt: old.ExpiresAt, Labels: labels})
-			if err != nil {
+			if err := s.stopEndpoint(ctx, req.Project, old.Name, false); err != nil {
 				return err
+			}
+			b, err = st.Reset(req.Project, old.Name, storage.ResetOptions{Snapshot: keep, To: storage.AtSnapshot(req.Snapshot)})
+			if err != nil {
+				return storeErr(err)
+			}
+			if _, ok := b.Labels[LabelMasked]; ok {
+				labels := maps.Clone(b.Labels)
+				delete(labels, LabelMasked)
+				if b, err = st.UpdateBranch(req.Project, old.Name, storage.BranchUpdate{Labels: labels}); err != nil {
+					return storeErr(err)
+				}
 			}
 		} else if b, err = st.Fork(req.Project, "", name, storage.AtSnapshot(req.Snapshot), storage.BranchOptions{}); err != nil {
 			return storeErr(err)

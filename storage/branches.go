@@ -107,7 +107,9 @@ type ResetOptions struct {
 
 // Reset points branch at its parent branch's current head, or at opts.To.
 // The branch keeps its ID, name, attributes and children (which keep
-// reading what they were forked from). The old head is kept as a snapshot
+// reading what they were forked from). Onto a snapshot it also keeps its
+// fork point (Branch.BaseTimeline), so a merge back into its parent
+// applies what the snapshot holds. The old head is kept as a snapshot
 // unless opts.Discard. Refused for protected branches (ErrProtected), root
 // branches without opts.To (ErrNoParent) and while a head is open (ErrBusy).
 func (s *Store) Reset(project, branch string, opts ResetOptions) (Branch, error) {
@@ -174,9 +176,15 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 	nb := copyBranch(b)
 	nb.Timeline = t.ID
 	if opts.To.kind != atSnapshot {
-		// Re-forked from the parent: the fork point moves; onto a
-		// snapshot, the branch keeps the one it had.
-		nb.ParentSeq, nb.ParentTime = seq, now
+		// Re-forked from the parent: the fork point moves.
+		nb.ParentSeq, nb.ParentTime, nb.BaseTimeline = seq, now, 0
+	} else if nb.BaseTimeline == 0 && old.Parent != 0 && old.ParentSeq == b.ParentSeq {
+		// Onto a snapshot: the branch keeps the fork point it had, now
+		// no longer its timeline's parent.
+		nb.BaseTimeline = old.Parent
+	}
+	if nb.BaseTimeline == t.Parent && nb.ParentSeq == t.ParentSeq {
+		nb.BaseTimeline = 0 // the timeline's own branch point
 	}
 	c, err := s.childCountsLocked(tl, seq)
 	if err != nil {
@@ -198,7 +206,12 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 	if sn != nil {
 		s.cat.putSnapshot(sn)
 	}
-	if err := s.dropUnreferencedLocked(bt, old.ID); err != nil {
+	drop := []uint64{old.ID}
+	if b.BaseTimeline != 0 && b.BaseTimeline != nb.BaseTimeline {
+		s.cands.release(b.BaseTimeline, b.ParentSeq)
+		drop = append(drop, b.BaseTimeline)
+	}
+	if err := s.dropUnreferencedLocked(bt, drop...); err != nil {
 		return Branch{}, err
 	}
 	s.detachedLocked(old.ID)
@@ -303,8 +316,12 @@ func (s *Store) deleteLocked(project, branch string, opts DeleteOptions) error {
 		return err
 	}
 	bt := s.db.NewBatch()
-	var tls []uint64
+	var tls, bases []uint64
 	for _, x := range order {
+		if x.BaseTimeline != 0 {
+			s.cands.release(x.BaseTimeline, x.ParentSeq)
+			bases = append(bases, x.BaseTimeline)
+		}
 		_ = bt.Delete(enc.IDKey(enc.KindBranch, x.ID), nil)
 		s.cat.dropBranch(x.ID)
 		t := *s.cat.timelines[x.Timeline]
@@ -313,7 +330,7 @@ func (s *Store) deleteLocked(project, branch string, opts DeleteOptions) error {
 		putRecord(bt, enc.KindTimeline, t.ID, &t)
 		tls = append(tls, t.ID)
 	}
-	if err := s.dropUnreferencedLocked(bt, tls...); err != nil {
+	if err := s.dropUnreferencedLocked(bt, append(tls, bases...)...); err != nil {
 		return err
 	}
 	s.detachedLocked(tls...)

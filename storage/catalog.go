@@ -42,17 +42,23 @@ type Timeline struct {
 
 // Branch is a named, writable line of history in a project.
 type Branch struct {
-	ID         uint64            `json:"id"`
-	Project    uint64            `json:"project"`
-	Name       string            `json:"name"`
-	Timeline   uint64            `json:"timeline"`
-	Parent     uint64            `json:"parent,omitempty"` // parent branch id; 0 for the main branch
-	ParentSeq  uint64            `json:"parent_seq,omitempty"`
-	ParentTime time.Time         `json:"parent_time,omitzero"`
-	CreatedAt  time.Time         `json:"created_at"`
-	ExpiresAt  time.Time         `json:"expires_at,omitzero"` // zero: never
-	Labels     map[string]string `json:"labels,omitempty"`
-	Protected  bool              `json:"protected,omitempty"`
+	ID        uint64 `json:"id"`
+	Project   uint64 `json:"project"`
+	Name      string `json:"name"`
+	Timeline  uint64 `json:"timeline"`
+	Parent    uint64 `json:"parent,omitempty"` // parent branch id; 0 for the main branch
+	ParentSeq uint64 `json:"parent_seq,omitempty"`
+	// BaseTimeline is the timeline ParentSeq is a point of when it is not
+	// the parent of Timeline: after a reset onto a snapshot, the branch
+	// reads the snapshot but its fork point (the base of a merge back into
+	// its parent) stays where it was. 0: Timeline's parent. The store keeps
+	// that point readable while the branch has it.
+	BaseTimeline uint64            `json:"base_timeline,omitempty"`
+	ParentTime   time.Time         `json:"parent_time,omitzero"`
+	CreatedAt    time.Time         `json:"created_at"`
+	ExpiresAt    time.Time         `json:"expires_at,omitzero"` // zero: never
+	Labels       map[string]string `json:"labels,omitempty"`
+	Protected    bool              `json:"protected,omitempty"`
 }
 
 // Snapshot is a named, read-only (timeline, seq) in a project.
@@ -329,7 +335,8 @@ func (s *Store) Timeline(id uint64) (Timeline, bool) {
 }
 
 // referencedLocked reports whether timeline id is still needed: by a
-// branch, a snapshot or a child timeline. s.mu held.
+// branch, a snapshot, a child timeline or a branch's fork point
+// (Branch.BaseTimeline). s.mu held.
 func (s *Store) referencedLocked(id uint64) bool {
 	t := s.cat.timelines[id]
 	if t == nil {
@@ -338,7 +345,7 @@ func (s *Store) referencedLocked(id uint64) bool {
 	if t.Branch != 0 {
 		return true
 	}
-	return len(s.cat.refs.snapshots[id]) > 0 || len(s.cat.refs.children[id]) > 0 || len(s.pins[id]) > 0
+	return len(s.cat.refs.snapshots[id]) > 0 || len(s.cat.refs.children[id]) > 0 || len(s.cat.refs.bases[id]) > 0 || len(s.pins[id]) > 0
 }
 
 // dropUnreferencedLocked removes the given timelines, and then their

@@ -330,3 +330,74 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("snapshots after expiry: %v", sn)
 	}
 }
+
+// TestResetOntoSnapshotKeepsForkPoint: a branch reset onto a snapshot of
+// another branch keeps its fork point from its parent (the base of a merge
+// back), and the store keeps that point readable once nothing else reads
+// it, through GC past the history window and a reopen, until the branch
+// lets go of it (reset onto its parent, delete).
+func TestResetOntoSnapshotKeepsForkPoint(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)}
+	dir := t.TempDir()
+	opts := &Options{GCInterval: -1, HistoryWindow: time.Minute, HistoryTick: time.Second, Now: c.Now}
+	s, err := Open(dir, opts)
+	ok(t, err)
+	_, _, err = s.CreateProject("p")
+	ok(t, err)
+	h := must[*Head](t)(s.OpenHead("p", "main"))
+	writeFile(t, h, "f", "base")
+	ok(t, h.Sync())
+	dev := must[Branch](t)(s.Fork("p", "main", "dev", AtHead(), BranchOptions{}))
+	c.Add(2 * time.Second)
+	writeFile(t, h, "f", "main2") // shadows what dev forked from
+	ok(t, h.Sync())
+	must[Branch](t)(s.Fork("p", "main", "other", AtHead(), BranchOptions{}))
+	o := must[*Head](t)(s.OpenHead("p", "other"))
+	writeFile(t, o, "f", "other")
+	ok(t, o.Close())
+	must[Snapshot](t)(s.Snapshot("p", "other", "s1", SnapshotOptions{}))
+	ok(t, s.DeleteBranch("p", "other", DeleteOptions{}))
+	d := must[*Head](t)(s.OpenHead("p", "dev"))
+	writeFile(t, d, "f", "dev1")
+	ok(t, d.Close())
+
+	nb := must[Branch](t)(s.Reset("p", "dev", ResetOptions{To: AtSnapshot("s1"), Discard: true}))
+	if nb.ParentSeq != dev.ParentSeq || nb.BaseTimeline == 0 {
+		t.Errorf("reset onto s1: %+v, was %+v", nb, dev)
+	}
+	ok(t, s.DeleteSnapshot("p", "s1")) // dev's timeline still reads it
+	c.Add(5 * time.Minute)
+	writeFile(t, h, "f", "main3")
+	ok(t, h.Sync())
+	c.Add(5 * time.Minute)
+	must[GCStats](t)(s.GC(context.Background()))
+	check := func() {
+		t.Helper()
+		if got := readFile(t, s, "dev", AtHead(), "f"); got != "other" {
+			t.Errorf("dev after reset onto s1: %q", got)
+		}
+		if got := readFile(t, s, "main", AtForkPoint("dev"), "f"); got != "base" {
+			t.Errorf("dev's fork point after GC: %q", got)
+		}
+		ok(t, s.Check())
+	}
+	check()
+	ok(t, h.Close())
+	ok(t, s.Close())
+	s, err = Open(dir, opts)
+	ok(t, err)
+	defer s.Close()
+	must[GCStats](t)(s.GC(context.Background()))
+	check()
+	// Reset onto its parent, the branch forks anew: the old point goes.
+	must[Branch](t)(s.Reset("p", "dev", ResetOptions{Discard: true}))
+	if b := must[Branch](t)(s.Branch("p", "dev")); b.BaseTimeline != 0 {
+		t.Errorf("after a reset onto its parent: base timeline %d", b.BaseTimeline)
+	}
+	must[GCStats](t)(s.GC(context.Background()))
+	if got := readFile(t, s, "main", AtForkPoint("dev"), "f"); got != "main3" {
+		t.Errorf("dev's fork point after reset: %q", got)
+	}
+	ok(t, s.DeleteBranch("p", "dev", DeleteOptions{}))
+	ok(t, s.Check())
+}

@@ -155,6 +155,12 @@ func (s *Store) checkCatalog() ([]checkPoint, error) {
 			return nil, fmt.Errorf("branch %q: parent branch %d missing", b.Name, b.Parent)
 		}
 		points = append(points, checkPoint{"branch " + b.Name, s.chainLocked(b.Timeline, math.MaxUint64)})
+		if b.BaseTimeline != 0 {
+			if c.timelines[b.BaseTimeline] == nil {
+				return nil, fmt.Errorf("branch %q: fork point timeline %d missing", b.Name, b.BaseTimeline)
+			}
+			points = append(points, checkPoint{"fork point of branch " + b.Name, s.chainLocked(b.BaseTimeline, b.ParentSeq)})
+		}
 	}
 	if err := c.checkIndex(); err != nil {
 		return nil, err

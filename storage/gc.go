@@ -299,7 +299,7 @@ func (s *Store) dropTicksLocked(st *GCStats) error {
 
 // gcPlan holds the read points of one timeline.
 type gcPlan struct {
-	points   []uint64 // explicit read points (snapshots, child branch points, open views), ascending
+	points   []uint64 // explicit read points (snapshots, child branch points, fork points, open views), ascending
 	ticks    []uint64 // history ticks inside the window (live timelines only), ascending
 	live     bool     // a branch owns the timeline: its head and every seq after lastTick are read points
 	lastTick uint64
@@ -314,6 +314,9 @@ func (s *Store) gcPlanLocked(tl uint64) gcPlan {
 	}
 	for id := range s.cat.refs.children[tl] {
 		p.points = append(p.points, s.cat.timelines[id].ParentSeq)
+	}
+	for id := range s.cat.refs.bases[tl] {
+		p.points = append(p.points, s.cat.branches[id].ParentSeq)
 	}
 	for seq := range s.pins[tl] {
 		p.points = append(p.points, seq)

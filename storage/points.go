@@ -92,6 +92,9 @@ func (s *Store) resolveLocked(p *Project, b *Branch, at At) (tl, seq uint64, err
 		if err != nil {
 			return 0, 0, err
 		}
+		if child.BaseTimeline != 0 {
+			return child.BaseTimeline, child.ParentSeq, nil
+		}
 		t := s.cat.timelines[child.Timeline]
 		if t == nil || t.Parent == 0 {
 			return 0, 0, fmt.Errorf("%s: %w", at, ErrNoParent)

@@ -17,11 +17,12 @@ type timelineRefs struct {
 	children  map[uint64]map[uint64]struct{}  // timeline id → ids of its child timelines
 	snapshots map[uint64]map[uint64]struct{}  // timeline id → ids of its snapshots
 	snapNames map[uint64]map[string]*Snapshot // project id → snapshot name → snapshot
+	bases     map[uint64]map[uint64]struct{}  // timeline id → ids of branches whose BaseTimeline it is
 }
 
 func newTimelineRefs() timelineRefs {
 	return timelineRefs{children: map[uint64]map[uint64]struct{}{}, snapshots: map[uint64]map[uint64]struct{}{},
-		snapNames: map[uint64]map[string]*Snapshot{}}
+		snapNames: map[uint64]map[string]*Snapshot{}, bases: map[uint64]map[uint64]struct{}{}}
 }
 
 func addRef(m map[uint64]map[uint64]struct{}, from, id uint64) {
@@ -35,6 +36,20 @@ func dropRef(m map[uint64]map[uint64]struct{}, from, id uint64) {
 	delete(m[from], id)
 	if len(m[from]) == 0 {
 		delete(m, from)
+	}
+}
+
+// putBase and dropBase keep refs.bases in step with b (putBranch,
+// dropBranch).
+func (c *catalog) putBase(b *Branch) {
+	if b.BaseTimeline != 0 {
+		addRef(c.refs.bases, b.BaseTimeline, b.ID)
+	}
+}
+
+func (c *catalog) dropBase(b *Branch) {
+	if b.BaseTimeline != 0 {
+		dropRef(c.refs.bases, b.BaseTimeline, b.ID)
 	}
 }
 
@@ -101,10 +116,15 @@ func (c *catalog) checkRefs() error {
 	for _, sn := range c.snapshots {
 		addRef(want.snapshots, sn.Timeline, sn.ID)
 	}
+	for _, b := range c.branches {
+		if b.BaseTimeline != 0 {
+			addRef(want.bases, b.BaseTimeline, b.ID)
+		}
+	}
 	for _, pair := range []struct {
 		what      string
 		got, want map[uint64]map[uint64]struct{}
-	}{{"children", c.refs.children, want.children}, {"snapshots", c.refs.snapshots, want.snapshots}} {
+	}{{"children", c.refs.children, want.children}, {"snapshots", c.refs.snapshots, want.snapshots}, {"fork points", c.refs.bases, want.bases}} {
 		if len(pair.got) != len(pair.want) {
 			return fmt.Errorf("timeline index: %s of %d timelines, want %d", pair.what, len(pair.got), len(pair.want))
 		}

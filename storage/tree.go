@@ -74,15 +74,18 @@ func (x *branchIndex) remove(b *Branch) {
 func (c *catalog) putBranch(b *Branch) {
 	if old := c.branches[b.ID]; old != nil {
 		c.tree.remove(old)
+		c.dropBase(old)
 	}
 	c.branches[b.ID] = b
 	c.tree.add(b)
+	c.putBase(b)
 }
 
 // dropBranch removes branch id.
 func (c *catalog) dropBranch(id uint64) {
 	if old := c.branches[id]; old != nil {
 		c.tree.remove(old)
+		c.dropBase(old)
 	}
 	delete(c.branches, id)
 }
