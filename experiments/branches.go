@@ -499,7 +499,10 @@ func (s *Service) branchName(id uint64) string {
 	return b.Name
 }
 
-// UpdateBranch changes labels, protection, expiry and (last) the name.
+// UpdateBranch changes labels, protection, expiry and the name, all or
+// nothing: every field is checked before any is applied, so a refused
+// request changes nothing. A protected branch can be renamed in the
+// request that unprotects it.
 func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*Branch, error) {
 	var out *Branch
 	err := s.audited(ctx, "branch.update", req.Project+"/"+req.Branch, "", func() error {
@@ -526,14 +529,45 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 		if set {
 			u.ExpiresAt = &exp
 		}
-		b, err := st.UpdateBranch(req.Project, req.Branch, u)
-		if err != nil {
-			return storeErr(err)
-		}
+		// Everything is checked before anything changes; the rename goes
+		// first, and is undone should the other fields then fail.
+		name := req.Branch
 		if req.Name != nil && *req.Name != req.Branch {
-			if b, err = s.rename(ctx, req.Project, req.Branch, *req.Name); err != nil {
+			unprotect := req.Protected != nil && !*req.Protected
+			if _, err := s.checkRename(ctx, req.Project, req.Branch, *req.Name, unprotect); err != nil {
 				return err
 			}
+			old, err := st.Branch(req.Project, req.Branch)
+			if err != nil {
+				return storeErr(err)
+			}
+			if unprotect && old.Protected {
+				no, yes := false, true
+				if _, err := st.UpdateBranch(req.Project, req.Branch, storage.BranchUpdate{Protected: &no}); err != nil {
+					return storeErr(err)
+				}
+				defer func() {
+					if name == req.Branch { // not renamed: protected again
+						_, _ = st.UpdateBranch(req.Project, req.Branch, storage.BranchUpdate{Protected: &yes})
+					}
+				}()
+			}
+			if _, err := s.rename(ctx, req.Project, req.Branch, *req.Name); err != nil {
+				return err
+			}
+			name = *req.Name
+		}
+		b, err := st.UpdateBranch(req.Project, name, u)
+		if err != nil {
+			if name != req.Branch {
+				if _, rerr := st.RenameBranch(req.Project, name, req.Branch); rerr == nil {
+					name = req.Branch
+				} else {
+					s.log.Error("update branch: renamed, but its other fields failed and the rename could not be undone",
+						"branch", req.Branch, "name", name, "err", rerr)
+				}
+			}
+			return storeErr(err)
 		}
 		v := s.view(req.Project, b, s.branchName)
 		v.Depth = s.depth(req.Project, b)
@@ -551,7 +585,7 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 // connection, with the postmaster settings it had. Protected branches and
 // the main branch cannot be renamed (ErrConflict).
 func (s *Service) rename(ctx context.Context, project, from, to string) (storage.Branch, error) {
-	old, err := s.checkRename(ctx, project, from, to)
+	old, err := s.checkRename(ctx, project, from, to, false)
 	if err != nil {
 		return storage.Branch{}, err
 	}
@@ -571,8 +605,9 @@ func (s *Service) rename(ctx context.Context, project, from, to string) (storage
 	return b, nil
 }
 
-// checkRename is rename's checks, done before anything changes.
-func (s *Service) checkRename(ctx context.Context, project, from, to string) (storage.Branch, error) {
+// checkRename is rename's checks, done before anything changes;
+// unprotecting means the caller unprotects the branch first.
+func (s *Service) checkRename(ctx context.Context, project, from, to string, unprotecting bool) (storage.Branch, error) {
 	masked := s.maskedBranch(project, from) // the name changes, the data does not
 	if err := s.authorizeAs(ctx, RoleWrite, project, to, &masked); err != nil {
 		return storage.Branch{}, err
@@ -588,7 +623,7 @@ func (s *Service) checkRename(ctx context.Context, project, from, to string) (st
 	if s.isMain(project, old) {
 		return storage.Branch{}, fmt.Errorf("the main branch cannot be renamed: %w", ErrConflict)
 	}
-	if old.Protected {
+	if old.Protected && !unprotecting {
 		return storage.Branch{}, fmt.Errorf("branch %s is protected; unprotect it to rename: %w", from, ErrConflict)
 	}
 	if _, err := st.Branch(project, to); err == nil {

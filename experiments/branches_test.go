@@ -232,3 +232,50 @@ func TestOrphanForkIsNotMain(t *testing.T) {
 		t.Errorf("delete main: %v", err)
 	}
 }
+
+// TestUpdateBranchAllOrNothing: an update that is refused changes none of
+// its fields; a rename goes with the other fields in one request.
+func TestUpdateBranchAllOrNothing(t *testing.T) {
+	t.Parallel()
+	s, st := branchService(t, experiments.Config{SweepInterval: -1})
+	ctx := admin()
+	for _, n := range []string{"victim", "taken"} {
+		if _, err := s.CreateBranch(ctx, experiments.CreateBranchRequest{Project: "p", Name: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	str := func(v string) *string { return &v }
+	yes, no := true, false
+	for _, c := range []struct {
+		what string
+		req  experiments.UpdateBranchRequest
+		want error
+	}{
+		{"ttl and an invalid name", experiments.UpdateBranchRequest{TTL: str("3s"), Name: str("Bad Name!")}, experiments.ErrInvalid},
+		{"labels and a taken name", experiments.UpdateBranchRequest{Labels: map[string]string{"k": "v"}, Name: str("taken")}, experiments.ErrConflict},
+		{"protection and a bad ttl", experiments.UpdateBranchRequest{Protected: &yes, TTL: str("soon")}, experiments.ErrInvalid},
+	} {
+		c.req.Project, c.req.Branch = "p", "victim"
+		if _, err := s.UpdateBranch(ctx, c.req); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.what, err, c.want)
+		}
+		b, err := st.Branch("p", "victim")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !b.ExpiresAt.IsZero() || b.Protected || len(b.Labels) != 0 {
+			t.Errorf("%s: refused, yet the branch changed: %+v", c.what, b)
+		}
+	}
+	b, err := s.UpdateBranch(ctx, experiments.UpdateBranchRequest{Project: "p", Branch: "victim", Name: str("rn9"), Protected: &yes})
+	if err != nil || b.Name != "rn9" || !b.Protected {
+		t.Fatalf("rename and protect: %+v %v", b, err)
+	}
+	if _, err := s.UpdateBranch(ctx, experiments.UpdateBranchRequest{Project: "p", Branch: "rn9", Name: str("rn10")}); !errors.Is(err, experiments.ErrConflict) {
+		t.Errorf("rename a protected branch: %v", err)
+	}
+	b, err = s.UpdateBranch(ctx, experiments.UpdateBranchRequest{Project: "p", Branch: "rn9", Name: str("rn10"), Protected: &no})
+	if err != nil || b.Name != "rn10" || b.Protected {
+		t.Fatalf("unprotect and rename: %+v %v", b, err)
+	}
+}
