@@ -35,6 +35,9 @@ type Branch struct {
 	Depth    int             `json:"depth"`
 	Endpoint *EndpointStatus `json:"endpoint,omitempty"`
 	Usage    *BranchUsage    `json:"usage,omitempty"`
+	// Snapshot is set in the answer of a reset or a restore onto the
+	// branch: the snapshot that keeps its old head ("" when discarded).
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // Snapshot is a named, fixed point of a branch.
@@ -689,7 +692,10 @@ func (s *Service) deleteBranch(ctx context.Context, project, branch string, casc
 }
 
 // ResetBranch points a branch at its parent's current head. The old head
-// is kept as a snapshot (named snapshot, default auto-named) unless discard.
+// is kept as a snapshot unless discard: named snapshot, default
+// "<branch>.reset.<unix-nanoseconds>" (or "reset.<unix-nanoseconds>" when
+// that is too long), so resets in a row never collide; the answer's
+// Snapshot names it.
 func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot string, discard bool) (*Branch, error) {
 	var out *Branch
 	err := s.audited(ctx, "branch.reset", project+"/"+branch, "snapshot="+snapshot, func() error {
@@ -727,14 +733,30 @@ func (s *Service) ResetBranch(ctx context.Context, project, branch, snapshot str
 		if err := s.stopEndpoint(ctx, project, branch, false); err != nil {
 			return err
 		}
+		if snapshot == "" && !discard {
+			snapshot = keepName(branch, "reset", s.cfg.Now())
+		}
 		b, err := st.Reset(project, branch, storage.ResetOptions{Snapshot: snapshot, Discard: discard})
 		if err != nil {
 			return storeErr(err)
 		}
 		v := s.view(project, b, s.branchName)
 		v.Depth = s.depth(project, b)
+		if !discard {
+			v.Snapshot = snapshot
+		}
 		out = &v
 		return nil
 	})
 	return out, err
+}
+
+// keepName names the snapshot that keeps a branch's old head:
+// "<branch>.<what>.<unix-nanoseconds>", or "<what>.<unix-nanoseconds>"
+// when that would not be a valid name.
+func keepName(branch, what string, now time.Time) string {
+	if n := fmt.Sprintf("%s.%s.%d", branch, what, now.UnixNano()); storage.ValidName(n) {
+		return n
+	}
+	return fmt.Sprintf("%s.%d", what, now.UnixNano())
 }

@@ -279,3 +279,39 @@ func TestUpdateBranchAllOrNothing(t *testing.T) {
 		t.Fatalf("unprotect and rename: %+v %v", b, err)
 	}
 }
+
+// TestResetTwice: resets in a row with nothing written between both keep
+// the old head, each under its own snapshot, which the answer names.
+func TestResetTwice(t *testing.T) {
+	t.Parallel()
+	s, _ := branchService(t, experiments.Config{SweepInterval: -1})
+	ctx := admin()
+	if _, err := s.CreateBranch(ctx, experiments.CreateBranchRequest{Project: "p", Name: "ttl3"}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i := range 2 {
+		b, err := s.ResetBranch(ctx, "p", "ttl3", "", false)
+		if err != nil {
+			t.Fatalf("reset %d: %v", i+1, err)
+		}
+		if b.Snapshot == "" || seen[b.Snapshot] {
+			t.Errorf("reset %d kept the old head as %q", i+1, b.Snapshot)
+		}
+		seen[b.Snapshot] = true
+	}
+	b, err := s.ResetBranch(ctx, "p", "ttl3", "", true)
+	if err != nil || b.Snapshot != "" {
+		t.Errorf("reset with discard: snapshot %q, %v", b.Snapshot, err)
+	}
+	sns, err := s.ListSnapshots(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range sns {
+		delete(seen, sn.Name)
+	}
+	if len(seen) != 0 {
+		t.Errorf("answers named snapshots that are not there: %v (have %+v)", seen, sns)
+	}
+}

@@ -184,6 +184,7 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 			return err
 		}
 		var b storage.Branch
+		var keep string
 		if req.Branch != "" {
 			old, err := st.Branch(req.Project, req.Branch)
 			if err != nil {
@@ -195,10 +196,7 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 			if old.Protected {
 				return fmt.Errorf("branch %s is protected; unprotect it first: %w", req.Branch, ErrConflict)
 			}
-			keep := fmt.Sprintf("%s.pre-restore.%d", req.Branch, s.cfg.Now().UnixNano())
-			if !storage.ValidName(keep) {
-				keep = fmt.Sprintf("pre-restore.%d", s.cfg.Now().UnixNano())
-			}
+			keep = keepName(req.Branch, "pre-restore", s.cfg.Now())
 			if err := s.stopEndpoint(ctx, req.Project, old.Name, false); err != nil {
 				return err
 			}
@@ -218,6 +216,7 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 		}
 		v := s.view(req.Project, b, s.branchName)
 		v.Depth = s.depth(req.Project, b)
+		v.Snapshot = keep
 		out = &v
 		return nil
 	})

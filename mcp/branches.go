@@ -317,6 +317,9 @@ func renderBranch(b *experiments.Branch) string {
 	if b.Protected {
 		sb.WriteString(", protected")
 	}
+	if b.Snapshot != "" {
+		fmt.Fprintf(&sb, ", old head kept as snapshot %s", b.Snapshot)
+	}
 	if b.Endpoint != nil {
 		fmt.Fprintf(&sb, ", compute %s", b.Endpoint.State)
 	}

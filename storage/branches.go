@@ -96,7 +96,8 @@ func (s *Store) forkLocked(project, parent, name string, at At, opts BranchOptio
 // ResetOptions control Reset.
 type ResetOptions struct {
 	// Snapshot names the snapshot that keeps the old head. Default
-	// "<branch>.reset.<seq>" (must still be a valid name).
+	// "<branch>.reset.<seq>", with ".<n>" added when a reset at the same
+	// seq took that name (must still be a valid name).
 	Snapshot string
 	// Discard drops the old head instead of keeping it as a snapshot.
 	Discard bool
@@ -145,7 +146,14 @@ func (s *Store) resetLocked(project, branch string, opts ResetOptions) (Branch, 
 	if !opts.Discard {
 		name := opts.Snapshot
 		if name == "" {
+			// Resets in a row without a write between share the seq.
 			name = fmt.Sprintf("%s.reset.%d", b.Name, s.curSeq())
+			for i := 2; ; i++ {
+				if _, err := s.snapshotLocked(p, name); err != nil {
+					break
+				}
+				name = fmt.Sprintf("%s.reset.%d.%d", b.Name, s.curSeq(), i)
+			}
 		}
 		if err := checkName("snapshot", name); err != nil {
 			return Branch{}, err

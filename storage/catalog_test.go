@@ -401,3 +401,18 @@ func TestResetOntoSnapshotKeepsForkPoint(t *testing.T) {
 	ok(t, s.DeleteBranch("p", "dev", DeleteOptions{}))
 	ok(t, s.Check())
 }
+
+// TestResetAutoNames: resets in a row at the same seq each keep the old
+// head under a name of their own.
+func TestResetAutoNames(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	must[Branch](t)(s.Fork("p", "main", "dev", AtHead(), BranchOptions{}))
+	for range 3 {
+		must[Branch](t)(s.Reset("p", "dev", ResetOptions{}))
+	}
+	if sns := must[[]Snapshot](t)(s.Snapshots("p")); len(sns) != 3 {
+		t.Errorf("snapshots after three resets: %+v", sns)
+	}
+}

@@ -81,6 +81,20 @@ func printed(msg string) func(io.Writer, []byte) error {
 	}
 }
 
+// resetPrinted prints a reset's answer: the snapshot keeping the old head.
+func resetPrinted(w io.Writer, raw []byte) error {
+	var b experiments.Branch
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return err
+	}
+	if b.Snapshot == "" {
+		_, err := fmt.Fprintf(w, "reset %s (old head discarded)\n", b.Name)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "reset %s; old head kept as snapshot %s\n", b.Name, b.Snapshot)
+	return err
+}
+
 func showBranch(w io.Writer, raw []byte) error {
 	var b experiments.Branch
 	if err := json.Unmarshal(raw, &b); err != nil {
@@ -96,6 +110,9 @@ func showBranch(w io.Writer, raw []byte) error {
 		fmt.Fprintln(tw, ")")
 	}
 	fmt.Fprintf(tw, "created\t%s\n", b.CreatedAt.Format(time.RFC3339))
+	if b.Snapshot != "" {
+		fmt.Fprintf(tw, "old head\tkept as snapshot %s\n", b.Snapshot)
+	}
 	if b.ExpiresAt != nil {
 		fmt.Fprintf(tw, "expires\t%s\n", b.ExpiresAt.Format(time.RFC3339))
 	}
@@ -283,7 +300,7 @@ func branchCmd(a *app) *cobra.Command {
 	reset, _ := verb(a, "reset BRANCH", "Reset a branch to its parent's head (old head kept as a snapshot)", cobra.ExactArgs(1), &project,
 		func(args []string) (string, string, any, error) {
 			return "POST", branchURL(project, args[0]) + "/reset", map[string]any{"snapshot": keepAs, "discard": discard}, nil
-		}, printed("reset"))
+		}, resetPrinted)
 	reset.Flags().StringVar(&keepAs, "snapshot", "", "name of the snapshot keeping the old head (default auto)")
 	reset.Flags().BoolVar(&discard, "discard", false, "do not keep the old head")
 
