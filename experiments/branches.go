@@ -25,12 +25,16 @@ type Branch struct {
 	ParentID string `json:"parent_id,omitempty"`
 	// ParentLSN is the store seq the branch forked at; ParentTimestamp the
 	// wall-clock time the store knows that seq was reached by.
-	ParentLSN       uint64            `json:"parent_lsn,omitempty"`
-	ParentTimestamp *time.Time        `json:"parent_timestamp,omitempty"`
-	CreatedAt       time.Time         `json:"created_at"`
-	ExpiresAt       *time.Time        `json:"expires_at,omitempty"`
-	Labels          map[string]string `json:"labels,omitempty"`
-	Protected       bool              `json:"protected"`
+	ParentLSN       uint64     `json:"parent_lsn,omitempty"`
+	ParentTimestamp *time.Time `json:"parent_timestamp,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+	// ExpiryBlocked says why an expired branch is still there (the TTL
+	// sweeper could not delete it, e.g. it has child branches, or it is
+	// the main branch, which never expires).
+	ExpiryBlocked string            `json:"expiry_blocked,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Protected     bool              `json:"protected"`
 	// Depth is the distance from the main branch (0) in ListBranches' tree order.
 	Depth    int             `json:"depth"`
 	Endpoint *EndpointStatus `json:"endpoint,omitempty"`
@@ -189,6 +193,7 @@ func (s *Service) view(project string, b storage.Branch, nameOf func(id uint64) 
 	if !b.ExpiresAt.IsZero() {
 		t := b.ExpiresAt
 		out.ExpiresAt = &t
+		out.ExpiryBlocked = s.expiryBlocked(project, b)
 	}
 	return out
 }
@@ -531,6 +536,11 @@ func (s *Service) UpdateBranch(ctx context.Context, req UpdateBranchRequest) (*B
 		}
 		if set {
 			u.ExpiresAt = &exp
+			if !exp.IsZero() {
+				if cur, err := st.Branch(req.Project, req.Branch); err == nil && s.isMain(req.Project, cur) {
+					return invalid("ttl", "the main branch of project %s never expires (it cannot be deleted)", req.Project)
+				}
+			}
 		}
 		// Everything is checked before anything changes; the rename goes
 		// first, and is undone should the other fields then fail.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -313,5 +314,84 @@ func TestResetTwice(t *testing.T) {
 	}
 	if len(seen) != 0 {
 		t.Errorf("answers named snapshots that are not there: %v (have %+v)", seen, sns)
+	}
+}
+
+// TestTTLSweeperBlocked: an expired branch the sweeper cannot delete (it
+// has a child) is tried, logged and audited once, says why it is still
+// there, and goes once its child does. The main branch cannot be given a
+// TTL.
+func TestTTLSweeperBlocked(t *testing.T) {
+	t.Parallel()
+	s, _ := branchService(t, experiments.Config{SweepInterval: 20 * time.Millisecond})
+	ctx := admin()
+	if _, err := s.CreateBranch(ctx, experiments.CreateBranchRequest{Project: "p", Name: "parent", TTL: "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(ctx, experiments.CreateBranchRequest{Project: "p", Name: "kid", ParentID: "parent"}); err != nil {
+		t.Fatal(err)
+	}
+	refusals := func() int {
+		page, err := s.AuditLog(ctx, experiments.AuditQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range page.Entries {
+			if e.Action == "branch.delete" && e.Target == "p/parent" && e.Result == "error" {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for refusals() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sweeper never tried the expired parent")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // some 25 sweeps
+	if n := refusals(); n != 1 {
+		t.Errorf("%d audited refusals, want 1", n)
+	}
+	b, err := s.GetBranch(ctx, "p", "parent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.ExpiryBlocked, "descendant") {
+		t.Errorf("expired parent, still here because %q", b.ExpiryBlocked)
+	}
+	page, err := s.ListBranches(ctx, experiments.ListBranchesRequest{Project: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lb := range page.Branches {
+		if lb.Name == "parent" && lb.ExpiryBlocked != b.ExpiryBlocked {
+			t.Errorf("listed: %q", lb.ExpiryBlocked)
+		}
+	}
+	if err := s.DeleteBranch(ctx, "p", "kid", false); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := s.GetBranch(ctx, "p", "parent"); errors.Is(err, experiments.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("parent still there after its child went")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	ttl, off := "1h", "0s"
+	if _, err := s.UpdateBranch(ctx, experiments.UpdateBranchRequest{Project: "p", Branch: "main", TTL: &ttl}); !errors.Is(err, experiments.ErrInvalid) {
+		t.Errorf("a TTL on main: %v", err)
+	}
+	if _, err := s.UpdateBranch(ctx, experiments.UpdateBranchRequest{Project: "p", Branch: "main", TTL: &off}); err != nil {
+		t.Errorf("clearing main's TTL: %v", err)
+	}
+	if b, err := s.GetBranch(ctx, "p", "main"); err != nil || b.ExpiresAt != nil {
+		t.Errorf("main: %+v %v", b, err)
 	}
 }

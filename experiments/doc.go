@@ -24,7 +24,10 @@
 // proxy. Catalog changes that need a branch's head closed (delete, reset,
 // rename, restore onto) stop its endpoint first. A background sweeper
 // deletes expired unprotected branches every SweepInterval, at most
-// SweepBatch per pass, each audited as caller "ttl-sweeper"; a branch
+// SweepBatch per pass, each audited as caller "ttl-sweeper" (one it cannot
+// delete, such as a branch with children, is logged and audited once until
+// its expiry or subtree changes, and Branch.ExpiryBlocked says why; the
+// main branch cannot be given a TTL); a branch
 // about to expire (within min(ExpiryWarning, 10% of its TTL)) first gets
 // one "branch.expiring" audit entry and log line. MaxBranches caps the
 // branches of a project (ErrCapacity). With a Prices table, ProjectUsage

@@ -210,10 +210,11 @@ type Service struct {
 	sweepStop, sweepDone chan struct{} // TTL sweeper; nil when not running
 	matMu                sync.Mutex    // serializes changes to materializations, and their forks
 	warnMu               sync.Mutex
-	warned               map[string]time.Time // "project/branch" → expiry already warned about
-	rn                   *runner              // experiment runs and schedules; stopped by Close
-	hooks                webhookPolicy        // where webhooks may go
-	hookClient           *http.Client         // delivers webhooks under hooks
+	warned               map[string]time.Time  // "project/branch" → expiry already warned about
+	blocked              map[string]sweepBlock // "project/branch" → why the sweeper left it (guarded by warnMu)
+	rn                   *runner               // experiment runs and schedules; stopped by Close
+	hooks                webhookPolicy         // where webhooks may go
+	hookClient           *http.Client          // delivers webhooks under hooks
 	replMu               sync.Mutex
 	replTasks            map[string]*replTask // replica project → its follower or removal
 	creating             map[string]bool      // replica projects CreateReplica is seeding

@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -244,14 +245,85 @@ func (s *Service) sweep(ctx context.Context) int {
 			if n >= s.cfg.SweepBatch || b.ExpiresAt.IsZero() || b.ExpiresAt.After(now) || b.Protected || s.isMain(p.Name, b) {
 				continue
 			}
+			k := p.Name + "/" + b.Name
+			blk := sweepBlock{id: b.ID, expires: b.ExpiresAt, descendants: s.descendants(p.Name, b.Name)}
+			if s.sweepBlocked(k, blk) {
+				continue // tried, refused, and nothing changed since
+			}
 			if err := s.DeleteBranch(ctx, p.Name, b.Name, false); err != nil {
 				s.log.Warn("ttl sweeper: branch not deleted", slog.String("project", p.Name), slog.String("branch", b.Name), slog.String("err", err.Error()))
+				if errors.Is(err, ErrConflict) {
+					// Logged and audited once; tried again when the
+					// branch's expiry or subtree changes.
+					blk.reason = err.Error()
+					s.warnMu.Lock()
+					if s.blocked == nil {
+						s.blocked = map[string]sweepBlock{}
+					}
+					s.blocked[k] = blk
+					s.warnMu.Unlock()
+				}
 				continue
 			}
 			n++
 		}
 	}
 	return n
+}
+
+// sweepBlock is why the sweeper left an expired branch, and the branch's
+// state then: while it stays the same the sweeper does not try (log,
+// audit) again.
+type sweepBlock struct {
+	id          uint64
+	expires     time.Time
+	descendants int
+	reason      string
+}
+
+// sweepBlocked reports whether the sweeper was refused on branch k in
+// state blk already; a changed state forgets the refusal.
+func (s *Service) sweepBlocked(k string, blk sweepBlock) bool {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	old, ok := s.blocked[k]
+	if !ok {
+		return false
+	}
+	if old.id == blk.id && old.expires.Equal(blk.expires) && old.descendants == blk.descendants {
+		return true
+	}
+	delete(s.blocked, k)
+	return false
+}
+
+// descendants counts a branch's descendant branches (-1 if unknown).
+func (s *Service) descendants(project, branch string) int {
+	sub, err := s.cfg.Store.Subtree(project, branch)
+	if err != nil {
+		return -1
+	}
+	return len(sub) - 1
+}
+
+// expiryBlocked says why expired branch b is still there: the sweeper's
+// refusal, or "" when it was not refused (yet).
+func (s *Service) expiryBlocked(project string, b storage.Branch) string {
+	if s.isMain(project, b) {
+		return "the main branch never expires"
+	}
+	if b.ExpiresAt.After(s.cfg.Now()) {
+		return ""
+	}
+	if b.Protected {
+		return "protected branches are not deleted when they expire"
+	}
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	if blk, ok := s.blocked[project+"/"+b.Name]; ok && blk.id == b.ID && blk.expires.Equal(b.ExpiresAt) {
+		return "not deleted: " + blk.reason
+	}
+	return ""
 }
 
 // sweeper runs sweep every SweepInterval until stop is closed.

@@ -125,13 +125,19 @@ func (s *Service) warnExpiring(ctx context.Context, project string, b storage.Br
 		Detail: fmt.Sprintf("expires at %s (in %s)", b.ExpiresAt.UTC().Format(time.RFC3339), left.Round(time.Second))})
 }
 
-// pruneWarned forgets warnings about branches a complete sweep no longer saw.
+// pruneWarned forgets warnings and refusals about branches a complete
+// sweep no longer saw.
 func (s *Service) pruneWarned(seen map[string]bool) {
 	s.warnMu.Lock()
 	defer s.warnMu.Unlock()
 	for k := range s.warned {
 		if !seen[k] {
 			delete(s.warned, k)
+		}
+	}
+	for k := range s.blocked {
+		if !seen[k] {
+			delete(s.blocked, k)
 		}
 	}
 }

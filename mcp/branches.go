@@ -313,6 +313,9 @@ func renderBranch(b *experiments.Branch) string {
 	}
 	if b.ExpiresAt != nil {
 		fmt.Fprintf(&sb, ", expires %s", b.ExpiresAt.Format(time.RFC3339))
+		if b.ExpiryBlocked != "" {
+			fmt.Fprintf(&sb, " (%s)", b.ExpiryBlocked)
+		}
 	}
 	if b.Protected {
 		sb.WriteString(", protected")

@@ -115,6 +115,9 @@ func showBranch(w io.Writer, raw []byte) error {
 	}
 	if b.ExpiresAt != nil {
 		fmt.Fprintf(tw, "expires\t%s\n", b.ExpiresAt.Format(time.RFC3339))
+		if b.ExpiryBlocked != "" {
+			fmt.Fprintf(tw, "still here\t%s\n", b.ExpiryBlocked)
+		}
 	}
 	fmt.Fprintf(tw, "protected\t%t\n", b.Protected)
 	if len(b.Labels) > 0 {
@@ -271,6 +274,9 @@ func branchCmd(a *app) *cobra.Command {
 				exp := "-"
 				if b.ExpiresAt != nil {
 					exp = b.ExpiresAt.Format(time.RFC3339)
+					if b.ExpiryBlocked != "" {
+						exp += " (kept: " + b.ExpiryBlocked + ")"
+					}
 				}
 				fmt.Fprintf(tw, "%s%s\t%t\t%s\t%s\n", strings.Repeat("  ", b.Depth), b.Name, b.Protected, exp, labelString(b.Labels))
 			}
