@@ -461,7 +461,15 @@ func TestE2ETTLAndConcurrency(t *testing.T) {
 	if out := cli(0, "branch", "list"); !strings.Contains(out, "\n    cli/c") {
 		t.Errorf("renamed branch is not a child of cli/a (its snapshot's branch):\n%s", out)
 	}
-	cli(0, "snapshot", "restore", "cli-snap", "--onto", "cli/c")
+	if out := cli(0, "snapshot", "restore", "cli-snap", "--onto", "cli/c"); !strings.Contains(out, "kept as snapshot cli/c.pre-restore.") {
+		t.Errorf("restore --onto does not name the snapshot keeping the old head:\n%s", out)
+	}
+	for range 2 { // twice in a row, nothing written between
+		if out := cli(0, "branch", "reset", "cli/c"); !strings.Contains(out, "old head kept as snapshot cli/c.reset.") {
+			t.Errorf("branch reset:\n%s", out)
+		}
+	}
+	cli(exitBadInput, "branch", "ttl", "main", "1h")
 	if out := cli(0, "usage"); !strings.Contains(out, "cli/c") || !strings.Contains(out, "total") || !strings.Contains(out, "EST. COST") || !strings.Contains(out, "USD") {
 		t.Errorf("usage:\n%s", out)
 	}
