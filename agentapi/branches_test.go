@@ -181,3 +181,32 @@ func TestUsageCostOverHTTP(t *testing.T) {
 		t.Errorf("cost reported without prices: %v", raw)
 	}
 }
+
+// TestRefusedPatchOverHTTP: a PATCH that is refused changes nothing, and
+// main cannot be given a TTL.
+func TestRefusedPatchOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := storeEnv(t, experiments.Config{})
+	if code, _ := e.call(t, "POST", "/v1/projects/p/branches", "", map[string]any{"name": "victim"}, nil); code != 201 {
+		t.Fatalf("fork: %d", code)
+	}
+	for _, c := range []struct {
+		branch string
+		body   map[string]any
+		want   int
+	}{
+		{"victim", map[string]any{"ttl": "3s", "name": "Bad Name!"}, 400},
+		{"main", map[string]any{"ttl": "1h"}, 400},
+	} {
+		if code, _ := e.call(t, "PATCH", branchPath(c.branch), "", c.body, nil); code != c.want {
+			t.Errorf("PATCH %s %v: %d, want %d", c.branch, c.body, code, c.want)
+		}
+		if b, err := e.st.Branch("p", c.branch); err != nil || !b.ExpiresAt.IsZero() {
+			t.Errorf("after a refused PATCH %s: %+v %v", c.branch, b, err)
+		}
+	}
+	var b experiments.Branch
+	if code, _ := e.call(t, "PATCH", branchPath("victim"), "", map[string]any{"name": "rn9", "protected": true}, &b); code != 200 || b.Name != "rn9" || !b.Protected {
+		t.Errorf("rename and protect: %d %+v", code, b)
+	}
+}
