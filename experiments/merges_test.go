@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -530,6 +531,20 @@ func TestMergeRenamedFork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pw := func(branch string) string {
+		t.Helper()
+		c, err := s.Connection(ctx, ConnectionRequest{Project: "p", Branch: branch, Password: true, Role: "write"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(c.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := u.User.Password()
+		return p
+	}
+	oldPW := pw("f")
 	time.Sleep(1100 * time.Millisecond) // a history tick between the update and the rename
 	beforeRename := time.Now()
 	time.Sleep(1100 * time.Millisecond)
@@ -543,6 +558,9 @@ func TestMergeRenamedFork(t *testing.T) {
 	}
 	if b.ParentID != "main" || b.ParentLSN != was.ParentLSN || !b.CreatedAt.Equal(was.CreatedAt) {
 		t.Errorf("renamed: parent %s at %d created %v; was %s at %d created %v", b.ParentID, b.ParentLSN, b.CreatedAt, was.ParentID, was.ParentLSN, was.CreatedAt)
+	}
+	if got := pw("f2"); got == "" || got != oldPW {
+		t.Errorf("the renamed branch's password changed")
 	}
 	sns, err := s.ListSnapshots(ctx, "p")
 	if err != nil {
