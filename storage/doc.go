@@ -13,8 +13,11 @@
 // creates a child timeline and writes only catalog records, so its cost does
 // not depend on the data size. A branch points at one timeline; Reset points
 // it at a fresh child of its parent branch's head (keeping the old timeline
-// as a snapshot unless discarded). Timelines outlive their branch (detached)
-// while a snapshot or a child timeline reads them. DeleteProject drops a
+// as a snapshot unless discarded), or of a snapshot, in which case the
+// branch keeps its fork point from its parent (Branch.BaseTimeline, the base
+// of a merge back). RenameBranch changes a branch's name only. Timelines
+// outlive their branch (detached) while a snapshot, a child timeline or a
+// branch's fork point reads them. DeleteProject drops a
 // whole project (branches, snapshots, all its timelines and their versions)
 // in one batch; without Force only a project with just an unprotected main.
 //
@@ -110,7 +113,8 @@
 // end is the next newer version of the same key or, for a block, the seq at
 // which its inode's own attributes truncate or delete it. Read points of a
 // timeline are: its head (if a branch owns it), every snapshot, every
-// child's ParentSeq, every open View, every history tick inside
+// child's ParentSeq, every fork point a branch keeps there
+// (Branch.BaseTimeline), every open View, every history tick inside
 // HistoryWindow (default 24 h), and every seq after the newest tick. Inside
 // the window history is therefore kept at tick granularity (a fork at an
 // older seq rounds down to its tick), outside it only at the explicit
