@@ -364,13 +364,18 @@ type BranchUpdate struct {
 	Labels    map[string]string
 }
 
-// UpdateBranch changes a branch's protection, expiry or labels.
+// UpdateBranch changes a branch's protection, expiry or labels. A
+// project's main branch never expires: an expiry there is refused
+// (ErrInvalidArgument).
 func (s *Store) UpdateBranch(project, branch string, u BranchUpdate) (Branch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, b, err := s.branchLocked(project, branch)
+	p, b, err := s.branchLocked(project, branch)
 	if err != nil {
 		return Branch{}, fmt.Errorf("update branch: %w", err)
+	}
+	if u.ExpiresAt != nil && !u.ExpiresAt.IsZero() && p.Main == b.ID {
+		return Branch{}, fmt.Errorf("update branch: main branch of project %q never expires: %w", project, ErrInvalidArgument)
 	}
 	nb := copyBranch(b)
 	if u.Protected != nil {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
 
 // clock is a settable time source for Options.Now.
@@ -415,4 +417,33 @@ func TestResetAutoNames(t *testing.T) {
 	if sns := must[[]Snapshot](t)(s.Snapshots("p")); len(sns) != 3 {
 		t.Errorf("snapshots after three resets: %+v", sns)
 	}
+}
+
+// TestMainNeverExpires: an expiry on a project's main branch is refused,
+// and one written before that was refused does not stop GC.
+func TestMainNeverExpires(t *testing.T) {
+	s := openTest(t, nil)
+	_, _, err := s.CreateProject("p")
+	ok(t, err)
+	past := time.Now().Add(-time.Hour)
+	if _, err := s.UpdateBranch("p", "main", BranchUpdate{ExpiresAt: &past}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("expiry on main: %v", err)
+	}
+	var never time.Time
+	must[Branch](t)(s.UpdateBranch("p", "main", BranchUpdate{ExpiresAt: &never}))
+	// As an older version left it.
+	s.mu.Lock()
+	_, b, err := s.branchLocked("p", "main")
+	if err == nil {
+		nb := copyBranch(b)
+		nb.ExpiresAt = past
+		bt := s.db.NewBatch()
+		putRecord(bt, enc.KindBranch, nb.ID, &nb)
+		err = bt.Commit(nil)
+		s.cat.putBranch(&nb)
+	}
+	s.mu.Unlock()
+	ok(t, err)
+	must[GCStats](t)(s.GC(context.Background()))
+	must[Branch](t)(s.Branch("p", "main"))
 }

@@ -250,7 +250,9 @@ func (s *Store) dropDetachedLocked() error {
 }
 
 // expireLocked deletes expired snapshots and expired branches that are not
-// protected, have no children and no open head. s.mu held.
+// protected, not a project's main branch (an expiry from before
+// UpdateBranch refused one there stays unused), have no children and no
+// open head. s.mu held.
 func (s *Store) expireLocked(st *GCStats) error {
 	now := s.opts.Now()
 	for _, sn := range s.cat.snapshots {
@@ -270,6 +272,9 @@ func (s *Store) expireLocked(st *GCStats) error {
 			continue
 		}
 		p := s.cat.projects[b.Project]
+		if p.Main == b.ID {
+			continue
+		}
 		if err := s.deleteLocked(p.Name, b.Name, DeleteOptions{}); err != nil {
 			return err
 		}
