@@ -283,7 +283,7 @@ func (s *Server) branchTools() []*tool {
 
 		newTool(mcpgo.NewTool("restore_snapshot",
 			mcpgo.WithDescription("Restore a snapshot, either into a NEW branch (new_branch: safe, nothing existing changes) or onto an EXISTING branch (branch: this CHANGES DATA, the branch's current state is replaced; its old head is kept as a snapshot). "+
-				"Prefer new_branch and compare with diff_branches. Restoring onto a branch is refused for main, protected branches and branches with children. Cheap (catalog only). Returns the branch."),
+				"Prefer new_branch and compare with diff_branches. Restoring onto a branch is refused for main and protected branches; the branch keeps its children and its fork point, so merging it back into its parent applies what the snapshot holds. Cheap (catalog only). Returns the branch and the snapshot keeping its old head."),
 			annotations(false, true, false),
 			projectArg(),
 			mcpgo.WithString("snapshot", mcpgo.Required(), mcpgo.Description("Snapshot to restore; list_snapshots shows them.")),
