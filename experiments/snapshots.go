@@ -197,6 +197,11 @@ func (s *Service) RestoreSnapshot(ctx context.Context, req RestoreRequest) (*Bra
 			if old.Protected {
 				return fmt.Errorf("branch %s is protected; unprotect it first: %w", req.Branch, ErrConflict)
 			}
+			if sb, err := s.StandbyOf(req.Project, req.Branch); err != nil {
+				return err
+			} else if sb != nil {
+				return fmt.Errorf("branch %s is a replica that follows its source; promote it first (or restore into a new branch): %w", req.Branch, ErrConflict)
+			}
 			keep = keepName(req.Branch, "pre-restore", s.cfg.Now())
 			if err := s.stopEndpoint(ctx, req.Project, old.Name, false); err != nil {
 				return err
