@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offshootdb/offshoot/evals"
 	"github.com/offshootdb/offshoot/experiments"
@@ -29,5 +30,19 @@ func TestRenderComparison(t *testing.T) {
 	}
 	if strings.Contains(out, "doc05") {
 		t.Errorf("more than five documents:\n%s", out)
+	}
+}
+
+// TestRenderBranchKeptAndBlocked: a reset's or restore's text names the
+// snapshot keeping the old head, and an expired branch still there says
+// why.
+func TestRenderBranchKeptAndBlocked(t *testing.T) {
+	exp := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	got := renderBranch(&experiments.Branch{Name: "dev", Project: "p", Snapshot: "dev.reset.42", ExpiresAt: &exp,
+		ExpiryBlocked: "not deleted: branch dev has 1 descendant branches"})
+	for _, want := range []string{"old head kept as snapshot dev.reset.42", "(not deleted: branch dev has 1 descendant branches)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("renderBranch: %q lacks %q", got, want)
+		}
 	}
 }
