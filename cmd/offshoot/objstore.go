@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -89,6 +90,9 @@ func (a *app) startUploader(ctx context.Context, st *storage.Store, svc *experim
 		{Name: "store", Checkpoint: st.Checkpoint},
 	}
 	u, err := objstore.New(ctx, oc, sources, filepath.Join(a.cfg.DataDir, "objstore"), a.log)
+	if errors.Is(err, objstore.ErrPrefixTaken) {
+		return nil, &exitError{code: exitConflict, err: fmt.Errorf("object store: %w (--s3 s3://%s/<another prefix>)", err, oc.Bucket)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("object store: %w", err)
 	}

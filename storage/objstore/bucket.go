@@ -96,6 +96,18 @@ func (b *bucket) put(ctx context.Context, key string, r io.Reader, size int64) e
 	return err
 }
 
+// putNew puts an object only if there is none under key (If-None-Match:
+// *); errExists if there is one.
+func (b *bucket) putNew(ctx context.Context, key string, r io.Reader, size int64) error {
+	opts := minio.PutObjectOptions{ContentType: "application/json"}
+	opts.SetMatchETagExcept("*")
+	_, err := b.c.PutObject(ctx, b.name, key, r, size, opts)
+	if r := minio.ToErrorResponse(err); r.StatusCode == 412 || r.Code == "PreconditionFailed" {
+		return errExists
+	}
+	return err
+}
+
 func (b *bucket) getFile(ctx context.Context, key, file string) error {
 	return b.c.FGetObject(ctx, b.name, key, file, minio.GetObjectOptions{})
 }
@@ -117,4 +129,7 @@ func (b *bucket) get(ctx context.Context, key string) ([]byte, error) {
 	return data, nil
 }
 
-var errNoKey = errors.New("no such key")
+var (
+	errNoKey  = errors.New("no such key")
+	errExists = errors.New("key exists")
+)

@@ -40,6 +40,11 @@ var (
 	ErrNoGeneration = errors.New("no such generation")
 	// ErrNotEmpty means a restore was pointed at a non-empty directory.
 	ErrNotEmpty = errors.New("data dir is not empty")
+	// ErrPrefixTaken means the prefix holds a generation newer than this
+	// data dir's last, uploaded by another data dir (a restore of the
+	// prefix, or a second server): uploading would overwrite its history,
+	// so the uploader refuses.
+	ErrPrefixTaken = errors.New("another data dir uploads to the prefix")
 )
 
 // DefaultInterval is the default time between upload rounds.

@@ -148,17 +148,23 @@ func pickGeneration(ctx context.Context, b *bucket, opt RestoreOptions) (*genera
 		if len(nums) == 0 {
 			return nil, errNoKey
 		}
-		for i := len(nums) - 1; i >= 0; i-- {
-			g, err := b.generation(ctx, nums[i])
+		// Every record is read: numbers follow time on a prefix one data
+		// dir uploads to, but not where two did (see ErrPrefixTaken).
+		var best *generation
+		for _, n := range nums {
+			g, err := b.generation(ctx, n)
 			if errors.Is(err, errNoKey) {
 				continue // pruned meanwhile
 			}
 			if err != nil {
 				return nil, err
 			}
-			if !g.Time.After(opt.At) {
-				return g, nil
+			if !g.Time.After(opt.At) && (best == nil || !g.Time.Before(best.Time)) {
+				best = g
 			}
+		}
+		if best != nil {
+			return best, nil
 		}
 		return nil, fmt.Errorf("%w: none was checkpointed at or before %s", ErrNoGeneration, opt.At.Format(time.RFC3339))
 	}

@@ -3,9 +3,11 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,8 +34,11 @@ type Source struct {
 
 // generation is the record of one complete upload round.
 type generation struct {
-	Gen     uint64            `json:"gen"`
-	Time    time.Time         `json:"time"`
+	Gen  uint64    `json:"gen"`
+	Time time.Time `json:"time"`
+	// Writer is the ID of the uploader state (one per data dir) that
+	// wrote the record; empty in records of older versions.
+	Writer  string            `json:"writer,omitempty"`
 	Sources map[string][]file `json:"sources"`
 }
 
@@ -45,6 +50,10 @@ type file struct {
 
 // state is what the uploader keeps between runs in its state directory.
 type state struct {
+	// ID names this data dir's uploads in the generation records it
+	// writes (generation.Writer), so that it knows its own rounds from
+	// those of another data dir on the same prefix.
+	ID       string           `json:"id,omitempty"`
 	Gen      uint64           `json:"gen"`
 	Uploaded map[string]int64 `json:"uploaded"` // key -> size
 	// Lineage, set on a restored data dir, names the keys of the
@@ -72,9 +81,10 @@ type Uploader struct {
 	started time.Time
 	fails   int
 	sent    Stats
+	taken   error // ErrPrefixTaken, once seen: no round uploads again
 
 	rounds, failures, files, bytes prometheus.Counter
-	lag                            prometheus.GaugeFunc
+	lag, conflict                  prometheus.GaugeFunc
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -87,7 +97,11 @@ type Uploader struct {
 // New checks the bucket and returns an Uploader that keeps its state and
 // staging checkpoints in stateDir (on the same file system as the sources,
 // so that checkpoints hard-link). An unreachable endpoint or a missing
-// bucket is an error (ErrUnreachable, ErrNoBucket). Start begins uploading.
+// bucket is an error (ErrUnreachable, ErrNoBucket), and so is a prefix
+// whose latest generation is newer than this data dir's last and was
+// uploaded by another data dir (ErrPrefixTaken). Without a state in
+// stateDir (a new data dir, or its state lost) the rounds are numbered
+// after the bucket's latest. Start begins uploading.
 func New(ctx context.Context, cfg Config, sources []Source, stateDir string, log *slog.Logger) (*Uploader, error) {
 	cfg = cfg.withDefaults()
 	if log == nil {
@@ -109,13 +123,20 @@ func New(ctx context.Context, cfg Config, sources []Source, stateDir string, log
 		if u.st.Uploaded == nil {
 			u.st.Uploaded = map[string]int64{}
 		}
-	} else if data, err := b.get(ctx, b.key("latest.json")); err == nil {
-		// A data dir restored from (or new to) this prefix: number the
-		// rounds after the bucket's last one.
-		var g generation
-		if json.Unmarshal(data, &g) == nil {
-			u.st.Gen = g.Gen
+	} else if g, err := u.latest(ctx); err == nil && g != nil {
+		// A data dir new to this prefix, or with its state lost: number
+		// the rounds after the bucket's last one.
+		u.st.Gen, u.st.ID = g.Gen, g.Writer
+	}
+	if u.st.ID == "" {
+		id, err := newID()
+		if err != nil {
+			return nil, err
 		}
+		u.st.ID = id
+	}
+	if err := u.checkLatest(ctx); err != nil {
+		return nil, err
 	}
 	u.rounds = prometheus.NewCounter(prometheus.CounterOpts{Name: "offshoot_objstore_rounds_total", Help: "Complete upload rounds."})
 	u.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "offshoot_objstore_failures_total", Help: "Upload rounds that failed (retried with backoff)."})
@@ -124,14 +145,81 @@ func New(ctx context.Context, cfg Config, sources []Source, stateDir string, log
 	u.lag = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "offshoot_objstore_upload_lag_seconds",
 		Help: "Age of the newest state complete in the bucket: what losing the machine now would lose."},
 		func() float64 { return u.Lag().Seconds() })
+	u.conflict = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "offshoot_objstore_prefix_taken",
+		Help: "1 when another data dir uploads to the prefix and this server stopped uploading (see the log)."},
+		func() float64 {
+			if u.Err() != nil {
+				return 1
+			}
+			return 0
+		})
 	return u, nil
+}
+
+// Err returns ErrPrefixTaken, wrapped with the details, once the uploader
+// has stopped because another data dir uploads to the prefix; else nil.
+func (u *Uploader) Err() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.taken
+}
+
+func newID() (string, error) {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(id[:]), nil
+}
+
+// latest reads the bucket's latest generation record; nil when there is
+// none.
+func (u *Uploader) latest(ctx context.Context) (*generation, error) {
+	data, err := u.b.get(ctx, u.b.key("latest.json"))
+	if errors.Is(err, errNoKey) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read latest: %w", err)
+	}
+	var g generation
+	if err := json.Unmarshal(data, &g); err != nil {
+		return nil, fmt.Errorf("latest.json: %w", err)
+	}
+	return &g, nil
+}
+
+// checkLatest compares the bucket's latest generation with this data
+// dir's last: one of its own that the state missed (a crash between
+// writing latest and the state) moves the numbering on; a newer one of
+// another data dir is ErrPrefixTaken, remembered in u.taken.
+func (u *Uploader) checkLatest(ctx context.Context) error {
+	g, err := u.latest(ctx)
+	if err != nil || g == nil || g.Gen <= u.st.Gen {
+		return err
+	}
+	if g.Writer != "" && g.Writer == u.st.ID {
+		u.st.Gen = g.Gen
+		return nil
+	}
+	return u.prefixTaken(fmt.Sprintf("generation %d, checkpointed %s, is newer than this data dir's last (%d)",
+		g.Gen, g.Time.UTC().Format(time.RFC3339), u.st.Gen))
+}
+
+// prefixTaken records and returns ErrPrefixTaken.
+func (u *Uploader) prefixTaken(what string) error {
+	u.taken = fmt.Errorf("%w s3://%s/%s: %s and was uploaded by another data dir (a server restored from this prefix, "+
+		"or a second server); uploading from here would overwrite its history, so nothing more is uploaded: "+
+		"serve this data dir with another prefix", ErrPrefixTaken, u.cfg.Bucket, u.cfg.Prefix, what)
+	u.log.Error("object store upload stopped", "err", u.taken)
+	return u.taken
 }
 
 func (u *Uploader) statePath() string { return filepath.Join(u.dir, "state.json") }
 
 // Collector returns the uploader's metrics.
 func (u *Uploader) Collector() prometheus.Collector {
-	return collectors{u.rounds, u.failures, u.files, u.bytes, u.lag}
+	return collectors{u.rounds, u.failures, u.files, u.bytes, u.lag, u.conflict}
 }
 
 type collectors []prometheus.Collector
@@ -195,8 +283,8 @@ func (u *Uploader) Start() {
 			case <-time.After(wait):
 			}
 			if err := u.Sync(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
+				if ctx.Err() != nil || errors.Is(err, ErrPrefixTaken) {
+					return // logged by prefixTaken
 				}
 				u.mu.Lock()
 				u.fails++
@@ -226,10 +314,15 @@ func (u *Uploader) Close() error {
 
 // Sync runs one upload round: it checkpoints every source and uploads what
 // the bucket lacks, then records the generation. It returns once the state
-// as of its call is complete in the bucket.
+// as of its call is complete in the bucket. Once another data dir has
+// uploaded a newer generation to the prefix it uploads nothing and returns
+// ErrPrefixTaken: a generation record is never overwritten.
 func (u *Uploader) Sync(ctx context.Context) (err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.taken != nil {
+		return u.taken
+	}
 	defer func() {
 		if err != nil {
 			u.failures.Inc()
@@ -244,7 +337,7 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 	if err := os.MkdirAll(staging, 0o700); err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
-	gen := generation{Gen: u.st.Gen + 1, Time: at, Sources: map[string][]file{}}
+	gen := generation{Time: at, Writer: u.st.ID, Sources: map[string][]file{}}
 	for _, s := range u.sources {
 		dir := filepath.Join(staging, s.Name)
 		if err := s.Checkpoint(dir); err != nil {
@@ -256,11 +349,19 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 		}
 		gen.Sources[s.Name] = files
 	}
+	// One small read keeps the rounds of two data dirs on one prefix
+	// apart; the conditional put catches the race that is left.
+	if err := u.checkLatest(ctx); err != nil {
+		return err
+	}
+	gen.Gen = u.st.Gen + 1
 	data, err := json.MarshalIndent(gen, "", " ")
 	if err != nil {
 		return err
 	}
-	if err := u.b.put(ctx, genKey(u.b, gen.Gen), bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := u.b.putNew(ctx, genKey(u.b, gen.Gen), bytes.NewReader(data), int64(len(data))); errors.Is(err, errExists) {
+		return u.prefixTaken(fmt.Sprintf("generation %d is already in the bucket", gen.Gen))
+	} else if err != nil {
 		return fmt.Errorf("upload generation: %w", err)
 	}
 	if err := u.b.put(ctx, u.b.key("latest.json"), bytes.NewReader(data), int64(len(data))); err != nil {
