@@ -102,6 +102,25 @@ func (a *app) startUploader(ctx context.Context, st *storage.Store, svc *experim
 	return u, nil
 }
 
+// restoreError gives an error of restore the exit code the README
+// documents for its kind.
+func restoreError(err error) error {
+	code := 1
+	switch {
+	case errors.Is(err, objstore.ErrConfig):
+		code = exitBadInput
+	case errors.Is(err, objstore.ErrUnreachable):
+		code = exitNoServer
+	case errors.Is(err, objstore.ErrAccessDenied):
+		code = exitAuth
+	case errors.Is(err, objstore.ErrNoBucket), errors.Is(err, objstore.ErrNoBackup), errors.Is(err, objstore.ErrNoGeneration):
+		code = exitNotFound
+	case errors.Is(err, objstore.ErrNotEmpty):
+		code = exitConflict
+	}
+	return &exitError{code: code, err: err}
+}
+
 func init() {
 	subcommands = append(subcommands, func(a *app) *cobra.Command {
 		var c objectStoreConfig
@@ -140,7 +159,10 @@ func init() {
 				if list {
 					gens, err := objstore.Generations(cmd.Context(), oc)
 					if err != nil {
-						return err
+						return restoreError(err)
+					}
+					if len(gens) == 0 {
+						return &exitError{code: exitNotFound, err: fmt.Errorf("%w: nothing to list under %s", objstore.ErrNoBackup, c.URL)}
 					}
 					tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "GENERATION\tSTATE AS OF\tFILES\tBYTES")
@@ -151,7 +173,7 @@ func init() {
 				}
 				r, err := objstore.Restore(cmd.Context(), oc, a.cfg.DataDir, opt)
 				if err != nil {
-					return err
+					return restoreError(err)
 				}
 				fmt.Fprintf(a.stdout, "restored generation %d (uploaded state as of %s): %d files, %d bytes into %s\n",
 					r.Gen, r.Time.UTC().Format(time.RFC3339), r.Files, r.Bytes, a.cfg.DataDir)

@@ -56,8 +56,11 @@ func openBucket(ctx context.Context, cfg Config) (*bucket, error) {
 func (b *bucket) check(ctx context.Context) error {
 	ok, err := b.c.BucketExists(ctx, b.name)
 	if err != nil {
-		if minio.ToErrorResponse(err).Code == "NoSuchBucket" {
+		switch r := minio.ToErrorResponse(err); {
+		case r.Code == "NoSuchBucket":
 			return fmt.Errorf("%w: %s", ErrNoBucket, b.name)
+		case r.StatusCode == 403 || r.Code == "AccessDenied" || r.Code == "InvalidAccessKeyId" || r.Code == "SignatureDoesNotMatch":
+			return fmt.Errorf("%w: bucket %s: %w (check the credentials)", ErrAccessDenied, b.name, err)
 		}
 		if minio.ToErrorResponse(err).StatusCode == 0 {
 			return fmt.Errorf("%w: %s: %w", ErrUnreachable, b.c.EndpointURL().Host, err)

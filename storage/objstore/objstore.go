@@ -33,6 +33,8 @@ var (
 	ErrNoBucket = errors.New("bucket does not exist")
 	// ErrUnreachable means the endpoint did not answer.
 	ErrUnreachable = errors.New("object store unreachable")
+	// ErrAccessDenied means the endpoint refused the credentials.
+	ErrAccessDenied = errors.New("object store access denied")
 	// ErrNoBackup means the bucket and prefix hold no complete upload.
 	ErrNoBackup = errors.New("no upload found under the prefix")
 	// ErrNoGeneration means the bucket holds no generation that a

@@ -57,7 +57,8 @@ func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions
 	if err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	// As serve makes it: the endpoints' OS users traverse it to the run dir.
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
 	}
 	r := Restored{Gen: gen.Gen, Time: gen.Time}
