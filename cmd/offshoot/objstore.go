@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -171,7 +173,14 @@ func init() {
 					}
 					return tw.Flush()
 				}
-				r, err := objstore.Restore(cmd.Context(), oc, a.cfg.DataDir, opt)
+				// SIGINT and SIGTERM cancel the download: Restore then
+				// empties the data dir before restore exits.
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				r, err := objstore.Restore(ctx, oc, a.cfg.DataDir, opt)
+				if ctx.Err() != nil && cmd.Context().Err() == nil {
+					return fmt.Errorf("restore interrupted; %s was emptied: %w", a.cfg.DataDir, err)
+				}
 				if err != nil {
 					return restoreError(err)
 				}

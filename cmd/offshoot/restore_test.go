@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/storage/objstore"
@@ -100,5 +103,69 @@ func TestRestoreExitCodes(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o755 {
 		t.Errorf("restored data dir has mode %v, want 0755 as serve makes it", fi.Mode().Perm())
+	}
+}
+
+// TestRestoreUnfinished: restore stops on SIGINT with a message (a hung
+// object store holds it); serve refuses a data dir that holds an
+// unfinished restore, before writing to it; a second restore into it
+// replaces it, and serve's check then passes.
+func TestRestoreUnfinished(t *testing.T) {
+	srv := s3test.Start(t, "bkt")
+	t.Setenv("OFFSHOOT_S3_ACCESS_KEY", s3test.AccessKey)
+	t.Setenv("OFFSHOOT_S3_SECRET_KEY", s3test.SecretKey)
+	ctx := context.Background()
+	uploadOnce(t, srv, "full")
+	from := []string{"restore", "--from", "s3://bkt/full", "--s3-endpoint", srv.Endpoint(), "--s3-path-style"}
+
+	srv.Pause()
+	cmd := exec.Command(serverBin, append(from, "--data-dir", filepath.Join(t.TempDir(), "d"))...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // restore waits for the paused server
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("restore still running 20 s after SIGINT")
+	}
+	srv.Continue()
+	if !strings.Contains(errOut.String(), "restore interrupted") {
+		t.Errorf("restore after SIGINT: exit %d %q, want it to say it was interrupted", cmd.ProcessState.ExitCode(), errOut.String())
+	}
+
+	// What a restore killed mid-download leaves: the marker, part of the
+	// files.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, objstore.RestoringMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "control"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, errS, code := run(t, ctx, "serve", "--data-dir", dir)
+	if code != exitConflict || !strings.Contains(errS, "unfinished restore") || !strings.Contains(errS, "offshoot restore again") {
+		t.Errorf("serve on an unfinished restore: exit %d %q, want %d and how to go on", code, errS, exitConflict)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("serve wrote into the unfinished restore: %d entries", len(ents))
+	}
+	if _, errR, code := run(t, ctx, append(from, "--data-dir", dir)...); code != 0 {
+		t.Fatalf("restore into an unfinished restore: exit %d %s", code, errR)
+	}
+	if err := objstore.CheckRestored(dir); err != nil {
+		t.Errorf("after the second restore: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "store")); err != nil {
+		t.Errorf("second restore: %v", err)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/offshootdb/offshoot/mcp"
 	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/storage/cowfs"
+	"github.com/offshootdb/offshoot/storage/objstore"
 	"github.com/offshootdb/offshoot/vectors"
 )
 
@@ -255,6 +256,12 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	}
 	if _, err := walLocal(a.cfg.WALPath); err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	// Before anything writes to it: serving on a partial restore would
+	// make a default project and drop the replication slots of the
+	// replicas whose projects did not arrive.
+	if err := objstore.CheckRestored(a.cfg.DataDir); err != nil {
+		return &exitError{code: exitConflict, err: err}
 	}
 	checks := a.doctorChecks()
 	for i := range checks {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -18,6 +20,7 @@ type bucket struct {
 	c      *minio.Client
 	name   string
 	prefix string
+	stall  time.Duration // Config.Stall
 }
 
 func openBucket(ctx context.Context, cfg Config) (*bucket, error) {
@@ -45,7 +48,7 @@ func openBucket(ctx context.Context, cfg Config) (*bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	b := &bucket{c: c, name: cfg.Bucket, prefix: cfg.Prefix}
+	b := &bucket{c: c, name: cfg.Bucket, prefix: cfg.Prefix, stall: cfg.Stall}
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
@@ -54,7 +57,9 @@ func openBucket(ctx context.Context, cfg Config) (*bucket, error) {
 
 // check reports whether the bucket exists and answers.
 func (b *bucket) check(ctx context.Context) error {
+	ctx, _, stop := b.watch(ctx)
 	ok, err := b.c.BucketExists(ctx, b.name)
+	err = stop(err)
 	if err != nil {
 		switch r := minio.ToErrorResponse(err); {
 		case r.Code == "NoSuchBucket":
@@ -79,8 +84,9 @@ func (b *bucket) key(parts ...string) string {
 
 // size returns the size of the object under key, or -1 when there is none.
 func (b *bucket) size(ctx context.Context, key string) (int64, error) {
+	ctx, _, stop := b.watch(ctx)
 	info, err := b.c.StatObject(ctx, b.name, key, minio.StatObjectOptions{})
-	if err != nil {
+	if err = stop(err); err != nil {
 		if r := minio.ToErrorResponse(err); r.Code == "NoSuchKey" || r.StatusCode == 404 {
 			return -1, nil
 		}
@@ -111,18 +117,78 @@ func (b *bucket) putNew(ctx context.Context, key string, r io.Reader, size int64
 	return err
 }
 
-func (b *bucket) getFile(ctx context.Context, key, file string) error {
-	return b.c.FGetObject(ctx, b.name, key, file, minio.GetObjectOptions{})
+// getFile downloads the object under key into a new file, synced, and
+// checks that it has size bytes.
+func (b *bucket) getFile(ctx context.Context, key, file string, size int64) (err error) {
+	ctx, kick, stop := b.watch(ctx)
+	defer func() { err = stop(err) }()
+	o, err := b.c.GetObject(ctx, b.name, key, minio.GetObjectOptions{})
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := io.Copy(f, progress{o, kick})
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("%s: %d bytes, the generation record says %d", key, n, size)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// progress calls kick on every read that returns bytes.
+type progress struct {
+	r    io.Reader
+	kick func()
+}
+
+func (p progress) Read(buf []byte) (int, error) {
+	n, err := p.r.Read(buf)
+	if n > 0 {
+		p.kick()
+	}
+	return n, err
+}
+
+// watch returns a context that is cancelled when b.stall passes without
+// a call of kick (every request made with it waits for bytes from the
+// object store), and stop, which releases it and turns an error the
+// stall caused into ErrStalled.
+func (b *bucket) watch(ctx context.Context) (_ context.Context, kick func(), stop func(error) error) {
+	if b.stall <= 0 {
+		return ctx, func() {}, func(err error) error { return err }
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := time.AfterFunc(b.stall, func() { cancel(ErrStalled) })
+	return ctx, func() { t.Reset(b.stall) }, func(err error) error {
+		t.Stop()
+		if err != nil && errors.Is(context.Cause(ctx), ErrStalled) {
+			err = fmt.Errorf("%w: no byte from %s for %v", ErrStalled, b.c.EndpointURL().Host, b.stall)
+		}
+		cancel(nil)
+		return err
+	}
 }
 
 // get returns the object under key; errNoKey when there is none.
-func (b *bucket) get(ctx context.Context, key string) ([]byte, error) {
+func (b *bucket) get(ctx context.Context, key string) (_ []byte, err error) {
+	ctx, kick, stop := b.watch(ctx)
+	defer func() { err = stop(err) }()
 	o, err := b.c.GetObject(ctx, b.name, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, err
 	}
 	defer o.Close()
-	data, err := io.ReadAll(o)
+	data, err := io.ReadAll(progress{o, kick})
 	if err != nil {
 		if r := minio.ToErrorResponse(err); r.Code == "NoSuchKey" || r.StatusCode == 404 {
 			return nil, errNoKey

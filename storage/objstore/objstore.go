@@ -42,6 +42,13 @@ var (
 	ErrNoGeneration = errors.New("no such generation")
 	// ErrNotEmpty means a restore was pointed at a non-empty directory.
 	ErrNotEmpty = errors.New("data dir is not empty")
+	// ErrRestoreUnfinished means a data dir holds a restore that has not
+	// completed (it was interrupted, or is still running): nothing may
+	// serve on it; restoring into it again replaces it.
+	ErrRestoreUnfinished = errors.New("data dir holds an unfinished restore")
+	// ErrStalled means a request to the object store made no progress
+	// for Config.Stall.
+	ErrStalled = errors.New("object store request stalled")
 	// ErrPrefixTaken means the prefix holds a generation newer than this
 	// data dir's last, uploaded by another data dir (a restore of the
 	// prefix, or a second server): uploading would overwrite its history,
@@ -79,7 +86,14 @@ type Config struct {
 	// KeepAll is the recent window in which every generation is kept.
 	// Default 1 h (at most Keep).
 	KeepAll time.Duration
+	// Stall is how long a restore's request may go without receiving a
+	// byte before it fails (ErrStalled), so that a hung object store
+	// fails a restore instead of hanging it. Default DefaultStall.
+	Stall time.Duration
 }
+
+// DefaultStall is the default Config.Stall.
+const DefaultStall = time.Minute
 
 func (c Config) withDefaults() Config {
 	if c.Region == "" {
@@ -90,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeepAll <= 0 {
 		c.KeepAll = time.Hour
+	}
+	if c.Stall <= 0 {
+		c.Stall = DefaultStall
 	}
 	if c.Keep > 0 {
 		c.KeepAll = min(c.KeepAll, c.Keep)

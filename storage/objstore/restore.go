@@ -36,13 +36,40 @@ type RestoreOptions struct {
 	StateDir string
 }
 
+// RestoringMarker is the file a restore writes into the data dir before
+// anything else and removes once every file is downloaded, synced and
+// checked: a data dir that holds it is an unfinished restore.
+const RestoringMarker = "RESTORING"
+
+// CheckRestored returns ErrRestoreUnfinished when dataDir holds an
+// unfinished restore (one interrupted, or still running); nothing may
+// serve on it.
+func CheckRestored(dataDir string) error {
+	if _, err := os.Stat(filepath.Join(dataDir, RestoringMarker)); err == nil {
+		return fmt.Errorf("%w: %s (interrupted, or still running): run the same offshoot restore again, which replaces it, or delete the directory", ErrRestoreUnfinished, dataDir)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	return nil
+}
+
+// testHookFile, if set, is called before each file a restore downloads.
+var testHookFile func(n int)
+
 // Restore recreates, under dataDir, every source of one complete upload
-// round (the latest unless opt says otherwise). dataDir must not exist or
-// be empty (ErrNotEmpty); on error nothing is left in it.
+// round (the latest unless opt says otherwise). dataDir must not exist, be
+// empty, or hold an unfinished restore (which Restore replaces); else
+// ErrNotEmpty. Until Restore returns nil, dataDir holds RestoringMarker
+// (CheckRestored); on error, a cancelled ctx included, nothing is left in
+// it. A request that gets no byte for Config.Stall fails (ErrStalled).
 func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions) (Restored, error) {
 	cfg = cfg.withDefaults()
+	unfinished := false
 	if ents, err := os.ReadDir(dataDir); err == nil && len(ents) > 0 {
-		return Restored{}, fmt.Errorf("%w: %s", ErrNotEmpty, dataDir)
+		if CheckRestored(dataDir) == nil {
+			return Restored{}, fmt.Errorf("%w: %s", ErrNotEmpty, dataDir)
+		}
+		unfinished = true
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Restored{}, fmt.Errorf("restore: %w", err)
 	}
@@ -61,14 +88,37 @@ func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
 	}
+	marker := filepath.Join(dataDir, RestoringMarker)
+	clear := func() {
+		// The marker goes last: a crash while clearing leaves an
+		// unfinished restore, never a partial data dir without it.
+		ents, _ := os.ReadDir(dataDir)
+		for _, e := range ents {
+			if e.Name() != RestoringMarker {
+				_ = os.RemoveAll(filepath.Join(dataDir, e.Name()))
+			}
+		}
+		_ = os.Remove(marker)
+	}
+	if err := writeSynced(marker, fmt.Sprintf("restore of generation %d from s3://%s/%s started %s\n",
+		gen.Gen, cfg.Bucket, cfg.Prefix, time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return Restored{}, fmt.Errorf("restore: %w", err)
+	}
+	if unfinished {
+		ents, _ := os.ReadDir(dataDir)
+		for _, e := range ents {
+			if e.Name() != RestoringMarker {
+				if err := os.RemoveAll(filepath.Join(dataDir, e.Name())); err != nil {
+					return Restored{}, fmt.Errorf("restore: clear the unfinished restore: %w", err)
+				}
+			}
+		}
+	}
 	r := Restored{Gen: gen.Gen, Time: gen.Time}
 	ok := false
 	defer func() {
 		if !ok {
-			ents, _ := os.ReadDir(dataDir)
-			for _, e := range ents {
-				_ = os.RemoveAll(filepath.Join(dataDir, e.Name()))
-			}
+			clear()
 		}
 	}()
 	for name, files := range gen.Sources {
@@ -83,7 +133,10 @@ func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions
 			if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 				return Restored{}, fmt.Errorf("restore: %w", err)
 			}
-			if err := b.getFile(ctx, f.Key, p); err != nil {
+			if testHookFile != nil {
+				testHookFile(r.Files)
+			}
+			if err := b.getFile(ctx, f.Key, p, f.Size); err != nil {
 				return Restored{}, fmt.Errorf("restore %s: %w", f.Key, err)
 			}
 			r.Files++
@@ -95,8 +148,56 @@ func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions
 			return Restored{}, fmt.Errorf("restore: %w", err)
 		}
 	}
+	if err := syncDirs(dataDir); err != nil {
+		return Restored{}, fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Remove(marker); err != nil {
+		return Restored{}, fmt.Errorf("restore: %w", err)
+	}
+	if err := syncDir(dataDir); err != nil {
+		return Restored{}, fmt.Errorf("restore: %w", err)
+	}
 	ok = true
 	return r, nil
+}
+
+// writeSynced writes a new file with data and syncs it and its directory.
+func writeSynced(p, data string) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// syncDirs syncs every directory under root (the files sync themselves).
+func syncDirs(root string) error {
+	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return syncDir(p)
+	})
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // seedState writes the uploader state of a data dir restored from gen.

@@ -109,15 +109,19 @@ type object struct {
 }
 
 // list lists the objects whose keys start with prefix.
-func (b *bucket) list(ctx context.Context, prefix string) ([]object, error) {
+func (b *bucket) list(ctx context.Context, prefix string) (_ []object, err error) {
+	ctx, kick, stop := b.watch(ctx)
+	defer func() { err = stop(err) }()
 	var out []object
 	for o := range b.c.ListObjects(ctx, b.name, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if o.Err != nil {
 			return nil, o.Err
 		}
+		kick()
 		out = append(out, object{key: o.Key, size: o.Size, modified: o.LastModified})
 	}
-	return out, nil
+	// A listing cut short by a cancel may end without an error.
+	return out, ctx.Err()
 }
 
 func (b *bucket) remove(ctx context.Context, key string) error {
