@@ -53,6 +53,10 @@ type Config struct {
 	// Branches lists a project's branches for the web UI's branch tree.
 	// Default: the facade's branch catalog.
 	Branches web.BranchSource
+	// Ready, when set, is checked by /readyz after the facade: an error
+	// makes the server not ready, and is answered as any route's error
+	// (wrap experiments.ErrUnavailable for 503). Default: none.
+	Ready func() error
 }
 
 // Server is the HTTP API. Create it with New and run it with Serve; the
@@ -126,6 +130,11 @@ func (s *Server) routes() {
 	e.GET("/readyz", func(c echo.Context) error {
 		if err := s.svc.Ready(); err != nil {
 			return err
+		}
+		if s.cfg.Ready != nil {
+			if err := s.cfg.Ready(); err != nil {
+				return err
+			}
 		}
 		return c.String(http.StatusOK, "ready\n")
 	})

@@ -169,3 +169,46 @@ func TestRestoreUnfinished(t *testing.T) {
 		t.Errorf("second restore: %v", err)
 	}
 }
+
+// TestE2EObjectStorePrefixTaken: another data dir uploads a newer
+// generation to a running server's prefix; the server stops uploading and
+// says so in its log, its metrics and /readyz, and, restarted on the
+// prefix, refuses to start and names the fix.
+func TestE2EObjectStorePrefixTaken(t *testing.T) {
+	srv := s3test.Start(t, "bkt")
+	t.Setenv("OFFSHOOT_S3_ACCESS_KEY", s3test.AccessKey)
+	t.Setenv("OFFSHOOT_S3_SECRET_KEY", s3test.SecretKey)
+	s3 := []string{"--s3", "s3://bkt/two", "--s3-interval", "5s", "--s3-endpoint", srv.Endpoint(), "--s3-path-style"}
+	s := newE2EServerArgs(t, s3...)
+	if code, b := s.apiAs("", "GET", "/readyz", nil); code != 200 {
+		t.Fatalf("/readyz: %d %s", code, b)
+	}
+	s.waitRounds("", 1)
+	uploadOnce(t, srv, "two") // right after the server's round: no race
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, b := s.apiAs("", "GET", "/readyz", nil)
+		if code == 503 && strings.Contains(string(b), "another data dir") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d %s a minute after another data dir uploaded\n%s", code, b, s.log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if v := s.metric("", "offshoot_objstore_prefix_taken"); v != 1 {
+		t.Errorf("offshoot_objstore_prefix_taken = %v, want 1", v)
+	}
+	if l := s.logLines("object store upload stopped"); !strings.Contains(l, "another prefix") {
+		t.Errorf("no error in the log naming the fix:\n%s", s.log())
+	}
+	s.stop()
+
+	cmd := exec.Command(serverBin, append([]string{"serve", "--data-dir", s.dataDir, "--http-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0"}, s3...)...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != exitConflict || !strings.Contains(errOut.String(), "another prefix") {
+		t.Errorf("serve restarted on the taken prefix: %v exit %d\n%s", err, code, errOut.String())
+	}
+}

@@ -470,7 +470,16 @@ func (a *app) serve(ctx context.Context, o serveOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: a.log, Registry: reg, MCP: mcpSrv.Handler(), RequestTimeout: o.requestTimeout})
+	ready := func() error {
+		if up == nil {
+			return nil
+		}
+		if err := up.Err(); err != nil {
+			return fmt.Errorf("%w: %w", experiments.ErrUnavailable, err)
+		}
+		return nil
+	}
+	api, err := agentapi.New(agentapi.Config{Service: svc, Logger: a.log, Registry: reg, MCP: mcpSrv.Handler(), RequestTimeout: o.requestTimeout, Ready: ready})
 	if err != nil {
 		return err
 	}

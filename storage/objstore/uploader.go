@@ -125,8 +125,8 @@ func New(ctx context.Context, cfg Config, sources []Source, stateDir string, log
 		}
 	} else if g, err := u.latest(ctx); err == nil && g != nil {
 		// A data dir new to this prefix, or with its state lost: number
-		// the rounds after the bucket's last one.
-		u.st.Gen, u.st.ID = g.Gen, g.Writer
+		// the rounds after the bucket's last one, under an ID of its own.
+		u.st.Gen = g.Gen
 	}
 	if u.st.ID == "" {
 		id, err := newID()
