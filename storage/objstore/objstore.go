@@ -86,9 +86,11 @@ type Config struct {
 	// KeepAll is the recent window in which every generation is kept.
 	// Default 1 h (at most Keep).
 	KeepAll time.Duration
-	// Stall is how long a restore's request may go without receiving a
-	// byte before it fails (ErrStalled), so that a hung object store
-	// fails a restore instead of hanging it. Default DefaultStall.
+	// Stall is how long a request that reads from the object store (the
+	// bucket check, a listing, a record, each file a restore downloads)
+	// may go without receiving a byte before it fails (ErrStalled), so
+	// that a hung object store fails a restore instead of hanging it.
+	// Uploads are not bounded by it. Default DefaultStall.
 	Stall time.Duration
 }
 
