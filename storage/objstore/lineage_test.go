@@ -92,8 +92,11 @@ func TestTwoDataDirsOnePrefix(t *testing.T) {
 	if _, _, err := open(a); !errors.Is(err, ErrPrefixTaken) {
 		t.Fatalf("restarted server on a prefix another data dir uploads to: %v, want ErrPrefixTaken", err)
 	}
+	if after := records(); after[4] != before[4] || len(after) != len(before) {
+		t.Errorf("the refused restart changed the generation records")
+	}
 
-	// R is running when A's successor uploads again: R's next round
+	// R is running when another data dir uploads again: R's next round
 	// refuses, and so does every later one.
 	if err := uR.Sync(ctx); err != nil {
 		t.Fatal(err)
