@@ -101,7 +101,7 @@ func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions
 		_ = os.Remove(marker)
 	}
 	if err := writeSynced(marker, fmt.Sprintf("restore of generation %d from s3://%s/%s started %s\n",
-		gen.Gen, cfg.Bucket, cfg.Prefix, time.Now().UTC().Format(time.RFC3339))); err != nil {
+		gen.Gen, cfg.Bucket, cfg.Prefix, time.Now().UTC().Format(time.RFC3339)), 0o644); err != nil {
 		return Restored{}, fmt.Errorf("restore: %w", err)
 	}
 	if unfinished {
@@ -162,8 +162,8 @@ func Restore(ctx context.Context, cfg Config, dataDir string, opt RestoreOptions
 }
 
 // writeSynced writes a new file with data and syncs it and its directory.
-func writeSynced(p, data string) error {
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+func writeSynced(p, data string, perm os.FileMode) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,8 @@ func seedState(ctx context.Context, b *bucket, dir string, gen *generation) erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "state.json"), data, 0o600)
+	// Synced: the restore is complete only with it.
+	return writeSynced(filepath.Join(dir, "state.json"), string(data), 0o600)
 }
 
 // pickGeneration reads the generation opt names; errNoKey when the bucket
