@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,20 +135,12 @@ func (s *Service) CompareRuns(ctx context.Context, req CompareRequest) (*RunComp
 // as a *FieldError naming metric, alpha, threshold or correction. sp
 // must be valid. Pure; safe for concurrent use.
 func (g Gate) Check(sp *ExperimentSpec) error {
-	ms, err := evals.ParseMeasures(sp.Metrics...)
+	names, err := comparedMeasures(sp.Metrics)
 	if err != nil {
 		return invalid("metrics", "%v", err)
 	}
-	var names []string
-	found := false
-	for _, m := range ms {
-		if m.Compared() {
-			names = append(names, m.String())
-			found = found || m.String() == g.Metric
-		}
-	}
 	switch {
-	case !found:
+	case !slices.Contains(names, g.Metric):
 		return invalid("metric", "%q is not among the measures the spec's runs are compared on: %s", g.Metric, strings.Join(names, ", "))
 	case g.Alpha != 0 && !(g.Alpha > 0 && g.Alpha < 1):
 		return invalid("alpha", "%v is not in (0, 1)", g.Alpha)
@@ -158,6 +151,23 @@ func (g Gate) Check(sp *ExperimentSpec) error {
 		return invalid("correction", "%v", err)
 	}
 	return nil
+}
+
+// comparedMeasures lists the output names (ndcg_cut_10) of the measures
+// of metrics that comparisons test, in their order: the ones a run can
+// be judged on (not the counts, not gm_map).
+func comparedMeasures(metrics []string) ([]string, error) {
+	ms, err := evals.ParseMeasures(metrics...)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, m := range ms {
+		if m.Compared() {
+			names = append(names, m.String())
+		}
+	}
+	return names, nil
 }
 
 // compareVariants compares vb against va; pa and pb are their runs'

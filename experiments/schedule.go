@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -190,18 +191,12 @@ func (sc *Schedule) validate() error {
 // validateMetric checks that Metric is a measure the valid Spec
 // evaluates and a comparison tests: one a run can be judged on.
 func (sc *Schedule) validateMetric() error {
-	ms, err := evals.ParseMeasures(sc.Spec.Metrics...)
+	names, err := comparedMeasures(sc.Spec.Metrics)
 	if err != nil {
 		return invalid("spec.metrics", "%v", err)
 	}
-	var names []string
-	for _, m := range ms {
-		if m.Compared() {
-			if m.String() == sc.Metric {
-				return nil
-			}
-			names = append(names, m.String())
-		}
+	if slices.Contains(names, sc.Metric) {
+		return nil
 	}
 	switch {
 	case len(names) == 0:
