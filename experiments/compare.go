@@ -21,7 +21,8 @@ type CompareRequest struct {
 	B string `json:"b"`
 	// Metric is the primary measure for per-query deltas and the
 	// regressed-queries list (trec_eval name, e.g. "ndcg_cut_10").
-	// Default: the first non-count measure.
+	// Default: the first measure of A's spec metrics that B's measure
+	// too and comparisons test (not a count, not gm_map).
 	Metric string `json:"metric,omitempty"`
 	// Alpha is the significance level. Default 0.05.
 	Alpha float64 `json:"alpha,omitempty"`
@@ -125,7 +126,33 @@ func (s *Service) CompareRuns(ctx context.Context, req CompareRequest) (*RunComp
 	if err != nil {
 		return nil, err
 	}
+	if req.Metric == "" {
+		req.Metric = specPrimary(runA.Spec.Metrics, runB.Spec.Metrics)
+	}
 	return compareVariants(req, va, vb, runA.Provenance, runB.Provenance)
+}
+
+// specPrimary is the first of a's metrics that comparisons test and b's
+// metrics measure too: the measure the spec names first, which is what
+// its user looks at (trec_eval's order, the default of evals.Compare,
+// would put recall before ndcg_cut). "" when there is none.
+func specPrimary(a, b []string) string {
+	nb, err := comparedMeasures(b)
+	if err != nil {
+		return ""
+	}
+	for _, m := range a { // one at a time: ParseMeasures returns trec_eval's order
+		na, err := comparedMeasures([]string{m})
+		if err != nil {
+			return ""
+		}
+		for _, n := range na {
+			if slices.Contains(nb, n) {
+				return n
+			}
+		}
+	}
+	return ""
 }
 
 // Check reports what is wrong with g as a gate on runs of sp, before any
@@ -154,7 +181,7 @@ func (g Gate) Check(sp *ExperimentSpec) error {
 }
 
 // comparedMeasures lists the output names (ndcg_cut_10) of the measures
-// of metrics that comparisons test, in their order: the ones a run can
+// of metrics that comparisons test, in trec_eval's order: the ones a run can
 // be judged on (not the counts, not gm_map).
 func comparedMeasures(metrics []string) ([]string, error) {
 	ms, err := evals.ParseMeasures(metrics...)

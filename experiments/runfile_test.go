@@ -438,3 +438,29 @@ func TestImportDatasetChanged(t *testing.T) {
 		t.Errorf("run after a refused import: %v, %d variants", err, len(cur.Variants))
 	}
 }
+
+// TestCompareDefaultMetric: without a metric, a comparison's primary
+// measure is the first the spec names, not the first in trec_eval's
+// order.
+func TestCompareDefaultMetric(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Postgres")
+	}
+	e := newRunEnv(t)
+	runFilesDir(t, e)
+	sp := e.spec(VariantSpec{Name: "a", Type: VariantRunFile, RunFile: "runs/oracle.run"},
+		VariantSpec{Name: "b", Type: VariantRunFile, RunFile: "runs/oracle.run"})
+	sp.Dataset.BEIR = "cranfield"
+	sp.Metrics = []string{"ndcg_cut.10", "recall.100"}
+	r := e.run(t, sp)
+	if r.Status != StatusSucceeded {
+		t.Fatalf("run %s: %s %+v", r.Status, r.Error, r.Variants)
+	}
+	rc, err := e.svc.CompareRuns(e.ctx, CompareRequest{A: r.ID + ":a", B: r.ID + ":b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Comparison.Primary != "ndcg_cut_10" {
+		t.Errorf("primary measure %q, want ndcg_cut_10 (the spec's first)", rc.Comparison.Primary)
+	}
+}
