@@ -408,6 +408,9 @@ func (s *Service) CreateBranch(ctx context.Context, req CreateBranchRequest) (*B
 				return err
 			}
 		}
+		if err := s.pastOfMasked(ctx, req.Project, source, req.LSN != 0 || req.Timestamp != nil); err != nil {
+			return err
+		}
 		labels := maps.Clone(req.Labels)
 		if labels == nil {
 			labels = map[string]string{}

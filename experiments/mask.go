@@ -173,6 +173,31 @@ func (s *Service) remask(ctx context.Context, project, source string, head bool)
 	return false, fmt.Errorf("branch %s is masked: a masked fork of it other than of its done head would mask again data written on it, which only admin may do; fork its head: %w", source, ErrForbidden)
 }
 
+// pastOfMasked refuses a fork of a past point (a seq or a time) of the
+// masked branch source to a caller who may not read the branch it was
+// forked from: its history begins with that branch's original values,
+// before the masking, and a seq or a time does not say which side of
+// the masking it falls on. Forks of its head and of its snapshots are
+// masked data, as are those a masked-only key makes (CreateBranch
+// refuses it other points anyway).
+func (s *Service) pastOfMasked(ctx context.Context, project, source string, past bool) error {
+	if !past || source == "" {
+		return nil
+	}
+	b, err := s.cfg.Store.Branch(project, source)
+	if err != nil || b.Labels[LabelMasked] == "" {
+		return nil
+	}
+	from := s.branchName(b.Parent)
+	if from == "" {
+		return fmt.Errorf("branch %s is masked and its parent is gone: a fork of its past may hold original values: %w", source, ErrForbidden)
+	}
+	if err := s.authorize(ctx, RoleRead, project, from); err != nil {
+		return fmt.Errorf("branch %s is masked, and a fork of a past point of it may hold the original values of %s from before the masking: fork its head or a snapshot of it instead (%w)", source, from, err)
+	}
+	return nil
+}
+
 // checkLabels refuses labels with the reserved prefix.
 func checkLabels(labels map[string]string) error {
 	for k := range labels {

@@ -390,3 +390,34 @@ func TestMaskedMergeBase(t *testing.T) {
 		t.Errorf("merge of two masked forks that changed one row each: %d conflicts, want 1: %s", m.OpenConflicts, out)
 	}
 }
+
+// TestMaskedPastNeedsParent: a key that may read a masked branch but not
+// the branch it was forked from cannot fork a past point of it (which
+// may predate the masking and hold the original values); its head it
+// can.
+func TestMaskedPastNeedsParent(t *testing.T) {
+	t.Parallel()
+	s, ctx := maskedProject(t)
+	before := time.Now()
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "agent/m", Masked: true}); err != nil {
+		t.Fatal(err)
+	}
+	agent := WithCaller(context.Background(), Caller{KeyID: "a", Scopes: []Scope{{Role: RoleWrite, Project: "p", Branches: "agent/*"}}})
+	if _, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "agent/past", ParentID: "agent/m", Timestamp: &before}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("fork of the masked branch's past by a key without main: %v, want ErrForbidden", err)
+	}
+	b, err := s.GetBranch(ctx, "p", "agent/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "agent/seq", ParentID: "agent/m", LSN: b.ParentLSN}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("fork of the masked branch's fork point by a key without main: %v, want ErrForbidden", err)
+	}
+	if _, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "agent/head", ParentID: "agent/m"}); err != nil {
+		t.Errorf("fork of the masked branch's head: %v", err)
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "admin-seq", ParentID: "agent/m", LSN: b.ParentLSN}); err != nil {
+		t.Errorf("admin's fork of the masked branch's fork point: %v", err)
+	}
+}
