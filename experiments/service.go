@@ -401,6 +401,14 @@ func (s *Service) CheckpointControl(dir string) error {
 	return s.withDB(func(db *controldb.DB) error { return db.Checkpoint(dir) })
 }
 
+// ControlVersion returns a number that changes whenever the control
+// database commits a write (objstore.Source.Version); 0 once it is closed.
+func (s *Service) ControlVersion() uint64 {
+	var v uint64
+	_ = s.withDB(func(db *controldb.DB) error { v = db.Version(); return nil })
+	return v
+}
+
 // withDB runs fn with the open database under the shared lock.
 func (s *Service) withDB(fn func(db *controldb.DB) error) error {
 	s.mu.RLock()

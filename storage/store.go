@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/offshootdb/offshoot/storage/checkpoint"
 	"github.com/offshootdb/offshoot/storage/internal/enc"
 )
 
@@ -599,14 +600,31 @@ func (s *Store) seqAtLocked(t time.Time) (uint64, error) {
 }
 
 // Checkpoint writes a consistent copy of the store into dir, which must not
-// exist: hard links to its immutable files where the file system allows,
-// copies of the rest, and every write committed before the call (the WAL is
-// synced first). Heads with an Absorber absorb first, so the copy also
-// holds what they had not taken in yet (a local WAL's acknowledged
-// commits). A store opened on dir is the store as of the call. Safe to
-// call concurrently with writes.
+// exist, for the object storage tier (checkpoint.Pebble): hard
+// links to its sstables and blob files where the file system allows,
+// copies of the rest, every write committed before the call, and no WAL
+// (the memtable is flushed first). Heads with an Absorber absorb first, so
+// the copy also holds what they had not taken in yet (a local WAL's
+// acknowledged commits). A store opened on dir is the store as of the
+// call. Safe to call concurrently with writes.
 func (s *Store) Checkpoint(dir string) error {
+	s.absorbAll()
+	return checkpoint.Pebble(s.db, dir)
+}
+
+// Version returns a number that changes whenever a write is committed
+// (checkpoint.Version), after absorbing what heads with an Absorber
+// hold, as Checkpoint does: equal Versions before two Checkpoints mean the
+// second holds nothing new.
+func (s *Store) Version() uint64 {
+	s.absorbAll()
+	return checkpoint.Version(s.db)
+}
+
+// absorbAll makes every head with an Absorber take in what it holds.
+func (s *Store) absorbAll() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, h := range s.heads {
 		h.mu.Lock()
 		if h.absorber != nil {
@@ -614,9 +632,4 @@ func (s *Store) Checkpoint(dir string) error {
 		}
 		h.mu.Unlock()
 	}
-	s.mu.Unlock()
-	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	return nil
 }

@@ -88,8 +88,8 @@ func (a *app) startUploader(ctx context.Context, st *storage.Store, svc *experim
 	sources := []objstore.Source{
 		// The control database first: the store checkpointed after it
 		// holds every timeline its records name.
-		{Name: "control", Checkpoint: svc.CheckpointControl},
-		{Name: "store", Checkpoint: st.Checkpoint},
+		{Name: "control", Checkpoint: svc.CheckpointControl, Version: svc.ControlVersion},
+		{Name: "store", Checkpoint: st.Checkpoint, Version: st.Version},
 	}
 	u, err := objstore.New(ctx, oc, sources, filepath.Join(a.cfg.DataDir, "objstore"), a.log)
 	if errors.Is(err, objstore.ErrPrefixTaken) {

@@ -3,12 +3,15 @@
 // the control database) to an S3-compatible bucket, and restores a data
 // directory from the last complete upload.
 //
-// Every Interval the Uploader asks each Source for a checkpoint into a
-// staging directory (pebble's Checkpoint: hard links to the immutable
-// sstables and blob files, copies of the MANIFEST, OPTIONS and the synced
-// WAL). Immutable files are uploaded once, under their own name; the small
-// mutable ones (MANIFEST, WAL, markers) under their name and content hash, so
-// an unchanged one is not sent again. Once every file of a round is in the
+// Every Interval the Uploader asks each Source whether it committed
+// anything since the last complete round (Source.Version); if none did,
+// the round uploads nothing. Otherwise it asks each Source for a
+// checkpoint into a staging directory (storage/checkpoint: the memtable
+// flushed, then hard links to the immutable sstables and blob files and
+// copies of the MANIFEST and OPTIONS, no WAL). Immutable files are uploaded
+// once, under their own name; the small mutable ones (MANIFEST, markers)
+// under their name and content hash, so an unchanged one is not sent
+// again. A round whose files all match the last generation's writes none. Once every file of a round is in the
 // bucket, a generation record listing them is written, then "latest". A
 // round is therefore the unit of recovery: the recovery point (RPO) is the
 // Interval plus the time a round takes, and a crash mid-round leaves the

@@ -2,6 +2,7 @@ package objstore_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -138,5 +139,125 @@ func TestBadConfig(t *testing.T) {
 		if _, _, err := objstore.ParseURL(u); !errors.Is(err, objstore.ErrConfig) || !strings.Contains(err.Error(), u) {
 			t.Errorf("ParseURL(%q): %v", u, err)
 		}
+	}
+}
+
+// TestIdleRoundsUploadNothing: a round in which nothing was committed
+// uploads nothing and writes no generation, however large the WAL; a round
+// after one small commit uploads a small amount (not the WAL again), and a
+// restore has that commit.
+func TestIdleRoundsUploadNothing(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "bkt")
+	data := t.TempDir()
+	st, err := storage.Open(filepath.Join(data, "store"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, _, err := st.CreateProject("p"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := st.OpenHead("p", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	f, err := h.Create(storage.RootIno, "data", 0o600, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 6 MiB committed: in the WAL and the memtable, not in an sstable.
+	chunk := make([]byte, 1<<20)
+	for i := range 6 {
+		_, _ = rand.Read(chunk) // not zeros, which the store keeps sparse
+		chunk[0] = byte(i)
+		if _, err := h.WriteAt(f.Ino, chunk, int64(i)<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	src := []objstore.Source{{Name: "store", Checkpoint: st.Checkpoint, Version: st.Version}}
+	cfg := config(srv, "bkt")
+	u, err := objstore.New(ctx, cfg, src, filepath.Join(data, "objstore"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if err := u.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := u.Sent()
+	if first.Bytes < 6<<20 {
+		t.Fatalf("first round sent %d bytes, want the 6 MiB written", first.Bytes)
+	}
+	for i := range 3 {
+		if err := u.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s := u.Sent(); s != first {
+			t.Fatalf("idle round %d uploaded %d files, %d bytes", i+1, s.Files-first.Files, s.Bytes-first.Bytes)
+		}
+		if g := u.Generation(); g != 1 {
+			t.Fatalf("idle round %d wrote generation %d", i+1, g)
+		}
+	}
+
+	// One 8 KiB block committed: the round sends a few small files.
+	small := make([]byte, 8<<10)
+	_, _ = rand.Read(small)
+	small[0] = 0xab
+	if _, err := h.WriteAt(f.Ino, small, 7<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := u.Sent()
+	if d := s.Bytes - first.Bytes; d == 0 || d > 256<<10 {
+		t.Fatalf("round after an 8 KiB commit uploaded %d bytes in %d files, want some and at most 256 KiB", d, s.Files-first.Files)
+	}
+	if g := u.Generation(); g != 2 {
+		t.Fatalf("generation %d after a commit, want 2", g)
+	}
+	after := u.Sent()
+	if err := u.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := u.Sent(); s != after || u.Generation() != 2 {
+		t.Fatalf("idle round after the commit uploaded %d bytes, generation %d", s.Bytes-after.Bytes, u.Generation())
+	}
+
+	dst := filepath.Join(t.TempDir(), "restored")
+	if _, err := objstore.Restore(ctx, cfg, dst, objstore.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st2, err := storage.Open(filepath.Join(dst, "store"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	h2, err := st2.OpenHead("p", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	a, err := h2.Lookup(storage.RootIno, "data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	for off, want := range map[int64]byte{0: 0, 5 << 20: 5, 7 << 20: 0xab} {
+		if _, err := h2.ReadAt(a.Ino, buf, off); err != nil || buf[0] != want {
+			t.Errorf("restored byte at %d: %x (%v), want %x", off, buf[0], err, want)
+		}
+	}
+	if err := st2.Check(); err != nil {
+		t.Fatalf("restored store: %v", err)
 	}
 }

@@ -27,9 +27,14 @@ type Source struct {
 	// restore recreates (e.g. "store", "control").
 	Name string
 	// Checkpoint writes a consistent copy of the database into dir, which
-	// does not exist yet (pebble's DB.Checkpoint). It must include every
-	// write acknowledged before the call.
+	// does not exist yet (checkpoint.Pebble). It must include every write
+	// acknowledged before the call.
 	Checkpoint func(dir string) error
+	// Version, if set, returns a number that changes whenever a write is
+	// acknowledged (checkpoint.Version). A round in which no source's Version
+	// changed since the last complete round takes no checkpoint and
+	// uploads nothing. Nil: every round checkpoints the source.
+	Version func() uint64
 }
 
 // generation is the record of one complete upload round.
@@ -88,6 +93,12 @@ type Uploader struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// last is the generation of the last complete round and versions
+	// the sources' Versions read before it: a round that would repeat
+	// either uploads nothing.
+	last     *generation
+	versions []uint64
 
 	gens      map[uint64]*generation // generation records read by prune
 	lastPrune time.Time
@@ -329,6 +340,12 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 		}
 	}()
 	at := time.Now()
+	versions, changed := u.changed()
+	if !changed {
+		// The bucket holds the state as of now.
+		u.lastOK = at
+		return nil
+	}
 	staging := filepath.Join(u.dir, "staging")
 	if err := os.RemoveAll(staging); err != nil {
 		return fmt.Errorf("upload: %w", err)
@@ -348,6 +365,12 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 			return fmt.Errorf("upload %s: %w", s.Name, err)
 		}
 		gen.Sources[s.Name] = files
+	}
+	if u.last != nil && sameFiles(u.last, &gen) {
+		// Nothing changed that the bucket lacks (an empty WAL record
+		// moved Version): no new generation.
+		u.lastOK, u.versions = at, versions
+		return nil
 	}
 	// One small read keeps the rounds of two data dirs on one prefix
 	// apart; the conditional put catches the race that is left.
@@ -369,6 +392,7 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 	}
 	u.st.Gen = gen.Gen
 	u.lastOK = at
+	u.last, u.versions = &gen, versions
 	u.rounds.Inc()
 	if err := u.saveState(); err != nil {
 		return err
@@ -392,6 +416,45 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 		}
 	}
 	return nil
+}
+
+// changed reads every source's Version and reports whether any differs
+// from the last complete round's (true when a source has none, or before
+// the first round).
+func (u *Uploader) changed() ([]uint64, bool) {
+	vs := make([]uint64, len(u.sources))
+	changed := u.last == nil || len(u.versions) != len(vs)
+	for i, s := range u.sources {
+		if s.Version == nil {
+			changed = true
+			continue
+		}
+		vs[i] = s.Version()
+		if !changed && vs[i] != u.versions[i] {
+			changed = true
+		}
+	}
+	return vs, changed
+}
+
+// sameFiles reports whether two generations list the same files under the
+// same keys.
+func sameFiles(a, b *generation) bool {
+	if len(a.Sources) != len(b.Sources) {
+		return false
+	}
+	for name, fa := range a.Sources {
+		fb, ok := b.Sources[name]
+		if !ok || len(fa) != len(fb) {
+			return false
+		}
+		for i := range fa {
+			if fa[i] != fb[i] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // pruneEvery is how often rounds prune: a sixth of KeepAll, between one

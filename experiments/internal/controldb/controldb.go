@@ -11,6 +11,8 @@ import (
 	"os"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/offshootdb/offshoot/storage/checkpoint"
 )
 
 // Errors returned by this package.
@@ -146,10 +148,15 @@ func (d *DB) PutAll(kvs []KV) error {
 }
 
 // Checkpoint writes a consistent copy of the database, with every write
-// made before the call, into dir, which must not exist.
+// made before the call, into dir, which must not exist
+// (checkpoint.Pebble: sstables only, the memtable flushed first).
 func (d *DB) Checkpoint(dir string) error {
-	if err := d.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-		return fmt.Errorf("control db checkpoint: %w", err)
+	if err := checkpoint.Pebble(d.db, dir); err != nil {
+		return fmt.Errorf("control db %w", err)
 	}
 	return nil
 }
+
+// Version returns a number that changes whenever a write is committed
+// (checkpoint.Version).
+func (d *DB) Version() uint64 { return checkpoint.Version(d.db) }
