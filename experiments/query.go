@@ -170,12 +170,23 @@ func (s *Service) Query(ctx context.Context, req QueryRequest) (*QueryResult, er
 		} else if c.Allows(RoleAdmin, req.Project, req.Branch) {
 			access = Superuser
 		}
+		// A following replica is a hot standby: its transactions can only
+		// read, so a query there runs READ ONLY without being asked to.
+		sb, err := s.StandbyOf(req.Project, req.Branch)
+		if err != nil {
+			return err
+		}
 		conn, release, err := s.connect(ctx, req.Project, req.Branch, access)
 		if err != nil {
 			return err
 		}
 		defer release()
-		res, err = runQuery(ctx, conn, stmts, req.ReadOnly, timeout, maxRows)
+		res, err = runQuery(ctx, conn, stmts, req.ReadOnly, sb != nil, timeout, maxRows)
+		var qe *QueryError
+		if sb != nil && errors.As(err, &qe) && qe.SQLState == pgReadOnlyTransaction {
+			qe.Message = fmt.Sprintf("branch %s/%s is a read-only replica of its source; promote it first (offshoot replica promote %s) or write on a fork of it: %s",
+				req.Project, req.Branch, req.Project, qe.Message)
+		}
 		return err
 	}()
 	s.recordEntry(ctx, AuditEntry{Action: "query", Target: req.Project + "/" + req.Branch, SQL: s.auditSQL(sqls...)}, err)
@@ -208,13 +219,20 @@ func (s *Service) connect(ctx context.Context, project, branch string, access Ac
 	return conn, release, nil
 }
 
-func runQuery(ctx context.Context, conn *pgx.Conn, stmts []Statement, readOnly bool, timeout time.Duration, maxRows int) (*QueryResult, error) {
+// pgReadOnlyTransaction is SQLSTATE read_only_sql_transaction: a write in
+// a READ ONLY transaction or on a hot standby.
+const pgReadOnlyTransaction = "25006"
+
+// runQuery runs stmts in one transaction: READ ONLY when readOnly (the
+// caller asked; statements cannot lift it) or standby (a hot standby,
+// where READ WRITE cannot even begin), READ WRITE otherwise.
+func runQuery(ctx context.Context, conn *pgx.Conn, stmts []Statement, readOnly, standby bool, timeout time.Duration, maxRows int) (*QueryResult, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout+queryGrace)
 	defer cancel()
 	pc := conn.PgConn()
 	mode := "READ WRITE"
-	if readOnly {
+	if readOnly || standby {
 		mode = "READ ONLY"
 	}
 	begin := fmt.Sprintf("BEGIN ISOLATION LEVEL READ COMMITTED %s; SET LOCAL statement_timeout = %d", mode, timeout.Milliseconds())
@@ -224,7 +242,10 @@ func runQuery(ctx context.Context, conn *pgx.Conn, stmts []Statement, readOnly b
 		begin += "; SELECT 1"
 	}
 	if err := pc.Exec(ctx, begin).Close(); err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		// Postgres refusing the transaction (a standby promoted or
+		// demoted meanwhile, a bad setting) fails the query, as a
+		// statement would.
+		return nil, queryError(0, err)
 	}
 	committed := false
 	defer func() {

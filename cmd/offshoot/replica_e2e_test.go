@@ -166,6 +166,23 @@ func TestE2EReplica(t *testing.T) {
 		t.Fatalf("write on the replica: %v, want read_only_sql_transaction", err)
 	}
 	w.Close(ctx)
+	// The query API reads it without --read-only; a write is a query
+	// failure that says to promote, not an internal error.
+	var qr experiments.QueryResult
+	b.must(200, "POST", "/v1/projects/rep/branches/main/query", map[string]any{"sql": "SELECT count(*) FROM items"}, &qr)
+	if len(qr.Results) != 1 || len(qr.Results[0].Rows) != 1 || fmt.Sprint(qr.Results[0].Rows[0][0]) != "2" {
+		t.Fatalf("query on the replica: %+v", qr)
+	}
+	if p := b.problem(422, "POST", "/v1/projects/rep/branches/main/query", map[string]any{"sql": "INSERT INTO items VALUES (100)"}); !strings.Contains(p.Detail, "read-only replica") {
+		t.Fatalf("write through the query API on the replica: %+v", p)
+	}
+	out, errOut, code := run(t, ctx, "query", "main", "SELECT count(*) FROM items", "-p", "rep", "--server", b.http)
+	if code != 0 || !strings.Contains(out, "(1 row)") {
+		t.Fatalf("offshoot query on the replica: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = run(t, ctx, "query", "main", "INSERT INTO items VALUES (100)", "-p", "rep", "--server", b.http); code != exitQueryFailed || !strings.Contains(errOut, "promote") {
+		t.Fatalf("offshoot query writing on the replica: exit %d\n%s", code, errOut)
+	}
 
 	// It follows, under pgbench load too.
 	a.exec("main", "INSERT INTO items VALUES (3)")
