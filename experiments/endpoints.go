@@ -48,14 +48,18 @@ type Connection struct {
 	Options  string `json:"options"`
 }
 
-// endpointStatus reads a branch's endpoint from compute.
+// endpointStatus reads a branch's endpoint from compute; its wakes and
+// compute seconds are totals since the branch was created.
 func (s *Service) endpointStatus(project, branch string) *EndpointStatus {
 	if s.cfg.Compute == nil {
 		return nil
 	}
 	st := s.cfg.Compute.Status(project, branch)
-	e := &EndpointStatus{State: string(st.State), Connections: st.Connections, Wakes: st.Wakes, Crashes: st.Crashes,
-		ComputeSeconds: st.ComputeSeconds, LastError: st.LastError}
+	// Compute counts from this server's start; earlier runs' counts are
+	// in the control database.
+	base := s.computeUsageBase(project, branch)
+	e := &EndpointStatus{State: string(st.State), Connections: st.Connections, Wakes: base.Wakes + st.Wakes, Crashes: st.Crashes,
+		ComputeSeconds: base.ComputeSeconds + st.ComputeSeconds, LastError: st.LastError}
 	if !st.Since.IsZero() {
 		e.Since = &st.Since
 	}

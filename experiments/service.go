@@ -207,8 +207,12 @@ type Service struct {
 	keys   map[string]storedKey
 	lastAu auditClock
 
-	sweepStop, sweepDone chan struct{} // TTL sweeper; nil when not running
-	matMu                sync.Mutex    // serializes changes to materializations, and their forks
+	sweepStop, sweepDone chan struct{}           // TTL sweeper; nil when not running
+	usageStop, usageDone chan struct{}           // compute usage flusher; nil when not running
+	usageMu              sync.Mutex              // guards usageBase and usageSaved
+	usageBase            map[string]computeUsage // compute usage earlier runs recorded (computeusage.go)
+	usageSaved           map[string]computeUsage // what this run last wrote
+	matMu                sync.Mutex              // serializes changes to materializations, and their forks
 	warnMu               sync.Mutex
 	warned               map[string]time.Time  // "project/branch" → expiry already warned about
 	blocked              map[string]sweepBlock // "project/branch" → why the sweeper left it (guarded by warnMu)
@@ -333,7 +337,19 @@ func (s *Service) Open(ctx context.Context) error {
 		db.Close()
 		return fmt.Errorf("open: %w", err)
 	}
+	usage, err := loadComputeUsage(db)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("open: %w", err)
+	}
 	s.db, s.keys = db, keys
+	s.usageMu.Lock()
+	s.usageBase, s.usageSaved = usage, map[string]computeUsage{}
+	s.usageMu.Unlock()
+	if s.cfg.Compute != nil && s.cfg.Store != nil {
+		s.usageStop, s.usageDone = make(chan struct{}), make(chan struct{})
+		go s.computeUsageFlusher(s.usageStop, s.usageDone)
+	}
 	if s.cfg.Store != nil && s.cfg.SweepInterval > 0 {
 		s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
 		go s.sweeper(s.sweepStop, s.sweepDone)
@@ -367,7 +383,7 @@ func (s *Service) Close() error {
 // Stop ends the service's background work: it interrupts runs in flight
 // and waits for them (they are marked StatusInterrupted and their forks
 // discarded), stops following replicas, the scheduler and the TTL
-// sweeper. Calls still work (the control database stays open) until
+// sweeper, and records compute usage (computeusage.go). Calls still work (the control database stays open) until
 // Close, which calls Stop first. Idempotent.
 func (s *Service) Stop() {
 	s.rn.shutdown()
@@ -375,10 +391,21 @@ func (s *Service) Stop() {
 	s.mu.Lock()
 	stop, done := s.sweepStop, s.sweepDone
 	s.sweepStop, s.sweepDone = nil, nil
+	ustop, udone := s.usageStop, s.usageDone
+	s.usageStop, s.usageDone = nil, nil
 	s.mu.Unlock()
 	if stop != nil {
 		close(stop)
 		<-done
+	}
+	if ustop != nil {
+		close(ustop)
+		<-udone
+	}
+	// Every call, not only the first: Close after compute has shut its
+	// endpoints down records their last seconds.
+	if err := s.flushComputeUsage(); err != nil && !errors.Is(err, ErrUnavailable) {
+		s.log.Warn("stop: compute usage", slog.String("err", err.Error()))
 	}
 }
 
