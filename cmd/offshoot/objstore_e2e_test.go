@@ -213,3 +213,20 @@ func TestObjectStoreBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EObjectStoreIdle: once writes stop and the endpoint is suspended,
+// upload rounds go on completing and upload nothing.
+func TestE2EObjectStoreIdle(t *testing.T) {
+	srv := s3test.Start(t, "bkt")
+	t.Setenv("OFFSHOOT_S3_ACCESS_KEY", s3test.AccessKey)
+	t.Setenv("OFFSHOOT_S3_SECRET_KEY", s3test.SecretKey)
+	s := newE2EServerArgs(t, "--s3", "s3://bkt/idle", "--s3-interval", "200ms", "--s3-endpoint", srv.Endpoint(), "--s3-path-style")
+	s.exec("main", "CREATE TABLE items (id int PRIMARY KEY, v text)", "INSERT INTO items SELECT g, repeat('x', 500) FROM generate_series(1, 5000) g")
+	s.must(200, "POST", branchPath("main")+"/endpoint", map[string]any{"action": "suspend"}, nil)
+	s.waitRounds("", 3)
+	sent := s.metric("", "offshoot_objstore_bytes_uploaded_total")
+	s.waitRounds("", 10)
+	if now := s.metric("", "offshoot_objstore_bytes_uploaded_total"); now != sent {
+		t.Fatalf("10 rounds of an idle server uploaded %.0f bytes", now-sent)
+	}
+}

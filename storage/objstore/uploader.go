@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg Config, sources []Source, stateDir string, log
 	if err := u.checkLatest(ctx); err != nil {
 		return nil, err
 	}
-	u.rounds = prometheus.NewCounter(prometheus.CounterOpts{Name: "offshoot_objstore_rounds_total", Help: "Complete upload rounds."})
+	u.rounds = prometheus.NewCounter(prometheus.CounterOpts{Name: "offshoot_objstore_rounds_total", Help: "Complete upload rounds, those with nothing to upload included."})
 	u.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "offshoot_objstore_failures_total", Help: "Upload rounds that failed (retried with backoff)."})
 	u.files = prometheus.NewCounter(prometheus.CounterOpts{Name: "offshoot_objstore_files_uploaded_total", Help: "Files uploaded."})
 	u.bytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "offshoot_objstore_bytes_uploaded_total", Help: "Bytes uploaded."})
@@ -342,8 +342,10 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 	at := time.Now()
 	versions, changed := u.changed()
 	if !changed {
-		// The bucket holds the state as of now.
+		// The bucket holds the state as of now: a complete round.
 		u.lastOK = at
+		u.rounds.Inc()
+		u.maybePrune(ctx, at)
 		return nil
 	}
 	staging := filepath.Join(u.dir, "staging")
@@ -370,6 +372,8 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 		// Nothing changed that the bucket lacks (an empty WAL record
 		// moved Version): no new generation.
 		u.lastOK, u.versions = at, versions
+		u.rounds.Inc()
+		u.maybePrune(ctx, at)
 		return nil
 	}
 	// One small read keeps the rounds of two data dirs on one prefix
@@ -403,19 +407,26 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 		}
 		u.gens[g.Gen] = &g
 	}
-	// Pruning is bookkeeping: the round is complete whatever it does.
-	if u.cfg.Keep > 0 && time.Since(u.lastPrune) >= u.pruneEvery() {
-		st, err := u.prune(ctx, at)
-		if err != nil {
-			u.log.Warn("object store prune failed; retried after the next round", "err", err)
-		} else {
-			u.lastPrune = time.Now()
-			u.pruned.Generations += st.Generations
-			u.pruned.Objects += st.Objects
-			u.pruned.Bytes += st.Bytes
-		}
-	}
+	u.maybePrune(ctx, at)
 	return nil
+}
+
+// maybePrune prunes when Keep is set and pruneEvery has passed, also after
+// a round with nothing to upload (generations age all the same). Pruning
+// is bookkeeping: the round is complete whatever it does. u.mu held.
+func (u *Uploader) maybePrune(ctx context.Context, at time.Time) {
+	if u.cfg.Keep <= 0 || time.Since(u.lastPrune) < u.pruneEvery() {
+		return
+	}
+	st, err := u.prune(ctx, at)
+	if err != nil {
+		u.log.Warn("object store prune failed; retried after the next round", "err", err)
+		return
+	}
+	u.lastPrune = time.Now()
+	u.pruned.Generations += st.Generations
+	u.pruned.Objects += st.Objects
+	u.pruned.Bytes += st.Bytes
 }
 
 // changed reads every source's Version and reports whether any differs
