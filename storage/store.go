@@ -186,8 +186,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 		Cache:              pebble.NewCache(o.CacheSize),
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       32 << 20,
-		Logger:             quietLogger{},
-		FS:                 writeBufferFS{vfs.Default},
+		// The object storage tier uploads the MANIFEST whole.
+		MaxManifestFileSize: checkpoint.MaxManifestFileSize,
+		Logger:              quietLogger{},
+		FS:                  writeBufferFS{vfs.Default},
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)

@@ -13,6 +13,14 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
+// MaxManifestFileSize is the pebble.Options.MaxManifestFileSize of the
+// databases checkpointed here: a round with changes uploads the MANIFEST
+// whole (it grows by an edit per flush and compaction), and at pebble's
+// default of 128 MiB it would grow that large before pebble starts a new
+// one. Pebble still starts one only once the edits since the last outnumber
+// the live files, so this costs a small snapshot now and then.
+const MaxManifestFileSize = 1 << 20
+
 // Pebble writes a checkpoint of db into dir (which must not
 // exist) for upload: every write committed before the call, in sstables
 // and blob files only. It flushes the memtable first and leaves the WAL out

@@ -32,7 +32,9 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("control db: %w", err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: logger{log}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: logger{log},
+		// The object storage tier uploads the MANIFEST whole.
+		MaxManifestFileSize: checkpoint.MaxManifestFileSize})
 	if err != nil {
 		return nil, fmt.Errorf("control db: %w", err)
 	}
