@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strings"
 	"time"
 
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
+	"github.com/offshootdb/offshoot/storage"
 )
 
 // Compute usage (compute seconds and wakes) is counted by compute, in
@@ -16,7 +19,8 @@ import (
 // so that they survive a restart: it writes the branches whose counts
 // changed every computeUsageFlush and when it stops, and reports the
 // totals earlier runs of the server recorded plus what compute counted
-// since. A crash loses at most the last computeUsageFlush of compute
+// since; records of deleted branches are dropped at the next flush. A
+// crash loses at most the last computeUsageFlush of compute
 // seconds and wakes. A record names its branch's ID: a branch deleted and
 // created again under the same name starts from zero.
 
@@ -100,11 +104,37 @@ func (s *Service) flushComputeUsage() error {
 			saved[k] = u
 		}
 	}
-	if len(kvs) == 0 {
+	// Records of deleted branches (a run's forks, among others) go.
+	var gone []string
+	recorded := map[string]computeUsage{}
+	maps.Copy(recorded, s.usageBase)
+	maps.Copy(recorded, s.usageSaved)
+	for k, u := range recorded {
+		project, branch, _ := strings.Cut(strings.TrimPrefix(k, string(computeUsagePrefix)), "\x00")
+		b, err := s.cfg.Store.Branch(project, branch)
+		if errors.Is(err, storage.ErrBranchNotFound) || errors.Is(err, storage.ErrProjectNotFound) || (err == nil && b.ID != u.BranchID) {
+			if _, ok := saved[k]; !ok {
+				gone = append(gone, k)
+			}
+		}
+	}
+	if len(kvs) == 0 && len(gone) == 0 {
 		return nil
 	}
-	if err := s.withDB(func(db *controldb.DB) error { return db.PutAll(kvs) }); err != nil {
+	err := s.withDB(func(db *controldb.DB) error {
+		for _, k := range gone {
+			if err := db.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return db.PutAll(kvs)
+	})
+	if err != nil {
 		return fmt.Errorf("save compute usage: %w", err)
+	}
+	for _, k := range gone {
+		delete(s.usageBase, k)
+		delete(s.usageSaved, k)
 	}
 	for k, u := range saved {
 		s.usageSaved[k] = u

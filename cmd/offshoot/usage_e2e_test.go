@@ -45,4 +45,17 @@ func TestE2EUsageSurvivesRestart(t *testing.T) {
 	if again.Wakes <= after.Wakes {
 		t.Fatalf("wakes after a wake following the restart: %d, want more than %d", again.Wakes, after.Wakes)
 	}
+	// The record of a deleted branch goes: a branch created under its
+	// name after a restart starts from zero.
+	s.must(204, "DELETE", branchPath("dev"), nil, nil)
+	s.stop()
+	s.start()
+	s.must(201, "POST", "/v1/projects/main/branches", map[string]any{"name": "dev"}, nil)
+	var fresh experiments.Usage
+	s.must(200, "GET", "/v1/projects/main/usage", nil, &fresh)
+	for _, b := range fresh.Branches {
+		if b.Branch == "dev" && (b.Wakes != 0 || b.ComputeSeconds != 0) {
+			t.Fatalf("branch dev created again after a restart following its deletion: %d wakes, %.3f s, want none", b.Wakes, b.ComputeSeconds)
+		}
+	}
 }
