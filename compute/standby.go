@@ -68,8 +68,7 @@ func prepareStandby(sb *Standby, runDir, dataDir string, u pg.OSUser) (map[strin
 			return nil, fmt.Errorf("remove %s: %w", standbySignal, err)
 		}
 		// A promoted replica keeps no way into its former source.
-		os.Remove(filepath.Join(runDir, "primary.pgpass"))
-		os.Remove(filepath.Join(runDir, "primary-root.crt"))
+		removeStandbyFiles(runDir)
 		return nil, nil
 	}
 	if err := os.WriteFile(signal, nil, 0o600); err != nil {
@@ -103,6 +102,14 @@ func prepareStandby(sb *Standby, runDir, dataDir string, u pg.OSUser) (map[strin
 		conninfo += " sslrootcert=" + QuoteConnValue(p)
 	}
 	return map[string]string{"primary_conninfo": conninfo, "primary_slot_name": sb.Slot, "hot_standby": "on"}, nil
+}
+
+// removeStandbyFiles removes what prepareStandby wrote into an
+// endpoint's run directory to reach its primary: the replication
+// password and the primary's CA.
+func removeStandbyFiles(runDir string) {
+	os.Remove(filepath.Join(runDir, "primary.pgpass"))
+	os.Remove(filepath.Join(runDir, "primary-root.crt"))
 }
 
 // writeRunFile writes a file into an endpoint's run directory owned by

@@ -153,9 +153,27 @@ func (m *Manager) Stop(ctx context.Context, project, branch string) error {
 // immediate shutdown, which skips the shutdown checkpoint (the pages it
 // would write are never read again). Should the branch survive after
 // all, its next start runs ordinary crash recovery: nothing committed is
-// lost.
+// lost. A replica's password to its source and the source's CA leave its
+// run directory (its log stays for branch log).
 func (m *Manager) Discard(ctx context.Context, project, branch string) error {
-	return m.transition(ctx, key{project, branch}, Stopped, pg.Immediate)
+	if err := m.transition(ctx, key{project, branch}, Stopped, pg.Immediate); err != nil {
+		return err
+	}
+	m.ForgetPrimary(project, branch)
+	return nil
+}
+
+// ForgetPrimary removes from a branch's run directory what its endpoint
+// read to follow a primary as a standby (the replication password and the
+// primary's CA): once a replica is promoted or deleted, nothing may reach
+// its former source with them.
+func (m *Manager) ForgetPrimary(project, branch string) {
+	m.mu.Lock()
+	ep, ok := m.endpoints[key{project, branch}]
+	m.mu.Unlock()
+	if ok {
+		removeStandbyFiles(ep.dir)
+	}
 }
 
 // transition moves a branch's endpoint to Suspended or Stopped, stopping

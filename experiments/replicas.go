@@ -477,6 +477,9 @@ func (s *Service) PromoteReplica(ctx context.Context, project string) (*Replica,
 		if err != nil {
 			return fmt.Errorf("promote %s: %w: %w", project, ErrUnavailable, err)
 		}
+		if s.cfg.Compute != nil {
+			s.cfg.Compute.ForgetPrimary(project, replicaBranch)
+		}
 		out = s.replicaView(ctx, project, rec)
 		if err := dropSourceSlot(context.WithoutCancel(ctx), rec); err != nil {
 			out.Warnings = append(out.Warnings, slotWarning(rec, err))

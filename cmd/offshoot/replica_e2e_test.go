@@ -281,6 +281,11 @@ func TestE2EReplica(t *testing.T) {
 		t.Fatalf("delete: warnings %v, slots left %d", deleted.Warnings, slots(t, a, r2.Slot))
 	}
 	b.problem(404, "GET", "/v1/projects/rep2", nil)
+	// Nor does its password to the source stay on disk (the promoted
+	// replica's went at its promotion).
+	if left, _ := filepath.Glob(filepath.Join(b.dataDir, "run", "compute", "*", "primary.pgpass")); len(left) != 0 {
+		t.Fatalf("a deleted replica's password to its source is left: %v", left)
+	}
 
 	// A crash of the replica's server during the initial copy (slowed
 	// down with max_rate): the next start removes the project, its
