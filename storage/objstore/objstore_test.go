@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offshootdb/offshoot/storage"
 	"github.com/offshootdb/offshoot/storage/objstore"
@@ -126,6 +127,11 @@ func TestBadConfig(t *testing.T) {
 	cfg := config(srv, "missing")
 	if _, err := objstore.New(ctx, cfg, src, t.TempDir(), nil); !errors.Is(err, objstore.ErrNoBucket) {
 		t.Errorf("missing bucket: %v, want ErrNoBucket", err)
+	}
+	cfg = config(srv, "bkt")
+	cfg.Interval = -5 * time.Second
+	if _, err := objstore.New(ctx, cfg, src, t.TempDir(), nil); !errors.Is(err, objstore.ErrConfig) {
+		t.Errorf("negative interval: %v, want ErrConfig", err)
 	}
 	cfg = config(srv, "bkt")
 	cfg.Endpoint = "http://127.0.0.1:1"

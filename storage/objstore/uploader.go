@@ -114,6 +114,9 @@ type Uploader struct {
 // stateDir (a new data dir, or its state lost) the rounds are numbered
 // after the bucket's latest. Start begins uploading.
 func New(ctx context.Context, cfg Config, sources []Source, stateDir string, log *slog.Logger) (*Uploader, error) {
+	if cfg.Interval < 0 {
+		return nil, fmt.Errorf("%w: interval %v: want 0 (the default, %v) or a duration", ErrConfig, cfg.Interval, DefaultInterval)
+	}
 	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
