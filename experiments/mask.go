@@ -311,30 +311,79 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 	return nil
 }
 
-// userCodeQuery names ($1 the quoted table) one piece of code a user owns
-// that an UPDATE of the table would run: a function, operator or operator
-// class that a check or exclusion constraint, an index (its expressions,
-// predicate or operator classes), a generated column or a partition or
-// child table's own of these uses, a domain or range type of a column
-// (their constraints and functions), or any rule. Triggers are checked
-// on their own: in replica mode only ALWAYS and REPLICA ones fire. The
-// bootstrap superuser's objects (built-in, extensions', the admin's) are
-// not a user's. No row: the update runs no user's code.
-const userCodeQuery = `WITH RECURSIVE parts(classid, objid) AS (
-  SELECT 'pg_class'::regclass::oid, to_regclass($1)::oid
+// userCodeQuery names ($1 the quoted table) one piece of code a user may
+// have put where an UPDATE of the table (and of its inheritance or
+// partition children, which an UPDATE without ONLY changes too) would run
+// it, or none: a rule, a trigger enabled in replica mode, or a function,
+// operator or operator class that a check or exclusion constraint, an
+// index (expressions, predicate, operator classes), a generated column, a
+// partition key of the table or an ancestor, or a domain reached through
+// the columns' types (arrays, composites, domains over domains) uses,
+// when a user owns it, or when it is volatile or one of the *_to_xml
+// functions (built-in, but they run SQL given as text or read views
+// whose functions would run as the superuser). The bootstrap superuser's
+// objects (built-in, extensions', the admin's) are not a user's; plain
+// column defaults do not run in an UPDATE. No row: the update runs no
+// user's code.
+const userCodeQuery = `WITH RECURSIVE rel(oid) AS (
+  SELECT to_regclass($1)::oid
   UNION
-  SELECT d.classid, d.objid FROM pg_depend d JOIN parts p ON d.refclassid = p.classid AND d.refobjid = p.objid
-  WHERE p.classid = 'pg_class'::regclass
-    AND d.classid IN ('pg_class'::regclass, 'pg_constraint'::regclass, 'pg_attrdef'::regclass)
-), uses AS (
-  SELECT d.refclassid AS classid, d.refobjid AS objid FROM pg_depend d JOIN parts p ON d.classid = p.classid AND d.objid = p.objid
+  SELECT i.inhrelid FROM pg_inherits i JOIN rel r ON i.inhparent = r.oid
+), anc(oid) AS (
+  SELECT to_regclass($1)::oid
+  UNION
+  SELECT i.inhparent FROM pg_inherits i JOIN anc a ON i.inhrelid = a.oid
+), parts(classid, objid) AS (
+  SELECT 'pg_class'::regclass::oid, oid FROM rel
+  UNION
+  SELECT 'pg_class'::regclass::oid, oid FROM anc
+  UNION
+  SELECT d.classid, d.objid FROM pg_depend d JOIN rel r ON d.refclassid = 'pg_class'::regclass AND d.refobjid = r.oid
+  WHERE d.classid IN ('pg_class'::regclass, 'pg_constraint'::regclass)
+     OR (d.classid = 'pg_attrdef'::regclass AND EXISTS (SELECT 1 FROM pg_attrdef ad
+         JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum WHERE ad.oid = d.objid AND a.attgenerated <> ''))
+), uses0(classid, objid) AS (
+  SELECT d.refclassid, d.refobjid FROM pg_depend d JOIN parts p ON d.classid = p.classid AND d.objid = p.objid
+), types(oid) AS (
+  SELECT objid FROM uses0 WHERE classid = 'pg_type'::regclass
+  UNION
+  SELECT x.t FROM types t0 JOIN pg_type ty ON ty.oid = t0.oid,
+    LATERAL (SELECT ty.typelem UNION ALL SELECT ty.typbasetype
+      UNION ALL SELECT a.atttypid FROM pg_attribute a WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0) x(t)
+  WHERE x.t <> 0
+), trees(t) AS (
+  -- The expressions themselves: pg_depend records no dependency on a
+  -- built-in function, so those are read from the node trees.
+  SELECT c.conbin::text FROM pg_constraint c JOIN rel ON c.conrelid = rel.oid WHERE c.conbin IS NOT NULL
+  UNION ALL
+  SELECT c.conbin::text FROM pg_constraint c JOIN types t ON c.contypid = t.oid WHERE c.conbin IS NOT NULL
+  UNION ALL
+  SELECT concat(x.indexprs::text, x.indpred::text) FROM pg_index x JOIN rel ON x.indrelid = rel.oid
+  UNION ALL
+  SELECT ad.adbin::text FROM pg_attrdef ad JOIN rel ON ad.adrelid = rel.oid
+    JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum WHERE a.attgenerated <> ''
+  UNION ALL
+  SELECT pt.partexprs::text FROM pg_partitioned_table pt JOIN anc ON pt.partrelid = anc.oid WHERE pt.partexprs IS NOT NULL
+), uses(classid, objid) AS (
+  SELECT classid, objid FROM uses0
+  UNION
+  SELECT 'pg_type'::regclass::oid, oid FROM types
+  UNION
+  SELECT d.refclassid, d.refobjid FROM pg_constraint c JOIN types t ON c.contypid = t.oid
+    JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = c.oid
+  UNION
+  SELECT 'pg_proc'::regclass::oid, m[2]::oid FROM trees, regexp_matches(trees.t, ':(funcid|opfuncid) ([0-9]+)', 'g') m
 )
 SELECT pg_describe_object(classid, objid, 0) FROM (
-  SELECT 'pg_rewrite'::regclass::oid AS classid, r.oid AS objid FROM pg_rewrite r JOIN parts p ON p.classid = 'pg_class'::regclass AND r.ev_class = p.objid
+  SELECT 'pg_rewrite'::regclass::oid AS classid, r.oid AS objid FROM pg_rewrite r JOIN rel ON r.ev_class = rel.oid
+  UNION ALL
+  SELECT 'pg_trigger'::regclass::oid, tg.oid FROM pg_trigger tg JOIN rel ON tg.tgrelid = rel.oid
+  WHERE NOT tg.tgisinternal AND tg.tgenabled IN ('A', 'R')
   UNION ALL
   SELECT u.classid, u.objid FROM uses u
-  WHERE (u.classid = 'pg_proc'::regclass AND (SELECT proowner <> 10 FROM pg_proc WHERE oid = u.objid))
-     OR (u.classid = 'pg_operator'::regclass AND (SELECT oprowner <> 10 FROM pg_operator WHERE oid = u.objid))
+  WHERE (u.classid = 'pg_proc'::regclass AND (SELECT proowner <> 10 OR provolatile = 'v' OR proname ~ '_to_xml' FROM pg_proc WHERE oid = u.objid))
+     OR (u.classid = 'pg_operator'::regclass AND (SELECT o.oprowner <> 10 OR p.provolatile = 'v'
+         FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode WHERE o.oid = u.objid))
      OR (u.classid = 'pg_opclass'::regclass AND (SELECT opcowner <> 10 FROM pg_opclass WHERE oid = u.objid))
      OR (u.classid = 'pg_type'::regclass AND (SELECT typowner <> 10 AND typtype IN ('d', 'r', 'm') FROM pg_type WHERE oid = u.objid))
 ) code LIMIT 1`

@@ -327,6 +327,40 @@ func TestMaskFailure(t *testing.T) {
 	if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: "ALTER TABLE customers DROP CONSTRAINT chk_email"}); err != nil {
 		t.Fatal(err)
 	}
+	// Nor through a built-in that runs SQL given as text, a domain
+	// reached through an array type, or a child table's trigger.
+	if _, err := s.Query(owner, QueryRequest{Project: "p", Branch: "main", SQL: `CREATE DOMAIN public.evd AS text CHECK (public.chk(VALUE))`}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct{ setup, undo, want string }{
+		{"ALTER TABLE customers ADD CONSTRAINT c1 CHECK (query_to_xml('SELECT public.chk(''x'')', true, true, '') IS NOT NULL) NOT VALID",
+			"ALTER TABLE customers DROP CONSTRAINT c1", "query_to_xml"},
+		{"ALTER TABLE customers ADD CONSTRAINT c2 CHECK ((ARRAY[email])::public.evd[] IS NOT NULL) NOT VALID",
+			"ALTER TABLE customers DROP CONSTRAINT c2", "evd"},
+		{`CREATE TABLE customers_more () INHERITS (customers);
+		  CREATE TRIGGER child_fires BEFORE UPDATE ON customers_more FOR EACH ROW EXECUTE FUNCTION public.noop();
+		  ALTER TABLE customers_more ENABLE ALWAYS TRIGGER child_fires`,
+			"DROP TABLE customers_more", "child_fires"},
+	} {
+		if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: c.setup}); err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("f7-%d", i)
+		if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: name, Masked: true}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("masked fork with %s: %v, want ErrConflict naming %s", c.want, err, c.want)
+		}
+		if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: c.undo}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A plain default that calls a user's function is no reason: an
+	// update does not evaluate it.
+	if _, err := s.Query(ctx, QueryRequest{Project: "p", Branch: "main", SQL: "ALTER TABLE customers ADD COLUMN note text DEFAULT public.chk('x')::text"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBranch(ctx, CreateBranchRequest{Project: "p", Name: "f8", Masked: true}); err != nil {
+		t.Errorf("masked fork of a table with a default calling a user's function: %v", err)
+	}
 	if _, err := s.Query(owner, QueryRequest{Project: "p", Branch: "main", SQL: "CREATE TYPE mood AS ENUM ('calm'); CREATE TABLE moods (m mood); INSERT INTO moods VALUES ('calm')"}); err != nil {
 		t.Fatal(err)
 	}
