@@ -62,6 +62,9 @@ BEGIN
   IF (SELECT datdba FROM pg_database WHERE datname = 'postgres') <> 10 THEN
     EXECUTE format('ALTER DATABASE postgres OWNER TO %I', (SELECT rolname FROM pg_roles WHERE oid = 10));
     GRANT CREATE, TEMPORARY ON DATABASE postgres TO offshoot_write;
+    -- What its former owner set applies to every session (a search_path
+    -- with public first above all): gone with the ownership.
+    ALTER DATABASE postgres RESET ALL;
   END IF;
   IF NOT fresh THEN
     RETURN;

@@ -177,8 +177,9 @@ func (s *Service) remask(ctx context.Context, project, source string, head bool)
 // masked branch source to a caller who may not read the branch it was
 // forked from: its history begins with that branch's original values,
 // before the masking, and a seq or a time does not say which side of
-// the masking it falls on. Forks of its head and of its snapshots are
-// masked data, as are those a masked-only key makes (CreateBranch
+// the masking it falls on. Snapshots of a past time are checked the same
+// way (CreateSnapshot); forks of its head and of snapshots of its head
+// are masked data, as are those a masked-only key makes (CreateBranch
 // refuses it other points anyway).
 func (s *Service) pastOfMasked(ctx context.Context, project, source string, past bool) error {
 	if !past || source == "" {

@@ -448,6 +448,9 @@ func TestMaskedPastNeedsParent(t *testing.T) {
 	if _, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "agent/seq", ParentID: "agent/m", LSN: b.ParentLSN}); !errors.Is(err, ErrForbidden) {
 		t.Errorf("fork of the masked branch's fork point by a key without main: %v, want ErrForbidden", err)
 	}
+	if _, err := s.CreateSnapshot(agent, CreateSnapshotRequest{Project: "p", Branch: "agent/m", Name: "agent-past", Timestamp: &b.CreatedAt}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("snapshot of the masked branch's past by a key without main: %v, want ErrForbidden", err)
+	}
 	if _, err := s.CreateBranch(agent, CreateBranchRequest{Project: "p", Name: "agent/head", ParentID: "agent/m"}); err != nil {
 		t.Errorf("fork of the masked branch's head: %v", err)
 	}

@@ -48,6 +48,10 @@ func (s *Service) CreateSnapshot(ctx context.Context, req CreateSnapshotRequest)
 		if err := s.authorize(ctx, RoleWrite, req.Project, req.Branch); err != nil {
 			return err
 		}
+		// A snapshot of a past time is a past point like a fork's.
+		if err := s.pastOfMasked(ctx, req.Project, req.Branch, req.Timestamp != nil); err != nil {
+			return err
+		}
 		st, err := s.storeOr()
 		if err != nil {
 			return err
