@@ -84,10 +84,14 @@ const maxSASLMessage = 65535
 // route or role is unknown, so both look the same to the client until the
 // same final failure.
 //
-// Failures count per source and target (role, branch and project): a
-// client that keeps failing for one role of one branch, such as a
-// replica whose source's password was rotated, locks out only that
-// target from its address, not every other client there.
+// Failures count per source and target (role, branch and project), at
+// most MaxAuthFailures a window: a client that keeps failing for one role
+// of one branch, such as a replica whose source's password was rotated,
+// locks out only that target from its address, not every other client
+// there. Every failure also counts for the source, which may fail
+// sourceFailures times as often over all targets; a failure for an
+// unknown target counts only there, so that no source opens unbounded
+// buckets.
 func (s *Server) authenticate(conn net.Conn, src string, params map[string]string) error {
 	route, _, err := ParseRoute(params, s.cfg.DefaultProject)
 	if err != nil {
@@ -96,13 +100,18 @@ func (s *Server) authenticate(conn net.Conn, src string, params map[string]strin
 	user := params["user"]
 	target := fmt.Sprintf("role %s on branch %s of project %s", user, route.Branch, route.Project)
 	bucket := src + " " + target
-	if err := s.limiter.check(bucket); err != nil {
-		s.metrics.rateLimited.Inc()
-		var rl *RateLimitError
-		if errors.As(err, &rl) {
-			rl.Source, rl.Target = src, target
+	for _, c := range []struct {
+		l           *limiter
+		key, target string
+	}{{&s.srcLimit, src, "any role or branch"}, {&s.limiter, bucket, target}} {
+		if err := c.l.check(c.key); err != nil {
+			s.metrics.rateLimited.Inc()
+			var rl *RateLimitError
+			if errors.As(err, &rl) {
+				rl.Source, rl.Target = src, c.target
+			}
+			return err
 		}
-		return err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartupTimeout)
 	defer cancel()
@@ -124,12 +133,18 @@ func (s *Server) authenticate(conn net.Conn, src string, params map[string]strin
 		if !known {
 			reason = "unknown"
 		}
-		s.limiter.fail(bucket)
+		s.srcLimit.fail(src)
+		if known {
+			s.limiter.fail(bucket)
+		}
 		s.metrics.authFailures.WithLabelValues(reason).Inc()
 		s.log.Info("authentication failed", "remote", src, "project", route.Project, "branch", route.Branch, "role", user, "reason", reason)
 		return &AuthError{User: user, Reason: reason}
 	case errors.Is(err, errSASL):
-		s.limiter.fail(bucket)
+		s.srcLimit.fail(src)
+		if known {
+			s.limiter.fail(bucket)
+		}
 		s.metrics.authFailures.WithLabelValues("protocol").Inc()
 		return err
 	default: // the client is gone or too slow
@@ -241,6 +256,10 @@ func readSASL(r io.Reader) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// sourceFailures is how many times MaxAuthFailures one source may fail
+// in a window over all its targets.
+const sourceFailures = 6
 
 // sourceOf is the rate limit and admission bucket of a client: its IP
 // address, or "local" for Unix socket clients.

@@ -75,7 +75,7 @@ func TestRateLimitErrorRoundsUp(t *testing.T) {
 		{time.Millisecond, "retry in 1 s"},
 		{time.Minute, "retry in 60 s"},
 	} {
-		if got := (&RateLimitError{Source: "x", Retry: tc.retry}).Error(); got != "too many failed authentication attempts from x; "+tc.want {
+		if got := (&RateLimitError{Source: "x", Target: "role r on branch b of project p", Retry: tc.retry}).Error(); got != "too many failed authentication attempts from x for role r on branch b of project p; "+tc.want {
 			t.Errorf("%s: %q", tc.retry, got)
 		}
 	}

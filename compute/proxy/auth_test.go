@@ -341,6 +341,16 @@ func TestAuthRateLimit(t *testing.T) {
 		t.Fatalf("another role from the limited address: %v", err)
 	}
 	c.Close(ctx)
+	// Failures for targets that do not exist count for the source alone,
+	// which may fail six times MaxAuthFailures over all targets.
+	for i := range 6 * 3 {
+		if _, err := e.connectFrom(ctx, "127.0.0.3", e.authDSN("postgres", "wrong", fmt.Sprintf("endpoint=nope%d", i))); err == nil {
+			t.Fatal("an unknown branch let a client in")
+		}
+	}
+	if pgErr := pgError(t, try("127.0.0.3", "right")); pgErr.Code != "28000" || !strings.Contains(pgErr.Message, "for any role or branch") {
+		t.Fatalf("a source past its own limit: %s %q", pgErr.Code, pgErr.Message)
+	}
 	// Unix socket clients are one source of their own, "local".
 	local, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=right dbname=postgres options='endpoint=main'",
 		filepath.Dir(e.srv.SocketPath()), e.port))
@@ -367,7 +377,7 @@ func TestAuthRateLimit(t *testing.T) {
 	want := `
 # HELP offshoot_proxy_auth_rate_limited_total Authentication attempts refused because their source failed too often.
 # TYPE offshoot_proxy_auth_rate_limited_total counter
-offshoot_proxy_auth_rate_limited_total 3
+offshoot_proxy_auth_rate_limited_total 4
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "offshoot_proxy_auth_rate_limited_total"); err != nil {
 		t.Fatal(err)

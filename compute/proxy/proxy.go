@@ -188,7 +188,8 @@ type Server struct {
 	fwd       *sockmap.Forwarder // nil: the copy path only
 	fwdErr    error              // why fwd is nil
 	watch     *sockmap.Watcher   // with fwd: hang-ups of kernel-path sockets
-	limiter   limiter
+	limiter   limiter            // per source and target
+	srcLimit  limiter            // per source, over every target
 	admission admission
 
 	mu      sync.Mutex
@@ -244,8 +245,9 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "proxy"), metrics: newMetrics(),
 		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, cancels: map[string]string{},
-		secret:  newSecret(),
-		limiter: limiter{max: cfg.MaxAuthFailures, window: cfg.AuthFailureWindow, now: cfg.Now, fails: map[string][]time.Time{}},
+		secret:   newSecret(),
+		limiter:  limiter{max: cfg.MaxAuthFailures, window: cfg.AuthFailureWindow, now: cfg.Now, fails: map[string][]time.Time{}},
+		srcLimit: limiter{max: sourceFailures * cfg.MaxAuthFailures, window: cfg.AuthFailureWindow, now: cfg.Now, fails: map[string][]time.Time{}},
 	}
 	if cfg.CopyOnly {
 		s.fwdErr = errors.New("Config.CopyOnly")
