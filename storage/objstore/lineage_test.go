@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestTwoDataDirsOnePrefix(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		u, err := New(ctx, cfg, []Source{{Name: "store", Checkpoint: st.Checkpoint}}, filepath.Join(dir, "objstore"), nil)
+		u, err := New(ctx, cfg, []Source{{Name: "store", Checkpoint: st.Checkpoint, Version: st.Version}}, filepath.Join(dir, "objstore"), nil)
 		return st, u, err
 	}
 	records := func() map[uint64]string {
@@ -97,7 +98,8 @@ func TestTwoDataDirsOnePrefix(t *testing.T) {
 	}
 
 	// R is running when another data dir uploads again: R's next round
-	// refuses, and so does every later one.
+	// refuses, and so does every later one, although R changed nothing
+	// (an idle round reads the bucket's latest too).
 	if err := uR.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +107,7 @@ func TestTwoDataDirsOnePrefix(t *testing.T) {
 	if _, err := Restore(ctx, cfg, r2, RestoreOptions{StateDir: filepath.Join(r2, "objstore")}); err != nil {
 		t.Fatal(err)
 	}
-	_, u2, err := open(r2)
+	st2, u2, err := open(r2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,14 +126,18 @@ func TestTwoDataDirsOnePrefix(t *testing.T) {
 
 	// The race the latest check cannot see: a record under the number
 	// u2 would take next is never overwritten.
-	squat := []byte(`{"gen":7,"writer":"someone-else"}`)
-	if err := b.put(ctx, genKey(b, 7), bytes.NewReader(squat), int64(len(squat))); err != nil {
+	next := u2.Generation() + 1
+	squat := []byte(fmt.Sprintf(`{"gen":%d,"writer":"someone-else"}`, next))
+	if err := b.put(ctx, genKey(b, next), bytes.NewReader(squat), int64(len(squat))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st2.CreateProject("q2"); err != nil { // a round with something to upload
 		t.Fatal(err)
 	}
 	if err := u2.Sync(ctx); !errors.Is(err, ErrPrefixTaken) {
 		t.Fatalf("round whose generation number is taken: %v, want ErrPrefixTaken", err)
 	}
-	before[7] = string(squat)
+	before[next] = string(squat)
 	after := records()
 	if len(after) != len(before) {
 		t.Errorf("%d generation records, want %d", len(after), len(before))

@@ -345,7 +345,11 @@ func (u *Uploader) Sync(ctx context.Context) (err error) {
 	at := time.Now()
 	versions, changed := u.changed()
 	if !changed {
-		// The bucket holds the state as of now: a complete round.
+		// The bucket holds the state as of now: a complete round, unless
+		// another data dir has taken the prefix since (one small read).
+		if err := u.checkLatest(ctx); err != nil {
+			return err
+		}
 		u.lastOK = at
 		u.rounds.Inc()
 		u.maybePrune(ctx, at)
