@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offshootdb/offshoot/compute"
-	"github.com/offshootdb/offshoot/compute/pg"
 	"github.com/offshootdb/offshoot/experiments/internal/controldb"
 	"github.com/offshootdb/offshoot/experiments/masking"
 	"github.com/offshootdb/offshoot/storage"
@@ -226,7 +225,7 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 		return computeErr(err)
 	}
 	defer l.Release()
-	conn, err := pgx.Connect(ctx, pg.Pinned(l.ConnString(compute.RoleSuperuser, "", "postgres")))
+	conn, err := pgx.Connect(ctx, l.ConnString(compute.RoleSuperuser, "", "postgres"))
 	if err != nil {
 		return fmt.Errorf("mask: %w: %w", ErrUnavailable, err)
 	}
@@ -290,8 +289,12 @@ func (s *Service) applyMask(ctx context.Context, project, branch string, p maski
 	if err := tx.Commit(ctx); err != nil {
 		return maskSQLErr("commit", err)
 	}
+	// Outside the transaction the session's search_path is the
+	// database's again (REFRESH and VACUUM run the views' and indexes'
+	// code as their owners, and SQL functions in them may rely on it), so
+	// what this session calls itself is schema-qualified.
 	var views []string
-	rows, _ := conn.Query(ctx, "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews WHERE ispopulated")
+	rows, _ := conn.Query(ctx, "SELECT pg_catalog.format('%I.%I', schemaname, matviewname) FROM pg_catalog.pg_matviews WHERE ispopulated")
 	views, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return maskSQLErr("list materialized views", err)
