@@ -241,10 +241,17 @@ func validSplit(split string) error {
 
 // ParseSpec reads a spec from YAML or JSON (JSON is YAML). Unknown fields
 // are errors naming the field.
-func ParseSpec(data []byte) (*ExperimentSpec, error) {
+func ParseSpec(data []byte) (*ExperimentSpec, error) { return ParseSpecIn(data, "") }
+
+// ParseSpecIn is ParseSpec for a spec that runs in project when it names
+// none (project "" leaves it to the spec).
+func ParseSpecIn(data []byte, project string) (*ExperimentSpec, error) {
 	var generic any
 	if err := yaml.Unmarshal(data, &generic); err != nil {
 		return nil, invalid("spec", "not valid YAML or JSON: %v", err)
+	}
+	if m, ok := generic.(map[string]any); ok && project != "" && (m["project"] == nil || m["project"] == "") {
+		m["project"] = project
 	}
 	j, err := json.Marshal(generic)
 	if err != nil {

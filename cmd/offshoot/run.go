@@ -55,21 +55,12 @@ func readSpec(path string, p specProject) (*experiments.ExperimentSpec, error) {
 	if err != nil {
 		return nil, &exitError{code: exitBadInput, err: err}
 	}
-	var top map[string]any // a spec that is no mapping is ParseSpec's to refuse
-	if yaml.Unmarshal(b, &top) == nil && top != nil {
-		switch named := top["project"]; {
-		case named == nil || named == "":
-			top["project"] = p.Name
-			if b, err = json.Marshal(top); err != nil {
-				return nil, &exitError{code: exitBadInput, err: fmt.Errorf("%s: %w", path, err)}
-			}
-		case p.Set && named != p.Name:
-			return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--project %s: %s is a spec of project %v", p.Name, path, named)}
-		}
-	}
-	sp, err := experiments.ParseSpec(b)
+	sp, err := experiments.ParseSpecIn(b, p.Name)
 	if err != nil {
 		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("%s: %w", path, err)}
+	}
+	if p.Set && sp.Project != p.Name {
+		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--project %s: %s is a spec of project %s", p.Name, path, sp.Project)}
 	}
 	sp.Dataset.BEIR = localDataset(sp.Dataset.BEIR)
 	return sp, nil
